@@ -1,0 +1,1 @@
+"""scalebridge.dd_coupling"""

@@ -1,0 +1,112 @@
+"""Strict settings models and TOML loading with one-line errors.
+
+Every stage's settings are a :class:`StrictModel`: unknown keys are errors with a
+"did you mean", wrong types name the key, the value and what was expected. Science
+settings (what to compute) are kept apart from :class:`Resources` (where and how: MPI
+ranks, threads), which never enter an artifact's fingerprint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scalebridge.errors import SettingsError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of all settings: unknown keys forbidden, assignments validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Resources(StrictModel):
+    """Machine settings for one task: how many MPI ranks and threads per rank."""
+
+    mpi_ranks: int = Field(1, ge=1, description="MPI ranks (mpiexec -n) for MPI programs")
+    threads: int = Field(1, ge=1, description="OpenMP/torch threads per rank")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (sub)model at ``loc`` (for "did you mean")."""
+    cur: Any = model
+    for part in loc[:-1]:
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        ann = fields[part].annotation
+        cur = next((a for a in getattr(ann, "__args__", (ann,)) if hasattr(a, "model_fields")),
+                   ann)
+    return list(getattr(cur, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, model: type[BaseModel],
+                            source: str = "settings") -> str:
+    """One line per problem: ``<source>: key a.b: <what>``; the first line leads."""
+    lines = []
+    for e in err.errors():
+        key = _loc(e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, e["loc"])
+            close = difflib.get_close_matches(str(e["loc"][-1]), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else (
+                f"; allowed: {', '.join(allowed)}" if allowed else "")
+            lines.append(f"{source}: unknown key {key!r}{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"{source}: missing required key {key!r}")
+        else:
+            value = e.get("input")
+            lines.append(f"{source}: key {key!r} = {value!r}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def validate(model: type[M], data: dict[str, Any], source: str = "settings") -> M:
+    """``model.model_validate(data)`` with a one-line :class:`SettingsError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise SettingsError(format_validation_error(err, model, source)) from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; missing file or bad syntax -> one-line :class:`SettingsError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"settings file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{path}: invalid TOML: {e}") from None
+
+
+def load_settings(model: type[M], path: str | Path) -> M:
+    """Load and validate a TOML settings file into ``model``."""
+    return validate(model, load_toml(path), source=str(path))
+
+
+def schema_doc(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Documented schema with defaults, one ``key = default  # description`` per line."""
+    out: list[str] = []
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        sub = next((a for a in getattr(ann, "__args__", (ann,))
+                    if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        key = f"{prefix}{name}"
+        if sub is not None:
+            out.append(f"[{key}]" + (f"  # {f.description}" if f.description else ""))
+            out.extend(schema_doc(sub, prefix=f"{key}."))
+        else:
+            default = f.get_default(call_default_factory=True)
+            desc = f"  # {f.description}" if f.description else ""
+            out.append(f"{key} = {default!r}{desc}")
+    return out
