@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from scalebridge.errors import SettingsError
 
 M = TypeVar("M", bound=BaseModel)

@@ -13,7 +13,6 @@ import logging
 import sys
 
 import click
-
 from scalebridge import __version__
 from scalebridge.errors import ScalebridgeError
 from scalebridge.log import setup_logging

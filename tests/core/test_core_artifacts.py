@@ -1,0 +1,147 @@
+"""Artifacts: atomic writes, skip-when-done, resume, manifest validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from scalebridge.artifacts import (
+    SCHEMA_VERSION,
+    clean_partials,
+    failure_record,
+    produce,
+    read_artifact,
+)
+from scalebridge.errors import ArtifactError
+
+
+def _writer(text: str, calls: list[int] | None = None):
+    def build(workdir: Path) -> dict:
+        if calls is not None:
+            calls.append(1)
+        (workdir / "out.txt").write_text(text)
+        return {"length": len(text)}
+    return build
+
+
+def test_produce_writes_manifest_and_files(tmp_path: Path) -> None:
+    art = produce("Demo", tmp_path / "demo", {"a": 1}, {}, _writer("hello"))
+    assert art.kind == "Demo"
+    assert (tmp_path / "demo" / "out.txt").read_text() == "hello"
+    m = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    assert m["kind"] == "Demo" and m["schema"] == SCHEMA_VERSION
+    assert m["settings"] == {"a": 1} and m["summary"] == {"length": 5}
+    assert "numpy" in m["versions"] and m["wall_seconds"] >= 0
+    assert (tmp_path / "demo" / "log.txt").exists()
+
+
+def test_skip_when_current_and_rerun_when_settings_or_inputs_change(tmp_path: Path) -> None:
+    calls: list[int] = []
+    src = tmp_path / "input.txt"
+    src.write_text("x")
+    produce("Demo", tmp_path / "d", {"a": 1}, {"src": src}, _writer("1", calls))
+    produce("Demo", tmp_path / "d", {"a": 1}, {"src": src}, _writer("1", calls))
+    assert len(calls) == 1, "an unchanged stage must be skipped"
+    produce("Demo", tmp_path / "d", {"a": 2}, {"src": src}, _writer("2", calls))
+    assert len(calls) == 2, "a changed setting must rebuild"
+    src.write_text("y")
+    produce("Demo", tmp_path / "d", {"a": 2}, {"src": src}, _writer("3", calls))
+    assert len(calls) == 3, "a changed input file must rebuild"
+    assert (tmp_path / "d" / "out.txt").read_text() == "3"
+
+
+def test_downstream_fingerprint_follows_upstream(tmp_path: Path) -> None:
+    up1 = produce("Up", tmp_path / "up", {"a": 1}, {}, _writer("u1"))
+    calls: list[int] = []
+    produce("Down", tmp_path / "down", {}, {"up": up1}, _writer("d", calls))
+    up2 = produce("Up", tmp_path / "up", {"a": 2}, {}, _writer("u2"))
+    produce("Down", tmp_path / "down", {}, {"up": up2}, _writer("d", calls))
+    assert len(calls) == 2
+
+
+def test_failed_build_leaves_no_artifact_and_records_why(tmp_path: Path) -> None:
+    def bad(workdir: Path) -> dict:
+        (workdir / "half.txt").write_text("partial")
+        raise RuntimeError("solver diverged at step 3")
+
+    with pytest.raises(RuntimeError):
+        produce("Demo", tmp_path / "d", {}, {}, bad)
+    assert not (tmp_path / "d").exists()
+    assert not list(tmp_path.glob(".d.partial-*"))
+    rec = json.loads(failure_record(tmp_path / "d").read_text())
+    assert rec["error"] == "solver diverged at step 3"
+    produce("Demo", tmp_path / "d", {}, {}, _writer("ok"))
+    assert not failure_record(tmp_path / "d").exists()
+
+
+def test_previous_artifact_survives_failed_rebuild(tmp_path: Path) -> None:
+    produce("Demo", tmp_path / "d", {"a": 1}, {}, _writer("good"))
+
+    def bad(workdir: Path) -> dict:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        produce("Demo", tmp_path / "d", {"a": 2}, {}, bad)
+    assert read_artifact(tmp_path / "d").settings == {"a": 1}
+    assert (tmp_path / "d" / "out.txt").read_text() == "good"
+
+
+KILLED_CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from scalebridge.artifacts import produce
+    def build(workdir):
+        (workdir / "big.txt").write_text("x" * 1000)
+        Path(sys.argv[2]).write_text("started")
+        time.sleep(60)
+        return {}
+    produce("Slow", Path(sys.argv[1]), {"n": 1}, {}, build)
+""")
+
+
+def test_killed_stage_leaves_nothing_that_looks_complete_and_resumes(tmp_path: Path) -> None:
+    target, flag = tmp_path / "slow", tmp_path / "started.flag"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(target), str(flag)])
+    deadline = time.time() + 60
+    while not flag.exists():
+        assert time.time() < deadline and proc.poll() is None, "child never started"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not target.exists(), "a killed build must not leave an artifact"
+    with pytest.raises(ArtifactError, match="no artifact"):
+        read_artifact(target)
+    assert len(list(tmp_path.glob(".slow.partial-*"))) == 1
+    assert len(clean_partials(tmp_path)) == 1
+    calls: list[int] = []
+    art = produce("Slow", target, {"n": 1}, {}, _writer("resumed", calls))
+    assert calls == [1] and art.path == target.absolute()
+
+
+def test_read_artifact_errors(tmp_path: Path) -> None:
+    produce("Demo", tmp_path / "d", {}, {}, _writer("x"))
+    with pytest.raises(ArtifactError, match="is a Demo artifact, expected Potential"):
+        read_artifact(tmp_path / "d", kind="Potential")
+    m = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    m["schema"] = SCHEMA_VERSION + 1
+    (tmp_path / "d" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="newer than this scalebridge reads"):
+        read_artifact(tmp_path / "d")
+    (tmp_path / "d" / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        read_artifact(tmp_path / "d")
+    (tmp_path / "e").mkdir()
+    with pytest.raises(ArtifactError, match="not a complete artifact"):
+        read_artifact(tmp_path / "e")
+
+
+def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="input file does not exist"):
+        produce("Demo", tmp_path / "d", {}, {"src": tmp_path / "nope.json"}, _writer("x"))
