@@ -259,6 +259,9 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
     handler = logging.FileHandler(tmp / LOG_FILE)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root_logger = logging.getLogger("scalebridge")
+    if root_logger.level == logging.NOTSET or root_logger.level > logging.INFO:
+        root_logger.setLevel(logging.INFO)  # the artifact's log.txt gets INFO and up
+    handler.setLevel(logging.DEBUG)
     root_logger.addHandler(handler)
     started = _dt.datetime.now(_dt.UTC)
     t0 = time.perf_counter()

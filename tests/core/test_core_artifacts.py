@@ -145,3 +145,14 @@ def test_read_artifact_errors(tmp_path: Path) -> None:
 def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="input file does not exist"):
         produce("Demo", tmp_path / "d", {}, {"src": tmp_path / "nope.json"}, _writer("x"))
+
+
+def test_stage_log_lands_in_artifact_log(tmp_path: Path) -> None:
+    import logging
+
+    def build(workdir: Path) -> dict:
+        logging.getLogger("scalebridge.demo").info("converged in 4 iterations")
+        return {}
+
+    art = produce("Demo", tmp_path / "d", {}, {}, build)
+    assert "converged in 4 iterations" in (art.path / "log.txt").read_text()
