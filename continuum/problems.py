@@ -117,7 +117,7 @@ class CylinderProblem(StrictModel):
             ],
             probe=radial, probe_scale=np.pi * ri / 2, displacement_max=d,
             load_name="pressure_mpa", displacement_name="inner_displacement_mm",
-            reference={"q_lim_over_sigma0": 2 / np.sqrt(3) * np.log(re / ri)},
+            reference={"q_lim_over_sigma0": float(2 / np.sqrt(3) * np.log(re / ri))},
         )
 
 

@@ -189,6 +189,8 @@ class ElastoplasticSolver:
             loc.set(0.0)
         fpetsc.assemble_vector(self.b, self.F_form)
         self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        with self.b.localForm() as loc:       # ghosts were added to their owners: clear
+            loc.array[self.b.getLocalSize():] = 0.0  # them before lifting adds more
         full = self.b.norm()
         self.b.copy(self.r)
         fpetsc.set_bc(self.r, self.bcs, alpha=0.0)

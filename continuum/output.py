@@ -1,0 +1,145 @@
+"""FieldResults files: VTX fields for ParaView, CSV tables, PNG plots beside them.
+
+``fields/displacement.bp`` holds u (the solver's Lagrange space); ``fields/cells.bp``
+holds cell averages (DG0) over the quadrature points of the stress tensor, the von Mises
+stress, the equivalent plastic strain and, where the model reports one, the surrogate
+uncertainty. One time step per converged load step, time = load factor.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import dolfinx_solver  # noqa: F401  (loads libmpi before dolfinx)
+import numpy as np
+from dolfinx import fem, io
+from scalebridge.continuum.quadrature import mandel_to_tensor, von_mises
+from scalebridge.continuum.solver import ElastoplasticSolver, SolveResult, StepRecord
+
+NEWTON_COLUMNS = ("step", "attempt", "load_factor", "iteration", "residual_norm",
+                  "relative_residual")
+
+
+class FieldWriter:
+    """Writes u and cell-averaged σ, σ_vm, ε̄^p (and uncertainty) at each converged step.
+
+    Use as ``on_step`` of :class:`ElastoplasticSolver`; call :meth:`close` at the end.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._writers: list[io.VTXWriter] = []
+        self._cells: dict[str, fem.Function] = {}
+        self._ready = False
+
+    def _setup(self, solver: ElastoplasticSolver) -> None:
+        msh = solver.mesh
+        self.folder.mkdir(parents=True, exist_ok=True)
+        mat = solver.material
+        scalar = fem.functionspace(msh, ("DG", 0))
+        tensor = fem.functionspace(msh, ("DG", 0, (3, 3)))
+        self._cells = {"stress": fem.Function(tensor, name="stress"),
+                       "von_mises": fem.Function(scalar, name="von_mises"),
+                       "equivalent_plastic_strain": fem.Function(
+                           scalar, name="equivalent_plastic_strain")}
+        if mat.uncertainty is not None:
+            self._cells["uncertainty"] = fem.Function(scalar, name="uncertainty")
+        self._dofs = {k: f.function_space.dofmap.list[mat.cells].reshape(-1)
+                      for k, f in self._cells.items()}
+        self._writers = [
+            io.VTXWriter(msh.comm, self.folder / "displacement.bp", [solver.u], engine="BP4"),
+            io.VTXWriter(msh.comm, self.folder / "cells.bp", list(self._cells.values()),
+                         engine="BP4")]
+        self._ready = True
+
+    def __call__(self, solver: ElastoplasticSolver, rec: StepRecord) -> None:
+        if not self._ready:
+            self._setup(solver)
+        mat = solver.material
+        values: dict[str, np.ndarray] = {
+            "stress": mandel_to_tensor(mat.stress_n).reshape(-1, 9),
+            "von_mises": von_mises(mat.stress_n),
+        }
+        eq = mat.eqps()
+        values["equivalent_plastic_strain"] = eq if eq is not None else np.zeros(mat.n_points)
+        if "uncertainty" in self._cells:
+            unc = mat.uncertainty
+            values["uncertainty"] = (np.asarray(unc, dtype=float) if unc is not None
+                                     else np.zeros(mat.n_points))
+        for name, f in self._cells.items():
+            avg = mat.cell_average(values[name])
+            bs = f.function_space.dofmap.bs
+            idx = (self._dofs[name][:, None] * bs + np.arange(bs)).reshape(-1)
+            f.x.array[idx] = avg.reshape(-1)
+            f.x.scatter_forward()
+        for w in self._writers:
+            w.write(rec.load_factor)
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
+        self._writers = []
+
+
+def _write_csv(path: Path, header: list[str] | tuple[str, ...], rows: list[Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def load_columns(solver_problem_load: str, solver_problem_disp: str) -> list[str]:
+    """Column names of ``load_displacement.csv``."""
+    return ["step", "load_factor", solver_problem_disp, solver_problem_load, "iterations",
+            "max_equivalent_plastic_strain", "max_uncertainty_mpa", "out_of_range_fraction"]
+
+
+def write_tables(folder: Path, result: SolveResult, load_name: str, disp_name: str) -> None:
+    """``load_displacement.csv`` and ``newton.csv`` (call on one rank)."""
+    rows = [(s.step, f"{s.load_factor:.10g}", f"{s.displacement:.10g}", f"{s.load:.10g}",
+             s.iterations, f"{s.max_eqps:.6g}", f"{s.max_uncertainty_mpa:.6g}",
+             f"{s.out_of_range_fraction:.6g}") for s in result.steps]
+    _write_csv(folder / "load_displacement.csv", load_columns(load_name, disp_name), rows)
+    _write_csv(folder / "newton.csv", NEWTON_COLUMNS,
+               [(a, b, f"{c:.10g}", d, f"{e:.6e}", f"{g:.6e}")
+                for a, b, c, d, e, g in result.newton])
+
+
+def write_plots(folder: Path, result: SolveResult, load_name: str, disp_name: str,
+                title: str, reference: float | None = None) -> None:
+    """``load_displacement.png`` and ``newton.png`` beside their CSVs (call on one rank)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot([s.displacement for s in result.steps], [s.load for s in result.steps], "o-",
+            ms=3, label="FEM")
+    if reference is not None:
+        ax.axhline(reference, color="k", ls="--", lw=1, label="analytic limit")
+    ax.set_xlabel(disp_name)
+    ax.set_ylabel(load_name)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "load_displacement.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    by_step: dict[tuple[int, int], list[float]] = {}
+    for step, attempt, _lam, it, _r, rel in result.newton:
+        if it >= 1:
+            by_step.setdefault((step, attempt), []).append(max(rel, 1e-17))
+    for (_step, _att), rels in by_step.items():
+        ax.semilogy(range(1, len(rels) + 1), rels, "-", lw=0.8, alpha=0.7)
+    ax.set_xlabel("Newton iteration")
+    ax.set_ylabel("residual / reaction norm")
+    ax.set_title("Newton convergence, one line per load step", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(folder / "newton.png", dpi=120)
+    plt.close(fig)
