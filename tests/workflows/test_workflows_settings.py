@@ -1,0 +1,75 @@
+"""The run file: one-line errors for bad settings, the schema command, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from scalebridge.errors import SettingsError
+from scalebridge.workflows.cli import cli
+from scalebridge.workflows.settings import load_run_settings, parse_run_settings, schema_text
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "run.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_relative_data_paths(tmp_path):
+    (tmp_path / "data").mkdir()
+    p = _write(tmp_path, '[run]\nname = "t"\ndata = ["data/x.json"]\n'
+                         '[execution]\nworkers = 2\n')
+    s = load_run_settings(p)
+    assert s.run.data == [tmp_path / "data" / "x.json"]
+    assert s.execution.workers == 2 and s.execution.engine == "local"
+    assert s.execution.resources.mpi_ranks == 1
+
+
+def test_wrong_type_names_file_and_key(tmp_path):
+    p = _write(tmp_path, '[execution]\nworkers = "two"\n')
+    with pytest.raises(SettingsError) as e:
+        load_run_settings(p)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{p}: key 'execution.workers' = 'two'")
+
+
+def test_unknown_stage_has_did_you_mean(tmp_path):
+    p = _write(tmp_path, "[executon]\nworkers = 1\n")
+    with pytest.raises(SettingsError, match=r"unknown stage or section \[executon\]; "
+                                            r"did you mean \[execution\]\?"):
+        load_run_settings(p)
+
+
+def test_unknown_key_has_did_you_mean():
+    with pytest.raises(SettingsError, match=r"unknown key 'run.sed'; did you mean 'seed'"):
+        parse_run_settings({"run": {"sed": 1}})
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(SettingsError, match="settings file not found"):
+        load_run_settings(tmp_path / "nope.toml")
+    with pytest.raises(SettingsError, match="invalid TOML"):
+        load_run_settings(_write(tmp_path, "[run\n"))
+
+
+def test_schema_lists_every_key_with_default_and_description():
+    text = schema_text()
+    assert "[execution]" in text and "[run]" in text
+    assert "engine = 'local'  # local: tasks run in this process" in text
+    assert "slurm.partition = None  # Slurm partition" in text
+    out = CliRunner().invoke(cli, ["schema"])
+    assert out.exit_code == 0 and "mpi_ranks = 1" in out.output
+
+
+def test_cli_bad_settings_is_one_line_and_exit_1(tmp_path):
+    p = _write(tmp_path, "[run]\nseed = -3\n")
+    proc = subprocess.run([sys.executable, "-m", "scalebridge.workflows.cli", "run", str(p),
+                           "--run-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "run.seed" in lines[0]
+    assert "Traceback" not in proc.stderr

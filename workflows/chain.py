@@ -1,0 +1,452 @@
+"""The chain: stage nodes under one run directory, with caching, status and resume.
+
+A :class:`StageNode` names a stage, the nodes it reads, the settings that determine its
+result and the function that makes its artifact (through
+:func:`scalebridge.artifacts.produce`, so every write is atomic)::
+
+    <run-dir>/
+        dataset/ potential/ properties/ ...   one artifact per node (manifest.json inside)
+        <node>.failed.json                    why the last attempt failed (if it did)
+        .chain/<node>.json                    the chain record: fingerprint, settings, times
+        report.md, report.html                the run report
+
+Each node's *chain fingerprint* hashes its name, artifact kind, its settings (as JSON),
+the contents of its input files and the chain fingerprints of its upstream nodes, so it
+is known from the settings file alone, before anything runs. A node whose record and
+artifact match it is skipped; a changed setting changes that node's fingerprint and so
+every fingerprint downstream of it, and only those nodes rerun. A run killed at any
+moment (even ``kill -9``) leaves complete artifacts or none: the next run cleans the
+partial directories and continues from the first node that is not done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scalebridge.artifacts import (
+    Artifact,
+    _jsonable,
+    clean_partials,
+    failure_record,
+    read_artifact,
+    sha256_path,
+    write_json_atomic,
+)
+from scalebridge.errors import ArtifactError, ScalebridgeError, SettingsError
+from scalebridge.settings import Resources
+from scalebridge.workflows.engine import LocalMapper, Mapper
+
+log = logging.getLogger("scalebridge.workflows")
+
+RECORDS = ".chain"
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
+LOCK = ".lock"
+
+
+@dataclass
+class StageCall:
+    """Everything a node's function gets.
+
+    Attributes:
+        node: the node being made.
+        config: the whole run configuration (e.g. the validated run file).
+        settings: this node's settings (``node.settings(config)``).
+        inputs: upstream artifacts by node name.
+        files: this node's input files by name.
+        out: the artifact directory to make (``<run-dir>/<node.name>``).
+        run_dir: the run directory.
+        mapper: fan-out engine for independent tasks.
+        resources: MPI ranks and threads per task.
+        dry_run: write inputs only (into ``out`` + ``.dry-run``), do not run programs.
+    """
+
+    node: StageNode
+    config: Any
+    settings: Any
+    inputs: dict[str, Artifact]
+    files: dict[str, Path]
+    out: Path
+    run_dir: Path
+    mapper: Mapper
+    resources: Resources
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class StageNode:
+    """One stage of the chain.
+
+    Attributes:
+        name: node name, also the artifact directory (``dataset``, ``potential``, ...).
+        kind: the artifact kind it makes (``DFTDataset``, ``Potential``, ...).
+        inputs: names of upstream nodes whose artifacts it reads.
+        make: ``make(call) -> Artifact``: builds ``call.out`` via ``produce``.
+        settings: ``settings(config) -> settings object`` entering the fingerprint.
+        files: ``files(config) -> {name: path}`` input files entering the fingerprint.
+        dry_run: ``dry_run(call) -> list of files written``, for stages that can write
+            their inputs without running; None if the stage cannot.
+        section: the run-file section its settings come from (for messages).
+    """
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    make: Callable[[StageCall], Artifact]
+    settings: Callable[[Any], Any] = field(default=lambda config: {})
+    files: Callable[[Any], Mapping[str, Path]] = field(default=lambda config: {})
+    dry_run: Callable[[StageCall], list[Path]] | None = None
+    section: str = ""
+
+
+@dataclass
+class NodeStatus:
+    """What ``scalebridge status`` shows for one node."""
+
+    name: str
+    state: str                  # done | stale | failed | pending
+    reason: str = ""
+    seconds: float | None = None
+    fingerprint: str = ""
+    artifact: Path | None = None
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def settings_diff(old: Any, new: Any, limit: int = 3) -> str:
+    """``"a.b: 1 -> 2, c: x -> y"``: the keys whose values differ."""
+    fo, fn = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(fo) | set(fn) if fo.get(k, "<unset>") != fn.get(k, "<unset>"))
+    parts = [f"{k}: {fo.get(k, '<unset>')!r} -> {fn.get(k, '<unset>')!r}" for k in keys[:limit]]
+    if len(keys) > limit:
+        parts.append(f"... {len(keys) - limit} more")
+    return ", ".join(parts)
+
+
+class Chain:
+    """An ordered list of stage nodes (each node after the nodes it reads)."""
+
+    def __init__(self, nodes: Sequence[StageNode]) -> None:
+        seen: set[str] = set()
+        for n in nodes:
+            if n.name in seen:
+                raise ScalebridgeError(f"chain: node {n.name!r} appears twice")
+            missing = [i for i in n.inputs if i not in seen]
+            if missing:
+                raise ScalebridgeError(
+                    f"chain: node {n.name!r} reads {missing} which no earlier node makes")
+            seen.add(n.name)
+        self.nodes = list(nodes)
+        self.by_name = {n.name: n for n in self.nodes}
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, config: Any) -> dict[str, dict[str, Any]]:
+        """Each node's chain record-to-be: ``fingerprint``, ``settings``, ``files``,
+        ``upstream``; computed from the configuration alone."""
+        plan: dict[str, dict[str, Any]] = {}
+        hashes: dict[str, str] = {}
+        for n in self.nodes:
+            settings_json = _jsonable(n.settings(config))
+            files = {k: Path(v) for k, v in n.files(config).items()}
+            file_hashes = {}
+            for k, p in sorted(files.items()):
+                key = str(p)
+                if key not in hashes:
+                    if not p.exists():
+                        raise ScalebridgeError(
+                            f"{n.section or n.name}: input file {k!r} does not exist: {p}")
+                    hashes[key] = sha256_path(p)
+                file_hashes[k] = hashes[key]
+            upstream = {u: plan[u]["fingerprint"] for u in n.inputs}
+            fp = _digest({"node": n.name, "kind": n.kind, "settings": settings_json,
+                          "files": file_hashes, "upstream": upstream})
+            plan[n.name] = {"fingerprint": fp, "settings": settings_json,
+                            "files": {k: str(p) for k, p in files.items()},
+                            "file_hashes": file_hashes, "upstream": upstream}
+        return plan
+
+    def selected(self, until: str | None) -> list[StageNode]:
+        """Nodes up to and including ``until`` (all when None)."""
+        if until is None:
+            return list(self.nodes)
+        if until not in self.by_name:
+            import difflib
+
+            close = difflib.get_close_matches(until, list(self.by_name), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f"; stages: {', '.join(self.by_name)}"
+            raise SettingsError(f"unknown stage {until!r}{hint}")
+        idx = [n.name for n in self.nodes].index(until)
+        return self.nodes[: idx + 1]
+
+    # ------------------------------------------------------------------ status
+    def status(self, run_dir: Path, config: Any) -> list[NodeStatus]:
+        """done / stale / failed / pending for every node, with the reason."""
+        run_dir = Path(run_dir)
+        plan = self.plan(config)
+        out: list[NodeStatus] = []
+        states: dict[str, str] = {}
+        for n in self.nodes:
+            st = self._node_status(run_dir, n, plan[n.name], states)
+            states[n.name] = st.state
+            out.append(st)
+        return out
+
+    def _node_status(self, run_dir: Path, n: StageNode, want: dict[str, Any],
+                     states: Mapping[str, str]) -> NodeStatus:
+        path = run_dir / n.name
+        rec = _read_record(run_dir, n.name)
+        fail = _read_json(failure_record(path))
+        art_ok = (path / "manifest.json").is_file()
+        st = NodeStatus(n.name, "pending", fingerprint=want["fingerprint"][:12],
+                        artifact=path if art_ok else None)
+        if rec is not None:
+            st.seconds = rec.get("seconds")
+        if fail is not None and (rec is None or fail.get("time", "") > rec.get("finished", "")):
+            st.state = "failed"
+            st.reason = f"{fail.get('error_type', 'Error')}: {fail.get('error', '?')}"
+            return st
+        if rec is None or not art_ok:
+            if art_ok:
+                st.state, st.reason = "stale", "artifact has no chain record"
+            else:
+                ups = [u for u in n.inputs if states.get(u) != "done"]
+                st.reason = f"waits for {', '.join(ups)}" if ups else "not run yet"
+            return st
+        if rec.get("fingerprint") == want["fingerprint"]:
+            try:
+                art = read_artifact(path)
+            except ArtifactError as e:
+                st.state, st.reason = "stale", str(e)
+                return st
+            if art.fingerprint != rec.get("artifact_fingerprint"):
+                st.state, st.reason = "stale", "artifact replaced since the chain recorded it"
+                return st
+            st.state = "done"
+            return st
+        st.state = "stale"
+        reasons = []
+        if rec.get("settings") != want["settings"]:
+            reasons.append(f"settings changed ({settings_diff(rec.get('settings'),
+                                                               want['settings'])})")
+        changed_files = [k for k, h in want["file_hashes"].items()
+                         if rec.get("file_hashes", {}).get(k) != h]
+        if changed_files:
+            reasons.append(f"input changed: {', '.join(changed_files)}")
+        changed_up = [u for u, fp in want["upstream"].items()
+                      if rec.get("upstream", {}).get(u) != fp]
+        if changed_up:
+            reasons.append(f"upstream changed: {', '.join(changed_up)}")
+        st.reason = "; ".join(reasons) or "fingerprint changed"
+        return st
+
+    # ------------------------------------------------------------------ running
+    def run(self, run_dir: Path, config: Any, *, mapper: Mapper | None = None,
+            resources: Resources | None = None, until: str | None = None,
+            dry_run: bool = False, force: Sequence[str] = (),
+            on_node: Callable[[str, str], None] | None = None) -> dict[str, Artifact]:
+        """Make every node (up to ``until``) that is not done; return their artifacts.
+
+        Args:
+            run_dir: the run directory (created).
+            config: the run configuration handed to every node.
+            mapper: fan-out engine (default: local, serial).
+            resources: per-task MPI ranks and threads.
+            until: stop after this node.
+            dry_run: nodes write their inputs without running; nodes whose upstream
+                artifacts are missing are reported and left out.
+            force: node names to remake even when done.
+            on_node: ``on_node(name, event)`` with event in skipped|started|done|failed.
+
+        Raises:
+            ScalebridgeError: the first failing node's one-line reason (recorded in
+                ``<node>.failed.json``; ``status`` shows it).
+        """
+        run_dir = Path(run_dir).absolute()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        mapper = mapper or LocalMapper()
+        resources = resources or getattr(mapper, "resources", None) or Resources()
+        nodes = self.selected(until)
+        plan = self.plan(config)
+        notify = on_node or (lambda name, event: None)
+        done: dict[str, Artifact] = {}
+        with _run_lock(run_dir):
+            for p in clean_partials(run_dir):
+                log.info("removed the partial artifact %s left by an interrupted run", p.name)
+            for n in nodes:
+                want = plan[n.name]
+                out = run_dir / n.name
+                missing = [u for u in n.inputs if u not in done]
+                if missing:  # only in dry runs: an upstream could not be made
+                    log.info("%s: dry run skipped (needs %s, not made yet)", n.name,
+                             ", ".join(missing))
+                    notify(n.name, "skipped")
+                    continue
+                rec = _read_record(run_dir, n.name)
+                if (not dry_run and n.name not in force and rec is not None
+                        and rec.get("fingerprint") == want["fingerprint"]):
+                    try:
+                        art = read_artifact(out)
+                        if art.fingerprint == rec.get("artifact_fingerprint"):
+                            done[n.name] = art
+                            log.info("%s: up to date, skipped", n.name)
+                            notify(n.name, "skipped")
+                            continue
+                    except ArtifactError:
+                        pass
+                call = StageCall(node=n, config=config, settings=n.settings(config),
+                                 inputs={u: done[u] for u in n.inputs},
+                                 files={k: Path(v) for k, v in n.files(config).items()},
+                                 out=out, run_dir=run_dir, mapper=mapper,
+                                 resources=resources, dry_run=dry_run)
+                if dry_run:
+                    done.update(self._dry_run_node(n, call, rec, want))
+                    continue
+                notify(n.name, "started")
+                log.info("%s: making %s", n.name, n.kind)
+                t0 = time.perf_counter()
+                started = _now()
+                try:
+                    art = n.make(call)
+                except BaseException as exc:
+                    _record_failure(out, n, want, exc)
+                    notify(n.name, "failed")
+                    if isinstance(exc, ScalebridgeError):
+                        raise type(exc)(f"stage {n.name}: {exc}") from None
+                    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                        raise
+                    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+                        raise ScalebridgeError(
+                            f"stage {n.name}: could not write {exc.filename or 'a file'}: "
+                            f"{exc.strerror} (is the disk full?); nothing partial was "
+                            "kept, rerun when there is space") from None
+                    raise ScalebridgeError(
+                        f"stage {n.name} failed: {type(exc).__name__}: {exc} "
+                        f"(details: {failure_record(out)})") from exc
+                seconds = round(time.perf_counter() - t0, 3)
+                _write_record(run_dir, n.name, {
+                    **want, "kind": n.kind, "artifact": str(art.path),
+                    "artifact_fingerprint": art.fingerprint, "seconds": seconds,
+                    "started": started, "finished": _now()})
+                failure_record(out).unlink(missing_ok=True)
+                done[n.name] = art
+                notify(n.name, "done")
+                log.info("%s: done in %.1f s", n.name, seconds)
+        return done
+
+    def _dry_run_node(self, n: StageNode, call: StageCall, rec: dict[str, Any] | None,
+                      want: dict[str, Any]) -> dict[str, Artifact]:
+        """Dry run of one node; returns its artifact if it is already done (so the nodes
+        after it can write their inputs too)."""
+        if rec is not None and rec.get("fingerprint") == want["fingerprint"]:
+            with contextlib.suppress(ArtifactError):
+                return {n.name: read_artifact(call.out)}
+        if n.dry_run is None:
+            log.info("%s: this stage has no dry run; nothing written", n.name)
+            return {}
+        written = n.dry_run(call)
+        log.info("%s: dry run wrote %d file(s): %s", n.name, len(written),
+                 ", ".join(str(p) for p in written[:6]))
+        return {}
+
+
+# ---------------------------------------------------------------------- records
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _read_record(run_dir: Path, name: str) -> dict[str, Any] | None:
+    return _read_json(run_dir / RECORDS / f"{name}.json")
+
+
+def _write_record(run_dir: Path, name: str, record: dict[str, Any]) -> None:
+    (run_dir / RECORDS).mkdir(exist_ok=True)
+    write_json_atomic(run_dir / RECORDS / f"{name}.json", record)
+
+
+def read_records(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every node's chain record in ``run_dir`` (name -> record)."""
+    out = {}
+    for p in sorted((Path(run_dir) / RECORDS).glob("*.json")):
+        rec = _read_json(p)
+        if rec is not None:
+            out[p.stem] = rec
+    return out
+
+
+def _record_failure(out: Path, n: StageNode, want: dict[str, Any], exc: BaseException) -> None:
+    """Write ``<node>.failed.json`` (produce writes it for failures inside a build; this
+    covers failures before or after it, and adds the node's name)."""
+    reason = str(exc) or type(exc).__name__
+    prev = _read_json(failure_record(out)) or {}
+    # produce() recorded a failure inside the build a moment ago: keep its traceback
+    record = dict(prev) if _recent(prev.get("time", "")) else {"error": reason}
+    record.update({"node": n.name, "kind": n.kind, "chain_fingerprint": want["fingerprint"],
+                   "error": reason, "error_type": type(exc).__name__, "time": _now()})
+    try:
+        write_json_atomic(failure_record(out), record)
+    except OSError as e:  # e.g. the disk is full: the error itself still propagates
+        log.warning("could not record the failure of %s: %s", n.name, e)
+
+
+def _recent(iso: str, seconds: float = 5.0) -> bool:
+    try:
+        t = _dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return False
+    return (_dt.datetime.now(_dt.UTC) - t).total_seconds() < seconds
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """One chain process per run directory; the lock dies with its process (kill -9)."""
+    fh = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise ScalebridgeError(f"run directory {run_dir} is in use by pid {holder}; "
+                               "wait for it or kill it") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+__all__ = ["Chain", "NodeStatus", "StageCall", "StageNode", "read_records", "settings_diff"]

@@ -1,0 +1,150 @@
+"""The scalebridge chain, DFT data to FEM fields, and the Python API behind the CLI.
+
+The nodes, in order (each stage's adapter lives in ``workflows/stage_<stage>.py``)::
+
+    dataset (DFTDataset) -> potential (Potential) -> properties (Properties)
+                                                 \\-> defects (DefectStats)
+    defects + properties -> mobility (MobilityLaw) -> dd (DDRun) -> surrogate (Surrogate)
+    surrogate -> fem (FieldResults)
+
+A stage whose package is not importable is left out, with the nodes after it.
+
+Example (the same as ``scalebridge run examples/mo/mo.toml --run-dir runs/mo``)::
+
+    from scalebridge.workflows import run
+    result = run("examples/mo/mo.toml", "runs/mo")
+    result.artifacts["potential"].summary
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scalebridge.artifacts import Artifact, write_json_atomic
+from scalebridge.errors import ScalebridgeError
+from scalebridge.workflows.chain import Chain, NodeStatus, StageNode
+from scalebridge.workflows.engine import make_mapper
+from scalebridge.workflows.settings import (
+    available_sections,
+    load_run_settings,
+    parse_run_settings,
+)
+
+log = logging.getLogger("scalebridge.workflows")
+
+#: The validated settings of the last run, as JSON, in the run directory.
+SETTINGS_JSON = "settings.json"
+
+#: Stage adapter modules in chain order; each has ``nodes() -> list[StageNode]``.
+STAGE_ADAPTERS = (
+    (section, f"scalebridge.workflows.stage_{section}")
+    for section in ("potentials", "md", "dd", "surrogates", "continuum")
+)
+
+
+def build_chain() -> Chain:
+    """The chain of every stage available in this installation, in order."""
+    nodes: list[StageNode] = []
+    sections = available_sections()
+    for section, module in STAGE_ADAPTERS:
+        if section not in sections:
+            log.debug("stage %s not available: the chain stops before it", section)
+            break
+        mod = importlib.import_module(module)
+        nodes.extend(mod.nodes())
+    return Chain(nodes)
+
+
+def _settings(settings: Any) -> tuple[Any, Path | None]:
+    if isinstance(settings, (str, Path)):
+        return load_run_settings(settings), Path(settings)
+    if isinstance(settings, dict):
+        return parse_run_settings(settings), None
+    return settings, None
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns: the artifacts by node, seconds per node, the report."""
+
+    run_dir: Path
+    artifacts: dict[str, Artifact]
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    report: Path | None = None
+    wall_seconds: float = 0.0
+
+
+def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
+        until: str | None = None, dry_run: bool = False, force: tuple[str, ...] = (),
+        report: bool = True) -> RunResult:
+    """Run the chain for a run file (path, dict, or validated settings).
+
+    Args:
+        settings: the run TOML path, its data as a dict, or a validated RunSettings.
+        run_dir: where the artifacts go.
+        until: last node to make (default: ``[run] stop_after`` or the whole chain).
+        dry_run: write each stage's inputs without running (where the stage can).
+        force: nodes to remake even when up to date.
+        report: write ``report.md`` and ``report.html`` at the end.
+    """
+    from scalebridge.workflows.report import write_report
+
+    cfg, source = _settings(settings)
+    run_dir = Path(run_dir).absolute()
+    chain = build_chain()
+    until = until or cfg.run.stop_after
+    seconds: dict[str, float] = {}
+    skipped: list[str] = []
+    starts: dict[str, float] = {}
+
+    def on_node(name: str, event: str) -> None:
+        if event == "started":
+            starts[name] = time.perf_counter()
+        elif event == "done":
+            seconds[name] = round(time.perf_counter() - starts[name], 3)
+        elif event == "skipped":
+            skipped.append(name)
+
+    t0 = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not dry_run:  # what status reads back (data paths absolute)
+        write_json_atomic(run_dir / SETTINGS_JSON, cfg.model_dump(mode="json"))
+        if source is not None:
+            (run_dir / "settings.toml").write_text(source.read_text())
+    with make_mapper(cfg.execution, run_dir) as mapper:
+        arts = chain.run(run_dir, cfg, mapper=mapper, resources=cfg.execution.resources,
+                         until=until, dry_run=dry_run, force=force, on_node=on_node)
+    result = RunResult(run_dir=run_dir, artifacts=arts, seconds=seconds, skipped=skipped,
+                       wall_seconds=round(time.perf_counter() - t0, 3))
+    if report and not dry_run and arts:
+        result.report = write_report(run_dir, chain, arts)
+    return result
+
+
+def status(run_dir: str | Path, settings: str | Path | dict[str, Any] | Any | None = None
+           ) -> list[NodeStatus]:
+    """done / stale / failed / pending per node, for ``settings`` (default: the settings
+    the last run in ``run_dir`` used)."""
+    run_dir = Path(run_dir)
+    if settings is None:
+        path = run_dir / SETTINGS_JSON
+        if not path.is_file():
+            raise ScalebridgeError(f"{run_dir} is not a scalebridge run directory "
+                                   f"(no {SETTINGS_JSON}); give the settings file too")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ScalebridgeError(f"{path} is not valid JSON: {e}") from None
+        settings = data
+    cfg, _ = _settings(settings)
+    return build_chain().status(run_dir, cfg)
+
+
+__all__ = ["STAGE_ADAPTERS", "RunResult", "build_chain", "run", "status"]

@@ -1,0 +1,203 @@
+"""The run report: ``report.md`` and ``report.html`` in the run directory.
+
+One section per stage: its wall time, its headline numbers (the artifact's summary), a
+table of the MD properties against DFT where there is one, its plots (every PNG of the
+artifact, each with the CSV beside it linked), and links to the files OVITO (LAMMPS
+dumps, ``.ca``, extxyz) and ParaView (VTX ``.bp``, XDMF, VTK) open. Paths are relative to
+the run directory, so the report moves with it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from scalebridge.artifacts import Artifact
+from scalebridge.workflows.chain import Chain, read_records
+
+#: File suffixes (and directory suffixes, for VTX) that OVITO or ParaView open.
+OVITO_SUFFIXES = (".dump", ".lammpstrj", ".ca", ".extxyz", ".xyz", ".data", ".lmp", ".vasp",
+                  ".poscar")
+PARAVIEW_SUFFIXES = (".bp", ".xdmf", ".xdmf3", ".vtu", ".pvd", ".vtk", ".pvtu")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        if len(v) > 6:
+            return f"[{', '.join(_fmt(x) for x in v[:6])}, ... ({len(v)} values)]"
+        return f"[{', '.join(_fmt(x) for x in v)}]"
+    return str(v)
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.extend(_flat(v, f"{prefix}{k}."))
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def _viewer_files(root: Path) -> tuple[list[Path], list[Path]]:
+    ovito, paraview = [], []
+    for p in sorted(root.rglob("*")):
+        name = p.name.lower()
+        if p.is_dir() and name.endswith(".bp"):
+            paraview.append(p)
+        elif p.is_file() and ".bp/" not in str(p).lower():
+            if name.endswith(PARAVIEW_SUFFIXES):
+                paraview.append(p)
+            elif name.endswith(OVITO_SUFFIXES) or name.startswith("dump."):
+                ovito.append(p)
+    return ovito, paraview
+
+
+def _property_rows(art: Artifact) -> list[tuple[str, Any, Any]]:
+    """(key, model, DFT) rows of ``properties.json`` where it has a ``dft`` block."""
+    p = art.path / "properties.json"
+    if not p.is_file():
+        return []
+    try:
+        props = json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return []
+    dft = props.get("dft") or {}
+    return [(k, v, dft.get(k)) for k, v in props.items()
+            if k != "dft" and isinstance(v, (int, float))]
+
+
+def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
+                    ) -> list[dict[str, Any]]:
+    """The report's content, one dict per made node (also used by the benchmark)."""
+    records = read_records(run_dir)
+    out = []
+    for n in chain.nodes:
+        art = arts.get(n.name)
+        if art is None:
+            continue
+        rec = records.get(n.name, {})
+        pngs = sorted(art.path.rglob("*.png"))
+        ovito, paraview = _viewer_files(art.path)
+        out.append({
+            "name": n.name, "kind": n.kind, "path": art.path,
+            "seconds": rec.get("seconds", art.manifest.get("wall_seconds")),
+            "summary": _flat(art.summary), "properties": _property_rows(art),
+            "plots": [(p, p.with_suffix(".csv") if p.with_suffix(".csv").exists() else None)
+                      for p in pngs[:24]],
+            "ovito": ovito[:20], "paraview": paraview[:20],
+        })
+    return out
+
+
+def _rel(p: Path, root: Path) -> str:
+    return os.path.relpath(p, root)
+
+
+def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str) -> str:
+    lines = [f"# {title}", "",
+             f"Run directory `{run_dir}`, report written "
+             f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.", "",
+             "| stage | artifact | seconds |", "|---|---|---|"]
+    for s in sections:
+        secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
+        lines.append(f"| {s['name']} | {s['kind']} (`{_rel(s['path'], run_dir)}`) | {secs} |")
+    for s in sections:
+        lines += ["", f"## {s['name']}: {s['kind']}", ""]
+        if s["summary"]:
+            lines += ["| quantity | value |", "|---|---|"]
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in s["summary"]]
+            lines.append("")
+        if s["properties"]:
+            lines += ["| property | this potential | DFT |", "|---|---|---|"]
+            lines += [f"| {k} | {_fmt(v)} | {_fmt(d) if d is not None else ''} |"
+                      for k, v, d in s["properties"]]
+            lines.append("")
+        for png, csv in s["plots"]:
+            rel = _rel(png, run_dir)
+            lines.append(f"![{png.stem}]({rel})")
+            if csv is not None:
+                lines.append(f"data: [{csv.name}]({_rel(csv, run_dir)})")
+            lines.append("")
+        if s["ovito"]:
+            lines.append("Open in OVITO: " + ", ".join(
+                f"[{p.name}]({_rel(p, run_dir)})" for p in s["ovito"]))
+            lines.append("")
+        if s["paraview"]:
+            lines.append("Open in ParaView: " + ", ".join(
+                f"[{p.name}]({_rel(p, run_dir)})" for p in s["paraview"]))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
+             "img{max-width:520px;margin:4px}</style></head><body>",
+             f"<h1>{e(title)}</h1><p>Run directory <code>{e(str(run_dir))}</code></p>",
+             "<table><tr><th>stage</th><th>artifact</th><th>seconds</th></tr>"]
+    for s in sections:
+        secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
+        parts.append(f"<tr><td><a href='#{e(s['name'])}'>{e(s['name'])}</a></td>"
+                     f"<td>{e(s['kind'])}</td><td>{secs}</td></tr>")
+    parts.append("</table>")
+    for s in sections:
+        parts.append(f"<h2 id='{e(s['name'])}'>{e(s['name'])}: {e(s['kind'])}</h2>")
+        if s["summary"]:
+            parts.append("<table>" + "".join(
+                f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in s["summary"])
+                + "</table>")
+        if s["properties"]:
+            parts.append("<table><tr><th>property</th><th>this potential</th><th>DFT</th></tr>"
+                         + "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td><td>"
+                                   f"{e(_fmt(d)) if d is not None else ''}</td></tr>"
+                                   for k, v, d in s["properties"]) + "</table>")
+        for png, csv in s["plots"]:
+            rel = e(_rel(png, run_dir))
+            cap = f" (<a href='{e(_rel(csv, run_dir))}'>csv</a>)" if csv is not None else ""
+            parts.append(f"<figure style='display:inline-block'><a href='{rel}'>"
+                         f"<img src='{rel}' alt='{e(png.stem)}'></a>"
+                         f"<figcaption>{e(png.name)}{cap}</figcaption></figure>")
+        for label, files in (("OVITO", s["ovito"]), ("ParaView", s["paraview"])):
+            if files:
+                parts.append(f"<p>Open in {label}: " + ", ".join(
+                    f"<a href='{e(_rel(p, run_dir))}'>{e(p.name)}</a>" for p in files)
+                    + "</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
+                 title: str | None = None) -> Path:
+    """Write ``report.md`` and ``report.html`` into ``run_dir``; returns the Markdown path."""
+    run_dir = Path(run_dir)
+    title = title or f"scalebridge run {run_dir.name}"
+    sections = report_sections(run_dir, chain, arts)
+    md = run_dir / "report.md"
+    _write_text_atomic(md, render_markdown(run_dir, sections, title))
+    _write_text_atomic(run_dir / "report.html", render_html(run_dir, sections, title))
+    return md
+
+
+__all__ = ["render_html", "render_markdown", "report_sections", "write_report"]
