@@ -1,0 +1,97 @@
+"""Thick-walled cylinder with analytic J2: elastic slope, limit pressure, Newton rate."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+from scalebridge.continuum import (
+    ConvergenceError,
+    CylinderProblem,
+    ElastoplasticSolver,
+    SolverSettings,
+)
+from scalebridge.errors import ScalebridgeError
+from scalebridge.surrogates import J2Plasticity, LinearHardening
+
+from .conftest import perfect_j2
+
+E, NU, SIGMA0 = 70e3, 0.3, 250.0
+
+
+@pytest.fixture(scope="module")
+def cylinder_run():
+    settings = CylinderProblem()
+    problem = settings.build(MPI.COMM_SELF)
+    solver = ElastoplasticSolver(problem, perfect_j2(SIGMA0), SolverSettings(steps=20))
+    return settings, problem, solver.run()
+
+
+def test_elastic_slope_matches_lame(cylinder_run):
+    cs, _, result = cylinder_run
+    ri, re = cs.r_inner, cs.r_outer
+    # plane-strain Lamé: u(R_i) = (1+ν)/E q R_i²/(R_e²-R_i²) ((1-2ν) R_i + R_e²/R_i)
+    compliance = (1 + NU) / E * ri**2 / (re**2 - ri**2) * ((1 - 2 * NU) * ri + re**2 / ri)
+    first = result.steps[1]
+    assert first.max_eqps == 0.0
+    assert first.load == pytest.approx(first.displacement / compliance, rel=2e-3)
+
+
+def test_limit_pressure_within_one_percent(cylinder_run):
+    _, problem, result = cylinder_run
+    q_lim = problem.reference["q_lim_over_sigma0"] * SIGMA0
+    loads = np.array([s.load for s in result.steps])
+    assert abs(loads.max() - q_lim) / q_lim < 0.01
+    # and it is a plateau: the last quarter of the history changes by < 0.1 %
+    tail = loads[-5:]
+    assert (tail.max() - tail.min()) / q_lim < 1e-3
+    # the material did yield through the wall
+    assert result.steps[-1].max_eqps > 5e-3
+
+
+def test_newton_converges_quadratically(cylinder_run):
+    _, _, result = cylinder_run
+    by_step: dict[tuple[int, int], list[float]] = {}
+    for step, attempt, _lam, it, _res, rel in result.newton:
+        if it >= 1:
+            by_step.setdefault((step, attempt), []).append(rel)
+    checked = 0
+    for rels in by_step.values():
+        if len(rels) < 3:      # elastic steps converge in one iteration
+            continue
+        for a, b in itertools.pairwise(rels):
+            if 1e-12 < b and a < 5e-2:   # pre-asymptotic and round-off pairs excluded
+                # quadratic: e_{k+1} <= C e_k^2 (linear convergence would fail this)
+                assert b <= 1.0 * a * a, (a, b, rels)
+                checked += 1
+    assert checked >= 15
+    # plastic steps need 3 to 4 iterations to reach 1e-9
+    assert max(s.iterations for s in result.steps) <= 5
+
+
+def test_step_cutting_recovers_and_commits_only_converged_states():
+    problem = CylinderProblem().build(MPI.COMM_SELF)
+
+    def model():
+        return J2Plasticity(E, NU, LinearHardening(SIGMA0, 500.0))
+
+    fine = ElastoplasticSolver(problem, model(), SolverSettings(steps=40)).run()
+    cut = ElastoplasticSolver(problem, model(),
+                              SolverSettings(steps=5, max_iterations=3)).run()
+    assert cut.cuts > 5
+    # failed trials (large plastic increments) never entered the committed state: the
+    # end point agrees with the fine-step history
+    assert cut.steps[-1].load == pytest.approx(fine.steps[-1].load, rel=1e-4)
+    assert cut.steps[-1].max_eqps == pytest.approx(fine.steps[-1].max_eqps, rel=1e-3)
+
+
+def test_unrecoverable_step_raises_one_line_error():
+    problem = CylinderProblem(n_radial=2, n_angular=4).build(MPI.COMM_SELF)
+    solver = ElastoplasticSolver(problem, perfect_j2(),
+                                 SolverSettings(steps=2, max_iterations=1, max_cuts=2))
+    with pytest.raises(ConvergenceError) as info:
+        solver.run()
+    assert isinstance(info.value, ScalebridgeError)
+    assert "\n" not in str(info.value) and "step cuts" in str(info.value)
