@@ -217,7 +217,7 @@ class J2Plasticity:
         s_norm = np.linalg.norm(s_tr, axis=1)
         q_tr = np.sqrt(1.5) * s_norm
         sy_n, _, _ = self.hardening.yield_stress(ep, np.zeros(n), hq, dt_arr)
-        plastic = q_tr - sy_n > self.tol * np.maximum(sy_n, 1.0)
+        plastic = (q_tr - sy_n > self.tol * np.maximum(sy_n, 1.0)) & (s_norm > 0)
 
         stress = sig_tr.copy()
         tangent = np.broadcast_to(self.stiffness, (n, 6, 6)).copy()

@@ -1,0 +1,94 @@
+"""Fit plots of the Surrogate artifact: PNG with the CSV of the plotted numbers beside it."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scalebridge.surrogates import mandel
+
+COMPONENTS = ("xx", "yy", "zz", "yz", "xz", "xy")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
+               stress_model: np.ndarray, names: Sequence[str], title: str) -> None:
+    """Stress-strain loops of up to 4 paths (P, T+1, 6): the tensor component with the
+    largest stress amplitude, data (line) vs model (dashed); plus the von Mises stress."""
+    plt = _pyplot()
+    p = min(4, strain.shape[0])
+    fig, axes = plt.subplots(1, p, figsize=(3.6 * p, 3.3), squeeze=False)
+    rows = []
+    for i in range(p):
+        c = int(np.abs(stress_data[i]).max(axis=0).argmax())
+        w = 1.0 / mandel.WEIGHT[c]  # Mandel -> tensor component
+        ax = axes[0, i]
+        ax.plot(strain[i, :, c] * w, stress_data[i, :, c] * w, "-", lw=1.5, label="data")
+        ax.plot(strain[i, :, c] * w, stress_model[i, :, c] * w, "--", lw=1.2, label="model")
+        ax.set_xlabel(f"ε_{COMPONENTS[c]}")
+        ax.set_ylabel(f"σ_{COMPONENTS[c]} (MPa)")
+        ax.set_title(str(names[i])[-28:], fontsize=8)
+        vm_d, vm_m = mandel.von_mises(stress_data[i]), mandel.von_mises(stress_model[i])
+        for t in range(strain.shape[1]):
+            rows.append([names[i], t, COMPONENTS[c], strain[i, t, c] * w,
+                         stress_data[i, t, c] * w, stress_model[i, t, c] * w, vm_d[t], vm_m[t]])
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    _write_csv(png.with_suffix(".csv"), ["path", "step", "component", "strain",
+                                         "stress_data_mpa", "stress_model_mpa",
+                                         "von_mises_data_mpa", "von_mises_model_mpa"], rows)
+
+
+def plot_hardening(png: Path, ep: np.ndarray, sy: np.ndarray, ep_grid: np.ndarray,
+                   sy_grid: np.ndarray) -> None:
+    """Flow stress samples (ε̄_p, σ_eq) from the data and the learned σ_y(ε̄_p)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    ax.plot(ep, sy, ".", ms=2, alpha=0.5, label="data (plastic steps)")
+    ax.plot(ep_grid, sy_grid, "-", lw=1.5, label="learned σ_y")
+    ax.set_xlabel("equivalent plastic strain ε̄_p")
+    ax.set_ylabel("yield stress (MPa)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    _write_csv(png.with_suffix(".csv"), ["kind", "eps_p_eq", "sigma_y_mpa"],
+               [["data", a, b] for a, b in zip(ep, sy, strict=True)]
+               + [["model", a, b] for a, b in zip(ep_grid, sy_grid, strict=True)])
+
+
+def plot_history(png: Path, history: list[dict[str, float]]) -> None:
+    """Training and validation loss against iteration."""
+    plt = _pyplot()
+    it = [h["iteration"] for h in history]
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    ax.semilogy(it, [h["train_loss"] for h in history], label="train")
+    ax.semilogy(it, [h["val_loss"] for h in history], label="validation")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (scaled MSE)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    _write_csv(png.with_suffix(".csv"), ["iteration", "train_loss", "val_loss"],
+               [[h["iteration"], h["train_loss"], h["val_loss"]] for h in history])

@@ -1,0 +1,373 @@
+"""Fitting, exporting and loading constitutive surrogates (the ``Surrogate`` artifact).
+
+``SurrogateSettings(...).make(data, path)`` reads strain paths from a
+``ConstitutiveDataset`` (analytic J2) or a ``DDRun`` artifact, splits them by path into
+training and validation sets, fits the model with early stopping on the validation loss,
+replays the validation paths through the fitted model (the metrics), runs
+:func:`~scalebridge.surrogates.checks.check_constitutive`, and writes::
+
+    surrogate.json     class, config, scalers, elastic moduli, training range, metrics,
+                       split, check report
+    model.pt           state dict of the network
+    fit_paths.png/csv  validation stress-strain loops, data vs model
+    hardening.png/csv  (neural_j2) flow-stress samples and the learned σ_y(ε̄_p)
+    history.png/csv    training and validation loss
+
+``load_surrogate(path)`` rebuilds the model as a ``ConstitutiveModel``.
+
+Fitting the physics-structured model: with the elastic moduli of the data's source
+(MD or the DD settings), the plastic strain is ε_p = ε - C⁻¹σ (or the DD plastic strain
+column), ε̄_p accumulates √(2/3)|dev Δε_p|, and at every step with plastic flow the von
+Mises stress is the current yield stress. The monotone network is fitted to these
+(ε̄_p, ε̇_p, T) → σ_eq samples by L-BFGS in float64.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
+from scalebridge.errors import DataError
+from scalebridge.settings import Resources, StrictModel
+from scalebridge.surrogates import mandel
+from scalebridge.surrogates.checks import check_constitutive
+from scalebridge.surrogates.data import StrainPaths, load_paths
+from scalebridge.surrogates.neural import (
+    DTYPE,
+    RATE_FLOOR,
+    InternalVariableNet,
+    MonotoneHardeningNet,
+    NeuralHardening,
+    NeuralJ2,
+    RecurrentModel,
+)
+from scalebridge.surrogates.plots import plot_hardening, plot_history, plot_paths
+from scalebridge.surrogates.protocol import ConstitutiveModel, integrate_path
+
+log = logging.getLogger("scalebridge.surrogates")
+
+
+class SurrogateSettings(StrictModel):
+    """How to fit a constitutive surrogate (defaults run in seconds on a laptop)."""
+
+    model: Literal["neural_j2", "recurrent"] = Field(
+        "neural_j2", description="neural_j2: J2 return map with a neural hardening law; "
+        "recurrent: data-driven internal-variable network")
+    hidden: int = Field(16, ge=2, description="width of the hidden layers")
+    layers: int = Field(2, ge=1, le=2, description="hidden layers of the hardening network")
+    latent: int = Field(8, ge=1, description="internal variables of the recurrent model")
+    max_iterations: int = Field(
+        600, ge=1, description="L-BFGS iterations (neural_j2) or Adam epochs (recurrent)")
+    check_every: int = Field(20, ge=1, description="iterations between validation checks")
+    patience: int = Field(
+        5, ge=1, description="validation checks without improvement before stopping")
+    learning_rate: float = Field(5e-3, gt=0, description="Adam learning rate (recurrent)")
+    val_fraction: float = Field(0.25, gt=0, lt=1, description="fraction of paths held out")
+    seed: int = Field(0, description="seed of the split and of the initial weights")
+    use_rate: Literal["auto", "yes", "no"] = Field(
+        "auto", description="plastic strain rate as a hardening input (auto: if the "
+        "training paths have different strain rates)")
+    use_temperature: Literal["auto", "yes", "no"] = Field(
+        "auto", description="temperature as a hardening input (auto: if it varies)")
+    plastic_tol: float = Field(
+        1e-6, gt=0, description="plastic increment counted as flow, relative to max ε̄_p")
+    run_checks: bool = Field(True, description="run check_constitutive on the fit")
+
+    def make(self, data: Artifact | str | Path, path: str | Path,
+             resources: Resources | None = None) -> Artifact:
+        """Fit on the strain paths of ``data`` and write the ``Surrogate`` artifact."""
+        res = resources or Resources()
+        data_art = data if isinstance(data, Artifact) else read_artifact(data)
+
+        def build(work: Path) -> dict[str, Any]:
+            torch.set_num_threads(res.threads)
+            paths = load_paths(data_art.path)
+            return fit_surrogate(paths, self, work)
+
+        return produce("Surrogate", path, self, {"data": data_art}, build)
+
+
+def split_paths(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of a random split by path; at least one path in each."""
+    if n < 2:
+        raise DataError(f"need at least 2 strain paths to split, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    k = min(max(1, round(val_fraction * n)), n - 1)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def plastic_history(paths: StrainPaths) -> np.ndarray:
+    """(P, T+1) equivalent plastic strain: the source's, else from ε_p = ε - C⁻¹σ."""
+    if paths.plastic_eq is not None:
+        return paths.plastic_eq
+    c = mandel.isotropic_stiffness(paths.meta["bulk_mpa"], paths.meta["shear_mpa"])
+    eps_p = paths.strain - paths.stress @ np.linalg.inv(c).T
+    dep = mandel.equivalent_strain(np.diff(eps_p, axis=1))
+    return np.concatenate([np.zeros((len(paths), 1)), np.cumsum(dep, axis=1)], axis=1)
+
+
+def hardening_samples(paths: StrainPaths, plastic_tol: float) -> dict[str, np.ndarray]:
+    """Flow-stress samples: at each step with plastic flow, (ε̄_p, ε̇_p, T) → σ_eq.
+
+    Returns arrays ``ep``, ``rate`` (1/s), ``temperature_k``, ``sigma_mpa``, ``path``."""
+    ep = plastic_history(paths)
+    dep = np.diff(ep, axis=1)
+    flow = dep > plastic_tol * max(float(ep.max()), 1e-30)
+    pi = np.nonzero(flow)[0]
+    vm = mandel.von_mises(paths.stress[:, 1:])
+    return {"ep": ep[:, 1:][flow], "rate": dep[flow] / paths.dt[pi],
+            "temperature_k": paths.temperature_k[pi], "sigma_mpa": vm[flow], "path": pi}
+
+
+def _choose(flag: str, values: np.ndarray, tol: float) -> bool:
+    if flag != "auto":
+        return flag == "yes"
+    return bool(np.ptp(values) > tol)
+
+
+def path_errors(model: ConstitutiveModel, paths: StrainPaths, sigma_ref: float,
+                ) -> tuple[dict[str, float], np.ndarray]:
+    """Replay ``paths`` through ``model``: max ‖Δσ‖/σ_ref, relative and RMS errors."""
+    dt = paths.dt if np.ptp(paths.dt) > 0 else float(paths.dt[0])
+    stress, _, oor = integrate_path(model, paths.strain, dt)
+    err = np.linalg.norm(stress - paths.stress, axis=-1)
+    ref = np.linalg.norm(paths.stress, axis=-1)
+    per_path = np.sqrt((err ** 2).sum(axis=1) / np.maximum((ref ** 2).sum(axis=1), 1e-300))
+    return {"max_error_over_yield": float(err.max() / sigma_ref),
+            "rel_error": float(np.sqrt((err ** 2).sum() / (ref ** 2).sum())),
+            "rel_error_max_path": float(per_path.max()),
+            "rmse_mpa": float(np.sqrt((err ** 2).mean())),
+            "out_of_range_fraction": float(oor.mean())}, stress
+
+
+def _early_stopping_loop(params: list[torch.nn.Parameter], module: torch.nn.Module,
+                         step_chunk, train_loss, val_loss, settings: SurrogateSettings,
+                         ) -> list[dict[str, float]]:
+    """Run ``step_chunk()`` (``check_every`` iterations) until the validation loss stops
+    improving for ``patience`` checks or ``max_iterations``; restore the best weights."""
+    history: list[dict[str, float]] = []
+    best, best_state, bad = np.inf, copy.deepcopy(module.state_dict()), 0
+    it = 0
+    while it < settings.max_iterations:
+        step_chunk()
+        it += settings.check_every
+        with torch.no_grad():
+            tr, va = float(train_loss()), float(val_loss())
+        history.append({"iteration": it, "train_loss": tr, "val_loss": va})
+        if not np.isfinite(va):
+            break
+        if va < best * (1 - 1e-4):
+            best, best_state, bad = va, copy.deepcopy(module.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= settings.patience:
+                break
+    module.load_state_dict(best_state)
+    return history
+
+
+def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
+                  ) -> tuple[NeuralJ2, dict[str, Any], list[dict[str, float]], dict]:
+    """Fit the monotone hardening network; returns (model, record, history, samples)."""
+    tr = hardening_samples(train, s.plastic_tol)
+    va = hardening_samples(val, s.plastic_tol)
+    if len(tr["ep"]) < 5:
+        raise DataError(f"only {len(tr['ep'])} plastic steps in the training paths: "
+                        "the data never yield (raise the strain amplitude)")
+    allp = {k: np.concatenate([tr[k], va[k]]) for k in tr}
+    features = []
+    if _choose(s.use_rate, np.log10(np.maximum(train.strain_rate_s, RATE_FLOOR)), 0.01):
+        features.append("log_rate")
+    if _choose(s.use_temperature, train.temperature_k, 1.0):
+        features.append("temperature")
+
+    def feats(d: dict[str, np.ndarray]) -> np.ndarray:
+        cols = [np.log10(np.maximum(d["rate"], RATE_FLOOR)) if f == "log_rate"
+                else d["temperature_k"] for f in features]
+        return np.stack(cols, axis=1) if cols else np.zeros((len(d["ep"]), 0))
+
+    f_tr = feats(tr)
+    mean = f_tr.mean(axis=0) if features else np.zeros(0)
+    std = np.maximum(f_tr.std(axis=0), 1e-3) if features else np.zeros(0)
+    ep_scale = float(tr["ep"].max())
+    sigma_scale = float(tr["sigma_mpa"].max())
+    torch.manual_seed(s.seed)
+    net = MonotoneHardeningNet(len(features), s.hidden, s.layers)
+    hard = NeuralHardening(net, ep_scale, sigma_scale, features, mean.tolist(), std.tolist(),
+                           float(np.mean(train.temperature_k)))
+
+    def tensors(d, f):
+        return (torch.as_tensor(d["ep"] / ep_scale, dtype=DTYPE),
+                torch.as_tensor((f - mean) / std if features else f, dtype=DTYPE),
+                torch.as_tensor(d["sigma_mpa"] / sigma_scale, dtype=DTYPE))
+
+    xt, ut, yt = tensors(tr, f_tr)
+    xv, uv, yv = tensors(va, feats(va)) if len(va["ep"]) else (xt, ut, yt)
+    net.train()
+    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=s.check_every,
+                            history_size=50, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-12, tolerance_change=1e-15)
+
+    def loss_t():
+        return torch.mean((net(xt, ut) - yt) ** 2)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_t()
+        loss.backward()
+        return loss
+
+    history = _early_stopping_loop(list(net.parameters()), net, lambda: opt.step(closure),
+                                   loss_t, lambda: torch.mean((net(xv, uv) - yv) ** 2), s)
+    net.eval()
+    rng_rate = tr["rate"] if len(tr["rate"]) else np.array([RATE_FLOOR])
+    training_range = {
+        "eps_p_eq": [0.0, float(tr["ep"].max())],
+        "temperature_k": [float(train.temperature_k.min()), float(train.temperature_k.max())],
+        "plastic_rate_s": [float(np.percentile(rng_rate, 5)), float(rng_rate.max())],
+        "strain_norm": [0.0, float(np.linalg.norm(train.strain, axis=-1).max())],
+    }
+    model = NeuralJ2(train.meta["bulk_mpa"], train.meta["shear_mpa"], hard, training_range)
+    record = {
+        "class": "NeuralJ2",
+        "config": {"hidden": s.hidden, "layers": s.layers, "n_cond": len(features)},
+        "scalers": {"ep_scale": ep_scale, "sigma_scale": sigma_scale, "features": features,
+                    "feature_mean": mean.tolist(), "feature_std": std.tolist()},
+        "elastic": {"bulk_mpa": train.meta["bulk_mpa"], "shear_mpa": train.meta["shear_mpa"]},
+        "temperature_k": float(np.mean(train.temperature_k)),
+        "training_range": training_range,
+    }
+    return model, record, history, {"train": tr, "val": va, "all": allp}
+
+
+def fit_recurrent(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
+                  ) -> tuple[RecurrentModel, dict[str, Any], list[dict[str, float]]]:
+    """Fit the internal-variable network by back-propagation through the whole paths."""
+    eps_scale = float(np.linalg.norm(train.strain, axis=-1).max())
+    steps = np.linalg.norm(np.diff(train.strain, axis=1), axis=-1)
+    de_scale = float(np.sqrt((steps ** 2).mean()))
+    sigma_scale = float(np.abs(train.stress).max())
+    torch.manual_seed(s.seed)
+    net = InternalVariableNet(s.latent, s.hidden)
+    et = torch.as_tensor(train.strain / eps_scale, dtype=DTYPE)
+    yt = torch.as_tensor(train.stress / sigma_scale, dtype=DTYPE)
+    ev = torch.as_tensor(val.strain / eps_scale, dtype=DTYPE)
+    yv = torch.as_tensor(val.stress / sigma_scale, dtype=DTYPE)
+    opt = torch.optim.Adam(net.parameters(), lr=s.learning_rate)
+
+    def loss_on(e, y):
+        return torch.mean((net.rollout(e, de_scale / eps_scale) - y) ** 2)
+
+    def chunk():
+        for _ in range(s.check_every):
+            opt.zero_grad()
+            loss = loss_on(et, yt)
+            loss.backward()
+            opt.step()
+
+    net.train()
+    history = _early_stopping_loop(list(net.parameters()), net, chunk,
+                                   lambda: loss_on(et, yt), lambda: loss_on(ev, yv), s)
+    net.eval()
+    training_range = {"strain_norm": [0.0, eps_scale], "step_norm": [0.0, float(steps.max())]}
+    model = RecurrentModel(net, eps_scale, de_scale, sigma_scale, training_range)
+    record = {"class": "RecurrentModel", "config": {"latent": s.latent, "hidden": s.hidden},
+              "scalers": {"eps_scale": eps_scale, "de_scale": de_scale,
+                          "sigma_scale": sigma_scale},
+              "training_range": training_range}
+    return model, record, history
+
+
+def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[str, Any]:
+    """Fit, evaluate and write the Surrogate files into ``out``; returns the summary."""
+    t0 = time.perf_counter()
+    itr, iva = split_paths(len(paths), s.val_fraction, s.seed)
+    train, val = paths.subset(itr), paths.subset(iva)
+    sigma_ref = float(paths.meta.get("yield_stress_mpa") or mandel.von_mises(paths.stress).max())
+    samples = None
+    if s.model == "neural_j2":
+        model, record, history, samples = fit_neural_j2(train, val, s)
+        torch.save(model.neural.net.state_dict(), out / "model.pt")
+    else:
+        model, record, history = fit_recurrent(train, val, s)
+        torch.save(model.net.state_dict(), out / "model.pt")
+    fit_s = time.perf_counter() - t0
+    metrics_val, stress_val = path_errors(model, val, sigma_ref)
+    metrics_train, _ = path_errors(model, train.subset(np.arange(min(len(train), 16))),
+                                   sigma_ref)
+    metrics = {"validation": metrics_val, "train": metrics_train, "fit_seconds": fit_s,
+               "iterations": history[-1]["iteration"] if history else 0,
+               "yield_stress_ref_mpa": sigma_ref}
+    if samples is not None and len(samples["val"]["ep"]):
+        sy = model.neural.yield_stress(samples["val"]["ep"], np.zeros_like(samples["val"]["ep"]),
+                                       np.zeros((len(samples["val"]["ep"]), 0)),
+                                       np.ones_like(samples["val"]["ep"]))[0]
+        metrics["hardening_val_rmse_mpa"] = float(
+            np.sqrt(np.mean((sy - samples["val"]["sigma_mpa"]) ** 2)))
+    report = None
+    if s.run_checks:
+        amp = 0.8 * float(np.linalg.norm(train.strain, axis=-1).max())
+        report = check_constitutive(model, amplitude=amp, raise_on_failure=False).to_dict()
+        if not report["passed"]:
+            log.warning("%s fails check_constitutive: %s", model.name,
+                        [k for k, v in report["checks"].items() if not v["passed"]])
+    record.update({"metrics": metrics, "checks": report,
+                   "data": {"source": paths.meta.get("source"), "meta": paths.meta,
+                            "train": [paths.names[i] for i in itr] if paths.names else [],
+                            "validation": [paths.names[i] for i in iva] if paths.names else []},
+                   "settings": s.model_dump(mode="json")})
+    write_json_atomic(out / "surrogate.json", record)
+    plot_paths(out / "fit_paths.png", val.strain, val.stress, stress_val,
+               val.names or [str(i) for i in iva],
+               f"{model.name} on validation paths: max |Δσ|/σ_y = "
+               f"{metrics_val['max_error_over_yield']:.3g}")
+    plot_history(out / "history.png", history)
+    if samples is not None:
+        a = samples["all"]
+        grid = np.linspace(0, 1.2 * record["training_range"]["eps_p_eq"][1], 200)
+        sy_grid = model.neural.yield_stress(grid, np.zeros_like(grid), np.zeros((200, 0)),
+                                            np.ones_like(grid))[0]
+        plot_hardening(out / "hardening.png", a["ep"], a["sigma_mpa"], grid, sy_grid)
+    log.info("%s: validation max |Δσ|/σ_y = %.3g, relative error %.3g (%.1f s)", model.name,
+             metrics_val["max_error_over_yield"], metrics_val["rel_error"], fit_s)
+    return {"class": record["class"], "validation": metrics_val,
+            "checks_passed": None if report is None else report["passed"],
+            "n_train": len(itr), "n_val": len(iva)}
+
+
+def load_surrogate(path: str | Path) -> ConstitutiveModel:
+    """Rebuild the model of a ``Surrogate`` artifact (or a folder holding surrogate.json
+    and model.pt, as written by ``export``)."""
+    path = Path(path)
+    if (path / "manifest.json").exists():
+        read_artifact(path, kind="Surrogate")
+    try:
+        rec = json.loads((path / "surrogate.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read surrogate.json: {e}") from None
+    try:
+        state = torch.load(path / "model.pt", weights_only=True)
+    except (OSError, RuntimeError) as e:
+        raise DataError(f"{path / 'model.pt'}: cannot load: {e}") from None
+    cfg, sc = rec["config"], rec["scalers"]
+    if rec["class"] == "NeuralJ2":
+        net = MonotoneHardeningNet(cfg["n_cond"], cfg["hidden"], cfg["layers"])
+        net.load_state_dict(state)
+        hard = NeuralHardening(net, sc["ep_scale"], sc["sigma_scale"], sc["features"],
+                               sc["feature_mean"], sc["feature_std"], rec["temperature_k"])
+        return NeuralJ2(rec["elastic"]["bulk_mpa"], rec["elastic"]["shear_mpa"], hard,
+                        rec["training_range"])
+    if rec["class"] == "RecurrentModel":
+        net = InternalVariableNet(cfg["latent"], cfg["hidden"])
+        net.load_state_dict(state)
+        return RecurrentModel(net, sc["eps_scale"], sc["de_scale"], sc["sigma_scale"],
+                              rec["training_range"])
+    raise DataError(f"{path / 'surrogate.json'}: unknown class {rec['class']!r}")
