@@ -39,13 +39,20 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names of the (sub)model at ``loc`` (for "did you mean")."""
     cur: Any = model
+    options: list[Any] = []
     for part in loc[:-1]:
         fields = getattr(cur, "model_fields", None)
-        if not fields or part not in fields:
+        if fields and part in fields:
+            ann = fields[part].annotation
+            options = [a for a in getattr(ann, "__args__", (ann,)) if hasattr(a, "model_fields")]
+            cur = options[0] if options else ann
+            continue
+        # a discriminated union puts the tag in loc: pick the member with that tag value
+        tagged = [a for a in options
+                  if any(f.default == part for f in a.model_fields.values())]
+        if not tagged:
             return []
-        ann = fields[part].annotation
-        cur = next((a for a in getattr(ann, "__args__", (ann,)) if hasattr(a, "model_fields")),
-                   ann)
+        cur, options = tagged[0], []
     return list(getattr(cur, "model_fields", {}))
 
 

@@ -107,6 +107,11 @@ class SolveResult:
         return sum(s.iterations for s in self.steps)
 
     @property
+    def all_iterations(self) -> int:
+        """Newton iterations including those of failed (cut) attempts."""
+        return sum(1 for row in self.newton if row[3] >= 1)
+
+    @property
     def max_load(self) -> float:
         return max((s.load for s in self.steps), default=0.0)
 
