@@ -63,9 +63,9 @@ class CheckReport:
         return [k for k, o in self.outcomes.items() if not o.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "passed": self.passed,
-                "checks": {k: {"passed": o.passed, "error": o.error,
-                               "tolerance": o.tolerance, "note": o.note}
+        return {"model": self.model, "passed": bool(self.passed),
+                "checks": {k: {"passed": bool(o.passed), "error": float(o.error),
+                               "tolerance": float(o.tolerance), "note": o.note}
                            for k, o in self.outcomes.items()}}
 
     def summary(self) -> str:

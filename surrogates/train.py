@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -371,3 +372,44 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
         return RecurrentModel(net, sc["eps_scale"], sc["de_scale"], sc["sigma_scale"],
                               rec["training_range"])
     raise DataError(f"{path / 'surrogate.json'}: unknown class {rec['class']!r}")
+
+
+def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
+    """Write TorchScript (``model.ts``), ``surrogate.json``, ``model.pt`` and, for neural
+    J2, ``hardening_table.csv`` (ε̄_p, σ_y in MPa over 1.2x the training range) to ``out``.
+
+    The TorchScript module takes the scaled inputs documented in surrogate.json
+    (``scalers``): neural J2 ``g(x, u)`` with x = ε̄_p/ep_scale, σ_y = sigma_scale·g;
+    recurrent ``(e, de, h) -> (s, h')`` with e = ε/eps_scale, de = Δε/de_scale,
+    σ = sigma_scale·s."""
+    path, out = Path(path), Path(out)
+    model = load_surrogate(path)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name in ("surrogate.json", "model.pt"):
+        shutil.copyfile(path / name, out / name)
+        files.append(out / name)
+    if isinstance(model, NeuralJ2):
+        net = model.neural.net
+        ex = (torch.linspace(0, 1, 4, dtype=DTYPE), torch.zeros((4, net.n_cond), dtype=DTYPE))
+        ts = torch.jit.trace(net, ex)
+        hi = 1.2 * model.training_range["eps_p_eq"][1]
+        grid = np.linspace(0.0, hi, 101)
+        sy = model.neural.yield_stress(grid, np.zeros_like(grid), np.zeros((101, 0)),
+                                       np.ones_like(grid))[0]
+        table = out / "hardening_table.csv"
+        tmp = table.with_suffix(".tmp")
+        tmp.write_text("eps_p_eq,sigma_y_mpa\n"
+                       + "".join(f"{a:.8g},{b:.8g}\n" for a, b in zip(grid, sy, strict=True)))
+        tmp.replace(table)
+        files.append(table)
+    else:
+        net = model.net  # type: ignore[attr-defined]
+        ex = (torch.zeros((2, 6), dtype=DTYPE), torch.zeros((2, 6), dtype=DTYPE),
+              torch.zeros((2, net.latent), dtype=DTYPE))
+        ts = torch.jit.trace(net, ex)
+    tmp_ts = out / ".model.ts.tmp"
+    ts.save(str(tmp_ts))
+    tmp_ts.replace(out / "model.ts")
+    files.append(out / "model.ts")
+    return files
