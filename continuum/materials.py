@@ -53,9 +53,12 @@ def load_surrogate_model(path: str | os.PathLike[str]) -> Any:
     try:
         from scalebridge.surrogates import load_surrogate  # type: ignore[attr-defined]
     except ImportError:
-        raise ArtifactError(
-            f"{art.path}: this scalebridge has no surrogates.load_surrogate to read it"
-        ) from None
+        try:
+            from scalebridge.surrogates.train import load_surrogate
+        except ImportError:
+            raise ArtifactError(
+                f"{art.path}: this scalebridge has no surrogates.load_surrogate to read it"
+            ) from None
     return load_surrogate(art.path)
 
 
