@@ -115,7 +115,7 @@ class NodeStatus:
     """What ``scalebridge status`` shows for one node."""
 
     name: str
-    state: str                  # done | stale | failed | pending
+    state: str                  # done | stale | failed | running | pending
     reason: str = ""
     seconds: float | None = None
     fingerprint: str = ""
@@ -208,8 +208,15 @@ class Chain:
         plan = self.plan(config)
         out: list[NodeStatus] = []
         states: dict[str, str] = {}
+        holder = lock_holder(run_dir)
         for n in self.nodes:
             st = self._node_status(run_dir, n, plan[n.name], states)
+            if st.state in ("pending", "stale") and list(run_dir.glob(f".{n.name}.partial-*")):
+                if holder is not None:
+                    st.state, st.reason = "running", f"being made by pid {holder}"
+                else:
+                    st.reason = "interrupted (a partial build is left; the next run cleans " \
+                                "it and starts this stage again)"
             states[n.name] = st.state
             out.append(st)
         return out
@@ -424,6 +431,21 @@ def _recent(iso: str, seconds: float = 5.0) -> bool:
     except ValueError:
         return False
     return (_dt.datetime.now(_dt.UTC) - t).total_seconds() < seconds
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid holding ``run_dir``'s lock (a chain running there), or None."""
+    path = Path(run_dir) / LOCK
+    if not path.exists():
+        return None
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            return fh.read().strip() or "?"
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
 
 
 @contextlib.contextmanager

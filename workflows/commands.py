@@ -45,7 +45,8 @@ def run_cmd(settings: Path, run_dir: Path | None, until: str | None, dry_run: bo
         click.echo(f"report: {result.report}")
 
 
-_COLOURS = {"done": "green", "stale": "yellow", "failed": "red", "pending": "white"}
+_COLOURS = {"done": "green", "stale": "yellow", "failed": "red", "running": "cyan",
+            "pending": "white"}
 
 
 @commands.command("status")

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import time
@@ -111,7 +112,9 @@ class LocalMapper:
         if self.workers <= 1 or len(items) <= 1:
             return [fn(x) for x in items]
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            # spawn, not fork: the parent may hold torch/MPI threads
+            self._pool = ProcessPoolExecutor(max_workers=self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
         return list(self._pool.map(fn, items))
 
     def close(self) -> None:

@@ -124,7 +124,7 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
     result = RunResult(run_dir=run_dir, artifacts=arts, seconds=seconds, skipped=skipped,
                        wall_seconds=round(time.perf_counter() - t0, 3))
     if report and not dry_run and arts:
-        result.report = write_report(run_dir, chain, arts)
+        result.report = write_report(run_dir, chain, arts, title=f"scalebridge run: {cfg.run.name}")
     return result
 
 

@@ -39,7 +39,9 @@ class RunSection(StrictModel):
     data: list[Path] = Field(default_factory=list, description="DFT files (vasprun.xml, "
                              "OUTCAR, pymatgen/mlearn JSON, FitSNAP JSON), relative to the "
                              "settings file")
-    seed: int = Field(0, ge=0, description="base random seed of every stage")
+    test_data: list[Path] = Field(default_factory=list, description="DFT files that form "
+                                  "the test split as they are (e.g. mlearn's test.json); "
+                                  "empty: a test split is cut from `data`")
     stop_after: str | None = Field(None, description="last stage to run (e.g. 'potential'); "
                                    "none: the whole chain")
     description: str = Field("", description="free text shown in the report")
@@ -116,6 +118,8 @@ def parse_run_settings(data: dict[str, Any], source: str = "settings",
     if base_dir is not None:
         run = settings.run
         run.data = [p if p.is_absolute() else (base_dir / p).resolve() for p in run.data]
+        run.test_data = [p if p.is_absolute() else (base_dir / p).resolve()
+                         for p in run.test_data]
     return settings
 
 

@@ -132,6 +132,7 @@ def test_kill_9_mid_stage_then_resume_gives_the_same_result(tmp_path, numbers):
     assert not (run_dir / "primes").exists()  # no half artifact that looks whole
     st = _states(toy.toy_chain(), run_dir, cfg)
     assert st["numbers"][0] == "done" and st["primes"][0] == "pending"
+    assert st["primes"][1].startswith("interrupted")
 
     events: list[tuple[str, str]] = []
     arts = toy.toy_chain().run(run_dir, cfg, on_node=lambda n, e: events.append((n, e)))
@@ -151,8 +152,10 @@ def test_second_process_on_the_same_run_dir_is_refused(tmp_path, numbers):
         while not list(run_dir.glob(".primes.partial-*")):
             assert proc.poll() is None and time.time() < deadline
             time.sleep(0.05)
-        with pytest.raises(ScalebridgeError, match=r"is in use by pid \d+"):
+        with pytest.raises(ScalebridgeError, match=rf"is in use by pid {proc.pid}"):
             toy.toy_chain().run(run_dir, cfg)
+        st = _states(toy.toy_chain(), run_dir, cfg)
+        assert st["primes"] == ("running", f"being made by pid {proc.pid}")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

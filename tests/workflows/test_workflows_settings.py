@@ -45,8 +45,8 @@ def test_unknown_stage_has_did_you_mean(tmp_path):
 
 
 def test_unknown_key_has_did_you_mean():
-    with pytest.raises(SettingsError, match=r"unknown key 'run.sed'; did you mean 'seed'"):
-        parse_run_settings({"run": {"sed": 1}})
+    with pytest.raises(SettingsError, match=r"unknown key 'run.nmae'; did you mean 'name'"):
+        parse_run_settings({"run": {"nmae": "x"}})
 
 
 def test_bad_toml_and_missing_file(tmp_path):
@@ -66,10 +66,10 @@ def test_schema_lists_every_key_with_default_and_description():
 
 
 def test_cli_bad_settings_is_one_line_and_exit_1(tmp_path):
-    p = _write(tmp_path, "[run]\nseed = -3\n")
+    p = _write(tmp_path, "[run]\nname = 3\n")
     proc = subprocess.run([sys.executable, "-m", "scalebridge.workflows.cli", "run", str(p),
                            "--run-dir", str(tmp_path / "r")], capture_output=True, text=True)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "run.seed" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "run.name" in lines[0]
     assert "Traceback" not in proc.stderr

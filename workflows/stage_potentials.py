@@ -1,0 +1,62 @@
+"""Chain nodes of the potentials stage: ``dataset`` (DFTDataset) and ``potential``.
+
+Run-file section ``[potentials]`` with the stage's own models::
+
+    [potentials.ingest]     scalebridge.potentials IngestSettings (format, split, checks)
+    [potentials.train]      scalebridge.potentials TrainSettings (descriptor, steps, ensemble)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from scalebridge.artifacts import Artifact
+from scalebridge.errors import SettingsError
+from scalebridge.potentials.dataset import IngestSettings
+from scalebridge.potentials.train import TrainSettings
+from scalebridge.settings import StrictModel
+from scalebridge.workflows.chain import StageCall, StageNode
+
+
+class Section(StrictModel):
+    """[potentials]: DFT files -> DFTDataset -> DeePMD Potential ensemble."""
+
+    ingest: IngestSettings = Field(default_factory=IngestSettings,
+                                   description="reading, checking and splitting the DFT data")
+    train: TrainSettings = Field(default_factory=TrainSettings,
+                                 description="DeePMD-kit training of the ensemble")
+
+
+def _files(cfg: Any) -> dict[str, Path]:
+    if not cfg.run.data:
+        raise SettingsError("[run] data is empty: name the DFT files to train on")
+    files = {f"source_{i}": Path(p) for i, p in enumerate(cfg.run.data)}
+    files.update({f"test_{i}": Path(p) for i, p in enumerate(cfg.run.test_data)})
+    return files
+
+
+def make_dataset(call: StageCall) -> Artifact:
+    cfg = call.config
+    return call.settings.make(cfg.run.data, call.out, test_sources=cfg.run.test_data or None)
+
+
+def make_potential(call: StageCall) -> Artifact:
+    return call.settings.make(call.inputs["dataset"], call.out, call.resources)
+
+
+def dry_run_potential(call: StageCall) -> list[Path]:
+    art = call.settings.make(call.inputs["dataset"], call.out, call.resources, dry_run=True)
+    return sorted(p for p in Path(art.path).rglob("*") if p.is_file())
+
+
+def nodes() -> list[StageNode]:
+    return [
+        StageNode("dataset", "DFTDataset", (), make_dataset,
+                  settings=lambda c: c.potentials.ingest, files=_files,
+                  section="potentials.ingest"),
+        StageNode("potential", "Potential", ("dataset",), make_potential,
+                  settings=lambda c: c.potentials.train, dry_run=dry_run_potential,
+                  section="potentials.train"),
+    ]
