@@ -1,0 +1,272 @@
+"""Evaluation of a ``Potential``: ``dp test`` errors per group, parity plots, learning
+curves, and physical properties vs the DFT values of the same data.
+
+``metrics.json`` layout::
+
+    {"test": {"overall": {energy_mae_mev_per_atom, energy_rmse_mev_per_atom,
+                          force_mae_ev_a, force_rmse_ev_a,
+                          virial_mae_mev_per_atom, virial_rmse_mev_per_atom, frames, atoms},
+              "groups": {<group>: {... same keys ...}}},
+     "ensemble": {"max_devi_f_ev_a": {<group>: median over frames}},
+     "properties": {"model": {...}, "dft": {...}, "relative_error": {...}}}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
+from scalebridge.errors import ExternalProgramError
+from scalebridge.settings import Resources, StrictModel
+
+log = logging.getLogger("scalebridge.potentials")
+
+
+# --------------------------------------------------------------------------- lcurves
+def read_lcurve(path: Path) -> tuple[list[str], np.ndarray]:
+    """(column names, rows) of a DeePMD ``lcurve.out``."""
+    header: list[str] = []
+    rows = []
+    for ln in Path(path).read_text().splitlines():
+        if ln.startswith("#"):
+            if ln.lstrip("# ").startswith("step"):
+                header = ln.lstrip("#").split()
+        elif ln.strip():
+            rows.append([float(x) for x in ln.split()])
+    return header, np.array(rows)
+
+
+def write_lcurves(paths: list[Path], out: Path) -> None:
+    """``lcurve.csv`` (model, step, every lcurve column) and ``lcurve.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not paths:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    with open(out / "lcurve.csv", "w", newline="") as fh:
+        w = None
+        for i, p in enumerate(paths):
+            cols, rows = read_lcurve(p)
+            if rows.size == 0:
+                continue
+            if w is None:
+                w = csv.writer(fh)
+                w.writerow(["model", *cols])
+            for r in rows:
+                w.writerow([i, *r])
+            c = {k: rows[:, j] for j, k in enumerate(cols)}
+            for ax, key, label in ((axes[0], "rmse_e", "energy RMSE (eV/atom)"),
+                                   (axes[1], "rmse_f", "force RMSE (eV/Å)")):
+                for suffix, ls in (("_trn", "-"), ("_val", "--")):
+                    if key + suffix in c:
+                        ax.semilogy(c["step"], c[key + suffix], ls, color=f"C{i}",
+                                    label=f"model {i} {suffix[1:]}" if ax is axes[0] else None)
+                ax.set_xlabel("step")
+                ax.set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "lcurve.png", dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- dp test
+def dp_test(model: Path, systems: list[tuple[Path, int, int]], cwd: Path, threads: int = 1
+            ) -> dict[str, dict[str, np.ndarray]]:
+    """Run ``dp --pt test`` on ``systems`` = [(folder, nframes, natoms), ...] (in that
+    order, through ``-f``; rows of its detail files are cut by the frame counts).
+
+    Returns:
+        ``{system_name: {"e": (nframes, 2) data/pred eV, "f": (nframes*natoms, 6)
+        data/pred eV/Å, "v": (nframes, 18) data/pred eV (when written)}}``.
+    """
+    from scalebridge.potentials.train import run_dp
+
+    prefix = cwd / "dp_test"
+    listing = cwd / "systems.txt"
+    listing.write_text("".join(f"{p}\n" for p, _, _ in systems))
+    run_dp([(["test", "-m", str(model), "-f", str(listing), "-d", str(prefix)], cwd)],
+           cwd, threads=threads, log_file=cwd / "dp_test.log")
+    out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    for kind in ("e", "f", "v"):
+        f = prefix.with_name(prefix.name + f".{kind}.out")
+        if not f.exists():
+            if kind == "v":
+                continue
+            raise ExternalProgramError(f"dp test wrote no {f.name} in {cwd}")
+        rows = np.loadtxt(f, comments="#", ndmin=2)
+        want = sum(n * (a if kind == "f" else 1) for _, n, a in systems)
+        if len(rows) != want:
+            raise ExternalProgramError(f"dp test: {f.name} has {len(rows)} rows, expected "
+                                       f"{want} ({cwd})")
+        i = 0
+        for p, n, a in systems:
+            k = n * (a if kind == "f" else 1)
+            out[Path(p).name][kind] = rows[i:i + k]
+            i += k
+    return dict(out)
+
+
+def error_metrics(e_true: np.ndarray, e_pred: np.ndarray, natoms: np.ndarray,
+                  f_true: np.ndarray, f_pred: np.ndarray,
+                  v_true: np.ndarray | None = None, v_pred: np.ndarray | None = None
+                  ) -> dict[str, float]:
+    """MAE/RMSE of energy per atom (meV/atom), force components (eV/Å), virial per atom
+    (meV/atom). Shapes: e (nf,), natoms (nf,), f (m, 3), v (nf, 9)."""
+    de = (e_pred - e_true) / natoms * 1e3
+    df = (f_pred - f_true).reshape(-1)
+    out = {"frames": len(de), "atoms": int(natoms.sum()),
+           "energy_mae_mev_per_atom": float(np.abs(de).mean()),
+           "energy_rmse_mev_per_atom": float(np.sqrt((de ** 2).mean())),
+           "force_mae_ev_a": float(np.abs(df).mean()),
+           "force_rmse_ev_a": float(np.sqrt((df ** 2).mean()))}
+    if v_true is not None and v_pred is not None and len(v_true):
+        dv = (v_pred - v_true) / natoms[:, None] * 1e3
+        out["virial_mae_mev_per_atom"] = float(np.abs(dv).mean())
+        out["virial_rmse_mev_per_atom"] = float(np.sqrt((dv ** 2).mean()))
+    return out
+
+
+def score(model: Path, ds, split: str, cwd: Path, threads: int = 1) -> dict[str, Any]:
+    """Per-group and overall errors of ``model`` on ``split`` of dataset ``ds``, plus the
+    raw parity data under the key ``_parity``."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    systems = ds.info["splits"][split]["systems"]
+    res = dp_test(model, [(ds.path / "systems" / split / name, m["frames"], m["natoms"])
+                          for name, m in systems.items()], cwd, threads)
+    per_group: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for name, meta in systems.items():
+        if name not in res:
+            raise ExternalProgramError(f"dp test reported nothing for system {name} ({cwd})")
+        r, g = res[name], per_group[meta["group"]]
+        g["e_true"].append(r["e"][:, 0])
+        g["e_pred"].append(r["e"][:, 1])
+        g["natoms"].append(np.full(len(r["e"]), meta["natoms"]))
+        g["f_true"].append(r["f"][:, :3])
+        g["f_pred"].append(r["f"][:, 3:6])
+        if "v" in r and ds.has_virial:
+            g["v_true"].append(r["v"][:, :9])
+            g["v_pred"].append(r["v"][:, 9:18])
+    cat = {g: {k: np.concatenate(v) for k, v in d.items()} for g, d in per_group.items()}
+    allc = {k: np.concatenate([c[k] for c in cat.values()]) for k in next(iter(cat.values()))}
+
+    def m(c):
+        return error_metrics(c["e_true"], c["e_pred"], c["natoms"], c["f_true"], c["f_pred"],
+                             c.get("v_true"), c.get("v_pred"))
+
+    return {"overall": m(allc), "groups": {g: m(c) for g, c in sorted(cat.items())},
+            "_parity": cat}
+
+
+def parity_plots(cat: dict[str, dict[str, np.ndarray]], out: Path, tag: str = "") -> None:
+    """``parity_energy{tag}.png`` and ``parity_force{tag}.png`` with CSVs, colour by group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for kind, unit in (("energy", "eV/atom"), ("force", "eV/Å")):
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        rows = []
+        for i, (g, c) in enumerate(sorted(cat.items())):
+            if kind == "energy":
+                x, y = c["e_true"] / c["natoms"], c["e_pred"] / c["natoms"]
+            else:
+                x, y = c["f_true"].reshape(-1), c["f_pred"].reshape(-1)
+            ax.plot(x, y, ".", ms=3, color=f"C{i}", label=g)
+            rows += [(g, a, b) for a, b in zip(x, y, strict=True)]
+        lo = min(r[1] for r in rows)
+        hi = max(r[1] for r in rows)
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
+        ax.set_xlabel(f"DFT {kind} ({unit})")
+        ax.set_ylabel(f"model {kind} ({unit})")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / f"parity_{kind}{tag}.png", dpi=110)
+        plt.close(fig)
+        u = "ev_per_atom" if kind == "energy" else "ev_a"
+        with open(out / f"parity_{kind}{tag}.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["group", f"dft_{u}", f"model_{u}"])
+            w.writerows(rows)
+
+
+def ensemble_deviation(models: list[Path], frames) -> dict[str, float]:
+    """Median over frames of DP-GEN's max force deviation (eV/Å), per group."""
+    if len(models) < 2:
+        return {}
+    from scalebridge.potentials.model import _deep_pot
+
+    by_group: dict[str, list[float]] = defaultdict(list)
+    for fr in frames:
+        types = np.zeros(fr.natoms, int)
+        fs = []
+        for m in models:
+            dp = _deep_pot(m)
+            tm = dp.get_type_map()
+            types = np.array([tm.index(s) for s in fr.symbols])
+            fs.append(dp.eval(fr.positions.reshape(1, -1), fr.cell.reshape(1, 9),
+                              types)[1].reshape(-1, 3))
+        f = np.array(fs)
+        dev = np.sqrt(((f - f.mean(0)) ** 2).sum(axis=2).mean(axis=0))
+        by_group[fr.group].append(float(dev.max()))
+    return {g: float(np.median(v)) for g, v in sorted(by_group.items())}
+
+
+def evaluate_into(work: Path, ds, res: Resources, properties: bool = True,
+                  split: str = "test") -> dict[str, Any]:
+    """Score ``work``'s models on ``ds``'s ``split``; write metrics.json and plots there."""
+    pj = json.loads((work / "potential.json").read_text())
+    models = [work / m for m in pj["models"]]
+    sc = score(models[0], ds, split, work / "dp_test", res.threads)
+    parity = sc.pop("_parity")
+    parity_plots(parity, work)
+    metrics: dict[str, Any] = {split: sc}
+    metrics["ensemble"] = {"max_devi_f_ev_a": ensemble_deviation(models, ds.frames(split))}
+    if properties:
+        from scalebridge.potentials.properties import compare_properties
+
+        metrics["properties"] = compare_properties(models[0], pj["type_map"], ds)
+    write_json_atomic(work / "metrics.json", metrics)
+    return metrics
+
+
+class EvaluateSettings(StrictModel):
+    """Score a ``Potential`` on a ``DFTDataset`` split (an ``Evaluation`` artifact with
+    ``metrics.json`` and parity plots)."""
+
+    split: str = Field("test", description="which split of the dataset to score")
+    properties: bool = Field(True, description="also lattice/elastic/vacancy vs DFT")
+
+    def make(self, potential: Artifact | str | Path, dataset: Artifact | str | Path,
+             out: str | Path, resources: Resources | None = None, *,
+             force: bool = False) -> Artifact:
+        from scalebridge.potentials.dataset import load_dataset
+
+        res = resources or Resources()
+        pot = potential if isinstance(potential, Artifact) else read_artifact(potential,
+                                                                               "Potential")
+        ds_art = dataset if isinstance(dataset, Artifact) else read_artifact(dataset,
+                                                                             "DFTDataset")
+        ds = load_dataset(ds_art)
+
+        def build(work: Path) -> dict:
+            pj = json.loads((pot.path / "potential.json").read_text())
+            pj["models"] = [str(pot.path / m) for m in pj["models"]]
+            pj["compressed"] = [str(pot.path / m) for m in pj.get("compressed", [])]
+            write_json_atomic(work / "potential.json", pj)
+            m = evaluate_into(work, ds, res, properties=self.properties, split=self.split)
+            return {k: m[self.split]["overall"].get(k) for k in
+                    ("energy_mae_mev_per_atom", "force_mae_ev_a", "frames")}
+
+        return produce("Evaluation", out, self, {"potential": pot, "dataset": ds_art}, build,
+                       force=force)

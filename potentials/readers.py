@@ -1,0 +1,382 @@
+"""Readers: DFT output files -> :class:`~scalebridge.potentials.frames.Frame` lists.
+
+Formats (chosen by :func:`read_source` from the file name and content):
+
+* mlearn JSON (Zuo et al. 2020): a list of ``{structure, outputs{energy, forces,
+  virial_stress}, group, ...}``; ``structure`` is a pymatgen ``Structure.as_dict()``,
+  ``virial_stress`` six numbers in kbar, compression positive, in an element-dependent
+  Voigt order that :func:`detect_voigt_order` recovers from the sheared Elastic cells.
+* FitSNAP JSON: one comment line, then ``{"Dataset": {"Data": [...]}}`` with
+  ``Positions``, ``Lattice`` (Å), ``Energy`` (eV), ``Forces`` (eV/Å), ``Stress``
+  (3x3, bar, compression positive), ``AtomTypes``; the group is the parent folder.
+* ``vasprun.xml`` (pymatgen ``Vasprun``) and ``OUTCAR`` (pymatgen ``Outcar`` for the
+  header and its regex tables for the per-step blocks).
+
+Every reader is lazy about nothing: it returns all frames with the labels it found and
+leaves judging them to :mod:`scalebridge.potentials.validation`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from scalebridge.errors import DataError
+from scalebridge.potentials.frames import (
+    EV_A3_IN_BAR,
+    EV_A3_IN_KBAR,
+    Frame,
+    kbar_voigt_to_virial,
+)
+
+#: Voigt orders seen in mlearn files (Mo uses the first; other elements the second).
+MLEARN_ORDERS = {
+    "xx yy zz xy xz yz": ("xx", "yy", "zz", "xy", "xz", "yz"),
+    "xx yy zz xy yz xz": ("xx", "yy", "zz", "xy", "yz", "xz"),
+    "xx yy zz yz xz xy": ("xx", "yy", "zz", "yz", "xz", "xy"),
+}
+_AXES = "xyz"
+
+
+def _single_shear(cell: np.ndarray, tol: float = 1e-3) -> str | None:
+    """The shear component ("xy", "xz", "yz") of a cell whose only off-diagonal
+    entries form one symmetric pair of axes, else None."""
+    off = [(i, j) for i in range(3) for j in range(3)
+           if i != j and abs(cell[i, j]) > tol * np.abs(cell).max()]
+    pairs = {tuple(sorted(p)) for p in off}
+    if len(pairs) != 1:
+        return None
+    i, j = next(iter(pairs))
+    return _AXES[i] + _AXES[j]
+
+
+def detect_voigt_order(items: list[dict], source: str) -> tuple[str, ...] | None:
+    """Order of the six ``virial_stress`` numbers, from single-shear cells.
+
+    For each cell sheared in exactly one plane, the shear slot (3, 4 or 5) with the
+    largest magnitude is the one answering that component. Returns None when the file
+    has no sheared cell. Raises :class:`DataError` when votes disagree.
+    """
+    votes: dict[str, Counter] = {}
+    for it in items:
+        try:
+            cell = np.asarray(it["structure"]["lattice"]["matrix"], float)
+            s = np.asarray(it["outputs"]["virial_stress"], float)
+        except (KeyError, TypeError, ValueError):
+            continue
+        comp = _single_shear(cell)
+        if comp is None or s.shape != (6,) or not np.all(np.isfinite(s)):
+            continue
+        shear = np.abs(s[3:])
+        if shear.max() < 5 * np.median(np.abs(s[3:])) or shear.max() < 1.0:
+            continue
+        votes.setdefault(comp, Counter())[3 + int(np.argmax(shear))] += 1
+    if not votes:
+        return None
+    slot_of = {}
+    for comp, c in votes.items():
+        slot, n = c.most_common(1)[0]
+        if n < 0.8 * sum(c.values()):
+            raise DataError(f"{source}: sheared cells disagree on which virial_stress slot "
+                            f"is {comp} ({dict(c)}); set voigt_order explicitly")
+        slot_of[comp] = slot
+    if len(set(slot_of.values())) != len(slot_of):
+        raise DataError(f"{source}: two shear components answer in one virial_stress "
+                        f"slot ({slot_of}); set voigt_order explicitly")
+    missing = [c for c in ("xy", "xz", "yz") if c not in slot_of]
+    free = [s for s in (3, 4, 5) if s not in slot_of.values()]
+    if len(missing) == 1:
+        slot_of[missing[0]] = free[0]
+    elif missing:
+        return None
+    order = ["xx", "yy", "zz", "", "", ""]
+    for comp, slot in slot_of.items():
+        order[slot] = comp
+    return tuple(order)
+
+
+def _load_json(path: Path, skip_comment: bool = False):
+    try:
+        text = path.read_text()
+        if skip_comment and text.lstrip().startswith("#"):
+            text = text[text.index("\n") + 1:]
+        return json.loads(text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+
+
+def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
+                     fallback_order: tuple[str, ...] | None = None) -> list[Frame]:
+    """Read an mlearn/pymatgen JSON list (see the module doc).
+
+    Args:
+        voigt_order: "auto" (detect from sheared cells) or a key of
+            :data:`MLEARN_ORDERS`.
+        fallback_order: used when "auto" finds no sheared cell (e.g. the order detected
+            in another file of the same element).
+    """
+    from pymatgen.core import Structure
+
+    path = Path(path)
+    items = _load_json(path)
+    if not isinstance(items, list):
+        raise DataError(f"{path}: expected a JSON list of configurations (mlearn format)")
+    if voigt_order == "auto":
+        order = detect_voigt_order(items, str(path)) or fallback_order
+    else:
+        if voigt_order not in MLEARN_ORDERS:
+            raise DataError(f"voigt_order {voigt_order!r}: choose auto or one of "
+                            f"{', '.join(MLEARN_ORDERS)}")
+        order = MLEARN_ORDERS[voigt_order]
+    frames = []
+    for i, it in enumerate(items):
+        where = f"{path} frame {i}"
+        if not isinstance(it, dict) or "structure" not in it:
+            raise DataError(f"{where}: no 'structure' (not an mlearn-style entry)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                st = Structure.from_dict(it["structure"])
+        except Exception as e:  # pymatgen raises many kinds
+            raise DataError(f"{where}: unreadable structure: {e}") from None
+        if not st.is_ordered:
+            raise DataError(f"{where}: disordered (partially occupied) structure")
+        out = it.get("outputs", {}) or {}
+        energy = out.get("energy")
+        forces = out.get("forces")
+        stress = out.get("virial_stress")
+        cell = np.array(st.lattice.matrix, float)
+        virial = None
+        if stress is not None:
+            s = np.asarray(stress, float)
+            if s.shape != (6,):
+                raise DataError(f"{where}: virial_stress has shape {s.shape}, expected (6,)")
+            if order is None:
+                raise DataError(f"{path}: cannot tell the Voigt order of virial_stress (no "
+                                "sheared Elastic cell in this file); set voigt_order")
+            virial = kbar_voigt_to_virial(s, order, abs(np.linalg.det(cell)))
+        f = None
+        if forces is not None:
+            f = np.asarray(forces, float)
+            if f.shape != (len(st), 3):
+                raise DataError(f"{where}: forces have shape {f.shape}, expected "
+                                f"({len(st)}, 3)")
+        frames.append(Frame(
+            symbols=[sp.symbol for sp in st.species], positions=np.array(st.cart_coords),
+            cell=cell, energy=float("nan") if energy is None else float(energy), forces=f,
+            virial=virial, group=str(it.get("group", "") or ""), source=str(path), index=i,
+            meta={"description": it.get("description", ""),
+                  "voigt_order": " ".join(order) if order else None}))
+    return frames
+
+
+def read_fitsnap_json(path: str | Path, group: str | None = None) -> list[Frame]:
+    """Read one FitSNAP JSON file; ``group`` defaults to the parent folder's name."""
+    path = Path(path)
+    data = _load_json(path, skip_comment=True)
+    try:
+        ds = data["Dataset"]
+        entries = ds["Data"]
+    except (KeyError, TypeError):
+        raise DataError(f"{path}: expected {{'Dataset': {{'Data': [...]}}}} (FitSNAP JSON)"
+                        ) from None
+    for key, unit in (("PositionsStyle", "angstrom"), ("LatticeStyle", "angstrom"),
+                      ("EnergyStyle", "electronvolt"), ("StressStyle", "bar")):
+        if key in ds and str(ds[key]).lower() != unit:
+            raise DataError(f"{path}: {key} is {ds[key]!r}; only {unit!r} is supported")
+    frames = []
+    for i, e in enumerate(entries):
+        where = f"{path} frame {i}"
+        try:
+            pos = np.asarray(e["Positions"], float)
+            cell = np.asarray(e["Lattice"], float)
+            types = [str(t) for t in e["AtomTypes"]]
+        except KeyError as k:
+            raise DataError(f"{where}: missing key {k}") from None
+        virial = None
+        if e.get("Stress") is not None:
+            virial = (np.asarray(e["Stress"], float).reshape(3, 3) / EV_A3_IN_BAR
+                      * abs(np.linalg.det(cell)))
+        f = np.asarray(e["Forces"], float) if e.get("Forces") is not None else None
+        if f is not None and f.shape != pos.shape:
+            raise DataError(f"{where}: Forces shape {f.shape} differs from Positions "
+                            f"{pos.shape}")
+        frames.append(Frame(
+            symbols=types, positions=pos, cell=cell,
+            energy=float(e.get("Energy", float("nan"))), forces=f, virial=virial,
+            group=group if group is not None else path.parent.name, source=str(path),
+            index=i))
+    return frames
+
+
+def read_vasprun(path: str | Path, group: str = "") -> list[Frame]:
+    """Every ionic step of a ``vasprun.xml`` (pymatgen), flagged unconverged when its
+    electronic loop ran NELM steps."""
+    from pymatgen.io.vasp.outputs import Vasprun
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vr = Vasprun(str(path), parse_dos=False, parse_eigen=False,
+                         parse_projected_eigen=False, parse_potcar_file=False,
+                         exception_on_bad_xml=False)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable vasprun.xml: {e}") from None
+    nelm = int(vr.parameters.get("NELM", 60))
+    frames = []
+    for i, step in enumerate(vr.ionic_steps):
+        st = step["structure"]
+        cell = np.array(st.lattice.matrix, float)
+        stress = step.get("stress")
+        virial = None
+        if stress is not None and np.asarray(stress).size == 9:
+            virial = np.asarray(stress, float) / EV_A3_IN_KBAR * abs(np.linalg.det(cell))
+        forces = step.get("forces")
+        n_elec = len(step.get("electronic_steps", []))
+        frames.append(Frame(
+            symbols=[sp.symbol for sp in st.species], positions=np.array(st.cart_coords),
+            cell=cell, energy=float(step.get("e_0_energy", step.get("e_fr_energy"))),
+            forces=None if forces is None else np.asarray(forces, float), virial=virial,
+            group=group, source=str(path), index=i,
+            converged=bool(n_elec < nelm) if n_elec else None,
+            meta={"electronic_steps": n_elec, "nelm": nelm}))
+    return frames
+
+
+_FLOAT = r"[-+]?\d+\.?\d*(?:[eE][-+]?\d+)?"
+
+
+def read_outcar(path: str | Path, group: str = "") -> list[Frame]:
+    """Every ionic step of an ``OUTCAR``: positions, forces, energy (sigma→0), stress
+    ("in kB" line, compression positive) and cell; unconverged steps (NELM electronic
+    iterations) flagged."""
+    from pymatgen.io.vasp.outputs import Outcar
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            oc = Outcar(str(path))
+        text = path.read_text(errors="replace")
+    except Exception as e:
+        raise DataError(f"{path}: not a readable OUTCAR: {e}") from None
+    symbols = _outcar_symbols(text, path)
+    oc.read_pattern({"nelm": r"NELM\s*=\s*(\d+)"}, terminate_on_match=True)
+    nelm = int(oc.data["nelm"][0][0]) if oc.data.get("nelm") else 60
+    # Split at each ionic step's force table; the text before each holds its cell,
+    # stress and electronic iterations.
+    blocks = re.split(r"\n\s*POSITION\s+TOTAL-FORCE \(eV/Angst\)\s*\n", text)
+    frames = []
+    prev_end = blocks[0]
+    for i, block in enumerate(blocks[1:]):
+        head = prev_end
+        lines = block.split("\n")
+        rows = []
+        for ln in lines[1:]:
+            if ln.strip().startswith("---"):
+                break
+            rows.append([float(x) for x in ln.split()[:6]])
+        arr = np.asarray(rows, float)
+        if arr.shape != (len(symbols), 6):
+            raise DataError(f"{path} frame {i}: force table has {len(arr)} rows, expected "
+                            f"{len(symbols)} atoms")
+        cells = re.findall(r"direct lattice vectors.*\n((?:.*\n){3})", head)
+        if not cells:
+            raise DataError(f"{path} frame {i}: no lattice vectors before the forces")
+        cell = np.array([[float(x) for x in re.findall(_FLOAT, r)[:3]]
+                         for r in cells[-1].strip().split("\n")])
+        iters = re.findall(r"Iteration\s+\d+\(\s*(\d+)\)", head)
+        stress_m = re.findall(r"in kB\s+(" + r"\s+".join([_FLOAT] * 6) + ")", head)
+        virial = None
+        if stress_m:
+            xx, yy, zz, xy, yz, zx = (float(x) for x in stress_m[-1].split())
+            s = np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]])
+            virial = s / EV_A3_IN_KBAR * abs(np.linalg.det(cell))
+        rest = "\n".join(lines)
+        em = re.search(r"energy\s+without\s+entropy\s*=\s*(" + _FLOAT + r")\s+energy\(sigma->0\)"
+                       r"\s*=\s*(" + _FLOAT + ")", rest)
+        energy = float(em.group(2)) if em else float("nan")
+        n_elec = int(iters[-1]) if iters else 0
+        frames.append(Frame(
+            symbols=list(symbols), positions=arr[:, :3], cell=cell, energy=energy,
+            forces=arr[:, 3:], virial=virial, group=group, source=str(path), index=i,
+            converged=bool(n_elec < nelm) if n_elec else None,
+            meta={"electronic_steps": n_elec, "nelm": nelm}))
+        prev_end = rest
+    if not frames:
+        raise DataError(f"{path}: no ionic step with forces found (not an OUTCAR?)")
+    return frames
+
+
+def _outcar_symbols(text: str, path: Path) -> list[str]:
+    """Per-atom symbols from the POTCAR titles and ``ions per type``."""
+    titles = re.findall(r"POTCAR:\s+\S+\s+([A-Z][a-z]?)", text)
+    # POTCAR lines appear twice (header and summary); keep first occurrence order
+    seen: list[str] = []
+    for t in titles:
+        if t in seen:
+            break
+        seen.append(t)
+    m = re.search(r"ions per type\s*=\s*([\d\s]+)\n", text)
+    if not seen or not m:
+        raise DataError(f"{path}: cannot find species (POTCAR / ions per type) in OUTCAR")
+    counts = [int(x) for x in m.group(1).split()]
+    if len(counts) != len(seen):
+        raise DataError(f"{path}: {len(seen)} POTCARs but {len(counts)} ion counts")
+    return [s for s, c in zip(seen, counts, strict=True) for _ in range(c)]
+
+
+def detect_format(path: Path) -> str:
+    """"mlearn", "fitsnap", "vasprun" or "outcar" from the name, then the content."""
+    name = path.name.lower()
+    if "outcar" in name:
+        return "outcar"
+    if name.endswith(".xml") or "vasprun" in name:
+        return "vasprun"
+    if name.endswith(".json"):
+        with open(path, errors="replace") as f:
+            head = f.read(4096)
+        if head.lstrip().startswith("#") or '"Dataset"' in head:
+            return "fitsnap"
+        return "mlearn"
+    raise DataError(f"{path}: unknown DFT file format (expected vasprun*.xml, *OUTCAR*, "
+                    "mlearn JSON or FitSNAP JSON)")
+
+
+def read_source(path: str | Path, fmt: str = "auto", group: str | None = None,
+                voigt_order: str = "auto",
+                fallback_order: tuple[str, ...] | None = None) -> list[Frame]:
+    """Read one file (or every ``*.json`` under a FitSNAP-style folder)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.rglob("*.json"))
+        if not files:
+            raise DataError(f"{path}: folder holds no *.json files")
+        out: list[Frame] = []
+        for f in files:
+            out.extend(read_source(f, fmt, group, voigt_order, fallback_order))
+        return out
+    if not path.is_file():
+        raise DataError(f"DFT source not found: {path}")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "mlearn":
+        frames = read_mlearn_json(path, voigt_order, fallback_order)
+    elif fmt == "fitsnap":
+        frames = read_fitsnap_json(path, group)
+    elif fmt == "vasprun":
+        frames = read_vasprun(path, group or "")
+    elif fmt == "outcar":
+        frames = read_outcar(path, group or "")
+    else:
+        raise DataError(f"{path}: unknown format {fmt!r} (auto|mlearn|fitsnap|vasprun|outcar)")
+    if group is not None:
+        for fr in frames:
+            fr.group = group
+    return frames

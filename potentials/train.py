@@ -1,0 +1,291 @@
+"""Training DeePMD-kit models (PyTorch backend) into a ``Potential`` artifact.
+
+Every ``dp`` invocation goes through :func:`run_dp`. The steps, for each of the
+``ensemble`` seeds: ``dp --pt neighbor-stat`` (once, for ``sel``), ``dp --pt train``,
+``dp --pt freeze``, ``dp --pt compress`` (se_e2_a), then ``dp --pt test`` on the held-out
+split and the evaluation in :mod:`scalebridge.potentials.evaluate`.
+
+Example::
+
+    pot = TrainSettings(steps=2000, ensemble=4).make(dataset_artifact, "runs/mo/potential")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
+from scalebridge.errors import ExternalProgramError, SettingsError
+from scalebridge.log import progress
+from scalebridge.potentials.dataset import load_dataset
+from scalebridge.runtime import run_command
+from scalebridge.settings import Resources, StrictModel
+
+log = logging.getLogger("scalebridge.potentials")
+
+
+def run_dp(jobs: list[tuple[list[str], Path]], cwd: Path, *, threads: int = 1,
+           name: str | None = None, log_file: Path | None = None,
+           on_line=None) -> list[str]:
+    """Run DeePMD-kit command lines ``dp --pt ARGS`` (the one place ``dp`` is called).
+
+    Args:
+        jobs: ``[(args, workdir), ...]``, e.g. ``[(["train", "input.json"], model_dir),
+            (["freeze", "-o", "model.pth"], model_dir)]``; run in order in one process
+            (:mod:`scalebridge.potentials.dp_batch`), so torch is imported once.
+        cwd: where the job list and (by default) ``dp.log`` are written.
+
+    Returns:
+        The output tail. Raises :class:`ExternalProgramError` with dp's error line.
+    """
+    import sys
+
+    cwd = Path(cwd)
+    spec = [{"cwd": str(Path(d).absolute()), "argv": ["--pt", *a]} for a, d in jobs]
+    jf = cwd / f"dp_jobs_{jobs[0][0][0]}.json"
+    write_json_atomic(jf, spec)
+    cmd = [sys.executable, "-m", "scalebridge.potentials.dp_batch", str(jf)]
+    label = name or "dp " + ", ".join(a[0] for a, _ in jobs)
+    return run_command(cmd, cwd, name=label, threads=threads,
+                       log_file=log_file or cwd / "dp.log", on_line=on_line,
+                       error_parser=_dp_error, tail_lines=200)
+
+
+def _dp_error(lines: list[str]) -> str | None:
+    for ln in reversed(lines):
+        if re.search(r"(Error|Exception):", ln):
+            return ln.strip()
+    return None
+
+
+def neighbor_stat(systems_dir: Path, rcut: float, type_map: list[str], cwd: Path,
+                  threads: int = 1) -> tuple[list[int], float]:
+    """(max neighbours per type within ``rcut``, minimal neighbour distance Å)."""
+    lines = run_dp([(["neighbor-stat", "-s", str(systems_dir), "-r", str(rcut), "-t",
+                     *type_map], cwd)], cwd, threads=threads,
+                   log_file=cwd / "neighbor_stat.log")
+    text = "\n".join(lines)
+    m = re.search(r"max_nbor_size:\s*\[([\d,\s]+)\]", text)
+    d = re.search(r"min_nbor_dist:\s*([\d.eE+-]+)", text)
+    if not m or not d:
+        raise ExternalProgramError(f"dp neighbor-stat: no statistics in its output ({cwd})")
+    return [int(x) for x in m.group(1).replace(",", " ").split()], float(d.group(1))
+
+
+class DescriptorSettings(StrictModel):
+    """The descriptor (environment embedding)."""
+
+    type: Literal["se_e2_a", "dpa1"] = Field(
+        "se_e2_a", description="se_e2_a (compressible, fast) or dpa1 (attention, se_atten)")
+    rcut_a: float = Field(5.0, gt=0, description="cutoff radius, Å")
+    rcut_smth_a: float = Field(0.5, ge=0, description="smoothing starts here, Å")
+    sel: list[int] | Literal["auto"] = Field(
+        "auto", description="max neighbours per type; auto: dp neighbor-stat x sel_margin")
+    sel_margin: float = Field(1.15, ge=1, description="factor on the neighbor-stat maximum")
+    neuron: list[int] = Field([16, 32, 64], description="embedding net widths")
+    axis_neuron: int = Field(8, ge=1, description="embedding submatrix size (M2)")
+    attn_layer: int = Field(2, ge=0, description="dpa1 only: attention layers (0: compressible)")
+    type_one_side: bool = Field(True, description="one embedding per neighbour type")
+
+
+class TrainSettings(StrictModel):
+    """DeePMD-kit training of an ensemble of models on a ``DFTDataset``."""
+
+    descriptor: DescriptorSettings = Field(default_factory=DescriptorSettings,
+                                           description="descriptor")
+    fitting_neuron: list[int] = Field([120, 120, 120], description="fitting net widths")
+    steps: int = Field(2000, ge=1, description="training steps per model")
+    batch_size: int | Literal["auto"] = Field("auto", description="frames per batch")
+    start_lr: float = Field(1e-3, gt=0, description="initial learning rate")
+    stop_lr: float = Field(1e-6, gt=0, description="final learning rate (exp decay)")
+    decay_steps: int | None = Field(None, ge=1, description="lr decay interval; None: "
+                                    "steps/40 (at least 10)")
+    pref_e: tuple[float, float] = Field((0.02, 1.0), description="energy loss weight, start/end")
+    pref_f: tuple[float, float] = Field((1000.0, 1.0), description="force weight, start/end")
+    pref_v: tuple[float, float] = Field((0.02, 1.0), description="virial weight, start/end "
+                                        "(used only when the data have virials)")
+    ensemble: int = Field(4, ge=1, description="models with different seeds (model deviation)")
+    seed: int = Field(1, description="seed of model 0; model i uses seed + i")
+    compress: bool = Field(True, description="also write compressed models (se_e2_a and "
+                           "dpa1 with attn_layer 0)")
+    disp_freq: int = Field(100, ge=1, description="lcurve.out interval, steps")
+    evaluate: bool = Field(True, description="dp test on the test split, parity plots and "
+                           "properties vs DFT into metrics.json")
+    properties: bool = Field(True, description="lattice constant, elastic constants, "
+                             "vacancy energy through ASE (needs evaluate)")
+
+    def input_json(self, type_map: list[str], sel: list[int], train_systems: list[str],
+                   valid_systems: list[str], seed: int, has_virial: bool) -> dict[str, Any]:
+        """The DeePMD-kit ``input.json`` for one model."""
+        d = self.descriptor
+        if d.type == "se_e2_a":
+            desc: dict[str, Any] = {
+                "type": "se_e2_a", "sel": sel, "rcut": d.rcut_a, "rcut_smth": d.rcut_smth_a,
+                "neuron": d.neuron, "axis_neuron": d.axis_neuron, "resnet_dt": False,
+                "type_one_side": d.type_one_side, "seed": seed}
+        else:
+            desc = {"type": "dpa1", "sel": int(sum(sel)), "rcut": d.rcut_a,
+                    "rcut_smth": d.rcut_smth_a, "neuron": d.neuron,
+                    "axis_neuron": d.axis_neuron, "attn_layer": d.attn_layer,
+                    "attn": 64, "tebd_dim": 8, "type_one_side": d.type_one_side,
+                    "attn_mask": False, "seed": seed}
+        decay = self.decay_steps or max(10, self.steps // 40)
+        pv = self.pref_v if has_virial else (0.0, 0.0)
+        training: dict[str, Any] = {
+            "training_data": {"systems": train_systems, "batch_size": self.batch_size},
+            "numb_steps": self.steps, "seed": seed, "disp_file": "lcurve.out",
+            "disp_freq": min(self.disp_freq, self.steps), "save_freq": self.steps,
+            "disp_training": True, "time_training": True}
+        if valid_systems:
+            training["validation_data"] = {"systems": valid_systems,
+                                           "batch_size": self.batch_size, "numb_btch": 1}
+        return {
+            "model": {"type_map": type_map, "descriptor": desc,
+                      "fitting_net": {"neuron": self.fitting_neuron, "resnet_dt": True,
+                                      "seed": seed}},
+            "learning_rate": {"type": "exp", "decay_steps": decay, "start_lr": self.start_lr,
+                              "stop_lr": self.stop_lr},
+            "loss": {"type": "ener",
+                     "start_pref_e": self.pref_e[0], "limit_pref_e": self.pref_e[1],
+                     "start_pref_f": self.pref_f[0], "limit_pref_f": self.pref_f[1],
+                     "start_pref_v": pv[0], "limit_pref_v": pv[1]},
+            "training": training,
+        }
+
+    @property
+    def compressible(self) -> bool:
+        d = self.descriptor
+        return d.type == "se_e2_a" or (d.type == "dpa1" and d.attn_layer == 0)
+
+    def make(self, dataset: Artifact | str | Path, out: str | Path,
+             resources: Resources | None = None, *, force: bool = False,
+             dry_run: bool = False) -> Artifact:
+        """Train the ensemble on ``dataset`` and build the ``Potential`` at ``out``.
+
+        Args:
+            dataset: a ``DFTDataset`` artifact (or its path).
+            resources: threads for dp (never part of the fingerprint).
+            dry_run: write ``input.json`` files into ``out``/dry_run and return None-like
+                (raises nothing, trains nothing).
+        """
+        res = resources or Resources()
+        ds_art = dataset if isinstance(dataset, Artifact) else read_artifact(dataset,
+                                                                             "DFTDataset")
+        ds = load_dataset(ds_art)
+        if not ds.systems("train"):
+            raise SettingsError(f"{ds_art.path}: the train split is empty")
+        if self.properties and not self.evaluate:
+            log.info("properties need evaluate = true: skipped")
+
+        def build(work: Path) -> dict:
+            return self._build(work, ds, res, dry_run)
+
+        if dry_run:
+            work = Path(out).with_name(Path(out).name + ".dry_run")
+            work.mkdir(parents=True, exist_ok=True)
+            self._build(work, ds, res, dry_run=True)
+            log.info("dry run: inputs written to %s", work)
+            return Artifact(path=work, manifest={"kind": "dry-run", "fingerprint": ""})
+        return produce("Potential", out, self, {"dataset": ds_art}, build, force=force)
+
+    def _build(self, work: Path, ds, res: Resources, dry_run: bool) -> dict:
+        train_sys = [str(p) for p in ds.systems("train")]
+        valid_sys = [str(p) for p in ds.systems("validation")]
+        (work / "models").mkdir(parents=True, exist_ok=True)
+        d = self.descriptor
+        min_dist = None
+        if d.sel == "auto":
+            if dry_run:
+                sel = [0] * len(ds.type_map)
+            else:
+                nmax, min_dist = neighbor_stat(ds.path / "systems" / "train", d.rcut_a,
+                                               ds.type_map, work, res.threads)
+                sel = [int(math.ceil(n * d.sel_margin / 4.0) * 4) for n in nmax]
+        else:
+            if len(d.sel) != len(ds.type_map):
+                raise SettingsError(f"descriptor.sel has {len(d.sel)} entries but type_map "
+                                    f"{ds.type_map} has {len(ds.type_map)}")
+            sel = list(d.sel)
+        jobs: list[tuple[list[str], Path]] = []
+        for i in range(self.ensemble):
+            mdir = work / "train" / f"model_{i}"
+            mdir.mkdir(parents=True, exist_ok=True)
+            inp = self.input_json(ds.type_map, sel, train_sys, valid_sys, self.seed + i,
+                                  ds.has_virial)
+            write_json_atomic(mdir / "input.json", inp)
+            args = ["train", "input.json"]
+            if d.sel != "auto" and not (self.compress and self.compressible):
+                args.append("--skip-neighbor-stat")
+            jobs.append((args, mdir))
+            jobs.append((["freeze", "-c", str(mdir), "-o",
+                          str(work / "models" / f"model_{i}.pth")], mdir))
+        if dry_run:
+            return {}
+        times = self._run_training(jobs, work, res)
+        models = [f"models/model_{i}.pth" for i in range(self.ensemble)]
+        compressed: list[str] = []
+        if self.compress and self.compressible:
+            cjobs = [(["compress", "-i", str(work / m), "-o",
+                       str(work / m.replace(".pth", "_compressed.pth")), "-t",
+                       str(work / "train" / f"model_{i}" / "input.json")],
+                      work / "train" / f"model_{i}") for i, m in enumerate(models)]
+            try:
+                run_dp(cjobs, work, threads=res.threads, log_file=work / "compress.log")
+                compressed = [m.replace(".pth", "_compressed.pth") for m in models]
+            except ExternalProgramError as e:
+                log.warning("model compression failed, keeping uncompressed models: %s", e)
+        for ck in (work / "train").glob("model_*/model.ckpt*.pt"):
+            ck.unlink()  # checkpoints are not needed downstream
+        shutil.copyfile(work / "train" / "model_0" / "input.json", work / "input.json")
+        from scalebridge.potentials.evaluate import write_lcurves
+
+        write_lcurves(sorted((work / "train").glob("model_*/lcurve.out")), work)
+        pot = {"type_map": ds.type_map, "models": models, "compressed": compressed,
+               "rcut_a": d.rcut_a, "descriptor": d.type, "sel": sel,
+               "min_nbor_dist_a": min_dist, "has_virial": ds.has_virial,
+               "train_seconds": [round(t, 2) for t in times]}
+        write_json_atomic(work / "potential.json", pot)
+        summary: dict[str, Any] = {"models": len(models), "compressed": len(compressed),
+                                   "train_seconds": round(float(np.sum(times)), 2)}
+        if self.evaluate and ds.systems("test"):
+            from scalebridge.potentials.evaluate import evaluate_into
+
+            metrics = evaluate_into(work, ds, res, properties=self.properties)
+            summary.update({k: metrics["test"]["overall"].get(k) for k in
+                            ("energy_mae_mev_per_atom", "force_mae_ev_a")})
+        return summary
+
+    def _run_training(self, jobs: list[tuple[list[str], Path]], work: Path,
+                      res: Resources) -> list[float]:
+        """Run the train/freeze jobs in one dp process; per-model training seconds."""
+        import time
+
+        state = {"step": 0, "t0": 0.0}
+        times: list[float] = []
+        with progress("training models", total=self.ensemble * self.steps) as advance:
+            def on_line(line: str) -> None:
+                if line.startswith("dp_batch: dp --pt train"):
+                    state["t0"], state["step"] = time.perf_counter(), 0
+                elif line.startswith("dp_batch: done: dp --pt train"):
+                    times.append(time.perf_counter() - state["t0"])
+                elif m := re.search(r"batch\s+(\d+):", line):
+                    step = int(m.group(1))
+                    advance(max(step - state["step"], 0))
+                    state["step"] = max(step, state["step"])
+
+            run_dp(jobs, work, threads=res.threads, log_file=work / "train.log",
+                   on_line=on_line)
+        return times
+
+
+def potential_json(path: Path) -> dict:
+    """Parsed ``potential.json`` of a Potential artifact directory."""
+    return json.loads((Path(path) / "potential.json").read_text())
