@@ -247,12 +247,18 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         run = json.loads(run_file.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{run_file}: invalid JSON: {e}") from None
-    mu = _first_key(run, ("mu_mpa", "shear_modulus_mpa", "mu_gpa", "shear_modulus_gpa",
-                          "mu_pa"), (1.0, 1.0, 1e3, 1e3, 1e-6), "shear modulus", run_file)
+    mu = _first_key(run, ("shear_modulus_gpa", "shear_modulus_mpa", "mu_gpa", "mu_mpa",
+                          "mu_pa"), (1e3, 1.0, 1e3, 1.0, 1e-6), "shear modulus", run_file)
     nu = _first_key(run, ("nu", "poisson_ratio"), (1.0, 1.0), "Poisson ratio", run_file)
     temp = _first_key(run, ("temperature_k",), (1.0,), "temperature_k", run_file)
-    rate = _first_key(run, ("strain_rate_s", "strain_rate"), (1.0, 1.0), "strain_rate_s",
-                      run_file)
+    loading = run.get("loading") or {}
+    if not isinstance(loading, dict):
+        raise DataError(f"{run_file}: key 'loading' is not a table")
+    resolved = loading.get("resolved", "shear")
+    if resolved != "shear" and loading.get("component", "shear_xy") != "shear_xy":
+        raise DataError(f"{run_file}: loading {loading.get('component')!r} is not resolved "
+                        "shear; surrogates read shear_xy DD runs only")
+    rate_v = loading.get("strain_rate_s", run.get("strain_rate_s"))
     files = sorted(path.glob("realisations/*/stress_strain.csv"),
                    key=lambda p: (len(p.parent.name), p.parent.name))
     if not files:
@@ -271,6 +277,11 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         tim.append(np.interp(si, s, t["time_s"]))
     gam_a, tau_a, gp_a = np.array(gam), np.array(tau), np.array(gp)
     dt = np.array([float(np.mean(np.diff(t))) for t in tim])
+    if rate_v is None:  # stress control: the mean applied strain rate
+        rate = float(np.mean((gam_a[:, -1] - gam_a[:, 0]) / (np.array(tim)[:, -1]
+                                                             - np.array(tim)[:, 0])))
+    else:
+        rate = float(rate_v)
     strain = mandel.shear_strain(gam_a)
     stress = mandel.shear_strain(2.0 * tau_a)  # σ_xy = τ → Mandel √2 τ
     plastic_eq = np.concatenate(

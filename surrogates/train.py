@@ -29,6 +29,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -392,7 +393,9 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
     if isinstance(model, NeuralJ2):
         net = model.neural.net
         ex = (torch.linspace(0, 1, 4, dtype=DTYPE), torch.zeros((4, net.n_cond), dtype=DTYPE))
-        ts = torch.jit.trace(net, ex)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ts = torch.jit.trace(net, ex)
         hi = 1.2 * model.training_range["eps_p_eq"][1]
         grid = np.linspace(0.0, hi, 101)
         sy = model.neural.yield_stress(grid, np.zeros_like(grid), np.zeros((101, 0)),
@@ -407,7 +410,9 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
         net = model.net  # type: ignore[attr-defined]
         ex = (torch.zeros((2, 6), dtype=DTYPE), torch.zeros((2, 6), dtype=DTYPE),
               torch.zeros((2, net.latent), dtype=DTYPE))
-        ts = torch.jit.trace(net, ex)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ts = torch.jit.trace(net, ex)
     tmp_ts = out / ".model.ts.tmp"
     ts.save(str(tmp_ts))
     tmp_ts.replace(out / "model.ts")

@@ -1,0 +1,185 @@
+"""Benchmark of the surrogates stage -> benchmarks/results/surrogates_fit.json.
+
+1. J2 + Voce: the physics-structured ``neural_j2`` surrogate is trained on random cyclic
+   strain paths of the analytic law (seed 0) and replayed on unseen cyclic paths (another
+   seed): ``j2_max_error_over_yield`` = max ‖σ_model - σ_J2‖ / σ_y0 over every point
+   (target < 0.01). The data-driven ``recurrent`` model is trained on the same data for
+   comparison (its errors and check_constitutive failures are reported beside).
+2. DD: a ``neural_j2`` surrogate is trained on the realisations of one DDRun and replayed
+   on the realisations of another DDRun with other seeds (held out):
+   ``dd_heldout_rel_error`` = ‖σ_model - σ_DD‖ / ‖σ_DD‖ over the held-out curves. With
+   ``--ddrun-train/--ddrun-test`` existing artifacts are used; else two are made with
+   dd_coupling's defaults and a linear-drag mobility (null with the reason if that fails).
+3. ``eval_us_per_point``: wall time of one ``update`` (stress + consistent tangent) per
+   point for a batch of 10^4 points half of which are yielding, median of 5 calls.
+
+Usage: python benchmarks/surrogates_fit.py [--work runs/bench_surrogates] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scalebridge.artifacts import write_json_atomic
+from scalebridge.surrogates import mandel
+from scalebridge.surrogates.checks import check_constitutive
+from scalebridge.surrogates.data import J2DataSettings, read_ddrun
+from scalebridge.surrogates.train import SurrogateSettings, load_surrogate, path_errors
+
+RESULT = Path(__file__).parent / "results" / "surrogates_fit.json"
+
+
+def j2_case(work: Path, kind: str, quick: bool) -> dict[str, Any]:
+    """Train ``kind`` on J2+Voce paths, score on unseen cyclic paths."""
+    data = J2DataSettings(hardening="voce", n_paths=32 if quick else 64, seed=0
+                          ).make(work / "j2_train")
+    settings = SurrogateSettings(model=kind)
+    if kind == "recurrent":
+        settings = SurrogateSettings(model="recurrent", max_iterations=300 if quick else 3000,
+                                     check_every=50, patience=6, hidden=32, latent=8,
+                                     learning_rate=5e-3)
+    t0 = time.perf_counter()
+    art = settings.make(data, work / f"surrogate_j2_{kind}")
+    fit_s = time.perf_counter() - t0
+    model = load_surrogate(art.path)
+    unseen = J2DataSettings(hardening="voce", n_paths=32, seed=1000).generate()
+    m, _ = path_errors(model, unseen, unseen.meta["yield_stress_mpa"])
+    rec = json.loads((art.path / "surrogate.json").read_text())
+    return {"artifact": str(art.path), "fit_wall_s": round(fit_s, 1),
+            "unseen_paths": len(unseen), "unseen": m,
+            "validation": rec["metrics"]["validation"],
+            "checks_failed": [k for k, v in (rec["checks"] or {"checks": {}})["checks"].items()
+                              if not v["passed"]]}
+
+
+def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path]:
+    """Two DDRun artifacts (train seeds 0.., test seeds 100..) with dd_coupling defaults."""
+    from scalebridge.artifacts import produce
+    from scalebridge.dd_coupling.mobility import LinearDragMobility, save_mobility
+    from scalebridge.dd_coupling.simulate import DDSettings
+
+    props = work / "properties.json"  # Cu-like isotropic constants, b = a0/√2
+    props.write_text(json.dumps({"shear_modulus_gpa": 48.0, "poisson_ratio": 0.34,
+                                 "burgers_a": 2.56}))
+    law = LinearDragMobility(burgers_m=2.56e-10, b0_pa_s=1e-5)
+    mob = produce("MobilityLaw", work / "mobility", {"b0_pa_s": 1e-5}, {},
+                  lambda w: (save_mobility(law, w), {})[1])
+    n = 2 if quick else 4
+    train = DDSettings(realisations=n, seed=0).make(mob, props, work / "ddrun_train")
+    test = DDSettings(realisations=2, seed=100).make(mob, props, work / "ddrun_test")
+    return train.path, test.path
+
+
+def dd_case(work: Path, train: Path | None, test: Path | None, quick: bool
+            ) -> dict[str, Any]:
+    if train is None or test is None:
+        train, test = make_ddruns(work, quick)
+    art = SurrogateSettings(val_fraction=0.34).make(train, work / "surrogate_dd")
+    model = load_surrogate(art.path)
+    held = read_ddrun(test)
+    m, stress = path_errors(model, held, held.meta["yield_stress_mpa"])
+    from scalebridge.surrogates.plots import plot_paths
+
+    plot_paths(work / "dd_heldout.png", held.strain, held.stress, stress, held.names,
+               f"neural_j2 fitted to {train.name}, on held-out {test.name}")
+    tau_d = held.stress[..., 5] / np.sqrt(2)
+    tau_m = stress[..., 5] / np.sqrt(2)
+    rec = json.loads((art.path / "surrogate.json").read_text())
+    return {"artifact": str(art.path), "train_ddrun": str(train), "test_ddrun": str(test),
+            "heldout": m, "validation": rec["metrics"]["validation"],
+            "flow_stress_data_mpa": float(np.abs(tau_d[:, -10:]).mean()),
+            "flow_stress_model_mpa": float(np.abs(tau_m[:, -10:]).mean()),
+            "plot": str(work / "dd_heldout.png"),
+            "checks_failed": [k for k, v in rec["checks"]["checks"].items() if not v["passed"]]}
+
+
+def eval_time(model: Any, n: int = 10_000, repeats: int = 5) -> float:
+    """Median µs per point of one update with tangent; half the points yield."""
+    rng = np.random.default_rng(0)
+    d = mandel.deviator(rng.normal(size=(n, 6)))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    amp = np.where(np.arange(n) % 2 == 0, 5e-3, 2e-4)[:, None]  # plastic / elastic
+    strain = np.zeros((n, 6))
+    state = model.initial_state(n)
+    model.update(strain, d * amp, state)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.update(strain, d * amp, state)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) / n * 1e6)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_surrogates"))
+    ap.add_argument("--quick", action="store_true", help="smaller trainings (smoke test)")
+    ap.add_argument("--ddrun-train", type=Path)
+    ap.add_argument("--ddrun-test", type=Path)
+    ap.add_argument("--skip-recurrent", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULT)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    a.work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    res: dict[str, Any] = {
+        "benchmark": "surrogates_fit",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"host": platform.node(), "platform": platform.platform(),
+                    "python": sys.version.split()[0], "torch": torch.__version__,
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "note": "2 shared CPU cores, several concurrent jobs: timings are noisy"},
+        "quick": a.quick,
+    }
+    nj2 = j2_case(a.work, "neural_j2", a.quick)
+    res["j2_max_error_over_yield"] = nj2["unseen"]["max_error_over_yield"]
+    res["j2_rel_error"] = nj2["unseen"]["rel_error"]
+    res["neural_j2"] = nj2
+    print("neural_j2 on unseen J2 paths:", nj2["unseen"], flush=True)
+
+    try:
+        dd = dd_case(a.work, a.ddrun_train, a.ddrun_test, a.quick)
+        res["dd_heldout_rel_error"] = dd["heldout"]["rel_error"]
+        res["dd"] = dd
+        print("neural_j2 on held-out DD runs:", dd["heldout"], flush=True)
+    except Exception as e:  # the DD stage may be missing or failing: say why
+        res["dd_heldout_rel_error"] = None
+        res["dd_heldout_reason"] = f"{type(e).__name__}: {e}"
+        res["dd_traceback_tail"] = traceback.format_exc(limit=3)[-800:]
+        print("DD case failed:", res["dd_heldout_reason"], flush=True)
+
+    from scalebridge.surrogates import J2Plasticity, VoceHardening
+
+    timing = {"j2_analytic": eval_time(J2Plasticity(hardening=VoceHardening())),
+              "neural_j2": eval_time(load_surrogate(nj2["artifact"]))}
+    if not a.skip_recurrent:
+        rec = j2_case(a.work, "recurrent", a.quick)
+        res["recurrent"] = rec
+        res["recurrent_j2_max_error_over_yield"] = rec["unseen"]["max_error_over_yield"]
+        res["recurrent_j2_rel_error"] = rec["unseen"]["rel_error"]
+        print("recurrent on unseen J2 paths:", rec["unseen"], flush=True)
+        timing["recurrent"] = eval_time(load_surrogate(rec["artifact"]), repeats=2)
+        rep = check_constitutive(load_surrogate(rec["artifact"]), amplitude=5e-3,
+                                 raise_on_failure=False)
+        res["recurrent_checks"] = rep.to_dict()
+    res["eval_us_per_point"] = timing["neural_j2"]
+    res["eval_us_per_point_by_model"] = timing
+    res["wall_s"] = round(time.perf_counter() - t_start, 1)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(a.out, res)
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

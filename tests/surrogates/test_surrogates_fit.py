@@ -1,0 +1,176 @@
+"""Fitting, loading, exporting and the out-of-range warning, on real (small) trainings."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from scalebridge.artifacts import produce
+from scalebridge.errors import DataError
+from scalebridge.surrogates import DislocationDensityHardening, J2Plasticity, mandel
+from scalebridge.surrogates.checks import check_constitutive
+from scalebridge.surrogates.data import J2DataSettings, read_ddrun
+from scalebridge.surrogates.protocol import integrate_path
+from scalebridge.surrogates.train import (
+    SurrogateSettings,
+    export_surrogate,
+    load_surrogate,
+    path_errors,
+)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("surrogates")
+
+
+@pytest.fixture(scope="module")
+def j2_data(work):
+    return J2DataSettings(n_paths=16, steps=12).make(work / "data")
+
+
+@pytest.fixture(scope="module")
+def neural_j2(work, j2_data):
+    return SurrogateSettings(max_iterations=300).make(j2_data, work / "nj2")
+
+
+def test_neural_j2_reproduces_unseen_cyclic_paths(neural_j2):
+    rec = json.loads((neural_j2.path / "surrogate.json").read_text())
+    assert rec["checks"]["passed"], rec["checks"]
+    assert rec["metrics"]["validation"]["max_error_over_yield"] < 0.01
+    model = load_surrogate(neural_j2.path)
+    unseen = J2DataSettings(n_paths=6, steps=12, seed=11).generate()
+    m, _ = path_errors(model, unseen, unseen.meta["yield_stress_mpa"])
+    assert m["max_error_over_yield"] < 0.01, m
+    for f in ("fit_paths.png", "fit_paths.csv", "hardening.png", "hardening.csv",
+              "history.png", "history.csv", "model.pt"):
+        assert (neural_j2.path / f).stat().st_size > 0
+
+
+def test_hardening_is_monotone_even_far_outside(neural_j2):
+    model = load_surrogate(neural_j2.path)
+    ep = np.linspace(0.0, 10 * model.training_range["eps_p_eq"][1], 400)
+    sy, h, _ = model.hardening.yield_stress(ep, np.zeros_like(ep), np.zeros((400, 0)),
+                                            np.ones_like(ep))
+    assert np.all(np.diff(sy) >= 0) and np.all(h >= 0)
+
+
+def test_out_of_range_is_flagged_and_logged(neural_j2, caplog):
+    model = load_surrogate(neural_j2.path)
+    gmax = 10 * np.sqrt(3.0) * model.training_range["eps_p_eq"][1]
+    path = mandel.shear_strain(np.linspace(0, gmax, 30))[None]
+    with caplog.at_level(logging.WARNING, logger="scalebridge.surrogates"):
+        _, _, oor = integrate_path(model, path)
+    assert not oor[0, 1] and oor[0, -1]
+    assert "outside the training range" in caplog.text
+
+
+def test_export_torchscript_matches(neural_j2, work):
+    files = export_surrogate(neural_j2.path, work / "export")
+    with pytest.warns(DeprecationWarning):
+        ts = torch.jit.load(str(work / "export" / "model.ts"))
+    model = load_surrogate(work / "export")  # the exported folder loads too
+    x = torch.linspace(0, 1.2, 7, dtype=torch.float64)
+    u = torch.zeros((7, 0), dtype=torch.float64)
+    assert torch.allclose(ts(x, u), model.neural.net(x, u))
+    table = np.loadtxt(work / "export" / "hardening_table.csv", delimiter=",", skiprows=1)
+    assert table[0, 1] == pytest.approx(250.0, rel=0.01) and len(files) == 4
+
+
+def test_recurrent_model_trains_and_keeps_the_interface(work, j2_data):
+    art = SurrogateSettings(model="recurrent", max_iterations=60, check_every=20,
+                            learning_rate=1e-2, hidden=16, run_checks=False
+                            ).make(j2_data, work / "rec")
+    hist = np.loadtxt(art.path / "history.csv", delimiter=",", skiprows=1)
+    assert hist[-1, 1] < 0.5 * hist[0, 1]  # training loss fell
+    model = load_surrogate(art.path)
+    rep = check_constitutive(model, amplitude=4e-3, raise_on_failure=False)
+    for k in ("interface", "inputs_untouched", "batched", "tangent"):
+        assert rep.outcomes[k].passed, rep.summary()
+    assert rep.outcomes["symmetry"].error > 1e-3  # not symmetric: a documented failure mode
+
+
+def _synthetic_ddrun(path, n=3, bad=None):
+    """A DDRun-format artifact from J2 with Kocks-Mecking hardening in simple shear."""
+    mu, nu = 48e3, 0.34
+    law = DislocationDensityHardening(sigma0=20.0, mu=mu, burgers=2.56e-10)
+    model = J2Plasticity(2 * mu * (1 + nu), nu, law)
+
+    def build(work):
+        for i in range(n):
+            gamma = np.linspace(0, 4e-3 * (1 + 0.1 * i), 60)
+            s, st, _ = integrate_path(model, mandel.shear_strain(gamma)[None])
+            tau = s[0, :, 5] / np.sqrt(2)
+            gp = 2 * st[0, :, 5] / np.sqrt(2)
+            d = work / "realisations" / str(i)
+            d.mkdir(parents=True)
+            rows = ["time_s,strain,stress_mpa,plastic_strain,density_m2,n_dislocations"]
+            rows += [f"{g / 1e4},{g},{t},{p},{r},1" for g, t, p, r
+                     in zip(gamma, tau, gp, st[0, :, 7], strict=True)]
+            if bad == "nan" and i == 1:
+                parts = rows[5].split(",")
+                parts[2] = "nan"
+                rows[5] = ",".join(parts)  # line 6 of the file
+            if bad == "column":
+                rows[0] = rows[0].replace("plastic_strain", "gamma_p")
+            (d / "stress_strain.csv").write_text("\n".join(rows) + "\n")
+        (work / "run.json").write_text(json.dumps({
+            "loading": {"mode": "strain", "component": "shear_xy", "resolved": "shear",
+                        "strain_rate_s": 1e4},
+            "temperature_k": 300.0, "shear_modulus_gpa": mu / 1e3, "poisson_ratio": nu,
+            "burgers_a": 2.56}))
+        return {}
+
+    return produce("DDRun", path, {"bad": bad}, {}, build), law
+
+
+def test_ddrun_reader_maps_shear_to_von_mises_and_fits(work):
+    art, _ = _synthetic_ddrun(work / "ddrun")
+    paths = read_ddrun(art.path)
+    assert len(paths) == 3 and paths.meta["shear_mpa"] == pytest.approx(48e3)
+    tau = paths.stress[..., 5] / np.sqrt(2)
+    assert np.allclose(mandel.von_mises(paths.stress), np.sqrt(3) * np.abs(tau))
+    sur = SurrogateSettings(max_iterations=200, val_fraction=0.34).make(art, work / "dd_sur")
+    rec = json.loads((sur.path / "surrogate.json").read_text())
+    assert rec["metrics"]["validation"]["rel_error"] < 0.01, rec["metrics"]
+    assert rec["checks"]["passed"]
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    ("column", "missing column.*plastic_strain"),
+    ("nan", r"realisations/1/stress_strain.csv: row 6, column 'stress_mpa'")])
+def test_ddrun_reader_rejects_bad_tables(work, bad, match):
+    art, _ = _synthetic_ddrun(work / f"ddrun_{bad}", bad=bad)
+    with pytest.raises(DataError, match=match):
+        read_ddrun(art.path)
+
+
+def test_cli_dataset_fit_check_export(tmp_path):
+    from scalebridge.workflows.cli import cli
+
+    r = CliRunner()
+    dtoml = tmp_path / "data.toml"
+    dtoml.write_text("n_paths = 8\nsteps = 10\n")
+    res = r.invoke(cli, ["surrogates", "dataset", "--out", str(tmp_path / "d"), "--seed", "3",
+                         "--settings", str(dtoml)])
+    assert res.exit_code == 0, res.output
+    toml = tmp_path / "fit.toml"
+    toml.write_text("max_iterations = 60\nrun_checks = false\n")
+    res = r.invoke(cli, ["surrogates", "fit", str(tmp_path / "d"), "--out",
+                         str(tmp_path / "s"), "--settings", str(toml)])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(cli, ["surrogates", "check", str(tmp_path / "s")])
+    assert res.exit_code == 0 and "tangent" in res.output, res.output
+    res = r.invoke(cli, ["surrogates", "export", str(tmp_path / "s"), "--out",
+                         str(tmp_path / "e")])
+    assert res.exit_code == 0 and (tmp_path / "e" / "model.ts").exists()
+    toml.write_text("max_iteration = 100\n")
+    res = r.invoke(cli, ["surrogates", "fit", str(tmp_path / "d"), "--out",
+                         str(tmp_path / "s2"), "--settings", str(toml)])
+    assert res.exit_code == 1 and "did you mean 'max_iterations'" in res.output
