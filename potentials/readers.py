@@ -216,8 +216,9 @@ def read_fitsnap_json(path: str | Path, group: str | None = None) -> list[Frame]
 
 
 def read_vasprun(path: str | Path, group: str = "") -> list[Frame]:
-    """Every ionic step of a ``vasprun.xml`` (pymatgen), flagged unconverged when its
-    electronic loop ran NELM steps."""
+    """Every ionic step of a ``vasprun.xml`` (pymatgen): free energy (``e_fr_energy``,
+    consistent with the forces), forces, stress; flagged unconverged when its electronic
+    loop ran NELM steps."""
     from pymatgen.io.vasp.outputs import Vasprun
 
     path = Path(path)
@@ -239,10 +240,16 @@ def read_vasprun(path: str | Path, group: str = "") -> list[Frame]:
         if stress is not None and np.asarray(stress).size == 9:
             virial = np.asarray(stress, float) / EV_A3_IN_KBAR * abs(np.linalg.det(cell))
         forces = step.get("forces")
-        n_elec = len(step.get("electronic_steps", []))
+        elec = step.get("electronic_steps", [])
+        n_elec = len(elec)
+        # The free energy (TOTEN), the one VASP's forces are derivatives of. (VASP 5.4
+        # also writes a wrong e_0_energy into this block: vasprun.Ge.vdw.xml.)
+        energy = step.get("e_fr_energy")
+        if energy is None and elec:
+            energy = elec[-1].get("e_fr_energy")
         frames.append(Frame(
             symbols=[sp.symbol for sp in st.species], positions=np.array(st.cart_coords),
-            cell=cell, energy=float(step.get("e_0_energy", step.get("e_fr_energy"))),
+            cell=cell, energy=float("nan") if energy is None else float(energy),
             forces=None if forces is None else np.asarray(forces, float), virial=virial,
             group=group, source=str(path), index=i,
             converged=bool(n_elec < nelm) if n_elec else None,
@@ -254,7 +261,7 @@ _FLOAT = r"[-+]?\d+\.?\d*(?:[eE][-+]?\d+)?"
 
 
 def read_outcar(path: str | Path, group: str = "") -> list[Frame]:
-    """Every ionic step of an ``OUTCAR``: positions, forces, energy (sigma→0), stress
+    """Every ionic step of an ``OUTCAR``: positions, forces, free energy (TOTEN), stress
     ("in kB" line, compression positive) and cell; unconverged steps (NELM electronic
     iterations) flagged."""
     from pymatgen.io.vasp.outputs import Outcar
@@ -300,9 +307,8 @@ def read_outcar(path: str | Path, group: str = "") -> list[Frame]:
             s = np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]])
             virial = s / EV_A3_IN_KBAR * abs(np.linalg.det(cell))
         rest = "\n".join(lines)
-        em = re.search(r"energy\s+without\s+entropy\s*=\s*(" + _FLOAT + r")\s+energy\(sigma->0\)"
-                       r"\s*=\s*(" + _FLOAT + ")", rest)
-        energy = float(em.group(2)) if em else float("nan")
+        em = re.search(r"free\s+energy\s+TOTEN\s*=\s*(" + _FLOAT + ")", rest)
+        energy = float(em.group(1)) if em else float("nan")
         n_elec = int(iters[-1]) if iters else 0
         frames.append(Frame(
             symbols=list(symbols), positions=arr[:, :3], cell=cell, energy=energy,

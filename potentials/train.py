@@ -54,7 +54,7 @@ def run_dp(jobs: list[tuple[list[str], Path]], cwd: Path, *, threads: int = 1,
     write_json_atomic(jf, spec)
     cmd = [sys.executable, "-m", "scalebridge.potentials.dp_batch", str(jf)]
     label = name or "dp " + ", ".join(a[0] for a, _ in jobs)
-    return run_command(cmd, cwd, name=label, threads=threads,
+    return run_command(cmd, cwd, name=label, threads=threads, env={"PYTHONUNBUFFERED": "1"},
                        log_file=log_file or cwd / "dp.log", on_line=on_line,
                        error_parser=_dp_error, tail_lines=200)
 
