@@ -42,7 +42,7 @@ log = logging.getLogger("scalebridge.workflows")
 SETTINGS_JSON = "settings.json"
 
 #: Stage adapter modules in chain order; each has ``nodes() -> list[StageNode]``.
-STAGE_ADAPTERS = (
+STAGE_ADAPTERS = tuple(
     (section, f"scalebridge.workflows.stage_{section}")
     for section in ("potentials", "md", "dd", "surrogates", "continuum")
 )

@@ -55,7 +55,7 @@ def nodes() -> list[StageNode]:
     return [
         StageNode("dataset", "DFTDataset", (), make_dataset,
                   settings=lambda c: c.potentials.ingest, files=_files,
-                  section="potentials.ingest"),
+                  section="potentials.ingest", cheap=True),
         StageNode("potential", "Potential", ("dataset",), make_potential,
                   settings=lambda c: c.potentials.train, dry_run=dry_run_potential,
                   section="potentials.train"),

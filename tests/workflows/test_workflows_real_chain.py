@@ -1,0 +1,124 @@
+"""The real chain through ``scalebridge run``: bad DFT input, dry run, kill -9 of a real
+DeePMD training run and resume (same learning curve as an uninterrupted run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from scalebridge.errors import ScalebridgeError
+from scalebridge.workflows.pipeline import run, status
+
+TINY = """
+[run]
+name = "tiny"
+data = [{data}]
+
+[potentials.ingest]
+type_map = ["Mo"]
+max_frames_per_group = 2
+
+[potentials.train]
+steps = {steps}
+ensemble = 1
+fitting_neuron = [8]
+disp_freq = 10
+compress = false
+evaluate = false
+properties = false
+
+[potentials.train.descriptor]
+neuron = [4, 8]
+axis_neuron = 4
+rcut_a = 3.5
+sel = [30]
+"""
+
+
+def _toml(tmp_path: Path, data: list[Path], steps: int = 20) -> Path:
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY.format(data=", ".join(json.dumps(str(d)) for d in data), steps=steps))
+    return p
+
+
+def test_missing_dft_file_is_one_line_and_makes_nothing(tmp_path):
+    toml = _toml(tmp_path, [tmp_path / "no_such_training.json"])
+    with pytest.raises(ScalebridgeError) as e:
+        run(toml, tmp_path / "run", until="potential")
+    msg = str(e.value)
+    assert "\n" not in msg and "no_such_training.json" in msg and "does not exist" in msg
+    assert not (tmp_path / "run" / "dataset").exists()
+
+
+def test_cli_missing_dft_file_exit_1(tmp_path):
+    toml = _toml(tmp_path, [tmp_path / "missing.json"])
+    proc = subprocess.run([sys.executable, "-m", "scalebridge.workflows.cli", "run",
+                           str(toml), "--run-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "missing.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dry_run_writes_training_inputs_without_training(tmp_path, mo_train_json):
+    toml = _toml(tmp_path, [mo_train_json], steps=77)
+    run(toml, tmp_path / "run", until="potential", dry_run=True)
+    inputs = list((tmp_path / "run").rglob("input.json"))
+    assert inputs, "no DeePMD input.json written"
+    spec = json.loads(inputs[0].read_text())
+    assert spec["training"]["numb_steps"] == 77
+    assert spec["model"]["type_map"] == ["Mo"]
+    assert not (tmp_path / "run" / "potential" / "manifest.json").exists()
+    st = {s.name: s.state for s in status(tmp_path / "run", toml)}
+    assert st["dataset"] == "done" and st["potential"] == "pending"
+
+
+def _children_named(pgid: int, word: str) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid,pgid,args"], capture_output=True, text=True).stdout
+    return [int(ln.split()[0]) for ln in out.splitlines()[1:]
+            if ln.split()[1] == str(pgid) and word in ln]
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume_same_result(tmp_path, mo_train_json):
+    toml = _toml(tmp_path, [mo_train_json], steps=40)
+    ref = run(toml, tmp_path / "ref", until="potential")
+    ref_curve = (ref.artifacts["potential"].path / "lcurve.csv").read_text()
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "SCALEBRIDGE_NO_PROGRESS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "scalebridge.workflows.cli", "run",
+                             str(toml), "--run-dir", str(run_dir), "--until", "potential"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    # wait until the dp training program itself is running (a child of the chain)
+    while not (list(run_dir.glob(".potential.partial-*/train/model_0/input.json"))
+               and _children_named(proc.pid, "dp_batch")):
+        assert proc.poll() is None, "the chain ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    assert not _children_named(proc.pid, "dp_batch")
+    assert not (run_dir / "potential").exists()
+    st = {s.name: s for s in status(run_dir)}
+    assert st["dataset"].state == "done"
+    assert st["potential"].state == "pending" and "interrupted" in st["potential"].reason
+
+    res = run(toml, run_dir, until="potential")
+    assert res.skipped == ["dataset"] and list(res.seconds) == ["potential"]
+    assert not list(run_dir.glob(".*.partial-*"))
+    art = res.artifacts["potential"]
+    assert art.fingerprint == ref.artifacts["potential"].fingerprint
+    assert (art.path / "lcurve.csv").read_text() == ref_curve  # same training, same numbers
+    st = {s.name: s.state for s in status(run_dir)}
+    assert st["dataset"] == st["potential"] == "done"
