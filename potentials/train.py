@@ -54,7 +54,10 @@ def run_dp(jobs: list[tuple[list[str], Path]], cwd: Path, *, threads: int = 1,
     write_json_atomic(jf, spec)
     cmd = [sys.executable, "-m", "scalebridge.potentials.dp_batch", str(jf)]
     label = name or "dp " + ", ".join(a[0] for a, _ in jobs)
-    return run_command(cmd, cwd, name=label, threads=threads, env={"PYTHONUNBUFFERED": "1"},
+    # NUM_WORKERS=0: DeePMD's torch DataLoader would otherwise re-spawn worker
+    # processes (each importing torch) every epoch: 3x slower on small data sets.
+    env = {"PYTHONUNBUFFERED": "1", "NUM_WORKERS": "0"}
+    return run_command(cmd, cwd, name=label, threads=threads, env=env,
                        log_file=log_file or cwd / "dp.log", on_line=on_line,
                        error_parser=_dp_error, tail_lines=200)
 
