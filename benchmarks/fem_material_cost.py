@@ -82,6 +82,7 @@ def run_case(model: Any, mesh: tuple[int, int], out: Path, ranks: int = 1,
     rec = {k: s[k] for k in ("n_points", "n_dofs", "ranks", "newton_iterations",
                              "newton_iterations_all", "cuts", "wall_seconds",
                              "material_seconds", "material_calls",
+                             "assemble_seconds", "linear_solve_seconds",
                              "material_us_per_point_call", "max_load_mpa",
                              "max_out_of_range_fraction")}
     rec["limit_load_rel_error"] = s.get("limit_load_rel_error")
@@ -190,7 +191,8 @@ def main() -> None:
                  "absolute times are noisy; ratios are the result.",
         "machine": {"host": socket.gethostname(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(),
+                    "load_average_1_5_15_min_at_end": list(os.getloadavg())},
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "benchmark_seconds": round(time.perf_counter() - t_start, 1),
     })

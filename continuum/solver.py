@@ -88,6 +88,8 @@ class SolveResult:
         wall_seconds: whole loading history.
         material_seconds: time inside ``model.update`` (max over ranks).
         material_calls: number of batched calls (one per Newton iteration and rank).
+        assemble_seconds, linear_solve_seconds: residual/Jacobian assembly and KSP solve
+            time (max over ranks).
         n_points: quadrature points (all ranks); n_dofs: displacement dofs (global).
         ranks: MPI ranks.
     """
@@ -101,6 +103,8 @@ class SolveResult:
     n_points: int = 0
     n_dofs: int = 0
     ranks: int = 1
+    assemble_seconds: float = 0.0
+    linear_solve_seconds: float = 0.0
 
     @property
     def total_iterations(self) -> int:
@@ -168,6 +172,8 @@ class ElastoplasticSolver:
         self.du = self.b.duplicate()
         self.ksp = self._make_ksp()
         self.n_dofs = V.dofmap.index_map.size_global * V.dofmap.index_map_bs
+        self.assemble_seconds = 0.0
+        self.linear_solve_seconds = 0.0
 
     def _make_ksp(self) -> PETSc.KSP:
         ksp = PETSc.KSP().create(self.comm)
@@ -190,6 +196,7 @@ class ElastoplasticSolver:
 
     def _residual(self) -> tuple[float, float]:
         """Assemble F(u) into b; (free-dof residual norm, all-dof norm) in N."""
+        t0 = time.perf_counter()
         with self.b.localForm() as loc:
             loc.set(0.0)
         fpetsc.assemble_vector(self.b, self.F_form)
@@ -199,6 +206,7 @@ class ElastoplasticSolver:
         full = self.b.norm()
         self.b.copy(self.r)
         fpetsc.set_bc(self.r, self.bcs, alpha=0.0)
+        self.assemble_seconds += time.perf_counter() - t0
         return self.r.norm(), full
 
     def _newton(self, lam: float, step: int, attempt: int, log_rows: list) -> int | None:
@@ -222,6 +230,7 @@ class ElastoplasticSolver:
             first = res if it == 1 else first
             if it == s.max_iterations or (first is not None and it > 3 and res > 1e3 * first):
                 return None
+            t0 = time.perf_counter()
             self.A.zeroEntries()
             fpetsc.assemble_matrix(self.A, self.J_form, bcs=self.bcs)
             self.A.assemble()
@@ -229,7 +238,10 @@ class ElastoplasticSolver:
                                  x0=[self.u.x.petsc_vec], alpha=-1.0)
             self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
             fpetsc.set_bc(self.b, self.bcs, x0=self.u.x.petsc_vec, alpha=-1.0)
+            t1 = time.perf_counter()
             self.ksp.solve(self.b, self.du)
+            self.assemble_seconds += t1 - t0
+            self.linear_solve_seconds += time.perf_counter() - t1
             if self.ksp.getConvergedReason() < 0:
                 return None
             self.u.x.petsc_vec.axpy(-1.0, self.du)
@@ -308,6 +320,8 @@ class ElastoplasticSolver:
         result.wall_seconds = time.perf_counter() - t0
         result.material_seconds = self.comm.allreduce(self.material.seconds, op=_max())
         result.material_calls = self.material.calls
+        result.assemble_seconds = self.comm.allreduce(self.assemble_seconds, op=_max())
+        result.linear_solve_seconds = self.comm.allreduce(self.linear_solve_seconds, op=_max())
         return result
 
 
