@@ -1,0 +1,602 @@
+"""The one place LAMMPS runs.
+
+:func:`run_lammps` takes a potential (:class:`LammpsPotential`), a structure (ASE
+``Atoms``) and the body of a LAMMPS input, writes ``structure.data`` and ``in.lmp`` into
+a work directory, runs ``lmp`` (under ``mpiexec -n N`` for several ranks, with N OpenMP
+threads per rank), streams its progress, and parses ``log.lammps``: thermo blocks,
+``print "SB <key> <value>"`` lines, and, for an ensemble of DeePMD models, the model
+deviation. A run whose maximum force deviation exceeds a threshold is flagged and its
+frames are exported (extxyz + POSCAR) as candidates for new DFT calculations.
+
+Potentials follow a one-method protocol (ASE-calculator style)::
+
+    class LammpsPotential(Protocol):
+        name: str
+        type_map: tuple[str, ...]
+        def pair_commands(self, workdir, devi_freq=None) -> list[str]: ...
+
+with :class:`DeepMDPotential` (frozen or compressed ``.pth`` models, one or an ensemble)
+and :class:`SNAPPotential` (linear or quadratic SNAP) as implementations, and
+:func:`check_potential` as the interface checker.
+
+Units are LAMMPS ``metal``: Å, eV, ps, bar, K, g/mol.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_masses, atomic_numbers
+from pydantic import Field
+from scalebridge.errors import ArtifactError, DataError, ExternalProgramError
+from scalebridge.log import progress
+from scalebridge.runtime import find_program, mpi_prefix, run_command
+from scalebridge.settings import Resources, StrictModel
+
+log = logging.getLogger("scalebridge.md.lammps")
+
+#: Conversions from LAMMPS metal units.
+BAR_TO_GPA = 1e-4
+EV_A3_TO_GPA = 160.21766208
+
+
+# --------------------------------------------------------------------------- potentials
+@runtime_checkable
+class LammpsPotential(Protocol):
+    """An interatomic potential as LAMMPS commands.
+
+    Attributes:
+        name: short label (``"deepmd"``, ``"snap"``).
+        type_map: species names; LAMMPS atom type i+1 is ``type_map[i]``.
+    """
+
+    name: str
+    type_map: tuple[str, ...]
+
+    def pair_commands(self, workdir: Path, devi_freq: int | None = None) -> list[str]:
+        """``pair_style``/``pair_coeff`` lines for a run in ``workdir`` (may copy files
+        there). ``devi_freq``: write the model deviation every that many steps, where the
+        potential is an ensemble."""
+        ...
+
+
+def _model_files_exist(paths: Sequence[Path], owner: str) -> None:
+    for p in paths:
+        if not Path(p).is_file():
+            raise ArtifactError(f"{owner}: model file {p} does not exist")
+
+
+@dataclass(frozen=True)
+class DeepMDPotential:
+    """DeePMD model(s) for ``pair_style deepmd``; ``models[0]`` drives the dynamics, all
+    of them together give the model deviation.
+
+    Attributes:
+        models: frozen (``.pth``) or compressed model files.
+        type_map: the models' species order.
+        name: label used in tables.
+        source: where it came from (artifact path), for messages.
+    """
+
+    models: tuple[Path, ...]
+    type_map: tuple[str, ...]
+    name: str = "deepmd"
+    source: str = ""
+
+    @classmethod
+    def from_artifact(cls, path: str | Path, compressed: bool = False) -> DeepMDPotential:
+        """Read a ``Potential`` artifact (docs/CONTRACTS.md) with
+        ``scalebridge.potentials.load_potential``.
+
+        Args:
+            path: the artifact directory (with ``potential.json``).
+            compressed: use the compressed models (error if the artifact has none).
+        """
+        from scalebridge.potentials.model import load_potential
+
+        info = load_potential(path)
+        models = info.compressed if compressed else info.models
+        if not models:
+            raise ArtifactError(f"{info.path / 'potential.json'}: no compressed models listed")
+        return cls(models=tuple(Path(m).resolve() for m in models),
+                   type_map=tuple(info.type_map),
+                   name="deepmd_compressed" if compressed else "deepmd",
+                   source=str(info.path))
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.models) > 1
+
+    def pair_commands(self, workdir: Path, devi_freq: int | None = None) -> list[str]:
+        _model_files_exist(self.models, self.source or "DeePMD potential")
+        style = "pair_style deepmd " + " ".join(str(m) for m in self.models)
+        if self.is_ensemble:
+            style += f" out_freq {devi_freq or 1000000} out_file model_devi.out"
+        return [style, "pair_coeff * * " + " ".join(self.type_map)]
+
+
+@dataclass(frozen=True)
+class SNAPPotential:
+    """A (quadratic) SNAP model: ``pair_style snap`` with a coefficient and a parameter
+    file. The deprecated ``diagonalstyle`` line that current LAMMPS rejects is dropped.
+    """
+
+    coeff: Path
+    param: Path
+    type_map: tuple[str, ...]
+    name: str = "snap"
+
+    @classmethod
+    def from_dir(cls, directory: str | Path, type_map: Sequence[str] = ("Mo",),
+                 name: str | None = None) -> SNAPPotential:
+        """A directory holding ``*.snapcoeff`` and ``*.snapparam`` (the mlearn layout)."""
+        d = Path(directory)
+        coeffs, params = sorted(d.glob("*.snapcoeff")), sorted(d.glob("*.snapparam"))
+        if len(coeffs) != 1 or len(params) != 1:
+            raise ArtifactError(f"{d}: expected one .snapcoeff and one .snapparam file")
+        return cls(coeff=coeffs[0].resolve(), param=params[0].resolve(),
+                   type_map=tuple(type_map), name=name or d.name)
+
+    def pair_commands(self, workdir: Path, devi_freq: int | None = None) -> list[str]:
+        _model_files_exist((self.coeff, self.param), f"SNAP potential {self.name}")
+        lines = [ln for ln in self.param.read_text().splitlines()
+                 if not ln.strip().startswith("diagonalstyle")]
+        param = Path(workdir) / f"{self.name}.snapparam"
+        param.write_text("\n".join(lines) + "\n")
+        return ["pair_style snap",
+                f"pair_coeff * * {self.coeff} {param.name} " + " ".join(self.type_map)]
+
+
+def check_potential(pot: LammpsPotential, workdir: Path) -> None:
+    """Interface check: fields present, commands well formed, referenced files exist.
+
+    Raises:
+        DataError: the first violation found.
+    """
+    if not isinstance(pot, LammpsPotential):
+        raise DataError(f"{pot!r} does not implement LammpsPotential")
+    if not pot.type_map or any(s not in atomic_numbers for s in pot.type_map):
+        raise DataError(f"potential {pot.name}: type_map {pot.type_map!r} is not a list of "
+                        "element symbols")
+    lines = pot.pair_commands(Path(workdir), devi_freq=10)
+    if not lines or not lines[0].startswith("pair_style "):
+        raise DataError(f"potential {pot.name}: first command is not pair_style: {lines[:1]}")
+    coeff = [ln for ln in lines if ln.startswith("pair_coeff")]
+    if not coeff or not coeff[-1].split()[-len(pot.type_map):] == list(pot.type_map):
+        raise DataError(f"potential {pot.name}: pair_coeff does not end with the type map")
+
+
+# --------------------------------------------------------------------------- structures
+def check_species(atoms: Atoms, pot: LammpsPotential, where: str = "structure") -> None:
+    """Every species in ``atoms`` must be in the potential's type map (checked before a
+    run is launched)."""
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(pot.type_map))
+    if missing:
+        raise DataError(
+            f"{where} contains {', '.join(missing)}, not in the type map "
+            f"{list(pot.type_map)} of potential {pot.name}")
+
+
+def lammps_cell(atoms: Atoms) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Box lengths and tilts of ``atoms.cell`` if it is already in LAMMPS's
+    lower-triangular form (a ∥ x, b in the xy plane).
+
+    Returns:
+        (lengths (3,) Å, (xy, xz, yz) Å).
+
+    Raises:
+        DataError: the cell is not lower triangular.
+    """
+    c = np.asarray(atoms.cell[:])
+    if abs(c[0, 1]) > 1e-8 or abs(c[0, 2]) > 1e-8 or abs(c[1, 2]) > 1e-8:
+        raise DataError("structure cell is not in LAMMPS form (a along x, b in xy); "
+                        "rotate it first (ase.calculators.lammps.Prism)")
+    return np.array([c[0, 0], c[1, 1], c[2, 2]]), (c[1, 0], c[2, 0], c[2, 1])
+
+
+def write_data(atoms: Atoms, path: Path, type_map: Sequence[str],
+               triclinic: bool = False) -> Path:
+    """Write ``atoms`` as a LAMMPS ``atomic`` data file with types from ``type_map``.
+
+    The cell must be lower triangular (see :func:`lammps_cell`); atoms are written as they
+    are (LAMMPS wraps them into the box). Masses come from ASE's tables. ``triclinic``
+    writes a (possibly zero) tilt line so the box can be sheared later.
+    """
+    lengths, (xy, xz, yz) = lammps_cell(atoms)
+    types = {s: i + 1 for i, s in enumerate(type_map)}
+    pos = atoms.get_positions()
+    lines = ["LAMMPS data file written by scalebridge.md.lammps", "",
+             f"{len(atoms)} atoms", f"{len(type_map)} atom types",
+             f"0.0 {lengths[0]:.12f} xlo xhi", f"0.0 {lengths[1]:.12f} ylo yhi",
+             f"0.0 {lengths[2]:.12f} zlo zhi"]
+    if triclinic or any(abs(t) > 1e-12 for t in (xy, xz, yz)):
+        lines.append(f"{xy:.12f} {xz:.12f} {yz:.12f} xy xz yz")
+    lines += ["", "Masses", ""]
+    lines += [f"{i + 1} {atomic_masses[atomic_numbers[s]]:.6f}  # {s}"
+              for i, s in enumerate(type_map)]
+    lines += ["", "Atoms  # atomic", ""]
+    syms = atoms.get_chemical_symbols()
+    lines += [f"{i + 1} {types[s]} {p[0]:.12f} {p[1]:.12f} {p[2]:.12f}"
+              for i, (s, p) in enumerate(zip(syms, pos, strict=True))]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def boundary_line(atoms: Atoms) -> str:
+    """``boundary`` command from ``atoms.pbc`` (non-periodic → shrink-wrapped ``s``)."""
+    return "boundary " + " ".join("p" if p else "s" for p in atoms.pbc)
+
+
+# --------------------------------------------------------------------------- settings
+class DeviationSettings(StrictModel):
+    """Model deviation of an ensemble: how often, and when a run is flagged."""
+
+    out_freq: int = Field(100, ge=1, description="write model deviation every N steps")
+    f_threshold_ev_a: float = Field(
+        0.3, gt=0, description="flag a run whose max force deviation exceeds this (eV/Å)")
+    max_candidates: int = Field(
+        50, ge=0, description="at most this many flagged frames exported as candidates")
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class ModelDeviation:
+    """Model deviation of a run (``model_devi.out``).
+
+    Attributes:
+        steps: (n,) timesteps.
+        max_devi_f: (n,) maximum force deviation over atoms, eV/Å.
+        avg_devi_f: (n,) mean force deviation, eV/Å.
+        threshold: flagging threshold, eV/Å.
+        candidates: exported files (extxyz with every flagged frame, one POSCAR each).
+    """
+
+    steps: np.ndarray
+    max_devi_f: np.ndarray
+    avg_devi_f: np.ndarray
+    threshold: float
+    candidates: list[Path] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(np.any(self.max_devi_f > self.threshold))
+
+    @property
+    def flagged_steps(self) -> np.ndarray:
+        return self.steps[self.max_devi_f > self.threshold]
+
+
+@dataclass
+class LammpsResult:
+    """A finished LAMMPS run.
+
+    Attributes:
+        workdir: where it ran (``in.lmp``, ``structure.data``, ``log.lammps``, dumps).
+        thermo: one dict per ``run``/``minimize`` block: column name -> (n,) array.
+        values: ``print "SB key value"`` lines, key -> float.
+        deviation: model deviation where the potential is an ensemble, else None.
+        wall_s: wall time, s.
+    """
+
+    workdir: Path
+    thermo: list[dict[str, np.ndarray]]
+    values: dict[str, float]
+    deviation: ModelDeviation | None
+    wall_s: float
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "log.lammps"
+
+    def value(self, key: str) -> float:
+        if key not in self.values:
+            raise ExternalProgramError(
+                f"lmp in {self.workdir} did not print SB {key} (see {self.log_file})")
+        return self.values[key]
+
+
+# --------------------------------------------------------------------------- parsing
+_SB = re.compile(r"^SB (\S+) (\S+)\s*$")
+_LOST = re.compile(r"Lost atoms: original (\d+) current (\d+)")
+
+
+def parse_log(text: str) -> tuple[list[dict[str, np.ndarray]], dict[str, float]]:
+    """Thermo blocks and ``SB key value`` lines of a LAMMPS log.
+
+    Returns:
+        (blocks, values): blocks as dicts column -> (n,) arrays; values key -> float.
+    """
+    blocks: list[dict[str, np.ndarray]] = []
+    values: dict[str, float] = {}
+    header: list[str] | None = None
+    rows: list[list[float]] = []
+
+    def close() -> None:
+        nonlocal header, rows
+        if header is not None:
+            arr = np.array(rows, dtype=float).reshape(-1, len(header))
+            blocks.append({h: arr[:, i] for i, h in enumerate(header)})
+        header, rows = None, []
+
+    for line in text.splitlines():
+        m = _SB.match(line)
+        if m:
+            try:
+                values[m.group(1)] = float(m.group(2))
+            except ValueError:
+                pass
+            continue
+        parts = line.split()
+        if parts and parts[0] == "Step" and header is None:
+            header = parts
+            continue
+        if header is not None:
+            if line.startswith("Loop time of") or line.startswith("ERROR"):
+                close()
+                continue
+            if len(parts) == len(header):
+                try:
+                    rows.append([float(p) for p in parts])
+                except ValueError:
+                    pass
+    close()
+    return blocks, values
+
+
+def lammps_error(lines: list[str]) -> str | None:
+    """The one-line cause of a failed LAMMPS run from its output tail."""
+    errs = [ln.strip() for ln in lines if "ERROR" in ln]
+    if not errs:
+        for ln in lines:
+            if "DeePMD-kit Error" in ln or ("deepmd" in ln.lower() and "error" in ln.lower()):
+                return ln.strip()
+        return None
+    err = errs[0]
+    m = _LOST.search(err)
+    if m:
+        return (f"lost atoms (original {m.group(1)}, current {m.group(2)}): atoms left the "
+                "box; the potential or the timestep is unstable for this structure")
+    err = re.sub(r"\s*\(src/[^)]*\)\s*$", "", err)
+    err = re.sub(r"^ERROR( on proc \d+)?:\s*", "", err)
+    return f"LAMMPS error: {err}"
+
+
+def read_model_devi(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, max_devi_f, avg_devi_f) from a DeePMD ``model_devi.out``; repeated steps
+    (several runs in one input) keep their last value."""
+    data = np.loadtxt(path, ndmin=2)
+    if data.size == 0:
+        return np.zeros(0, int), np.zeros(0), np.zeros(0)
+    with open(path) as f:
+        header = f.readline().lstrip("#").split()
+    col = {h: i for i, h in enumerate(header)}
+    steps = data[:, col.get("step", 0)].astype(int)
+    fmax = data[:, col.get("max_devi_f", 4)]
+    favg = data[:, col.get("avg_devi_f", 6)]
+    return steps, fmax, favg
+
+
+# --------------------------------------------------------------------------- running
+def write_input(workdir: Path, body: str, potential: LammpsPotential,
+                structure: Atoms | None, *, devi: DeviationSettings | None = None,
+                timestep_ps: float = 0.001, triclinic: bool = False) -> Path:
+    """Write ``structure.data`` and ``in.lmp`` into ``workdir``; returns the input path.
+
+    The header sets units, boundary, the structure, the potential and the timestep; the
+    ``body`` (LAMMPS commands) follows. With an ensemble and ``devi``, every
+    ``devi.out_freq`` steps the model deviation and the frame (``devi_frames.dump``) are
+    written.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    head = ["# written by scalebridge.md.lammps", "units metal", "atom_style atomic",
+            "atom_modify map array sort 0 0.0"]
+    if structure is not None:
+        check_species(structure, potential)
+        write_data(structure, workdir / "structure.data", potential.type_map, triclinic)
+        head += [boundary_line(structure), "read_data structure.data"]
+    ensemble = devi is not None and getattr(potential, "is_ensemble", False)
+    head += potential.pair_commands(workdir, devi.out_freq if ensemble else None)
+    head += ["neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes",
+             f"timestep {timestep_ps}"]
+    if ensemble and structure is not None:
+        assert devi is not None
+        elems = " ".join(potential.type_map)
+        head += [f"dump sb_devi all custom {devi.out_freq} devi_frames.dump id type x y z",
+                 f"dump_modify sb_devi sort id element {elems}"]
+    text = "\n".join(head) + "\n\n" + body.strip() + "\n"
+    path = workdir / "in.lmp"
+    tmp = workdir / ".in.lmp.tmp"
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def _export_candidates(workdir: Path, dev: ModelDeviation, type_map: Sequence[str],
+                       max_n: int) -> list[Path]:
+    """Write flagged frames of ``devi_frames.dump`` as extxyz + POSCAR files."""
+    from ase.io import read, write
+
+    dump = workdir / "devi_frames.dump"
+    if not dump.is_file() or max_n == 0:
+        return []
+    flagged = set(int(s) for s in dev.flagged_steps)
+    frames = read(dump, index=":", format="lammps-dump-text", specorder=list(type_map))
+    steps = _dump_steps(dump)
+    chosen: dict[int, Atoms] = {}
+    for step, atoms in zip(steps, frames, strict=False):
+        if step in flagged:
+            atoms.info["step"] = step
+            atoms.info["max_devi_f"] = float(dev.max_devi_f[dev.steps == step].max())
+            chosen[step] = atoms
+    picks = [chosen[s] for s in sorted(chosen)][:max_n]
+    if not picks:
+        return []
+    out = workdir / "candidates"
+    out.mkdir(exist_ok=True)
+    files = [out / "candidates.extxyz"]
+    write(files[0], picks, format="extxyz")
+    for a in picks:
+        p = out / f"POSCAR_{a.info['step']:08d}"
+        write(p, a, format="vasp", direct=True, sort=True)
+        files.append(p)
+    return files
+
+
+def _dump_steps(path: Path) -> list[int]:
+    steps = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("ITEM: TIMESTEP"):
+                steps.append(int(next(f)))
+    return steps
+
+
+def run_lammps(workdir: str | Path, body: str, potential: LammpsPotential,
+               structure: Atoms | None = None, *, resources: Resources | None = None,
+               devi: DeviationSettings | None = None, timestep_ps: float = 0.001,
+               name: str = "lmp", total_steps: int | None = None,
+               extra_files: Mapping[str, str] | None = None, dry_run: bool = False,
+               triclinic: bool = False,
+               on_line: Callable[[str], None] | None = None) -> LammpsResult:
+    """Write the inputs, run LAMMPS, parse its output.
+
+    Args:
+        workdir: run directory (created; previous outputs in it are replaced).
+        body: LAMMPS commands after the header (see :func:`write_input`).
+        potential: the potential; its type map must cover the structure's species.
+        structure: ASE atoms with a LAMMPS-form cell, or None if ``body`` builds one.
+        resources: MPI ranks and OpenMP threads per rank.
+        devi: model-deviation settings (used where the potential is an ensemble).
+        timestep_ps: MD timestep, ps.
+        name: label for messages and the progress bar.
+        total_steps: expected MD steps (progress bar length).
+        extra_files: more files to write into ``workdir`` (name -> text).
+        dry_run: write the inputs only; the result has no thermo.
+        triclinic: write the box as triclinic (needed to shear it with change_box).
+
+    Returns:
+        The parsed :class:`LammpsResult`.
+
+    Raises:
+        DataError: species not in the potential's type map (before launching).
+        ArtifactError: a model file is missing (before launching).
+        ExternalProgramError: LAMMPS failed; the message quotes its ERROR line.
+    """
+    resources = resources or Resources()
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in ("log.lammps", "model_devi.out", "devi_frames.dump"):
+        (workdir / stale).unlink(missing_ok=True)
+    shutil.rmtree(workdir / "candidates", ignore_errors=True)
+    for fname, text in (extra_files or {}).items():
+        (workdir / fname).write_text(text)
+    write_input(workdir, body, potential, structure, devi=devi, timestep_ps=timestep_ps,
+                triclinic=triclinic)
+    if dry_run:
+        return LammpsResult(workdir, [], {}, None, 0.0)
+
+    cmd = [*mpi_prefix(resources.mpi_ranks), find_program("lmp"), "-in", "in.lmp",
+           "-log", "log.lammps", "-nocite"]
+    if resources.threads > 1:
+        cmd += ["-pk", "omp", str(resources.threads), "-sf", "omp"]
+    t0 = time.perf_counter()
+    state = {"header": 0}
+
+    with progress(f"{name}", total=total_steps) as advance:
+        last = [0]
+
+        def watch(line: str) -> None:
+            parts = line.split()
+            if parts and parts[0] == "Step":
+                state["header"] = len(parts)
+                last[0] = 0
+            elif state["header"] and len(parts) == state["header"] and parts[0].isdigit():
+                step = int(parts[0])
+                if step > last[0]:
+                    advance(step - last[0])
+                    last[0] = step
+            if on_line:
+                on_line(line)
+
+        run_command(cmd, workdir, name=f"{name} (lmp)", threads=resources.threads,
+                    log_file=workdir / "lmp.out", on_line=watch, error_parser=lammps_error)
+    wall = time.perf_counter() - t0
+    logfile = workdir / "log.lammps"
+    text = logfile.read_text(errors="replace") if logfile.is_file() else ""
+    thermo, values = parse_log(text)
+    dev = None
+    if devi is not None and getattr(potential, "is_ensemble", False) and \
+            (workdir / "model_devi.out").is_file():
+        steps, fmax, favg = read_model_devi(workdir / "model_devi.out")
+        dev = ModelDeviation(steps, fmax, favg, devi.f_threshold_ev_a)
+        if dev.flagged:
+            dev.candidates = _export_candidates(workdir, dev, potential.type_map,
+                                                devi.max_candidates)
+            log.warning("%s: max force deviation %.3f eV/Å > %.3f at %d frames; "
+                        "%d candidates in %s", name, float(fmax.max()),
+                        devi.f_threshold_ev_a, len(dev.flagged_steps),
+                        max(len(dev.candidates) - 1, 0), workdir / "candidates")
+    log.info("%s finished in %.1f s", name, wall)
+    return LammpsResult(workdir, thermo, values, dev, wall)
+
+
+__all__ = [
+    "BAR_TO_GPA",
+    "EV_A3_TO_GPA",
+    "DeepMDPotential",
+    "DeviationSettings",
+    "LammpsPotential",
+    "LammpsResult",
+    "ModelDeviation",
+    "SNAPPotential",
+    "as_potential",
+    "check_potential",
+    "check_species",
+    "lammps_error",
+    "parse_log",
+    "potential_inputs",
+    "read_model_devi",
+    "run_lammps",
+    "write_data",
+    "write_input",
+]
+
+
+def as_potential(obj: object, compressed: bool = False) -> LammpsPotential:
+    """A :class:`LammpsPotential` from a potential object, a ``Potential`` artifact (or
+    its path), or a directory of SNAP files."""
+    from scalebridge.artifacts import Artifact
+
+    if isinstance(obj, LammpsPotential):
+        return obj
+    if isinstance(obj, Artifact):
+        obj = obj.path
+    if isinstance(obj, (str, Path)):
+        p = Path(obj)
+        if (p / "potential.json").is_file():
+            return DeepMDPotential.from_artifact(p, compressed=compressed)
+        if list(p.glob("*.snapcoeff")):
+            return SNAPPotential.from_dir(p)
+        raise ArtifactError(f"{p} is neither a Potential artifact nor a SNAP model directory")
+    raise DataError(f"cannot use {type(obj).__name__} as a potential")
+
+
+def potential_inputs(pot: LammpsPotential) -> dict[str, Path]:
+    """The files of a potential, for artifact fingerprints."""
+    if isinstance(pot, DeepMDPotential):
+        return {f"model_{i}": m for i, m in enumerate(pot.models)}
+    if isinstance(pot, SNAPPotential):
+        return {"snapcoeff": pot.coeff, "snapparam": pot.param}
+    return {}

@@ -1,0 +1,146 @@
+"""run_lammps: input writing, errors before and after launch, model deviation, NVE."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.io import read
+from scalebridge.errors import ArtifactError, DataError, ExternalProgramError
+from scalebridge.md.lammps import (
+    DeepMDPotential,
+    DeviationSettings,
+    SNAPPotential,
+    check_potential,
+    parse_log,
+    run_lammps,
+    write_input,
+)
+
+PEERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlearn" / "Mo" / "peer_models"
+
+
+@pytest.fixture(scope="module")
+def snap() -> SNAPPotential:
+    if not (PEERS / "snap").is_dir():
+        pytest.skip(f"peer models not found: {PEERS}")
+    return SNAPPotential.from_dir(PEERS / "snap")
+
+
+@pytest.fixture(scope="module")
+def deepmd(tiny_potential) -> DeepMDPotential:
+    return DeepMDPotential.from_artifact(tiny_potential.path)
+
+
+def mo(n: int = 2, a: float = 3.16):
+    return bulk("Mo", "bcc", a=a, cubic=True).repeat(n)
+
+
+def test_input_and_data_written(tmp_path, deepmd):
+    atoms = mo(2)
+    atoms.rattle(0.05, seed=1)
+    write_input(tmp_path, "run 0", deepmd, atoms, devi=DeviationSettings(out_freq=7))
+    text = (tmp_path / "in.lmp").read_text()
+    style = next(ln for ln in text.splitlines() if ln.startswith("pair_style"))
+    assert style.split()[1:3] == ["deepmd", str(deepmd.models[0])]
+    assert str(deepmd.models[1]) in style and "out_freq 7 out_file model_devi.out" in style
+    assert "pair_coeff * * Mo" in text and "read_data structure.data" in text
+    assert "boundary p p p" in text
+    back = read(tmp_path / "structure.data", format="lammps-data", atom_style="atomic")
+    assert len(back) == 16
+    np.testing.assert_allclose(back.get_positions(), atoms.get_positions(), atol=1e-8)
+    np.testing.assert_allclose(back.cell[:], atoms.cell[:], atol=1e-8)
+    assert abs(back.get_masses()[0] - 95.95) < 0.1
+
+
+def test_check_potential(tmp_path, deepmd, snap):
+    check_potential(deepmd, tmp_path)
+    check_potential(snap, tmp_path)
+    # the SNAP parameter file loses the line current LAMMPS rejects
+    assert "diagonalstyle" not in (tmp_path / "snap.snapparam").read_text()
+    assert "diagonalstyle" in snap.param.read_text()
+
+
+def test_type_map_mismatch_is_caught_before_launch(tmp_path, deepmd):
+    atoms = mo(2)
+    atoms[3].symbol = "W"
+    with pytest.raises(DataError, match=r"contains W, not in the type map \['Mo'\]"):
+        run_lammps(tmp_path, "run 0", deepmd, atoms)
+    assert not (tmp_path / "log.lammps").exists()
+
+
+def test_missing_model_file_is_caught_before_launch(tmp_path, tiny_potential):
+    art = tmp_path / "pot"
+    shutil.copytree(tiny_potential.path, art)
+    pj = json.loads((art / "potential.json").read_text())
+    (art / pj["models"][1]).unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        DeepMDPotential.from_artifact(art)
+    pot = DeepMDPotential(models=(tmp_path / "nope.pth",), type_map=("Mo",))
+    with pytest.raises(ArtifactError, match=r"nope\.pth does not exist"):
+        run_lammps(tmp_path / "run", "run 0", pot, mo(2))
+
+
+def test_lammps_error_is_quoted(tmp_path, snap):
+    with pytest.raises(ExternalProgramError, match="Unrecognized fix style 'no/such/fix'"):
+        run_lammps(tmp_path, "fix 1 all no/such/fix\nrun 0", snap, mo(2))
+
+
+def test_lost_atoms_reported(tmp_path, snap):
+    body = "change_box all boundary f f f\nvelocity all set 40 0 0\nfix 1 all nve\nrun 200"
+    with pytest.raises(ExternalProgramError, match=r"lost atoms \(original 16, current"):
+        run_lammps(tmp_path, body, snap, mo(2))
+
+
+def test_parse_log_thermo_and_values(tmp_path, snap):
+    body = "\n".join(["thermo 5", "thermo_style custom step pe press lx",
+                      'print "SB natoms $(atoms)"', "velocity all create 100 3",
+                      "fix 1 all nve", "run 10", 'print "SB pe $(pe:%.8f)"'])
+    res = run_lammps(tmp_path, body, snap, mo(2))
+    assert res.values["natoms"] == 16
+    block = res.thermo[-1]
+    assert list(block) == ["Step", "PotEng", "Press", "Lx"]
+    np.testing.assert_array_equal(block["Step"], [0, 5, 10])
+    assert res.values["pe"] == pytest.approx(block["PotEng"][-1], abs=1e-4)
+    blocks, values = parse_log((tmp_path / "log.lammps").read_text())
+    assert values == res.values and len(blocks) == len(res.thermo)
+
+
+def test_model_deviation_flags_and_exports_candidates(tmp_path, deepmd, tiny_potential):
+    from scalebridge.potentials import load_potential
+
+    body = "velocity all create 1500 7\nfix 1 all nve\nthermo 5\nrun 20"
+    devi = DeviationSettings(out_freq=5, f_threshold_ev_a=1e-6, max_candidates=3)
+    res = run_lammps(tmp_path / "hot", body, deepmd, mo(2), devi=devi)
+    dev = res.deviation
+    assert dev is not None and dev.flagged
+    np.testing.assert_array_equal(dev.steps, [0, 5, 10, 15, 20])
+    extxyz = tmp_path / "hot" / "candidates" / "candidates.extxyz"
+    frames = read(extxyz, index=":")
+    assert len(frames) == 3 and len(list(extxyz.parent.glob("POSCAR_*"))) == 3
+    # the deviation LAMMPS wrote is the ensemble's, recomputed here in Python
+    info = load_potential(tiny_potential.path)
+    for fr in frames:
+        assert len(fr) == 16 and set(fr.get_chemical_symbols()) == {"Mo"}
+        py = info.model_deviation(fr)
+        assert fr.info["max_devi_f"] == pytest.approx(py, rel=1e-3, abs=1e-5)
+    quiet = DeviationSettings(out_freq=5, f_threshold_ev_a=1e3)
+    res2 = run_lammps(tmp_path / "calm", body, deepmd, mo(2), devi=quiet)
+    assert res2.deviation is not None and not res2.deviation.flagged
+    assert not (tmp_path / "calm" / "candidates").exists()
+
+
+def test_nve_conserves_energy(tmp_path, deepmd):
+    body = "\n".join(["thermo 10", "thermo_style custom step time pe ke etotal",
+                      "velocity all create 600 11 mom yes rot yes", "fix 1 all nve",
+                      "run 400"])
+    res = run_lammps(tmp_path, body, deepmd, mo(3), timestep_ps=0.001)
+    th = res.thermo[-1]
+    n = 54
+    drift = np.polyfit(th["Time"], th["TotEng"], 1)[0] / n          # eV/atom/ps
+    assert np.std(th["PotEng"]) > 20 * np.std(th["TotEng"])         # energy is exchanged
+    assert abs(drift) < 1e-4
