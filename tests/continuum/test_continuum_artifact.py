@@ -122,3 +122,24 @@ def test_cli_run_and_schema(tmp_path):
                               str(tmp_path / "bad")])
     assert res.exit_code == 1
     assert res.output.count("\n") == 1 and "n_radal" in res.output
+
+
+def test_uncertainty_field_written_where_the_model_has_one(tmp_path):
+    class WithUncertainty(LinearElastic):
+        name = "elastic-with-uncertainty"
+
+        def update(self, strain, dstrain, state, dt=1.0):
+            r = super().update(strain, dstrain, state, dt)
+            # 1 % of the stress norm, as an ensemble spread would be
+            r.uncertainty = 0.01 * np.linalg.norm(r.stress, axis=1)
+            r.out_of_range = np.abs(strain + dstrain).max(axis=1) > 5e-4
+            return r
+
+    settings = FemSettings(problem=PatchProblem(n=2), solver=SolverSettings(steps=2))
+    art = settings.make(WithUncertainty(), tmp_path / "u")
+    assert art.summary["max_uncertainty_mpa"] > 0
+    assert 0 < art.summary["max_out_of_range_fraction"] <= 1
+    meta = (art.path / "fields" / "cells.bp" / "md.0").read_bytes()
+    assert b"uncertainty" in meta and b"equivalent_plastic_strain" in meta
+    plain = settings.make(LinearElastic(), tmp_path / "plain")
+    assert b"uncertainty" not in (plain.path / "fields" / "cells.bp" / "md.0").read_bytes()
