@@ -18,9 +18,10 @@ dislocation relaxes in place. (matscipy.dislocation builds the same dislocations
 cylinders with fixed boundaries; it has no periodic glide slab, which a velocity
 measurement needs.)
 
-Glide: the bottom layer is held, a force along b on every atom of the top layer applies
-the resolved shear stress τ = F/A (A the glide-plane area), the rest is thermostatted
-(Langevin) at T. With τ > 0 (top pushed along +b) the dislocation moves along +z for both
+Glide: opposite forces along b on every atom of the top and bottom surface layers apply
+the resolved shear stress τ = F/A (A the glide-plane area) as a traction on the free
+surfaces; all atoms are thermostatted (Langevin) at T and the total momentum is removed.
+With τ > 0 (top pushed along +b) the dislocation moves along +z for both
 characters (Peach–Koehler). The core position along z is located in each dumped frame
 with OVITO's DXA (the mean of the 1/2<111> line points, unwrapped across the periodic
 boundary), and the velocity is the slope of a straight-line fit over the loaded part.
@@ -191,7 +192,7 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
     atoms = Atoms(element * len(pos), positions=pos, cell=new_cell, pbc=(True, False, True))
     geo = SlabGeometry(character=character, burgers_a=b, glide_y=float(glide_y),
                        core_z=float(core_z), line_a=float(lx), glide_a=float(glide_len),
-                       layer_a=float(layer_a if layer_a is not None else a0 * math.sqrt(2)),
+                       layer_a=float(layer_a if layer_a is not None else a0 * math.sqrt(2) * 0.75),
                        y_lo=float(vacuum_a), y_hi=float(vacuum_a + y_hi - y_lo))
     atoms.info.update(character=character, burgers_a=b, glide_y=geo.glide_y,
                       core_z=geo.core_z)
@@ -388,13 +389,18 @@ def relax_script(geo: SlabGeometry, dump: str = "relaxed.dump", steps: int = 500
 
 
 def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
-                 n_top: int, equil_steps: int, run_steps: int, dump_every: int,
+                 n_top: int, n_bot: int, equil_steps: int, run_steps: int, dump_every: int,
                  seed: int, damp_ps: float, timestep_ps: float,
                  relax_steps: int = 2000) -> str:
-    """Relax, thermalise at τ = 0, then drive at τ: held bottom layer, loaded top layer,
-    Langevin thermostat on the rest; dumps every ``dump_every`` steps while loaded."""
-    f_atom = tau_mpa / EV_A3_TO_MPA * geo.area_a2 / n_top          # eV/Å per atom
-    fx, fz = (f_atom, 0.0) if geo.character == "screw" else (0.0, f_atom)
+    """Relax, thermalise at τ = 0, then drive at τ: opposite forces along b on the atoms
+    of the top and bottom surface layers (a shear traction τ = n_top·f/A on free
+    surfaces; the layers stay deformable so they do not pin the dislocation's field),
+    Langevin thermostat on everything, total momentum removed; dumps every
+    ``dump_every`` steps while loaded."""
+    force = tau_mpa / EV_A3_TO_MPA * geo.area_a2                    # eV/Å in total
+    ax = 0 if geo.character == "screw" else 2
+    ft, fb = np.zeros(3), np.zeros(3)
+    ft[ax], fb[ax] = force / n_top, -force / n_bot
     lo = geo.y_lo + geo.layer_a
     hi = geo.y_hi - geo.layer_a
     T = max(temperature_k, 1e-3)
@@ -404,22 +410,19 @@ def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
         f"region sb_bot block INF INF INF {lo:.6f} INF INF units box",
         f"region sb_top block INF INF {hi:.6f} INF INF INF units box",
         "group sb_bot region sb_bot", "group sb_top region sb_top",
-        "group sb_mob subtract all sb_bot sb_top",
-        f"velocity sb_mob create {2 * T} {seed} mom yes rot no dist gaussian",
-        "fix sb_hold sb_bot setforce 0.0 0.0 0.0",
-        "velocity sb_bot set 0 0 0", "velocity sb_top set 0 0 0",
-        "fix sb_nve_m sb_mob nve", "fix sb_nve_t sb_top nve",
-        f"fix sb_lang sb_mob langevin {T} {T} {damp_ps} {seed + 1} zero yes",
-        "fix sb_top0 sb_top aveforce 0.0 0.0 0.0",
-        "compute sb_tm sb_mob temp", "thermo_style custom step c_sb_tm pe etotal",
+        'print "SB n_top $(count(sb_top))"', 'print "SB n_bot $(count(sb_bot))"',
+        f"velocity all create {2 * T} {seed} mom yes rot no dist gaussian",
+        "fix sb_nve all nve",
+        f"fix sb_lang all langevin {T} {T} {damp_ps} {seed + 1} zero yes",
+        "fix sb_mom all momentum 50 linear 1 1 1",
         f"run {equil_steps}",
-        "unfix sb_top0",
-        f"fix sb_load sb_top aveforce {fx:.10g} 0.0 {fz:.10g}",
+        f"fix sb_ftop sb_top addforce {ft[0]:.10g} 0.0 {ft[2]:.10g}",
+        f"fix sb_fbot sb_bot addforce {fb[0]:.10g} 0.0 {fb[2]:.10g}",
         "reset_timestep 0",
         f"dump sb_d all custom {dump_every} glide.dump id type element x y z",
         "dump_modify sb_d sort id element ${sb_elements}",
         f"run {run_steps}",
-        f'print "SB f_atom_ev_a {f_atom:.10g}"',
+        f'print "SB force_ev_a {force:.10g}"',
     ])
 
 
@@ -468,14 +471,19 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
     workdir = Path(workdir)
     atoms, geo = build_glide_slab(a0, character, element,
                                   *repeats_for(a0, character, cell_a))
-    n_top = int((atoms.positions[:, 1] > geo.y_hi - geo.layer_a).sum())
+    y = atoms.positions[:, 1]
+    n_top = int((y >= geo.y_hi - geo.layer_a).sum())
+    n_bot = int((y <= geo.y_lo + geo.layer_a).sum())
     body = f"variable sb_elements string \"{potential_elements(potential)}\"\n" + glide_script(
-        geo, tau_mpa, temperature_k, n_top=n_top, equil_steps=equil_steps,
+        geo, tau_mpa, temperature_k, n_top=n_top, n_bot=n_bot, equil_steps=equil_steps,
         run_steps=run_steps, dump_every=dump_every, seed=seed, damp_ps=damp_ps,
         timestep_ps=timestep_ps)
-    run_lammps(workdir, body, potential, atoms, resources=resources,
-               timestep_ps=timestep_ps, name=f"glide {character} {tau_mpa:g} MPa "
-               f"{temperature_k:g} K", total_steps=equil_steps + run_steps)
+    res = run_lammps(workdir, body, potential, atoms, resources=resources,
+                     timestep_ps=timestep_ps, name=f"glide {character} {tau_mpa:g} MPa "
+                     f"{temperature_k:g} K", total_steps=equil_steps + run_steps)
+    if (res.value("n_top"), res.value("n_bot")) != (n_top, n_bot):
+        raise DataError(f"{workdir}: loaded layers hold {res.value('n_top'):g}/"
+                        f"{res.value('n_bot'):g} atoms in LAMMPS, {n_top}/{n_bot} expected")
     lines = locate_dislocations(workdir / "glide.dump", geo.glide_a)
     t = np.arange(len(lines)) * dump_every * timestep_ps
     z = unwrap(np.array([ln.core_z for ln in lines]), geo.glide_a)

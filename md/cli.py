@@ -1,0 +1,115 @@
+"""``scalebridge md``: properties, dislocation mobility and deformation with LAMMPS."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from scalebridge.settings import Resources, load_toml, schema_doc, validate
+
+
+def _resources(ranks: int, threads: int) -> Resources:
+    return Resources(mpi_ranks=ranks, threads=threads)
+
+
+def _maker(cls, settings: str | None, section: str):
+    """Settings from a TOML file (its ``[md.<section>]`` table, else its top level)."""
+    if settings is None:
+        return cls()
+    data = load_toml(settings)
+    data = data.get("md", {}).get(section, data) if "md" in data else data
+    return validate(cls, data, source=settings)
+
+
+_common = [
+    click.option("--potential", "-p", required=True, type=click.Path(exists=True),
+                 help="Potential artifact, or a directory with SNAP .snapcoeff/.snapparam"),
+    click.option("--out", "-o", required=True, type=click.Path(),
+                 help="artifact directory to write"),
+    click.option("--settings", "-s", type=click.Path(exists=True), default=None,
+                 help="TOML with the maker's settings (top level or [md.<command>])"),
+    click.option("--ranks", default=1, show_default=True, help="MPI ranks for lmp"),
+    click.option("--threads", default=1, show_default=True, help="OpenMP threads per rank"),
+    click.option("--compressed", is_flag=True, help="use the compressed DeePMD models"),
+    click.option("--force", is_flag=True, help="rebuild even if up to date"),
+]
+
+
+def common(f):
+    for opt in reversed(_common):
+        f = opt(f)
+    return f
+
+
+def _pot(path: str, compressed: bool):
+    from scalebridge.md.lammps import as_potential
+
+    return as_potential(path, compressed=compressed)
+
+
+@click.group("md")
+def md() -> None:
+    """LAMMPS with learned potentials: properties, dislocation mobility, deformation."""
+
+
+@md.command("properties")
+@common
+@click.option("--dry-run", is_flag=True, help="write the LAMMPS input only")
+def properties_cmd(potential, out, settings, ranks, threads, compressed, force, dry_run):
+    """a0 (min + NPT), C11/C12/C44, EOS, vacancy, μ/ν/b, NVE drift → Properties."""
+    from scalebridge.md.lammps import run_lammps
+    from scalebridge.md.properties import PropertiesMaker
+
+    maker = _maker(PropertiesMaker, settings, "properties")
+    pot = _pot(potential, compressed)
+    if dry_run:
+        res = run_lammps(Path(out) / "dry-run", maker.script(), pot, maker.structure(),
+                         dry_run=True, triclinic=True)
+        click.echo(f"wrote {res.workdir / 'in.lmp'}")
+        return
+    art = maker.make(pot, out, _resources(ranks, threads), force=force)
+    click.echo(json.dumps(art.summary, indent=1))
+
+
+@md.command("dislocation")
+@common
+@click.option("--properties", "props", type=click.Path(exists=True), default=None,
+              help="Properties artifact (a0); else a0 is relaxed first")
+def dislocation_cmd(potential, out, settings, ranks, threads, compressed, force, props):
+    """Velocity of edge/screw 1/2<111> dislocations over a (τ, T) grid → DefectStats."""
+    from scalebridge.md.mobility import MobilityMaker
+
+    maker = _maker(MobilityMaker, settings, "dislocation")
+    art = maker.make(_pot(potential, compressed), out, properties=props,
+                     resources=_resources(ranks, threads), force=force)
+    click.echo(json.dumps(art.summary, indent=1))
+
+
+@md.command("deform")
+@common
+@click.option("--properties", "props", type=click.Path(exists=True), default=None,
+              help="Properties artifact (a0); else a0 is relaxed first")
+def deform_cmd(potential, out, settings, ranks, threads, compressed, force, props):
+    """Deform a crystal with voids: density by Burgers vector and stress vs strain."""
+    from scalebridge.md.deform import DeformMaker
+
+    maker = _maker(DeformMaker, settings, "deform")
+    art = maker.make(_pot(potential, compressed), out, properties=props,
+                     resources=_resources(ranks, threads), force=force)
+    click.echo(json.dumps(art.summary, indent=1))
+
+
+@md.command("schema")
+def schema_cmd() -> None:
+    """Print every md setting with its default and description."""
+    from scalebridge.md.deform import DeformMaker
+    from scalebridge.md.mobility import MobilityMaker
+    from scalebridge.md.properties import PropertiesMaker
+
+    for name, cls in (("properties", PropertiesMaker), ("dislocation", MobilityMaker),
+                      ("deform", DeformMaker)):
+        click.echo(f"[md.{name}]")
+        for line in schema_doc(cls):
+            click.echo(line)
+        click.echo("")
