@@ -75,9 +75,12 @@ def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path]:
     law = LinearDragMobility(burgers_m=2.56e-10, b0_pa_s=1e-5)
     mob = produce("MobilityLaw", work / "mobility", {"b0_pa_s": 1e-5}, {},
                   lambda w: (save_mobility(law, w), {})[1])
-    n = 2 if quick else 4
-    train = DDSettings(realisations=n, seed=0).make(mob, props, work / "ddrun_train")
-    test = DDSettings(realisations=2, seed=100).make(mob, props, work / "ddrun_test")
+    # a 0.5 µm cell keeps a realisation under a minute on a shared laptop core; its
+    # stress-strain curves are serrated (few sources per cell), hence several realisations
+    n = 2 if quick else 6
+    cell = {"cell_lx_um": 0.5}
+    train = DDSettings(realisations=n, seed=0, **cell).make(mob, props, work / "ddrun_train")
+    test = DDSettings(realisations=3, seed=100, **cell).make(mob, props, work / "ddrun_test")
     return train.path, test.path
 
 

@@ -84,7 +84,8 @@ class NeuralHardening:
     """A :class:`~scalebridge.surrogates.j2.Hardening` evaluating a MonotoneHardeningNet.
 
     σ_y = sigma_scale · g((ε̄_p + Δε̄_p)/ep_scale, u), u = scaled [log10 ε̇_p, T] (those in
-    ``features``), ε̇_p = max(Δε̄_p/dt, RATE_FLOOR).
+    ``features``), ε̇_p = max(Δε̄_p/dt, RATE_FLOOR), each u clamped to its trained range
+    [feature_min, feature_max] (scaled units).
 
     Args:
         net: the network. ep_scale: strain scale. sigma_scale: stress scale, MPa.
@@ -96,13 +97,19 @@ class NeuralHardening:
 
     def __init__(self, net: MonotoneHardeningNet, ep_scale: float, sigma_scale: float,
                  features: list[str], feature_mean: list[float], feature_std: list[float],
-                 temperature_k: float = 300.0):
+                 temperature_k: float = 300.0, feature_min: list[float] | None = None,
+                 feature_max: list[float] | None = None):
         self.net = net.double().eval()
         self.ep_scale, self.sigma_scale = float(ep_scale), float(sigma_scale)
         self.features = list(features)
         self.feature_mean = torch.tensor(feature_mean, dtype=DTYPE)
         self.feature_std = torch.tensor(feature_std, dtype=DTYPE)
         self.temperature_k = float(temperature_k)
+        k = len(self.features)
+        self.feature_min = torch.tensor(feature_min if feature_min is not None
+                                        else [-np.inf] * k, dtype=DTYPE)
+        self.feature_max = torch.tensor(feature_max if feature_max is not None
+                                        else [np.inf] * k, dtype=DTYPE)
 
     def initial_state(self, n: int) -> np.ndarray:
         return np.zeros((n, 0))
@@ -120,7 +127,10 @@ class NeuralHardening:
                 cols.append(t)
         if not cols:
             return torch.zeros((dep.shape[0], 0), dtype=DTYPE)
-        return (torch.stack(cols, dim=1) - self.feature_mean) / self.feature_std
+        u = (torch.stack(cols, dim=1) - self.feature_mean) / self.feature_std
+        # clamped to the trained range: no extrapolation in rate or temperature (the
+        # static yield stress is the one at the slowest trained rate)
+        return torch.clamp(u, min=self.feature_min, max=self.feature_max)
 
     def sigma_y(self, ep_total: torch.Tensor, dep: torch.Tensor, dt: torch.Tensor,
                 temperature_k: torch.Tensor | None = None) -> torch.Tensor:

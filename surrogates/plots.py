@@ -80,15 +80,20 @@ def plot_hardening(png: Path, ep: np.ndarray, sy: np.ndarray, ep_grid: np.ndarra
 def plot_history(png: Path, history: list[dict[str, float]]) -> None:
     """Training and validation loss against iteration."""
     plt = _pyplot()
-    it = [h["iteration"] for h in history]
     fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    ax.semilogy(it, [h["train_loss"] for h in history], label="train")
-    ax.semilogy(it, [h["val_loss"] for h in history], label="validation")
+    for phase, ls in (("fit", "-"), ("rollout", "--")):
+        hs = [h for h in history if h.get("phase", "fit") == phase]
+        if hs:
+            it = [h["iteration"] for h in hs]
+            ax.semilogy(it, [h["train_loss"] for h in hs], "C0" + ls, label=f"train ({phase})")
+            ax.semilogy(it, [h["val_loss"] for h in hs], "C1" + ls,
+                        label=f"validation ({phase})")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (scaled MSE)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    _write_csv(png.with_suffix(".csv"), ["iteration", "train_loss", "val_loss"],
-               [[h["iteration"], h["train_loss"], h["val_loss"]] for h in history])
+    _write_csv(png.with_suffix(".csv"), ["iteration", "train_loss", "val_loss", "phase"],
+               [[h["iteration"], h["train_loss"], h["val_loss"], h.get("phase", "fit")]
+                for h in history])

@@ -81,6 +81,9 @@ class SurrogateSettings(StrictModel):
         "auto", description="temperature as a hardening input (auto: if it varies)")
     plastic_tol: float = Field(
         1e-6, gt=0, description="plastic increment counted as flow, relative to max ε̄_p")
+    rollout_iterations: int = Field(
+        60, ge=0, description="neural_j2: L-BFGS iterations fitting the stress along the "
+        "training paths through the return map, after the flow-stress fit (0: skip)")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
 
     def make(self, data: Artifact | str | Path, path: str | Path,
@@ -203,8 +206,11 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     sigma_scale = float(tr["sigma_mpa"].max())
     torch.manual_seed(s.seed)
     net = MonotoneHardeningNet(len(features), s.hidden, s.layers)
+    u_tr = (f_tr - mean) / std if features else f_tr
+    umin = u_tr.min(axis=0).tolist() if features else []
+    umax = u_tr.max(axis=0).tolist() if features else []
     hard = NeuralHardening(net, ep_scale, sigma_scale, features, mean.tolist(), std.tolist(),
-                           float(np.mean(train.temperature_k)))
+                           float(np.mean(train.temperature_k)), umin, umax)
 
     def tensors(d, f):
         return (torch.as_tensor(d["ep"] / ep_scale, dtype=DTYPE),
@@ -242,12 +248,97 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
         "class": "NeuralJ2",
         "config": {"hidden": s.hidden, "layers": s.layers, "n_cond": len(features)},
         "scalers": {"ep_scale": ep_scale, "sigma_scale": sigma_scale, "features": features,
-                    "feature_mean": mean.tolist(), "feature_std": std.tolist()},
+                    "feature_mean": mean.tolist(), "feature_std": std.tolist(),
+                    "feature_min": umin, "feature_max": umax},
         "elastic": {"bulk_mpa": train.meta["bulk_mpa"], "shear_mpa": train.meta["shear_mpa"]},
         "temperature_k": float(np.mean(train.temperature_k)),
         "training_range": training_range,
     }
     return model, record, history, {"train": tr, "val": va, "all": allp}
+
+
+def rollout_stress(model: NeuralJ2, strain: torch.Tensor, dt: np.ndarray) -> torch.Tensor:
+    """Differentiable replay of strain paths (P, T+1, 6) through the J2 return map of
+    ``model`` -> stress (P, T+1, 6) MPa, with gradients to the hardening weights.
+
+    Each step's Δε̄_p is solved without gradients (the model's own safeguarded Newton);
+    one Newton correction Δε̄_p + r(Δε̄_p)/(3G + H) with r carrying the graph then gives
+    the exact derivative of the converged Δε̄_p (implicit function theorem)."""
+    g, k = model.shear, model.bulk
+    c = torch.as_tensor(mandel.isotropic_stiffness(k, g), dtype=DTYPE)
+    i2 = torch.as_tensor(mandel.I2, dtype=DTYPE)
+    p = strain.shape[0]
+    dt_t = torch.as_tensor(np.broadcast_to(dt, (p,)).copy(), dtype=DTYPE)
+    eps_p = torch.zeros((p, 6), dtype=DTYPE)
+    ep = torch.zeros(p, dtype=DTYPE)
+    out = [torch.zeros((p, 6), dtype=DTYPE)]
+    hard = model.neural
+    for step in range(strain.shape[1] - 1):
+        sig_tr = (strain[:, step + 1] - eps_p) @ c.T
+        s_tr = sig_tr - sig_tr[:, :3].sum(dim=1, keepdim=True) / 3.0 * i2
+        sn = torch.linalg.norm(s_tr, dim=1)
+        q = np.sqrt(1.5) * sn
+        with torch.no_grad():
+            sy0 = hard.sigma_y(ep, torch.zeros_like(ep), dt_t)
+        plastic = ((q - sy0) > 1e-12 * sy0.abs().clamp(min=1.0)) & (sn > 0)
+        if not bool(plastic.any()):
+            out.append(sig_tr)
+            continue
+        idx = torch.nonzero(plastic)[:, 0]
+        ii = idx.numpy()
+        qn, epn = q.detach().numpy()[ii], ep.detach().numpy()[ii]
+        dg0, _, h0, _ = model._solve(qn, epn, np.zeros((len(ii), 0)), dt_t.numpy()[ii])
+        dg_s = torch.as_tensor(dg0, dtype=DTYPE)
+        sy = hard.sigma_y(ep[idx] + dg_s, dg_s, dt_t[idx])
+        dg = dg_s + (q[idx] - 3.0 * g * dg_s - sy) / (3.0 * g + torch.as_tensor(h0))
+        full = torch.zeros(p, dtype=DTYPE).index_put((idx,), dg)
+        nhat = s_tr / torch.where(sn > 0, sn, torch.ones_like(sn))[:, None]
+        sig = sig_tr - (2.0 * g * np.sqrt(1.5) * full)[:, None] * nhat
+        eps_p = eps_p + (np.sqrt(1.5) * full)[:, None] * nhat
+        ep = ep + full
+        out.append(sig)
+    return torch.stack(out, dim=1)
+
+
+def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
+                     s: SurrogateSettings) -> list[dict[str, float]]:
+    """Fit the hardening weights to the stress along whole paths (L-BFGS, early stopping
+    on the validation paths): for serrated or noisy data (DD) the flow-stress samples of
+    single steps are biased, the path stress is what the surrogate must reproduce."""
+    net = model.neural.net
+    scale = float(np.abs(train.stress).max())
+    et = torch.as_tensor(train.strain, dtype=DTYPE)
+    yt = torch.as_tensor(train.stress / scale, dtype=DTYPE)
+    ev = torch.as_tensor(val.strain, dtype=DTYPE)
+    yv = torch.as_tensor(val.stress / scale, dtype=DTYPE)
+
+    def loss_on(e, y, dt):
+        return torch.mean((rollout_stress(model, e, dt) / scale - y) ** 2)
+
+    net.train()
+    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=min(s.check_every, 10),
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_on(et, yt, train.dt)
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        v0 = float(loss_on(ev, yv, val.dt))
+    w0 = copy.deepcopy(net.state_dict())
+    sub = s.model_copy(update={"max_iterations": s.rollout_iterations,
+                               "check_every": min(s.check_every, 10), "patience": 3})
+    hist = _early_stopping_loop(list(net.parameters()), net, lambda: opt.step(closure),
+                                lambda: loss_on(et, yt, train.dt),
+                                lambda: loss_on(ev, yv, val.dt), sub)
+    if not hist or min(h["val_loss"] for h in hist) >= v0:
+        net.load_state_dict(w0)  # the path fit did not help on validation: keep the first
+    net.eval()
+    log.info("rollout fit: validation path loss %.3g -> %.3g", v0,
+             min([v0] + [h["val_loss"] for h in hist]))
+    return hist
 
 
 def fit_recurrent(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
@@ -297,6 +388,10 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
     samples = None
     if s.model == "neural_j2":
         model, record, history, samples = fit_neural_j2(train, val, s)
+        if s.rollout_iterations > 0:
+            last = history[-1]["iteration"] if history else 0
+            for h in finetune_rollout(model, train, val, s):
+                history.append({**h, "iteration": last + h["iteration"], "phase": "rollout"})
         torch.save(model.neural.net.state_dict(), out / "model.pt")
     else:
         model, record, history = fit_recurrent(train, val, s)
@@ -364,7 +459,8 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
         net = MonotoneHardeningNet(cfg["n_cond"], cfg["hidden"], cfg["layers"])
         net.load_state_dict(state)
         hard = NeuralHardening(net, sc["ep_scale"], sc["sigma_scale"], sc["features"],
-                               sc["feature_mean"], sc["feature_std"], rec["temperature_k"])
+                               sc["feature_mean"], sc["feature_std"], rec["temperature_k"],
+                               sc.get("feature_min"), sc.get("feature_max"))
         return NeuralJ2(rec["elastic"]["bulk_mpa"], rec["elastic"]["shear_mpa"], hard,
                         rec["training_range"])
     if rec["class"] == "RecurrentModel":

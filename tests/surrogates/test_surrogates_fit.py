@@ -37,7 +37,9 @@ def j2_data(work):
 
 @pytest.fixture(scope="module")
 def neural_j2(work, j2_data):
-    return SurrogateSettings(max_iterations=300).make(j2_data, work / "nj2")
+    # the flow-stress fit alone (no path fine-tuning) must reach the 1 % target
+    return SurrogateSettings(max_iterations=300, rollout_iterations=0).make(j2_data,
+                                                                          work / "nj2")
 
 
 def test_neural_j2_reproduces_unseen_cyclic_paths(neural_j2):
@@ -87,7 +89,7 @@ def test_recurrent_model_trains_and_keeps_the_interface(work, j2_data):
     art = SurrogateSettings(model="recurrent", max_iterations=60, check_every=20,
                             learning_rate=1e-2, hidden=16, run_checks=False
                             ).make(j2_data, work / "rec")
-    hist = np.loadtxt(art.path / "history.csv", delimiter=",", skiprows=1)
+    hist = np.loadtxt(art.path / "history.csv", delimiter=",", skiprows=1, usecols=(0, 1, 2))
     assert hist[-1, 1] < 0.5 * hist[0, 1]  # training loss fell
     model = load_surrogate(art.path)
     rep = check_constitutive(model, amplitude=4e-3, raise_on_failure=False)
@@ -130,6 +132,7 @@ def _synthetic_ddrun(path, n=3, bad=None):
     return produce("DDRun", path, {"bad": bad}, {}, build), law
 
 
+@pytest.mark.slow
 def test_ddrun_reader_maps_shear_to_von_mises_and_fits(work):
     art, _ = _synthetic_ddrun(work / "ddrun")
     paths = read_ddrun(art.path)
@@ -151,6 +154,7 @@ def test_ddrun_reader_rejects_bad_tables(work, bad, match):
         read_ddrun(art.path)
 
 
+@pytest.mark.slow
 def test_cli_dataset_fit_check_export(tmp_path):
     from scalebridge.workflows.cli import cli
 
@@ -174,3 +178,24 @@ def test_cli_dataset_fit_check_export(tmp_path):
     res = r.invoke(cli, ["surrogates", "fit", str(tmp_path / "d"), "--out",
                          str(tmp_path / "s2"), "--settings", str(toml)])
     assert res.exit_code == 1 and "did you mean 'max_iterations'" in res.output
+
+
+@pytest.mark.slow
+def test_rate_dependent_hardening_keeps_a_consistent_tangent(tmp_path):
+    """With paths at two strain rates the plastic rate becomes an input of σ_y; the
+    tangent (with the dσ_y/dε̇_p / dt term) must still be the derivative of the stress."""
+    from scalebridge.surrogates.data import StrainPaths
+    from scalebridge.surrogates.train import fit_surrogate
+
+    a = J2DataSettings(n_paths=6, steps=8, dt_s=1.0).generate()
+    b = J2DataSettings(n_paths=6, steps=8, dt_s=100.0, seed=5).generate()
+    both = StrainPaths(*(np.concatenate([getattr(a, k), getattr(b, k)]) for k in (
+        "strain", "stress", "dt", "temperature_k", "strain_rate_s")), None, a.meta,
+        a.names + b.names)
+    summary = fit_surrogate(both, SurrogateSettings(max_iterations=100,
+                                                    rollout_iterations=0), tmp_path)
+    rec = json.loads((tmp_path / "surrogate.json").read_text())
+    assert rec["scalers"]["features"] == ["log_rate"]
+    assert summary["checks_passed"], rec["checks"]
+    assert rec["checks"]["checks"]["tangent"]["error"] < 1e-6
+    assert rec["metrics"]["validation"]["max_error_over_yield"] < 0.02
