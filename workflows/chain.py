@@ -69,7 +69,8 @@ class StageCall:
         run_dir: the run directory.
         mapper: fan-out engine for independent tasks.
         resources: MPI ranks and threads per task.
-        dry_run: write inputs only (into ``out`` + ``.dry-run``), do not run programs.
+        dry_run: write inputs only, do not run programs.
+        fingerprint: the node's chain fingerprint (e.g. to key task caches).
     """
 
     node: StageNode
@@ -82,6 +83,7 @@ class StageCall:
     mapper: Mapper
     resources: Resources
     dry_run: bool = False
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -330,7 +332,8 @@ class Chain:
                                  inputs={u: done[u] for u in n.inputs},
                                  files={k: Path(v) for k, v in n.files(config).items()},
                                  out=out, run_dir=run_dir, mapper=mapper,
-                                 resources=resources, dry_run=dry_run)
+                                 resources=resources, dry_run=dry_run,
+                                 fingerprint=want["fingerprint"])
                 if dry_run:
                     done.update(self._dry_run_node(n, call, rec, want))
                     continue

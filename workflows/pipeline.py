@@ -48,8 +48,9 @@ STAGE_ADAPTERS = tuple(
 )
 
 
-def build_chain() -> Chain:
-    """The chain of every stage available in this installation, in order."""
+def build_chain(cfg: Any = None) -> Chain:
+    """The chain of every stage available in this installation, in order (``cfg`` may
+    switch optional nodes off, e.g. ``[md] deform = false``)."""
     nodes: list[StageNode] = []
     sections = available_sections()
     for section, module in STAGE_ADAPTERS:
@@ -57,7 +58,7 @@ def build_chain() -> Chain:
             log.debug("stage %s not available: the chain stops before it", section)
             break
         mod = importlib.import_module(module)
-        nodes.extend(mod.nodes())
+        nodes.extend(mod.nodes(cfg))
     return Chain(nodes)
 
 
@@ -98,7 +99,7 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
 
     cfg, source = _settings(settings)
     run_dir = Path(run_dir).absolute()
-    chain = build_chain()
+    chain = build_chain(cfg)
     until = until or cfg.run.stop_after
     seconds: dict[str, float] = {}
     skipped: list[str] = []
@@ -144,7 +145,7 @@ def status(run_dir: str | Path, settings: str | Path | dict[str, Any] | Any | No
             raise ScalebridgeError(f"{path} is not valid JSON: {e}") from None
         settings = data
     cfg, _ = _settings(settings)
-    return build_chain().status(run_dir, cfg)
+    return build_chain(cfg).status(run_dir, cfg)
 
 
 __all__ = ["STAGE_ADAPTERS", "RunResult", "build_chain", "run", "status"]

@@ -33,7 +33,7 @@ from scalebridge.workflows.engine import ExecutionSettings
 
 
 class RunSection(StrictModel):
-    """``[run]``: the run's identity and its DFT data."""
+    """The run's identity and its DFT data."""
 
     name: str = Field("scalebridge", description="run name (used in the report title)")
     data: list[Path] = Field(default_factory=list, description="DFT files (vasprun.xml, "
@@ -139,7 +139,7 @@ def schema_text() -> str:
         sub = f.annotation
         lines.append(f"[{name}]  # {f.description}" if f.description else f"[{name}]")
         if isinstance(sub, type) and issubclass(sub, BaseModel):
-            lines.extend(schema_doc(sub, prefix=""))
+            lines.extend(schema_doc(sub, prefix=f"{name}."))
         lines.append("")
     return "\n".join(lines)
 

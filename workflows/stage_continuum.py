@@ -7,6 +7,8 @@ solve runs under ``mpiexec``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from scalebridge.artifacts import Artifact
 from scalebridge.continuum import FemSettings
 from scalebridge.workflows.chain import StageCall, StageNode
@@ -19,6 +21,6 @@ def make_fem(call: StageCall) -> Artifact:
     return call.settings.make(call.inputs["surrogate"], call.out, call.resources)
 
 
-def nodes() -> list[StageNode]:
+def nodes(cfg: Any = None) -> list[StageNode]:
     return [StageNode("fem", "FieldResults", ("surrogate",), make_fem,
                       settings=lambda c: c.continuum, section="continuum")]

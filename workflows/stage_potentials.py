@@ -21,7 +21,7 @@ from scalebridge.workflows.chain import StageCall, StageNode
 
 
 class Section(StrictModel):
-    """[potentials]: DFT files -> DFTDataset -> DeePMD Potential ensemble."""
+    """DFT files -> DFTDataset -> DeePMD Potential ensemble."""
 
     ingest: IngestSettings = Field(default_factory=IngestSettings,
                                    description="reading, checking and splitting the DFT data")
@@ -51,7 +51,7 @@ def dry_run_potential(call: StageCall) -> list[Path]:
     return sorted(p for p in Path(art.path).rglob("*") if p.is_file())
 
 
-def nodes() -> list[StageNode]:
+def nodes(cfg: Any = None) -> list[StageNode]:
     return [
         StageNode("dataset", "DFTDataset", (), make_dataset,
                   settings=lambda c: c.potentials.ingest, files=_files,

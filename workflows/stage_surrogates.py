@@ -6,6 +6,8 @@ network size, training budget); the training data are the ``dd`` node's strain p
 
 from __future__ import annotations
 
+from typing import Any
+
 from scalebridge.artifacts import Artifact
 from scalebridge.surrogates.train import SurrogateSettings
 from scalebridge.workflows.chain import StageCall, StageNode
@@ -18,6 +20,6 @@ def make_surrogate(call: StageCall) -> Artifact:
     return call.settings.make(call.inputs["dd"], call.out, call.resources)
 
 
-def nodes() -> list[StageNode]:
+def nodes(cfg: Any = None) -> list[StageNode]:
     return [StageNode("surrogate", "Surrogate", ("dd",), make_surrogate,
                       settings=lambda c: c.surrogates, section="surrogates")]

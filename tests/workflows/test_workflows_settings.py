@@ -59,8 +59,9 @@ def test_bad_toml_and_missing_file(tmp_path):
 def test_schema_lists_every_key_with_default_and_description():
     text = schema_text()
     assert "[execution]" in text and "[run]" in text
-    assert "engine = 'local'  # local: tasks run in this process" in text
-    assert "slurm.partition = None  # Slurm partition" in text
+    assert "execution.engine = 'local'  # local: tasks run in this process" in text
+    assert "[execution.slurm]  # Slurm provider settings" in text
+    assert "execution.slurm.partition = None  # Slurm partition" in text
     out = CliRunner().invoke(cli, ["schema"])
     assert out.exit_code == 0 and "mpi_ranks = 1" in out.output
 

@@ -1,0 +1,106 @@
+"""Benchmark: the README's main job (the Mo example) from an empty run directory.
+
+Runs ``scalebridge run examples/mo/mo.toml --run-dir <dir>`` as a separate process (as a
+user would), then reads the run's chain records and artifacts and writes
+``benchmarks/results/mo_chain.json``: ``wall_seconds``, per-stage seconds, the headline
+numbers of the report, the machine and the date.
+
+    ./sb setup && .venv/bin/python benchmarks/mo_chain.py [--run-dir runs/mo_bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+#: Headline numbers per node (summary keys), when the artifact has them.
+HEADLINES = {
+    "dataset": ("n_frames",),
+    "potential": ("models", "train_seconds", "energy_mae_mev_per_atom", "force_mae_ev_a",
+                  "force_mae_ev_per_a"),
+    "properties": ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "bulk_modulus_gpa",
+                   "shear_modulus_gpa", "vacancy_formation_ev", "nve_drift_ev_per_atom_ps"),
+}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settings", default=str(ROOT / "examples" / "mo" / "mo.toml"))
+    ap.add_argument("--run-dir", default=str(ROOT / "runs" / "mo_bench"))
+    ap.add_argument("--out", default=str(HERE / "results" / "mo_chain.json"))
+    ap.add_argument("--keep", action="store_true", help="do not empty the run dir first")
+    args = ap.parse_args()
+
+    run_dir = Path(args.run_dir)
+    if run_dir.exists() and not args.keep:
+        shutil.rmtree(run_dir)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["SCALEBRIDGE_NO_PROGRESS"] = "1"
+    venv_bin = Path(sys.executable).parent
+    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
+    env["LD_LIBRARY_PATH"] = f"{Path(sys.prefix) / 'lib'}{os.pathsep}" \
+                             f"{env.get('LD_LIBRARY_PATH', '')}"
+    cmd = [str(venv_bin / "scalebridge"), "run", args.settings, "--run-dir", str(run_dir)]
+    print("running:", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t0
+
+    from scalebridge.workflows.chain import read_records
+
+    records = read_records(run_dir)
+    stages: dict[str, float | None] = {k: r.get("seconds") for k, r in records.items()}
+    headline: dict[str, dict] = {}
+    for name, rec in records.items():
+        mpath = Path(rec.get("artifact", run_dir / name)) / "manifest.json"
+        if not mpath.is_file():
+            continue
+        summary = json.loads(mpath.read_text()).get("summary", {})
+        keys = HEADLINES.get(name)
+        headline[name] = ({k: summary[k] for k in keys if k in summary} if keys
+                          else {k: v for k, v in summary.items()
+                                if isinstance(v, (int, float, str, bool))})
+    out = {
+        "settings": os.path.relpath(args.settings, ROOT),
+        "command": "scalebridge run examples/mo/mo.toml --run-dir <empty dir>",
+        "returncode": proc.returncode,
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": stages,
+        "headline": headline,
+        "report": str(run_dir / "report.md"),
+        "machine": {"cores": os.cpu_count(), "cpu": cpu_model(),
+                    "host": platform.node(),
+                    "load_average_at_end": list(os.getloadavg()),
+                    "omp_num_threads": env["OMP_NUM_THREADS"]},
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

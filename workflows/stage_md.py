@@ -1,0 +1,143 @@
+"""Chain nodes of the md stage: ``properties`` (Properties) and ``defects`` (DefectStats).
+
+Run-file section ``[md]``::
+
+    [md]                  models = "auto" | "frozen" | "compressed"
+    [md.properties]       scalebridge.md PropertiesMaker (a0, Cij, EOS, vacancy, NVE drift)
+    [md.mobility]         scalebridge.md MobilityMaker (the (character, T, τ) glide grid)
+    [md.deformation]      scalebridge.md DeformMaker (density vs strain; off: deform = false)
+
+The glide grid is independent work: each point is one task given to the run's mapper
+(local, or Parsl workers), each under ``mpiexec`` with ``[execution] mpi_ranks``. A
+finished point is kept under ``<run-dir>/.tasks/defects/`` until the DefectStats artifact
+is complete, so a run killed in the middle of the grid resumes at the first unfinished
+point.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from scalebridge.artifacts import Artifact, write_json_atomic
+from scalebridge.md.deform import DeformMaker
+from scalebridge.md.lammps import DeepMDPotential, LammpsPotential
+from scalebridge.md.mobility import GlidePoint, MobilityMaker
+from scalebridge.md.properties import PropertiesMaker, load_properties
+from scalebridge.settings import Resources, StrictModel
+from scalebridge.workflows.chain import StageCall, StageNode
+
+log = logging.getLogger("scalebridge.workflows")
+
+
+class Section(StrictModel):
+    """LAMMPS with the learned potential: properties and dislocation glide."""
+
+    models: Literal["auto", "frozen", "compressed"] = Field(
+        "auto", description="which DeePMD models LAMMPS runs: compressed (faster) when "
+        "the Potential has them (auto), or always the frozen ones")
+    properties: PropertiesMaker = Field(default_factory=PropertiesMaker,
+                                        description="lattice, elastic constants, EOS, "
+                                        "vacancy, NVE drift")
+    mobility: MobilityMaker = Field(default_factory=MobilityMaker,
+                                    description="dislocation velocity vs (character, T, τ)")
+    deform: bool = Field(True, description="also run the deformation with voids (density "
+                         "by Burgers vector vs strain, DXA): node 'deform'")
+    deformation: DeformMaker = Field(default_factory=DeformMaker,
+                                     description="the deformation run (when deform = true)")
+
+
+def _potential(path: str | Path, models: str) -> LammpsPotential:
+    """The LAMMPS potential of a Potential artifact, frozen or compressed models."""
+    path = Path(path)
+    if models == "frozen":
+        return DeepMDPotential.from_artifact(path)
+    pj = json.loads((path / "potential.json").read_text())
+    if models == "compressed" or (models == "auto" and pj.get("compressed")):
+        return DeepMDPotential.from_artifact(path, compressed=True)
+    return DeepMDPotential.from_artifact(path)
+
+
+def make_properties(call: StageCall) -> Artifact:
+    pot = _potential(call.inputs["potential"].path, call.config.md.models)
+    return call.settings["maker"].make(pot, call.out, call.resources)
+
+
+def dry_run_properties(call: StageCall) -> list[Path]:
+    """The LAMMPS input and data file of the properties run, without running it."""
+    from scalebridge.md.lammps import run_lammps
+
+    maker: PropertiesMaker = call.settings["maker"]
+    pot = _potential(call.inputs["potential"].path, call.config.md.models)
+    where = call.out.with_name(call.out.name + ".dry_run")
+    run_lammps(where, maker.script(), pot, maker.structure(), resources=call.resources,
+               devi=maker.devi, timestep_ps=maker.timestep_ps, triclinic=True,
+               dry_run=True)
+    return sorted(p for p in where.rglob("*") if p.is_file())
+
+
+def glide_task(task: dict[str, Any]) -> dict[str, Any]:
+    """One glide point (a fan-out task): its velocity row. Finished points are kept in
+    ``task["workdir"]`` (``row.json``) and returned at once when run again."""
+    workdir = Path(task["workdir"])
+    done = workdir / "row.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    maker = MobilityMaker.model_validate(task["maker"])
+    point = GlidePoint.model_validate(task["point"])
+    pot = _potential(task["potential"], task["models"])
+    tmp = workdir.with_name(workdir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    row = maker.run_point(pot, float(task["a0_a"]), point, tmp,
+                          Resources.model_validate(task["resources"]))
+    row["workdir"] = str(workdir)
+    write_json_atomic(tmp / "row.json", row)
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.replace(tmp, workdir)
+    return row
+
+
+def make_defects(call: StageCall) -> Artifact:
+    maker: MobilityMaker = call.settings["maker"]
+    pot_art, props = call.inputs["potential"], call.inputs["properties"]
+    a0 = float(load_properties(props)["a0_a"])
+    tasks_dir = call.run_dir / ".tasks" / "defects" / call.fingerprint[:16]
+    tasks = [{"maker": maker.model_dump(mode="json"), "point": p.model_dump(mode="json"),
+              "potential": str(pot_art.path), "models": call.config.md.models, "a0_a": a0,
+              "resources": call.resources.model_dump(), "workdir": str(tasks_dir / p.tag)}
+             for p in maker.grid()]
+    log.info("defects: %d glide runs on %s", len(tasks), type(call.mapper).__name__)
+    rows = call.mapper.map(glide_task, tasks)
+    art = maker.make(_potential(pot_art.path, call.config.md.models), call.out,
+                     properties=props, rows=rows, resources=call.resources)
+    shutil.rmtree(tasks_dir.parent, ignore_errors=True)
+    return art
+
+
+def make_deform(call: StageCall) -> Artifact:
+    pot = _potential(call.inputs["potential"].path, call.config.md.models)
+    return call.settings["maker"].make(pot, call.out, properties=call.inputs["properties"],
+                                       resources=call.resources)
+
+
+def nodes(cfg: Any = None) -> list[StageNode]:
+    out = [
+        StageNode("properties", "Properties", ("potential",), make_properties,
+                  settings=lambda c: {"models": c.md.models, "maker": c.md.properties},
+                  dry_run=dry_run_properties, section="md.properties"),
+        StageNode("defects", "DefectStats", ("potential", "properties"), make_defects,
+                  settings=lambda c: {"models": c.md.models, "maker": c.md.mobility},
+                  section="md.mobility"),
+    ]
+    if cfg is None or cfg.md.deform:
+        out.append(StageNode(
+            "deform", "DefectStats", ("potential", "properties"), make_deform,
+            settings=lambda c: {"models": c.md.models, "maker": c.md.deformation},
+            section="md.deformation"))
+    return out
