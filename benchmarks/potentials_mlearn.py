@@ -41,7 +41,7 @@ TRAIN = {
     "descriptor": {"type": "se_e2_a", "rcut_a": 5.0, "rcut_smth_a": 0.5, "sel": "auto",
                    "neuron": [16, 32, 64], "axis_neuron": 8},
     "fitting_neuron": [120, 120, 120],
-    "steps": 20000, "start_lr": 1e-3, "stop_lr": 3e-6, "decay_steps": 400,
+    "steps": 8000, "start_lr": 1e-3, "stop_lr": 1e-5, "decay_steps": 200,
     "pref_e": [0.02, 2.0], "pref_f": [1000.0, 1.0], "pref_v": [0.02, 1.0],
     "ensemble": 1, "seed": 1, "compress": True, "evaluate": False, "disp_freq": 500,
 }

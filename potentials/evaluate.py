@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
-from scalebridge.errors import ExternalProgramError
+from scalebridge.errors import DataError, ExternalProgramError
 from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.potentials")
@@ -258,6 +258,9 @@ class EvaluateSettings(StrictModel):
         ds_art = dataset if isinstance(dataset, Artifact) else read_artifact(dataset,
                                                                              "DFTDataset")
         ds = load_dataset(ds_art)
+        if not ds.info["splits"].get(self.split, {}).get("systems"):
+            raise DataError(f"{ds_art.path}: split {self.split!r} is empty or unknown "
+                            f"(splits: {', '.join(ds.info['splits'])})")
 
         def build(work: Path) -> dict:
             pj = json.loads((pot.path / "potential.json").read_text())

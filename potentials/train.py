@@ -145,7 +145,8 @@ class TrainSettings(StrictModel):
         training: dict[str, Any] = {
             "training_data": {"systems": train_systems, "batch_size": self.batch_size},
             "numb_steps": self.steps, "seed": seed, "disp_file": "lcurve.out",
-            "disp_freq": min(self.disp_freq, self.steps), "save_freq": self.steps,
+            "disp_freq": min(self.disp_freq, self.steps),
+            "save_freq": min(self.steps, 2000),
             "disp_training": True, "time_training": True}
         if valid_systems:
             training["validation_data"] = {"systems": valid_systems,

@@ -1,0 +1,43 @@
+"""``scalebridge potentials ...`` through click, as a user types it."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from scalebridge.workflows.cli import cli
+
+
+def test_ingest_and_dry_run(tmp_path, vasp_dir):
+    r = CliRunner().invoke(cli, ["potentials", "ingest",
+                                 str(vasp_dir / "Ti-aimd-nwrite0_vasprun.xml"),
+                                 "-o", str(tmp_path / "ds"), "--type-map", "Ti"])
+    assert r.exit_code == 0, r.output
+    assert "DFTDataset" in r.output
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert info["type_map"] == ["Ti"]
+    (tmp_path / "t.toml").write_text("steps = 50\n[descriptor]\nsel = [60]\n")
+    r = CliRunner().invoke(cli, ["potentials", "train", str(tmp_path / "ds"), "-o",
+                                 str(tmp_path / "pot"), "--settings",
+                                 str(tmp_path / "t.toml"), "--ensemble", "2", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert sum(ln.startswith("wrote ") for ln in r.output.splitlines()) == 2
+    inp = json.loads((tmp_path / "pot.dry_run" / "train" / "model_1" / "input.json")
+                     .read_text())
+    assert inp["training"]["numb_steps"] == 50
+    assert inp["model"]["descriptor"]["sel"] == [60]
+
+
+def test_errors_are_one_line(tmp_path, vasp_dir):
+    r = CliRunner().invoke(cli, ["potentials", "ingest",
+                                 str(vasp_dir / "OUTCAR.ch4.unconverged"),
+                                 "-o", str(tmp_path / "ds")])
+    assert r.exit_code == 1
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1 and r.output.strip().splitlines()[-1] == lines[0]
+    assert "OUTCAR.ch4.unconverged frame 0" in lines[0]
+    (tmp_path / "bad.toml").write_text("stepz = 5\n")
+    r = CliRunner().invoke(cli, ["potentials", "train", str(tmp_path), "-o",
+                                 str(tmp_path / "p"), "--settings", str(tmp_path / "bad.toml")])
+    assert r.exit_code == 1 and "did you mean 'steps'" in r.output

@@ -1,0 +1,111 @@
+"""Training and evaluation with real dp runs (tiny models)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from scalebridge.errors import DataError, SettingsError
+from scalebridge.potentials import EvaluateSettings, TrainSettings, load_potential
+
+
+def test_dry_run_writes_inputs(tmp_path, tiny_dataset):
+    s = TrainSettings(ensemble=3, steps=500, seed=7)
+    art = s.make(tiny_dataset, tmp_path / "pot", dry_run=True)
+    inputs = sorted(art.path.rglob("input.json"))
+    assert len(inputs) == 3
+    inp = [json.loads(p.read_text()) for p in inputs]
+    assert [i["training"]["seed"] for i in inp] == [7, 8, 9]
+    d = inp[0]["model"]["descriptor"]
+    assert d["type"] == "se_e2_a" and d["rcut"] == 5.0
+    assert inp[0]["loss"]["limit_pref_v"] == 1.0  # the Mo data have virials
+    assert all(p.startswith(str(tiny_dataset.path)) for p in
+               inp[0]["training"]["training_data"]["systems"])
+    assert not (tmp_path / "pot").exists()
+
+
+def test_dpa1_input(tmp_path, tiny_dataset):
+    s = TrainSettings.model_validate({"descriptor": {"type": "dpa1", "sel": [40]},
+                                      "ensemble": 1})
+    art = s.make(tiny_dataset, tmp_path / "pot", dry_run=True)
+    inp = json.loads(next(art.path.rglob("input.json")).read_text())
+    assert inp["model"]["descriptor"]["type"] == "dpa1"
+    assert inp["model"]["descriptor"]["sel"] == 40
+    assert not s.compressible
+
+
+def test_sel_must_match_type_map(tmp_path, tiny_dataset):
+    s = TrainSettings.model_validate({"descriptor": {"sel": [40, 10]}})
+    with pytest.raises(SettingsError, match="descriptor.sel has 2 entries"):
+        s.make(tiny_dataset, tmp_path / "pot", dry_run=True)
+
+
+def test_potential_is_reused_when_done(tiny_potential, tiny_dataset):
+    """Same settings and data: the artifact is returned without training again."""
+    s = TrainSettings.model_validate(tiny_potential.settings)
+    again = s.make(tiny_dataset, tiny_potential.path)
+    assert again.manifest["started"] == tiny_potential.manifest["started"]
+
+
+@pytest.mark.slow
+def test_evaluate_writes_metrics_plots_and_properties(tmp_path, tiny_potential,
+                                                       tiny_dataset):
+    ev = EvaluateSettings(split="test").make(tiny_potential, tiny_dataset, tmp_path / "ev")
+    m = json.loads((ev.path / "metrics.json").read_text())
+    ov = m["test"]["overall"]
+    for k in ("energy_mae_mev_per_atom", "energy_rmse_mev_per_atom", "force_mae_ev_a",
+              "force_rmse_ev_a", "virial_mae_mev_per_atom"):
+        assert np.isfinite(ov[k]) and ov[k] > 0
+    assert ov["energy_rmse_mev_per_atom"] >= ov["energy_mae_mev_per_atom"]
+    groups = m["test"]["groups"]
+    assert set(groups) == {"AIMD-NVT", "Elastic", "Surface", "Vacancy"}
+    assert sum(g["frames"] for g in groups.values()) == ov["frames"]
+    # dp test's numbers agree with the ASE calculator on one test frame
+    from scalebridge.potentials import load_dataset
+
+    fr = load_dataset(tiny_dataset).frames("test")[0]
+    atoms = fr.to_atoms()
+    atoms.calc = load_potential(tiny_potential).calculator()
+    with open(ev.path / "parity_energy.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["group"] == fr.group]
+    assert float(rows[0]["model_ev_per_atom"]) == pytest.approx(
+        atoms.get_potential_energy() / len(atoms), abs=1e-6)
+    for name in ("parity_energy", "parity_force"):
+        assert (ev.path / f"{name}.png").stat().st_size > 1000
+        assert (ev.path / f"{name}.csv").is_file()
+    props = m["properties"]
+    assert props["dft"]["c11_gpa"] == pytest.approx(479, rel=0.02)
+    assert props["dft"]["a0_a"] == pytest.approx(3.1676, abs=1e-3)
+    assert 2.8 < props["model"]["a0_a"] < 3.6
+    assert set(m["ensemble"]["max_devi_f_ev_a"]) == set(groups)
+
+
+def test_evaluate_unknown_split(tmp_path, tiny_potential, tiny_dataset):
+    with pytest.raises(DataError, match="split 'bogus' is empty or unknown"):
+        EvaluateSettings(split="bogus").make(tiny_potential, tiny_dataset, tmp_path / "e")
+
+
+@pytest.mark.slow
+def test_compressed_model_matches(tmp_path, tiny_dataset):
+    """sel from dp neighbor-stat, dp compress; the compressed model gives the same
+    energies and forces (tabulated embedding, step 0.01)."""
+    s = TrainSettings.model_validate({
+        "descriptor": {"neuron": [8, 16], "axis_neuron": 4}, "fitting_neuron": [16, 16],
+        "steps": 30, "ensemble": 1, "disp_freq": 10, "compress": True, "evaluate": False})
+    pot = s.make(tiny_dataset, tmp_path / "pot")
+    info = load_potential(pot)
+    assert len(info.compressed) == 1 and info.production_model == info.compressed[0]
+    assert info.raw["sel"][0] >= 40 and info.raw["min_nbor_dist_a"] > 1.5
+    from ase.build import bulk
+
+    atoms = bulk("Mo", "bcc", a=3.16, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=0)
+    res = []
+    for compressed in (False, True):
+        atoms.calc = info.calculator(compressed=compressed)
+        res.append((atoms.get_potential_energy(), atoms.get_forces()))
+    assert res[0][0] == pytest.approx(res[1][0], abs=1e-3 * len(atoms))
+    assert np.allclose(res[0][1], res[1][1], atol=1e-3)
