@@ -61,7 +61,8 @@ class MobilityMaker(StrictModel):
     run_steps: int = Field(3000, ge=10, description="MD steps under load")
     dump_every: int = Field(50, ge=1, description="dump/locate every N steps")
     timestep_ps: float = Field(0.002, gt=0, le=0.005, description="MD timestep, ps")
-    damp_ps: float = Field(0.5, gt=0, description="Langevin damping time, ps")
+    damp_ps: float = Field(0.1, gt=0,
+                           description="thermostat time of the y (normal) velocities, ps")
     fit_from: float = Field(0.3, ge=0, lt=0.9,
                             description="fraction of the loaded run skipped before the fit")
     seed: int = Field(4928, ge=1, description="velocity and thermostat seed")
