@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,10 +86,55 @@ def _children_named(pgid: int, word: str) -> list[int]:
             if ln.split()[1] == str(pgid) and word in ln]
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mo_train_json):
+    """A run directory with the tiny chain made up to the potential (40 steps)."""
+    base = tmp_path_factory.mktemp("trained")
+    toml = _toml(base, [mo_train_json], steps=40)
+    res = run(toml, base / "run", until="potential")
+    return toml, res
+
+
+def _copy_run(trained_run, tmp_path: Path, extra: str = "") -> tuple[Path, Path]:
+    toml, res = trained_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(res.run_dir, run_dir)
+    new = tmp_path / "tiny.toml"
+    new.write_text(toml.read_text() + extra)
+    return new, run_dir
+
+
 @pytest.mark.slow
-def test_kill_9_during_training_then_resume_same_result(tmp_path, mo_train_json):
-    toml = _toml(tmp_path, [mo_train_json], steps=40)
-    ref = run(toml, tmp_path / "ref", until="potential")
+def test_species_the_potential_does_not_know(trained_run, tmp_path):
+    toml, run_dir = _copy_run(trained_run, tmp_path, '\n[md.properties]\nelement = "W"\n')
+    with pytest.raises(ScalebridgeError) as e:
+        run(toml, run_dir, until="properties")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("stage properties: ") and "W" in msg
+    assert not (run_dir / "properties").exists()
+    st = {s.name: s for s in status(run_dir, toml)}
+    assert st["potential"].state == "done"  # nothing upstream was redone or broken
+    assert st["properties"].state == "failed" and "W" in st["properties"].reason
+
+
+@pytest.mark.slow
+def test_corrupt_potential_file(trained_run, tmp_path):
+    toml, run_dir = _copy_run(trained_run, tmp_path, "\n[md.properties]\nsupercell = 2\n"
+                              "npt_steps = 0\nnve_steps = 0\n")
+    model = run_dir / "potential" / "models" / "model_0.pth"
+    model.write_bytes(model.read_bytes()[:1000])  # truncated: a broken file
+    with pytest.raises(ScalebridgeError) as e:
+        run(toml, run_dir, until="properties")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("stage properties: ")
+    assert not (run_dir / "properties").exists()
+    assert json.loads((run_dir / "properties.failed.json").read_text())["node"] == "properties"
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume_same_result(tmp_path, trained_run):
+    toml = trained_run[0]
+    ref = trained_run[1]
     ref_curve = (ref.artifacts["potential"].path / "lcurve.csv").read_text()
 
     run_dir = tmp_path / "run"
