@@ -1,0 +1,104 @@
+"""DefectStats: velocity table + drag fit (collected rows), deformation with DXA, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scalebridge.artifacts import read_artifact
+from scalebridge.errors import ArtifactError
+from scalebridge.md.deform import DeformMaker
+from scalebridge.md.lammps import SNAPPotential
+from scalebridge.md.mobility import VELOCITY_COLUMNS, MobilityMaker, fit_drag
+from scalebridge.md.tables import read_rows
+
+PEERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlearn" / "Mo" / "peer_models"
+
+
+@pytest.fixture(scope="module")
+def snap() -> SNAPPotential:
+    if not (PEERS / "snap").is_dir():
+        pytest.skip(f"peer models not found: {PEERS}")
+    return SNAPPotential.from_dir(PEERS / "snap")
+
+
+def _rows(B: float, b_a: float, noise: float = 0.0):
+    rng = np.random.default_rng(0)
+    rows = []
+    for ch, scale in (("edge", 1.0), ("screw", 0.25)):
+        for tau in (100.0, 200.0, 400.0):
+            v = b_a * 1e-10 * tau * 1e6 / (B / scale) * (1 + noise * rng.standard_normal())
+            rows.append({"character": ch, "temperature_k": 300.0, "tau_mpa": tau,
+                         "velocity_m_s": v, "velocity_err_m_s": 5.0, "n_atoms": 100,
+                         "duration_ps": 6.0})
+    return rows
+
+
+def test_fit_drag_recovers_b():
+    b = 2.74
+    drag = {d["character"]: d for d in fit_drag(_rows(2e-5, b), b)}
+    assert drag["edge"]["drag_pa_s"] == pytest.approx(2e-5, rel=1e-9)
+    assert drag["screw"]["drag_pa_s"] == pytest.approx(8e-5, rel=1e-9)
+    noisy = {d["character"]: d for d in fit_drag(_rows(2e-5, b, noise=0.05), b)}
+    e = noisy["edge"]
+    assert abs(e["drag_pa_s"] - 2e-5) < 4 * e["drag_err_pa_s"]
+
+
+def test_collected_rows_make_defectstats(tmp_path, snap):
+    rows = _rows(3e-5, 3.1693 * 3 ** 0.5 / 2)
+    art = MobilityMaker().make(snap, tmp_path / "ds", a0_a=3.1693, rows=rows)
+    assert art.kind == "DefectStats"
+    table = read_rows(art.path / "velocity.csv")
+    assert list(table[0]) == list(VELOCITY_COLUMNS) and len(table) == 6
+    assert {r["character"] for r in table} == {"edge", "screw"}
+    assert (art.path / "velocity_stress.png").stat().st_size > 1000
+    assert (art.path / "velocity_stress.csv").is_file()
+    drag = read_rows(art.path / "drag.csv")
+    assert drag[0]["drag_pa_s"] == pytest.approx(3e-5, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_deformation_elastic_slope_and_no_spurious_dislocations(tmp_path, snap):
+    maker = DeformMaker(size=4, voids=0, temperature_k=100, mode="tension",
+                        strain_rate_per_ps=0.01, max_strain=0.02, equil_steps=200,
+                        dump_every=250, timestep_ps=0.002)
+    art = maker.make(snap, tmp_path / "deform", a0_a=3.1693)
+    dens = read_rows(art.path / "density.csv")
+    assert list(dens[0])[:4] == ["strain", "stress_mpa", "density_m2", "line_length_a_total"]
+    assert "line_length_a_1/2<111>" in dens[0] and len(dens) >= 4
+    assert all(r["density_m2"] == 0 for r in dens)     # a perfect crystal at 2 %: none
+    ss = read_rows(art.path / "stress_strain.csv")
+    e = np.array([r["strain"] for r in ss])
+    s = np.array([r["stress_mpa"] for r in ss])
+    sel = (e > 0.002) & (e < 0.015)
+    young = np.polyfit(e[sel], s[sel], 1)[0] / 1e3       # GPa
+    c11, c12 = 456.6, 158.4                               # SNAP (test_md_properties)
+    e100 = (c11 - c12) * (c11 + 2 * c12) / (c11 + c12)
+    assert young == pytest.approx(e100, rel=0.2)
+    assert (art.path / "dumps" / "deform.dump").is_file()
+    for f in ("density_strain.png", "stress_strain.png", "density_strain.csv"):
+        assert (art.path / f).is_file()
+
+
+def test_cli_properties_dry_run_and_errors(tmp_path):
+    if not (PEERS / "qsnap").is_dir():
+        pytest.skip("peer models not found")
+    from scalebridge.workflows.cli import cli
+
+    r = CliRunner().invoke(cli, ["md", "properties", "-p", str(PEERS / "qsnap"), "-o",
+                                 str(tmp_path / "p"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "p" / "dry-run" / "in.lmp").read_text()
+    assert "pair_style snap" in text and "box/relax iso" in text
+    bad = tmp_path / "bad.toml"
+    bad.write_text("supercel = 3\n")
+    r = CliRunner().invoke(cli, ["md", "properties", "-p", str(PEERS / "qsnap"), "-o",
+                                 str(tmp_path / "p"), "-s", str(bad)])
+    assert r.exit_code == 1 and "did you mean 'supercell'" in r.output
+    r = CliRunner().invoke(cli, ["md", "dislocation", "-p", str(tmp_path), "-o",
+                                 str(tmp_path / "d")])
+    assert r.exit_code == 1 and "neither a Potential artifact" in r.output
+    with pytest.raises(ArtifactError):
+        read_artifact(tmp_path / "d")
