@@ -203,6 +203,23 @@ def lammps_cell(atoms: Atoms) -> tuple[np.ndarray, tuple[float, float, float]]:
     return np.array([c[0, 0], c[1, 1], c[2, 2]]), (c[1, 0], c[2, 0], c[2, 1])
 
 
+def lammps_form(atoms: Atoms) -> tuple[Atoms, np.ndarray]:
+    """``atoms`` rotated (or reflected) so that its cell is lower triangular with a
+    positive diagonal, as LAMMPS wants. Vectors v (positions, forces) map as ``v @ Q``.
+
+    Returns:
+        (rotated copy, Q (3, 3)).
+    """
+    c = np.asarray(atoms.cell[:], float)
+    q, r = np.linalg.qr(c.T)                 # c.T = q r  →  c q = r.T (lower triangular)
+    q = q * np.sign(np.diag(r))[None, :]
+    out = atoms.copy()
+    out.set_cell(c @ q, scale_atoms=False)
+    out.positions = atoms.positions @ q
+    out.cell[np.abs(out.cell[:]) < 1e-12] = 0.0
+    return out, q
+
+
 def write_data(atoms: Atoms, path: Path, type_map: Sequence[str],
                triclinic: bool = False) -> Path:
     """Write ``atoms`` as a LAMMPS ``atomic`` data file with types from ``type_map``.
@@ -394,9 +411,10 @@ def write_input(workdir: Path, body: str, potential: LammpsPotential,
     """Write ``structure.data`` and ``in.lmp`` into ``workdir``; returns the input path.
 
     The header sets units, boundary, the structure, the potential and the timestep; the
-    ``body`` (LAMMPS commands) follows. With an ensemble and ``devi``, every
-    ``devi.out_freq`` steps the model deviation and the frame (``devi_frames.dump``) are
-    written.
+    ``body`` (LAMMPS commands) follows. Without a structure the header holds only units
+    and atom style: the body defines the box and the potential itself. With an ensemble
+    and ``devi``, every ``devi.out_freq`` steps the model deviation and the frame
+    (``devi_frames.dump``) are written.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -407,9 +425,10 @@ def write_input(workdir: Path, body: str, potential: LammpsPotential,
         write_data(structure, workdir / "structure.data", potential.type_map, triclinic)
         head += [boundary_line(structure), "read_data structure.data"]
     ensemble = devi is not None and getattr(potential, "is_ensemble", False)
-    head += potential.pair_commands(workdir, devi.out_freq if ensemble else None)
-    head += ["neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes",
-             f"timestep {timestep_ps}"]
+    if structure is not None:
+        head += potential.pair_commands(workdir, devi.out_freq if ensemble else None)
+        head += ["neighbor 1.0 bin", "neigh_modify every 1 delay 0 check yes",
+                 f"timestep {timestep_ps}"]
     if ensemble and structure is not None:
         assert devi is not None
         elems = " ".join(potential.type_map)
@@ -421,6 +440,39 @@ def write_input(workdir: Path, body: str, potential: LammpsPotential,
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def single_points(potential: LammpsPotential, frames: Sequence[Atoms], workdir: str | Path,
+                  resources: Resources | None = None) -> list[tuple[float, np.ndarray]]:
+    """Energy (eV) and forces ((n, 3) eV/Å, in each frame's own orientation) of many
+    structures in one LAMMPS process (``clear`` between them).
+
+    Args:
+        potential: the potential.
+        frames: periodic structures; any cell orientation (rotated for LAMMPS and back).
+        workdir: run directory.
+    """
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    rots, body = [], []
+    for i, at in enumerate(frames):
+        check_species(at, potential, where=f"frame {i}")
+        rot, q = lammps_form(at)
+        rots.append(q)
+        write_data(rot, workdir / f"frame_{i}.data", potential.type_map)
+        body += ["clear", "units metal", "atom_style atomic", "atom_modify map array",
+                 "boundary p p p", f"read_data frame_{i}.data",
+                 *potential.pair_commands(workdir), "run 0",
+                 f'print "SB e_{i} $(pe:%.10f)"',
+                 f"write_dump all custom forces_{i}.dump id fx fy fz modify sort id "
+                 "format float %.10f"]
+    res = run_lammps(workdir, "\n".join(body), potential, None, resources=resources,
+                     name=f"single points ({len(frames)})")
+    out = []
+    for i, q in enumerate(rots):
+        f = np.loadtxt(workdir / f"forces_{i}.dump", skiprows=9, ndmin=2)[:, 1:4]
+        out.append((res.value(f"e_{i}"), f @ q.T))
+    return out
 
 
 def _export_candidates(workdir: Path, dev: ModelDeviation, type_map: Sequence[str],
@@ -565,10 +617,12 @@ __all__ = [
     "check_potential",
     "check_species",
     "lammps_error",
+    "lammps_form",
     "parse_log",
     "potential_inputs",
     "read_model_devi",
     "run_lammps",
+    "single_points",
     "write_data",
     "write_input",
 ]
