@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import click
-
 from scalebridge.settings import Resources, load_toml, validate
 
 

@@ -172,12 +172,16 @@ def dft_elastic(frames: Sequence[Frame], lattice: str = "bcc", group: str = "Ela
                 max_strain: float = 0.021) -> dict[str, Any]:
     """DFT a0 and cubic elastic constants from the Elastic group of ``frames``."""
     used, strains, ref = elastic_frames(frames, group, max_strain)
+    if len(used) < 4:  # few small-strain cells (a subset): accept up to 3x larger strains
+        max_strain *= 3
+        used, strains, ref = elastic_frames(frames, group, max_strain)
     if len(used) < 3:
         return {}
     out: dict[str, Any] = fit_cubic(strains, np.array([f.stress_gpa() for f in used]))
     natoms = used[0].natoms
     out["a0_a"] = float((np.linalg.det(ref) / natoms * ATOMS_PER_CELL[lattice]) ** (1 / 3))
     out["frames"] = len(used)
+    out["max_strain"] = max_strain
     return out
 
 
@@ -187,6 +191,8 @@ def model_on_cells(model: Path, type_map: Sequence[str], frames: Sequence[Frame]
     from scalebridge.potentials.model import DeepMDCalculator
 
     used, strains, _ = elastic_frames(frames, max_strain=max_strain)
+    if len(used) < 4:
+        used, strains, _ = elastic_frames(frames, max_strain=3 * max_strain)
     if len(used) < 3:
         return {}
     calc = DeepMDCalculator(model, list(type_map))

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from scalebridge.errors import DataError, SettingsError
 from scalebridge.potentials import EvaluateSettings, TrainSettings, load_potential
 
@@ -39,7 +38,7 @@ def test_dpa1_input(tmp_path, tiny_dataset):
 
 def test_sel_must_match_type_map(tmp_path, tiny_dataset):
     s = TrainSettings.model_validate({"descriptor": {"sel": [40, 10]}})
-    with pytest.raises(SettingsError, match="descriptor.sel has 2 entries"):
+    with pytest.raises(SettingsError, match=r"descriptor\.sel has 2 entries"):
         s.make(tiny_dataset, tmp_path / "pot", dry_run=True)
 
 
@@ -77,7 +76,8 @@ def test_evaluate_writes_metrics_plots_and_properties(tmp_path, tiny_potential,
         assert (ev.path / f"{name}.png").stat().st_size > 1000
         assert (ev.path / f"{name}.csv").is_file()
     props = m["properties"]
-    assert props["dft"]["c11_gpa"] == pytest.approx(479, rel=0.02)
+    assert props["dft"]["c11_gpa"] == pytest.approx(479, rel=0.05)
+    assert props["dft"]["c44_gpa"] == pytest.approx(108, rel=0.05)
     assert props["dft"]["a0_a"] == pytest.approx(3.1676, abs=1e-3)
     assert 2.8 < props["model"]["a0_a"] < 3.6
     assert set(m["ensemble"]["max_devi_f_ev_a"]) == set(groups)
