@@ -117,6 +117,7 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
         "max_uncertainty_mpa": max(s.max_uncertainty_mpa for s in result.steps),
         "max_out_of_range_fraction": max(s.out_of_range_fraction for s in result.steps),
         "reference": reference,
+        "stopped_at_load_factor": result.stopped_at,
     }
     sy = getattr(model, "initial_yield_stress", None)
     if "q_lim_over_sigma0" in reference and callable(sy):

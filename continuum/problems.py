@@ -1,7 +1,8 @@
 """Boundary-value problems: geometry, displacement-controlled loading, a load measure.
 
-Every problem is driven by prescribed displacements scaled by a load factor λ ∈ [0, 1]
-(displacement control follows softening and limit loads, which load control cannot).
+Every problem is driven by prescribed displacements (and optionally tractions) scaled by
+a load factor λ ∈ [0, 1] (displacement control follows softening and limit loads, which
+load control cannot).
 The load reported is a reaction computed by virtual work: for a field w that equals the
 unit loading direction on the driven boundary and vanishes where the other constraints
 act, ``∫ σ : ε(w) dx = ∫ t · w ds`` is the total reaction, and dividing by the loaded
@@ -11,7 +12,9 @@ length/area gives a mean traction in MPa.
   of the inner wall; load = internal pressure q (MPa). Under uniform pressure the exact
   solution is axisymmetric with uniform inner radial displacement, so this is the
   pressurised-cylinder problem; perfect J2 plasticity gives the limit pressure
-  ``q_lim = (2/√3) σ0 ln(R_e/R_i)``.
+  ``q_lim = (2/√3) σ0 ln(R_e/R_i)``. ``loading = "pressure"`` applies the pressure itself
+  (load control, a traction on the inner wall): it cannot pass the limit load, so use it
+  with ``stop_at_limit``; the displacement is then the mean inner radial displacement.
 - ``plate``: quarter of a plate with a central hole in uniaxial tension (plane strain);
   load = mean tensile stress on the loaded edge (MPa).
 - ``compression``: one eighth of a block compressed between platens (3D), sticking or
@@ -52,6 +55,19 @@ class DirichletSpec:
 
 
 @dataclass
+class TractionSpec:
+    """A surface traction on a named boundary, scaled by the load factor λ.
+
+    Attributes:
+        boundary: facet-group name in the mesh.
+        value: ``value(x) -> (dim, N)`` traction on the body (MPa) at λ = 1.
+    """
+
+    boundary: str
+    value: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
 class Problem:
     """A displacement-controlled boundary-value problem.
 
@@ -65,6 +81,12 @@ class Problem:
         displacement_max: the driven displacement at λ = 1 (mm).
         load_name, displacement_name: CSV column names for the load and displacement.
         reference: analytic numbers for checks (e.g. ``q_lim_over_sigma0``).
+        tractions: surface loads scaled by λ (load control); empty for pure
+            displacement control.
+        displacement_boundary: where the reported displacement is measured under load
+            control: the mean of u·w over that boundary. None: λ·displacement_max.
+        applied_load: under load control, the load reported at λ = 1 (MPa, e.g. the
+            pressure); None: the reaction measure.
     """
 
     name: str
@@ -76,6 +98,9 @@ class Problem:
     load_name: str = "load_mpa"
     displacement_name: str = "displacement_mm"
     reference: dict[str, float] = field(default_factory=dict)
+    tractions: list[TractionSpec] = field(default_factory=list)
+    displacement_boundary: str | None = None
+    applied_load: float | None = None
 
     @property
     def dim(self) -> int:
@@ -94,8 +119,14 @@ class CylinderProblem(StrictModel):
     r_outer: float = Field(1.3, gt=0, description="outer radius R_e (mm)")
     n_radial: int = Field(6, ge=1, description="cells through the wall")
     n_angular: int = Field(12, ge=2, description="cells along the quarter circle")
+    loading: Literal["displacement", "pressure"] = Field(
+        "displacement", description="displacement: drive the inner wall radially (follows "
+        "the limit load); pressure: apply the internal pressure (load control)")
     inner_displacement: float = Field(
-        0.02, gt=0, description="final radial displacement of the inner wall (mm)")
+        0.02, gt=0, description="final radial displacement of the inner wall (mm), "
+        "displacement loading")
+    pressure: float = Field(70.0, gt=0, description="final internal pressure (MPa), "
+                            "pressure loading")
 
     def build(self, comm: MPI.Comm) -> Problem:
         ri, re = self.r_inner, self.r_outer
@@ -108,6 +139,16 @@ class CylinderProblem(StrictModel):
             r = np.hypot(x[0], x[1])
             return np.stack([x[0] / r, x[1] / r])
 
+        reference = {"q_lim_over_sigma0": float(2 / np.sqrt(3) * np.log(re / ri))}
+        if self.loading == "pressure":
+            p = self.pressure
+            return Problem(
+                name="cylinder", mesh=tm,
+                dirichlet=[DirichletSpec("bottom", 1, _zero), DirichletSpec("left", 0, _zero)],
+                tractions=[TractionSpec("inner", lambda x: p * radial(x))],
+                probe=radial, probe_scale=np.pi * ri / 2, displacement_max=0.0,
+                displacement_boundary="inner", applied_load=p, load_name="pressure_mpa",
+                displacement_name="inner_displacement_mm", reference=reference)
         return Problem(
             name="cylinder", mesh=tm,
             dirichlet=[
@@ -117,7 +158,7 @@ class CylinderProblem(StrictModel):
             ],
             probe=radial, probe_scale=np.pi * ri / 2, displacement_max=d,
             load_name="pressure_mpa", displacement_name="inner_displacement_mm",
-            reference={"q_lim_over_sigma0": float(2 / np.sqrt(3) * np.log(re / ri))},
+            reference=reference,
         )
 
 

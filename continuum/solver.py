@@ -28,6 +28,7 @@ import dolfinx_solver  # noqa: F401  (loads libmpi before dolfinx)
 import numpy as np
 import ufl
 from dolfinx import fem
+from dolfinx import mesh as dmesh
 from dolfinx.fem import petsc as fpetsc
 from petsc4py import PETSc
 from pydantic import Field
@@ -57,6 +58,9 @@ class SolverSettings(StrictModel):
     max_cuts: int = Field(8, ge=0, description="halvings of the nominal increment allowed")
     linear_solver: Literal["lu", "cg-gamg"] = Field(
         "lu", description="lu: direct (MUMPS); cg-gamg: iterative, for large 3D meshes")
+    stop_at_limit: bool = Field(
+        False, description="end the history at the last converged step instead of failing "
+        "when the increment cannot be cut further (load control past a limit load)")
 
     def qdegree(self) -> int:
         return self.quadrature_degree if self.quadrature_degree is not None else max(
@@ -90,6 +94,7 @@ class SolveResult:
         material_calls: number of batched calls (one per Newton iteration and rank).
         assemble_seconds, linear_solve_seconds: residual/Jacobian assembly and KSP solve
             time (max over ranks).
+        stopped_at: load factor at which the history ended early (``stop_at_limit``).
         n_points: quadrature points (all ranks); n_dofs: displacement dofs (global).
         ranks: MPI ranks.
     """
@@ -105,6 +110,7 @@ class SolveResult:
     ranks: int = 1
     assemble_seconds: float = 0.0
     linear_solve_seconds: float = 0.0
+    stopped_at: float | None = None
 
     @property
     def total_iterations(self) -> int:
@@ -148,11 +154,29 @@ class ElastoplasticSolver:
                                                      "quadrature_scheme": "default"})
         v, du = ufl.TestFunction(V), ufl.TrialFunction(V)
         eps = lambda w: mandel_strain(w, dim)  # noqa: E731
-        self.F_form = fem.form(ufl.inner(mat.sigma, eps(v)) * dx)
+        self.lam = fem.Constant(msh, 0.0)
+        F = ufl.inner(mat.sigma, eps(v)) * dx
+        ds, ids = _boundary_measure(problem, qd)
+        self._tractions = []
+        f_ext = None
+        for spec in problem.tractions:
+            t = fem.Function(V, name=f"traction_{spec.boundary}")
+            t.interpolate(spec.value)
+            self._tractions.append(t)
+            term = ufl.inner(t, v) * ds(ids[spec.boundary])
+            f_ext = term if f_ext is None else f_ext + term
+        if f_ext is not None:
+            F = F - self.lam * f_ext
+        self.F_form = fem.form(F)
         self.J_form = fem.form(ufl.inner(ufl.dot(mat.tangent, eps(du)), eps(v)) * dx)
         self.w = fem.Function(V, name="probe")
         self.w.interpolate(problem.probe)
         self.load_form = fem.form(ufl.inner(mat.sigma, eps(self.w)) * dx)
+        self.disp_forms = None
+        if problem.displacement_boundary is not None:
+            tag = ids[problem.displacement_boundary]
+            self.disp_forms = (fem.form(ufl.inner(self.u, self.w) * ds(tag)),
+                               fem.form(fem.Constant(msh, 1.0) * ds(tag)))
 
         fdim = msh.topology.dim - 1
         self._bc_ref: list[tuple[fem.Function, fem.Function]] = []
@@ -171,6 +195,13 @@ class ElastoplasticSolver:
         self.r = self.b.duplicate()
         self.du = self.b.duplicate()
         self.ksp = self._make_ksp()
+        self.f_ext_norm = 0.0
+        if f_ext is not None:                       # scale for the residual criterion
+            fv = fpetsc.assemble_vector(fem.form(f_ext))
+            fv.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+            fpetsc.set_bc(fv, self.bcs, alpha=0.0)
+            self.f_ext_norm = fv.norm()
+            fv.destroy()
         self.n_dofs = V.dofmap.index_map.size_global * V.dofmap.index_map_bs
         self.assemble_seconds = 0.0
         self.linear_solve_seconds = 0.0
@@ -191,6 +222,7 @@ class ElastoplasticSolver:
 
     # -- one load step ---------------------------------------------------------------
     def _set_load(self, lam: float) -> None:
+        self.lam.value = lam
         for ref, cur in self._bc_ref:
             cur.x.array[:] = lam * ref.x.array
 
@@ -220,7 +252,7 @@ class ElastoplasticSolver:
             except ModelFailure:
                 return None
             res, full = self._residual()
-            scale = max(full, res)
+            scale = max(full, res, lam * self.f_ext_norm)
             rel = res / scale if scale > 0 else 0.0
             log_rows.append((step, attempt, lam, it, res, rel))
             if not math.isfinite(res):
@@ -248,8 +280,16 @@ class ElastoplasticSolver:
             self.u.x.scatter_forward()
         return None
 
+    def displacement(self, lam: float) -> float:
+        """The displacement measure (mm): prescribed λ·d_max, or a boundary mean of u·w."""
+        if self.disp_forms is None:
+            return lam * self.problem.displacement_max
+        num = self.comm.allreduce(fem.assemble_scalar(self.disp_forms[0]))
+        den = self.comm.allreduce(fem.assemble_scalar(self.disp_forms[1]))
+        return num / den
+
     def load(self) -> float:
-        """The load measure (MPa) of the current stress field (global)."""
+        """The reaction load measure (MPa) of the current stress field (global)."""
         return self.comm.allreduce(fem.assemble_scalar(self.load_form)) / \
             self.problem.probe_scale
 
@@ -260,8 +300,9 @@ class ElastoplasticSolver:
         oor = mat.out_of_range
         n_all = comm.allreduce(mat.n_points)
         return StepRecord(
-            step=step, load_factor=lam, displacement=lam * self.problem.displacement_max,
-            load=self.load(), iterations=iters,
+            step=step, load_factor=lam, displacement=self.displacement(lam),
+            load=self.load() if self.problem.applied_load is None
+            else lam * self.problem.applied_load, iterations=iters,
             max_eqps=comm.allreduce(float(eq.max()) if eq is not None and eq.size else 0.0,
                                     op=_max()),
             max_uncertainty_mpa=comm.allreduce(
@@ -303,6 +344,11 @@ class ElastoplasticSolver:
                 log.info("step %d: Newton failed at load factor %.5g; increment cut to %.3g",
                          step + 1, target, inc)
                 if inc < min_inc * (1 - 1e-9):
+                    if s.stop_at_limit:
+                        log.warning("%s: no convergence beyond load factor %.5g (limit "
+                                    "load?): history ends there", self.problem.name, lam)
+                        result.stopped_at = target
+                        break
                     raise ConvergenceError(
                         f"{self.problem.name}: Newton failed at load factor {target:.5g} "
                         f"after {s.max_cuts} step cuts (model "
@@ -323,6 +369,25 @@ class ElastoplasticSolver:
         result.assemble_seconds = self.comm.allreduce(self.assemble_seconds, op=_max())
         result.linear_solve_seconds = self.comm.allreduce(self.linear_solve_seconds, op=_max())
         return result
+
+
+def _boundary_measure(problem: Problem, degree: int) -> tuple[Any, dict[str, int]]:
+    """``ds`` over the boundaries that carry tractions or the displacement measure."""
+    names = [t.boundary for t in problem.tractions]
+    if problem.displacement_boundary is not None:
+        names.append(problem.displacement_boundary)
+    names = list(dict.fromkeys(names))
+    ids = {name: i + 1 for i, name in enumerate(names)}
+    msh = problem.mesh.mesh
+    if not names:
+        return ufl.Measure("ds", domain=msh), ids
+    facets = np.concatenate([problem.mesh.facets[n] for n in names])
+    values = np.concatenate([np.full(len(problem.mesh.facets[n]), ids[n], dtype=np.int32)
+                             for n in names])
+    facets, first = np.unique(facets, return_index=True)
+    tags = dmesh.meshtags(msh, msh.topology.dim - 1, facets.astype(np.int32), values[first])
+    return ufl.Measure("ds", domain=msh, subdomain_data=tags,
+                       metadata={"quadrature_degree": max(2 * degree, 2)}), ids
 
 
 def _max() -> Any:

@@ -95,3 +95,30 @@ def test_unrecoverable_step_raises_one_line_error():
         solver.run()
     assert isinstance(info.value, ScalebridgeError)
     assert "\n" not in str(info.value) and "step cuts" in str(info.value)
+
+
+def test_pressure_loading_follows_the_displacement_controlled_curve():
+    q_lim = 2 / np.sqrt(3) * SIGMA0 * np.log(1.3)
+    disp = ElastoplasticSolver(CylinderProblem().build(MPI.COMM_SELF), perfect_j2(SIGMA0),
+                               SolverSettings(steps=40)).run()
+    solver = ElastoplasticSolver(
+        CylinderProblem(loading="pressure", pressure=0.99 * q_lim).build(MPI.COMM_SELF),
+        perfect_j2(SIGMA0), SolverSettings(steps=20))
+    press = solver.run()
+    assert press.cuts == 0 and press.steps[-1].load == pytest.approx(0.99 * q_lim)
+    # equilibrium: the reaction measure equals the applied pressure up to the polygonal
+    # approximation of the arc (chord/arc = 1 - θ²/24 for 12 chords: 7e-4)
+    assert solver.load() == pytest.approx(0.99 * q_lim, rel=1.5e-3)
+    d = np.array([s.displacement for s in disp.steps])
+    q = np.array([s.load for s in disp.steps])
+    for st in press.steps:
+        assert st.load == pytest.approx(np.interp(st.displacement, d, q), abs=0.01 * q_lim)
+
+
+def test_pressure_past_the_limit_stops_at_the_limit_load():
+    q_lim = 2 / np.sqrt(3) * SIGMA0 * np.log(1.3)
+    result = ElastoplasticSolver(
+        CylinderProblem(loading="pressure", pressure=1.1 * q_lim).build(MPI.COMM_SELF),
+        perfect_j2(SIGMA0), SolverSettings(steps=20, stop_at_limit=True)).run()
+    assert result.stopped_at is not None and result.stopped_at < 1.0
+    assert result.steps[-1].load == pytest.approx(q_lim, rel=0.01)
