@@ -64,6 +64,8 @@ class FemSettings(StrictModel):
         def build(workdir: Path) -> dict[str, Any]:
             if resources.mpi_ranks > 1:
                 return _run_mpi(self, spec, workdir, resources)
+            if "torch" in sys.modules:           # a neural surrogate: honour the threads
+                sys.modules["torch"].set_num_threads(resources.threads)
             return run_fem(self, obj, workdir, MPI.COMM_SELF)
 
         return produce(KIND, out, fp_settings, inputs, build, force=force)
