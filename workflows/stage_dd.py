@@ -1,0 +1,49 @@
+"""Chain nodes of the dd_coupling stage: ``mobility`` (MobilityLaw) and ``dd`` (DDRun).
+
+Run-file section ``[dd]``::
+
+    [dd.mobility]     scalebridge.dd_coupling FitMobilitySettings (neural law fitted to
+                      the md glide velocities; drag fit reported beside it)
+    [dd.run]          scalebridge.dd_coupling DDSettings (cell, sources, obstacles,
+                      loading, realisations)
+
+μ, ν and b come from the ``properties`` node (the learned potential), never typed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from scalebridge.artifacts import Artifact
+from scalebridge.dd_coupling.fit import FitMobilitySettings
+from scalebridge.dd_coupling.simulate import DDSettings
+from scalebridge.settings import StrictModel
+from scalebridge.workflows.chain import StageCall, StageNode
+
+
+class Section(StrictModel):
+    """Mobility law fitted to MD glide, then 2D discrete dislocation dynamics."""
+
+    mobility: FitMobilitySettings = Field(default_factory=FitMobilitySettings,
+                                          description="fitting the mobility law")
+    run: DDSettings = Field(default_factory=DDSettings,
+                            description="the dislocation-dynamics run")
+
+
+def make_mobility(call: StageCall) -> Artifact:
+    return call.settings.make(call.inputs["defects"], call.out,
+                              properties=call.inputs["properties"])
+
+
+def make_dd(call: StageCall) -> Artifact:
+    return call.settings.make(call.inputs["mobility"], call.inputs["properties"], call.out)
+
+
+def nodes(cfg: Any = None) -> list[StageNode]:
+    return [
+        StageNode("mobility", "MobilityLaw", ("defects", "properties"), make_mobility,
+                  settings=lambda c: c.dd.mobility, section="dd.mobility"),
+        StageNode("dd", "DDRun", ("mobility", "properties"), make_dd,
+                  settings=lambda c: c.dd.run, section="dd.run"),
+    ]
