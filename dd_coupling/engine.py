@@ -1,0 +1,452 @@
+"""2D discrete dislocation dynamics (Van der Giessen & Needleman style), vectorized in torch.
+
+Straight edge dislocations (line along z) glide on slip planes of several slip systems in a
+doubly periodic ``lx × ly`` cell under plane strain. Each slip plane is a closed line
+(the cell is commensurate with the slip directions, see :func:`plane_period`), so a
+dislocation is (plane, s): its plane index and its coordinate ``s ∈ [0, L_plane)`` along it.
+
+One :func:`step`:
+
+1. resolved shear stress on every dislocation: internal field of all others with periodic
+   images (:func:`~scalebridge.dd_coupling.elastic.periodic_field`) + applied stress × the
+   Schmid factor of its system;
+2. glide velocity from the mobility law (Peach-Koehler glide force ``f = sign·b·τ``:
+   velocity along +s is ``V(sign·τ)``);
+3. adaptive time step ``dt = min(dt_max, max_glide / max|v|)``;
+4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` emits a
+   dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)`` (expanding under the stress);
+5. glide with point obstacles that stop a dislocation until ``|τ| > τ_obs``;
+6. annihilation of opposite-sign neighbours on a plane closer than the capture distance;
+7. loading: strain control ``τ_app = M (ε̇ t - ε_p)`` or stress control ``τ_app = σ̇ t``.
+
+All per-dislocation work is tensor operations (no Python loop over dislocations).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+import torch
+from scalebridge.dd_coupling.elastic import periodic_field, resolved_shear
+from scalebridge.dd_coupling.mobility import MobilityLaw
+from scalebridge.errors import SettingsError
+
+Loading = Literal["strain", "stress"]
+Component = Literal["shear_xy", "tension_x"]
+
+
+def plane_period(angle_rad: float, lx: float, ly: float, max_int: int = 12
+                 ) -> tuple[float, float]:
+    """(loop length L, spacing D of distinct planes) for slip direction ``angle`` in the
+    cell: the direction must satisfy ``tanθ = n·ly / (m·lx)`` with small integers.
+
+    Raises:
+        SettingsError: the angle is not commensurate with the cell.
+    """
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    if abs(s) < 1e-12:
+        return lx, ly
+    if abs(c) < 1e-12:
+        return ly, lx
+    ratio = abs(s * lx / (c * ly))              # n/m
+    frac = Fraction(ratio).limit_denominator(max_int)
+    if frac.numerator == 0 or abs(float(frac) - ratio) > 1e-9 * ratio:
+        raise SettingsError(
+            f"slip angle {math.degrees(angle_rad):.6g} deg is not commensurate with the "
+            f"cell {lx:.4g} x {ly:.4g} m (tan(angle)*lx/ly = {ratio:.6g} is not a ratio of "
+            f"small integers); leave cell_ly_um unset to get a commensurate cell")
+    n, m = frac.numerator, frac.denominator
+    length = math.hypot(m * lx, n * ly)
+    return length, lx * abs(s) / n
+
+
+@dataclass
+class DDGeometry:
+    """Everything that does not change during a run (SI units).
+
+    Attributes:
+        lx, ly: cell size, m.
+        angles: (n_sys,) slip directions, rad.
+        schmid: (n_sys,) Schmid factor of each system for the loading component.
+        plane_system: (n_planes,) long, system of each plane.
+        plane_origin: (n_planes, 2) m, a point of each plane.
+        plane_length: (n_planes,) m, loop length of each plane.
+        src_plane, src_s: (n_src,) sources: plane and coordinate along it.
+        src_tau: (n_src,) Pa, nucleation strength; src_length: (n_src,) m, dipole spacing.
+        obs_plane, obs_s, obs_tau: (n_obs,) obstacles: plane, coordinate, strength (Pa);
+            sorted by key ``plane + s/L``.
+    """
+
+    lx: float
+    ly: float
+    angles: torch.Tensor
+    schmid: torch.Tensor
+    plane_system: torch.Tensor
+    plane_origin: torch.Tensor
+    plane_length: torch.Tensor
+    src_plane: torch.Tensor
+    src_s: torch.Tensor
+    src_tau: torch.Tensor
+    src_length: torch.Tensor
+    obs_plane: torch.Tensor
+    obs_s: torch.Tensor
+    obs_tau: torch.Tensor
+
+    @property
+    def area(self) -> float:
+        return self.lx * self.ly
+
+
+@dataclass
+class DDParams:
+    """Material, mobility and numerical parameters of a run (SI units)."""
+
+    mu_pa: float
+    nu: float
+    b_m: float
+    mobility: MobilityLaw
+    temperature_k: float = 300.0
+    nucleation_time_s: float = 10e-9
+    capture_m: float = 1.5e-9
+    dt_max_s: float = 0.5e-9
+    max_glide_m: float = 0.75e-9
+    dt_quantile: float = 1.0
+    """dt = max_glide / (this quantile of |v|); 1: the fastest dislocation sets dt (exact),
+    < 1: faster ones are limited to max_glide per step (a displacement limiter)"""
+    image_rows: int = 1
+    loading: Loading = "strain"
+    component: Component = "shear_xy"
+    rate: float = 1e4
+    """strain rate (1/s) for strain control, stress rate (Pa/s) for stress control"""
+    stress_offset_pa: float = 0.0
+    """stress control: applied stress = offset + rate·t"""
+
+    @property
+    def modulus_pa(self) -> float:
+        """Elastic modulus conjugate to the loading component: μ (shear) or the plane
+        strain uniaxial-stress modulus 2μ/(1-ν) (tension)."""
+        return self.mu_pa if self.component == "shear_xy" else 2 * self.mu_pa / (1 - self.nu)
+
+
+@dataclass
+class DDState:
+    """Dislocations and load at one instant (n dislocations, n_src sources).
+
+    Attributes:
+        plane: (n,) long, slip-plane index.
+        s: (n,) m, coordinate along the plane, in [0, L_plane).
+        sign: (n,) ±1.0, Burgers vector = sign·b·(cosθ, sinθ) of its system.
+        travel: (n,) m, signed glide distance since creation (unwrapped).
+        src_timer: (n_src,) s, time each source has spent above its strength.
+        time: s; strain: applied strain (conjugate to the loading component);
+        plastic_strain: plastic strain, same measure; stress_pa: applied stress;
+        removed_moment: Σ sign·m·travel (m) of annihilated dislocations (bookkeeping for
+            plastic strain = Σ b Δs / area);
+        n_nucleated, n_annihilated, n_steps: counters;
+        n_pinned: dislocations stopped at obstacles in the last step;
+        n_limited: moves cut to max_glide so far (only with dt_quantile < 1).
+    """
+
+    plane: torch.Tensor
+    s: torch.Tensor
+    sign: torch.Tensor
+    travel: torch.Tensor
+    src_timer: torch.Tensor
+    time: float = 0.0
+    strain: float = 0.0
+    plastic_strain: float = 0.0
+    stress_pa: float = 0.0
+    removed_moment: float = 0.0
+    n_nucleated: int = 0
+    n_annihilated: int = 0
+    n_steps: int = 0
+    n_pinned: int = 0
+    n_limited: int = 0
+    last_dt: float = 0.0
+    max_speed: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.plane.shape[0])
+
+
+# ------------------------------------------------------------------------- geometry
+def schmid_factor(angles: torch.Tensor, component: Component) -> torch.Tensor:
+    """Resolved shear per unit applied stress, (n_sys,): cos2θ for σxy, -sin2θ/2 for σxx."""
+    if component == "shear_xy":
+        return torch.cos(2 * angles)
+    return -0.5 * torch.sin(2 * angles)
+
+
+def make_planes(angles: torch.Tensor, lx: float, ly: float, spacing: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Evenly spaced distinct slip planes of every system.
+
+    Returns:
+        plane_system (n_planes,), plane_origin (n_planes, 2) m, plane_length (n_planes,) m.
+    """
+    systems, origins, lengths = [], [], []
+    for i, th in enumerate(angles.tolist()):
+        length, d_span = plane_period(th, lx, ly)
+        k = max(1, round(d_span / spacing))
+        normal = np.array([-math.sin(th), math.cos(th)])
+        for j in range(k):
+            d = (j + 0.5) * d_span / k
+            systems.append(i)
+            origins.append(d * normal)
+            lengths.append(length)
+    return (torch.tensor(systems, dtype=torch.long),
+            torch.tensor(np.array(origins), dtype=torch.float64),
+            torch.tensor(lengths, dtype=torch.float64))
+
+
+def positions(geom: DDGeometry, plane: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Wrapped positions (n, 2) m of points ``s`` along planes ``plane``."""
+    th = geom.angles[geom.plane_system[plane]]
+    p = geom.plane_origin[plane] + s[:, None] * torch.stack([torch.cos(th), torch.sin(th)], 1)
+    box = torch.tensor([geom.lx, geom.ly], dtype=p.dtype)
+    return torch.remainder(p, box)
+
+
+def burgers(geom: DDGeometry, plane: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """Complex Burgers vectors (n,) in units of b: sign·e^{iθ}."""
+    th = geom.angles[geom.plane_system[plane]]
+    return sign * torch.exp(1j * th)
+
+
+def _keys(geom: DDGeometry, plane: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return plane.to(torch.float64) + s / geom.plane_length[plane]
+
+
+def sort_obstacles(geom: DDGeometry) -> DDGeometry:
+    """Return ``geom`` with obstacles sorted by (plane, s) (needed by :func:`step`)."""
+    order = torch.argsort(_keys(geom, geom.obs_plane, geom.obs_s))
+    return replace(geom, obs_plane=geom.obs_plane[order], obs_s=geom.obs_s[order],
+                   obs_tau=geom.obs_tau[order])
+
+
+# ------------------------------------------------------------------------- init
+def init(geom: DDGeometry, plane: torch.Tensor | None = None, s: torch.Tensor | None = None,
+         sign: torch.Tensor | None = None) -> DDState:
+    """Initial state with the given dislocations (none if omitted)."""
+    if plane is None:
+        plane = torch.zeros(0, dtype=torch.long)
+        s = torch.zeros(0, dtype=torch.float64)
+        sign = torch.zeros(0, dtype=torch.float64)
+    assert s is not None and sign is not None
+    s = torch.remainder(s.to(torch.float64), geom.plane_length[plane])
+    return DDState(plane=plane.to(torch.long), s=s, sign=sign.to(torch.float64),
+                   travel=torch.zeros_like(s),
+                   src_timer=torch.zeros(geom.src_plane.shape[0], dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------- physics
+def internal_resolved_shear(geom: DDGeometry, params: DDParams, state: DDState,
+                            points: torch.Tensor, point_system: torch.Tensor
+                            ) -> torch.Tensor:
+    """Resolved shear stress (p,) Pa of the dislocations' internal field at ``points``
+    (p, 2) on planes of systems ``point_system`` (p,)."""
+    if state.n == 0:
+        return torch.zeros(points.shape[0], dtype=torch.float64)
+    pos = positions(geom, state.plane, state.s)
+    b = params.b_m * burgers(geom, state.plane, state.sign)
+    _, s2 = periodic_field(points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly,
+                           params.image_rows)
+    return resolved_shear(s2, geom.angles[point_system])
+
+
+def applied_stress(params: DDParams, state: DDState) -> float:
+    """Applied stress (Pa) for the state's time and plastic strain."""
+    if params.loading == "strain":
+        return params.modulus_pa * (params.rate * state.time - state.plastic_strain)
+    return params.stress_offset_pa + params.rate * state.time
+
+
+def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
+                   extra_points: torch.Tensor | None = None,
+                   extra_system: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Velocity along +s (n,) m/s and total resolved shear τ (n,) Pa of every
+    dislocation, and τ (p,) Pa at ``extra_points`` (p, 2) on systems ``extra_system``
+    (sources), all from one field evaluation."""
+    system = geom.plane_system[state.plane]
+    pos = positions(geom, state.plane, state.s)
+    if extra_points is None or extra_system is None:
+        extra_points = torch.zeros(0, 2, dtype=torch.float64)
+        extra_system = torch.zeros(0, dtype=torch.long)
+    points = torch.cat([pos, extra_points])
+    psys = torch.cat([system, extra_system])
+    if state.n:
+        b = params.b_m * burgers(geom, state.plane, state.sign)
+        _, s2 = periodic_field(points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly,
+                               params.image_rows)
+        tau_all = resolved_shear(s2, geom.angles[psys])
+    else:
+        tau_all = torch.zeros(points.shape[0], dtype=torch.float64)
+    tau_all = tau_all + state.stress_pa * geom.schmid[psys]
+    tau, tau_extra = tau_all[:state.n], tau_all[state.n:]
+    v = params.mobility.velocity(state.sign * tau, params.temperature_k,
+                                 torch.zeros_like(state.plane))
+    return torch.as_tensor(v, dtype=torch.float64), tau, tau_extra
+
+
+def _obstacle_limit(geom: DDGeometry, state: DDState, ds: torch.Tensor, tau: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Glide ``ds`` (n,) limited by obstacles ahead that are stronger than |τ|.
+    Returns (allowed ds, pinned mask)."""
+    n_obs = geom.obs_plane.shape[0]
+    pinned = torch.zeros_like(ds, dtype=torch.bool)
+    if n_obs == 0 or state.n == 0:
+        return ds, pinned
+    keys = _keys(geom, geom.obs_plane, geom.obs_s)
+    kd = _keys(geom, state.plane, state.s)
+    length = geom.plane_length[state.plane]
+    plane_f = state.plane.to(torch.float64)
+    first = torch.searchsorted(keys, plane_f, side="left").clamp(max=n_obs - 1)
+    last = (torch.searchsorted(keys, plane_f + 1.0, side="left") - 1).clamp(min=0)
+    has = geom.obs_plane[first] == state.plane
+    # forward: first obstacle with key >= kd on the plane, else wrap to the plane's first
+    ia = torch.searchsorted(keys, kd, side="left")
+    ok = (ia < n_obs) & (geom.obs_plane[ia.clamp(max=n_obs - 1)] == state.plane)
+    ia = torch.where(ok, ia.clamp(max=n_obs - 1), first)
+    dist_a = torch.where(ok, geom.obs_s[ia] - state.s, geom.obs_s[ia] + length - state.s)
+    # backward: last obstacle with key <= kd on the plane, else wrap to the plane's last
+    ib = torch.searchsorted(keys, kd, side="right") - 1
+    okb = (ib >= 0) & (geom.obs_plane[ib.clamp(min=0)] == state.plane)
+    ib = torch.where(okb, ib.clamp(min=0), last)
+    dist_b = torch.where(okb, state.s - geom.obs_s[ib], state.s + length - geom.obs_s[ib])
+    fwd = ds > 0
+    dist = torch.where(fwd, dist_a, dist_b)
+    strength = torch.where(fwd, geom.obs_tau[ia], geom.obs_tau[ib])
+    pinned = has & (ds.abs() >= dist) & (tau.abs() < strength) & (ds != 0)
+    ds = torch.where(pinned, torch.sign(ds) * dist, ds)
+    return ds, pinned
+
+
+def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float) -> torch.Tensor:
+    """(n,) bool: dislocations that annihilate with an opposite-sign neighbour on the same
+    plane closer than ``capture`` (pairs chosen greedily by smallest gap, disjoint)."""
+    n = state.n
+    remove = torch.zeros(n, dtype=torch.bool)
+    if n < 2:
+        return remove
+    keys = _keys(geom, state.plane, state.s)
+    order = torch.argsort(keys)
+    pl, s, sg = state.plane[order], state.s[order], state.sign[order]
+    length = geom.plane_length[pl]
+    idx = torch.arange(n)
+    first = torch.searchsorted(keys[order], pl.to(torch.float64), side="left")
+    is_last = torch.ones(n, dtype=torch.bool)
+    is_last[:-1] = pl[1:] != pl[:-1]
+    nxt = torch.where(is_last, first, idx + 1)
+    gap = torch.remainder(s[nxt] - s, length)
+    cand = (nxt != idx) & (sg[nxt] != sg) & (gap < capture)
+    if not bool(cand.any()):
+        return remove
+    inf = torch.full_like(gap, math.inf)
+    g = torch.where(cand, gap, inf)
+    prv = torch.empty_like(idx)
+    prv[nxt] = idx
+    chosen = cand & ~(g[prv] <= g) & ~(g[nxt] < g)
+    # two-dislocation planes: pairs k->nxt and nxt->k are the same pair
+    chosen_sorted = torch.zeros(n, dtype=torch.bool)
+    chosen_sorted[idx[chosen]] = True
+    chosen_sorted[nxt[chosen]] = True
+    remove[order] = chosen_sorted
+    return remove
+
+
+def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
+    """Advance ``state`` by one adaptive time step; returns a new state (inputs untouched)."""
+    system = geom.plane_system[state.plane]
+    has_src = geom.src_plane.shape[0] > 0
+    if has_src:
+        src_sys = geom.plane_system[geom.src_plane]
+        src_pos = positions(geom, geom.src_plane, geom.src_s)
+        v, tau, tau_src = glide_velocity(geom, params, state, src_pos, src_sys)
+    else:
+        v, tau, _ = glide_velocity(geom, params, state)
+    # dislocations held at an obstacle do not move: they do not set the time step
+    _, held = _obstacle_limit(geom, state, torch.sign(v) * 1e-9 * params.max_glide_m, tau)
+    speed = torch.where(held, 0.0, v.abs())
+    vmax = float(speed.max()) if state.n else 0.0
+    vref = vmax
+    if state.n > 1 and params.dt_quantile < 1.0:
+        vref = float(torch.quantile(speed, params.dt_quantile))
+    dt = params.dt_max_s if vref == 0 else min(params.dt_max_s, params.max_glide_m / vref)
+
+    # sources: timers above strength, nucleation
+    plane, s, sign, travel = state.plane, state.s, state.sign, state.travel
+    timer = state.src_timer
+    n_new = 0
+    new_moment = 0.0
+    if has_src:
+        timer = torch.where(tau_src.abs() > geom.src_tau, timer + dt, torch.zeros_like(timer))
+        fire = timer >= params.nucleation_time_s
+        if bool(fire.any()):
+            timer = torch.where(fire, torch.zeros_like(timer), timer)
+            fp, fs = geom.src_plane[fire], geom.src_s[fire]
+            half = 0.5 * geom.src_length[fire]
+            sg = torch.sign(tau_src[fire])
+            plane = torch.cat([plane, fp, fp])
+            s = torch.cat([s, torch.remainder(fs + half, geom.plane_length[fp]),
+                           torch.remainder(fs - half, geom.plane_length[fp])])
+            sign = torch.cat([sign, sg, -sg])
+            travel = torch.cat([travel, half, -half])
+            m = geom.schmid[geom.plane_system[fp]]
+            new_moment = float((m * sg * 2 * half).sum())
+            n_new = int(fire.sum())
+            system = geom.plane_system[plane]
+            tau = torch.cat([tau, tau_src[fire], tau_src[fire]])
+            v = torch.cat([v, torch.zeros(2 * n_new, dtype=v.dtype)])  # glide from next step
+
+    # glide (each dislocation at most max_glide per step) with obstacles
+    ds = v * dt
+    n_limited = int((ds.abs() > params.max_glide_m).sum())
+    ds = ds.clamp(-params.max_glide_m, params.max_glide_m)
+    moved = replace(state, plane=plane, s=s, sign=sign, travel=travel)
+    ds, pinned = _obstacle_limit(geom, moved, ds, tau)
+    s = torch.remainder(s + ds, geom.plane_length[plane])
+    travel = travel + ds
+    m_sys = geom.schmid[system]
+    d_plastic = params.b_m / geom.area * (float((sign * ds * m_sys).sum()) + new_moment)
+
+    # annihilation
+    after = replace(moved, s=s, travel=travel)
+    gone = _annihilation_mask(geom, after, params.capture_m)
+    removed_moment = state.removed_moment
+    n_gone = int(gone.sum())
+    if n_gone:
+        removed_moment += float((sign[gone] * m_sys[gone] * travel[gone]).sum())
+        keep = ~gone
+        plane, s, sign, travel = plane[keep], s[keep], sign[keep], travel[keep]
+
+    new = DDState(plane=plane, s=s, sign=sign, travel=travel, src_timer=timer,
+                  time=state.time + dt, plastic_strain=state.plastic_strain + d_plastic,
+                  removed_moment=removed_moment, n_nucleated=state.n_nucleated + n_new,
+                  n_annihilated=state.n_annihilated + n_gone, n_steps=state.n_steps + 1,
+                  n_pinned=int(pinned.sum()), last_dt=dt, max_speed=vmax,
+                  n_limited=state.n_limited + n_limited, extra=state.extra)
+    new.strain = params.rate * new.time if params.loading == "strain" else (
+        new.plastic_strain + applied_stress(params, new) / params.modulus_pa)
+    new.stress_pa = applied_stress(params, new)
+    return new
+
+
+def slip_moment(geom: DDGeometry, params: DDParams, state: DDState) -> float:
+    """``b/area · Σ sign·m·travel`` over living and annihilated dislocations: the plastic
+    strain computed from the dislocations' own displacements (equals
+    ``state.plastic_strain``)."""
+    m = geom.schmid[geom.plane_system[state.plane]]
+    return params.b_m / geom.area * (float((state.sign * m * state.travel).sum())
+                                     + state.removed_moment)
+
+
+__all__ = ["DDGeometry", "DDParams", "DDState", "applied_stress", "burgers", "glide_velocity",
+           "init", "internal_resolved_shear", "make_planes", "plane_period", "positions",
+           "schmid_factor", "slip_moment", "sort_obstacles", "step"]

@@ -1,0 +1,358 @@
+"""Dislocation mobility laws: glide velocity v(τ, T, character).
+
+One small protocol (ASE-Calculator style), three implementations:
+
+* :class:`LinearDragMobility`: phonon drag, ``v = b τ / B(T)`` with ``B(T) = B0 + B1·T``,
+  saturating smoothly toward a limiting speed ``c`` (the shear-wave speed):
+  ``v = v_lin / sqrt(1 + (v_lin / c)²)``.
+* :class:`KinkPairMobility`: thermally activated kink-pair glide of BCC screws,
+  ``v_kp = v0 [exp(-ΔH(|τ|)/kT) - exp(-H0/kT)]``, ``ΔH = H0 (1 - (|τ|/τP)^p)^q``, in series
+  with drag (``1/v = 1/v_kp + 1/v_drag``); edges glide by drag only.
+* :class:`NeuralMobility` (in :mod:`scalebridge.dd_coupling.neural`): an ensemble fitted to
+  MD data, monotone and odd in τ by construction.
+
+Every law takes arrays of shape (n,) (NumPy or torch; it answers in the same kind):
+``tau_pa`` the resolved shear stress (Pa, the sign gives the direction of glide),
+``temperature_k`` (K) and ``character`` (0 = edge, 1 = screw), and returns the glide
+velocity in m/s with the sign of τ. :func:`check_mobility` checks any implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from scalebridge.errors import ArtifactError, OutOfRangeError, ScalebridgeError
+
+#: Boltzmann constant, eV/K.
+KB_EV = 8.617333262e-5
+CHARACTERS = ("edge", "screw")
+ArrayLike = np.ndarray | torch.Tensor
+OutOfRangePolicy = Literal["error", "warn", "clamp"]
+
+
+class MobilityCheckError(ScalebridgeError):
+    """A mobility law violates the protocol (shape, oddness, monotonicity, dissipation)."""
+
+
+@dataclass(frozen=True)
+class ValidRange:
+    """Where a law is trusted.
+
+    Attributes:
+        tau_mpa: (lo, hi) of |τ| in MPa covered by the data (analytic laws: (0, inf)).
+        temperature_k: (lo, hi) in K.
+        characters: the characters covered, names from :data:`CHARACTERS`.
+    """
+
+    tau_mpa: tuple[float, float] = (0.0, math.inf)
+    temperature_k: tuple[float, float] = (0.0, math.inf)
+    characters: tuple[str, ...] = CHARACTERS
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe (infinities as ``null``)."""
+        def f(x: float) -> float | None:
+            return None if math.isinf(x) else float(x)
+        return {"tau_mpa": [f(v) for v in self.tau_mpa],
+                "temperature_k": [f(v) for v in self.temperature_k],
+                "characters": list(self.characters)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ValidRange:
+        def g(v: float | None, default: float) -> float:
+            return default if v is None else float(v)
+        t = d.get("tau_mpa", [0, None])
+        k = d.get("temperature_k", [0, None])
+        return cls(tau_mpa=(g(t[0], 0.0), g(t[1], math.inf)),
+                   temperature_k=(g(k[0], 0.0), g(k[1], math.inf)),
+                   characters=tuple(d.get("characters", CHARACTERS)))
+
+
+@runtime_checkable
+class MobilityLaw(Protocol):
+    """Glide velocity of a dislocation segment.
+
+    Attributes:
+        name: short name (the class written to ``mobility.json``).
+        valid_range: the range of data the law is valid for.
+    """
+
+    name: str
+    valid_range: ValidRange
+
+    def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int) -> ArrayLike:
+        """Glide velocity (n,) m/s for resolved shear stress ``tau_pa`` (n,) Pa at
+        ``temperature_k`` (n,) or scalar K, ``character`` (n,) or scalar (0 edge, 1 screw).
+        Returns the same array kind (NumPy or torch) as ``tau_pa``; odd in τ."""
+        ...
+
+
+# --------------------------------------------------------------------------- helpers
+def as_tensors(tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+               character: ArrayLike | int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                    bool]:
+    """Broadcast inputs to float64/long torch tensors of shape (n,); flag NumPy input."""
+    is_numpy = not isinstance(tau_pa, torch.Tensor)
+    tau = torch.as_tensor(np.asarray(tau_pa) if is_numpy else tau_pa, dtype=torch.float64)
+    if tau.ndim != 1:
+        raise ValueError(f"tau_pa must have shape (n,), got {tuple(tau.shape)}")
+    temp = torch.as_tensor(temperature_k, dtype=torch.float64).expand_as(tau)
+    char = torch.as_tensor(character).to(torch.long).expand_as(tau)
+    return tau, temp, char, is_numpy
+
+
+def _out(v: torch.Tensor, is_numpy: bool) -> ArrayLike:
+    return v.detach().cpu().numpy() if is_numpy else v
+
+
+def saturate(v_lin: torch.Tensor, c_m_s: float | None) -> torch.Tensor:
+    """Smooth saturation toward ``c``: ``v / sqrt(1 + (v/c)²)`` (odd, monotone)."""
+    if c_m_s is None or math.isinf(c_m_s):
+        return v_lin
+    return v_lin / torch.sqrt(1.0 + (v_lin / c_m_s) ** 2)
+
+
+# --------------------------------------------------------------------------- analytic laws
+@dataclass
+class LinearDragMobility:
+    """Phonon drag ``v = b τ / B(T)``, ``B(T) = b0_pa_s + b1_pa_s_k·T`` (screws: times
+    ``screw_ratio``), saturating toward ``saturation_m_s`` (``None``: no saturation)."""
+
+    burgers_m: float
+    b0_pa_s: float
+    b1_pa_s_k: float = 0.0
+    screw_ratio: float = 1.0
+    saturation_m_s: float | None = None
+    valid_range: ValidRange = field(default_factory=ValidRange)
+    name: str = "LinearDragMobility"
+
+    def drag(self, temperature_k: torch.Tensor, character: torch.Tensor) -> torch.Tensor:
+        """Drag coefficient B (n,) Pa·s."""
+        b = self.b0_pa_s + self.b1_pa_s_k * temperature_k
+        return torch.where(character == 1, b * self.screw_ratio, b)
+
+    def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int) -> ArrayLike:
+        tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
+        v = saturate(self.burgers_m * tau / self.drag(temp, char), self.saturation_m_s)
+        return _out(v, is_np)
+
+    def config(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("valid_range"), d.pop("name")
+        return d
+
+
+@dataclass
+class KinkPairMobility:
+    """Kink-pair glide for screws in series with drag; edges by drag alone.
+
+    ``v_kp = v0 [exp(-H0 (1 - (|τ|/τP)^p)^q / kT) - exp(-H0/kT)] sign(τ)`` (zero at τ = 0,
+    odd, monotone), ``1/v = 1/v_kp + 1/v_drag`` for screws.
+    """
+
+    burgers_m: float
+    enthalpy_ev: float
+    peierls_pa: float
+    attempt_m_s: float
+    drag_pa_s: float
+    p: float = 0.5
+    q: float = 1.5
+    saturation_m_s: float | None = None
+    valid_range: ValidRange = field(default_factory=ValidRange)
+    name: str = "KinkPairMobility"
+
+    def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int) -> ArrayLike:
+        tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
+        a = tau.abs()
+        kt = KB_EV * temp.clamp_min(1e-3)
+        x = (a / self.peierls_pa).clamp(max=1.0)
+        dh = self.enthalpy_ev * (1.0 - x ** self.p).clamp_min(0.0) ** self.q
+        v_kp = self.attempt_m_s * (torch.exp(-dh / kt) - torch.exp(-self.enthalpy_ev / kt))
+        v_drag = saturate(self.burgers_m * a / self.drag_pa_s, self.saturation_m_s)
+        tiny = torch.finfo(torch.float64).tiny
+        v_screw = v_kp * v_drag / (v_kp + v_drag).clamp_min(tiny)
+        v = torch.where(char == 1, v_screw, v_drag)
+        return _out(torch.sign(tau) * v, is_np)
+
+    def config(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("valid_range"), d.pop("name")
+        return d
+
+
+# --------------------------------------------------------------------------- range checks
+def range_violations(law: MobilityLaw, tau: torch.Tensor, temp: torch.Tensor,
+                     char: torch.Tensor) -> torch.Tensor:
+    """(n,) bool: points outside ``law.valid_range``."""
+    r = law.valid_range
+    _lo, hi = r.tau_mpa
+    a = tau.abs() * 1e-6
+    bad = (a > hi * (1 + 1e-9)) | (temp < r.temperature_k[0] * (1 - 1e-9)) | (
+        temp > r.temperature_k[1] * (1 + 1e-9))
+    allowed = torch.tensor([CHARACTERS.index(c) for c in r.characters], dtype=torch.long)
+    bad |= ~torch.isin(char, allowed)
+    return bad
+
+
+def describe_violation(law: MobilityLaw, tau: torch.Tensor, temp: torch.Tensor,
+                       char: torch.Tensor, bad: torch.Tensor) -> str:
+    """One line naming the first out-of-range point and the trained range."""
+    i = int(torch.nonzero(bad)[0])
+    r = law.valid_range
+    c = int(char[i])
+    cname = CHARACTERS[c] if 0 <= c < len(CHARACTERS) else str(c)
+    return (f"{law.name}: point {i} (tau={float(tau[i]) * 1e-6:.4g} MPa, "
+            f"T={float(temp[i]):.4g} K, {cname}) is outside the training range "
+            f"|tau| <= {r.tau_mpa[1]:.4g} MPa, T in [{r.temperature_k[0]:.4g}, "
+            f"{r.temperature_k[1]:.4g}] K, characters {list(r.characters)} "
+            f"({int(bad.sum())} of {bad.numel()} points)")
+
+
+# --------------------------------------------------------------------------- checker
+def check_mobility(law: MobilityLaw, n: int = 64, seed: int = 0) -> dict[str, float]:
+    """Check that ``law`` honours the :class:`MobilityLaw` protocol.
+
+    Checks: attributes; (n,) in -> (n,) out for NumPy and torch with the same values;
+    batched == one-by-one; inputs untouched; finite; odd in τ; non-decreasing in τ;
+    dissipation τ·v ≥ 0; v(0) = 0. Points are drawn inside ``law.valid_range``.
+
+    Returns:
+        Headline numbers (largest oddness and monotonicity defects, in m/s).
+
+    Raises:
+        MobilityCheckError: naming the first failed property.
+    """
+    def fail(msg: str) -> None:
+        raise MobilityCheckError(f"check_mobility({getattr(law, 'name', law)!r}): {msg}")
+
+    if not isinstance(law, MobilityLaw):
+        fail("has no name/valid_range/velocity")
+    r = law.valid_range
+    if not isinstance(r, ValidRange) or not r.characters:
+        fail("valid_range is not a ValidRange with at least one character")
+    rng = np.random.default_rng(seed)
+    tmax = r.tau_mpa[1] if math.isfinite(r.tau_mpa[1]) else 500.0
+    tlo = r.temperature_k[0] if r.temperature_k[0] > 0 else 10.0
+    thi = r.temperature_k[1] if math.isfinite(r.temperature_k[1]) else 1000.0
+    chars = np.array([CHARACTERS.index(c) for c in r.characters])
+    tau = rng.uniform(-tmax, tmax, n) * 1e6
+    temp = rng.uniform(tlo, thi, n)
+    char = rng.choice(chars, n)
+    copies = (tau.copy(), temp.copy(), char.copy())
+
+    v = law.velocity(tau, temp, char)
+    if not isinstance(v, np.ndarray) or v.shape != (n,):
+        fail(f"NumPy input (n,) must give a NumPy (n,) array, got {type(v).__name__} "
+             f"{getattr(v, 'shape', None)}")
+    if not all(np.array_equal(a, b) for a, b in zip(copies, (tau, temp, char), strict=True)):
+        fail("mutated its inputs")
+    if not np.all(np.isfinite(v)):
+        fail("returned non-finite velocities inside its valid range")
+    vt = law.velocity(torch.as_tensor(tau), torch.as_tensor(temp), torch.as_tensor(char))
+    if not isinstance(vt, torch.Tensor) or tuple(vt.shape) != (n,):
+        fail("torch input (n,) must give a torch (n,) tensor")
+    scale = max(float(np.abs(v).max()), 1e-30)
+    if not np.allclose(vt.detach().numpy(), v, rtol=1e-6, atol=1e-9 * scale):
+        fail("torch and NumPy inputs give different velocities")
+    one = np.array([law.velocity(tau[i:i + 1], temp[i:i + 1], char[i:i + 1])[0]
+                    for i in range(min(n, 8))])
+    if not np.allclose(one, v[:len(one)], rtol=1e-6, atol=1e-9 * scale):
+        fail("batched and one-by-one calls differ")
+    odd = float(np.abs(law.velocity(-tau, temp, char) + v).max())
+    if odd > 1e-6 * scale + 1e-12:
+        fail(f"not odd in tau: max |v(-tau) + v(tau)| = {odd:.3g} m/s")
+    if np.any(tau * v < -1e-12 * scale * np.abs(tau)):
+        fail("negative dissipation tau*v < 0")
+    zero = law.velocity(np.zeros(len(chars)), np.full(len(chars), tlo), chars)
+    if np.abs(zero).max() > 1e-9 * scale:
+        fail("v(0) != 0")
+    # monotone: a grid in tau per (T, character)
+    grid = np.linspace(-tmax, tmax, 201) * 1e6
+    worst = 0.0
+    for t in (tlo, 0.5 * (tlo + thi), thi):
+        for c in chars:
+            vg = law.velocity(grid, np.full_like(grid, t), np.full(grid.shape, c))
+            worst = max(worst, float(np.max(-np.diff(vg), initial=0.0)))
+    if worst > 1e-9 * scale:
+        fail(f"not monotone in tau: drops by {worst:.3g} m/s between grid points")
+    return {"oddness_m_s": odd, "monotone_drop_m_s": worst, "max_speed_m_s": scale}
+
+
+# --------------------------------------------------------------------------- save / load
+MOBILITY_JSON = "mobility.json"
+MOBILITY_PT = "mobility.pt"
+
+
+def save_mobility(law: MobilityLaw, directory: Path, extra: dict[str, Any] | None = None
+                  ) -> Path:
+    """Write ``mobility.json`` (class, config, valid range) and, for neural laws,
+    ``mobility.pt`` into ``directory``."""
+    from scalebridge.artifacts import write_json_atomic
+    from scalebridge.dd_coupling.neural import NeuralMobility
+
+    directory = Path(directory)
+    doc: dict[str, Any] = {"class": law.name, "valid_range": law.valid_range.to_json()}
+    if isinstance(law, NeuralMobility):
+        doc["config"] = law.config()
+        law.save_weights(directory / MOBILITY_PT)
+        doc["weights"] = MOBILITY_PT
+    else:
+        doc["config"] = law.config()  # type: ignore[attr-defined]
+    doc.update(extra or {})
+    write_json_atomic(directory / MOBILITY_JSON, doc)
+    return directory / MOBILITY_JSON
+
+
+def load_mobility(path: str | Path, out_of_range: OutOfRangePolicy | None = None
+                  ) -> MobilityLaw:
+    """Read a law from a MobilityLaw artifact directory or its ``mobility.json``.
+
+    Args:
+        path: the artifact directory or the JSON file.
+        out_of_range: override the neural law's policy ("error", "warn", "clamp").
+
+    Raises:
+        ArtifactError: missing file, unknown class or bad config (one line).
+    """
+    from scalebridge.dd_coupling.neural import NeuralMobility
+
+    path = Path(path)
+    jpath = path / MOBILITY_JSON if path.is_dir() else path
+    if not jpath.is_file():
+        raise ArtifactError(f"no {MOBILITY_JSON} at {path}")
+    try:
+        doc = json.loads(jpath.read_text())
+        cls_name = doc["class"]
+        cfg = dict(doc["config"])
+        vr = ValidRange.from_json(doc.get("valid_range", {}))
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{jpath}: not a mobility law ({type(e).__name__}: {e})") from None
+    try:
+        if cls_name == "LinearDragMobility":
+            return LinearDragMobility(**cfg, valid_range=vr)
+        if cls_name == "KinkPairMobility":
+            return KinkPairMobility(**cfg, valid_range=vr)
+        if cls_name == "NeuralMobility":
+            law = NeuralMobility.from_config(cfg, vr)
+            law.load_weights(jpath.parent / doc.get("weights", MOBILITY_PT))
+            if out_of_range is not None:
+                law.out_of_range = out_of_range
+            return law
+    except TypeError as e:
+        raise ArtifactError(f"{jpath}: bad config for {cls_name}: {e}") from None
+    raise ArtifactError(f"{jpath}: unknown mobility class {cls_name!r}")
+
+
+__all__ = [
+    "CHARACTERS", "KB_EV", "KinkPairMobility", "LinearDragMobility", "MobilityCheckError",
+    "MobilityLaw", "OutOfRangeError", "ValidRange", "as_tensors", "check_mobility",
+    "describe_violation", "load_mobility", "range_violations", "saturate", "save_mobility",
+]

@@ -1,0 +1,154 @@
+"""Neural mobility law: an ensemble of small networks, monotone and odd in τ by construction.
+
+Each member maps (T, character) through a small MLP to non-negative coefficients and
+returns, in scaled units ``τ̂ = τ / τ_scale``, ``v̂ = v / v_scale``::
+
+    v̂(τ̂) = a0·τ̂ + Σ_k a_k tanh(w_k τ̂) + Σ_k c_k sinh(u_k τ̂)
+
+with ``a0, a_k, c_k, w_k ≥ 0`` (softplus) and ``0 ≤ u_k ≤ u_max`` (sigmoid). Every term is
+odd and non-decreasing in τ̂, so v is exactly odd (v(-τ) = -v(τ)), monotone, and
+dissipative (τ·v ≥ 0) for any weights; tanh terms give the concave drag/saturation shape,
+sinh terms the convex thermally activated one. The ensemble mean is the prediction and
+the ensemble spread its uncertainty. Outside the training range the law raises
+:class:`~scalebridge.errors.OutOfRangeError` (policy "error"), warns ("warn"), or clamps τ
+and T to the range ("clamp": v stays monotone and bounded; used inside DD where core
+stresses are singular).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from scalebridge.dd_coupling.mobility import (
+    ArrayLike,
+    OutOfRangePolicy,
+    ValidRange,
+    _out,
+    as_tensors,
+    describe_violation,
+    range_violations,
+)
+from scalebridge.errors import ArtifactError, OutOfRangeError
+from torch import nn
+
+log = logging.getLogger("scalebridge.dd_coupling")
+
+
+class MonotoneOddNet(nn.Module):
+    """One ensemble member: (τ̂ (n,), T̂ (n,), character (n,)) -> v̂ (n,)."""
+
+    def __init__(self, hidden: int = 16, n_terms: int = 4, u_max: float = 8.0) -> None:
+        super().__init__()
+        self.n_terms = n_terms
+        self.u_max = u_max
+        self.net = nn.Sequential(
+            nn.Linear(3, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+            nn.Linear(hidden, 1 + 4 * n_terms))
+
+    def forward(self, tau_hat: torch.Tensor, t_hat: torch.Tensor, char: torch.Tensor
+                ) -> torch.Tensor:
+        x = torch.stack([t_hat, (char == 0).to(t_hat.dtype), (char == 1).to(t_hat.dtype)], -1)
+        o = self.net(x)
+        k = self.n_terms
+        sp = nn.functional.softplus
+        a0 = sp(o[:, 0])
+        a, w = sp(o[:, 1:1 + k]), sp(o[:, 1 + k:1 + 2 * k])
+        c, u = sp(o[:, 1 + 2 * k:1 + 3 * k]), self.u_max * torch.sigmoid(o[:, 1 + 3 * k:])
+        th = tau_hat[:, None]
+        return a0 * tau_hat + (a * torch.tanh(w * th)).sum(-1) + (c * torch.sinh(u * th)).sum(-1)
+
+
+class NeuralMobility:
+    """Ensemble neural mobility law (implements :class:`MobilityLaw`).
+
+    Args:
+        tau_scale_pa: τ scale, the largest |τ| in the training data, Pa.
+        v_scale_m_s: velocity scale, m/s.
+        t_mid_k, t_half_k: temperature centring and half-width, K.
+        valid_range: the training range.
+        n_members, hidden, n_terms, u_max: architecture.
+        out_of_range: "error", "warn" or "clamp".
+    """
+
+    name = "NeuralMobility"
+
+    def __init__(self, tau_scale_pa: float, v_scale_m_s: float, t_mid_k: float,
+                 t_half_k: float, valid_range: ValidRange, n_members: int = 4,
+                 hidden: int = 16, n_terms: int = 4, u_max: float = 8.0,
+                 out_of_range: OutOfRangePolicy = "error") -> None:
+        self.tau_scale_pa = float(tau_scale_pa)
+        self.v_scale_m_s = float(v_scale_m_s)
+        self.t_mid_k = float(t_mid_k)
+        self.t_half_k = float(t_half_k)
+        self.valid_range = valid_range
+        self.hidden, self.n_terms, self.u_max = hidden, n_terms, u_max
+        self.out_of_range: OutOfRangePolicy = out_of_range
+        self.members = nn.ModuleList(
+            MonotoneOddNet(hidden, n_terms, u_max) for _ in range(n_members)).double()
+        self.n_out_of_range = 0  # running count of clamped/warned points
+
+    # ---------------------------------------------------------------- evaluation
+    def _prepare(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
+        bad = range_violations(self, tau, temp, char)
+        if bool(bad.any()):
+            self.n_out_of_range += int(bad.sum())
+            if self.out_of_range == "error":
+                raise OutOfRangeError(describe_violation(self, tau, temp, char, bad))
+            if self.out_of_range == "warn":
+                log.warning("%s", describe_violation(self, tau, temp, char, bad))
+        lo, hi = self.valid_range.temperature_k
+        temp = temp.clamp(lo, hi)
+        tau_hat = (tau / self.tau_scale_pa).clamp(-1.0, 1.0)
+        t_hat = (temp - self.t_mid_k) / self.t_half_k
+        return tau_hat, t_hat, char, is_np
+
+    def members_velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                         character: ArrayLike | int) -> torch.Tensor:
+        """Each member's velocity, (n_members, n) m/s (torch)."""
+        tau_hat, t_hat, char, _ = self._prepare(tau_pa, temperature_k, character)
+        with torch.no_grad():
+            return torch.stack([m(tau_hat, t_hat, char) for m in self.members]) * self.v_scale_m_s
+
+    def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int) -> ArrayLike:
+        """Ensemble-mean velocity (n,) m/s; same array kind as ``tau_pa``."""
+        is_np = not isinstance(tau_pa, torch.Tensor)
+        return _out(self.members_velocity(tau_pa, temperature_k, character).mean(0), is_np)
+
+    def velocity_with_uncertainty(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                                  character: ArrayLike | int) -> tuple[ArrayLike, ArrayLike]:
+        """(mean, ensemble standard deviation), each (n,) m/s."""
+        is_np = not isinstance(tau_pa, torch.Tensor)
+        v = self.members_velocity(tau_pa, temperature_k, character)
+        std = v.std(0) if v.shape[0] > 1 else torch.zeros_like(v[0])
+        return _out(v.mean(0), is_np), _out(std, is_np)
+
+    # ---------------------------------------------------------------- persistence
+    def config(self) -> dict[str, Any]:
+        return {"tau_scale_pa": self.tau_scale_pa, "v_scale_m_s": self.v_scale_m_s,
+                "t_mid_k": self.t_mid_k, "t_half_k": self.t_half_k,
+                "n_members": len(self.members), "hidden": self.hidden,
+                "n_terms": self.n_terms, "u_max": self.u_max,
+                "out_of_range": self.out_of_range}
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], valid_range: ValidRange) -> NeuralMobility:
+        return cls(valid_range=valid_range, **cfg)
+
+    def save_weights(self, path: Any) -> None:
+        torch.save(self.members.state_dict(), path)
+
+    def load_weights(self, path: Any) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.members.load_state_dict(state)
+        except (OSError, RuntimeError, KeyError) as e:
+            raise ArtifactError(f"{path}: cannot load neural mobility weights: {e}") from None
+
+
+__all__ = ["MonotoneOddNet", "NeuralMobility"]

@@ -1,0 +1,453 @@
+"""DDSettings: run discrete dislocation dynamics with a mobility law -> DDRun artifact.
+
+``DDSettings().make(mobility, properties, out)`` takes μ, ν, b from the md Properties
+artifact, the mobility law from a MobilityLaw artifact, builds ``realisations`` random
+microstructures (sources, obstacles, initial dislocations; seeds ``seed + i``), loads each
+to ``final_strain`` (strain control) or for ``final_time_ns`` (stress control) and writes::
+
+    stress_strain.csv                 mean over realisations (contract columns)
+    realisations/<i>/stress_strain.csv  each realisation on the same grid
+    realisations/<i>/snapshots.csv    dislocation positions at snapshot times
+    avalanches.csv, avalanches.png (+ avalanche_ccdf.csv)   strain bursts / stress drops
+    stress_strain.png, density_strain.png (+ density_strain.csv), snapshot.png (+ .csv)
+    run.json                          loading, temperature, μ, ν, b, mobility, counts
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
+from scalebridge.dd_coupling.engine import (
+    DDGeometry,
+    DDParams,
+    DDState,
+    applied_stress,
+    init,
+    make_planes,
+    plane_period,
+    positions,
+    schmid_factor,
+    slip_moment,
+    sort_obstacles,
+    step,
+)
+from scalebridge.dd_coupling.inputs import Material, read_properties
+from scalebridge.dd_coupling.mobility import MobilityLaw, load_mobility
+from scalebridge.errors import SettingsError
+from scalebridge.log import progress
+from scalebridge.settings import StrictModel
+
+log = logging.getLogger("scalebridge.dd_coupling")
+
+STRESS_STRAIN_COLUMNS = ("time_s", "strain", "stress_mpa", "plastic_strain", "density_m2",
+                         "n_dislocations")
+
+
+class DDSettings(StrictModel):
+    """Discrete dislocation dynamics run (science settings; defaults run in seconds)."""
+
+    realisations: int = Field(2, ge=1, description="independent random microstructures")
+    seed: int = Field(0, description="random seed of realisation 0 (then seed+1, ...)")
+    cell_lx_um: float = Field(1.0, gt=0, description="cell width lx, μm")
+    cell_ly_um: float | None = Field(
+        None, gt=0, description="cell height ly, μm; unset: the commensurate height "
+        "closest to lx for the slip angles (lx·√3/2 for 0/60/120°)")
+    slip_angles_deg: list[float] = Field(
+        [0.0, 60.0, 120.0], min_length=1, description="slip directions of the systems, deg")
+    plane_spacing_b: float = Field(100.0, gt=0, description="slip plane spacing, in b")
+    initial_density_m2: float = Field(
+        0.0, ge=0, description="initial random Burgers-neutral dislocation density, m^-2")
+    source_density_m2: float = Field(6.0e13, ge=0, description="Frank-Read sources per m^2")
+    source_strength_mpa: float = Field(50.0, gt=0, description="mean source strength, MPa")
+    source_strength_std_mpa: float = Field(10.0, ge=0, description="its std, MPa")
+    nucleation_time_ns: float = Field(10.0, gt=0, description="time above strength to emit")
+    obstacle_density_m2: float = Field(3.0e14, ge=0, description="point obstacles per m^2")
+    obstacle_strength_mpa: float = Field(150.0, gt=0, description="obstacle strength, MPa")
+    capture_distance_b: float = Field(6.0, gt=0, description="annihilation distance, in b")
+    temperature_k: float = Field(300.0, gt=0, description="temperature, K")
+    loading: Literal["strain", "stress"] = Field("strain", description="control mode")
+    component: Literal["shear_xy", "tension_x"] = Field(
+        "shear_xy", description="loaded stress component (resolved shear: shear_xy)")
+    strain_rate_s: float = Field(1.0e4, gt=0, description="strain rate (strain control), 1/s")
+    final_strain: float = Field(3.0e-3, gt=0, description="end strain (strain control)")
+    stress_rate_mpa_ns: float = Field(0.5, description="stress rate (stress control), MPa/ns")
+    initial_stress_mpa: float = Field(0.0, description="stress at t=0 (stress control), MPa")
+    final_time_ns: float = Field(200.0, gt=0, description="duration (stress control), ns")
+    dt_max_ns: float = Field(0.5, gt=0, description="largest time step, ns")
+    max_glide_b: float = Field(
+        3.0, gt=0, description="largest glide per step, in b (adaptive time step)")
+    dt_quantile: float = Field(
+        0.8, gt=0, le=1, description="dt = max_glide / (this quantile of |v|); faster "
+        "dislocations are limited to max_glide per step (1: exact, slower)")
+    image_rows: int = Field(1, ge=0, le=4, description="image rows ±M summed along y")
+    out_of_range: Literal["error", "warn", "clamp"] = Field(
+        "clamp", description="neural mobility outside its training range (core stresses "
+        "are singular, so DD clamps by default and reports the fraction)")
+    output_points: int = Field(200, ge=10, description="rows of the stress-strain tables")
+    snapshots: int = Field(6, ge=1, description="position snapshots per realisation")
+    avalanche_threshold_mpa: float = Field(
+        0.05, gt=0, description="smallest stress drop counted as an avalanche, MPa")
+    max_steps: int = Field(200_000, ge=1, description="safety limit on steps per realisation")
+
+    # ------------------------------------------------------------------ building blocks
+    def cell(self) -> tuple[float, float]:
+        """(lx, ly) in m."""
+        lx = self.cell_lx_um * 1e-6
+        if self.cell_ly_um is not None:
+            return lx, self.cell_ly_um * 1e-6
+        inclined = [a for a in self.slip_angles_deg
+                    if abs(math.sin(math.radians(a))) > 1e-12
+                    and abs(math.cos(math.radians(a))) > 1e-12]
+        if not inclined:
+            return lx, lx
+        t = abs(math.tan(math.radians(inclined[0])))
+        best = min((lx * t * m / n for n in range(1, 5) for m in range(1, 5)),
+                   key=lambda ly: abs(math.log(ly / lx)))
+        return lx, best
+
+    def params(self, material: Material, mobility: MobilityLaw) -> DDParams:
+        b = material.b_m
+        rate = self.strain_rate_s if self.loading == "strain" else self.stress_rate_mpa_ns * 1e15
+        return DDParams(
+            mu_pa=material.mu_pa, nu=material.nu, b_m=b, mobility=mobility,
+            temperature_k=self.temperature_k, nucleation_time_s=self.nucleation_time_ns * 1e-9,
+            capture_m=self.capture_distance_b * b, dt_max_s=self.dt_max_ns * 1e-9,
+            max_glide_m=min(self.max_glide_b, 0.5 * self.capture_distance_b) * b,
+            dt_quantile=self.dt_quantile, image_rows=self.image_rows, loading=self.loading,
+            component=self.component,
+            rate=rate, stress_offset_pa=self.initial_stress_mpa * 1e6)
+
+    def geometry(self, material: Material, seed: int) -> tuple[DDGeometry, DDState]:
+        """A random microstructure: planes, sources, obstacles, initial dislocations."""
+        lx, ly = self.cell()
+        angles = torch.tensor([math.radians(a) for a in self.slip_angles_deg],
+                              dtype=torch.float64)
+        for a in angles.tolist():
+            plane_period(a, lx, ly)
+        b, mu, nu = material.b_m, material.mu_pa, material.nu
+        spacing = self.plane_spacing_b * b
+        psys, porig, plen = make_planes(angles, lx, ly, spacing)
+        rng = np.random.default_rng(seed)
+        area = lx * ly
+        n_planes = psys.shape[0]
+
+        def on_planes(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            pl = torch.as_tensor(rng.integers(0, n_planes, k), dtype=torch.long)
+            return pl, torch.as_tensor(rng.uniform(0, 1, k)) * plen[pl]
+
+        n_src = round(self.source_density_m2 * area)
+        src_plane, src_s = on_planes(n_src)
+        tau_nuc = np.clip(rng.normal(self.source_strength_mpa, self.source_strength_std_mpa,
+                                     n_src), 0.1 * self.source_strength_mpa, None) * 1e6
+        src_tau = torch.as_tensor(tau_nuc)
+        src_len = mu * b / (2 * math.pi * (1 - nu) * src_tau)
+        n_obs = round(self.obstacle_density_m2 * area)
+        obs_plane, obs_s = on_planes(n_obs)
+        geom = sort_obstacles(DDGeometry(
+            lx=lx, ly=ly, angles=angles, schmid=schmid_factor(angles, self.component),
+            plane_system=psys, plane_origin=porig, plane_length=plen, src_plane=src_plane,
+            src_s=src_s, src_tau=src_tau, src_length=src_len, obs_plane=obs_plane,
+            obs_s=obs_s, obs_tau=torch.full((n_obs,), self.obstacle_strength_mpa * 1e6,
+                                            dtype=torch.float64)))
+        n_pairs = round(self.initial_density_m2 * area / 2)
+        if n_pairs:
+            sys_of_pair = rng.integers(0, len(angles), n_pairs)
+            planes_of = [np.nonzero(psys.numpy() == k)[0] for k in range(len(angles))]
+            pl = np.array([[rng.choice(planes_of[k]), rng.choice(planes_of[k])]
+                           for k in sys_of_pair]).reshape(-1)
+            plane = torch.as_tensor(pl, dtype=torch.long)
+            s = torch.as_tensor(rng.uniform(0, 1, 2 * n_pairs)) * plen[plane]
+            sign = torch.tensor([1.0, -1.0], dtype=torch.float64).repeat(n_pairs)
+            state = init(geom, plane, s, sign)
+        else:
+            state = init(geom)
+        return geom, state
+
+    # ------------------------------------------------------------------ one realisation
+    def run_realisation(self, material: Material, mobility: MobilityLaw, seed: int
+                        ) -> dict[str, Any]:
+        """Run one realisation; returns its per-step trace (arrays) and snapshots."""
+        geom, state = self.geometry(material, seed)
+        params = self.params(material, mobility)
+        state.stress_pa = applied_stress(params, state)
+        end = (self.final_strain / self.strain_rate_s if self.loading == "strain"
+               else self.final_time_ns * 1e-9)
+        snap_times = list(np.linspace(0, end, self.snapshots))
+        trace: list[tuple[float, ...]] = []
+        snaps: list[tuple[int, float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+        def record(st: DDState) -> None:
+            trace.append((st.time, st.strain, st.stress_pa * 1e-6, st.plastic_strain,
+                          st.n / geom.area, st.n))
+
+        def snap(st: DDState) -> None:
+            pos = positions(geom, st.plane, st.s).numpy()
+            snaps.append((len(snaps), st.time, st.strain, pos[:, 0], pos[:, 1],
+                          st.sign.numpy(), geom.plane_system[st.plane].numpy()))
+
+        record(state)
+        snap(state)
+        snap_times.pop(0)
+        truncated = False
+        t0 = time.perf_counter()
+        n_oor0 = getattr(mobility, "n_out_of_range", 0)
+        evals = 0
+        with progress(f"DD realisation seed={seed}", total=round(end * 1e9)) as advance:
+            while state.time < end:
+                if state.n_steps >= self.max_steps:
+                    truncated = True
+                    log.warning("DD seed %d stopped at max_steps=%d (t=%.3g s of %.3g s)",
+                                seed, self.max_steps, state.time, end)
+                    break
+                t_prev = state.time
+                evals += state.n
+                state = step(geom, params, state)
+                record(state)
+                while snap_times and state.time >= snap_times[0]:
+                    snap(state)
+                    snap_times.pop(0)
+                advance(round((state.time - t_prev) * 1e9))
+        wall = time.perf_counter() - t0
+        n_oor = getattr(mobility, "n_out_of_range", 0) - n_oor0
+        return {
+            "trace": np.array(trace), "snapshots": snaps, "geometry": geom,
+            "params": params, "state": state, "truncated": truncated, "wall_s": wall,
+            "slip_moment": slip_moment(geom, params, state),
+            "out_of_range_fraction": n_oor / max(evals, 1),
+        }
+
+    # ------------------------------------------------------------------ the stage
+    def make(self, mobility: Artifact | str | Path, properties: Artifact | str | Path,
+             out: str | Path, force: bool = False) -> Artifact:
+        """Run DD with the MobilityLaw artifact ``mobility`` and the material of the
+        Properties artifact ``properties``; returns the DDRun artifact at ``out``."""
+        mob_art = mobility if isinstance(mobility, Artifact) else read_artifact(
+            mobility, kind="MobilityLaw")
+        material = read_properties(properties)
+        prop_input: Artifact | Path = properties if isinstance(properties, Artifact) else (
+            Path(material.source))
+        law = load_mobility(mob_art.path, out_of_range=self.out_of_range)
+        if self.loading == "stress" and self.stress_rate_mpa_ns == 0 and \
+                self.initial_stress_mpa == 0:
+            raise SettingsError("stress control with zero stress: set initial_stress_mpa "
+                                "or stress_rate_mpa_ns")
+
+        def build(work: Path) -> dict[str, Any]:
+            return write_ddrun(self, material, law, work)
+
+        return produce("DDRun", out, self, {"mobility": mob_art, "properties": prop_input},
+                       build, force=force)
+
+
+# ---------------------------------------------------------------------- outputs
+def _write_csv(path: Path, header: list[str] | tuple[str, ...], rows: Any) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([f"{v:.10g}" if isinstance(v, float | np.floating) else v for v in r])
+
+
+def resample(trace: np.ndarray, grid: np.ndarray, by: int) -> np.ndarray:
+    """Interpolate a (steps, 6) trace (STRESS_STRAIN_COLUMNS) onto ``grid`` of column
+    ``by`` (1 = strain, 0 = time); returns (len(grid), 6)."""
+    x = trace[:, by]
+    out = np.empty((len(grid), trace.shape[1]))
+    for j in range(trace.shape[1]):
+        out[:, j] = np.interp(grid, x, trace[:, j])
+    out[:, by] = grid
+    return out
+
+
+def avalanches(trace: np.ndarray, threshold_mpa: float, loading: str) -> np.ndarray:
+    """Avalanches of one trace, (k, 4): strain at start, stress drop (MPa), plastic strain
+    jump, duration (s). Strain control: maximal runs of decreasing stress with a drop above
+    the threshold. Stress control: runs where the plastic strain rate exceeds 3× its mean;
+    the 'drop' column then holds the stress at the start."""
+    t, e, sig, ep = trace[:, 0], trace[:, 1], trace[:, 2], trace[:, 3]
+    events = []
+    if loading == "strain":
+        dec = np.diff(sig) < 0
+        i = 0
+        while i < len(dec):
+            if dec[i]:
+                j = i
+                while j + 1 < len(dec) and dec[j + 1]:
+                    j += 1
+                drop = sig[i] - sig[j + 1]
+                if drop >= threshold_mpa:
+                    events.append((e[i], drop, ep[j + 1] - ep[i], t[j + 1] - t[i]))
+                i = j + 1
+            else:
+                i += 1
+    else:
+        dt = np.diff(t)
+        rate = np.diff(ep) / np.where(dt > 0, dt, np.inf)
+        fast = rate > 3 * max(float(np.mean(np.abs(rate))), 1e-300)
+        i = 0
+        while i < len(fast):
+            if fast[i]:
+                j = i
+                while j + 1 < len(fast) and fast[j + 1]:
+                    j += 1
+                events.append((e[i], sig[i], ep[j + 1] - ep[i], t[j + 1] - t[i]))
+                i = j + 1
+            else:
+                i += 1
+    return np.array(events).reshape(-1, 4)
+
+
+def power_law_exponent(x: np.ndarray, xmin: float) -> tuple[float, float]:
+    """Maximum-likelihood exponent α of p(x) ∝ x^-α for x ≥ xmin, and its standard error
+    (Clauset, Shalizi & Newman 2009); (nan, nan) with fewer than 5 events."""
+    x = x[x >= xmin]
+    if len(x) < 5:
+        return math.nan, math.nan
+    a = 1.0 + len(x) / float(np.sum(np.log(x / xmin)))
+    return a, (a - 1.0) / math.sqrt(len(x))
+
+
+def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work: Path
+                ) -> dict[str, Any]:
+    """Run all realisations and write the DDRun files into ``work``; returns the summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strain_mode = settings.loading == "strain"
+    end = settings.final_strain if strain_mode else settings.final_time_ns * 1e-9
+    grid = np.linspace(0.0, end, settings.output_points)
+    by = 1 if strain_mode else 0
+    runs, tables, aval_rows = [], [], []
+    for i in range(settings.realisations):
+        res = settings.run_realisation(material, law, settings.seed + i)
+        runs.append(res)
+        tab = resample(res["trace"], grid, by)
+        tables.append(tab)
+        rdir = work / "realisations" / str(i)
+        rdir.mkdir(parents=True)
+        _write_csv(rdir / "stress_strain.csv", STRESS_STRAIN_COLUMNS, tab)
+        snap_rows = []
+        for frame, t, e, x, y, sg, sy in res["snapshots"]:
+            snap_rows.extend((frame, t, e, xi, yi, int(si), int(ci))
+                             for xi, yi, si, ci in zip(x, y, sg, sy, strict=True))
+        _write_csv(rdir / "snapshots.csv", ("frame", "time_s", "strain", "x_m", "y_m", "sign",
+                                            "system"), snap_rows)
+        for ev in avalanches(res["trace"], settings.avalanche_threshold_mpa, settings.loading):
+            aval_rows.append((i, *ev))
+    mean = np.mean(tables, axis=0)
+    _write_csv(work / "stress_strain.csv", STRESS_STRAIN_COLUMNS, mean)
+    _write_csv(work / "density_strain.csv", ("strain", "density_m2", "density_std_m2"),
+               zip(mean[:, 1], mean[:, 4], np.std([t[:, 4] for t in tables], axis=0),
+                   strict=True))
+    _write_csv(work / "avalanches.csv", ("realisation", "strain", "stress_drop_mpa",
+                                          "plastic_strain_jump", "duration_s"), aval_rows)
+
+    # plots, each with its CSV beside it
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, tab in enumerate(tables):
+        ax.plot(tab[:, 1], tab[:, 2], lw=0.8, alpha=0.5, label=f"realisation {i}")
+    ax.plot(mean[:, 1], mean[:, 2], "k", lw=1.8, label="mean")
+    ax.set_xlabel("strain" if strain_mode else "strain (elastic + plastic)")
+    ax.set_ylabel("applied stress (MPa)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(work / "stress_strain.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(mean[:, 1], mean[:, 4], "k")
+    ax.set_xlabel("strain")
+    ax.set_ylabel("dislocation density (m$^{-2}$)")
+    fig.tight_layout()
+    fig.savefig(work / "density_strain.png", dpi=120)
+    plt.close(fig)
+
+    drops = np.array([r[2] if strain_mode else r[3] for r in aval_rows])
+    xmin = settings.avalanche_threshold_mpa if strain_mode else (
+        float(np.min(drops)) if len(drops) else 0.0)
+    alpha, alpha_err = power_law_exponent(drops, xmin) if len(drops) else (math.nan, math.nan)
+    xs = np.sort(drops)[::-1]
+    ccdf = np.arange(1, len(xs) + 1) / max(len(xs), 1)
+    _write_csv(work / "avalanche_ccdf.csv", ("size", "ccdf"), zip(xs, ccdf, strict=True))
+    fig, ax = plt.subplots(figsize=(4.5, 3.6))
+    if len(xs):
+        ax.loglog(xs, ccdf, ".")
+    ax.set_xlabel("stress drop (MPa)" if strain_mode else "plastic strain jump")
+    ax.set_ylabel("P(size ≥ x)")
+    ax.set_title(f"{len(xs)} avalanches, α = {alpha:.2f}" if len(xs) else "no avalanches")
+    fig.tight_layout()
+    fig.savefig(work / "avalanches.png", dpi=120)
+    plt.close(fig)
+
+    frame, t, e, x, y, sg, sy = runs[0]["snapshots"][-1]
+    _write_csv(work / "snapshot.csv", ("x_m", "y_m", "sign", "system"),
+               zip(x, y, sg.astype(int), sy, strict=True))
+    geom0: DDGeometry = runs[0]["geometry"]
+    fig, ax = plt.subplots(figsize=(5, 5 * geom0.ly / geom0.lx))
+    for k, ang in enumerate(geom0.angles.tolist()):
+        for sgn, mk in ((1, "^"), (-1, "v")):
+            sel = (sy == k) & (sg == sgn)
+            ax.scatter(x[sel] * 1e6, y[sel] * 1e6, s=10, marker=mk, color=f"C{k}",
+                       label=f"{math.degrees(ang):.0f}° {'+' if sgn > 0 else '-'}")
+    ax.set_xlim(0, geom0.lx * 1e6)
+    ax.set_ylim(0, geom0.ly * 1e6)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (μm)")
+    ax.set_ylabel("y (μm)")
+    ax.set_title(f"realisation 0, strain {e:.2e}")
+    ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(work / "snapshot.png", dpi=120)
+    plt.close(fig)
+
+    # headline numbers
+    tail = mean[mean[:, 1] >= 0.75 * mean[-1, 1]] if strain_mode else mean[-max(1, len(mean) // 4):]
+    flow_mpa = float(np.mean(tail[:, 2]))
+    rho_end = float(np.mean(tail[:, 4]))
+    smax = float(runs[0]["geometry"].schmid.abs().max())
+    alpha_taylor = (flow_mpa * 1e6 * smax / (material.mu_pa * material.b_m * math.sqrt(rho_end))
+                    if rho_end > 0 else math.nan)
+    run_doc = {
+        "loading": {"mode": settings.loading, "component": settings.component,
+                    "resolved": "shear" if settings.component == "shear_xy" else "tension",
+                    "strain_rate_s": settings.strain_rate_s if strain_mode else None,
+                    "stress_rate_mpa_ns": None if strain_mode else settings.stress_rate_mpa_ns},
+        "temperature_k": settings.temperature_k,
+        "shear_modulus_gpa": material.mu_pa * 1e-9, "poisson_ratio": material.nu,
+        "burgers_a": material.b_m * 1e10, "material_source": material.source,
+        "mobility": law.name, "cell_um": [geom0.lx * 1e6, geom0.ly * 1e6],
+        "slip_angles_deg": settings.slip_angles_deg,
+        "realisations": [{
+            "seed": settings.seed + i, "steps": r["state"].n_steps,
+            "wall_s": round(r["wall_s"], 3), "nucleated": r["state"].n_nucleated,
+            "annihilated": r["state"].n_annihilated, "final_n": r["state"].n,
+            "truncated": r["truncated"], "limited_moves": r["state"].n_limited,
+            "out_of_range_fraction": r["out_of_range_fraction"],
+            "plastic_strain": r["state"].plastic_strain,
+            "plastic_strain_from_slip": r["slip_moment"]} for i, r in enumerate(runs)],
+    }
+    write_json_atomic(work / "run.json", run_doc)
+    return {
+        "flow_stress_mpa": flow_mpa, "density_end_m2": rho_end,
+        "taylor_alpha": alpha_taylor, "plastic_strain_end": float(mean[-1, 3]),
+        "n_avalanches": len(aval_rows), "avalanche_exponent": alpha,
+        "avalanche_exponent_err": alpha_err,
+        "steps": [r["state"].n_steps for r in runs],
+        "out_of_range_fraction": max(r["out_of_range_fraction"] for r in runs),
+        "truncated": any(r["truncated"] for r in runs),
+    }
+
+
+__all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "avalanches", "power_law_exponent",
+           "resample", "write_ddrun"]
