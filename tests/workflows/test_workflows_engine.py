@@ -101,3 +101,35 @@ def test_parsl_config_for_slurm_is_built_from_settings(tmp_path):
     assert "module load gcc" in htex.provider.worker_init
     assert "LD_LIBRARY_PATH=" in htex.provider.worker_init
     assert htex.cores_per_worker == 8.0 and cfg.retries == 2
+
+
+@pytest.mark.slow
+def test_chain_fans_out_on_parsl_and_survives_a_dying_worker(tmp_path):
+    """A chain whose middle stage gives one task per item to Parsl workers; the first
+    attempt of one task kills its worker: the task is retried and the chain's result is
+    the same as the serial, local run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wf_toy_chain2",
+                                                  Path(__file__).parent / "toy_chain.py")
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("300\n500\n700\n")
+    marker = tmp_path / "killed-once"
+    cfg = toy.toy_config(numbers)
+    cfg["primes"]["fan_out"] = True
+    local = toy.toy_chain().run(tmp_path / "local", cfg)["total"].summary["total"]
+
+    prelude = (f"import os, signal, pathlib, json, sys\n"
+               f"if json.loads(sys.argv[1]) == [500] and not pathlib.Path({str(marker)!r})"
+               f".exists():\n"
+               f"    pathlib.Path({str(marker)!r}).write_text('x')\n"
+               f"    os.kill(os.getppid(), signal.SIGKILL)\n")
+    cfg["primes"]["task_prelude"] = prelude  # the settings differ: a separate artifact
+    with make_mapper(ExecutionSettings(engine="parsl", workers=2, retries=2),
+                     tmp_path / "parsl_run") as mapper:
+        arts = toy.toy_chain().run(tmp_path / "parsl_run", cfg, mapper=mapper)
+    assert marker.exists()  # a worker really died
+    assert arts["total"].summary["total"] == local == 62 + 95 + 125
+    assert arts["primes"].summary["limits"] == 3

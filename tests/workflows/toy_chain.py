@@ -19,6 +19,7 @@ from scalebridge.artifacts import Artifact, produce
 from scalebridge.errors import DataError
 from scalebridge.runtime import run_command
 from scalebridge.workflows.chain import Chain, StageCall, StageNode
+from scalebridge.workflows.engine import run_task_command
 
 PRIME_PROGRAM = r"""
 import sys, json
@@ -55,15 +56,28 @@ def make_numbers(call: StageCall) -> Artifact:
 
 
 def make_primes(call: StageCall) -> Artifact:
+    """One external program for all limits, or (``fan_out``) one task per limit given to
+    the chain's mapper (local or Parsl), each writing its own CSV."""
     numbers = call.inputs["numbers"]
 
     def build(work: Path) -> dict:
         vals = [int(x) for x in numbers.file("numbers.csv").read_text().split()[1:]]
         limits = [v * call.settings["factor"] for v in vals]
-        run_command([sys.executable, "-c", PRIME_PROGRAM, json.dumps(limits),
-                     str(work / "primes.csv"), str(call.settings.get("pad_bytes", 0))],
-                    work, name="primes", log_file=work / "primes.log")
-        return {"limits": len(limits)}
+        pad = str(call.settings.get("pad_bytes", 0))
+        if not call.settings.get("fan_out"):
+            run_command([sys.executable, "-c", PRIME_PROGRAM, json.dumps(limits),
+                         str(work / "primes.csv"), pad],
+                        work, name="primes", log_file=work / "primes.log")
+            return {"limits": len(limits)}
+        code = call.settings.get("task_prelude", "") + PRIME_PROGRAM
+        tasks = [{"argv": [sys.executable, "-c", code, json.dumps([n]),
+                           str(work / f"part_{i}.csv"), pad], "cwd": str(work),
+                  "name": f"primes {n}"} for i, n in enumerate(limits)]
+        results = call.mapper.map(run_task_command, tasks)
+        rows = ["limit,primes"] + [ln for i in range(len(limits)) for ln in
+                                   (work / f"part_{i}.csv").read_text().splitlines()[1:]]
+        (work / "primes.csv").write_text("\n".join(rows) + "\n")
+        return {"limits": len(limits), "workers": len({r["pid"] for r in results})}
 
     return produce("Primes", call.out, call.settings, {"numbers": numbers}, build)
 
