@@ -53,6 +53,9 @@ class MobilityMaker(StrictModel):
                                         description="temperatures, K")
     taus_mpa: list[float] = Field(default_factory=lambda: [200.0, 500.0, 1000.0],
                                   description="resolved shear stresses, MPa")
+    screw_taus_mpa: list[float] | None = Field(
+        None, description="stresses for screws if different (their Peierls stress is "
+        "much higher), MPa")
     edge_cell_a: tuple[float, float, float] = Field(
         (7.0, 18.0, 40.0), description="edge slab (line, normal, glide) lengths, Å")
     screw_cell_a: tuple[float, float, float] = Field(
@@ -69,8 +72,12 @@ class MobilityMaker(StrictModel):
 
     def grid(self) -> list[GlidePoint]:
         """Every (character, T, τ) point."""
+        def taus(c: str) -> list[float]:
+            return self.screw_taus_mpa if c == "screw" and self.screw_taus_mpa else \
+                self.taus_mpa
+
         return [GlidePoint(character=c, temperature_k=T, tau_mpa=t)
-                for c in self.characters for T in self.temperatures_k for t in self.taus_mpa]
+                for c in self.characters for T in self.temperatures_k for t in taus(c)]
 
     def run_point(self, potential: LammpsPotential, a0: float, point: GlidePoint,
                   workdir: str | Path, resources: Resources | None = None) -> dict[str, Any]:

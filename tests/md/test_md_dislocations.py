@@ -109,10 +109,10 @@ def test_unwrap_and_fit():
 
 @pytest.mark.slow
 def test_edge_velocity_follows_stress_sign(tmp_path, snap):
-    kw = dict(cell_a=(3, 14, 25), equil_steps=100, run_steps=1200, dump_every=50,
+    kw = dict(cell_a=(3, 14, 25), equil_steps=100, run_steps=700, dump_every=35,
               timestep_ps=0.002, fit_from=0.3)
-    vp = run_glide(snap, A0, "edge", 600.0, 50.0, tmp_path / "p", **kw)
-    vm = run_glide(snap, A0, "edge", -600.0, 50.0, tmp_path / "m", **kw)
+    vp = run_glide(snap, A0, "edge", 1000.0, 50.0, tmp_path / "p", **kw)
+    vm = run_glide(snap, A0, "edge", -1000.0, 50.0, tmp_path / "m", **kw)
     assert not np.isnan(vp.core_z_a).any() and not np.isnan(vm.core_z_a).any()
     assert vp.velocity_m_s > 3 * vp.velocity_err_m_s > 0
     assert vm.velocity_m_s < -3 * vm.velocity_err_m_s < 0
