@@ -168,3 +168,19 @@ def test_kill_9_during_training_then_resume_same_result(tmp_path, trained_run):
     assert (art.path / "lcurve.csv").read_text() == ref_curve  # same training, same numbers
     st = {s.name: s.state for s in status(run_dir)}
     assert st["dataset"] == st["potential"] == "done"
+
+
+@pytest.mark.slow
+def test_report_has_every_stage_and_its_links_resolve(trained_run):
+    import re
+
+    res = trained_run[1]
+    md = (res.run_dir / "report.md").read_text()
+    html = (res.run_dir / "report.html").read_text()
+    for name in ("dataset", "potential"):
+        assert f"## {name}: " in md and f"id='{name}'" in html
+    assert "| n_frames.train |" in md
+    links = re.findall(r"\]\(([^)]+)\)", md) + re.findall(r"(?:src|href)='([^'#]+)'", html)
+    assert any(p.endswith("lcurve.png") for p in links)
+    for p in links:
+        assert (res.run_dir / p).exists(), p
