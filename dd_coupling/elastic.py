@@ -86,20 +86,34 @@ def infinite_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
     return s1, s2
 
 
+def pair_s2(dz: torch.Tensor, b: torch.Tensor, mu_pa: float, nu: float) -> torch.Tensor:
+    """S2 (k,) at offsets ``dz`` (k,) complex (m) from single dislocations with Burgers
+    vectors ``b`` (k,) complex (no images)."""
+    a = burgers_factor(mu_pa, nu, b.to(torch.complex128))
+    inv = 1.0 / dz
+    return 2.0 * (a.conj() * inv - a * dz.conj() * inv * inv)
+
+
 def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa: float,
-                   nu: float, lx: float, ly: float, rows: int = 1
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   nu: float, lx: float, ly: float, rows: int = 1, nearest: bool = False
+                   ) -> tuple[torch.Tensor, ...]:
     """(S1, S2) at ``points`` (p, 2) from dislocations at ``pos`` (n, 2) (both wrapped into
     ``[0, lx) × [0, ly)``) with complex Burgers vectors ``b`` (n,), in the doubly periodic
     cell, internal stress with zero cell mean. ``rows``: image rows ±M summed along y.
     A point coinciding with a dislocation gets no contribution from it (self-image stress
-    is zero by symmetry). Cost O(p·n·(2M+1)), chunked over targets."""
+    is zero by symmetry). Cost O(p·n·(2M+1)), chunked over targets.
+
+    With ``nearest=True`` also returns, per point, the minimum-image offset (p,) complex
+    (point - dislocation, m) to the nearest non-coincident dislocation and its index (p,)
+    (offset ``inf`` where there is none)."""
     p, n = points.shape[0], pos.shape[0]
     b = b.to(torch.complex128)
     s1 = torch.zeros(p, dtype=points.dtype)
     s2 = torch.zeros(p, dtype=b.dtype)
+    near_dz = torch.full((p,), complex(math.inf, 0), dtype=torch.complex128)
+    near_idx = torch.zeros(p, dtype=torch.long)
     if n == 0 or p == 0:
-        return s1, s2
+        return (s1, s2, near_dz, near_idx) if nearest else (s1, s2)
     k = math.pi / lx
     a = burgers_factor(mu_pa, nu, b)
     a_row = a.conj() - a                       # (n,) coefficient of k·cot
@@ -114,6 +128,15 @@ def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
         dy_direct = pt[:, 1, None] - pos[None, :, 1]
         dy = dy_direct - ly * torch.round(dy_direct / ly)
         near = (dx.abs() < 1e-12 * lx) & (dy.abs() < 1e-12 * ly)
+        if nearest:
+            dxm = dx - lx * torch.round(dx / lx)
+            r2 = torch.where(near, math.inf, dxm * dxm + dy * dy)
+            j = r2.argmin(1)
+            rows_i = torch.arange(j.shape[0])
+            near_idx[i0:i0 + step] = j
+            near_dz[i0:i0 + step] = torch.where(
+                torch.isinf(r2[rows_i, j]), complex(math.inf, 0),
+                torch.complex(dxm[rows_i, j], dy[rows_i, j]))
         dx = torch.where(near, 0.25 * lx, dx)      # placeholder, zeroed below
         dy_safe = torch.where(near, 0.25 * ly, dy)
         # E0 = exp(2ik(dx + i dy)) = exp(-2k dy) e^{2ik dx}
@@ -140,8 +163,8 @@ def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
     mean_sxx = c_step * float((bx * (2.0 * pos[:, 1] / ly - 1.0)).sum())
     s1 = s1 - mean_sxx
     s2 = s2 + mean_sxx
-    return s1, s2
+    return (s1, s2, near_dz, near_idx) if nearest else (s1, s2)
 
 
-__all__ = ["burgers_factor", "from_s1_s2", "hirth_lothe_edge", "infinite_field",
+__all__ = ["burgers_factor", "from_s1_s2", "hirth_lothe_edge", "infinite_field", "pair_s2",
            "periodic_field", "resolved_shear"]

@@ -17,6 +17,8 @@ One :func:`step`:
    dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)`` (expanding under the stress);
 5. glide with point obstacles that stop a dislocation until ``|τ| > τ_obs``;
 6. annihilation of opposite-sign neighbours on a plane closer than the capture distance;
+   dislocations on different systems closer than the junction distance lock (v = 0)
+   until the stress without their partner exceeds the junction strength;
 7. loading: strain control ``τ_app = M (ε̇ t - ε_p)`` or stress control ``τ_app = σ̇ t``.
 
 All per-dislocation work is tensor operations (no Python loop over dislocations).
@@ -31,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scalebridge.dd_coupling.elastic import periodic_field, resolved_shear
+from scalebridge.dd_coupling.elastic import pair_s2, periodic_field, resolved_shear
 from scalebridge.dd_coupling.mobility import MobilityLaw
 from scalebridge.errors import SettingsError
 
@@ -118,6 +120,10 @@ class DDParams:
     """dt = max_glide / (this quantile of |v|); 1: the fastest dislocation sets dt (exact),
     < 1: faster ones are limited to max_glide per step (a displacement limiter)"""
     image_rows: int = 1
+    junction_m: float = 1.5e-9
+    """dislocations on different systems closer than this form a junction (0: off)"""
+    junction_strength_pa: float = 300e6
+    """stress (without the partner) that breaks a junction"""
     loading: Loading = "strain"
     component: Component = "shear_xy"
     rate: float = 1e4
@@ -272,8 +278,8 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
                    extra_system: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Velocity along +s (n,) m/s and total resolved shear τ (n,) Pa of every
-    dislocation, and τ (p,) Pa at ``extra_points`` (p, 2) on systems ``extra_system``
-    (sources), all from one field evaluation."""
+    dislocation (locked junction members get v = 0), and τ (p,) Pa at ``extra_points``
+    (p, 2) on systems ``extra_system`` (sources), all from one field evaluation."""
     system = geom.plane_system[state.plane]
     pos = positions(geom, state.plane, state.s)
     if extra_points is None or extra_system is None:
@@ -283,14 +289,28 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
     psys = torch.cat([system, extra_system])
     if state.n:
         b = params.b_m * burgers(geom, state.plane, state.sign)
-        _, s2 = periodic_field(points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly,
-                               params.image_rows)
+        _, s2, near_dz, near_idx = periodic_field(
+            points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly, params.image_rows,
+            nearest=True)
         tau_all = resolved_shear(s2, geom.angles[psys])
     else:
         tau_all = torch.zeros(points.shape[0], dtype=torch.float64)
     tau_all = tau_all + state.stress_pa * geom.schmid[psys]
     tau, tau_extra = tau_all[:state.n], tau_all[state.n:]
-    v = params.mobility.velocity(state.sign * tau, params.temperature_k,
+    tau_drive = tau
+    if state.n > 1 and params.junction_m > 0:
+        # junctions: a dislocation within junction_m of one on another system is locked
+        # unless the stress without that partner exceeds the junction strength
+        dz, j = near_dz[:state.n], near_idx[:state.n]
+        locked = (dz.abs() < params.junction_m) & (system[j] != system)
+        if bool(locked.any()):
+            li = torch.nonzero(locked).flatten()
+            s2p = pair_s2(dz[li], b[j[li]], params.mu_pa, params.nu)
+            tau_ex = tau[li] - resolved_shear(s2p, geom.angles[system[li]])
+            free = tau_ex.abs() > params.junction_strength_pa
+            tau_drive = tau.clone()
+            tau_drive[li] = torch.where(free, tau_ex, torch.zeros_like(tau_ex))
+    v = params.mobility.velocity(state.sign * tau_drive, params.temperature_k,
                                  torch.zeros_like(state.plane))
     return torch.as_tensor(v, dtype=torch.float64), tau, tau_extra
 
@@ -407,10 +427,11 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
 
     # glide (each dislocation at most max_glide per step) with obstacles
     ds = v * dt
-    n_limited = int((ds.abs() > params.max_glide_m).sum())
+    limited = ds.abs() > params.max_glide_m
     ds = ds.clamp(-params.max_glide_m, params.max_glide_m)
     moved = replace(state, plane=plane, s=s, sign=sign, travel=travel)
     ds, pinned = _obstacle_limit(geom, moved, ds, tau)
+    n_limited = int((limited & ~pinned).sum())
     s = torch.remainder(s + ds, geom.plane_length[plane])
     travel = travel + ds
     m_sys = geom.schmid[system]

@@ -73,6 +73,11 @@ class DDSettings(StrictModel):
     obstacle_density_m2: float = Field(3.0e14, ge=0, description="point obstacles per m^2")
     obstacle_strength_mpa: float = Field(150.0, gt=0, description="obstacle strength, MPa")
     capture_distance_b: float = Field(6.0, gt=0, description="annihilation distance, in b")
+    junction_distance_b: float = Field(
+        6.0, ge=0, description="dislocations on different systems closer than this lock "
+        "into a junction, in b (0: off)")
+    junction_strength_mpa: float = Field(
+        300.0, gt=0, description="resolved stress (without the partner) breaking a junction")
     temperature_k: float = Field(300.0, gt=0, description="temperature, K")
     loading: Literal["strain", "stress"] = Field("strain", description="control mode")
     component: Literal["shear_xy", "tension_x"] = Field(
@@ -120,7 +125,8 @@ class DDSettings(StrictModel):
         return DDParams(
             mu_pa=material.mu_pa, nu=material.nu, b_m=b, mobility=mobility,
             temperature_k=self.temperature_k, nucleation_time_s=self.nucleation_time_ns * 1e-9,
-            capture_m=self.capture_distance_b * b, dt_max_s=self.dt_max_ns * 1e-9,
+            capture_m=self.capture_distance_b * b, junction_m=self.junction_distance_b * b,
+            junction_strength_pa=self.junction_strength_mpa * 1e6, dt_max_s=self.dt_max_ns * 1e-9,
             max_glide_m=min(self.max_glide_b, 0.5 * self.capture_distance_b) * b,
             dt_quantile=self.dt_quantile, image_rows=self.image_rows, loading=self.loading,
             component=self.component,

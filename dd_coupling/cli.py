@@ -1,0 +1,92 @@
+"""``scalebridge dd``: mobility fitting and discrete dislocation dynamics.
+
+    scalebridge dd fit-mobility runs/mo/defects --properties runs/mo/properties --out runs/mo/mobility
+    scalebridge dd run runs/mo/mobility runs/mo/properties --out runs/mo/dd --realisations 4
+    scalebridge dd schema                      every setting with its default
+
+``--config`` takes a TOML file with FitMobilitySettings (fit-mobility) or DDSettings (run)
+keys; command-line options override it. μ, ν and b always come from the Properties
+artifact (properties.json of the md stage).
+"""  # noqa: E501
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from scalebridge.settings import load_toml, schema_doc, validate
+
+
+@click.group("dd")
+def dd() -> None:
+    """Dislocation dynamics: MD glide data -> mobility law -> 2D DDD stress-strain."""
+
+
+@dd.command("fit-mobility")
+@click.argument("defect_stats", type=click.Path(exists=True, path_type=Path))
+@click.option("--properties", type=click.Path(exists=True, path_type=Path),
+              help="Properties artifact (or properties.json) giving the Burgers vector.")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML with FitMobilitySettings keys.")
+@click.option("--law", type=click.Choice(["neural", "drag"]), help="Law to write.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="MobilityLaw artifact directory to write.")
+@click.option("--force", is_flag=True, help="Rebuild even if the artifact is current.")
+def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | None,
+                 law: str | None, out: Path, force: bool) -> None:
+    """Fit a mobility law to a DefectStats artifact (velocity.csv)."""
+    from scalebridge.dd_coupling.fit import FitMobilitySettings
+
+    data = load_toml(config) if config else {}
+    if law is not None:
+        data["law"] = law
+    settings = validate(FitMobilitySettings, data, source=str(config or "command line"))
+    art = settings.make(defect_stats, out, properties=properties, force=force)
+    s = art.summary
+    parts = [f"{art.path}: {s['law']} from {s['n_rows']} rows (|tau| <= "
+             f"{s['tau_max_mpa']:.4g} MPa)"]
+    for c in ("edge", "screw"):
+        if f"drag_{c}_b0_pa_s" in s:
+            parts.append(f"{c} drag B0 = {s[f'drag_{c}_b0_pa_s']:.4g} ± "
+                         f"{s[f'drag_{c}_b0_err_pa_s']:.2g} Pa·s")
+    click.echo("; ".join(parts))
+
+
+@dd.command("run")
+@click.argument("mobility", type=click.Path(exists=True, path_type=Path))
+@click.argument("properties", type=click.Path(exists=True, path_type=Path))
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML with DDSettings keys.")
+@click.option("--realisations", type=int, help="Number of random microstructures.")
+@click.option("--final-strain", type=float, help="End strain (strain control).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="DDRun artifact directory to write.")
+@click.option("--force", is_flag=True, help="Rebuild even if the artifact is current.")
+def run(mobility: Path, properties: Path, config: Path | None, realisations: int | None,
+        final_strain: float | None, out: Path, force: bool) -> None:
+    """Run 2D DDD with a MobilityLaw artifact and the material of a Properties artifact."""
+    from scalebridge.dd_coupling.simulate import DDSettings
+
+    data = load_toml(config) if config else {}
+    if realisations is not None:
+        data["realisations"] = realisations
+    if final_strain is not None:
+        data["final_strain"] = final_strain
+    settings = validate(DDSettings, data, source=str(config or "command line"))
+    art = settings.make(mobility, properties, out, force=force)
+    s = art.summary
+    click.echo(f"{art.path}: flow stress {s['flow_stress_mpa']:.4g} MPa, density "
+               f"{s['density_end_m2']:.3g} m^-2, plastic strain {s['plastic_strain_end']:.3g}, "
+               f"{s['n_avalanches']} avalanches, steps {s['steps']}")
+
+
+@dd.command("schema")
+def schema() -> None:
+    """Print every dd setting with its default and description."""
+    from scalebridge.dd_coupling.fit import FitMobilitySettings
+    from scalebridge.dd_coupling.simulate import DDSettings
+
+    click.echo("# scalebridge dd fit-mobility --config")
+    click.echo("\n".join(schema_doc(FitMobilitySettings)))
+    click.echo("# scalebridge dd run --config")
+    click.echo("\n".join(schema_doc(DDSettings)))
