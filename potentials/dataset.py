@@ -55,7 +55,8 @@ class IngestSettings(StrictModel):
         "test_sources are given)")
     seed: int = Field(0, description="seed of the split shuffle")
     max_frames_per_group: int | None = Field(
-        None, ge=1, description="keep at most this many frames per group (quick runs)")
+        None, ge=1, description="keep at most this many frames per group of each file set, "
+        "chosen with seed (quick runs)")
     min_distance_a: float = Field(
         0.5, ge=0, description="reject frames with two atoms closer than this, Å")
     unconverged: Literal["error", "drop"] = Field(
@@ -83,6 +84,14 @@ class IngestSettings(StrictModel):
             frames.extend(got)
         if not frames:
             raise DataError(f"no frames in {', '.join(map(str, sources))}")
+        if self.max_frames_per_group:  # subset first: validation is the slow part
+            rng = np.random.default_rng(self.seed)
+            groups: dict[str, list[int]] = {}
+            for i, fr in enumerate(frames):
+                groups.setdefault(fr.group, []).append(i)
+            keep = sorted(i for g in sorted(groups) for i in
+                          rng.permutation(groups[g])[: self.max_frames_per_group])
+            frames = [frames[i] for i in keep]
         frames = check_converged(frames, self.unconverged)
         check_labels(frames)
         frames = check_duplicates(frames, self.duplicates)
