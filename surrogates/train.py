@@ -83,7 +83,8 @@ class SurrogateSettings(StrictModel):
         1e-6, gt=0, description="plastic increment counted as flow, relative to max ε̄_p")
     rollout_iterations: int = Field(
         60, ge=0, description="neural_j2: L-BFGS iterations fitting the stress along the "
-        "training paths through the return map, after the flow-stress fit (0: skip)")
+        "training paths through the return map, after the flow-stress fit (0: never; "
+        "skipped when the validation paths are already matched to ~3e-4)")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
 
     def make(self, data: Artifact | str | Path, path: str | Path,
@@ -327,6 +328,10 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
 
     with torch.no_grad():
         v0 = float(loss_on(ev, yv, val.dt))
+    if v0 < 1e-7:  # the flow-stress fit already reproduces the paths (e.g. J2 data)
+        log.info("rollout fit skipped: validation path loss %.3g already", v0)
+        net.eval()
+        return []
     w0 = copy.deepcopy(net.state_dict())
     sub = s.model_copy(update={"max_iterations": s.rollout_iterations,
                                "check_every": min(s.check_every, 10), "patience": 3})
