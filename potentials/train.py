@@ -125,7 +125,7 @@ class TrainSettings(StrictModel):
     properties: bool = Field(True, description="lattice constant, elastic constants, "
                              "vacancy energy through ASE (needs evaluate)")
 
-    def input_json(self, type_map: list[str], sel: list[int], train_systems: list[str],
+    def input_json(self, type_map: list[str], sel: list[int] | str, train_systems: list[str],
                    valid_systems: list[str], seed: int, has_virial: bool) -> dict[str, Any]:
         """The DeePMD-kit ``input.json`` for one model."""
         d = self.descriptor
@@ -135,7 +135,8 @@ class TrainSettings(StrictModel):
                 "neuron": d.neuron, "axis_neuron": d.axis_neuron, "resnet_dt": False,
                 "type_one_side": d.type_one_side, "seed": seed}
         else:
-            desc = {"type": "dpa1", "sel": int(sum(sel)), "rcut": d.rcut_a,
+            desc = {"type": "dpa1", "sel": sel if sel == "auto" else int(sum(sel)),
+                    "rcut": d.rcut_a,
                     "rcut_smth": d.rcut_smth_a, "neuron": d.neuron,
                     "axis_neuron": d.axis_neuron, "attn_layer": d.attn_layer,
                     "attn": 64, "tebd_dim": 8, "type_one_side": d.type_one_side,
@@ -207,8 +208,8 @@ class TrainSettings(StrictModel):
         d = self.descriptor
         min_dist = None
         if d.sel == "auto":
-            if dry_run:
-                sel = [0] * len(ds.type_map)
+            if dry_run:  # no program runs in a dry run: let dp decide
+                sel = "auto"
             else:
                 nmax, min_dist = neighbor_stat(ds.path / "systems" / "train", d.rcut_a,
                                                ds.type_map, work, res.threads)

@@ -20,6 +20,7 @@ def test_dry_run_writes_inputs(tmp_path, tiny_dataset):
     assert [i["training"]["seed"] for i in inp] == [7, 8, 9]
     d = inp[0]["model"]["descriptor"]
     assert d["type"] == "se_e2_a" and d["rcut"] == 5.0
+    assert d["sel"] == "auto"  # a dry run runs no program (no neighbor-stat)
     assert inp[0]["loss"]["limit_pref_v"] == 1.0  # the Mo data have virials
     assert all(p.startswith(str(tiny_dataset.path)) for p in
                inp[0]["training"]["training_data"]["systems"])
