@@ -95,7 +95,8 @@ def dd_case(work: Path, train: Path | None, test: Path | None, quick: bool
     m, stress = path_errors(model, held, held.meta["yield_stress_mpa"])
     from scalebridge.surrogates.plots import plot_paths
 
-    plot_paths(work / "dd_heldout.png", held.strain, held.stress, stress, held.names,
+    png = RESULT.parent / "surrogates_fit_dd_heldout.png"  # committed beside the JSON
+    plot_paths(png, held.strain, held.stress, stress, held.names,
                f"neural_j2 fitted to {train.name}, on held-out {test.name}")
     tau_d = held.stress[..., 5] / np.sqrt(2)
     tau_m = stress[..., 5] / np.sqrt(2)
@@ -117,7 +118,7 @@ def dd_case(work: Path, train: Path | None, test: Path | None, quick: bool
             "heldout": m, **extra, "validation": rec["metrics"]["validation"],
             "flow_stress_data_mpa": float(np.abs(tau_d[plastic]).mean()),
             "flow_stress_model_mpa": float(np.abs(tau_m[plastic]).mean()),
-            "plot": str(work / "dd_heldout.png"),
+            "plot": str(png.relative_to(Path(__file__).parent.parent)),
             "checks_failed": [k for k, v in rec["checks"]["checks"].items() if not v["passed"]]}
 
 
