@@ -184,3 +184,21 @@ def test_report_has_every_stage_and_its_links_resolve(trained_run):
     assert any(p.endswith("lcurve.png") for p in links)
     for p in links:
         assert (res.run_dir / p).exists(), p
+
+
+@pytest.mark.slow
+def test_status_command_and_a_changed_setting(trained_run, tmp_path):
+    from click.testing import CliRunner
+    from scalebridge.workflows.cli import cli
+
+    toml, run_dir = _copy_run(trained_run, tmp_path)
+    out = CliRunner().invoke(cli, ["status", str(run_dir)])
+    assert out.exit_code == 0, out.output
+    lines = {ln.split()[0]: ln for ln in out.output.splitlines() if ln.strip()}
+    assert lines["dataset"].split()[1] == "done" and lines["potential"].split()[1] == "done"
+
+    toml.write_text(toml.read_text().replace("steps = 40", "steps = 41"))
+    out = CliRunner().invoke(cli, ["status", str(run_dir), "--settings", str(toml)])
+    lines = {ln.split()[0]: ln for ln in out.output.splitlines() if ln.strip()}
+    assert lines["dataset"].split()[1] == "done"
+    assert "stale" in lines["potential"] and "steps: 40 -> 41" in lines["potential"]
