@@ -144,3 +144,17 @@ def test_nve_conserves_energy(tmp_path, deepmd):
     drift = np.polyfit(th["Time"], th["TotEng"], 1)[0] / n          # eV/atom/ps
     assert np.std(th["PotEng"]) > 20 * np.std(th["TotEng"])         # energy is exchanged
     assert abs(drift) < 1e-4
+
+
+@pytest.mark.mpi
+def test_mpi_ranks_give_the_same_energy(tmp_path, snap):
+    from scalebridge.settings import Resources
+
+    atoms = mo(3)
+    atoms.rattle(0.05, seed=2)
+    body = 'run 0\nprint "SB pe $(pe:%.10f)"\nprint "SB fx $(fmax:%.10f)"'
+    one = run_lammps(tmp_path / "one", body, snap, atoms)
+    two = run_lammps(tmp_path / "two", body, snap, atoms, resources=Resources(mpi_ranks=2))
+    assert "by 2 MPI processor grid" in (tmp_path / "two" / "log.lammps").read_text()
+    assert two.values["pe"] == pytest.approx(one.values["pe"], abs=1e-8)
+    assert two.values["fx"] == pytest.approx(one.values["fx"], abs=1e-8)
