@@ -216,6 +216,10 @@ class Chain:
         holder = lock_holder(run_dir)
         for n in self.nodes:
             st = self._node_status(run_dir, n, plan[n.name], states)
+            tasks = run_dir / ".tasks" / n.name / plan[n.name]["fingerprint"][:16]
+            kept = [p for p in tasks.glob("*") if p.is_dir() and not p.name.endswith(".partial")]
+            if st.state == "pending" and kept and holder is None:
+                st.reason = f"interrupted; {len(kept)} finished task(s) kept for the next run"
             if st.state in ("pending", "stale") and list(run_dir.glob(f".{n.name}.partial-*")):
                 if holder is not None:
                     st.state, st.reason = "running", f"being made by pid {holder}"
