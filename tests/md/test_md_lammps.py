@@ -158,3 +158,22 @@ def test_mpi_ranks_give_the_same_energy(tmp_path, snap):
     assert "by 2 MPI processor grid" in (tmp_path / "two" / "log.lammps").read_text()
     assert two.values["pe"] == pytest.approx(one.values["pe"], abs=1e-8)
     assert two.values["fx"] == pytest.approx(one.values["fx"], abs=1e-8)
+
+
+def test_compressed_requested_but_absent(tiny_potential):
+    with pytest.raises(ArtifactError, match="no compressed models"):
+        DeepMDPotential.from_artifact(tiny_potential.path, compressed=True)
+
+
+def test_lammps_form_rotates_positions_and_forces_together():
+    from scalebridge.md.lammps import lammps_form
+
+    atoms = bulk("Mo", "bcc", a=3.16)            # primitive cell: not lower triangular
+    atoms = atoms.repeat((2, 2, 2))
+    atoms.rattle(0.1, seed=3)
+    rot, q = lammps_form(atoms)
+    c = rot.cell[:]
+    assert c[0, 1] == c[0, 2] == c[1, 2] == 0 and (np.diag(c) > 0).all()
+    np.testing.assert_allclose(q @ q.T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(rot.get_all_distances(mic=True),
+                               atoms.get_all_distances(mic=True), atol=1e-9)
