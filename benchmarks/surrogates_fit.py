@@ -65,7 +65,8 @@ def j2_case(work: Path, kind: str, quick: bool) -> dict[str, Any]:
 
 
 def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path]:
-    """Two DDRun artifacts (train seeds 0.., test seeds 100..) with dd_coupling defaults."""
+    """Two DDRun artifacts (train seeds 100.., held-out seeds 0, 1), dd_coupling defaults
+    but a 0.5 µm cell."""
     from scalebridge.artifacts import produce
     from scalebridge.dd_coupling.mobility import LinearDragMobility, save_mobility
     from scalebridge.dd_coupling.simulate import DDSettings
@@ -78,10 +79,11 @@ def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path]:
                   lambda w: (save_mobility(law, w), {})[1])
     # a 0.5 µm cell keeps a realisation under a minute on a shared laptop core; its
     # stress-strain curves are serrated (few sources per cell), hence several realisations
-    n = 2 if quick else 6
+    # (some seeds take ~15 min of a shared core, so the sets are small)
     cell = {"cell_lx_um": 0.5}
-    train = DDSettings(realisations=n, seed=0, **cell).make(mob, props, work / "ddrun_train")
-    test = DDSettings(realisations=3, seed=100, **cell).make(mob, props, work / "ddrun_test")
+    train = DDSettings(realisations=2 if quick else 3, seed=100, **cell).make(
+        mob, props, work / "ddrun_train")
+    test = DDSettings(realisations=2, seed=0, **cell).make(mob, props, work / "ddrun_test")
     return train.path, test.path
 
 
