@@ -74,3 +74,27 @@ def test_cli_bad_settings_is_one_line_and_exit_1(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "run.name" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_stage_sections_are_the_stages_own_models():
+    from scalebridge.workflows.settings import available_sections
+
+    sections = available_sections()
+    assert {"potentials", "md", "dd", "surrogates", "continuum"} <= set(sections)
+    with pytest.raises(SettingsError) as e:
+        parse_run_settings({"potentials": {"train": {"steps": "many"}}}, source="mo.toml")
+    assert str(e.value).startswith("mo.toml: key 'potentials.train.steps' = 'many'")
+    with pytest.raises(SettingsError, match=r"unknown key 'md.mobilty'; did you mean "
+                                            r"'mobility'"):
+        parse_run_settings({"md": {"mobilty": {}}})
+    s = parse_run_settings({"md": {"mobility": {"taus_mpa": [100.0]}}})
+    assert s.md.mobility.taus_mpa == [100.0] and s.dd.run.realisations >= 1
+
+
+def test_example_files_validate():
+    root = Path(__file__).resolve().parents[2] / "examples" / "mo"
+    for name in ("mo.toml", "production.toml"):
+        s = load_run_settings(root / name)
+        assert s.run.data == [root / "data" / "training.json"]
+    prod = load_run_settings(root / "production.toml")
+    assert prod.execution.engine == "parsl" and prod.execution.mpi_ranks > 1
