@@ -100,8 +100,10 @@ def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
     """(S1, S2) at ``points`` (p, 2) from dislocations at ``pos`` (n, 2) (both wrapped into
     ``[0, lx) × [0, ly)``) with complex Burgers vectors ``b`` (n,), in the doubly periodic
     cell, internal stress with zero cell mean. ``rows``: image rows ±M summed along y.
-    A point coinciding with a dislocation gets no contribution from it (self-image stress
-    is zero by symmetry). Cost O(p·n·(2M+1)), chunked over targets.
+    A point coinciding with a dislocation gets no contribution from its own images (they
+    cancel by symmetry) except the σxx band term: a dislocation with bx ≠ 0 on an inclined
+    plane feels ``c bx (1 - 2y/ly)``, ``c = μ/(lx(1-ν))``, part of the zero-mean periodic
+    solution. Cost O(p·n·(2M+1)), chunked over targets.
 
     With ``nearest=True`` also returns, per point, the minimum-image offset (p,) complex
     (point - dislocation, m) to the nearest non-coincident dislocation and its index (p,)

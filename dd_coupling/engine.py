@@ -238,17 +238,21 @@ def sort_obstacles(geom: DDGeometry) -> DDGeometry:
 
 # ------------------------------------------------------------------------- init
 def init(geom: DDGeometry, plane: torch.Tensor | None = None, s: torch.Tensor | None = None,
-         sign: torch.Tensor | None = None) -> DDState:
-    """Initial state with the given dislocations (none if omitted)."""
+         sign: torch.Tensor | None = None, params: DDParams | None = None) -> DDState:
+    """Initial state with dislocations on planes ``plane`` (n,) at ``s`` (n,) m with signs
+    ``sign`` (n,) (none if omitted); with ``params`` the applied stress at t = 0 is set."""
     if plane is None:
         plane = torch.zeros(0, dtype=torch.long)
         s = torch.zeros(0, dtype=torch.float64)
         sign = torch.zeros(0, dtype=torch.float64)
     assert s is not None and sign is not None
     s = torch.remainder(s.to(torch.float64), geom.plane_length[plane])
-    return DDState(plane=plane.to(torch.long), s=s, sign=sign.to(torch.float64),
-                   travel=torch.zeros_like(s),
-                   src_timer=torch.zeros(geom.src_plane.shape[0], dtype=torch.float64))
+    state = DDState(plane=plane.to(torch.long), s=s, sign=sign.to(torch.float64),
+                    travel=torch.zeros_like(s),
+                    src_timer=torch.zeros(geom.src_plane.shape[0], dtype=torch.float64))
+    if params is not None:
+        state.stress_pa = applied_stress(params, state)
+    return state
 
 
 # ------------------------------------------------------------------------- physics
