@@ -46,6 +46,13 @@ class MonotoneOddNet(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(3, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
             nn.Linear(hidden, 1 + 4 * n_terms))
+        # start near a small linear law: tiny sinh amplitudes and rates, modest tanh terms
+        last = self.net[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            last.bias.zero_()
+            last.bias[1 + 2 * n_terms:1 + 3 * n_terms] = -6.0     # c_k ≈ 2.5e-3
+            last.bias[1 + 3 * n_terms:] = -2.0                    # u_k ≈ 0.95
 
     def forward(self, tau_hat: torch.Tensor, t_hat: torch.Tensor, char: torch.Tensor
                 ) -> torch.Tensor:
