@@ -124,6 +124,10 @@ class TrainSettings(StrictModel):
                            "properties vs DFT into metrics.json")
     properties: bool = Field(True, description="lattice constant, elastic constants, "
                              "vacancy energy through ASE (needs evaluate)")
+    init_model: str | None = Field(
+        None, description="frozen model (.pth, same descriptor and sel) every ensemble member "
+        "starts from (dp train --init-frz-model): continue or re-weight a training; its "
+        "content enters the fingerprint")
 
     def input_json(self, type_map: list[str], sel: list[int] | str, train_systems: list[str],
                    valid_systems: list[str], seed: int, has_virial: bool) -> dict[str, Any]:
@@ -199,7 +203,12 @@ class TrainSettings(StrictModel):
             self._build(work, ds, res, dry_run=True)
             log.info("dry run: inputs written to %s", work)
             return Artifact(path=work, manifest={"kind": "dry-run", "fingerprint": ""})
-        return produce("Potential", out, self, {"dataset": ds_art}, build, force=force)
+        inputs: dict = {"dataset": ds_art}
+        if self.init_model:
+            if not Path(self.init_model).is_file():
+                raise SettingsError(f"init_model {self.init_model} does not exist")
+            inputs["init_model"] = Path(self.init_model)
+        return produce("Potential", out, self, inputs, build, force=force)
 
     def _build(self, work: Path, ds, res: Resources, dry_run: bool) -> dict:
         train_sys = [str(p) for p in ds.systems("train")]
@@ -229,6 +238,8 @@ class TrainSettings(StrictModel):
             args = ["train", "input.json"]
             if d.sel != "auto" and not (self.compress and self.compressible):
                 args.append("--skip-neighbor-stat")
+            if self.init_model:
+                args += ["--init-frz-model", str(Path(self.init_model).absolute())]
             jobs.append((args, mdir))
             jobs.append((["freeze", "-c", str(mdir), "-o",
                           str(work / "models" / f"model_{i}.pth")], mdir))
