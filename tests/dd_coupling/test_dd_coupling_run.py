@@ -1,0 +1,99 @@
+"""DDSettings.make -> DDRun artifact (contract files), CLI, and Taylor hardening."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scalebridge.dd_coupling import DDSettings
+from scalebridge.errors import SettingsError
+
+from .conftest import B_A, MU_GPA, NU, make_drag_law, make_properties
+
+COLUMNS = ["time_s", "strain", "stress_mpa", "plastic_strain", "density_m2", "n_dislocations"]
+SMALL = {"cell_lx_um": 0.5, "final_strain": 1.0e-3, "strain_rate_s": 1.0e5,
+         "nucleation_time_ns": 2.0,
+         "source_density_m2": 1.5e14, "obstacle_density_m2": 3e14, "output_points": 40,
+         "realisations": 2}
+
+
+def read_table(path):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    return rows[0], np.array(rows[1:], dtype=float)
+
+
+def test_ddrun_artifact_follows_contract(tmp_path):
+    props = make_properties(tmp_path / "props")
+    mob = make_drag_law(tmp_path / "mob")
+    art = DDSettings(**SMALL).make(mob, props, tmp_path / "dd")
+    assert art.kind == "DDRun"
+    header, mean = read_table(art.path / "stress_strain.csv")
+    assert header == COLUMNS
+    tabs = []
+    for i in range(2):
+        h, tab = read_table(art.path / "realisations" / str(i) / "stress_strain.csv")
+        assert h == COLUMNS and tab.shape == mean.shape
+        tabs.append(tab)
+    assert np.allclose(mean, np.mean(tabs, axis=0), rtol=1e-8, atol=1e-12)
+    assert mean[-1, 1] == pytest.approx(1e-3)
+    # strain control: stress = μ (γ - γ_p) on the mean curve
+    assert np.allclose(mean[:, 2], MU_GPA * 1e3 * (mean[:, 1] - mean[:, 3]), rtol=1e-6,
+                       atol=1e-6)
+    assert mean[-1, 3] > 0                     # sources fired and dislocations glided
+    run = json.loads((art.path / "run.json").read_text())
+    assert run["shear_modulus_gpa"] == pytest.approx(MU_GPA)
+    assert run["poisson_ratio"] == NU and run["burgers_a"] == pytest.approx(B_A)
+    assert run["loading"]["strain_rate_s"] == 1.0e5 and run["temperature_k"] == 300.0
+    for r in run["realisations"]:
+        assert r["plastic_strain"] == pytest.approx(r["plastic_strain_from_slip"], rel=1e-9)
+        assert r["nucleated"] > 0
+    for name in ("stress_strain", "density_strain", "avalanches", "snapshot"):
+        assert (art.path / f"{name}.png").is_file()
+    assert (art.path / "avalanche_ccdf.csv").is_file()
+    assert (art.path / "density_strain.csv").is_file() and (art.path / "snapshot.csv").is_file()
+    snaps = (art.path / "realisations" / "0" / "snapshots.csv").read_text().splitlines()
+    assert snaps[0] == "frame,time_s,strain,x_m,y_m,sign,system"
+    s = art.summary
+    for key in ("flow_stress_mpa", "density_end_m2", "taylor_alpha", "n_avalanches"):
+        assert key in s
+    # a second make with the same inputs is skipped
+    assert DDSettings(**SMALL).make(mob, props, tmp_path / "dd").fingerprint == art.fingerprint
+
+
+def test_material_comes_from_properties(tmp_path):
+    """A softer material (smaller μ) gives a lower elastic slope: μ is not typed by hand."""
+    mob = make_drag_law(tmp_path / "mob")
+    cfg = {**SMALL, "realisations": 1, "final_strain": 2e-4, "source_density_m2": 0.0}
+    a = DDSettings(**cfg).make(mob, make_properties(tmp_path / "p1", mu_gpa=50.0),
+                               tmp_path / "d1")
+    _, tab = read_table(a.path / "stress_strain.csv")
+    assert tab[-1, 2] == pytest.approx(50e3 * 2e-4, rel=1e-6)   # no dislocations: elastic
+
+
+def test_dd_cli_run_and_settings_errors(tmp_path):
+    from scalebridge.workflows.cli import cli
+
+    props = make_properties(tmp_path / "props")
+    mob = make_drag_law(tmp_path / "mob")
+    cfg = tmp_path / "dd.toml"
+    cfg.write_text("\n".join(f"{k} = {v!r}" for k, v in {**SMALL, "realisations": 1}.items()))
+    res = CliRunner().invoke(cli, ["dd", "run", str(mob.path), str(props.path), "--config",
+                                   str(cfg), "--out", str(tmp_path / "dd")])
+    assert res.exit_code == 0, res.output
+    assert "flow stress" in res.output
+    cfg.write_text("cell_lx_um = 0.5\nrealisatons = 2\n")
+    res = CliRunner().invoke(cli, ["dd", "run", str(mob.path), str(props.path), "--config",
+                                   str(cfg), "--out", str(tmp_path / "dd2")])
+    assert res.exit_code == 1 and "did you mean 'realisations'" in res.output
+    with pytest.raises(SettingsError, match="not commensurate"):
+        DDSettings(cell_ly_um=0.77).geometry(
+            __import__("scalebridge.dd_coupling.inputs", fromlist=["Material"]).Material(
+                50e9, 0.3, 2.7e-10), 0)
+    res = CliRunner().invoke(cli, ["dd", "schema"])
+    assert res.exit_code == 0 and "junction_strength_mpa" in res.output
+    assert math.isfinite(float(SMALL["cell_lx_um"]))
