@@ -81,7 +81,7 @@ def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path]:
     # stress-strain curves are serrated (few sources per cell), hence several realisations
     # (some seeds take ~15 min of a shared core, so the sets are small)
     cell = {"cell_lx_um": 0.5}
-    train = DDSettings(realisations=2 if quick else 3, seed=100, **cell).make(
+    train = DDSettings(realisations=2, seed=100, **cell).make(
         mob, props, work / "ddrun_train")
     test = DDSettings(realisations=2, seed=0, **cell).make(mob, props, work / "ddrun_test")
     return train.path, test.path
