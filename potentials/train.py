@@ -208,7 +208,10 @@ class TrainSettings(StrictModel):
             if not Path(self.init_model).is_file():
                 raise SettingsError(f"init_model {self.init_model} does not exist")
             inputs["init_model"] = Path(self.init_model)
-        return produce("Potential", out, self, inputs, build, force=force)
+        # init_model enters the fingerprint only when set (older artifacts stay current)
+        fp_settings = self.model_dump(mode="json",
+                                      exclude=None if self.init_model else {"init_model"})
+        return produce("Potential", out, fp_settings, inputs, build, force=force)
 
     def _build(self, work: Path, ds, res: Resources, dry_run: bool) -> dict:
         train_sys = [str(p) for p in ds.systems("train")]
