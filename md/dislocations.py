@@ -61,7 +61,7 @@ EV_A3_TO_MPA = 160217.66208
 
 
 def periodic_row_displacement(s: np.ndarray, t: np.ndarray, b: float,
-                              period: float) -> np.ndarray:
+                              period: float, far: np.ndarray | None = None) -> np.ndarray:
     """Displacement along b (Å) of a periodic row of Volterra dislocations.
 
     Args:
@@ -70,6 +70,8 @@ def periodic_row_displacement(s: np.ndarray, t: np.ndarray, b: float,
         t: (n,) normal distance from the glide plane, Å (non-zero).
         b: Burgers vector length, Å.
         period: row period L along s, Å.
+        far: (n,) bool, where to use the far-field limit |t| → ∞ (a uniform ramp
+            ``sign(t)·(b/4 − b·s/2L)``, which carries no imprint of the core position).
 
     Returns:
         (n,) displacement along b, Å: slip b across t = 0 for s < 0, 0 for s > 0.
@@ -77,9 +79,11 @@ def periodic_row_displacement(s: np.ndarray, t: np.ndarray, b: float,
     k = np.floor((s + period / 2) / period)
     sw = s - k * period
     sg = np.where(t >= 0, 1.0, -1.0)
+    th = np.tanh(np.pi * np.abs(t) / period)
+    if far is not None:
+        th = np.where(far, 1.0, th)
     with np.errstate(divide="ignore"):
-        f = b / 4 - b / (2 * np.pi) * np.arctan(np.tan(np.pi * sw / period)
-                                                / np.tanh(np.pi * np.abs(t) / period))
+        f = b / 4 - b / (2 * np.pi) * np.arctan(np.tan(np.pi * sw / period) / th)
     return sg * f - sg * k * b / 2
 
 
@@ -138,8 +142,8 @@ def repeats_for(a0: float, character: str, lengths_a: tuple[float, float, float]
 
 def build_glide_slab(a0: float, character: Character, element: str = "Mo",
                      n_line: int = 1, n_normal: int = 4, n_glide: int = 4,
-                     vacuum_a: float = 8.0, layer_a: float | None = None
-                     ) -> tuple[Atoms, SlabGeometry]:
+                     vacuum_a: float = 8.0, layer_a: float | None = None,
+                     rigid_layers: bool = False) -> tuple[Atoms, SlabGeometry]:
     """A straight 1/2<111> dislocation in a glide slab (see the module docstring).
 
     Args:
@@ -150,7 +154,9 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
             y (normal) and z (glide). Repeat lengths: [111] a√3/2, [-110] a√2,
             [-1-12] a√6, [11-2] a√6 (:func:`repeats_for` converts lengths).
         vacuum_a: vacuum above and below the slab (the y boundaries are free).
-        layer_a: thickness of the held/loaded boundary layers (default a√2, two planes).
+        layer_a: thickness of the held/loaded boundary layers (default two planes).
+        rigid_layers: give the boundary layers the far-field (uniform ramp) displacement,
+            so that rigid layers do not pin the core where it was built.
 
     Returns:
         (atoms with ``info`` about the dislocation, geometry).
@@ -167,11 +173,14 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
     glide_y = 0.5 * (planes[mid - 1] + planes[mid])
     t = pos[:, 1] - glide_y
     lx, lz = cell[0, 0], cell[2, 2]
+    lay = float(layer_a if layer_a is not None else a0 * math.sqrt(2) * 0.75)
+    far = ((pos[:, 1] <= planes[0] + lay) | (pos[:, 1] >= planes[-1] - lay)
+           if rigid_layers else None)
     if character == "screw":
         # core between columns: a quarter of the [-1-12] column spacing off a column
         zs = np.unique(np.round(pos[:, 2], 4))
         core_z = zs[len(zs) // 2] + (zs[1] - zs[0]) * 0.5
-        u = periodic_row_displacement(pos[:, 2] - core_z, t, b, lz)
+        u = periodic_row_displacement(pos[:, 2] - core_z, t, b, lz, far)
         pos[:, 0] = np.mod(pos[:, 0] + u, lx)
         new_cell = np.array([[lx, 0, 0], [0, cell[1, 1], 0], [-b / 2, 0, lz]])
         keep = np.ones(len(pos), bool)
@@ -183,8 +192,8 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
         zs = np.unique(np.round(pos[:, 2], 4))
         core_z = 0.5 * nb * b + 0.5 * (zs[1] - zs[0])
         u = np.where(upper,
-                     periodic_row_displacement(pos[:, 2] - core_z, t, b, nb * b),
-                     periodic_row_displacement(pos[:, 2] - core_z, t, b, (nb - 1) * b))
+                     periodic_row_displacement(pos[:, 2] - core_z, t, b, nb * b, far),
+                     periodic_row_displacement(pos[:, 2] - core_z, t, b, (nb - 1) * b, far))
         glide_len = (nb - 0.5) * b
         pos[:, 2] = np.mod(pos[:, 2] + u, glide_len)
         new_cell = np.array([[lx, 0, 0], [0, cell[1, 1], 0], [0, 0, glide_len]])
@@ -196,7 +205,7 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
     atoms = Atoms(element * len(pos), positions=pos, cell=new_cell, pbc=(True, False, True))
     geo = SlabGeometry(character=character, burgers_a=b, glide_y=float(glide_y),
                        core_z=float(core_z), line_a=float(lx), glide_a=float(glide_len),
-                       layer_a=float(layer_a if layer_a is not None else a0 * math.sqrt(2) * 0.75),
+                       layer_a=lay,
                        y_lo=float(vacuum_a), y_hi=float(vacuum_a + y_hi - y_lo))
     atoms.info.update(character=character, burgers_a=b, glide_y=geo.glide_y,
                       core_z=geo.core_z)
@@ -395,7 +404,7 @@ def relax_script(geo: SlabGeometry, dump: str = "relaxed.dump", steps: int = 500
 def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
                  n_top: int, n_bot: int, equil_steps: int, run_steps: int, dump_every: int,
                  seed: int, damp_ps: float, timestep_ps: float,
-                 relax_steps: int = 2000) -> str:
+                 relax_steps: int = 2000, boundary: str = "rigid") -> str:
     """Relax, thermalise at τ = 0, then drive at τ: opposite forces along b on the atoms
     of the top and bottom surface layers (a shear traction τ = n_top·f/A on free
     surfaces; the layers stay deformable so they do not pin the dislocation's field),
@@ -408,22 +417,31 @@ def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
     lo = geo.y_lo + geo.layer_a
     hi = geo.y_hi - geo.layer_a
     T = max(temperature_k, 1e-3)
+    rigid = boundary == "rigid"
+    hold = (["fix sb_rt sb_top aveforce 0.0 0.0 0.0", "fix sb_rb sb_bot aveforce 0.0 0.0 0.0"]
+            if rigid else [])
+    load = ([f"fix sb_rt sb_top aveforce {ft[0]:.10g} 0.0 {ft[2]:.10g}",
+             f"fix sb_rb sb_bot aveforce {fb[0]:.10g} 0.0 {fb[2]:.10g}"] if rigid else
+            [f"fix sb_ftop sb_top addforce {ft[0]:.10g} 0.0 {ft[2]:.10g}",
+             f"fix sb_fbot sb_bot addforce {fb[0]:.10g} 0.0 {fb[2]:.10g}"])
     return "\n".join([
         "thermo 100", "thermo_style custom step temp pe etotal",
-        "min_style fire", f"minimize 0 1e-4 {relax_steps} {10 * relax_steps}",
         f"region sb_bot block INF INF INF {lo:.6f} INF INF units box",
         f"region sb_top block INF INF {hi:.6f} INF INF INF units box",
         "group sb_bot region sb_bot", "group sb_top region sb_top",
         'print "SB n_top $(count(sb_top))"', 'print "SB n_bot $(count(sb_bot))"',
+        *hold,
+        "min_style fire", f"minimize 0 1e-4 {relax_steps} {10 * relax_steps}",
         f"velocity all create {2 * T} {seed} mom yes rot no dist gaussian",
+        *(["velocity sb_top set 0 0 0", "velocity sb_bot set 0 0 0"] if rigid else []),
         "compute sb_ty all temp/partial 0 1 0",
         "fix sb_nve all nve",
         f"fix sb_csvr all temp/csvr {T} {T} {damp_ps} {seed + 1}",
         "fix_modify sb_csvr temp sb_ty",
         "fix sb_mom all momentum 50 linear 1 1 1",
         f"run {equil_steps}",
-        f"fix sb_ftop sb_top addforce {ft[0]:.10g} 0.0 {ft[2]:.10g}",
-        f"fix sb_fbot sb_bot addforce {fb[0]:.10g} 0.0 {fb[2]:.10g}",
+        *(["unfix sb_rt", "unfix sb_rb"] if rigid else []),
+        *load,
         "reset_timestep 0",
         f"dump sb_d all custom {dump_every} glide.dump id type element x y z",
         "dump_modify sb_d sort id element ${sb_elements}",
@@ -455,7 +473,8 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
               element: str = "Mo", cell_a: tuple[float, float, float] = (3.0, 18.0, 30.0),
               equil_steps: int = 200, run_steps: int = 1000, dump_every: int = 50,
               timestep_ps: float = 0.002, damp_ps: float = 0.1, seed: int = 4928,
-              fit_from: float = 0.2, resources: Resources | None = None) -> GlideResult:
+              fit_from: float = 0.2, boundary: Literal["rigid", "traction"] = "rigid",
+              resources: Resources | None = None) -> GlideResult:
     """One (τ, T, character) glide job: build, relax, drive, locate, fit.
 
     Args:
@@ -470,20 +489,25 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
         timestep_ps: MD timestep, ps.
         damp_ps: thermostat time constant (y velocities), ps.
         fit_from: fraction of the loaded run skipped before the velocity fit.
+        boundary: ``rigid``: top and bottom layers are rigid blocks (built with the
+            far-field displacement, so they do not pin the core) loaded by opposite
+            forces; ``traction``: deformable layers with the forces on their atoms (free
+            surfaces: image forces pull a screw out of a thin slab).
 
     Returns:
         :class:`GlideResult` (velocity along +z, m/s).
     """
     workdir = Path(workdir)
     atoms, geo = build_glide_slab(a0, character, element,
-                                  *repeats_for(a0, character, cell_a))
+                                  *repeats_for(a0, character, cell_a),
+                                  rigid_layers=boundary == "rigid")
     y = atoms.positions[:, 1]
     n_top = int((y >= geo.y_hi - geo.layer_a).sum())
     n_bot = int((y <= geo.y_lo + geo.layer_a).sum())
     body = f"variable sb_elements string \"{potential_elements(potential)}\"\n" + glide_script(
         geo, tau_mpa, temperature_k, n_top=n_top, n_bot=n_bot, equil_steps=equil_steps,
         run_steps=run_steps, dump_every=dump_every, seed=seed, damp_ps=damp_ps,
-        timestep_ps=timestep_ps)
+        timestep_ps=timestep_ps, boundary=boundary)
     res = run_lammps(workdir, body, potential, atoms, resources=resources,
                      timestep_ps=timestep_ps, name=f"glide {character} {tau_mpa:g} MPa "
                      f"{temperature_k:g} K", total_steps=equil_steps + run_steps)

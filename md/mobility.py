@@ -69,6 +69,9 @@ class MobilityMaker(StrictModel):
     fit_from: float = Field(0.3, ge=0, lt=0.9,
                             description="fraction of the loaded run skipped before the fit")
     seed: int = Field(4928, ge=1, description="velocity and thermostat seed")
+    boundary: Literal["rigid", "traction"] = Field(
+        "rigid", description="rigid loaded blocks (far-field built) or traction on free "
+        "surfaces")
 
     def grid(self) -> list[GlidePoint]:
         """Every (character, T, τ) point."""
@@ -88,7 +91,7 @@ class MobilityMaker(StrictModel):
                       equil_steps=self.equil_steps, run_steps=self.run_steps,
                       dump_every=self.dump_every, timestep_ps=self.timestep_ps,
                       damp_ps=self.damp_ps, seed=self.seed, fit_from=self.fit_from,
-                      resources=resources)
+                      boundary=self.boundary, resources=resources)
         log.info("%s: v = %.0f ± %.0f m/s", point.tag, r.velocity_m_s, r.velocity_err_m_s)
         return {"character": point.character, "temperature_k": point.temperature_k,
                 "tau_mpa": point.tau_mpa, "velocity_m_s": r.velocity_m_s,
