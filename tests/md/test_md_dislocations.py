@@ -44,6 +44,11 @@ def test_periodic_row_field():
     d = periodic_row_displacement(np.array([L / 2 + 1e-7] * 2), t, b, L) - \
         periodic_row_displacement(np.array([-L / 2 + 1e-7] * 2), t, b, L)
     np.testing.assert_allclose(d, [-b / 2, b / 2], atol=1e-5)
+    # far field (rigid boundary blocks): a uniform ramp, the same wherever the core is
+    ramp = periodic_row_displacement(s, np.full_like(s, 2.0), b, L, far=np.ones(7, bool))
+    np.testing.assert_allclose(ramp, b / 4 - b * s / (2 * L), atol=1e-12)
+    near = periodic_row_displacement(s, np.full_like(s, 2.0), b, L)
+    assert np.abs(near - ramp).max() > 0.1 * b
 
 
 @pytest.mark.parametrize("character", ["screw", "edge"])
