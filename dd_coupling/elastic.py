@@ -14,8 +14,10 @@ Periodic cell ``lx × ly``: the images along x are summed in closed form,
 ``Σ_n 1/(ζ - n lx) = k cot(kζ)`` and ``Σ_n 1/(ζ - n lx)² = k² csc²(kζ)`` with ``k = π/lx``;
 rows of images along y are summed explicitly over ``m = -M..M`` around the minimum image
 (their fields decay as ``exp(-2π|Δy|/lx)``, so ``M = 1`` is accurate to ~1e-4 and ``M = 2``
-to ~1e-7 in a cell with ``ly ≈ lx``). With ``E = exp(2ikζ)`` each row costs one complex
-multiply: ``E_m = E_0·exp(2 k m ly)``, ``cot = i(E+1)/(E-1)``, ``csc² = -4E/(E-1)²``.
+to ~1e-7 in a cell with ``ly ≈ lx``). Everything is evaluated in real arithmetic:
+``cot(a+iβ) = (sin2a - i sinh2β)/D``, ``csc²(a+iβ) = 2(1 - cos2a cosh2β - i sin2a sinh2β)/D²``
+with ``D = cosh2β - cos2a``; ``exp(2β)`` of each row is that of the nearest row times a
+constant, so a row costs a dozen elementwise operations per pair.
 
 A row of dislocations with bx ≠ 0 carries a step in σxx of ``∓μ bx/(lx(1-ν))`` across it;
 for the doubly periodic cell the steps are taken about the dislocations' wrapped positions
@@ -30,8 +32,9 @@ import math
 
 import torch
 
-#: Pair-array elements per chunk (targets × sources); bounds memory to ~100 MB.
-CHUNK_ELEMENTS = 1 << 21
+#: Pair-array elements per chunk (targets × sources): small enough that the temporaries
+#: stay in cache (measured fastest of 2^14..2^21 on a 2-core machine).
+CHUNK_ELEMENTS = 1 << 16
 
 
 def burgers_factor(mu_pa: float, nu: float, b: torch.Tensor) -> torch.Tensor:
@@ -111,18 +114,16 @@ def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
     p, n = points.shape[0], pos.shape[0]
     b = b.to(torch.complex128)
     s1 = torch.zeros(p, dtype=points.dtype)
-    s2 = torch.zeros(p, dtype=b.dtype)
+    s2 = torch.zeros(p, dtype=torch.complex128)
     near_dz = torch.full((p,), complex(math.inf, 0), dtype=torch.complex128)
     near_idx = torch.zeros(p, dtype=torch.long)
     if n == 0 or p == 0:
         return (s1, s2, near_dz, near_idx) if nearest else (s1, s2)
     k = math.pi / lx
-    a = burgers_factor(mu_pa, nu, b)
-    a_row = a.conj() - a                       # (n,) coefficient of k·cot
-    bx = b.real
+    k0 = mu_pa / (4.0 * math.pi * (1.0 - nu))
+    bx, by = b.real.contiguous(), b.imag.contiguous()
     c_step = mu_pa / (lx * (1.0 - nu))         # σxx step per unit bx across a row
-    r = math.exp(2.0 * k * ly)
-    ms = range(-rows, rows + 1)
+    decay = [math.exp(-2.0 * k * m * ly) for m in range(-rows, rows + 1)]
     step = max(1, CHUNK_ELEMENTS // n)
     for i0 in range(0, p, step):
         pt = points[i0:i0 + step]
@@ -139,28 +140,42 @@ def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
             near_dz[i0:i0 + step] = torch.where(
                 torch.isinf(r2[rows_i, j]), complex(math.inf, 0),
                 torch.complex(dxm[rows_i, j], dy[rows_i, j]))
-        dx = torch.where(near, 0.25 * lx, dx)      # placeholder, zeroed below
-        dy_safe = torch.where(near, 0.25 * ly, dy)
-        # E0 = exp(2ik(dx + i dy)) = exp(-2k dy) e^{2ik dx}
-        e0 = torch.polar(torch.exp(-2.0 * k * dy_safe), 2.0 * k * dx)
-        csum = torch.zeros_like(e0)
-        ysum = torch.zeros_like(e0)
-        for m in ms:
-            em = e0 * (r ** m)
-            inv = 1.0 / (em - 1.0)
-            csum = csum + 1j * (em + 1.0) * inv
-            ysum = ysum + (dy_safe - m * ly) * (-4.0 * em * inv * inv)
-        csum = torch.where(near, 0, csum)
-        ysum = torch.where(near, 0, ysum)
-        s1_chunk = 4.0 * k * (csum @ a).real
-        s2_chunk = 2.0 * k * (csum @ a_row) + 4j * k * k * (ysum @ a)
+        dx = torch.where(near, 0.25 * lx, dx)      # placeholders, zeroed below
+        dy = torch.where(near, 0.25 * ly, dy)
+        # row m: w = k(dx + i y_m), y_m = dy - m ly; with a = k dx, β = k y_m,
+        # cot w = (sin2a - i sinh2β)/D, csc²w = 2(1 - cos2a cosh2β - i sin2a sinh2β)/D²,
+        # D = cosh2β - cos2a
+        s2a = torch.sin(2.0 * k * dx)
+        c2a = torch.cos(2.0 * k * dx)
+        e0 = torch.exp(2.0 * k * dy)
+        cr = torch.zeros_like(dx)
+        ci = torch.zeros_like(dx)
+        yr = torch.zeros_like(dx)
+        yi = torch.zeros_like(dx)
+        for m, f in zip(range(-rows, rows + 1), decay, strict=True):
+            e = e0 * f
+            ie = 1.0 / e
+            ch = 0.5 * (e + ie)
+            sh = 0.5 * (e - ie)
+            inv_d = 1.0 / (ch - c2a)
+            cr += s2a * inv_d
+            ci -= sh * inv_d
+            ym2 = 2.0 * (dy - m * ly) * inv_d * inv_d
+            yr += ym2 * (1.0 - c2a * ch)
+            yi -= ym2 * s2a * sh
+        zero = torch.zeros((), dtype=dx.dtype)
+        cr, ci = torch.where(near, zero, cr), torch.where(near, zero, ci)
+        yr, yi = torch.where(near, zero, yr), torch.where(near, zero, yi)
+        ci_bx, cr_bx = ci @ bx, cr @ bx
+        yr_bx, yi_bx, yr_by, yi_by = yr @ bx, yi @ bx, yr @ by, yi @ by
+        re_s2 = -4.0 * k * k0 * (ci_bx + k * (yi_by - yr_bx))
+        im_s2 = 4.0 * k * k0 * (cr_bx + k * (yr_by + yi_bx))
+        s1_chunk = 4.0 * k * k0 * (cr @ by + ci_bx)
         # σxx steps about the wrapped positions instead of the minimum image
-        dsgn = torch.sign(dy_direct) - torch.sign(dy)
+        dsgn = torch.sign(dy_direct) - torch.sign(dy_direct - ly * torch.round(dy_direct / ly))
         dsxx = -c_step * (dsgn @ bx)
-        s1_chunk = s1_chunk + dsxx
-        s2_chunk = s2_chunk - dsxx
-        s1[i0:i0 + step] = s1_chunk
-        s2[i0:i0 + step] = s2_chunk
+        s1[i0:i0 + step] = s1_chunk + dsxx
+        s2[i0:i0 + step] = torch.complex(re_s2 - dsxx, im_s2)
     # remove the cell mean of the σxx steps: mean = c Σ bx_j (2 y_j/ly - 1)
     mean_sxx = c_step * float((bx * (2.0 * pos[:, 1] / ly - 1.0)).sum())
     s1 = s1 - mean_sxx

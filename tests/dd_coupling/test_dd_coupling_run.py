@@ -97,3 +97,49 @@ def test_dd_cli_run_and_settings_errors(tmp_path):
     res = CliRunner().invoke(cli, ["dd", "schema"])
     assert res.exit_code == 0 and "junction_strength_mpa" in res.output
     assert math.isfinite(float(SMALL["cell_lx_um"]))
+
+
+@pytest.mark.slow
+def test_taylor_hardening_flow_stress_scales_with_sqrt_density(capsys):
+    """Single slip, random ± dislocations in a fixed cell at three densities: the stress
+    at which plastic strain reaches 2 b √ρ scales as √ρ; α = τ / (μ b √ρ) is reported.
+    The ramp rate, glide limit and capture distance are scaled with the density so that
+    the only length is 1/√ρ, except the cell, which is fixed (N varies 16 -> 144)."""
+    import torch
+    from scalebridge.dd_coupling.engine import init, step
+    from scalebridge.dd_coupling.mobility import LinearDragMobility
+
+    from .conftest import params, simple_geometry
+
+    b, mu, drag = B_A * 1e-10, MU_GPA * 1e9, 5e-5
+    law = LinearDragMobility(burgers_m=b, b0_pa_s=drag)
+    lx = ly = 0.6e-6
+    n_planes = 60
+    geom = simple_geometry(lx, ly, [(0.0, (i + 0.5) * ly / n_planes) for i in range(n_planes)])
+    rho_all, tau_all = [], []
+    for n in (16, 48, 144):
+        rho = n / (lx * ly)
+        d = 1 / math.sqrt(rho)
+        t_rho = drag / (mu * b * b * rho)                 # drag time over one spacing
+        p = params(law, loading="stress", rate=0.01 * mu * b * math.sqrt(rho) / t_rho,
+                   max_glide_m=0.02 * d, capture_m=0.04 * d, junction_m=0.0,
+                   dt_quantile=0.9, image_rows=1)
+        for seed in range(2):
+            g = torch.Generator().manual_seed(seed)
+            plane = torch.randint(0, n_planes, (n,), generator=g)
+            s = torch.rand(n, generator=g, dtype=torch.float64) * lx
+            sign = torch.tensor([1.0, -1.0], dtype=torch.float64).repeat(n // 2)
+            st = init(geom, plane, s, sign, params=p)
+            while abs(st.plastic_strain) < 2 * b * math.sqrt(rho):
+                st = step(geom, p, st)
+                assert st.n_steps < 20000
+            rho_all.append(rho)
+            tau_all.append(st.stress_pa)
+    rho_all, tau_all = np.array(rho_all), np.array(tau_all)
+    slope = np.polyfit(np.log(rho_all), np.log(tau_all), 1)[0]
+    alpha = float(np.mean(tau_all / (mu * b * np.sqrt(rho_all))))
+    with capsys.disabled():
+        print(f"\nTaylor: flow stress ∝ ρ^{slope:.3f}, α = {alpha:.3f} "
+              f"(τ = α μ b √ρ, ρ = initial density)")
+    assert 0.35 < slope < 0.65
+    assert 0.05 < alpha < 1.5
