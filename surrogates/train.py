@@ -126,7 +126,8 @@ def hardening_samples(paths: StrainPaths, plastic_tol: float) -> dict[str, np.nd
     Returns arrays ``ep``, ``rate`` (1/s), ``temperature_k``, ``sigma_mpa``, ``path``."""
     ep = plastic_history(paths)
     dep = np.diff(ep, axis=1)
-    flow = dep > plastic_tol * max(float(ep.max()), 1e-30)
+    # relative to the largest ε̄_p, with an absolute floor far above round-off of ε - C⁻¹σ
+    flow = dep > max(plastic_tol * float(ep.max()), 1e-10)
     pi = np.nonzero(flow)[0]
     vm = mandel.von_mises(paths.stress[:, 1:])
     return {"ep": ep[:, 1:][flow], "rate": dep[flow] / paths.dt[pi],
@@ -449,8 +450,8 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
     """Rebuild the model of a ``Surrogate`` artifact (or a folder holding surrogate.json
     and model.pt, as written by ``export``)."""
     path = Path(path)
-    if (path / "manifest.json").exists():
-        read_artifact(path, kind="Surrogate")
+    if (path / "manifest.json").exists() or not (path / "surrogate.json").exists():
+        read_artifact(path, kind="Surrogate")  # one-line error: missing, incomplete, kind
     try:
         rec = json.loads((path / "surrogate.json").read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -199,3 +199,16 @@ def test_rate_dependent_hardening_keeps_a_consistent_tangent(tmp_path):
     assert summary["checks_passed"], rec["checks"]
     assert rec["checks"]["checks"]["tangent"]["error"] < 1e-6
     assert rec["metrics"]["validation"]["max_error_over_yield"] < 0.02
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, j2_data):
+    from scalebridge.errors import ArtifactError, ScalebridgeError
+
+    with pytest.raises(ArtifactError, match="no artifact"):
+        load_surrogate(tmp_path / "missing")
+    with pytest.raises(ArtifactError, match="is a ConstitutiveDataset artifact"):
+        load_surrogate(j2_data.path)
+    elastic = J2DataSettings(n_paths=4, steps=4, amplitude=1e-4).make(tmp_path / "elastic")
+    with pytest.raises(ScalebridgeError, match="never yield") as e:
+        SurrogateSettings().make(elastic, tmp_path / "s")
+    assert "\n" not in str(e.value)
