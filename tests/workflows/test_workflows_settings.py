@@ -98,3 +98,24 @@ def test_example_files_validate():
         assert s.run.data == [root / "data" / "training.json"]
     prod = load_run_settings(root / "production.toml")
     assert prod.execution.engine == "parsl" and prod.execution.mpi_ranks > 1
+
+
+def test_finished_glide_task_is_not_run_again(tmp_path):
+    """A glide point finished before a kill is returned from its row.json, not rerun
+    (the task has no potential or LAMMPS to run with: it would fail if it tried)."""
+    import json
+
+    from scalebridge.workflows.stage_md import glide_task
+
+    done = tmp_path / "edge_T300_tau500"
+    done.mkdir()
+    row = {"character": "edge", "temperature_k": 300.0, "tau_mpa": 500.0,
+           "velocity_m_s": 1262.0, "velocity_err_m_s": 43.0, "n_atoms": 348,
+           "duration_ps": 2.0, "workdir": str(done)}
+    (done / "row.json").write_text(json.dumps(row))
+    task = {"workdir": str(done), "maker": {}, "point": {}, "potential": str(tmp_path / "x"),
+            "models": "auto", "a0_a": 3.16, "resources": {}}
+    assert glide_task(task) == row
+    task["workdir"] = str(tmp_path / "edge_T300_tau1000")  # not finished: it must run
+    with pytest.raises(Exception):  # noqa: B017  (no potential there: it tries and fails)
+        glide_task(task)
