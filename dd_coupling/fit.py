@@ -8,6 +8,8 @@ fits
   than one temperature, c only when the data approach saturation), with the parameter
   covariance from the Jacobian (inflated by the reduced χ² when that exceeds 1), giving B
   at every temperature with its standard error;
+* the kink-pair law for screws (attempt velocity, enthalpy H0, Peierls stress) when screw
+  rows exist at two or more temperatures;
 * the neural ensemble law (:class:`~scalebridge.dd_coupling.neural.NeuralMobility`) on
   bootstrap resamples, one member per resample,
 
@@ -171,6 +173,56 @@ def fit_drag(t: VelocityTable, b_m: float, rel: float = 0.02) -> dict[str, Any]:
             "drag_by_temperature": by_t, "chi2_red": chi2_red, "n": n}
 
 
+# ---------------------------------------------------------------------- kink-pair fit
+def fit_kink_pair(t: VelocityTable, b_m: float, drag_pa_s: float | None = None,
+                  p: float = 0.5, q: float = 1.5, rel: float = 0.02) -> dict[str, Any]:
+    """Fit the kink-pair law (screws) to rows at two or more temperatures.
+
+    Fits ``v0`` (attempt velocity), ``H0`` (kink-pair enthalpy, eV) and ``τP`` (Peierls
+    stress) with ``p, q`` fixed, in series with drag ``drag_pa_s`` (None: no drag limit),
+    by weighted least squares on ln|v|. Returns the parameters with standard errors
+    (covariance from the Jacobian, inflated by the reduced χ² when > 1) and ``chi2_red``.
+    """
+    from scalebridge.dd_coupling.mobility import KinkPairMobility
+
+    sel = (t.tau_pa != 0) & (t.velocity_m_s * t.tau_pa > 0)
+    if len(np.unique(t.temperature_k[sel])) < 2 or sel.sum() < 4:
+        raise DataError(f"{t.source}: the kink-pair fit needs rows at two or more "
+                        "temperatures with v·tau > 0")
+    tau, temp, v = np.abs(t.tau_pa[sel]), t.temperature_k[sel], np.abs(t.velocity_m_s[sel])
+    sig = _sigma(t.select(sel), rel) / v
+    tmax = float(tau.max())
+
+    def law(x: np.ndarray) -> KinkPairMobility:
+        return KinkPairMobility(burgers_m=b_m, enthalpy_ev=x[1], peierls_pa=math.exp(x[2]),
+                                attempt_m_s=math.exp(x[0]),
+                                drag_pa_s=drag_pa_s if drag_pa_s else 1e-30, p=p, q=q)
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        vp = np.asarray(law(x).velocity(tau, temp, np.ones(len(tau), int)))
+        return (np.log(np.maximum(vp, 1e-300)) - np.log(v)) / sig
+
+    best = None
+    for h0 in (0.3, 0.8, 1.5):
+        x0 = np.array([math.log(10 * float(v.max())), h0, math.log(1.5 * tmax)])
+        res = least_squares(resid, x0, bounds=([-20, 0.01, math.log(0.2 * tmax)],
+                                               [40, 5.0, math.log(100 * tmax)]))
+        if best is None or res.cost < best.cost:
+            best = res
+    assert best is not None
+    n, k = len(v), 3
+    chi2_red = 2 * best.cost / max(n - k, 1)
+    try:
+        cov = np.linalg.inv(best.jac.T @ best.jac) * max(chi2_red, 1.0)
+    except np.linalg.LinAlgError:
+        cov = np.full((k, k), np.nan)
+    v0, h0, tp = math.exp(best.x[0]), float(best.x[1]), math.exp(best.x[2])
+    return {"attempt_m_s": v0, "attempt_err_m_s": v0 * math.sqrt(max(cov[0, 0], 0)),
+            "enthalpy_ev": h0, "enthalpy_err_ev": math.sqrt(max(cov[1, 1], 0)),
+            "peierls_mpa": tp * 1e-6, "peierls_err_mpa": tp * 1e-6 * math.sqrt(max(cov[2, 2], 0)),
+            "p": p, "q": q, "drag_pa_s": drag_pa_s, "chi2_red": chi2_red, "n": n}
+
+
 # ---------------------------------------------------------------------- neural fit
 def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     """Train the ensemble on ``t``: each member on a bootstrap resample (member 0 on all
@@ -218,6 +270,14 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
         drag_fits[CHARACTERS[c]] = fit_drag(t.select(t.character == c), b_m,
                                             s.relative_error_floor)
     edge = drag_fits.get("edge") or next(iter(drag_fits.values()))
+    screws = t.select(t.character == 1)
+    kink_pair = None
+    if len(screws) >= 4 and len(np.unique(screws.temperature_k)) >= 2:
+        edge_drag = drag_fits["edge"]["b0_pa_s"] if "edge" in drag_fits else None
+        try:
+            kink_pair = fit_kink_pair(screws, b_m, edge_drag, rel=s.relative_error_floor)
+        except DataError as e:
+            log.warning("kink-pair fit skipped: %s", e)
     screw_ratio = 1.0
     if "edge" in drag_fits and "screw" in drag_fits:
         screw_ratio = drag_fits["screw"]["b0_pa_s"] / drag_fits["edge"]["b0_pa_s"]
@@ -251,7 +311,8 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
         _, std = neural.velocity_with_uncertainty(t.tau_pa, t.temperature_k, t.character)
         metrics["neural"]["mean_ensemble_std_m_s"] = float(np.mean(std))
     save_mobility(law, work, extra={"burgers_m": b_m})
-    write_json_atomic(work / "fit.json", {"drag": drag_fits, "metrics": metrics,
+    write_json_atomic(work / "fit.json", {"drag": drag_fits, "kink_pair": kink_pair,
+                                          "metrics": metrics,
                                           "chosen": law.name, "n_rows": len(t)})
     _plot_fit(t, drag_law, neural, work)
     summary: dict[str, Any] = {"law": law.name, "n_rows": len(t), "tau_max_mpa": tau_max}
@@ -260,6 +321,9 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
         summary[f"drag_{cname}_b0_err_pa_s"] = f["b0_err_pa_s"]
     for name, m in metrics.items():
         summary[f"{name}_r2"] = m["r2"]
+    if kink_pair is not None:
+        summary["kink_pair_enthalpy_ev"] = kink_pair["enthalpy_ev"]
+        summary["kink_pair_enthalpy_err_ev"] = kink_pair["enthalpy_err_ev"]
     return summary
 
 
@@ -304,4 +368,4 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
         w.writerows(rows)
 
 
-__all__ = ["FitMobilitySettings", "fit_and_write", "fit_drag", "fit_neural"]
+__all__ = ["FitMobilitySettings", "fit_and_write", "fit_drag", "fit_kink_pair", "fit_neural"]

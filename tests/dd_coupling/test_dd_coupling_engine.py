@@ -162,3 +162,24 @@ def test_source_nucleates_dipole_after_nucleation_time():
             i = int(torch.argmax(st.sign))
             assert float(st.s[i]) > 0.3e-6 > float(st.s[1 - i])
             assert st.plastic_strain > 0
+
+
+def test_single_dislocation_with_neural_law_moves_at_its_velocity():
+    """The engine calls the neural law like any other: v_DD = law(τ); beyond the training
+    range the DD policy clamps instead of failing."""
+    from scalebridge.dd_coupling.mobility import ValidRange
+    from scalebridge.dd_coupling.neural import NeuralMobility
+
+    torch.manual_seed(0)
+    vr = ValidRange(tau_mpa=(0, 200.0), temperature_k=(300.0, 300.0), characters=("edge",))
+    law = NeuralMobility(200e6, 500.0, 300.0, 1.0, vr, n_members=2, out_of_range="clamp")
+    lx = ly = 2e-6
+    geom = simple_geometry(lx, ly, [(0.0, 0.3e-6)])
+    for tau_app in (60e6, 400e6):
+        p = params(law, stress_offset_pa=tau_app, max_glide_m=2e-9, dt_max_s=1e-9)
+        st = run(geom, p, init(geom, torch.tensor([0]), t_([0.1e-6]), t_([1.0]), params=p),
+                 n_steps=20)
+        v_law = float(law.velocity(t_([min(tau_app, 200e6)]), 300.0, torch.tensor([0]))[0])
+        assert v_law > 0
+        assert float(st.travel[0]) / st.time == pytest.approx(v_law, rel=1e-9)
+    assert law.n_out_of_range > 0
