@@ -143,3 +143,20 @@ def test_taylor_hardening_flow_stress_scales_with_sqrt_density(capsys):
               f"(τ = α μ b √ρ, ρ = initial density)")
     assert 0.35 < slope < 0.65
     assert 0.05 < alpha < 1.5
+
+
+def test_stress_control_run(tmp_path):
+    """Stress control: the applied stress follows offset + rate·t and the strain column is
+    elastic + plastic."""
+    props = make_properties(tmp_path / "props")
+    mob = make_drag_law(tmp_path / "mob")
+    cfg = {**SMALL, "realisations": 1, "loading": "stress", "initial_stress_mpa": 20.0,
+           "stress_rate_mpa_ns": 5.0, "final_time_ns": 12.0}
+    art = DDSettings(**cfg).make(mob, props, tmp_path / "dd")
+    _, tab = read_table(art.path / "stress_strain.csv")
+    assert np.allclose(tab[:, 2], 20.0 + 5.0 * tab[:, 0] * 1e9, rtol=1e-6)
+    assert np.allclose(tab[:, 1], tab[:, 3] + tab[:, 2] / (MU_GPA * 1e3), rtol=1e-6,
+                       atol=1e-12)
+    assert tab[-1, 3] > 0
+    run = json.loads((art.path / "run.json").read_text())
+    assert run["loading"]["mode"] == "stress" and run["loading"]["strain_rate_s"] is None
