@@ -444,7 +444,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "plastic_strain_from_slip": r["slip_moment"]} for i, r in enumerate(runs)],
     }
     write_json_atomic(work / "run.json", run_doc)
-    return {
+    return _finite_or_none({
         "flow_stress_mpa": flow_mpa, "density_end_m2": rho_end,
         "taylor_alpha": alpha_taylor, "plastic_strain_end": float(mean[-1, 3]),
         "n_avalanches": len(aval_rows), "avalanche_exponent": alpha,
@@ -452,7 +452,13 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "steps": [r["state"].n_steps for r in runs],
         "out_of_range_fraction": max(r["out_of_range_fraction"] for r in runs),
         "truncated": any(r["truncated"] for r in runs),
-    }
+    })
+
+
+def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf -> None, so manifests stay strict JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in d.items()}
 
 
 __all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "avalanches", "power_law_exponent",
