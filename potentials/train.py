@@ -18,7 +18,7 @@ import math
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -83,6 +83,10 @@ def neighbor_stat(systems_dir: Path, rcut: float, type_map: list[str], cwd: Path
     return [int(x) for x in m.group(1).replace(",", " ").split()], float(d.group(1))
 
 
+#: frames per batch, or DeePMD's "auto" / "auto:N" (enough frames for N atoms)
+BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^auto(:\d+)?$")]
+
+
 class DescriptorSettings(StrictModel):
     """The descriptor (environment embedding)."""
 
@@ -106,7 +110,9 @@ class TrainSettings(StrictModel):
                                            description="descriptor")
     fitting_neuron: list[int] = Field([120, 120, 120], description="fitting net widths")
     steps: int = Field(2000, ge=1, description="training steps per model")
-    batch_size: int | Literal["auto"] = Field("auto", description="frames per batch")
+    batch_size: BatchSize = Field(
+        "auto", description="frames per batch, or 'auto' / "
+        "'auto:N' (enough frames for N atoms, default 32)")
     start_lr: float = Field(1e-3, gt=0, description="initial learning rate")
     stop_lr: float = Field(1e-6, gt=0, description="final learning rate (exp decay)")
     decay_steps: int | None = Field(None, ge=1, description="lr decay interval; None: "
