@@ -69,6 +69,8 @@ class MobilityMaker(StrictModel):
     fit_from: float = Field(0.3, ge=0, lt=0.9,
                             description="fraction of the loaded run skipped before the fit")
     seed: int = Field(4928, ge=1, description="velocity and thermostat seed")
+    drag_fit_max_tau_mpa: float | None = Field(
+        None, description="fit the linear drag only up to this stress (linear regime), MPa")
     boundary: Literal["rigid", "traction"] = Field(
         "rigid", description="rigid loaded blocks (far-field built) or traction on free "
         "surfaces")
@@ -130,21 +132,24 @@ class MobilityMaker(StrictModel):
             out = list(rows) if rows is not None else [
                 self.run_point(pot, a0, p, work / "runs" / p.tag, resources)
                 for p in self.grid()]
-            return collect_velocity(out, work, a0)
+            return collect_velocity(out, work, a0, self.drag_fit_max_tau_mpa)
 
         settings = {"maker": self, "a0_a": a0_a, "potential": pot.name,
                     "collected": rows is not None}
         return produce("DefectStats", path, settings, inputs, build, force=force)
 
 
-def fit_drag(rows: Sequence[dict[str, Any]], b_a: float) -> list[dict[str, Any]]:
+def fit_drag(rows: Sequence[dict[str, Any]], b_a: float,
+             max_tau_mpa: float | None = None) -> list[dict[str, Any]]:
     """Linear drag v = b·τ/B through the origin, per (character, T), on the rows with
-    τ·v > 0. Returns rows with ``drag_pa_s`` and its standard error."""
+    τ·v > 0 (and |τ| ≤ ``max_tau_mpa``: the linear regime). Returns rows with
+    ``drag_pa_s`` and its standard error."""
     out = []
     keys = sorted({(r["character"], float(r["temperature_k"])) for r in rows})
     for ch, T in keys:
         sel = [r for r in rows if r["character"] == ch and float(r["temperature_k"]) == T
-               and np.isfinite(r["velocity_m_s"]) and r["tau_mpa"] * r["velocity_m_s"] > 0]
+               and np.isfinite(r["velocity_m_s"]) and r["tau_mpa"] * r["velocity_m_s"] > 0
+               and (max_tau_mpa is None or abs(r["tau_mpa"]) <= max_tau_mpa)]
         if len(sel) < 1:
             continue
         tau = np.array([r["tau_mpa"] for r in sel]) * 1e6
@@ -160,14 +165,14 @@ def fit_drag(rows: Sequence[dict[str, Any]], b_a: float) -> list[dict[str, Any]]
     return out
 
 
-def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float
-                     ) -> dict[str, Any]:
+def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
+                     max_tau_mpa: float | None = None) -> dict[str, Any]:
     """Write ``velocity.csv``, ``drag.csv``, the plot and the dumps into ``work``."""
     b = a0 * math.sqrt(3) / 2
     rows = sorted(rows, key=lambda r: (r["character"], r["temperature_k"], r["tau_mpa"]))
     write_rows(work / "velocity.csv", rows, VELOCITY_COLUMNS)
     shutil.copyfile(work / "velocity.csv", work / "velocity_stress.csv")
-    drag = fit_drag(rows, b)
+    drag = fit_drag(rows, b, max_tau_mpa)
     write_rows(work / "drag.csv", drag, ["character", "temperature_k", "n_points",
                                          "drag_pa_s", "drag_err_pa_s", "burgers_a"])
     dumps = work / "dumps"
