@@ -18,13 +18,15 @@ dislocation relaxes in place. (matscipy.dislocation builds the same dislocations
 cylinders with fixed boundaries; it has no periodic glide slab, which a velocity
 measurement needs.)
 
-Glide: opposite forces along b on every atom of the top and bottom surface layers apply
-the resolved shear stress τ = F/A (A the glide-plane area) as a traction on the free
-surfaces; the velocity components normal to the glide plane (y) of all atoms are
-thermostatted (stochastic velocity rescaling, ``temp/csvr`` on a ``temp/partial 0 1 0``
-temperature) so that the thermostat adds no friction to the glide itself (a Langevin
-thermostat on all components adds a drag of the order of 1e-4 Pa·s at 0.5 ps damping,
-more than the phonon drag being measured); the total momentum is removed.
+Glide: the top and bottom boundary layers are rigid blocks, built with the far-field
+(uniform ramp) displacement so that they carry no imprint of where the core was built,
+and loaded by opposite forces along b: τ = F/A (A the glide-plane area). (The other
+boundary, ``traction``, puts the forces on deformable surface layers; free surfaces then
+pull a screw out of a thin slab by its image force.) The velocity components normal to
+the glide plane (y) are thermostatted (stochastic velocity rescaling, ``temp/csvr`` on a
+``temp/partial 0 1 0`` temperature), so the thermostat adds no friction to the glide
+itself (a Langevin thermostat on all components would add a drag estimated at ~1e-4 Pa·s at
+0.5 ps damping, as much as the drag being measured); the total momentum is removed.
 With τ > 0 (top pushed along +b) the dislocation moves along +z for both
 characters (Peach–Koehler). The core position along z is located in each dumped frame
 with OVITO's DXA (the mean of the 1/2<111> line points, unwrapped across the periodic
