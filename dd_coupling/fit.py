@@ -57,7 +57,7 @@ class FitMobilitySettings(StrictModel):
     members: int = Field(4, ge=1, description="neural ensemble members (bootstrap resamples)")
     hidden: int = Field(16, ge=2, description="hidden units per layer")
     terms: int = Field(4, ge=1, description="tanh and sinh terms per member")
-    epochs: int = Field(1500, ge=1, description="full-batch Adam epochs per member")
+    epochs: int = Field(1000, ge=1, description="full-batch Adam epochs per member")
     learning_rate: float = Field(0.02, gt=0, description="Adam learning rate")
     relative_error_floor: float = Field(
         0.02, ge=0, description="relative error added in quadrature to velocity_err_m_s")
@@ -139,7 +139,7 @@ def fit_drag(t: VelocityTable, b_m: float, rel: float = 0.02) -> dict[str, Any]:
 
     res = fit(False)
     fit_c = False
-    if len(v) > 3 + multi_t:
+    if len(v) > 2 + multi_t:                     # more rows than parameters
         res_c = fit(True)
         c = math.exp(res_c.x[-1])
         # keep saturation only when it improves chi² clearly and is resolved by the data
@@ -226,7 +226,9 @@ def fit_kink_pair(t: VelocityTable, b_m: float, drag_pa_s: float | None = None,
 # ---------------------------------------------------------------------- neural fit
 def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     """Train the ensemble on ``t``: each member on a bootstrap resample (member 0 on all
-    rows), loss = mean squared error normalised by the per-row uncertainty."""
+    rows; with fewer than 10 rows every member sees all rows and the spread comes from
+    the random initialisation alone), loss = mean squared error normalised by the per-row
+    uncertainty."""
     tau_scale = float(np.max(np.abs(t.tau_pa)))
     v_scale = float(np.max(np.abs(t.velocity_m_s)))
     if tau_scale == 0 or v_scale == 0:
@@ -247,7 +249,7 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     w = torch.as_tensor(v_scale / _sigma(t, s.relative_error_floor))
     # symmetric augmentation is unnecessary (odd by construction)
     for k, member in enumerate(law.members):
-        idx = np.arange(len(t)) if k == 0 else rng.integers(0, len(t), len(t))
+        idx = np.arange(len(t)) if k == 0 or len(t) < 10 else rng.integers(0, len(t), len(t))
         ii = torch.as_tensor(idx)
         opt = torch.optim.Adam(member.parameters(), lr=s.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.epochs)

@@ -83,7 +83,7 @@ class DDSettings(StrictModel):
     component: Literal["shear_xy", "tension_x"] = Field(
         "shear_xy", description="loaded stress component (resolved shear: shear_xy)")
     strain_rate_s: float = Field(1.0e4, gt=0, description="strain rate (strain control), 1/s")
-    final_strain: float = Field(3.0e-3, gt=0, description="end strain (strain control)")
+    final_strain: float = Field(2.0e-3, gt=0, description="end strain (strain control)")
     stress_rate_mpa_ns: float = Field(0.5, description="stress rate (stress control), MPa/ns")
     initial_stress_mpa: float = Field(0.0, description="stress at t=0 (stress control), MPa")
     final_time_ns: float = Field(200.0, gt=0, description="duration (stress control), ns")

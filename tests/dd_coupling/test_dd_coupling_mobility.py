@@ -224,3 +224,23 @@ def test_fit_recovers_kink_pair_activation_enthalpy(tmp_path):
     assert abs(kp["enthalpy_ev"] - 0.6) < 3 * kp["enthalpy_err_ev"]
     assert abs(kp["peierls_mpa"] - 600) < 3 * kp["peierls_err_mpa"]
     assert art.summary["kink_pair_enthalpy_ev"] == pytest.approx(kp["enthalpy_ev"])
+
+
+def test_fit_with_three_rows_like_the_example_chain(tmp_path):
+    """Three saturated edge points (the Mo example's MD grid): the drag fit still
+    resolves B and c, and the neural law goes through the points."""
+    from scalebridge.dd_coupling.fit import fit_drag, fit_neural
+    from scalebridge.dd_coupling.inputs import VelocityTable
+
+    rows = sample_velocity_table(np.random.default_rng(0), 2e-5, 0.0, temps=(300.0,),
+                                 tau_mpa=np.array([250.0, 500.0, 1000.0]))
+    t = VelocityTable(np.zeros(3, int), np.full(3, 300.0),
+                      np.array([r["tau_mpa"] for r in rows]) * 1e6,
+                      np.array([r["velocity_m_s"] for r in rows]),
+                      np.array([r["velocity_err_m_s"] for r in rows]), "three rows")
+    d = fit_drag(t, B)
+    assert abs(d["b0_pa_s"] - 2e-5) < 3 * d["b0_err_pa_s"] and d["b0_err_pa_s"] < 4e-6
+    assert d["saturation_m_s"] == pytest.approx(3000.0, rel=0.1)
+    law = fit_neural(t, FitMobilitySettings(members=2, epochs=600))
+    pred = law.velocity(t.tau_pa, t.temperature_k, t.character)
+    assert np.allclose(pred, t.velocity_m_s, rtol=0.03)
