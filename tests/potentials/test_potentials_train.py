@@ -110,3 +110,25 @@ def test_compressed_model_matches(tmp_path, tiny_dataset):
         res.append((atoms.get_potential_energy(), atoms.get_forces()))
     assert res[0][0] == pytest.approx(res[1][0], abs=1e-3 * len(atoms))
     assert np.allclose(res[0][1], res[1][1], atol=1e-3)
+
+
+@pytest.mark.slow
+def test_init_model_continues_from_a_frozen_model(tmp_path, tiny_potential, tiny_dataset):
+    """init_model: one step at a negligible learning rate reproduces the start model."""
+    start = load_potential(tiny_potential).models[0]
+    s = TrainSettings.model_validate({
+        "descriptor": {"sel": [48], "neuron": [8, 16], "axis_neuron": 4},
+        "fitting_neuron": [32, 32], "steps": 1, "ensemble": 1, "start_lr": 1e-9,
+        "stop_lr": 1e-9, "compress": False, "evaluate": False, "init_model": str(start)})
+    pot = s.make(tiny_dataset, tmp_path / "cont")
+    assert pot.manifest["inputs"]["init_model"]["sha256"]
+    from ase.build import bulk
+
+    atoms = bulk("Mo", "bcc", a=3.16, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=0)
+    out = []
+    for info in (load_potential(tiny_potential), load_potential(pot)):
+        atoms.calc = info.calculator()
+        out.append((atoms.get_potential_energy(), atoms.get_forces()))
+    assert out[0][0] == pytest.approx(out[1][0], abs=1e-4 * len(atoms))
+    assert np.allclose(out[0][1], out[1][1], atol=1e-4)
