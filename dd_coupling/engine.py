@@ -252,6 +252,8 @@ def init(geom: DDGeometry, plane: torch.Tensor | None = None, s: torch.Tensor | 
                     src_timer=torch.zeros(geom.src_plane.shape[0], dtype=torch.float64))
     if params is not None:
         state.stress_pa = applied_stress(params, state)
+        if params.loading == "stress":
+            state.strain = state.stress_pa / params.modulus_pa
     return state
 
 

@@ -30,7 +30,6 @@ from scalebridge.dd_coupling.engine import (
     DDGeometry,
     DDParams,
     DDState,
-    applied_stress,
     init,
     make_planes,
     plane_period,
@@ -184,7 +183,7 @@ class DDSettings(StrictModel):
         """Run one realisation; returns its per-step trace (arrays) and snapshots."""
         geom, state = self.geometry(material, seed)
         params = self.params(material, mobility)
-        state.stress_pa = applied_stress(params, state)
+        state = init(geom, state.plane, state.s, state.sign, params=params)
         end = (self.final_strain / self.strain_rate_s if self.loading == "strain"
                else self.final_time_ns * 1e-9)
         snap_times = list(np.linspace(0, end, self.snapshots))
