@@ -49,12 +49,17 @@ def main() -> int:
     ap.add_argument("--settings", default=str(ROOT / "examples" / "mo" / "mo.toml"))
     ap.add_argument("--run-dir", default=str(ROOT / "runs" / "mo_bench"))
     ap.add_argument("--out", default=str(HERE / "results" / "mo_chain.json"))
-    ap.add_argument("--keep", action="store_true", help="do not empty the run dir first")
+    ap.add_argument("--keep", action="store_true", help="do not empty the run dir first "
+                    "(resume; the stages already done are listed in the JSON and their "
+                    "seconds come from their records)")
     args = ap.parse_args()
+
+    from scalebridge.workflows.chain import read_records
 
     run_dir = Path(args.run_dir)
     if run_dir.exists() and not args.keep:
         shutil.rmtree(run_dir)
+    already = sorted(read_records(run_dir)) if run_dir.exists() else []
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     env["SCALEBRIDGE_NO_PROGRESS"] = "1"
@@ -67,8 +72,6 @@ def main() -> int:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=ROOT)
     wall = time.perf_counter() - t0
-
-    from scalebridge.workflows.chain import read_records
 
     records = read_records(run_dir)
     stages: dict[str, float | None] = {k: r.get("seconds") for k, r in records.items()}
@@ -88,6 +91,8 @@ def main() -> int:
         "returncode": proc.returncode,
         "wall_seconds": round(wall, 1),
         "stage_seconds": stages,
+        "stage_seconds_total": round(sum(v for v in stages.values() if v), 1),
+        "already_done_at_start": already,
         "headline": headline,
         "report": str(run_dir / "report.md"),
         "machine": {"cores": os.cpu_count(), "cpu": cpu_model(),
