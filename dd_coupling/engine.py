@@ -16,7 +16,8 @@ One :func:`step`:
 4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` emits a
    dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)`` (expanding under the stress);
 5. glide with point obstacles that stop a dislocation until ``|τ| > τ_obs``;
-6. annihilation of opposite-sign neighbours on a plane closer than the capture distance;
+6. annihilation of opposite-sign neighbours on a plane that end the step closer than the
+   capture distance or crossed each other during it (so the glide per step may exceed it);
    dislocations on different systems closer than the junction distance lock (v = 0)
    until the stress without their partner exceeds the junction strength;
 7. loading: strain control ``τ_app = M (ε̇ t - ε_p)`` or stress control ``τ_app = σ̇ t``.
@@ -354,9 +355,12 @@ def _obstacle_limit(geom: DDGeometry, state: DDState, ds: torch.Tensor, tau: tor
     return ds, pinned
 
 
-def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float) -> torch.Tensor:
+def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float,
+                       ds: torch.Tensor | None = None) -> torch.Tensor:
     """(n,) bool: dislocations that annihilate with an opposite-sign neighbour on the same
-    plane closer than ``capture`` (pairs chosen greedily by smallest gap, disjoint)."""
+    plane: neighbours at the positions of ``state``, whose gap after the glide ``ds`` (n,)
+    (none: zero) is below ``capture`` or negative (they crossed during the step). Pairs are
+    chosen greedily by smallest gap, disjoint."""
     n = state.n
     remove = torch.zeros(n, dtype=torch.bool)
     if n < 2:
@@ -371,6 +375,9 @@ def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float) -> torc
     is_last[:-1] = pl[1:] != pl[:-1]
     nxt = torch.where(is_last, first, idx + 1)
     gap = torch.remainder(s[nxt] - s, length)
+    if ds is not None:
+        d = ds[order]
+        gap = gap + d[nxt] - d
     cand = (nxt != idx) & (sg[nxt] != sg) & (gap < capture)
     if not bool(cand.any()):
         return remove
@@ -444,8 +451,7 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     d_plastic = params.b_m / geom.area * (float((sign * ds * m_sys).sum()) + new_moment)
 
     # annihilation
-    after = replace(moved, s=s, travel=travel)
-    gone = _annihilation_mask(geom, after, params.capture_m)
+    gone = _annihilation_mask(geom, moved, params.capture_m, ds)
     removed_moment = state.removed_moment
     n_gone = int(gone.sum())
     if n_gone:

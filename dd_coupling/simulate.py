@@ -88,9 +88,9 @@ class DDSettings(StrictModel):
     final_time_ns: float = Field(200.0, gt=0, description="duration (stress control), ns")
     dt_max_ns: float = Field(0.5, gt=0, description="largest time step, ns")
     max_glide_b: float = Field(
-        3.0, gt=0, description="largest glide per step, in b (adaptive time step)")
+        20.0, gt=0, description="largest glide per step, in b (adaptive time step)")
     dt_quantile: float = Field(
-        0.8, gt=0, le=1, description="dt = max_glide / (this quantile of |v|); faster "
+        0.95, gt=0, le=1, description="dt = max_glide / (this quantile of |v|); faster "
         "dislocations are limited to max_glide per step (1: exact, slower)")
     image_rows: int = Field(1, ge=0, le=4, description="image rows ±M summed along y")
     out_of_range: Literal["error", "warn", "clamp"] = Field(
@@ -126,7 +126,7 @@ class DDSettings(StrictModel):
             temperature_k=self.temperature_k, nucleation_time_s=self.nucleation_time_ns * 1e-9,
             capture_m=self.capture_distance_b * b, junction_m=self.junction_distance_b * b,
             junction_strength_pa=self.junction_strength_mpa * 1e6, dt_max_s=self.dt_max_ns * 1e-9,
-            max_glide_m=min(self.max_glide_b, 0.5 * self.capture_distance_b) * b,
+            max_glide_m=self.max_glide_b * b,
             dt_quantile=self.dt_quantile, image_rows=self.image_rows, loading=self.loading,
             component=self.component,
             rate=rate, stress_offset_pa=self.initial_stress_mpa * 1e6)
