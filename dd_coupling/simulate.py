@@ -90,7 +90,7 @@ class DDSettings(StrictModel):
     max_glide_b: float = Field(
         20.0, gt=0, description="largest glide per step, in b (adaptive time step)")
     dt_quantile: float = Field(
-        0.95, gt=0, le=1, description="dt = max_glide / (this quantile of |v|); faster "
+        0.8, gt=0, le=1, description="dt = max_glide / (this quantile of |v|); faster "
         "dislocations are limited to max_glide per step (1: exact, slower)")
     image_rows: int = Field(1, ge=0, le=4, description="image rows ±M summed along y")
     out_of_range: Literal["error", "warn", "clamp"] = Field(
