@@ -15,7 +15,7 @@ like for like. Writes ``benchmarks/results/md_throughput.json``::
 Usage::
 
     python benchmarks/md_throughput.py --potential runs/mo/potential [--size 10]
-        [--steps 50] [--threads 1] [--ranks 1]
+        [--steps 50] [--repeat 3] [--threads 1] [--ranks 1]
 
 The machine this ran on is shared (see ``load_average``): take ratios, not absolutes.
 """
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=10, help="n of the n³ conventional cell")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="timed runs per model, interleaved over models; the fastest counts "
+                         "(the machine is shared)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--models", default="deepmd_frozen,deepmd_compressed,snap,qsnap")
@@ -115,15 +118,24 @@ def main(argv: list[str] | None = None) -> int:
                     "load_average_start": os.getloadavg()[0],
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory(prefix="md_throughput_") as tmp:
+        best: dict[str, dict] = {}
+        for rep in range(args.repeat):
+            for name, pot in pots.items():
+                sp = speed(pot, args.size, args.steps, args.warmup,
+                           Path(tmp) / name / f"speed_{rep}", res)
+                print(name, "run", rep, round(sp["us_per_atom_step"], 2), flush=True)
+                if name not in best or sp["us_per_atom_step"] < best[name]["us_per_atom_step"]:
+                    best[name] = sp
         for name, pot in pots.items():
             work = Path(tmp) / name
-            sp = speed(pot, args.size, args.steps, args.warmup, work / "speed", res)
+            sp = best[name]
             acc = accuracy(pot, test, work / "accuracy", res)
             result["models"][name] = {"us_per_atom_step": round(sp["us_per_atom_step"], 3),
                                       "force_mae_ev_per_a": round(acc["force_mae_ev_per_a"], 4),
                                       "energy_mae_mev_per_atom":
                                           round(acc["energy_mae_mev_per_atom"], 3),
-                                      "timed_steps": sp["steps"]}
+                                      "timed_steps": sp["steps"],
+                                      "repeats": args.repeat}
             print(name, result["models"][name], flush=True)
     m = result["models"]
     ratios = {}
