@@ -23,7 +23,7 @@ from scalebridge.artifacts import Artifact
 from scalebridge.workflows.chain import Chain, read_records
 
 #: File suffixes (and directory suffixes, for VTX) that OVITO or ParaView open.
-OVITO_SUFFIXES = (".dump", ".lammpstrj", ".ca", ".extxyz", ".xyz", ".data", ".lmp", ".vasp",
+OVITO_SUFFIXES = (".dump", ".lammpstrj", ".ca", ".extxyz", ".xyz", ".data", ".vasp",
                   ".poscar")
 PARAVIEW_SUFFIXES = (".bp", ".xdmf", ".xdmf3", ".vtu", ".pvd", ".vtk", ".pvtu")
 
