@@ -8,7 +8,8 @@ field with ±1 image rows, mobility, obstacles, annihilation). Writes
 ``benchmarks/results/dd_scaling.json``: ``n``, ``seconds_per_step``, ``exponent`` (log-log
 slope against the dislocation count ``n_actual``, for N ≥ 1000), ``neural_over_analytic``
 (time per step with a fitted neural law over the drag law it was fitted to, same
-configuration), machine and date.
+configuration; ``neural_over_analytic_full_run``: a complete small DD run with each),
+machine and date.
 """
 
 from __future__ import annotations
@@ -63,6 +64,27 @@ def fitted_neural(drag: LinearDragMobility):
     return law
 
 
+def full_run_seconds(law, workdir: Path) -> tuple[float, dict]:
+    """Wall time of a complete small DDSettings run (sources, obstacles, 1 realisation)
+    with ``law``; the material comes from a Properties artifact as in the chain."""
+    from scalebridge.artifacts import produce
+    from scalebridge.dd_coupling.mobility import save_mobility
+
+    def props(work: Path) -> dict:
+        (work / "properties.json").write_text(json.dumps({
+            "shear_modulus_gpa": MAT.mu_pa * 1e-9, "poisson_ratio": MAT.nu,
+            "burgers_a": MAT.b_m * 1e10}))
+        return {}
+
+    prop = produce("Properties", workdir / "props", {"b": MAT.b_m}, {}, props)
+    mob = produce("MobilityLaw", workdir / f"mob_{law.name}", {"law": law.name}, {},
+                  lambda w: save_mobility(law, w) and {})
+    s = DDSettings(cell_lx_um=0.7, realisations=1, final_strain=1.5e-3)
+    t0 = time.perf_counter()
+    art = s.make(mob, prop, workdir / f"dd_{law.name}", force=True)
+    return time.perf_counter() - t0, art.summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1,
@@ -93,10 +115,22 @@ def main() -> None:
         ratios[n] = tn / ta
         print(f"N={n}: neural {tn * 1e3:.2f} ms/step, analytic {ta * 1e3:.2f} ms/step, "
               f"ratio {tn / ta:.3f}", flush=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t_an, sum_an = full_run_seconds(drag, Path(tmp))
+        t_ne, sum_ne = full_run_seconds(neural, Path(tmp))
+    print(f"full run: neural {t_ne:.1f} s ({sum_ne['steps']} steps), analytic {t_an:.1f} s "
+          f"({sum_an['steps']} steps), ratio {t_ne / t_an:.3f}", flush=True)
     doc = {
         "n": ns, "seconds_per_step": sec, "n_actual": actual,
         "exponent": slope, "exponent_all_n": slope_all,
         "neural_over_analytic": ratios[1000], "neural_over_analytic_by_n": ratios,
+        "neural_over_analytic_full_run": t_ne / t_an,
+        "full_run": {"analytic_s": t_an, "neural_s": t_ne, "analytic_steps": sum_an["steps"],
+                     "neural_steps": sum_ne["steps"],
+                     "analytic_flow_stress_mpa": sum_an["flow_stress_mpa"],
+                     "neural_flow_stress_mpa": sum_ne["flow_stress_mpa"]},
         "density_m2": DENSITY, "image_rows": 1, "threads": args.threads,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
