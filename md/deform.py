@@ -1,8 +1,9 @@
 """Deformation of a small crystal with dislocation sources: density and line length by
 Burgers vector over strain (DXA), with the stress-strain curve.
 
-The crystal is an n×n×n cubic BCC supercell with spherical voids (the dislocation
-sources: loops nucleate at their surfaces). After NPT equilibration at T, the box is
+The crystal is an n×n×n cubic BCC supercell with dislocation sources: prismatic
+1/2<111> vacancy loops and/or spherical voids (loops nucleate at their surfaces).
+After NPT equilibration at T, the box is
 strained along z at a constant engineering rate (``fix deform``) while x and y are kept
 at zero stress (NPT barostat on x, y). Every ``dump_every`` steps the frame is dumped and
 analysed with OVITO's DXA. Output: a ``DefectStats`` artifact with ``density.csv`` (per
@@ -33,13 +34,16 @@ FAMILIES = ("1/2<111>", "<100>", "other")
 
 
 class DeformMaker(StrictModel):
-    """Uniaxial deformation of a BCC crystal containing voids."""
+    """Uniaxial deformation of a BCC crystal containing voids and dislocation loops."""
 
     element: str = Field("Mo", description="chemical element")
     lattice: Literal["bcc", "fcc"] = Field("bcc", description="crystal structure")
     size: int = Field(8, ge=3, le=40, description="n of the n×n×n cubic supercell")
-    voids: int = Field(1, ge=0, le=20, description="number of spherical voids (sources)")
+    voids: int = Field(0, ge=0, le=20, description="number of spherical voids (sources)")
     void_radius_a: float = Field(5.0, gt=0, description="void radius, Å")
+    loops: int = Field(1, ge=0, le=20,
+                       description="prismatic 1/2<111> vacancy loops (sources), random normals")
+    loop_radius_a: float = Field(8.0, gt=0, description="loop radius, Å")
     temperature_k: float = Field(300.0, ge=1, description="temperature, K")
     mode: Literal["tension", "compression"] = Field("compression",
                                                     description="loading along z")
@@ -51,21 +55,42 @@ class DeformMaker(StrictModel):
     seed: int = Field(8841, ge=1, description="void placement and velocity seed")
 
     def structure(self, a0: float) -> Atoms:
-        """The supercell with ``voids`` spherical holes at random, non-overlapping spots."""
+        """The supercell with ``voids`` spherical holes and ``loops`` prismatic
+        1/2<111> vacancy loops at random, non-overlapping spots.
+
+        A loop of radius R with normal n ∥ <111>: the atoms of a disk of thickness b
+        (three (222) planes) are removed and the crystal above and below is pulled
+        together by b/2 each (decaying away from the disk), so that a relaxation closes
+        it into a perfect loop (DXA: one 1/2<111> line of length ≈ 2πR).
+        """
         atoms = bulk(self.element, self.lattice, a=a0, cubic=True).repeat(self.size)
         rng = np.random.default_rng(self.seed)
         L = atoms.cell.lengths()
+        b = a0 * np.sqrt(3) / 2
+        sizes = [self.void_radius_a] * self.voids + [self.loop_radius_a] * self.loops
         centres: list[np.ndarray] = []
         tries = 0
-        while len(centres) < self.voids and tries < 1000:
+        while len(centres) < len(sizes) and tries < 1000:
             tries += 1
             c = rng.random(3) * L
-            if all(np.linalg.norm(_mic(c - o, L)) > 3 * self.void_radius_a for o in centres):
+            r = sizes[len(centres)]
+            if all(np.linalg.norm(_mic(c - o, L)) > 1.5 * (r + ro) for o, ro in
+                   zip(centres, sizes, strict=False)):
                 centres.append(c)
         keep = np.ones(len(atoms), bool)
-        for c in centres:
+        for c in centres[:self.voids]:
             d = _mic(atoms.positions - c, L)
             keep &= np.linalg.norm(d, axis=1) > self.void_radius_a
+        for c in centres[self.voids:]:
+            n = np.array([1.0, 1.0, 1.0]) * rng.choice([-1.0, 1.0], 3) / np.sqrt(3)
+            d = _mic(atoms.positions - c, L)
+            ax = d @ n
+            rad = np.linalg.norm(d - np.outer(ax, n), axis=1)
+            R = self.loop_radius_a
+            keep &= ~((rad < R) & (ax > -b / 2 + 1e-3) & (ax <= b / 2 + 1e-3))
+            smooth = 0.5 * (1 - np.tanh((rad - R) / 1.5))
+            u = -np.sign(ax) * b / 2 * np.exp(-np.maximum(np.abs(ax) - b / 2, 0) / 6.0) * smooth
+            atoms.positions += np.outer(u, n)
         return atoms[keep]
 
     def steps(self) -> int:
@@ -77,6 +102,7 @@ class DeformMaker(StrictModel):
         k = self.dump_every
         return "\n".join([
             "thermo 100", "thermo_style custom step temp pe lz pxx pyy pzz",
+            "min_style fire", "minimize 0 1e-4 2000 20000",
             f"velocity all create {2 * T} {self.seed} mom yes rot yes dist gaussian",
             f"fix sb_npt all npt temp {T} {T} {100 * dt} iso 0.0 0.0 {1000 * dt}",
             f"run {self.equil_steps}", "unfix sb_npt",

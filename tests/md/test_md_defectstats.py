@@ -109,3 +109,18 @@ def test_cli_properties_dry_run_and_errors(tmp_path):
     assert r.exit_code == 1 and "neither a Potential artifact" in r.output
     with pytest.raises(ArtifactError):
         read_artifact(tmp_path / "d")
+
+
+def test_prismatic_loop_source_is_found_by_dxa(tmp_path, snap):
+    from scalebridge.md.deform import dislocation_content
+    from scalebridge.md.lammps import run_lammps
+
+    maker = DeformMaker(size=8, voids=0, loops=1, loop_radius_a=8.0)
+    atoms = maker.structure(3.1693)
+    assert len(atoms) < 2 * 8 ** 3                          # a disk of atoms removed
+    body = ("min_style fire\nminimize 0 1e-3 3000 30000\n"
+            "write_dump all custom loop.dump id type element x y z modify element Mo sort id")
+    run_lammps(tmp_path, body, snap, atoms, name="relax loop")
+    (frame,) = dislocation_content(tmp_path / "loop.dump")
+    assert frame["<100>"] == frame["other"] == 0.0
+    assert frame["1/2<111>"] == pytest.approx(2 * np.pi * 8.0, rel=0.15)
