@@ -68,7 +68,7 @@ def test_collected_rows_make_defectstats(tmp_path, snap):
 
 @pytest.mark.slow
 def test_deformation_elastic_slope_and_no_spurious_dislocations(tmp_path, snap):
-    maker = DeformMaker(size=4, voids=0, temperature_k=100, mode="tension",
+    maker = DeformMaker(size=4, voids=0, loops=0, temperature_k=100, mode="tension",
                         strain_rate_per_ps=0.01, max_strain=0.02, equil_steps=200,
                         dump_every=250, timestep_ps=0.002)
     art = maker.make(snap, tmp_path / "deform", a0_a=3.1693)
