@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from scalebridge.workflows.engine import LocalMapper, Mapper
 log = logging.getLogger("scalebridge.workflows")
 
 RECORDS = ".chain"
+TASKS = ".tasks"
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
 LOCK = ".lock"
 
@@ -216,7 +218,7 @@ class Chain:
         holder = lock_holder(run_dir)
         for n in self.nodes:
             st = self._node_status(run_dir, n, plan[n.name], states)
-            tasks = run_dir / ".tasks" / n.name / plan[n.name]["fingerprint"][:16]
+            tasks = run_dir / TASKS / n.name / plan[n.name]["fingerprint"][:16]
             kept = [p for p in tasks.glob("*") if p.is_dir() and not p.name.endswith(".partial")]
             if st.state == "pending" and kept and holder is None:
                 st.reason = f"interrupted; {len(kept)} finished task(s) kept for the next run"
@@ -368,6 +370,9 @@ class Chain:
                     "artifact_fingerprint": art.fingerprint, "seconds": seconds,
                     "started": started, "finished": _now()})
                 failure_record(out).unlink(missing_ok=True)
+                # finished fan-out tasks are kept until the record exists (a kill between
+                # the artifact and its record reuses them); now they can go
+                shutil.rmtree(run_dir / TASKS / n.name, ignore_errors=True)
                 done[n.name] = art
                 notify(n.name, "done")
                 log.info("%s: done in %.1f s", n.name, seconds)

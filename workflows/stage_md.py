@@ -9,8 +9,8 @@ Run-file section ``[md]``::
 
 The glide grid is independent work: each point is one task given to the run's mapper
 (local, or Parsl workers), each under ``mpiexec`` with ``[execution] mpi_ranks``. A
-finished point is kept under ``<run-dir>/.tasks/defects/`` until the DefectStats artifact
-is complete, so a run killed in the middle of the grid resumes at the first unfinished
+finished point is kept under ``<run-dir>/.tasks/defects/`` until the chain has recorded the
+DefectStats artifact, so a run killed in the middle of the grid resumes at the first unfinished
 point.
 """
 
@@ -114,10 +114,9 @@ def make_defects(call: StageCall) -> Artifact:
              for p in maker.grid()]
     log.info("defects: %d glide runs on %s", len(tasks), type(call.mapper).__name__)
     rows = call.mapper.map(glide_task, tasks)
-    art = maker.make(_potential(pot_art.path, call.config.md.models), call.out,
-                     properties=props, rows=rows, resources=call.resources)
-    shutil.rmtree(tasks_dir.parent, ignore_errors=True)
-    return art
+    # the chain removes .tasks/defects once its record is written
+    return maker.make(_potential(pot_art.path, call.config.md.models), call.out,
+                      properties=props, rows=rows, resources=call.resources)
 
 
 def make_deform(call: StageCall) -> Artifact:
