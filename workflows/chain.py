@@ -73,6 +73,7 @@ class StageCall:
         resources: MPI ranks and threads per task.
         dry_run: write inputs only, do not run programs.
         fingerprint: the node's chain fingerprint (e.g. to key task caches).
+        force: rebuild the artifact even if a current one exists (``--force``).
     """
 
     node: StageNode
@@ -86,6 +87,7 @@ class StageCall:
     resources: Resources
     dry_run: bool = False
     fingerprint: str = ""
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,7 +341,7 @@ class Chain:
                                  files={k: Path(v) for k, v in n.files(config).items()},
                                  out=out, run_dir=run_dir, mapper=mapper,
                                  resources=resources, dry_run=dry_run,
-                                 fingerprint=want["fingerprint"])
+                                 fingerprint=want["fingerprint"], force=n.name in force)
                 if dry_run:
                     done.update(self._dry_run_node(n, call, rec, want))
                     continue

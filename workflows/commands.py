@@ -22,7 +22,7 @@ def commands() -> None:
 @click.option("--dry-run", is_flag=True,
               help="Write every stage's inputs without running them (where stages can).")
 @click.option("--force", multiple=True, help="Remake this stage even if up to date "
-              "(repeatable); the stages after it rerun only if its result changes.")
+              "(repeatable; stages whose maker takes force=, all but surrogates).")
 @click.option("--no-report", is_flag=True, help="Do not write report.md/report.html.")
 def run_cmd(settings: Path, run_dir: Path | None, until: str | None, dry_run: bool,
             force: tuple[str, ...], no_report: bool) -> None:

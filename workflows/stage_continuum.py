@@ -18,7 +18,8 @@ Section = FemSettings
 
 
 def make_fem(call: StageCall) -> Artifact:
-    return call.settings.make(call.inputs["surrogate"], call.out, call.resources)
+    return call.settings.make(call.inputs["surrogate"], call.out, call.resources,
+                              force=call.force)
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:

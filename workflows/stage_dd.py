@@ -33,11 +33,12 @@ class Section(StrictModel):
 
 def make_mobility(call: StageCall) -> Artifact:
     return call.settings.make(call.inputs["defects"], call.out,
-                              properties=call.inputs["properties"])
+                              properties=call.inputs["properties"], force=call.force)
 
 
 def make_dd(call: StageCall) -> Artifact:
-    return call.settings.make(call.inputs["mobility"], call.inputs["properties"], call.out)
+    return call.settings.make(call.inputs["mobility"], call.inputs["properties"], call.out,
+                              force=call.force)
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:

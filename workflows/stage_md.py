@@ -65,7 +65,7 @@ def _potential(path: str | Path, models: str) -> LammpsPotential:
 
 def make_properties(call: StageCall) -> Artifact:
     pot = _potential(call.inputs["potential"].path, call.config.md.models)
-    return call.settings["maker"].make(pot, call.out, call.resources)
+    return call.settings["maker"].make(pot, call.out, call.resources, force=call.force)
 
 
 def dry_run_properties(call: StageCall) -> list[Path]:
@@ -116,13 +116,14 @@ def make_defects(call: StageCall) -> Artifact:
     rows = call.mapper.map(glide_task, tasks)
     # the chain removes .tasks/defects once its record is written
     return maker.make(_potential(pot_art.path, call.config.md.models), call.out,
-                      properties=props, rows=rows, resources=call.resources)
+                      properties=props, rows=rows, resources=call.resources,
+                      force=call.force)
 
 
 def make_deform(call: StageCall) -> Artifact:
     pot = _potential(call.inputs["potential"].path, call.config.md.models)
     return call.settings["maker"].make(pot, call.out, properties=call.inputs["properties"],
-                                       resources=call.resources)
+                                       resources=call.resources, force=call.force)
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:

@@ -39,11 +39,13 @@ def _files(cfg: Any) -> dict[str, Path]:
 
 def make_dataset(call: StageCall) -> Artifact:
     cfg = call.config
-    return call.settings.make(cfg.run.data, call.out, test_sources=cfg.run.test_data or None)
+    return call.settings.make(cfg.run.data, call.out, test_sources=cfg.run.test_data or None,
+                              force=call.force)
 
 
 def make_potential(call: StageCall) -> Artifact:
-    return call.settings.make(call.inputs["dataset"], call.out, call.resources)
+    return call.settings.make(call.inputs["dataset"], call.out, call.resources,
+                              force=call.force)
 
 
 def dry_run_potential(call: StageCall) -> list[Path]:

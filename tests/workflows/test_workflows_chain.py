@@ -52,6 +52,14 @@ def test_rerun_skips_and_a_change_reruns_only_downstream(tmp_path, numbers):
     assert events == [("numbers", "skipped"), ("primes", "skipped"), ("total", "skipped")]
     assert {n: (run_dir / n / "manifest.json").stat().st_mtime_ns for n in arts} == mtimes
 
+    # --force remakes that node only
+    events.clear()
+    chain.run(run_dir, cfg, force=("total",), on_node=lambda n, e: events.append((n, e)))
+    assert events == [("numbers", "skipped"), ("primes", "skipped"), ("total", "started"),
+                      ("total", "done")]
+    assert (run_dir / "total" / "manifest.json").stat().st_mtime_ns != mtimes["total"]
+    assert (run_dir / "primes" / "manifest.json").stat().st_mtime_ns == mtimes["primes"]
+
     # change a setting of the middle node: it and the node after it are stale, with why
     cfg2 = toy.toy_config(numbers, factor=2)
     st = _states(chain, run_dir, cfg2)

@@ -91,7 +91,8 @@ def make_total(call: StageCall) -> Artifact:
         (work / "total.json").write_text(json.dumps({"total": total}))
         return {"total": total}
 
-    return produce("Total", call.out, call.settings, {"primes": primes}, build)
+    return produce("Total", call.out, call.settings, {"primes": primes}, build,
+                   force=call.force)
 
 
 def toy_chain() -> Chain:
