@@ -55,8 +55,14 @@ _COLOURS = {"done": "green", "stale": "yellow", "failed": "red", "running": "cya
               help="Compare against this run file instead of the one the run used.")
 def status_cmd(run_dir: Path, settings: Path | None) -> None:
     """Show which stages of RUN_DIR are done, stale, failed or pending, and why."""
+    import signal
+
     from scalebridge.workflows.pipeline import status
     from scalebridge.workflows.settings import UNAVAILABLE
+
+    # `scalebridge status | head`: a closed pipe ends us quietly (PETSc, loaded by the
+    # continuum stage, would otherwise report SIGPIPE as a crash)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
     if not run_dir.is_dir():
         raise ScalebridgeError(f"no run directory {run_dir}")
