@@ -13,12 +13,16 @@ def _resources(ranks: int, threads: int) -> Resources:
     return Resources(mpi_ranks=ranks, threads=threads)
 
 
-def _maker(cls, settings: str | None, section: str):
-    """Settings from a TOML file (its ``[md.<section>]`` table, else its top level)."""
+def _maker(cls, settings: str | None, *sections: str):
+    """Settings from a TOML file: its ``[md.<section>]`` table (the first of ``sections``
+    present; the chain TOML names them ``properties``, ``mobility``, ``deformation``),
+    else its top level."""
     if settings is None:
         return cls()
     data = load_toml(settings)
-    data = data.get("md", {}).get(section, data) if "md" in data else data
+    if "md" in data:
+        md_tables = data["md"]
+        data = next((md_tables[s] for s in sections if s in md_tables), {})
     return validate(cls, data, source=settings)
 
 
@@ -80,7 +84,7 @@ def dislocation_cmd(potential, out, settings, ranks, threads, compressed, force,
     """Velocity of edge/screw 1/2<111> dislocations over a (τ, T) grid → DefectStats."""
     from scalebridge.md.mobility import MobilityMaker
 
-    maker = _maker(MobilityMaker, settings, "dislocation")
+    maker = _maker(MobilityMaker, settings, "dislocation", "mobility")
     art = maker.make(_pot(potential, compressed), out, properties=props,
                      resources=_resources(ranks, threads), force=force)
     click.echo(json.dumps(art.summary, indent=1))
@@ -94,7 +98,7 @@ def deform_cmd(potential, out, settings, ranks, threads, compressed, force, prop
     """Deform a crystal with voids: density by Burgers vector and stress vs strain."""
     from scalebridge.md.deform import DeformMaker
 
-    maker = _maker(DeformMaker, settings, "deform")
+    maker = _maker(DeformMaker, settings, "deform", "deformation")
     art = maker.make(_pot(potential, compressed), out, properties=props,
                      resources=_resources(ranks, threads), force=force)
     click.echo(json.dumps(art.summary, indent=1))
