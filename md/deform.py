@@ -22,7 +22,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 from pydantic import Field
-from scalebridge.artifacts import Artifact, produce, read_artifact
+from scalebridge.artifacts import Artifact, produce
 from scalebridge.md.dislocations import burgers_family
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs, run_lammps
 from scalebridge.md.tables import pyplot, write_rows
@@ -125,13 +125,11 @@ class DeformMaker(StrictModel):
         """Run the deformation into a ``DefectStats`` artifact (``density.csv``)."""
         pot = as_potential(potential)
         inputs: dict[str, Any] = dict(potential_inputs(pot))
-        if properties is not None:
-            art = properties if isinstance(properties, Artifact) else read_artifact(
-                properties, "Properties")
-            inputs["properties"] = art
-            from scalebridge.md.properties import load_properties
+        from scalebridge.md.properties import lattice_constant_input
 
-            a0_a = float(load_properties(art)["a0_a"])
+        props_art, a0_a = lattice_constant_input(properties, a0_a)
+        if props_art is not None:
+            inputs["properties"] = props_art
 
         def build(work: Path) -> dict[str, Any]:
             a0 = a0_a

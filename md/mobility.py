@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scalebridge.artifacts import Artifact, produce, read_artifact
+from scalebridge.artifacts import Artifact, produce
 from scalebridge.md.dislocations import run_glide
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
 from scalebridge.md.tables import pyplot, write_rows
@@ -115,13 +115,11 @@ class MobilityMaker(StrictModel):
         """
         pot = as_potential(potential)
         inputs: dict[str, Any] = dict(potential_inputs(pot))
-        if properties is not None:
-            props_art = properties if isinstance(properties, Artifact) else read_artifact(
-                properties, "Properties")
-            inputs["properties"] = props_art
-            from scalebridge.md.properties import load_properties
+        from scalebridge.md.properties import lattice_constant_input
 
-            a0_a = float(load_properties(props_art)["a0_a"])
+        props_art, a0_a = lattice_constant_input(properties, a0_a)
+        if props_art is not None:
+            inputs["properties"] = props_art
 
         def build(work: Path) -> dict[str, Any]:
             a0 = a0_a

@@ -270,6 +270,22 @@ def load_properties(path: str | Path | Artifact) -> dict[str, Any]:
     return json.loads(art.file("properties.json").read_text())
 
 
+def lattice_constant_input(properties: str | Path | Artifact | None, a0_a: float | None
+                           ) -> tuple[Artifact | None, float | None]:
+    """(Properties artifact, its a0 in Å) when ``properties`` is given, else (None, a0_a).
+
+    The makers that need a0 take it from a ``Properties`` artifact (which then enters their
+    fingerprint), from an explicit ``a0_a``, or (both None) relax it themselves.
+    """
+    if properties is None:
+        return None, a0_a
+    from scalebridge.artifacts import read_artifact
+
+    art = properties if isinstance(properties, Artifact) else read_artifact(
+        properties, "Properties")
+    return art, float(load_properties(art)["a0_a"])
+
+
 def _read_nve(path: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
