@@ -25,8 +25,10 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import hashlib
+import io
 import json
 import logging
 import os
@@ -36,7 +38,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -216,16 +218,31 @@ def failure_record(path: Path) -> Path:
     return path.parent / f"{path.name}.failed.json"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file + rename (never half-written)."""
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary sibling + rename (never half-written)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    return path
+
+
+def write_csv_atomic(path: str | os.PathLike[str], header: Sequence[str],
+                     rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a CSV table (header row + rows) atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    return write_text_atomic(path, buf.getvalue())
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` via a temporary file + rename (never half-written)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def produce(kind: str, path: str | os.PathLike[str], settings: Any,
@@ -326,5 +343,6 @@ def clean_partials(directory: Path) -> list[Path]:
 __all__ = [
     "LOG_FILE", "MANIFEST", "SCHEMA_VERSION", "Artifact", "ArtifactError", "ScalebridgeError",
     "clean_partials", "failure_record", "fingerprint", "is_current", "package_versions",
-    "produce", "read_artifact", "sha256_path", "write_json_atomic",
+    "produce", "read_artifact", "sha256_path", "write_csv_atomic", "write_json_atomic",
+    "write_text_atomic",
 ]

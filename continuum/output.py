@@ -8,13 +8,13 @@ uncertainty. One time step per converged load step, time = load factor.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import dolfinx_solver  # noqa: F401  (loads libmpi before dolfinx)
 import numpy as np
 from dolfinx import fem, io
+from scalebridge.artifacts import write_csv_atomic
 from scalebridge.continuum.quadrature import mandel_to_tensor, von_mises
 from scalebridge.continuum.solver import ElastoplasticSolver, SolveResult, StepRecord
 
@@ -84,12 +84,7 @@ class FieldWriter:
 
 
 def _write_csv(path: Path, header: list[str] | tuple[str, ...], rows: list[Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)
+    write_csv_atomic(path, header, rows)
 
 
 def load_columns(solver_problem_load: str, solver_problem_disp: str) -> list[str]:

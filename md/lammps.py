@@ -37,6 +37,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 from pydantic import Field
+from scalebridge.artifacts import write_text_atomic
 from scalebridge.errors import ArtifactError, DataError, ExternalProgramError
 from scalebridge.log import progress
 from scalebridge.runtime import find_program, mpi_prefix, run_command
@@ -244,10 +245,7 @@ def write_data(atoms: Atoms, path: Path, type_map: Sequence[str],
     syms = atoms.get_chemical_symbols()
     lines += [f"{i + 1} {types[s]} {p[0]:.12f} {p[1]:.12f} {p[2]:.12f}"
               for i, (s, p) in enumerate(zip(syms, pos, strict=True))]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def boundary_line(atoms: Atoms) -> str:

@@ -7,17 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scalebridge.artifacts import write_csv_atomic
+
 
 def write_rows(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
     """Write dict rows as CSV with a header (missing keys → empty), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([_fmt(r.get(c, "")) for c in columns])
-    tmp.replace(path)
-    return path
+    return write_csv_atomic(path, columns,
+                            ([_fmt(r.get(c, "")) for c in columns] for r in rows))
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -36,7 +36,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
-from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
+from scalebridge.artifacts import (
+    Artifact,
+    produce,
+    read_artifact,
+    write_json_atomic,
+    write_text_atomic,
+)
 from scalebridge.errors import DataError
 from scalebridge.settings import Resources, StrictModel
 from scalebridge.surrogates import mandel
@@ -503,10 +509,8 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
         sy = model.neural.yield_stress(grid, np.zeros_like(grid), np.zeros((101, 0)),
                                        np.ones_like(grid))[0]
         table = out / "hardening_table.csv"
-        tmp = table.with_suffix(".tmp")
-        tmp.write_text("eps_p_eq,sigma_y_mpa\n"
-                       + "".join(f"{a:.8g},{b:.8g}\n" for a, b in zip(grid, sy, strict=True)))
-        tmp.replace(table)
+        write_text_atomic(table, "eps_p_eq,sigma_y_mpa\n" + "".join(
+            f"{a:.8g},{b:.8g}\n" for a, b in zip(grid, sy, strict=True)))
         files.append(table)
     else:
         net = model.net  # type: ignore[attr-defined]

@@ -14,12 +14,11 @@ import html
 import json
 import math
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scalebridge.artifacts import Artifact
+from scalebridge.artifacts import Artifact, write_text_atomic
 from scalebridge.workflows.chain import Chain, read_records
 
 #: File suffixes (and directory suffixes, for VTX) that OVITO or ParaView open.
@@ -182,12 +181,6 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str) -> st
     return "\n".join(parts) + "\n"
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
                  title: str | None = None) -> Path:
     """Write ``report.md`` and ``report.html`` into ``run_dir``; returns the Markdown path."""
@@ -195,8 +188,8 @@ def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
     title = title or f"scalebridge run {run_dir.name}"
     sections = report_sections(run_dir, chain, arts)
     md = run_dir / "report.md"
-    _write_text_atomic(md, render_markdown(run_dir, sections, title))
-    _write_text_atomic(run_dir / "report.html", render_html(run_dir, sections, title))
+    write_text_atomic(md, render_markdown(run_dir, sections, title))
+    write_text_atomic(run_dir / "report.html", render_html(run_dir, sections, title))
     return md
 
 
