@@ -47,7 +47,7 @@ _LAZY = {
     "StrainPaths": "scalebridge.surrogates.data",
     "read_ddrun": "scalebridge.surrogates.data",
     "NeuralJ2": "scalebridge.surrogates.neural",
-    "RecurrentModel": "scalebridge.surrogates.neural",
+    "InternalVariableModel": "scalebridge.surrogates.internal_variable",
 }
 
 

@@ -12,7 +12,7 @@ from scalebridge.settings import Resources, load_settings, schema_doc
 
 @click.group("surrogates")
 def surrogates() -> None:
-    """Constitutive surrogates (J2 reference, neural J2, recurrent) behind one protocol.
+    """Constitutive surrogates (J2 reference, neural J2, internal variable) behind one protocol.
 
     \b
       scalebridge surrogates dataset --out runs/j2data          analytic J2 strain paths
@@ -45,8 +45,8 @@ def dataset_cmd(out: Path, settings_file: Path | None, seed: int | None) -> None
               help="Surrogate artifact directory to create")
 @click.option("--settings", "settings_file", type=click.Path(path_type=Path),
               help="TOML with SurrogateSettings keys (see `surrogates schema`)")
-@click.option("--model", type=click.Choice(["neural_j2", "recurrent"]),
-              help="override the model kind")
+@click.option("--model", type=click.Choice(["neural_j2", "internal_variable", "recurrent"]),
+              help="override the model kind (recurrent = internal_variable)")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
 @click.option("--force", is_flag=True, help="refit even if the artifact is current")
 def fit_cmd(data: Path, out: Path, settings_file: Path | None, model: str | None,

@@ -1,22 +1,16 @@
-"""Learned constitutive models (PyTorch, float64) behind the same protocol as J2.
+"""Physics-structured learned constitutive model (PyTorch, float64): neural J2.
 
-1. :class:`NeuralJ2`: physics-structured. The J2 radial return of
-   :class:`~scalebridge.surrogates.j2.J2Plasticity` with a neural hardening law
-   σ_y = g_θ(ε̄_p, ε̇_p, T) (:class:`MonotoneHardeningNet`, non-decreasing in ε̄_p by
-   construction). Elasticity, yield surface, flow rule, objectivity, symmetry of the
-   tangent and non-negative dissipation come from the structure; only the hardening curve
-   is learned. The consistent tangent is the analytic J2 one with H = dg/dΔε̄_p from
-   autograd (including the rate term through ε̇_p = Δε̄_p/dt).
-2. :class:`RecurrentModel`: fully data-driven internal-variable network. A latent state h
-   (m numbers per point) evolves as h_{n+1} = h_n + f_θ(ε_{n+1}, Δε, h_n) and
-   σ_{n+1} = s_θ(ε_{n+1}, h_{n+1}); the tangent is dσ/dΔε by autograd. Known failure
-   modes (measured in the benchmark, see the docstring of the class): it is not objective
-   (works on Mandel components), its tangent is not symmetric, unloading is not exactly
-   elastic, dissipation is not guaranteed non-negative, errors accumulate along long
-   paths, and it depends on the step size it was trained with.
+:class:`NeuralJ2`: the J2 radial return of :class:`~scalebridge.surrogates.j2.J2Plasticity`
+with a neural hardening law σ_y = g_θ(ε̄_p, ε̇_p, T) (:class:`MonotoneHardeningNet`,
+non-decreasing in ε̄_p by construction). Elasticity, yield surface, flow rule,
+objectivity, symmetry of the tangent and non-negative dissipation come from the
+structure; only the hardening curve is learned. The consistent tangent is the analytic J2
+one with H = dg/dΔε̄_p from autograd (including the rate term through ε̇_p = Δε̄_p/dt).
+The data-driven comparison, with a learned yield surface too, is
+:class:`~scalebridge.surrogates.internal_variable.InternalVariableModel`.
 
-Both report ``out_of_range`` per point (and log a warning) when asked far outside the
-range they were trained on.
+It reports ``out_of_range`` per point (and logs a warning) when asked far outside the
+range it was trained on.
 """
 
 from __future__ import annotations
@@ -213,107 +207,3 @@ class NeuralJ2(J2Plasticity):
                                f"T = {self.temperature_k:g} K")
         res.out_of_range = mask
         return res
-
-
-class InternalVariableNet(nn.Module):
-    """h' = h + f(ε', Δε, h), σ' = s(ε', h'); inputs scaled, (n, ·) tensors.
-
-    Args:
-        latent: m, the number of internal variables.
-        hidden: width of the two-hidden-layer MLPs f and s.
-    """
-
-    def __init__(self, latent: int = 8, hidden: int = 32):
-        super().__init__()
-        torch.manual_seed(0)
-        self.latent = latent
-        self.f = nn.Sequential(nn.Linear(12 + latent, hidden), nn.Tanh(),
-                               nn.Linear(hidden, hidden), nn.Tanh(),
-                               nn.Linear(hidden, latent)).double()
-        self.s = nn.Sequential(nn.Linear(6 + latent, hidden), nn.Tanh(),
-                               nn.Linear(hidden, hidden), nn.Tanh(),
-                               nn.Linear(hidden, 6)).double()
-
-    def forward(self, e: torch.Tensor, de: torch.Tensor, h: torch.Tensor,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        h_new = h + self.f(torch.cat([e, de, h], dim=-1))
-        return self.s(torch.cat([e, h_new], dim=-1)), h_new
-
-    def rollout(self, e: torch.Tensor, de_scale: float) -> torch.Tensor:
-        """Scaled stress along scaled strain paths e (P, T+1, 6) -> (P, T+1, 6)."""
-        h = torch.zeros((e.shape[0], self.latent), dtype=DTYPE)
-        out = [torch.zeros_like(e[:, 0])]
-        for k in range(e.shape[1] - 1):
-            s, h = self(e[:, k + 1], (e[:, k + 1] - e[:, k]) / de_scale, h)
-            out.append(s)
-        return torch.stack(out, dim=1)
-
-
-class RecurrentModel:
-    """Fully data-driven path-dependent model (internal-variable network).
-
-    Failure modes, by design of a black box: no objectivity (Mandel components in, so a
-    rotated path is a new path unless the training data cover it), no symmetry of the
-    tangent, no exact elastic unloading or yield surface, no guarantee that ∮σ:dε ≥ 0,
-    drift of the latent state over paths longer than those trained on, and a response that
-    depends on the step size (Δε enters scaled by the training step). It must not be used
-    outside ``training_range`` (strain norm and step size), where ``out_of_range`` is set.
-
-    Args:
-        net: the network. eps_scale: strain scale. de_scale: strain-step scale.
-        sigma_scale: stress scale, MPa. training_range: ``strain_norm`` [0, max],
-        ``step_norm`` [0, max].
-    """
-
-    isotropic = False
-    symmetric_tangent = False
-
-    def __init__(self, net: InternalVariableNet, eps_scale: float, de_scale: float,
-                 sigma_scale: float, training_range: dict[str, list[float]],
-                 name: str = "recurrent", margin: float = 0.25):
-        self.net = net.double().eval()
-        self.eps_scale, self.de_scale = float(eps_scale), float(de_scale)
-        self.sigma_scale = float(sigma_scale)
-        self.training_range = training_range
-        self.name = name
-        self.margin = margin
-        self.state_names = tuple(f"h{i}" for i in range(net.latent))
-        self._warned = 0
-
-    def initial_state(self, n: int) -> np.ndarray:
-        return np.zeros((n, self.net.latent))
-
-    def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
-               dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
-        e_new = torch.as_tensor(np.asarray(strain) + np.asarray(dstrain), dtype=DTYPE)
-        de = torch.tensor(np.asarray(dstrain, dtype=np.float64), dtype=DTYPE)
-        h = torch.as_tensor(np.asarray(state, dtype=np.float64), dtype=DTYPE)
-        k_e = 1.0 / self.eps_scale
-
-        def sig(de_i: torch.Tensor, e0_i: torch.Tensor, h_i: torch.Tensor):
-            s, h_n = self.net((e0_i + de_i)[None] * k_e, de_i[None] / self.de_scale,
-                              h_i[None])
-            return s[0] * self.sigma_scale, h_n[0]
-
-        e0 = e_new - de
-        with torch.no_grad():
-            jac, (s, h_new) = torch.func.vmap(_jac_and_value(sig))(de, e0, h)
-        s_np = s.detach().numpy().copy()
-        r = self.training_range
-        mask = ((np.linalg.norm(e_new.numpy(), axis=1)
-                 > (1 + self.margin) * r["strain_norm"][1])
-                | (np.linalg.norm(de.numpy(), axis=1) > (1 + self.margin) * r["step_norm"][1]))
-        if mask.any():
-            _warn_out_of_range(self, mask, "strain or strain step beyond training")
-        return ConstitutiveResult(stress=s_np, tangent=jac.detach().numpy().copy(),
-                                  state=h_new.detach().numpy().copy(), out_of_range=mask)
-
-
-def _jac_and_value(f):
-    """Per-point (jacobian of f's first output w.r.t. its first argument, f's outputs)."""
-    def g(de_i, e0_i, h_i):
-        def first(d):
-            s, h_n = f(d, e0_i, h_i)
-            return s, (s, h_n)
-        return torch.func.jacrev(first, has_aux=True)(de_i)
-    return g

@@ -5,7 +5,7 @@ start of a step, its increment and the internal state to the stress at the end o
 step, the consistent tangent and the new state. Tensors are in Mandel notation
 (:mod:`scalebridge.surrogates.mandel`), float64, stresses and tangents in MPa. The finite
 element side never knows how a model computes its answer (analytic return mapping, neural
-hardening, recurrent network); :func:`scalebridge.surrogates.checks.check_constitutive`
+hardening, learned yield surface); :func:`scalebridge.surrogates.checks.check_constitutive`
 checks any implementation.
 """
 

@@ -48,14 +48,13 @@ from scalebridge.settings import Resources, StrictModel
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.checks import check_constitutive
 from scalebridge.surrogates.data import StrainPaths, load_paths
+from scalebridge.surrogates.internal_variable import InternalVariableModel, YieldHardeningNet
 from scalebridge.surrogates.neural import (
     DTYPE,
     RATE_FLOOR,
-    InternalVariableNet,
     MonotoneHardeningNet,
     NeuralHardening,
     NeuralJ2,
-    RecurrentModel,
 )
 from scalebridge.surrogates.plots import plot_hardening, plot_history, plot_paths
 from scalebridge.surrogates.protocol import ConstitutiveModel, integrate_path
@@ -66,18 +65,20 @@ log = logging.getLogger("scalebridge.surrogates")
 class SurrogateSettings(StrictModel):
     """How to fit a constitutive surrogate (defaults run in seconds on a laptop)."""
 
-    model: Literal["neural_j2", "recurrent"] = Field(
+    model: Literal["neural_j2", "internal_variable", "recurrent"] = Field(
         "neural_j2", description="neural_j2: J2 return map with a neural hardening law; "
-        "recurrent: data-driven internal-variable network")
+        "internal_variable: data-driven model, learned convex yield surface and latent "
+        "hardening (recurrent: its former name, same model)")
     hidden: int = Field(16, ge=2, description="width of the hidden layers")
     layers: int = Field(2, ge=1, le=2, description="hidden layers of the hardening network")
-    latent: int = Field(8, ge=1, description="internal variables of the recurrent model")
-    max_iterations: int = Field(
-        600, ge=1, description="L-BFGS iterations (neural_j2) or Adam epochs (recurrent)")
+    latent: int = Field(8, ge=1, description="latent hardening variables (internal_variable)")
+    max_iterations: int = Field(600, ge=1, description="L-BFGS iterations")
     check_every: int = Field(20, ge=1, description="iterations between validation checks")
     patience: int = Field(
         5, ge=1, description="validation checks without improvement before stopping")
-    learning_rate: float = Field(5e-3, gt=0, description="Adam learning rate (recurrent)")
+    learning_rate: float = Field(
+        5e-3, gt=0, description="unused (was the Adam rate of the removed black-box "
+        "recurrent network; kept so that old settings files still load)")
     val_fraction: float = Field(0.25, gt=0, lt=1, description="fraction of paths held out")
     seed: int = Field(0, description="seed of the split and of the initial weights")
     use_rate: Literal["auto", "yes", "no"] = Field(
@@ -88,9 +89,9 @@ class SurrogateSettings(StrictModel):
     plastic_tol: float = Field(
         1e-6, gt=0, description="plastic increment counted as flow, relative to max ε̄_p")
     rollout_iterations: int = Field(
-        60, ge=0, description="neural_j2: L-BFGS iterations fitting the stress along the "
-        "training paths through the return map, after the flow-stress fit (0: never; "
-        "skipped when the validation paths are already matched to ~3e-4)")
+        60, ge=0, description="L-BFGS iterations fitting the stress along the training "
+        "paths replayed through the return map, after the first fit (0: never; neural_j2 "
+        "skips it when the validation paths are already matched to ~3e-4)")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
 
     def make(self, data: Artifact | str | Path, path: str | Path,
@@ -353,40 +354,132 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
     return hist
 
 
-def fit_recurrent(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
-                  ) -> tuple[RecurrentModel, dict[str, Any], list[dict[str, float]]]:
-    """Fit the internal-variable network by back-propagation through the whole paths."""
-    eps_scale = float(np.linalg.norm(train.strain, axis=-1).max())
-    steps = np.linalg.norm(np.diff(train.strain, axis=1), axis=-1)
-    de_scale = float(np.sqrt((steps ** 2).mean()))
-    sigma_scale = float(np.abs(train.stress).max())
+def _flow_steps(paths: StrainPaths, compliance: np.ndarray, plastic_tol: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stress at the end of each step (P, T, 6), plastic strain increment
+    Δε_p = Δ(ε - C⁻¹σ) (P, T, 6), the steps with plastic flow (P, T) bool, and their
+    weights |Δε_p| / mean (P, T)."""
+    eps_p = paths.strain - paths.stress @ compliance.T
+    dep = np.diff(eps_p, axis=1)
+    mag = np.linalg.norm(mandel.deviator(dep), axis=-1)
+    flow = mag > max(plastic_tol * float(mag.sum(axis=1).max()), 1e-10)
+    w = mag / max(float(mag[flow].mean()) if flow.any() else 1.0, 1e-300)
+    return (torch.as_tensor(paths.stress[:, 1:], dtype=DTYPE),
+            torch.as_tensor(dep, dtype=DTYPE), torch.as_tensor(flow),
+            torch.as_tensor(w, dtype=DTYPE))
+
+
+def _flow_loss(net: YieldHardeningNet, sig: torch.Tensor, dep: torch.Tensor,
+               flow: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Consistency of the data's plastic steps with the learned model, without a return
+    map: φ_θ(σ) = r_θ(λ) with Δλ = σ:Δε_p / φ_θ(σ) (work conjugacy), and Δε_p ∥ ∂φ_θ/∂σ
+    (associativity), both over the steps with plastic flow."""
+    p, t, _ = sig.shape
+    phi, n, _ = net.gauge(sig.reshape(-1, 6), hessian=False)
+    phi, n = phi.reshape(p, t), n.reshape(p, t, 6)
+    dl = torch.where(flow, torch.clamp((sig * dep).sum(-1) / phi, min=0.0),
+                     torch.zeros_like(phi))
+    lam = torch.cumsum(dl, dim=1)
+    r, _ = net.hardening(lam.reshape(-1))
+    e_yield = ((phi - r.reshape(p, t)) / net.r_scale) ** 2
+    nd = n / torch.linalg.norm(n, dim=-1, keepdim=True)
+    dd = dep / torch.clamp(torch.linalg.norm(dep, dim=-1, keepdim=True), min=1e-300)
+    e_dir = ((nd - dd) ** 2).sum(-1)
+    return torch.mean(e_yield[flow]) + torch.mean((w * e_dir)[flow])
+
+
+def fit_internal_variable(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
+                          ) -> tuple[InternalVariableModel, dict[str, Any],
+                                     list[dict[str, float]]]:
+    """Fit the data-driven internal-variable model in two stages, L-BFGS with early
+    stopping on the validation paths each.
+
+    Only the elastic moduli come from the data's source. 1. ``max_iterations``: the
+    plastic steps of the data (Δε_p = Δ(ε - C⁻¹σ)) must lie on the learned surface,
+    φ_θ(σ) = r_θ(λ), and flow along its normal (:func:`_flow_loss`). 2.
+    ``rollout_iterations``: the stress along whole training paths replayed through the
+    return map (kept only if it lowers the validation path loss)."""
+    ep = plastic_history(train)
+    lam_scale = float(ep[:, -1].max())
+    samples = hardening_samples(train, s.plastic_tol)
+    if len(samples["ep"]) < 5 or lam_scale <= 0:
+        raise DataError(f"only {len(samples['ep'])} plastic steps in the training paths: "
+                        "the data never yield (raise the strain amplitude)")
+    r_scale = float(mandel.von_mises(train.stress).max())
+    r0 = float(np.percentile(samples["sigma_mpa"], 5))
     torch.manual_seed(s.seed)
-    net = InternalVariableNet(s.latent, s.hidden)
-    et = torch.as_tensor(train.strain / eps_scale, dtype=DTYPE)
-    yt = torch.as_tensor(train.stress / sigma_scale, dtype=DTYPE)
-    ev = torch.as_tensor(val.strain / eps_scale, dtype=DTYPE)
-    yv = torch.as_tensor(val.stress / sigma_scale, dtype=DTYPE)
-    opt = torch.optim.Adam(net.parameters(), lr=s.learning_rate)
+    net = YieldHardeningNet(s.latent, s.hidden, r_scale, lam_scale, r0)
+    bulk, shear = float(train.meta["bulk_mpa"]), float(train.meta["shear_mpa"])
+    model = InternalVariableModel(net, bulk, shear, {})
+    params = list(net.parameters())
+    for prm in params:
+        prm.requires_grad_(True)
 
-    def loss_on(e, y):
-        return torch.mean((net.rollout(e, de_scale / eps_scale) - y) ** 2)
+    def lbfgs(loss_t, max_iter: int) -> torch.optim.LBFGS:
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=30,
+                                line_search_fn="strong_wolfe", tolerance_grad=1e-12,
+                                tolerance_change=1e-15)
 
-    def chunk():
-        for _ in range(s.check_every):
+        def closure():
             opt.zero_grad()
-            loss = loss_on(et, yt)
+            loss = loss_t()
             loss.backward()
-            opt.step()
+            return loss
 
+        return lambda: opt.step(closure)
+
+    fl_t = _flow_steps(train, model.s_t.numpy(), s.plastic_tol)
+    fl_v = _flow_steps(val, model.s_t.numpy(), s.plastic_tol)
+    if not bool(fl_v[2].any()):
+        fl_v = fl_t
     net.train()
-    history = _early_stopping_loop(list(net.parameters()), net, chunk,
-                                   lambda: loss_on(et, yt), lambda: loss_on(ev, yv), s)
+    history = _early_stopping_loop(
+        params, net, lbfgs(lambda: _flow_loss(net, *fl_t), s.check_every),
+        lambda: _flow_loss(net, *fl_t), lambda: _flow_loss(net, *fl_v), s)
+    for h in history:
+        h["phase"] = "fit"
+
+    if s.rollout_iterations > 0:
+        scale = float(np.abs(train.stress).max())
+        et = torch.as_tensor(train.strain, dtype=DTYPE)
+        yt = torch.as_tensor(train.stress / scale, dtype=DTYPE)
+        ev = torch.as_tensor(val.strain, dtype=DTYPE)
+        yv = torch.as_tensor(val.stress / scale, dtype=DTYPE)
+
+        def path_loss(e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return torch.mean((model.rollout(e) / scale - y) ** 2)
+
+        with torch.no_grad():
+            v0 = float(path_loss(ev, yv))
+        w0 = copy.deepcopy(net.state_dict())
+        sub = s.model_copy(update={"max_iterations": s.rollout_iterations,
+                                   "check_every": min(s.check_every, 10), "patience": 3})
+        hist = [] if v0 < 1e-8 else _early_stopping_loop(  # already matched: skip
+            params, net, lbfgs(lambda: path_loss(et, yt), sub.check_every),
+            lambda: path_loss(et, yt), lambda: path_loss(ev, yv), sub)
+        if hist and min(h["val_loss"] for h in hist) >= v0:
+            net.load_state_dict(w0)
+        log.info("internal_variable path fit: validation path loss %.3g -> %.3g", v0,
+                 min([v0] + [h["val_loss"] for h in hist]))
+        last = history[-1]["iteration"] if history else 0
+        history += [{**h, "iteration": last + h["iteration"], "phase": "rollout"}
+                    for h in hist]
     net.eval()
-    training_range = {"strain_norm": [0.0, eps_scale], "step_norm": [0.0, float(steps.max())]}
-    model = RecurrentModel(net, eps_scale, de_scale, sigma_scale, training_range)
-    record = {"class": "RecurrentModel", "config": {"latent": s.latent, "hidden": s.hidden},
-              "scalers": {"eps_scale": eps_scale, "de_scale": de_scale,
-                          "sigma_scale": sigma_scale},
+    for prm in params:
+        prm.requires_grad_(False)
+    model.training_range = {"eps_p_eq": [0.0, np.inf], "strain_norm": [0.0, np.inf]}
+    _, states, _ = integrate_path(model, train.strain)
+    lam_max = float(states[:, :, 6].max())
+    training_range = {"eps_p_eq": [0.0, max(lam_max, lam_scale)],
+                      "strain_norm": [0.0, float(np.linalg.norm(train.strain, axis=-1).max())]}
+    model.training_range = training_range
+    weights = net.shape_weights().numpy()
+    record = {"class": "InternalVariableModel",
+              "config": {"latent": s.latent, "hidden": s.hidden},
+              "scalers": {"r_scale": r_scale, "lam_scale": lam_scale},
+              "elastic": {"bulk_mpa": bulk, "shear_mpa": shear},
+              "yield_shape": {nm: float(w) for nm, w in zip(net.gauge_names, weights,
+                                                            strict=True)},
               "training_range": training_range}
     return model, record, history
 
@@ -406,7 +499,7 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                 history.append({**h, "iteration": last + h["iteration"], "phase": "rollout"})
         torch.save(model.neural.net.state_dict(), out / "model.pt")
     else:
-        model, record, history = fit_recurrent(train, val, s)
+        model, record, history = fit_internal_variable(train, val, s)
         torch.save(model.net.state_dict(), out / "model.pt")
     fit_s = time.perf_counter() - t0
     metrics_val, stress_val = path_errors(model, val, sigma_ref)
@@ -475,11 +568,14 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
                                sc.get("feature_min"), sc.get("feature_max"))
         return NeuralJ2(rec["elastic"]["bulk_mpa"], rec["elastic"]["shear_mpa"], hard,
                         rec["training_range"])
-    if rec["class"] == "RecurrentModel":
-        net = InternalVariableNet(cfg["latent"], cfg["hidden"])
+    if rec["class"] == "InternalVariableModel":
+        net = YieldHardeningNet(cfg["latent"], cfg["hidden"], sc["r_scale"], sc["lam_scale"])
         net.load_state_dict(state)
-        return RecurrentModel(net, sc["eps_scale"], sc["de_scale"], sc["sigma_scale"],
-                              rec["training_range"])
+        return InternalVariableModel(net, rec["elastic"]["bulk_mpa"],
+                                     rec["elastic"]["shear_mpa"], rec["training_range"])
+    if rec["class"] == "RecurrentModel":
+        raise DataError(f"{path}: a black-box RecurrentModel, removed from scalebridge (it "
+                        "failed check_constitutive); refit with model = 'internal_variable'")
     raise DataError(f"{path / 'surrogate.json'}: unknown class {rec['class']!r}")
 
 
@@ -489,8 +585,8 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
 
     The TorchScript module takes the scaled inputs documented in surrogate.json
     (``scalers``): neural J2 ``g(x, u)`` with x = ε̄_p/ep_scale, σ_y = sigma_scale·g;
-    recurrent ``(e, de, h) -> (s, h')`` with e = ε/eps_scale, de = Δε/de_scale,
-    σ = sigma_scale·s."""
+    internal variable ``(σ, λ) -> (φ(σ), r(λ))`` in MPa (Mandel σ (n, 6), λ (n,)): the
+    yield function is φ - r."""
     path, out = Path(path), Path(out)
     model = load_surrogate(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -514,8 +610,8 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
         files.append(table)
     else:
         net = model.net  # type: ignore[attr-defined]
-        ex = (torch.zeros((2, 6), dtype=DTYPE), torch.zeros((2, 6), dtype=DTYPE),
-              torch.zeros((2, net.latent), dtype=DTYPE))
+        ex = (torch.tensor([[300.0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 200.0]], dtype=DTYPE),
+              torch.tensor([0.0, 0.01], dtype=DTYPE))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             ts = torch.jit.trace(net, ex)
