@@ -282,13 +282,18 @@ class InternalVariableModel:
     def initial_state(self, n: int) -> np.ndarray:
         return np.zeros((n, 7))
 
-    def _residual(self, sig, dl, sig_tr, lam, hessian: bool):
+    def _residual(self, sig: torch.Tensor, dl: torch.Tensor, sig_tr: torch.Tensor,
+                  lam: torch.Tensor, hessian: bool) -> tuple[torch.Tensor, ...]:
+        """R_σ = C⁻¹(σ - σ_tr) + Δλ ∂φ/∂σ (k, 6), R_f = φ - r (k,) MPa, then ∂φ/∂σ,
+        ∂²φ/∂σ² (or None), r and H at (σ (k, 6), Δλ (k,)) from λ_n (k,)."""
         phi, nv, hs = self.net.gauge(sig, hessian)
         r, hm = self.net.hardening(lam + dl)
         r1 = (sig - sig_tr) @ self.s_t.T + dl[:, None] * nv
         return r1, phi - r, nv, hs, r, hm
 
-    def _jacobian(self, dl, nv, hs, hm) -> torch.Tensor:
+    def _jacobian(self, dl: torch.Tensor, nv: torch.Tensor, hs: torch.Tensor,
+                  hm: torch.Tensor) -> torch.Tensor:
+        """(k, 7, 7) ∂(R_σ, R_f)/∂(σ, Δλ), symmetric."""
         k = dl.shape[0]
         jac = torch.zeros((k, 7, 7), dtype=DTYPE)
         jac[:, :6, :6] = self.s_t + dl[:, None, None] * hs
