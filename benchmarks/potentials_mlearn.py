@@ -40,9 +40,9 @@ TRAIN = {
     "descriptor": {"type": "se_e2_a", "rcut_a": 5.0, "rcut_smth_a": 0.5, "sel": "auto",
                    "neuron": [16, 32, 64], "axis_neuron": 8},
     "fitting_neuron": [120, 120, 120],
-    "steps": 8000, "start_lr": 1e-3, "stop_lr": 1e-5, "decay_steps": 200,
-    "pref_e": [0.02, 2.0], "pref_f": [1000.0, 1.0], "pref_v": [0.02, 1.0],
-    "ensemble": 1, "seed": 1, "compress": True, "evaluate": False, "disp_freq": 500,
+    "steps": 100000, "start_lr": 1e-3, "stop_lr": 5e-6, "decay_steps": 500,
+    "pref_e": [0.2, 20.0], "pref_f": [1000.0, 1.0], "pref_v": [0.2, 2.0],
+    "ensemble": 1, "seed": 1, "compress": True, "evaluate": False, "disp_freq": 1000,
 }
 
 
@@ -78,6 +78,31 @@ TRIED = [
                 "bulk modulus is right, 274 vs 269 GPa). Next to try, with more CPU: 10^5+ "
                 "steps, a larger rcut_smth (2-3 Å) so the first two BCC shells are weighted "
                 "apart, a wider embedding [25,50,100]."},
+    # session 2, quiet machine (load ~1 before these runs): 0.031 s/step with 2 threads
+    {"settings": "A: 20000 steps, 1 thread (two runs side by side), lr 1e-3 -> 1e-5 "
+                 "(decay every 500), pref_e 0.2->20, pref_f 1000->1, pref_v 0.2->2",
+     "outcome": "1091 s: test energy MAE 14.3 meV/atom, force MAE 0.177 eV/Å. The training "
+                "set is fitted no better (15 meV/atom, 0.176 eV/Å): under-fitted, with a "
+                "systematic error vs frame energy (near-equilibrium frames +5..+18 meV/atom, "
+                "AIMD frames 0.45-0.6 eV/atom above the ground state -20..-37 meV/atom). "
+                "The data are consistent: energy differences of the strained Elastic cells "
+                "match -virial:Δε to 2% (40 pairs, correlation 0.9994)."},
+    {"settings": "B: as A with rcut_smth 2.0 Å",
+     "outcome": "1097 s: 13.6 meV/atom, 0.184 eV/Å: no real change"},
+    {"settings": "LKF (DeePMD's Kalman-filter optimizer, blocksize 5120)",
+     "outcome": "57 s for the first batch and no second batch in 10 min on 2 cores: "
+                "abandoned (and it cannot train on virials)"},
+    {"settings": "X: 6000 steps, constant energy weight pref_e 10, pref_f 10->1, pref_v 1",
+     "outcome": "24.1 meV/atom, 0.533 eV/Å: forces much worse, energy barely better"},
+    {"settings": "Y: A's weights, 6000 steps (control for X/Z/W)",
+     "outcome": "26.7 meV/atom, 0.288 eV/Å"},
+    {"settings": "Z/W: A's weights, ~5 frames per batch (auto:256), 4000 steps, lr 1e-3 "
+                 "(Z) or 3e-3 (W)",
+     "outcome": "0.18 s/step (3.6x a 1-frame step for 5x the frames). Z 26.4 meV/atom, "
+                "0.310 eV/Å; W 19.6 meV/atom, 0.212 eV/Å in 779 s: no better than 1-frame "
+                "batches for the same wall time"},
+    {"settings": "reported: A's weights, 100000 steps, 2 threads, stop_lr 5e-6, one model",
+     "outcome": "see the top-level numbers"},
 ]
 
 
@@ -94,8 +119,9 @@ REFINE_BATCH = {"steps": 1500, "batch_size": "auto:512", "start_lr": 3e-4, "stop
                 "pref_v": [1.0, 10.0]}
 
 #: (artifact name, settings on top of TRAIN, artifact whose model_0 it starts from)
-STAGES = [("potential", {}, None), ("potential_refined", REFINE, "potential"),
-          ("potential_refined_batch", REFINE_BATCH, "potential")]
+STAGES = [("potential", {}, None)]
+#: the session-1 refinement stages (REFINE, REFINE_BATCH above) are kept for the record:
+#: on quiet cores one long stage with the energy weighted from the start did better.
 
 
 def machine() -> dict:
@@ -116,7 +142,7 @@ def main() -> None:
     ap.add_argument("--run-dir", type=Path, default=REPO / "runs" / "bench_potential")
     ap.add_argument("--steps", type=int, default=TRAIN["steps"])
     ap.add_argument("--ensemble", type=int, default=TRAIN["ensemble"])
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULT)
     ap.add_argument("--stages", type=int, default=len(STAGES),
                     help="run the first N stages of STAGES; the last one is reported")
