@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -118,11 +119,18 @@ class SlabGeometry:
         return self.line_a * self.glide_a
 
 
+#: ASE's lattice factories are module-level singletons that keep the crystal being built
+#: on ``self``: two threads building at once corrupt each other (IndexError/AssertionError
+#: inside ase.lattice). Glide jobs run on threads (workflows, benchmarks), so serialise.
+_ASE_LATTICE_LOCK = threading.Lock()
+
+
 def _bcc_block(a0: float, character: str, nx: int, ny: int, nz: int,
                element: str) -> Atoms:
     ax = AXES[character]
-    return BodyCenteredCubic(directions=[list(v) for v in ax], size=(nx, ny, nz),
-                             symbol=element, latticeconstant=a0, pbc=True)
+    with _ASE_LATTICE_LOCK:
+        return BodyCenteredCubic(directions=[list(v) for v in ax], size=(nx, ny, nz),
+                                 symbol=element, latticeconstant=a0, pbc=True)
 
 
 def repeat_lengths(a0: float, character: str) -> np.ndarray:

@@ -123,3 +123,16 @@ def test_edge_velocity_follows_stress_sign(tmp_path, snap):
     assert vm.velocity_m_s < -3 * vm.velocity_err_m_s < 0
     # it stays on its glide plane
     assert np.nanmax(np.abs(vp.core_y_a - vp.core_y_a[0])) < 2.0
+
+
+def test_slabs_build_concurrently():
+    """Glide jobs build their slabs on threads (workflows, benchmarks): ASE's lattice
+    factories are shared singletons, so concurrent builds must give the serial result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [("edge", (2, 6, 8)), ("screw", (3, 6, 8))] * 6
+    serial = {c: len(build_glide_slab(A0, c, "Mo", *n)[0]) for c, n in jobs[:2]}
+    with ThreadPoolExecutor(4) as ex:
+        sizes = list(ex.map(lambda j: (j[0], len(build_glide_slab(A0, j[0], "Mo", *j[1])[0])),
+                            jobs))
+    assert all(n == serial[c] for c, n in sizes), sizes
