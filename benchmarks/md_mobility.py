@@ -44,25 +44,23 @@ MAKER = {
 
 def _one(job) -> dict:
     """One glide point (in a worker process); reuses a finished run's dump if present."""
-    import numpy as np
-    from scalebridge.md.dislocations import fit_velocity, locate_dislocations, unwrap
+    from scalebridge.md.dislocations import build_glide_slab, glide_velocity, repeats_for
 
     maker, pot, a0, p, wd, res = job
     t = time.perf_counter()
     log = wd / "log.lammps"
     done = log.is_file() and f"for {maker.run_steps} steps" in log.read_text()
     if done and (wd / "glide.dump").is_file():
-        period = _glide_period(wd)
-        lines = locate_dislocations(wd / "glide.dump", period)
-        tt = np.arange(len(lines)) * maker.dump_every * maker.timestep_ps
-        z = unwrap(np.array([ln.core_z for ln in lines]), period)
-        start = int(maker.fit_from * len(tt))
-        v, err = fit_velocity(tt[start:], z[start:])
-        n = int(next(ln.split()[0] for ln in (wd / "structure.data").read_text().splitlines()
-                     if ln.strip().endswith("atoms")))
+        # the slab run_point built: its glide length and size
+        cell = maker.edge_cell_a if p.character == "edge" else maker.screw_cell_a
+        atoms, geo = build_glide_slab(a0, p.character, maker.element,
+                                      *repeats_for(a0, p.character, cell),
+                                      rigid_layers=maker.boundary == "rigid")
+        _, _, _, v, err = glide_velocity(wd, geo.glide_a, maker.dump_every,
+                                         maker.timestep_ps, maker.fit_from)
         row = {"character": p.character, "temperature_k": p.temperature_k,
                "tau_mpa": p.tau_mpa, "velocity_m_s": v, "velocity_err_m_s": err,
-               "n_atoms": n, "duration_ps": maker.run_steps * maker.timestep_ps,
+               "n_atoms": len(atoms), "duration_ps": maker.run_steps * maker.timestep_ps,
                "workdir": str(wd), "reused": True}
     else:
         row = maker.run_point(pot, a0, p, wd, res)
@@ -70,15 +68,6 @@ def _one(job) -> dict:
     print(f"{p.tag}: v = {row['velocity_m_s']:.0f} ± {row['velocity_err_m_s']:.0f} m/s "
           f"({row['n_atoms']} atoms, {row['wall_s']} s)", flush=True)
     return row
-
-
-def _glide_period(wd: Path) -> float:
-    """The periodic box length along z (the glide direction) from ``structure.data``."""
-    for ln in (wd / "structure.data").read_text().splitlines():
-        if ln.strip().endswith("zlo zhi"):
-            lo, hi = map(float, ln.split()[:2])
-            return hi - lo
-    raise ValueError(f"{wd}/structure.data: no zlo zhi line")
 
 
 def machine() -> dict:

@@ -524,12 +524,25 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
     if (res.value("n_top"), res.value("n_bot")) != (n_top, n_bot):
         raise DataError(f"{workdir}: loaded layers hold {res.value('n_top'):g}/"
                         f"{res.value('n_bot'):g} atoms in LAMMPS, {n_top}/{n_bot} expected")
-    lines = locate_dislocations(workdir / "glide.dump", geo.glide_a)
+    t, z, y, v, err = glide_velocity(workdir, geo.glide_a, dump_every, timestep_ps, fit_from)
+    return GlideResult(t, z, y, v, err, len(atoms), float(run_steps * timestep_ps), workdir)
+
+
+def glide_velocity(workdir: Path, glide_a: float, dump_every: int, timestep_ps: float,
+                   fit_from: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Locate the core in ``workdir/glide.dump`` (one frame per ``dump_every`` steps),
+    unwrap it across the periodic glide length ``glide_a`` (Å), fit the velocity after
+    the first ``fit_from`` of the frames and write ``core_position.csv``.
+
+    Returns:
+        (t ps (F,), core z Å (F,), core y Å (F,), velocity m/s, its standard error m/s).
+    """
+    lines = locate_dislocations(workdir / "glide.dump", glide_a)
     t = np.arange(len(lines)) * dump_every * timestep_ps
-    z = unwrap(np.array([ln.core_z for ln in lines]), geo.glide_a)
+    z = unwrap(np.array([ln.core_z for ln in lines]), glide_a)
     y = np.array([ln.core_y for ln in lines])
     start = int(fit_from * len(t))
     v, err = fit_velocity(t[start:], z[start:])
     np.savetxt(workdir / "core_position.csv", np.column_stack([t, z, y]), delimiter=",",
                header="time_ps,core_z_a,core_y_a", comments="", fmt="%.6f")
-    return GlideResult(t, z, y, v, err, len(atoms), float(run_steps * timestep_ps), workdir)
+    return t, z, y, v, err
