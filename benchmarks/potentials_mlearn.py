@@ -106,21 +106,9 @@ TRIED = [
 ]
 
 
-#: Second stage: continue from the first model with the energy and virial weighted up
-#: (the first stage's energies stayed ~30 meV/atom off: force-dominated loss).
-REFINE = {"steps": 4000, "start_lr": 5e-4, "stop_lr": 1e-5, "decay_steps": 100,
-          "pref_e": [5.0, 50.0], "pref_f": [1.0, 1.0], "pref_v": [1.0, 20.0]}
-
-
-#: Third stage, from the first model again: ~10 frames per batch (less noisy energy
-#: gradients than one 54-atom frame), moderate energy/virial weights, low learning rate.
-REFINE_BATCH = {"steps": 1500, "batch_size": "auto:512", "start_lr": 3e-4, "stop_lr": 1e-5,
-                "decay_steps": 50, "pref_e": [2.0, 20.0], "pref_f": [1.0, 1.0],
-                "pref_v": [1.0, 10.0]}
-
 #: (artifact name, settings on top of TRAIN, artifact whose model_0 it starts from)
 STAGES = [("potential", {}, None)]
-#: the session-1 refinement stages (REFINE, REFINE_BATCH above) are kept for the record:
+#: Session 1 refined the first model in further stages (settings and outcomes in TRIED);
 #: on quiet cores one long stage with the energy weighted from the start did better.
 
 
