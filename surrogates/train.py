@@ -162,6 +162,22 @@ def path_errors(model: ConstitutiveModel, paths: StrainPaths, sigma_ref: float,
             "out_of_range_fraction": float(oor.mean())}, stress
 
 
+def _lbfgs_chunk(params: list[torch.nn.Parameter], loss_fn, max_iter: int, **options: Any):
+    """A callable running ``max_iter`` L-BFGS iterations (strong Wolfe line search) on
+    ``loss_fn()``: the ``step_chunk`` of :func:`_early_stopping_loop`. ``options`` go to
+    :class:`torch.optim.LBFGS` (history_size, tolerances)."""
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter,
+                            line_search_fn="strong_wolfe", **options)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    return lambda: opt.step(closure)
+
+
 def _early_stopping_loop(params: list[torch.nn.Parameter], module: torch.nn.Module,
                          step_chunk, train_loss, val_loss, settings: SurrogateSettings,
                          ) -> list[dict[str, float]]:
@@ -229,20 +245,13 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     xt, ut, yt = tensors(tr, f_tr)
     xv, uv, yv = tensors(va, feats(va)) if len(va["ep"]) else (xt, ut, yt)
     net.train()
-    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=s.check_every,
-                            history_size=50, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-12, tolerance_change=1e-15)
 
     def loss_t():
         return torch.mean((net(xt, ut) - yt) ** 2)
 
-    def closure():
-        opt.zero_grad()
-        loss = loss_t()
-        loss.backward()
-        return loss
-
-    history = _early_stopping_loop(list(net.parameters()), net, lambda: opt.step(closure),
+    step = _lbfgs_chunk(list(net.parameters()), loss_t, s.check_every, history_size=50,
+                        tolerance_grad=1e-12, tolerance_change=1e-15)
+    history = _early_stopping_loop(list(net.parameters()), net, step,
                                    loss_t, lambda: torch.mean((net(xv, uv) - yv) ** 2), s)
     net.eval()
     rng_rate = tr["rate"] if len(tr["rate"]) else np.array([RATE_FLOOR])
@@ -325,14 +334,8 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
         return torch.mean((rollout_stress(model, e, dt) / scale - y) ** 2)
 
     net.train()
-    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=min(s.check_every, 10),
-                            history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = loss_on(et, yt, train.dt)
-        loss.backward()
-        return loss
+    step = _lbfgs_chunk(list(net.parameters()), lambda: loss_on(et, yt, train.dt),
+                        min(s.check_every, 10), history_size=20)
 
     with torch.no_grad():
         v0 = float(loss_on(ev, yv, val.dt))
@@ -343,7 +346,7 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
     w0 = copy.deepcopy(net.state_dict())
     sub = s.model_copy(update={"max_iterations": s.rollout_iterations,
                                "check_every": min(s.check_every, 10), "patience": 3})
-    hist = _early_stopping_loop(list(net.parameters()), net, lambda: opt.step(closure),
+    hist = _early_stopping_loop(list(net.parameters()), net, step,
                                 lambda: loss_on(et, yt, train.dt),
                                 lambda: loss_on(ev, yv, val.dt), sub)
     if not hist or min(h["val_loss"] for h in hist) >= v0:
@@ -415,18 +418,9 @@ def fit_internal_variable(train: StrainPaths, val: StrainPaths, s: SurrogateSett
     for prm in params:
         prm.requires_grad_(True)
 
-    def lbfgs(loss_t, max_iter: int) -> torch.optim.LBFGS:
-        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=30,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-12,
-                                tolerance_change=1e-15)
-
-        def closure():
-            opt.zero_grad()
-            loss = loss_t()
-            loss.backward()
-            return loss
-
-        return lambda: opt.step(closure)
+    def lbfgs(loss_t, max_iter: int):
+        return _lbfgs_chunk(params, loss_t, max_iter, history_size=30,
+                            tolerance_grad=1e-12, tolerance_change=1e-15)
 
     fl_t = _flow_steps(train, model.s_t.numpy(), s.plastic_tol)
     fl_v = _flow_steps(val, model.s_t.numpy(), s.plastic_tol)
