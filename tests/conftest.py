@@ -69,6 +69,12 @@ TINY_TRAIN = {
 }
 
 
+@pytest.fixture
+def tiny_train() -> dict:
+    """The tiny training settings of ``tiny_potential`` (a copy, to vary)."""
+    return dict(TINY_TRAIN)
+
+
 @pytest.fixture(scope="session")
 def tiny_potential(tmp_path_factory, tiny_dataset):
     """A real Potential artifact: 2 tiny se_e2_a Mo models (100 steps each)."""

@@ -132,3 +132,88 @@ def test_init_model_continues_from_a_frozen_model(tmp_path, tiny_potential, tiny
         out.append((atoms.get_potential_energy(), atoms.get_forces()))
     assert out[0][0] == pytest.approx(out[1][0], abs=1e-4 * len(atoms))
     assert np.allclose(out[0][1], out[1][1], atol=1e-4)
+
+
+def _auto_prob(inp: dict) -> tuple[list[str], dict[tuple[int, int], float]]:
+    td = inp["training"]["training_data"]
+    parts = td["auto_prob"].split(";")
+    assert parts[0] == "prob_sys_size"
+    ranges = {}
+    for p in parts[1:]:
+        a, b, w = p.split(":")
+        ranges[(int(a), int(b))] = float(w)
+    return td["systems"], ranges
+
+
+def test_group_weights_set_each_groups_share_of_batches(tmp_path, tiny_dataset):
+    s = TrainSettings(ensemble=1, group_weights={"Vacancy": 0.3, "Surface": 0.2})
+    inp = json.loads(next(s.make(tiny_dataset, tmp_path / "pot", dry_run=True)
+                          .path.rglob("input.json")).read_text())
+    systems, ranges = _auto_prob(inp)
+    assert sum(ranges.values()) == pytest.approx(1.0)
+    meta = json.loads((tiny_dataset.path / "dataset.json").read_text())
+    group = {k: v["group"] for k, v in meta["splits"]["train"]["systems"].items()}
+    frames = {k: v["frames"] for k, v in meta["splits"]["train"]["systems"].items()}
+    by_group: dict[str, float] = {}
+    for (a, b), w in ranges.items():
+        gs = {group[p.rsplit("/", 1)[1]] for p in systems[a:b]}
+        assert len(gs) == 1, f"systems {a}:{b} mix groups {gs}"
+        by_group[gs.pop()] = w
+    assert by_group["Vacancy"] == pytest.approx(0.3)
+    assert by_group["Surface"] == pytest.approx(0.2)
+    rest = {g: sum(f for k, f in frames.items() if group[k] == g)
+            for g in by_group if g not in ("Vacancy", "Surface")}
+    for g, n in rest.items():  # the unnamed groups share 0.5 by frame count
+        assert by_group[g] == pytest.approx(0.5 * n / sum(rest.values()))
+    assert "auto_prob" not in json.loads(next(TrainSettings(ensemble=1).make(
+        tiny_dataset, tmp_path / "pot2", dry_run=True).path.rglob("input.json")).read_text()
+    )["training"]["training_data"]
+
+
+@pytest.mark.parametrize("weights, msg", [({"Vacancies": 0.2}, "has the groups"),
+                                          ({"Vacancy": 0.6, "Surface": 0.5}, "leave nothing")])
+def test_group_weights_errors(tmp_path, tiny_dataset, weights, msg):
+    with pytest.raises(SettingsError, match=msg):
+        TrainSettings(ensemble=1, group_weights=weights).make(tiny_dataset, tmp_path / "p",
+                                                              dry_run=True)
+
+
+def test_float32_group_weighted_model_trains_and_compresses(tmp_path, tiny_dataset,
+                                                            tiny_train):
+    """DeePMD honours the group shares (its own summary table) and float32 precision."""
+    cfg = dict(tiny_train, steps=20, ensemble=1, compress=True, precision="float32",
+               group_weights={"Vacancy": 0.4})
+    art = TrainSettings.model_validate(cfg).make(tiny_dataset, tmp_path / "pot")
+    inp = json.loads((art.path / "input.json").read_text())
+    assert inp["model"]["fitting_net"]["precision"] == "float32"
+    log_text = (art.path / "train.log").read_text()
+    probs = {}
+    for ln in log_text.splitlines():  # "-- ...systems/train/Vacancy_Mo53  53  1  6  4.0e-01  T"
+        if "/systems/train/" in ln and ln.rstrip().endswith(("T", "F")):
+            f = ln.split()
+            probs[f[-6].rsplit("/", 1)[1]] = float(f[-2])
+    assert probs, "no DeePMD data summary in train.log"
+    vac = sum(p for k, p in probs.items() if k.startswith("Vacancy"))
+    assert vac == pytest.approx(0.4, abs=1e-3)
+    pot = load_potential(art.path)
+    assert pot.compressed, "float32 se_e2_a model was not compressed"
+    # forces = -dE/dx holds in float32 too, to float32's resolution (larger step, looser)
+    from ase.build import bulk
+
+    atoms = bulk("Mo", "bcc", a=3.17, cubic=True).repeat(2)
+    atoms.rattle(0.08, seed=3)
+    atoms.calc = pot.calculator()
+    f = atoms.get_forces()
+    assert np.abs(f).max() > 1e-2
+    h = 1e-2
+    for i, k in [(0, 0), (5, 1), (11, 2)]:
+        p = atoms.positions.copy()
+        p[i, k] += h
+        atoms.positions = p
+        ep = atoms.get_potential_energy()
+        p[i, k] -= 2 * h
+        atoms.positions = p
+        em = atoms.get_potential_energy()
+        p[i, k] += h
+        atoms.positions = p
+        assert abs(-(ep - em) / (2 * h) - f[i, k]) < 2e-3 + 1e-2 * abs(f[i, k])
