@@ -73,6 +73,18 @@ def accuracy(pot: LammpsPotential, frames, work: Path, res: Resources) -> dict:
             "energy_mae_mev_per_atom": float(np.mean(eerr) * 1e3)}
 
 
+def machine() -> dict:
+    """Cores and CPU model of this machine."""
+    cpu = "unknown"
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in
+                   Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cores": os.cpu_count(), "cpu_model": cpu}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--potential", required=True, help="Potential artifact (DeePMD)")
@@ -111,9 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         if name in wanted:
             pots[name] = SNAPPotential.from_dir(MO / "peer_models" / name, name=name)
 
+    inp = json.loads((Path(args.potential) / "input.json").read_text())["model"]
     result: dict = {"natoms": 2 * args.size ** 3, "threads": args.threads,
                     "mpi_ranks": args.ranks, "steps": args.steps,
                     "potential": str(Path(args.potential).resolve()),
+                    "deepmd_model": {
+                        "descriptor": {k: inp["descriptor"].get(k) for k in (
+                            "type", "rcut", "sel", "neuron", "axis_neuron", "precision")},
+                        "fitting_net": {k: inp["fitting_net"].get(k) for k in (
+                            "neuron", "precision")}},
+                    "machine": machine(),
                     "test_set": str(MO / "test.json"), "models": {},
                     "load_average_start": os.getloadavg()[0],
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -66,13 +66,19 @@ TINY_TRAIN = {
                    "rcut_smth_a": 0.5},
     "fitting_neuron": [32, 32], "steps": 100, "ensemble": 2, "disp_freq": 50,
     "start_lr": 2e-3, "stop_lr": 1e-4, "compress": False, "evaluate": False,
+    "precision": "float64",  # tight finite-difference tests; float32: tiny_potential_f32
 }
 
 
-@pytest.fixture
-def tiny_train() -> dict:
-    """The tiny training settings of ``tiny_potential`` (a copy, to vary)."""
-    return dict(TINY_TRAIN)
+@pytest.fixture(scope="session")
+def tiny_potential_f32(tmp_path_factory, tiny_dataset):
+    """A float32, compressed, group-weighted model (20 steps): the benchmark's precision."""
+    from scalebridge.potentials import TrainSettings
+
+    out = tmp_path_factory.getbasetemp() / "tiny_mo_potential_f32"
+    cfg = dict(TINY_TRAIN, steps=20, ensemble=1, compress=True, precision="float32",
+               group_weights={"Vacancy": 0.4})
+    return TrainSettings.model_validate(cfg).make(tiny_dataset, out)
 
 
 @pytest.fixture(scope="session")

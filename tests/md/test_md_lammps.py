@@ -134,11 +134,19 @@ def test_model_deviation_flags_and_exports_candidates(tmp_path, deepmd, tiny_pot
     assert not (tmp_path / "calm" / "candidates").exists()
 
 
-def test_nve_conserves_energy(tmp_path, deepmd):
+@pytest.mark.parametrize("which", ["float64 frozen", "float32 compressed"])
+def test_nve_conserves_energy(tmp_path, request, which):
+    """NVE with the frozen float64 model, and with the compressed float32 model that the
+    benchmarks use (tabulated embedding, single-precision networks)."""
+    if which == "float64 frozen":
+        pot = request.getfixturevalue("deepmd")
+    else:
+        pot = DeepMDPotential.from_artifact(request.getfixturevalue("tiny_potential_f32").path,
+                                            compressed=True)
     body = "\n".join(["thermo 10", "thermo_style custom step time pe ke etotal",
                       "velocity all create 600 11 mom yes rot yes", "fix 1 all nve",
                       "run 400"])
-    res = run_lammps(tmp_path, body, deepmd, mo(3), timestep_ps=0.001)
+    res = run_lammps(tmp_path, body, pot, mo(3), timestep_ps=0.001)
     th = res.thermo[-1]
     n = 54
     drift = np.polyfit(th["Time"], th["TotEng"], 1)[0] / n          # eV/atom/ps

@@ -178,12 +178,9 @@ def test_group_weights_errors(tmp_path, tiny_dataset, weights, msg):
                                                               dry_run=True)
 
 
-def test_float32_group_weighted_model_trains_and_compresses(tmp_path, tiny_dataset,
-                                                            tiny_train):
+def test_float32_group_weighted_model_trains_and_compresses(tiny_potential_f32):
     """DeePMD honours the group shares (its own summary table) and float32 precision."""
-    cfg = dict(tiny_train, steps=20, ensemble=1, compress=True, precision="float32",
-               group_weights={"Vacancy": 0.4})
-    art = TrainSettings.model_validate(cfg).make(tiny_dataset, tmp_path / "pot")
+    art = tiny_potential_f32
     inp = json.loads((art.path / "input.json").read_text())
     assert inp["model"]["fitting_net"]["precision"] == "float32"
     log_text = (art.path / "train.log").read_text()
