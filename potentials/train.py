@@ -227,11 +227,10 @@ class TrainSettings(StrictModel):
             if not Path(self.init_model).is_file():
                 raise SettingsError(f"init_model {self.init_model} does not exist")
             inputs["init_model"] = Path(self.init_model)
-        # init_model, group_weights and a float64 precision are left out of the
-        # fingerprint, so artifacts made before these settings existed (all float64) stay
-        # current
+        # unset init_model and group_weights are left out of the fingerprint, so artifacts
+        # made before they existed stay current; precision is always in it (the default
+        # changed to float32: older float64 artifacts are retrained)
         skip = ({"init_model"} if not self.init_model else set()) | (
-            {"precision"} if self.precision == "float64" else set()) | (
             {"group_weights"} if self.group_weights is None else set())
         fp_settings = self.model_dump(mode="json", exclude=skip or None)
         return produce("Potential", out, fp_settings, inputs, build, force=force)

@@ -119,7 +119,8 @@ def test_init_model_continues_from_a_frozen_model(tmp_path, tiny_potential, tiny
     s = TrainSettings.model_validate({
         "descriptor": {"sel": [48], "neuron": [8, 16], "axis_neuron": 4},
         "fitting_neuron": [32, 32], "steps": 1, "ensemble": 1, "start_lr": 1e-9,
-        "stop_lr": 1e-9, "compress": False, "evaluate": False, "init_model": str(start)})
+        "stop_lr": 1e-9, "compress": False, "evaluate": False, "init_model": str(start),
+        "precision": "float64"})  # the precision of the model it starts from
     pot = s.make(tiny_dataset, tmp_path / "cont")
     assert pot.manifest["inputs"]["init_model"]["sha256"]
     from ase.build import bulk
