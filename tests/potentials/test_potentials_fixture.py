@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from scalebridge.potentials import load_potential
 
 
@@ -20,17 +21,20 @@ def test_tiny_potential_contract(tiny_potential):
     assert (tiny_potential.path / "lcurve.csv").is_file()
 
 
-def test_forces_are_minus_energy_gradient(tiny_potential):
+@pytest.mark.parametrize("fixture, h, atol, rtol, fmin", [
+    ("tiny_potential", 1e-3, 1e-4, 1e-3, 1e-3),
+    # float32 networks: a larger step and a looser bound, to float32's resolution
+    ("tiny_potential_f32", 1e-2, 2e-3, 1e-2, 1e-2)])
+def test_forces_are_minus_energy_gradient(request, fixture, h, atol, rtol, fmin):
     """Forces of a trained model equal -dE/dx by central finite differences."""
     from ase.build import bulk
 
-    info = load_potential(tiny_potential)
+    info = load_potential(request.getfixturevalue(fixture))
     atoms = bulk("Mo", "bcc", a=3.17, cubic=True).repeat(2)
     atoms.rattle(0.08, seed=3)
     atoms.calc = info.calculator()
     f = atoms.get_forces()
-    assert np.abs(f).max() > 1e-3  # a rattled crystal has forces: the test can fail
-    h = 1e-3
+    assert np.abs(f).max() > fmin  # a rattled crystal has forces: the test can fail
     for i, k in [(0, 0), (5, 1), (11, 2)]:
         p = atoms.positions.copy()
         p[i, k] += h
@@ -41,7 +45,7 @@ def test_forces_are_minus_energy_gradient(tiny_potential):
         em = atoms.get_potential_energy()
         p[i, k] += h
         atoms.positions = p
-        assert abs(-(ep - em) / (2 * h) - f[i, k]) < 1e-4 + 1e-3 * abs(f[i, k])
+        assert abs(-(ep - em) / (2 * h) - f[i, k]) < atol + rtol * abs(f[i, k])
 
 
 def test_stress_is_strain_derivative(tiny_potential):
