@@ -87,6 +87,53 @@ def neighbor_stat(systems_dir: Path, rcut: float, type_map: list[str], cwd: Path
 BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^auto(:\d+)?$")]
 
 
+
+#: (section, key) of a model definition that a model continued with ``init_model`` must
+#: share with the settings: DeePMD loads the weights of a model of another precision
+#: without complaint (the energies shift), and a different architecture fails deep inside
+#: torch's state-dict loading.
+_INIT_MODEL_KEYS = [("descriptor", "type"), ("descriptor", "rcut"),
+                    ("descriptor", "rcut_smth"), ("descriptor", "sel"),
+                    ("descriptor", "neuron"), ("descriptor", "axis_neuron"),
+                    ("descriptor", "precision"), ("fitting_net", "neuron"),
+                    ("fitting_net", "precision"), (None, "type_map")]
+_SETTING_NAME = {("descriptor", "rcut"): "descriptor.rcut_a",
+                 ("descriptor", "rcut_smth"): "descriptor.rcut_smth_a",
+                 ("fitting_net", "neuron"): "fitting_neuron",
+                 ("descriptor", "precision"): "precision",
+                 ("fitting_net", "precision"): "precision",
+                 (None, "type_map"): "the dataset's type_map"}
+
+
+def model_definition(path: Path) -> dict[str, Any]:
+    """The ``model`` section of the input a frozen DeePMD model (.pth) was trained with."""
+    try:
+        import deepmd.pt.model  # noqa: F401  (registers DeePMD's custom torch ops)
+        import torch
+
+        return json.loads(torch.jit.load(str(path), map_location="cpu")
+                          .get_model_def_script())
+    except Exception as e:  # torch raises many kinds of error on a foreign file
+        raise SettingsError(f"{path} is not a frozen DeePMD-kit PyTorch model (.pth): "
+                            f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
+def check_init_model(path: Path, model: dict[str, Any]) -> None:
+    """Raise :class:`SettingsError` naming every setting in which ``model`` (the ``model``
+    section these settings generate) differs from the frozen model at ``path``."""
+    old = model_definition(path)
+    diffs = []
+    for sect, key in _INIT_MODEL_KEYS:
+        a = (old.get(sect) or {}).get(key) if sect else old.get(key)
+        b = (model.get(sect) or {}).get(key) if sect else model.get(key)
+        if a is not None and b is not None and a != b:
+            diffs.append(f"{_SETTING_NAME.get((sect, key), f'{sect}.{key}')}: "
+                         f"model {a!r}, settings {b!r}")
+    if diffs:
+        raise SettingsError(f"init_model {path} does not match these settings ("
+                            + "; ".join(dict.fromkeys(diffs)) + "): set them as the model "
+                            "was trained, or train from scratch")
+
 class DescriptorSettings(StrictModel):
     """The descriptor (environment embedding)."""
 
@@ -255,6 +302,9 @@ class TrainSettings(StrictModel):
                 raise SettingsError(f"descriptor.sel has {len(d.sel)} entries but type_map "
                                     f"{ds.type_map} has {len(ds.type_map)}")
             sel = list(d.sel)
+        if self.init_model and not dry_run:
+            check_init_model(Path(self.init_model), self.input_json(
+                ds.type_map, sel, train_sys, valid_sys, self.seed, ds.has_virial)["model"])
         jobs: list[tuple[list[str], Path]] = []
         for i in range(self.ensemble):
             mdir = work / "train" / f"model_{i}"

@@ -135,6 +135,32 @@ def test_init_model_continues_from_a_frozen_model(tmp_path, tiny_potential, tiny
     assert np.allclose(out[0][1], out[1][1], atol=1e-4)
 
 
+def test_init_model_of_another_precision_or_shape_is_a_clear_error(tmp_path, tiny_potential,
+                                                                   tiny_dataset):
+    """DeePMD would load a float64 model into a float32 training without a word (and
+    shifted energies); a different fitting net fails deep in torch. Both are named here,
+    before anything trains, and nothing is written."""
+    start = load_potential(tiny_potential).models[0]
+    base = {"descriptor": {"sel": [48], "neuron": [8, 16], "axis_neuron": 4},
+            "fitting_neuron": [32, 32], "steps": 1, "ensemble": 1, "compress": False,
+            "evaluate": False, "init_model": str(start)}
+    with pytest.raises(SettingsError, match=r"precision: model 'float64', settings "
+                                            r"'float32'\)"):
+        TrainSettings.model_validate({**base, "precision": "float32"}).make(
+            tiny_dataset, tmp_path / "f32")
+    with pytest.raises(SettingsError, match=r"fitting_neuron: model \[32, 32\], settings "
+                                            r"\[64, 64\]"):
+        TrainSettings.model_validate({**base, "precision": "float64",
+                                      "fitting_neuron": [64, 64]}).make(
+            tiny_dataset, tmp_path / "wide")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(SettingsError, match="is not a frozen DeePMD-kit PyTorch model"):
+        TrainSettings.model_validate({**base, "init_model": str(junk)}).make(
+            tiny_dataset, tmp_path / "junk")
+    assert not (tmp_path / "f32").exists() and not (tmp_path / "wide").exists()
+
+
 def _auto_prob(inp: dict) -> tuple[list[str], dict[tuple[int, int], float]]:
     td = inp["training"]["training_data"]
     parts = td["auto_prob"].split(";")
