@@ -43,6 +43,12 @@ class GlidePoint(BaseModel):
         return f"{self.character}_T{self.temperature_k:g}_tau{self.tau_mpa:g}"
 
 
+#: Shortest screw line (in Burgers vectors) whose thermally activated glide is by kink
+#: pairs; shorter lines move as one rigid segment (session 3: a 3 b line at 300 K, 1200 MPa
+#: hopped back and forth, 27 m/s against 323 m/s at 100 K).
+MIN_SCREW_LINE_B = 20
+
+
 class MobilityMaker(StrictModel):
     """Glide of straight 1/2<111> dislocations under constant resolved shear stress."""
 
@@ -88,6 +94,13 @@ class MobilityMaker(StrictModel):
                   workdir: str | Path, resources: Resources | None = None) -> dict[str, Any]:
         """One glide job; returns its ``velocity.csv`` row (plus ``workdir``)."""
         cell = self.edge_cell_a if point.character == "edge" else self.screw_cell_a
+        n_b = cell[0] / (a0 * 3**0.5 / 2)
+        if point.character == "screw" and n_b < MIN_SCREW_LINE_B:
+            log.warning("%s: the screw line is %.0f Å = %.1f b long (< %d b): kink pairs "
+                        "cannot form and the whole line hops back and forth between Peierls "
+                        "valleys, so its velocity is a cell-size artefact, not a mobility "
+                        "(set screw_cell_a[0] >= %.0f Å)", point.tag, cell[0], n_b,
+                        MIN_SCREW_LINE_B, MIN_SCREW_LINE_B * a0 * 3**0.5 / 2)
         r = run_glide(potential, a0, point.character, point.tau_mpa, point.temperature_k,
                       workdir, element=self.element, cell_a=cell,
                       equil_steps=self.equil_steps, run_steps=self.run_steps,
