@@ -53,6 +53,18 @@ CANDIDATES = {
     "batch4": {"steps": 36000, "decay_steps": 180, "pref_v": [0.2, 10.0],
                "group_weights": {"Vacancy": 0.2, "Surface": 0.1},
                "batch_size": "auto:216", "start_lr": 2e-3},
+    # session 4: a 6 Å cutoff takes in the 4th and 5th BCC shells (5.26, 5.49 Å) for 12%
+    # more time per step; fewer steps so that the run stays inside the hour on one core
+    "r6": {"descriptor": {**TRAIN["descriptor"], "rcut_a": 6.0, "rcut_smth_a": 2.0},
+           "steps": 85000, "decay_steps": 425},
+    # a wider fitting net and embedding matrix cost little: the fitting net runs once per
+    # atom, the embedding net once per neighbour (unchanged here)
+    "r6_wide": {"descriptor": {**TRAIN["descriptor"], "rcut_a": 6.0, "rcut_smth_a": 2.0,
+                               "axis_neuron": 16},
+                "fitting_neuron": [240, 240, 240], "steps": 66000, "decay_steps": 330},
+    # session 4, round 2 (both with dp change-bias after training, the new default)
+    "cb90": {"steps": 90000, "decay_steps": 450},
+    "energy400": {"steps": 90000, "decay_steps": 450, "pref_e": [0.2, 400.0]},
 }
 
 
@@ -162,6 +174,10 @@ TRIED = [
                 "(-0.2%). Against session 2's float64 run: energy worse (the Elastic group "
                 "5.7 vs 2.1 meV/atom), elastic constants better, forces the same; float32 "
                 "is kept as the default for its 2.7x MD speed (#4)."},
+    # session 4, two candidates side by side on one core each
+    {"settings": "r6_f64: rcut 6 Å (smoothing from 2 Å, sel 72) in float64, 80000 steps",
+     "outcome": "0.06 s/step on one core, twice the float32 step at the same cutoff: "
+                "80000 steps would take 80 min, so it was stopped after 10 min"},
 ]
 
 

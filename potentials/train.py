@@ -187,6 +187,11 @@ class TrainSettings(StrictModel):
                            "properties vs DFT into metrics.json")
     properties: bool = Field(True, description="lattice constant, elastic constants, "
                              "vacancy energy through ASE (needs evaluate)")
+    change_bias: bool = Field(
+        True, description="after training, shift each type's energy bias by least squares "
+        "on the training frames (dp change-bias): removes the mean energy error a "
+        "force-dominated loss leaves (float32 mlearn Mo: +3.8 meV/atom on its own training "
+        "set; test MAE 4.75 -> 3.87 meV/atom, forces unchanged)")
     init_model: str | None = Field(
         None, description="frozen model (.pth, same descriptor and sel) every ensemble member "
         "starts from (dp train --init-frz-model): continue or re-weight a training; its "
@@ -318,11 +323,19 @@ class TrainSettings(StrictModel):
             if self.init_model:
                 args += ["--init-frz-model", str(Path(self.init_model).absolute())]
             jobs.append((args, mdir))
-            jobs.append((["freeze", "-c", str(mdir), "-o",
-                          str(work / "models" / f"model_{i}.pth")], mdir))
+            final = work / "models" / f"model_{i}.pth"
+            if self.change_bias:
+                frozen = mdir / "frozen.pth"
+                jobs.append((["freeze", "-c", str(mdir), "-o", str(frozen)], mdir))
+                jobs.append((["change-bias", str(frozen), "-f", str(work / "train_systems.txt"),
+                              "-m", "change", "-o", str(final)], mdir))
+            else:
+                jobs.append((["freeze", "-c", str(mdir), "-o", str(final)], mdir))
+        (work / "train_systems.txt").write_text("".join(f"{p}\n" for p in train_sys))
         if dry_run:
             return {}
         times = self._run_training(jobs, work, res)
+        bias_shift = energy_bias_shifts(work / "train.log") if self.change_bias else []
         models = [f"models/model_{i}.pth" for i in range(self.ensemble)]
         compressed: list[str] = []
         if self.compress and self.compressible:
@@ -335,8 +348,9 @@ class TrainSettings(StrictModel):
                 compressed = [m.replace(".pth", "_compressed.pth") for m in models]
             except ExternalProgramError as e:
                 log.warning("model compression failed, keeping uncompressed models: %s", e)
-        for ck in (work / "train").glob("model_*/model.ckpt*.pt"):
-            ck.unlink()  # checkpoints are not needed downstream
+        for ck in [*(work / "train").glob("model_*/model.ckpt*.pt"),
+                   *(work / "train").glob("model_*/frozen.pth")]:
+            ck.unlink()  # checkpoints and pre-change-bias models are not needed downstream
         shutil.copyfile(work / "train" / "model_0" / "input.json", work / "input.json")
         from scalebridge.potentials.evaluate import write_lcurves
 
@@ -344,7 +358,8 @@ class TrainSettings(StrictModel):
         pot = {"type_map": ds.type_map, "models": models, "compressed": compressed,
                "rcut_a": d.rcut_a, "descriptor": d.type, "sel": sel,
                "min_nbor_dist_a": min_dist, "has_virial": ds.has_virial,
-               "train_seconds": [round(t, 2) for t in times]}
+               "train_seconds": [round(t, 2) for t in times],
+               "energy_bias_shift_ev": bias_shift}
         write_json_atomic(work / "potential.json", pot)
         summary: dict[str, Any] = {"models": len(models), "compressed": len(compressed),
                                    "train_seconds": round(float(np.sum(times)), 2)}
@@ -377,6 +392,17 @@ class TrainSettings(StrictModel):
             run_dp(jobs, work, threads=res.threads, log_file=work / "train.log",
                    on_line=on_line)
         return times
+
+
+def energy_bias_shifts(train_log: Path) -> list[list[float]]:
+    """Per model, the shift (eV per atom, per type) ``dp change-bias`` gave the energy
+    bias, read from its log line "Change output bias of [...] from [...] to [...]"."""
+    out = []
+    for m in re.finditer(r"Change output bias of \[.*?\] from \[([^\]]*)\] to "
+                         r"\[([^\]]*)\]", train_log.read_text(errors="replace")):
+        old, new = (np.array(g.split(), dtype=float) for g in m.groups())
+        out.append([round(float(x), 6) for x in new - old])
+    return out
 
 
 def group_sampling(ds, weights: dict[str, float] | None) -> tuple[list[str], str | None]:

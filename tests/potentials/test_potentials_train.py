@@ -221,3 +221,25 @@ def test_float32_group_weighted_model_trains_and_compresses(tiny_potential_f32):
     assert vac == pytest.approx(0.4, abs=1e-3)
     pot = load_potential(art.path)
     assert pot.compressed, "float32 se_e2_a model was not compressed"
+
+
+@pytest.mark.slow
+def test_change_bias_leaves_no_mean_energy_error_on_the_training_frames(tmp_path,
+                                                                        tiny_potential,
+                                                                        tiny_dataset):
+    """After ``dp change-bias`` the energy bias is the least-squares one on the training
+    frames: the best further per-atom shift b = Σ n_i ΔE_i / Σ n_i² is zero (it was the
+    recorded shift before)."""
+    from scalebridge.potentials.dataset import load_dataset
+    from scalebridge.potentials.evaluate import score
+
+    pj = json.loads((tiny_potential.path / "potential.json").read_text())
+    assert len(pj["energy_bias_shift_ev"]) == 2          # one per ensemble member
+    before = abs(pj["energy_bias_shift_ev"][0][0])
+    assert before > 1e-3                                 # 100 steps leave a real offset
+    ds = load_dataset(tiny_dataset)
+    c = score(load_potential(tiny_potential).models[0], ds, "train", tmp_path)["_parity"]
+    n = np.concatenate([g["natoms"] for g in c.values()])
+    de = np.concatenate([g["e_pred"] - g["e_true"] for g in c.values()])
+    b = float((n * de).sum() / (n * n).sum())
+    assert abs(b) < 1e-4 * before + 1e-6, (b, before)
