@@ -160,8 +160,8 @@ class TrainSettings(StrictModel):
         "float32", description="network precision (descriptor and fitting net). float32 "
         "models run 2.7x faster in LAMMPS once compressed, with the same force and elastic "
         "constant accuracy; float64 gave a lower energy MAE on the mlearn Mo benchmark "
-        "(3.7 vs 4.3-4.7 meV/atom) and is needed for finite-difference checks tighter than "
-        "about 1e-3 eV/Å")
+        "(3.7 vs 4.2-4.7 meV/atom) but trains 1.5-2x slower per step, and is needed for "
+        "finite-difference checks tighter than about 1e-3 eV/Å")
     steps: int = Field(2000, ge=1, description="training steps per model")
     batch_size: BatchSize = Field(
         "auto", description="frames per batch, or 'auto' / "
