@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from scalebridge.artifacts import Artifact, produce
 from scalebridge.md.dislocations import run_glide
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
+from scalebridge.md.properties import burgers_length
 from scalebridge.md.tables import pyplot, write_rows
 from scalebridge.settings import Resources, StrictModel
 
@@ -94,13 +95,13 @@ class MobilityMaker(StrictModel):
                   workdir: str | Path, resources: Resources | None = None) -> dict[str, Any]:
         """One glide job; returns its ``velocity.csv`` row (plus ``workdir``)."""
         cell = self.edge_cell_a if point.character == "edge" else self.screw_cell_a
-        n_b = cell[0] / (a0 * 3**0.5 / 2)
-        if point.character == "screw" and n_b < MIN_SCREW_LINE_B:
+        b = burgers_length(a0, "bcc")
+        if point.character == "screw" and cell[0] < MIN_SCREW_LINE_B * b:
             log.warning("%s: the screw line is %.0f Å = %.1f b long (< %d b): kink pairs "
                         "cannot form and the whole line hops back and forth between Peierls "
                         "valleys, so its velocity is a cell-size artefact, not a mobility "
-                        "(set screw_cell_a[0] >= %.0f Å)", point.tag, cell[0], n_b,
-                        MIN_SCREW_LINE_B, MIN_SCREW_LINE_B * a0 * 3**0.5 / 2)
+                        "(set screw_cell_a[0] >= %.0f Å)", point.tag, cell[0], cell[0] / b,
+                        MIN_SCREW_LINE_B, MIN_SCREW_LINE_B * b)
         r = run_glide(potential, a0, point.character, point.tau_mpa, point.temperature_k,
                       workdir, element=self.element, cell_a=cell,
                       equil_steps=self.equil_steps, run_steps=self.run_steps,
