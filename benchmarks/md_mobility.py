@@ -21,12 +21,12 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
-import platform
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from _machine import machine
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "md_mobility.json"
@@ -68,16 +68,6 @@ def _one(job) -> dict:
     print(f"{p.tag}: v = {row['velocity_m_s']:.0f} ± {row['velocity_err_m_s']:.0f} m/s "
           f"({row['n_atoms']} atoms, {row['wall_s']} s)", flush=True)
     return row
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    for ln in Path("/proc/cpuinfo").read_text().splitlines():
-        if ln.startswith("model name"):
-            cpu = ln.split(":", 1)[1].strip()
-            break
-    return {"cores": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
-            "load_average_at_end": os.getloadavg()}
 
 
 def main() -> None:

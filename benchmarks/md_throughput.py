@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model
 from ase.build import bulk
 from scalebridge.md.lammps import (
     DeepMDPotential,
@@ -71,18 +72,6 @@ def accuracy(pot: LammpsPotential, frames, work: Path, res: Resources) -> dict:
             zip(out, frames, strict=True)]
     return {"force_mae_ev_per_a": float(ferr.mean()),
             "energy_mae_mev_per_atom": float(np.mean(eerr) * 1e3)}
-
-
-def machine() -> dict:
-    """Cores and CPU model of this machine."""
-    cpu = "unknown"
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in
-                   Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cores": os.cpu_count(), "cpu_model": cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                             "type", "rcut", "sel", "neuron", "axis_neuron", "precision")},
                         "fitting_net": {k: inp["fitting_net"].get(k) for k in (
                             "neuron", "precision")}},
-                    "machine": machine(),
+                    "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
                     "test_set": str(MO / "test.json"), "models": {},
                     "load_average_start": os.getloadavg()[0],
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

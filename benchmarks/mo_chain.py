@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from _machine import cpu_model
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -32,16 +34,6 @@ HEADLINES = {
     "properties": ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "bulk_modulus_gpa",
                    "shear_modulus_gpa", "vacancy_formation_ev", "nve_drift_ev_per_atom_ps"),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -20,8 +20,9 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 from pathlib import Path
+
+from _machine import machine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -212,19 +213,6 @@ TRIED = [
 STAGES = [("potential", {}, None)]
 #: Session 1 refined the first model in further stages (settings and outcomes in TRIED);
 #: on quiet cores one long stage with the energy weighted from the start did better.
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cores": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
-            "load_average_at_end": os.getloadavg()}
 
 
 def main() -> None:
