@@ -87,7 +87,6 @@ def neighbor_stat(systems_dir: Path, rcut: float, type_map: list[str], cwd: Path
 BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^auto(:\d+)?$")]
 
 
-
 #: (section, key) of a model definition that a model continued with ``init_model`` must
 #: share with the settings: DeePMD loads the weights of a model of another precision
 #: without complaint (the energies shift), and a different architecture fails deep inside
@@ -133,6 +132,7 @@ def check_init_model(path: Path, model: dict[str, Any]) -> None:
         raise SettingsError(f"init_model {path} does not match these settings ("
                             + "; ".join(dict.fromkeys(diffs)) + "): set them as the model "
                             "was trained, or train from scratch")
+
 
 class DescriptorSettings(StrictModel):
     """The descriptor (environment embedding)."""
