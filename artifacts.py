@@ -154,7 +154,7 @@ def read_artifact(path: str | os.PathLike[str], kind: str | None = None,
         ArtifactError: missing/incomplete directory, unreadable manifest, another kind,
             or a schema newer than this scalebridge understands.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # its files are handed to programs run in other folders
     mpath = path / MANIFEST
     if not path.is_dir():
         raise ArtifactError(f"no artifact at {path}")

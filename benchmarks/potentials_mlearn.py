@@ -67,6 +67,11 @@ CANDIDATES = {
     # cb90 is TRAIN since session 4 (run on one core beside energy400: --threads 1)
     "cb90": {"steps": 90000, "decay_steps": 450},
     "energy400": {"steps": 90000, "decay_steps": 450, "pref_e": [0.2, 400.0]},
+    # session 5: a richer descriptor (1024 instead of 512 numbers per atom) at rcut 5
+    # session 5: cb90 plus the least-squares refit of the output layer (potentials/refit.py)
+    "cb90_refit": {"steps": 90000, "decay_steps": 450, "refit_output_layer": True},
+    "axis16": {"descriptor": {**TRAIN["descriptor"], "axis_neuron": 16},
+               "steps": 86000, "decay_steps": 430},
 }
 
 
@@ -252,8 +257,9 @@ def main() -> None:
         ev = EvaluateSettings(split="test", properties=True).make(
             arts[name], ds, run / name.replace("potential", "evaluation"), res)
         m = json.loads((ev.path / "metrics.json").read_text())
-        secs = json.loads((arts[name].path / "potential.json").read_text())["train_seconds"]
-        stages[name] = {"from": parent, "train_seconds": float(sum(secs)),
+        pj = json.loads((arts[name].path / "potential.json").read_text())
+        secs = sum(pj["train_seconds"]) + sum(r["seconds"] for r in pj.get("output_refit", []))
+        stages[name] = {"from": parent, "train_seconds": float(secs),
                         **{k: m["test"]["overall"][k] for k in (
                             "energy_mae_mev_per_atom", "force_mae_ev_a")},
                         **{k: m.get("properties", {}).get("model", {}).get(k) for k in (
@@ -292,6 +298,8 @@ def main() -> None:
         "trained_through": chain[::-1],
         "stages": stages, "stage_settings": {n: e for n, e, _ in STAGES},
         "models": pj["models"], "compressed": pj.get("compressed", []),
+        "energy_bias_shift_ev": pj.get("energy_bias_shift_ev"),
+        "output_refit": pj.get("output_refit"),
         "potential_path": str(pot.path),
         "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

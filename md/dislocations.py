@@ -47,6 +47,7 @@ from ase import Atoms
 from ase.lattice.cubic import BodyCenteredCubic
 from scalebridge.errors import DataError
 from scalebridge.md.lammps import LammpsPotential, run_lammps
+from scalebridge.md.properties import burgers_length
 from scalebridge.settings import Resources
 
 log = logging.getLogger("scalebridge.md.dislocations")
@@ -173,7 +174,7 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
     """
     if character not in AXES:
         raise DataError(f"dislocation character {character!r}: expected 'edge' or 'screw'")
-    b = a0 * math.sqrt(3) / 2
+    b = burgers_length(a0, "bcc")
     blk = _bcc_block(a0, character, n_line, n_normal, n_glide, element)
     cell = np.diag(blk.cell.lengths())
     pos = blk.get_positions()

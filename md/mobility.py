@@ -180,7 +180,7 @@ def fit_drag(rows: Sequence[dict[str, Any]], b_a: float,
 def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                      max_tau_mpa: float | None = None) -> dict[str, Any]:
     """Write ``velocity.csv``, ``drag.csv``, the plot and the dumps into ``work``."""
-    b = a0 * math.sqrt(3) / 2
+    b = burgers_length(a0, "bcc")
     rows = sorted(rows, key=lambda r: (r["character"], r["temperature_k"], r["tau_mpa"]))
     write_rows(work / "velocity.csv", rows, VELOCITY_COLUMNS)
     shutil.copyfile(work / "velocity.csv", work / "velocity_stress.csv")

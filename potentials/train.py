@@ -192,6 +192,13 @@ class TrainSettings(StrictModel):
         "on the training frames (dp change-bias): removes the mean energy error a "
         "force-dominated loss leaves (float32 mlearn Mo: +3.8 meV/atom on its own training "
         "set; test MAE 4.75 -> 3.87 meV/atom, forces unchanged)")
+    refit_output_layer: bool = Field(
+        False, description="after training (and change-bias), solve for the output layer "
+        "of the fitting net by ridge least squares on the training frames, with the loss "
+        "weights' limits and a ridge chosen by 5-fold cross-validation (see "
+        "potentials/refit.py). Costs about 120 model evaluations per training frame "
+        "(3.5 min for mlearn Mo's 194 frames on one core). mlearn Mo, float32: test "
+        "energy MAE 4.18 -> 3.61 meV/atom, force 0.137 -> 0.142 eV/Å")
     init_model: str | None = Field(
         None, description="frozen model (.pth, same descriptor and sel) every ensemble member "
         "starts from (dp train --init-frz-model): continue or re-weight a training; its "
@@ -283,7 +290,8 @@ class TrainSettings(StrictModel):
         # made before they existed stay current; precision is always in it (the default
         # changed to float32: older float64 artifacts are retrained)
         skip = ({"init_model"} if not self.init_model else set()) | (
-            {"group_weights"} if self.group_weights is None else set())
+            {"group_weights"} if self.group_weights is None else set()) | (
+            {"refit_output_layer"} if not self.refit_output_layer else set())
         fp_settings = self.model_dump(mode="json", exclude=skip or None)
         return produce("Potential", out, fp_settings, inputs, build, force=force)
 
@@ -337,6 +345,14 @@ class TrainSettings(StrictModel):
         times = self._run_training(jobs, work, res)
         bias_shift = energy_bias_shifts(work / "train.log") if self.change_bias else []
         models = [f"models/model_{i}.pth" for i in range(self.ensemble)]
+        refit = []
+        if self.refit_output_layer:
+            from scalebridge.potentials.refit import refit_output_layer
+
+            prefs = (self.pref_e[1], self.pref_f[1], self.pref_v[1] if ds.has_virial else 0.0)
+            refit = [refit_output_layer(work / m, [Path(p) for p in train_sys], ds.type_map,
+                                        prefs, seed=self.seed + i, threads=res.threads)
+                     for i, m in enumerate(models)]
         compressed: list[str] = []
         if self.compress and self.compressible:
             cjobs = [(["compress", "-i", str(work / m), "-o",
@@ -359,10 +375,13 @@ class TrainSettings(StrictModel):
                "rcut_a": d.rcut_a, "descriptor": d.type, "sel": sel,
                "min_nbor_dist_a": min_dist, "has_virial": ds.has_virial,
                "train_seconds": [round(t, 2) for t in times],
-               "energy_bias_shift_ev": bias_shift}
+               "energy_bias_shift_ev": bias_shift,
+               **({"output_refit": refit} if refit else {})}
         write_json_atomic(work / "potential.json", pot)
         summary: dict[str, Any] = {"models": len(models), "compressed": len(compressed),
                                    "train_seconds": round(float(np.sum(times)), 2)}
+        if refit:
+            summary["refit_seconds"] = round(sum(r["seconds"] for r in refit), 2)
         if self.evaluate and ds.systems("test"):
             from scalebridge.potentials.evaluate import evaluate_into
 

@@ -72,12 +72,13 @@ TINY_TRAIN = {
 
 @pytest.fixture(scope="session")
 def tiny_potential_f32(tmp_path_factory, tiny_dataset):
-    """A float32, compressed, group-weighted model (20 steps): the benchmark's precision."""
+    """A float32, compressed, group-weighted model (20 steps) with its output layer refit:
+    the benchmark's precision."""
     from scalebridge.potentials import TrainSettings
 
     out = tmp_path_factory.getbasetemp() / "tiny_mo_potential_f32"
     cfg = dict(TINY_TRAIN, steps=20, ensemble=1, compress=True, precision="float32",
-               group_weights={"Vacancy": 0.4})
+               group_weights={"Vacancy": 0.4}, refit_output_layer=True)
     return TrainSettings.model_validate(cfg).make(tiny_dataset, out)
 
 

@@ -243,3 +243,35 @@ def test_change_bias_leaves_no_mean_energy_error_on_the_training_frames(tmp_path
     de = np.concatenate([g["e_pred"] - g["e_true"] for g in c.values()])
     b = float((n * de).sum() / (n * n).sum())
     assert abs(b) < 1e-4 * before + 1e-6, (b, before)
+
+
+@pytest.mark.slow
+def test_output_layer_refit_lowers_the_training_loss_and_reaches_the_written_models(
+        tmp_path, tiny_potential_f32, tiny_dataset):
+    """The refit picks a ridge by cross-validation that beats the trained layer on held-out
+    frames, lowers the training energy error, and what it reports is what the written
+    model (and the compressed one built from it) predicts under ``dp test``."""
+    from scalebridge.potentials.dataset import load_dataset
+    from scalebridge.potentials.evaluate import score
+    from scalebridge.potentials.refit import refit_output_layer
+
+    pj = json.loads((tiny_potential_f32.path / "potential.json").read_text())
+    (rec,) = pj["output_refit"]
+    assert rec["ridge"] is not None, rec["cv_loss"]        # 20 steps leave a lot to gain
+    assert rec["cv_loss"][f"{rec['ridge']:g}"] < rec["cv_loss"]["keep"]
+    before, after = rec["train_before"], rec["train_after"]
+    assert after["energy_mae_mev_per_atom"] < 0.8 * before["energy_mae_mev_per_atom"], rec
+    pot = load_potential(tiny_potential_f32)
+    assert pot.compressed
+    ds = load_dataset(tiny_dataset)
+    plain = score(pot.models[0], ds, "train", tmp_path / "plain")["overall"]
+    comp = score(pot.compressed[0], ds, "train", tmp_path / "comp")["overall"]
+    assert plain["energy_mae_mev_per_atom"] == pytest.approx(
+        after["energy_mae_mev_per_atom"], rel=0.02, abs=0.05)
+    assert plain["force_mae_ev_a"] == pytest.approx(after["force_mae_ev_a"], rel=0.02)
+    assert comp["energy_mae_mev_per_atom"] == pytest.approx(
+        plain["energy_mae_mev_per_atom"], rel=0.05, abs=0.1)
+    bad = tmp_path / "not_a_model.pth"
+    bad.write_text("hello")
+    with pytest.raises(SettingsError, match="not a frozen DeePMD-kit"):
+        refit_output_layer(bad, [], ["Mo"], (1.0, 1.0, 1.0))
