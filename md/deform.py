@@ -24,7 +24,13 @@ from ase.build import bulk
 from pydantic import Field
 from scalebridge.artifacts import Artifact, produce
 from scalebridge.md.dislocations import burgers_family
-from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs, run_lammps
+from scalebridge.md.lammps import (
+    RELAX_FTOL,
+    LammpsPotential,
+    as_potential,
+    potential_inputs,
+    run_lammps,
+)
 from scalebridge.md.tables import pyplot, write_rows
 from scalebridge.settings import Resources, StrictModel
 
@@ -102,7 +108,7 @@ class DeformMaker(StrictModel):
         k = self.dump_every
         return "\n".join([
             "thermo 100", "thermo_style custom step temp pe lz pxx pyy pzz",
-            "min_style fire", "minimize 0 1e-4 2000 20000",
+            "min_style fire", f"minimize 0 {RELAX_FTOL} 2000 20000",
             f"velocity all create {2 * T} {self.seed} mom yes rot yes dist gaussian",
             f"fix sb_npt all npt temp {T} {T} {100 * dt} iso 0.0 0.0 {1000 * dt}",
             f"run {self.equil_steps}", "unfix sb_npt",

@@ -46,7 +46,7 @@ import numpy as np
 from ase import Atoms
 from ase.lattice.cubic import BodyCenteredCubic
 from scalebridge.errors import DataError
-from scalebridge.md.lammps import LammpsPotential, run_lammps
+from scalebridge.md.lammps import RELAX_FTOL, LammpsPotential, run_lammps
 from scalebridge.md.properties import burgers_length
 from scalebridge.settings import Resources
 
@@ -405,7 +405,7 @@ def relax_script(geo: SlabGeometry, dump: str = "relaxed.dump", steps: int = 500
     """Relax the slab (free surfaces, fixed box) and dump the result."""
     return "\n".join([
         "thermo 100", "thermo_style custom step pe fmax fnorm",
-        "min_style fire", f"minimize 0 1e-4 {steps} {10 * steps}",
+        "min_style fire", f"minimize 0 {RELAX_FTOL} {steps} {10 * steps}",
         'print "SB pe $(pe:%.10f)"',
         f"write_dump all custom {dump} id type element x y z modify element "
         "${sb_elements} sort id",
@@ -442,7 +442,7 @@ def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
         "group sb_bot region sb_bot", "group sb_top region sb_top",
         'print "SB n_top $(count(sb_top))"', 'print "SB n_bot $(count(sb_bot))"',
         *hold,
-        "min_style fire", f"minimize 0 1e-4 {relax_steps} {10 * relax_steps}",
+        "min_style fire", f"minimize 0 {RELAX_FTOL} {relax_steps} {10 * relax_steps}",
         f"velocity all create {2 * T} {seed} mom yes rot no dist gaussian",
         *(["velocity sb_top set 0 0 0", "velocity sb_bot set 0 0 0"] if rigid else []),
         "compute sb_ty all temp/partial 0 1 0",
