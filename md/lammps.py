@@ -47,13 +47,13 @@ log = logging.getLogger("scalebridge.md.lammps")
 
 #: Conversions from LAMMPS metal units.
 BAR_TO_GPA = 1e-4
+EV_A3_TO_GPA = 160.21766208
 
 #: ``ftol`` for a relaxation before MD. LAMMPS compares ftol with the 2-norm of the whole
 #: force vector, so a fixed 1e-4 eV/Å asks for ~1e-4/sqrt(3N) per component: below the
 #: force noise of a float32 model (~1e-5 eV/Å), so FIRE ran to its iteration limit (2000
 #: steps, 3x the MD of a glide run). 5e-5 eV/Å rms per component instead.
 RELAX_FTOL = "$(5e-5*sqrt(3*atoms))"
-EV_A3_TO_GPA = 160.21766208
 
 
 # --------------------------------------------------------------------------- potentials

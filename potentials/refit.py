@@ -107,16 +107,12 @@ def refit_output_layer(model_path: Path, systems: list[Path], type_map: list[str
         cross-validated loss per ridge, and training-frame MAEs before and after (energy
         meV/atom, force eV/Å, virial meV/atom).
     """
-    import deepmd.pt.model  # noqa: F401  (registers the custom ops the model uses)
     import torch
+    from scalebridge.potentials.train import load_frozen_model
 
     t0 = time.perf_counter()
     torch.set_num_threads(threads)
-    try:
-        model = torch.jit.load(str(model_path), map_location="cpu")
-    except Exception as e:
-        raise SettingsError(f"{model_path}: not a frozen DeePMD-kit PyTorch model "
-                            f"({type(e).__name__})") from None
+    model = load_frozen_model(model_path)
     params = dict(model.named_parameters())
     layers = _output_layers(model)
     if not layers:
@@ -168,7 +164,6 @@ def refit_output_layer(model_path: Path, systems: list[Path], type_map: list[str
         cur = evaluate(c)
         if not (np.allclose(base[0] + SE @ theta0, cur[0], atol=1e-3 * n)
                 and np.allclose(SF @ theta0, cur[1], atol=1e-2)):
-            set_theta(theta0)
             raise SettingsError(f"{model_path}: the model's energy is not linear in its "
                                 "output layer; the refit does not apply to this model")
         fold = rng.integers(0, folds, len(c.energy))

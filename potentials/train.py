@@ -104,17 +104,25 @@ _SETTING_NAME = {("descriptor", "rcut"): "descriptor.rcut_a",
                  (None, "type_map"): "the dataset's type_map"}
 
 
-def model_definition(path: Path) -> dict[str, Any]:
-    """The ``model`` section of the input a frozen DeePMD model (.pth) was trained with."""
+def load_frozen_model(path: Path):
+    """A frozen DeePMD model (.pth) as a TorchScript module on the CPU.
+
+    Raises:
+        SettingsError: the file is not one (instead of torch's own error).
+    """
     try:
         import deepmd.pt.model  # noqa: F401  (registers DeePMD's custom torch ops)
         import torch
 
-        return json.loads(torch.jit.load(str(path), map_location="cpu")
-                          .get_model_def_script())
+        return torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # torch raises many kinds of error on a foreign file
         raise SettingsError(f"{path} is not a frozen DeePMD-kit PyTorch model (.pth): "
                             f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
+def model_definition(path: Path) -> dict[str, Any]:
+    """The ``model`` section of the input a frozen DeePMD model (.pth) was trained with."""
+    return json.loads(load_frozen_model(path).get_model_def_script())
 
 
 def check_init_model(path: Path, model: dict[str, Any]) -> None:
