@@ -27,6 +27,8 @@ from scalebridge.potentials.validation import (
     check_converged,
     check_distances,
     check_duplicates,
+    check_energy_outliers,
+    check_forces,
     check_labels,
     check_species,
     check_virials,
@@ -62,22 +64,49 @@ class IngestSettings(StrictModel):
     unconverged: Literal["error", "drop"] = Field(
         "error", description="frames whose electronic loop hit NELM")
     duplicates: Literal["error", "drop"] = Field(
-        "error", description="frames repeating another's cell and positions")
+        "drop", description="frames repeating another's species, cell, positions and "
+        "energy (within the tolerances below), e.g. one step read from a run's OUTCAR and "
+        "its vasprun.xml: drop keeps the first copy and records the pairs in dataset.json; "
+        "error refuses. Between the pool and test_sources always an error")
+    duplicate_position_tol_a: float = Field(
+        1e-3, gt=0, description="duplicates: cells and positions (minimum image) within "
+        "this, Å")
+    duplicate_energy_tol_ev_per_atom: float = Field(
+        1e-4, gt=0, description="duplicates: energies within this, eV/atom")
+    max_force_ev_a: float | None = Field(
+        50.0, gt=0, description="implausible: a force above this on any atom, eV/Å "
+        "(null: no bound; the mlearn Mo AIMD data reach 19)")
+    energy_outlier_z: float | None = Field(
+        200.0, gt=0, description="implausible: energy per atom (after per-species "
+        "references) more than this many robust SDs (MAD) from the median of its group, "
+        "or of the file set when its group has < 3 frames (null: no check). Real sets "
+        "reach 14 (FitSNAP Ta volume scans), 136 when subsampled to 3 per group; an energy "
+        "x1000 reaches 10^4-10^6")
+    implausible: Literal["error", "drop"] = Field(
+        "error", description="frames failing max_force_ev_a or energy_outlier_z: error, or "
+        "drop them with a warning")
+    allow_truncated: bool = Field(
+        False, description="a vasprun.xml without </modeling> or an OUTCAR without its "
+        "closing timing section (cut off, or the run was killed): false refuses it, true "
+        "keeps its complete ionic steps and records a note")
     mixed_virials: Literal["error", "drop"] = Field(
         "error", description="some frames with virials and some without: error, or drop "
         "all virials")
 
     def load(self, sources: Sequence[str | Path],
-             order: tuple[str, ...] | None = None) -> list[Frame]:
+             order: tuple[str, ...] | None = None, notes: list[str] | None = None,
+             duplicates: list[tuple[Frame, Frame]] | None = None) -> list[Frame]:
         """Read and validate frames from ``sources`` (files or FitSNAP folders).
 
         ``order``: Voigt order for mlearn files without sheared cells (the order found
-        in an earlier file is used for later ones without).
+        in an earlier file is used for later ones without). ``notes`` collects one-line
+        warnings about the files, ``duplicates`` the (kept, dropped) duplicate pairs.
         """
         frames: list[Frame] = []
         for src in sources:
             got = read_source(src, self.format, voigt_order=self.voigt_order,
-                              fallback_order=order)
+                              fallback_order=order, allow_truncated=self.allow_truncated,
+                              notes=notes)
             for fr in got:
                 if fr.meta.get("voigt_order"):
                     order = tuple(fr.meta["voigt_order"].split())
@@ -94,7 +123,10 @@ class IngestSettings(StrictModel):
             frames = [frames[i] for i in keep]
         frames = check_converged(frames, self.unconverged)
         check_labels(frames)
-        frames = check_duplicates(frames, self.duplicates)
+        frames = check_duplicates(frames, self.duplicates, self.duplicate_position_tol_a,
+                                  self.duplicate_energy_tol_ev_per_atom, duplicates)
+        frames = check_forces(frames, self.max_force_ev_a, self.implausible)
+        frames = check_energy_outliers(frames, self.energy_outlier_z, self.implausible)
         check_distances(frames, self.min_distance_a)
         return frames
 
@@ -117,13 +149,19 @@ class IngestSettings(StrictModel):
                 raise DataError(f"DFT source not found: {s}")
 
         def build(work: Path) -> dict:
-            pool = self.load(sources)
+            notes: list[str] = []
+            dups: list[tuple[Frame, Frame]] = []
+            pool = self.load(sources, notes=notes, duplicates=dups)
             order = next((tuple(f.meta["voigt_order"].split()) for f in pool
                           if f.meta.get("voigt_order")), None)
-            test = self.load(tests, order) if tests else []
+            test = self.load(tests, order, notes=notes, duplicates=dups) if tests else []
             allf = pool + test
             if tests:  # the same configuration must not be in train and test
-                check_duplicates(list(allf), "error")
+                check_duplicates(list(allf), "error", self.duplicate_position_tol_a,
+                                 self.duplicate_energy_tol_ev_per_atom)
+            if dups:
+                notes.append(f"{len(dups)} duplicate frame(s) dropped, the first copy kept "
+                             "(dataset.json 'duplicates' lists them)")
             type_map = check_species(allf, self.type_map)
             has_virial = check_virials(allf, self.mixed_virials)
             splits = self.split(pool, explicit_test=bool(tests))
@@ -134,6 +172,9 @@ class IngestSettings(StrictModel):
                           "test_sources": [str(s) for s in tests],
                           "voigt_order": next((f.meta.get("voigt_order") for f in allf
                                                if f.meta.get("voigt_order")), None),
+                          "notes": notes,
+                          "duplicates": [{"kept": a.where, "dropped": b.where}
+                                         for a, b in dups],
                           "splits": {}}
             for name in SPLITS:
                 frs = splits[name]
@@ -144,7 +185,8 @@ class IngestSettings(StrictModel):
                     "systems": systems, "stats": _stats(frs)}
             write_json_atomic(work / "dataset.json", info)
             return {"type_map": type_map,
-                    "n_frames": {k: info["splits"][k]["frames"] for k in SPLITS}}
+                    "n_frames": {k: info["splits"][k]["frames"] for k in SPLITS},
+                    "duplicates_dropped": len(dups), "notes": notes}
 
         return produce("DFTDataset", out, self, inputs, build, force=force)
 

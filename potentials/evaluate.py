@@ -261,6 +261,14 @@ class EvaluateSettings(StrictModel):
         if not ds.info["splits"].get(self.split, {}).get("systems"):
             raise DataError(f"{ds_art.path}: split {self.split!r} is empty or unknown "
                             f"(splits: {', '.join(ds.info['splits'])})")
+        try:  # before dp test: a foreign species only shows there after the model loads
+            model_map = json.loads((pot.path / "potential.json").read_text())["type_map"]
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"{pot.path}/potential.json unreadable: {e}") from None
+        if missing := [s for s in ds.type_map if s not in model_map]:
+            raise DataError(f"{ds_art.path}: species {missing} of the dataset's type_map "
+                            f"{ds.type_map} are not in the model's type_map {model_map} "
+                            f"({pot.path})")
 
         def build(work: Path) -> dict:
             pj = json.loads((pot.path / "potential.json").read_text())

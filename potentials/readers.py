@@ -9,8 +9,9 @@ Formats (chosen by :func:`read_source` from the file name and content):
 * FitSNAP JSON: one comment line, then ``{"Dataset": {"Data": [...]}}`` with
   ``Positions``, ``Lattice`` (Å), ``Energy`` (eV), ``Forces`` (eV/Å), ``Stress``
   (3x3, bar, compression positive), ``AtomTypes``; the group is the parent folder.
-* ``vasprun.xml`` (pymatgen ``Vasprun``) and ``OUTCAR`` (pymatgen ``Outcar`` for the
-  header and its regex tables for the per-step blocks).
+* ``vasprun.xml`` (pymatgen ``Vasprun``) and ``OUTCAR`` (regular expressions over the
+  header and the per-step blocks). A file that ends mid-run (no ``</modeling>``; no
+  closing timing section) is refused unless ``allow_truncated``.
 
 Every reader is lazy about nothing: it returns all frames with the labels it found and
 leaves judging them to :mod:`scalebridge.potentials.validation`.
@@ -19,6 +20,7 @@ leaves judging them to :mod:`scalebridge.potentials.validation`.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import warnings
 from collections import Counter
@@ -40,6 +42,8 @@ MLEARN_ORDERS = {
     "xx yy zz yz xz xy": ("xx", "yy", "zz", "yz", "xz", "xy"),
 }
 _AXES = "xyz"
+
+log = logging.getLogger("scalebridge.potentials")
 
 
 def _single_shear(cell: np.ndarray, tol: float = 1e-3) -> str | None:
@@ -215,13 +219,55 @@ def read_fitsnap_json(path: str | Path, group: str | None = None) -> list[Frame]
     return frames
 
 
-def read_vasprun(path: str | Path, group: str = "") -> list[Frame]:
+def _truncated(path: Path, what: str, n: int, allow: bool, notes: list[str] | None) -> None:
+    """Refuse a file that ends mid-run, or (``allow``) note that only its ``n`` complete
+    ionic steps are kept."""
+    if n == 0:
+        raise DataError(f"{path}: ends before its first complete ionic step (truncated, or "
+                        "the run was killed)")
+    msg = (f"{path}: ends before {what} (truncated, or the run was killed); "
+           f"{n} complete ionic step(s)")
+    if not allow:
+        raise DataError(msg + "; set allow_truncated = true to keep them")
+    _note(notes, msg + " kept (allow_truncated = true)")
+
+
+def _note(notes: list[str] | None, msg: str) -> None:
+    log.warning("%s", msg)
+    if notes is not None:
+        notes.append(msg)
+
+
+def _check_not_empty(path: Path, kind: str) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+    if size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes); expected {kind}")
+
+
+def read_vasprun(path: str | Path, group: str = "", *, allow_truncated: bool = False,
+                 notes: list[str] | None = None) -> list[Frame]:
     """Every ionic step of a ``vasprun.xml`` (pymatgen): free energy (``e_fr_energy``,
     consistent with the forces), forces, stress; flagged unconverged when its electronic
-    loop ran NELM steps."""
+    loop ran NELM steps.
+
+    A file that does not end with ``</modeling>`` (cut off, or the run was killed) is a
+    :class:`DataError`, or with ``allow_truncated`` its complete ionic steps are kept and
+    a note says so (appended to ``notes`` and logged).
+    """
     from pymatgen.io.vasp.outputs import Vasprun
 
     path = Path(path)
+    _check_not_empty(path, "a vasprun.xml")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+        fh.seek(max(fh.seek(0, 2) - 4096, 0))
+        tail = fh.read()
+    if b"<modeling" not in head:
+        raise DataError(f"{path}: not a vasprun.xml (no <modeling> element at its start)")
+    complete = b"</modeling>" in tail
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -229,7 +275,13 @@ def read_vasprun(path: str | Path, group: str = "") -> list[Frame]:
                          parse_projected_eigen=False, parse_potcar_file=False,
                          exception_on_bad_xml=False)
     except Exception as e:
-        raise DataError(f"{path}: not a readable vasprun.xml: {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not complete:
+            raise DataError(f"{path}: ends before </modeling> (truncated, or the run was "
+                            f"killed) and cannot be read: {first}") from None
+        raise DataError(f"{path}: not a readable vasprun.xml: {first}") from None
+    if not complete:
+        _truncated(path, "</modeling>", len(vr.ionic_steps), allow_truncated, notes)
     nelm = int(vr.parameters.get("NELM", 60))
     frames = []
     for i, step in enumerate(vr.ionic_steps):
@@ -260,23 +312,34 @@ def read_vasprun(path: str | Path, group: str = "") -> list[Frame]:
 _FLOAT = r"[-+]?\d+\.?\d*(?:[eE][-+]?\d+)?"
 
 
-def read_outcar(path: str | Path, group: str = "") -> list[Frame]:
+def read_outcar(path: str | Path, group: str = "", *, allow_truncated: bool = False,
+                notes: list[str] | None = None) -> list[Frame]:
     """Every ionic step of an ``OUTCAR``: positions, forces, free energy (TOTEN), stress
     ("in kB" line, compression positive) and cell; unconverged steps (NELM electronic
-    iterations) flagged."""
-    from pymatgen.io.vasp.outputs import Outcar
+    iterations) flagged.
 
+    An OUTCAR without VASP's closing "General timing and accounting" section ends
+    mid-run: a :class:`DataError`, or with ``allow_truncated`` its complete ionic steps
+    are kept and a note says so. One that ran more ionic steps than it printed forces
+    for (``NWRITE = 0`` prints only the first and last) yields the steps it holds and a
+    note (appended to ``notes`` and logged) saying how many of how many.
+    """
     path = Path(path)
+    _check_not_empty(path, "an OUTCAR")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            oc = Outcar(str(path))
         text = path.read_text(errors="replace")
-    except Exception as e:
-        raise DataError(f"{path}: not a readable OUTCAR: {e}") from None
-    symbols = _outcar_symbols(text, path)
-    oc.read_pattern({"nelm": r"NELM\s*=\s*(\d+)"}, terminate_on_match=True)
-    nelm = int(oc.data["nelm"][0][0]) if oc.data.get("nelm") else 60
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+    complete = "General timing and accounting" in text
+    try:
+        symbols = _outcar_symbols(text, path)
+    except DataError:
+        if complete:
+            raise
+        raise DataError(f"{path}: ends before its species header (POTCAR / ions per "
+                        "type): truncated, or not an OUTCAR") from None
+    m = re.search(r"NELM\s*=\s*(\d+)", text)
+    nelm = int(m.group(1)) if m else 60
     # Split at each ionic step's force table; the text before each holds its cell,
     # stress and electronic iterations.
     blocks = re.split(r"\n\s*POSITION\s+TOTAL-FORCE \(eV/Angst\)\s*\n", text)
@@ -285,15 +348,26 @@ def read_outcar(path: str | Path, group: str = "") -> list[Frame]:
     for i, block in enumerate(blocks[1:]):
         head = prev_end
         lines = block.split("\n")
-        rows = []
+        rows: list[list[float]] = []
+        closed = False
         for ln in lines[1:]:
             if ln.strip().startswith("---"):
+                closed = True
                 break
-            rows.append([float(x) for x in ln.split()[:6]])
+            try:
+                vals = [float(x) for x in ln.split()[:6]]
+            except ValueError:
+                vals = []
+            rows.append(vals)
+        rest = "\n".join(lines)
+        em = re.search(r"free\s+energy\s+TOTEN\s*=\s*(" + _FLOAT + ")", rest)
+        whole = closed and len(rows) == len(symbols) and all(len(r) == 6 for r in rows)
+        if not complete and i == len(blocks) - 2 and (not whole or em is None):
+            break  # the file ends inside this step
+        if not whole:
+            raise DataError(f"{path} frame {i}: force table has {len(rows)} rows, expected "
+                            f"{len(symbols)} atoms with 6 numbers each")
         arr = np.asarray(rows, float)
-        if arr.shape != (len(symbols), 6):
-            raise DataError(f"{path} frame {i}: force table has {len(arr)} rows, expected "
-                            f"{len(symbols)} atoms")
         cells = re.findall(r"direct lattice vectors.*\n((?:.*\n){3})", head)
         if not cells:
             raise DataError(f"{path} frame {i}: no lattice vectors before the forces")
@@ -306,8 +380,6 @@ def read_outcar(path: str | Path, group: str = "") -> list[Frame]:
             xx, yy, zz, xy, yz, zx = (float(x) for x in stress_m[-1].split())
             s = np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]])
             virial = s / EV_A3_IN_KBAR * abs(np.linalg.det(cell))
-        rest = "\n".join(lines)
-        em = re.search(r"free\s+energy\s+TOTEN\s*=\s*(" + _FLOAT + ")", rest)
         energy = float(em.group(1)) if em else float("nan")
         n_elec = int(iters[-1]) if iters else 0
         frames.append(Frame(
@@ -316,8 +388,18 @@ def read_outcar(path: str | Path, group: str = "") -> list[Frame]:
             converged=bool(n_elec < nelm) if n_elec else None,
             meta={"electronic_steps": n_elec, "nelm": nelm}))
         prev_end = rest
+    if not complete:
+        _truncated(path, "VASP's closing timing section", len(frames), allow_truncated,
+                   notes)
     if not frames:
         raise DataError(f"{path}: no ionic step with forces found (not an OUTCAR?)")
+    n_ionic = len(set(re.findall(r"Iteration\s+(\d+)\(", text)))
+    if complete and n_ionic > len(frames):
+        nw = re.search(r"NWRITE\s*=\s*(\d+)", text)
+        why = f" (NWRITE = {nw.group(1)})" if nw else ""
+        _note(notes, f"{path}: holds forces for {len(frames)} of its {n_ionic} ionic "
+                     f"steps{why}; only those {len(frames)} are read (the vasprun.xml of "
+                     "the run has all)")
     return frames
 
 
@@ -356,10 +438,21 @@ def detect_format(path: Path) -> str:
                     "mlearn JSON or FitSNAP JSON)")
 
 
+_KIND = {"mlearn": "an mlearn JSON", "fitsnap": "a FitSNAP JSON",
+         "vasprun": "a vasprun.xml", "outcar": "an OUTCAR"}
+
+
 def read_source(path: str | Path, fmt: str = "auto", group: str | None = None,
                 voigt_order: str = "auto",
-                fallback_order: tuple[str, ...] | None = None) -> list[Frame]:
-    """Read one file (or every ``*.json`` under a FitSNAP-style folder)."""
+                fallback_order: tuple[str, ...] | None = None, *,
+                allow_truncated: bool = False,
+                notes: list[str] | None = None) -> list[Frame]:
+    """Read one file (or every ``*.json`` under a FitSNAP-style folder).
+
+    ``allow_truncated``: keep the complete ionic steps of a vasprun.xml/OUTCAR that ends
+    mid-run instead of refusing it. ``notes``: one-line warnings about the file (steps it
+    does not hold, truncation allowed) are appended here as well as logged.
+    """
     path = Path(path)
     if path.is_dir():
         files = sorted(path.rglob("*.json"))
@@ -367,19 +460,24 @@ def read_source(path: str | Path, fmt: str = "auto", group: str | None = None,
             raise DataError(f"{path}: folder holds no *.json files")
         out: list[Frame] = []
         for f in files:
-            out.extend(read_source(f, fmt, group, voigt_order, fallback_order))
+            out.extend(read_source(f, fmt, group, voigt_order, fallback_order,
+                                   allow_truncated=allow_truncated, notes=notes))
         return out
     if not path.is_file():
         raise DataError(f"DFT source not found: {path}")
     fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt in _KIND:
+        _check_not_empty(path, _KIND[fmt])
     if fmt == "mlearn":
         frames = read_mlearn_json(path, voigt_order, fallback_order)
     elif fmt == "fitsnap":
         frames = read_fitsnap_json(path, group)
     elif fmt == "vasprun":
-        frames = read_vasprun(path, group or "")
+        frames = read_vasprun(path, group or "", allow_truncated=allow_truncated,
+                              notes=notes)
     elif fmt == "outcar":
-        frames = read_outcar(path, group or "")
+        frames = read_outcar(path, group or "", allow_truncated=allow_truncated,
+                             notes=notes)
     else:
         raise DataError(f"{path}: unknown format {fmt!r} (auto|mlearn|fitsnap|vasprun|outcar)")
     if group is not None:

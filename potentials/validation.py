@@ -120,26 +120,152 @@ def check_converged(frames: list[Frame], policy: Policy = "error") -> list[Frame
     return [fr for fr in frames if fr.converged is not False]
 
 
-def _key(fr: Frame, decimals: int = 6) -> tuple:
-    return (tuple(fr.symbols), np.round(fr.cell, decimals).tobytes(),
-            np.round(fr.positions, decimals).tobytes())
+def _same_geometry(a: Frame, b: Frame, tol: float) -> bool:
+    """Same species in the same order, cells within ``tol`` Å, and every atom within
+    ``tol`` Å of its counterpart under the minimum-image convention (so wrapped and
+    unwrapped copies of a position compare equal)."""
+    if a.symbols != b.symbols or np.abs(a.cell - b.cell).max() > tol:
+        return False
+    d = (b.positions - a.positions) @ np.linalg.inv(a.cell)
+    d -= np.round(d)
+    return bool(np.sqrt(((d @ a.cell) ** 2).sum(axis=1)).max() <= tol)
 
 
-def check_duplicates(frames: list[Frame], policy: Policy = "error") -> list[Frame]:
-    """No two frames with the same species, cell and positions (to 1e-6 Å)."""
-    seen: dict[tuple, Frame] = {}
+def check_duplicates(frames: list[Frame], policy: Policy = "error",
+                     position_tol_a: float = 1e-3, energy_tol_ev_per_atom: float = 1e-4,
+                     found: list[tuple[Frame, Frame]] | None = None) -> list[Frame]:
+    """No two frames that are the same configuration: same species (in order), cells and
+    positions within ``position_tol_a`` (minimum image), energies within
+    ``energy_tol_ev_per_atom``; e.g. one step read from a trajectory's OUTCAR and its
+    vasprun.xml. ``drop`` keeps the first and logs one line; the (kept, dropped) pairs
+    are appended to ``found``.
+
+    Frames are bucketed by species and energy per atom (in steps of the tolerance), so
+    only frames in neighbouring buckets are compared.
+    """
+    buckets: dict[tuple, list[Frame]] = {}
+    keep: list[Frame] = []
+    pairs: list[tuple[Frame, Frame]] = []
+    for fr in frames:
+        e = fr.energy / fr.natoms
+        b = int(np.floor(e / energy_tol_ev_per_atom)) if np.isfinite(e) else 0
+        sym = tuple(fr.symbols)
+        first = next((o for k in (b - 1, b, b + 1) for o in buckets.get((sym, k), ())
+                      if abs(o.energy / o.natoms - e) <= energy_tol_ev_per_atom
+                      and _same_geometry(o, fr, position_tol_a)), None)
+        if first is None:
+            buckets.setdefault((sym, b), []).append(fr)
+            keep.append(fr)
+            continue
+        if policy == "error":
+            raise DataError(f"{fr.where}: duplicate of {first.where} (same species, cell "
+                            f"and positions within {position_tol_a} Å, energy within "
+                            f"{energy_tol_ev_per_atom} eV/atom); set duplicates = 'drop' "
+                            "to keep only the first")
+        pairs.append((first, fr))
+    if pairs:
+        shown = "; ".join(f"{b.where} (same as {a.where})" for a, b in pairs[:3])
+        more = f" and {len(pairs) - 3} more" if len(pairs) > 3 else ""
+        log.warning("%d duplicate frame(s) dropped: %s%s", len(pairs), shown, more)
+        if found is not None:
+            found.extend(pairs)
+    return keep
+
+
+def check_forces(frames: list[Frame], max_force_ev_a: float | None,
+                 policy: Policy = "error") -> list[Frame]:
+    """No atom with a force above ``max_force_ev_a`` (eV/Å; None: no bound)."""
+    if max_force_ev_a is None:
+        return list(frames)
     keep = []
     for fr in frames:
-        k = _key(fr)
-        if k in seen:
-            first = seen[k]
-            if policy == "error":
-                raise DataError(f"{fr.where}: duplicate of {first.where} (same cell and "
-                                "positions); set duplicates = 'drop' to keep only the first")
-            log.warning("%s: duplicate of %s: dropped", fr.where, first.where)
+        f = np.sqrt((np.asarray(fr.forces) ** 2).sum(axis=1))
+        if f.max() <= max_force_ev_a:
+            keep.append(fr)
             continue
-        seen[k] = fr
-        keep.append(fr)
+        msg = (f"{fr.where}: force on atom {int(f.argmax())} is {f.max():.4g} eV/Å, above "
+               f"max_force_ev_a = {max_force_ev_a:g}")
+        if policy == "error":
+            raise DataError(msg + "; raise max_force_ev_a (null: no bound) or set "
+                            "implausible = 'drop' to skip such frames")
+        log.warning("%s: dropped", msg)
+    return keep
+
+
+def _robust_z(r: np.ndarray, ref: np.ndarray, mad_floor: float) -> np.ndarray:
+    med = np.median(ref)
+    mad = max(float(np.median(np.abs(ref - med))), mad_floor)
+    return 0.6745 * np.abs(r - med) / mad
+
+
+def energy_zscores(frames: Sequence[Frame], z_max: float, min_frames: int = 3,
+                   mad_floor: float = 0.05) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Robust z-score ``0.6745 |r - median| / MAD`` of each frame's energy per atom.
+
+    ``r`` is the energy per atom minus per-species reference energies, a least-squares
+    fit of each composition's median energy per atom (weighted by its frame count) to
+    its atom fractions (one species: the median), refitted without the frames above
+    ``z_max``: a gross outlier moves neither. The median and MAD (at least
+    ``mad_floor`` eV/atom) are those of the frame's group (configuration family) when it
+    has ``min_frames`` frames or more, else the data set's: a volume scan's compressed
+    cells are judged against the volume scan.
+
+    Returns:
+        (r, z, scope) with scope a phrase naming what each frame was compared with.
+    """
+    species = sorted({s for fr in frames for s in fr.symbols})
+    x = np.array([[fr.symbols.count(s) / fr.natoms for s in species] for fr in frames])
+    e = np.array([fr.energy / fr.natoms for fr in frames])
+    comp = np.unique(np.round(x, 6), axis=0, return_inverse=True)[1].reshape(-1)
+    inlier = np.ones(len(frames), bool)
+    r = e
+    for _ in range(5):
+        rows, rhs, w = [], [], []
+        for c in np.unique(comp[inlier]):
+            sel = inlier & (comp == c)
+            rows.append(x[sel][0])
+            rhs.append(np.median(e[sel]))
+            w.append(np.sqrt(sel.sum()))
+        w_ = np.array(w)
+        mu = np.linalg.lstsq(np.array(rows) * w_[:, None], np.array(rhs) * w_,
+                             rcond=None)[0]
+        r = e - x @ mu
+        new = _robust_z(r, r[inlier], mad_floor) <= z_max
+        if (new == inlier).all() or not new.any():
+            break
+        inlier = new
+    z = _robust_z(r, r[inlier], mad_floor)
+    scope = [f"the data set ({len(frames)} frames)"] * len(frames)
+    groups: dict[str, list[int]] = {}
+    for i, fr in enumerate(frames):
+        groups.setdefault(fr.group, []).append(i)
+    for g, idx in groups.items():
+        if len(idx) >= min_frames and len(idx) < len(frames):
+            z[idx] = _robust_z(r[idx], r[idx], mad_floor)
+            for i in idx:
+                scope[i] = f"group {g!r} ({len(idx)} frames)"
+    return r, z, scope
+
+
+def check_energy_outliers(frames: list[Frame], z_max: float | None,
+                          policy: Policy = "error", min_frames: int = 3) -> list[Frame]:
+    """No frame whose energy per atom is more than ``z_max`` robust standard deviations
+    from its group's or the data set's (:func:`energy_zscores`). Fewer than
+    ``min_frames`` frames are not judged; None: no check."""
+    if z_max is None or len(frames) < min_frames:
+        return list(frames)
+    _, z, scope = energy_zscores(frames, z_max, min_frames)
+    keep = []
+    for fr, zi, sc in zip(frames, z, scope, strict=True):
+        if zi <= z_max:
+            keep.append(fr)
+            continue
+        msg = (f"{fr.where}: energy {fr.energy / fr.natoms:.6g} eV/atom is {zi:.3g} robust "
+               f"SDs from the median of {sc}, above energy_outlier_z = {z_max:g}")
+        if policy == "error":
+            raise DataError(msg + "; raise energy_outlier_z (null: no check) or set "
+                            "implausible = 'drop' to skip such frames")
+        log.warning("%s: dropped", msg)
     return keep
 
 

@@ -34,6 +34,10 @@ def _files(cfg: Any) -> dict[str, Path]:
         raise SettingsError("[run] data is empty: name the DFT files to train on")
     files = {f"source_{i}": Path(p) for i, p in enumerate(cfg.run.data)}
     files.update({f"test_{i}": Path(p) for i, p in enumerate(cfg.run.test_data)})
+    for key, paths in (("data", cfg.run.data), ("test_data", cfg.run.test_data)):
+        for i, p in enumerate(paths):
+            if not Path(p).exists():
+                raise SettingsError(f"[run] {key}[{i}]: DFT file does not exist: {p}")
     return files
 
 

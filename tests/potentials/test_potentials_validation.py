@@ -99,9 +99,10 @@ def test_duplicate_frames(tmp_path, mo_items):
     src = _write(tmp_path, items)
     with pytest.raises(DataError, match=rf"mo\.json frame {len(mo_items)}: duplicate of "
                                         r".*mo\.json frame 2"):
-        _ingest(tmp_path, [src])
-    art = _ingest(tmp_path, [src], duplicates="drop")
+        _ingest(tmp_path, [src], duplicates="error")
+    art = _ingest(tmp_path, [src])  # default: keep the first copy, record the pair
     assert sum(art.summary["n_frames"].values()) == len(mo_items)
+    assert art.summary["duplicates_dropped"] == 1
 
 
 def test_same_frame_in_train_and_test(tmp_path, vasp_dir):
