@@ -3,16 +3,19 @@
 An artifact is a directory holding ``manifest.json`` and the files a stage wrote::
 
     <run>/potential/
-        manifest.json   kind, schema, settings, input fingerprints, versions, timings
+        manifest.json   kind, schema, settings, input content hashes, code record,
+                        versions, timings, and ``files``: {relpath: sha256, size, mtime_ns}
         log.txt         everything the stage logged
         ...             the stage's files
 
 :func:`produce` is the one way stages create artifacts. It computes a fingerprint of
-(kind, schema, settings, inputs); if a complete artifact with that fingerprint already
-exists it is returned untouched (skip-when-done, so an interrupted chain resumes). Else
-the stage's ``build`` callback writes into a temporary sibling directory, the manifest is
-written last, and the directory is renamed into place: a killed stage never leaves a
-directory that looks complete. A failure is recorded in ``<name>.failed.json`` beside it.
+(kind, schema, settings, input contents, code: see :mod:`scalebridge.codehash`); if a
+complete artifact with that fingerprint already exists and its files are intact
+(:func:`verify_artifact`) it is returned untouched (skip-when-done, so an interrupted
+chain resumes). Else the stage's ``build`` callback writes into a temporary sibling
+directory, the manifest (with every file's hash) is written last, and the directory is
+renamed into place: a killed stage never leaves a directory that looks complete. A
+failure is recorded in ``<name>.failed.json`` beside it.
 
 Example::
 
@@ -35,6 +38,7 @@ import os
 import platform
 import shutil
 import socket
+import sys
 import time
 import traceback
 import uuid
@@ -44,6 +48,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from scalebridge.codehash import code_fingerprint
 from scalebridge.errors import ArtifactError, ScalebridgeError
 
 SCHEMA_VERSION = 1
@@ -116,10 +121,13 @@ class Artifact:
     Attributes:
         path: the artifact directory.
         manifest: the parsed ``manifest.json``.
+        reused: :func:`produce` found it current and did not build it (a benchmark
+            must not report its build time as measured now).
     """
 
     path: Path
     manifest: dict[str, Any]
+    reused: bool = False
 
     @property
     def kind(self) -> str:
@@ -180,10 +188,68 @@ def read_artifact(path: str | os.PathLike[str], kind: str | None = None,
 InputLike = Artifact | Path | str
 
 
+# ---------------------------------------------------------------------- file hashes
+def file_records(directory: Path) -> dict[str, dict[str, Any]]:
+    """``{relpath: {sha256, size, mtime_ns}}`` of every file under ``directory`` except
+    the top-level ``manifest.json`` and ``log.txt`` (a log is diagnostics that no stage
+    reads, and its timestamps would make two identical results differ in content)."""
+    directory = Path(directory)
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(directory.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(directory).as_posix()
+        if rel in (MANIFEST, LOG_FILE):
+            continue
+        st = p.stat()
+        out[rel] = {"sha256": sha256_file(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
+
+
+def verify_artifact(art: Artifact) -> list[str]:
+    """Problems with an artifact's files against its manifest's ``files`` record:
+    ``"velocity.csv missing"``, ``"models/model_0.pth changed"``; empty when intact.
+
+    Cheap: a file whose size and mtime match its record is taken as intact; only the
+    others are hashed (a file touched but not changed is intact). A manifest without
+    ``files`` (made by an older scalebridge) cannot be verified and is a problem.
+    """
+    files = art.manifest.get("files")
+    if not isinstance(files, Mapping):
+        return ["no file hashes in its manifest (made by an older scalebridge)"]
+    problems = []
+    for rel, rec in files.items():
+        p = art.path / rel
+        try:
+            st = p.stat()
+        except OSError:
+            problems.append(f"{rel} missing")
+            continue
+        if st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime_ns"):
+            continue
+        if st.st_size != rec.get("size") or sha256_file(p) != rec.get("sha256"):
+            problems.append(f"{rel} changed")
+    return problems
+
+
+def content_digest(art: Artifact) -> str:
+    """Hash of an artifact's content: its files' hashes (from the manifest, so it costs
+    nothing) and its summary. Two artifacts with the same files and summary have the same
+    digest wherever and whenever they were made."""
+    files = art.manifest.get("files")
+    if isinstance(files, Mapping):
+        hashes = {k: v.get("sha256") for k, v in files.items()}
+    else:  # an older manifest: hash the files now
+        hashes = {k: v["sha256"] for k, v in file_records(art.path).items()}
+    payload = {"kind": art.kind, "files": hashes, "summary": art.manifest.get("summary")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()
+                          ).hexdigest()
+
+
 def _input_fingerprint(value: InputLike) -> dict[str, str]:
     if isinstance(value, Artifact):
         return {"artifact": str(value.path), "kind": value.kind,
-                "fingerprint": value.fingerprint}
+                "fingerprint": value.fingerprint, "content": content_digest(value)}
     p = Path(value)
     if not p.exists():
         raise ArtifactError(f"input file does not exist: {p}")
@@ -191,26 +257,51 @@ def _input_fingerprint(value: InputLike) -> dict[str, str]:
 
 
 def fingerprint(kind: str, settings: Any, inputs: Mapping[str, InputLike],
-                schema: int = SCHEMA_VERSION) -> tuple[str, dict[str, Any], dict[str, Any]]:
+                schema: int = SCHEMA_VERSION, code: Mapping[str, Any] | None = None
+                ) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(fingerprint, settings as JSON, input records). Paths do not enter the hash,
-    contents do, so a moved but identical input still matches."""
+    contents do, so a moved but identical input still matches. ``code`` is a code
+    record (:func:`scalebridge.codehash.code_fingerprint`): its digest (source hashes
+    and tool versions) enters the hash."""
     settings_json = _jsonable(settings) if settings is not None else {}
     records = {k: _input_fingerprint(v) for k, v in sorted(inputs.items())}
     payload = {
         "kind": kind, "schema": schema, "settings": settings_json,
-        "inputs": {k: r.get("fingerprint") or r.get("sha256") for k, r in records.items()},
+        "inputs": {k: r.get("content") or r.get("sha256") for k, r in records.items()},
+        "code": (code or {}).get("digest"),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return digest, settings_json, records
 
 
 def is_current(path: Path, fp: str) -> Artifact | None:
-    """The artifact at ``path`` if it is complete and has fingerprint ``fp``."""
+    """The artifact at ``path`` if it is complete, has fingerprint ``fp`` and its files
+    are intact (:func:`verify_artifact`; a damaged one is logged and not current)."""
     try:
         art = read_artifact(path)
     except ArtifactError:
         return None
-    return art if art.fingerprint == fp else None
+    if art.fingerprint != fp:
+        return None
+    problems = verify_artifact(art)
+    if problems:
+        log.warning("%s at %s is damaged (%s): rebuilding it", art.kind, path,
+                    ", ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""))
+        return None
+    return art
+
+
+def _caller_code(module: str) -> tuple[str, ...]:
+    """The code a ``produce`` call from ``module`` runs: its stage subpackage
+    (``scalebridge.md.mobility`` -> ``md``), a workflows module by itself, else the
+    root modules only (which every code record includes)."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] != "scalebridge":
+        return ()
+    if parts[1] == "workflows":
+        return (f"workflows/{parts[2]}.py",) if len(parts) > 2 else ()
+    root = Path(__file__).parent
+    return (parts[1],) if (root / parts[1]).is_dir() else ()
 
 
 def failure_record(path: Path) -> Path:
@@ -218,15 +309,45 @@ def failure_record(path: Path) -> Path:
     return path.parent / f"{path.name}.failed.json"
 
 
+def failure_logs(path: Path) -> Path:
+    """Where a failed build of the artifact at ``path`` keeps its logs (``<name>.failed/``:
+    ``log.txt`` and the programs' ``*.out``/``*.log``, at their places in the build)."""
+    return path.parent / f"{path.name}.failed"
+
+
+#: What a failed build keeps of its working directory (by file name).
+FAILURE_LOG_PATTERNS = (LOG_FILE, "*.out", "*.log", "*.err")
+
+
+def keep_failure_logs(workdir: Path, dest: Path, exc: BaseException | None = None) -> None:
+    """Copy the logs of a failed build in ``workdir`` to ``dest`` (replacing what an older
+    failure left there) and point ``exc``'s message, which may name a log in
+    ``workdir`` (``(full output: .../lmp.out)``), at the copy: ``workdir`` is removed
+    next."""
+    shutil.rmtree(dest, ignore_errors=True)
+    names = {p for pat in FAILURE_LOG_PATTERNS for p in Path(workdir).rglob(pat) if p.is_file()}
+    for src in sorted(names):
+        target = dest / src.relative_to(workdir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+    if exc is not None and len(exc.args) == 1 and isinstance(exc.args[0], str) \
+            and str(workdir) in exc.args[0]:
+        exc.args = (exc.args[0].replace(str(workdir), str(dest)),)
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` via a temporary sibling + rename (never half-written)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: no empty .tmp files pile up
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -247,7 +368,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def produce(kind: str, path: str | os.PathLike[str], settings: Any,
             inputs: Mapping[str, InputLike], build: Callable[[Path], Mapping[str, Any] | None],
-            *, force: bool = False, schema: int = SCHEMA_VERSION) -> Artifact:
+            *, force: bool = False, schema: int = SCHEMA_VERSION,
+            code: Sequence[str] | None = None) -> Artifact:
     """Create (or reuse) the artifact ``kind`` at ``path``.
 
     Args:
@@ -260,15 +382,22 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
         build: ``build(workdir) -> summary``; writes the stage's files into ``workdir``
             (a temporary directory) and returns a JSON-able dict of headline numbers.
         force: rebuild even when a current artifact exists.
+        code: the subpackages / modules the build runs (``("md",)``; see
+            :func:`scalebridge.codehash.code_fingerprint`); their source hashes and the
+            tool versions enter the fingerprint. Default: the caller's subpackage
+            (a call from ``scalebridge.md.mobility`` runs ``md``).
 
     Returns:
-        The complete artifact.
+        The complete artifact (``reused=True`` when an intact current one was found).
     """
     path = Path(path).absolute()
-    fp, settings_json, records = fingerprint(kind, settings, inputs, schema)
+    if code is None:
+        code = _caller_code(sys._getframe(1).f_globals.get("__name__", ""))
+    code_record = code_fingerprint(tuple(code))
+    fp, settings_json, records = fingerprint(kind, settings, inputs, schema, code_record)
     if not force and (art := is_current(path, fp)) is not None:
         log.info("%s at %s is up to date: skipped", kind, path)
-        return art
+        return Artifact(path=art.path, manifest=art.manifest, reused=True)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -288,17 +417,18 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
     except BaseException as exc:
         root_logger.removeHandler(handler)
         handler.close()
-        reason = str(exc) or type(exc).__name__
+        try:  # the logs first: the message may name one, and the record quotes it
+            keep_failure_logs(tmp, failure_logs(path), exc)
+        except OSError:  # e.g. the disk is full: the message then names a removed file
+            pass
         try:
             write_json_atomic(failure_record(path), {
-                "kind": kind, "fingerprint": fp, "error": reason,
+                "kind": kind, "fingerprint": fp, "error": str(exc) or type(exc).__name__,
                 "error_type": type(exc).__name__,
                 "time": _dt.datetime.now(_dt.UTC).isoformat(),
                 "traceback": traceback.format_exc(limit=20),
+                "logs": str(failure_logs(path)),
             })
-            keep = path.parent / f".{path.name}.failed-log.txt"
-            if (tmp / LOG_FILE).exists():
-                shutil.copyfile(tmp / LOG_FILE, keep)
         except OSError:
             pass
         shutil.rmtree(tmp, ignore_errors=True)
@@ -312,6 +442,8 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
         "settings": settings_json,
         "inputs": records,
         "summary": _jsonable(dict(summary)),
+        "code": code_record,
+        "files": file_records(tmp),
         "versions": package_versions(),
         "started": started.isoformat(),
         "wall_seconds": round(time.perf_counter() - t0, 3),
@@ -327,6 +459,7 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
     else:
         os.replace(tmp, path)
     failure_record(path).unlink(missing_ok=True)
+    shutil.rmtree(failure_logs(path), ignore_errors=True)
     log.info("%s done in %.1f s", kind, manifest["wall_seconds"])
     return Artifact(path=path, manifest=manifest)
 
@@ -342,7 +475,7 @@ def clean_partials(directory: Path) -> list[Path]:
 
 __all__ = [
     "LOG_FILE", "MANIFEST", "SCHEMA_VERSION", "Artifact", "ArtifactError", "ScalebridgeError",
-    "clean_partials", "failure_record", "fingerprint", "is_current", "package_versions",
-    "produce", "read_artifact", "sha256_path", "write_csv_atomic", "write_json_atomic",
-    "write_text_atomic",
+    "clean_partials", "content_digest", "failure_logs", "failure_record", "file_records",
+    "fingerprint", "is_current", "package_versions", "produce", "read_artifact", "sha256_path",
+    "verify_artifact", "write_csv_atomic", "write_json_atomic", "write_text_atomic",
 ]

@@ -3,20 +3,31 @@
 Each stage calls its own program from one function (``run_dp``, ``run_lammps``, ...);
 those functions build on :func:`run_command`, which streams output to the stage log,
 keeps the tail for the error message and raises :class:`ExternalProgramError`.
+
+The programs it starts die with the process that started them: on Linux each gets
+``PR_SET_PDEATHSIG(SIGKILL)`` (a ``kill -9`` of scalebridge leaves no ``dp`` or ``lmp``
+running), and any exception while one runs (a failure, or :class:`Interrupted` raised by
+:func:`stop_on_signals` on SIGTERM/SIGINT) stops it before propagating.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from scalebridge.errors import ExternalProgramError
+from scalebridge.errors import ExternalProgramError, Interrupted
 
 log = logging.getLogger("scalebridge.runtime")
 
@@ -102,10 +113,11 @@ def run_command(cmd: Sequence[str], cwd: Path, *, name: str, threads: int = 1,
     log.info("running %s in %s: %s", name, cwd, " ".join(map(str, cmd)))
     tail: deque[str] = deque(maxlen=tail_lines)
     fh = open(log_file, "a") if log_file else None
+    proc: subprocess.Popen[str] | None = None
     try:
         proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=full_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                bufsize=1, errors="replace")
+                                bufsize=1, errors="replace", preexec_fn=_die_with_parent())
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
@@ -117,6 +129,13 @@ def run_command(cmd: Sequence[str], cwd: Path, *, name: str, threads: int = 1,
         rc = proc.wait(timeout=timeout)
     except FileNotFoundError:
         raise ExternalProgramError(f"{name}: program not found: {cmd[0]}") from None
+    except subprocess.TimeoutExpired:
+        stop_process(proc)
+        raise ExternalProgramError(
+            f"{name}: still running {timeout} s after its output ended; stopped") from None
+    except BaseException:  # a failure here or SIGTERM/SIGINT (Interrupted): stop it too
+        stop_process(proc)
+        raise
     finally:
         if fh:
             fh.close()
@@ -129,3 +148,126 @@ def run_command(cmd: Sequence[str], cwd: Path, *, name: str, threads: int = 1,
         where = f" (full output: {log_file})" if log_file else ""
         raise ExternalProgramError(f"{name} failed with exit code {rc} in {cwd}: {cause}{where}")
     return lines
+
+
+# ---------------------------------------------------------------- child processes
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover
+        return None
+
+
+_PRCTL = _load_prctl()  # looked up here: the child between fork and exec only calls it
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """``preexec_fn`` that makes the child get SIGKILL when its parent dies (Linux).
+
+    The signal fires when the *thread* that forked exits; :func:`run_command` waits for
+    its child in that thread, so the child outlives neither. ``mpiexec`` (hydra) killed
+    this way takes its ranks with it.
+    """
+    if _PRCTL is None:
+        return None
+    prctl, parent = _PRCTL, os.getpid()
+
+    def setup() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: do not outlive it
+            os._exit(1)
+
+    return setup
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux ``/proc``; empty where it cannot tell)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for children in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                kids = [int(c) for c in children.read_text().split()]
+                out.extend(kids)
+                todo.extend(kids)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _signal(pids: Sequence[int], sig: int) -> None:
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, sig)
+
+
+def stop_process(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
+    """Stop ``proc`` and what it started, if it still runs: SIGTERM (mpiexec forwards it
+    to its ranks), then SIGKILL to whatever still runs ``grace`` seconds later."""
+    if proc is None or proc.poll() is not None:
+        return
+    below = _descendants(proc.pid)
+    log.info("stopping pid %d%s", proc.pid, f" and {len(below)} below it" if below else "")
+    _signal([proc.pid, *below], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal([proc.pid], signal.SIGKILL)
+        proc.wait()
+    while any(_alive(p) for p in below) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal([p for p in below if _alive(p)], signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- signals
+#: What a batch system or a user sends to stop a run: Slurm sends SIGTERM at the wall time.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: Sequence[int] = STOP_SIGNALS) -> Iterator[None]:
+    """Within the block, SIGTERM/SIGINT raise :class:`Interrupted` in the main thread.
+
+    The first signal raises; later ones (Slurm may repeat SIGTERM) are logged and ignored
+    so the cleanup the exception triggers (stopping programs, removing partial work,
+    recording the interruption) runs to its end. Installing Python's handlers also
+    replaces the ones PETSc sets up when petsc4py initialises (its crash banner). Outside
+    the main thread this does nothing (Python handles signals there only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _SIGNALS["depth"] == 0:
+        _SIGNALS["fired"] = None
+    previous = {s: signal.signal(s, _raise_interrupted) for s in signals}
+    _SIGNALS["depth"] += 1
+    try:
+        yield
+    finally:
+        _SIGNALS["depth"] -= 1
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+_SIGNALS: dict[str, Any] = {"depth": 0, "fired": None}
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    if _SIGNALS["fired"] is not None:
+        log.warning("%s again: already stopping", signal.Signals(signum).name)
+        return
+    _SIGNALS["fired"] = signum
+    raise Interrupted(signum)

@@ -7,12 +7,17 @@ result and the function that makes its artifact (through
     <run-dir>/
         dataset/ potential/ properties/ ...   one artifact per node (manifest.json inside)
         <node>.failed.json                    why the last attempt failed (if it did)
+        <node>.failed/                        that attempt's logs (log.txt, *.out, *.log)
         .chain/<node>.json                    the chain record: fingerprint, settings, times
         report.md, report.html                the run report
 
 Each node's *chain fingerprint* hashes its name, artifact kind, its settings (as JSON),
-the contents of its input files and the chain fingerprints of its upstream nodes, so it
-is known from the settings file alone, before anything runs. A node whose record and
+the contents of its input files, its code record (the source hashes of the subpackages
+and modules it runs, ``StageNode.code`` plus this file, and the tool versions: see
+:mod:`scalebridge.codehash`) and the chain fingerprints of its upstream nodes, so it
+is known from the settings file and the installed code alone, before anything runs.
+A done node whose artifact's files no longer match their recorded hashes is *damaged*
+(``status`` names the file) and is rebuilt by the next run. A node whose record and
 artifact match it is skipped; a changed setting changes that node's fingerprint and so
 every fingerprint downstream of it, and only those nodes rerun. A run killed at any
 moment (even ``kill -9``) leaves complete artifacts or none: the next run cleans the
@@ -40,18 +45,32 @@ from scalebridge.artifacts import (
     Artifact,
     _jsonable,
     clean_partials,
+    content_digest,
+    failure_logs,
     failure_record,
+    keep_failure_logs,
     read_artifact,
     sha256_path,
+    verify_artifact,
     write_json_atomic,
 )
-from scalebridge.errors import ArtifactError, ScalebridgeError, SettingsError
+from scalebridge.codehash import code_fingerprint, describe_change
+from scalebridge.errors import (
+    ArtifactError,
+    Interrupted,
+    ScalebridgeError,
+    SettingsError,
+    os_error_line,
+)
+from scalebridge.runtime import stop_on_signals
 from scalebridge.settings import Resources
 from scalebridge.workflows.engine import LocalMapper, Mapper
 
 log = logging.getLogger("scalebridge.workflows")
 
 RECORDS = ".chain"
+#: Modules every node runs besides its own ``code`` (the chain itself).
+CHAIN_CODE = ("workflows/chain.py",)
 TASKS = ".tasks"
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS)
 LOCK = ".lock"
@@ -106,6 +125,10 @@ class StageNode:
         section: the run-file section its settings come from (for messages).
         cheap: seconds to make (e.g. reading the DFT data): a dry run makes it for real,
             so that the nodes after it can write their inputs.
+        code: the subpackages and modules it runs, relative to the package root
+            (``("md", "workflows/stage_md.py")``); their source hashes enter the chain
+            fingerprint (:func:`scalebridge.codehash.code_fingerprint`; the root modules
+            and ``workflows/chain.py`` always do).
     """
 
     name: str
@@ -117,6 +140,7 @@ class StageNode:
     dry_run: Callable[[StageCall], list[Path]] | None = None
     section: str = ""
     cheap: bool = False
+    code: tuple[str, ...] = ()
 
 
 @dataclass
@@ -124,7 +148,7 @@ class NodeStatus:
     """What ``scalebridge status`` shows for one node."""
 
     name: str
-    state: str                  # done | stale | failed | running | pending
+    state: str                  # done | stale | damaged | failed | running | pending
     reason: str = ""
     seconds: float | None = None
     fingerprint: str = ""
@@ -173,7 +197,7 @@ class Chain:
     # ------------------------------------------------------------------ planning
     def plan(self, config: Any) -> dict[str, dict[str, Any]]:
         """Each node's chain record-to-be: ``fingerprint``, ``settings``, ``files``,
-        ``upstream``; computed from the configuration alone."""
+        ``upstream``, ``code``; computed from the configuration and the installed code."""
         plan: dict[str, dict[str, Any]] = {}
         hashes: dict[str, str] = {}
         for n in self.nodes:
@@ -189,11 +213,13 @@ class Chain:
                     hashes[key] = sha256_path(p)
                 file_hashes[k] = hashes[key]
             upstream = {u: plan[u]["fingerprint"] for u in n.inputs}
+            code = code_fingerprint(tuple(n.code) + CHAIN_CODE)
             fp = _digest({"node": n.name, "kind": n.kind, "settings": settings_json,
-                          "files": file_hashes, "upstream": upstream})
+                          "files": file_hashes, "upstream": upstream,
+                          "code": code["digest"]})
             plan[n.name] = {"fingerprint": fp, "settings": settings_json,
                             "files": {k: str(p) for k, p in files.items()},
-                            "file_hashes": file_hashes, "upstream": upstream}
+                            "file_hashes": file_hashes, "upstream": upstream, "code": code}
         return plan
 
     def selected(self, until: str | None) -> list[StageNode]:
@@ -264,6 +290,15 @@ class Chain:
             if art.fingerprint != rec.get("artifact_fingerprint"):
                 st.state, st.reason = "stale", "artifact replaced since the chain recorded it"
                 return st
+            problems = verify_artifact(art)
+            if problems:
+                st.state, st.reason = "damaged", _problems_text(problems)
+                return st
+            moved = _upstream_moved(run_dir, n, rec)
+            if moved:
+                st.state = "stale"
+                st.reason = f"upstream rebuilt with other content: {', '.join(moved)}"
+                return st
             st.state = "done"
             return st
         st.state = "stale"
@@ -275,6 +310,8 @@ class Chain:
                          if rec.get("file_hashes", {}).get(k) != h]
         if changed_files:
             reasons.append(f"input changed: {', '.join(changed_files)}")
+        if rec.get("code", {}).get("digest") != want["code"]["digest"]:
+            reasons.extend(describe_change(rec.get("code"), want["code"]))
         changed_up = [u for u, fp in want["upstream"].items()
                       if rec.get("upstream", {}).get(u) != fp]
         if changed_up:
@@ -286,7 +323,8 @@ class Chain:
     def run(self, run_dir: Path, config: Any, *, mapper: Mapper | None = None,
             resources: Resources | None = None, until: str | None = None,
             dry_run: bool = False, force: Sequence[str] = (),
-            on_node: Callable[[str, str], None] | None = None) -> dict[str, Artifact]:
+            on_node: Callable[[str, str], None] | None = None,
+            on_locked: Callable[[], None] | None = None) -> dict[str, Artifact]:
         """Make every node (up to ``until``) that is not done; return their artifacts.
 
         Args:
@@ -299,20 +337,28 @@ class Chain:
                 artifacts are missing are reported and left out.
             force: node names to remake even when done.
             on_node: ``on_node(name, event)`` with event in skipped|started|done|failed.
+            on_locked: called once the request is valid and the run lock is held, before
+                anything else is written (``pipeline.run`` records the settings there, so
+                a refused or invalid run changes nothing on disk).
 
         Raises:
             ScalebridgeError: the first failing node's one-line reason (recorded in
                 ``<node>.failed.json``; ``status`` shows it).
+            Interrupted: SIGTERM or SIGINT arrived (main thread): the running stage's
+                programs were stopped, its partial work removed and ``interrupted``
+                recorded in its ``<node>.failed.json``.
         """
         run_dir = Path(run_dir).absolute()
-        run_dir.mkdir(parents=True, exist_ok=True)
         mapper = mapper or LocalMapper()
         resources = resources or getattr(mapper, "resources", None) or Resources()
         nodes = self.selected(until)
         plan = self.plan(config)
         notify = on_node or (lambda name, event: None)
         done: dict[str, Artifact] = {}
-        with _run_lock(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with _run_lock(run_dir), stop_on_signals():
+            if on_locked is not None:
+                on_locked()
             for p in clean_partials(run_dir):
                 log.info("removed the partial artifact %s left by an interrupted run", p.name)
             for n in nodes:
@@ -330,10 +376,21 @@ class Chain:
                     try:
                         art = read_artifact(out)
                         if art.fingerprint == rec.get("artifact_fingerprint"):
-                            done[n.name] = art
-                            log.info("%s: up to date, skipped", n.name)
-                            notify(n.name, "skipped")
-                            continue
+                            problems = verify_artifact(art)
+                            moved = [u for u in n.inputs if rec.get("upstream_content", {})
+                                     .get(u, content_digest(done[u]))
+                                     != content_digest(done[u])]
+                            if problems:
+                                log.warning("%s: damaged (%s): rebuilding it", n.name,
+                                            _problems_text(problems))
+                            elif moved:
+                                log.info("%s: %s rebuilt with other content: remaking it",
+                                         n.name, ", ".join(moved))
+                            else:
+                                done[n.name] = art
+                                log.info("%s: up to date, skipped", n.name)
+                                notify(n.name, "skipped")
+                                continue
                     except ArtifactError:
                         pass
                 call = StageCall(node=n, config=config, settings=n.settings(config),
@@ -352,17 +409,23 @@ class Chain:
                 try:
                     art = n.make(call)
                 except BaseException as exc:
+                    kept = _clean_partial_tasks(run_dir, n.name, out, exc)
                     _record_failure(out, n, want, exc)
                     notify(n.name, "failed")
+                    if isinstance(exc, Interrupted):
+                        raise Interrupted(exc.signum, n.name) from None
                     if isinstance(exc, ScalebridgeError):
                         raise type(exc)(f"stage {n.name}: {exc}") from None
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                         raise
                     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+                        hint = " (is the disk full?)" if exc.errno != errno.EROFS else ""
+                        left = f"; {kept} finished task(s) kept for the next run" if kept \
+                            else ""
                         raise ScalebridgeError(
                             f"stage {n.name}: could not write {exc.filename or 'a file'}: "
-                            f"{exc.strerror} (is the disk full?); nothing partial was "
-                            "kept, rerun when there is space") from None
+                            f"{exc.strerror}{hint}; its partial work was removed{left}, "
+                            "rerun when there is space") from None
                     raise ScalebridgeError(
                         f"stage {n.name} failed: {type(exc).__name__}: {exc} "
                         f"(details: {failure_record(out)})") from exc
@@ -370,8 +433,10 @@ class Chain:
                 _write_record(run_dir, n.name, {
                     **want, "kind": n.kind, "artifact": str(art.path),
                     "artifact_fingerprint": art.fingerprint, "seconds": seconds,
+                    "upstream_content": {u: content_digest(done[u]) for u in n.inputs},
                     "started": started, "finished": _now()})
                 failure_record(out).unlink(missing_ok=True)
+                shutil.rmtree(failure_logs(out), ignore_errors=True)
                 # finished fan-out tasks are kept until the record exists (a kill between
                 # the artifact and its record reuses them); now they can go
                 shutil.rmtree(run_dir / TASKS / n.name, ignore_errors=True)
@@ -393,6 +458,7 @@ class Chain:
             _write_record(call.run_dir, n.name, {
                 **want, "kind": n.kind, "artifact": str(art.path),
                 "artifact_fingerprint": art.fingerprint, "seconds": None,
+                "upstream_content": {u: content_digest(a) for u, a in call.inputs.items()},
                 "started": _now(), "finished": _now()})
             return {n.name: art}
         if n.dry_run is None:
@@ -405,6 +471,27 @@ class Chain:
 
 
 # ---------------------------------------------------------------------- records
+def _problems_text(problems: Sequence[str], limit: int = 3) -> str:
+    more = f", ... {len(problems) - limit} more" if len(problems) > limit else ""
+    return ", ".join(problems[:limit]) + more
+
+
+def _upstream_moved(run_dir: Path, n: StageNode, rec: Mapping[str, Any]) -> list[str]:
+    """Upstream nodes whose artifact content differs from what ``n`` was made from
+    (e.g. rebuilt after damage); unknown (older records, missing artifacts): none."""
+    known = rec.get("upstream_content") or {}
+    moved = []
+    for u in n.inputs:
+        if u not in known:
+            continue
+        try:
+            if content_digest(read_artifact(run_dir / u)) != known[u]:
+                moved.append(u)
+        except ArtifactError:
+            continue
+    return moved
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat()
 
@@ -435,10 +522,29 @@ def read_records(run_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _clean_partial_tasks(run_dir: Path, name: str, out: Path, exc: BaseException) -> int:
+    """Remove the half-made fan-out tasks of a failed node (``.tasks/<node>/*/*.partial``),
+    keeping their logs in ``<node>.failed/tasks/`` (where ``exc``'s message now points);
+    return how many finished tasks are kept for the next run."""
+    kept = 0
+    for d in sorted((run_dir / TASKS / name).glob("*/*")):
+        if d.name.endswith(".partial"):
+            with contextlib.suppress(OSError):
+                keep_failure_logs(d, failure_logs(out) / "tasks" / d.name.removesuffix(
+                    ".partial"), exc)
+            shutil.rmtree(d, ignore_errors=True)
+        elif d.is_dir():
+            kept += 1
+    return kept
+
+
 def _record_failure(out: Path, n: StageNode, want: dict[str, Any], exc: BaseException) -> None:
     """Write ``<node>.failed.json`` (produce writes it for failures inside a build; this
     covers failures before or after it, and adds the node's name)."""
     reason = str(exc) or type(exc).__name__
+    if isinstance(exc, Interrupted):  # status: "failed  Interrupted: by SIGTERM; ..."
+        reason = (f"by {exc.signame}; its partial work was removed, the next run makes "
+                  "this stage again")
     prev = _read_json(failure_record(out)) or {}
     # produce() recorded a failure inside the build a moment ago: keep its traceback
     record = dict(prev) if _recent(prev.get("time", "")) else {"error": reason}
@@ -476,7 +582,10 @@ def lock_holder(run_dir: Path) -> str | None:
 @contextlib.contextmanager
 def _run_lock(run_dir: Path) -> Iterator[None]:
     """One chain process per run directory; the lock dies with its process (kill -9)."""
-    fh = open(run_dir / LOCK, "a+")
+    try:
+        fh = open(run_dir / LOCK, "a+")
+    except OSError as e:  # a read-only run directory, a full disk: one line
+        raise ScalebridgeError(os_error_line(e) or str(e)) from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -485,10 +594,15 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         fh.close()
         raise ScalebridgeError(f"run directory {run_dir} is in use by pid {holder}; "
                                "wait for it or kill it") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(str(os.getpid()))
-    fh.flush()
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+    except OSError as e:
+        fh.close()
+        e.filename = e.filename or str(run_dir / LOCK)
+        raise ScalebridgeError(os_error_line(e) or str(e)) from None
     try:
         yield
     finally:

@@ -3,19 +3,25 @@
 Each stage owns a click group in ``<stage>/cli.py`` (``potentials``, ``md``, ``dd``,
 ``surrogates``, ``fem``); this module mounts them beside the chain-level commands
 (``run``, ``status``, ``schema``) that ``scalebridge.workflows`` owns. Errors a user can
-cause print one line (``error: ...``) and exit with status 1.
+cause print one line (``error: ...``) and exit with status 1; so does a run directory
+that cannot be written (read-only, full). SIGTERM (what Slurm sends at the wall time) and
+SIGINT stop the running stage's programs, remove its partial work, record the
+interruption and exit with one line and status 128 + the signal number (143, 130).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
+from collections.abc import Iterator
 
 import click
 from scalebridge import __version__
-from scalebridge.errors import ScalebridgeError
+from scalebridge.errors import Interrupted, ScalebridgeError, os_error_line
 from scalebridge.log import setup_logging
+from scalebridge.runtime import stop_on_signals
 
 #: (module, attribute) of each stage's click group, in chain order.
 STAGE_GROUPS = (
@@ -28,15 +34,41 @@ STAGE_GROUPS = (
 )
 
 
+def error_line(exc: BaseException) -> tuple[str, int] | None:
+    """The one line (without ``error: ``) and exit status the command line gives for
+    ``exc``; None for an error that is a bug (its traceback is shown)."""
+    if isinstance(exc, Interrupted):
+        line = str(exc)
+        if exc.node:
+            line += "; its partial work was removed, rerun to continue"
+        return line, 128 + exc.signum
+    if isinstance(exc, ScalebridgeError):
+        return str(exc), 1
+    line = os_error_line(exc)  # a read-only or full run directory, even when up to date
+    return (line, 1) if line is not None else None
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Run a command: a user's error, an unwritable run directory or SIGTERM/SIGINT
+    print one line on stderr and exit (:func:`error_line`); bugs keep their traceback."""
+    try:
+        with stop_on_signals():
+            yield
+    except (ScalebridgeError, Interrupted, OSError) as e:
+        found = error_line(e)
+        if found is None:
+            raise
+        click.echo(f"error: {found[0]}", err=True)
+        sys.exit(found[1])
+
+
 class _Main(click.Group):
-    """Turns ScalebridgeError into one line on stderr and exit status 1."""
+    """Runs every command under :func:`one_line_errors`."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
+        with one_line_errors():
             return super().invoke(ctx)
-        except ScalebridgeError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

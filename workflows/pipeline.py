@@ -7,7 +7,7 @@ The nodes, in order (each stage's adapter lives in ``workflows/stage_<stage>.py`
     defects + properties -> mobility (MobilityLaw) -> dd (DDRun) -> surrogate (Surrogate)
     surrogate -> fem (FieldResults)
 
-A stage whose package is not importable is left out, with the nodes after it.
+A stage whose package cannot be imported is an error naming the stage and the import.
 
 Example (the same as ``scalebridge run examples/mo/mo.toml --run-dir runs/mo``)::
 
@@ -18,7 +18,6 @@ Example (the same as ``scalebridge run examples/mo/mo.toml --run-dir runs/mo``):
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
@@ -26,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scalebridge.artifacts import Artifact, write_json_atomic
-from scalebridge.errors import ScalebridgeError
+from scalebridge.artifacts import Artifact, write_json_atomic, write_text_atomic
+from scalebridge.errors import ScalebridgeError, os_error_line
 from scalebridge.workflows.chain import Chain, NodeStatus, StageNode
 from scalebridge.workflows.engine import make_mapper
 from scalebridge.workflows.settings import (
-    available_sections,
+    import_stage,
     load_run_settings,
     parse_run_settings,
 )
@@ -40,6 +39,8 @@ log = logging.getLogger("scalebridge.workflows")
 
 #: The validated settings of the last run, as JSON, in the run directory.
 SETTINGS_JSON = "settings.json"
+#: The run file as given (when run from a file), beside it.
+SETTINGS_TOML = "settings.toml"
 
 #: Stage adapter modules in chain order; each has ``nodes() -> list[StageNode]``.
 STAGE_ADAPTERS = tuple(
@@ -52,13 +53,8 @@ def build_chain(cfg: Any = None) -> Chain:
     """The chain of every stage available in this installation, in order (``cfg`` may
     switch optional nodes off, e.g. ``[md] deform = false``)."""
     nodes: list[StageNode] = []
-    sections = available_sections()
     for section, module in STAGE_ADAPTERS:
-        if section not in sections:
-            log.debug("stage %s not available: the chain stops before it", section)
-            break
-        mod = importlib.import_module(module)
-        nodes.extend(mod.nodes(cfg))
+        nodes.extend(import_stage(section, module).nodes(cfg))
     return Chain(nodes)
 
 
@@ -113,15 +109,25 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
         elif event == "skipped":
             skipped.append(name)
 
+    def record_settings() -> None:
+        """What status reads back (data paths absolute); written once the run holds the
+        lock and its request is valid, so a refused or invalid run changes nothing."""
+        if dry_run:
+            return
+        try:
+            write_json_atomic(run_dir / SETTINGS_JSON, cfg.model_dump(mode="json"))
+            if source is not None:
+                write_text_atomic(run_dir / SETTINGS_TOML, toml_text)
+        except OSError as e:  # a read-only or full run directory: one line
+            raise ScalebridgeError(os_error_line(e) or str(e)) from None
+
     t0 = time.perf_counter()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not dry_run:  # what status reads back (data paths absolute)
-        write_json_atomic(run_dir / SETTINGS_JSON, cfg.model_dump(mode="json"))
-        if source is not None:
-            (run_dir / "settings.toml").write_text(source.read_text())
+    chain.selected(until)  # an unknown --until fails here, before anything is written
+    toml_text = source.read_text() if source is not None else ""
     with make_mapper(cfg.execution, run_dir) as mapper:
         arts = chain.run(run_dir, cfg, mapper=mapper, resources=cfg.execution.resources,
-                         until=until, dry_run=dry_run, force=force, on_node=on_node)
+                         until=until, dry_run=dry_run, force=force, on_node=on_node,
+                         on_locked=record_settings)
     result = RunResult(run_dir=run_dir, artifacts=arts, seconds=seconds, skipped=skipped,
                        wall_seconds=round(time.perf_counter() - t0, 3))
     if report and not dry_run and arts:
