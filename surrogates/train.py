@@ -95,8 +95,9 @@ class SurrogateSettings(StrictModel):
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
 
     def make(self, data: Artifact | str | Path, path: str | Path,
-             resources: Resources | None = None) -> Artifact:
-        """Fit on the strain paths of ``data`` and write the ``Surrogate`` artifact."""
+             resources: Resources | None = None, force: bool = False) -> Artifact:
+        """Fit on the strain paths of ``data`` and write the ``Surrogate`` artifact
+        (``force``: refit even when a current one exists)."""
         res = resources or Resources()
         data_art = data if isinstance(data, Artifact) else read_artifact(data)
 
@@ -105,7 +106,7 @@ class SurrogateSettings(StrictModel):
             paths = load_paths(data_art.path)
             return fit_surrogate(paths, self, work)
 
-        return produce("Surrogate", path, self, {"data": data_art}, build)
+        return produce("Surrogate", path, self, {"data": data_art}, build, force=force)
 
 
 def split_paths(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

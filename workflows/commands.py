@@ -22,7 +22,7 @@ def commands() -> None:
 @click.option("--dry-run", is_flag=True,
               help="Write every stage's inputs without running them (where stages can).")
 @click.option("--force", multiple=True, help="Remake this stage even if up to date "
-              "(repeatable; stages whose maker takes force=, all but surrogates).")
+              "(repeatable).")
 @click.option("--no-report", is_flag=True, help="Do not write report.md/report.html.")
 def run_cmd(settings: Path, run_dir: Path | None, until: str | None, dry_run: bool,
             force: tuple[str, ...], no_report: bool) -> None:
@@ -45,8 +45,8 @@ def run_cmd(settings: Path, run_dir: Path | None, until: str | None, dry_run: bo
         click.echo(f"report: {result.report}")
 
 
-_COLOURS = {"done": "green", "stale": "yellow", "failed": "red", "running": "cyan",
-            "pending": "white"}
+_COLOURS = {"done": "green", "stale": "yellow", "damaged": "magenta", "failed": "red",
+            "running": "cyan", "pending": "white"}
 
 
 @commands.command("status")
@@ -54,7 +54,7 @@ _COLOURS = {"done": "green", "stale": "yellow", "failed": "red", "running": "cya
 @click.option("--settings", "settings", type=click.Path(path_type=Path), default=None,
               help="Compare against this run file instead of the one the run used.")
 def status_cmd(run_dir: Path, settings: Path | None) -> None:
-    """Show which stages of RUN_DIR are done, stale, failed or pending, and why."""
+    """Show which stages of RUN_DIR are done, stale, damaged, failed or pending, and why."""
     import signal
 
     from scalebridge.workflows.pipeline import status

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, create_model
-from scalebridge.errors import SettingsError
+from scalebridge.errors import ScalebridgeError, SettingsError
 from scalebridge.settings import StrictModel, load_toml, schema_doc, validate
 from scalebridge.workflows.engine import ExecutionSettings
 
@@ -48,35 +48,45 @@ class RunSection(StrictModel):
 
 
 #: Stage sections: TOML section -> (module, settings model), in chain order. A stage whose
-#: module is not importable is left out of the schema (and of the chain).
+#: module cannot be imported is an error naming the stage and the failed import (never
+#: silently left out: a broken installation must not shorten the chain).
 STAGE_SECTIONS: dict[str, tuple[str, str]] = {
     section: (f"scalebridge.workflows.stage_{section}", "Section")
     for section in ("potentials", "md", "dd", "surrogates", "continuum")
 }
 
-#: Why a stage section is unavailable (section -> the import error), for ``status``.
+#: Why a stage could not be imported (section -> the import error), as last seen.
 UNAVAILABLE: dict[str, str] = {}
 
 
-def _load_section(module: str, attr: str) -> type[BaseModel] | None:
+def import_stage(section: str, module: str) -> Any:
+    """Import a stage's adapter module.
+
+    Raises:
+        ScalebridgeError: ``stage continuum: cannot import scalebridge.workflows.
+            stage_continuum: ModuleNotFoundError: No module named 'dolfinx'`` (one line).
+    """
     try:
-        mod = importlib.import_module(module)
+        return importlib.import_module(module)
     except ImportError as e:
-        UNAVAILABLE[module.rsplit("_", 1)[-1]] = f"{type(e).__name__}: {e}"
-        return None
-    model = getattr(mod, attr, None)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+        why = f"{type(e).__name__}: {e}"
+        UNAVAILABLE[section] = why
+        raise ScalebridgeError(f"stage {section}: cannot import {module}: {why} (the "
+                               "installation is incomplete: rerun ./sb setup)") from None
+
+
+def _load_section(section: str, module: str, attr: str) -> type[BaseModel]:
+    model = getattr(import_stage(section, module), attr, None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise ScalebridgeError(f"stage {section}: {module}.{attr} is not a settings model")
+    return model
 
 
 @functools.cache
 def available_sections() -> dict[str, type[BaseModel]]:
-    """Stage sections whose settings models can be imported now."""
-    out = {}
-    for section, (module, attr) in STAGE_SECTIONS.items():
-        model = _load_section(module, attr)
-        if model is not None:
-            out[section] = model
-    return out
+    """Every stage section's settings model (an error if a stage cannot be imported)."""
+    return {section: _load_section(section, module, attr)
+            for section, (module, attr) in STAGE_SECTIONS.items()}
 
 
 @functools.cache
@@ -144,5 +154,6 @@ def schema_text() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["STAGE_SECTIONS", "RunSection", "available_sections", "load_run_settings",
+__all__ = ["STAGE_SECTIONS", "RunSection", "available_sections", "import_stage",
+           "load_run_settings",
            "parse_run_settings", "run_settings_model", "schema_text"]

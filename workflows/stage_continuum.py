@@ -13,6 +13,9 @@ from scalebridge.artifacts import Artifact
 from scalebridge.continuum import FemSettings
 from scalebridge.workflows.chain import StageCall, StageNode
 
+#: What these nodes run (their code record: see ``StageNode.code``).
+CODE = ("continuum", "workflows/stage_continuum.py")
+
 #: ``[continuum]`` is FemSettings itself.
 Section = FemSettings
 
@@ -24,4 +27,4 @@ def make_fem(call: StageCall) -> Artifact:
 
 def nodes(cfg: Any = None) -> list[StageNode]:
     return [StageNode("fem", "FieldResults", ("surrogate",), make_fem,
-                      settings=lambda c: c.continuum, section="continuum")]
+                      settings=lambda c: c.continuum, section="continuum", code=CODE)]

@@ -21,6 +21,9 @@ from scalebridge.dd_coupling.simulate import DDSettings
 from scalebridge.settings import StrictModel
 from scalebridge.workflows.chain import StageCall, StageNode
 
+#: What these nodes run (their code record: see ``StageNode.code``).
+CODE = ("dd_coupling", "workflows/stage_dd.py")
+
 
 class Section(StrictModel):
     """Mobility law fitted to MD glide, then 2D discrete dislocation dynamics."""
@@ -44,7 +47,7 @@ def make_dd(call: StageCall) -> Artifact:
 def nodes(cfg: Any = None) -> list[StageNode]:
     return [
         StageNode("mobility", "MobilityLaw", ("defects", "properties"), make_mobility,
-                  settings=lambda c: c.dd.mobility, section="dd.mobility"),
+                  settings=lambda c: c.dd.mobility, section="dd.mobility", code=CODE),
         StageNode("dd", "DDRun", ("mobility", "properties"), make_dd,
-                  settings=lambda c: c.dd.run, section="dd.run"),
+                  settings=lambda c: c.dd.run, section="dd.run", code=CODE),
     ]

@@ -32,6 +32,9 @@ from scalebridge.md.properties import PropertiesMaker, load_properties
 from scalebridge.settings import Resources, StrictModel
 from scalebridge.workflows.chain import StageCall, StageNode
 
+#: What these nodes run (their code record: see ``StageNode.code``).
+CODE = ("md", "workflows/stage_md.py")
+
 log = logging.getLogger("scalebridge.workflows")
 
 
@@ -130,14 +133,14 @@ def nodes(cfg: Any = None) -> list[StageNode]:
     out = [
         StageNode("properties", "Properties", ("potential",), make_properties,
                   settings=lambda c: {"models": c.md.models, "maker": c.md.properties},
-                  dry_run=dry_run_properties, section="md.properties"),
+                  dry_run=dry_run_properties, section="md.properties", code=CODE),
         StageNode("defects", "DefectStats", ("potential", "properties"), make_defects,
                   settings=lambda c: {"models": c.md.models, "maker": c.md.mobility},
-                  section="md.mobility"),
+                  section="md.mobility", code=CODE),
     ]
     if cfg is None or cfg.md.deform:
         out.append(StageNode(
             "deform", "DefectStats", ("potential", "properties"), make_deform,
             settings=lambda c: {"models": c.md.models, "maker": c.md.deformation},
-            section="md.deformation"))
+            section="md.deformation", code=CODE))
     return out

@@ -19,6 +19,9 @@ from scalebridge.potentials.train import TrainSettings
 from scalebridge.settings import StrictModel
 from scalebridge.workflows.chain import StageCall, StageNode
 
+#: What these nodes run (their code record: see ``StageNode.code``).
+CODE = ("potentials", "workflows/stage_potentials.py")
+
 
 class Section(StrictModel):
     """DFT files -> DFTDataset -> DeePMD Potential ensemble."""
@@ -61,8 +64,8 @@ def nodes(cfg: Any = None) -> list[StageNode]:
     return [
         StageNode("dataset", "DFTDataset", (), make_dataset,
                   settings=lambda c: c.potentials.ingest, files=_files,
-                  section="potentials.ingest", cheap=True),
+                  section="potentials.ingest", cheap=True, code=CODE),
         StageNode("potential", "Potential", ("dataset",), make_potential,
                   settings=lambda c: c.potentials.train, dry_run=dry_run_potential,
-                  section="potentials.train"),
+                  section="potentials.train", code=CODE),
     ]

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from scalebridge.artifacts import (
     SCHEMA_VERSION,
+    Artifact,
     clean_partials,
+    content_digest,
     failure_record,
     produce,
     read_artifact,
+    verify_artifact,
 )
 from scalebridge.errors import ArtifactError
 
@@ -156,3 +159,94 @@ def test_stage_log_lands_in_artifact_log(tmp_path: Path) -> None:
 
     art = produce("Demo", tmp_path / "d", {}, {}, build)
     assert "converged in 4 iterations" in (art.path / "log.txt").read_text()
+
+
+# ---------------------------------------------------------------- file hashes, content, code
+def test_manifest_records_every_file_hash_and_the_code(tmp_path: Path) -> None:
+    import hashlib
+
+    def build(workdir: Path) -> dict:
+        (workdir / "out.txt").write_text("hello")
+        (workdir / "sub").mkdir()
+        (workdir / "sub" / "table.csv").write_text("a\n1\n")
+        return {}
+
+    art = produce("Demo", tmp_path / "d", {}, {}, build)
+    files = art.manifest["files"]
+    assert sorted(files) == ["out.txt", "sub/table.csv"]  # not manifest.json, not log.txt
+    assert files["out.txt"]["sha256"] == hashlib.sha256(b"hello").hexdigest()
+    assert files["out.txt"]["size"] == 5 and files["out.txt"]["mtime_ns"] > 0
+    code = art.manifest["code"]
+    assert "artifacts.py" in code["files"] and "torch" in code["versions"]
+    assert verify_artifact(read_artifact(art.path)) == []
+
+
+def test_damaged_artifact_is_detected_and_rebuilt(tmp_path: Path) -> None:
+    calls: list[int] = []
+    art = produce("Demo", tmp_path / "d", {"a": 1}, {}, _writer("hello", calls))
+    out = art.path / "out.txt"
+    os.utime(out, ns=(1, 1))  # touched, not changed: size+mtime differ, the hash agrees
+    assert verify_artifact(read_artifact(art.path)) == []
+    out.write_text("HELLO")  # same size, other bytes
+    assert verify_artifact(read_artifact(art.path)) == ["out.txt changed"]
+    produce("Demo", tmp_path / "d", {"a": 1}, {}, _writer("hello", calls))
+    assert calls == [1, 1] and out.read_text() == "hello"
+    out.unlink()
+    assert verify_artifact(read_artifact(art.path)) == ["out.txt missing"]
+    again = produce("Demo", tmp_path / "d", {"a": 1}, {}, _writer("hello", calls))
+    assert len(calls) == 3 and not again.reused
+    assert produce("Demo", tmp_path / "d", {"a": 1}, {}, _writer("hello", calls)).reused
+    assert len(calls) == 3
+
+
+def test_old_manifest_without_file_hashes_is_not_current(tmp_path: Path) -> None:
+    calls: list[int] = []
+    art = produce("Demo", tmp_path / "d", {}, {}, _writer("x", calls))
+    m = dict(art.manifest)
+    del m["files"]
+    (art.path / "manifest.json").write_text(json.dumps(m))
+    assert "older scalebridge" in verify_artifact(read_artifact(art.path))[0]
+    produce("Demo", tmp_path / "d", {}, {}, _writer("x", calls))
+    assert len(calls) == 2
+
+
+def test_inputs_are_hashed_by_content_not_by_fingerprint(tmp_path: Path) -> None:
+    calls: list[int] = []
+    up1 = produce("Up", tmp_path / "up", {"a": 1}, {}, _writer("same"))
+    produce("Down", tmp_path / "down", {}, {"up": up1}, _writer("d", calls))
+    # other settings, same files and summary: the downstream stays current
+    up2 = produce("Up", tmp_path / "up", {"a": 2}, {}, _writer("same"))
+    assert up2.fingerprint != up1.fingerprint
+    assert content_digest(up2) == content_digest(up1)
+    assert produce("Down", tmp_path / "down", {}, {"up": up2}, _writer("d", calls)).reused
+    # same fingerprint, other content (a forced rebuild that came out different): rebuilt
+    up3 = produce("Up", tmp_path / "up", {"a": 2}, {}, _writer("diff"), force=True)
+    assert up3.fingerprint == up2.fingerprint
+    produce("Down", tmp_path / "down", {}, {"up": up3}, _writer("d", calls))
+    assert len(calls) == 2
+
+
+def test_code_change_rebuilds_a_comment_does_not(tmp_path: Path) -> None:
+    from scalebridge import codehash
+
+    root = tmp_path / "src"
+    (root / "md").mkdir(parents=True)
+    mod = root / "md" / "physics.py"
+    mod.write_text('"""Physics."""\nTOL = 1e-8\n')
+    calls: list[int] = []
+    codehash.set_code_root(root)
+    try:
+        def make() -> Artifact:
+            return produce("Demo", tmp_path / "d", {}, {}, _writer("x", calls), code=("md",))
+
+        art = make()
+        assert "md/physics.py" in art.manifest["code"]["files"]
+        mod.write_text('"""Physics, documented at length."""\n# a comment\nTOL = 1e-8  # same\n')
+        assert make().reused and len(calls) == 1
+        mod.write_text('"""Physics."""\nTOL = 1.5e-8\n')
+        assert not make().reused and len(calls) == 2
+        # the caller's subpackage is the default: this test module runs the root only
+        assert "md/physics.py" not in produce("Demo", tmp_path / "e", {}, {},
+                                              _writer("x")).manifest["code"]["files"]
+    finally:
+        codehash.set_code_root(None)

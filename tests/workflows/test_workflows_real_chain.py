@@ -118,17 +118,19 @@ def test_species_the_potential_does_not_know(trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_corrupt_potential_file(trained_run, tmp_path):
-    toml, run_dir = _copy_run(trained_run, tmp_path, "\n[md.properties]\nsupercell = 2\n"
-                              "npt_steps = 0\nnve_steps = 0\n")
+def test_corrupt_potential_file_is_damaged_and_rebuilt(trained_run, tmp_path):
+    toml, run_dir = _copy_run(trained_run, tmp_path)
     model = run_dir / "potential" / "models" / "model_0.pth"
     model.write_bytes(model.read_bytes()[:1000])  # truncated: a broken file
-    with pytest.raises(ScalebridgeError) as e:
-        run(toml, run_dir, until="properties")
-    msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("stage properties: ")
-    assert not (run_dir / "properties").exists()
-    assert json.loads((run_dir / "properties.failed.json").read_text())["node"] == "properties"
+    st = {s.name: s for s in status(run_dir, toml)}
+    assert st["dataset"].state == "done"
+    assert (st["potential"].state, st["potential"].reason) == (
+        "damaged", "models/model_0.pth changed")
+    res = run(toml, run_dir, until="potential")  # rebuilds it instead of using it
+    assert res.skipped == ["dataset"] and list(res.seconds) == ["potential"]
+    assert model.stat().st_size > 1000
+    st = {s.name: s for s in status(run_dir, toml)}
+    assert st["dataset"].state == st["potential"].state == "done"
 
 
 @pytest.mark.slow
