@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _reuse import reuse_record
 from scalebridge.artifacts import write_json_atomic
 from scalebridge.continuum import CylinderProblem, FemSettings, J2Material, SolverSettings
 from scalebridge.settings import Resources
@@ -60,8 +61,11 @@ def train_surrogates(work: Path, kinds: list[str]) -> dict[str, Any]:
         try:
             art = SurrogateSettings(model=kind).make(data, work / f"surrogate_{kind}")
             out[kind] = art
-            print(f"surrogate {kind}: trained in {time.perf_counter() - t0:.1f} s, "
-                  f"validation {art.summary.get('validation')}", flush=True)
+            reused = reuse_record(art)
+            how = (f"reused {art.path} (made {reused['made']})" if reused else
+                   f"trained in {time.perf_counter() - t0:.1f} s")
+            print(f"surrogate {kind}: {how}, validation {art.summary.get('validation')}",
+                  flush=True)
         except Exception as e:  # record why, keep benchmarking the others
             out[kind] = f"training failed: {type(e).__name__}: {e}"
             print(f"surrogate {kind}: {out[kind]}", flush=True)

@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from _machine import machine
+from _reuse import reuse_record
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "md_mobility.json"
@@ -121,6 +122,7 @@ def main() -> None:
         "drag": [{k: (float(v) if k not in ("character",) else v) for k, v in d.items()}
                  for d in drag],
         "settings": settings, "defect_stats": str(art.path),
+        "defect_stats_reused": reuse_record(art),
         "plot": str(args.out.with_suffix(".png").relative_to(HERE.parent)),
         "wall_seconds": round(wall, 1), "jobs": args.jobs,
         "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

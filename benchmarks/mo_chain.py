@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from _machine import cpu_model
+from _reuse import record_reuse
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -62,11 +63,16 @@ def main() -> int:
     cmd = [str(venv_bin / "scalebridge"), "run", args.settings, "--run-dir", str(run_dir)]
     print("running:", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
+    since = _dt.datetime.now(_dt.UTC).isoformat()
     proc = subprocess.run(cmd, env=env, cwd=ROOT)
     wall = time.perf_counter() - t0
 
     records = read_records(run_dir)
-    stages: dict[str, float | None] = {k: r.get("seconds") for k, r in records.items()}
+    # a stage finished before this run started (--keep) was not timed now: null + record
+    reused = {k: r for k, r in ((k, record_reuse(rec, since))
+                                for k, rec in records.items()) if r}
+    stages: dict[str, float | None] = {k: None if k in reused else r.get("seconds")
+                                       for k, r in records.items()}
     headline: dict[str, dict] = {}
     for name, rec in records.items():
         mpath = Path(rec.get("artifact", run_dir / name)) / "manifest.json"
@@ -85,6 +91,7 @@ def main() -> int:
         "stage_seconds": stages,
         "stage_seconds_total": round(sum(v for v in stages.values() if v), 1),
         "already_done_at_start": already,
+        "reused": reused,
         "headline": headline,
         "report": str(run_dir / "report.md"),
         "machine": {"cores": os.cpu_count(), "cpu": cpu_model(),

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from _machine import machine
+from _reuse import reuse_record
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -300,7 +301,9 @@ def main() -> None:
         m = json.loads((ev.path / "metrics.json").read_text())
         pj = json.loads((arts[name].path / "potential.json").read_text())
         secs = sum(pj["train_seconds"]) + sum(r["seconds"] for r in pj.get("output_refit", []))
+        # train_seconds come from the artifact (when it was trained); a reused one says so
         stages[name] = {"from": parent, "train_seconds": float(secs),
+                        "reused": reuse_record(arts[name]),
                         **{k: m["test"]["overall"][k] for k in (
                             "energy_mae_mev_per_atom", "force_mae_ev_a")},
                         **{k: m.get("properties", {}).get("model", {}).get(k) for k in (

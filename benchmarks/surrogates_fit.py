@@ -6,7 +6,9 @@
    (target < 0.01). The data-driven ``internal_variable`` model (learned convex yield
    surface and latent hardening, no yield criterion assumed) is trained on the same data
    for comparison: its errors, fit time and full check_constitutive report beside
-   (``internal_variable_*``).
+   (``internal_variable_*``). A fit found current from an earlier run in ``--work`` is
+   reused, not timed: ``fit_wall_s`` is null and ``reused`` says which artifact, made
+   when, by which code (``benchmarks/_reuse.py``).
 2. DD: a ``neural_j2`` surrogate is trained on the realisations of one DDRun and replayed
    on the realisations of another DDRun with other seeds (held out):
    ``dd_heldout_rel_error`` = ‖σ_model - σ_DD‖ / ‖σ_DD‖ over the held-out curves. With
@@ -36,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _reuse import measured, reuse_record
 from scalebridge.artifacts import write_json_atomic
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.checks import check_constitutive
@@ -56,12 +59,13 @@ def j2_case(work: Path, kind: str, quick: bool) -> dict[str, Any]:
                                      rollout_iterations=60, check_every=20, patience=3)
     t0 = time.perf_counter()
     art = settings.make(data, work / f"surrogate_j2_{kind}")
-    fit_s = time.perf_counter() - t0
+    # a reused fit (a current artifact from an earlier run) was not timed now: null
+    fit_s, reused = measured(art, time.perf_counter() - t0)
     model = load_surrogate(art.path)
     unseen = J2DataSettings(hardening="voce", n_paths=32, seed=1000).generate()
     m, _ = path_errors(model, unseen, unseen.meta["yield_stress_mpa"])
     rec = json.loads((art.path / "surrogate.json").read_text())
-    return {"artifact": str(art.path), "fit_wall_s": round(fit_s, 1),
+    return {"artifact": str(art.path), "fit_wall_s": fit_s, "reused": reused,
             "fit_seconds": round(rec["metrics"]["fit_seconds"], 1),  # when it was built
             "iterations": rec["metrics"]["iterations"],
             "unseen_paths": len(unseen), "unseen": m,
@@ -70,9 +74,9 @@ def j2_case(work: Path, kind: str, quick: bool) -> dict[str, Any]:
                               if not v["passed"]]}
 
 
-def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path]:
+def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path, dict[str, Any]]:
     """Two DDRun artifacts (train seeds 100.., held-out seeds 0, 1), dd_coupling defaults
-    but a 0.5 µm cell."""
+    but a 0.5 µm cell, and their reuse records (None: made now)."""
     from scalebridge.artifacts import produce
     from scalebridge.dd_coupling.mobility import LinearDragMobility, save_mobility
     from scalebridge.dd_coupling.simulate import DDSettings
@@ -90,13 +94,15 @@ def make_ddruns(work: Path, quick: bool) -> tuple[Path, Path]:
     train = DDSettings(realisations=2, seed=100, **cell).make(
         mob, props, work / "ddrun_train")
     test = DDSettings(realisations=2, seed=0, **cell).make(mob, props, work / "ddrun_test")
-    return train.path, test.path
+    return train.path, test.path, {"ddrun_train": reuse_record(train),
+                                   "ddrun_test": reuse_record(test)}
 
 
 def dd_case(work: Path, train: Path | None, test: Path | None, quick: bool
             ) -> dict[str, Any]:
+    ddruns: dict[str, Any] = {}
     if train is None or test is None:
-        train, test = make_ddruns(work, quick)
+        train, test, ddruns = make_ddruns(work, quick)
     art = SurrogateSettings(val_fraction=0.34).make(train, work / "surrogate_dd")
     model = load_surrogate(art.path)
     held = read_ddrun(test)
@@ -122,8 +128,9 @@ def dd_case(work: Path, train: Path | None, test: Path | None, quick: bool
                                              / np.linalg.norm(np.broadcast_to(
                                                  mean, tau_d.shape)))}
     plastic = np.abs(tau_d) > 0.5 * np.abs(tau_d).max()
-    return {"artifact": str(art.path), "train_ddrun": str(train), "test_ddrun": str(test),
-            "heldout": m, **extra, "validation": rec["metrics"]["validation"],
+    return {"artifact": str(art.path), "reused": reuse_record(art), **ddruns,
+            "train_ddrun": str(train), "test_ddrun": str(test), "heldout": m, **extra,
+            "validation": rec["metrics"]["validation"],
             "flow_stress_data_mpa": float(np.abs(tau_d[plastic]).mean()),
             "flow_stress_model_mpa": float(np.abs(tau_m[plastic]).mean()),
             "plot": str(png.relative_to(Path(__file__).parent.parent)),
@@ -139,8 +146,9 @@ def dd_iv_case(work: Path, train: Path, test: Path) -> dict[str, Any]:
     held = read_ddrun(test)
     m, _ = path_errors(model, held, held.meta["yield_stress_mpa"])
     rec = json.loads((art.path / "surrogate.json").read_text())
-    return {"artifact": str(art.path), "heldout": m, "validation": rec["metrics"]["validation"],
-            "fit_seconds": round(rec["metrics"]["fit_seconds"], 1),
+    return {"artifact": str(art.path), "reused": reuse_record(art), "heldout": m,
+            "validation": rec["metrics"]["validation"],
+            "fit_seconds": round(rec["metrics"]["fit_seconds"], 1),  # when it was built
             "checks_failed": [k for k, v in rec["checks"]["checks"].items() if not v["passed"]]}
 
 
