@@ -10,6 +10,8 @@ artifact (docs/CONTRACTS.md): ``velocity.csv``, ``velocity_stress.png`` (+ CSV),
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import shutil
@@ -147,8 +149,18 @@ class MobilityMaker(StrictModel):
             return collect_velocity(out, work, a0, self.drag_fit_max_tau_mpa)
 
         settings = {"maker": self, "a0_a": a0_a, "potential": pot.name,
-                    "collected": rows is not None}
+                    "collected": rows is not None,
+                    "rows": rows_digest(rows) if rows is not None else None}
         return produce("DefectStats", path, settings, inputs, build, force=force)
+
+
+def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
+    """Content hash of collected glide rows (every measured column, in table order;
+    where and how long they ran does not count): other rows make another DefectStats."""
+    skip = ("workdir", "wall_s", "reused")
+    table = sorted(json.dumps({k: v for k, v in sorted(r.items()) if k not in skip},
+                               default=str) for r in rows)
+    return hashlib.sha256(json.dumps(table).encode()).hexdigest()
 
 
 def fit_drag(rows: Sequence[dict[str, Any]], b_a: float,
