@@ -37,8 +37,11 @@ def fem() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="FieldResults artifact directory to write.")
 @click.option("--force", is_flag=True, help="Rebuild even if the artifact is current.")
+@click.option("--allow-failed-checks", is_flag=True,
+              help="Use a surrogate that fails check_constitutive anyway (recorded in the "
+              "artifact); same as allow_failed_checks = true in the TOML.")
 def run(config: Path | None, problem: str | None, surrogate: Path | None, steps: int | None,
-        ranks: int, out: Path, force: bool) -> None:
+        ranks: int, out: Path, force: bool, allow_failed_checks: bool) -> None:
     """Solve a problem and write a FieldResults artifact."""
     from scalebridge.continuum.fem import FemSettings
     from scalebridge.continuum.materials import J2Material
@@ -50,6 +53,8 @@ def run(config: Path | None, problem: str | None, surrogate: Path | None, steps:
         data["problem"] = {"kind": problem}
     if steps is not None:
         data.setdefault("solver", {})["steps"] = steps
+    if allow_failed_checks:
+        data["allow_failed_checks"] = True
     settings = validate(FemSettings, data, source=source)
     model = surrogate if surrogate is not None else material
     art = settings.make(model, out, Resources(mpi_ranks=ranks), force=force)
@@ -57,9 +62,15 @@ def run(config: Path | None, problem: str | None, surrogate: Path | None, steps:
     click.echo(f"{art.path}: {s['problem']} with {s['model']}, max load "
                f"{s['max_load_mpa']:.4g} MPa, {s['newton_iterations']} Newton iterations, "
                f"{s['cuts']} cuts, {s['wall_seconds']:.2f} s on {s['ranks']} rank(s)")
-    if "limit_load_rel_error" in s:
+    if s.get("limit_load_rel_error") is not None:
         click.echo(f"limit pressure {s['max_load_mpa']:.4f} MPa vs analytic "
                    f"{s['q_lim_mpa']:.4f} MPa: rel. error {s['limit_load_rel_error']:.2e}")
+    elif s.get("limit_load_note"):
+        click.echo(s["limit_load_note"])
+    checks = s.get("material_checks") or {}
+    if checks.get("overridden"):
+        click.echo(f"WARNING: the surrogate failed check_constitutive "
+                   f"({checks.get('failed_detail')}); used because allow_failed_checks is set")
 
 
 @fem.command("schema")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mpi4py import MPI
 from pydantic import Field
 from scalebridge.artifacts import Artifact, produce, write_json_atomic
@@ -45,6 +46,9 @@ class FemSettings(StrictModel):
     solver: SolverSettings = Field(default_factory=SolverSettings,
                                    description="discretisation, Newton, load stepping")
     write_fields: bool = Field(True, description="write VTX fields at every step")
+    allow_failed_checks: bool = Field(
+        False, description="use a Surrogate that fails check_constitutive anyway (refused "
+        "by default); the failed checks and the override go into the FieldResults summary")
 
     def make(self, model: ModelLike, out: str | Path, resources: Resources | None = None,
              force: bool = False) -> Artifact:
@@ -62,11 +66,19 @@ class FemSettings(StrictModel):
         fp_settings = {"fem": self.model_dump(mode="json"), "model": record}
 
         def build(workdir: Path) -> dict[str, Any]:
+            gate = None
+            if "surrogate" in inputs:            # refused unless its checks pass
+                gate = gate_surrogate(obj, inputs["surrogate"].path,
+                                      self.allow_failed_checks)
             if resources.mpi_ranks > 1:
-                return _run_mpi(self, spec, workdir, resources)
-            if "torch" in sys.modules:           # a neural surrogate: honour the threads
-                sys.modules["torch"].set_num_threads(resources.threads)
-            return run_fem(self, obj, workdir, MPI.COMM_SELF)
+                summary = _run_mpi(self, spec, workdir, resources)
+            else:
+                if "torch" in sys.modules:       # a neural surrogate: honour the threads
+                    sys.modules["torch"].set_num_threads(resources.threads)
+                summary = run_fem(self, obj, workdir, MPI.COMM_SELF)
+            if gate is not None:
+                summary["material_checks"] = gate
+            return summary
 
         return produce(KIND, out, fp_settings, inputs, build, force=force)
 
@@ -85,6 +97,96 @@ def _run_mpi(settings: FemSettings, spec: dict[str, Any], workdir: Path,
     finally:
         (workdir / ".model_spec.pkl").unlink(missing_ok=True)
     return json.loads((workdir / "summary.json").read_text())
+
+
+def surrogate_check_report(model: Any, path: Path) -> tuple[dict[str, Any], str]:
+    """The check_constitutive report of a Surrogate and where it comes from.
+
+    The report stored in ``surrogate.json`` at fit time (same model, same probing paths)
+    when it holds every current check; otherwise (fitted with ``run_checks = false``, or
+    by a version without a check) the checks are run now, at the fit's amplitude
+    (0.8 x the largest training strain)."""
+    from scalebridge.surrogates.checks import check_constitutive
+
+    try:
+        stored = json.loads((Path(path) / "surrogate.json").read_text()).get("checks")
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    if isinstance(stored, dict) and "finite" in (stored.get("checks") or {}):
+        return stored, "surrogate.json (checked when fitted)"
+    rng = (getattr(model, "training_range", None) or {}).get("strain_norm") or [0, 6.25e-3]
+    rep = check_constitutive(model, amplitude=0.8 * float(rng[1]), raise_on_failure=False)
+    return rep.to_dict(), "check_constitutive run by the FEM"
+
+
+def gate_surrogate(model: Any, path: Path, allow_failed: bool) -> dict[str, Any]:
+    """Refuse a Surrogate that fails check_constitutive unless ``allow_failed``.
+
+    Returns the record that goes into the FieldResults summary (``material_checks``):
+    passed, the failed checks with their numbers, where the report comes from, and
+    whether the user overrode a failure.
+
+    Raises:
+        ConstitutiveCheckError: a check failed and ``allow_failed`` is False (one line
+            naming the failed checks and the setting that overrides).
+    """
+    from scalebridge.surrogates.checks import ConstitutiveCheckError
+
+    report, source = surrogate_check_report(model, path)
+    checks = report.get("checks") or {}
+    failed = {k: v for k, v in checks.items() if not v.get("passed")}
+    detail = ", ".join(
+        f"{k} ({v['note']})" if k == "finite" or not v.get("tolerance") else
+        f"{k} (error {v['error']:.3g} > tol {abs(v['tolerance']):.3g})"
+        for k, v in failed.items())
+    rec: dict[str, Any] = {"passed": not failed, "failed": list(failed),
+                           "failed_detail": detail, "source": source,
+                           "overridden": bool(failed) and allow_failed}
+    if failed and not allow_failed:
+        raise ConstitutiveCheckError(
+            f"surrogate {path} failed check_constitutive: {detail}; the FEM refuses it "
+            "(set allow_failed_checks = true in [continuum], or pass "
+            "--allow-failed-checks to 'fem run', to use it anyway)")
+    if failed:
+        log.warning("surrogate %s failed check_constitutive (%s): used anyway "
+                    "(allow_failed_checks = true)", path, detail)
+    return rec
+
+
+def limit_load(reference: dict[str, float], model: Any, max_load: float,
+               max_eqps: float) -> dict[str, Any]:
+    """``q_lim_mpa`` and ``limit_load_rel_error`` where the analytic limit load applies
+    (a problem with ``q_lim_over_sigma0`` and perfectly plastic J2: von Mises yield with
+    a yield stress that stays σ0 over the plastic strain reached), else
+    ``limit_load_rel_error`` None and ``limit_load_note`` saying why; {} for a problem
+    without an analytic limit load."""
+    from scalebridge.surrogates.j2 import J2Plasticity
+
+    if "q_lim_over_sigma0" not in reference:
+        return {}
+    name = getattr(model, "name", type(model).__name__)
+    if not isinstance(model, J2Plasticity):
+        return {"limit_load_rel_error": None, "limit_load_note":
+                f"no analytic limit load: {name} is not J2 (von Mises) plasticity"}
+    hard = model.hardening
+    n = 33
+    dep = np.linspace(0.0, max(float(max_eqps), 1e-3), n)
+    q0 = np.repeat(hard.initial_state(1), n, axis=0)
+    sy, h, _ = hard.yield_stress(np.zeros(n), dep, q0, np.ones(n))
+    sy, h = np.asarray(sy, dtype=float), np.asarray(h, dtype=float)
+    s0 = abs(float(sy[0])) or 1.0
+    if not (np.all(np.isfinite(sy)) and np.all(np.isfinite(h))):
+        return {"limit_load_rel_error": None,
+                "limit_load_note": "no analytic limit load: non-finite yield stress"}
+    if float(np.ptp(sy)) > 1e-12 * s0 or float(np.abs(h).max()) > 1e-12 * s0:
+        return {"limit_load_rel_error": None, "limit_load_note":
+                f"no analytic limit load: the material hardens (yield stress "
+                f"{sy[0]:.4g} -> {sy[-1]:.4g} MPa over eps_p_eq <= {dep[-1]:.3g}); "
+                "the analytic limit holds for perfect plasticity only"}
+    q_lim = float(reference["q_lim_over_sigma0"] * sy[0])
+    return {"q_lim_mpa": q_lim,
+            "limit_load_rel_error": float(abs(max_load - q_lim) / q_lim),
+            "limit_load_note": "perfectly plastic J2: q_lim = (2/sqrt(3)) sigma0 ln(Re/Ri)"}
 
 
 def _worker_error(lines: list[str]) -> str | None:
@@ -121,11 +223,8 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
         "reference": reference,
         "stopped_at_load_factor": result.stopped_at,
     }
-    sy = getattr(model, "initial_yield_stress", None)
-    if "q_lim_over_sigma0" in reference and callable(sy):
-        q_lim = float(reference["q_lim_over_sigma0"] * sy())
-        out["q_lim_mpa"] = q_lim
-        out["limit_load_rel_error"] = float(abs(result.max_load - q_lim) / q_lim)
+    out.update(limit_load(reference, model, result.max_load,
+                          out["max_equivalent_plastic_strain"]))
     return out
 
 

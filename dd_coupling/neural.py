@@ -30,7 +30,8 @@ from scalebridge.dd_coupling.mobility import (
     describe_violation,
     range_violations,
 )
-from scalebridge.errors import ArtifactError, OutOfRangeError
+from scalebridge.errors import OutOfRangeError
+from scalebridge.modelfiles import load_into, load_state_dict_file
 from torch import nn
 
 log = logging.getLogger("scalebridge.dd_coupling")
@@ -151,11 +152,9 @@ class NeuralMobility:
         torch.save(self.members.state_dict(), path)
 
     def load_weights(self, path: Any) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            self.members.load_state_dict(state)
-        except (OSError, RuntimeError, KeyError) as e:
-            raise ArtifactError(f"{path}: cannot load neural mobility weights: {e}") from None
+        # restricted loading, finite tensors, one-line errors naming the file
+        state = load_state_dict_file(path, what="neural mobility weights")
+        load_into(self.members, state, path, what="neural mobility")
 
 
 __all__ = ["MonotoneOddNet", "NeuralMobility"]

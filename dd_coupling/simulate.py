@@ -40,7 +40,12 @@ from scalebridge.dd_coupling.engine import (
     step,
 )
 from scalebridge.dd_coupling.inputs import Material, read_properties
-from scalebridge.dd_coupling.mobility import MobilityLaw, load_mobility
+from scalebridge.dd_coupling.mobility import (
+    MobilityCheckError,
+    MobilityLaw,
+    check_mobility,
+    load_mobility,
+)
 from scalebridge.errors import SettingsError
 from scalebridge.log import progress
 from scalebridge.settings import StrictModel
@@ -101,6 +106,9 @@ class DDSettings(StrictModel):
     avalanche_threshold_mpa: float = Field(
         0.05, gt=0, description="smallest stress drop counted as an avalanche, MPa")
     max_steps: int = Field(200_000, ge=1, description="safety limit on steps per realisation")
+    allow_failed_checks: bool = Field(
+        False, description="run with a mobility law that fails check_mobility anyway "
+        "(refused by default); the failure and the override go into the DDRun summary")
 
     # ------------------------------------------------------------------ building blocks
     def cell(self) -> tuple[float, float]:
@@ -247,10 +255,37 @@ class DDSettings(StrictModel):
                                 "or stress_rate_mpa_ns")
 
         def build(work: Path) -> dict[str, Any]:
-            return write_ddrun(self, material, law, work)
+            gate = gate_mobility(law, mob_art.path, self.allow_failed_checks)
+            summary = write_ddrun(self, material, law, work)
+            summary["mobility_check"] = gate
+            return summary
 
         return produce("DDRun", out, self, {"mobility": mob_art, "properties": prop_input},
                        build, force=force)
+
+
+def gate_mobility(law: MobilityLaw, path: Path, allow_failed: bool) -> dict[str, Any]:
+    """Refuse a mobility law that fails :func:`check_mobility` unless ``allow_failed``.
+
+    Returns the record that goes into the DDRun summary (``mobility_check``): passed, the
+    failure, and whether the user overrode it.
+
+    Raises:
+        MobilityCheckError: the law fails and ``allow_failed`` is False (one line naming
+            the failed property and the setting that overrides).
+    """
+    try:
+        check_mobility(law)
+    except MobilityCheckError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not allow_failed:
+            raise MobilityCheckError(
+                f"mobility law {path} failed {reason}; the DD refuses it (set "
+                "allow_failed_checks = true in [dd.run] to run with it anyway)") from None
+        log.warning("mobility law %s failed %s: used anyway (allow_failed_checks = true)",
+                    path, reason)
+        return {"passed": False, "failed": reason, "overridden": True}
+    return {"passed": True, "failed": None, "overridden": False}
 
 
 # ---------------------------------------------------------------------- outputs
@@ -460,5 +495,5 @@ def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
             for k, v in d.items()}
 
 
-__all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "avalanches", "power_law_exponent",
-           "resample", "write_ddrun"]
+__all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "avalanches", "gate_mobility",
+           "power_law_exponent", "resample", "write_ddrun"]

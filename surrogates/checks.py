@@ -21,11 +21,20 @@ and ASE's finite-difference force tests are the models for this):
   whose static yield stress lies below the flow stress, also stay elastic).
 - ``dissipation``: the work ∮σ:dε around closed strain cycles from the virgin state is
   non-negative (Ilyushin's postulate; elastic energy + plastic dissipation ≥ 0).
+- ``finite``: every parameter of the model (its float attributes, arrays, tensors and
+  network weights, searched through its attributes) and every output along the probing
+  paths is finite. A NaN parameter can hide behind finite outputs (a NaN yield stress
+  never yields: the model is silently elastic), so a model with non-finite parameters
+  fails at once and the other checks are not run.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import math
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +119,70 @@ def _states_along(model: ConstitutiveModel, path: np.ndarray, dt: float) -> np.n
     return states
 
 
+def nonfinite_parameters(model: Any, max_depth: int = 5) -> list[str]:
+    """Dotted names of the model's non-finite parameters (see ``finite`` above).
+
+    Scalars (float attributes) and network weights (parameters and buffers of every
+    ``torch.nn.Module`` reached) must be finite; arrays and plain tensors must hold no
+    NaN (±inf is allowed there: open bounds such as an unclamped feature range)."""
+    torch = sys.modules.get("torch")
+    bad: list[str] = []
+    seen: set[int] = set()
+
+    def visit(obj: Any, name: str, depth: int, in_container: bool) -> None:
+        if obj is None or isinstance(obj, bool | int | str | bytes):
+            return
+        if isinstance(obj, float | np.floating):
+            if math.isnan(obj) or (not in_container and math.isinf(obj)):
+                bad.append(name)
+            return
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.kind in "fc" and bool(np.isnan(obj).any()):
+                bad.append(name)
+            return
+        if torch is not None and isinstance(obj, torch.nn.Module):
+            if id(obj) in seen:
+                return
+            seen.add(id(obj))
+            for kind in (obj.named_parameters(), obj.named_buffers()):
+                for pn, t in kind:
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        bad.append(f"{name}.{pn}")
+            return
+        if torch is not None and isinstance(obj, torch.Tensor):
+            if obj.is_floating_point() and bool(torch.isnan(obj).any()):
+                bad.append(name)
+            return
+        if depth >= max_depth or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                visit(v, f"{name}.{k}", depth + 1, True)
+        elif isinstance(obj, list | tuple):
+            for i, v in enumerate(obj):
+                visit(v, f"{name}[{i}]", depth + 1, True)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type | types.ModuleType) \
+                and not inspect.isroutine(obj):
+            for k, v in vars(obj).items():
+                if not k.startswith("__"):
+                    visit(v, f"{name}.{k}" if name else k, depth + 1, False)
+
+    visit(model, "", 0, False)
+    return bad
+
+
+def _finish(rep: CheckReport, raise_on_failure: bool) -> CheckReport:
+    if raise_on_failure and not rep.passed:
+        o = rep.outcomes
+        raise ConstitutiveCheckError(
+            f"model {rep.model!r} failed " + ", ".join(
+                f"{k} ({o[k].note})" if k == "finite" else
+                f"{k} (error {o[k].error:.3g} > tol {abs(o[k].tolerance):.3g})"
+                for k in rep.failed))
+    return rep
+
+
 def check_constitutive(model: ConstitutiveModel, *, amplitude: float = 5e-3, n: int = 6,
                        dt: float = 1.0, rtol: float = 1e-5, seed: int = 0,
                        isotropic: bool | None = None, symmetric: bool | None = None,
@@ -134,6 +207,16 @@ def check_constitutive(model: ConstitutiveModel, *, amplitude: float = 5e-3, n: 
     rep = CheckReport(model=getattr(model, "name", type(model).__name__))
     iso = getattr(model, "isotropic", True) if isotropic is None else isotropic
     sym = getattr(model, "symmetric_tangent", True) if symmetric is None else symmetric
+
+    # finite parameters first: a NaN parameter can hide behind finite outputs
+    bad_params = nonfinite_parameters(model)
+    if bad_params:
+        rep.outcomes["finite"] = CheckOutcome(
+            False, float(len(bad_params)), 0.0,
+            "non-finite parameters: " + ", ".join(bad_params[:4])
+            + (f" and {len(bad_params) - 4} more" if len(bad_params) > 4 else "")
+            + " (other checks not run)")
+        return _finish(rep, raise_on_failure)
 
     path = _random_paths(rng, n, segments=3, steps=8, amplitude=amplitude)
     states = _states_along(model, path, dt)
@@ -252,10 +335,14 @@ def check_constitutive(model: ConstitutiveModel, *, amplitude: float = 5e-3, n: 
     rep.outcomes["dissipation"] = CheckOutcome(wmin >= -1e-3, wmin, -1e-3,
                                                "min ∮σ:dε / (σ_max·amplitude)")
 
-    if raise_on_failure and not rep.passed:
-        o = rep.outcomes
-        raise ConstitutiveCheckError(
-            f"model {rep.model!r} failed " + ", ".join(
-                f"{k} (error {o[k].error:.3g} > tol {abs(o[k].tolerance):.3g})"
-                for k in rep.failed))
-    return rep
+    # finite outputs everywhere the checks drove the model
+    outputs = {"stress": (res.stress, stress, rstress, cstress, un.stress, re.stress),
+               "tangent": (res.tangent, rres.tangent, c0),
+               "state": (res.state, states, rstates, un.state, re.state)}
+    nonfinite = [k for k, arrs in outputs.items()
+                 if not all(np.all(np.isfinite(np.asarray(a, dtype=float))) for a in arrs)]
+    rep.outcomes["finite"] = CheckOutcome(
+        not nonfinite, float(len(nonfinite)), 0.0,
+        f"non-finite {', '.join(nonfinite)} along the probing paths" if nonfinite
+        else "parameters and outputs finite")
+    return _finish(rep, raise_on_failure)

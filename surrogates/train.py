@@ -43,7 +43,8 @@ from scalebridge.artifacts import (
     write_json_atomic,
     write_text_atomic,
 )
-from scalebridge.errors import DataError
+from scalebridge.errors import ArtifactError, DataError
+from scalebridge.modelfiles import load_into, load_state_dict_file, nonfinite_keys
 from scalebridge.settings import Resources, StrictModel
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.checks import check_constitutive
@@ -546,32 +547,48 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
     path = Path(path)
     if (path / "manifest.json").exists() or not (path / "surrogate.json").exists():
         read_artifact(path, kind="Surrogate")  # one-line error: missing, incomplete, kind
+    jpath, wpath = path / "surrogate.json", path / "model.pt"
     try:
-        rec = json.loads((path / "surrogate.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: cannot read surrogate.json: {e}") from None
-    try:
-        state = torch.load(path / "model.pt", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise DataError(f"{path / 'model.pt'}: cannot load: {e}") from None
-    cfg, sc = rec["config"], rec["scalers"]
-    if rec["class"] == "NeuralJ2":
-        net = MonotoneHardeningNet(cfg["n_cond"], cfg["hidden"], cfg["layers"])
-        net.load_state_dict(state)
-        hard = NeuralHardening(net, sc["ep_scale"], sc["sigma_scale"], sc["features"],
-                               sc["feature_mean"], sc["feature_std"], rec["temperature_k"],
-                               sc.get("feature_min"), sc.get("feature_max"))
-        return NeuralJ2(rec["elastic"]["bulk_mpa"], rec["elastic"]["shear_mpa"], hard,
-                        rec["training_range"])
-    if rec["class"] == "InternalVariableModel":
-        net = YieldHardeningNet(cfg["latent"], cfg["hidden"], sc["r_scale"], sc["lam_scale"])
-        net.load_state_dict(state)
-        return InternalVariableModel(net, rec["elastic"]["bulk_mpa"],
-                                     rec["elastic"]["shear_mpa"], rec["training_range"])
-    if rec["class"] == "RecurrentModel":
+        rec = json.loads(jpath.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{jpath}: cannot read surrogate.json ({e})") from None
+    if not isinstance(rec, dict):
+        raise ArtifactError(f"{jpath}: not a surrogate record (a JSON {type(rec).__name__})")
+    if rec.get("class") == "RecurrentModel":
         raise DataError(f"{path}: a black-box RecurrentModel, removed from scalebridge (it "
                         "failed check_constitutive); refit with model = 'internal_variable'")
-    raise DataError(f"{path / 'surrogate.json'}: unknown class {rec['class']!r}")
+    # every number the model is built from must be finite (NaN/inf: a damaged file)
+    bad = nonfinite_keys({k: rec.get(k) for k in _MODEL_KEYS})
+    if bad:
+        raise ArtifactError(f"{jpath}: {bad[0][0]} is {bad[0][1]}, not a finite number: "
+                            "a damaged surrogate"
+                            + (f" ({len(bad) - 1} more non-finite values)"
+                               if len(bad) > 1 else ""))
+    state = load_state_dict_file(wpath, what="surrogate model")
+    try:
+        cfg, sc = rec["config"], rec["scalers"]
+        if rec["class"] == "NeuralJ2":
+            net = MonotoneHardeningNet(cfg["n_cond"], cfg["hidden"], cfg["layers"])
+            load_into(net, state, wpath, "surrogate model")
+            hard = NeuralHardening(net, sc["ep_scale"], sc["sigma_scale"], sc["features"],
+                                   sc["feature_mean"], sc["feature_std"], rec["temperature_k"],
+                                   sc.get("feature_min"), sc.get("feature_max"))
+            return NeuralJ2(rec["elastic"]["bulk_mpa"], rec["elastic"]["shear_mpa"], hard,
+                            rec["training_range"])
+        if rec["class"] == "InternalVariableModel":
+            net = YieldHardeningNet(cfg["latent"], cfg["hidden"], sc["r_scale"],
+                                    sc["lam_scale"])
+            load_into(net, state, wpath, "surrogate model")
+            return InternalVariableModel(net, rec["elastic"]["bulk_mpa"],
+                                         rec["elastic"]["shear_mpa"], rec["training_range"])
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ArtifactError(f"{jpath}: incomplete or malformed surrogate record "
+                            f"({type(e).__name__}: {e})") from None
+    raise ArtifactError(f"{jpath}: unknown class {rec.get('class')!r}")
+
+
+#: surrogate.json sections the model is built from (checked finite on loading).
+_MODEL_KEYS = ("config", "scalers", "elastic", "temperature_k", "training_range")
 
 
 def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:

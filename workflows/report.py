@@ -79,6 +79,42 @@ def _property_rows(art: Artifact) -> list[tuple[str, Any, Any]]:
             if k != "dft" and isinstance(v, (int, float))]
 
 
+def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The summary as (key, value) rows; a quantity left null for a reason (e.g.
+    ``limit_load_rel_error`` where no analytic limit applies) shows that reason."""
+    rows = _flat(summary)
+    notes = {k.removesuffix("_note"): v for k, v in rows if k.endswith("_note") and v}
+
+    def note_for(key: str) -> str | None:
+        return next((n for base, n in notes.items() if key.startswith(base)), None)
+
+    used = {k for k, v in rows if v is None and note_for(k)}
+    out = []
+    for k, v in rows:
+        if k in used:
+            out.append((k, f"n/a: {note_for(k)}"))
+        elif k.endswith("_note") and any(u.startswith(k.removesuffix("_note")) for u in used):
+            continue  # shown in place of the null value
+        else:
+            out.append((k, v))
+    return out
+
+
+def override_warnings(summary: Mapping[str, Any]) -> list[str]:
+    """One line per check a user overrode (a failing surrogate or mobility law used
+    anyway because ``allow_failed_checks`` was set)."""
+    out = []
+    mc = summary.get("material_checks") or {}
+    if mc.get("overridden"):
+        out.append(f"the surrogate FAILED check_constitutive ({mc.get('failed_detail')}) "
+                   "and was used anyway: allow_failed_checks = true")
+    mob = summary.get("mobility_check") or {}
+    if mob.get("overridden"):
+        out.append(f"the mobility law FAILED {mob.get('failed')} and was used anyway: "
+                   "allow_failed_checks = true")
+    return out
+
+
 def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
                     ) -> list[dict[str, Any]]:
     """The report's content, one dict per made node (also used by the benchmark)."""
@@ -94,7 +130,8 @@ def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
         out.append({
             "name": n.name, "kind": n.kind, "path": art.path,
             "seconds": rec.get("seconds", art.manifest.get("wall_seconds")),
-            "summary": _flat(art.summary), "properties": _property_rows(art),
+            "summary": summary_rows(art.summary), "warnings": override_warnings(art.summary),
+            "properties": _property_rows(art),
             "plots": [(p, p.with_suffix(".csv") if p.with_suffix(".csv").exists() else None)
                       for p in pngs[:24]],
             "ovito": ovito[:20], "paraview": paraview[:20],
@@ -116,6 +153,8 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str) -
         lines.append(f"| {s['name']} | {s['kind']} (`{_rel(s['path'], run_dir)}`) | {secs} |")
     for s in sections:
         lines += ["", f"## {s['name']}: {s['kind']}", ""]
+        for w in s.get("warnings", []):
+            lines += [f"> **Warning:** {w}", ""]
         if s["summary"]:
             lines += ["| quantity | value |", "|---|---|"]
             lines += [f"| {k} | {_fmt(v)} |" for k, v in s["summary"]]
@@ -157,6 +196,8 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str) -> st
     parts.append("</table>")
     for s in sections:
         parts.append(f"<h2 id='{e(s['name'])}'>{e(s['name'])}: {e(s['kind'])}</h2>")
+        for w in s.get("warnings", []):
+            parts.append(f"<p style='color:#b00'><b>Warning:</b> {e(w)}</p>")
         if s["summary"]:
             parts.append("<table>" + "".join(
                 f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in s["summary"])
@@ -193,4 +234,5 @@ def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
     return md
 
 
-__all__ = ["render_html", "render_markdown", "report_sections", "write_report"]
+__all__ = ["override_warnings", "render_html", "render_markdown", "report_sections",
+           "summary_rows", "write_report"]

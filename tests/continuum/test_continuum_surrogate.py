@@ -40,4 +40,12 @@ def test_j2_trained_surrogate_matches_analytic_cylinder(tmp_path):
     assert (it_sur <= it_ref).all()
     assert sur.summary["newton_iterations"] <= ref.summary["newton_iterations"]
     assert sur.summary["max_out_of_range_fraction"] == 0.0
-    assert sur.summary["limit_load_rel_error"] < 0.01
+    # the analytic limit load holds for perfect J2 (the reference run) only; the
+    # surrogate's learned hardening rises (a little), so it is compared with the
+    # reference run above and reports no limit-load "validation" of its own
+    assert ref.summary["limit_load_rel_error"] < 0.01
+    assert sur.summary["limit_load_rel_error"] is None
+    assert "the material hardens" in sur.summary["limit_load_note"]
+    assert abs(sur.summary["max_load_mpa"] - ref.summary["max_load_mpa"]) \
+        <= 0.01 * ref.summary["max_load_mpa"]
+    assert sur.summary["material_checks"]["passed"]
