@@ -17,12 +17,20 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
 from scalebridge.errors import DataError
+from scalebridge.potentials.crystal import describe_data
 from scalebridge.potentials.frames import Frame
 from scalebridge.potentials.npy import read_system, write_systems
-from scalebridge.potentials.readers import read_source
+from scalebridge.potentials.readers import (
+    MLEARN_ORDERS,
+    ReadOptions,
+    VoigtOrderError,
+    get_reader,
+    read_source,
+    voigt_order_of,
+)
 from scalebridge.potentials.validation import (
     check_converged,
     check_distances,
@@ -45,11 +53,22 @@ class IngestSettings(StrictModel):
 
     type_map: list[str] | None = Field(
         None, description="species in model order; None: the sorted species found")
-    format: Literal["auto", "mlearn", "fitsnap", "vasprun", "outcar"] = Field(
-        "auto", description="input format; auto: from file name and content")
+    format: str = Field(
+        "auto", description="input format of every data file: auto (from file name and "
+        "content), mlearn, maml, fitsnap, vasprun, outcar, extxyz, deepmd/npy, deepmd/raw, "
+        "'ase:<ASE format>' or 'dpdata:<dpdata format>' (e.g. 'dpdata:qe/pw/scf')")
     voigt_order: str = Field(
-        "auto", description="order of mlearn's six virial_stress numbers; auto: detected "
-        "from sheared Elastic cells (Mo: 'xx yy zz xy xz yz')")
+        "auto", description="order of the six stress numbers of mlearn/maml JSON; auto: "
+        "each file's sheared Elastic cells, and for a file without (or with disagreeing) "
+        "sheared cells the order the data set's other files agree on; set it (e.g. "
+        "'xx yy zz xy xz yz', mlearn Mo's; other mlearn elements: 'xx yy zz xy yz xz') "
+        "only when the files disagree or none has sheared cells")
+    ase_stress_unit: Literal["eV/A^3", "GPa", "kbar", "bar"] = Field(
+        "eV/A^3", description="unit of the stress in files read through ASE (extxyz, "
+        "'ase:...'): ASE's eV/A^3, or what the file holds (FitSNAP's extxyz: bar)")
+    ase_stress_sign: Literal["tension", "compression"] = Field(
+        "tension", description="sign of that stress: tension positive (ASE's) or "
+        "compression positive (VASP's, FitSNAP's)")
     validation_fraction: float = Field(
         0.1, ge=0, lt=1, description="fraction of each group's frames held out for validation")
     test_fraction: float = Field(
@@ -93,20 +112,112 @@ class IngestSettings(StrictModel):
         "error", description="some frames with virials and some without: error, or drop "
         "all virials")
 
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v != "auto":
+            try:
+                get_reader(v)
+            except DataError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("voigt_order")
+    @classmethod
+    def _known_order(cls, v: str) -> str:
+        if v != "auto" and v not in MLEARN_ORDERS:
+            raise ValueError(f"choose auto or one of {', '.join(MLEARN_ORDERS)}")
+        return v
+
+    def options(self, fallback_order: tuple[str, ...] | None = None,
+                notes: list[str] | None = None) -> ReadOptions:
+        """The reader options these settings give."""
+        return ReadOptions(voigt_order=self.voigt_order, fallback_order=fallback_order,
+                           allow_truncated=self.allow_truncated, notes=notes,
+                           type_map=self.type_map, ase_stress_unit=self.ase_stress_unit,
+                           ase_stress_sign=self.ase_stress_sign)
+
+    def voigt_orders(self, sources: Sequence[str | Path], notes: list[str] | None = None
+                     ) -> dict[Path, tuple[str, ...] | None]:
+        """The stress order each source is read with (mlearn/maml JSON; None for the
+        rest or where nothing needs one).
+
+        Each file's own sheared cells decide (files of different elements may differ);
+        a file without them, or whose sheared cells disagree, takes the order the other
+        files agree on, and a note says so. Only when such a file finds no order, or
+        the others disagree, does the data set stop, naming ``voigt_order``.
+        """
+        if self.voigt_order != "auto":
+            return {}
+        own: dict[Path, tuple[str, ...] | None] = {}
+        unclear: dict[Path, str] = {}
+        for src in map(Path, sources):
+            try:
+                own[src] = voigt_order_of(src, self.format)
+            except VoigtOrderError as e:
+                own[src] = None
+                unclear[src] = str(e).split(": ", 1)[-1]
+            except DataError:
+                own[src] = None  # read_source reports what is wrong with the file
+        needy = [s for s, o in own.items() if o is None and self._needs_order(s)]
+        if not needy:
+            return own
+        found = {o for o in own.values() if o is not None}
+        if len(found) > 1:
+            said = "; ".join(f"{s.name}: {' '.join(o)}" for s, o in own.items() if o)
+            raise DataError(f"{needy[0]}: its stresses need a Voigt order and the other "
+                            f"data files disagree on it ({said}); set "
+                            "potentials.ingest.voigt_order")
+        if not found:
+            src = next((s for s in needy if s in unclear), needy[0])
+            why = unclear.get(src, "no sheared Elastic cells tell the order of its stresses")
+            raise DataError(f"{src}: {why}, and no other data file has sheared cells "
+                            "that tell it; set potentials.ingest.voigt_order")
+        (order,) = found
+        fromwhere = ", ".join(s.name for s, o in own.items() if o)
+        for src in needy:
+            why = ("its sheared cells disagree" if src in unclear
+                   else "its own sheared cells do not tell it")
+            _log_note(notes, f"{src}: stress order {' '.join(order)} taken from "
+                             f"{fromwhere} ({why})")
+            own[src] = order
+        return own
+
+    def _needs_order(self, src: Path) -> bool:
+        """An mlearn/maml JSON whose items carry stresses."""
+        try:
+            fmt = self.format
+            if fmt == "auto":
+                from scalebridge.potentials.readers import detect_format
+
+                fmt = detect_format(src)
+            if get_reader(fmt) is not get_reader("mlearn") or not src.is_file():
+                return False
+            items = json.loads(src.read_text())
+        except (DataError, OSError, ValueError):
+            return False
+        return isinstance(items, list) and any(
+            isinstance(it, dict) and isinstance(it.get("outputs"), dict)
+            and (it["outputs"].get("virial_stress") is not None
+                 or it["outputs"].get("stress") is not None) for it in items)
+
     def load(self, sources: Sequence[str | Path],
              order: tuple[str, ...] | None = None, notes: list[str] | None = None,
-             duplicates: list[tuple[Frame, Frame]] | None = None) -> list[Frame]:
-        """Read and validate frames from ``sources`` (files or FitSNAP folders).
+             duplicates: list[tuple[Frame, Frame]] | None = None,
+             orders: dict[Path, tuple[str, ...] | None] | None = None) -> list[Frame]:
+        """Read and validate frames from ``sources`` (files or folders).
 
-        ``order``: Voigt order for mlearn files without sheared cells (the order found
-        in an earlier file is used for later ones without). ``notes`` collects one-line
-        warnings about the files, ``duplicates`` the (kept, dropped) duplicate pairs.
+        ``orders``: the stress order of each mlearn/maml file (default
+        :meth:`voigt_orders` of ``sources``); ``order``: the one for files it leaves
+        open. ``notes`` collects one-line warnings about the files, ``duplicates`` the
+        (kept, dropped) duplicate pairs.
         """
         frames: list[Frame] = []
+        if orders is None:
+            orders = self.voigt_orders(sources, notes)
         for src in sources:
-            got = read_source(src, self.format, voigt_order=self.voigt_order,
-                              fallback_order=order, allow_truncated=self.allow_truncated,
-                              notes=notes)
+            got = read_source(src, self.format,
+                              options=self.options(orders.get(Path(src)) or order, notes))
             for fr in got:
                 if fr.meta.get("voigt_order"):
                     order = tuple(fr.meta["voigt_order"].split())
@@ -151,10 +262,12 @@ class IngestSettings(StrictModel):
         def build(work: Path) -> dict:
             notes: list[str] = []
             dups: list[tuple[Frame, Frame]] = []
-            pool = self.load(sources, notes=notes, duplicates=dups)
+            orders = self.voigt_orders([*sources, *tests], notes)
+            pool = self.load(sources, notes=notes, duplicates=dups, orders=orders)
             order = next((tuple(f.meta["voigt_order"].split()) for f in pool
                           if f.meta.get("voigt_order")), None)
-            test = self.load(tests, order, notes=notes, duplicates=dups) if tests else []
+            test = self.load(tests, order, notes=notes, duplicates=dups,
+                             orders=orders) if tests else []
             allf = pool + test
             if tests:  # the same configuration must not be in train and test
                 check_duplicates(list(allf), "error", self.duplicate_position_tol_a,
@@ -173,6 +286,7 @@ class IngestSettings(StrictModel):
                           "voigt_order": next((f.meta.get("voigt_order") for f in allf
                                                if f.meta.get("voigt_order")), None),
                           "notes": notes,
+                          "crystal": describe_data(allf, type_map),
                           "duplicates": [{"kept": a.where, "dropped": b.where}
                                          for a, b in dups],
                           "splits": {}}
@@ -186,7 +300,10 @@ class IngestSettings(StrictModel):
             write_json_atomic(work / "dataset.json", info)
             return {"type_map": type_map,
                     "n_frames": {k: info["splits"][k]["frames"] for k in SPLITS},
-                    "duplicates_dropped": len(dups), "notes": notes}
+                    "duplicates_dropped": len(dups), "notes": notes,
+                    "crystal": {k: v for k, v in info["crystal"].items()
+                                if k in ("species", "element", "structure", "a0_guess_a",
+                                         "dft_reference")}}
 
         return produce("DFTDataset", out, self, inputs, build, force=force)
 
@@ -215,6 +332,12 @@ class IngestSettings(StrictModel):
         return out
 
 
+def _log_note(notes: list[str] | None, msg: str) -> None:
+    log.info("%s", msg)
+    if notes is not None:
+        notes.append(msg)
+
+
 def _stats(frames: Sequence[Frame]) -> dict:
     if not frames:
         return {}
@@ -241,6 +364,13 @@ class DatasetInfo:
     @property
     def type_map(self) -> list[str]:
         return list(self.info["type_map"])
+
+    @property
+    def crystal(self) -> dict:
+        """The ``crystal`` record (:func:`scalebridge.potentials.crystal.describe_data`):
+        species, element, structure, a0_guess_a, dft_reference; {} for data sets made
+        before it existed."""
+        return dict(self.info.get("crystal") or {})
 
     @property
     def has_virial(self) -> bool:

@@ -1,20 +1,57 @@
 """Readers: DFT output files -> :class:`~scalebridge.potentials.frames.Frame` lists.
 
-Formats (chosen by :func:`read_source` from the file name and content):
+Every format is a :class:`Reader` (a ``name``, a ``kind`` for messages, ``sniff(path)``
+and ``read(path, options)``) in the registry :data:`READERS`; :func:`read_source` reads a
+file or folder with the reader of its ``format`` key, or with the first reader whose
+``sniff`` claims it (``format = "auto"``). Families of formats that another library
+reads are named ``"<prefix>:<its format>"`` (:data:`FAMILIES`).
 
-* mlearn JSON (Zuo et al. 2020): a list of ``{structure, outputs{energy, forces,
-  virial_stress}, group, ...}``; ``structure`` is a pymatgen ``Structure.as_dict()``,
-  ``virial_stress`` six numbers in kbar, compression positive, in an element-dependent
-  Voigt order that :func:`detect_voigt_order` recovers from the sheared Elastic cells.
-* FitSNAP JSON: one comment line, then ``{"Dataset": {"Data": [...]}}`` with
+Formats, their keys and their units (all become the units of :class:`Frame`):
+
+* ``mlearn`` (alias ``maml``): a JSON list of ``{structure, outputs{energy, forces,
+  virial_stress | stress}, group, ...}`` (Zuo et al. 2020; the maml alloy files of Li et
+  al. 2020 name the stress ``stress``, their ``group`` is the chemical system, so the
+  file stem is the group). ``structure`` is a pymatgen ``Structure.as_dict()``; the six
+  stresses are kbar, compression positive, in an element-dependent Voigt order that
+  :func:`detect_voigt_order` recovers from the sheared Elastic cells.
+* ``fitsnap``: one comment line, then ``{"Dataset": {"Data": [...]}}`` with
   ``Positions``, ``Lattice`` (Å), ``Energy`` (eV), ``Forces`` (eV/Å), ``Stress``
   (3x3, bar, compression positive), ``AtomTypes``; the group is the parent folder.
-* ``vasprun.xml`` (pymatgen ``Vasprun``) and ``OUTCAR`` (regular expressions over the
+* ``vasprun`` (pymatgen ``Vasprun``) and ``outcar`` (regular expressions over the
   header and the per-step blocks). A file that ends mid-run (no ``</modeling>``; no
   closing timing section) is refused unless ``allow_truncated``.
+* ``extxyz`` and ``ase:<ase format>`` (:mod:`scalebridge.potentials.interop`):
+  anything ``ase.io.read`` reads with energies and forces; stress as ASE stores it
+  (eV/Å³, tension positive) unless ``ase_stress_unit``/``ase_stress_sign`` say
+  otherwise, or a ``virial`` (eV, GAP's sign, the same as :class:`Frame`'s).
+* ``deepmd/npy``, ``deepmd/raw`` and ``dpdata:<dpdata format>`` (``dpdata:qe/pw/scf``,
+  ``dpdata:cp2k/output``, ``dpdata:abacus/scf``, ...): through
+  ``dpdata.LabeledSystem``, whose units and virial sign are DeePMD's, i.e. ours.
+  ``auto`` recognises DeePMD system folders, Quantum ESPRESSO and CP2K outputs and
+  ABACUS run folders.
 
 Every reader is lazy about nothing: it returns all frames with the labels it found and
-leaves judging them to :mod:`scalebridge.potentials.validation`.
+leaves judging them to :mod:`scalebridge.potentials.validation` (the same checks for
+every format, in :meth:`~scalebridge.potentials.dataset.IngestSettings.load`).
+
+Adding a format:
+
+1. Write a class with ``name`` (the ``format`` key), ``kind`` ("a Foo output"),
+   ``sniff(path) -> bool`` (cheap: the name, then a few kB; False when unsure) and
+   ``read(path, opts: ReadOptions) -> list[Frame]`` returning frames in the units of
+   :class:`~scalebridge.potentials.frames.Frame` (eV, Å, eV/Å, virial in eV with
+   compression positive), raising :class:`~scalebridge.errors.DataError` with the file
+   (and frame) for anything it cannot read. Put it in ``interop.py`` (or its own module
+   imported by :func:`_load_plugins`).
+2. Register it: ``register(FooReader())`` (a family: ``FAMILIES["foo"] = factory``). The
+   position in :data:`READERS` is the order ``auto`` asks in; put specific sniffers
+   before general ones.
+3. Nothing else: ``IngestSettings.format`` accepts every registered key, ``auto`` asks
+   the new ``sniff``, and the dataset checks run on its frames.
+4. Test it like ``tests/potentials/test_potentials_formats.py``: a small real file under
+   ``tests/data/<format>/`` (README with source, citation and licence) and one test that
+   its energies, forces and stress (units and sign) agree with an independent reading:
+   another format of the same frames, dpdata or ASE, or P = -dE/dV along a volume scan.
 """
 
 from __future__ import annotations
@@ -24,7 +61,10 @@ import logging
 import re
 import warnings
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scalebridge.errors import DataError
@@ -44,6 +84,10 @@ MLEARN_ORDERS = {
 _AXES = "xyz"
 
 log = logging.getLogger("scalebridge.potentials")
+
+
+class VoigtOrderError(DataError):
+    """A file's sheared cells disagree on the Voigt order of its stresses."""
 
 
 def _single_shear(cell: np.ndarray, tol: float = 1e-3) -> str | None:
@@ -69,7 +113,9 @@ def detect_voigt_order(items: list[dict], source: str) -> tuple[str, ...] | None
     for it in items:
         try:
             cell = np.asarray(it["structure"]["lattice"]["matrix"], float)
-            s = np.asarray(it["outputs"]["virial_stress"], float)
+            out = it["outputs"]
+            s = np.asarray(out["virial_stress"] if "virial_stress" in out
+                           else out["stress"], float)
         except (KeyError, TypeError, ValueError):
             continue
         comp = _single_shear(cell)
@@ -85,11 +131,11 @@ def detect_voigt_order(items: list[dict], source: str) -> tuple[str, ...] | None
     for comp, c in votes.items():
         slot, n = c.most_common(1)[0]
         if n < 0.8 * sum(c.values()):
-            raise DataError(f"{source}: sheared cells disagree on which virial_stress slot "
+            raise VoigtOrderError(f"{source}: sheared cells disagree on which virial_stress slot "
                             f"is {comp} ({dict(c)}); set voigt_order explicitly")
         slot_of[comp] = slot
     if len(set(slot_of.values())) != len(slot_of):
-        raise DataError(f"{source}: two shear components answer in one virial_stress "
+        raise VoigtOrderError(f"{source}: two shear components answer in one virial_stress "
                         f"slot ({slot_of}); set voigt_order explicitly")
     missing = [c for c in ("xy", "xz", "yz") if c not in slot_of]
     free = [s for s in (3, 4, 5) if s not in slot_of.values()]
@@ -115,6 +161,14 @@ def _load_json(path: Path, skip_comment: bool = False):
         raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
 
 
+def _mlearn_group(item: dict, path: Path) -> str:
+    """The item's ``group``; for maml items (``_id`` and ``tags``, whose group is the
+    chemical system such as "W-Mo") the file stem ("MoW_SS", "Mo_Elastic")."""
+    if "_id" in item and "tags" in item:
+        return path.stem
+    return str(item.get("group", "") or "")
+
+
 def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
                      fallback_order: tuple[str, ...] | None = None) -> list[Frame]:
     """Read an mlearn/pymatgen JSON list (see the module doc).
@@ -122,8 +176,8 @@ def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
     Args:
         voigt_order: "auto" (detect from sheared cells) or a key of
             :data:`MLEARN_ORDERS`.
-        fallback_order: used when "auto" finds no sheared cell (e.g. the order detected
-            in another file of the same element).
+        fallback_order: used when "auto" finds no sheared cell, or sheared cells that
+            disagree (e.g. the order the data set's other files agree on).
     """
     from pymatgen.core import Structure
 
@@ -132,7 +186,12 @@ def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of configurations (mlearn format)")
     if voigt_order == "auto":
-        order = detect_voigt_order(items, str(path)) or fallback_order
+        try:
+            order = detect_voigt_order(items, str(path)) or fallback_order
+        except VoigtOrderError:
+            if fallback_order is None:
+                raise
+            order = fallback_order  # the data set's other files agree on it
     else:
         if voigt_order not in MLEARN_ORDERS:
             raise DataError(f"voigt_order {voigt_order!r}: choose auto or one of "
@@ -154,7 +213,7 @@ def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
         out = it.get("outputs", {}) or {}
         energy = out.get("energy")
         forces = out.get("forces")
-        stress = out.get("virial_stress")
+        stress = out.get("virial_stress", out.get("stress"))
         cell = np.array(st.lattice.matrix, float)
         virial = None
         if stress is not None:
@@ -174,7 +233,7 @@ def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
         frames.append(Frame(
             symbols=[sp.symbol for sp in st.species], positions=np.array(st.cart_coords),
             cell=cell, energy=float("nan") if energy is None else float(energy), forces=f,
-            virial=virial, group=str(it.get("group", "") or ""), source=str(path), index=i,
+            virial=virial, group=_mlearn_group(it, path), source=str(path), index=i,
             meta={"description": it.get("description", ""),
                   "voigt_order": " ".join(order) if order else None}))
     return frames
@@ -421,66 +480,228 @@ def _outcar_symbols(text: str, path: Path) -> list[str]:
     return [s for s, c in zip(seen, counts, strict=True) for _ in range(c)]
 
 
-def detect_format(path: Path) -> str:
-    """"mlearn", "fitsnap", "vasprun" or "outcar" from the name, then the content."""
-    name = path.name.lower()
-    if "outcar" in name:
-        return "outcar"
-    if name.endswith(".xml") or "vasprun" in name:
-        return "vasprun"
-    if name.endswith(".json"):
+# --------------------------------------------------------------------------- registry
+@dataclass
+class ReadOptions:
+    """What a reader may need besides the path (every field has a neutral default).
+
+    Attributes:
+        group: configuration family for every frame (None: the reader's own choice).
+        voigt_order: mlearn/maml ``virial_stress``/``stress`` order ("auto" or a key of
+            :data:`MLEARN_ORDERS`).
+        fallback_order: the order to use where "auto" finds none in the file.
+        allow_truncated: keep the complete steps of a VASP run that ends mid-run.
+        notes: one-line warnings about the file are appended here (and logged).
+        type_map: species names for DeePMD systems without ``type_map.raw``.
+        ase_stress_unit, ase_stress_sign: how files read through ASE store stress
+            (ASE's own: eV/Å³, tension positive; FitSNAP's extxyz: bar, compression).
+    """
+
+    group: str | None = None
+    voigt_order: str = "auto"
+    fallback_order: tuple[str, ...] | None = None
+    allow_truncated: bool = False
+    notes: list[str] | None = None
+    type_map: list[str] | None = None
+    ase_stress_unit: str = "eV/A^3"
+    ase_stress_sign: str = "tension"
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """One DFT format: claims files (``sniff``) and reads them into frames.
+
+    Attributes:
+        name: the ``format`` key users write (``"mlearn"``, ``"extxyz"``, ...).
+        kind: what the file is, for messages (``"an mlearn JSON"``).
+    """
+
+    name: str
+    kind: str
+
+    def sniff(self, path: Path) -> bool:
+        """True when ``format = "auto"`` should read ``path`` (a file or a folder) with
+        this reader: by its name first, by a look at its first few kB second."""
+        ...
+
+    def read(self, path: Path, opts: ReadOptions) -> list[Frame]:
+        """All frames of ``path`` with the labels it holds (units of :class:`Frame`)."""
+        ...
+
+
+#: Readers by format key, in the order ``format = "auto"`` asks them.
+READERS: dict[str, Reader] = {}
+#: Families of formats named ``"<prefix>:<their own format>"`` (``"dpdata:qe/pw/scf"``,
+#: ``"ase:vasp-out"``): prefix -> factory of a reader for that format.
+FAMILIES: dict[str, Callable[[str], Reader]] = {}
+
+
+def register(reader: Reader) -> Reader:
+    """Add ``reader`` to :data:`READERS` (a later one with the same name replaces it)."""
+    if not isinstance(reader, Reader):
+        raise TypeError(f"{reader!r} does not implement the Reader protocol")
+    READERS[reader.name] = reader
+    return reader
+
+
+def get_reader(fmt: str) -> Reader:
+    """The reader of a format key or ``"<family>:<format>"``; a :class:`DataError`
+    listing the known keys otherwise."""
+    _load_plugins()
+    if fmt in READERS:
+        return READERS[fmt]
+    prefix, sep, rest = fmt.partition(":")
+    if sep and prefix in FAMILIES and rest:
+        return FAMILIES[prefix](rest)
+    known = ", ".join([*READERS, *(f"{p}:<format>" for p in FAMILIES)])
+    raise DataError(f"unknown format {fmt!r}; choose auto or one of {known}")
+
+
+def format_names() -> list[str]:
+    """Every registered format key (families as ``"<prefix>:<format>"``)."""
+    _load_plugins()
+    return [*READERS, *(f"{p}:<format>" for p in FAMILIES)]
+
+
+def _load_plugins() -> None:
+    # the readers that go through ASE and dpdata live in their own module
+    import scalebridge.potentials.interop  # noqa: F401
+
+
+def _head(path: Path, n: int = 4096) -> str:
+    try:
         with open(path, errors="replace") as f:
-            head = f.read(4096)
-        if head.lstrip().startswith("#") or '"Dataset"' in head:
-            return "fitsnap"
-        return "mlearn"
+            return f.read(n)
+    except OSError:
+        return ""
+
+
+class _FileReader:
+    """A reader made of a sniff and a read function (the built-in formats)."""
+
+    def __init__(self, name: str, kind: str, sniff: Callable[[Path], bool],
+                 read: Callable[[Path, ReadOptions], list[Frame]]) -> None:
+        self.name, self.kind = name, kind
+        self._sniff, self._read = sniff, read
+
+    def sniff(self, path: Path) -> bool:
+        return path.is_file() and self._sniff(path)
+
+    def read(self, path: Path, opts: ReadOptions) -> list[Frame]:
+        _check_not_empty(path, self.kind)
+        return self._read(path, opts)
+
+    def __repr__(self) -> str:
+        return f"<Reader {self.name}>"
+
+
+def _is_fitsnap(path: Path) -> bool:
+    if not path.name.lower().endswith(".json"):
+        return False
+    head = _head(path)
+    return head.lstrip().startswith("#") or '"Dataset"' in head
+
+
+register(_FileReader("fitsnap", "a FitSNAP JSON", _is_fitsnap,
+                     lambda p, o: read_fitsnap_json(p, o.group)))
+register(_FileReader(
+    "mlearn", "an mlearn/maml JSON", lambda p: p.name.lower().endswith(".json"),
+    lambda p, o: read_mlearn_json(p, o.voigt_order, o.fallback_order)))
+READERS["maml"] = READERS["mlearn"]  # the same family of JSON (outputs.stress)
+register(_FileReader(
+    "outcar", "an OUTCAR", lambda p: "outcar" in p.name.lower(),
+    lambda p, o: read_outcar(p, o.group or "", allow_truncated=o.allow_truncated,
+                             notes=o.notes)))
+register(_FileReader(
+    "vasprun", "a vasprun.xml",
+    lambda p: p.name.lower().endswith(".xml") or "vasprun" in p.name.lower(),
+    lambda p, o: read_vasprun(p, o.group or "", allow_truncated=o.allow_truncated,
+                              notes=o.notes)))
+
+
+def detect_format(path: Path) -> str:
+    """The format key of ``path``: the first reader of :data:`READERS` that claims it."""
+    _load_plugins()
+    for name, reader in READERS.items():
+        if name == "maml":
+            continue
+        if reader.sniff(path):
+            return name
     raise DataError(f"{path}: unknown DFT file format (expected vasprun*.xml, *OUTCAR*, "
-                    "mlearn JSON or FitSNAP JSON)")
+                    "mlearn/maml/FitSNAP JSON, extxyz, a deepmd/npy or deepmd/raw system, "
+                    "a Quantum ESPRESSO, CP2K or ABACUS output; or set format, e.g. "
+                    "'dpdata:qe/pw/scf' or 'ase:<format>')")
 
 
-_KIND = {"mlearn": "an mlearn JSON", "fitsnap": "a FitSNAP JSON",
-         "vasprun": "a vasprun.xml", "outcar": "an OUTCAR"}
+def voigt_order_of(path: str | Path, fmt: str = "auto") -> tuple[str, ...] | None:
+    """The Voigt order a file's own sheared cells give (None: the file has none, or
+    is no format with a Voigt question). Raises :class:`DataError` when they disagree."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    name = detect_format(path) if fmt == "auto" else fmt
+    if get_reader(name) is not READERS["mlearn"]:
+        return None
+    items = _load_json(path)
+    return detect_voigt_order(items, str(path)) if isinstance(items, list) else None
+
+
+def _folder_members(path: Path) -> list[Path]:
+    """What a folder no reader claims holds: DeePMD systems (folders with type.raw),
+    then JSON and extxyz files outside them, in sorted order."""
+    systems = sorted(p.parent for p in path.rglob("type.raw"))
+    inside = {s for s in systems}
+    files = [f for f in sorted(path.rglob("*"))
+             if f.is_file() and f.suffix.lower() in (".json", ".xyz", ".extxyz")
+             and not any(parent in inside for parent in f.parents)]
+    return [*systems, *files]
 
 
 def read_source(path: str | Path, fmt: str = "auto", group: str | None = None,
                 voigt_order: str = "auto",
                 fallback_order: tuple[str, ...] | None = None, *,
                 allow_truncated: bool = False,
-                notes: list[str] | None = None) -> list[Frame]:
-    """Read one file (or every ``*.json`` under a FitSNAP-style folder).
+                notes: list[str] | None = None,
+                options: ReadOptions | None = None) -> list[Frame]:
+    """Read one file or folder with the reader of ``fmt`` (auto: :func:`detect_format`).
 
-    ``allow_truncated``: keep the complete ionic steps of a vasprun.xml/OUTCAR that ends
-    mid-run instead of refusing it. ``notes``: one-line warnings about the file (steps it
-    does not hold, truncation allowed) are appended here as well as logged.
+    A folder that no reader claims (a FitSNAP group folder, a tree of DeePMD systems)
+    is read member by member (:func:`_folder_members`). ``allow_truncated``: keep the
+    complete ionic steps of a vasprun.xml/OUTCAR that ends mid-run instead of refusing
+    it. ``notes``: one-line warnings about the file (steps it does not hold, truncation
+    allowed) are appended here as well as logged. ``options`` carries the rest (type
+    map for DeePMD systems, stress convention of ASE-read files) and, when given, its
+    own copies of the arguments before it.
     """
+    opts = options or ReadOptions(group=group, voigt_order=voigt_order,
+                                  fallback_order=fallback_order,
+                                  allow_truncated=allow_truncated, notes=notes)
     path = Path(path)
-    if path.is_dir():
-        files = sorted(path.rglob("*.json"))
-        if not files:
-            raise DataError(f"{path}: folder holds no *.json files")
-        out: list[Frame] = []
-        for f in files:
-            out.extend(read_source(f, fmt, group, voigt_order, fallback_order,
-                                   allow_truncated=allow_truncated, notes=notes))
-        return out
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"DFT source not found: {path}")
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt in _KIND:
-        _check_not_empty(path, _KIND[fmt])
-    if fmt == "mlearn":
-        frames = read_mlearn_json(path, voigt_order, fallback_order)
-    elif fmt == "fitsnap":
-        frames = read_fitsnap_json(path, group)
-    elif fmt == "vasprun":
-        frames = read_vasprun(path, group or "", allow_truncated=allow_truncated,
-                              notes=notes)
-    elif fmt == "outcar":
-        frames = read_outcar(path, group or "", allow_truncated=allow_truncated,
-                             notes=notes)
-    else:
-        raise DataError(f"{path}: unknown format {fmt!r} (auto|mlearn|fitsnap|vasprun|outcar)")
-    if group is not None:
+    if fmt == "auto":
+        try:
+            fmt = detect_format(path)
+        except DataError:
+            if not path.is_dir():
+                raise
+            members = _folder_members(path)
+            if not members:
+                raise DataError(f"{path}: folder holds no *.json or *.xyz files and no "
+                                "DeePMD system (type.raw)") from None
+            out: list[Frame] = []
+            for m in members:
+                out.extend(read_source(m, "auto", options=opts))
+            return out
+    elif path.is_dir() and fmt in ("fitsnap", "mlearn", "maml"):
+        out = []
+        for f in sorted(path.rglob("*.json")):
+            out.extend(read_source(f, fmt, options=opts))
+        if not out:
+            raise DataError(f"{path}: folder holds no *.json files")
+        return out
+    frames = get_reader(fmt).read(path, opts)
+    if opts.group is not None:
         for fr in frames:
-            fr.group = group
+            fr.group = opts.group
     return frames

@@ -1,0 +1,180 @@
+"""The crystal a DFT data set describes, and the DFT reference values its own cells give.
+
+:func:`describe_data` is what a ``DFTDataset`` records (``dataset.json`` ``crystal``, and
+its summary) for the md stage to use instead of a default element and lattice:
+
+* ``species``: the data's type map.
+* ``element``: the species the md crystal is made of: the one species of a unary data
+  set; for several, the species of the lowest-energy single-species bulk cell.
+* ``structure``: ``bcc``, ``fcc``, ``hcp``, ``diamond``, ``sc`` or another space-group
+  symbol, from the lowest-energy single-species cells of ``element`` (spglib, symprec
+  0.1 Å, so thermal noise and strains below ~1 % do not hide the lattice); None when no
+  such cell has a recognisable lattice.
+* ``a0_guess_a``: the cubic lattice constant of that lowest-energy cell.
+* ``dft_reference``: ``a0_a``, ``c11_gpa``, ``c12_gpa``, ``c44_gpa``,
+  ``bulk_modulus_eos_gpa`` where the data allow, and ``source`` saying where each came
+  from: a0 from a Birch–Murnaghan fit of the volume-scaled cells (>= 5 volumes within
+  ±25 % of the lowest-energy one) else the lowest-energy cell; C_ij from the small-strain
+  cells of the groups named ``*elastic*`` (:func:`scalebridge.potentials.properties.
+  dft_elastic`: strains against the group's reference cell, stresses fitted to a cubic
+  C with a residual pressure).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scalebridge.potentials.frames import EV_A3_IN_GPA, Frame
+
+log = logging.getLogger("scalebridge.potentials")
+
+#: spglib (space group, atoms in the standard cell) -> lattice name and atoms per cell.
+LATTICES = {(229, 2): ("bcc", 2), (225, 4): ("fcc", 4), (194, 2): ("hcp", 2),
+            (227, 8): ("diamond", 8), (221, 1): ("sc", 1)}
+SYMPREC = 0.1
+#: lowest-energy cells of a species looked at (classifying every frame is slow).
+CANDIDATES = 12
+
+
+def classify(frame: Frame, symprec: float = SYMPREC) -> tuple[str | None, float | None]:
+    """(lattice name or space-group symbol, conventional lattice constant in Å) of a cell;
+    (None, None) where spglib finds nothing."""
+    import spglib
+
+    frac = np.linalg.solve(frame.cell.T, frame.positions.T).T % 1.0
+    numbers = [hash(s) % 1000 + 1 for s in frame.symbols]
+    try:
+        ds = spglib.get_symmetry_dataset((frame.cell, frac, numbers), symprec=symprec)
+    except Exception:  # spglib raises for degenerate cells
+        ds = None
+    if ds is None:
+        return None, None
+    name = LATTICES.get((int(ds.number), len(ds.std_types)))
+    if name is None:
+        return str(ds.international), None
+    lattice, per_cell = name
+    if lattice in ("bcc", "fcc", "sc", "diamond"):
+        return lattice, float((frame.volume / frame.natoms * per_cell) ** (1 / 3))
+    return lattice, float(np.linalg.norm(ds.std_lattice[0]))
+
+
+def _unary(frames: Sequence[Frame], element: str) -> list[Frame]:
+    return [f for f in frames if set(f.symbols) == {element} and np.isfinite(f.energy)]
+
+
+def ground_state(frames: Sequence[Frame], element: str
+                 ) -> tuple[str | None, float | None, Frame | None]:
+    """(structure, a0 guess, the frame) of the lowest-energy recognisable bulk cell of
+    ``element``."""
+    cand = sorted(_unary(frames, element), key=lambda f: f.energy / f.natoms)
+    for f in cand[:CANDIDATES]:
+        lattice, a = classify(f)
+        if lattice is not None:
+            return lattice, a, f
+    return None, None, None
+
+
+def _birch_murnaghan(v: np.ndarray, e: np.ndarray) -> dict[str, float] | None:
+    from scipy.optimize import curve_fit
+
+    def bm(v, e0, v0, b0, bp):
+        eta = (v0 / v) ** (2 / 3)
+        return e0 + 9 * v0 * b0 / 16 * ((eta - 1) ** 3 * bp + (eta - 1) ** 2 * (6 - 4 * eta))
+
+    i = int(np.argmin(e))
+    c = np.polyfit(v, e, 2)
+    try:
+        p, _ = curve_fit(bm, v, e, p0=[e[i], v[i], max(2 * c[0] * v[i], 1e-3), 4.0],
+                         maxfev=20000)
+    except (RuntimeError, ValueError):
+        return None
+    if not (v.min() < p[1] < v.max()) or p[2] <= 0:
+        return None
+    return {"v0_a3": float(p[1]), "e0_ev": float(p[0]), "b0_gpa": float(p[2] * EV_A3_IN_GPA),
+            "b0_prime": float(p[3])}
+
+
+def volume_scan(frames: Sequence[Frame], element: str, lattice: str, ref: Frame,
+                window: float = 0.25) -> tuple[dict[str, float] | None, int]:
+    """Birch–Murnaghan fit (per atom) of the cells of ``element`` that classify as
+    ``lattice`` with distinct volumes within ±``window`` of ``ref``'s; (None, n) for
+    fewer than 5 volumes."""
+    v_ref = ref.volume / ref.natoms
+    best: dict[float, float] = {}
+    for f in _unary(frames, element):
+        v = f.volume / f.natoms
+        if abs(v / v_ref - 1) > window:
+            continue
+        key = round(v, 3)
+        e = f.energy / f.natoms
+        if key in best and best[key] <= e:
+            continue
+        if classify(f)[0] == lattice:
+            best[key] = e
+    if len(best) < 5:
+        return None, len(best)
+    v = np.array(sorted(best))
+    return _birch_murnaghan(v, np.array([best[k] for k in v])), len(best)
+
+
+def _elastic(frames: Sequence[Frame], element: str, lattice: str, a0: float
+             ) -> tuple[dict[str, Any], str | None]:
+    from scalebridge.potentials.properties import dft_elastic
+
+    groups = sorted({f.group for f in frames if "elastic" in f.group.lower()},
+                    key=lambda g: (lattice not in g.lower(), g))
+    for g in groups:
+        sub = [f for f in _unary(frames, element) if f.group == g]
+        if not sub:
+            continue
+        fit = dft_elastic(sub, lattice, group=g)
+        if fit and fit["c11_gpa"] > 0 and fit["c44_gpa"] > 0 and \
+                abs(fit["a0_a"] / a0 - 1) < 0.05:
+            return fit, g
+    return {}, None
+
+
+def describe_data(frames: Sequence[Frame], type_map: Sequence[str]) -> dict[str, Any]:
+    """The ``crystal`` record of a data set (see the module doc)."""
+    species = list(type_map)
+    out: dict[str, Any] = {"species": species, "element": None, "structure": None,
+                           "a0_guess_a": None, "dft_reference": {}}
+    found = []
+    for el in species:
+        lattice, a, f = ground_state(frames, el)
+        if f is not None:
+            found.append((f.energy / f.natoms, el, lattice, a, f))
+    if not found:
+        out.update(element=species[0] if species else None,
+                   note="no single-species cell with a recognisable lattice")
+        return out
+    _, el, lattice, a, f = min(found, key=lambda t: t[0])
+    out.update(element=el, structure=lattice,
+               a0_guess_a=None if a is None else round(a, 5))
+    out["ground_state_frame"] = f.where
+    if lattice not in ("bcc", "fcc") or a is None:
+        return out
+    ref: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    eos, n_vol = volume_scan(frames, el, lattice, f)
+    if eos is not None:
+        per_cell = 2 if lattice == "bcc" else 4
+        ref["a0_a"] = (eos["v0_a3"] * per_cell) ** (1 / 3)
+        ref["bulk_modulus_eos_gpa"] = eos["b0_gpa"]
+        source["a0_a"] = source["bulk_modulus_eos_gpa"] = (
+            f"Birch-Murnaghan fit of {n_vol} volume-scaled {lattice} cells")
+    else:
+        ref["a0_a"] = a
+        source["a0_a"] = f"lowest-energy {lattice} cell ({f.where})"
+    fit, group = _elastic(frames, el, lattice, ref["a0_a"])
+    if fit:
+        for k in ("c11_gpa", "c12_gpa", "c44_gpa"):
+            ref[k] = fit[k]
+            source[k] = (f"least-squares cubic fit of {fit['frames']} '{group}' cells, "
+                         f"|strain| <= {fit['max_strain']:.3g}")
+    out["dft_reference"] = {k: float(f"{v:.6g}") for k, v in ref.items()}
+    out["dft_reference"]["source"] = source
+    return out

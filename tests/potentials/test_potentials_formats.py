@@ -1,0 +1,327 @@
+"""Formats read through the reader registry (extxyz/ASE, deepmd/npy and /raw, dpdata's
+Quantum ESPRESSO, CP2K and ABACUS, maml JSON), each checked for units and stress sign
+against an independent reading; and the data-set-wide Voigt order of mlearn files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scalebridge.errors import DataError
+from scalebridge.potentials.dataset import IngestSettings
+from scalebridge.potentials.frames import EV_A3_IN_GPA, EV_A3_IN_KBAR, Frame
+from scalebridge.potentials.readers import (
+    READERS,
+    ReadOptions,
+    detect_format,
+    read_mlearn_json,
+    read_source,
+    register,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+XYZ = DATA / "fitsnap_Ta_xyz"
+DPDATA = DATA / "dpdata"
+FITSNAP_BAR = ReadOptions(ase_stress_unit="bar", ase_stress_sign="compression")
+MO_ORDER = ("xx", "yy", "zz", "xy", "xz", "yz")
+
+
+def _same(a: Frame, b: Frame, atol: float = 1e-8) -> None:
+    assert a.symbols == b.symbols
+    assert a.energy == pytest.approx(b.energy, abs=atol)
+    assert np.allclose(a.cell, b.cell, atol=atol)
+    assert np.allclose(a.positions, b.positions, atol=atol)
+    assert np.allclose(a.forces, b.forces, atol=atol)
+    assert np.allclose(a.virial, b.virial, atol=atol)
+
+
+# --------------------------------------------------------------------------- extxyz
+@pytest.mark.parametrize("group", ["Volume_BCC", "Elastic_BCC"])
+def test_extxyz_gives_the_fitsnap_json_frames(fitsnap_ta_dir, group):
+    """FitSNAP's extxyz and JSON versions of the Ta data are the same frames (energies,
+    forces, and stresses in bar, compression positive, in both)."""
+    assert detect_format(XYZ / f"{group}.xyz") == "extxyz"
+    xyz = read_source(XYZ / f"{group}.xyz", options=FITSNAP_BAR)
+    js = read_source(fitsnap_ta_dir / group)
+    assert {f.group for f in xyz} == {f.group for f in js} == {group}
+    for j in js:
+        match = [x for x in xyz if x.cell.shape == j.cell.shape
+                 and np.allclose(x.cell, j.cell) and np.allclose(x.positions, j.positions)]
+        assert len(match) == 1, j.where
+        _same(match[0], j, atol=1e-9)
+    if group == "Volume_BCC":
+        assert len(xyz) == len(js) == 21
+
+
+def test_extxyz_stress_in_the_wrong_unit_is_refused():
+    """Read as ASE's eV/Å³, FitSNAP's bar values would be 10^6 eV/Å³: one line naming
+    the settings instead of a training set with absurd virials."""
+    with pytest.raises(DataError, match=r"frame 0: stress up to .* not physical; set "
+                                        r"ase_stress_unit"):
+        read_source(XYZ / "Volume_BCC.xyz")
+
+
+def test_extxyz_in_ase_convention_round_trips(tmp_path, mo_train_json):
+    """Frames written by ASE (stress eV/Å³, tension positive; or GAP's virial) read back
+    as the same frames: the ASE sign convention maps to the virial as Frame defines it."""
+    from ase.io import write
+
+    frames = [f for f in read_mlearn_json(mo_train_json) if f.group == "Elastic"][:6]
+    atoms = [f.to_atoms() for f in frames]
+    for a in atoms:
+        a.info["config_type"] = "Elastic"
+    write(tmp_path / "mo.extxyz", atoms, format="extxyz")
+    back = read_source(tmp_path / "mo.extxyz")
+    for a, b in zip(frames, back, strict=True):
+        _same(a, b, atol=1e-6)
+        assert b.group == "Elastic"
+    gap = []  # GAP-style: no stress, a virial (eV) in the comment line
+    for f, a in zip(frames, atoms, strict=True):
+        a = a.copy()
+        a.info["virial"] = f.virial
+        a.info["energy"], a.arrays["forces"] = f.energy, f.forces
+        gap.append(a)
+    write(tmp_path / "gap.xyz", gap, format="extxyz")
+    for a, b in zip(frames, read_source(tmp_path / "gap.xyz"), strict=True):
+        _same(a, b, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- deepmd
+def test_deepmd_npy_and_raw_read_back_the_frames(tmp_path, mo_train_json):
+    """Our deepmd/npy writer's systems read back (through dpdata) as the frames written,
+    and dpdata's own deepmd/raw conversion of them too; without type_map.raw the type
+    map setting names the types."""
+    import dpdata
+    from scalebridge.potentials.npy import write_systems
+
+    frames = [f for f in read_mlearn_json(mo_train_json) if f.group == "Elastic"][:5]
+    index = write_systems(frames, tmp_path / "npy", ["Mo"])
+    (name,) = index
+    system = tmp_path / "npy" / name
+    assert detect_format(system) == "deepmd/npy"
+    got = read_source(system)
+    assert [f.group for f in got] == [name] * 5
+    for a, b in zip(frames, got, strict=True):
+        _same(a, b, atol=1e-10)
+    raw = tmp_path / "raw"
+    dpdata.LabeledSystem(str(system), fmt="deepmd/npy").to("deepmd/raw", str(raw))
+    assert detect_format(raw) == "deepmd/raw"
+    for a, b in zip(frames, read_source(raw), strict=True):
+        _same(a, b, atol=1e-8)
+    assert len(read_source(tmp_path / "npy")) == 5  # a folder of systems, one by one
+    (system / "type_map.raw").unlink()
+    with pytest.raises(DataError, match="atom type 'Type_0' is no element"):
+        read_source(system)
+    named = read_source(system, options=ReadOptions(type_map=["Mo"]))
+    assert named[0].symbols == frames[0].symbols
+
+
+# --------------------------------------------------------------------------- dpdata
+def test_quantum_espresso_agrees_with_ase():
+    """pw.x output through dpdata (auto-detected) vs ASE's own espresso-out reader:
+    energy, forces and stress (ASE's tension-positive σ = -virial / V)."""
+    import ase.io
+
+    out = DPDATA / "qe" / "Al.out"
+    assert detect_format(out) == "dpdata:qe/pw/scf"
+    (fr,) = read_source(out)
+    ref = ase.io.read(out, format="espresso-out")
+    assert fr.symbols == ref.get_chemical_symbols() == ["Al"] * 4
+    assert fr.energy == pytest.approx(ref.get_potential_energy(), rel=2e-6)  # Ry constants
+    assert np.allclose(fr.forces, ref.get_forces(), atol=1e-6)
+    assert np.allclose(fr.cell, ref.cell[:], atol=1e-5)
+    sigma = ref.get_stress(voigt=False)
+    assert np.allclose(fr.virial, -sigma * fr.volume, rtol=1e-4, atol=1e-6)
+    assert fr.stress_gpa()[0, 0] == pytest.approx(3.745, abs=1e-3)  # QE: P = -37.45 kbar
+
+
+def _printed_tensor(text: str, header: str, rows_after: int) -> np.ndarray:
+    lines = text.splitlines()
+    i = max(k for k, ln in enumerate(lines) if header in ln)
+    vals = []
+    for ln in lines[i + 1:]:
+        nums = re.findall(r"[-+]?\d+\.\d+(?:[eE][-+]?\d+)?", ln)
+        if len(nums) >= 3:
+            vals.append([float(x) for x in nums[-3:]])
+        if len(vals) == rows_after:
+            break
+    return np.array(vals)
+
+
+def test_cp2k_output_agrees_with_its_printed_stress_and_dpdata_reference():
+    """CP2K kinds Fe1/Fe2 become Fe; the virial is the printed stress tensor (GPa,
+    compression positive) times V; energies, forces and virial equal dpdata's stored
+    conversion of the same file."""
+    out = DPDATA / "cp2k" / "cp2k_output"
+    assert detect_format(out) == "dpdata:cp2k/output"
+    notes: list[str] = []
+    (fr,) = read_source(out, notes=notes)
+    assert sorted(set(fr.symbols)) == ["Fe", "O"] and fr.natoms == 30
+    assert any("Fe1" in n for n in notes)
+    printed = _printed_tensor(out.read_text(), "STRESS TENSOR [GPa]", 3)
+    assert np.allclose(fr.virial / fr.volume * EV_A3_IN_GPA, printed, atol=1e-6)
+    (ref,) = read_source(DPDATA / "cp2k" / "deepmd")
+    _same(fr, ref, atol=1e-6)
+
+
+def test_abacus_folder_agrees_with_its_printed_stress_and_dpdata_reference():
+    folder = DPDATA / "abacus"
+    assert detect_format(folder) == "dpdata:abacus/scf"
+    (fr,) = read_source(folder)
+    assert fr.symbols == ["C", "H", "H", "H", "H"]
+    printed = _printed_tensor((folder / "OUT.ch4" / "running_scf.log").read_text(),
+                              "TOTAL-STRESS (KBAR)", 3)
+    assert np.allclose(fr.virial / fr.volume * EV_A3_IN_KBAR, printed, rtol=1e-4)
+    assert np.allclose(fr.virial, np.loadtxt(folder / "ch4_virial").reshape(3, 3),
+                       rtol=1e-4)
+
+
+def test_qe_output_without_its_input_is_one_line(tmp_path):
+    out = tmp_path / "run.out"
+    out.write_bytes((DPDATA / "qe" / "Al.out").read_bytes())
+    with pytest.raises(DataError, match=r"run\.out: the pw\.x input run\.in is not beside"):
+        read_source(out)
+
+
+# --------------------------------------------------------------------------- maml
+def test_maml_json_stress_order_sign_and_group():
+    """maml's ``outputs.stress`` (kbar, compression positive) in the order of mlearn's
+    non-Mo elements (the sheared cells say so), and dE/dLx = (V/Lx) σ_xx (tension
+    positive) along the uniaxial strains: units and sign."""
+    path = DATA / "maml_MoNbW" / "Mo_Elastic.json"
+    frames = read_source(path)
+    assert len(frames) == 121 and {f.group for f in frames} == {"Mo_Elastic"}
+    assert frames[0].meta["voigt_order"] == "xx yy zz xy yz xz"
+    raw = json.loads(path.read_text())
+    mode1 = sorted((f for f, it in zip(frames, raw, strict=True)
+                    if it["notes"]["Strain_new"].startswith("1-")),
+                   key=lambda f: f.cell[0, 0])
+    lx = np.array([f.cell[0, 0] for f in mode1])
+    e = np.array([f.energy for f in mode1])
+    sxx = np.array([f.stress_gpa()[0, 0] / EV_A3_IN_GPA * f.volume / f.cell[0, 0]
+                    for f in mode1])
+    mid = slice(7, 14)  # |strain| <= 3 %
+    assert np.allclose(np.gradient(e, lx)[mid], sxx[mid], rtol=0.05, atol=0.02)
+    assert sxx[0] < 0 < sxx[-1]  # compressed: pushes out (negative tension)
+
+
+# --------------------------------------------------------------------------- registry
+def test_format_keys_are_checked_and_a_new_reader_needs_one_line(tmp_path):
+    with pytest.raises(ValueError, match="unknown format 'bogus'; choose auto or one of "
+                                         r"fitsnap, mlearn, .*dpdata:<format>"):
+        IngestSettings(format="bogus")
+    assert IngestSettings(format="dpdata:qe/pw/scf").format == "dpdata:qe/pw/scf"
+
+    class OneFrame:
+        name, kind = "onefile", "a test file"
+
+        def sniff(self, path: Path) -> bool:
+            return path.suffix == ".one"
+
+        def read(self, path: Path, opts: ReadOptions) -> list[Frame]:
+            return [Frame(["Mo"], np.zeros((1, 3)), np.eye(3) * 3, -1.0, np.zeros((1, 3)),
+                          None, group=opts.group or "one", source=str(path))]
+
+    register(OneFrame())
+    try:
+        (tmp_path / "x.one").write_text("x")
+        (fr,) = read_source(tmp_path / "x.one")
+        assert fr.group == "one"
+        assert IngestSettings(format="onefile").format == "onefile"
+    finally:
+        del READERS["onefile"]
+
+
+# --------------------------------------------------------------------------- Voigt order
+def _mlearn_subsets(tmp_path: Path, mo_train_json: Path) -> tuple[Path, Path]:
+    """(a file with no Elastic cells, one with only Elastic cells) of the mlearn Mo
+    training set: like mlearn's Li files, whose test file has no sheared cell."""
+    items = json.loads(mo_train_json.read_text())
+    no_shear = tmp_path / "surface_vacancy.json"
+    no_shear.write_text(json.dumps([it for it in items
+                                    if it["group"] in ("Surface", "Vacancy")][:8]))
+    elastic = tmp_path / "elastic.json"
+    elastic.write_text(json.dumps([it for it in items if it["group"] == "Elastic"]))
+    return no_shear, elastic
+
+
+def test_file_without_sheared_cells_takes_the_order_of_the_others(tmp_path, mo_train_json):
+    no_shear, elastic = _mlearn_subsets(tmp_path, mo_train_json)
+    with pytest.raises(DataError, match="voigt_order"):
+        IngestSettings(type_map=["Mo"]).load([no_shear])
+    notes: list[str] = []
+    frames = IngestSettings(type_map=["Mo"]).load([no_shear, elastic], notes=notes)
+    assert any("surface_vacancy.json: stress order xx yy zz xy xz yz taken from "
+               "elastic.json" in n for n in notes)
+    explicit = read_mlearn_json(no_shear, voigt_order="xx yy zz xy xz yz")
+    for a, b in zip(explicit, frames, strict=False):
+        assert np.allclose(a.virial, b.virial)
+    art = IngestSettings(type_map=["Mo"]).make([elastic], tmp_path / "ds",
+                                               test_sources=[no_shear])
+    assert any("taken from elastic.json" in n for n in art.summary["notes"])
+
+
+def test_file_whose_sheared_cells_disagree_takes_the_others(tmp_path, mo_train_json):
+    """Two yz-sheared cells voting for different slots (as in mlearn's Si test file):
+    the order of the data set's other file is used; alone, the file stops."""
+    items = json.loads(mo_train_json.read_text())
+    yz = [it for it in items if "mode 5, strain" in it.get("description", "")][:2]
+    s = yz[1]["outputs"]["virial_stress"]
+    yz[1]["outputs"]["virial_stress"] = [*s[:4], s[5], s[4]]
+    split = tmp_path / "split_votes.json"
+    split.write_text(json.dumps(yz))
+    _, elastic = _mlearn_subsets(tmp_path, mo_train_json)
+    with pytest.raises(DataError, match=r"split_votes\.json: sheared cells disagree .* "
+                                        r"set potentials\.ingest\.voigt_order"):
+        IngestSettings(type_map=["Mo"]).load([split])
+    notes: list[str] = []
+    IngestSettings(type_map=["Mo"]).load([elastic, split], notes=notes)
+    assert any("its sheared cells disagree" in n for n in notes)
+
+
+def test_files_of_different_orders_are_fine_until_one_needs_a_fallback(tmp_path,
+                                                                      mo_train_json):
+    no_shear, elastic = _mlearn_subsets(tmp_path, mo_train_json)
+    items = json.loads(elastic.read_text())
+    for it in items:
+        s = it["outputs"]["virial_stress"]
+        it["outputs"]["virial_stress"] = [*s[:4], s[5], s[4]]
+    other = tmp_path / "other_order.json"
+    other.write_text(json.dumps(items))
+    a = IngestSettings(type_map=["Mo"], duplicates="drop").load([elastic])
+    b = IngestSettings(type_map=["Mo"]).load([other])
+    assert all(np.allclose(x.virial, y.virial) for x, y in zip(a, b, strict=True))
+    with pytest.raises(DataError, match=r"surface_vacancy\.json: its stresses need a Voigt "
+                                        r"order and the other data files disagree"):
+        IngestSettings(type_map=["Mo"]).voigt_orders([elastic, other, no_shear])
+
+
+# --------------------------------------------------------------------------- crystal
+def test_dataset_records_crystal_and_dft_reference(tmp_path, mo_train_json, mo_test_json):
+    """The Mo example's data give its DFT reference: a0 3.1676 Å of the ground-state
+    cell, C11/C12/C44 479/164/108 GPa from the ±2 % Elastic cells of training + test."""
+    art = IngestSettings(type_map=["Mo"]).make([mo_train_json], tmp_path / "ds",
+                                               test_sources=[mo_test_json])
+    c = art.summary["crystal"]
+    assert (c["species"], c["element"], c["structure"]) == (["Mo"], "Mo", "bcc")
+    assert c["a0_guess_a"] == pytest.approx(3.1676, abs=1e-4)
+    ref = c["dft_reference"]
+    assert ref["a0_a"] == pytest.approx(3.1676, abs=1e-4)
+    assert [round(ref[k]) for k in ("c11_gpa", "c12_gpa", "c44_gpa")] == [479, 164, 108]
+    assert "Elastic" in ref["source"]["c44_gpa"] and "lowest-energy bcc" in ref["source"][
+        "a0_a"]
+
+
+def test_fitsnap_ta_volume_scan_gives_a0_and_bulk_modulus(fitsnap_ta_dir):
+    from scalebridge.potentials.crystal import describe_data
+
+    c = describe_data(read_source(fitsnap_ta_dir), ["Ta"])
+    assert c["structure"] == "bcc"
+    ref = c["dft_reference"]
+    assert ref["a0_a"] == pytest.approx(3.32, abs=0.02)          # PBE Ta: 3.32 Å
+    assert 170 < ref["bulk_modulus_eos_gpa"] < 210                # PBE Ta: ~195 GPa
+    assert "Birch-Murnaghan" in ref["source"]["a0_a"]
+    assert ref["c11_gpa"] > ref["c12_gpa"] > 0 and "Elastic_BCC" in ref["source"]["c11_gpa"]
