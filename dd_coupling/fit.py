@@ -1,15 +1,19 @@
 """Fit mobility laws to MD velocity data: DefectStats -> MobilityLaw artifact.
 
-``FitMobilitySettings().make(defect_stats, out, properties=...)`` reads ``velocity.csv``,
-fits
+``FitMobilitySettings().make(defect_stats, out, properties=...)`` reads ``velocity.csv``
+(rows md flagged as unmeasurable are skipped) and takes the glide laws from
+:mod:`scalebridge.md.glide_fit`, the one implementation md and dd share:
 
-* the phonon-drag law per character by weighted nonlinear least squares,
-  ``v = v_lin / sqrt(1 + (v_lin/c)²)``, ``v_lin = b τ / (B0 + B1·T)`` (B1 only with more
-  than one temperature, c only when the data approach saturation), with the parameter
-  covariance from the Jacobian (inflated by the reduced χ² when that exceeds 1), giving B
-  at every temperature with its standard error;
-* the kink-pair law for screws (attempt velocity, enthalpy H0, Peierls stress) when screw
-  rows exist at two or more temperatures;
+* the edge glide law per temperature, ``v = v_s x/sqrt(1+x²)``, ``x = b(τ−τ₀)/(B v_s)``,
+  with B, τ₀ and their 95% intervals, and whether B has a trend with T. When the
+  DefectStats holds md's ``glide_fit.json`` those fits are used as they are (same rows,
+  same function, so the same B); otherwise (a velocity table from elsewhere) they are
+  fitted here with :func:`scalebridge.md.glide_fit.fit_glide_laws`. The DD's
+  :class:`LinearDragMobility` gets B(T) = B0 + B1·T (B1 = 0 unless the trend is
+  supported) and the saturation speed; τ₀ is reported in ``fit.json`` but the linear
+  drag law has no threshold;
+* the kink-pair law for screws (ΔH₀, τ_P, v₀, p and q fixed) when screw rows exist at two
+  or more temperatures;
 * the neural ensemble law (:class:`~scalebridge.dd_coupling.neural.NeuralMobility`) on
   bootstrap resamples, one member per resample,
 
@@ -21,8 +25,8 @@ and writes the chosen law (``law = "neural"`` or ``"drag"``) as ``mobility.json`
 from __future__ import annotations
 
 import csv
+import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,8 +45,8 @@ from scalebridge.dd_coupling.mobility import (
 )
 from scalebridge.dd_coupling.neural import NeuralMobility
 from scalebridge.errors import DataError, SettingsError
+from scalebridge.md import glide_fit
 from scalebridge.settings import StrictModel
-from scipy.optimize import least_squares
 
 log = logging.getLogger("scalebridge.dd_coupling")
 
@@ -85,142 +89,55 @@ class FitMobilitySettings(StrictModel):
             raise SettingsError("fit-mobility needs the Burgers vector: give a Properties "
                                 "artifact (--properties) or set burgers_a")
 
+        md_fits = md_glide_fits(ds_input) if isinstance(ds_input, Artifact) else None
+
         def build(work: Path) -> dict[str, Any]:
-            return fit_and_write(self, table, b_m, work)
+            return fit_and_write(self, table, b_m, work, md_fits)
 
         return produce("MobilityLaw", out, self, inputs, build, force=force)
 
 
-# ---------------------------------------------------------------------- drag fit
+# ---------------------------------------------------------------------- glide laws
 def _sigma(t: VelocityTable, rel: float) -> np.ndarray:
-    v = np.abs(t.velocity_m_s)
-    floor = 1e-3 * max(float(v.max()), 1e-30)
-    return np.sqrt(t.velocity_err_m_s ** 2 + (rel * v) ** 2 + floor ** 2)
+    return glide_fit.sigma(t.velocity_m_s, t.velocity_err_m_s, rel)
 
 
-def fit_drag(t: VelocityTable, b_m: float, rel: float = 0.02) -> dict[str, Any]:
-    """Weighted least-squares fit of the saturating drag law to one character's rows.
-
-    Returns:
-        ``b0_pa_s``, ``b1_pa_s_k``, ``saturation_m_s`` (None if not resolved) with
-        ``*_err`` standard errors, ``drag_by_temperature`` (list of {temperature_k,
-        drag_pa_s, drag_err_pa_s}), ``chi2_red``, ``n``.
-    """
-    tau, temp, v = t.tau_pa, t.temperature_k, t.velocity_m_s
-    sig = _sigma(t, rel)
-    temps = np.unique(temp)
-    multi_t = len(temps) > 1
-    if np.all(tau == 0):
-        raise DataError(f"{t.source}: all tau_mpa are zero; cannot fit a drag coefficient")
-    mobility0 = float(np.sum(v * tau) / np.sum(tau * tau))   # v = M τ, least squares
-    if mobility0 <= 0:
-        raise DataError(f"{t.source}: velocities do not increase with stress "
-                        f"(v·tau < 0 on average); not a glide law")
-    b_guess = b_m / mobility0
-    vmax = float(np.max(np.abs(v)))
-
-    def unpack(p: np.ndarray, fit_c: bool) -> tuple[float, float, float | None]:
-        b0 = math.exp(p[0])
-        b1 = p[1] * b_guess / 300.0 if multi_t else 0.0
-        c = math.exp(p[-1]) if fit_c else None
-        return b0, b1, c
-
-    def model(p: np.ndarray, fit_c: bool) -> np.ndarray:
-        b0, b1, c = unpack(p, fit_c)
-        drag = np.maximum(b0 + b1 * temp, 1e-30 * b_guess)
-        vl = b_m * tau / drag
-        return vl if c is None else vl / np.sqrt(1.0 + (vl / c) ** 2)
-
-    def fit(fit_c: bool) -> Any:
-        p0 = [math.log(b_guess)] + ([0.0] if multi_t else []) + (
-            [math.log(3.0 * vmax)] if fit_c else [])
-        return least_squares(lambda p: (model(p, fit_c) - v) / sig, p0, method="lm"
-                             if len(v) > len(p0) else "trf")
-
-    res = fit(False)
-    fit_c = False
-    if len(v) > 2 + multi_t:                     # more rows than parameters
-        res_c = fit(True)
-        c = math.exp(res_c.x[-1])
-        # keep saturation only when it improves chi² clearly and is resolved by the data
-        if res_c.cost < 0.8 * res.cost and c < 20 * vmax:
-            res, fit_c = res_c, True
-    n, k = len(v), len(res.x)
-    chi2_red = 2 * res.cost / max(n - k, 1)
-    jac = res.jac
+def fit_drag(t: VelocityTable, b_m: float, rel: float = glide_fit.REL_ERROR,
+             shear_wave_m_s: float | None = None) -> dict[str, Any]:
+    """:func:`scalebridge.md.glide_fit.fit_drag` on one character's rows of ``t``
+    (``b0_pa_s``, ``b1_pa_s_k``, ``saturation_m_s``, ``drag_by_temperature`` with B, τ₀
+    and their intervals, ``trend``)."""
     try:
-        cov = np.linalg.inv(jac.T @ jac) * max(chi2_red, 1.0)
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
-    b0, b1, c = unpack(res.x, fit_c)
-    # derivatives of (b0, b1, c) w.r.t. the parameters (log b0, scaled b1, log c)
-    dpar = np.zeros((3, k))
-    dpar[0, 0] = b0
-    if multi_t:
-        dpar[1, 1] = b_guess / 300.0
-    if fit_c:
-        dpar[2, -1] = c
-    cov_phys = dpar @ cov @ dpar.T
-    by_t = []
-    for tk in temps:
-        g = np.array([1.0, tk, 0.0])
-        by_t.append({"temperature_k": float(tk), "drag_pa_s": b0 + b1 * tk,
-                     "drag_err_pa_s": float(math.sqrt(max(g @ cov_phys @ g, 0.0)))})
-    return {"b0_pa_s": b0, "b0_err_pa_s": float(math.sqrt(cov_phys[0, 0])),
-            "b1_pa_s_k": b1, "b1_err_pa_s_k": float(math.sqrt(cov_phys[1, 1])),
-            "saturation_m_s": c,
-            "saturation_err_m_s": float(math.sqrt(cov_phys[2, 2])) if fit_c else None,
-            "drag_by_temperature": by_t, "chi2_red": chi2_red, "n": n}
+        return glide_fit.fit_drag(t.tau_pa, t.temperature_k, t.velocity_m_s,
+                                  t.velocity_err_m_s, b_m, shear_wave_m_s=shear_wave_m_s,
+                                  rel=rel)
+    except ValueError as e:
+        raise DataError(f"{t.source}: {e}") from None
 
 
-# ---------------------------------------------------------------------- kink-pair fit
 def fit_kink_pair(t: VelocityTable, b_m: float, drag_pa_s: float | None = None,
-                  p: float = 0.5, q: float = 1.5, rel: float = 0.02) -> dict[str, Any]:
-    """Fit the kink-pair law (screws) to rows at two or more temperatures.
-
-    Fits ``v0`` (attempt velocity), ``H0`` (kink-pair enthalpy, eV) and ``τP`` (Peierls
-    stress) with ``p, q`` fixed, in series with drag ``drag_pa_s`` (None: no drag limit),
-    by weighted least squares on ln|v|. Returns the parameters with standard errors
-    (covariance from the Jacobian, inflated by the reduced χ² when > 1) and ``chi2_red``.
-    """
-    from scalebridge.dd_coupling.mobility import KinkPairMobility
-
-    sel = (t.tau_pa != 0) & (t.velocity_m_s * t.tau_pa > 0)
-    if len(np.unique(t.temperature_k[sel])) < 2 or sel.sum() < 4:
-        raise DataError(f"{t.source}: the kink-pair fit needs rows at two or more "
-                        "temperatures with v·tau > 0")
-    tau, temp, v = np.abs(t.tau_pa[sel]), t.temperature_k[sel], np.abs(t.velocity_m_s[sel])
-    sig = _sigma(t.select(sel), rel) / v
-    tmax = float(tau.max())
-
-    def law(x: np.ndarray) -> KinkPairMobility:
-        return KinkPairMobility(burgers_m=b_m, enthalpy_ev=x[1], peierls_pa=math.exp(x[2]),
-                                attempt_m_s=math.exp(x[0]),
-                                drag_pa_s=drag_pa_s if drag_pa_s else 1e-30, p=p, q=q)
-
-    def resid(x: np.ndarray) -> np.ndarray:
-        vp = np.asarray(law(x).velocity(tau, temp, np.ones(len(tau), int)))
-        return (np.log(np.maximum(vp, 1e-300)) - np.log(v)) / sig
-
-    best = None
-    for h0 in (0.3, 0.8, 1.5):
-        x0 = np.array([math.log(10 * float(v.max())), h0, math.log(1.5 * tmax)])
-        res = least_squares(resid, x0, bounds=([-20, 0.01, math.log(0.2 * tmax)],
-                                               [40, 5.0, math.log(100 * tmax)]))
-        if best is None or res.cost < best.cost:
-            best = res
-    assert best is not None
-    n, k = len(v), 3
-    chi2_red = 2 * best.cost / max(n - k, 1)
+                  p: float = glide_fit.KINK_P, q: float = glide_fit.KINK_Q,
+                  rel: float = glide_fit.REL_ERROR, tau_p_pa: float | None = None
+                  ) -> dict[str, Any]:
+    """:func:`scalebridge.md.glide_fit.fit_kink_pair` on screw rows of ``t`` (in series
+    with ``drag_pa_s``)."""
     try:
-        cov = np.linalg.inv(best.jac.T @ best.jac) * max(chi2_red, 1.0)
-    except np.linalg.LinAlgError:
-        cov = np.full((k, k), np.nan)
-    v0, h0, tp = math.exp(best.x[0]), float(best.x[1]), math.exp(best.x[2])
-    return {"attempt_m_s": v0, "attempt_err_m_s": v0 * math.sqrt(max(cov[0, 0], 0)),
-            "enthalpy_ev": h0, "enthalpy_err_ev": math.sqrt(max(cov[1, 1], 0)),
-            "peierls_mpa": tp * 1e-6, "peierls_err_mpa": tp * 1e-6 * math.sqrt(max(cov[2, 2], 0)),
-            "p": p, "q": q, "drag_pa_s": drag_pa_s, "chi2_red": chi2_red, "n": n}
+        return glide_fit.fit_kink_pair(t.tau_pa, t.temperature_k, t.velocity_m_s,
+                                       t.velocity_err_m_s, p=p, q=q, tau_p_pa=tau_p_pa,
+                                       drag_pa_s=drag_pa_s, b_m=b_m, rel=rel)
+    except ValueError as e:
+        raise DataError(f"{t.source}: {e}") from None
+
+
+def md_glide_fits(defect_stats: Artifact | Path) -> dict[str, Any] | None:
+    """md's fitted laws (``glide_fit.json``) of a DefectStats artifact, None when it has
+    none (a velocity table from elsewhere)."""
+    path = (defect_stats.path if isinstance(defect_stats, Artifact) else
+            Path(defect_stats)) / "glide_fit.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    return doc if doc.get("drag") else None
 
 
 # ---------------------------------------------------------------------- neural fit
@@ -264,22 +181,21 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
 
 
 # ---------------------------------------------------------------------- artifact
-def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Path
-                  ) -> dict[str, Any]:
-    """Fit both laws, check the chosen one, write the MobilityLaw files into ``work``."""
-    drag_fits = {}
-    for c in sorted(set(t.character.tolist())):
-        drag_fits[CHARACTERS[c]] = fit_drag(t.select(t.character == c), b_m,
-                                            s.relative_error_floor)
+def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Path,
+                  md_fits: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit both laws (the glide laws: ``md_fits`` when md fitted them, else here), check
+    the chosen one, write the MobilityLaw files into ``work``."""
+    laws = md_fits or glide_fit.fit_glide_laws(
+        t.character, t.tau_pa, t.temperature_k, t.velocity_m_s, t.velocity_err_m_s, b_m,
+        rel=s.relative_error_floor)
+    drag_fits = laws["drag"]
+    if not drag_fits:
+        raise DataError(f"{t.source}: no glide law could be fitted: "
+                        + "; ".join(f"{k}: {v}" for k, v in laws.get("skipped", {}).items()))
     edge = drag_fits.get("edge") or next(iter(drag_fits.values()))
-    screws = t.select(t.character == 1)
-    kink_pair = None
-    if len(screws) >= 4 and len(np.unique(screws.temperature_k)) >= 2:
-        edge_drag = drag_fits["edge"]["b0_pa_s"] if "edge" in drag_fits else None
-        try:
-            kink_pair = fit_kink_pair(screws, b_m, edge_drag, rel=s.relative_error_floor)
-        except DataError as e:
-            log.warning("kink-pair fit skipped: %s", e)
+    kink_pair = laws.get("kink_pair")
+    if kink_pair is None and "kink_pair" in laws.get("skipped", {}):
+        log.warning("kink-pair fit skipped: %s", laws["skipped"]["kink_pair"])
     screw_ratio = 1.0
     if "edge" in drag_fits and "screw" in drag_fits:
         screw_ratio = drag_fits["screw"]["b0_pa_s"] / drag_fits["edge"]["b0_pa_s"]
@@ -314,7 +230,8 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
         metrics["neural"]["mean_ensemble_std_m_s"] = float(np.mean(std))
     save_mobility(law, work, extra={"burgers_m": b_m})
     write_json_atomic(work / "fit.json", {"drag": drag_fits, "kink_pair": kink_pair,
-                                          "metrics": metrics,
+                                          "fitted_by": "md" if md_fits else "dd_coupling",
+                                          "tau0_in_law": False, "metrics": metrics,
                                           "chosen": law.name, "n_rows": len(t)})
     _plot_fit(t, drag_law, neural, work)
     summary: dict[str, Any] = {"law": law.name, "n_rows": len(t), "tau_max_mpa": tau_max}
@@ -370,4 +287,5 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
         w.writerows(rows)
 
 
-__all__ = ["FitMobilitySettings", "fit_and_write", "fit_drag", "fit_kink_pair", "fit_neural"]
+__all__ = ["FitMobilitySettings", "fit_and_write", "fit_drag", "fit_kink_pair", "fit_neural",
+           "md_glide_fits"]

@@ -99,7 +99,8 @@ def read_properties(properties: Artifact | str | Path) -> Material:
 
 
 def read_velocity_table(defect_stats: Artifact | str | Path) -> VelocityTable:
-    """Rows of a DefectStats ``velocity.csv`` (or the CSV itself), validated."""
+    """Rows of a DefectStats ``velocity.csv`` (or the CSV itself), validated; rows whose
+    ``status`` column is not ``ok`` (points md could not measure) are skipped."""
     path = _artifact_file(defect_stats, "velocity.csv", "DefectStats")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -111,7 +112,12 @@ def read_velocity_table(defect_stats: Artifact | str | Path) -> VelocityTable:
                             f"(has {', '.join(header) or 'no header'})")
         cols: dict[str, list[float]] = {c: [] for c in VELOCITY_COLUMNS[1:5]}
         chars: list[int] = []
+        flagged: list[str] = []
         for row_no, row in enumerate(reader, start=2):
+            status = (row.get("status") or "ok").strip()
+            if status != "ok":          # a point md could not measure: skipped, with why
+                flagged.append(f"line {row_no}: {status}")
+                continue
             ch = (row.get("character") or "").strip().lower()
             if ch not in ("edge", "screw"):
                 raise DataError(f"{path}: line {row_no}: character {ch!r} is not edge|screw")
@@ -135,7 +141,9 @@ def read_velocity_table(defect_stats: Artifact | str | Path) -> VelocityTable:
             if cols["velocity_err_m_s"][-1] < 0:
                 raise DataError(f"{path}: line {row_no}: velocity_err_m_s must be >= 0")
     if not chars:
-        raise DataError(f"{path}: no data rows")
+        raise DataError(f"{path}: no data rows" + (
+            f" with status ok ({len(flagged)} flagged: {', '.join(flagged[:4])})"
+            if flagged else ""))
     return VelocityTable(character=np.array(chars, dtype=np.int64),
                          temperature_k=np.array(cols["temperature_k"]),
                          tau_pa=np.array(cols["tau_mpa"]) * 1e6,

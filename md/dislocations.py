@@ -22,15 +22,21 @@ Glide: the top and bottom boundary layers are rigid blocks, built with the far-f
 (uniform ramp) displacement so that they carry no imprint of where the core was built,
 and loaded by opposite forces along b: τ = F/A (A the glide-plane area). (The other
 boundary, ``traction``, puts the forces on deformable surface layers; free surfaces then
-pull a screw out of a thin slab by its image force.) The velocity components normal to
-the glide plane (y) are thermostatted (stochastic velocity rescaling, ``temp/csvr`` on a
-``temp/partial 0 1 0`` temperature), so the thermostat adds no friction to the glide
-itself (a Langevin thermostat on all components would add a drag estimated at ~1e-4 Pa·s at
-0.5 ps damping, as much as the drag being measured); the total momentum is removed.
-With τ > 0 (top pushed along +b) the dislocation moves along +z for both
-characters (Peach–Koehler). The core position along z is located in each dumped frame
-with OVITO's DXA (the mean of the 1/2<111> line points, unwrapped across the periodic
-boundary), and the velocity is the slope of a straight-line fit over the loaded part.
+pull a screw out of a thin slab by its image force.) By default all components of the
+mobile atoms' thermal velocities are thermostatted (stochastic velocity rescaling,
+``temp/csvr``, a global thermostat: it removes the heat the glide makes without a local
+friction on the core, unlike a Langevin thermostat, which would add a drag of ~1e-4 Pa·s
+at 0.5 ps damping), with the flow profile along the normal removed (``temp/profile``) so
+the shear of the slab itself is not thermostatted; ``thermostat = "normal"`` keeps the
+earlier y-only thermostat. The per-component kinetic temperature of the loaded run is
+reported and a run whose glide-direction temperature is off the target is flagged. The
+total momentum is removed. With τ > 0 (top pushed along +b) the dislocation moves along
++z for both characters (Peach–Koehler). The core position along z is located in each
+dumped frame with OVITO's DXA (the mean of the 1/2<111> line points, unwrapped across
+the periodic boundary); the velocity is block-averaged over the loaded part
+(:func:`scalebridge.md.glide_fit.block_velocity`), and :func:`classify_glide` says
+whether the run measured one (the line lost, gone, off its plane, or too hot).
+:func:`peierls_stress` loads the same slab quasi-statically at 0 K.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -46,6 +53,7 @@ import numpy as np
 from ase import Atoms
 from ase.lattice.cubic import BodyCenteredCubic
 from scalebridge.errors import DataError
+from scalebridge.md.glide_fit import BlockVelocity, block_velocity, naive_velocity
 from scalebridge.md.lammps import RELAX_FTOL, LammpsPotential, run_lammps
 from scalebridge.md.properties import burgers_length
 from scalebridge.settings import Resources
@@ -329,17 +337,10 @@ def unwrap(z: np.ndarray, period: float) -> np.ndarray:
 
 
 def fit_velocity(t_ps: np.ndarray, z_a: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope of z(t) and its standard error, in m/s (1 Å/ps = 100 m/s)."""
-    ok = ~np.isnan(z_a)
-    t, z = np.asarray(t_ps)[ok], np.asarray(z_a)[ok]
-    if t.size < 3:
-        return float("nan"), float("nan")
-    A = np.vstack([t, np.ones_like(t)]).T
-    coef, _res, *_ = np.linalg.lstsq(A, z, rcond=None)
-    resid = z - A @ coef
-    s2 = resid @ resid / max(t.size - 2, 1)
-    se = math.sqrt(s2 / ((t - t.mean()) ** 2).sum())
-    return float(coef[0] * 100), float(se * 100)
+    """Least-squares slope of z(t) and its textbook standard error, in m/s (1 Å/ps = 100
+    m/s). The error ignores the autocorrelation of the core position: use
+    :func:`scalebridge.md.glide_fit.block_velocity` for a velocity with an honest error."""
+    return naive_velocity(t_ps, z_a)
 
 
 # --------------------------------------------------------------------------- the core
@@ -415,12 +416,20 @@ def relax_script(geo: SlabGeometry, dump: str = "relaxed.dump", steps: int = 500
 def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
                  n_top: int, n_bot: int, equil_steps: int, run_steps: int, dump_every: int,
                  seed: int, damp_ps: float, timestep_ps: float,
-                 relax_steps: int = 2000, boundary: str = "rigid") -> str:
-    """Relax, thermalise at τ = 0, then drive at τ: opposite forces along b on the atoms
-    of the top and bottom surface layers (a shear traction τ = n_top·f/A on free
-    surfaces; the layers stay deformable so they do not pin the dislocation's field),
-    thermostat on the y velocities only, total momentum removed; dumps every
-    ``dump_every`` steps while loaded."""
+                 relax_steps: int = 2000, boundary: str = "rigid", perturb_a: float = 0.0,
+                 thermostat: str = "all", y_bins: int = 8) -> str:
+    """Relax, thermalise at τ = 0, then drive at τ: opposite forces along b on the top
+    and bottom boundary layers (rigid blocks, or deformable layers with ``traction``).
+
+    ``perturb_a`` > 0 displaces every mobile atom by a uniform random amount in
+    ±perturb_a (Å, per component, seed ``seed + 2``) before the relaxation: each replica
+    starts from its own relaxed configuration. ``thermostat``: ``all`` (stochastic
+    velocity rescaling, ``temp/csvr``, of all components of the mobile atoms' thermal
+    velocities, the flow profile along y removed by ``temp/profile`` so the shear of the
+    slab is not thermostatted) or ``normal`` (y velocities only, ``temp/partial 0 1 0``).
+    Either way the per-component kinetic temperature of the mobile atoms (profile
+    removed) is averaged over the loaded run and printed as ``SB temp_x/_y/_z``.
+    """
     force = tau_mpa / EV_A3_TO_MPA * geo.area_a2                    # eV/Å in total
     ax = 0 if geo.character == "screw" else 2
     ft, fb = np.zeros(3), np.zeros(3)
@@ -435,29 +444,44 @@ def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
              f"fix sb_rb sb_bot aveforce {fb[0]:.10g} 0.0 {fb[2]:.10g}"] if rigid else
             [f"fix sb_ftop sb_top addforce {ft[0]:.10g} 0.0 {ft[2]:.10g}",
              f"fix sb_fbot sb_bot addforce {fb[0]:.10g} 0.0 {fb[2]:.10g}"])
+    mobile = (["group sb_free subtract all sb_top sb_bot"] if rigid else
+              ["group sb_free union all"])
+    perturb = ([f"displace_atoms sb_free random {perturb_a:.6g} {perturb_a:.6g} "
+                f"{perturb_a:.6g} {seed + 2} units box"] if perturb_a > 0 else [])
+    thermal = [f"compute sb_tp sb_free temp/profile 1 1 1 y {y_bins}"]
+    if thermostat == "all":
+        thermal += [f"fix sb_csvr sb_free temp/csvr {T} {T} {damp_ps} {seed + 1}",
+                    "fix_modify sb_csvr temp sb_tp"]
+    else:
+        thermal += ["compute sb_ty all temp/partial 0 1 0",
+                    f"fix sb_csvr all temp/csvr {T} {T} {damp_ps} {seed + 1}",
+                    "fix_modify sb_csvr temp sb_ty"]
     return "\n".join([
         "thermo 100", "thermo_style custom step temp pe etotal",
         f"region sb_bot block INF INF INF {lo:.6f} INF INF units box",
         f"region sb_top block INF INF {hi:.6f} INF INF INF units box",
-        "group sb_bot region sb_bot", "group sb_top region sb_top",
+        "group sb_bot region sb_bot", "group sb_top region sb_top", *mobile,
         'print "SB n_top $(count(sb_top))"', 'print "SB n_bot $(count(sb_bot))"',
-        *hold,
+        *hold, *perturb,
         "min_style fire", f"minimize 0 {RELAX_FTOL} {relax_steps} {10 * relax_steps}",
         f"velocity all create {2 * T} {seed} mom yes rot no dist gaussian",
         *(["velocity sb_top set 0 0 0", "velocity sb_bot set 0 0 0"] if rigid else []),
-        "compute sb_ty all temp/partial 0 1 0",
-        "fix sb_nve all nve",
-        f"fix sb_csvr all temp/csvr {T} {T} {damp_ps} {seed + 1}",
-        "fix_modify sb_csvr temp sb_ty",
+        "fix sb_nve all nve", *thermal,
         "fix sb_mom all momentum 50 linear 1 1 1",
         f"run {equil_steps}",
         *(["unfix sb_rt", "unfix sb_rb"] if rigid else []),
         *load,
         "reset_timestep 0",
+        f"fix sb_tave sb_free ave/time 1 {run_steps} {run_steps} c_sb_tp c_sb_tp[1] "
+        "c_sb_tp[2] c_sb_tp[3]",
         f"dump sb_d all custom {dump_every} glide.dump id type element x y z",
         "dump_modify sb_d sort id element ${sb_elements}",
         f"run {run_steps}",
         f'print "SB force_ev_a {force:.10g}"',
+        # per-component temperature: T_c = 3 T KE_cc / (KE_xx + KE_yy + KE_zz)
+        'variable sb_ke equal "f_sb_tave[2] + f_sb_tave[3] + f_sb_tave[4]"',
+        *[f'print "SB temp_{c} $(3 * f_sb_tave[1] * f_sb_tave[{i + 2}] / v_sb_ke:%.6f)"'
+          for i, c in enumerate("xyz")],
     ])
 
 
@@ -465,9 +489,24 @@ def potential_elements(pot: LammpsPotential) -> str:
     return " ".join(pot.type_map)
 
 
+#: Statuses of a glide run or point that is not measured (``ok`` otherwise).
+GLIDE_STATUSES = ("ok", "vanished", "dxa_lost", "left_glide_plane", "temperature",
+                  "too_few_frames")
+
+
 @dataclass
 class GlideResult:
-    """One glide run: times (ps), unwrapped core z (Å), core y (Å), the fit."""
+    """One glide run.
+
+    Attributes:
+        time_ps, core_z_a, core_y_a: (F,) frame times, unwrapped core z and core y (Å).
+        velocity_m_s, velocity_err_m_s: block-averaged velocity along +z and its error.
+        block: the :class:`~scalebridge.md.glide_fit.BlockVelocity` (dof, naive error).
+        temperature_xyz_k: (3,) mean kinetic temperature of the mobile atoms per
+            component (x line, y normal, z glide) over the loaded run, K.
+        status, reason: ``ok`` and ``""``, or why the run does not measure a velocity
+            (:data:`GLIDE_STATUSES`).
+    """
 
     time_ps: np.ndarray
     core_z_a: np.ndarray
@@ -477,6 +516,10 @@ class GlideResult:
     n_atoms: int
     duration_ps: float
     workdir: Path
+    block: BlockVelocity | None = None
+    temperature_xyz_k: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+    status: str = "ok"
+    reason: str = ""
 
 
 def run_glide(potential: LammpsPotential, a0: float, character: Character,
@@ -485,8 +528,10 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
               equil_steps: int = 200, run_steps: int = 1000, dump_every: int = 50,
               timestep_ps: float = 0.002, damp_ps: float = 0.1, seed: int = 4928,
               fit_from: float = 0.2, boundary: Literal["rigid", "traction"] = "rigid",
+              perturb_a: float = 0.0, thermostat: Literal["all", "normal"] = "all",
+              blocks: int = 5, max_temperature_deviation: float = 0.2,
               resources: Resources | None = None) -> GlideResult:
-    """One (τ, T, character) glide job: build, relax, drive, locate, fit.
+    """One (τ, T, character) glide job: build, relax, drive, locate, fit, classify.
 
     Args:
         potential: the potential.
@@ -498,15 +543,21 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
         cell_a: minimum (line, normal, glide) lengths of the slab, Å.
         equil_steps, run_steps, dump_every: MD steps at τ = 0, loaded, dump interval.
         timestep_ps: MD timestep, ps.
-        damp_ps: thermostat time constant (y velocities), ps.
+        damp_ps: thermostat time constant, ps.
+        seed: velocity seed (thermostat ``seed + 1``, start perturbation ``seed + 2``).
         fit_from: fraction of the loaded run skipped before the velocity fit.
         boundary: ``rigid``: top and bottom layers are rigid blocks (built with the
             far-field displacement, so they do not pin the core) loaded by opposite
             forces; ``traction``: deformable layers with the forces on their atoms (free
             surfaces: image forces pull a screw out of a thin slab).
+        perturb_a: random displacement of the mobile atoms before relaxing, Å.
+        thermostat: ``all`` or ``normal`` components (see :func:`glide_script`).
+        blocks: blocks of the block-averaged velocity.
+        max_temperature_deviation: a run whose glide-direction (z) temperature is off
+            the target by more than this fraction is flagged ``temperature``.
 
     Returns:
-        :class:`GlideResult` (velocity along +z, m/s).
+        :class:`GlideResult` (velocity along +z, m/s; ``status`` says whether it counts).
     """
     workdir = Path(workdir)
     atoms, geo = build_glide_slab(a0, character, element,
@@ -515,35 +566,225 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
     y = atoms.positions[:, 1]
     n_top = int((y >= geo.y_hi - geo.layer_a).sum())
     n_bot = int((y <= geo.y_lo + geo.layer_a).sum())
+    y_bins = max(2, round((geo.y_hi - geo.y_lo + 2 * geo.y_lo) / (a0 / math.sqrt(2))))
     body = f"variable sb_elements string \"{potential_elements(potential)}\"\n" + glide_script(
         geo, tau_mpa, temperature_k, n_top=n_top, n_bot=n_bot, equil_steps=equil_steps,
         run_steps=run_steps, dump_every=dump_every, seed=seed, damp_ps=damp_ps,
-        timestep_ps=timestep_ps, boundary=boundary)
+        timestep_ps=timestep_ps, boundary=boundary, perturb_a=perturb_a,
+        thermostat=thermostat, y_bins=y_bins)
     res = run_lammps(workdir, body, potential, atoms, resources=resources,
                      timestep_ps=timestep_ps, name=f"glide {character} {tau_mpa:g} MPa "
                      f"{temperature_k:g} K", total_steps=equil_steps + run_steps)
     if (res.value("n_top"), res.value("n_bot")) != (n_top, n_bot):
         raise DataError(f"{workdir}: loaded layers hold {res.value('n_top'):g}/"
                         f"{res.value('n_bot'):g} atoms in LAMMPS, {n_top}/{n_bot} expected")
-    t, z, y, v, err = glide_velocity(workdir, geo.glide_a, dump_every, timestep_ps, fit_from)
-    return GlideResult(t, z, y, v, err, len(atoms), float(run_steps * timestep_ps), workdir)
+    temps = tuple(float(res.values.get(f"temp_{c}", math.nan)) for c in "xyz")
+    lines = locate_dislocations(workdir / "glide.dump", geo.glide_a)
+    t, z, yc = core_trajectory(lines, geo.glide_a, dump_every, timestep_ps)
+    write_core_trajectory(workdir, t, z, yc)
+    start = int(fit_from * len(t))
+    blk = block_velocity(t[start:], z[start:], blocks)
+    status, reason = classify_glide(t, z, yc, start, geo.glide_y, a0, blk,
+                                    temperature_k, temps[2], max_temperature_deviation)
+    return GlideResult(t, z, yc, blk.velocity_m_s, blk.err_m_s, len(atoms),
+                       float(run_steps * timestep_ps), workdir, blk,
+                       (temps[0], temps[1], temps[2]), status, reason)
 
 
-def glide_velocity(workdir: Path, glide_a: float, dump_every: int, timestep_ps: float,
-                   fit_from: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """Locate the core in ``workdir/glide.dump`` (one frame per ``dump_every`` steps),
-    unwrap it across the periodic glide length ``glide_a`` (Å), fit the velocity after
-    the first ``fit_from`` of the frames and write ``core_position.csv``.
-
-    Returns:
-        (t ps (F,), core z Å (F,), core y Å (F,), velocity m/s, its standard error m/s).
-    """
-    lines = locate_dislocations(workdir / "glide.dump", glide_a)
+def core_trajectory(lines: list[DislocationLines], glide_a: float, dump_every: int,
+                    timestep_ps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t ps, unwrapped core z Å, core y Å), each (F,), from the DXA result per frame."""
     t = np.arange(len(lines)) * dump_every * timestep_ps
     z = unwrap(np.array([ln.core_z for ln in lines]), glide_a)
     y = np.array([ln.core_y for ln in lines])
-    start = int(fit_from * len(t))
-    v, err = fit_velocity(t[start:], z[start:])
+    return t, z, y
+
+
+def write_core_trajectory(workdir: Path, t: np.ndarray, z: np.ndarray, y: np.ndarray) -> None:
     np.savetxt(workdir / "core_position.csv", np.column_stack([t, z, y]), delimiter=",",
                header="time_ps,core_z_a,core_y_a", comments="", fmt="%.6f")
-    return t, z, y, v, err
+
+
+def classify_glide(t: np.ndarray, z: np.ndarray, y: np.ndarray, start: int, glide_y: float,
+                   a0: float, blk: BlockVelocity, target_k: float = 0.0,
+                   glide_temperature_k: float = math.nan, max_deviation: float = 0.2,
+                   max_missing: float = 0.2) -> tuple[str, str]:
+    """Whether a glide run measures a velocity: ``("ok", "")`` or (status, reason).
+
+    In order: ``vanished`` (no 1/2<111> line from some frame to the end: it left the
+    slab or annihilated), ``dxa_lost`` (no line in more than ``max_missing`` of the
+    fitted frames), ``left_glide_plane`` (the core more than 0.75 of a {110} plane
+    spacing a0/√2 off its glide plane in more than ``max_missing`` of the fitted frames:
+    cross-slip or climb), ``too_few_frames`` (no block velocity), ``temperature`` (the
+    glide-direction kinetic temperature off the target by more than ``max_deviation``).
+    """
+    found = np.isfinite(z)
+    n = len(z)
+    if n == 0 or not found.any():
+        return "vanished", "DXA found no 1/2<111> dislocation in any frame"
+    last = int(np.flatnonzero(found)[-1])
+    if last < n - 2:
+        return "vanished", (f"the dislocation was last seen at t = {t[last]:.2f} ps of "
+                            f"{t[-1]:.2f} ps (it left the slab or annihilated)")
+    win = slice(start, n)
+    miss = float(1 - found[win].mean()) if n > start else 1.0
+    if miss > max_missing:
+        return "dxa_lost", (f"DXA found no 1/2<111> line in {miss:.0%} of the fitted "
+                            "frames")
+    off = np.abs(y[win] - glide_y)
+    plane = a0 / math.sqrt(2)
+    far = off[np.isfinite(off)] > 0.75 * plane
+    if far.size and far.mean() > max_missing:
+        return "left_glide_plane", (f"the core was up to {np.nanmax(off):.1f} Å off its "
+                                    f"glide plane ({{110}} spacing {plane:.2f} Å) in "
+                                    f"{far.mean():.0%} of the fitted frames (cross-slip or "
+                                    "climb)")
+    if not np.isfinite(blk.velocity_m_s) or not np.isfinite(blk.err_m_s):
+        return "too_few_frames", (f"{int(found[win].sum())} located frames after the "
+                                  "transient: too few for a block-averaged velocity")
+    if target_k > 0 and np.isfinite(glide_temperature_k) and \
+            abs(glide_temperature_k / target_k - 1) > max_deviation:
+        return "temperature", (f"glide-direction kinetic temperature {glide_temperature_k:.0f}"
+                               f" K vs {target_k:g} K target (more than "
+                               f"{max_deviation:.0%} off)")
+    return "ok", ""
+
+
+def glide_velocity(workdir: Path, glide_a: float, dump_every: int, timestep_ps: float,
+                   fit_from: float, blocks: int = 5
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Locate the core in ``workdir/glide.dump`` (one frame per ``dump_every`` steps),
+    unwrap it across the periodic glide length ``glide_a`` (Å), block-average the
+    velocity after the first ``fit_from`` of the frames and write ``core_position.csv``.
+
+    Returns:
+        (t ps (F,), core z Å (F,), core y Å (F,), velocity m/s, its block error m/s).
+    """
+    lines = locate_dislocations(workdir / "glide.dump", glide_a)
+    t, z, y = core_trajectory(lines, glide_a, dump_every, timestep_ps)
+    start = int(fit_from * len(t))
+    blk = block_velocity(t[start:], z[start:], blocks)
+    write_core_trajectory(workdir, t, z, y)
+    return t, z, y, blk.velocity_m_s, blk.err_m_s
+
+
+# --------------------------------------------------------------------------- Peierls, 0 K
+def peierls_script(geo: SlabGeometry, n_top: int, n_bot: int, taus_mpa: Sequence[float],
+                   level_steps: int, jump_a: float, relax_steps: int = 5000) -> str:
+    """Quasi-static loading at 0 K: relax between rigid blocks, then for each stress
+    level set the block forces (τ = F/A along b), minimise (FIRE), print the relative
+    block displacement ``SB slip_<i>`` and dump ``peierls_<i>.dump``; stop after the
+    first level whose block displacement jumps by more than ``jump_a`` (the dislocation
+    glided)."""
+    ax = "x" if geo.character == "screw" else "z"
+    lo = geo.y_lo + geo.layer_a
+    hi = geo.y_hi - geo.layer_a
+    lines = [
+        "thermo 500", "thermo_style custom step pe fmax fnorm",
+        f"region sb_bot block INF INF INF {lo:.6f} INF INF units box",
+        f"region sb_top block INF INF {hi:.6f} INF INF INF units box",
+        "group sb_bot region sb_bot", "group sb_top region sb_top",
+        'print "SB n_top $(count(sb_top))"', 'print "SB n_bot $(count(sb_bot))"',
+        f'variable sb_d equal "xcm(sb_top,{ax}) - xcm(sb_bot,{ax})"',
+        "fix sb_rt sb_top aveforce 0.0 0.0 0.0", "fix sb_rb sb_bot aveforce 0.0 0.0 0.0",
+        "min_style fire", f"minimize 0 {RELAX_FTOL} {relax_steps} {10 * relax_steps}",
+        'print "SB slip_0 $(v_sb_d:%.8f)"',
+        "write_dump all custom peierls_000.dump id type element x y z modify element "
+        "${sb_elements} sort id",
+        "variable sb_prev equal $(v_sb_d)",
+    ]
+    for i, tau in enumerate(taus_mpa, start=1):
+        f = tau / EV_A3_TO_MPA * geo.area_a2
+        ft, fb = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+        k = 0 if ax == "x" else 2
+        ft[k], fb[k] = f / n_top, -f / n_bot
+        lines += [
+            "unfix sb_rt", "unfix sb_rb",
+            f"fix sb_rt sb_top aveforce {ft[0]:.10g} 0.0 {ft[2]:.10g}",
+            f"fix sb_rb sb_bot aveforce {fb[0]:.10g} 0.0 {fb[2]:.10g}",
+            f"minimize 0 {RELAX_FTOL} {level_steps} {10 * level_steps}",
+            f'print "SB slip_{i} $(v_sb_d:%.8f)"',
+            f"write_dump all custom peierls_{i:03d}.dump id type element x y z modify "
+            "element ${sb_elements} sort id",
+            f'if "$(v_sb_d - v_sb_prev) > {jump_a:.6f}" then "jump SELF sb_done"',
+            "variable sb_prev equal $(v_sb_d)",
+        ]
+    lines += ["label sb_done", 'print "SB levels_done 1"']
+    return "\n".join(lines)
+
+
+@dataclass
+class PeierlsResult:
+    """0 K Peierls stress from quasi-static loading (MPa).
+
+    Attributes:
+        peierls_mpa: midpoint of the last static and the first gliding level;
+        peierls_err_mpa: half the step; status ``ok`` or ``not_reached`` (no glide up to
+        the highest level) or ``moved_at_first_level``; reason; taus_mpa, slip_a, core_z_a:
+        (L,) the levels, relative block displacement and DXA core z (NaN when not found).
+    """
+
+    peierls_mpa: float
+    peierls_err_mpa: float
+    status: str
+    reason: str
+    taus_mpa: np.ndarray
+    slip_a: np.ndarray
+    core_z_a: np.ndarray
+    workdir: Path
+
+
+def peierls_stress(potential: LammpsPotential, a0: float, workdir: str | Path, *,
+                   character: Character = "screw", element: str = "Mo",
+                   cell_a: tuple[float, float, float] = (55.0, 19.0, 33.0),
+                   step_mpa: float = 50.0, max_mpa: float = 4000.0,
+                   level_steps: int = 2000,
+                   resources: Resources | None = None) -> PeierlsResult:
+    """The 0 K Peierls stress of a straight dislocation in the glide slab.
+
+    Protocol: the slab of :func:`run_glide` (rigid blocks) is relaxed, then loaded in
+    increments of ``step_mpa`` (τ = F/A on the blocks, along b), minimising at each
+    level. The dislocation has glided at the first level where either the core (DXA)
+    moved by more than half a Peierls valley (a0√6/3 for {110} glide) from the previous
+    level or the block displacement jumped by more than b·(valley/2)/L (L the glide
+    length: the slip of the core moving half a valley). The Peierls stress is the
+    midpoint of that level and the one before (± half a step).
+    """
+    workdir = Path(workdir)
+    atoms, geo = build_glide_slab(a0, character, element,
+                                  *repeats_for(a0, character, cell_a), rigid_layers=True)
+    y = atoms.positions[:, 1]
+    n_top = int((y >= geo.y_hi - geo.layer_a).sum())
+    n_bot = int((y <= geo.y_lo + geo.layer_a).sum())
+    valley = a0 * math.sqrt(6) / 3
+    jump = geo.burgers_a * 0.5 * valley / geo.glide_a
+    taus = np.arange(1, math.floor(max_mpa / step_mpa + 1e-9) + 1) * step_mpa
+    body = (f"variable sb_elements string \"{potential_elements(potential)}\"\n"
+            + peierls_script(geo, n_top, n_bot, taus, level_steps, jump))
+    res = run_lammps(workdir, body, potential, atoms, resources=resources,
+                     name=f"peierls {character} 0 K")
+    slips = []
+    i = 0
+    while f"slip_{i}" in res.values:
+        slips.append(res.values[f"slip_{i}"])
+        i += 1
+    slip = np.array(slips)
+    zs = []
+    for k in range(len(slip)):
+        ln = locate_dislocations(workdir / f"peierls_{k:03d}.dump", geo.glide_a)[0]
+        zs.append(ln.core_z)
+    z = np.array(zs, float)
+    dz = np.abs(np.diff(z))
+    dz = np.minimum(dz, geo.glide_a - dz)                       # periodic
+    moved = (np.diff(slip) > jump) | ~(dz <= 0.5 * valley)      # a lost core counts
+    levels = np.concatenate([[0.0], taus[:len(slip) - 1]])
+    if not moved.any():
+        return PeierlsResult(math.nan, math.nan, "not_reached",
+                             f"no glide up to {levels[-1]:g} MPa", levels, slip, z, workdir)
+    first = int(np.flatnonzero(moved)[0]) + 1                    # level index that moved
+    if first == 1:
+        return PeierlsResult(0.5 * levels[1], 0.5 * levels[1], "moved_at_first_level",
+                             f"glided at the first level ({levels[1]:g} MPa): lower "
+                             "step_mpa", levels, slip, z, workdir)
+    return PeierlsResult(0.5 * (levels[first - 1] + levels[first]), 0.5 * step_mpa, "ok", "",
+                         levels, slip, z, workdir)

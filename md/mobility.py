@@ -1,11 +1,28 @@
 """Dislocation velocity vs resolved shear stress, temperature and character.
 
-Each grid point (τ, T, character) is one independent job, :meth:`MobilityMaker.run_point`
-(a function of one point, so ``workflows`` can fan the grid out); :meth:`MobilityMaker.make`
-runs the grid itself, or collects rows computed elsewhere, into a ``DefectStats``
-artifact (docs/CONTRACTS.md): ``velocity.csv``, ``velocity_stress.png`` (+ CSV),
-``drag.csv`` (linear-drag fit v = b·τ/B per character and T) and the glide dumps in
-``dumps/`` (LAMMPS text dumps OVITO opens).
+Each grid task is one replica of one point (τ, T, character):
+:meth:`MobilityMaker.run_point` (a function of one task, so ``workflows`` fans the grid
+out, replicas included; with screws, one more task measures the 0 K Peierls stress).
+Replicas differ in their velocity and thermostat seeds and in their relaxed start (the
+mobile atoms are displaced at random before relaxing). :meth:`MobilityMaker.make` runs
+the grid itself, or collects rows computed elsewhere, into a ``DefectStats`` artifact
+(docs/CONTRACTS.md):
+
+- ``replicas.csv``: one row per run: block-averaged velocity and error, per-component
+  temperature, ``status``/``reason``;
+- ``velocity.csv``: one row per point: the replicas combined
+  (:func:`~scalebridge.md.glide_fit.combine_replicas`) with the standard error and the
+  95% confidence and prediction half-widths; a point that cannot be measured (its
+  dislocation lost, gone, off its plane or too hot in most replicas, or its velocity
+  below its error or against the stress) has ``status`` ≠ ``ok``, a ``reason`` and no
+  velocity;
+- ``glide_fit.json`` and ``drag.csv``: the laws of :mod:`scalebridge.md.glide_fit` fitted
+  to the measured points (edge drag B(T), τ₀(T) with intervals and whether B has a
+  trend with T; screw kink-pair ΔH₀, τ_P; the 0 K Peierls stress);
+- ``velocity_stress.png`` (+ CSV) and the glide dumps in ``dumps/`` (OVITO opens them).
+
+Slab sizes are settings in Burgers vectors, so a metal with a larger lattice gets a
+proportionally larger cell.
 """
 
 from __future__ import annotations
@@ -20,9 +37,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
-from scalebridge.artifacts import Artifact, produce
-from scalebridge.md.dislocations import run_glide
+from pydantic import BaseModel, Field, model_validator
+from scalebridge.artifacts import Artifact, produce, write_json_atomic
+from scalebridge.errors import SettingsError
+from scalebridge.md.dislocations import peierls_stress, run_glide
+from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
 from scalebridge.md.properties import burgers_length
 from scalebridge.md.tables import pyplot, write_rows
@@ -30,26 +49,43 @@ from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.md.mobility")
 
+#: ``velocity.csv``: one row per (character, T, τ) point.
 VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
-                    "velocity_err_m_s", "n_atoms", "duration_ps")
-
-
-class GlidePoint(BaseModel):
-    """One job of the grid."""
-
-    character: Literal["edge", "screw"]
-    temperature_k: float
-    tau_mpa: float
-
-    @property
-    def tag(self) -> str:
-        return f"{self.character}_T{self.temperature_k:g}_tau{self.tau_mpa:g}"
-
+                    "velocity_err_m_s", "velocity_ci95_m_s", "velocity_pi95_m_s",
+                    "replicas", "replicas_ok", "error_source", "glide_temperature_k",
+                    "status", "reason", "n_atoms", "duration_ps")
+#: ``replicas.csv``: one row per glide run.
+REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed",
+                   "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
+                   "temperature_x_k", "temperature_y_k", "temperature_z_k", "status",
+                   "reason", "line_b", "n_atoms", "duration_ps")
+DRAG_COLUMNS = ("character", "temperature_k", "n_points", "drag_pa_s", "drag_err_pa_s",
+                "drag_ci95_lo_pa_s", "drag_ci95_hi_pa_s", "tau0_mpa", "tau0_ci95_lo_mpa",
+                "tau0_ci95_hi_mpa", "tau0_fixed", "saturation_m_s", "saturation_source",
+                "burgers_a")
 
 #: Shortest screw line (in Burgers vectors) whose thermally activated glide is by kink
 #: pairs; shorter lines move as one rigid segment (session 3: a 3 b line at 300 K, 1200 MPa
 #: hopped back and forth, 27 m/s against 323 m/s at 100 K).
 MIN_SCREW_LINE_B = 20
+
+
+class GlidePoint(BaseModel):
+    """One task of the grid: one replica of a glide point, or (``kind = "peierls"``)
+    the 0 K Peierls stress of the screw."""
+
+    character: Literal["edge", "screw"]
+    temperature_k: float
+    tau_mpa: float
+    replica: int = 0
+    kind: Literal["glide", "peierls"] = "glide"
+
+    @property
+    def tag(self) -> str:
+        if self.kind == "peierls":
+            return f"{self.character}_peierls_0K"
+        return (f"{self.character}_T{self.temperature_k:g}_tau{self.tau_mpa:g}"
+                f"_r{self.replica}")
 
 
 class MobilityMaker(StrictModel):
@@ -58,62 +94,131 @@ class MobilityMaker(StrictModel):
     element: str = Field("Mo", description="chemical element (BCC)")
     characters: list[Literal["edge", "screw"]] = Field(
         default_factory=lambda: ["edge", "screw"], description="dislocation characters")
-    temperatures_k: list[float] = Field(default_factory=lambda: [100.0, 300.0],
+    temperatures_k: list[float] = Field(default_factory=lambda: [100.0, 300.0, 600.0],
                                         description="temperatures, K")
     taus_mpa: list[float] = Field(default_factory=lambda: [200.0, 500.0, 1000.0],
                                   description="resolved shear stresses, MPa")
     screw_taus_mpa: list[float] | None = Field(
         None, description="stresses for screws if different (their Peierls stress is "
         "much higher), MPa")
-    edge_cell_a: tuple[float, float, float] = Field(
-        (7.0, 18.0, 40.0), description="edge slab (line, normal, glide) lengths, Å")
-    screw_cell_a: tuple[float, float, float] = Field(
-        (8.0, 18.0, 30.0), description="screw slab (line, normal, glide) lengths, Å")
+    edge_cell_b: tuple[float, float, float] = Field(
+        (2.8, 7.0, 16.0), description="edge slab (line, normal, glide) lengths in Burgers "
+        "vectors (the line repeats every 2.83 b)")
+    screw_cell_b: tuple[float, float, float] = Field(
+        (20.0, 7.0, 12.0), description=f"screw slab (line, normal, glide) lengths in Burgers "
+        f"vectors; the line at least {MIN_SCREW_LINE_B} b (kink pairs)")
+    replicas: int = Field(3, ge=1, description="independent runs per (character, T, τ) "
+                          "point (other seeds and relaxed start)")
+    blocks: int = Field(5, ge=2, description="blocks of the block-averaged velocity of "
+                        "one run")
+    perturb_a: float = Field(0.05, ge=0, le=0.3, description="random displacement (± Å per "
+                             "component) of the mobile atoms before each run's relaxation")
     equil_steps: int = Field(500, ge=0, description="MD steps at τ = 0 before loading")
     run_steps: int = Field(3000, ge=10, description="MD steps under load")
     dump_every: int = Field(50, ge=1, description="dump/locate every N steps")
     timestep_ps: float = Field(0.002, gt=0, le=0.005, description="MD timestep, ps")
-    damp_ps: float = Field(0.1, gt=0,
-                           description="thermostat time of the y (normal) velocities, ps")
+    damp_ps: float = Field(0.1, gt=0, description="thermostat time constant, ps")
+    thermostat: Literal["all", "normal"] = Field(
+        "all", description="thermostat all components of the thermal velocities (flow "
+        "profile removed) or only the normal (y) ones")
+    max_temperature_deviation: float = Field(
+        0.2, gt=0, description="flag a run whose glide-direction temperature is off the "
+        "target by more than this fraction")
     fit_from: float = Field(0.3, ge=0, lt=0.9,
                             description="fraction of the loaded run skipped before the fit")
-    seed: int = Field(4928, ge=1, description="velocity and thermostat seed")
+    seed: int = Field(4928, ge=1, description="velocity and thermostat seed of replica 0 "
+                      "(replica r: seed + 7919 r)")
     drag_fit_max_tau_mpa: float | None = Field(
-        None, description="fit the linear drag only up to this stress (linear regime), MPa")
+        None, description="fit the glide laws only up to this stress, MPa")
+    shear_wave_m_s: float | None = Field(
+        None, gt=0, description="shear-wave speed, m/s, a candidate saturation speed of "
+        "the edge law (default: sqrt(mu/rho) from the Properties)")
     boundary: Literal["rigid", "traction"] = Field(
         "rigid", description="rigid loaded blocks (far-field built) or traction on free "
         "surfaces")
+    peierls_0k: bool = Field(True, description="with screws, also measure the 0 K Peierls "
+                             "stress by quasi-static loading of the screw cell")
+    peierls_step_mpa: float = Field(50.0, gt=0, description="stress increment of the 0 K "
+                                    "loading, MPa")
+    peierls_max_mpa: float = Field(5000.0, gt=0, description="highest stress of the 0 K "
+                                   "loading, MPa")
+
+    @model_validator(mode="after")
+    def _screw_line(self) -> MobilityMaker:
+        if "screw" in self.characters and self.screw_cell_b[0] < MIN_SCREW_LINE_B:
+            raise ValueError(
+                f"screw_cell_b[0] = {self.screw_cell_b[0]:g} b: a screw line shorter than "
+                f"{MIN_SCREW_LINE_B} b cannot form kink pairs (the whole line hops between "
+                "Peierls valleys, a cell-size artefact)")
+        return self
+
+    def taus_for(self, character: str) -> list[float]:
+        return (self.screw_taus_mpa if character == "screw" and self.screw_taus_mpa else
+                self.taus_mpa)
+
+    def replica_seed(self, replica: int) -> int:
+        """Velocity seed of a replica (thermostat +1, start perturbation +2)."""
+        return self.seed + 7919 * replica
 
     def grid(self) -> list[GlidePoint]:
-        """Every (character, T, τ) point."""
-        def taus(c: str) -> list[float]:
-            return self.screw_taus_mpa if c == "screw" and self.screw_taus_mpa else \
-                self.taus_mpa
+        """Every task: each (character, T, τ) point ``replicas`` times, and with screws
+        (``peierls_0k``) the 0 K Peierls stress."""
+        out = [GlidePoint(character=c, temperature_k=T, tau_mpa=t, replica=r)
+               for c in self.characters for T in self.temperatures_k
+               for t in self.taus_for(c) for r in range(self.replicas)]
+        if self.peierls_0k and "screw" in self.characters:
+            out.append(GlidePoint(character="screw", temperature_k=0.0, tau_mpa=0.0,
+                                  kind="peierls"))
+        return out
 
-        return [GlidePoint(character=c, temperature_k=T, tau_mpa=t)
-                for c in self.characters for T in self.temperatures_k for t in taus(c)]
+    def cell_a(self, character: str, a0: float) -> tuple[float, float, float]:
+        """The slab lengths in Å for this crystal (the settings are in b)."""
+        b = burgers_length(a0, "bcc")
+        cell = self.edge_cell_b if character == "edge" else self.screw_cell_b
+        return (cell[0] * b, cell[1] * b, cell[2] * b)
 
     def run_point(self, potential: LammpsPotential, a0: float, point: GlidePoint,
                   workdir: str | Path, resources: Resources | None = None) -> dict[str, Any]:
-        """One glide job; returns its ``velocity.csv`` row (plus ``workdir``)."""
-        cell = self.edge_cell_a if point.character == "edge" else self.screw_cell_a
+        """One task; returns its ``replicas.csv`` row (plus ``workdir``), or for the
+        Peierls task a row with ``kind = "peierls"``."""
+        cell = self.cell_a(point.character, a0)
         b = burgers_length(a0, "bcc")
-        if point.character == "screw" and cell[0] < MIN_SCREW_LINE_B * b:
-            log.warning("%s: the screw line is %.0f Å = %.1f b long (< %d b): kink pairs "
-                        "cannot form and the whole line hops back and forth between Peierls "
-                        "valleys, so its velocity is a cell-size artefact, not a mobility "
-                        "(set screw_cell_a[0] >= %.0f Å)", point.tag, cell[0], cell[0] / b,
-                        MIN_SCREW_LINE_B, MIN_SCREW_LINE_B * b)
+        if point.kind == "peierls":
+            pr = peierls_stress(potential, a0, workdir, character=point.character,
+                                element=self.element, cell_a=cell,
+                                step_mpa=self.peierls_step_mpa, max_mpa=self.peierls_max_mpa,
+                                resources=resources)
+            log.info("%s: tau_P = %.0f ± %.0f MPa (%s)", point.tag, pr.peierls_mpa,
+                     pr.peierls_err_mpa, pr.status)
+            return {"kind": "peierls", "character": point.character, "temperature_k": 0.0,
+                    "tau_mpa": 0.0, "replica": 0, "peierls_mpa": _num(pr.peierls_mpa),
+                    "peierls_err_mpa": _num(pr.peierls_err_mpa), "status": pr.status,
+                    "reason": pr.reason, "levels_mpa": pr.taus_mpa.tolist(),
+                    "slip_a": pr.slip_a.tolist(), "workdir": str(pr.workdir)}
+        seed = self.replica_seed(point.replica)
         r = run_glide(potential, a0, point.character, point.tau_mpa, point.temperature_k,
                       workdir, element=self.element, cell_a=cell,
                       equil_steps=self.equil_steps, run_steps=self.run_steps,
                       dump_every=self.dump_every, timestep_ps=self.timestep_ps,
-                      damp_ps=self.damp_ps, seed=self.seed, fit_from=self.fit_from,
-                      boundary=self.boundary, resources=resources)
-        log.info("%s: v = %.0f ± %.0f m/s", point.tag, r.velocity_m_s, r.velocity_err_m_s)
-        return {"character": point.character, "temperature_k": point.temperature_k,
-                "tau_mpa": point.tau_mpa, "velocity_m_s": r.velocity_m_s,
-                "velocity_err_m_s": r.velocity_err_m_s, "n_atoms": r.n_atoms,
+                      damp_ps=self.damp_ps, seed=seed, fit_from=self.fit_from,
+                      boundary=self.boundary, perturb_a=self.perturb_a,
+                      thermostat=self.thermostat, blocks=self.blocks,
+                      max_temperature_deviation=self.max_temperature_deviation,
+                      resources=resources)
+        log.info("%s: v = %.0f ± %.0f m/s (%s%s)", point.tag, r.velocity_m_s,
+                 r.velocity_err_m_s, r.status, f": {r.reason}" if r.reason else "")
+        blk = r.block
+        return {"kind": "glide", "character": point.character,
+                "temperature_k": point.temperature_k, "tau_mpa": point.tau_mpa,
+                "replica": point.replica, "seed": seed,
+                "velocity_m_s": _num(r.velocity_m_s), "velocity_err_m_s": _num(r.velocity_err_m_s),
+                "block_dof": blk.dof if blk else 0,
+                "naive_err_m_s": _num(blk.naive_err_m_s) if blk else None,
+                "temperature_x_k": _num(r.temperature_xyz_k[0]),
+                "temperature_y_k": _num(r.temperature_xyz_k[1]),
+                "temperature_z_k": _num(r.temperature_xyz_k[2]),
+                "status": r.status, "reason": r.reason,
+                "line_b": round(cell[0] / b, 2), "n_atoms": r.n_atoms,
                 "duration_ps": r.duration_ps, "workdir": str(r.workdir)}
 
     def make(self, potential: Artifact | str | Path | LammpsPotential, path: str | Path,
@@ -125,17 +230,21 @@ class MobilityMaker(StrictModel):
         Args:
             potential: the potential (artifact, path or object).
             path: artifact directory.
-            properties: a ``Properties`` artifact giving a0 and b (else ``a0_a``, else a
-                quick relaxation).
+            properties: a ``Properties`` artifact giving a0, b and the shear-wave speed
+                (else ``a0_a``, else a quick relaxation).
             rows: rows from :meth:`run_point` run elsewhere (then nothing is run here).
         """
         pot = as_potential(potential)
         inputs: dict[str, Any] = dict(potential_inputs(pot))
-        from scalebridge.md.properties import lattice_constant_input
+        from scalebridge.md.properties import lattice_constant_input, load_properties
 
         props_art, a0_a = lattice_constant_input(properties, a0_a)
+        c_t = self.shear_wave_m_s
         if props_art is not None:
             inputs["properties"] = props_art
+            mu = load_properties(props_art).get("shear_modulus_gpa")
+            if c_t is None and mu and a0_a:
+                c_t = shear_wave_speed(float(mu), a0_a, self.element)
 
         def build(work: Path) -> dict[str, Any]:
             a0 = a0_a
@@ -146,12 +255,46 @@ class MobilityMaker(StrictModel):
             out = list(rows) if rows is not None else [
                 self.run_point(pot, a0, p, work / "runs" / p.tag, resources)
                 for p in self.grid()]
-            return collect_velocity(out, work, a0, self.drag_fit_max_tau_mpa)
+            return collect_velocity(out, work, a0, self, shear_wave_m_s=c_t)
 
         settings = {"maker": self, "a0_a": a0_a, "potential": pot.name,
                     "collected": rows is not None,
                     "rows": rows_digest(rows) if rows is not None else None}
         return produce("DefectStats", path, settings, inputs, build, force=force)
+
+
+def mobility_task(task: dict[str, Any]) -> dict[str, Any]:
+    """One grid task for a mapper (module level, so a process pool or Parsl can pickle it
+    by reference). ``task``: ``maker`` (settings dict), ``point`` (a :class:`GlidePoint`
+    dict), ``potential`` (a :class:`LammpsPotential`), ``a0_a``, ``workdir`` and
+    ``resources`` (dict). A finished task is read back from ``workdir/row.json`` instead
+    of being run again, so an interrupted grid resumes at its first unfinished task."""
+    workdir = Path(task["workdir"])
+    done = workdir / "row.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    maker = MobilityMaker.model_validate(task["maker"])
+    point = GlidePoint.model_validate(task["point"])
+    tmp = workdir.with_name(workdir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    row = maker.run_point(task["potential"], float(task["a0_a"]), point, tmp,
+                          Resources.model_validate(task.get("resources") or {}))
+    row["workdir"] = str(workdir)
+    write_json_atomic(tmp / "row.json", row)
+    shutil.rmtree(workdir, ignore_errors=True)
+    tmp.rename(workdir)
+    return row
+
+
+def shear_wave_speed(mu_gpa: float, a0_a: float, element: str) -> float:
+    """√(μ/ρ), m/s, of a BCC crystal (two atoms per cubic cell of side a0)."""
+    from ase.data import atomic_masses, atomic_numbers
+
+    if element not in atomic_numbers:
+        raise SettingsError(f"element {element!r} is not a chemical symbol")
+    rho = 2 * atomic_masses[atomic_numbers[element]] * 1.66053906660e-27 / (a0_a * 1e-10) ** 3
+    return math.sqrt(mu_gpa * 1e9 / rho)
 
 
 def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
@@ -163,78 +306,215 @@ def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(table).encode()).hexdigest()
 
 
-def fit_drag(rows: Sequence[dict[str, Any]], b_a: float,
-             max_tau_mpa: float | None = None) -> list[dict[str, Any]]:
-    """Linear drag v = b·τ/B through the origin, per (character, T), on the rows with
-    τ·v > 0 (and |τ| ≤ ``max_tau_mpa``: the linear regime). Returns rows with
-    ``drag_pa_s`` and its standard error."""
+def _num(x: Any) -> float | None:
+    """A finite float, or None (never NaN or inf in a table or JSON)."""
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _clean(obj: Any) -> Any:
+    """NaN/inf → None, numpy scalars → Python, recursively (for JSON)."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return _num(obj)
+    return obj
+
+
+def replica_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The glide rows, normalised: a row without ``status`` (collected from elsewhere)
+    is ``ok`` when its velocity is finite; a row whose velocity or error is not finite
+    is never ``ok`` (``not_finite``)."""
     out = []
-    keys = sorted({(r["character"], float(r["temperature_k"])) for r in rows})
-    for ch, T in keys:
-        sel = [r for r in rows if r["character"] == ch and float(r["temperature_k"]) == T
-               and np.isfinite(r["velocity_m_s"]) and r["tau_mpa"] * r["velocity_m_s"] > 0
-               and (max_tau_mpa is None or abs(r["tau_mpa"]) <= max_tau_mpa)]
-        if len(sel) < 1:
+    for r in rows:
+        if r.get("kind", "glide") != "glide":
             continue
-        tau = np.array([r["tau_mpa"] for r in sel]) * 1e6
-        v = np.array([r["velocity_m_s"] for r in sel])
-        k = float((tau * v).sum() / (tau ** 2).sum())                 # m/s per Pa
-        resid = v - k * tau
-        se_k = (math.sqrt((resid @ resid) / max(len(v) - 1, 1) / (tau ** 2).sum())
-                if len(v) > 1 else float("nan"))
-        B = b_a * 1e-10 / k
-        out.append({"character": ch, "temperature_k": T, "n_points": len(sel),
-                    "drag_pa_s": B, "drag_err_pa_s": B * se_k / abs(k),
-                    "burgers_a": b_a})
+        r = dict(r)
+        r.setdefault("replica", 0)
+        r.setdefault("status", "ok")
+        r.setdefault("reason", "")
+        v, e = _num(r.get("velocity_m_s")), _num(r.get("velocity_err_m_s"))
+        if r["status"] == "ok" and (v is None or (e is None and "velocity_err_m_s" in r)):
+            r["status"] = "not_finite"
+            r["reason"] = "velocity or its error is not a finite number"
+        r["velocity_m_s"], r["velocity_err_m_s"] = v, e
+        out.append(r)
+    return out
+
+
+def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``velocity.csv`` row per (character, T, τ) from its replica rows.
+
+    A point is measured when a majority of its replicas are ``ok``; its velocity and
+    errors come from :func:`~scalebridge.md.glide_fit.combine_replicas` over those. It is
+    then flagged ``unresolved`` when |v| is below its standard error (thermal noise
+    outruns the glide) and ``wrong_sign`` when v·τ < 0. Flagged points carry no velocity.
+    """
+    keys = sorted({(r["character"], float(r["temperature_k"]), float(r["tau_mpa"]))
+                   for r in reps})
+    out = []
+    for ch, T, tau in keys:
+        sel = [r for r in reps if (r["character"], float(r["temperature_k"]),
+                                   float(r["tau_mpa"])) == (ch, T, tau)]
+        ok = [r for r in sel if r["status"] == "ok"]
+        row: dict[str, Any] = {
+            "character": ch, "temperature_k": T, "tau_mpa": tau, "replicas": len(sel),
+            "replicas_ok": len(ok), "n_atoms": sel[0].get("n_atoms"),
+            "duration_ps": sel[0].get("duration_ps"), "status": "ok", "reason": ""}
+        tz = [_num(r.get("temperature_z_k")) for r in ok]
+        tz = [x for x in tz if x is not None]
+        row["glide_temperature_k"] = float(np.mean(tz)) if tz else None
+        if 2 * len(ok) <= len(sel):
+            why = sorted({f"{r['status']}: {r['reason']}" if r["reason"] else r["status"]
+                          for r in sel if r["status"] != "ok"})
+            row.update(status="too_few_replicas",
+                       reason=f"{len(ok)} of {len(sel)} replicas measured; " + "; ".join(why))
+            out.append(row)
+            continue
+        dof = [int(r.get("block_dof") or 4) for r in ok]
+        c = combine_replicas([r["velocity_m_s"] for r in ok],
+                             [r["velocity_err_m_s"] or 0.0 for r in ok], dof)
+        v, se = c["velocity_m_s"], c["velocity_err_m_s"]
+        if abs(v) < se:
+            row.update(status="unresolved", reason=f"|v| = {abs(v):.0f} m/s is below its "
+                       f"error {se:.0f} m/s: thermal noise outruns the glide")
+        elif v * tau < 0:
+            row.update(status="wrong_sign", reason=f"v = {v:.0f} ± {se:.0f} m/s moves "
+                       "against the applied stress")
+        else:
+            row.update(velocity_m_s=v, velocity_err_m_s=se, velocity_ci95_m_s=c["ci95_m_s"],
+                       velocity_pi95_m_s=c["pi95_m_s"], error_source=c["error_source"])
+        if len(ok) < len(sel) and row["status"] == "ok":
+            row["reason"] = f"{len(sel) - len(ok)} of {len(sel)} replicas not measured"
+        out.append(row)
     return out
 
 
 def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
-                     max_tau_mpa: float | None = None) -> dict[str, Any]:
-    """Write ``velocity.csv``, ``drag.csv``, the plot and the dumps into ``work``."""
+                     maker: MobilityMaker | None = None, *,
+                     shear_wave_m_s: float | None = None) -> dict[str, Any]:
+    """Write ``replicas.csv``, ``velocity.csv``, ``glide_fit.json``, ``drag.csv``, the
+    plot and the dumps into ``work``; returns the artifact summary."""
+    maker = maker or MobilityMaker()
     b = burgers_length(a0, "bcc")
-    rows = sorted(rows, key=lambda r: (r["character"], r["temperature_k"], r["tau_mpa"]))
-    write_rows(work / "velocity.csv", rows, VELOCITY_COLUMNS)
+    reps = sorted(replica_rows(rows), key=lambda r: (r["character"], r["temperature_k"],
+                                                     r["tau_mpa"], r["replica"]))
+    peierls = next((r for r in rows if r.get("kind") == "peierls"), None)
+    points = aggregate_points(reps)
+    write_rows(work / "replicas.csv", reps, REPLICA_COLUMNS)
+    write_rows(work / "velocity.csv", points, VELOCITY_COLUMNS)
     shutil.copyfile(work / "velocity.csv", work / "velocity_stress.csv")
-    drag = fit_drag(rows, b, max_tau_mpa)
-    write_rows(work / "drag.csv", drag, ["character", "temperature_k", "n_points",
-                                         "drag_pa_s", "drag_err_pa_s", "burgers_a"])
+    good = [p for p in points if p["status"] == "ok"]
+    for p in points:
+        if p["status"] != "ok":
+            log.warning("%s %g K %g MPa not measured: %s: %s", p["character"],
+                        p["temperature_k"], p["tau_mpa"], p["status"], p["reason"])
+    tau_p = (peierls["peierls_mpa"] * 1e6 if peierls and peierls["status"] == "ok"
+             and peierls.get("peierls_mpa") else None)
+    fits: dict[str, Any] = {"drag": {}, "kink_pair": None, "skipped": {}}
+    if good:
+        fits = fit_glide_laws(
+            [p["character"] for p in good], np.array([p["tau_mpa"] for p in good]) * 1e6,
+            np.array([p["temperature_k"] for p in good]),
+            np.array([p["velocity_m_s"] for p in good]),
+            np.array([p["velocity_err_m_s"] for p in good]), b * 1e-10,
+            shear_wave_m_s=shear_wave_m_s, peierls_pa=tau_p, rel=REL_ERROR,
+            max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
+                        if maker.drag_fit_max_tau_mpa else None))
+    else:
+        fits["skipped"]["all"] = "no point was measured"
+    fits["peierls_0k"] = ({k: peierls.get(k) for k in ("peierls_mpa", "peierls_err_mpa",
+                                                        "status", "reason", "levels_mpa",
+                                                        "slip_a")} if peierls else None)
+    fits["shear_wave_m_s"] = shear_wave_m_s
+    fits["burgers_a"] = b
+    fits["points"] = {"measured": len(good), "flagged": len(points) - len(good)}
+    write_json_atomic(work / "glide_fit.json", _clean(fits))
+    drag_rows = []
+    for ch, f in fits["drag"].items():
+        for d in f["by_temperature"]:
+            lo, hi = d["drag_ci95_pa_s"]
+            drag_rows.append({
+                "character": ch, "temperature_k": d["temperature_k"],
+                "n_points": d["n_points"], "drag_pa_s": d["drag_pa_s"],
+                "drag_err_pa_s": d["drag_err_pa_s"], "drag_ci95_lo_pa_s": lo,
+                "drag_ci95_hi_pa_s": hi if hi is not None else "", "tau0_mpa": d["tau0_mpa"],
+                "tau0_ci95_lo_mpa": d["tau0_ci95_mpa"][0],
+                "tau0_ci95_hi_mpa": d["tau0_ci95_mpa"][1], "tau0_fixed": d["tau0_fixed"],
+                "saturation_m_s": f["saturation_m_s"] or "",
+                "saturation_source": f["saturation_source"], "burgers_a": b})
+    write_rows(work / "drag.csv", drag_rows, DRAG_COLUMNS)
     dumps = work / "dumps"
     dumps.mkdir(exist_ok=True)
-    for r in rows:
+    for r in reps:
         src = Path(str(r.get("workdir", ""))) / "glide.dump"
         if src.is_file():
-            tag = f"{r['character']}_T{r['temperature_k']:g}_tau{r['tau_mpa']:g}"
+            tag = (f"{r['character']}_T{r['temperature_k']:g}_tau{r['tau_mpa']:g}"
+                   f"_r{r['replica']}")
             shutil.copyfile(src, dumps / f"glide_{tag}.dump")
-    plot_velocity(rows, drag, work / "velocity_stress.png")
-    return {"points": len(rows), "a0_a": a0, "burgers_a": b,
-            "drag_pa_s": {f"{d['character']}_{d['temperature_k']:g}K": d["drag_pa_s"]
-                          for d in drag}}
+    plot_velocity(points, fits, b, work / "velocity_stress.png")
+    n_rep = [p["replicas"] for p in points]
+    summary: dict[str, Any] = {
+        "points": len(points), "points_measured": len(good), "runs": len(reps),
+        "replicas_min": min(n_rep) if n_rep else 0, "a0_a": a0, "burgers_a": b,
+        "drag_pa_s": {f"{ch}_{d['temperature_k']:g}K": d["drag_pa_s"]
+                      for ch, f in fits["drag"].items() for d in f["by_temperature"]}}
+    if "edge" in fits["drag"]:
+        summary["edge_drag_trend_supported"] = fits["drag"]["edge"]["trend"]["supported"]
+    if fits["kink_pair"]:
+        summary["kink_pair_enthalpy_ev"] = fits["kink_pair"]["enthalpy_ev"]
+    if peierls:
+        summary["peierls_0k_mpa"] = peierls.get("peierls_mpa")
+    return _clean(summary)
 
 
-def plot_velocity(rows: Sequence[dict[str, Any]], drag: Sequence[dict[str, Any]],
+def plot_velocity(points: Sequence[dict[str, Any]], fits: dict[str, Any], b_a: float,
                   path: Path) -> None:
-    """Velocity vs τ per (character, T), with the fitted linear drag lines."""
+    """Measured points (95% confidence bars) per (character, T) with the fitted laws."""
+    from scalebridge.md.glide_fit import kink_pair_velocity
+
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
-    keys = sorted({(r["character"], float(r["temperature_k"])) for r in rows})
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    keys = sorted({(p["character"], float(p["temperature_k"])) for p in points})
     for i, (ch, T) in enumerate(keys):
-        sel = [r for r in rows if r["character"] == ch and float(r["temperature_k"]) == T]
-        tau = np.array([r["tau_mpa"] for r in sel])
-        v = np.array([r["velocity_m_s"] for r in sel])
-        err = np.array([r["velocity_err_m_s"] for r in sel])
+        sel = [p for p in points if (p["character"], float(p["temperature_k"])) == (ch, T)
+               and p["status"] == "ok"]
         c = f"C{i}"
-        ax.errorbar(tau, v, yerr=err, fmt="o" if ch == "edge" else "s", color=c,
-                    label=f"{ch} {T:g} K", ms=4, capsize=2)
-        d = next((d for d in drag if d["character"] == ch and d["temperature_k"] == T), None)
-        if d is not None and tau.size:
-            tt = np.linspace(0, tau.max(), 20)
-            ax.plot(tt, d["burgers_a"] * 1e-10 * tt * 1e6 / d["drag_pa_s"], "--", color=c,
+        if sel:
+            ax.errorbar([p["tau_mpa"] for p in sel], [p["velocity_m_s"] for p in sel],
+                        yerr=[p["velocity_ci95_m_s"] for p in sel],
+                        fmt="o" if ch == "edge" else "s", color=c, label=f"{ch} {T:g} K",
+                        ms=4, capsize=2)
+        taus = [p["tau_mpa"] for p in points if p["character"] == ch]
+        tt = np.linspace(0, max(taus), 60)
+        d = next((r for r in fits["drag"].get(ch, {}).get("by_temperature", [])
+                  if r["temperature_k"] == T), None)
+        if d is not None and ch == "edge":
+            vs = fits["drag"][ch]["saturation_m_s"]
+            vl = np.maximum(b_a * 1e-10 * (tt - d["tau0_mpa"]) * 1e6 / d["drag_pa_s"], 0)
+            ax.plot(tt, vl if not vs else vl / np.sqrt(1 + (vl / vs) ** 2), "--", color=c,
                     lw=0.8)
+        kp = fits.get("kink_pair")
+        if kp and ch == "screw":
+            ax.plot(tt, kink_pair_velocity(tt * 1e6, np.full_like(tt, T), kp["attempt_m_s"],
+                                           kp["enthalpy_ev"], kp["peierls_mpa"] * 1e6,
+                                           kp["p"], kp["q"], kp["drag_pa_s"], b_a * 1e-10),
+                    ":", color=c, lw=0.8)
     ax.set_xlabel("resolved shear stress τ (MPa)")
     ax.set_ylabel("velocity (m/s)")
+    ax.set_title("glide: points with 95% intervals; fitted laws", fontsize=8)
     ax.axhline(0, color="0.7", lw=0.5)
-    ax.legend(fontsize=7)
+    if keys:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -11,7 +11,7 @@ from scalebridge.artifacts import read_artifact
 from scalebridge.errors import ArtifactError
 from scalebridge.md.deform import DeformMaker
 from scalebridge.md.lammps import SNAPPotential
-from scalebridge.md.mobility import VELOCITY_COLUMNS, MobilityMaker, fit_drag
+from scalebridge.md.mobility import VELOCITY_COLUMNS, MobilityMaker
 from scalebridge.md.tables import read_rows
 
 PEERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlearn" / "Mo" / "peer_models"
@@ -34,23 +34,6 @@ def _rows(B: float, b_a: float, noise: float = 0.0):
                          "velocity_m_s": v, "velocity_err_m_s": 5.0, "n_atoms": 100,
                          "duration_ps": 6.0})
     return rows
-
-
-def test_fit_drag_recovers_b():
-    b = 2.74
-    drag = {d["character"]: d for d in fit_drag(_rows(2e-5, b), b)}
-    assert drag["edge"]["drag_pa_s"] == pytest.approx(2e-5, rel=1e-9)
-    assert drag["screw"]["drag_pa_s"] == pytest.approx(8e-5, rel=1e-9)
-    # a saturated point at high stress biases the fit unless the fit is kept linear
-    sat = [*_rows(2e-5, b), {"character": "edge", "temperature_k": 300.0, "tau_mpa": 2000.0,
-                             "velocity_m_s": 3000.0}]
-    biased = {d["character"]: d for d in fit_drag(sat, b)}["edge"]["drag_pa_s"]
-    assert biased > 3e-5
-    lin = {d["character"]: d for d in fit_drag(sat, b, max_tau_mpa=500)}["edge"]
-    assert lin["drag_pa_s"] == pytest.approx(2e-5, rel=1e-9) and lin["n_points"] == 3
-    noisy = {d["character"]: d for d in fit_drag(_rows(2e-5, b, noise=0.05), b)}
-    e = noisy["edge"]
-    assert abs(e["drag_pa_s"] - 2e-5) < 4 * e["drag_err_pa_s"]
 
 
 def test_collected_rows_make_defectstats(tmp_path, snap):

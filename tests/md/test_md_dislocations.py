@@ -136,21 +136,3 @@ def test_slabs_build_concurrently():
         sizes = list(ex.map(lambda j: (j[0], len(build_glide_slab(A0, j[0], "Mo", *j[1])[0])),
                             jobs))
     assert all(n == serial[c] for c, n in sizes), sizes
-
-
-def test_short_screw_line_is_flagged(tmp_path, snap, caplog):
-    """A screw line under 20 b cannot form kink pairs: its velocity is flagged as a
-    cell-size artefact in the log; an edge point of the same length is not."""
-    import logging
-
-    from scalebridge.md.mobility import GlidePoint, MobilityMaker
-
-    mk = MobilityMaker(screw_cell_a=(8.0, 14.0, 20.0), edge_cell_a=(8.0, 14.0, 20.0),
-                       equil_steps=0, run_steps=20, dump_every=5)
-    with caplog.at_level(logging.WARNING, logger="scalebridge"):
-        mk.run_point(snap, A0, GlidePoint(character="edge", temperature_k=50.0,
-                                          tau_mpa=500.0), tmp_path / "e")
-        assert "cell-size artefact" not in caplog.text
-        mk.run_point(snap, A0, GlidePoint(character="screw", temperature_k=50.0,
-                                          tau_mpa=500.0), tmp_path / "s")
-    assert "2.9 b long (< 20 b)" in caplog.text and "screw_cell_a[0] >= 55 Å" in caplog.text

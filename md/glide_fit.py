@@ -1,0 +1,535 @@
+"""Glide velocities with honest uncertainty, and the glide laws fitted to them.
+
+The one home of every fit between MD glide data and a mobility law: ``md.mobility``
+writes its ``glide_fit.json`` with these functions and ``dd_coupling.fit`` calls the same
+ones (md → dd_coupling), so the same rows give the same B everywhere. Arrays are SI
+(τ in Pa, v in m/s, T in K), shape (n,).
+
+**One trajectory** (:func:`block_velocity`). The loaded, steady part of the core position
+z(t) is split into ``n_blocks`` contiguous blocks; each block's least-squares slope is one
+velocity sample. The velocity is the mean of the block slopes, its error the standard
+error of that mean, std(slopes)/√n_blocks, with n_blocks − 1 degrees of freedom. The
+core position is autocorrelated (thermal wandering, Peierls hops), so the standard error
+of one least-squares slope over all frames (:func:`naive_velocity`) understates the
+error; blocks longer than the correlation time are nearly independent.
+
+**Replicas of one point** (:func:`combine_replicas`): n independent runs (other velocity
+seed and relaxed start) with velocities v_i and block errors e_i. The per-run variance is
+``s² = max(var(v_i), mean(e_i²))`` (the replica scatter, unless the trajectories say the
+runs are noisier than their scatter shows); the point velocity is mean(v_i) with standard
+error s/√n, a 95% confidence interval ±t·s/√n and a 95% prediction interval for one fresh
+replica ±t·s·√(1 + 1/n), t the Student quantile with n − 1 degrees of freedom (replica
+scatter) or Σ(n_blocks − 1) (block errors).
+
+**Edge glide law** (:func:`fit_drag`), per character, all temperatures at once::
+
+    v = v_s·x / sqrt(1 + x²),   x = b(τ − τ₀(T)) / (B(T)·v_s)
+
+linear, v = b(τ − τ₀)/B, at low stress and saturating toward v_s. Negative stresses are
+folded (|τ|, sign(τ)·v). Weighted least squares, weights 1/σ², σ² = e² + (rel·v)² +
+(10⁻³·max|v|)². Each temperature has its own B and τ₀ (τ₀ only with two or more
+distinct stresses there); v_s is shared. The model is chosen by the smallest
+χ² + k·ln n (k parameters, n points; every candidate needs n ≥ k, n > k when v_s is
+fitted) among τ₀ free or zero and v_s none (pure linear), the shear-wave speed c_t
+(when known) or fitted. An exactly determined fit (n = k) takes its errors from the
+point errors alone. Parameter
+covariance (JᵀWJ)⁻¹ scaled by max(1, χ²/ν); 95% intervals ±q·SE, q = 1.96 when the
+point errors explain the scatter (χ²/ν ≤ 1), Student's t_ν otherwise. B's interval is
+b/k mapped from the interval of the mobility k = b/B (so it is asymmetric, and open
+above when k's interval reaches 0). A trend of B with T is *supported* when the 95%
+intervals of B at two temperatures do not overlap.
+
+**Screw kink-pair law** (:func:`fit_kink_pair`)::
+
+    v = v₀ exp(−ΔH(τ)/k_BT),   ΔH(τ) = ΔH₀ (1 − (τ/τ_P)^p)^q
+
+(optionally in series with drag, 1/v = 1/v_kp + B/(bτ)), p and q fixed (default 0.5 and
+1.5: a handful of MD stresses cannot constrain them), fitted by weighted least squares on
+ln v; τ_P fitted when the rows span three or more stresses at two or more temperatures,
+else fixed to the given (0 K, quasi-static) Peierls stress.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from scipy.optimize import least_squares
+
+#: Boltzmann constant, eV/K.
+KB_EV = 8.617333262e-5
+#: Relative velocity error added in quadrature to every row's error in the fits.
+REL_ERROR = 0.02
+#: Fixed kink-pair exponents (Kocks, Argon & Ashby; the DD's KinkPairMobility defaults).
+KINK_P, KINK_Q = 0.5, 1.5
+
+
+def t95(dof: float) -> float:
+    """Two-sided 95% quantile: Student's t with ``dof`` degrees of freedom (normal for
+    dof ≤ 0 or infinite)."""
+    if not dof or dof <= 0 or math.isinf(dof):
+        return 1.959963984540054
+    return float(stats.t.ppf(0.975, dof))
+
+
+# ------------------------------------------------------------------ one trajectory
+@dataclass(frozen=True)
+class BlockVelocity:
+    """Velocity of one core trajectory by block averaging (m/s).
+
+    Attributes:
+        velocity_m_s: mean of the block slopes; err_m_s: its standard error;
+        dof: n_blocks − 1; n_blocks; naive_err_m_s: the least-squares standard error of
+        one slope over all frames (for comparison; too small for correlated noise).
+    """
+
+    velocity_m_s: float
+    err_m_s: float
+    dof: int
+    n_blocks: int
+    naive_err_m_s: float
+
+
+def naive_velocity(t_ps: np.ndarray, z_a: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of z(t) and its textbook standard error (independent errors
+    assumed), m/s (1 Å/ps = 100 m/s). NaN frames are skipped."""
+    ok = np.isfinite(z_a)
+    t, z = np.asarray(t_ps, float)[ok], np.asarray(z_a, float)[ok]
+    if t.size < 3:
+        return float("nan"), float("nan")
+    tc = t - t.mean()
+    slope = float((tc * (z - z.mean())).sum() / (tc ** 2).sum())
+    resid = z - z.mean() - slope * tc
+    se = math.sqrt(resid @ resid / (t.size - 2) / (tc ** 2).sum())
+    return slope * 100, se * 100
+
+
+def block_velocity(t_ps: np.ndarray, z_a: np.ndarray, n_blocks: int = 5,
+                   min_frames: int = 3) -> BlockVelocity:
+    """Block-averaged velocity of the core trajectory z(t) (Å, ps; NaN frames skipped).
+
+    The frames are split into ``n_blocks`` contiguous blocks (fewer if a block would
+    hold under ``min_frames`` frames, at least 2); the velocity is the mean of the block
+    slopes and its error their standard error (see the module docstring).
+    """
+    ok = np.isfinite(z_a)
+    t, z = np.asarray(t_ps, float)[ok], np.asarray(z_a, float)[ok]
+    v_all, se_all = naive_velocity(t, z)
+    nb = min(n_blocks, t.size // min_frames)
+    if nb < 2:
+        return BlockVelocity(v_all, float("nan"), 0, max(nb, 0), se_all)
+    slopes = [naive_velocity(tb, zb)[0]
+              for tb, zb in zip(np.array_split(t, nb), np.array_split(z, nb), strict=True)]
+    s = np.asarray(slopes)
+    return BlockVelocity(float(s.mean()), float(s.std(ddof=1) / math.sqrt(nb)), nb - 1, nb,
+                         se_all)
+
+
+# ------------------------------------------------------------------ replicas
+def combine_replicas(v: Sequence[float], err: Sequence[float],
+                     dof: Sequence[int] | None = None) -> dict[str, float]:
+    """Velocity of one (character, τ, T) point from independent replicas.
+
+    Args:
+        v: (n,) replica velocities, m/s; err: (n,) their block errors, m/s;
+        dof: (n,) degrees of freedom of each block error (default 4 each).
+
+    Returns:
+        ``velocity_m_s`` (mean), ``velocity_err_m_s`` (standard error), ``ci95_m_s``
+        (half-width of the 95% confidence interval of the mean), ``pi95_m_s`` (half-width
+        of the 95% prediction interval of one fresh replica), ``replica_sd_m_s`` (s),
+        ``dof``, ``replicas`` (n), ``error_source`` (``replicas`` or ``blocks``).
+    """
+    v = np.asarray(v, float)
+    e = np.asarray(err, float)
+    d = np.full(v.shape, 4) if dof is None else np.asarray(dof, int)
+    n = v.size
+    if n == 0:
+        raise ValueError("combine_replicas needs at least one replica")
+    e = np.where(np.isfinite(e), e, 0.0)
+    s_blk2 = float(np.mean(e ** 2))
+    s_rep2 = float(v.var(ddof=1)) if n > 1 else 0.0
+    if n > 1 and s_rep2 >= s_blk2:
+        s2, nu, src = s_rep2, n - 1, "replicas"
+    else:
+        s2, nu, src = s_blk2, int(d.sum()), "blocks"
+    s = math.sqrt(s2)
+    q = t95(nu)
+    return {"velocity_m_s": float(v.mean()), "velocity_err_m_s": s / math.sqrt(n),
+            "ci95_m_s": q * s / math.sqrt(n), "pi95_m_s": q * s * math.sqrt(1 + 1 / n),
+            "replica_sd_m_s": s, "dof": nu, "replicas": n, "error_source": src}
+
+
+# ------------------------------------------------------------------ weighted fits
+def sigma(v: np.ndarray, err: np.ndarray, rel: float = REL_ERROR) -> np.ndarray:
+    """Per-row error used as weight: e² + (rel·v)² + (10⁻³ max|v|)², square-rooted."""
+    v = np.asarray(v, float)
+    floor = 1e-3 * max(float(np.max(np.abs(v))) if v.size else 0.0, 1e-30)
+    return np.sqrt(np.asarray(err, float) ** 2 + (rel * v) ** 2 + floor ** 2)
+
+
+def _covariance(res: Any, n: int) -> tuple[np.ndarray, float, int, float]:
+    """(covariance scaled by max(1, χ²/ν), χ²/ν, ν, 95% quantile) of a least_squares
+    result whose residuals are (model − data)/σ."""
+    k = res.x.size
+    nu = n - k
+    chi2 = 2.0 * float(res.cost)
+    chi2_red = chi2 / nu if nu > 0 else float("nan")
+    try:
+        cov = np.linalg.inv(res.jac.T @ res.jac)
+    except np.linalg.LinAlgError:
+        cov = np.full((k, k), np.nan)
+    scaled = nu > 0 and chi2_red > 1.0
+    if scaled:
+        cov = cov * chi2_red
+    return cov, chi2_red, nu, t95(nu) if scaled else t95(0)
+
+
+# ------------------------------------------------------------------ edge drag
+@dataclass(frozen=True)
+class _DragModel:
+    temps: np.ndarray          # (m,) distinct temperatures
+    free_tau0: np.ndarray      # (m,) bool: τ₀ fitted at this temperature
+    saturation: str            # "none" | "shear_wave_speed" | "fitted"
+    c_fixed: float | None
+
+    def n_params(self) -> int:
+        return len(self.temps) + int(self.free_tau0.sum()) + (self.saturation == "fitted")
+
+    def unpack(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """(mobility k (m/s per MPa) per T, τ₀ (MPa) per T, v_s or None)."""
+        m = len(self.temps)
+        k = p[:m]
+        tau0 = np.zeros(m)
+        nf = int(self.free_tau0.sum())
+        tau0[self.free_tau0] = p[m:m + nf]
+        c = (math.exp(p[-1]) if self.saturation == "fitted" else
+             self.c_fixed if self.saturation == "shear_wave_speed" else None)
+        return k, tau0, c
+
+    def predict(self, p: np.ndarray, tau_mpa: np.ndarray, ti: np.ndarray) -> np.ndarray:
+        k, tau0, c = self.unpack(p)
+        vl = k[ti] * (tau_mpa - tau0[ti])
+        return vl if c is None else vl / np.sqrt(1.0 + (vl / c) ** 2)
+
+
+def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
+             err_m_s: np.ndarray, b_m: float, *, shear_wave_m_s: float | None = None,
+             rel: float = REL_ERROR, max_tau_pa: float | None = None) -> dict[str, Any]:
+    """Fit the saturating glide law v = v_s·x/√(1+x²), x = b(τ−τ₀)/(B v_s) to one
+    character's rows (module docstring: model choice, weights, intervals).
+
+    Args:
+        tau_pa, temperature_k, v_m_s, err_m_s: (n,) rows (flagged rows already removed).
+        b_m: Burgers vector, m.
+        shear_wave_m_s: the shear-wave speed c_t (a candidate v_s), None if unknown.
+        rel: relative error added to each row's error.
+        max_tau_pa: rows with |τ| above this are left out.
+
+    Returns:
+        ``by_temperature`` rows (temperature_k, n_points, drag_pa_s, drag_err_pa_s,
+        drag_ci95_pa_s [lo, hi], tau0_mpa, tau0_err_mpa, tau0_ci95_mpa [lo, hi],
+        tau0_fixed), ``saturation_m_s`` (+ ``saturation_source``, ``saturation_err_m_s``),
+        ``chi2_red``, ``dof``, ``quantile``, ``n``, ``model`` (the candidates' scores),
+        ``trend`` (:func:`drag_trend`), and the DD law's ``b0_pa_s``, ``b1_pa_s_k`` with
+        standard errors (B(T) = B0 + B1·T when the trend is supported, else B1 = 0 and
+        B0 the inverse-variance mean), ``drag_by_temperature`` (= ``by_temperature``).
+
+    Raises:
+        ValueError: no row with τ ≠ 0, or velocities that do not rise with stress.
+    """
+    tau = np.asarray(tau_pa, float) * 1e-6                      # MPa from here on
+    temp = np.asarray(temperature_k, float)
+    v = np.asarray(v_m_s, float)
+    e = np.asarray(err_m_s, float)
+    keep = (tau != 0) & np.isfinite(v)
+    if max_tau_pa is not None:
+        keep &= np.abs(tau) <= max_tau_pa * 1e-6
+    tau, temp, v, e = tau[keep], temp[keep], v[keep], e[keep]
+    if tau.size == 0:
+        raise ValueError("no rows with a non-zero stress to fit a drag law to")
+    sgn = np.sign(tau)
+    x, y = np.abs(tau), sgn * v                                # folded: v odd in τ
+    sig = sigma(y, e, rel)
+    temps, ti = np.unique(temp, return_inverse=True)
+    if float(np.sum(x * y / sig ** 2)) <= 0:
+        raise ValueError("velocities do not increase with stress (v·τ < 0 on average): "
+                         "not a glide law")
+    can_tau0 = np.array([len(np.unique(x[ti == j])) >= 2 for j in range(len(temps))])
+    vmax = float(np.max(np.abs(y)))
+
+    def start(model: _DragModel) -> np.ndarray:
+        k0, t0 = [], []
+        for j in range(len(temps)):
+            s = ti == j
+            w = 1 / sig[s] ** 2
+            if model.free_tau0[j]:
+                A = np.column_stack([x[s], np.ones(s.sum())]) * np.sqrt(w)[:, None]
+                (kk, a), *_ = np.linalg.lstsq(A, y[s] * np.sqrt(w), rcond=None)
+                kk = kk if kk > 0 else float(np.sum(w * x[s] * y[s]) / np.sum(w * x[s] ** 2))
+                t0.append(-a / kk if kk > 0 else 0.0)
+            else:
+                kk = float(np.sum(w * x[s] * y[s]) / np.sum(w * x[s] ** 2))
+            k0.append(max(kk, 1e-9))
+        p = k0 + t0
+        if model.saturation == "fitted":
+            p.append(math.log(3.0 * vmax))
+        return np.array(p, float)
+
+    def solve(model: _DragModel) -> Any:
+        p0 = start(model)
+        lo, hi = np.full(p0.size, -np.inf), np.full(p0.size, np.inf)
+        if model.saturation == "fitted":           # v_s between max|v| and 1000 max|v|
+            lo[-1], hi[-1] = math.log(vmax), math.log(1e3 * vmax)
+        return least_squares(lambda p: (model.predict(p, x, ti) - y) / sig, p0,
+                             bounds=(lo, hi), x_scale="jac", method="trf")
+
+    sats = ["none"] + (["shear_wave_speed"] if shear_wave_m_s else []) + ["fitted"]
+    n = x.size
+    tried = []
+    frees = [can_tau0] + ([np.zeros(len(temps), bool)] if can_tau0.any() else [])
+    for free in frees:
+        for sat in sats:
+            model = _DragModel(temps, free, sat, shear_wave_m_s)
+            k = model.n_params()
+            if k > n or (k == n and sat == "fitted"):
+                continue                   # n ≥ k; a fitted v_s needs n > k
+            res = solve(model)
+            _, _, c = model.unpack(res.x)
+            if sat == "fitted" and (c is None or c > 20 * vmax):
+                continue                   # not resolved by the data
+            score = 2.0 * float(res.cost) + k * math.log(n)
+            tried.append((score, model, res))
+    if not tried:                          # too few rows: mobility through the origin
+        model = _DragModel(temps, np.zeros(len(temps), bool), "none", None)
+        tried.append((0.0, model, solve(model)))
+    tried.sort(key=lambda r: r[0])
+    _, model, res = tried[0]
+    cov, chi2_red, nu, q = _covariance(res, n)
+    k_t, tau0_t, c = model.unpack(res.x)
+    m = len(temps)
+    tau0_index = {j: m + i for i, j in enumerate(np.flatnonzero(model.free_tau0))}
+    b_mpa = b_m * 1e6                                           # k is m/s per MPa
+    rows = []
+    for j, tk in enumerate(temps):
+        kk, se_k = float(k_t[j]), float(math.sqrt(max(cov[j, j], 0.0)))
+        lo_k, hi_k = kk - q * se_k, kk + q * se_k
+        B = b_mpa / kk
+        row = {"temperature_k": float(tk), "n_points": int((ti == j).sum()),
+               "drag_pa_s": B, "drag_err_pa_s": B * se_k / kk,
+               "drag_ci95_pa_s": [b_mpa / hi_k, b_mpa / lo_k if lo_k > 0 else None],
+               "tau0_fixed": not bool(model.free_tau0[j])}
+        if model.free_tau0[j]:
+            i = tau0_index[j]
+            se_t = float(math.sqrt(max(cov[i, i], 0.0)))
+            t0 = float(tau0_t[j])
+            row.update(tau0_mpa=t0, tau0_err_mpa=se_t,
+                       tau0_ci95_mpa=[t0 - q * se_t, t0 + q * se_t])
+        else:
+            row.update(tau0_mpa=0.0, tau0_err_mpa=0.0, tau0_ci95_mpa=[0.0, 0.0])
+        rows.append(row)
+    c_err = None
+    if model.saturation == "fitted" and c is not None:
+        c_err = float(c * math.sqrt(max(cov[-1, -1], 0.0)))
+    out: dict[str, Any] = {
+        "by_temperature": rows, "drag_by_temperature": rows,
+        "saturation_m_s": c, "saturation_err_m_s": c_err,
+        "saturation_source": model.saturation, "chi2_red": chi2_red, "dof": nu,
+        "quantile": q, "n": int(n), "n_params": model.n_params(),
+        "model": [{"tau0": "free" if mm.free_tau0.any() else "zero",
+                   "saturation": mm.saturation, "score": sc, "chosen": mm is model}
+                  for sc, mm, _ in tried],
+        "law": "v = v_s x/sqrt(1+x^2), x = b(|tau|-tau0)/(B v_s); linear v = b(tau-tau0)/B "
+               "when v_s is none",
+    }
+    out["trend"] = drag_trend(rows)
+    out.update(_dd_drag(rows, out["trend"]["supported"]))
+    return out
+
+
+def drag_trend(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Is a trend of B with T supported? Yes when the 95% intervals of B at two
+    temperatures do not overlap (the direction from the lowest to the highest T)."""
+    pairs = []
+    for a, b in combinations(sorted(rows, key=lambda r: r["temperature_k"]), 2):
+        (alo, ahi), (blo, bhi) = (tuple(math.inf if x is None else x
+                                        for x in r["drag_ci95_pa_s"]) for r in (a, b))
+        if ahi < blo or bhi < alo:
+            pairs.append((a["temperature_k"], b["temperature_k"],
+                          "rising" if b["drag_pa_s"] > a["drag_pa_s"] else "falling"))
+    supported = bool(pairs)
+    dirs = {p[2] for p in pairs}
+    return {"supported": supported,
+            "direction": (dirs.pop() if len(dirs) == 1 else "mixed") if supported else None,
+            "separated_pairs_k": [[p[0], p[1]] for p in pairs],
+            "rule": "supported when the 95% intervals of B at two temperatures do not "
+                    "overlap", "temperatures_k": [r["temperature_k"] for r in rows]}
+
+
+def _dd_drag(rows: Sequence[dict[str, Any]], trend: bool) -> dict[str, float]:
+    """B(T) = B0 + B1·T for the DD's linear drag law: a weighted line through the
+    per-temperature B when a trend is supported, else B1 = 0 and B0 their
+    inverse-variance mean."""
+    T = np.array([r["temperature_k"] for r in rows])
+    B = np.array([r["drag_pa_s"] for r in rows])
+    se = np.array([r["drag_err_pa_s"] for r in rows])
+    w = 1.0 / np.maximum(se, 1e-3 * np.abs(B)) ** 2
+    if trend and len(rows) >= 2:
+        A = np.column_stack([np.ones_like(T), T])
+        cov = np.linalg.inv(A.T @ (A * w[:, None]))
+        b0, b1 = cov @ (A.T @ (w * B))
+        return {"b0_pa_s": float(b0), "b0_err_pa_s": float(math.sqrt(cov[0, 0])),
+                "b1_pa_s_k": float(b1), "b1_err_pa_s_k": float(math.sqrt(cov[1, 1]))}
+    return {"b0_pa_s": float(np.sum(w * B) / np.sum(w)),
+            "b0_err_pa_s": float(1.0 / math.sqrt(np.sum(w))),
+            "b1_pa_s_k": 0.0, "b1_err_pa_s_k": 0.0}
+
+
+# ------------------------------------------------------------------ screw kink pairs
+def kink_pair_velocity(tau_pa: np.ndarray, temperature_k: np.ndarray, attempt_m_s: float,
+                       dh0_ev: float, tau_p_pa: float, p: float = KINK_P, q: float = KINK_Q,
+                       drag_pa_s: float | None = None, b_m: float | None = None
+                       ) -> np.ndarray:
+    """v = v₀ exp(−ΔH₀(1 − (|τ|/τ_P)^p)^q / k_BT), in series with drag b|τ|/B when
+    ``drag_pa_s`` (and ``b_m``) are given; m/s, sign of τ."""
+    a = np.abs(np.asarray(tau_pa, float))
+    xr = np.clip(a / tau_p_pa, 0.0, 1.0)
+    dh = dh0_ev * (1.0 - xr ** p) ** q
+    v = attempt_m_s * np.exp(-dh / (KB_EV * np.asarray(temperature_k, float)))
+    if drag_pa_s and b_m:
+        v = 1.0 / (1.0 / np.maximum(v, 1e-300) + drag_pa_s / (b_m * np.maximum(a, 1e-30)))
+    return np.sign(tau_pa) * v
+
+
+def fit_kink_pair(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
+                  err_m_s: np.ndarray, *, p: float = KINK_P, q: float = KINK_Q,
+                  tau_p_pa: float | None = None, drag_pa_s: float | None = None,
+                  b_m: float | None = None, rel: float = REL_ERROR) -> dict[str, Any]:
+    """Fit the kink-pair law (module docstring) to screw rows with v·τ > 0.
+
+    Args:
+        tau_pa, temperature_k, v_m_s, err_m_s: (n,) rows (flagged rows already removed).
+        p, q: fixed exponents.
+        tau_p_pa: the (0 K) Peierls stress; used as τ_P when the rows cannot fit it.
+        drag_pa_s, b_m: drag in series (None: none).
+
+    Returns:
+        ``attempt_m_s``, ``enthalpy_ev`` (ΔH₀), ``peierls_mpa`` (τ_P) with ``*_err`` and
+        ``*_ci95`` ([lo, hi]), ``peierls_fixed``, ``p``, ``q``, ``chi2_red``, ``dof``,
+        ``n``, ``temperatures_k``, ``drag_pa_s``.
+
+    Raises:
+        ValueError: fewer than two temperatures or four rows, or τ_P neither fittable
+        nor given.
+    """
+    tau = np.asarray(tau_pa, float)
+    temp = np.asarray(temperature_k, float)
+    v = np.asarray(v_m_s, float)
+    e = np.asarray(err_m_s, float)
+    sel = (tau != 0) & np.isfinite(v) & (v * tau > 0)
+    temps = np.unique(temp[sel])
+    if len(temps) < 2 or sel.sum() < 4:
+        raise ValueError("the kink-pair fit needs rows with v·τ > 0 at two or more "
+                         f"temperatures (has {int(sel.sum())} rows at {len(temps)})")
+    a, T, vv = np.abs(tau[sel]), temp[sel], np.abs(v[sel])
+    sl = sigma(vv, e[sel], rel) / vv                                   # error of ln v
+    free_tp = len(np.unique(a)) >= 3 and sel.sum() > 3
+    if not free_tp and tau_p_pa is None:
+        raise ValueError("the kink-pair fit needs three or more stresses to fit τ_P, or "
+                         "the 0 K Peierls stress")
+    amax = float(a.max())
+
+    def unpack(x: np.ndarray) -> tuple[float, float, float]:
+        return math.exp(x[0]), float(x[1]), math.exp(x[2]) if free_tp else float(tau_p_pa)
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        v0, h0, tp = unpack(x)
+        pred = kink_pair_velocity(a, T, v0, h0, tp, p, q, drag_pa_s, b_m)
+        return (np.log(np.maximum(pred, 1e-300)) - np.log(vv)) / sl
+
+    lo = [-30.0, 1e-3] + ([math.log(1.0001 * amax)] if free_tp else [])
+    hi = [40.0, 10.0] + ([math.log(100 * amax)] if free_tp else [])
+    best = None
+    for h0 in (0.2, 0.6, 1.5):
+        for tp0 in ((1.3, 3.0) if free_tp else (None,)):
+            x0 = [math.log(10 * float(vv.max())), h0] + (
+                [math.log(tp0 * amax)] if tp0 else [])
+            r = least_squares(resid, np.array(x0), bounds=(lo, hi), method="trf")
+            if best is None or r.cost < best.cost:
+                best = r
+    assert best is not None
+    cov, chi2_red, nu, qq = _covariance(best, int(sel.sum()))
+    v0, h0, tp = unpack(best.x)
+    se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    out: dict[str, Any] = {
+        "attempt_m_s": v0, "attempt_err_m_s": v0 * float(se[0]),
+        "attempt_ci95_m_s": [v0 * math.exp(-qq * se[0]), v0 * math.exp(qq * se[0])],
+        "enthalpy_ev": h0, "enthalpy_err_ev": float(se[1]),
+        "enthalpy_ci95_ev": [h0 - qq * float(se[1]), h0 + qq * float(se[1])],
+        "peierls_mpa": tp * 1e-6, "peierls_fixed": not free_tp,
+        "p": p, "q": q, "drag_pa_s": drag_pa_s, "chi2_red": chi2_red, "dof": nu,
+        "quantile": qq, "n": int(sel.sum()), "temperatures_k": [float(t) for t in temps],
+        "law": "v = v0 exp(-dH0 (1-(tau/tau_P)^p)^q / kT)" + (
+            ", in series with drag" if drag_pa_s else ""),
+    }
+    if free_tp:
+        out["peierls_err_mpa"] = tp * 1e-6 * float(se[2])
+        out["peierls_ci95_mpa"] = [tp * 1e-6 * math.exp(-qq * se[2]),
+                                   tp * 1e-6 * math.exp(qq * se[2])]
+    else:
+        out["peierls_err_mpa"] = 0.0
+        out["peierls_ci95_mpa"] = [tp * 1e-6, tp * 1e-6]
+    return out
+
+
+
+# ------------------------------------------------------------------ both laws
+def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
+                   temperature_k: np.ndarray, v_m_s: np.ndarray, err_m_s: np.ndarray,
+                   b_m: float, *, shear_wave_m_s: float | None = None,
+                   peierls_pa: float | None = None, rel: float = REL_ERROR,
+                   max_tau_pa: float | None = None, p: float = KINK_P,
+                   q: float = KINK_Q) -> dict[str, Any]:
+    """Every law of the module fitted to measured rows (flagged rows already removed):
+    :func:`fit_drag` per character (for screws an effective linear law) and, with screw
+    rows, :func:`fit_kink_pair` in series with the edge drag (B0) when edges were fitted.
+    ``character``: (n,) ``edge``/``screw`` names or 0/1.
+
+    Returns:
+        ``{"drag": {character: fit}, "kink_pair": fit or None, "skipped": {what: why}}``.
+    """
+    ch = np.array(["edge" if c in (0, "edge") else "screw" for c in
+                   np.asarray(character).tolist()])
+    tau, temp = np.asarray(tau_pa, float), np.asarray(temperature_k, float)
+    v, e = np.asarray(v_m_s, float), np.asarray(err_m_s, float)
+    out: dict[str, Any] = {"drag": {}, "kink_pair": None, "skipped": {}}
+    for c in ("edge", "screw"):
+        s = ch == c
+        if not s.any():
+            continue
+        try:
+            out["drag"][c] = fit_drag(tau[s], temp[s], v[s], e[s], b_m,
+                                      shear_wave_m_s=shear_wave_m_s, rel=rel,
+                                      max_tau_pa=max_tau_pa)
+        except ValueError as err:
+            out["skipped"][f"drag_{c}"] = str(err)
+    s = ch == "screw"
+    if s.any():
+        drag = out["drag"].get("edge", {}).get("b0_pa_s")
+        try:
+            out["kink_pair"] = fit_kink_pair(tau[s], temp[s], v[s], e[s], p=p, q=q,
+                                             tau_p_pa=peierls_pa, drag_pa_s=drag, b_m=b_m,
+                                             rel=rel)
+        except ValueError as err:
+            out["skipped"]["kink_pair"] = str(err)
+    return out
+
+
+__all__ = ["KB_EV", "KINK_P", "KINK_Q", "REL_ERROR", "BlockVelocity", "block_velocity",
+           "combine_replicas", "drag_trend", "fit_drag", "fit_glide_laws", "fit_kink_pair",
+           "kink_pair_velocity", "naive_velocity", "sigma", "t95"]

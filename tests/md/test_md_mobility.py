@@ -1,0 +1,454 @@
+"""Glide velocities with honest uncertainty and the glide laws fitted to them
+(scalebridge.md.glide_fit, md.mobility): block-averaged errors, replicas, flagged points,
+the one drag fit md and dd share, the kink-pair fit, cell sizes in b."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scalebridge.md.glide_fit import (
+    block_velocity,
+    combine_replicas,
+    fit_drag,
+    fit_glide_laws,
+    fit_kink_pair,
+    kink_pair_velocity,
+    naive_velocity,
+    t95,
+)
+from scalebridge.md.lammps import SNAPPotential
+from scalebridge.md.mobility import (
+    REPLICA_COLUMNS,
+    VELOCITY_COLUMNS,
+    GlidePoint,
+    MobilityMaker,
+    aggregate_points,
+    replica_rows,
+)
+from scalebridge.md.tables import read_rows
+
+#: The published mlearn SNAP / qSNAP Mo models, shipped in tests/data (BSD-3-Clause).
+PEERS = Path(__file__).resolve().parents[1] / "data" / "mlearn_Mo_peer_models"
+A0 = 3.1693          # SNAP Mo, relaxed (tests/md/test_md_properties.py measures it)
+B_M = A0 * math.sqrt(3) / 2 * 1e-10
+
+
+@pytest.fixture(scope="module")
+def snap() -> SNAPPotential:
+    return SNAPPotential.from_dir(PEERS / "snap")
+
+
+def _trajectory(rng: np.random.Generator, v_m_s: float, n: int = 200, dt_ps: float = 0.1,
+                rho: float = 0.6, sd_a: float = 1.0, walk: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Core position: linear drift (v m/s = v/100 Å/ps) plus AR(1) noise of stationary
+    standard deviation ``sd_a`` and lag-one correlation ``rho``; with ``walk`` the AR(1)
+    process is the velocity noise (the position wanders like a random walk, as a core
+    kicked by thermal fluctuations does) plus a small uncorrelated location noise."""
+    e = rng.normal(0, sd_a * math.sqrt(1 - rho ** 2), n)
+    eta = np.empty(n)
+    eta[0] = rng.normal(0, sd_a)
+    for i in range(1, n):
+        eta[i] = rho * eta[i - 1] + e[i]
+    if walk:
+        eta = 0.2 * np.cumsum(eta) + rng.normal(0, 0.3 * sd_a, n)
+    t = np.arange(n) * dt_ps
+    return t, v_m_s / 100 * t + eta
+
+
+@pytest.mark.parametrize("walk", [False, True])
+def test_block_error_covers_the_true_slope_where_the_naive_error_does_not(walk):
+    """AR(1) noise on a linear drift (or AR(1) velocity noise: a wandering core): the
+    block-averaged 95% interval covers the true velocity at about the nominal rate; the
+    naive least-squares one far less often. (For stationary position noise with a long
+    correlation the block interval errs on the wide side: neighbouring block slopes
+    share their boundary noise.)"""
+    rng = np.random.default_rng(7)
+    v_true, trials = 300.0, 800
+    hit_block = hit_naive = 0
+    for _ in range(trials):
+        t, z = _trajectory(rng, v_true, walk=walk)
+        b = block_velocity(t, z, 5)
+        hit_block += abs(b.velocity_m_s - v_true) <= t95(b.dof) * b.err_m_s
+        v, se = naive_velocity(t, z)
+        hit_naive += abs(v - v_true) <= 1.96 * se
+    assert 0.92 <= hit_block / trials <= 0.98
+    assert hit_naive / trials < 0.8
+
+
+def test_block_velocity_of_a_clean_line_and_few_frames():
+    t = np.arange(30) * 0.1
+    b = block_velocity(t, 2.5 * t + 3.0, 5)
+    assert b.velocity_m_s == pytest.approx(250.0) and b.err_m_s < 1e-9 and b.dof == 4
+    short = block_velocity(t[:5], 2.5 * t[:5], 5)          # under 2 blocks of 3 frames
+    assert math.isnan(short.err_m_s) and short.dof == 0
+    z = 2.5 * t
+    z[[3, 17]] = np.nan                                     # lost frames are skipped
+    assert block_velocity(t, z, 5).velocity_m_s == pytest.approx(250.0)
+
+
+# ----------------------------------------------------------------- replicas
+def test_fresh_replicas_fall_inside_the_reported_prediction_interval():
+    """Points of 3 replicas whose runs also differ by their start (a between-replica
+    spread of velocity): a fresh 4th replica falls inside the point's 95% prediction
+    interval at about the nominal rate, and the mean's 95% interval covers the truth."""
+    rng = np.random.default_rng(3)
+    v_true, spread, trials = 500.0, 20.0, 600
+    inside = covered = 0
+    for _ in range(trials):
+        runs = []
+        for _ in range(4):
+            t, z = _trajectory(rng, v_true + rng.normal(0, spread))
+            runs.append(block_velocity(t, z, 5))
+        c = combine_replicas([r.velocity_m_s for r in runs[:3]],
+                             [r.err_m_s for r in runs[:3]], [r.dof for r in runs[:3]])
+        inside += abs(runs[3].velocity_m_s - c["velocity_m_s"]) <= c["pi95_m_s"]
+        covered += abs(c["velocity_m_s"] - v_true) <= c["ci95_m_s"]
+    assert 0.91 <= inside / trials <= 0.995
+    assert covered / trials >= 0.92
+
+
+def test_combine_replicas_takes_the_larger_of_scatter_and_block_errors():
+    c = combine_replicas([100.0, 110.0, 90.0], [1.0, 1.0, 1.0])
+    assert c["error_source"] == "replicas" and c["dof"] == 2
+    assert c["velocity_err_m_s"] == pytest.approx(10 / math.sqrt(3))
+    assert c["ci95_m_s"] == pytest.approx(4.302652729 * 10 / math.sqrt(3), rel=1e-6)
+    c = combine_replicas([100.0, 100.5, 99.5], [20.0, 20.0, 20.0], [4, 4, 4])
+    assert c["error_source"] == "blocks" and c["dof"] == 12
+    assert c["velocity_err_m_s"] == pytest.approx(20 / math.sqrt(3))
+
+
+def test_replicas_fan_out_with_distinct_seeds_and_starts():
+    """Each replica is its own grid task with its own seeds; the LAMMPS input of each
+    displaces the mobile atoms with its own seed before relaxing."""
+    from scalebridge.md.dislocations import build_glide_slab, glide_script, repeats_for
+
+    mk = MobilityMaker(characters=["edge"], temperatures_k=[300.0], taus_mpa=[200.0, 400.0])
+    grid = mk.grid()
+    assert len(grid) == 2 * 3 and len({p.tag for p in grid}) == 6
+    assert sorted({p.replica for p in grid}) == [0, 1, 2]
+    seeds = [mk.replica_seed(r) for r in range(3)]
+    _, geo = build_glide_slab(A0, "edge", "Mo", *repeats_for(A0, "edge", (8, 14, 30)),
+                              rigid_layers=True)
+    scripts = [glide_script(geo, 200.0, 300.0, n_top=10, n_bot=10, equil_steps=10,
+                            run_steps=20, dump_every=5, seed=s, damp_ps=0.1,
+                            timestep_ps=0.002, perturb_a=0.05) for s in seeds]
+    used = set()
+    for s, text in zip(seeds, scripts, strict=True):
+        lines = text.splitlines()
+        create = next(x for x in lines if x.startswith("velocity all create"))
+        disp = next(x for x in lines if x.startswith("displace_atoms sb_free random"))
+        csvr = next(x for x in lines if "temp/csvr" in x)
+        assert create.split()[4] == str(s) and disp.split()[6] == str(s + 2)
+        assert csvr.split()[-1] == str(s + 1)
+        used |= {s, s + 1, s + 2}
+        # thermostat on all components of the mobile atoms, flow profile removed
+        assert "fix_modify sb_csvr temp sb_tp" in lines and "temp/profile" in text
+        assert any(x.startswith('print "SB temp_z') for x in lines)
+    assert len(used) == 9
+
+
+@pytest.mark.slow
+def test_replica_runs_start_from_different_relaxed_states(tmp_path, snap):
+    mk = MobilityMaker(characters=["edge"], temperatures_k=[100.0], taus_mpa=[500.0],
+                       edge_cell_b=(2.8, 5.0, 10.0), equil_steps=10, run_steps=60,
+                       dump_every=10, blocks=2, fit_from=0.0)
+    rows = [mk.run_point(snap, A0, GlidePoint(character="edge", temperature_k=100.0,
+                                              tau_mpa=500.0, replica=r), tmp_path / f"r{r}")
+            for r in (0, 1)]
+    assert rows[0]["seed"] != rows[1]["seed"]
+    inputs = [(tmp_path / f"r{r}" / "in.lmp").read_text() for r in (0, 1)]
+    assert inputs[0] != inputs[1]
+    a, b = ((tmp_path / f"r{r}" / "glide.dump").read_text() for r in (0, 1))
+    assert a != b
+    for r in rows:
+        assert set(REPLICA_COLUMNS) - {"reason"} <= {k for k, v in r.items() if v is not None}
+
+
+# ----------------------------------------------------------------- flagged points
+def _rep(tau, v, err=10.0, status="ok", reason="", replica=0, ch="edge", T=300.0, tz=300.0):
+    return {"character": ch, "temperature_k": T, "tau_mpa": tau, "replica": replica,
+            "velocity_m_s": v, "velocity_err_m_s": err, "block_dof": 4, "status": status,
+            "reason": reason, "temperature_z_k": tz, "n_atoms": 100, "duration_ps": 6.0}
+
+
+def test_points_that_cannot_be_measured_say_why():
+    reps = replica_rows([
+        _rep(100, 200, replica=0), _rep(100, 210, replica=1), _rep(100, 190, replica=2),
+        _rep(200, float("nan"), status="vanished", reason="gone at 3 ps", replica=0),
+        _rep(200, float("nan"), status="dxa_lost", reason="no line", replica=1),
+        _rep(200, 400, replica=2),
+        _rep(300, 5, err=30, replica=0), _rep(300, -8, err=30, replica=1),
+        _rep(300, 2, err=30, replica=2),
+        _rep(400, -300, replica=0), _rep(400, -320, replica=1), _rep(400, -310, replica=2),
+        _rep(500, float("nan"), replica=0)])                  # NaN and no status: rejected
+    pts = {p["tau_mpa"]: p for p in aggregate_points(reps)}
+    assert pts[100]["status"] == "ok" and pts[100]["velocity_m_s"] == pytest.approx(200)
+    assert pts[200]["status"] == "too_few_replicas" and "vanished" in pts[200]["reason"]
+    assert pts[300]["status"] == "unresolved" and "thermal noise" in pts[300]["reason"]
+    assert pts[400]["status"] == "wrong_sign"
+    assert pts[500]["status"] == "too_few_replicas" and "not_finite" in pts[500]["reason"]
+    for tau in (200, 300, 400, 500):
+        assert "velocity_m_s" not in pts[tau]
+
+
+def test_defectstats_writes_flagged_points_without_velocity_and_dd_skips_them(tmp_path,
+                                                                             snap):
+    from scalebridge.dd_coupling.inputs import read_velocity_table
+
+    reps = []
+    for tau, v in ((100.0, 150.0), (200.0, 330.0), (400.0, 640.0)):
+        reps += [_rep(tau, v + d, replica=i) for i, d in enumerate((-5.0, 0.0, 5.0))]
+    reps += [_rep(800.0, float("nan"), status="vanished", reason="left", replica=i)
+             for i in range(3)]
+    art = MobilityMaker(characters=["edge"]).make(snap, tmp_path / "ds", a0_a=A0, rows=reps)
+    table = read_rows(art.path / "velocity.csv")
+    assert list(table[0]) == list(VELOCITY_COLUMNS) and len(table) == 4
+    bad = next(r for r in table if r["tau_mpa"] == 800.0)
+    assert bad["status"] == "too_few_replicas" and bad["velocity_m_s"] == ""
+    assert "nan" not in (art.path / "velocity.csv").read_text().lower()
+    assert len(read_rows(art.path / "replicas.csv")) == 12
+    t = read_velocity_table(art)
+    assert len(t) == 3 and np.all(np.isfinite(t.velocity_m_s))
+    fit = json.loads((art.path / "glide_fit.json").read_text())
+    assert fit["points"] == {"measured": 3, "flagged": 1}
+    assert art.summary["replicas_min"] == 3
+
+
+def test_classify_glide_reasons():
+    from scalebridge.md.dislocations import classify_glide
+
+    t = np.arange(20) * 0.1
+    z = 3.0 * t
+    y = np.full(20, 10.0)
+    blk = block_velocity(t, z, 4)
+
+    def cls(z=z, y=y, T=300.0, tz=300.0):
+        return classify_glide(t, z, y, 4, 10.0, A0, blk, T, tz)
+
+    assert cls() == ("ok", "")
+    gone = z.copy()
+    gone[12:] = np.nan
+    assert cls(z=gone)[0] == "vanished" and "1.10 ps" in cls(z=gone)[1]
+    holes = z.copy()
+    holes[5:19:2] = np.nan
+    assert cls(z=holes)[0] == "dxa_lost"
+    assert cls(y=y + np.where(t > 0.8, 3.0, 0.0))[0] == "left_glide_plane"
+    status, reason = cls(tz=380.0)
+    assert status == "temperature" and "380 K vs 300 K" in reason
+    assert cls(tz=340.0)[0] == "ok"
+
+
+# ----------------------------------------------------------------- edge drag law
+def _edge_rows(rng, B, tau0, temps=(100.0, 300.0), taus=(100, 200, 300, 500, 700),
+               c=3400.0, noise=0.03):
+    out = []
+    for T in temps:
+        BT = B(T) if callable(B) else B
+        for tau in taus:
+            vl = B_M * (tau - tau0) * 1e6 / BT
+            v = vl / math.sqrt(1 + (vl / c) ** 2)
+            err = noise * v + 5.0
+            out.append((tau * 1e6, T, v + rng.normal(0, err), err))
+    return np.array(out).T
+
+
+def test_drag_fit_recovers_b_and_tau0_with_intervals():
+    rng = np.random.default_rng(11)
+    tau, T, v, e = _edge_rows(rng, 5.7e-5, 50.0)
+    f = fit_drag(tau, T, v, e, B_M, shear_wave_m_s=3400.0)
+    assert f["saturation_source"] in ("shear_wave_speed", "fitted")
+    for r in f["by_temperature"]:
+        lo, hi = r["drag_ci95_pa_s"]
+        assert lo < 5.7e-5 < hi and hi - lo < 0.2 * 5.7e-5
+        assert r["tau0_ci95_mpa"][0] < 50.0 < r["tau0_ci95_mpa"][1] and not r["tau0_fixed"]
+    assert f["trend"]["supported"] is False and f["b1_pa_s_k"] == 0.0
+    # B rising with T by a factor 2: the intervals separate, the trend is supported
+    tau, T, v, e = _edge_rows(rng, lambda T: 4e-5 * (1 + (T - 100) / 200), 50.0)
+    f = fit_drag(tau, T, v, e, B_M, shear_wave_m_s=3400.0)
+    assert f["trend"]["supported"] and f["trend"]["direction"] == "rising"
+    assert f["b1_pa_s_k"] == pytest.approx(2e-7, rel=0.25)
+
+
+def test_drag_fit_with_an_intercept_is_not_fooled_by_a_threshold():
+    """The issue's case: two points per temperature of data with a threshold. A line
+    through the origin (B = bτ/v) made B rise with T; the fit with τ₀ gives the same B."""
+    b = B_M
+    tau = np.array([200e6, 400e6, 200e6, 400e6])
+    T = np.array([100.0, 100.0, 300.0, 300.0])
+    tau0 = np.array([40e6, 40e6, 69e6, 69e6])
+    v = b * (tau - tau0) / 5.7e-5
+    f = fit_drag(tau, T, v, np.full(4, 5.0), b)
+    for r in f["by_temperature"]:
+        assert r["drag_pa_s"] == pytest.approx(5.7e-5, rel=0.02), r
+    assert [round(r["tau0_mpa"]) for r in f["by_temperature"]] == [40, 69]
+
+
+def test_drag_fit_through_origin_data_and_saturation_choice():
+    rng = np.random.default_rng(0)
+    tau = np.array([100.0, 200.0, 400.0]) * 1e6
+    v = B_M * tau / 2e-5
+    f = fit_drag(tau, np.full(3, 300.0), v, np.full(3, 5.0), B_M)
+    assert f["by_temperature"][0]["drag_pa_s"] == pytest.approx(2e-5, rel=1e-6)
+    tau, T, v, e = _edge_rows(rng, 2e-5, 0.0, temps=(300.0,), taus=(250, 500, 1000), c=3000)
+    f = fit_drag(tau, T, v, e, B_M)                 # saturated: c must be fitted
+    assert f["saturation_source"] == "fitted"
+    assert f["saturation_m_s"] == pytest.approx(3000, rel=0.1)
+    r = f["by_temperature"][0]
+    assert r["drag_ci95_pa_s"][0] < 2e-5 < (r["drag_ci95_pa_s"][1] or math.inf)
+
+
+def test_md_and_dd_give_the_same_drag_for_the_same_rows(tmp_path, snap):
+    """One implementation: md's DefectStats fit and dd_coupling's fit of its table agree,
+    and dd takes md's fit as it is."""
+    from scalebridge.dd_coupling.fit import FitMobilitySettings
+    from scalebridge.dd_coupling.fit import fit_drag as dd_fit_drag
+    from scalebridge.dd_coupling.inputs import read_velocity_table
+
+    rng = np.random.default_rng(5)
+    tau, _, v, e = _edge_rows(rng, 5e-5, 30.0, temps=(300.0,))
+    reps = [_rep(ta * 1e-6, vv + d, err=ee, replica=i)
+            for ta, vv, ee in zip(tau, v, e, strict=True) for i, d in enumerate((-3, 0, 3))]
+    art = MobilityMaker(characters=["edge"]).make(snap, tmp_path / "ds", a0_a=A0, rows=reps)
+    md = json.loads((art.path / "glide_fit.json").read_text())["drag"]["edge"]
+    dd = dd_fit_drag(read_velocity_table(art), B_M)
+    assert dd["by_temperature"][0]["drag_pa_s"] == pytest.approx(
+        md["by_temperature"][0]["drag_pa_s"], rel=1e-6)
+    props = tmp_path / "props"
+    _properties(props)
+    law = FitMobilitySettings(law="drag").make(art, tmp_path / "mob", properties=props)
+    fit = json.loads((law.path / "fit.json").read_text())
+    assert fit["fitted_by"] == "md"
+    assert fit["drag"]["edge"]["b0_pa_s"] == pytest.approx(md["b0_pa_s"])
+
+
+def _properties(path: Path) -> None:
+    from scalebridge.artifacts import produce
+
+    doc = {"a0_a": A0, "shear_modulus_gpa": 125.0, "poisson_ratio": 0.3,
+           "burgers_a": B_M * 1e10}
+
+    def build(work: Path) -> dict:
+        (work / "properties.json").write_text(json.dumps(doc))
+        return {}
+
+    produce("Properties", path, doc, {}, build)
+
+
+# ----------------------------------------------------------------- screw kink pairs
+def test_kink_pair_fit_recovers_enthalpy_with_interval_and_fixed_peierls():
+    rng = np.random.default_rng(2)
+    rows = []
+    for T in (100.0, 300.0, 600.0):
+        for tau in np.linspace(300, 1500, 5) * 1e6:
+            v = float(kink_pair_velocity(np.array([tau]), np.array([T]), 3e3, 0.9,
+                                         2000e6)[0])
+            rows.append((tau, T, v * (1 + 0.05 * rng.normal()), 0.05 * v))
+    tau, T, v, e = np.array(rows).T
+    k = fit_kink_pair(tau, T, v, e)
+    assert not k["peierls_fixed"]
+    assert k["enthalpy_ci95_ev"][0] < 0.9 < k["enthalpy_ci95_ev"][1]
+    assert k["peierls_ci95_mpa"][0] < 2000 < k["peierls_ci95_mpa"][1]
+    # two stresses only: τ_P cannot be fitted, the 0 K value is used
+    two = np.isin(tau, tau[:2])
+    with pytest.raises(ValueError, match="Peierls"):
+        fit_kink_pair(tau[two], T[two], v[two], e[two])
+    k2 = fit_kink_pair(tau[two], T[two], v[two], e[two], tau_p_pa=2000e6)
+    assert k2["peierls_fixed"] and k2["peierls_mpa"] == pytest.approx(2000)
+    assert k2["enthalpy_ci95_ev"][0] < 0.9 < k2["enthalpy_ci95_ev"][1]
+    laws = fit_glide_laws(["screw"] * len(tau), tau, T, v, e, B_M)
+    assert laws["kink_pair"]["enthalpy_ev"] == pytest.approx(k["enthalpy_ev"], rel=1e-6)
+
+
+# ----------------------------------------------------------------- cells in b
+def test_cells_scale_with_the_crystal_and_screw_lines_are_long():
+    from scalebridge.errors import SettingsError
+    from scalebridge.settings import validate
+
+    mk = MobilityMaker()
+    mo, nb = mk.cell_a("screw", 3.16), mk.cell_a("screw", 3.30)
+    assert nb[0] / mo[0] == pytest.approx(3.30 / 3.16)
+    assert mo[0] == pytest.approx(20 * 3.16 * math.sqrt(3) / 2)
+    with pytest.raises(SettingsError, match="shorter than 20 b"):
+        validate(MobilityMaker, {"screw_cell_b": [8.0, 7.0, 12.0]})
+    MobilityMaker(characters=["edge"], screw_cell_b=(8.0, 7.0, 12.0))   # no screws: fine
+    assert len(mk.temperatures_k) >= 3
+    tags = [p.tag for p in mk.grid()]
+    assert tags[-1] == "screw_peierls_0K" and len(tags) == len(set(tags))
+
+
+def test_example_settings_have_long_screws_and_three_temperatures():
+    from scalebridge.workflows.settings import load_run_settings
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "mo"
+    for name in ("mo.toml", "production.toml"):
+        m = load_run_settings(root / name).md.mobility
+        assert m.screw_cell_b[0] >= 20 and m.replicas >= 3
+        if "screw" in m.characters:
+            assert len(m.temperatures_k) >= 3
+
+
+# ----------------------------------------------------------------- Peierls, 0 K
+@pytest.mark.slow
+def test_peierls_stress_of_a_tiny_screw_cell(tmp_path, snap):
+    """Quasi-static loading moves the screw at some stress of the order of the GPa the
+    DFT and the SNAP model give for Mo (a short line: a 0 K straight line glides as one)."""
+    from scalebridge.md.dislocations import peierls_stress
+
+    b = A0 * math.sqrt(3) / 2
+    r = peierls_stress(snap, A0, tmp_path, cell_a=(2 * b, 6 * b, 10 * b), step_mpa=250.0,
+                       max_mpa=6000.0, level_steps=1000)
+    assert r.status == "ok", r.reason
+    assert 300 < r.peierls_mpa < 5000
+    assert r.peierls_err_mpa == 125.0
+    assert np.all(np.diff(r.slip_a[:-1]) < 0.5)                 # elastic before it glides
+
+
+def test_defectstats_fits_edge_and_screw_laws_and_keeps_the_peierls_stress(tmp_path, snap):
+    """Collected replica rows of both characters at three temperatures and the 0 K
+    Peierls task: glide_fit.json holds the edge drag, the kink-pair law (τ_P fixed to the
+    0 K value: two screw stresses cannot fit it) and the Peierls stress."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for T in (100.0, 300.0, 600.0):
+        for tau in (100.0, 300.0, 600.0):
+            v = B_M * (tau - 20) * 1e6 / 5e-5
+            rows += [_rep(tau, v * (1 + 0.02 * rng.normal()), err=0.02 * v, replica=i, T=T,
+                          tz=T) for i in range(3)]
+        for tau in (1200.0, 1800.0):
+            v = float(kink_pair_velocity(np.array([tau * 1e6]), np.array([T]), 3e3, 0.9,
+                                         2500e6)[0])
+            rows += [_rep(tau, v * (1 + 0.03 * rng.normal()), err=0.03 * v, replica=i, T=T,
+                          ch="screw", tz=T) for i in range(3)]
+    rows.append({"kind": "peierls", "character": "screw", "temperature_k": 0.0,
+                 "tau_mpa": 0.0, "replica": 0, "peierls_mpa": 2500.0,
+                 "peierls_err_mpa": 50.0, "status": "ok", "reason": ""})
+    art = MobilityMaker().make(snap, tmp_path / "ds", a0_a=A0, rows=rows)
+    fit = json.loads((art.path / "glide_fit.json").read_text())
+    edge = fit["drag"]["edge"]
+    assert [r["temperature_k"] for r in edge["by_temperature"]] == [100.0, 300.0, 600.0]
+    assert all(r["drag_ci95_pa_s"][0] < 5e-5 < r["drag_ci95_pa_s"][1]
+               for r in edge["by_temperature"])
+    kp = fit["kink_pair"]
+    assert kp["peierls_fixed"] and kp["peierls_mpa"] == pytest.approx(2500.0)
+    assert kp["enthalpy_ci95_ev"][0] < 0.9 < kp["enthalpy_ci95_ev"][1]
+    assert fit["peierls_0k"]["peierls_mpa"] == 2500.0
+    assert art.summary["peierls_0k_mpa"] == 2500.0 and art.summary["replicas_min"] == 3
+
+
+def test_a_finished_task_is_read_back_not_run_again(tmp_path):
+    from scalebridge.md.mobility import mobility_task
+
+    done = tmp_path / "edge_T300_tau500_r1"
+    done.mkdir()
+    row = {"character": "edge", "temperature_k": 300.0, "tau_mpa": 500.0, "replica": 1,
+           "velocity_m_s": 1262.0, "velocity_err_m_s": 43.0, "status": "ok"}
+    (done / "row.json").write_text(json.dumps(row))
+    task = {"workdir": str(done), "maker": {}, "potential": None, "a0_a": A0,
+            "point": {"character": "edge", "temperature_k": 300.0, "tau_mpa": 500.0,
+                      "replica": 1}}
+    assert mobility_task(task) == row
