@@ -19,8 +19,10 @@ dH0_ev, dH0_ci95, tau_p_mpa, p, q, temperatures_k; ``peierls_stress_0k_mpa``;
 ``screw_line_b_min``; ``replica_coverage``; machine; date) and copies the plot and table
 beside it (``md_mobility.png``, ``md_mobility.csv``).
 
-Usage (long: about 14 CPU-hours for the full grid, so ~7 h with --jobs 2, ~1.8 h with
---jobs 8; ``--smoke`` checks the plumbing in minutes)::
+Usage (long: 48 edge runs of ~470 atoms, 36 screw runs of ~3000 atoms, 1800 steps each,
+and the 0 K loading: about 12 CPU-hours at the 0.13 ms per atom-step the previous run
+measured, so ~6 h with --jobs 2 and ~1.5 h with --jobs 8; ``--smoke`` checks the
+plumbing in about 10 minutes)::
 
     python benchmarks/md_mobility.py --potential runs/bench_potential_v2/potential \\
         [--work runs/bench_mobility] [--jobs 2] [--fresh 1]
