@@ -27,8 +27,17 @@ def _maker(cls, settings: str | None, *sections: str):
 
 
 _common = [
-    click.option("--potential", "-p", required=True, type=click.Path(exists=True),
-                 help="Potential artifact, or a directory with SNAP .snapcoeff/.snapparam"),
+    click.option("--potential", "-p", required=True, multiple=True,
+                 type=click.Path(exists=True),
+                 help="Potential artifact; a frozen DeePMD model (.pth/.pb; repeat -p for "
+                 "an ensemble with model deviation); a directory with SNAP "
+                 ".snapcoeff/.snapparam; an EAM file (.eam, .eam.alloy, .eam.fs)"),
+    click.option("--type-map", "type_map", default=None,
+                 help="species of the model's types, e.g. 'Mo' or 'Mo,Nb,W' (default: "
+                 "what the model or file names)"),
+    click.option("--dataset", "dataset", type=click.Path(exists=True), default=None,
+                 help="DFTDataset artifact: element, lattice, a0 guess and DFT reference "
+                 "values from its data (as the chain does)"),
     click.option("--out", "-o", required=True, type=click.Path(),
                  help="artifact directory to write"),
     click.option("--settings", "-s", type=click.Path(exists=True), default=None,
@@ -46,10 +55,28 @@ def common(f):
     return f
 
 
-def _pot(path: str, compressed: bool):
+def _pot(paths: tuple[str, ...], compressed: bool, type_map: str | None):
     from scalebridge.md.lammps import as_potential
 
-    return as_potential(path, compressed=compressed)
+    tm = [t for t in type_map.replace(",", " ").split()] if type_map else None
+    return as_potential(list(paths), compressed=compressed, type_map=tm)
+
+
+def _crystal(dataset: str | None) -> dict | None:
+    if dataset is None:
+        return None
+    from scalebridge.potentials.dataset import load_dataset
+
+    return load_dataset(dataset).crystal
+
+
+def _with_crystal(maker, pot, dataset: str | None):
+    """``maker`` with the crystal fields it left unset filled in (md.properties
+    :func:`resolve_crystal`: the data set's, else the potential's species)."""
+    from scalebridge.md.properties import resolve_crystal
+
+    return maker.model_copy(update=resolve_crystal(maker, pot, _crystal(dataset),
+                                                   with_reference=True))
 
 
 @click.group("md")
@@ -60,13 +87,14 @@ def md() -> None:
 @md.command("properties")
 @common
 @click.option("--dry-run", is_flag=True, help="write the LAMMPS input only")
-def properties_cmd(potential, out, settings, ranks, threads, compressed, force, dry_run):
+def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
+                   force, dry_run):
     """a0 (min + NPT), C11/C12/C44, EOS, vacancy, μ/ν/b, NVE drift → Properties."""
     from scalebridge.md.lammps import run_lammps
     from scalebridge.md.properties import PropertiesMaker
 
-    maker = _maker(PropertiesMaker, settings, "properties")
-    pot = _pot(potential, compressed)
+    pot = _pot(potential, compressed, type_map)
+    maker = _with_crystal(_maker(PropertiesMaker, settings, "properties"), pot, dataset)
     if dry_run:
         res = run_lammps(Path(out) / "dry-run", maker.script(), pot, maker.structure(),
                          dry_run=True, triclinic=True)
@@ -80,12 +108,15 @@ def properties_cmd(potential, out, settings, ranks, threads, compressed, force, 
 @common
 @click.option("--properties", "props", type=click.Path(exists=True), default=None,
               help="Properties artifact (a0); else a0 is relaxed first")
-def dislocation_cmd(potential, out, settings, ranks, threads, compressed, force, props):
+def dislocation_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
+                    force, props):
     """Velocity of edge/screw 1/2<111> dislocations over a (τ, T) grid → DefectStats."""
     from scalebridge.md.mobility import MobilityMaker
 
-    maker = _maker(MobilityMaker, settings, "dislocation", "mobility")
-    art = maker.make(_pot(potential, compressed), out, properties=props,
+    pot = _pot(potential, compressed, type_map)
+    maker = _with_crystal(_maker(MobilityMaker, settings, "dislocation", "mobility"), pot,
+                          dataset)
+    art = maker.make(pot, out, properties=props,
                      resources=_resources(ranks, threads), force=force)
     click.echo(json.dumps(art.summary, indent=1))
 
@@ -94,12 +125,15 @@ def dislocation_cmd(potential, out, settings, ranks, threads, compressed, force,
 @common
 @click.option("--properties", "props", type=click.Path(exists=True), default=None,
               help="Properties artifact (a0); else a0 is relaxed first")
-def deform_cmd(potential, out, settings, ranks, threads, compressed, force, props):
+def deform_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
+               force, props):
     """Deform a crystal with voids: density by Burgers vector and stress vs strain."""
     from scalebridge.md.deform import DeformMaker
 
-    maker = _maker(DeformMaker, settings, "deform", "deformation")
-    art = maker.make(_pot(potential, compressed), out, properties=props,
+    pot = _pot(potential, compressed, type_map)
+    maker = _with_crystal(_maker(DeformMaker, settings, "deform", "deformation"), pot,
+                          dataset)
+    art = maker.make(pot, out, properties=props,
                      resources=_resources(ranks, threads), force=force)
     click.echo(json.dumps(art.summary, indent=1))
 

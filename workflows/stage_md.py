@@ -66,17 +66,30 @@ def _potential(path: str | Path, models: str) -> LammpsPotential:
     return DeepMDPotential.from_artifact(path)
 
 
+def _from_data(call: StageCall, maker: Any, pot: LammpsPotential) -> Any:
+    """``maker`` with the crystal fields the run file left unset (element, lattice, a0
+    guess, DFT reference) taken from the DFTDataset's ``crystal`` record."""
+    from scalebridge.md.properties import resolve_crystal
+    from scalebridge.potentials.dataset import load_dataset
+
+    ds = call.inputs.get("dataset")
+    crystal = load_dataset(ds).crystal if ds is not None else None
+    return maker.model_copy(update=resolve_crystal(maker, pot, crystal,
+                                                   with_reference=True))
+
+
 def make_properties(call: StageCall) -> Artifact:
     pot = _potential(call.inputs["potential"].path, call.config.md.models)
-    return call.settings["maker"].make(pot, call.out, call.resources, force=call.force)
+    maker = _from_data(call, call.settings["maker"], pot)
+    return maker.make(pot, call.out, call.resources, force=call.force)
 
 
 def dry_run_properties(call: StageCall) -> list[Path]:
     """The LAMMPS input and data file of the properties run, without running it."""
     from scalebridge.md.lammps import run_lammps
 
-    maker: PropertiesMaker = call.settings["maker"]
     pot = _potential(call.inputs["potential"].path, call.config.md.models)
+    maker: PropertiesMaker = _from_data(call, call.settings["maker"], pot)
     where = call.out.with_name(call.out.name + ".dry_run")
     run_lammps(where, maker.script(), pot, maker.structure(), resources=call.resources,
                devi=maker.devi, timestep_ps=maker.timestep_ps, triclinic=True,
@@ -107,8 +120,9 @@ def glide_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_defects(call: StageCall) -> Artifact:
-    maker: MobilityMaker = call.settings["maker"]
     pot_art, props = call.inputs["potential"], call.inputs["properties"]
+    maker: MobilityMaker = _from_data(call, call.settings["maker"],
+                                      _potential(pot_art.path, call.config.md.models))
     a0 = float(load_properties(props)["a0_a"])
     tasks_dir = call.run_dir / ".tasks" / "defects" / call.fingerprint[:16]
     tasks = [{"maker": maker.model_dump(mode="json"), "point": p.model_dump(mode="json"),
@@ -125,22 +139,24 @@ def make_defects(call: StageCall) -> Artifact:
 
 def make_deform(call: StageCall) -> Artifact:
     pot = _potential(call.inputs["potential"].path, call.config.md.models)
-    return call.settings["maker"].make(pot, call.out, properties=call.inputs["properties"],
+    return _from_data(call, call.settings["maker"], pot).make(
+        pot, call.out, properties=call.inputs["properties"],
                                        resources=call.resources, force=call.force)
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:
     out = [
-        StageNode("properties", "Properties", ("potential",), make_properties,
+        StageNode("properties", "Properties", ("dataset", "potential"), make_properties,
                   settings=lambda c: {"models": c.md.models, "maker": c.md.properties},
                   dry_run=dry_run_properties, section="md.properties", code=CODE),
-        StageNode("defects", "DefectStats", ("potential", "properties"), make_defects,
+        StageNode("defects", "DefectStats", ("dataset", "potential", "properties"),
+                  make_defects,
                   settings=lambda c: {"models": c.md.models, "maker": c.md.mobility},
                   section="md.mobility", code=CODE),
     ]
     if cfg is None or cfg.md.deform:
         out.append(StageNode(
-            "deform", "DefectStats", ("potential", "properties"), make_deform,
+            "deform", "DefectStats", ("dataset", "potential", "properties"), make_deform,
             settings=lambda c: {"models": c.md.models, "maker": c.md.deformation},
             section="md.deformation", code=CODE))
     return out
