@@ -240,9 +240,14 @@ class DDSettings(StrictModel):
 
     # ------------------------------------------------------------------ the stage
     def make(self, mobility: Artifact | str | Path, properties: Artifact | str | Path,
-             out: str | Path, force: bool = False) -> Artifact:
+             out: str | Path, force: bool = False, mapper: Any = None) -> Artifact:
         """Run DD with the MobilityLaw artifact ``mobility`` and the material of the
-        Properties artifact ``properties``; returns the DDRun artifact at ``out``."""
+        Properties artifact ``properties``; returns the DDRun artifact at ``out``.
+
+        ``mapper`` (``scalebridge.workflows.engine.Mapper``, anything with
+        ``map(fn, items)``) runs the realisations as independent tasks
+        (:func:`run_realisation_task`); None: one after the other in this process. Each
+        realisation's seed fixes it, so the artifact is the same either way."""
         mob_art = mobility if isinstance(mobility, Artifact) else read_artifact(
             mobility, kind="MobilityLaw")
         material = read_properties(properties)
@@ -256,7 +261,7 @@ class DDSettings(StrictModel):
 
         def build(work: Path) -> dict[str, Any]:
             gate = gate_mobility(law, mob_art.path, self.allow_failed_checks)
-            summary = write_ddrun(self, material, law, work)
+            summary = write_ddrun(self, material, law, work, mapper=mapper)
             summary["mobility_check"] = gate
             return summary
 
@@ -356,9 +361,27 @@ def power_law_exponent(x: np.ndarray, xmin: float) -> tuple[float, float]:
     return a, (a - 1.0) / math.sqrt(len(x))
 
 
-def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work: Path
-                ) -> dict[str, Any]:
-    """Run all realisations and write the DDRun files into ``work``; returns the summary."""
+def run_realisation_task(task: dict[str, Any]) -> dict[str, Any]:
+    """A fan-out task: one DD realisation.
+
+    Args:
+        task: ``{"settings": DDSettings, "material": Material, "law": MobilityLaw,
+            "seed": int}`` (all picklable).
+
+    Returns:
+        :meth:`DDSettings.run_realisation`'s result without ``params`` (it holds the
+        law, which need not travel back).
+    """
+    res = task["settings"].run_realisation(task["material"], task["law"], task["seed"])
+    res.pop("params", None)
+    return res
+
+
+def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work: Path,
+                mapper: Any = None) -> dict[str, Any]:
+    """Run all realisations and write the DDRun files into ``work``; returns the summary.
+
+    ``mapper``: runs the realisations as tasks (see :meth:`DDSettings.make`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -368,10 +391,15 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     end = settings.final_strain if strain_mode else settings.final_time_ns * 1e-9
     grid = np.linspace(0.0, end, settings.output_points)
     by = 1 if strain_mode else 0
-    runs, tables, aval_rows = [], [], []
-    for i in range(settings.realisations):
-        res = settings.run_realisation(material, law, settings.seed + i)
-        runs.append(res)
+    tasks = [{"settings": settings, "material": material, "law": law,
+              "seed": settings.seed + i} for i in range(settings.realisations)]
+    if mapper is None:
+        runs = [run_realisation_task(t) for t in tasks]
+    else:
+        log.info("DD: %d realisations on %s", len(tasks), type(mapper).__name__)
+        runs = mapper.map(run_realisation_task, tasks)
+    tables, aval_rows = [], []
+    for i, res in enumerate(runs):
         tab = resample(res["trace"], grid, by)
         tables.append(tab)
         rdir = work / "realisations" / str(i)
@@ -496,4 +524,4 @@ def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "avalanches", "gate_mobility",
-           "power_law_exponent", "resample", "write_ddrun"]
+           "power_law_exponent", "resample", "run_realisation_task", "write_ddrun"]

@@ -262,7 +262,7 @@ class TrainSettings(StrictModel):
 
     def make(self, dataset: Artifact | str | Path, out: str | Path,
              resources: Resources | None = None, *, force: bool = False,
-             dry_run: bool = False) -> Artifact:
+             dry_run: bool = False, mapper: Any = None) -> Artifact:
         """Train the ensemble on ``dataset`` and build the ``Potential`` at ``out``.
 
         Args:
@@ -270,6 +270,11 @@ class TrainSettings(StrictModel):
             resources: threads for dp (never part of the fingerprint).
             dry_run: write ``input.json`` files into ``out``/dry_run and return None-like
                 (raises nothing, trains nothing).
+            mapper: fan-out engine (``scalebridge.workflows.engine.Mapper``: anything with
+                ``map(fn, items)``). One that runs several tasks at once (``slots > 1``)
+                trains each ensemble member as its own task (:func:`train_members`);
+                otherwise, and by default (None), all members train one after the other
+                in one dp process. The models are the same either way.
         """
         res = resources or Resources()
         ds_art = dataset if isinstance(dataset, Artifact) else read_artifact(dataset,
@@ -281,7 +286,7 @@ class TrainSettings(StrictModel):
             log.info("properties need evaluate = true: skipped")
 
         def build(work: Path) -> dict:
-            return self._build(work, ds, res, dry_run)
+            return self._build(work, ds, res, dry_run, mapper)
 
         if dry_run:
             work = Path(out).with_name(Path(out).name + ".dry_run")
@@ -303,7 +308,8 @@ class TrainSettings(StrictModel):
         fp_settings = self.model_dump(mode="json", exclude=skip or None)
         return produce("Potential", out, fp_settings, inputs, build, force=force)
 
-    def _build(self, work: Path, ds, res: Resources, dry_run: bool) -> dict:
+    def _build(self, work: Path, ds, res: Resources, dry_run: bool,
+               mapper: Any = None) -> dict:
         train_sys, auto_prob = group_sampling(ds, self.group_weights)
         if auto_prob:
             log.info("batches drawn by group: %s", auto_prob)
@@ -326,8 +332,10 @@ class TrainSettings(StrictModel):
         if self.init_model and not dry_run:
             check_init_model(Path(self.init_model), self.input_json(
                 ds.type_map, sel, train_sys, valid_sys, self.seed, ds.has_virial)["model"])
-        jobs: list[tuple[list[str], Path]] = []
+        member_jobs: list[list[tuple[list[str], Path]]] = []
         for i in range(self.ensemble):
+            jobs: list[tuple[list[str], Path]] = []
+            member_jobs.append(jobs)
             mdir = work / "train" / f"model_{i}"
             mdir.mkdir(parents=True, exist_ok=True)
             inp = self.input_json(ds.type_map, sel, train_sys, valid_sys, self.seed + i,
@@ -350,7 +358,7 @@ class TrainSettings(StrictModel):
         (work / "train_systems.txt").write_text("".join(f"{p}\n" for p in train_sys))
         if dry_run:
             return {}
-        times = self._run_training(jobs, work, res)
+        times = self._run_training(member_jobs, work, res, mapper)
         bias_shift = energy_bias_shifts(work / "train.log") if self.change_bias else []
         models = [f"models/model_{i}.pth" for i in range(self.ensemble)]
         refit = []
@@ -398,27 +406,68 @@ class TrainSettings(StrictModel):
                             ("energy_mae_mev_per_atom", "force_mae_ev_a")})
         return summary
 
-    def _run_training(self, jobs: list[tuple[list[str], Path]], work: Path,
-                      res: Resources) -> list[float]:
-        """Run the train/freeze jobs in one dp process; per-model training seconds."""
-        import time
+    def _run_training(self, member_jobs: list[list[tuple[list[str], Path]]], work: Path,
+                      res: Resources, mapper: Any = None) -> list[float]:
+        """Run each member's train/freeze(/change-bias) jobs; per-model training seconds.
 
-        state = {"step": 0, "t0": 0.0}
-        times: list[float] = []
-        with progress("training models", total=self.ensemble * self.steps) as advance:
-            def on_line(line: str) -> None:
-                if line.startswith("dp_batch: dp --pt train"):
-                    state["t0"], state["step"] = time.perf_counter(), 0
-                elif line.startswith("dp_batch: done: dp --pt train"):
-                    times.append(time.perf_counter() - state["t0"])
-                elif m := re.search(r"batch\s+(\d+):", line):
-                    step = int(m.group(1))
-                    advance(max(step - state["step"], 0))
-                    state["step"] = max(step, state["step"])
+        One task (one dp process, torch imported once) for all members when ``mapper``
+        runs one task at a time; one task per member otherwise. Either way ``train.log``
+        ends up with every member's output in member order.
+        """
+        n = len(member_jobs)
+        chunks = [[i] for i in range(n)] if int(getattr(mapper, "slots", 1) or 1) > 1 \
+            else [list(range(n))]
+        tasks = []
+        for c in chunks:
+            cwd = work if len(chunks) == 1 else work / "train" / f"model_{c[0]}"
+            tasks.append({"jobs": [(list(a), str(d)) for i in c for a, d in member_jobs[i]],
+                          "cwd": str(cwd), "log_file": str(cwd / "train.log"),
+                          "threads": res.threads, "steps": self.steps * len(c),
+                          "name": f"dp train (models {', '.join(map(str, c))})"})
+        if mapper is None:
+            results = [train_members(t) for t in tasks]
+        else:
+            log.info("training %d models as %d task(s) on %s", n, len(tasks),
+                     type(mapper).__name__)
+            results = mapper.map(train_members, tasks)
+        if len(chunks) > 1:  # one train.log, as a single process writes it
+            with open(work / "train.log", "w") as f:
+                for t in tasks:
+                    part = Path(t["log_file"])
+                    f.write(part.read_text(errors="replace"))
+                    part.unlink()
+        return [t for r in results for t in r["train_seconds"]]
 
-            run_dp(jobs, work, threads=res.threads, log_file=work / "train.log",
-                   on_line=on_line)
-        return times
+
+def train_members(task: dict[str, Any]) -> dict[str, Any]:
+    """A fan-out task: one dp process that runs some ensemble members' jobs in order.
+
+    Args:
+        task: ``{"jobs": [[dp args, workdir], ...], "cwd": str, "log_file": str,
+            "threads": int, "steps": int (for the progress bar), "name": str}``.
+
+    Returns:
+        ``{"train_seconds": [seconds of each ``dp train`` in the jobs]}``.
+    """
+    import time
+
+    state = {"step": 0, "t0": 0.0}
+    times: list[float] = []
+    with progress("training models", total=task["steps"]) as advance:
+        def on_line(line: str) -> None:
+            if line.startswith("dp_batch: dp --pt train"):
+                state["t0"], state["step"] = time.perf_counter(), 0
+            elif line.startswith("dp_batch: done: dp --pt train"):
+                times.append(time.perf_counter() - state["t0"])
+            elif m := re.search(r"batch\s+(\d+):", line):
+                step = int(m.group(1))
+                advance(max(step - state["step"], 0))
+                state["step"] = max(step, state["step"])
+
+        run_dp([(list(a), Path(d)) for a, d in task["jobs"]], Path(task["cwd"]),
+               threads=int(task["threads"]), name=task.get("name"),
+               log_file=Path(task["log_file"]), on_line=on_line)
+    return {"train_seconds": times}
 
 
 def energy_bias_shifts(train_log: Path) -> list[list[float]]:

@@ -90,7 +90,13 @@ class ExecutionSettings(StrictModel):
 
 @runtime_checkable
 class Mapper(Protocol):
-    """Runs independent tasks; results come back in the order of ``items``."""
+    """Runs independent tasks; results come back in the order of ``items``.
+
+    A mapper may also say how many tasks it runs at once (``slots``, an int; 1 if absent):
+    a stage reads it with ``getattr(mapper, "slots", 1)`` to cut its work, e.g. the
+    ensemble members train in one process (torch imported once) when only one task runs
+    at a time, and one task per member otherwise.
+    """
 
     resources: Resources
 
@@ -106,6 +112,11 @@ class LocalMapper:
         self.workers = workers
         self.resources = resources or Resources()
         self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def slots(self) -> int:
+        """Tasks that can run at once."""
+        return self.workers
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         items = list(items)
@@ -132,6 +143,20 @@ class ParslMapper:
         self.run_dir = Path(run_dir).absolute()
         self._dfk: Any = None
 
+    @property
+    def slots(self) -> int:
+        """Tasks that can run at once: workers per block times the blocks allowed."""
+        s = self.settings
+        return s.workers * (s.slurm.max_blocks if s.provider == "slurm" else 1)
+
+    def block_jobs(self) -> dict[str, str]:
+        """``{block id: scheduler job id}`` of the blocks submitted so far (under Slurm,
+        the Slurm job ids of the worker jobs; under the local provider, process ids)."""
+        if self._dfk is None:
+            return {}
+        htex = self._dfk.executors["scalebridge"]
+        return {str(k): str(v) for k, v in getattr(htex, "blocks_to_job_id", {}).items()}
+
     def config(self) -> Any:
         """The Parsl ``Config`` these settings describe."""
         from parsl.config import Config
@@ -151,11 +176,14 @@ class ParslMapper:
             from parsl.providers import SlurmProvider
 
             sl = s.slurm
+            # Parsl appends its own '#SBATCH --cpus-per-task' line right after these
+            options = sl.scheduler_options.rstrip("\n")
+            options = f"{options}\n" if options else ""
             provider = SlurmProvider(
                 partition=sl.partition, account=sl.account, qos=sl.qos,
                 walltime=sl.walltime, nodes_per_block=sl.nodes_per_block,
                 cores_per_node=sl.cores_per_node, init_blocks=1, min_blocks=0,
-                max_blocks=sl.max_blocks, scheduler_options=sl.scheduler_options,
+                max_blocks=sl.max_blocks, scheduler_options=options,
                 worker_init=f"{sl.worker_init}\n{env_lines}".strip(),
                 launcher=SingleNodeLauncher(), exclusive=False)
         htex = HighThroughputExecutor(
@@ -166,7 +194,11 @@ class ParslMapper:
             worker_logdir_root=str(self.run_dir / "parsl" / "workers"))
         return Config(executors=[htex], retries=s.retries,
                       run_dir=str(self.run_dir / "parsl" / "runinfo"),
-                      strategy="none", initialize_logging=False)
+                      # Slurm: more blocks (jobs, up to max_blocks) while tasks wait, a
+                      # new one when a block ends (walltime), idle ones released; locally
+                      # the one block is fixed
+                      strategy="htex_auto_scale" if s.provider == "slurm" else "none",
+                      initialize_logging=False)
 
     def __enter__(self) -> ParslMapper:
         import parsl

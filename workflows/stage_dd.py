@@ -41,7 +41,7 @@ def make_mobility(call: StageCall) -> Artifact:
 
 def make_dd(call: StageCall) -> Artifact:
     return call.settings.make(call.inputs["mobility"], call.inputs["properties"], call.out,
-                              force=call.force)
+                              force=call.force, mapper=call.mapper)
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:

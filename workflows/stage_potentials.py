@@ -52,7 +52,7 @@ def make_dataset(call: StageCall) -> Artifact:
 
 def make_potential(call: StageCall) -> Artifact:
     return call.settings.make(call.inputs["dataset"], call.out, call.resources,
-                              force=call.force)
+                              force=call.force, mapper=call.mapper)
 
 
 def dry_run_potential(call: StageCall) -> list[Path]:
