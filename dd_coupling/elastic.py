@@ -74,8 +74,8 @@ def infinite_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
     Burgers vectors ``b`` (n,), in an infinite body (no images). Coincident pairs add 0."""
     b = b.to(torch.complex128)
     a = burgers_factor(mu_pa, nu, b)
-    s1 = torch.zeros(points.shape[0], dtype=points.dtype)
-    s2 = torch.zeros(points.shape[0], dtype=b.dtype)
+    s1 = torch.zeros(points.shape[0], dtype=points.dtype, device=points.device)
+    s2 = torch.zeros(points.shape[0], dtype=b.dtype, device=points.device)
     zt = torch.complex(points[:, 0], points[:, 1])
     zs = torch.complex(pos[:, 0], pos[:, 1])
     step = max(1, CHUNK_ELEMENTS // max(1, pos.shape[0]))
@@ -112,11 +112,12 @@ def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
     (point - dislocation, m) to the nearest non-coincident dislocation and its index (p,)
     (offset ``inf`` where there is none)."""
     p, n = points.shape[0], pos.shape[0]
+    dev = points.device
     b = b.to(torch.complex128)
-    s1 = torch.zeros(p, dtype=points.dtype)
-    s2 = torch.zeros(p, dtype=torch.complex128)
-    near_dz = torch.full((p,), complex(math.inf, 0), dtype=torch.complex128)
-    near_idx = torch.zeros(p, dtype=torch.long)
+    s1 = torch.zeros(p, dtype=points.dtype, device=dev)
+    s2 = torch.zeros(p, dtype=torch.complex128, device=dev)
+    near_dz = torch.full((p,), complex(math.inf, 0), dtype=torch.complex128, device=dev)
+    near_idx = torch.zeros(p, dtype=torch.long, device=dev)
     if n == 0 or p == 0:
         return (s1, s2, near_dz, near_idx) if nearest else (s1, s2)
     k = math.pi / lx
@@ -135,7 +136,7 @@ def periodic_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_
             dxm = dx - lx * torch.round(dx / lx)
             r2 = torch.where(near, math.inf, dxm * dxm + dy * dy)
             j = r2.argmin(1)
-            rows_i = torch.arange(j.shape[0])
+            rows_i = torch.arange(j.shape[0], device=dev)
             near_idx[i0:i0 + step] = j
             near_dz[i0:i0 + step] = torch.where(
                 torch.isinf(r2[rows_i, j]), complex(math.inf, 0),

@@ -8,8 +8,11 @@ dislocation is (plane, s): its plane index and its coordinate ``s ∈ [0, L_plan
 One :func:`step`:
 
 1. resolved shear stress on every dislocation: internal field of all others with periodic
-   images (:func:`~scalebridge.dd_coupling.elastic.periodic_field`) + applied stress × the
-   Schmid factor of its system;
+   images + applied stress × the Schmid factor of its system. The field is the doubly
+   periodic one, evaluated by :func:`~scalebridge.dd_coupling.field.ewald_field` (particle
+   mesh + cell lists, O(N log N)) or, for few dislocations, by the direct sum
+   :func:`~scalebridge.dd_coupling.elastic.periodic_field` (O(N²), ``image_rows`` rows of
+   images): ``DDParams.field``;
 2. glide velocity from the mobility law (Peach-Koehler glide force ``f = sign·b·τ``:
    velocity along +s is ``V(sign·τ)``);
 3. adaptive time step ``dt = min(dt_max, max_glide / max|v|)``;
@@ -19,27 +22,37 @@ One :func:`step`:
 6. annihilation of opposite-sign neighbours on a plane that end the step closer than the
    capture distance or crossed each other during it (so the glide per step may exceed it);
    dislocations on different systems closer than the junction distance lock (v = 0)
-   until the stress without their partner exceeds the junction strength;
+   until the stress without their partner exceeds the junction strength (the nearest
+   neighbour comes from the field's cell lists: O(N));
 7. loading: strain control ``τ_app = M (ε̇ t - ε_p)`` or stress control ``τ_app = σ̇ t``.
 
-All per-dislocation work is tensor operations (no Python loop over dislocations).
+All per-dislocation work is tensor operations (no Python loop over dislocations). The
+state lives on ``DDParams.device`` (``"auto"``: CUDA when torch sees a GPU, else the CPU,
+with torch's CPU threads: ``torch.set_num_threads``); the mobility law is evaluated on the
+CPU (laws take NumPy or CPU tensors).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from typing import Literal
 
 import numpy as np
 import torch
 from scalebridge.dd_coupling.elastic import pair_s2, periodic_field, resolved_shear
+from scalebridge.dd_coupling.field import ewald_field, make_plan
 from scalebridge.dd_coupling.mobility import MobilityLaw
 from scalebridge.errors import SettingsError
 
 Loading = Literal["strain", "stress"]
 Component = Literal["shear_xy", "tension_x"]
+FieldMethod = Literal["auto", "ewald", "direct"]
+
+#: ``field="auto"``: the direct sum below this many field points × dislocations (it is
+#: exact to its image rows and as fast there), the particle mesh above
+DIRECT_MAX_PAIRS = 300 * 300
 
 
 def plane_period(angle_rad: float, lx: float, ly: float, max_int: int = 12
@@ -131,6 +144,15 @@ class DDParams:
     """strain rate (1/s) for strain control, stress rate (Pa/s) for stress control"""
     stress_offset_pa: float = 0.0
     """stress control: applied stress = offset + rate·t"""
+    field: FieldMethod = "auto"
+    """internal field: "ewald" (particle mesh + cell lists, O(N log N), the doubly periodic
+    field to ~1e-6 of the largest stress), "direct" (all pairs with ``image_rows`` rows
+    of images, O(N²)), "auto" (direct below DIRECT_MAX_PAIRS pairs)"""
+    field_dtype: Literal["float32", "float64"] = "float32"
+    """arithmetic of the particle-mesh field (pair offsets are always float64; float32
+    changes the resolved shear by < 1e-7 of the largest, tests/dd_coupling)"""
+    device: str = "auto"
+    """torch device of the state: "auto" (cuda if available, else cpu), "cpu", "cuda", ..."""
 
     @property
     def modulus_pa(self) -> float:
@@ -216,7 +238,7 @@ def positions(geom: DDGeometry, plane: torch.Tensor, s: torch.Tensor) -> torch.T
     """Wrapped positions (n, 2) m of points ``s`` along planes ``plane``."""
     th = geom.angles[geom.plane_system[plane]]
     p = geom.plane_origin[plane] + s[:, None] * torch.stack([torch.cos(th), torch.sin(th)], 1)
-    box = torch.tensor([geom.lx, geom.ly], dtype=p.dtype)
+    box = torch.tensor([geom.lx, geom.ly], dtype=p.dtype, device=p.device)
     return torch.remainder(p, box)
 
 
@@ -237,20 +259,45 @@ def sort_obstacles(geom: DDGeometry) -> DDGeometry:
                    obs_tau=geom.obs_tau[order])
 
 
+# ------------------------------------------------------------------------- device
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The torch device for a ``DDParams.device`` setting ("auto": cuda if available)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.empty(0, device=name).device        # normalised ("cuda" -> "cuda:0")
+
+
+def geometry_on(geom: DDGeometry, device: torch.device) -> DDGeometry:
+    """``geom`` with its tensors on ``device`` (the copy is kept on ``geom``)."""
+    if geom.angles.device == device:
+        return geom
+    cache = geom.__dict__.setdefault("_device_copies", {})
+    if str(device) not in cache:
+        cache[str(device)] = replace(geom, **{
+            f.name: getattr(geom, f.name).to(device) for f in fields(geom)
+            if isinstance(getattr(geom, f.name), torch.Tensor)})
+    return cache[str(device)]
+
+
 # ------------------------------------------------------------------------- init
 def init(geom: DDGeometry, plane: torch.Tensor | None = None, s: torch.Tensor | None = None,
          sign: torch.Tensor | None = None, params: DDParams | None = None) -> DDState:
     """Initial state with dislocations on planes ``plane`` (n,) at ``s`` (n,) m with signs
-    ``sign`` (n,) (none if omitted); with ``params`` the applied stress at t = 0 is set."""
+    ``sign`` (n,) (none if omitted); with ``params`` the applied stress at t = 0 is set
+    and the state is put on ``params.device`` (else it stays where ``plane`` is)."""
     if plane is None:
         plane = torch.zeros(0, dtype=torch.long)
         s = torch.zeros(0, dtype=torch.float64)
         sign = torch.zeros(0, dtype=torch.float64)
     assert s is not None and sign is not None
-    s = torch.remainder(s.to(torch.float64), geom.plane_length[plane])
-    state = DDState(plane=plane.to(torch.long), s=s, sign=sign.to(torch.float64),
+    dev = resolve_device(params.device) if params is not None else plane.device
+    geom = geometry_on(geom, dev)
+    plane = plane.to(dev)
+    s = torch.remainder(s.to(dev, torch.float64), geom.plane_length[plane])
+    state = DDState(plane=plane.to(torch.long), s=s, sign=sign.to(dev, torch.float64),
                     travel=torch.zeros_like(s),
-                    src_timer=torch.zeros(geom.src_plane.shape[0], dtype=torch.float64))
+                    src_timer=torch.zeros(geom.src_plane.shape[0], dtype=torch.float64,
+                                          device=dev))
     if params is not None:
         state.stress_pa = applied_stress(params, state)
         if params.loading == "stress":
@@ -259,18 +306,40 @@ def init(geom: DDGeometry, plane: torch.Tensor | None = None, s: torch.Tensor | 
 
 
 # ------------------------------------------------------------------------- physics
+def internal_field(geom: DDGeometry, params: DDParams, points: torch.Tensor,
+                   pos: torch.Tensor, b: torch.Tensor, nearest: bool = False
+                   ) -> tuple[torch.Tensor, ...]:
+    """S2 = σyy-σxx+2iσxy (p,) at ``points`` (p, 2) from dislocations at ``pos`` (n, 2)
+    with Burgers vectors ``b`` (n,) m, by ``params.field``; with ``nearest`` also the
+    offset to and index of each point's nearest dislocation (see
+    :func:`~scalebridge.dd_coupling.field.ewald_field`: found within the short-range
+    cutoff, which is kept above the junction distance)."""
+    method = params.field
+    if method == "auto":
+        method = "direct" if points.shape[0] * pos.shape[0] <= DIRECT_MAX_PAIRS else "ewald"
+    if method == "direct":
+        out = periodic_field(points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly,
+                             params.image_rows, nearest=nearest)
+    else:
+        plan = make_plan(pos.shape[0], geom.lx, geom.ly, min_cutoff=params.junction_m)
+        out = ewald_field(points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly, plan,
+                          nearest=nearest, with_s1=False,
+                          dtype=getattr(torch, params.field_dtype))
+    return out[1:]
+
+
 def internal_resolved_shear(geom: DDGeometry, params: DDParams, state: DDState,
                             points: torch.Tensor, point_system: torch.Tensor
                             ) -> torch.Tensor:
     """Resolved shear stress (p,) Pa of the dislocations' internal field at ``points``
     (p, 2) on planes of systems ``point_system`` (p,)."""
     if state.n == 0:
-        return torch.zeros(points.shape[0], dtype=torch.float64)
+        return torch.zeros(points.shape[0], dtype=torch.float64, device=points.device)
+    geom = geometry_on(geom, state.s.device)
     pos = positions(geom, state.plane, state.s)
     b = params.b_m * burgers(geom, state.plane, state.sign)
-    _, s2 = periodic_field(points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly,
-                           params.image_rows)
-    return resolved_shear(s2, geom.angles[point_system])
+    s2 = internal_field(geom, params, points.to(pos.device), pos, b)[0]
+    return resolved_shear(s2, geom.angles[point_system.to(pos.device)])
 
 
 def applied_stress(params: DDParams, state: DDState) -> float:
@@ -287,21 +356,21 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
     """Velocity along +s (n,) m/s and total resolved shear τ (n,) Pa of every
     dislocation (locked junction members get v = 0), and τ (p,) Pa at ``extra_points``
     (p, 2) on systems ``extra_system`` (sources), all from one field evaluation."""
+    dev = state.s.device
+    geom = geometry_on(geom, dev)
     system = geom.plane_system[state.plane]
     pos = positions(geom, state.plane, state.s)
     if extra_points is None or extra_system is None:
-        extra_points = torch.zeros(0, 2, dtype=torch.float64)
-        extra_system = torch.zeros(0, dtype=torch.long)
+        extra_points = torch.zeros(0, 2, dtype=torch.float64, device=dev)
+        extra_system = torch.zeros(0, dtype=torch.long, device=dev)
     points = torch.cat([pos, extra_points])
     psys = torch.cat([system, extra_system])
     if state.n:
         b = params.b_m * burgers(geom, state.plane, state.sign)
-        _, s2, near_dz, near_idx = periodic_field(
-            points, pos, b, params.mu_pa, params.nu, geom.lx, geom.ly, params.image_rows,
-            nearest=True)
+        s2, near_dz, near_idx = internal_field(geom, params, points, pos, b, nearest=True)
         tau_all = resolved_shear(s2, geom.angles[psys])
     else:
-        tau_all = torch.zeros(points.shape[0], dtype=torch.float64)
+        tau_all = torch.zeros(points.shape[0], dtype=torch.float64, device=dev)
     tau_all = tau_all + state.stress_pa * geom.schmid[psys]
     tau, tau_extra = tau_all[:state.n], tau_all[state.n:]
     tau_drive = tau
@@ -317,9 +386,10 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
             free = tau_ex.abs() > params.junction_strength_pa
             tau_drive = tau.clone()
             tau_drive[li] = torch.where(free, tau_ex, torch.zeros_like(tau_ex))
-    v = params.mobility.velocity(state.sign * tau_drive, params.temperature_k,
-                                 torch.zeros_like(state.plane))
-    return torch.as_tensor(v, dtype=torch.float64), tau, tau_extra
+    # the law on the CPU (laws take NumPy or CPU tensors); the velocity back on the device
+    v = params.mobility.velocity((state.sign * tau_drive).cpu(), params.temperature_k,
+                                 torch.zeros(state.n, dtype=torch.long))
+    return torch.as_tensor(v, dtype=torch.float64).to(dev), tau, tau_extra
 
 
 def _obstacle_limit(geom: DDGeometry, state: DDState, ds: torch.Tensor, tau: torch.Tensor
@@ -362,16 +432,17 @@ def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float,
     (none: zero) is below ``capture`` or negative (they crossed during the step). Pairs are
     chosen greedily by smallest gap, disjoint."""
     n = state.n
-    remove = torch.zeros(n, dtype=torch.bool)
+    dev = state.s.device
+    remove = torch.zeros(n, dtype=torch.bool, device=dev)
     if n < 2:
         return remove
     keys = _keys(geom, state.plane, state.s)
     order = torch.argsort(keys)
     pl, s, sg = state.plane[order], state.s[order], state.sign[order]
     length = geom.plane_length[pl]
-    idx = torch.arange(n)
+    idx = torch.arange(n, device=dev)
     first = torch.searchsorted(keys[order], pl.to(torch.float64), side="left")
-    is_last = torch.ones(n, dtype=torch.bool)
+    is_last = torch.ones(n, dtype=torch.bool, device=dev)
     is_last[:-1] = pl[1:] != pl[:-1]
     nxt = torch.where(is_last, first, idx + 1)
     gap = torch.remainder(s[nxt] - s, length)
@@ -387,7 +458,7 @@ def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float,
     prv[nxt] = idx
     chosen = cand & ~(g[prv] <= g) & ~(g[nxt] < g)
     # two-dislocation planes: pairs k->nxt and nxt->k are the same pair
-    chosen_sorted = torch.zeros(n, dtype=torch.bool)
+    chosen_sorted = torch.zeros(n, dtype=torch.bool, device=dev)
     chosen_sorted[idx[chosen]] = True
     chosen_sorted[nxt[chosen]] = True
     remove[order] = chosen_sorted
@@ -395,7 +466,9 @@ def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float,
 
 
 def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
-    """Advance ``state`` by one adaptive time step; returns a new state (inputs untouched)."""
+    """Advance ``state`` by one adaptive time step; returns a new state (inputs untouched).
+    Runs on the state's device (the geometry is copied there once)."""
+    geom = geometry_on(geom, state.s.device)
     system = geom.plane_system[state.plane]
     has_src = geom.src_plane.shape[0] > 0
     if has_src:
@@ -436,7 +509,7 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
             n_new = int(fire.sum())
             system = geom.plane_system[plane]
             tau = torch.cat([tau, tau_src[fire], tau_src[fire]])
-            v = torch.cat([v, torch.zeros(2 * n_new, dtype=v.dtype)])  # glide from next step
+            v = torch.cat([v, torch.zeros(2 * n_new, dtype=v.dtype, device=v.device)])  # next step
 
     # glide (each dislocation at most max_glide per step) with obstacles
     ds = v * dt
@@ -475,11 +548,13 @@ def slip_moment(geom: DDGeometry, params: DDParams, state: DDState) -> float:
     """``b/area · Σ sign·m·travel`` over living and annihilated dislocations: the plastic
     strain computed from the dislocations' own displacements (equals
     ``state.plastic_strain``)."""
+    geom = geometry_on(geom, state.s.device)
     m = geom.schmid[geom.plane_system[state.plane]]
     return params.b_m / geom.area * (float((state.sign * m * state.travel).sum())
                                      + state.removed_moment)
 
 
-__all__ = ["DDGeometry", "DDParams", "DDState", "applied_stress", "burgers", "glide_velocity",
-           "init", "internal_resolved_shear", "make_planes", "plane_period", "positions",
-           "schmid_factor", "slip_moment", "sort_obstacles", "step"]
+__all__ = ["DIRECT_MAX_PAIRS", "DDGeometry", "DDParams", "DDState", "applied_stress", "burgers",
+           "geometry_on", "glide_velocity", "init", "internal_field", "internal_resolved_shear",
+           "make_planes", "plane_period", "positions", "resolve_device", "schmid_factor",
+           "slip_moment", "sort_obstacles", "step"]

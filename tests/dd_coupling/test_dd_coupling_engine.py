@@ -33,37 +33,42 @@ def run(geom, p, st, n_steps=None, until=None, stop=None, max_steps=20000):
             return st
 
 
-@pytest.mark.parametrize("angle,law", [(0.0, DRAG), (60.0, DRAG), (
-    0.0, KinkPairMobility(burgers_m=B, enthalpy_ev=0.8, peierls_pa=800e6, attempt_m_s=500.0,
-                          drag_pa_s=5e-5))])
-def test_single_dislocation_moves_at_law_velocity(angle, law):
-    """One dislocation under constant applied stress glides at law(Schmid·τ)."""
+@pytest.mark.parametrize("angle,law,field", [
+    (0.0, DRAG, "direct"), (60.0, DRAG, "direct"), (0.0, DRAG, "ewald"), (60.0, DRAG, "ewald"),
+    (0.0, KinkPairMobility(burgers_m=B, enthalpy_ev=0.8, peierls_pa=800e6, attempt_m_s=500.0,
+                           drag_pa_s=5e-5), "direct")])
+def test_single_dislocation_moves_at_law_velocity(angle, law, field):
+    """One dislocation under constant applied stress glides at law(Schmid·τ), with either
+    field method (its own periodic images exert no glide force)."""
     # a lone (non-neutral) dislocation on an inclined plane feels the periodic cell's
     # σxx band term ~ μ b_x / (lx (1-ν)); a 100 μm cell makes it < 0.5% of the drive
     lx = 100e-6 if angle else 2e-6
     ly = lx * math.sqrt(3) / 2 if angle else lx
     geom = simple_geometry(lx, ly, [(angle, 0.3e-6)])
     tau_app = 80e6
-    p = params(law, stress_offset_pa=tau_app, max_glide_m=2e-9, dt_max_s=1e-9)
+    p = params(law, stress_offset_pa=tau_app, max_glide_m=2e-9, dt_max_s=1e-9, field=field)
     st = init(geom, torch.tensor([0]), t_([0.1e-6]), t_([1.0]), params=p)
     st = run(geom, p, st, n_steps=50)
     m = float(geom.schmid[0])
     v_law = float(law.velocity(t_([m * tau_app]), 300.0, torch.tensor([0]))[0])
     v_dd = float(st.travel[0]) / st.time
     assert v_law != 0
-    assert v_dd == pytest.approx(v_law, rel=1e-2 if angle else 1e-9)
+    # angle 0: exact (direct) / to the mesh's ~1e-8 self-image residue (ewald); 60°: the
+    # band term of a lone dislocation's σxx (< 0.5%)
+    rel = 1e-2 if angle else (1e-9 if field == "direct" else 1e-7)
+    assert v_dd == pytest.approx(v_law, rel=rel)
     # a negative dislocation glides the other way
     st2 = init(geom, torch.tensor([0]), t_([0.1e-6]), t_([-1.0]), params=p)
     st2 = run(geom, p, st2, n_steps=10)
-    assert float(st2.travel[0]) / st2.time == pytest.approx(-v_law, rel=1e-2 if angle else 1e-9)
+    assert float(st2.travel[0]) / st2.time == pytest.approx(-v_law, rel=rel)
 
 
-def _dipole_escapes(tau_app: float, h: float) -> tuple[bool, float]:
+def _dipole_escapes(tau_app: float, h: float, field: str = "direct") -> tuple[bool, float]:
     lx = ly = 100 * h
     geom = simple_geometry(lx, ly, [(0.0, 0.5 * ly), (0.0, 0.5 * ly + h)])
     law = LinearDragMobility(burgers_m=B, b0_pa_s=5e-5)
     p = params(law, stress_offset_pa=tau_app, max_glide_m=h / 40, dt_max_s=1e-9,
-               capture_m=0.0, junction_m=0.0)
+               capture_m=0.0, junction_m=0.0, field=field)
     # positive on the lower plane, negative above-left at 45°: the stable dipole
     st = init(geom, torch.tensor([0, 1]), t_([0.5 * lx, 0.5 * lx - h]), t_([1.0, -1.0]),
               params=p)
@@ -76,12 +81,13 @@ def _dipole_escapes(tau_app: float, h: float) -> tuple[bool, float]:
     return abs(sep(st)) > 8 * h, sep(st)
 
 
-def test_dipole_passing_stress_within_2_percent():
+@pytest.mark.parametrize("field", ["direct", "ewald"])
+def test_dipole_passing_stress_within_2_percent(field):
     """Edge dipole on planes h apart: bound below μb/(8π(1-ν)h), passes above (±2%)."""
     h = 40e-9
     tau_pass = MU * B / (8 * math.pi * (1 - NU) * h)
-    escaped_lo, sep_lo = _dipole_escapes(0.98 * tau_pass, h)
-    escaped_hi, sep_hi = _dipole_escapes(1.02 * tau_pass, h)
+    escaped_lo, sep_lo = _dipole_escapes(0.98 * tau_pass, h, field)
+    escaped_hi, sep_hi = _dipole_escapes(1.02 * tau_pass, h, field)
     assert not escaped_lo, f"dipole broke at 0.98 τ_pass (separation {sep_lo / h:.2f} h)"
     assert escaped_hi, f"dipole held at 1.02 τ_pass (separation {sep_hi / h:.2f} h)"
     # bound equilibrium sits between x = h and (1+√2)h
