@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -39,9 +40,58 @@ def _progress_enabled() -> bool:
     return sys.stderr.isatty() and not os.environ.get("SCALEBRIDGE_NO_PROGRESS")
 
 
+#: Not on a terminal: a plain progress line at most this often (seconds), and only for
+#: work that has run at least this long (short runs stay silent).
+PLAIN_EVERY_S = 15.0
+
+
+class _PlainProgress:
+    """Progress as log lines (``training models: 40% (1200/3000), 62 s``) where no bar
+    can be drawn: at each 10% step reached at least :data:`PLAIN_EVERY_S` after the
+    previous line, and at the end if a line was written before."""
+
+    def __init__(self, description: str, total: float | None,
+                 every_s: float = PLAIN_EVERY_S) -> None:
+        self.description, self.total, self.every_s = description, total, every_s
+        self.done = 0.0
+        self.t0 = self.last = time.monotonic()
+        self.decile = 0
+        self.lines = 0
+        self.log = logging.getLogger("scalebridge.progress")
+
+    def _line(self, now: float) -> None:
+        if self.total:
+            pct = 100.0 * self.done / self.total
+            msg = (f"{self.description}: {pct:.0f}% ({self.done:.0f}/{self.total:.0f}), "
+                   f"{now - self.t0:.0f} s")
+        else:
+            msg = f"{self.description}: {self.done:.0f} done, {now - self.t0:.0f} s"
+        self.log.info(msg)
+        self.last = now
+        self.lines += 1
+
+    def advance(self, n: float = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        if self.total:
+            decile = int(10 * min(self.done / self.total, 1.0))
+            if decile <= self.decile:
+                return
+            self.decile = decile
+        self._line(now)
+
+    def close(self) -> None:
+        if self.lines and (not self.total or self.done < self.total or self.decile < 10):
+            self._line(time.monotonic())
+
+
 @contextmanager
-def progress(description: str, total: float | None = None) -> Iterator[callable]:
-    """Context manager yielding ``advance(n=1)``; draws a rich bar on a terminal.
+def progress(description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
+    """Context manager yielding ``advance(n=1)``: a rich bar on a terminal, plain log
+    lines (``scalebridge.progress``, at most every :data:`PLAIN_EVERY_S` s, at 10% steps)
+    when not on one or with ``SCALEBRIDGE_NO_PROGRESS`` set.
 
     Example::
 
@@ -49,7 +99,11 @@ def progress(description: str, total: float | None = None) -> Iterator[callable]
             for line in output: ...; advance(100)
     """
     if not _progress_enabled():
-        yield lambda n=1: None
+        plain = _PlainProgress(description, total)
+        try:
+            yield plain.advance
+        finally:
+            plain.close()
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -17,6 +17,7 @@ from dolfinx import fem, io
 from scalebridge.artifacts import write_csv_atomic
 from scalebridge.continuum.quadrature import mandel_to_tensor, von_mises
 from scalebridge.continuum.solver import ElastoplasticSolver, SolveResult, StepRecord
+from scalebridge.plotting import save_figure
 
 NEWTON_COLUMNS = ("step", "attempt", "load_factor", "iteration", "residual_norm",
                   "relative_residual")
@@ -122,7 +123,7 @@ def write_plots(folder: Path, result: SolveResult, load_name: str, disp_name: st
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "load_displacement.png", dpi=120)
+    save_figure(fig, folder / "load_displacement.png", dpi=120)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -136,5 +137,5 @@ def write_plots(folder: Path, result: SolveResult, load_name: str, disp_name: st
     ax.set_ylabel("residual / reaction norm")
     ax.set_title("Newton convergence, one line per load step", fontsize=9)
     fig.tight_layout()
-    fig.savefig(folder / "newton.png", dpi=120)
+    save_figure(fig, folder / "newton.png", dpi=120)
     plt.close(fig)

@@ -46,6 +46,7 @@ from scalebridge.dd_coupling.mobility import (
 from scalebridge.dd_coupling.neural import NeuralMobility
 from scalebridge.errors import DataError, SettingsError
 from scalebridge.md import glide_fit
+from scalebridge.plotting import save_figure
 from scalebridge.settings import StrictModel
 
 log = logging.getLogger("scalebridge.dd_coupling")
@@ -278,7 +279,7 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
     ax.set_title("mobility fit: drag (dashed), neural ±2σ (solid)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(work / "velocity_fit.png", dpi=120)
+    save_figure(fig, work / "velocity_fit.png", dpi=120)
     plt.close(fig)
     with open(work / "velocity_fit.csv", "w", newline="") as f:
         w = csv.writer(f)

@@ -48,6 +48,7 @@ from scalebridge.dd_coupling.mobility import (
 )
 from scalebridge.errors import SettingsError
 from scalebridge.log import progress
+from scalebridge.plotting import save_figure
 from scalebridge.settings import StrictModel
 
 log = logging.getLogger("scalebridge.dd_coupling")
@@ -430,7 +431,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     ax.set_ylabel("applied stress (MPa)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(work / "stress_strain.png", dpi=120)
+    save_figure(fig, work / "stress_strain.png", dpi=120)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -438,7 +439,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     ax.set_xlabel("strain")
     ax.set_ylabel("dislocation density (m$^{-2}$)")
     fig.tight_layout()
-    fig.savefig(work / "density_strain.png", dpi=120)
+    save_figure(fig, work / "density_strain.png", dpi=120)
     plt.close(fig)
 
     drops = np.array([r[2] if strain_mode else r[3] for r in aval_rows])
@@ -455,7 +456,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     ax.set_ylabel("P(size ≥ x)")
     ax.set_title(f"{len(xs)} avalanches, α = {alpha:.2f}" if len(xs) else "no avalanches")
     fig.tight_layout()
-    fig.savefig(work / "avalanches.png", dpi=120)
+    save_figure(fig, work / "avalanches.png", dpi=120)
     plt.close(fig)
 
     frame, t, e, x, y, sg, sy = runs[0]["snapshots"][-1]
@@ -476,7 +477,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     ax.set_title(f"realisation 0, strain {e:.2e}")
     ax.legend(fontsize=6, loc="upper right")
     fig.tight_layout()
-    fig.savefig(work / "snapshot.png", dpi=120)
+    save_figure(fig, work / "snapshot.png", dpi=120)
     plt.close(fig)
 
     # headline numbers

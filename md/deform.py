@@ -32,6 +32,7 @@ from scalebridge.md.lammps import (
     run_lammps,
 )
 from scalebridge.md.tables import pyplot, write_rows
+from scalebridge.plotting import save_figure
 from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.md.deform")
@@ -218,7 +219,7 @@ def _plots(ss: np.ndarray, rows: list[dict[str, Any]], work: Path) -> None:
     ax.set_xlabel("|strain|")
     ax.set_ylabel("|σ_zz| (MPa)")
     fig.tight_layout()
-    fig.savefig(work / "stress_strain.png")
+    save_figure(fig, work / "stress_strain.png")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
     s = np.abs([r["strain"] for r in rows])
@@ -230,5 +231,5 @@ def _plots(ss: np.ndarray, rows: list[dict[str, Any]], work: Path) -> None:
     ax.set_ylabel("dislocation density (m⁻²)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(work / "density_strain.png")
+    save_figure(fig, work / "density_strain.png")
     plt.close(fig)

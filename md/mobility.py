@@ -45,6 +45,7 @@ from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
 from scalebridge.md.properties import burgers_length
 from scalebridge.md.tables import pyplot, write_rows
+from scalebridge.plotting import save_figure
 from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.md.mobility")
@@ -516,5 +517,5 @@ def plot_velocity(points: Sequence[dict[str, Any]], fits: dict[str, Any], b_a: f
     if keys:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -46,6 +46,7 @@ from scalebridge.md.lammps import (
     potential_inputs,
     run_lammps,
 )
+from scalebridge.plotting import save_figure
 from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.md.properties")
@@ -435,7 +436,7 @@ def _plot_xy(path: Path, x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str,
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import Field
 from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
 from scalebridge.errors import DataError, ExternalProgramError
+from scalebridge.plotting import save_figure
 from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.potentials")
@@ -75,7 +76,7 @@ def write_lcurves(paths: list[Path], out: Path) -> None:
                 ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "lcurve.png", dpi=110)
+    save_figure(fig, out / "lcurve.png", dpi=110)
     plt.close(fig)
 
 
@@ -191,7 +192,7 @@ def parity_plots(cat: dict[str, dict[str, np.ndarray]], out: Path, tag: str = ""
         ax.set_ylabel(f"model {kind} ({unit})")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / f"parity_{kind}{tag}.png", dpi=110)
+        save_figure(fig, out / f"parity_{kind}{tag}.png", dpi=110)
         plt.close(fig)
         u = "ev_per_atom" if kind == "energy" else "ev_a"
         with open(out / f"parity_{kind}{tag}.csv", "w", newline="") as fh:

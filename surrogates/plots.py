@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scalebridge.plotting import save_figure
 from scalebridge.surrogates import mandel
 
 COMPONENTS = ("xx", "yy", "zz", "yz", "xz", "xy")
@@ -52,7 +53,7 @@ def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png, dpi=110)
     plt.close(fig)
     _write_csv(png.with_suffix(".csv"), ["path", "step", "component", "strain",
                                          "stress_data_mpa", "stress_model_mpa",
@@ -70,7 +71,7 @@ def plot_hardening(png: Path, ep: np.ndarray, sy: np.ndarray, ep_grid: np.ndarra
     ax.set_ylabel("yield stress (MPa)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png, dpi=110)
     plt.close(fig)
     _write_csv(png.with_suffix(".csv"), ["kind", "eps_p_eq", "sigma_y_mpa"],
                [["data", a, b] for a, b in zip(ep, sy, strict=True)]
@@ -92,7 +93,7 @@ def plot_history(png: Path, history: list[dict[str, float]]) -> None:
     ax.set_ylabel("loss (scaled MSE)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    save_figure(fig, png, dpi=110)
     plt.close(fig)
     _write_csv(png.with_suffix(".csv"), ["iteration", "train_loss", "val_loss", "phase"],
                [[h["iteration"], h["train_loss"], h["val_loss"], h.get("phase", "fit")]

@@ -1,0 +1,105 @@
+"""Readable output: tick labels never overlap (rendered and measured), every PNG names
+the file with its numbers, and progress is a bar on a terminal and log lines elsewhere."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from scalebridge import log as sblog
+from scalebridge.plotting import (
+    CHECKED,
+    plot_data_file,
+    png_source,
+    pyplot,
+    save_figure,
+    tick_label_overlaps,
+)
+
+
+def _strain_figure():
+    """The DD/surrogate case of issue 19: a strain axis 0..2e-3 in a 5-inch figure."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    x = np.linspace(0, 2e-3, 50)
+    ax.plot(x, 30 * np.tanh(x / 1e-4))
+    ax.set_xlabel("strain")
+    fig.tight_layout()
+    return fig
+
+
+def test_overlapping_strain_ticks_are_found_and_fixed(tmp_path):
+    fig = _strain_figure()
+    found = tick_label_overlaps(fig)
+    assert found and found[0].startswith("axes 0 x:"), found  # the bug, measured
+    save_figure(fig, tmp_path / "stress_strain.png", dpi=80)
+    rec = CHECKED[-1]
+    assert rec.path == tmp_path / "stress_strain.png" and rec.overlaps_before
+    assert rec.overlaps_after == [] and rec.fixes
+    assert (tmp_path / "stress_strain.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("kind", ["linear_crowded", "log_crowded"])
+def test_crowded_axes_end_without_overlap(tmp_path, kind):
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(3.0, 2.0))
+    for ax in (a, b):
+        if kind == "log_crowded":
+            ax.set_xscale("log")
+            ax.plot(np.geomspace(1e-3, 1e5, 5), np.linspace(0, 1, 5))
+            ax.set_xticks(np.geomspace(1e-3, 1e5, 9))
+        else:
+            ax.plot(np.linspace(1000.5, 1000.9, 5), np.linspace(1e6, 1.00001e6, 5))
+            ax.set_xticks(np.linspace(1000.5, 1000.9, 17))
+    save_figure(fig, tmp_path / "crowded.png", dpi=80)
+    assert CHECKED[-1].overlaps_after == [], CHECKED[-1]
+
+
+def test_png_names_its_data_source(tmp_path):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1])
+    (tmp_path / "velocity.csv").write_text("a,b\n0,0\n1,1\n")
+    save_figure(fig, tmp_path / "velocity_stress.png", data="velocity.csv", dpi=60)
+    assert png_source(tmp_path / "velocity_stress.png") == "velocity.csv"
+    assert plot_data_file(tmp_path / "velocity_stress.png") == (tmp_path / "velocity.csv")
+    fig, ax = plt.subplots(figsize=(3, 2))
+    save_figure(fig, tmp_path / "lonely.png", dpi=60)
+    assert plot_data_file(tmp_path / "lonely.png") is None       # no CSV, no source
+    (tmp_path / "lonely.csv").write_text("x\n1\n")
+    assert plot_data_file(tmp_path / "lonely.png") == tmp_path / "lonely.csv"
+
+
+def test_progress_is_log_lines_off_a_terminal(monkeypatch, caplog):
+    monkeypatch.setattr(sblog.sys.stderr, "isatty", lambda: False, raising=False)
+    clock = iter(np.arange(0.0, 1000.0, 4.0))
+    monkeypatch.setattr(sblog.time, "monotonic", lambda: float(next(clock)))
+    with caplog.at_level(logging.INFO, logger="scalebridge.progress"), \
+            sblog.progress("training models", total=3000) as advance:
+        for _ in range(30):
+            advance(100)
+    lines = [r.getMessage() for r in caplog.records if r.name == "scalebridge.progress"]
+    assert lines, "no progress line off a terminal"
+    assert all(ln.startswith("training models: ") and "%" in ln for ln in lines)
+    assert lines[-1].startswith("training models: 100% (3000/3000)")
+    assert len(lines) <= 11                       # at most one per 10%, never per step
+
+
+def test_short_work_stays_silent_off_a_terminal(monkeypatch, caplog):
+    monkeypatch.setattr(sblog.sys.stderr, "isatty", lambda: False, raising=False)
+    with caplog.at_level(logging.INFO, logger="scalebridge.progress"), \
+            sblog.progress("quick", total=10) as advance:
+        for _ in range(10):
+            advance(1)
+    assert not [r for r in caplog.records if r.name == "scalebridge.progress"]
+
+
+def test_progress_draws_a_bar_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sblog.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.delenv("SCALEBRIDGE_NO_PROGRESS", raising=False)
+    assert sblog._progress_enabled()
+    with sblog.progress("MD steps", total=5) as advance:
+        for _ in range(5):
+            advance(1)
+    assert list(sblog.track(range(3), "DD strain")) == [0, 1, 2]
