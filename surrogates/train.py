@@ -13,6 +13,11 @@ replays the validation paths through the fitted model (the metrics), runs
     hardening.png/csv  (neural_j2) flow-stress samples and the learned σ_y(ε̄_p)
     history.png/csv    training and validation loss
 
+Fitted to a DDRun, the metrics also hold the data's hardening distribution (the
+realisations' flow-stress scatter) and the realisation scatter in the units of the
+held-out error (:mod:`scalebridge.surrogates.ensemble`): a held-out error at that level is
+as good as the data allow.
+
 ``load_surrogate(path)`` rebuilds the model as a ``ConstitutiveModel``.
 
 Fitting the physics-structured model: with the elastic moduli of the data's source
@@ -510,6 +515,14 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                                        np.ones_like(samples["val"]["ep"]))[0]
         metrics["hardening_val_rmse_mpa"] = float(
             np.sqrt(np.mean((sy - samples["val"]["sigma_mpa"]) ** 2)))
+    if paths.meta.get("source") == "ddrun":  # the realisation scatter: the error floor
+        from scalebridge.surrogates.ensemble import (
+            flow_stress_distribution,
+            realisation_scatter_rmse,
+        )
+
+        metrics["hardening_distribution"] = flow_stress_distribution(paths)
+        metrics["realisation_scatter_rmse_mpa"] = realisation_scatter_rmse(paths)
     report = None
     if s.run_checks:
         amp = 0.8 * float(np.linalg.norm(train.strain, axis=-1).max())
@@ -536,9 +549,15 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         plot_hardening(out / "hardening.png", a["ep"], a["sigma_mpa"], grid, sy_grid)
     log.info("%s: validation max |Δσ|/σ_y = %.3g, relative error %.3g (%.1f s)", model.name,
              metrics_val["max_error_over_yield"], metrics_val["rel_error"], fit_s)
-    return {"class": record["class"], "validation": metrics_val,
-            "checks_passed": None if report is None else report["passed"],
-            "n_train": len(itr), "n_val": len(iva)}
+    summary = {"class": record["class"], "validation": metrics_val,
+               "checks_passed": None if report is None else report["passed"],
+               "n_train": len(itr), "n_val": len(iva)}
+    if "hardening_distribution" in metrics:
+        summary["realisation_scatter_rmse_mpa"] = metrics["realisation_scatter_rmse_mpa"]
+        summary["flow_stress_rel_std"] = metrics["hardening_distribution"]["rel_std"]
+    if hasattr(model, "initial_yield_stress"):
+        summary["initial_yield_mpa"] = float(model.initial_yield_stress())
+    return summary
 
 
 def load_surrogate(path: str | Path) -> ConstitutiveModel:

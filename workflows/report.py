@@ -1,8 +1,12 @@
 """The run report: ``report.md`` and ``report.html`` in the run directory.
 
-One section per stage: its wall time, its headline numbers (the artifact's summary), a
-table of the MD properties against DFT where there is one, its plots (every PNG of the
-artifact, each with the CSV beside it linked), and links to the files OVITO (LAMMPS
+It opens with the verdicts (:mod:`scalebridge.workflows.verdicts`: one row per stage,
+each check green/amber/red/n-a with its reason, and the run's overall verdict; the same
+rows in ``verdicts.json``) and the FEM load band with each upstream source's share
+(:mod:`scalebridge.workflows.band`). Then one section per stage: its wall time, its
+headline numbers (the artifact's summary), a table of the MD properties against DFT where
+there is one, its plots (every PNG of the artifact, each with the CSV of its numbers
+linked: :func:`scalebridge.plotting.plot_data_file`), and links to the files OVITO (LAMMPS
 dumps, ``.ca``, extxyz) and ParaView (VTX ``.bp``, XDMF, VTK) open. Paths are relative to
 the run directory, so the report moves with it.
 """
@@ -18,8 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scalebridge.artifacts import Artifact, write_text_atomic
+from scalebridge.artifacts import Artifact, write_json_atomic, write_text_atomic
+from scalebridge.plotting import plot_data_file
 from scalebridge.workflows.chain import Chain, read_records
+from scalebridge.workflows.verdicts import COLOUR, MARK, run_verdicts
 
 #: File suffixes (and directory suffixes, for VTX) that OVITO or ParaView open.
 OVITO_SUFFIXES = (".dump", ".lammpstrj", ".ca", ".extxyz", ".xyz", ".data", ".vasp",
@@ -130,10 +136,10 @@ def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
         out.append({
             "name": n.name, "kind": n.kind, "path": art.path,
             "seconds": rec.get("seconds", art.manifest.get("wall_seconds")),
-            "summary": summary_rows(art.summary), "warnings": override_warnings(art.summary),
+            "summary": summary_rows(art.summary), "raw_summary": art.summary,
+            "warnings": override_warnings(art.summary),
             "properties": _property_rows(art),
-            "plots": [(p, p.with_suffix(".csv") if p.with_suffix(".csv").exists() else None)
-                      for p in pngs[:24]],
+            "plots": [(p, plot_data_file(p)) for p in pngs[:24]],
             "ovito": ovito[:20], "paraview": paraview[:20],
         })
     return out
@@ -143,11 +149,49 @@ def _rel(p: Path, root: Path) -> str:
     return os.path.relpath(p, root)
 
 
-def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str) -> str:
+def band_line(arts_or_sections: Any) -> str | None:
+    """One sentence on the FEM load band and its shares, from a LoadBand summary."""
+    summ = None
+    for s in arts_or_sections:
+        kind = s["kind"] if isinstance(s, dict) else s.kind
+        if kind == "LoadBand":
+            summ = s["raw_summary"] if isinstance(s, dict) else s.summary
+    if not summ or not summ.get("fem_load_band_mpa"):
+        return None
+    lo, hi = summ["fem_load_band_mpa"]
+    k = summ.get("coverage_factor", 1.0)
+    shares = ", ".join(f"{name} {100 * float(v):.0f}%"
+                       for name, v in (summ.get("band_shares") or {}).items())
+    return (f"FEM final load {_fmt(summ.get('final_load_mpa'))} MPa, band "
+            f"[{_fmt(lo)}, {_fmt(hi)}] MPa (flow stress ± {_fmt(k)} standard uncertainty "
+            f"{100 * float(summ.get('rel_uncertainty') or 0):.2g}%); share of the band's "
+            f"variance: {shares}")
+
+
+def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
+    if not verdicts:
+        return []
+    ov = verdicts["overall"]
+    lines = [f"**Overall verdict: {MARK[ov]} {ov}** (the worst stage; "
+             "[verdicts.json](verdicts.json) has every check and threshold)", "",
+             "| stage | verdict | checks |", "|---|---|---|"]
+    for st in verdicts["stages"]:
+        checks = "<br>".join(f"{MARK[c['status']]} {c['name']}: {c['reason']}"
+                             .replace("|", "\\|") for c in st["checks"])
+        lines.append(f"| {st['stage']} | {MARK[st['verdict']]} {st['verdict']} | {checks} |")
+    return [*lines, ""]
+
+
+def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
+                    verdicts: Mapping[str, Any] | None = None) -> str:
     lines = [f"# {title}", "",
              f"Run directory `{run_dir}`, report written "
-             f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.", "",
-             "| stage | artifact | seconds |", "|---|---|---|"]
+             f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.", ""]
+    lines += _verdict_md(verdicts)
+    band = band_line(sections)
+    if band:
+        lines += [band + ".", ""]
+    lines += ["| stage | artifact | seconds |", "|---|---|---|"]
     for s in sections:
         secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
         lines.append(f"| {s['name']} | {s['kind']} (`{_rel(s['path'], run_dir)}`) | {secs} |")
@@ -181,14 +225,40 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str) -
     return "\n".join(lines).rstrip() + "\n"
 
 
-def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str) -> str:
+def _verdict_html(verdicts: Mapping[str, Any] | None) -> list[str]:
+    if not verdicts:
+        return []
+    e = html.escape
+    ov = verdicts["overall"]
+    parts = [f"<p><b>Overall verdict: <span style='color:{COLOUR[ov]}'>{MARK[ov]} {e(ov)}"
+             "</span></b> (the worst stage; <a href='verdicts.json'>verdicts.json</a> has "
+             "every check and threshold)</p>",
+             "<table><tr><th>stage</th><th>verdict</th><th>checks</th></tr>"]
+    for st in verdicts["stages"]:
+        v = st["verdict"]
+        checks = "<br>".join(
+            f"<span style='color:{COLOUR[c['status']]}'>{MARK[c['status']]} "
+            f"{e(c['name'])}</span>: {e(c['reason'])}" for c in st["checks"])
+        parts.append(f"<tr><td><a href='#{e(st['stage'])}'>{e(st['stage'])}</a></td>"
+                     f"<td style='color:{COLOUR[v]}'>{MARK[v]} {e(v)}</td>"
+                     f"<td>{checks}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
+def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
+                verdicts: Mapping[str, Any] | None = None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
-             "img{max-width:520px;margin:4px}</style></head><body>",
-             f"<h1>{e(title)}</h1><p>Run directory <code>{e(str(run_dir))}</code></p>",
-             "<table><tr><th>stage</th><th>artifact</th><th>seconds</th></tr>"]
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;"
+             "vertical-align:top}img{max-width:520px;margin:4px}</style></head><body>",
+             f"<h1>{e(title)}</h1><p>Run directory <code>{e(str(run_dir))}</code></p>"]
+    parts += _verdict_html(verdicts)
+    band = band_line(sections)
+    if band:
+        parts.append(f"<p>{e(band)}.</p>")
+    parts.append("<table><tr><th>stage</th><th>artifact</th><th>seconds</th></tr>")
     for s in sections:
         secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
         parts.append(f"<tr><td><a href='#{e(s['name'])}'>{e(s['name'])}</a></td>"
@@ -228,11 +298,13 @@ def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
     run_dir = Path(run_dir)
     title = title or f"scalebridge run {run_dir.name}"
     sections = report_sections(run_dir, chain, arts)
+    verdicts = run_verdicts({n.name: arts[n.name] for n in chain.nodes if n.name in arts})
+    write_json_atomic(run_dir / "verdicts.json", verdicts)
     md = run_dir / "report.md"
-    write_text_atomic(md, render_markdown(run_dir, sections, title))
-    write_text_atomic(run_dir / "report.html", render_html(run_dir, sections, title))
+    write_text_atomic(md, render_markdown(run_dir, sections, title, verdicts))
+    write_text_atomic(run_dir / "report.html", render_html(run_dir, sections, title, verdicts))
     return md
 
 
-__all__ = ["override_warnings", "render_html", "render_markdown", "report_sections",
+__all__ = ["band_line", "override_warnings", "render_html", "render_markdown", "report_sections",
            "summary_rows", "write_report"]

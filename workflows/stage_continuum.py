@@ -3,28 +3,69 @@
 Run-file section ``[continuum]`` is the stage's own ``FemSettings`` (problem, solver);
 the material is the ``surrogate`` node's model. With ``[execution] mpi_ranks > 1`` the
 solve runs under ``mpiexec``.
+
+``band`` (LoadBand, :mod:`scalebridge.workflows.band`, settings ``[continuum.band]``)
+carries the upstream uncertainties (potential ensemble, mobility law, DD realisations)
+to a band on the FEM's final load, with two extra solves, and each source's share.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
 from scalebridge.artifacts import Artifact
 from scalebridge.continuum import FemSettings
+from scalebridge.workflows.band import BandSettings, make_band
 from scalebridge.workflows.chain import StageCall, StageNode
 
 #: What these nodes run (their code record: see ``StageNode.code``).
 CODE = ("continuum", "workflows/stage_continuum.py")
 
-#: ``[continuum]`` is FemSettings itself.
-Section = FemSettings
+
+class ContinuumSection(FemSettings):
+    """``[continuum]``: the FEM run (FemSettings) and ``[continuum.band]``."""
+
+    band: BandSettings = Field(default_factory=BandSettings,
+                               description="the FEM load band from upstream uncertainty")
+
+    def fem(self) -> FemSettings:
+        """The FEM settings alone (the band's settings do not enter the fem node)."""
+        return FemSettings.model_validate(
+            {k: getattr(self, k) for k in FemSettings.model_fields})
+
+
+Section = ContinuumSection
+
+#: Upstream nodes the band reads (those the chain has).
+BAND_INPUTS = ("fem", "surrogate", "dd", "mobility", "properties", "potential")
+
+
+def _fem(settings: Any) -> FemSettings:
+    return settings.fem() if isinstance(settings, ContinuumSection) else settings
 
 
 def make_fem(call: StageCall) -> Artifact:
-    return call.settings.make(call.inputs["surrogate"], call.out, call.resources,
-                              force=call.force)
+    return _fem(call.settings).make(call.inputs["surrogate"], call.out, call.resources,
+                                    force=call.force)
+
+
+def make_band_node(call: StageCall) -> Artifact:
+    return make_band(call.settings["band"], call.settings["fem"], call.inputs, call.out,
+                     call.resources, force=call.force)
+
+
+def _band_settings(c: Any) -> dict[str, Any]:
+    return {"band": getattr(c.continuum, "band", BandSettings()), "fem": _fem(c.continuum)}
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:
-    return [StageNode("fem", "FieldResults", ("surrogate",), make_fem,
-                      settings=lambda c: c.continuum, section="continuum", code=CODE)]
+    out = [StageNode("fem", "FieldResults", ("surrogate",), make_fem,
+                     settings=lambda c: _fem(c.continuum), section="continuum", code=CODE)]
+    band = getattr(getattr(cfg, "continuum", None), "band", None) if cfg is not None else None
+    if band is None or band.enabled:
+        out.append(StageNode("band", "LoadBand", BAND_INPUTS, make_band_node,
+                             settings=_band_settings, section="continuum.band",
+                             code=(*CODE, "surrogates", "potentials", "md/properties.py",
+                                   "workflows/band.py")))
+    return out

@@ -1,0 +1,160 @@
+"""A distribution over the hardening: what the scatter of the data says about the flow
+stress, and surrogate members whose flow stress is scaled.
+
+The data a surrogate learns from (a DD study: several realisations per loading
+condition) scatter about their mean. :func:`flow_stress_distribution` summarises that
+scatter as the relative standard deviation of the flow stress (each path's median von
+Mises stress over its last fifth, pooled over the loading conditions), and
+:func:`realisation_scatter_rmse` as the RMS distance of a path's stress from its
+condition's mean path: the error a model that reproduces the mean exactly has on a fresh
+realisation, the floor for a surrogate's held-out error.
+
+:func:`scale_hardening` makes a member of the distribution from a fitted model: the same
+model with its yield stress scaled by a factor (elasticity unchanged). For J2 models
+(analytic or neural) the hardening law's σ_y and slope are scaled, exactly. Any other
+:class:`~scalebridge.surrogates.protocol.ConstitutiveModel` is wrapped as
+σ_f(ε) = f·σ(ε/f): the same elastic moduli, yield stress ×f, plastic strains ×f (exact
+for perfect plasticity, the hardening curve stretched along ε̄_p otherwise).
+
+Why scale instead of refitting to mean ± std curves: every upstream source (potential,
+mobility law, DD realisations) moves the flow stress first; a scale carries that to the
+FEM without the noise of another training run, so the FEM band measures the sources and
+not the optimiser.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+from scalebridge.surrogates import mandel
+from scalebridge.surrogates.j2 import J2Plasticity
+from scalebridge.surrogates.protocol import ConstitutiveResult
+
+#: Fraction of a path (its last points) whose median stress is its flow stress.
+FLOW_TAIL = 0.2
+
+
+def _conditions(paths: Any) -> list[np.ndarray]:
+    """Indices of the paths of each loading condition (same rate and temperature)."""
+    keys = np.stack([np.round(np.log10(np.maximum(paths.strain_rate_s, 1e-300)), 6),
+                     np.round(paths.temperature_k, 6)], axis=1)
+    out = []
+    for k in np.unique(keys, axis=0):
+        out.append(np.nonzero(np.all(keys == k, axis=1))[0])
+    return out
+
+
+def path_flow_stress(paths: Any, tail: float = FLOW_TAIL) -> np.ndarray:
+    """(P,) each path's flow stress: median von Mises stress over its last ``tail``."""
+    vm = mandel.von_mises(paths.stress)
+    k = max(round(tail * vm.shape[1]), 1)
+    return np.median(vm[:, -k:], axis=1)
+
+
+def flow_stress_distribution(paths: Any, tail: float = FLOW_TAIL) -> dict[str, Any]:
+    """The scatter of the paths' flow stress about their condition's mean.
+
+    Returns ``mean_mpa`` (over all paths), ``rel_std`` (pooled over conditions with at
+    least two paths: sqrt(Σ (n_c - 1) (s_c/m_c)² / Σ (n_c - 1))), ``rel_sem`` (rel_std /
+    sqrt(paths per condition): the uncertainty of the mean a fit learns), ``paths``,
+    ``conditions``; ``rel_std`` and ``rel_sem`` are None with no repeated condition."""
+    flow = path_flow_stress(paths, tail)
+    num, dof, per = 0.0, 0, []
+    for idx in _conditions(paths):
+        if len(idx) < 2:
+            continue
+        f = flow[idx]
+        m = float(np.mean(f))
+        if m <= 0:
+            continue
+        num += (len(idx) - 1) * (float(np.std(f, ddof=1)) / m) ** 2
+        dof += len(idx) - 1
+        per.append(len(idx))
+    rel = math.sqrt(num / dof) if dof else None
+    return {"mean_mpa": float(np.mean(flow)), "rel_std": rel,
+            "rel_sem": rel / math.sqrt(float(np.mean(per))) if rel is not None else None,
+            "paths": len(flow), "conditions": len(_conditions(paths)),
+            "tail": tail}
+
+
+def realisation_scatter_rmse(paths: Any) -> float | None:
+    """RMS over paths and points of ‖σ_path − σ_mean of its condition‖ (MPa), with the
+    n/(n−1) correction: a fresh realisation's distance from the population mean. None
+    when no condition has two paths."""
+    sq, cnt = 0.0, 0
+    for idx in _conditions(paths):
+        n = len(idx)
+        if n < 2:
+            continue
+        s = paths.stress[idx]
+        d = np.linalg.norm(s - s.mean(axis=0), axis=-1)
+        sq += float((d ** 2).sum()) * n / (n - 1)
+        cnt += d.size
+    return math.sqrt(sq / cnt) if cnt else None
+
+
+class ScaledHardening:
+    """A J2 hardening law with σ_y and its slope multiplied by ``factor``."""
+
+    def __init__(self, base: Any, factor: float) -> None:
+        self.base, self.factor = base, float(factor)
+        self.state_names = tuple(base.state_names)
+
+    def initial_state(self, n: int) -> np.ndarray:
+        return self.base.initial_state(n)
+
+    def yield_stress(self, ep, dep, q, dt):
+        sy, h, qn = self.base.yield_stress(ep, dep, q, dt)
+        return self.factor * np.asarray(sy), self.factor * np.asarray(h), qn
+
+    def __repr__(self) -> str:
+        return f"{self.factor:g} x {self.base!r}"
+
+
+class ScaledStressModel:
+    """Any ConstitutiveModel with its stress response scaled: σ_f(ε) = f·σ(ε/f)."""
+
+    def __init__(self, base: Any, factor: float) -> None:
+        self.base, self.factor = base, float(factor)
+        self.name = f"{getattr(base, 'name', type(base).__name__)} x{self.factor:.4g}"
+        self.state_names = tuple(base.state_names)
+        self.training_range = getattr(base, "training_range", None)
+
+    def initial_state(self, n: int) -> np.ndarray:
+        return self.base.initial_state(n)
+
+    def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
+               dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
+        f = self.factor
+        r = self.base.update(np.asarray(strain) / f, np.asarray(dstrain) / f, state, dt)
+        return ConstitutiveResult(stress=f * r.stress, tangent=r.tangent, state=r.state,
+                                  out_of_range=r.out_of_range, uncertainty=(
+                                      None if r.uncertainty is None else f * r.uncertainty))
+
+
+def scale_hardening(model: Any, factor: float) -> Any:
+    """A copy of ``model`` whose yield stress is ``factor`` times its own (see the module
+    docstring); ``model`` is left unchanged."""
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValueError(f"scale factor must be finite and > 0, got {factor}")
+    if isinstance(model, J2Plasticity):
+        m = copy.copy(model)
+        m.hardening = ScaledHardening(model.hardening, factor)
+        m.name = f"{model.name} x{factor:.4g}"
+        return m
+    return ScaledStressModel(model, factor)
+
+
+def initial_yield(model: Any) -> float | None:
+    """σ_y at zero plastic strain of a J2 model (MPa), else None."""
+    if isinstance(model, J2Plasticity):
+        return model.initial_yield_stress()
+    return None
+
+
+__all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "flow_stress_distribution",
+           "initial_yield", "path_flow_stress", "realisation_scatter_rmse",
+           "scale_hardening"]

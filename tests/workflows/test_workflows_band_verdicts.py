@@ -1,0 +1,274 @@
+"""The report's verdicts and the FEM load band, on chain artifacts made in seconds
+(a synthetic DD study with realisation scatter, a mobility law with a drag error, a
+surrogate fitted to the DD, the FEM cylinder), plus the verdict rules on their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scalebridge.continuum import CylinderProblem, FemSettings
+from scalebridge.continuum.solver import SolverSettings
+from scalebridge.plotting import CHECKED, plot_data_file
+from scalebridge.surrogates.train import SurrogateSettings
+from scalebridge.workflows.band import BandSettings, combine, make_band
+from scalebridge.workflows.chain import Chain, StageNode
+from scalebridge.workflows.report import write_report
+from scalebridge.workflows.verdicts import (
+    AMBER,
+    GREEN,
+    NA,
+    RED,
+    THRESHOLDS,
+    checks_for,
+    run_verdicts,
+    worst,
+)
+
+from .synthetic_chain import mobility_law, synthetic_ddrun
+
+FEM = FemSettings(problem=CylinderProblem(n_radial=2, n_angular=3, inner_displacement=0.0015),
+                  solver=SolverSettings(steps=4, degree=1), write_fields=False)
+
+
+@pytest.fixture(scope="module")
+def chain_arts(tmp_path_factory):
+    """dd -> surrogate -> fem -> band, and a mobility law, in one module-wide folder."""
+    base = tmp_path_factory.mktemp("band")
+    n0 = len(CHECKED)
+    dd = synthetic_ddrun(base / "dd")
+    mob = mobility_law(base / "mobility")
+    sur = SurrogateSettings(max_iterations=100, val_fraction=0.34,
+                            rollout_iterations=0).make(dd, base / "surrogate")
+    fem = FEM.make(sur, base / "fem")
+    band = make_band(BandSettings(), FEM, {"fem": fem, "surrogate": sur, "dd": dd,
+                                           "mobility": mob}, base / "band")
+    figs = CHECKED[n0:]
+    return base, {"mobility": mob, "dd": dd, "surrogate": sur, "fem": fem, "band": band}, figs
+
+
+def test_band_brackets_the_final_load_with_shares(chain_arts):
+    _, arts, _ = chain_arts
+    s = arts["band"].summary
+    lo, hi = s["fem_load_band_mpa"]
+    final = arts["fem"].summary["final_load_mpa"]
+    assert lo < final < hi
+    assert s["final_load_mpa"] == pytest.approx(final)
+    shares = s["band_shares"]
+    assert set(shares) == {"potential", "mobility", "dd"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # the DD scatter (8% spread over 3 realisations) dominates the small drag share
+    assert shares["dd"] > 0.5 and shares["potential"] == 0.0
+    assert "no potential" in s["sources"]["potential"]["note"]
+    # the load responds to the scaled flow stress (a coupling, not a copy): the band's
+    # relative half-width is close to the relative flow-stress uncertainty
+    u = s["rel_uncertainty"]
+    assert (hi - lo) / (2 * final) == pytest.approx(u, rel=0.3)
+    assert s["fem_solves"] == 2
+    for f in ("band.json", "load_band.csv", "load_band.png",
+              "members/low/load_displacement.csv", "members/high/load_displacement.csv"):
+        assert (arts["band"].path / f).is_file(), f
+
+
+def test_combine_attributes_variance_one_source_at_a_time():
+    u, shares = combine({"potential": {"rel_u": 0.03}, "mobility": {"rel_u": 0.0},
+                         "dd": {"rel_u": 0.04}})
+    assert u == pytest.approx(0.05)
+    assert shares == pytest.approx({"potential": 0.36, "mobility": 0.0, "dd": 0.64})
+    assert combine({"dd": {"rel_u": 0.0}}) == (0.0, {"dd": 0.0})
+
+
+def test_report_opens_with_verdicts_and_band(chain_arts):
+    base, arts, _ = chain_arts
+    run_dir = base / "run"
+    run_dir.mkdir(exist_ok=True)
+    nodes = []
+    for name, art in arts.items():
+        nodes.append(StageNode(name, art.kind, (), lambda call: None))
+    write_report(run_dir, Chain(nodes), arts, title="synthetic")
+    md = (run_dir / "report.md").read_text()
+    head = md.split("| stage | artifact | seconds |")[0]
+    assert "**Overall verdict:" in head and "| stage | verdict | checks |" in head
+    for name in arts:
+        assert f"| {name} | " in head
+    assert "FEM final load" in head and "band [" in head and "dd " in head
+    v = json.loads((run_dir / "verdicts.json").read_text())
+    assert set(v["by_stage"]) == set(arts) and v["overall"] in (GREEN, AMBER, RED)
+    assert v["overall"] == worst(v["by_stage"].values())
+    assert set(v["thresholds"]) == set(THRESHOLDS)
+    # every check has a status and a reason; n/a says why
+    for st in v["stages"]:
+        for c in st["checks"]:
+            assert c["status"] in (GREEN, AMBER, RED, NA) and c["reason"], c
+    rows = {st["stage"]: {c["name"]: c for c in st["checks"]} for st in v["stages"]}
+    assert rows["surrogate"]["heldout_vs_scatter"]["status"] in (GREEN, AMBER)
+    assert rows["fem"]["limit_load"]["status"] == NA       # a hardening surrogate
+    assert rows["dd"]["check_mobility"]["status"] == GREEN
+    assert rows["band"]["sources"]["status"] == AMBER      # the potential not carried
+    html = (run_dir / "report.html").read_text()
+    assert "Overall verdict" in html and "verdicts.json" in html
+
+
+def test_every_plot_has_its_numbers_and_readable_ticks(chain_arts):
+    _, arts, figs = chain_arts
+    pngs = [p for a in arts.values() for p in Path(a.path).rglob("*.png")]
+    assert len(pngs) >= 6
+    for p in pngs:
+        assert plot_data_file(p) is not None, f"{p.name}: no CSV beside it, no source named"
+    # every plot of the surrogate, FEM and band went through save_figure, and none was
+    # left with overlapping tick labels
+    checked = {f.path.name for f in figs}
+    for p in pngs:
+        assert p.name in checked, f"{p} not saved by scalebridge.plotting.save_figure"
+    assert [f for f in figs if f.overlaps_after] == []
+
+
+# ---------------------------------------------------------------------- the rules
+class Fake:
+    def __init__(self, kind, summary, path):
+        self.kind, self.summary, self.path = kind, summary, Path(path)
+
+
+def _status(checks, name):
+    return next(c for c in checks if c.name == name).status
+
+
+def test_potential_and_properties_against_dft(tmp_path):
+    pot = checks_for("Potential", {"models": 2, "energy_mae_mev_per_atom": 81.0,
+                                   "force_mae_ev_a": 0.3}, tmp_path)
+    assert [c.status for c in pot] == [RED, AMBER, GREEN]
+    assert "81" in pot[0].reason and "> 30" in pot[0].reason
+    unscored = checks_for("Potential", {"models": 1}, tmp_path)
+    assert _status(unscored, "energy_mae") == NA and _status(unscored, "ensemble") == AMBER
+    (tmp_path / "properties.json").write_text(json.dumps({
+        "a0_a": 3.17, "c11_gpa": 247.0, "c12_gpa": 170.0, "c44_gpa": 100.0,
+        "nve_drift_ev_per_atom_ps": 2e-5, "flagged": False, "max_devi_f_ev_a": 0.02,
+        "dft": {"a0_a": 3.168, "c11_gpa": 479.0, "c12_gpa": 164.0, "c44_gpa": 108.0,
+                "source": {"c11_gpa": "fit"}}}))
+    props = checks_for("Properties", {}, tmp_path)
+    assert [_status(props, k) for k in ("a0", "c11", "c12", "c44", "nve_drift")] == [
+        GREEN, RED, GREEN, GREEN, GREEN]
+    assert "-48.4%" in next(c for c in props if c.name == "c11").reason
+
+
+def test_dd_surrogate_fem_rules(tmp_path):
+    dd = checks_for("DDRun", {"final_dislocations": [4, 5], "out_of_range_fraction": 0.0,
+                              "taylor_alpha": 1.27, "truncated": False,
+                              "mobility_check": {"passed": False, "failed": "x",
+                                                 "overridden": True}}, tmp_path)
+    assert _status(dd, "dislocations") == RED and _status(dd, "check_mobility") == RED
+    assert _status(dd, "taylor_alpha") == AMBER and _status(dd, "realisations") == GREEN
+    one = checks_for("DDRun", {"final_dislocations": [40]}, tmp_path)
+    assert _status(one, "realisations") == AMBER and _status(one, "check_mobility") == NA
+    sur = checks_for("Surrogate", {"checks_passed": True, "validation": {
+        "rmse_mpa": 1.0, "out_of_range_fraction": 0.0},
+        "realisation_scatter_rmse_mpa": 0.9}, tmp_path)
+    assert [c.status for c in sur] == [GREEN, GREEN, GREEN]
+    j2 = checks_for("Surrogate", {"checks_passed": None, "validation": {"rmse_mpa": 1.0}},
+                    tmp_path)
+    assert _status(j2, "heldout_vs_scatter") == NA
+    fem = checks_for("FieldResults", {"limit_load_rel_error": 0.0016,
+                                      "stopped_at_load_factor": None,
+                                      "max_out_of_range_fraction": 0.2}, tmp_path)
+    assert [c.status for c in fem] == [NA, GREEN, GREEN, RED]
+    assert "not a learned model" in fem[0].reason
+
+
+def test_glide_replicas_deformation_and_overall(tmp_path):
+    (tmp_path / "velocity.csv").write_text(
+        "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,replicas,"
+        "replicas_ok,status,reason\n"
+        "edge,300,250,300,30,3,3,ok,\nedge,300,500,700,60,3,3,ok,\n"
+        "edge,300,1000,0,0,3,1,too_few_replicas,1 of 3\n")
+    g = checks_for("DefectStats", {"points": 3, "points_measured": 2, "replicas_min": 3},
+                   tmp_path)
+    assert _status(g, "measured_points") == AMBER and "too_few_replicas" in g[0].reason
+    assert _status(g, "replica_agreement") == GREEN
+    d = checks_for("DefectStats", {"frames": 13, "max_density_m2": 0.0}, tmp_path)
+    assert d[0].status == AMBER and "no dislocation" in d[0].reason
+    v = run_verdicts({"deform": Fake("DefectStats", {"frames": 1, "max_density_m2": 1e14},
+                                     tmp_path),
+                      "fem": Fake("FieldResults", {"limit_load_rel_error": 0.5}, tmp_path),
+                      "x": Fake("Unknown", {}, tmp_path)})
+    assert v["by_stage"] == {"deform": GREEN, "fem": RED, "x": NA} and v["overall"] == RED
+    assert worst([NA, NA]) == NA and worst([]) == NA
+
+
+def test_a_fresh_chain_has_the_band_node():
+    from scalebridge.workflows.pipeline import build_chain
+    from scalebridge.workflows.settings import parse_run_settings
+
+    cfg = parse_run_settings({"continuum": {"band": {"coverage_factor": 2.0}}})
+    names = [n.name for n in build_chain(cfg).nodes]
+    assert names[-2:] == ["fem", "band"]
+    assert cfg.continuum.band.coverage_factor == 2.0
+    assert "band" not in cfg.continuum.fem().model_dump()      # not in the fem's settings
+    off = parse_run_settings({"continuum": {"band": {"enabled": False}}})
+    assert [n.name for n in build_chain(off).nodes][-1] == "fem"
+
+
+
+
+def test_dd_plots_have_readable_strain_axes(tmp_path):
+    """The DD's stress-strain and density plots (strain axes to 1e-3, where the labels
+    overlapped): rendered, measured, fixed; each beside its CSV."""
+    import math
+
+    from scalebridge.artifacts import produce
+    from scalebridge.dd_coupling import DDSettings
+    from scalebridge.dd_coupling.mobility import LinearDragMobility, save_mobility
+
+    doc = {"a0_a": 2.73 * 2 / math.sqrt(3), "shear_modulus_gpa": 125.0,
+           "poisson_ratio": 0.3, "burgers_a": 2.73}
+
+    def props(work):
+        (work / "properties.json").write_text(json.dumps(doc))
+        return {}
+
+    def law(work):
+        save_mobility(LinearDragMobility(burgers_m=2.73e-10, b0_pa_s=5e-5,
+                                         saturation_m_s=3000.0), work)
+        return {}
+
+    p = produce("Properties", tmp_path / "props", doc, {}, props)
+    m = produce("MobilityLaw", tmp_path / "mob", {"b0": 5e-5}, {}, law)
+    n0 = len(CHECKED)
+    dd = DDSettings(cell_lx_um=0.5, final_strain=1e-3, strain_rate_s=1e5,
+                    nucleation_time_ns=2.0, source_density_m2=1.5e14,
+                    obstacle_density_m2=3e14, output_points=40, realisations=2
+                    ).make(m, p, tmp_path / "dd")
+    figs = {f.path.name: f for f in CHECKED[n0:]}
+    pngs = sorted(dd.path.rglob("*.png"))
+    assert {"stress_strain.png", "density_strain.png"} <= {q.name for q in pngs}
+    for q in pngs:
+        assert q.name in figs, f"{q.name} not saved through save_figure"
+        assert figs[q.name].overlaps_after == [], figs[q.name]
+        assert plot_data_file(q) is not None, q
+
+
+@pytest.mark.slow
+def test_potential_ensemble_spread_reaches_the_band(tiny_potential, tiny_dataset):
+    """Each DeePMD ensemble member's elastic constants (two tiny models): a spread in μ b
+    that the band carries with sensitivity 1. And the verdicts of the real artifacts."""
+    from scalebridge.workflows.band import potential_members, potential_source
+
+    v = run_verdicts({"dataset": tiny_dataset, "potential": tiny_potential})
+    rows = {st["stage"]: {c["name"]: c for c in st["checks"]} for st in v["stages"]}
+    assert rows["dataset"]["dft_reference"]["status"] == GREEN
+    assert rows["dataset"]["test_split"]["status"] == GREEN
+    assert rows["potential"]["ensemble"]["status"] == GREEN       # two models
+    assert rows["potential"]["energy_mae"]["status"] == NA        # evaluate = false
+    assert "not scored" in rows["potential"]["energy_mae"]["reason"]
+
+    members = potential_members(tiny_potential, None)
+    assert [m["model"] for m in members] == [0, 1]
+    for m in members:
+        assert all(np.isfinite(m[k]) for k in ("a0_a", "c11_gpa", "c44_gpa",
+                                                "shear_modulus_gpa"))
+        assert 2.8 < m["a0_a"] < 3.6
+    src = potential_source(members)
+    assert src["rel_u"] > 0 and src["members"] == 2 and src["sensitivity"] == 1.0
+    assert set(src["member_rel_sd"]) == {"a0_a", "c11_gpa", "c12_gpa", "c44_gpa",
+                                         "shear_modulus_gpa"}

@@ -1,0 +1,315 @@
+"""The FEM load band: the upstream uncertainties carried to the final load.
+
+Each upstream source of uncertainty is first expressed as a relative standard
+uncertainty of the **flow stress** the surrogate learns, the quantity every one of them
+moves first (one source varied at a time, the others held):
+
+``potential``
+    The ensemble's spread in the properties: each member's a0, C11, C12, C44 and VRH
+    shear modulus μ (ASE with the DeePMD model, conventional cell:
+    :mod:`scalebridge.potentials.properties`); u = sd(μ·b)/mean over the members. The
+    DD's flow stress scales with μ b (Taylor; its source, obstacle and junction strengths
+    are in μ b units), sensitivity 1.
+``mobility``
+    The mobility law's uncertainty: u_B = the fitted edge drag's standard error / B. Its
+    effect on the flow stress is ∂lnσ/∂lnB: the DD study's measured rate sensitivity
+    ∂lnσ/∂lnε̇ at the reference temperature where it has two or more strain rates (for a
+    drag-controlled law B and ε̇ enter as their product), else the Orowan estimate of the
+    drag share of the flow stress, τ_drag/τ with τ_drag = B γ̇/(ρ b²).
+``dd``
+    The realisation scatter: the standard error of the mean flow stress over the
+    realisations (the surrogate learns their mean), sd/mean/√n.
+
+The relative uncertainty of the flow stress is u = sqrt(Σ (S_i u_i)²). Two extra FEM
+solves with the surrogate's yield stress scaled by 1 ∓ k·u (k: ``coverage_factor``,
+:func:`scalebridge.surrogates.ensemble.scale_hardening`) give the band
+``fem_load_band_mpa`` = [final load low, high]. Each source's share of the band's
+variance is (S_i u_i)² / Σ (S_j u_j)² (the FEM's response dL/df, measured from the two
+solves, is common to all of them: the linearised one-at-a-time attribution).
+
+Files: ``band.json`` (everything below), ``load_band.csv``/``.png`` (the load-displacement
+curve with its band), ``potential_members.csv`` (each ensemble member's properties) and
+the two members' FieldResults in ``members/low`` and ``members/high``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from scalebridge.artifacts import Artifact, produce, write_json_atomic
+from scalebridge.plotting import pyplot, save_figure
+from scalebridge.settings import Resources, StrictModel
+
+log = logging.getLogger("scalebridge.workflows")
+
+KIND = "LoadBand"
+#: The sources, in chain order (the keys of ``band_shares``).
+SOURCES = ("potential", "mobility", "dd")
+
+
+class BandSettings(StrictModel):
+    """The FEM load band (``[continuum.band]``): upstream uncertainty carried to the load."""
+
+    enabled: bool = Field(True, description="compute the band (two extra FEM solves)")
+    coverage_factor: float = Field(
+        1.0, gt=0, le=3, description="band = final load at flow stress x (1 -/+ k u), u "
+        "the combined relative standard uncertainty (k = 1: one standard uncertainty)")
+    potential_members: bool = Field(
+        True, description="compute each potential ensemble member's elastic constants "
+        "(seconds; the potential's share is 0 without it)")
+
+
+# ---------------------------------------------------------------------- the sources
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def potential_members(potential: Artifact, properties: Artifact | None
+                      ) -> list[dict[str, Any]]:
+    """a0, C11, C12, C44, μ (VRH) and b of each model of a DeePMD ``Potential`` (ASE on
+    the conventional cell of the crystal the Properties artifact used)."""
+    from scalebridge.md.properties import burgers_length, isotropic_moduli
+    from scalebridge.potentials.model import DeepMDCalculator
+    from scalebridge.potentials.properties import elastic_constants, lattice_constant
+
+    pj = _json(potential.path / "potential.json")
+    props = _json(properties.path / "properties.json") if properties is not None else {}
+    type_map = list(pj.get("type_map") or [])
+    element = props.get("element") or (type_map[0] if type_map else None)
+    lattice = props.get("lattice") or "bcc"
+    a_guess = float(props.get("a0_a") or 3.17)
+    out = []
+    for i, m in enumerate(pj.get("models") or []):
+        path = potential.path / m
+
+        def factory(path: Path = path) -> Any:
+            return DeepMDCalculator(path, type_map)
+
+        a0 = lattice_constant(factory, element, lattice, a_guess)
+        c = elastic_constants(factory, element, a0, lattice)
+        iso = isotropic_moduli(c["c11_gpa"], c["c12_gpa"], c["c44_gpa"])
+        out.append({"model": i, "a0_a": a0, "c11_gpa": c["c11_gpa"],
+                    "c12_gpa": c["c12_gpa"], "c44_gpa": c["c44_gpa"],
+                    "shear_modulus_gpa": iso["shear_modulus_gpa"],
+                    "burgers_a": burgers_length(a0, lattice)})
+    return out
+
+
+def _rel_sd(values: list[float]) -> float | None:
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2 or not np.all(np.isfinite(v)) or abs(v.mean()) == 0:
+        return None
+    return float(np.std(v, ddof=1) / abs(v.mean()))
+
+
+def potential_source(members: list[dict[str, Any]], note: str | None = None
+                     ) -> dict[str, Any]:
+    """The potential's relative uncertainty of μ b (sensitivity 1: Taylor); ``note``
+    says why there are no members."""
+    if len(members) < 2:
+        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none",
+                "note": note or "one model: no ensemble spread to carry"}
+    mub = [m["shear_modulus_gpa"] * m["burgers_a"] for m in members]
+    spread = {k: _rel_sd([m[k] for m in members])
+              for k in ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "shear_modulus_gpa")}
+    u = _rel_sd(mub) or 0.0
+    return {"rel_u": u, "input_rel_u": u, "sensitivity": 1.0,
+            "method": "ensemble members' mu*b; flow stress proportional to mu b (Taylor)",
+            "members": len(members), "member_rel_sd": spread}
+
+
+def _rate_sensitivity(dd_summary: dict[str, Any], temperature: float | None
+                      ) -> float | None:
+    """∂lnσ/∂lnε̇ from the DD study at ``temperature`` (least squares), or None."""
+    conds = ((dd_summary.get("study") or {}).get("conditions") or [])
+    pts = [(c["strain_rate_s"], c["flow_stress_mpa"]) for c in conds
+           if c.get("strain_rate_s") and c.get("flow_stress_mpa")
+           and (temperature is None or abs(c.get("temperature_k", 0) - temperature) < 1e-6)]
+    pts = [(r, s) for r, s in pts if r > 0 and s > 0]
+    if len({r for r, _ in pts}) < 2:
+        return None
+    x = np.log([r for r, _ in pts])
+    y = np.log([s for _, s in pts])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, Any]:
+    """The mobility law's relative uncertainty (edge drag) and its effect on the flow
+    stress (module docstring)."""
+    if mobility is None or dd is None:
+        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": None, "method": "none",
+                "note": "no mobility law or DD run"}
+    ms = mobility.summary
+    b0, err = ms.get("drag_edge_b0_pa_s"), ms.get("drag_edge_b0_err_pa_s")
+    if not b0 or err is None or not math.isfinite(float(err)):
+        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": None, "method": "none",
+                "note": "the mobility law has no edge-drag uncertainty"}
+    u_b = abs(float(err) / float(b0))
+    ds = dd.summary
+    run = _json(dd.path / "run.json")
+    m = _rate_sensitivity(ds, run.get("temperature_k"))
+    if m is not None:
+        s, method = max(m, 0.0), "DD study rate sensitivity dln(sigma)/dln(rate)"
+    else:
+        rate = ((run.get("loading") or {}).get("strain_rate_s"))
+        rho, b_a = ds.get("density_end_m2"), run.get("burgers_a")
+        tau = ds.get("flow_stress_mpa")
+        if not (rate and rho and b_a and tau):
+            return {"rel_u": 0.0, "input_rel_u": u_b, "sensitivity": None, "method": "none",
+                    "note": "no strain rate, density or flow stress to estimate the drag "
+                            "share of the flow stress"}
+        b = float(b_a) * 1e-10
+        tau_drag = float(b0) * float(rate) / (float(rho) * b * b)
+        s = min(max(tau_drag / (float(tau) * 1e6), 0.0), 1.0)
+        method = (f"Orowan drag share tau_drag/tau = B rate/(rho b^2)/tau = "
+                  f"{tau_drag * 1e-6:.3g}/{float(tau):.3g} MPa")
+    return {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
+
+
+def dd_source(dd: Artifact | None) -> dict[str, Any]:
+    """The DD realisation scatter: standard error of the mean flow stress."""
+    if dd is None:
+        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none",
+                "note": "no DD run"}
+    ds = dd.summary
+    n = len(ds.get("final_dislocations") or [])
+    flow, sd = ds.get("flow_stress_mpa"), ds.get("flow_stress_std_mpa")
+    if n < 2 or not flow or sd is None:
+        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none",
+                "note": "one realisation: no scatter measured"}
+    rel = abs(float(sd) / float(flow))
+    return {"rel_u": rel / math.sqrt(n), "input_rel_u": rel, "sensitivity": 1.0,
+            "method": f"sd/mean/sqrt(n) of the flow stress over n = {n} realisations",
+            "realisations": n}
+
+
+def combine(sources: dict[str, dict[str, Any]]) -> tuple[float, dict[str, float]]:
+    """(combined relative uncertainty u, each source's share of u²)."""
+    var = {k: float(v.get("rel_u") or 0.0) ** 2 for k, v in sources.items()}
+    tot = sum(var.values())
+    u = math.sqrt(tot)
+    shares = {k: (v / tot if tot > 0 else 0.0) for k, v in var.items()}
+    return u, shares
+
+
+# ---------------------------------------------------------------------- the FEM
+def _curve(fem_dir: Path) -> np.ndarray:
+    """(steps, 3) load factor, displacement, load from ``load_displacement.csv``."""
+    with open(fem_dir / "load_displacement.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    return np.array([[float(r[1]), float(r[2]), float(r[3])] for r in rows[1:]])
+
+
+def write_band(work: Path, settings: BandSettings, fem_settings: Any,
+               inputs: dict[str, Artifact], resources: Resources | None = None
+               ) -> dict[str, Any]:
+    """Compute the band into ``work``; returns the summary (module docstring)."""
+    from scalebridge.surrogates.ensemble import scale_hardening
+    from scalebridge.surrogates.train import load_surrogate
+
+    fem, sur = inputs["fem"], inputs["surrogate"]
+    pot, props = inputs.get("potential"), inputs.get("properties")
+    members: list[dict[str, Any]] = []
+    note = None
+    if pot is None:
+        note = "no potential ensemble in this chain"
+    elif not settings.potential_members:
+        note = "potential_members = false"
+    else:
+        try:
+            members = potential_members(pot, props)
+        except Exception as e:  # a model ASE cannot run: the share is 0, said so
+            log.warning("band: potential members' properties failed: %s", e)
+            note = f"the members' properties failed ({type(e).__name__}: {e})"
+    sources = {"potential": potential_source(members, note),
+               "mobility": mobility_source(inputs.get("mobility"), inputs.get("dd")),
+               "dd": dd_source(inputs.get("dd"))}
+    u, shares = combine(sources)
+    k = settings.coverage_factor
+    f_lo, f_hi = max(1.0 - k * u, 0.05), 1.0 + k * u
+    main = _curve(fem.path)
+    final = float(fem.summary.get("final_load_mpa", main[-1, 2]))
+    curves = {"low": main, "high": main}
+    finals = {"low": final, "high": final}
+    if u > 0:
+        model = load_surrogate(sur.path)
+        fs = fem_settings.model_copy(update={"write_fields": False})
+        for name, f in (("low", f_lo), ("high", f_hi)):
+            art = fs.make(scale_hardening(model, f), work / "members" / name, resources)
+            curves[name] = _curve(art.path)
+            finals[name] = float(art.summary["final_load_mpa"])
+    slope = (finals["high"] - finals["low"]) / (f_hi - f_lo) if u > 0 else 0.0
+    contrib = {s: abs(slope) * float(sources[s].get("rel_u") or 0.0) for s in sources}
+    if members:
+        with open(work / "potential_members.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(list(members[0]))
+            w.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in m.values()]
+                         for m in members])
+    lam = main[:, 0]
+    lo = np.interp(lam, curves["low"][:, 0], curves["low"][:, 2])
+    hi = np.interp(lam, curves["high"][:, 0], curves["high"][:, 2])
+    load_name = fem.summary.get("load_name", "load (MPa)")
+    disp_name = fem.summary.get("displacement_name", "displacement")
+    with open(work / "load_band.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["load_factor", "displacement", "load_mpa", "load_low_mpa",
+                    "load_high_mpa"])
+        w.writerows([[f"{a:.8g}" for a in r] for r in zip(lam, main[:, 1], main[:, 2], lo, hi,
+                                                             strict=True)])
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.fill_between(main[:, 1], lo, hi, color="C0", alpha=0.25,
+                    label=f"band (flow stress x [{f_lo:.3g}, {f_hi:.3g}])")
+    ax.plot(main[:, 1], main[:, 2], "C0o-", ms=3, label="FEM (surrogate)")
+    ax.set_xlabel(disp_name)
+    ax.set_ylabel(load_name)
+    ax.set_title("final load " + " / ".join(f"{s} {100 * shares[s]:.0f}%" for s in SOURCES),
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, work / "load_band.png", dpi=120)
+    band = [min(finals["low"], finals["high"]), max(finals["low"], finals["high"])]
+    summary = {
+        "fem_load_band_mpa": band, "final_load_mpa": final,
+        "band_shares": shares, "band_contributions_mpa": contrib,
+        "rel_uncertainty": u, "coverage_factor": k, "scale_factors": [f_lo, f_hi],
+        "dload_dscale_mpa": slope,
+        "sources": {s: {kk: vv for kk, vv in v.items() if kk != "member_rel_sd"}
+                    for s, v in sources.items()},
+        "potential_spread": sources["potential"].get("member_rel_sd"),
+        "fem_solves": 2 if u > 0 else 0,
+    }
+    write_json_atomic(work / "band.json", {**summary, "potential_members": members,
+                                           "sources": sources})
+    log.info("band: final load %.4g MPa in [%.4g, %.4g] (u = %.3g; shares %s)", final,
+             band[0], band[1], u, ", ".join(f"{s} {shares[s]:.2f}" for s in SOURCES))
+    return summary
+
+
+def make_band(settings: BandSettings, fem_settings: Any, inputs: dict[str, Artifact],
+              out: Path, resources: Resources | None = None, force: bool = False
+              ) -> Artifact:
+    """The ``LoadBand`` artifact at ``out`` (skipped when current)."""
+    fp = {"band": settings.model_dump(mode="json"),
+          "fem": fem_settings.fingerprint_settings()
+          if hasattr(fem_settings, "fingerprint_settings") else fem_settings.model_dump()}
+
+    def build(work: Path) -> dict[str, Any]:
+        return write_band(work, settings, fem_settings, inputs, resources)
+
+    return produce(KIND, out, fp, dict(inputs), build, force=force)
+
+
+__all__ = ["KIND", "SOURCES", "BandSettings", "combine", "dd_source", "make_band",
+           "mobility_source", "potential_members", "potential_source", "write_band"]
