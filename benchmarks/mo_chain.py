@@ -3,7 +3,9 @@
 Runs ``scalebridge run examples/mo/mo.toml --run-dir <dir>`` as a separate process (as a
 user would), then reads the run's chain records and artifacts and writes
 ``benchmarks/results/mo_chain.json``: ``wall_seconds``, per-stage seconds, the headline
-numbers of the report, the machine and the date.
+numbers of the report, each stage's verdict (``verdicts``), the FEM load band
+(``fem_load_band_mpa``) with each source's share (``band_shares``), the machine and the
+date.
 
     ./sb setup && .venv/bin/python benchmarks/mo_chain.py [--run-dir runs/mo_bench]
 """
@@ -83,6 +85,20 @@ def main() -> int:
         headline[name] = ({k: summary[k] for k in keys if k in summary} if keys
                           else {k: v for k, v in summary.items()
                                 if isinstance(v, (int, float, str, bool))})
+    # issue 19: each stage's verdict, the FEM load band and its shares, DFT beside C_ij
+    verdicts = {}
+    if (run_dir / "verdicts.json").is_file():
+        v = json.loads((run_dir / "verdicts.json").read_text())
+        verdicts = {"overall": v.get("overall"), **v.get("by_stage", {})}
+    band = headline.get("band", {})
+    props = run_dir / "properties" / "properties.json"
+    if props.is_file() and "properties" in headline:
+        dft = json.loads(props.read_text()).get("dft") or {}
+        headline["properties"]["dft"] = {k: dft.get(k) for k in
+                                         ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa")}
+    band_mpath = run_dir / "band" / "manifest.json"
+    if band_mpath.is_file():
+        band = json.loads(band_mpath.read_text()).get("summary", {})
     out = {
         "settings": os.path.relpath(args.settings, ROOT),
         "command": "scalebridge run examples/mo/mo.toml --run-dir <empty dir>",
@@ -93,6 +109,9 @@ def main() -> int:
         "already_done_at_start": already,
         "reused": reused,
         "headline": headline,
+        "verdicts": verdicts,
+        "fem_load_band_mpa": band.get("fem_load_band_mpa"),
+        "band_shares": band.get("band_shares"),
         "report": str(run_dir / "report.md"),
         "machine": {"cores": os.cpu_count(), "cpu": cpu_model(),
                     "host": platform.node(),
