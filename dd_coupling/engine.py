@@ -52,7 +52,7 @@ FieldMethod = Literal["auto", "ewald", "direct"]
 
 #: ``field="auto"``: the direct sum below this many field points × dislocations (it is
 #: exact to its image rows and as fast there), the particle mesh above
-DIRECT_MAX_PAIRS = 300 * 300
+DIRECT_MAX_PAIRS = 200 * 200
 
 
 def plane_period(angle_rad: float, lx: float, ly: float, max_int: int = 12
@@ -202,6 +202,11 @@ class DDState:
     @property
     def n(self) -> int:
         return int(self.plane.shape[0])
+
+    def to(self, device: str | torch.device) -> DDState:
+        """The same state with its tensors on ``device`` (e.g. "cpu" for output)."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
+                                if isinstance(getattr(self, f.name), torch.Tensor)})
 
 
 # ------------------------------------------------------------------------- geometry

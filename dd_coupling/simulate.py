@@ -204,6 +204,7 @@ class DDSettings(StrictModel):
                           st.n / geom.area, st.n))
 
         def snap(st: DDState) -> None:
+            st = st.to("cpu")                   # the engine's state may be on a GPU
             pos = positions(geom, st.plane, st.s).numpy()
             snaps.append((len(snaps), st.time, st.strain, pos[:, 0], pos[:, 1],
                           st.sign.numpy(), geom.plane_system[st.plane].numpy()))
@@ -234,7 +235,7 @@ class DDSettings(StrictModel):
         n_oor = getattr(mobility, "n_out_of_range", 0) - n_oor0
         return {
             "trace": np.array(trace), "snapshots": snaps, "geometry": geom,
-            "params": params, "state": state, "truncated": truncated, "wall_s": wall,
+            "params": params, "state": state.to("cpu"), "truncated": truncated, "wall_s": wall,
             "slip_moment": slip_moment(geom, params, state),
             "out_of_range_fraction": n_oor / max(evals, 1),
         }
