@@ -7,6 +7,8 @@ import csv
 import numpy as np
 import pytest
 from scalebridge.continuum import CylinderProblem, FemSettings, J2Material, SolverSettings
+from scalebridge.surrogates import data as data_mod
+from scalebridge.surrogates import train
 
 
 def _curve(art):
@@ -18,8 +20,6 @@ def _curve(art):
 
 @pytest.mark.slow
 def test_j2_trained_surrogate_matches_analytic_cylinder(tmp_path):
-    train = pytest.importorskip("scalebridge.surrogates.train")
-    data_mod = pytest.importorskip("scalebridge.surrogates.data")
     # J2 data from the same law as the analytic run: E = 70 GPa, ν = 0.3, σ0 = 250 MPa, H = 0
     data = data_mod.J2DataSettings(
         youngs_modulus_mpa=70e3, poisson_ratio=0.3, hardening="linear", sigma0_mpa=250.0,

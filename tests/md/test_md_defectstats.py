@@ -14,13 +14,12 @@ from scalebridge.md.lammps import SNAPPotential
 from scalebridge.md.mobility import VELOCITY_COLUMNS, MobilityMaker
 from scalebridge.md.tables import read_rows
 
-PEERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlearn" / "Mo" / "peer_models"
+#: The published mlearn SNAP / qSNAP Mo models, shipped in tests/data (BSD-3-Clause).
+PEERS = Path(__file__).resolve().parents[1] / "data" / "mlearn_Mo_peer_models"
 
 
 @pytest.fixture(scope="module")
 def snap() -> SNAPPotential:
-    if not (PEERS / "snap").is_dir():
-        pytest.skip(f"peer models not found: {PEERS}")
     return SNAPPotential.from_dir(PEERS / "snap")
 
 
@@ -73,8 +72,6 @@ def test_deformation_elastic_slope_and_no_spurious_dislocations(tmp_path, snap):
 
 
 def test_cli_properties_dry_run_and_errors(tmp_path):
-    if not (PEERS / "qsnap").is_dir():
-        pytest.skip("peer models not found")
     from scalebridge.workflows.cli import cli
 
     r = CliRunner().invoke(cli, ["md", "properties", "-p", str(PEERS / "qsnap"), "-o",

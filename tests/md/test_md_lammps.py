@@ -21,13 +21,12 @@ from scalebridge.md.lammps import (
     write_input,
 )
 
-PEERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlearn" / "Mo" / "peer_models"
+#: The published mlearn SNAP / qSNAP Mo models, shipped in tests/data (BSD-3-Clause).
+PEERS = Path(__file__).resolve().parents[1] / "data" / "mlearn_Mo_peer_models"
 
 
 @pytest.fixture(scope="module")
 def snap() -> SNAPPotential:
-    if not (PEERS / "snap").is_dir():
-        pytest.skip(f"peer models not found: {PEERS}")
     return SNAPPotential.from_dir(PEERS / "snap")
 
 

@@ -16,7 +16,8 @@ from scalebridge.md.properties import (
     isotropic_moduli,
 )
 
-PEERS = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlearn" / "Mo" / "peer_models"
+#: The published mlearn SNAP / qSNAP Mo models, shipped in tests/data (BSD-3-Clause).
+PEERS = Path(__file__).resolve().parents[1] / "data" / "mlearn_Mo_peer_models"
 CONTRACT_KEYS = ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "bulk_modulus_gpa",
                  "shear_modulus_gpa", "poisson_ratio", "burgers_a", "vacancy_formation_ev",
                  "nve_drift_ev_per_atom_ps", "dft")
@@ -50,8 +51,6 @@ def test_dft_reference_mo():
 
 @pytest.mark.slow
 def test_snap_mo_properties_match_dft(tmp_path):
-    if not (PEERS / "snap").is_dir():
-        pytest.skip(f"peer models not found: {PEERS}")
     pot = SNAPPotential.from_dir(PEERS / "snap")
     maker = PropertiesMaker(supercell=3, npt_steps=200, nve_steps=300, temperature_k=300)
     art = maker.make(pot, tmp_path / "props")

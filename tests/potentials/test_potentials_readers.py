@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import dpdata
 import numpy as np
 import pytest
 from scalebridge.errors import DataError
@@ -78,9 +79,10 @@ def test_fitsnap_pressure_is_minus_dE_dV(fitsnap_ta_dir):
 
 
 def test_fitsnap_whole_folder(fitsnap_ta_dir):
+    """tests/data carries 54 of FitSNAP's 363 Ta configurations, from all 12 groups."""
     frames = read_source(fitsnap_ta_dir)
-    assert len(frames) == 363
-    assert sum(f.natoms for f in frames) == 4224
+    assert len(frames) == 54
+    assert sum(f.natoms for f in frames) == 1152
     assert {f.symbols[0] for f in frames} == {"Ta"}
     assert len({f.group for f in frames}) == 12
 
@@ -139,7 +141,6 @@ def test_unconverged_outcar_frames_are_flagged(vasp_dir):
                                       ("Ti-aimd-nwrite0_OUTCAR", "vasp/outcar"),
                                       ("vasprun.Ge.vdw.xml", "vasp/xml")])
 def test_agrees_with_dpdata(vasp_dir, name, fmt):
-    dpdata = pytest.importorskip("dpdata")
     ref = dpdata.LabeledSystem(str(vasp_dir / name), fmt=fmt)
     mine = read_source(vasp_dir / name)
     assert len(ref) == len(mine)

@@ -105,6 +105,7 @@ def test_finished_glide_task_is_not_run_again(tmp_path):
     (the task has no potential or LAMMPS to run with: it would fail if it tried)."""
     import json
 
+    from scalebridge.errors import ArtifactError
     from scalebridge.workflows.stage_md import glide_task
 
     done = tmp_path / "edge_T300_tau500"
@@ -113,9 +114,13 @@ def test_finished_glide_task_is_not_run_again(tmp_path):
            "velocity_m_s": 1262.0, "velocity_err_m_s": 43.0, "n_atoms": 348,
            "duration_ps": 2.0, "workdir": str(done)}
     (done / "row.json").write_text(json.dumps(row))
-    task = {"workdir": str(done), "maker": {}, "point": {}, "potential": str(tmp_path / "x"),
-            "models": "auto", "a0_a": 3.16, "resources": {}}
+    point = {"character": "edge", "temperature_k": 300.0, "tau_mpa": 1000.0}
+    task = {"workdir": str(done), "maker": {}, "point": point,
+            "potential": str(tmp_path / "no_potential"), "models": "frozen", "a0_a": 3.16,
+            "resources": {}}
     assert glide_task(task) == row
-    task["workdir"] = str(tmp_path / "edge_T300_tau1000")  # not finished: it must run
-    with pytest.raises(Exception):  # noqa: B017  (no potential there: it tries and fails)
+    # not finished: its settings validate, then it must run, and there is no potential
+    task["workdir"] = str(tmp_path / "edge_T300_tau1000")
+    with pytest.raises(ArtifactError, match=r"no artifact at .*no_potential"):
         glide_task(task)
+    assert not (tmp_path / "edge_T300_tau1000").exists()
