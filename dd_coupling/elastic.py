@@ -24,6 +24,12 @@ for the doubly periodic cell the steps are taken about the dislocations' wrapped
 (not the minimum image) and the cell mean of the internal stress is removed (the mean
 stress is the applied one), which makes the field periodic, translation invariant and
 well defined for Burgers-neutral configurations (Kuykendall & Cai, MSMSE 21 (2013) 055003).
+
+:func:`periodic_field` is the direct O(N²) sum, exact to its image rows; the engine uses
+it for few dislocations and :func:`scalebridge.dd_coupling.field.ewald_field` (the same
+doubly periodic field, O(N log N)) above. For a configuration with a net Burgers vector
+the two differ by a σxx band term (the direct sum's steps jump at the cell edge, the
+Fourier solution's ramp does not); every DD state is Burgers-neutral.
 """
 
 from __future__ import annotations
