@@ -2,18 +2,30 @@
 
 Public API::
 
-    FemSettings(problem=..., solver=...).make(model, out, resources) -> FieldResults
-    J2Material                      analytic J2 settings (a model for make)
+    FemSettings(problem=..., solver=..., loading=...).make(model, out, resources)
+                                    -> FieldResults
+    J2Material, PythonMaterial, SurrogateMaterial      materials (models for make)
     CylinderProblem, PlateProblem, CompressionProblem, PatchProblem
+    MeshProblem                     your mesh (.msh / .xdmf), boundary conditions by tag
+    read_mesh, from_gmsh_model      tagged meshes (mesh, cell/facet tags, labels)
+    LoadingSettings                 physical time and temperature
     ElastoplasticSolver, SolverSettings, SolveResult     (the solver, for scripts)
     QuadratureMaterial                                    (the quadrature-space callback)
 """
 
 from scalebridge.continuum.fem import FemSettings, run_fem
-from scalebridge.continuum.materials import J2Material, resolve_model
+from scalebridge.continuum.loading import LoadingSettings
+from scalebridge.continuum.materials import (
+    J2Material,
+    PythonMaterial,
+    SurrogateMaterial,
+    resolve_model,
+)
+from scalebridge.continuum.mesh_input import from_gmsh_model, read_mesh
 from scalebridge.continuum.problems import (
     CompressionProblem,
     CylinderProblem,
+    MeshProblem,
     PatchProblem,
     PlateProblem,
     Problem,
@@ -33,12 +45,18 @@ __all__ = [
     "ElastoplasticSolver",
     "FemSettings",
     "J2Material",
+    "LoadingSettings",
+    "MeshProblem",
     "PatchProblem",
     "PlateProblem",
     "Problem",
+    "PythonMaterial",
     "QuadratureMaterial",
     "SolveResult",
     "SolverSettings",
+    "SurrogateMaterial",
+    "from_gmsh_model",
+    "read_mesh",
     "resolve_model",
     "run_fem",
 ]

@@ -9,6 +9,20 @@ Example::
 With ``Resources(mpi_ranks=N > 1)`` the solve runs in ``mpiexec -n N python -m
 scalebridge.continuum.worker`` (the venv's mpiexec) inside the artifact's temporary
 directory; with one rank it runs in this process.
+
+Your own component::
+
+    from scalebridge.continuum import FemSettings, MeshProblem, PythonMaterial
+    fem = FemSettings(problem=MeshProblem(mesh="bracket.msh", bc=[
+        {"boundary": "clamp", "kind": "fixed"},
+        {"boundary": "load", "kind": "displacement", "z": -0.2}]),
+        loading={"duration_s": 10.0, "temperature_k": 300.0})
+    art = fem.make(PythonMaterial(model="mypkg:MyModel", settings={...}), "runs/bracket")
+    art.file("reactions.csv")
+
+A mesh file's contents (and its .h5 and labels sidecar) enter the fingerprint, its path
+does not. A Surrogate (artifact or exported folder) or a model by import path must pass
+``check_constitutive`` (:func:`gate_model`) unless ``allow_failed_checks``.
 """
 
 from __future__ import annotations
@@ -23,8 +37,14 @@ import numpy as np
 from mpi4py import MPI
 from pydantic import Field
 from scalebridge.artifacts import Artifact, produce, write_json_atomic
-from scalebridge.continuum.materials import ModelLike, resolve_model, spec_to_file
-from scalebridge.continuum.problems import CylinderProblem, ProblemSettings
+from scalebridge.continuum.loading import LoadingSettings
+from scalebridge.continuum.materials import (
+    ModelLike,
+    PythonMaterial,
+    resolve_model,
+    spec_to_file,
+)
+from scalebridge.continuum.problems import CylinderProblem, MeshProblem, ProblemSettings
 from scalebridge.continuum.solver import ElastoplasticSolver, SolveResult, SolverSettings
 from scalebridge.errors import ScalebridgeError
 from scalebridge.runtime import mpi_prefix, run_command
@@ -45,10 +65,35 @@ class FemSettings(StrictModel):
                                      description="boundary-value problem (by `kind`)")
     solver: SolverSettings = Field(default_factory=SolverSettings,
                                    description="discretisation, Newton, load stepping")
+    loading: LoadingSettings = Field(default_factory=LoadingSettings,
+                                     description="physical time and temperature of the "
+                                     "loading, passed to the material")
     write_fields: bool = Field(True, description="write VTX fields at every step")
     allow_failed_checks: bool = Field(
         False, description="use a Surrogate that fails check_constitutive anyway (refused "
         "by default); the failed checks and the override go into the FieldResults summary")
+
+    def resolve_paths(self, base_dir: str | Path) -> FemSettings:
+        """A copy whose file paths (a mesh problem's mesh) are absolute, relative ones
+        taken from ``base_dir`` (the settings file's folder)."""
+        if isinstance(self.problem, MeshProblem):
+            return self.model_copy(update={"problem": self.problem.resolve_paths(
+                Path(base_dir))})
+        return self
+
+    def input_files(self) -> dict[str, Path]:
+        """Files the result depends on besides the model (a mesh problem's mesh)."""
+        if isinstance(self.problem, MeshProblem):
+            return self.problem.input_files()
+        return {}
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The settings as they enter the fingerprint: a mesh by name (its contents enter
+        as an input file), not by path."""
+        d = self.model_dump(mode="json")
+        if isinstance(self.problem, MeshProblem):
+            d["problem"]["mesh"] = self.problem.mesh.name
+        return d
 
     def make(self, model: ModelLike, out: str | Path, resources: Resources | None = None,
              force: bool = False) -> Artifact:
@@ -62,20 +107,27 @@ class FemSettings(StrictModel):
             force: rebuild even if a current artifact exists.
         """
         resources = resources or Resources()
+        settings = self.resolve_paths(Path.cwd())
         obj, record, inputs, spec = resolve_model(model)
-        fp_settings = {"fem": self.model_dump(mode="json"), "model": record}
+        inputs = {**inputs, **settings.input_files()}
+        fp_settings = {"fem": settings.fingerprint_settings(), "model": record}
 
         def build(workdir: Path) -> dict[str, Any]:
             gate = None
             if "surrogate" in inputs:            # refused unless its checks pass
                 gate = gate_surrogate(obj, inputs["surrogate"].path,
                                       self.allow_failed_checks)
+            elif "surrogate_files" in inputs:
+                gate = gate_surrogate(obj, inputs["surrogate_files"],
+                                      self.allow_failed_checks)
+            elif isinstance(model, PythonMaterial):
+                gate = gate_python(obj, model, self.allow_failed_checks)
             if resources.mpi_ranks > 1:
-                summary = _run_mpi(self, spec, workdir, resources)
+                summary = _run_mpi(settings, spec, workdir, resources)
             else:
                 if "torch" in sys.modules:       # a neural surrogate: honour the threads
                     sys.modules["torch"].set_num_threads(resources.threads)
-                summary = run_fem(self, obj, workdir, MPI.COMM_SELF)
+                summary = run_fem(settings, obj, workdir, MPI.COMM_SELF)
             if gate is not None:
                 summary["material_checks"] = gate
             return summary
@@ -130,9 +182,36 @@ def gate_surrogate(model: Any, path: Path, allow_failed: bool) -> dict[str, Any]
         ConstitutiveCheckError: a check failed and ``allow_failed`` is False (one line
             naming the failed checks and the setting that overrides).
     """
+    report, source = surrogate_check_report(model, path)
+    return gate_model(report, source, f"surrogate {path}", allow_failed)
+
+
+def gate_python(model: Any, material: PythonMaterial, allow_failed: bool
+                ) -> dict[str, Any]:
+    """Run check_constitutive on a model given by import path; refuse it if it fails
+    unless ``allow_failed`` (as :func:`gate_surrogate`)."""
+    from scalebridge.surrogates.checks import check_constitutive
+
+    try:
+        report = check_constitutive(model, amplitude=material.check_amplitude,
+                                    raise_on_failure=False).to_dict()
+    except Exception as e:               # a model the checks cannot even drive
+        report = {"checks": {"runs": {
+            "passed": False, "error": None, "tolerance": 0.0,
+            "note": f"check_constitutive raised {type(e).__name__}: {e}"}}}
+    return gate_model(report, "check_constitutive run by the FEM",
+                      f"model {material.model}", allow_failed)
+
+
+def gate_model(report: dict[str, Any], source: str, what: str, allow_failed: bool
+               ) -> dict[str, Any]:
+    """The gate itself: a check_constitutive report -> the ``material_checks`` record.
+
+    Raises:
+        ConstitutiveCheckError: a check failed and ``allow_failed`` is False.
+    """
     from scalebridge.surrogates.checks import ConstitutiveCheckError
 
-    report, source = surrogate_check_report(model, path)
     checks = report.get("checks") or {}
     failed = {k: v for k, v in checks.items() if not v.get("passed")}
     detail = ", ".join(
@@ -144,12 +223,12 @@ def gate_surrogate(model: Any, path: Path, allow_failed: bool) -> dict[str, Any]
                            "overridden": bool(failed) and allow_failed}
     if failed and not allow_failed:
         raise ConstitutiveCheckError(
-            f"surrogate {path} failed check_constitutive: {detail}; the FEM refuses it "
+            f"{what} failed check_constitutive: {detail}; the FEM refuses it "
             "(set allow_failed_checks = true in [continuum], or pass "
             "--allow-failed-checks to 'fem run', to use it anyway)")
     if failed:
-        log.warning("surrogate %s failed check_constitutive (%s): used anyway "
-                    "(allow_failed_checks = true)", path, detail)
+        log.warning("%s failed check_constitutive (%s): used anyway "
+                    "(allow_failed_checks = true)", what, detail)
     return rec
 
 
@@ -222,10 +301,26 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
         "max_out_of_range_fraction": max(s.out_of_range_fraction for s in result.steps),
         "reference": reference,
         "stopped_at_load_factor": result.stopped_at,
+        "linear_solver": settings.solver.linear_solver,
+        "linear_iterations": result.linear_iterations,
+        "linear_solves": result.linear_solves,
+        "duration_s": result.duration_s,
+        "final_time_s": result.steps[-1].time_s,
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "final_reactions_n": result.steps[-1].reactions,
+        "temperature_k": _temperature_range(result),
     }
     out.update(limit_load(reference, model, result.max_load,
                           out["max_equivalent_plastic_strain"]))
     return out
+
+
+def _temperature_range(result: SolveResult) -> list[float] | None:
+    """[min, max] temperature (K) the material saw over the loading, or None."""
+    ranges = [s.temperature_k for s in result.steps if s.temperature_k is not None]
+    if not ranges:
+        return None
+    return [min(r[0] for r in ranges), max(r[1] for r in ranges)]
 
 
 def run_fem(settings: FemSettings, model: Any, workdir: Path, comm: MPI.Comm
@@ -234,7 +329,12 @@ def run_fem(settings: FemSettings, model: Any, workdir: Path, comm: MPI.Comm
 
     Collective over ``comm``; rank 0 writes the tables and plots. Returns the summary.
     """
-    from scalebridge.continuum.output import FieldWriter, write_plots, write_tables
+    from scalebridge.continuum.output import (
+        FieldWriter,
+        write_plots,
+        write_reactions,
+        write_tables,
+    )
 
     workdir = Path(workdir)
     try:
@@ -242,14 +342,19 @@ def run_fem(settings: FemSettings, model: Any, workdir: Path, comm: MPI.Comm
     except ValueError as e:
         raise ScalebridgeError(f"problem ({settings.problem.kind}): {e}") from None
     writer = FieldWriter(workdir / "fields") if settings.write_fields else None
-    solver = ElastoplasticSolver(problem, model, settings.solver, on_step=writer)
+    solver = ElastoplasticSolver(problem, model, settings.solver, on_step=writer,
+                                 loading=settings.loading)
     try:
         result = solver.run()
     finally:
         if writer is not None:
             writer.close()
     summary = summarize(settings, result, model, problem.reference)
+    summary["load_name"] = problem.load_name
+    summary["displacement_name"] = problem.displacement_name
     if comm.rank == 0:
+        write_reactions(workdir, result, f"{problem.name}: reaction forces, "
+                        f"{summary['model']}")
         write_tables(workdir, result, problem.load_name, problem.displacement_name)
         write_plots(workdir, result, problem.load_name, problem.displacement_name,
                     f"{problem.name}, {summary['model']}, {result.ranks} rank(s)",

@@ -1,4 +1,7 @@
-"""Meshes for the continuum problems, built with dolfinx alone (gmsh is not installed).
+"""Meshes for the built-in continuum problems, built with dolfinx alone.
+
+(A user's own mesh file, gmsh ``.msh`` or XDMF with tags, is read by
+:mod:`scalebridge.continuum.mesh_input` into the same :class:`TaggedMesh`.)
 
 Each builder makes a structured mesh of the unit square/cube with
 :func:`dolfinx.mesh.create_rectangle` / :func:`~dolfinx.mesh.create_box` and maps its
@@ -13,7 +16,7 @@ Lengths are in mm throughout the continuum stage (stress in MPa, forces in N).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dolfinx_solver  # noqa: F401  (loads libmpi before dolfinx; see ENVIRONMENT.md)
 import numpy as np
@@ -28,10 +31,20 @@ class TaggedMesh:
     Attributes:
         mesh: the dolfinx mesh (2D triangles or 3D tetrahedra), lengths in mm.
         facets: boundary name -> local facet indices (int32, shape (k,)).
+        cell_tags, facet_tags: the mesh file's tags (None for meshes built in code).
+        labels: facet label -> integer facet tag (a mesh file's physical names); each
+            is also a key of ``facets``.
+        source: where the mesh came from (a file name, or the builder).
+        cell_labels: cell-region label -> integer cell tag.
     """
 
     mesh: dmesh.Mesh
     facets: dict[str, np.ndarray]
+    cell_tags: dmesh.MeshTags | None = None
+    facet_tags: dmesh.MeshTags | None = None
+    labels: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    cell_labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:

@@ -1,5 +1,10 @@
 """FieldResults files: VTX fields for ParaView, CSV tables, PNG plots beside them.
 
+``load_displacement.csv`` has the load measure against the displacement (and the
+physical time) per converged step; ``reactions.csv`` the reaction force (N) on every
+boundary with a prescribed displacement, per component, against the load factor and
+time, plotted in ``reactions.png``.
+
 ``fields/displacement.bp`` holds u (the solver's Lagrange space); ``fields/cells.bp``
 holds cell averages (DG0) over the quadrature points of the stress tensor, the von Mises
 stress, the equivalent plastic strain and, where the model reports one, the surrogate
@@ -91,18 +96,56 @@ def _write_csv(path: Path, header: list[str] | tuple[str, ...], rows: list[Any])
 def load_columns(solver_problem_load: str, solver_problem_disp: str) -> list[str]:
     """Column names of ``load_displacement.csv``."""
     return ["step", "load_factor", solver_problem_disp, solver_problem_load, "iterations",
-            "max_equivalent_plastic_strain", "max_uncertainty_mpa", "out_of_range_fraction"]
+            "max_equivalent_plastic_strain", "max_uncertainty_mpa", "out_of_range_fraction",
+            "time_s"]
 
 
 def write_tables(folder: Path, result: SolveResult, load_name: str, disp_name: str) -> None:
     """``load_displacement.csv`` and ``newton.csv`` (call on one rank)."""
     rows = [(s.step, f"{s.load_factor:.10g}", f"{s.displacement:.10g}", f"{s.load:.10g}",
              s.iterations, f"{s.max_eqps:.6g}", f"{s.max_uncertainty_mpa:.6g}",
-             f"{s.out_of_range_fraction:.6g}") for s in result.steps]
+             f"{s.out_of_range_fraction:.6g}", f"{s.time_s:.10g}") for s in result.steps]
     _write_csv(folder / "load_displacement.csv", load_columns(load_name, disp_name), rows)
     _write_csv(folder / "newton.csv", NEWTON_COLUMNS,
                [(a, b, f"{c:.10g}", d, f"{e:.6e}", f"{g:.6e}")
                 for a, b, c, d, e, g in result.newton])
+
+
+def reaction_columns(result: SolveResult) -> list[str]:
+    """``reaction_<boundary>_<x|y|z>_n`` for every constrained boundary and component."""
+    first = result.steps[0].reactions if result.steps else {}
+    return [f"reaction_{name}_{'xyz'[i]}_n" for name, r in first.items()
+            for i in range(len(r))]
+
+
+def write_reactions(folder: Path, result: SolveResult, title: str) -> None:
+    """``reactions.csv`` (step, load factor, time, every reaction component in N) and
+    ``reactions.png``: each boundary's reaction along its largest component against the
+    load factor (call on one rank)."""
+    cols = reaction_columns(result)
+    rows = [(s.step, f"{s.load_factor:.10g}", f"{s.time_s:.10g}",
+             *(f"{v:.10g}" for r in s.reactions.values() for v in r)) for s in result.steps]
+    _write_csv(folder / "reactions.csv", ["step", "load_factor", "time_s", *cols], rows)
+    if not cols:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lam = [s.load_factor for s in result.steps]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name in result.steps[0].reactions:
+        vals = np.array([s.reactions[name] for s in result.steps])
+        i = int(np.argmax(np.abs(vals).max(axis=0)))
+        ax.plot(lam, vals[:, i], "o-", ms=3, label=f"{name} ({'xyz'[i]})")
+    ax.set_xlabel("load factor")
+    ax.set_ylabel("reaction force (N)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, folder / "reactions.png", dpi=120)
+    plt.close(fig)
 
 
 def write_plots(folder: Path, result: SolveResult, load_name: str, disp_name: str,

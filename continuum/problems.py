@@ -21,18 +21,28 @@ length/area gives a mean traction in MPa.
   frictionless platens; load = mean compressive stress on the platen (MPa).
 - ``patch``: a distorted unit square/cube with ``u = λ E x`` on its whole boundary; the
   exact solution is the homogeneous strain E (the patch test).
+- ``mesh``: your own mesh file (gmsh ``.msh`` or XDMF, 2D plane strain or 3D) with
+  boundary conditions by tag name (:mod:`scalebridge.continuum.boundary`): fixed
+  components, prescribed displacements, tractions, pressures. The load is the reaction
+  on ``load_boundary`` (found from the residual at its prescribed dofs) over its area.
+
+Adding a problem: a ``StrictModel`` with a ``kind`` literal and ``build(comm) ->
+Problem``, one entry in ``ProblemSettings``; copy ``tests/continuum/test_continuum_plate.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from mpi4py import MPI
 from pydantic import Field
 from scalebridge.continuum import meshes
+from scalebridge.continuum.boundary import BoundaryCondition
+from scalebridge.errors import SettingsError
 from scalebridge.settings import StrictModel
 
 SQ2 = np.sqrt(2.0)
@@ -68,6 +78,14 @@ class TractionSpec:
 
 
 @dataclass
+class PressureSpec:
+    """A normal pressure on a named boundary (MPa at λ = 1): traction ``-p n``."""
+
+    boundary: str
+    value: float
+
+
+@dataclass
 class Problem:
     """A displacement-controlled boundary-value problem.
 
@@ -87,6 +105,14 @@ class Problem:
             control: the mean of u·w over that boundary. None: λ·displacement_max.
         applied_load: under load control, the load reported at λ = 1 (MPa, e.g. the
             pressure); None: the reaction measure.
+        pressures: normal pressures scaled by λ (load control).
+        reaction_load: ``(boundary, direction)``: the load is the reaction force on that
+            boundary's prescribed dofs along ``direction`` (dim,) divided by
+            ``probe_scale`` (used instead of ``probe``).
+        displacement_normal: the reported displacement is the mean of ``-u·n`` over
+            ``displacement_boundary`` (a pressure load) instead of ``u·w``.
+        thickness: out-of-plane thickness of a 2D (plane strain) model (mm); reactions
+            are reported in N for that thickness.
     """
 
     name: str
@@ -101,6 +127,10 @@ class Problem:
     tractions: list[TractionSpec] = field(default_factory=list)
     displacement_boundary: str | None = None
     applied_load: float | None = None
+    pressures: list[PressureSpec] = field(default_factory=list)
+    reaction_load: tuple[str, np.ndarray] | None = None
+    displacement_normal: bool = False
+    thickness: float = 1.0
 
     @property
     def dim(self) -> int:
@@ -257,5 +287,176 @@ class PatchProblem(StrictModel):
                        displacement_name="displacement_mm")
 
 
-ProblemSettings = Annotated[CylinderProblem | PlateProblem | CompressionProblem | PatchProblem,
-                            Field(discriminator="kind")]
+class MeshProblem(StrictModel):
+    """Your own mesh (gmsh ``.msh`` or XDMF with facet tags), boundary conditions by tag.
+
+    The load factor λ goes 0 → 1 and scales every bc value. The reported load is that of
+    ``load_boundary``: driven by displacement, the reaction force along the prescribed
+    displacement divided by the boundary's area (a mean traction, MPa) against λ·|u|;
+    driven by a traction or pressure, its magnitude (MPa) against the boundary's mean
+    displacement along it. ``reactions.csv`` has every constrained boundary's reaction
+    force (N) per step.
+    """
+
+    kind: Literal["mesh"] = "mesh"
+    mesh: Path = Field(description="mesh file: gmsh .msh, or .xdmf (+ its .h5) with cell "
+                       "and facet tags; relative paths are relative to the settings file")
+    bc: list[BoundaryCondition] = Field(
+        min_length=1, description="boundary conditions by tag name ([[problem.bc]] tables: "
+        "kind = fixed | displacement | traction | pressure)")
+    load_boundary: str | None = Field(
+        None, description="the boundary whose load is reported (default: the first "
+        "displacement bc with a nonzero value, else the first traction or pressure bc)")
+    labels: dict[str, int] = Field(
+        default_factory=dict, description="names for tags, added to the file's own (gmsh "
+        "physical names; for XDMF also <stem>.labels.json beside the file)")
+    scale: float = Field(1.0, gt=0, description="mm per mesh length unit (1000: drawn in m)")
+    thickness: float = Field(1.0, gt=0, description="2D (plane strain) meshes: thickness "
+                             "(mm) the reactions are given for")
+    mesh_name: str = Field("mesh", description="XDMF: the mesh grid's name")
+    cell_tags_name: str = Field("cell_tags", description="XDMF: the cell tags grid's name")
+    facet_tags_name: str = Field("facet_tags", description="XDMF: the facet tags grid's name")
+
+    def resolve_paths(self, base_dir: Path) -> MeshProblem:
+        """A copy whose mesh path is absolute (a relative one is taken from ``base_dir``)."""
+        p = self.mesh if self.mesh.is_absolute() else Path(base_dir) / self.mesh
+        return self.model_copy(update={"mesh": p.absolute()})
+
+    def input_files(self) -> dict[str, Path]:
+        """The files the result depends on: the mesh (and its .h5 / labels sidecar)."""
+        from scalebridge.continuum.mesh_input import labels_file
+
+        files = {"mesh": self.mesh}
+        if self.mesh.suffix.lower() == ".xdmf":
+            files["mesh_h5"] = self.mesh.with_suffix(".h5")
+            if labels_file(self.mesh).is_file():
+                files["mesh_labels"] = labels_file(self.mesh)
+        return files
+
+    def read(self, comm: MPI.Comm) -> meshes.TaggedMesh:
+        """The tagged mesh (collective over ``comm``)."""
+        from scalebridge.continuum.mesh_input import read_mesh
+
+        return read_mesh(self.mesh, comm, labels=self.labels, scale=self.scale,
+                         mesh_name=self.mesh_name, cell_tags_name=self.cell_tags_name,
+                         facet_tags_name=self.facet_tags_name)
+
+    def build(self, comm: MPI.Comm) -> Problem:
+        tm = self.read(comm)
+        return self.problem_on(tm)
+
+    def problem_on(self, tm: meshes.TaggedMesh) -> Problem:
+        """The Problem these bcs define on an already read mesh ``tm``."""
+        from scalebridge.continuum.boundary import (
+            DisplacementBC,
+            FixedBC,
+            TractionBC,
+            check_boundary,
+            prescribed,
+            vector,
+        )
+
+        dim, src = tm.dim, Path(tm.source).name or "the mesh"
+        known = sorted(tm.facets)
+        dirichlet: list[DirichletSpec] = []
+        tractions: list[TractionSpec] = []
+        pressures: list[PressureSpec] = []
+        seen: set[tuple[str, int]] = set()
+        for bc in self.bc:
+            check_boundary(bc.boundary, known, src)
+            if isinstance(bc, FixedBC | DisplacementBC):
+                for comp, val in prescribed(bc, dim).items():
+                    if (bc.boundary, comp) in seen:
+                        raise SettingsError(f"bc: component {'xyz'[comp]} of "
+                                            f"{bc.boundary!r} is prescribed twice")
+                    seen.add((bc.boundary, comp))
+                    dirichlet.append(DirichletSpec(
+                        bc.boundary, comp, lambda x, v=val: np.full(x.shape[1], v)))
+            elif isinstance(bc, TractionBC):
+                if dim == 2 and bc.z:
+                    raise SettingsError(f"bc on {bc.boundary!r}: traction z = {bc.z} on a "
+                                        "2D (plane strain) mesh")
+                t = vector(bc, dim)
+                tractions.append(TractionSpec(
+                    bc.boundary, lambda x, t=t: np.repeat(t[:, None], x.shape[1], axis=1)))
+            else:
+                pressures.append(PressureSpec(bc.boundary, bc.value))
+        if not dirichlet:
+            raise SettingsError("bc: no fixed or displacement bc, so nothing holds the body "
+                                "(rigid-body motion): fix some boundary")
+        load_bc = self._load_bc(dim)
+        tag = load_bc.boundary
+        size = boundary_size(tm, tag)
+        common = dict(name="mesh", mesh=tm, dirichlet=dirichlet, tractions=tractions,
+                      pressures=pressures, thickness=self.thickness,
+                      reference={"load_boundary_size": size})
+        if isinstance(load_bc, DisplacementBC):
+            d = np.zeros(dim)
+            for comp, val in prescribed(load_bc, dim).items():
+                d[comp] = val
+            dmax = float(np.linalg.norm(d))
+            dirn = d / dmax
+            return Problem(probe=_constant(dirn), probe_scale=size, displacement_max=dmax,
+                           load_name=f"{tag}_mean_traction_mpa",
+                           displacement_name=f"{tag}_displacement_mm",
+                           reaction_load=(tag, dirn), **common)
+        if isinstance(load_bc, TractionBC):
+            t = vector(load_bc, dim)
+            mag = float(np.linalg.norm(t))
+            return Problem(probe=_constant(t / mag), probe_scale=size, displacement_max=0.0,
+                           displacement_boundary=tag, applied_load=mag,
+                           load_name=f"{tag}_traction_mpa",
+                           displacement_name=f"{tag}_displacement_mm", **common)
+        return Problem(probe=_constant(np.zeros(dim)), probe_scale=size,
+                       displacement_max=0.0, displacement_boundary=tag,
+                       displacement_normal=True, applied_load=float(load_bc.value),
+                       load_name=f"{tag}_pressure_mpa",
+                       displacement_name=f"{tag}_normal_displacement_mm", **common)
+
+    def _load_bc(self, dim: int) -> Any:
+        from scalebridge.continuum.boundary import DisplacementBC, FixedBC, prescribed
+
+        def loads(bc: Any) -> bool:
+            if isinstance(bc, FixedBC):
+                return False
+            if isinstance(bc, DisplacementBC):
+                return any(v != 0.0 for v in prescribed(bc, dim).values())
+            vals = [bc.value] if bc.kind == "pressure" else [bc.x, bc.y, bc.z][:dim]
+            return any(v != 0.0 for v in vals)
+
+        if self.load_boundary is not None:
+            cands = [bc for bc in self.bc if bc.boundary == self.load_boundary and loads(bc)]
+            if not cands:
+                raise SettingsError(f"load_boundary {self.load_boundary!r}: no displacement, "
+                                    "traction or pressure bc with a nonzero value on it")
+            return cands[0]
+        for kinds in (("displacement",), ("traction", "pressure")):
+            for bc in self.bc:
+                if bc.kind in kinds and loads(bc):
+                    return bc
+        raise SettingsError("bc: nothing loads the body (no displacement, traction or "
+                            "pressure bc with a nonzero value)")
+
+
+def _constant(v: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    v = np.asarray(v, dtype=float)
+    return lambda x: np.repeat(v[:, None], x.shape[1], axis=1)
+
+
+def boundary_size(tm: meshes.TaggedMesh, name: str) -> float:
+    """Length (2D, mm) or area (3D, mm²) of the named boundary (collective)."""
+    import ufl
+    from dolfinx import fem
+    from dolfinx import mesh as dmesh
+
+    msh = tm.mesh
+    facets = np.unique(tm.facets[name]).astype(np.int32)
+    mt = dmesh.meshtags(msh, msh.topology.dim - 1, facets, np.ones(facets.size, np.int32))
+    ds = ufl.Measure("ds", domain=msh, subdomain_data=mt)
+    local = fem.assemble_scalar(fem.form(fem.Constant(msh, 1.0) * ds(1)))
+    return float(msh.comm.allreduce(local))
+
+
+ProblemSettings = Annotated[
+    CylinderProblem | PlateProblem | CompressionProblem | PatchProblem | MeshProblem,
+    Field(discriminator="kind")]

@@ -138,6 +138,25 @@ class QuadratureMaterial:
         self.out_of_range: np.ndarray | None = None
         self.seconds = 0.0
         self.calls = 0
+        #: step duration passed to the model, s (set by the solver for each increment)
+        self.dt = 1.0
+        #: temperature at the points (n,) K, or None; see :meth:`set_temperature`
+        self.temperature: np.ndarray | None = None
+        self._temperature_mode: str | None = None
+
+    def point_coordinates(self) -> np.ndarray:
+        """Physical coordinates (n, 3) of the owned quadrature points (mm)."""
+        expr = fem.Expression(ufl.SpatialCoordinate(self.mesh), self.points)
+        x = expr.eval(self.mesh, self.cells).reshape(self.n_points, -1)
+        out = np.zeros((self.n_points, 3))
+        out[:, :x.shape[1]] = x
+        return out
+
+    def set_temperature(self, values: np.ndarray | None, mode: str | None) -> None:
+        """Temperature (n,) K for the next calls, passed as ``temperature=`` ("argument")
+        or set as ``model.temperature_k`` ("attribute": the caller ensures it is uniform)."""
+        self.temperature = None if values is None else np.asarray(values, dtype=float)
+        self._temperature_mode = mode
 
     def strain_at_points(self) -> np.ndarray:
         """Total strain ε(u) at the owned quadrature points, Mandel (n, 6)."""
@@ -155,8 +174,14 @@ class QuadratureMaterial:
         """
         strain = self.strain_at_points()
         dstrain = strain - self.strain_n
+        kwargs: dict[str, Any] = {}
+        if self.temperature is not None:
+            if self._temperature_mode == "argument":
+                kwargs["temperature"] = self.temperature
+            elif self.temperature.size:
+                self.model.temperature_k = float(self.temperature[0])
         t0 = time.perf_counter()
-        res = self.model.update(self.strain_n, dstrain, self.state_n)
+        res = self.model.update(self.strain_n, dstrain, self.state_n, dt=self.dt, **kwargs)
         self.seconds += time.perf_counter() - t0
         self.calls += 1
         _check_result(self.model, res, self.n_points, self.state_n.shape[1])

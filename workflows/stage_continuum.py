@@ -1,8 +1,10 @@
 """Chain node of the continuum stage: ``fem`` (FieldResults) with the chain's Surrogate.
 
-Run-file section ``[continuum]`` is the stage's own ``FemSettings`` (problem, solver);
-the material is the ``surrogate`` node's model. With ``[execution] mpi_ranks > 1`` the
-solve runs under ``mpiexec``.
+Run-file section ``[continuum]`` is the stage's own ``FemSettings`` (problem, solver,
+loading); the material is the ``surrogate`` node's model. With ``[execution] mpi_ranks >
+1`` the solve runs under ``mpiexec``. A mesh problem (``[continuum.problem] kind =
+"mesh"``, boundary conditions in ``[[continuum.problem.bc]]`` by tag name) declares its
+mesh file as the node's input file, so an edited mesh reruns the node.
 
 ``band`` (LoadBand, :mod:`scalebridge.workflows.band`, settings ``[continuum.band]``)
 carries the upstream uncertainties (potential ensemble, mobility law, DD realisations)
@@ -55,13 +57,19 @@ def make_band_node(call: StageCall) -> Artifact:
                      call.resources, force=call.force)
 
 
+def mesh_files(cfg: Any) -> dict[str, Any]:
+    """The mesh problem's files (mesh, .h5, labels), entering the chain fingerprint."""
+    return cfg.continuum.input_files()
+
+
 def _band_settings(c: Any) -> dict[str, Any]:
     return {"band": getattr(c.continuum, "band", BandSettings()), "fem": _fem(c.continuum)}
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:
     out = [StageNode("fem", "FieldResults", ("surrogate",), make_fem,
-                     settings=lambda c: _fem(c.continuum), section="continuum", code=CODE)]
+                     settings=lambda c: _fem(c.continuum), section="continuum", code=CODE,
+                     files=mesh_files)]
     band = getattr(getattr(cfg, "continuum", None), "band", None) if cfg is not None else None
     if band is None or band.enabled:
         out.append(StageNode("band", "LoadBand", BAND_INPUTS, make_band_node,

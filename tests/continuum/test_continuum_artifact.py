@@ -36,7 +36,7 @@ def test_field_results_files_and_skip(tmp_path):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["step", "load_factor", "edge_displacement_mm", "mean_stress_mpa",
                              "iterations", "max_equivalent_plastic_strain",
-                             "max_uncertainty_mpa", "out_of_range_fraction"]
+                             "max_uncertainty_mpa", "out_of_range_fraction", "time_s"]
     assert len(rows) == art.summary["steps"] + 1 >= 5
     assert float(rows[-1]["load_factor"]) == 1.0
     with open(art.file("newton.csv")) as f:
