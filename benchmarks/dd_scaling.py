@@ -160,6 +160,17 @@ def full_run_seconds(law, workdir: Path) -> tuple[float, dict]:
     return time.perf_counter() - t0, art.summary
 
 
+def note(load_start: tuple[float, ...], load_end: tuple[float, ...], cores: int) -> str:
+    """How loaded the machine was: the 1-minute load average before this script started
+    working is other jobs' (at the end it includes this script's own threads)."""
+    if load_start[0] < 0.3:
+        return f"quiet machine: 1-min load average {load_start[0]:.2f} at the start"
+    return (f"shared machine: other jobs held a 1-min load average of {load_start[0]:.2f} "
+            f"(5-min {load_start[1]:.2f}) on {cores} cores when this started, "
+            f"{load_end[0]:.2f} at the end with it; absolute times are inflated, rerun on "
+            "a quiet machine for them; the exponent, the ratios and the errors hold")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -220,7 +231,6 @@ def main() -> None:
           f"({sum_an['steps']} steps), ratio {t_ne / t_an:.3f}", flush=True)
     load_end = os.getloadavg()
     cores = os.cpu_count() or 1
-    loaded = max(load_start[0], load_end[0]) > cores
     doc = {
         "n": ns, "seconds_per_step": sec, "n_actual": actual, "field_method": methods,
         "exponent": slope, "exponent_all_n": slope_all,
@@ -237,10 +247,7 @@ def main() -> None:
         "machine": {**machine(), "torch": torch.__version__,
                     "load_average_at_start": load_start},
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "note": ("load average above the core count during the run: other jobs shared the "
-                 "cores, absolute times are inflated (rerun on a quiet machine); the "
-                 "exponent, the ratios and the errors are the quantities to read")
-        if loaded else "quiet machine (load average below the core count)",
+        "note": note(load_start, load_end, cores),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
