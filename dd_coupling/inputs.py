@@ -27,12 +27,14 @@ class Material:
     Attributes:
         mu_pa: shear modulus, Pa. nu: Poisson ratio. b_m: Burgers vector length, m.
         source: where they came from (the properties.json path).
+        lattice: "bcc", "fcc" or None when the Properties do not say.
     """
 
     mu_pa: float
     nu: float
     b_m: float
     source: str = ""
+    lattice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ def _artifact_file(art: Artifact | str | Path, name: str, kind: str) -> Path:
 
 
 def read_properties(properties: Artifact | str | Path) -> Material:
-    """μ, ν, b from a Properties artifact (or its ``properties.json``)."""
+    """μ, ν, b (and the lattice, when given) from a Properties artifact (or its
+    ``properties.json``)."""
     path = _artifact_file(properties, "properties.json", "Properties")
     try:
         doc = json.loads(path.read_text())
@@ -94,8 +97,10 @@ def read_properties(properties: Artifact | str | Path) -> Material:
                         "(-1, 0.5)")
     if vals["burgers_a"] <= 0:
         raise DataError(f"{path}: key 'burgers_a' = {vals['burgers_a']} must be > 0")
+    lattice = doc.get("lattice")
     return Material(mu_pa=vals["shear_modulus_gpa"] * 1e9, nu=vals["poisson_ratio"],
-                    b_m=vals["burgers_a"] * 1e-10, source=str(path))
+                    b_m=vals["burgers_a"] * 1e-10, source=str(path),
+                    lattice=str(lattice).lower() if lattice else None)
 
 
 def read_velocity_table(defect_stats: Artifact | str | Path) -> VelocityTable:

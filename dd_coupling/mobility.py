@@ -15,6 +15,8 @@ Every law takes arrays of shape (n,) (NumPy or torch; it answers in the same kin
 ``tau_pa`` the resolved shear stress (Pa, the sign gives the direction of glide),
 ``temperature_k`` (K) and ``character`` (0 = edge, 1 = screw), and returns the glide
 velocity in m/s with the sign of τ. :func:`check_mobility` checks any implementation.
+:class:`GlideCharacterMobility` evaluates one character's law for every dislocation (the
+2D DD's choice of the character that controls glide).
 """
 
 from __future__ import annotations
@@ -188,6 +190,51 @@ class KinkPairMobility:
         return d
 
 
+# --------------------------------------------------------------------------- glide character
+@dataclass
+class GlideCharacterMobility:
+    """The law of one character for every dislocation: the 2D DD has one kind of
+    dislocation, and the character whose mobility controls glide (BCC: the slow screws)
+    is a choice, made here once instead of inside the engine.
+
+    ``velocity(τ, T, any character)`` = ``law.velocity(τ, T, character)``.
+    """
+
+    law: Any
+    character: int
+    name: str = ""
+    valid_range: ValidRange = field(default_factory=ValidRange)
+
+    def __post_init__(self) -> None:
+        if self.character not in (0, 1):
+            raise ValueError(f"character must be 0 (edge) or 1 (screw), got {self.character}")
+        self.name = self.name or f"{self.law.name}[{CHARACTERS[self.character]}]"
+        r = self.law.valid_range
+        self.valid_range = ValidRange(r.tau_mpa, r.temperature_k, CHARACTERS)
+
+    @property
+    def n_out_of_range(self) -> int:
+        """The wrapped law's running count of clamped points (0 for analytic laws)."""
+        return int(getattr(self.law, "n_out_of_range", 0))
+
+    def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int) -> ArrayLike:
+        n = tau_pa.shape[0]
+        char = (torch.full((n,), self.character, dtype=torch.long, device=tau_pa.device)
+                if isinstance(tau_pa, torch.Tensor) else np.full(n, self.character))
+        return self.law.velocity(tau_pa, temperature_k, char)
+
+
+def temperature_sensitivity(law: MobilityLaw, character: int, tau_pa: float,
+                            temperatures_k: tuple[float, float]) -> float:
+    """Relative change of the glide velocity at ``tau_pa`` between two temperatures,
+    ``v(T2)/v(T1) - 1`` (0 for a law that does not feel T there, e.g. a neural law
+    clamped to the one temperature it was trained at)."""
+    v = np.asarray(law.velocity(np.array([tau_pa, tau_pa]), np.array(temperatures_k),
+                                np.array([character, character])), dtype=float)
+    return float(v[1] / v[0] - 1.0) if v[0] != 0 else math.inf
+
+
 # --------------------------------------------------------------------------- range checks
 def range_violations(law: MobilityLaw, tau: torch.Tensor, temp: torch.Tensor,
                      char: torch.Tensor) -> torch.Tensor:
@@ -352,7 +399,8 @@ def load_mobility(path: str | Path, out_of_range: OutOfRangePolicy | None = None
 
 
 __all__ = [
-    "CHARACTERS", "KB_EV", "KinkPairMobility", "LinearDragMobility", "MobilityCheckError",
-    "MobilityLaw", "OutOfRangeError", "ValidRange", "as_tensors", "check_mobility",
-    "describe_violation", "load_mobility", "range_violations", "saturate", "save_mobility",
+    "CHARACTERS", "KB_EV", "GlideCharacterMobility", "KinkPairMobility", "LinearDragMobility",
+    "MobilityCheckError", "MobilityLaw", "OutOfRangeError", "ValidRange", "as_tensors",
+    "check_mobility", "describe_violation", "load_mobility", "range_violations", "saturate",
+    "save_mobility", "temperature_sensitivity",
 ]

@@ -1,16 +1,36 @@
 """DDSettings: run discrete dislocation dynamics with a mobility law -> DDRun artifact.
 
-``DDSettings().make(mobility, properties, out)`` takes μ, ν, b from the md Properties
-artifact, the mobility law from a MobilityLaw artifact, builds ``realisations`` random
-microstructures (sources, obstacles, initial dislocations; seeds ``seed + i``), loads each
-to ``final_strain`` (strain control) or for ``final_time_ns`` (stress control) and writes::
+``DDSettings().make(mobility, properties, out)`` takes μ, ν, b (and the lattice) from the
+md Properties artifact, the mobility law from a MobilityLaw artifact, builds
+``realisations`` random microstructures (sources, obstacles, initial dislocations; seeds
+``seed + i``), loads each to ``final_strain`` (strain control) or for ``final_time_ns``
+(stress control) and writes::
 
-    stress_strain.csv                 mean over realisations (contract columns)
-    realisations/<i>/stress_strain.csv  each realisation on the same grid
+    stress_strain.csv                 mean over the reference condition's realisations
+    realisations/<i>/stress_strain.csv  each realisation (of every condition) on one grid
     realisations/<i>/snapshots.csv    dislocation positions at snapshot times
     avalanches.csv, avalanches.png (+ avalanche_ccdf.csv)   strain bursts / stress drops
     stress_strain.png, density_strain.png (+ density_strain.csv), snapshot.png (+ .csv)
-    run.json                          loading, temperature, μ, ν, b, mobility, counts
+    study/                            σ(ε_p, ε̇, T) with scatter, ρ, avalanche fits
+                                      (:mod:`scalebridge.dd_coupling.study`)
+    run.json                          loading, temperature, μ, ν, b, mobility, strengths,
+                                      and for each realisation its rate and temperature
+
+Inputs in the units of the scales below. The microstructure is stated in lengths and
+densities, its strengths follow from μ and b: Frank-Read sources of lognormal length L
+(µm) with ``τ_src = β μ b / L``; point obstacles are forest dislocations of density
+``ρ_f`` with ``τ_obs = α_obs μ b √ρ_f``, junctions ``τ_junc = α_junc μ b √ρ_f``.
+Strengths typed in MPa (``*_strength_mpa``) are overrides, listed in the summary
+(``overrides``) and so in the report; every stated assumption (lengths, densities, α, β,
+the nucleation time) is listed there too (``assumptions``).
+
+Mobility from the MD that measured it: every dislocation glides with the law of one
+character (``glide_character``; auto: the screw law for a BCC lattice when the MD
+measured screws, else edge) at the run's temperature; the summary says which.
+
+A study (``study``: strain rates × temperatures) runs every realisation in every
+condition; ``stress_strain.csv`` and the headline numbers are those of the reference
+condition (``strain_rate_s``, ``temperature_k``, or the grid point nearest to them).
 """
 
 from __future__ import annotations
@@ -24,7 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
 from scalebridge.dd_coupling.engine import (
     DDGeometry,
@@ -41,11 +61,15 @@ from scalebridge.dd_coupling.engine import (
 )
 from scalebridge.dd_coupling.inputs import Material, read_properties
 from scalebridge.dd_coupling.mobility import (
+    CHARACTERS,
+    GlideCharacterMobility,
     MobilityCheckError,
     MobilityLaw,
     check_mobility,
     load_mobility,
+    temperature_sensitivity,
 )
+from scalebridge.dd_coupling.study import Condition, DDStudySettings, fit_power_law, write_study
 from scalebridge.errors import SettingsError
 from scalebridge.log import progress
 from scalebridge.plotting import save_figure
@@ -72,18 +96,48 @@ class DDSettings(StrictModel):
     initial_density_m2: float = Field(
         0.0, ge=0, description="initial random Burgers-neutral dislocation density, m^-2")
     source_density_m2: float = Field(6.0e13, ge=0, description="Frank-Read sources per m^2")
-    source_strength_mpa: float = Field(50.0, gt=0, description="mean source strength, MPa")
-    source_strength_std_mpa: float = Field(10.0, ge=0, description="its std, MPa")
-    nucleation_time_ns: float = Field(10.0, gt=0, description="time above strength to emit")
-    obstacle_density_m2: float = Field(3.0e14, ge=0, description="point obstacles per m^2")
-    obstacle_strength_mpa: float = Field(150.0, gt=0, description="obstacle strength, MPa")
+    source_length_um: float = Field(
+        0.7, gt=0, description="mean Frank-Read source length L, µm (lognormal); source "
+        "strength τ = source_beta·μ·b/L")
+    source_length_sd_um: float = Field(
+        0.15, ge=0, description="standard deviation of the source lengths, µm (0: equal)")
+    source_beta: float = Field(1.0, gt=0, description="β of the Frank-Read strength "
+                               "τ = β μ b / L (line-tension prefactor, ~1)")
+    source_strength_mpa: float | None = Field(
+        None, gt=0, description="OVERRIDE: mean source strength in MPa (normal, std "
+        "source_strength_std_mpa) instead of the Frank-Read lengths; listed as an override")
+    source_strength_std_mpa: float = Field(
+        10.0, ge=0, description="std of the overriding source strength, MPa")
+    nucleation_time_ns: float = Field(
+        10.0, gt=0, description="time a source's resolved stress must exceed its strength "
+        "before it emits a dipole, ns (a stated assumption, the 2D DD convention; a time "
+        "from the mobility law, L_nuc / v(τ_src) ~ 0.5 ns, lets sources fire on internal "
+        "stresses alone and the plastic strain run away)")
+    obstacle_density_m2: float = Field(
+        3.0e14, ge=0, description="point obstacles per m^2 (forest dislocations piercing "
+        "the slip planes)")
+    forest_density_m2: float | None = Field(
+        None, ge=0, description="forest density ρ_f setting the obstacle and junction "
+        "strengths (τ = α μ b √ρ_f), m^-2; unset: obstacle_density_m2")
+    obstacle_alpha: float = Field(
+        0.25, gt=0, description="obstacle strength τ_obs = obstacle_alpha·μ·b·√ρ_f")
+    obstacle_strength_mpa: float | None = Field(
+        None, gt=0, description="OVERRIDE: obstacle strength in MPa; listed as an override")
     capture_distance_b: float = Field(6.0, gt=0, description="annihilation distance, in b")
     junction_distance_b: float = Field(
         6.0, ge=0, description="dislocations on different systems closer than this lock "
         "into a junction, in b (0: off)")
-    junction_strength_mpa: float = Field(
-        300.0, gt=0, description="resolved stress (without the partner) breaking a junction")
-    temperature_k: float = Field(300.0, gt=0, description="temperature, K")
+    junction_alpha: float = Field(
+        0.5, gt=0, description="junction strength (resolved stress without the partner "
+        "that breaks it) τ_junc = junction_alpha·μ·b·√ρ_f (ρ_f = 0: junctions never hold)")
+    junction_strength_mpa: float | None = Field(
+        None, gt=0, description="OVERRIDE: junction strength in MPa; listed as an override")
+    glide_character: Literal["auto", "edge", "screw"] = Field(
+        "auto", description="whose mobility law every dislocation glides with; auto: "
+        "screw for a BCC lattice when the mobility law covers screws (the MD measured "
+        "them), else edge")
+    temperature_k: float = Field(300.0, gt=0, description="temperature, K (the mobility "
+                                 "law's input)")
     loading: Literal["strain", "stress"] = Field("strain", description="control mode")
     component: Literal["shear_xy", "tension_x"] = Field(
         "shear_xy", description="loaded stress component (resolved shear: shear_xy)")
@@ -93,6 +147,9 @@ class DDSettings(StrictModel):
     initial_stress_mpa: float = Field(0.0, description="stress at t=0 (stress control), MPa")
     final_time_ns: float = Field(200.0, gt=0, description="duration (stress control), ns")
     dt_max_ns: float = Field(0.5, gt=0, description="largest time step, ns")
+    max_strain_step: float = Field(
+        2e-5, gt=0, description="largest applied strain increment per step (strain "
+        "control): dt <= max_strain_step / strain_rate_s")
     max_glide_b: float = Field(
         20.0, gt=0, description="largest glide per step, in b (adaptive time step)")
     dt_quantile: float = Field(
@@ -110,6 +167,92 @@ class DDSettings(StrictModel):
     allow_failed_checks: bool = Field(
         False, description="run with a mobility law that fails check_mobility anyway "
         "(refused by default); the failure and the override go into the DDRun summary")
+    study: DDStudySettings | None = Field(
+        None, description="a grid of strain rates × temperatures, every realisation in "
+        "every condition (strain control); unset: the one condition strain_rate_s, "
+        "temperature_k")
+
+    @model_validator(mode="after")
+    def _study_needs_strain_control(self) -> DDSettings:
+        if self.study is not None and self.loading != "strain":
+            raise ValueError("a study (strain rates × temperatures) needs loading = "
+                             "'strain'")
+        return self
+
+    # ------------------------------------------------------------------ inputs that scale
+    def forest_density(self) -> float:
+        """ρ_f (m⁻²) of the obstacle and junction strengths."""
+        return (self.obstacle_density_m2 if self.forest_density_m2 is None
+                else self.forest_density_m2)
+
+    def overrides(self) -> list[str]:
+        """Settings that replace a quantity otherwise derived from μ, b and the mobility
+        law (typed MPa or ns)."""
+        return [k for k in ("source_strength_mpa", "obstacle_strength_mpa",
+                            "junction_strength_mpa") if getattr(self, k) is not None]
+
+    def source_length_lognormal(self) -> tuple[float, float]:
+        """(mean, standard deviation) of ln L, L in m, for the source lengths."""
+        sig2 = math.log1p((self.source_length_sd_um / self.source_length_um) ** 2)
+        return math.log(self.source_length_um * 1e-6) - 0.5 * sig2, math.sqrt(sig2)
+
+    def strengths(self, material: Material) -> dict[str, dict[str, Any]]:
+        """The source (mean, std), obstacle and junction strengths in MPa, each with
+        the relation or override it came from."""
+        mub = material.mu_pa * material.b_m
+        sqrt_rho = math.sqrt(self.forest_density())
+        if self.source_strength_mpa is None:
+            m, sd = self.source_length_lognormal()
+            inv_mean = math.exp(-m + 0.5 * sd * sd)             # E[1/L], lognormal L
+            inv_std = inv_mean * math.sqrt(math.expm1(sd * sd))
+            src = {"mpa": self.source_beta * mub * inv_mean * 1e-6,
+                   "std_mpa": self.source_beta * mub * inv_std * 1e-6,
+                   "from": f"Frank-Read τ = β μ b / L, β = {self.source_beta:g}, L "
+                           f"lognormal {self.source_length_um:g} ± "
+                           f"{self.source_length_sd_um:g} µm"}
+        else:
+            src = {"mpa": self.source_strength_mpa, "std_mpa": self.source_strength_std_mpa,
+                   "from": "OVERRIDE source_strength_mpa"}
+        out = {"source": src}
+        for name, alpha, typed in (("obstacle", self.obstacle_alpha,
+                                    self.obstacle_strength_mpa),
+                                   ("junction", self.junction_alpha,
+                                    self.junction_strength_mpa)):
+            out[name] = ({"mpa": typed, "from": f"OVERRIDE {name}_strength_mpa"}
+                         if typed is not None else
+                         {"mpa": alpha * mub * sqrt_rho * 1e-6,
+                          "from": f"τ = α μ b √ρ_f, α = {alpha:g}, ρ_f = "
+                                  f"{self.forest_density():.3g} m^-2"})
+        return out
+
+    def glide_law(self, material: Material, law: MobilityLaw
+                  ) -> tuple[GlideCharacterMobility, str]:
+        """The law every dislocation glides with (one character's), and why that one.
+
+        Raises:
+            SettingsError: ``glide_character`` names a character the law does not cover.
+        """
+        if isinstance(law, GlideCharacterMobility):
+            return law, f"given: {CHARACTERS[law.character]}"
+        chars = tuple(law.valid_range.characters)
+        bcc = material.lattice == "bcc"
+        if self.glide_character != "auto":
+            c = self.glide_character
+            if c not in chars:
+                raise SettingsError(
+                    f"glide_character = {c!r}, but the mobility law covers {list(chars)} "
+                    f"(the MD measured no {c} dislocations); measure them or choose "
+                    f"{' or '.join(map(repr, chars))}")
+            why = f"set: glide_character = {c}"
+        elif bcc and "screw" in chars:
+            c, why = "screw", "auto: BCC, and the law covers screws (the slow ones glide)"
+        elif "edge" in chars:
+            c = "edge"
+            why = ("auto: BCC, but the law covers no screws (the MD measured edges only)"
+                   if bcc else f"auto: {material.lattice or 'lattice not given'}: edge")
+        else:
+            c, why = chars[0], f"auto: the law covers {chars[0]} only"
+        return GlideCharacterMobility(law, CHARACTERS.index(c)), why
 
     # ------------------------------------------------------------------ building blocks
     def cell(self) -> tuple[float, float]:
@@ -128,14 +271,20 @@ class DDSettings(StrictModel):
         return lx, best
 
     def params(self, material: Material, mobility: MobilityLaw) -> DDParams:
+        """Engine parameters: μ, ν, b of ``material``; ``mobility`` restricted to the
+        glide character (:meth:`glide_law`); strengths and nucleation time as derived."""
         b = material.b_m
+        glide, _ = self.glide_law(material, mobility)
         rate = self.strain_rate_s if self.loading == "strain" else self.stress_rate_mpa_ns * 1e15
+        dt_max = self.dt_max_ns * 1e-9
+        if self.loading == "strain":
+            dt_max = min(dt_max, self.max_strain_step / self.strain_rate_s)
         return DDParams(
-            mu_pa=material.mu_pa, nu=material.nu, b_m=b, mobility=mobility,
+            mu_pa=material.mu_pa, nu=material.nu, b_m=b, mobility=glide,
             temperature_k=self.temperature_k, nucleation_time_s=self.nucleation_time_ns * 1e-9,
             capture_m=self.capture_distance_b * b, junction_m=self.junction_distance_b * b,
-            junction_strength_pa=self.junction_strength_mpa * 1e6, dt_max_s=self.dt_max_ns * 1e-9,
-            max_glide_m=self.max_glide_b * b,
+            junction_strength_pa=self.strengths(material)["junction"]["mpa"] * 1e6,
+            dt_max_s=dt_max, max_glide_m=self.max_glide_b * b,
             dt_quantile=self.dt_quantile, image_rows=self.image_rows, loading=self.loading,
             component=self.component,
             rate=rate, stress_offset_pa=self.initial_stress_mpa * 1e6)
@@ -160,8 +309,14 @@ class DDSettings(StrictModel):
 
         n_src = round(self.source_density_m2 * area)
         src_plane, src_s = on_planes(n_src)
-        tau_nuc = np.clip(rng.normal(self.source_strength_mpa, self.source_strength_std_mpa,
-                                     n_src), 0.1 * self.source_strength_mpa, None) * 1e6
+        if self.source_strength_mpa is None:        # Frank-Read: τ = β μ b / L
+            tau_nuc = self.source_beta * mu * b / rng.lognormal(
+                *self.source_length_lognormal(), n_src)
+        else:                                       # override: typed MPa
+            tau_nuc = np.clip(rng.normal(self.source_strength_mpa,
+                                         self.source_strength_std_mpa, n_src),
+                              0.1 * self.source_strength_mpa, None) * 1e6
+        obstacle_pa = self.strengths(material)["obstacle"]["mpa"] * 1e6
         src_tau = torch.as_tensor(tau_nuc)
         src_len = mu * b / (2 * math.pi * (1 - nu) * src_tau)
         n_obs = round(self.obstacle_density_m2 * area)
@@ -170,8 +325,7 @@ class DDSettings(StrictModel):
             lx=lx, ly=ly, angles=angles, schmid=schmid_factor(angles, self.component),
             plane_system=psys, plane_origin=porig, plane_length=plen, src_plane=src_plane,
             src_s=src_s, src_tau=src_tau, src_length=src_len, obs_plane=obs_plane,
-            obs_s=obs_s, obs_tau=torch.full((n_obs,), self.obstacle_strength_mpa * 1e6,
-                                            dtype=torch.float64)))
+            obs_s=obs_s, obs_tau=torch.full((n_obs,), obstacle_pa, dtype=torch.float64)))
         n_pairs = round(self.initial_density_m2 * area / 2)
         if n_pairs:
             sys_of_pair = rng.integers(0, len(angles), n_pairs)
@@ -379,9 +533,51 @@ def run_realisation_task(task: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
+def conditions_of(settings: DDSettings) -> tuple[list[tuple[float, float]], int]:
+    """The loading conditions (strain rate, temperature) of a run and the index of the
+    reference one: the study's grid point with the rate nearest ``strain_rate_s`` (in
+    log) and the temperature nearest ``temperature_k``; without a study, the one."""
+    if settings.study is None:
+        return [(settings.strain_rate_s, settings.temperature_k)], 0
+    st = settings.study
+    rate = min(st.strain_rates_s, key=lambda r: abs(math.log(r / settings.strain_rate_s)))
+    temp = min(st.temperatures_k, key=lambda t: abs(t - settings.temperature_k))
+    conds = st.conditions()
+    return conds, conds.index((rate, temp))
+
+
+def condition_settings(settings: DDSettings, rate: float, temp: float) -> DDSettings:
+    """The settings of one condition of a study (itself without a study)."""
+    if settings.study is None:
+        return settings
+    return settings.model_copy(update={"strain_rate_s": rate, "temperature_k": temp,
+                                       "study": None})
+
+
+def mobility_record(settings: DDSettings, material: Material, law: MobilityLaw,
+                    temps: list[float]) -> dict[str, Any]:
+    """Which law drove the run, for which character and why, and whether it feels the
+    temperature over ``temps`` (at the mean source strength)."""
+    glide, why = settings.glide_law(material, law)
+    tau = settings.strengths(material)["source"]["mpa"] * 1e6
+    pair = (min(temps), max(temps)) if len(temps) > 1 else (temps[0], temps[0] + 100.0)
+    sens = temperature_sensitivity(law, glide.character, tau, pair)
+    lo, hi = law.valid_range.temperature_k
+    rec = {"law": law.name, "glide": glide.name, "character": CHARACTERS[glide.character],
+           "why": why, "law_temperature_range_k": [lo, hi if math.isfinite(hi) else None],
+           "velocity_change_between_k": list(pair), "velocity_change": sens}
+    if any(t < lo or t > hi for t in temps):
+        rec["temperature_note"] = (
+            f"the law covers T in [{lo:g}, {hi:g}] K; the run's temperatures "
+            f"{[float(t) for t in temps]} K reach outside it (a neural law is clamped "
+            "there: no temperature dependence beyond its data)")
+    return rec
+
+
 def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work: Path,
                 mapper: Any = None) -> dict[str, Any]:
-    """Run all realisations and write the DDRun files into ``work``; returns the summary.
+    """Run all realisations (of every condition) and write the DDRun files into
+    ``work``; returns the summary.
 
     ``mapper``: runs the realisations as tasks (see :meth:`DDSettings.make`)."""
     import matplotlib
@@ -393,17 +589,22 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     end = settings.final_strain if strain_mode else settings.final_time_ns * 1e-9
     grid = np.linspace(0.0, end, settings.output_points)
     by = 1 if strain_mode else 0
-    tasks = [{"settings": settings, "material": material, "law": law,
-              "seed": settings.seed + i} for i in range(settings.realisations)]
+    conds, ref = conditions_of(settings)
+    n_real = settings.realisations
+    cond_settings = [condition_settings(settings, r, t) for r, t in conds]
+    # rates ascending: the slowest conditions (most steps) start first
+    tasks = [{"settings": cs, "material": material, "law": law, "seed": settings.seed + k}
+             for cs in cond_settings for k in range(n_real)]
     if mapper is None:
         runs = [run_realisation_task(t) for t in tasks]
     else:
-        log.info("DD: %d realisations on %s", len(tasks), type(mapper).__name__)
+        log.info("DD: %d realisations (%d conditions) on %s", len(tasks), len(conds),
+                 type(mapper).__name__)
         runs = mapper.map(run_realisation_task, tasks)
-    tables, aval_rows = [], []
+    all_tables = []
     for i, res in enumerate(runs):
         tab = resample(res["trace"], grid, by)
-        tables.append(tab)
+        all_tables.append(tab)
         rdir = work / "realisations" / str(i)
         rdir.mkdir(parents=True)
         _write_csv(rdir / "stress_strain.csv", STRESS_STRAIN_COLUMNS, tab)
@@ -413,8 +614,19 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
                              for xi, yi, si, ci in zip(x, y, sg, sy, strict=True))
         _write_csv(rdir / "snapshots.csv", ("frame", "time_s", "strain", "x_m", "y_m", "sign",
                                             "system"), snap_rows)
-        for ev in avalanches(res["trace"], settings.avalanche_threshold_mpa, settings.loading):
-            aval_rows.append((i, *ev))
+    events = [avalanches(r["trace"], settings.avalanche_threshold_mpa, settings.loading)
+              for r in runs]
+
+    def tail_mean(tab: np.ndarray, col: int) -> float:
+        sel = tab[tab[:, 1] >= 0.75 * tab[-1, 1]] if strain_mode else tab[-max(
+            1, len(tab) // 4):]
+        return float(np.mean(sel[:, col]))
+
+    # the reference condition: the contract files and the headline numbers
+    ref_runs = runs[ref * n_real:(ref + 1) * n_real]
+    tables = all_tables[ref * n_real:(ref + 1) * n_real]
+    aval_rows = [(k, *ev) for k, evs in enumerate(events[ref * n_real:(ref + 1) * n_real])
+                 for ev in evs]
     mean = np.mean(tables, axis=0)
     _write_csv(work / "stress_strain.csv", STRESS_STRAIN_COLUMNS, mean)
     _write_csv(work / "density_strain.csv", ("strain", "density_m2", "density_std_m2"),
@@ -426,10 +638,14 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     # plots, each with its CSV beside it
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for i, tab in enumerate(tables):
-        ax.plot(tab[:, 1], tab[:, 2], lw=0.8, alpha=0.5, label=f"realisation {i}")
+        ax.plot(tab[:, 1], tab[:, 2], lw=0.8, alpha=0.5,
+                label=f"realisation {i}" if len(tables) <= 8 else None)
     ax.plot(mean[:, 1], mean[:, 2], "k", lw=1.8, label="mean")
     ax.set_xlabel("strain" if strain_mode else "strain (elastic + plastic)")
     ax.set_ylabel("applied stress (MPa)")
+    if len(conds) > 1:
+        ax.set_title(f"reference condition {conds[ref][0]:.3g}/s, {conds[ref][1]:g} K",
+                     fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, work / "stress_strain.png", dpi=120)
@@ -444,9 +660,10 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     plt.close(fig)
 
     drops = np.array([r[2] if strain_mode else r[3] for r in aval_rows])
-    xmin = settings.avalanche_threshold_mpa if strain_mode else (
-        float(np.min(drops)) if len(drops) else 0.0)
-    alpha, alpha_err = power_law_exponent(drops, xmin) if len(drops) else (math.nan, math.nan)
+    boot = settings.study.avalanche_bootstrap if settings.study else 200
+    min_tail = settings.study.avalanche_min_tail if settings.study else 50
+    fit = fit_power_law(drops, min_tail, boot, settings.seed)
+    alpha, alpha_err = fit["alpha"], fit["alpha_err"]
     xs = np.sort(drops)[::-1]
     ccdf = np.arange(1, len(xs) + 1) / max(len(xs), 1)
     _write_csv(work / "avalanche_ccdf.csv", ("size", "ccdf"), zip(xs, ccdf, strict=True))
@@ -455,15 +672,16 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         ax.loglog(xs, ccdf, ".")
     ax.set_xlabel("stress drop (MPa)" if strain_mode else "plastic strain jump")
     ax.set_ylabel("P(size ≥ x)")
-    ax.set_title(f"{len(xs)} avalanches, α = {alpha:.2f}" if len(xs) else "no avalanches")
+    ax.set_title(f"{len(xs)} avalanches, α = {alpha:.2f} ± {alpha_err:.2f}"
+                 if math.isfinite(alpha) else f"{len(xs)} avalanches")
     fig.tight_layout()
     save_figure(fig, work / "avalanches.png", dpi=120)
     plt.close(fig)
 
-    frame, t, e, x, y, sg, sy = runs[0]["snapshots"][-1]
+    frame, t, e, x, y, sg, sy = ref_runs[0]["snapshots"][-1]
     _write_csv(work / "snapshot.csv", ("x_m", "y_m", "sign", "system"),
                zip(x, y, sg.astype(int), sy, strict=True))
-    geom0: DDGeometry = runs[0]["geometry"]
+    geom0: DDGeometry = ref_runs[0]["geometry"]
     fig, ax = plt.subplots(figsize=(5, 5 * geom0.ly / geom0.lx))
     for k, ang in enumerate(geom0.angles.tolist()):
         for sgn, mk in ((1, "^"), (-1, "v")):
@@ -481,25 +699,52 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     save_figure(fig, work / "snapshot.png", dpi=120)
     plt.close(fig)
 
+    # the study: σ(ε_p, ε̇, T) with the realisation scatter, ρ, avalanche statistics
+    study_summary = None
+    if strain_mode:
+        cond_objs = []
+        for ci, (rate, temp) in enumerate(conds):
+            sl = slice(ci * n_real, (ci + 1) * n_real)
+            cond_objs.append(Condition(
+                rate, temp, tables=all_tables[sl], traces=[r["trace"] for r in runs[sl]],
+                events=events[sl], final_n=[r["state"].n for r in runs[sl]],
+                flow_mpa=[tail_mean(tab, 2) for tab in all_tables[sl]]))
+        st = settings.study or DDStudySettings(strain_rates_s=[settings.strain_rate_s],
+                                               temperatures_k=[settings.temperature_k])
+        study_summary = write_study(work / "study", cond_objs, st, settings.output_points,
+                                    settings.seed)
+
     # headline numbers
-    tail = mean[mean[:, 1] >= 0.75 * mean[-1, 1]] if strain_mode else mean[-max(1, len(mean) // 4):]
-    flow_mpa = float(np.mean(tail[:, 2]))
-    rho_end = float(np.mean(tail[:, 4]))
-    smax = float(runs[0]["geometry"].schmid.abs().max())
+    flow_mpa = tail_mean(mean, 2)
+    rho_end = tail_mean(mean, 4)
+    flows = [tail_mean(tab, 2) for tab in tables]
+    smax = float(geom0.schmid.abs().max())
     alpha_taylor = (flow_mpa * 1e6 * smax / (material.mu_pa * material.b_m * math.sqrt(rho_end))
                     if rho_end > 0 else math.nan)
+    strengths = settings.strengths(material)
+    mobility = mobility_record(settings, material, law, sorted({c[1] for c in conds}))
     run_doc = {
         "loading": {"mode": settings.loading, "component": settings.component,
                     "resolved": "shear" if settings.component == "shear_xy" else "tension",
-                    "strain_rate_s": settings.strain_rate_s if strain_mode else None,
+                    "strain_rate_s": conds[ref][0] if strain_mode else None,
                     "stress_rate_mpa_ns": None if strain_mode else settings.stress_rate_mpa_ns},
-        "temperature_k": settings.temperature_k,
+        "temperature_k": conds[ref][1],
         "shear_modulus_gpa": material.mu_pa * 1e-9, "poisson_ratio": material.nu,
-        "burgers_a": material.b_m * 1e10, "material_source": material.source,
-        "mobility": law.name, "cell_um": [geom0.lx * 1e6, geom0.ly * 1e6],
+        "burgers_a": material.b_m * 1e10, "lattice": material.lattice,
+        "material_source": material.source,
+        "mobility": law.name, "mobility_law": mobility,
+        "strengths": strengths, "overrides": settings.overrides(),
+        "cell_um": [geom0.lx * 1e6, geom0.ly * 1e6],
         "slip_angles_deg": settings.slip_angles_deg,
+        "conditions": [{"strain_rate_s": r if strain_mode else None, "temperature_k": t,
+                        "realisations": list(range(ci * n_real, (ci + 1) * n_real))}
+                       for ci, (r, t) in enumerate(conds)],
+        "reference_condition": ref,
         "realisations": [{
-            "seed": settings.seed + i, "steps": r["state"].n_steps,
+            "seed": settings.seed + i % n_real, "condition": i // n_real,
+            "strain_rate_s": conds[i // n_real][0] if strain_mode else None,
+            "temperature_k": conds[i // n_real][1],
+            "steps": r["state"].n_steps,
             "wall_s": round(r["wall_s"], 3), "nucleated": r["state"].n_nucleated,
             "annihilated": r["state"].n_annihilated, "final_n": r["state"].n,
             "truncated": r["truncated"], "limited_moves": r["state"].n_limited,
@@ -507,23 +752,46 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "plastic_strain": r["state"].plastic_strain,
             "plastic_strain_from_slip": r["slip_moment"]} for i, r in enumerate(runs)],
     }
-    write_json_atomic(work / "run.json", run_doc)
-    return _finite_or_none({
-        "flow_stress_mpa": flow_mpa, "density_end_m2": rho_end,
+    write_json_atomic(work / "run.json", _finite_or_none(run_doc))
+    summary: dict[str, Any] = {
+        "flow_stress_mpa": flow_mpa,
+        "flow_stress_std_mpa": float(np.std(flows, ddof=1)) if len(flows) > 1 else 0.0,
+        "density_end_m2": rho_end,
         "taylor_alpha": alpha_taylor, "plastic_strain_end": float(mean[-1, 3]),
         "n_avalanches": len(aval_rows), "avalanche_exponent": alpha,
         "avalanche_exponent_err": alpha_err,
-        "steps": [r["state"].n_steps for r in runs],
+        "steps": [r["state"].n_steps for r in ref_runs],
+        "final_dislocations": [r["state"].n for r in ref_runs],
         "out_of_range_fraction": max(r["out_of_range_fraction"] for r in runs),
         "truncated": any(r["truncated"] for r in runs),
-    })
+        "mobility": mobility,
+        "strengths_mpa": {"source": strengths["source"]["mpa"],
+                          "source_std": strengths["source"]["std_mpa"],
+                          "obstacle": strengths["obstacle"]["mpa"],
+                          "junction": strengths["junction"]["mpa"]},
+        "assumptions": {k: strengths[k]["from"] for k in strengths} | {
+            "nucleation_time_ns": settings.nucleation_time_ns,
+            "cell_um": [round(geom0.lx * 1e6, 4), round(geom0.ly * 1e6, 4)],
+            "source_density_m2": settings.source_density_m2,
+            "obstacle_density_m2": settings.obstacle_density_m2},
+        "overrides": settings.overrides(),
+    }
+    if study_summary is not None and settings.study is not None:
+        summary["study"] = study_summary
+    return _finite_or_none(summary)
 
 
-def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
-    """NaN/inf -> None, so manifests stay strict JSON."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in d.items()}
+def _finite_or_none(d: Any) -> Any:
+    """NaN/inf -> None (nested), so manifests stay strict JSON."""
+    if isinstance(d, dict):
+        return {k: _finite_or_none(v) for k, v in d.items()}
+    if isinstance(d, list | tuple):
+        return [_finite_or_none(v) for v in d]
+    if isinstance(d, float | np.floating):
+        return float(d) if math.isfinite(d) else None
+    return d
 
 
-__all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "avalanches", "gate_mobility",
+__all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "DDStudySettings", "avalanches",
+           "condition_settings", "conditions_of", "gate_mobility", "mobility_record",
            "power_law_exponent", "resample", "run_realisation_task", "write_ddrun"]

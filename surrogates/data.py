@@ -238,7 +238,10 @@ def read_ddrun(path: str | Path) -> StrainPaths:
     """A ``DDRun`` artifact as simple-shear strain paths, one per realisation.
 
     Realisations of different lengths are resampled onto a common number of points along
-    their own strain axis (linear interpolation), so they can be batched.
+    their own strain axis (linear interpolation), so they can be batched. A study (a grid
+    of strain rates and temperatures) gives each realisation its own ``strain_rate_s``
+    and ``temperature_k`` in ``run.json``'s ``realisations`` list; they override the
+    run-wide values path by path.
     """
     path = Path(path)
     art = read_artifact(path, kind="DDRun")
@@ -275,6 +278,15 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         tau.append(np.interp(si, s, t["stress_mpa"]))
         gp.append(np.interp(si, s, t["plastic_strain"]))
         tim.append(np.interp(si, s, t["time_s"]))
+    per = run.get("realisations") if isinstance(run.get("realisations"), list) else []
+    temps, rates = np.full(len(files), temp), np.full(len(files), np.nan)
+    for j, f in enumerate(files):
+        i = int(f.parent.name) if f.parent.name.isdigit() else len(per)
+        rec = per[i] if i < len(per) and isinstance(per[i], dict) else {}
+        if rec.get("temperature_k") is not None:
+            temps[j] = float(rec["temperature_k"])
+        if rec.get("strain_rate_s") is not None:
+            rates[j] = float(rec["strain_rate_s"])
     gam_a, tau_a, gp_a = np.array(gam), np.array(tau), np.array(gp)
     dt = np.array([float(np.mean(np.diff(t))) for t in tim])
     if rate_v is None:  # stress control: the mean applied strain rate
@@ -288,10 +300,9 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         [np.zeros((len(files), 1)), np.cumsum(np.abs(np.diff(gp_a, axis=1)), axis=1)],
         axis=1) / np.sqrt(3.0)
     bulk = 2.0 * mu * (1.0 + nu) / (3.0 * (1.0 - 2.0 * nu))
-    p = len(files)
     flow = np.sqrt(3.0) * np.abs(tau_a)
     return StrainPaths(
-        strain, stress, dt, np.full(p, temp), np.full(p, rate), plastic_eq,
+        strain, stress, dt, temps, np.where(np.isfinite(rates), rates, rate), plastic_eq,
         {"source": "ddrun", "ddrun": str(path), "bulk_mpa": bulk, "shear_mpa": mu,
          "poisson_ratio": nu, "mapping": "σ = √3 τ, ε̄_p = γ_p/√3 (simple shear)",
          "yield_stress_mpa": float(np.median(flow[:, -max(npts // 5, 1):]))},

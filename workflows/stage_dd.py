@@ -4,10 +4,16 @@ Run-file section ``[dd]``::
 
     [dd.mobility]     scalebridge.dd_coupling FitMobilitySettings (neural law fitted to
                       the md glide velocities; drag fit reported beside it)
-    [dd.run]          scalebridge.dd_coupling DDSettings (cell, sources, obstacles,
-                      loading, realisations)
+    [dd.run]          scalebridge.dd_coupling DDSettings (cell, source lengths, forest
+                      density, loading, realisations, glide character)
+    [dd.run.study]    strain rates × temperatures: every realisation in every condition,
+                      fanned out through the mapper; the DDRun holds σ(ε_p, ε̇, T) with
+                      the realisation scatter, ρ and avalanche statistics (study/), and
+                      every path with its own rate and temperature for the surrogate
 
-μ, ν and b come from the ``properties`` node (the learned potential), never typed in.
+μ, ν and b come from the ``properties`` node (the learned potential), never typed in; the
+source, obstacle and junction strengths follow from them (τ = β μ b / L, α μ b √ρ), and
+the DD glides with the mobility law of the character the MD measured.
 """
 
 from __future__ import annotations
