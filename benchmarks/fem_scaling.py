@@ -50,7 +50,7 @@ def run_case(ex: Any, mesh: Path, material: Any, ranks: int, steps: int, out: Pa
     settings = FemSettings.model_validate({
         "problem": ex.problem_settings(mesh),
         "solver": {"steps": steps, "degree": 2, "linear_solver": "cg-gamg",
-                   "linear_rtol": 1e-8, "line_search": True},
+                   "linear_rtol": 1e-6, "line_search": True},
         "write_fields": False})
     t0 = time.perf_counter()
     try:
@@ -107,7 +107,7 @@ def main() -> None:
         "problem": "eighth of a plate 100 x 40 x 4 mm with a 10 mm hole (gmsh, graded at "
                    "the hole), symmetry planes fixed, grip pulled 0.4 mm in "
                    f"{args.steps} steps; P2 tetrahedra, quadrature degree 2; "
-                   "CG + GAMG (rigid-body near-nullspace), linear rtol 1e-8, Newton line "
+                   "CG + GAMG (rigid-body near-nullspace), linear rtol 1e-6, Newton line "
                    "search",
         "material": str(args.surrogate) if args.surrogate else "analytic J2, E 70 GPa, "
                     "nu 0.3, sigma0 250 MPa, H 1 GPa",

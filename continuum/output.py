@@ -111,21 +111,23 @@ def write_tables(folder: Path, result: SolveResult, load_name: str, disp_name: s
                 for a, b, c, d, e, g in result.newton])
 
 
-def reaction_columns(result: SolveResult) -> list[str]:
-    """``reaction_<boundary>_<x|y|z>_n`` for every constrained boundary and component."""
-    first = result.steps[0].reactions if result.steps else {}
-    return [f"reaction_{name}_{'xyz'[i]}_n" for name, r in first.items()
-            for i in range(len(r))]
+def reaction_columns(result: SolveResult) -> list[tuple[str, int, str]]:
+    """(boundary, component, ``reaction_<boundary>_<x|y|z>_n``) for every prescribed
+    component of every constrained boundary."""
+    return [(name, c, f"reaction_{name}_{'xyz'[c]}_n")
+            for name, comps in result.reaction_components.items() for c in comps]
 
 
 def write_reactions(folder: Path, result: SolveResult, title: str) -> None:
-    """``reactions.csv`` (step, load factor, time, every reaction component in N) and
-    ``reactions.png``: each boundary's reaction along its largest component against the
-    load factor (call on one rank)."""
+    """``reactions.csv`` (step, load factor, time, the reaction in N of every prescribed
+    component) and ``reactions.png``: each boundary's reaction along its largest
+    component against the load factor (call on one rank)."""
     cols = reaction_columns(result)
     rows = [(s.step, f"{s.load_factor:.10g}", f"{s.time_s:.10g}",
-             *(f"{v:.10g}" for r in s.reactions.values() for v in r)) for s in result.steps]
-    _write_csv(folder / "reactions.csv", ["step", "load_factor", "time_s", *cols], rows)
+             *(f"{s.reactions[name][c]:.10g}" for name, c, _ in cols))
+            for s in result.steps]
+    _write_csv(folder / "reactions.csv",
+               ["step", "load_factor", "time_s", *(c[2] for c in cols)], rows)
     if not cols:
         return
     import matplotlib
@@ -135,10 +137,10 @@ def write_reactions(folder: Path, result: SolveResult, title: str) -> None:
 
     lam = [s.load_factor for s in result.steps]
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for name in result.steps[0].reactions:
-        vals = np.array([s.reactions[name] for s in result.steps])
+    for name, comps in result.reaction_components.items():
+        vals = np.array([[s.reactions[name][c] for c in comps] for s in result.steps])
         i = int(np.argmax(np.abs(vals).max(axis=0)))
-        ax.plot(lam, vals[:, i], "o-", ms=3, label=f"{name} ({'xyz'[i]})")
+        ax.plot(lam, vals[:, i], "o-", ms=3, label=f"{name} ({'xyz'[comps[i]]})")
     ax.set_xlabel("load factor")
     ax.set_ylabel("reaction force (N)")
     ax.set_title(title, fontsize=9)

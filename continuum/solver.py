@@ -20,8 +20,9 @@ with half the load increment; after a success the increment grows back.
 Each increment Δλ lasts ``Δλ · duration`` seconds (:mod:`scalebridge.continuum.loading`),
 passed to the model as ``dt``, with the temperature at the quadrature points at the end
 of the increment. After each converged step the reaction force on every boundary with a
-prescribed displacement is read off the residual at its dofs (the force the support
-exerts on the body; a node on two such boundaries counts in both).
+prescribed displacement is read off the residual at the dofs it prescribes (the force
+the support exerts on the body; a node where two boundaries prescribe the same
+component counts in both).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class SolveResult:
         linear_solves: number of linear solves.
         duration_s: physical time of the whole loading (λ = 1).
         peak_memory_mb: peak resident memory, summed over ranks (MB).
+        reaction_components: boundary -> the components its bcs prescribe.
     """
 
     steps: list[StepRecord] = field(default_factory=list)
@@ -149,6 +151,7 @@ class SolveResult:
     linear_solves: int = 0
     duration_s: float = 0.0
     peak_memory_mb: float = 0.0
+    reaction_components: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def total_iterations(self) -> int:
@@ -296,26 +299,30 @@ class ElastoplasticSolver:
 
     def _constrained_dofs(self) -> dict[str, list[np.ndarray]]:
         """Boundary -> per component, the owned dofs (indices into the local PETSc
-        array) of every boundary with a prescribed component: where reactions act."""
+        array) that the boundary's own bcs prescribe (empty for a free component):
+        where its reaction acts."""
         V, fdim = self.V, self.mesh.topology.dim - 1
         n_owned = V.dofmap.index_map.size_local * V.dofmap.index_map_bs
         out: dict[str, list[np.ndarray]] = {}
         for spec in self.problem.dirichlet:
-            if spec.boundary in out:
-                continue
-            facets = self.problem.mesh.facets[spec.boundary]
-            comps = []
-            for c in range(self.problem.dim):
-                Vi, _ = V.sub(c).collapse()
-                dofs = fem.locate_dofs_topological((V.sub(c), Vi), fdim, facets)[0]
-                comps.append(np.asarray(dofs[dofs < n_owned], dtype=np.int64))
-            out[spec.boundary] = comps
+            comps = out.setdefault(spec.boundary, [np.zeros(0, np.int64)] * self.problem.dim)
+            c = spec.component
+            Vi, _ = V.sub(c).collapse()
+            dofs = fem.locate_dofs_topological((V.sub(c), Vi), fdim,
+                                               self.problem.mesh.facets[spec.boundary])[0]
+            comps[c] = np.asarray(dofs[dofs < n_owned], dtype=np.int64)
+        self.reaction_components = {
+            name: [c for c in range(self.problem.dim)
+                   if any(d.boundary == name and d.component == c
+                          for d in self.problem.dirichlet)]
+            for name in out}
         return out
 
     def reactions(self) -> dict[str, list[float]]:
-        """Reaction force (N) on each constrained boundary: the residual summed over its
-        dofs, per component (2D: times the problem's thickness). Uses the residual of
-        the last :meth:`_residual` call (collective)."""
+        """Reaction force (N) on each constrained boundary: the residual summed over the
+        dofs its bcs prescribe, per component (0 for a component it leaves free; 2D:
+        times the problem's thickness). Uses the residual of the last
+        :meth:`_residual` call (collective)."""
         arr = self.b.array_r
         scale = self.problem.thickness if self.problem.dim == 2 else 1.0
         local = np.array([[arr[d].sum() for d in comps]
@@ -551,6 +558,7 @@ class ElastoplasticSolver:
         result.linear_iterations = self.linear_iterations
         result.linear_solves = self.linear_solves
         result.duration_s = self.duration
+        result.reaction_components = self.reaction_components
         result.peak_memory_mb = self.comm.allreduce(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         return result

@@ -5,7 +5,7 @@ API, boundary conditions found by the names of its physical groups, the material
 Surrogate artifact (the chain's neural J2, ``runs/mo/surrogate`` after ``./sb example``)
 or, without one, the analytic J2 it was trained to reproduce. Run it as::
 
-    ./sb python examples/component/plate_with_hole.py                 # 2 ranks
+    .venv/bin/python examples/component/plate_with_hole.py            # 2 ranks, 1.1e5 dofs
     .venv/bin/python examples/component/plate_with_hole.py --surrogate runs/mo/surrogate \\
         --size 1.1 --ranks 2 --out runs/component
 
@@ -145,7 +145,7 @@ def main() -> None:
     settings = FemSettings.model_validate({
         "problem": problem_settings(mesh),
         "solver": {"steps": args.steps, "degree": 2, "linear_solver": "cg-gamg",
-                   "linear_rtol": 1e-8, "line_search": True},
+                   "linear_rtol": 1e-6, "line_search": True},
         "loading": {"displacement_rate": 4e-3}})        # 0.4 mm in 100 s: ε̇ ≈ 8e-5 /s
     # The same job as a TOML beside the mesh, for `scalebridge fem run --config`
     toml = out / "fem.toml"
