@@ -86,7 +86,7 @@ def test_cli_properties_dry_run_and_errors(tmp_path):
     assert r.exit_code == 1 and "did you mean 'supercell'" in r.output
     r = CliRunner().invoke(cli, ["md", "dislocation", "-p", str(tmp_path), "-o",
                                  str(tmp_path / "d")])
-    assert r.exit_code == 1 and "neither a Potential artifact" in r.output
+    assert r.exit_code == 1 and "is none of: a Potential artifact" in r.output
     with pytest.raises(ArtifactError):
         read_artifact(tmp_path / "d")
 
