@@ -9,8 +9,8 @@ LAMMPS properties, edge glide (two stresses, one replica each, at 50 K where a 1
 resolves the velocity), a 3×3×3 deformation run, the drag law fitted to the glide, two 2D DD
 realisations, a neural-J2 surrogate fitted to them, and the FEniCSx cylinder with it.
 
-Measured: 146 s of CPU time, 5.6 min of wall time with the 2 cores shared (load 4-6), so
-marked slow: ``-m "not slow"`` leaves it out, ``./sb test`` runs it.
+Measured on 2 cores: the chain 124 s, this file 131 s at load ~1.5 (5.6 min at load 4-6),
+so marked slow: ``-m "not slow"`` leaves it out, ``./sb test`` runs it.
 """
 
 from __future__ import annotations
