@@ -71,7 +71,9 @@ class _PlainProgress:
         self.lines += 1
 
     def advance(self, n: float = 1) -> None:
-        self.done += n
+        # callers count what the program reports (e.g. LAMMPS minimiser iterations on
+        # the step counter), which can run past the planned total: never show > 100%
+        self.done = min(self.done + n, self.total) if self.total else self.done + n
         now = time.monotonic()
         if now - self.last < self.every_s:
             return

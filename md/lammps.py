@@ -615,6 +615,32 @@ def _dump_steps(path: Path) -> list[int]:
     return steps
 
 
+class ThermoStepCounter:
+    """Feeds ``advance(n)`` with the MD steps seen in LAMMPS thermo lines, one line at a
+    time (``counter(line)``).
+
+    LAMMPS keeps counting steps across ``run`` commands (a new thermo header does not
+    restart them), while minimisations and ``reset_timestep`` move the counter without
+    MD steps: the first thermo row under each header, and any step below the last one,
+    only re-bases the count.
+    """
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        self.advance, self.columns, self.last, self.rebase = advance, 0, 0, True
+
+    def __call__(self, line: str) -> None:
+        parts = line.split()
+        if parts and parts[0] == "Step":
+            self.columns, self.rebase = len(parts), True
+        elif self.columns and len(parts) == self.columns and parts[0].isdigit():
+            step = int(parts[0])
+            if self.rebase or step < self.last:
+                self.rebase = False
+            elif step > self.last:
+                self.advance(step - self.last)
+            self.last = step
+
+
 def run_lammps(workdir: str | Path, body: str, potential: LammpsPotential,
                structure: Atoms | None = None, *, resources: Resources | None = None,
                devi: DeviationSettings | None = None, timestep_ps: float = 0.001,
@@ -664,21 +690,11 @@ def run_lammps(workdir: str | Path, body: str, potential: LammpsPotential,
     if resources.threads > 1:
         cmd += ["-pk", "omp", str(resources.threads), "-sf", "omp"]
     t0 = time.perf_counter()
-    state = {"header": 0}
-
     with progress(f"{name}", total=total_steps) as advance:
-        last = [0]
+        count = ThermoStepCounter(advance)
 
         def watch(line: str) -> None:
-            parts = line.split()
-            if parts and parts[0] == "Step":
-                state["header"] = len(parts)
-                last[0] = 0
-            elif state["header"] and len(parts) == state["header"] and parts[0].isdigit():
-                step = int(parts[0])
-                if step > last[0]:
-                    advance(step - last[0])
-                    last[0] = step
+            count(line)
             if on_line:
                 on_line(line)
 
@@ -714,6 +730,7 @@ __all__ = [
     "LammpsResult",
     "ModelDeviation",
     "SNAPPotential",
+    "ThermoStepCounter",
     "as_potential",
     "check_potential",
     "check_species",

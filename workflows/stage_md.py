@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 from scalebridge.artifacts import Artifact, write_json_atomic
+from scalebridge.errors import ArtifactError
 from scalebridge.md.deform import DeformMaker
 from scalebridge.md.lammps import DeepMDPotential, LammpsPotential
 from scalebridge.md.mobility import GlidePoint, MobilityMaker
@@ -60,7 +61,12 @@ def _potential(path: str | Path, models: str) -> LammpsPotential:
     path = Path(path)
     if models == "frozen":
         return DeepMDPotential.from_artifact(path)
-    pj = json.loads((path / "potential.json").read_text())
+    try:
+        pj = json.loads((path / "potential.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{path / 'potential.json'}: cannot read the Potential "
+                            f"artifact's record ({type(e).__name__}: {e}); rerun the "
+                            "potential stage") from None
     if models == "compressed" or (models == "auto" and pj.get("compressed")):
         return DeepMDPotential.from_artifact(path, compressed=True)
     return DeepMDPotential.from_artifact(path)

@@ -103,3 +103,30 @@ def test_progress_draws_a_bar_on_a_terminal(monkeypatch):
         for _ in range(5):
             advance(1)
     assert list(sblog.track(range(3), "DD strain")) == [0, 1, 2]
+
+
+def test_plain_progress_never_passes_100_percent(monkeypatch, caplog):
+    monkeypatch.setattr(sblog.sys.stderr, "isatty", lambda: False, raising=False)
+    clock = iter(np.arange(0.0, 1000.0, 4.0))
+    monkeypatch.setattr(sblog.time, "monotonic", lambda: float(next(clock)))
+    with caplog.at_level(logging.INFO, logger="scalebridge.progress"), \
+            sblog.progress("properties", total=1000) as advance:
+        for _ in range(25):
+            advance(100)                          # the program reports 2.5x the plan
+    lines = [r.getMessage() for r in caplog.records if r.name == "scalebridge.progress"]
+    assert lines and lines[-1].startswith("properties: 100% (1000/1000)")
+    assert not [ln for ln in lines if int(ln.split(": ")[1].split("%")[0]) > 100]
+
+
+def test_lammps_step_counter_counts_md_steps_once_across_runs():
+    from scalebridge.md.lammps import ThermoStepCounter
+
+    seen: list[int] = []
+    count = ThermoStepCounter(seen.append)
+    log = ["Step Temp PotEng", "0 0 -10", "37 0 -11",            # minimise: 37 iterations
+           "Step Temp PotEng Press", "37 300 -11 0", "537 300 -11 0", "1037 300 -11 0",
+           "Step Temp PotEng Press", "1037 290 -11 0", "2037 295 -11 0",   # second run
+           "Step Temp PotEng Press", "0 295 -11 0", "500 295 -11 0"]       # reset_timestep
+    for line in log:
+        count(line)
+    assert sum(seen) == 37 + 1000 + 1000 + 500

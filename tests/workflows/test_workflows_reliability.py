@@ -361,3 +361,13 @@ def test_kill_9_of_the_main_process_leaves_no_program_running(tmp_path, mpi):
     finally:
         with __import__("contextlib").suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_md_stage_on_a_potential_without_its_record_is_one_line(tmp_path):
+    from scalebridge.errors import ArtifactError
+    from scalebridge.workflows.stage_md import _potential
+
+    (tmp_path / "potential").mkdir()
+    with pytest.raises(ArtifactError, match=r"potential\.json: cannot read") as e:
+        _potential(tmp_path / "potential", "auto")
+    assert "\n" not in str(e.value)
