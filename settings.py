@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from pathlib import Path
-from typing import Any, TypeVar
+import types
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scalebridge.errors import SettingsError
@@ -112,7 +113,29 @@ def schema_doc(model: type[BaseModel], prefix: str = "") -> list[str]:
             out.append(f"[{key}]" + (f"  # {f.description}" if f.description else ""))
             out.extend(schema_doc(sub, prefix=f"{key}."))
         else:
-            default = f.get_default(call_default_factory=True)
+            default = (f"<required: {_type_label(ann)}>" if f.is_required()
+                       else repr(f.get_default(call_default_factory=True)))
             desc = f"  # {f.description}" if f.description else ""
-            out.append(f"{key} = {default!r}{desc}")
+            out.append(f"{key} = {default}{desc}")
     return out
+
+
+def _type_label(ann: Any) -> str:
+    """A TOML user's name for a field's type: ``path``, ``list of float``, ``'a' | 'b'``,
+    ``table`` (a nested settings model or a dict)."""
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is Annotated:
+        return _type_label(args[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(dict.fromkeys(_type_label(a) for a in args if a is not type(None)))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (list, tuple, set, frozenset):
+        return f"list of {_type_label(args[0])}" if args else "list"
+    if origin is dict or ann is dict:
+        return "table"
+    if isinstance(ann, type):
+        if issubclass(ann, BaseModel):
+            return "table"
+        return "path" if issubclass(ann, PurePath) else ann.__name__
+    return str(ann).replace("typing.", "")

@@ -109,7 +109,9 @@ def run_settings_model() -> type[StrictModel]:
 
 def parse_run_settings(data: dict[str, Any], source: str = "settings",
                        base_dir: Path | None = None) -> Any:
-    """Validate a run file's data; relative ``run.data`` paths resolve against ``base_dir``.
+    """Validate a run file's data; relative paths resolve against ``base_dir``: ``run.data``,
+    ``run.test_data`` and every stage section's own (a section with ``resolve_paths``,
+    e.g. ``[continuum.problem] mesh``).
 
     Raises:
         SettingsError: unknown section (with did-you-mean), unknown key, wrong type.
@@ -130,6 +132,10 @@ def parse_run_settings(data: dict[str, Any], source: str = "settings",
         run.data = [p if p.is_absolute() else (base_dir / p).resolve() for p in run.data]
         run.test_data = [p if p.is_absolute() else (base_dir / p).resolve()
                          for p in run.test_data]
+        for section in available_sections():
+            stage = getattr(settings, section, None)
+            if hasattr(stage, "resolve_paths"):
+                setattr(settings, section, stage.resolve_paths(base_dir.resolve()))
     return settings
 
 

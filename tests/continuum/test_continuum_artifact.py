@@ -108,6 +108,10 @@ def test_cli_run_and_schema(tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["fem", "schema"])
     assert res.exit_code == 0 and "problem.inner_displacement" in res.output
+    # every line is `key = default` or `key = <required: type>`, never pydantic's sentinel
+    assert "Undefined" not in res.output
+    assert "problem.mesh = <required: path>  # mesh file" in res.output
+    assert "problem.bc.value = <required: float>" in res.output
     cfg = tmp_path / "fem.toml"
     cfg.write_text('write_fields = false\n[problem]\nkind = "cylinder"\nn_radial = 3\n'
                    'n_angular = 6\n[solver]\nsteps = 6\n[material]\nsigma0 = 300.0\n')

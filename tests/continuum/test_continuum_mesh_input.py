@@ -104,3 +104,46 @@ def test_mesh_problem_on_two_ranks_reproduces_one_rank(meshes, tmp_path):
         assert two.summary["max_load_mpa"] == pytest.approx(one.summary["max_load_mpa"],
                                                              rel=1e-8)
     assert one.summary["max_equivalent_plastic_strain"] > 0      # it yielded
+
+
+def test_chain_toml_mesh_path_is_relative_to_the_toml(meshes, tmp_path, monkeypatch):
+    """``[continuum.problem] mesh`` in a run file resolves against the file's folder (as
+    ``[run] data`` does), whatever the working directory; the fem node declares that file
+    and solves on it (a bar in tension: reaction E A u / L)."""
+    import shutil
+    import textwrap
+
+    from scalebridge.workflows.settings import load_run_settings
+    from scalebridge.workflows.stage_continuum import nodes
+
+    from .conftest import LinearElastic
+
+    case = tmp_path / "case"
+    (case / "meshes").mkdir(parents=True)
+    shutil.copy(meshes["bar3"], case / "meshes" / "bar.msh")
+    (case / "run.toml").write_text(textwrap.dedent('''
+        [continuum.problem]
+        kind = "mesh"
+        mesh = "meshes/bar.msh"
+        [[continuum.problem.bc]]
+        boundary = "left"
+        kind = "fixed"
+        [[continuum.problem.bc]]
+        boundary = "right"
+        kind = "displacement"
+        x = 0.01
+        [continuum.solver]
+        steps = 1
+        degree = 1
+        [continuum]
+        write_fields = false
+    '''))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_run_settings("../case/run.toml")
+    assert cfg.continuum.problem.mesh == case / "meshes" / "bar.msh"
+    fem_node = next(n for n in nodes(cfg) if n.name == "fem")
+    assert fem_node.files(cfg)["mesh"] == case / "meshes" / "bar.msh"
+    art = cfg.continuum.fem().make(LinearElastic(70e3, 0.0), tmp_path / "fem")
+    assert art.summary["final_reactions_n"]["right"][0] == pytest.approx(280.0, rel=1e-7)

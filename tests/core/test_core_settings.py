@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import Field
@@ -13,6 +14,12 @@ from scalebridge.settings import Resources, StrictModel, load_settings, schema_d
 class Inner(StrictModel):
     steps: int = Field(100, ge=1, description="training steps")
     rcut_a: float = Field(5.0, description="cutoff (Å)")
+
+
+class Needs(StrictModel):
+    path: Path = Field(description="input file")
+    rates: list[float] | None = Field(description="rates (1/s)")
+    mode: Literal["a", "b"]
 
 
 class Outer(StrictModel):
@@ -66,3 +73,10 @@ def test_schema_doc_lists_every_key_with_default() -> None:
     doc = "\n".join(schema_doc(Outer))
     assert "train.steps = 100  # training steps" in doc
     assert "resources.mpi_ranks = 1" in doc
+
+
+def test_schema_doc_marks_required_keys_with_their_type() -> None:
+    doc = schema_doc(Needs, prefix="x.")
+    assert doc == ["x.path = <required: path>  # input file",
+                   "x.rates = <required: list of float>  # rates (1/s)",
+                   "x.mode = <required: 'a' | 'b'>"]

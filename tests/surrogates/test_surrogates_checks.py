@@ -146,3 +146,39 @@ def test_anisotropic_model_passes_when_it_does_not_claim_isotropy():
     rep = check_constitutive(Anisotropic(), isotropic=False, raise_on_failure=False)
     assert rep.passed, rep.summary()
     assert mandel.rotation_matrix6(np.eye(3)) == pytest.approx(np.eye(6))
+
+
+class Stateless:
+    """Linear elasticity with no internal variables (m = 0), as a user might write it."""
+
+    name = "stateless"
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self):
+        self.c = mandel.isotropic_stiffness(58e3, 27e3)
+
+    def initial_state(self, n):
+        return np.zeros((n, 0))
+
+    def update(self, strain, dstrain, state, dt=1.0):
+        n = strain.shape[0]
+        return ConstitutiveResult(stress=(strain + dstrain) @ self.c.T,
+                                  tangent=np.broadcast_to(self.c, (n, 6, 6)).copy(),
+                                  state=np.zeros((n, 0)))
+
+
+def test_stateless_model_is_checked():
+    """A model without internal variables passes (it used to crash on max() of an empty
+    state), and a defect in it is still caught."""
+    rep = check_constitutive(Stateless())
+    assert rep.passed, rep.summary()
+    assert rep.outcomes["batched"].error < 1e-12
+
+    class StatelessBatchCoupled(Stateless):
+        def update(self, strain, dstrain, state, dt=1.0):
+            res = super().update(strain, dstrain, state, dt)
+            res.stress = res.stress + 1e-3 * res.stress.mean(axis=0)
+            return res
+
+    assert "batched" in check_constitutive(StatelessBatchCoupled(),
+                                           raise_on_failure=False).failed
