@@ -164,23 +164,27 @@ class DeepMDPotential:
 class SNAPPotential:
     """A (quadratic) SNAP model: ``pair_style snap`` with a coefficient and a parameter
     file. The deprecated ``diagonalstyle`` line that current LAMMPS rejects is dropped.
+    ``zbl``: (inner, outer) cutoffs, Å, of a ZBL reference potential the SNAP was fitted
+    on top of (``hybrid/overlay zbl ... snap``, as FitSNAP's Ta fits: 4.0, 4.8).
     """
 
     coeff: Path
     param: Path
     type_map: tuple[str, ...]
     name: str = "snap"
+    zbl: tuple[float, float] | None = None
 
     @classmethod
     def from_dir(cls, directory: str | Path, type_map: Sequence[str] = ("Mo",),
-                 name: str | None = None) -> SNAPPotential:
+                 name: str | None = None, zbl: tuple[float, float] | None = None
+                 ) -> SNAPPotential:
         """A directory holding ``*.snapcoeff`` and ``*.snapparam`` (the mlearn layout)."""
         d = Path(directory)
         coeffs, params = sorted(d.glob("*.snapcoeff")), sorted(d.glob("*.snapparam"))
         if len(coeffs) != 1 or len(params) != 1:
             raise ArtifactError(f"{d}: expected one .snapcoeff and one .snapparam file")
         return cls(coeff=coeffs[0].resolve(), param=params[0].resolve(),
-                   type_map=tuple(type_map), name=name or d.name)
+                   type_map=tuple(type_map), name=name or d.name, zbl=zbl)
 
     def pair_commands(self, workdir: Path, devi_freq: int | None = None) -> list[str]:
         _model_files_exist((self.coeff, self.param), f"SNAP potential {self.name}")
@@ -188,8 +192,14 @@ class SNAPPotential:
                  if not ln.strip().startswith("diagonalstyle")]
         param = Path(workdir) / f"{self.name}.snapparam"
         param.write_text("\n".join(lines) + "\n")
-        return ["pair_style snap",
-                f"pair_coeff * * {self.coeff} {param.name} " + " ".join(self.type_map)]
+        if self.zbl is None:
+            return ["pair_style snap",
+                    f"pair_coeff * * {self.coeff} {param.name} " + " ".join(self.type_map)]
+        z = [atomic_numbers[t] for t in self.type_map]
+        return [f"pair_style hybrid/overlay zbl {self.zbl[0]} {self.zbl[1]} snap",
+                *(f"pair_coeff {i + 1} {j + 1} zbl {z[i]} {z[j]}"
+                  for i in range(len(z)) for j in range(i, len(z))),
+                f"pair_coeff * * snap {self.coeff} {param.name} " + " ".join(self.type_map)]
 
 
 def model_type_map(model: Path) -> list[str]:

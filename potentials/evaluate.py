@@ -6,7 +6,9 @@ curves, and physical properties vs the DFT values of the same data.
     {"test": {"overall": {energy_mae_mev_per_atom, energy_rmse_mev_per_atom,
                           force_mae_ev_a, force_rmse_ev_a,
                           virial_mae_mev_per_atom, virial_rmse_mev_per_atom, frames, atoms},
-              "groups": {<group>: {... same keys ...}}},
+              "groups": {<group>: {... same keys ...}},
+              "species": {<species>: {force errors on that species' atoms, energy
+                                      errors of the frames holding it, frames, atoms}}},
      "ensemble": {"max_devi_f_ev_a": {<group>: median over frames}},
      "properties": {"model": {...}, "dft": {...}, "relative_error": {...}}}
 """
@@ -127,6 +129,7 @@ def error_metrics(e_true: np.ndarray, e_pred: np.ndarray, natoms: np.ndarray,
     df = (f_pred - f_true).reshape(-1)
     out = {"frames": len(de), "atoms": int(natoms.sum()),
            "energy_mae_mev_per_atom": float(np.abs(de).mean()),
+           "energy_mean_error_mev_per_atom": float(de.mean()),
            "energy_rmse_mev_per_atom": float(np.sqrt((de ** 2).mean())),
            "force_mae_ev_a": float(np.abs(df).mean()),
            "force_rmse_ev_a": float(np.sqrt((df ** 2).mean()))}
@@ -145,27 +148,91 @@ def score(model: Path, ds, split: str, cwd: Path, threads: int = 1) -> dict[str,
     res = dp_test(model, [(ds.path / "systems" / split / name, m["frames"], m["natoms"])
                           for name, m in systems.items()], cwd, threads)
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    sym_by_group: dict[str, list[list[str]]] = {}
     for name, meta in systems.items():
         if name not in res:
             raise ExternalProgramError(f"dp test reported nothing for system {name} ({cwd})")
         r, g = res[name], per_group[meta["group"]]
+        types = np.loadtxt(ds.path / "systems" / split / name / "type.raw", dtype=int,
+                           ndmin=1)
+        syms = [ds.type_map[t] for t in types]
         g["e_true"].append(r["e"][:, 0])
         g["e_pred"].append(r["e"][:, 1])
         g["natoms"].append(np.full(len(r["e"]), meta["natoms"]))
         g["f_true"].append(r["f"][:, :3])
         g["f_pred"].append(r["f"][:, 3:6])
+        sym_by_group.setdefault(meta["group"], []).extend([syms] * len(r["e"]))
         if "v" in r and ds.has_virial:
             g["v_true"].append(r["v"][:, :9])
             g["v_pred"].append(r["v"][:, 9:18])
     cat = {g: {k: np.concatenate(v) for k, v in d.items()} for g, d in per_group.items()}
-    allc = {k: np.concatenate([c[k] for c in cat.values()]) for k in next(iter(cat.values()))}
+    # the same group order as ``symbols`` (systems in order, grouped)
+    allc = {k: np.concatenate([cat[g][k] for g in per_group]) for k in next(iter(cat.values()))}
 
     def m(c):
         return error_metrics(c["e_true"], c["e_pred"], c["natoms"], c["f_true"], c["f_pred"],
                              c.get("v_true"), c.get("v_pred"))
 
     return {"overall": m(allc), "groups": {g: m(c) for g, c in sorted(cat.items())},
+            "species": species_metrics(allc["e_true"], allc["e_pred"],
+                                       [s for g in per_group for s in sym_by_group[g]],
+                                       allc["f_true"], allc["f_pred"]),
             "_parity": cat}
+
+
+def species_metrics(e_true: np.ndarray, e_pred: np.ndarray, symbols: list[list[str]],
+                    f_true: np.ndarray, f_pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """Errors per species: force MAE/RMSE (eV/Å) on that species' atoms, energy MAE/RMSE
+    (meV/atom) of the frames that hold it.
+
+    Args:
+        e_true, e_pred: (nf,) eV. symbols: each frame's species, atom by atom, in the
+            order of the rows of ``f_true``/``f_pred`` ((Σ natoms, 3) eV/Å).
+    """
+    flat = np.array([s for syms in symbols for s in syms])
+    if len(flat) != len(f_true):
+        raise ValueError(f"species_metrics: {len(flat)} atoms named, {len(f_true)} force rows")
+    natoms = np.array([len(s) for s in symbols])
+    de = (e_pred - e_true) / natoms * 1e3
+    out = {}
+    for sp in sorted(set(flat)):
+        df = (f_pred[flat == sp] - f_true[flat == sp]).reshape(-1)
+        has = np.array([sp in s for s in symbols])
+        out[sp] = {"atoms": int((flat == sp).sum()), "frames": int(has.sum()),
+                   "force_mae_ev_a": float(np.abs(df).mean()),
+                   "force_rmse_ev_a": float(np.sqrt((df ** 2).mean())),
+                   "energy_mae_mev_per_atom": float(np.abs(de[has]).mean()),
+                   "energy_rmse_mev_per_atom": float(np.sqrt((de[has] ** 2).mean()))}
+    return out
+
+
+def frame_metrics(frames, predictions: list[tuple[float, np.ndarray]]) -> dict[str, Any]:
+    """``{"overall", "groups", "species"}`` (the keys of :func:`score`) of predictions
+    made elsewhere (e.g. a SNAP model in LAMMPS: ``md.lammps.single_points``).
+
+    Args:
+        frames: labelled :class:`~scalebridge.potentials.frames.Frame` objects.
+        predictions: per frame ``(energy eV, forces (n, 3) eV/Å)``.
+    """
+    if len(frames) != len(predictions):
+        raise ValueError(f"{len(frames)} frames but {len(predictions)} predictions")
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, fr in enumerate(frames):
+        by[fr.group].append(i)
+
+    def m(idx: list[int]) -> dict[str, float]:
+        return error_metrics(np.array([frames[i].energy for i in idx]),
+                             np.array([predictions[i][0] for i in idx]),
+                             np.array([frames[i].natoms for i in idx]),
+                             np.concatenate([frames[i].forces for i in idx]),
+                             np.concatenate([predictions[i][1] for i in idx]))
+
+    every = list(range(len(frames)))
+    return {"overall": m(every), "groups": {g: m(ix) for g, ix in sorted(by.items())},
+            "species": species_metrics(
+                np.array([f.energy for f in frames]), np.array([p[0] for p in predictions]),
+                [list(f.symbols) for f in frames], np.concatenate([f.forces for f in frames]),
+                np.concatenate([p[1] for p in predictions]))}
 
 
 def parity_plots(cat: dict[str, dict[str, np.ndarray]], out: Path, tag: str = "") -> None:

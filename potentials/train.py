@@ -26,6 +26,7 @@ from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_a
 from scalebridge.errors import ExternalProgramError, SettingsError
 from scalebridge.log import progress
 from scalebridge.potentials.dataset import load_dataset
+from scalebridge.potentials.recipe import RecipeSettings
 from scalebridge.runtime import run_command
 from scalebridge.settings import Resources, StrictModel
 
@@ -207,6 +208,12 @@ class TrainSettings(StrictModel):
         "potentials/refit.py). Costs about 120 model evaluations per training frame "
         "(3.5 min for mlearn Mo's 194 frames on one core). mlearn Mo, float32: test "
         "energy MAE 4.18 -> 3.61 meV/atom, force 0.137 -> 0.142 eV/Å")
+    recipe: RecipeSettings | None = Field(
+        None, description="choose the schedule and the refit on the validation split "
+        "within a budget (potentials/recipe.py): candidate schedules piloted, the best by "
+        "validation energy+force+virial MAE trained with the rest of the budget, the "
+        "output-layer refit kept only if validation forces do not get worse beyond a "
+        "tolerance. None: train these settings as they are")
     init_model: str | None = Field(
         None, description="frozen model (.pth, same descriptor and sel) every ensemble member "
         "starts from (dp train --init-frz-model): continue or re-weight a training; its "
@@ -284,9 +291,12 @@ class TrainSettings(StrictModel):
             raise SettingsError(f"{ds_art.path}: the train split is empty")
         if self.properties and not self.evaluate:
             log.info("properties need evaluate = true: skipped")
+        cfg, selection = self, None
+        if self.recipe is not None and not dry_run:
+            cfg, selection = self.recipe.choose(self, ds_art, ds, Path(out), res)
 
         def build(work: Path) -> dict:
-            return self._build(work, ds, res, dry_run, mapper)
+            return cfg._build(work, ds, res, dry_run, mapper, selection)
 
         if dry_run:
             work = Path(out).with_name(Path(out).name + ".dry_run")
@@ -302,14 +312,17 @@ class TrainSettings(StrictModel):
         # unset init_model and group_weights are left out of the fingerprint, so artifacts
         # made before they existed stay current; precision is always in it (the default
         # changed to float32: older float64 artifacts are retrained)
-        skip = ({"init_model"} if not self.init_model else set()) | (
-            {"group_weights"} if self.group_weights is None else set()) | (
-            {"refit_output_layer"} if not self.refit_output_layer else set())
-        fp_settings = self.model_dump(mode="json", exclude=skip or None)
+        skip = ({"init_model"} if not cfg.init_model else set()) | (
+            {"group_weights"} if cfg.group_weights is None else set()) | (
+            {"refit_output_layer"} if not cfg.refit_output_layer else set()) | (
+            {"recipe"} if cfg.recipe is None else set())
+        fp_settings = cfg.model_dump(mode="json", exclude=skip or None)
+        if selection:  # the pilots decided the schedule and steps (in fp_settings)
+            fp_settings["recipe_winner"] = selection["winner"]
         return produce("Potential", out, fp_settings, inputs, build, force=force)
 
     def _build(self, work: Path, ds, res: Resources, dry_run: bool,
-               mapper: Any = None) -> dict:
+               mapper: Any = None, selection: dict | None = None) -> dict:
         train_sys, auto_prob = group_sampling(ds, self.group_weights)
         if auto_prob:
             log.info("batches drawn by group: %s", auto_prob)
@@ -369,6 +382,17 @@ class TrainSettings(StrictModel):
             refit = [refit_output_layer(work / m, [Path(p) for p in train_sys], ds.type_map,
                                         prefs, seed=self.seed + i, threads=res.threads)
                      for i, m in enumerate(models)]
+        if self.recipe is not None and self.recipe.refit == "auto" and selection is not None:
+            from scalebridge.potentials.refit import refit_by_validation
+
+            prefs = (self.pref_e[1], self.pref_f[1], self.pref_v[1] if ds.has_virial else 0.0)
+            cap = selection.get("refit_max_seconds")
+            selection["refit"] = [refit_by_validation(
+                work / m, [Path(p) for p in train_sys], ds.systems("validation"),
+                ds.type_map, prefs, selection["weights"],
+                force_tolerance=self.recipe.refit_force_tolerance,
+                max_seconds=cap / len(models) if cap else None, seed=self.seed + i,
+                threads=res.threads) for i, m in enumerate(models)]
         compressed: list[str] = []
         if self.compress and self.compressible:
             cjobs = [(["compress", "-i", str(work / m), "-o",
@@ -392,12 +416,23 @@ class TrainSettings(StrictModel):
                "min_nbor_dist_a": min_dist, "has_virial": ds.has_virial,
                "train_seconds": [round(t, 2) for t in times],
                "energy_bias_shift_ev": bias_shift,
-               **({"output_refit": refit} if refit else {})}
+               **({"output_refit": refit} if refit else {}),
+               **({"recipe": selection} if selection else {})}
         write_json_atomic(work / "potential.json", pot)
         summary: dict[str, Any] = {"models": len(models), "compressed": len(compressed),
                                    "train_seconds": round(float(np.sum(times)), 2)}
         if refit:
             summary["refit_seconds"] = round(sum(r["seconds"] for r in refit), 2)
+        if selection:
+            summary["recipe"] = {
+                "winner": selection["winner"], "final_steps": selection["final_steps"],
+                "pilot_scores": {n: round(p["score"], 4)
+                                 for n, p in selection["pilots"].items()},
+                "refit_kept": [r["kept"] for r in selection.get("refit", [])],
+                "refit_reason": [r["reason"] for r in selection.get("refit", [])]}
+            if selection.get("refit"):
+                summary["refit_seconds"] = round(sum(r["seconds"]
+                                                     for r in selection["refit"]), 2)
         if self.evaluate and ds.systems("test"):
             from scalebridge.potentials.evaluate import evaluate_into
 
