@@ -110,7 +110,8 @@ def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, 
               help="Properties artifact (a0); else a0 is relaxed first")
 def dislocation_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
                     force, props):
-    """Velocity of edge/screw 1/2<111> dislocations over a (τ, T) grid → DefectStats."""
+    """Velocity of edge/screw dislocations (BCC 1/2<111>, FCC 1/2<110> split into
+    Shockley partials) over a (τ, T) grid → DefectStats."""
     from scalebridge.md.mobility import MobilityMaker
 
     pot = _pot(potential, compressed, type_map)

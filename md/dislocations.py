@@ -1,11 +1,17 @@
-"""Building, relaxing, locating and driving 1/2<111> dislocations in BCC crystals.
+"""Building, relaxing, locating and driving dislocations: 1/2<111>{110} in BCC crystals,
+1/2<110>{111} in FCC crystals (which dissociate into two 1/6<112> Shockley partials).
 
 Geometry (a glide slab, LAMMPS-form cell, periodic along x and z, free surfaces in y):
 
-- screw: line x = [111] ∥ b, glide plane normal y = [-110], glide direction z = [-1-12];
-- edge:  line x = [11-2], normal y = [-110], glide direction z = [111] ∥ b.
+- BCC screw: line x = [111] ∥ b, glide plane normal y = [-110], glide direction z = [-1-12];
+- BCC edge:  line x = [11-2], normal y = [-110], glide direction z = [111] ∥ b;
+- FCC screw: line x = [1-10] ∥ b, normal y = [111], glide direction z = [-1-12];
+- FCC edge:  line x = [11-2], normal y = [111], glide direction z = [1-10] ∥ b.
 
-The dislocation sits on the (-110) plane between the two middle atomic planes. Its
+The dislocation is built as a perfect (Volterra) dislocation on the glide plane between
+the two middle atomic planes; in FCC the relaxation splits it into two Shockley partials
+bounding a ribbon of intrinsic stacking fault, whose width :func:`locate_dislocations`
+reports (compare :func:`elastic_partial_separation`). Its
 displacement field is the one of a periodic row of Volterra dislocations (period L along
 z), ``u_b(s, t) = sign(t)·[b/4 − (b/2π)·atan(tan(πs/L)/tanh(π|t|/L))]`` with s, t the
 glide and normal distances from the core: the slip across the glide plane is b for s < 0
@@ -32,8 +38,9 @@ earlier y-only thermostat. The per-component kinetic temperature of the loaded r
 reported and a run whose glide-direction temperature is off the target is flagged. The
 total momentum is removed. With τ > 0 (top pushed along +b) the dislocation moves along
 +z for both characters (Peach–Koehler). The core position along z is located in each
-dumped frame with OVITO's DXA (the mean of the 1/2<111> line points, unwrapped across
-the periodic boundary); the velocity is block-averaged over the loaded part
+dumped frame with OVITO's DXA (the mean of the 1/2<111> line points in BCC, the midpoint
+of the two partials in FCC, unwrapped across the periodic boundary); the velocity is
+block-averaged over the loaded part
 (:func:`scalebridge.md.glide_fit.block_velocity`), and :func:`classify_glide` says
 whether the run measured one (the line lost, gone, off its plane, or too hot).
 :func:`peierls_stress` loads the same slab quasi-statically at 0 K.
@@ -45,13 +52,13 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from ase import Atoms
-from ase.lattice.cubic import BodyCenteredCubic
+from ase.lattice.cubic import BodyCenteredCubic, FaceCenteredCubic
 from scalebridge.errors import DataError
 from scalebridge.md.glide_fit import BlockVelocity, block_velocity, naive_velocity
 from scalebridge.md.lammps import RELAX_FTOL, LammpsPotential, run_lammps
@@ -62,11 +69,34 @@ log = logging.getLogger("scalebridge.md.dislocations")
 
 Character = Literal["edge", "screw"]
 
-#: Crystal axes (x, y, z) of the glide slab per character.
+#: Crystal axes (x, y, z) of the BCC glide slab per character.
 AXES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "screw": ((1, 1, 1), (-1, 1, 0), (-1, -1, 2)),
     "edge": ((1, 1, -2), (-1, 1, 0), (1, 1, 1)),
 }
+#: Crystal axes (x, y, z) of the FCC glide slab per character.
+FCC_AXES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "screw": ((1, -1, 0), (1, 1, 1), (-1, -1, 2)),
+    "edge": ((1, 1, -2), (1, 1, 1), (1, -1, 0)),
+}
+#: DXA Burgers-vector families that make up the dislocation being followed.
+CORE_FAMILIES: dict[str, tuple[str, ...]] = {"bcc": ("1/2<111>",),
+                                             "fcc": ("1/6<112>", "1/2<110>")}
+LATTICES = ("bcc", "fcc")
+
+
+def slab_axes(lattice: str, character: str) -> tuple[tuple[int, int, int], ...]:
+    """Crystal directions (x line, y glide-plane normal, z glide direction) of a slab."""
+    if lattice not in LATTICES:
+        raise DataError(f"lattice {lattice!r}: the dislocation protocols cover bcc and fcc")
+    if character not in AXES:
+        raise DataError(f"dislocation character {character!r}: expected 'edge' or 'screw'")
+    return (AXES if lattice == "bcc" else FCC_AXES)[character]
+
+
+def glide_plane_spacing(a0: float, lattice: str) -> float:
+    """Spacing (Å) of the glide planes: {110} a0/√2 (BCC), {111} a0/√3 (FCC)."""
+    return a0 / math.sqrt(2) if lattice == "bcc" else a0 / math.sqrt(3)
 
 #: 1 eV/Å³ in MPa.
 EV_A3_TO_MPA = 160217.66208
@@ -134,24 +164,33 @@ class SlabGeometry:
 _ASE_LATTICE_LOCK = threading.Lock()
 
 
+def _crystal_block(a0: float, character: str, nx: int, ny: int, nz: int,
+                   element: str, lattice: str = "bcc") -> Atoms:
+    ax = [list(v) for v in slab_axes(lattice, character)]
+    factory = BodyCenteredCubic if lattice == "bcc" else FaceCenteredCubic
+    with _ASE_LATTICE_LOCK:
+        return factory(directions=ax, size=(nx, ny, nz), symbol=element,
+                       latticeconstant=a0, pbc=True)
+
+
 def _bcc_block(a0: float, character: str, nx: int, ny: int, nz: int,
                element: str) -> Atoms:
-    ax = AXES[character]
-    with _ASE_LATTICE_LOCK:
-        return BodyCenteredCubic(directions=[list(v) for v in ax], size=(nx, ny, nz),
-                                 symbol=element, latticeconstant=a0, pbc=True)
+    return _crystal_block(a0, character, nx, ny, nz, element, "bcc")
 
 
-def repeat_lengths(a0: float, character: str) -> np.ndarray:
+def repeat_lengths(a0: float, character: str, lattice: str = "bcc") -> np.ndarray:
     """Lengths (Å) of one repeat of the oriented cell along x, y, z."""
+    if lattice == "fcc":
+        r1, r3, r6 = math.sqrt(0.5), math.sqrt(3), math.sqrt(6) / 2
+        return a0 * (np.array([r1, r3, r6]) if character == "screw" else np.array([r6, r3, r1]))
     r3, r2, r6 = math.sqrt(3) / 2, math.sqrt(2), math.sqrt(6)
     return a0 * (np.array([r3, r2, r6]) if character == "screw" else np.array([r6, r2, r3]))
 
 
-def repeats_for(a0: float, character: str, lengths_a: tuple[float, float, float]
-                ) -> tuple[int, int, int]:
+def repeats_for(a0: float, character: str, lengths_a: tuple[float, float, float],
+                lattice: str = "bcc") -> tuple[int, int, int]:
     """Repeats giving at least the requested (line, normal, glide) lengths, Å."""
-    per = repeat_lengths(a0, character)
+    per = repeat_lengths(a0, character, lattice)
     n = [max(1, math.ceil(L / p - 1e-6)) for L, p in zip(lengths_a, per, strict=True)]
     n[1] = max(n[1], 3)
     if character == "edge":
@@ -162,28 +201,30 @@ def repeats_for(a0: float, character: str, lengths_a: tuple[float, float, float]
 def build_glide_slab(a0: float, character: Character, element: str = "Mo",
                      n_line: int = 1, n_normal: int = 4, n_glide: int = 4,
                      vacuum_a: float = 8.0, layer_a: float | None = None,
-                     rigid_layers: bool = False) -> tuple[Atoms, SlabGeometry]:
-    """A straight 1/2<111> dislocation in a glide slab (see the module docstring).
+                     rigid_layers: bool = False, lattice: str = "bcc"
+                     ) -> tuple[Atoms, SlabGeometry]:
+    """A straight perfect dislocation in a glide slab (see the module docstring).
 
     Args:
         a0: lattice constant, Å.
         character: ``screw`` or ``edge``.
         element: chemical symbol.
         n_line, n_normal, n_glide: repeats of the oriented cubic cell along x (line),
-            y (normal) and z (glide). Repeat lengths: [111] a√3/2, [-110] a√2,
-            [-1-12] a√6, [11-2] a√6 (:func:`repeats_for` converts lengths).
+            y (normal) and z (glide). Repeat lengths: BCC [111] a√3/2, [-110] a√2,
+            [-1-12] a√6, [11-2] a√6; FCC [1-10] a/√2, [111] a√3, <112> a√6/2
+            (:func:`repeats_for` converts lengths).
         vacuum_a: vacuum above and below the slab (the y boundaries are free).
         layer_a: thickness of the held/loaded boundary layers (default two planes).
         rigid_layers: give the boundary layers the far-field (uniform ramp) displacement,
             so that rigid layers do not pin the core where it was built.
+        lattice: ``bcc`` (1/2<111>{110}) or ``fcc`` (1/2<110>{111}).
 
     Returns:
         (atoms with ``info`` about the dislocation, geometry).
     """
-    if character not in AXES:
-        raise DataError(f"dislocation character {character!r}: expected 'edge' or 'screw'")
-    b = burgers_length(a0, "bcc")
-    blk = _bcc_block(a0, character, n_line, n_normal, n_glide, element)
+    slab_axes(lattice, character)
+    b = burgers_length(a0, lattice)
+    blk = _crystal_block(a0, character, n_line, n_normal, n_glide, element, lattice)
     cell = np.diag(blk.cell.lengths())
     pos = blk.get_positions()
     # snap tiny negatives and find the middle gap between (-110) planes
@@ -192,7 +233,7 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
     glide_y = 0.5 * (planes[mid - 1] + planes[mid])
     t = pos[:, 1] - glide_y
     lx, lz = cell[0, 0], cell[2, 2]
-    lay = float(layer_a if layer_a is not None else a0 * math.sqrt(2) * 0.75)
+    lay = float(layer_a if layer_a is not None else 1.5 * glide_plane_spacing(a0, lattice))
     far = ((pos[:, 1] <= planes[0] + lay) | (pos[:, 1] >= planes[-1] - lay)
            if rigid_layers else None)
     if character == "screw":
@@ -227,7 +268,7 @@ def build_glide_slab(a0: float, character: Character, element: str = "Mo",
                        layer_a=lay,
                        y_lo=float(vacuum_a), y_hi=float(vacuum_a + y_hi - y_lo))
     atoms.info.update(character=character, burgers_a=b, glide_y=geo.glide_y,
-                      core_z=geo.core_z)
+                      core_z=geo.core_z, lattice=lattice)
     return atoms, geo
 
 
@@ -240,8 +281,15 @@ class DislocationLines:
         n_segments: number of dislocation segments found.
         burgers: (n,) strings like ``1/2<111>`` per segment (crystal frame, family).
         lengths_a: (n,) segment lengths, Å.
-        core_y, core_z: mean y and z of the 1/2<111> line points (z as a circular mean
-            over the periodic glide length), Å; NaN when none was found.
+        core_y, core_z: mean y and z of the core lines (the lattice's
+            :data:`CORE_FAMILIES`; z as a circular mean over the periodic glide length;
+            in FCC the midpoint of the partials), Å; NaN when none was found.
+        partial_z: z of each core line (the segments sharing one Burgers vector,
+            length-weighted circular mean), Å.
+        partial_burgers: (3,) crystal-frame Burgers vector (units of a0) of each of them.
+        width_a: in FCC, the stacking-fault width: the periodic distance along z between
+            the two Shockley partials when exactly two 1/6<112> lines were found; NaN
+            otherwise.
     """
 
     n_segments: int
@@ -249,18 +297,27 @@ class DislocationLines:
     lengths_a: np.ndarray
     core_y: float
     core_z: float
+    partial_z: list[float] = field(default_factory=list)
+    partial_burgers: list[tuple[float, float, float]] = field(default_factory=list)
+    width_a: float = math.nan
+
+    @property
+    def n_shockley(self) -> int:
+        """Separate 1/6<112> lines found."""
+        return sum(burgers_family(np.array(b)) == "1/6<112>" for b in self.partial_burgers)
 
 
 def burgers_family(v: np.ndarray, tol: float = 0.05) -> str:
-    """Family name of a crystal-frame Burgers vector in units of a0:
-    ``1/2<111>``, ``<100>``, ``<110>`` or ``other``."""
+    """Family name of a crystal-frame Burgers vector in units of a0: ``1/2<111>``,
+    ``1/6<112>`` (Shockley), ``1/2<110>``, ``1/3<111>`` (Frank), ``1/6<110>``
+    (stair-rod), ``<100>``, ``<110>`` or ``other``."""
     a = np.sort(np.abs(np.asarray(v, float)))[::-1]
-    if np.allclose(a, [0.5, 0.5, 0.5], atol=tol):
-        return "1/2<111>"
-    if np.allclose(a, [1, 0, 0], atol=tol):
-        return "<100>"
-    if np.allclose(a, [1, 1, 0], atol=tol):
-        return "<110>"
+    for name, ref in (("1/2<111>", [0.5, 0.5, 0.5]), ("1/6<112>", [1 / 3, 1 / 6, 1 / 6]),
+                      ("1/2<110>", [0.5, 0.5, 0]), ("1/3<111>", [1 / 3, 1 / 3, 1 / 3]),
+                      ("1/6<110>", [1 / 6, 1 / 6, 0]), ("<100>", [1, 0, 0]),
+                      ("<110>", [1, 1, 0])):
+        if np.allclose(a, ref, atol=tol):
+            return name
     return "other"
 
 
@@ -286,6 +343,17 @@ def _dxa_pipeline(path: Path, lattice: str = "bcc", min_length_a: float = 12.0):
     return pipe
 
 
+def _circular_mean(z: np.ndarray, w: np.ndarray, period: float) -> float:
+    ang = 2 * np.pi * np.asarray(z) / period
+    return float((math.atan2((w * np.sin(ang)).sum(), (w * np.cos(ang)).sum())
+                  / (2 * np.pi) * period) % period)
+
+
+def _periodic_gap(a: float, b: float, period: float) -> float:
+    d = abs(a - b) % period
+    return min(d, period - d)
+
+
 def locate_dislocations(dump: str | Path, glide_len_a: float | None = None,
                         lattice: str = "bcc") -> list[DislocationLines]:
     """Run OVITO's DXA on every frame of a LAMMPS dump.
@@ -293,33 +361,60 @@ def locate_dislocations(dump: str | Path, glide_len_a: float | None = None,
     Args:
         dump: LAMMPS text dump (``id type x y z``; boundaries taken from it).
         glide_len_a: period along z for the circular mean (default: the cell's z length).
-        lattice: ``bcc`` or ``fcc``.
+        lattice: ``bcc`` or ``fcc`` (which core families are followed:
+            :data:`CORE_FAMILIES`).
 
     Returns:
         One :class:`DislocationLines` per frame.
     """
     pipe = _dxa_pipeline(Path(dump), lattice)
     rep_z = next((m.num_z for m in pipe.modifiers if hasattr(m, "num_z")), 1)
+    core = CORE_FAMILIES[lattice]
     out = []
     for frame in range(pipe.source.num_frames):
         data = pipe.compute(frame)
         lz = glide_len_a or float(data.cell[2, 2]) / rep_z
-        fams, lens, pts = [], [], []
+        fams, lens, segs_core = [], [], []
         segs = data.dislocations.segments if data.dislocations is not None else []
         for seg in segs:
             fam = burgers_family(seg.true_burgers_vector)
             fams.append(fam)
             lens.append(seg.length)
-            if fam == "1/2<111>":
-                pts.append(np.asarray(seg.points))
-        if pts:
-            p = np.vstack(pts)
-            ang = 2 * np.pi * p[:, 2] / lz
-            cz = (math.atan2(np.sin(ang).mean(), np.cos(ang).mean()) / (2 * np.pi) * lz) % lz
-            cy = float(p[:, 1].mean())
+            if fam in core:
+                p = np.asarray(seg.points)
+                segs_core.append((_circular_mean(p[:, 2], np.ones(len(p)), lz),
+                                  float(p[:, 1].mean()), float(seg.length),
+                                  tuple(float(x) for x in seg.true_burgers_vector)))
+        # one core line per Burgers vector (sign-normalised: DXA may orient the segments
+        # of one line either way); in FCC the two partials have different vectors
+        groups: dict[tuple[float, ...], list[tuple]] = {}
+        for sg in segs_core:
+            v = np.array(sg[3])
+            nz = np.flatnonzero(np.abs(v) > 1e-3)
+            v = v * (np.sign(v[nz[0]]) if nz.size else 1.0)
+            groups.setdefault(tuple(np.round(v * 12).tolist()), []).append(
+                (*sg[:3], tuple(v.tolist())))
+        pz, pb, pw, py = [], [], [], []
+        for key in sorted(groups, key=lambda k: _circular_mean(
+                np.array([s[0] for s in groups[k]]), np.ones(len(groups[k])), lz)):
+            ln = groups[key]
+            w = np.array([s[2] for s in ln])
+            pz.append(_circular_mean(np.array([s[0] for s in ln]), w, lz))
+            pb.append(ln[0][3])
+            pw.append(float(w.sum()))
+            py.append(float(np.average([s[1] for s in ln], weights=w)))
+        if pz:
+            cz = _circular_mean(np.array(pz), np.array(pw), lz)
+            cy = float(np.average(py, weights=pw))
         else:
             cz = cy = float("nan")
-        out.append(DislocationLines(len(fams), fams, np.array(lens), cy, float(cz)))
+        width = math.nan
+        shock = [z for z, b in zip(pz, pb, strict=True) if burgers_family(np.array(b))
+                 == "1/6<112>"]
+        if lattice == "fcc" and len(pz) == 2 and len(shock) == 2:
+            width = _periodic_gap(shock[0], shock[1], lz)
+        out.append(DislocationLines(len(fams), fams, np.array(lens), cy, float(cz),
+                                    pz, pb, width))
     return out
 
 
@@ -506,6 +601,8 @@ class GlideResult:
             component (x line, y normal, z glide) over the loaded run, K.
         status, reason: ``ok`` and ``""``, or why the run does not measure a velocity
             (:data:`GLIDE_STATUSES`).
+        sf_width_a: FCC: mean stacking-fault width over the fitted frames, Å (NaN in BCC
+            or where DXA never found two partials).
     """
 
     time_ps: np.ndarray
@@ -520,6 +617,7 @@ class GlideResult:
     temperature_xyz_k: tuple[float, float, float] = (math.nan, math.nan, math.nan)
     status: str = "ok"
     reason: str = ""
+    sf_width_a: float = math.nan
 
 
 def run_glide(potential: LammpsPotential, a0: float, character: Character,
@@ -530,7 +628,7 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
               fit_from: float = 0.2, boundary: Literal["rigid", "traction"] = "rigid",
               perturb_a: float = 0.0, thermostat: Literal["all", "normal"] = "all",
               blocks: int = 5, max_temperature_deviation: float = 0.2,
-              resources: Resources | None = None) -> GlideResult:
+              lattice: str = "bcc", resources: Resources | None = None) -> GlideResult:
     """One (τ, T, character) glide job: build, relax, drive, locate, fit, classify.
 
     Args:
@@ -555,18 +653,21 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
         blocks: blocks of the block-averaged velocity.
         max_temperature_deviation: a run whose glide-direction (z) temperature is off
             the target by more than this fraction is flagged ``temperature``.
+        lattice: ``bcc`` or ``fcc`` (slab, Burgers vector, DXA families).
 
     Returns:
-        :class:`GlideResult` (velocity along +z, m/s; ``status`` says whether it counts).
+        :class:`GlideResult` (velocity along +z, m/s; ``status`` says whether it counts;
+        in FCC the mean stacking-fault width over the fitted frames).
     """
     workdir = Path(workdir)
     atoms, geo = build_glide_slab(a0, character, element,
-                                  *repeats_for(a0, character, cell_a),
-                                  rigid_layers=boundary == "rigid")
+                                  *repeats_for(a0, character, cell_a, lattice),
+                                  rigid_layers=boundary == "rigid", lattice=lattice)
     y = atoms.positions[:, 1]
     n_top = int((y >= geo.y_hi - geo.layer_a).sum())
     n_bot = int((y <= geo.y_lo + geo.layer_a).sum())
-    y_bins = max(2, round((geo.y_hi - geo.y_lo + 2 * geo.y_lo) / (a0 / math.sqrt(2))))
+    y_bins = max(2, round((geo.y_hi - geo.y_lo + 2 * geo.y_lo)
+                          / glide_plane_spacing(a0, lattice)))
     body = f"variable sb_elements string \"{potential_elements(potential)}\"\n" + glide_script(
         geo, tau_mpa, temperature_k, n_top=n_top, n_bot=n_bot, equil_steps=equil_steps,
         run_steps=run_steps, dump_every=dump_every, seed=seed, damp_ps=damp_ps,
@@ -579,16 +680,20 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
         raise DataError(f"{workdir}: loaded layers hold {res.value('n_top'):g}/"
                         f"{res.value('n_bot'):g} atoms in LAMMPS, {n_top}/{n_bot} expected")
     temps = tuple(float(res.values.get(f"temp_{c}", math.nan)) for c in "xyz")
-    lines = locate_dislocations(workdir / "glide.dump", geo.glide_a)
+    lines = locate_dislocations(workdir / "glide.dump", geo.glide_a, lattice)
     t, z, yc = core_trajectory(lines, geo.glide_a, dump_every, timestep_ps)
-    write_core_trajectory(workdir, t, z, yc)
+    width = np.array([ln.width_a for ln in lines])
+    write_core_trajectory(workdir, t, z, yc, width if lattice == "fcc" else None)
     start = int(fit_from * len(t))
     blk = block_velocity(t[start:], z[start:], blocks)
     status, reason = classify_glide(t, z, yc, start, geo.glide_y, a0, blk,
-                                    temperature_k, temps[2], max_temperature_deviation)
+                                    temperature_k, temps[2], max_temperature_deviation,
+                                    lattice=lattice)
+    w = width[start:]
+    mean_w = float(np.nanmean(w)) if np.isfinite(w).any() else math.nan
     return GlideResult(t, z, yc, blk.velocity_m_s, blk.err_m_s, len(atoms),
                        float(run_steps * timestep_ps), workdir, blk,
-                       (temps[0], temps[1], temps[2]), status, reason)
+                       (temps[0], temps[1], temps[2]), status, reason, mean_w)
 
 
 def core_trajectory(lines: list[DislocationLines], glide_a: float, dump_every: int,
@@ -600,28 +705,37 @@ def core_trajectory(lines: list[DislocationLines], glide_a: float, dump_every: i
     return t, z, y
 
 
-def write_core_trajectory(workdir: Path, t: np.ndarray, z: np.ndarray, y: np.ndarray) -> None:
-    np.savetxt(workdir / "core_position.csv", np.column_stack([t, z, y]), delimiter=",",
-               header="time_ps,core_z_a,core_y_a", comments="", fmt="%.6f")
+def write_core_trajectory(workdir: Path, t: np.ndarray, z: np.ndarray, y: np.ndarray,
+                          width: np.ndarray | None = None) -> None:
+    """``core_position.csv``: time (ps), core z and y (Å), and in FCC the stacking-fault
+    width (Å, NaN where DXA did not find exactly two Shockley partials)."""
+    cols, head = [t, z, y], "time_ps,core_z_a,core_y_a"
+    if width is not None:
+        cols.append(width)
+        head += ",sf_width_a"
+    np.savetxt(workdir / "core_position.csv", np.column_stack(cols), delimiter=",",
+               header=head, comments="", fmt="%.6f")
 
 
 def classify_glide(t: np.ndarray, z: np.ndarray, y: np.ndarray, start: int, glide_y: float,
                    a0: float, blk: BlockVelocity, target_k: float = 0.0,
                    glide_temperature_k: float = math.nan, max_deviation: float = 0.2,
-                   max_missing: float = 0.2) -> tuple[str, str]:
+                   max_missing: float = 0.2, lattice: str = "bcc") -> tuple[str, str]:
     """Whether a glide run measures a velocity: ``("ok", "")`` or (status, reason).
 
-    In order: ``vanished`` (no 1/2<111> line from some frame to the end: it left the
-    slab or annihilated), ``dxa_lost`` (no line in more than ``max_missing`` of the
-    fitted frames), ``left_glide_plane`` (the core more than 0.75 of a {110} plane
-    spacing a0/√2 off its glide plane in more than ``max_missing`` of the fitted frames:
-    cross-slip or climb), ``too_few_frames`` (no block velocity), ``temperature`` (the
+    In order: ``vanished`` (no core line, 1/2<111> in BCC, Shockley partials or
+    1/2<110> in FCC, from some frame to the end: it left the slab or annihilated),
+    ``dxa_lost`` (no line in more than ``max_missing`` of the fitted frames),
+    ``left_glide_plane`` (the core more than 0.75 of a glide-plane spacing, {110} a0/√2
+    or {111} a0/√3, off its glide plane in more than ``max_missing`` of the fitted
+    frames: cross-slip or climb), ``too_few_frames`` (no block velocity), ``temperature`` (the
     glide-direction kinetic temperature off the target by more than ``max_deviation``).
     """
     found = np.isfinite(z)
     n = len(z)
+    what = "/".join(CORE_FAMILIES[lattice])
     if n == 0 or not found.any():
-        return "vanished", "DXA found no 1/2<111> dislocation in any frame"
+        return "vanished", f"DXA found no {what} dislocation in any frame"
     last = int(np.flatnonzero(found)[-1])
     if last < n - 2:
         return "vanished", (f"the dislocation was last seen at t = {t[last]:.2f} ps of "
@@ -629,14 +743,15 @@ def classify_glide(t: np.ndarray, z: np.ndarray, y: np.ndarray, start: int, glid
     win = slice(start, n)
     miss = float(1 - found[win].mean()) if n > start else 1.0
     if miss > max_missing:
-        return "dxa_lost", (f"DXA found no 1/2<111> line in {miss:.0%} of the fitted "
+        return "dxa_lost", (f"DXA found no {what} line in {miss:.0%} of the fitted "
                             "frames")
     off = np.abs(y[win] - glide_y)
-    plane = a0 / math.sqrt(2)
+    plane = glide_plane_spacing(a0, lattice)
     far = off[np.isfinite(off)] > 0.75 * plane
     if far.size and far.mean() > max_missing:
         return "left_glide_plane", (f"the core was up to {np.nanmax(off):.1f} Å off its "
-                                    f"glide plane ({{110}} spacing {plane:.2f} Å) in "
+                                    f"glide plane ({'{110}' if lattice == 'bcc' else '{111}'}"
+                                    f" spacing {plane:.2f} Å) in "
                                     f"{far.mean():.0%} of the fitted frames (cross-slip or "
                                     "climb)")
     if not np.isfinite(blk.velocity_m_s) or not np.isfinite(blk.err_m_s):
@@ -788,3 +903,98 @@ def peierls_stress(potential: LammpsPotential, a0: float, workdir: str | Path, *
                              "step_mpa", levels, slip, z, workdir)
     return PeierlsResult(0.5 * (levels[first - 1] + levels[first]), 0.5 * step_mpa, "ok", "",
                          levels, slip, z, workdir)
+
+
+# --------------------------------------------------------------------------- FCC partials
+def elastic_partial_separation(mu_gpa: float, nu: float, a0: float, gamma_mj_m2: float,
+                               beta_deg: float) -> float:
+    """Equilibrium separation (Å) of the two Shockley partials of a 1/2<110> dislocation
+    in an isotropic crystal (Hirth & Lothe, *Theory of Dislocations*, 2nd ed., Wiley 1982,
+    Sec. 10-1: the partials' elastic repulsion balanced by the stacking-fault energy)::
+
+        d = μ b_p² / (8π γ) · (2 − ν)/(1 − ν) · (1 − 2ν cos 2β / (2 − ν))
+
+    with b_p = a0/√6 the partial's Burgers vector and β the angle between the line and
+    the total Burgers vector (0 screw, 90° edge).
+
+    Args:
+        mu_gpa: isotropic shear modulus, GPa; nu: Poisson's ratio.
+        a0: lattice constant, Å; gamma_mj_m2: intrinsic stacking-fault energy, mJ/m².
+        beta_deg: character angle, degrees.
+    """
+    bp = a0 / math.sqrt(6) * 1e-10
+    c2b = math.cos(2 * math.radians(beta_deg))
+    d = (mu_gpa * 1e9 * bp ** 2 / (8 * math.pi * gamma_mj_m2 * 1e-3)
+         * (2 - nu) / (1 - nu) * (1 - 2 * nu * c2b / (2 - nu)))
+    return d * 1e10
+
+
+def periodic_row_separation(d_inf_a: float, period_a: float) -> float:
+    """The partial separation (Å) in a cell periodic along the glide direction with
+    period L: each partial also feels the other's images at d ± nL, so the 1/d repulsion
+    becomes (π/L)·cot(πd/L) and ``d = (L/π)·arctan(π d∞ / L)`` (→ d∞ for L ≫ d∞)."""
+    return period_a / math.pi * math.atan(math.pi * d_inf_a / period_a)
+
+
+@dataclass
+class Dissociation:
+    """A relaxed FCC dislocation at 0 K (DXA on ``relaxed.dump``).
+
+    Attributes:
+        character: ``edge`` or ``screw``; status ``ok`` or why not (``not_dissociated``).
+        width_a: distance along z between the two Shockley partials, Å.
+        partial_burgers: crystal-frame Burgers vectors (units of a0) of the core lines.
+        families: DXA family of every segment; glide_a: period along z, Å.
+    """
+
+    character: str
+    width_a: float
+    partial_burgers: list[tuple[float, float, float]]
+    families: list[str]
+    glide_a: float
+    status: str
+    reason: str
+    workdir: Path
+
+
+def dissociation_script(geo: SlabGeometry, relax_steps: int = 5000) -> str:
+    """Relax the glide slab at 0 K as the glide run does (boundary layers held as rigid
+    blocks, free to translate) and dump it to ``relaxed.dump``."""
+    lo = geo.y_lo + geo.layer_a
+    hi = geo.y_hi - geo.layer_a
+    return "\n".join([
+        "thermo 200", "thermo_style custom step pe fmax fnorm",
+        f"region sb_bot block INF INF INF {lo:.6f} INF INF units box",
+        f"region sb_top block INF INF {hi:.6f} INF INF INF units box",
+        "group sb_bot region sb_bot", "group sb_top region sb_top",
+        "fix sb_rt sb_top aveforce 0.0 0.0 0.0", "fix sb_rb sb_bot aveforce 0.0 0.0 0.0",
+        "min_style fire", f"minimize 0 {RELAX_FTOL} {relax_steps} {10 * relax_steps}",
+        'print "SB pe $(pe:%.10f)"',
+        "write_dump all custom relaxed.dump id type element x y z modify element "
+        "${sb_elements} sort id",
+    ])
+
+
+def relaxed_dissociation(potential: LammpsPotential, a0: float, character: Character,
+                         workdir: str | Path, *, element: str = "Cu",
+                         cell_a: tuple[float, float, float] = (12.0, 60.0, 100.0),
+                         relax_steps: int = 5000,
+                         resources: Resources | None = None) -> Dissociation:
+    """Build the FCC glide slab of :func:`run_glide`, relax it at 0 K and measure how the
+    perfect dislocation split: the Shockley partials DXA finds and their separation."""
+    workdir = Path(workdir)
+    atoms, geo = build_glide_slab(a0, character, element,
+                                  *repeats_for(a0, character, cell_a, "fcc"),
+                                  rigid_layers=True, lattice="fcc")
+    body = (f"variable sb_elements string \"{potential_elements(potential)}\"\n"
+            + dissociation_script(geo, relax_steps))
+    run_lammps(workdir, body, potential, atoms, resources=resources,
+               name=f"relax {character} (fcc)")
+    ln = locate_dislocations(workdir / "relaxed.dump", geo.glide_a, "fcc")[0]
+    status, reason = "ok", ""
+    if not math.isfinite(ln.width_a):
+        status = "not_dissociated"
+        reason = (f"DXA found core lines {sorted(set(ln.burgers))} rather than two "
+                  "1/6<112> Shockley partials")
+    return Dissociation(character, ln.width_a, ln.partial_burgers, ln.burgers,
+                        geo.glide_a, status, reason, workdir)

@@ -23,6 +23,16 @@ the grid itself, or collects rows computed elsewhere, into a ``DefectStats`` art
 
 Slab sizes are settings in Burgers vectors, so a metal with a larger lattice gets a
 proportionally larger cell.
+
+The crystal decides the slab: BCC 1/2<111>{110} or FCC 1/2<110>{111} dislocations
+(``lattice``: set, else the Properties' relaxed crystal, else the data set's or the
+potential's, :func:`~scalebridge.md.properties.resolve_crystal`). In FCC the dislocation
+splits into two Shockley partials: one more task per character relaxes its slab at 0 K
+(:func:`~scalebridge.md.dislocations.relaxed_dissociation`), and ``dissociation.csv``
+gives the stacking-fault width beside the isotropic elastic estimate from the
+Properties' γ_SF, μ and ν (:func:`~scalebridge.md.dislocations.
+elastic_partial_separation`), and the mean width while gliding; the glide laws are the
+same fit as in BCC (for screws a drag law; the kink-pair law is BCC only).
 """
 
 from __future__ import annotations
@@ -40,7 +50,13 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 from scalebridge.artifacts import Artifact, produce, write_json_atomic
 from scalebridge.errors import SettingsError
-from scalebridge.md.dislocations import peierls_stress, run_glide
+from scalebridge.md.dislocations import (
+    elastic_partial_separation,
+    peierls_stress,
+    periodic_row_separation,
+    relaxed_dissociation,
+    run_glide,
+)
 from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
 from scalebridge.md.properties import burgers_length
@@ -59,7 +75,12 @@ VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
 REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed",
                    "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
                    "temperature_x_k", "temperature_y_k", "temperature_z_k", "status",
-                   "reason", "line_b", "n_atoms", "duration_ps")
+                   "reason", "line_b", "n_atoms", "duration_ps", "sf_width_a")
+#: ``dissociation.csv`` (FCC): one row per character.
+DISSOCIATION_COLUMNS = ("character", "width_a", "width_b", "width_glide_a",
+                        "elastic_width_a", "elastic_width_periodic_a", "ratio_to_elastic",
+                        "glide_period_a", "partials", "gamma_sf_mj_m2", "shear_modulus_gpa",
+                        "poisson_ratio", "status", "reason")
 DRAG_COLUMNS = ("character", "temperature_k", "n_points", "drag_pa_s", "drag_err_pa_s",
                 "drag_ci95_lo_pa_s", "drag_ci95_hi_pa_s", "tau0_mpa", "tau0_ci95_lo_mpa",
                 "tau0_ci95_hi_mpa", "tau0_fixed", "saturation_m_s", "saturation_source",
@@ -79,20 +100,27 @@ class GlidePoint(BaseModel):
     temperature_k: float
     tau_mpa: float
     replica: int = 0
-    kind: Literal["glide", "peierls"] = "glide"
+    kind: Literal["glide", "peierls", "dissociation"] = "glide"
 
     @property
     def tag(self) -> str:
         if self.kind == "peierls":
             return f"{self.character}_peierls_0K"
+        if self.kind == "dissociation":
+            return f"{self.character}_dissociation_0K"
         return (f"{self.character}_T{self.temperature_k:g}_tau{self.tau_mpa:g}"
                 f"_r{self.replica}")
 
 
 class MobilityMaker(StrictModel):
-    """Glide of straight 1/2<111> dislocations under constant resolved shear stress."""
+    """Glide of straight dislocations (BCC 1/2<111>, FCC 1/2<110>) under constant
+    resolved shear stress."""
 
-    element: str = Field("Mo", description="chemical element (BCC)")
+    element: str = Field("Mo", description="chemical element")
+    lattice: Literal["bcc", "fcc"] | None = Field(
+        None, description="crystal: bcc (1/2<111>{110}) or fcc (1/2<110>{111}, dissociated "
+        "into Shockley partials); None: the Properties' relaxed crystal, else the data "
+        "set's or the potential's")
     characters: list[Literal["edge", "screw"]] = Field(
         default_factory=lambda: ["edge", "screw"], description="dislocation characters")
     temperatures_k: list[float] = Field(default_factory=lambda: [100.0, 300.0, 600.0],
@@ -161,20 +189,29 @@ class MobilityMaker(StrictModel):
         """Velocity seed of a replica (thermostat +1, start perturbation +2)."""
         return self.seed + 7919 * replica
 
+    @property
+    def crystal(self) -> str:
+        """The lattice the tasks use (``bcc`` where none was resolved)."""
+        return self.lattice or "bcc"
+
     def grid(self) -> list[GlidePoint]:
-        """Every task: each (character, T, τ) point ``replicas`` times, and with screws
-        (``peierls_0k``) the 0 K Peierls stress."""
+        """Every task: each (character, T, τ) point ``replicas`` times; in BCC with screws
+        (``peierls_0k``) the 0 K Peierls stress; in FCC the 0 K dissociation of each
+        character."""
         out = [GlidePoint(character=c, temperature_k=T, tau_mpa=t, replica=r)
                for c in self.characters for T in self.temperatures_k
                for t in self.taus_for(c) for r in range(self.replicas)]
-        if self.peierls_0k and "screw" in self.characters:
+        if self.crystal == "fcc":
+            out += [GlidePoint(character=c, temperature_k=0.0, tau_mpa=0.0,
+                               kind="dissociation") for c in self.characters]
+        elif self.peierls_0k and "screw" in self.characters:
             out.append(GlidePoint(character="screw", temperature_k=0.0, tau_mpa=0.0,
                                   kind="peierls"))
         return out
 
     def cell_a(self, character: str, a0: float) -> tuple[float, float, float]:
         """The slab lengths in Å for this crystal (the settings are in b)."""
-        b = burgers_length(a0, "bcc")
+        b = burgers_length(a0, self.crystal)
         cell = self.edge_cell_b if character == "edge" else self.screw_cell_b
         return (cell[0] * b, cell[1] * b, cell[2] * b)
 
@@ -183,7 +220,17 @@ class MobilityMaker(StrictModel):
         """One task; returns its ``replicas.csv`` row (plus ``workdir``), or for the
         Peierls task a row with ``kind = "peierls"``."""
         cell = self.cell_a(point.character, a0)
-        b = burgers_length(a0, "bcc")
+        b = burgers_length(a0, self.crystal)
+        if point.kind == "dissociation":
+            d = relaxed_dissociation(potential, a0, point.character, workdir,
+                                     element=self.element, cell_a=cell, resources=resources)
+            log.info("%s: stacking-fault width %.1f Å (%s)", point.tag, d.width_a, d.status)
+            return {"kind": "dissociation", "character": point.character,
+                    "temperature_k": 0.0, "tau_mpa": 0.0, "replica": 0,
+                    "width_a": _num(d.width_a), "glide_period_a": d.glide_a,
+                    "partials": " ".join(sorted(set(d.families))),
+                    "partial_burgers": [list(v) for v in d.partial_burgers],
+                    "status": d.status, "reason": d.reason, "workdir": str(d.workdir)}
         if point.kind == "peierls":
             pr = peierls_stress(potential, a0, workdir, character=point.character,
                                 element=self.element, cell_a=cell,
@@ -205,7 +252,7 @@ class MobilityMaker(StrictModel):
                       boundary=self.boundary, perturb_a=self.perturb_a,
                       thermostat=self.thermostat, blocks=self.blocks,
                       max_temperature_deviation=self.max_temperature_deviation,
-                      resources=resources)
+                      lattice=self.crystal, resources=resources)
         log.info("%s: v = %.0f ± %.0f m/s (%s%s)", point.tag, r.velocity_m_s,
                  r.velocity_err_m_s, r.status, f": {r.reason}" if r.reason else "")
         blk = r.block
@@ -220,7 +267,8 @@ class MobilityMaker(StrictModel):
                 "temperature_z_k": _num(r.temperature_xyz_k[2]),
                 "status": r.status, "reason": r.reason,
                 "line_b": round(cell[0] / b, 2), "n_atoms": r.n_atoms,
-                "duration_ps": r.duration_ps, "workdir": str(r.workdir)}
+                "duration_ps": r.duration_ps, "sf_width_a": _num(r.sf_width_a),
+                "workdir": str(r.workdir)}
 
     def make(self, potential: Artifact | str | Path | LammpsPotential, path: str | Path,
              *, properties: Artifact | str | Path | None = None, a0_a: float | None = None,
@@ -240,28 +288,55 @@ class MobilityMaker(StrictModel):
         from scalebridge.md.properties import lattice_constant_input, load_properties
 
         props_art, a0_a = lattice_constant_input(properties, a0_a)
-        c_t = self.shear_wave_m_s
+        props = load_properties(props_art) if props_art is not None else {}
+        maker = self.for_crystal(pot, props)
+        c_t = maker.shear_wave_m_s
         if props_art is not None:
             inputs["properties"] = props_art
-            mu = load_properties(props_art).get("shear_modulus_gpa")
+            mu = props.get("shear_modulus_gpa")
             if c_t is None and mu and a0_a:
-                c_t = shear_wave_speed(float(mu), a0_a, self.element)
+                c_t = shear_wave_speed(float(mu), a0_a, maker.element, maker.crystal)
+        elastic = {k: props.get(k) for k in ("shear_modulus_gpa", "poisson_ratio",
+                                              "gamma_sf_mj_m2")}
 
         def build(work: Path) -> dict[str, Any]:
             a0 = a0_a
             if a0 is None:
                 from scalebridge.md.properties import relaxed_lattice_constant
 
-                a0 = relaxed_lattice_constant(pot, work / "runs" / "a0", self.element)
+                a0 = relaxed_lattice_constant(pot, work / "runs" / "a0", maker.element,
+                                              maker.crystal)
             out = list(rows) if rows is not None else [
-                self.run_point(pot, a0, p, work / "runs" / p.tag, resources)
-                for p in self.grid()]
-            return collect_velocity(out, work, a0, self, shear_wave_m_s=c_t)
+                maker.run_point(pot, a0, p, work / "runs" / p.tag, resources)
+                for p in maker.grid()]
+            return collect_velocity(out, work, a0, maker, shear_wave_m_s=c_t,
+                                    elastic=elastic)
 
-        settings = {"maker": self, "a0_a": a0_a, "potential": pot.name,
+        settings = {"maker": maker, "a0_a": a0_a, "potential": pot.name,
                     "collected": rows is not None,
                     "rows": rows_digest(rows) if rows is not None else None}
         return produce("DefectStats", path, settings, inputs, build, force=force)
+
+    def for_crystal(self, potential: LammpsPotential | None = None,
+                    properties: dict[str, Any] | None = None) -> MobilityMaker:
+        """A copy with ``element`` and ``lattice`` resolved: as set, else the crystal the
+        Properties relaxed (its ``element``/``lattice``), else
+        :func:`~scalebridge.md.properties.resolve_crystal` (the potential's species and
+        ASE's reference lattice); a lattice without a protocol is refused there."""
+        if self.lattice is not None:
+            return self
+        props = properties or {}
+        if props.get("lattice"):
+            if props["lattice"] not in ("bcc", "fcc"):
+                raise SettingsError(f"md: the Properties' crystal is {props['lattice']}; "
+                                    "the dislocation protocols cover bcc and fcc only")
+            up: dict[str, Any] = {"lattice": props["lattice"]}
+            if props.get("element") and "element" not in self.model_fields_set:
+                up["element"] = props["element"]
+            return self.model_copy(update=up)
+        from scalebridge.md.properties import resolve_crystal
+
+        return self.model_copy(update=resolve_crystal(self, potential))
 
 
 def mobility_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -288,13 +363,17 @@ def mobility_task(task: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def shear_wave_speed(mu_gpa: float, a0_a: float, element: str) -> float:
-    """√(μ/ρ), m/s, of a BCC crystal (two atoms per cubic cell of side a0)."""
+def shear_wave_speed(mu_gpa: float, a0_a: float, element: str, lattice: str = "bcc"
+                     ) -> float:
+    """√(μ/ρ), m/s, of a cubic crystal (2 atoms per cubic cell of side a0 in BCC, 4 in
+    FCC)."""
     from ase.data import atomic_masses, atomic_numbers
 
     if element not in atomic_numbers:
         raise SettingsError(f"element {element!r} is not a chemical symbol")
-    rho = 2 * atomic_masses[atomic_numbers[element]] * 1.66053906660e-27 / (a0_a * 1e-10) ** 3
+    per_cell = 4 if lattice == "fcc" else 2
+    rho = (per_cell * atomic_masses[atomic_numbers[element]] * 1.66053906660e-27
+           / (a0_a * 1e-10) ** 3)
     return math.sqrt(mu_gpa * 1e9 / rho)
 
 
@@ -402,11 +481,14 @@ def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                      maker: MobilityMaker | None = None, *,
-                     shear_wave_m_s: float | None = None) -> dict[str, Any]:
+                     shear_wave_m_s: float | None = None,
+                     elastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``replicas.csv``, ``velocity.csv``, ``glide_fit.json``, ``drag.csv``, the
-    plot and the dumps into ``work``; returns the artifact summary."""
+    plot and the dumps (and in FCC ``dissociation.csv``) into ``work``; returns the
+    artifact summary. ``elastic``: ``shear_modulus_gpa``, ``poisson_ratio`` and
+    ``gamma_sf_mj_m2`` of the Properties, for the elastic stacking-fault width."""
     maker = maker or MobilityMaker()
-    b = burgers_length(a0, "bcc")
+    b = burgers_length(a0, maker.crystal)
     reps = sorted(replica_rows(rows), key=lambda r: (r["character"], r["temperature_k"],
                                                      r["tau_mpa"], r["replica"]))
     peierls = next((r for r in rows if r.get("kind") == "peierls"), None)
@@ -433,6 +515,15 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                         if maker.drag_fit_max_tau_mpa else None))
     else:
         fits["skipped"]["all"] = "no point was measured"
+    if maker.crystal == "fcc" and any(p["character"] == "screw" for p in good):
+        fits["kink_pair"] = None
+        fits["skipped"]["kink_pair"] = ("FCC: screws glide by drag (no Peierls barrier "
+                                        "worth a kink-pair law); see the drag fit")
+    fits["lattice"] = maker.crystal
+    diss = dissociation_rows(rows, reps, a0, elastic or {})
+    if diss:
+        write_rows(work / "dissociation.csv", diss, DISSOCIATION_COLUMNS)
+        fits["dissociation"] = diss
     fits["peierls_0k"] = ({k: peierls.get(k) for k in ("peierls_mpa", "peierls_err_mpa",
                                                         "status", "reason", "levels_mpa",
                                                         "slip_a")} if peierls else None)
@@ -467,6 +558,7 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
     summary: dict[str, Any] = {
         "points": len(points), "points_measured": len(good), "runs": len(reps),
         "replicas_min": min(n_rep) if n_rep else 0, "a0_a": a0, "burgers_a": b,
+        "lattice": maker.crystal,
         "drag_pa_s": {f"{ch}_{d['temperature_k']:g}K": d["drag_pa_s"]
                       for ch, f in fits["drag"].items() for d in f["by_temperature"]}}
     if "edge" in fits["drag"]:
@@ -475,7 +567,48 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         summary["kink_pair_enthalpy_ev"] = fits["kink_pair"]["enthalpy_ev"]
     if peierls:
         summary["peierls_0k_mpa"] = peierls.get("peierls_mpa")
+    for d in diss:
+        summary[f"sf_width_{d['character']}_a"] = d["width_a"]
+        summary[f"sf_width_{d['character']}_elastic_a"] = d["elastic_width_a"]
     return _clean(summary)
+
+
+def dissociation_rows(rows: Sequence[dict[str, Any]], reps: Sequence[dict[str, Any]],
+                      a0: float, elastic: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``dissociation.csv`` row per FCC character: the 0 K width, the mean width of
+    its ok glide runs, and the isotropic elastic estimate (infinite medium, and with the
+    images of the periodic glide direction) where μ, ν and γ_SF are known."""
+    out = []
+    mu, nu, gam = (elastic.get(k) for k in ("shear_modulus_gpa", "poisson_ratio",
+                                            "gamma_sf_mj_m2"))
+    for r in rows:
+        if r.get("kind") != "dissociation":
+            continue
+        ch = r["character"]
+        w = _num(r.get("width_a"))
+        gl = [x["sf_width_a"] for x in reps if x["character"] == ch and
+              x["status"] == "ok" and _num(x.get("sf_width_a")) is not None]
+        row: dict[str, Any] = {
+            "character": ch, "width_a": w,
+            "width_b": w / burgers_length(a0, "fcc") if w is not None else None,
+            "width_glide_a": float(np.mean(gl)) if gl else None,
+            "glide_period_a": r.get("glide_period_a"), "partials": r.get("partials"),
+            "gamma_sf_mj_m2": gam, "shear_modulus_gpa": mu, "poisson_ratio": nu,
+            "status": r.get("status", "ok"), "reason": r.get("reason", "")}
+        if mu and nu is not None and gam and gam > 0:
+            d_inf = elastic_partial_separation(float(mu), float(nu), a0, float(gam),
+                                               90.0 if ch == "edge" else 0.0)
+            row["elastic_width_a"] = d_inf
+            if r.get("glide_period_a"):
+                row["elastic_width_periodic_a"] = periodic_row_separation(
+                    d_inf, float(r["glide_period_a"]))
+            if w is not None:
+                row["ratio_to_elastic"] = w / d_inf
+        elif not row["reason"]:
+            row["reason"] = ("no elastic estimate: the Properties give no γ_SF, μ or ν "
+                             "(run with properties and stacking_faults = true)")
+        out.append(row)
+    return out
 
 
 def plot_velocity(points: Sequence[dict[str, Any]], fits: dict[str, Any], b_a: float,

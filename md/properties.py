@@ -6,7 +6,10 @@
 2. applies ±δ normal and shear strains (finite differences of the stress) → C11, C12, C44;
 3. scales the volume by ±4 % → E(V), fitted with Birch–Murnaghan → bulk modulus;
 4. runs NPT at T → a0(T); then NVE → energy drift (eV/atom/ps);
-5. deletes one atom and relaxes at fixed volume → vacancy formation energy.
+5. deletes one atom and relaxes at fixed volume → vacancy formation energy;
+6. (``stacking_faults``) the generalised stacking-fault curves of the lattice at the
+   relaxed a0 (:mod:`scalebridge.md.stacking`: {111}<112> in FCC with γ_SF, {110}<111>
+   and {112}<111> in BCC), ``gsf_<plane>.csv`` with ``gsf_<plane>.png`` beside it.
 
 From C_ij it derives the isotropic shear modulus (Voigt–Reuss–Hill), Poisson's ratio and
 the Burgers vector b = a0·√3/2 (BCC) or a0/√2 (FCC) that dislocation dynamics needs.
@@ -19,7 +22,8 @@ The DFT values beside the model's (``properties.json`` ``dft``) are ``dft_refere
 (the chain: fitted to the data set's own cells, with their source), else the built-in
 :data:`DFT_REFERENCE` table, labelled as such.
 Output: a ``Properties`` artifact (docs/CONTRACTS.md) with ``properties.json``,
-``eos.csv``/``eos.png``, ``nve.csv``/``nve.png`` and the LAMMPS run in ``lammps/``.
+``eos.csv``/``eos.png``, ``nve.csv``/``nve.png``, ``gsf_*.csv``/``gsf_*.png`` and the
+LAMMPS runs in ``lammps/`` and ``gsf/``.
 """
 
 from __future__ import annotations
@@ -115,7 +119,8 @@ def birch_murnaghan(volumes: np.ndarray, energies: np.ndarray) -> dict[str, floa
 
 
 class PropertiesMaker(StrictModel):
-    """Lattice constant, elastic constants, EOS, vacancy formation energy and NVE drift."""
+    """Lattice constant, elastic constants, EOS, vacancy formation energy, NVE drift and
+    stacking faults."""
 
     element: str | None = Field(
         None, description="chemical element (must be in the potential); None: the data "
@@ -141,6 +146,11 @@ class PropertiesMaker(StrictModel):
     nve_steps: int = Field(2000, ge=0, description="NVE steps for the energy drift")
     timestep_ps: float = Field(0.001, gt=0, le=0.01, description="MD timestep, ps")
     seed: int = Field(12345, ge=1, description="velocity seed")
+    stacking_faults: bool = Field(True, description="also compute the generalised "
+                                  "stacking-fault curves (FCC {111}<112> with γ_SF; BCC "
+                                  "{110}<111> and {112}<111>)")
+    gsf_points: int = Field(24, ge=6, le=120, description="shifts per GSF period (a "
+                            "multiple of 3, so the FCC intrinsic fault is sampled)")
     devi: DeviationSettings = Field(default_factory=DeviationSettings,
                                     description="model deviation of ensembles")
 
@@ -278,6 +288,18 @@ class PropertiesMaker(StrictModel):
         out["dft"] = dft_properties(self.element, self.lattice, self.dft_reference)
         out["_eos_table"] = np.column_stack([vols, ens])
         out["_nve_table"] = nve
+        out["_gsf"] = None
+        if self.stacking_faults:
+            from scalebridge.md.stacking import stacking_faults
+
+            curves = stacking_faults(potential, a0, self.lattice, self.element,
+                                     workdir / "gsf", points=self.gsf_points,
+                                     resources=resources)
+            out["_gsf"] = curves
+            out["stacking_faults"] = {k: c.summary() for k, c in curves.items()}
+            if self.lattice == "fcc":
+                out["gamma_sf_mj_m2"] = out["stacking_faults"]["111_112"]["gamma_sf_mj_m2"]
+                out["gamma_us_mj_m2"] = out["stacking_faults"]["111_112"]["gamma_us_mj_m2"]
         return out
 
     def make(self, potential: Artifact | str | Path | LammpsPotential, path: str | Path,
@@ -290,6 +312,11 @@ class PropertiesMaker(StrictModel):
         def build(work: Path) -> dict[str, Any]:
             props = maker.compute(pot, work, resources)
             eos_t, nve_t = props.pop("_eos_table"), props.pop("_nve_table")
+            gsf = props.pop("_gsf")
+            if gsf:
+                from scalebridge.md.stacking import write_gsf
+
+                props["stacking_faults"] = write_gsf(gsf, work)
             _write_csv(work / "eos.csv", ["volume_a3_per_atom", "energy_ev_per_atom"], eos_t)
             _plot_xy(work / "eos.png", eos_t[:, 0], eos_t[:, 1], "volume (Å³/atom)",
                      "energy (eV/atom)", f"EOS, B0 = {props['bulk_modulus_eos_gpa']:.0f} GPa")
@@ -298,10 +325,18 @@ class PropertiesMaker(StrictModel):
                 _plot_xy(work / "nve.png", nve_t[:, 1], nve_t[:, 2], "time (ps)",
                          "total energy (eV)", "NVE energy")
             (work / "properties.json").write_text(json.dumps(_round(props), indent=2) + "\n")
-            return {k: _round(props[k]) for k in (
+            summary = {k: _round(props[k]) for k in (
                 "a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "bulk_modulus_gpa",
                 "shear_modulus_gpa", "poisson_ratio", "burgers_a", "vacancy_formation_ev",
                 "nve_drift_ev_per_atom_ps")}
+            summary["lattice"] = props["lattice"]
+            for k in ("gamma_sf_mj_m2", "gamma_us_mj_m2"):
+                if k in props:
+                    summary[k] = _round(props[k])
+            for k, v in props.get("stacking_faults", {}).items():
+                if "gamma_us_mj_m2" in v and props["lattice"] == "bcc":
+                    summary[f"gamma_us_{k}_mj_m2"] = _round(v["gamma_us_mj_m2"])
+            return summary
 
         inputs = potential_inputs(pot)
         return produce("Properties", path, {"maker": maker, "potential": pot.name}, inputs,

@@ -166,7 +166,9 @@ def test_replica_runs_start_from_different_relaxed_states(tmp_path, snap):
     a, b = ((tmp_path / f"r{r}" / "glide.dump").read_text() for r in (0, 1))
     assert a != b
     for r in rows:
-        assert set(REPLICA_COLUMNS) - {"reason"} <= {k for k, v in r.items() if v is not None}
+        # sf_width_a: the stacking-fault width, FCC only
+        assert set(REPLICA_COLUMNS) - {"reason", "sf_width_a"} <= {
+            k for k, v in r.items() if v is not None}
 
 
 # ----------------------------------------------------------------- flagged points
