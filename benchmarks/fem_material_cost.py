@@ -114,11 +114,12 @@ def main() -> None:
     models: dict[str, Any] = {"j2": MATERIAL}
     models.update({k: v for k, v in surrogates.items() if not isinstance(v, str)})
 
-    runs: dict[str, dict[str, Any]] = {}
-    for name, model in models.items():
-        print(f"model {name}", flush=True)
-        runs[name] = {}
-        for mesh in meshes:
+    # mesh by mesh, the models one after the other: the ratios compare runs made close
+    # together in time (the load on a shared machine drifts)
+    runs: dict[str, dict[str, Any]] = {name: {} for name in models}
+    for mesh in meshes:
+        for name, model in models.items():
+            print(f"model {name}", flush=True)
             runs[name][f"{mesh[0]}x{mesh[1]}"] = run_case(
                 model, mesh, work / f"fem_{name}_{mesh[0]}x{mesh[1]}")
 
@@ -192,7 +193,14 @@ def main() -> None:
                  "quadrature point per call (one call per Newton iteration), on the "
                  "headline mesh. mpi2_speedup: solve wall time 1 rank / 2 ranks (solver "
                  "loop only, no start-up). The machine is shared by other jobs (2 cores): "
-                 "absolute times are noisy; ratios are the result.",
+                 "absolute times are noisy; ratios are the result. neural_j2 evaluates "
+                 "its learned yield stress without autograd: a cubic Hermite table of "
+                 "sigma_y(eps_p) built from the network (no rate feature; error against "
+                 "the network ~1e-16 of sigma_y, ~4e-9 of the slope, "
+                 "tests/surrogates/test_surrogates_neural_eval.py), the network in "
+                 "closed-form forward mode with a rate feature; the return map evaluates "
+                 "the law only where the trial stress passes its virgin yield stress "
+                 "and only at points still iterating.",
         "machine": {"host": socket.gethostname(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(),
@@ -200,6 +208,13 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "benchmark_seconds": round(time.perf_counter() - t_start, 1),
     })
+    # issue 20's 3D scaling table lives here too (measured by benchmarks/fem_scaling.py)
+    scaling = ROOT / "results" / "fem_scaling.json"
+    if scaling.is_file():
+        sc = json.loads(scaling.read_text())
+        result["scaling_3d"] = sc.get("scaling_3d")
+        result["scaling_3d_source"] = ("benchmarks/fem_scaling.py -> results/"
+                                       f"fem_scaling.json, {sc.get('date')}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, result)
     print(json.dumps({k: result[k] for k in (

@@ -51,6 +51,11 @@ class Hardening(Protocol):
                      dt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Yield stress after a plastic increment.
 
+        A law may also have ``yield_stress_floor() -> float``: a σ_y (MPa) that no
+        ε̄^p ≥ 0 goes below under the current conditions (for a law non-decreasing in
+        ε̄^p, its virgin value); :class:`J2Plasticity` then evaluates the law only at
+        points whose trial stress exceeds it (laws without variables of their own).
+
         Args:
             ep: (n,) equivalent plastic strain at the start of the step.
             dep: (n,) its increment over the step, ≥ 0.
@@ -178,26 +183,39 @@ class J2Plasticity:
         return float(sy[0])
 
     def _solve(self, q_tr: np.ndarray, ep: np.ndarray, hq: np.ndarray, dt: np.ndarray,
+               sy0: np.ndarray | None = None, h0: np.ndarray | None = None,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Safeguarded Newton for q_tr - 3GΔγ - σ_y(Δγ) = 0 at plastic points.
+
+        ``sy0``, ``h0``: σ_y and dσ_y/dΔγ at Δγ = 0 if the caller has them (its yield
+        check), else evaluated here. Each
+        iteration evaluates the hardening law only at the points not yet converged (a
+        converged point keeps its Δγ, so its values stay those of its last evaluation).
 
         Returns (Δγ, σ_y, H, q_new), each for the given points."""
         g3 = 3.0 * self.shear
         lo = np.zeros_like(q_tr)
         hi = q_tr / g3  # σ_y ≥ 0 ⇒ root ≤ q_tr/3G
-        sy0, h0, _ = self.hardening.yield_stress(ep, lo, hq, dt)
+        if sy0 is None or h0 is None:
+            sy0, h0, _ = self.hardening.yield_stress(ep, lo, hq, dt)
         dg = np.clip((q_tr - sy0) / np.maximum(g3 + h0, 1e-3 * g3), lo, hi)
+        sy, h = np.empty_like(q_tr), np.empty_like(q_tr)
+        qn = np.empty_like(hq)
+        act = np.arange(q_tr.size)                   # points still iterating
         for _ in range(100):
-            sy, h, qn = self.hardening.yield_stress(ep, dg, hq, dt)
-            r = q_tr - g3 * dg - sy
-            done = np.abs(r) <= self.tol * np.maximum(sy, 1.0)
+            a = act
+            sy_a, h_a, qn_a = self.hardening.yield_stress(ep[a], dg[a], hq[a], dt[a])
+            sy[a], h[a], qn[a] = sy_a, h_a, qn_a
+            r = q_tr[a] - g3 * dg[a] - sy_a
+            done = np.abs(r) <= self.tol * np.maximum(sy_a, 1.0)
             if np.all(done):
-                break
-            lo = np.where(r > 0, dg, lo)
-            hi = np.where(r < 0, dg, hi)
-            step = dg + r / np.maximum(g3 + h, 1e-12)
-            bad = (step <= lo) | (step >= hi)
-            dg = np.where(done, dg, np.where(bad, 0.5 * (lo + hi), step))
+                return dg, sy, h, qn
+            lo[a] = np.where(r > 0, dg[a], lo[a])
+            hi[a] = np.where(r < 0, dg[a], hi[a])
+            step = dg[a] + r / np.maximum(g3 + h_a, 1e-12)
+            bad = (step <= lo[a]) | (step >= hi[a])
+            dg[a] = np.where(done, dg[a], np.where(bad, 0.5 * (lo[a] + hi[a]), step))
+            act = a[~done]
         sy, h, qn = self.hardening.yield_stress(ep, dg, hq, dt)
         return dg, sy, h, qn
 
@@ -216,17 +234,27 @@ class J2Plasticity:
         s_tr = mandel.deviator(sig_tr)
         s_norm = np.linalg.norm(s_tr, axis=1)
         q_tr = np.sqrt(1.5) * s_norm
-        sy_n, _, _ = self.hardening.yield_stress(ep, np.zeros(n), hq, dt_arr)
-        plastic = (q_tr - sy_n > self.tol * np.maximum(sy_n, 1.0)) & (s_norm > 0)
+        new_state = state.copy()
+        # Yield check at Δγ = 0. A law with a floor (σ_y ≥ floor at every ε̄^p, e.g. one
+        # monotone in ε̄^p) and no variables of its own is evaluated only where
+        # q_trial > floor: below it no point can yield.
+        floor = getattr(self.hardening, "yield_stress_floor", None)
+        cand = (q_tr > floor()) if (floor is not None and not hq.shape[1]) else slice(None)
+        sy_n, h_n, q_n = self.hardening.yield_stress(ep[cand], np.zeros_like(ep[cand]),
+                                                     hq[cand], dt_arr[cand])
+        if hq.shape[1]:
+            new_state[:, 7:] = q_n
+        plastic = np.zeros(n, dtype=bool)
+        plastic[cand] = ((q_tr[cand] - sy_n > self.tol * np.maximum(sy_n, 1.0))
+                         & (s_norm[cand] > 0))
 
         stress = sig_tr.copy()
         tangent = np.broadcast_to(self.stiffness, (n, 6, 6)).copy()
-        new_state = state.copy()
-        if hq.shape[1]:
-            _, _, new_state[:, 7:] = self.hardening.yield_stress(ep, np.zeros(n), hq, dt_arr)
         if np.any(plastic):
             p = plastic
-            dg, _sy, h, qn = self._solve(q_tr[p], ep[p], hq[p], dt_arr[p])
+            in_cand = plastic[cand]
+            dg, _sy, h, qn = self._solve(q_tr[p], ep[p], hq[p], dt_arr[p],
+                                         sy_n[in_cand], h_n[in_cand])
             nhat = s_tr[p] / s_norm[p, None]
             g = self.shear
             stress[p] = sig_tr[p] - (2.0 * g * np.sqrt(1.5) * dg)[:, None] * nhat

@@ -5,7 +5,10 @@ with a neural hardening law σ_y = g_θ(ε̄_p, ε̇_p, T) (:class:`MonotoneHard
 non-decreasing in ε̄_p by construction). Elasticity, yield surface, flow rule,
 objectivity, symmetry of the tangent and non-negative dissipation come from the
 structure; only the hardening curve is learned. The consistent tangent is the analytic J2
-one with H = dg/dΔε̄_p from autograd (including the rate term through ε̇_p = Δε̄_p/dt).
+one with H = dg/dΔε̄_p (including the rate term through ε̇_p = Δε̄_p/dt), evaluated
+without autograd inside the FEM (:meth:`NeuralHardening.yield_stress`: a table of
+σ_y(ε̄_p) where the rate is at its floor or absent, the network in closed-form forward
+mode elsewhere; training differentiates :meth:`NeuralHardening.sigma_y` with autograd).
 The data-driven comparison, with a learned yield surface too, is
 :class:`~scalebridge.surrogates.internal_variable.InternalVariableModel`.
 
@@ -88,6 +91,11 @@ class NeuralHardening:
     """
 
     state_names: tuple[str, ...] = ()
+    #: Node spacing of the σ_y(ε̄_p) table in scaled ε̄_p (laws without a rate feature);
+    #: None or 0: the network itself at every point.
+    table_spacing: float | None = 2.0 ** -11
+    #: Largest table (nodes); points beyond its reach are evaluated by the network.
+    table_max_nodes: int = 2 ** 17
 
     def __init__(self, net: MonotoneHardeningNet, ep_scale: float, sigma_scale: float,
                  features: list[str], feature_mean: list[float], feature_std: list[float],
@@ -133,12 +141,151 @@ class NeuralHardening:
         return self.sigma_scale * self.net(ep_total / self.ep_scale, u)
 
     def yield_stress(self, ep, dep, q, dt):
-        with torch.enable_grad():
-            d = torch.tensor(dep, dtype=DTYPE, requires_grad=True)
-            sy = self.sigma_y(torch.as_tensor(ep, dtype=DTYPE) + d, d,
-                              torch.as_tensor(dt, dtype=DTYPE))
-            (h,) = torch.autograd.grad(sy.sum(), d)
-        return sy.detach().numpy(), h.numpy(), q.copy()
+        """σ_y and dσ_y/dΔε̄_p (MPa), (n,) each, without autograd: from a cubic Hermite
+        table of σ_y(ε̄_p) at the conditions of Δε̄_p = 0 (:meth:`table`; error against
+        the network checked by the tests: ~1e-16 of σ_y, ~1e-9 of the slope) wherever
+        the conditions are those, else (a rate above its floor) the network and its
+        derivative in closed form (NumPy forward mode, :meth:`network`)."""
+        ep, dep = np.asarray(ep, dtype=np.float64), np.asarray(dep, dtype=np.float64)
+        dt = np.broadcast_to(np.asarray(dt, dtype=np.float64), dep.shape)
+        x = (ep + dep) / self.ep_scale
+        if not (self.table_spacing and x.size):
+            sy, h = self._exact(x, dep, dt)
+            return sy, h, q.copy()
+        # the table holds σ_y(ε̄_p) at the conditions of Δε̄_p = 0 (rate at its floor);
+        # it serves every point whose conditions are those, with no rate term in the
+        # slope: all points without a rate feature, else those whose rate is clamped
+        # (the yield check at Δε̄_p = 0, for one)
+        sy, h, use = self._from_table(x)
+        if "log_rate" in self.features:
+            u, du = self._conditions_np(dep, dt)
+            use &= np.all(u == self._table["u0"], axis=1) & np.all(du == 0.0, axis=1)
+        if not use.all():                         # the network for the others
+            out = ~use
+            sy[out], h[out] = self._exact(x[out], dep[out], dt[out])
+        return sy, h, q.copy()
+
+    def _exact(self, x: np.ndarray, dep: np.ndarray, dt: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(σ_y, dσ_y/dΔε̄_p), MPa, from the network at scaled ε̄_p ``x`` (n,)."""
+        u, du = self._conditions_np(dep, dt)
+        g, dg = self.network(x, u, du, 1.0 / self.ep_scale)
+        return self.sigma_scale * g, self.sigma_scale * dg
+
+    def network(self, x: np.ndarray, u: np.ndarray, du: np.ndarray, dx: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The network g(x, u) (scaled σ_y) and its derivative along a direction, in one
+        NumPy pass (forward mode): x (n,), u (n, n_cond); ``dx`` (scalar) and ``du``
+        (n, n_cond) are dx/dt and du/dt. Returns g, dg/dt, (n,) each."""
+        w = self._weights()
+        pre = x[:, None] * w["a1"] + w["b1"]
+        dpre = np.broadcast_to(w["a1"] * dx, pre.shape)
+        if u.shape[1]:
+            pre += u @ w["u1"].T
+            dpre = dpre + du @ w["u1"].T
+        z = np.tanh(pre)
+        dz = (1.0 - z * z) * dpre
+        if self.net.layers == 2:
+            pre = z @ w["a2"].T + w["b2"]
+            dpre = dz @ w["a2"].T
+            if u.shape[1]:
+                pre += u @ w["u2"].T
+                dpre += du @ w["u2"].T
+            z = np.tanh(pre)
+            dz = (1.0 - z * z) * dpre
+        g = z @ w["w"] + w["c"] * x + w["head_b"]
+        dg = dz @ w["w"] + w["c"] * dx
+        if u.shape[1]:
+            g += u @ w["head_u"]
+            dg += du @ w["head_u"]
+        return g, dg
+
+    def yield_stress_floor(self) -> float:
+        """σ_y at ε̄_p = 0 and Δε̄_p = 0 (MPa): no point has less, the network being
+        non-decreasing in ε̄_p for every condition (the rate feature is at its floor)."""
+        sy, _ = self._exact(np.zeros(1), np.zeros(1), np.ones(1))
+        return float(sy[0])
+
+    def table(self, x_max: float) -> dict[str, Any]:
+        """The cubic Hermite table of g(x, u0), u0 the conditions at Δε̄_p = 0 (the set
+        temperature, the rate at its floor), on [0, ≥ x_max] with spacing
+        :attr:`table_spacing` (scaled ε̄_p), built from the network's values and slopes
+        at the nodes; rebuilt when the weights or the temperature change, or a point lies
+        beyond it (doubling, up to :attr:`table_max_nodes` nodes). Keys: ``h``,
+        ``x_max``, ``u0``, ``coef`` (nodes-1, 4): g = c0 + s(c1 + s(c2 + s c3)) at
+        s = x/h - i in interval i."""
+        key = (self._weights_key(), self.temperature_k)
+        tab = getattr(self, "_table", None)
+        if tab is not None and tab["key"] == key and (
+                x_max <= tab["x_max"] or len(tab["coef"]) + 1 >= self.table_max_nodes):
+            return tab
+        h = float(self.table_spacing)
+        reach = max(x_max, tab["x_max"] if tab is not None and tab["key"] == key else 1.0)
+        nodes = min(int(2 ** np.ceil(np.log2(reach / h + 1))), self.table_max_nodes)
+        xn = h * np.arange(nodes)
+        u, du = self._conditions_np(np.zeros(nodes), np.ones(nodes))
+        y, d = self.network(xn, u, du, 1.0)
+        d = d * h
+        y0, y1, d0, d1 = y[:-1], y[1:], d[:-1], d[1:]
+        coef = np.stack([y0, d0, 3 * (y1 - y0) - 2 * d0 - d1, 2 * (y0 - y1) + d0 + d1], axis=1)
+        self._table = {"key": key, "h": h, "x_max": float(xn[-1]), "coef": coef, "u0": u[0]}
+        return self._table
+
+    def _from_table(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(σ_y, dσ_y/dΔε̄_p, inside the table), (n,) each."""
+        finite = np.isfinite(x)
+        tab = self.table(float(np.max(np.where(finite, x, 0.0))))
+        t = np.where(finite, x, 0.0) / tab["h"]
+        i = np.clip(t, 0, len(tab["coef"]) - 1).astype(np.int64)
+        s = t - i
+        c = tab["coef"][i]
+        g = c[:, 0] + s * (c[:, 1] + s * (c[:, 2] + s * c[:, 3]))
+        dg = (c[:, 1] + s * (2.0 * c[:, 2] + 3.0 * s * c[:, 3])) / tab["h"]
+        inside = (x >= 0.0) & (x <= tab["x_max"])
+        return self.sigma_scale * g, (self.sigma_scale / self.ep_scale) * dg, inside
+
+    def _weights_key(self) -> tuple[tuple[int, int], ...]:
+        """Identity and in-place version of every parameter (changes when trained)."""
+        return tuple((id(t), t._version) for t in self.net.parameters())
+
+    def _weights(self) -> dict[str, np.ndarray]:
+        """The network's effective weights (softplus applied) as NumPy arrays, recomputed
+        when a parameter changed in place (training, load_state_dict)."""
+        params = dict(self.net.named_parameters())
+        key = self._weights_key()
+        if getattr(self, "_wkey", None) != key:
+            with torch.no_grad():
+                w = {k: t.detach().numpy().copy() for k, t in params.items()}
+                for k in ("a1", "a2", "w", "c"):
+                    if k in params:
+                        w[k] = softplus(params[k]).numpy().copy()
+            w["c"], w["head_b"] = float(w["c"][0]), float(w["head_b"][0])
+            self._wcache, self._wkey = w, key
+        return self._wcache
+
+    def _conditions_np(self, dep: np.ndarray, dt: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`conditions` in NumPy at the attribute temperature, and d u/d Δε̄_p:
+        (n, n_cond) each (the rate column's derivative is 0 where the rate or the feature
+        is clamped, as autograd's)."""
+        n, k = dep.shape[0], len(self.features)
+        u, du = np.empty((n, k)), np.zeros((n, k))
+        mean, std = self.feature_mean.numpy(), self.feature_std.numpy()
+        lo, hi = self.feature_min.numpy(), self.feature_max.numpy()
+        for j, f in enumerate(self.features):
+            if f == "log_rate":
+                rate = dep / dt
+                live = rate >= RATE_FLOOR
+                raw = (np.log10(np.maximum(rate, RATE_FLOOR)) - mean[j]) / std[j]
+                with np.errstate(divide="ignore"):
+                    d = np.where(live, 1.0 / (np.log(10.0) * std[j] * np.where(live, dep, 1.0)),
+                                 0.0)
+            else:
+                raw = np.full(n, (self.temperature_k - mean[j]) / std[j])
+                d = np.zeros(n)
+            u[:, j] = np.clip(raw, lo[j], hi[j])
+            du[:, j] = np.where((raw >= lo[j]) & (raw <= hi[j]), d, 0.0)
+        return u, du
 
 
 def _warn_out_of_range(model: Any, mask: np.ndarray, what: str) -> None:

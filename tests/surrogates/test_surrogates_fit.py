@@ -63,6 +63,21 @@ def test_hardening_is_monotone_even_far_outside(neural_j2):
     assert np.all(np.diff(sy) >= 0) and np.all(h >= 0)
 
 
+def test_trained_hardening_table_equals_the_network(neural_j2):
+    """The σ_y(ε̄_p) table the return map uses (no rate feature here) against the trained
+    network itself, from 0 to 10x the trained plastic strain."""
+    model = load_surrogate(neural_j2.path)
+    hard = model.neural
+    assert hard.table_spacing and "log_rate" not in hard.features
+    ep = np.linspace(0.0, 10 * model.training_range["eps_p_eq"][1], 30001)
+    args = (np.zeros_like(ep), np.zeros((ep.size, 0)), np.ones_like(ep))
+    sy, h, _ = hard.yield_stress(ep, *args)
+    hard.table_spacing = None
+    sy_n, h_n, _ = hard.yield_stress(ep, *args)
+    assert np.abs(sy - sy_n).max() < 1e-12 * sy_n.max()
+    assert np.abs(h - h_n).max() < 1e-7 * np.abs(h_n).max()
+
+
 def test_out_of_range_is_flagged_and_logged(neural_j2, caplog):
     model = load_surrogate(neural_j2.path)
     gmax = 10 * np.sqrt(3.0) * model.training_range["eps_p_eq"][1]

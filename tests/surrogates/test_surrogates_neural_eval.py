@@ -1,0 +1,129 @@
+"""NeuralHardening's evaluation without autograd (issue 20, material cost): the closed-form
+forward mode equals the network with autograd, the σ_y(ε̄_p) table equals the network, and
+NeuralJ2 gives the same steps with the table, with the network, and with the yield floor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scalebridge.surrogates import mandel
+from scalebridge.surrogates.checks import check_constitutive
+from scalebridge.surrogates.neural import DTYPE, MonotoneHardeningNet, NeuralHardening, NeuralJ2
+
+torch.set_num_threads(1)
+
+
+def autograd_yield_stress(hard: NeuralHardening, ep, dep, dt):
+    """The reference: σ_y from the torch network, dσ_y/dΔε̄_p by autograd."""
+    with torch.enable_grad():
+        d = torch.tensor(dep, dtype=DTYPE, requires_grad=True)
+        sy = hard.sigma_y(torch.as_tensor(ep, dtype=DTYPE) + d, d,
+                          torch.as_tensor(dt, dtype=DTYPE))
+        (h,) = torch.autograd.grad(sy.sum(), d)
+    return sy.detach().numpy(), h.numpy()
+
+
+def make_hardening(features: list[str], seed: int = 0) -> NeuralHardening:
+    torch.manual_seed(seed)
+    net = MonotoneHardeningNet(len(features), hidden=16, layers=2)
+    with torch.no_grad():                     # sharper than the initial weights
+        for p in net.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    k = len(features)
+    mean = {"log_rate": -3.0, "temperature": 400.0}
+    std = {"log_rate": 1.5, "temperature": 100.0}
+    return NeuralHardening(net, ep_scale=0.02, sigma_scale=300.0, features=features,
+                           feature_mean=[mean[f] for f in features],
+                           feature_std=[std[f] for f in features], temperature_k=350.0,
+                           feature_min=[-1.0] * k, feature_max=[1.0] * k)
+
+
+def _points(n: int = 4000, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    ep = 0.04 * rng.random(n)
+    dep = np.where(rng.random(n) < 0.2, 0.0, 10.0 ** rng.uniform(-9, -2, n))
+    dt = 10.0 ** rng.uniform(-2, 3, n)        # rates from below the floor to clamped
+    return ep, dep, dt
+
+
+@pytest.mark.parametrize("features", [[], ["temperature"], ["log_rate"],
+                                      ["log_rate", "temperature"]])
+def test_closed_form_equals_autograd(features):
+    hard = make_hardening(features)
+    hard.table_spacing = None                  # the network at every point
+    ep, dep, dt = _points()
+    sy, h, _ = hard.yield_stress(ep, dep, np.zeros((ep.size, 0)), dt)
+    sy_ref, h_ref = autograd_yield_stress(hard, ep, dep, dt)
+    assert np.abs(sy - sy_ref).max() <= 1e-12 * np.abs(sy_ref).max()
+    assert np.abs(h - h_ref).max() <= 1e-10 * np.abs(h_ref).max()
+    if "log_rate" in features:                 # the rate term is there, and clamped
+        u = hard.conditions(torch.as_tensor(dep), torch.as_tensor(dt)).numpy()[:, 0]
+        assert (u <= -1.0).any() and (u >= 1.0).any() and (np.abs(u) < 1.0).any()
+
+
+@pytest.mark.parametrize("features", [[], ["temperature"], ["log_rate", "temperature"]])
+def test_table_equals_the_network(features):
+    """The tabulated σ_y(ε̄_p) against the network, within its reach and past it."""
+    hard = make_hardening(features, seed=3)
+    exact = make_hardening(features, seed=3)
+    exact.table_spacing = None
+    rng = np.random.default_rng(2)
+    ep = np.concatenate([0.1 * rng.random(20000), hard.ep_scale * hard.table_spacing
+                         * np.arange(200), [0.0, 5.0]])   # nodes, far past the reach
+    zero = np.zeros_like(ep)
+    q = np.zeros((ep.size, 0))
+    sy, h, _ = hard.yield_stress(ep, zero, q, np.ones_like(ep))
+    sy_n, h_n, _ = exact.yield_stress(ep, zero, q, np.ones_like(ep))
+    err_sy = np.abs(sy - sy_n).max() / np.abs(sy_n).max()
+    err_h = np.abs(h - h_n).max() / np.abs(h_n).max()
+    assert err_sy < 1e-12 and err_h < 1e-7, (err_sy, err_h)
+    assert hard._table["x_max"] >= 0.1 / hard.ep_scale           # grew to the points
+    if "log_rate" in features:      # points above the rate floor: the network, exactly
+        ep2, dep2, dt2 = _points(seed=7)
+        sy2, h2, _ = hard.yield_stress(ep2, dep2, np.zeros((ep2.size, 0)), dt2)
+        sy_ref, h_ref = autograd_yield_stress(hard, ep2, dep2, dt2)
+        assert np.abs(sy2 - sy_ref).max() < 1e-12 * np.abs(sy_ref).max()
+        assert np.abs(h2 - h_ref).max() < 1e-7 * np.abs(h_ref).max()
+    # a change of weights or temperature rebuilds the table
+    for model in (hard, exact):
+        with torch.no_grad():
+            model.net.b1.add_(0.3)
+        model.temperature_k = 420.0
+    sy, _, _ = hard.yield_stress(ep, zero, q, np.ones_like(ep))
+    sy_n, _, _ = exact.yield_stress(ep, zero, q, np.ones_like(ep))
+    assert np.abs(sy - sy_n).max() < 1e-12 * np.abs(sy_n).max()
+
+
+def test_neural_j2_steps_agree_with_table_network_and_floor():
+    """The same return-map steps whichever way σ_y is evaluated, and the checks pass."""
+    models = []
+    for spacing, floor in ((2.0 ** -11, True), (None, True), (None, False)):
+        hard = make_hardening([], seed=5)
+        with torch.no_grad():                   # virgin yield stress 200 MPa
+            hard.net.head_b.add_((200.0 - hard.yield_stress_floor()) / hard.sigma_scale)
+        hard.table_spacing = spacing
+        if not floor:
+            hard.yield_stress_floor = None      # J2Plasticity then checks every point
+        models.append(NeuralJ2(160e3, 80e3, hard, {"eps_p_eq": [0.0, 0.02],
+                                                    "temperature_k": [300.0, 400.0],
+                                                    "plastic_rate_s": [1e-4, 1e-2]}))
+    rng = np.random.default_rng(4)
+    n = 500
+    strain = 6e-4 * rng.standard_normal((n, 6))
+    dstrain = 2e-4 * rng.standard_normal((n, 6))
+    state = models[0].initial_state(n)
+    state[:, 6] = 0.02 * rng.random(n)
+    state[:, :6] = 2e-4 * rng.standard_normal((n, 6))
+    res = [m.update(strain, dstrain, state) for m in models]
+    yielded = res[1].state[:, 6] > state[:, 6]
+    q_tr = np.sqrt(1.5) * np.linalg.norm(mandel.deviator(
+        (strain + dstrain - state[:, :6]) @ models[0].stiffness.T), axis=1)
+    below = q_tr <= models[0].hardening.yield_stress_floor()
+    assert 0.1 < yielded.mean() < 0.9 and 0.1 < below.mean(), (yielded.mean(), below.mean())
+    ref = res[2]
+    for r in res[:2]:
+        assert np.abs(r.stress - ref.stress).max() < 1e-9 * np.abs(ref.stress).max()
+        assert np.abs(r.tangent - ref.tangent).max() < 1e-7 * np.abs(ref.tangent).max()
+        assert np.abs(r.state - ref.state).max() < 1e-12
+    assert check_constitutive(models[0]).passed
