@@ -149,8 +149,9 @@ class PropertiesMaker(StrictModel):
     stacking_faults: bool = Field(True, description="also compute the generalised "
                                   "stacking-fault curves (FCC {111}<112> with γ_SF; BCC "
                                   "{110}<111> and {112}<111>)")
-    gsf_points: int = Field(24, ge=6, le=120, description="shifts per GSF period (a "
-                            "multiple of 3, so the FCC intrinsic fault is sampled)")
+    gsf_points: int = Field(12, ge=6, le=120, description="shifts per GSF period (a "
+                            "multiple of 3, so the FCC intrinsic fault is sampled; 12 "
+                            "samples γ_us at b_p/2 and b/2)")
     devi: DeviationSettings = Field(default_factory=DeviationSettings,
                                     description="model deviation of ensembles")
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from scalebridge.errors import DataError
-from scalebridge.md.lammps import LammpsPotential, run_lammps, single_points
+from scalebridge.md.lammps import RELAX_FTOL, LammpsPotential, run_lammps, single_points
 from scalebridge.plotting import save_figure
 from scalebridge.settings import Resources
 
@@ -123,12 +123,13 @@ def gsf_slab(a0: float, lattice: str, plane: str, element: str,
 
 
 def gsf_script(upper_ids: Sequence[int], step_a: float, n_steps: int, tag: str = "",
-               relax_steps: int = 2000) -> str:
+               relax_steps: int = 1000) -> str:
     """LAMMPS body for one slab: relax along z at s = 0, then shift the upper half by
-    ``step_a`` along x ``n_steps`` times, relaxing along z only after each shift; prints
-    ``SB e_<tag>_<k>`` (eV)."""
+    ``step_a`` along x ``n_steps`` times, relaxing along z only after each shift (CG to
+    the md stage's force tolerance :data:`~scalebridge.md.lammps.RELAX_FTOL`, which a
+    float32 model reaches); prints ``SB e_<tag>_<k>`` (eV)."""
     ids = " ".join(str(i) for i in upper_ids)
-    mini = f"minimize 0 1e-6 {relax_steps} {10 * relax_steps}"
+    mini = f"minimize 1e-10 {RELAX_FTOL} {relax_steps} {10 * relax_steps}"
     lines = ["thermo 1000", "thermo_style custom step pe fmax",
              f"group sb_up id {ids}", "fix sb_z all setforce 0.0 0.0 NULL",
              "min_style cg", mini, f'print "SB e_{tag}_0 $(pe:%.10f)"']
@@ -183,7 +184,7 @@ class GSFCurve:
 
 
 def gsf_curve(potential: LammpsPotential, a0: float, lattice: str, plane: str,
-              element: str, workdir: str | Path, *, points: int = 24,
+              element: str, workdir: str | Path, *, points: int = 12,
               half_thickness_a: float = 12.0, resources: Resources | None = None
               ) -> GSFCurve:
     """One GSF curve (module docstring) with ``points`` + 1 shifts over a period
@@ -194,7 +195,7 @@ def gsf_curve(potential: LammpsPotential, a0: float, lattice: str, plane: str,
 
 
 def stacking_faults(potential: LammpsPotential, a0: float, lattice: str, element: str,
-                    workdir: str | Path, *, points: int = 24,
+                    workdir: str | Path, *, points: int = 12,
                     planes: Sequence[str] | None = None, half_thickness_a: float = 12.0,
                     resources: Resources | None = None) -> dict[str, GSFCurve]:
     """GSF curves (module docstring), all in one LAMMPS process (``clear`` between the

@@ -130,3 +130,25 @@ def test_the_crystal_picks_the_protocol_and_hcp_is_refused():
     mg = as_potential(CU.parent / "Mg_mm.eam.fs")
     with pytest.raises(SettingsError, match=r"md: Mg is hcp .*bcc and fcc only"):
         grid_maker.for_crystal(mg)
+
+
+@pytest.mark.slow
+def test_copper_screw_dissociates_narrower_than_the_edge(cu_props, tmp_path):
+    """The screw's partials (β = 0) sit closer than the edge's: elastic estimate
+    μb_p²/(8πγ)·(2−3ν)/(1−ν) against (2+ν)/(1−ν) for the edge."""
+    from scalebridge.md.dislocations import relaxed_dissociation
+    from scalebridge.md.lammps import as_potential
+
+    p = load_properties(cu_props)
+    b = p["burgers_a"]
+    d = relaxed_dissociation(as_potential(CU), p["a0_a"], "screw", tmp_path, element="Cu",
+                             cell_a=(b, 16 * b, 40 * b))
+    assert d.status == "ok", d.reason
+    assert {tuple(sorted(np.abs(np.round(np.array(v) * 6)))) for v in d.partial_burgers} \
+        == {(1.0, 1.0, 2.0)}                                   # two 1/6<112> Shockleys
+    elastic = elastic_partial_separation(p["shear_modulus_gpa"], p["poisson_ratio"],
+                                         p["a0_a"], p["gamma_sf_mj_m2"], 0.0)
+    edge = elastic_partial_separation(p["shear_modulus_gpa"], p["poisson_ratio"],
+                                      p["a0_a"], p["gamma_sf_mj_m2"], 90.0)
+    assert 1 / 1.5 < d.width_a / elastic < 1.5, (d.width_a, elastic)
+    assert d.width_a < 0.6 * edge
