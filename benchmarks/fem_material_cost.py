@@ -109,6 +109,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     meshes = [(6, 12), (12, 24)] if args.quick else [(6, 12), (12, 24), (24, 48)]
     t_start = time.perf_counter()
+    load_start = list(os.getloadavg())
 
     surrogates = train_surrogates(work, ["neural_j2", "recurrent"])
     models: dict[str, Any] = {"j2": MATERIAL}
@@ -204,6 +205,7 @@ def main() -> None:
         "machine": {"host": socket.gethostname(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(),
+                    "load_average_1_5_15_min_at_start": load_start,
                     "load_average_1_5_15_min_at_end": list(os.getloadavg())},
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "benchmark_seconds": round(time.perf_counter() - t_start, 1),
