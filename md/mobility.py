@@ -569,7 +569,7 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         summary["peierls_0k_mpa"] = peierls.get("peierls_mpa")
     for d in diss:
         summary[f"sf_width_{d['character']}_a"] = d["width_a"]
-        summary[f"sf_width_{d['character']}_elastic_a"] = d["elastic_width_a"]
+        summary[f"sf_width_{d['character']}_elastic_a"] = d.get("elastic_width_a")
     return _clean(summary)
 
 

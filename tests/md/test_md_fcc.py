@@ -152,3 +152,23 @@ def test_copper_screw_dissociates_narrower_than_the_edge(cu_props, tmp_path):
                                       p["a0_a"], p["gamma_sf_mj_m2"], 90.0)
     assert 1 / 1.5 < d.width_a / elastic < 1.5, (d.width_a, elastic)
     assert d.width_a < 0.6 * edge
+
+
+def test_dissociation_without_properties_says_why_there_is_no_estimate(tmp_path):
+    """No Properties (no γ_SF, μ, ν): the width is written, the estimate is not, and the
+    row says why; the kink-pair law is not fitted to FCC screws."""
+    from scalebridge.md.mobility import collect_velocity
+
+    rows = [{"kind": "dissociation", "character": "edge", "width_a": 30.0,
+             "glide_period_a": 100.0, "partials": "1/6<112>", "status": "ok", "reason": ""},
+            {"kind": "glide", "character": "edge", "temperature_k": 100.0, "tau_mpa": 100.0,
+             "replica": 0, "velocity_m_s": 800.0, "velocity_err_m_s": 50.0, "block_dof": 4,
+             "status": "ok", "reason": "", "temperature_z_k": 100.0, "sf_width_a": 29.0}]
+    maker = MobilityMaker(lattice="fcc", characters=["edge"])
+    summary = collect_velocity(rows, tmp_path, A0_MISHIN, maker)
+    assert summary["lattice"] == "fcc" and summary["sf_width_edge_a"] == 30.0
+    assert summary["sf_width_edge_elastic_a"] is None
+    (d,) = _rows(tmp_path / "dissociation.csv")
+    assert d["elastic_width_a"] == "" and "no elastic estimate" in d["reason"]
+    assert float(d["width_glide_a"]) == 29.0
+    assert float(d["width_b"]) == pytest.approx(30.0 / (A0_MISHIN / math.sqrt(2)))
