@@ -339,9 +339,10 @@ def refit_by_validation(model_path: Path, train_systems: list[Path],
     ``force_tolerance`` is never kept.
 
     Args:
-        max_seconds: time for the features (~``K + 2`` model evaluations per frame, ``K``
-            output-layer numbers); when the estimate exceeds it, random subsets of the
-            validation frames (up to half the time) and of the training frames are used,
+        max_seconds: time for the features (``K + 2`` model calls per chunk of frames of
+            equal size, ``K`` output-layer numbers; timed on warm calls); when the
+            estimate exceeds it, random subsets of the validation frames (up to half the
+            time, at least ``MIN_VALIDATION_FRAMES``) and of the training frames are used,
             and the record says how many.
 
     Returns:
@@ -357,15 +358,26 @@ def refit_by_validation(model_path: Path, train_systems: list[Path],
     if not tr or not va:
         raise SettingsError(f"{model_path}: the refit decision needs training and "
                             "validation frames (the validation split is empty)")
+    tr, va = _regroup(tr, atoms_per_call), _regroup(va, atoms_per_call)
     if max_seconds:
-        t1 = time.perf_counter()
-        head.evaluate(tr[0])
-        per_atom = (time.perf_counter() - t1) / tr[0].atype.size * (head.ncol + 2)
-        cost_va = per_atom * sum(c.atype.size for c in va)
-        cost_tr = per_atom * sum(c.atype.size for c in tr)
-        fva = min(1.0, 0.5 * max_seconds / cost_va)
-        ftr = min(1.0, (max_seconds - fva * cost_va) / cost_tr)
-        va, tr = _subsample(va, fva, rng), _subsample(tr, ftr, rng)
+        a_call, b_atom = _call_cost(head, tr[0])
+        k = head.ncol + 2
+
+        def cost(chunks: list[_Chunk]) -> float:
+            return k * sum(a_call + b_atom * c.atype.size for c in chunks)
+
+        def fraction(chunks: list[_Chunk], seconds: float) -> float:
+            fixed = k * a_call * len(chunks)
+            var = k * b_atom * sum(c.atype.size for c in chunks)
+            return float(np.clip((seconds - fixed) / max(var, 1e-12), 0.0, 1.0))
+
+        nva = sum(len(c.energy) for c in va)
+        fva = max(fraction(va, 0.5 * max_seconds), min(1.0, MIN_VALIDATION_FRAMES / nva))
+        va = _regroup(_subsample(va, fva, rng), atoms_per_call)
+        ftr = max(fraction(tr, max_seconds - cost(va)), 0.0)
+        ntr = sum(len(c.energy) for c in tr)
+        ftr = max(ftr, min(1.0, MIN_VALIDATION_FRAMES / ntr))
+        tr = _regroup(_subsample(tr, ftr, rng), atoms_per_call)
     tblocks = head.features(tr, f"output-layer features of {model_path.name} (train)")
     vblocks = head.features(va, f"output-layer features of {model_path.name} (validation)")
     ncol = head.ncol
@@ -398,6 +410,52 @@ def refit_by_validation(model_path: Path, train_systems: list[Path],
     log.info("output-layer refit of %s decided on %d validation frames: %s",
              model_path.name, rec["validation_frames"], reason)
     return rec
+
+
+#: the refit decision uses at least this many validation (and training) frames, even
+#: when that takes longer than ``max_seconds``
+MIN_VALIDATION_FRAMES = 20
+
+
+def _call_cost(head: _LinearHead, c: _Chunk) -> tuple[float, float]:
+    """Seconds per model call and per atom, from warm calls on one frame and on ``c``."""
+    one = _Chunk(coord=c.coord[:1], box=c.box[:1], atype=c.atype[:1], energy=c.energy[:1],
+                 force=c.force[:1], virial=None if c.virial is None else c.virial[:1])
+    head.evaluate(one)  # the first call of a TorchScript model compiles it
+    t0 = time.perf_counter()
+    head.evaluate(one)
+    t1 = time.perf_counter()
+    head.evaluate(c)
+    t2 = time.perf_counter()
+    n1, nc = one.atype.size, c.atype.size
+    b = max((t2 - t1) - (t1 - t0), 0.0) / max(nc - n1, 1)
+    return max((t1 - t0) - b * n1, 0.0), max(b, 1e-9)
+
+
+def _regroup(chunks: list[_Chunk], atoms_per_call: int) -> list[_Chunk]:
+    """The same frames in as few chunks as possible: frames with the same number of atoms
+    (any species, any system) evaluated together, up to ``atoms_per_call`` atoms; a model
+    call costs a fixed time (~tens of ms on one core) plus a time per atom, and a data set
+    of many small systems (alloys: one per composition) would otherwise pay the fixed
+    part once per system and output-layer number."""
+    by_n: dict[int, list[tuple[_Chunk, int]]] = {}
+    for c in chunks:
+        for j in range(len(c.energy)):
+            by_n.setdefault(c.natoms, []).append((c, j))
+    out = []
+    for n, rows in sorted(by_n.items()):
+        step = max(1, atoms_per_call // n)
+        for a in range(0, len(rows), step):
+            part = rows[a:a + step]
+            virial = all(c.virial is not None for c, _ in part)
+            out.append(_Chunk(
+                coord=np.stack([c.coord[j] for c, j in part]),
+                box=np.stack([c.box[j] for c, j in part]),
+                atype=np.stack([c.atype[j] for c, j in part]),
+                energy=np.array([c.energy[j] for c, j in part]),
+                force=np.stack([c.force[j] for c, j in part]),
+                virial=np.stack([c.virial[j] for c, j in part]) if virial else None))
+    return out
 
 
 def _subsample(chunks: list[_Chunk], frac: float, rng) -> list[_Chunk]:

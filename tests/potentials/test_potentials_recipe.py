@@ -155,3 +155,25 @@ def test_refit_fitted_to_energies_alone_is_rejected_on_validation_forces(
     assert c["energy_mae_mev_per_atom"] < rec["validation_before"]["energy_mae_mev_per_atom"]
     assert rec["kept"] is False and "tolerance" in rec["reason"]
     assert model.read_bytes() == before
+
+
+def test_refit_chunks_merge_systems_of_equal_size_and_keep_every_frame():
+    """Frames of equal atom count from different systems (alloy compositions) share one
+    model call; nothing is lost or reordered within a size; the cap on atoms holds."""
+    from scalebridge.potentials.refit import _Chunk, _regroup, _subsample
+
+    rng = np.random.default_rng(1)
+
+    def chunk(nf: int, n: int, t: int) -> _Chunk:
+        return _Chunk(coord=rng.normal(size=(nf, 3 * n)), box=rng.normal(size=(nf, 9)),
+                      atype=np.full((nf, n), t), energy=rng.normal(size=nf),
+                      force=rng.normal(size=(nf, 3 * n)), virial=rng.normal(size=(nf, 9)))
+
+    parts = [chunk(3, 16, 0), chunk(2, 16, 1), chunk(4, 54, 0), chunk(1, 16, 2)]
+    out = _regroup(parts, atoms_per_call=64)
+    assert [c.natoms for c in out] == [16, 16, 54, 54, 54, 54]
+    assert [len(c.energy) for c in out] == [4, 2, 1, 1, 1, 1]
+    e16 = np.concatenate([c.energy for c in out if c.natoms == 16])
+    assert np.array_equal(e16, np.concatenate([p.energy for p in parts if p.natoms == 16]))
+    assert sorted(np.unique(np.concatenate([c.atype[:, 0] for c in out[:2]]))) == [0, 1, 2]
+    assert sum(len(c.energy) for c in _subsample(out, 0.0, rng)) >= 1  # never empty
