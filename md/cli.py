@@ -100,7 +100,12 @@ def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, 
                          dry_run=True, triclinic=True)
         click.echo(f"wrote {res.workdir / 'in.lmp'}")
         return
-    art = maker.make(pot, out, _resources(ranks, threads), force=force)
+    cells = None
+    if dataset is not None and maker.stacking_faults:
+        from scalebridge.md.stacking import dataset_gsf_cells
+
+        cells = dataset_gsf_cells(dataset, maker.lattice)
+    art = maker.make(pot, out, _resources(ranks, threads), force=force, gsf_cells=cells)
     click.echo(json.dumps(art.summary, indent=1))
 
 

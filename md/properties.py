@@ -242,10 +242,14 @@ class PropertiesMaker(StrictModel):
         return "\n".join(lines)
 
     def compute(self, potential: LammpsPotential, workdir: Path,
-                resources: Resources | None = None) -> dict[str, Any]:
-        """Run LAMMPS in ``workdir`` and derive the properties (no artifact)."""
+                resources: Resources | None = None,
+                gsf_cells: dict[str, dict[str, dict[str, Any]]] | None = None
+                ) -> dict[str, Any]:
+        """Run LAMMPS in ``workdir`` and derive the properties (no artifact).
+        ``gsf_cells``: a data set's GSF cells (:func:`scalebridge.md.stacking.
+        dft_gsf_sets`), compared with the potential where a curve was computed."""
         if not (self.element and self.lattice and self.a0_guess_a):
-            return self.resolve(potential).compute(potential, workdir, resources)
+            return self.resolve(potential).compute(potential, workdir, resources, gsf_cells)
         workdir = Path(workdir)
         res = run_lammps(workdir / "lammps", self.script(), potential, self.structure(),
                          resources=resources, devi=self.devi, timestep_ps=self.timestep_ps,
@@ -289,14 +293,17 @@ class PropertiesMaker(StrictModel):
         out["dft"] = dft_properties(self.element, self.lattice, self.dft_reference)
         out["_eos_table"] = np.column_stack([vols, ens])
         out["_nve_table"] = nve
-        out["_gsf"] = None
+        out["_gsf"] = out["_gsf_dft"] = None
         if self.stacking_faults:
-            from scalebridge.md.stacking import stacking_faults
+            from scalebridge.md.stacking import compare_gsf_with_dft, stacking_faults
 
             curves = stacking_faults(potential, a0, self.lattice, self.element,
                                      workdir / "gsf", points=self.gsf_points,
                                      resources=resources)
             out["_gsf"] = curves
+            if gsf_cells:
+                out["_gsf_dft"] = compare_gsf_with_dft(potential, curves, gsf_cells,
+                                                       workdir / "gsf_dft", resources)
             out["stacking_faults"] = {k: c.summary() for k, c in curves.items()}
             if self.lattice == "fcc":
                 out["gamma_sf_mj_m2"] = out["stacking_faults"]["111_112"]["gamma_sf_mj_m2"]
@@ -304,20 +311,23 @@ class PropertiesMaker(StrictModel):
         return out
 
     def make(self, potential: Artifact | str | Path | LammpsPotential, path: str | Path,
-             resources: Resources | None = None, *, force: bool = False) -> Artifact:
+             resources: Resources | None = None, *, force: bool = False,
+             gsf_cells: dict[str, dict[str, dict[str, Any]]] | None = None) -> Artifact:
         """Compute the properties into a ``Properties`` artifact at ``path`` (the
-        settings :meth:`resolve` gives enter its fingerprint)."""
+        settings :meth:`resolve` gives enter its fingerprint). ``gsf_cells``: a data
+        set's GSF cells to compare the stacking faults with (the chain passes its
+        DFTDataset's, :func:`scalebridge.md.stacking.dft_gsf_sets`)."""
         pot = as_potential(potential)
         maker = self.resolve(pot)
 
         def build(work: Path) -> dict[str, Any]:
-            props = maker.compute(pot, work, resources)
+            props = maker.compute(pot, work, resources, gsf_cells)
             eos_t, nve_t = props.pop("_eos_table"), props.pop("_nve_table")
-            gsf = props.pop("_gsf")
+            gsf, gsf_dft = props.pop("_gsf"), props.pop("_gsf_dft")
             if gsf:
                 from scalebridge.md.stacking import write_gsf
 
-                props["stacking_faults"] = write_gsf(gsf, work)
+                props["stacking_faults"] = write_gsf(gsf, work, comparison=gsf_dft)
             _write_csv(work / "eos.csv", ["volume_a3_per_atom", "energy_ev_per_atom"], eos_t)
             _plot_xy(work / "eos.png", eos_t[:, 0], eos_t[:, 1], "volume (Å³/atom)",
                      "energy (eV/atom)", f"EOS, B0 = {props['bulk_modulus_eos_gpa']:.0f} GPa")
@@ -340,8 +350,12 @@ class PropertiesMaker(StrictModel):
             return summary
 
         inputs = potential_inputs(pot)
-        return produce("Properties", path, {"maker": maker, "potential": pot.name}, inputs,
-                       build, force=force)
+        settings: dict[str, Any] = {"maker": maker, "potential": pot.name}
+        if gsf_cells:
+            from scalebridge.md.stacking import gsf_cells_digest
+
+            settings["gsf_cells"] = gsf_cells_digest(gsf_cells)
+        return produce("Properties", path, settings, inputs, build, force=force)
 
 
 def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,

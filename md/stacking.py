@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,12 +246,17 @@ def stacking_faults(potential: LammpsPotential, a0: float, lattice: str, element
 
 
 def write_gsf(curves: dict[str, GSFCurve], work: Path,
-              dft: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+              dft: dict[str, dict[str, Any]] | None = None,
+              comparison: dict[str, dict[str, dict[str, Any]]] | None = None
+              ) -> dict[str, Any]:
     """``gsf_<plane>.csv`` and ``gsf_<plane>.png`` (beside it) per curve; ``dft``: plane
     key → DFT curve (``shift_a``, ``gamma_mj_m2``, optional ``label``) drawn on the same
-    axes. Returns the
+    axes; ``comparison``: :func:`compare_gsf_with_dft`'s record, written to
+    ``gsf_<plane>_dft.csv`` (set, shift, DFT γ, the model's γ on the same cells), drawn
+    (the relaxed cells where there are some) and summarised. Returns the
     ``stacking_faults`` record (per plane :meth:`GSFCurve.summary`)."""
     out: dict[str, Any] = {}
+    dft = dict(dft or {})
     for key, c in curves.items():
         csv_path = work / f"gsf_{key}.csv"
         with open(csv_path, "w", newline="") as f:
@@ -258,8 +264,57 @@ def write_gsf(curves: dict[str, GSFCurve], work: Path,
             w.writerow(["shift_a", f"shift_{c.unit_label}", "gamma_mj_m2"])
             for s, g in zip(c.shift_a, c.gamma_mj_m2, strict=True):
                 w.writerow([f"{s:.6f}", f"{s / c.unit_a:.6f}", f"{g:.4f}"])
-        plot_gsf(c, work / f"gsf_{key}.png", (dft or {}).get(key))
-        out[key] = c.summary() | {"csv": csv_path.name, "n_atoms": c.n_atoms}
+        rec = c.summary() | {"csv": csv_path.name, "n_atoms": c.n_atoms}
+        cmp = (comparison or {}).get(key)
+        if cmp:
+            dft_csv = work / f"gsf_{key}_dft.csv"
+            with open(dft_csv, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["set", "group", "shift_a", f"shift_{c.unit_label}",
+                            "dft_gamma_mj_m2", "model_gamma_mj_m2"])
+                for name, r in cmp.items():
+                    for s, gd, gm in zip(r["shift_a"], r["dft_gamma_mj_m2"],
+                                         r["model_gamma_mj_m2"], strict=True):
+                        w.writerow([name, r["group"], f"{s:.6f}", f"{s / c.unit_a:.6f}",
+                                    f"{gd:.4f}", f"{gm:.4f}"])
+            rec["dft"] = {name: {k: v for k, v in r.items() if not isinstance(v, np.ndarray)}
+                          for name, r in cmp.items()} | {"csv": dft_csv.name}
+            name = "relaxed" if "relaxed" in cmp else next(iter(cmp))
+            dft.setdefault(key, {"shift_a": cmp[name]["shift_a"],
+                                 "gamma_mj_m2": cmp[name]["dft_gamma_mj_m2"],
+                                 "label": f"DFT ({cmp[name]['group']}, {name})"})
+        plot_gsf(c, work / f"gsf_{key}.png", dft.get(key))
+        out[key] = rec
+    return out
+
+
+def compare_gsf_with_dft(potential: LammpsPotential, curves: dict[str, GSFCurve],
+                         cells: dict[str, dict[str, dict[str, Any]]], workdir: str | Path,
+                         resources: Resources | None = None
+                         ) -> dict[str, dict[str, dict[str, Any]]]:
+    """The potential against a data set's GSF cells (:func:`dft_gsf_sets`) for the planes
+    it computed: per plane and set, the DFT γ(s), the potential's γ on the very same
+    cells (one LAMMPS run), their maxima, the mean absolute difference (mJ/m²) and the
+    z-relaxed protocol's γ_us beside them."""
+    groups = {(key, name): (c["atoms"], c["where"]) for key, sets in cells.items()
+              if key in curves for name, c in sets.items()}
+    if not groups:
+        return {}
+    refs = {k: dft_gsf_curve(cells[k[0]][k[1]]["atoms"], cells[k[0]][k[1]]["energies"],
+                             cells[k[0]][k[1]]["where"])["ref"] for k in groups}
+    model = model_gsf_on_frames(potential, groups, workdir, resources, refs)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (key, name), (atoms, where) in groups.items():
+        c = cells[key][name]
+        d = dft_gsf_curve(atoms, c["energies"], where, refs[(key, name)])
+        gm = model[(key, name)]["gamma_mj_m2"]
+        out.setdefault(key, {})[name] = {
+            "group": c["group"], "points": len(atoms), "shift_a": d["shift_a"],
+            "dft_gamma_mj_m2": d["gamma_mj_m2"], "model_gamma_mj_m2": gm,
+            "dft_gamma_us_mj_m2": float(d["gamma_mj_m2"].max()),
+            "model_on_cells_gamma_us_mj_m2": float(gm.max()),
+            "protocol_gamma_us_mj_m2": float(curves[key].gamma_mj_m2.max()),
+            "mae_mj_m2": float(np.abs(gm - d["gamma_mj_m2"]).mean())}
     return out
 
 
@@ -291,21 +346,27 @@ def plot_gsf(c: GSFCurve, path: Path, dft: dict[str, Any] | None = None) -> None
 
 
 # --------------------------------------------------------------------------- DFT cells
-def _gsf_shifts(frames: Sequence[Atoms], where: Sequence[str]) -> tuple[np.ndarray, float]:
-    """In-plane shift (Å) of each cell's shifted block against the unshifted cell, and
-    the fault area (Å²). The cells must share their cell, atom count and order; the
+def _plane_axes(cell: np.ndarray) -> tuple[int, list[int]]:
+    """(normal axis: the longest cell vector, i.e. the vacuum; the two in-plane axes)."""
+    k = int(np.argmax(np.linalg.norm(cell, axis=1)))
+    return k, [i for i in range(3) if i != k]
+
+
+def _gsf_shifts(frames: Sequence[Atoms], where: Sequence[str], ref: int = 0
+                ) -> tuple[np.ndarray, float]:
+    """In-plane shift (Å) of each cell's shifted block against cell ``ref`` (unshifted),
+    and the fault area (Å²). The cells must share their cell, atom count and order; the
     vacuum (normal) axis is the longest cell vector, the shifted atoms those whose
     in-plane position moved (fractional displacements taken in [0, 1))."""
-    ref = frames[0]
-    cell = np.asarray(ref.cell[:], float)
-    k = int(np.argmax(np.linalg.norm(cell, axis=1)))
-    plane = [i for i in range(3) if i != k]
+    base = frames[ref]
+    cell = np.asarray(base.cell[:], float)
+    _, plane = _plane_axes(cell)
     area = float(np.linalg.norm(np.cross(cell[plane[0]], cell[plane[1]])))
     shifts = []
     for at, w in zip(frames, where, strict=True):
-        if len(at) != len(ref) or not np.allclose(at.cell[:], cell, atol=1e-4):
-            raise DataError(f"{w}: a GSF cell must have the cell and atoms of {where[0]}")
-        frac = np.linalg.solve(cell.T, (at.positions - ref.positions).T).T
+        if len(at) != len(base) or not np.allclose(at.cell[:], cell, atol=1e-4):
+            raise DataError(f"{w}: a GSF cell must have the cell and atoms of {where[ref]}")
+        frac = np.linalg.solve(cell.T, (at.positions - base.positions).T).T
         fin = np.mod(frac[:, plane] + 1e-6, 1.0) - 1e-6
         moved = np.linalg.norm(fin @ cell[plane], axis=1) > 1e-3
         if not moved.any():
@@ -318,41 +379,157 @@ def _gsf_shifts(frames: Sequence[Atoms], where: Sequence[str]) -> tuple[np.ndarr
     return np.array(shifts), area
 
 
+def _unshifted(frames: Sequence[Atoms], e: np.ndarray, where: Sequence[str]) -> int:
+    """Index of the unshifted cell: of the lowest-energy cells (within 0.1 meV/atom: the
+    unshifted one ties with one shifted by a whole lattice vector), the one the other
+    cells' shifts are smallest from."""
+    near = np.flatnonzero(e - e.min() < 1e-4 * max(len(frames[0]), 1))
+    return int(min(near, key=lambda r: _gsf_shifts(frames, where, int(r))[0].max()))
+
+
 def dft_gsf_curve(frames: Sequence[Atoms], energies: Sequence[float],
-                  where: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+                  where: Sequence[str] | None = None, ref: int | None = None
+                  ) -> dict[str, Any]:
     """γ(s) of a set of DFT GSF cells (one plane; the unshifted cell among them).
 
     Args:
         frames: the cells (same cell and atom order; one block shifted in-plane).
         energies: (n,) their total energies, eV.
         where: a name per frame for messages.
+        ref: index of the unshifted cell; None: of the lowest-energy cells (the
+            unshifted one and the one shifted by a whole lattice vector tie), the one
+            the other shifts are smallest from.
 
     Returns:
-        ``shift_a`` (n,) sorted, ``gamma_mj_m2`` (n,), ``area_a2``.
+        ``shift_a`` (n,) sorted, ``gamma_mj_m2`` (n,), ``area_a2``, ``ref`` (the
+        reference index: pass it to put other energies of the same cells on the same
+        shifts).
     """
     where = list(where or [f"frame {i}" for i in range(len(frames))])
     if len(frames) < 2:
         raise DataError(f"GSF cells {where}: need the unshifted cell and at least one more")
-    s, area = _gsf_shifts(frames, where)
-    zero = np.flatnonzero(s < 1e-6)
-    if zero.size == 0:
-        raise DataError(f"GSF cells {where}: none is unshifted (s = 0)")
     e = np.asarray(energies, float)
+    if ref is None:
+        ref = _unshifted(frames, e, where)
+    s, area = _gsf_shifts(frames, where, ref)
+    zero = np.flatnonzero(s < 1e-6)
     e0 = e[zero].mean()
     i = np.argsort(s, kind="stable")
     return {"shift_a": s[i], "gamma_mj_m2": (e[i] - e0) / area * EV_A2_TO_MJ_M2,
-            "area_a2": np.array(area)}
+            "area_a2": np.array(area), "ref": ref}
+
+
+#: A data-set group holding GSF cells: its name contains ``gsf`` and a plane, e.g.
+#: ``GSF_110`` (FitSNAP), ``gsf-112``.
+GSF_GROUP = re.compile(r"gsf[_\-\s]*\{?(\d{3})", re.IGNORECASE)
+
+
+def dft_gsf_sets(frames: Sequence[Any], lattice: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """The GSF cells of a data set, by plane key of ``lattice`` (:data:`GSF_PLANES`).
+
+    Args:
+        frames: :class:`~scalebridge.potentials.frames.Frame` objects (every split);
+            groups named like :data:`GSF_GROUP` are used, the plane's digits matched to
+            the lattice's plane keys (``GSF_110`` → ``110_111`` in BCC).
+
+    Returns:
+        plane key → set name → ``atoms``, ``energies``, ``where``, ``group``; the sets are
+        ``as_shifted`` (the cells sharing the unshifted cell's normal coordinates: rigid
+        shifts) and ``relaxed`` (the others, with the lowest-energy unshifted cell), each
+        kept with at least 3 cells.
+    """
+    by_group: dict[str, list[Any]] = {}
+    for f in frames:
+        m = GSF_GROUP.search(f.group or "")
+        if m and np.isfinite(f.energy):
+            by_group.setdefault(f.group, []).append(f)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for group, frs in sorted(by_group.items()):
+        digits = GSF_GROUP.search(group).group(1)  # type: ignore[union-attr]
+        key = next((k for k in GSF_PLANES.get(lattice, {}) if k.split("_")[0] == digits),
+                   None)
+        if key is None:
+            continue
+        sig = (frs[0].natoms, np.round(frs[0].cell, 3).tobytes())
+        frs = [f for f in frs if (f.natoms, np.round(f.cell, 3).tobytes()) == sig]
+        atoms = [Atoms(f.symbols, positions=f.positions, cell=f.cell, pbc=True) for f in frs]
+        where = [f.where for f in frs]
+        e = np.array([f.energy for f in frs])
+        try:
+            s, _ = _gsf_shifts(atoms, where, _unshifted(atoms, e, where))
+        except DataError as err:
+            log.warning("GSF group %s not used: %s", group, err)
+            continue
+        k, _ = _plane_axes(np.asarray(frs[0].cell))
+        normal = [np.asarray(a.positions)[:, k] for a in atoms]
+        zero = np.flatnonzero(s < 1e-6)
+        fams = [[j for j in range(len(atoms)) if np.allclose(normal[j], normal[r], atol=1e-4)]
+                for r in zero]
+        shifted = max(fams, key=len)
+        rest = [j for j in range(len(atoms)) if j not in shifted]
+        if not any(s[j] < 1e-6 for j in rest):
+            rest.append(int(zero[np.argmin(e[zero])]))
+        sets = {}
+        for name, idx in (("as_shifted", shifted), ("relaxed", rest)):
+            if len(idx) >= 3 and len(set(np.round(s[idx], 3))) == len(idx):
+                sets[name] = {"atoms": [atoms[j] for j in idx],
+                              "energies": [float(e[j]) for j in idx],
+                              "where": [where[j] for j in idx], "group": group}
+        if sets:
+            out.setdefault(key, {}).update(sets)
+    return out
+
+
+def dataset_gsf_cells(dataset: Any, lattice: str | None
+                      ) -> dict[str, dict[str, dict[str, Any]]] | None:
+    """:func:`dft_gsf_sets` of a ``DFTDataset`` (artifact or path): its systems whose
+    group is named like :data:`GSF_GROUP`, every split; None when it has none."""
+    if lattice is None:
+        return None
+    from scalebridge.potentials.dataset import load_dataset
+    from scalebridge.potentials.npy import read_system
+
+    info = load_dataset(dataset)
+    frames = []
+    for split, sp in info.info.get("splits", {}).items():
+        for name, meta in sp.get("systems", {}).items():
+            if GSF_GROUP.search(str(meta.get("group", ""))):
+                frs = read_system(info.path / "systems" / split / name, group=meta["group"])
+                for fr, (src, idx) in zip(frs, meta["sources"], strict=True):
+                    fr.source, fr.index = src, idx
+                frames.extend(frs)
+    return dft_gsf_sets(frames, lattice) or None
+
+
+def gsf_cells_digest(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Content hash of :func:`dft_gsf_sets` output (positions, cells, energies), for
+    fingerprints."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(cells):
+        for name in sorted(cells[key]):
+            c = cells[key][name]
+            h.update(f"{key}/{name}/{c['group']}".encode())
+            for a, e in zip(c["atoms"], c["energies"], strict=True):
+                h.update(np.round(a.positions, 6).tobytes())
+                h.update(np.round(a.cell[:], 6).tobytes())
+                h.update(f"{e:.8f}".encode())
+    return h.hexdigest()
 
 
 def model_gsf_on_frames(potential: LammpsPotential,
                         groups: dict[Any, tuple[Sequence[Atoms], Sequence[str]]],
-                        workdir: str | Path, resources: Resources | None = None
-                        ) -> dict[Any, dict[str, np.ndarray]]:
+                        workdir: str | Path, resources: Resources | None = None,
+                        refs: dict[Any, int] | None = None
+                        ) -> dict[Any, dict[str, Any]]:
     """The potential's γ(s) on the same cells as :func:`dft_gsf_curve` (single points at
     the DFT positions, no relaxation), for several groups of cells in one LAMMPS run.
 
     Args:
         groups: key → (cells of one GSF group, a name per cell).
+        refs: key → index of the unshifted cell (the DFT curve's ``ref``), so that both
+            curves put each cell at the same shift; None: found from the model energies.
 
     Returns:
         key → the :func:`dft_gsf_curve` record of the model's energies.
@@ -361,6 +538,7 @@ def model_gsf_on_frames(potential: LammpsPotential,
     res = single_points(potential, frames, workdir, resources=resources)
     out, i = {}, 0
     for key, (cells, where) in groups.items():
-        out[key] = dft_gsf_curve(cells, [e for e, _ in res[i:i + len(cells)]], where)
+        out[key] = dft_gsf_curve(cells, [e for e, _ in res[i:i + len(cells)]], where,
+                                 (refs or {}).get(key))
         i += len(cells)
     return out

@@ -87,7 +87,13 @@ def _from_data(call: StageCall, maker: Any, pot: LammpsPotential) -> Any:
 def make_properties(call: StageCall) -> Artifact:
     pot = _potential(call.inputs["potential"].path, call.config.md.models)
     maker = _from_data(call, call.settings["maker"], pot)
-    return maker.make(pot, call.out, call.resources, force=call.force)
+    ds = call.inputs.get("dataset")
+    cells = None
+    if ds is not None and maker.stacking_faults:
+        from scalebridge.md.stacking import dataset_gsf_cells
+
+        cells = dataset_gsf_cells(ds, maker.lattice)
+    return maker.make(pot, call.out, call.resources, force=call.force, gsf_cells=cells)
 
 
 def dry_run_properties(call: StageCall) -> list[Path]:
