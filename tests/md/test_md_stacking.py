@@ -151,3 +151,17 @@ def test_relaxed_gsf_protocol_agrees_with_the_model_on_dft_relaxed_cells(ta):
     dd = float(np.interp(0.4, sb, d["dft"]) - np.interp(0.6, sb, d["dft"]))
     assert m > 0 and dd > 0, (m, dd)
     assert art.file("gsf_110_111.png").is_file() and art.file("gsf_112_111.png").is_file()
+
+
+def test_dft_gsf_curve_does_not_depend_on_the_cells_order():
+    """The unshifted cell ties in energy with the one shifted by b: the reference is
+    the one the others are shifted least from, whatever the order of the cells."""
+    atoms, e, where = _cells("GSF_112", "nonrelax")
+    ref = dft_gsf_curve(atoms, e, where)
+    assert ref["ref"] == 0 and ref["gamma_mj_m2"].max() == pytest.approx(996.9, abs=0.1)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        i = rng.permutation(len(atoms))
+        c = dft_gsf_curve([atoms[k] for k in i], [e[k] for k in i], [where[k] for k in i])
+        np.testing.assert_allclose(c["shift_a"], ref["shift_a"], atol=1e-6)
+        np.testing.assert_allclose(c["gamma_mj_m2"], ref["gamma_mj_m2"], atol=1e-6)
