@@ -216,7 +216,7 @@ def stacking_faults(potential: LammpsPotential, a0: float, lattice: str, element
     from scalebridge.md.lammps import check_species, write_data
 
     if lattice == "fcc" and points % 3:
-        raise DataError(f"gsf points = {points}: an FCC curve needs a multiple of 3 so "
+        raise DataError(f"gsf_points = {points}: an FCC curve needs a multiple of 3 so "
                         "that the intrinsic fault s = b_p is sampled")
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
