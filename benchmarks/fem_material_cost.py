@@ -3,7 +3,9 @@
 The thick-walled cylinder (perfect J2, E = 70 GPa, ν = 0.3, σ0 = 250 MPa, 20 load steps)
 is solved on meshes of increasing size with the analytic J2 return map and with each
 surrogate the surrogates stage trains on J2 data from the same law (``neural_j2``: J2
-return map with a neural hardening law; ``recurrent``: a data-driven internal-variable
+return map with a neural hardening law; ``neural_j2_rate``: the same with the plastic
+strain rate as an input, so the return map's Newton evaluates the network, not its
+σ_y(ε̄_p) table; ``recurrent``: a data-driven internal-variable
 network). Measured per run: time inside ``model.update`` per quadrature point per call
 (one call per Newton iteration), total solve time, Newton iterations, the
 load-displacement curve; then the analytic model on the largest mesh under
@@ -46,6 +48,14 @@ def curve(art: Any) -> tuple[np.ndarray, np.ndarray]:
             np.array([int(r["iterations"]) for r in rows]))
 
 
+#: Surrogates benchmarked: name -> SurrogateSettings
+SURROGATES: dict[str, dict[str, Any]] = {
+    "neural_j2": {"model": "neural_j2"},
+    "neural_j2_rate": {"model": "neural_j2", "use_rate": "yes"},
+    "recurrent": {"model": "recurrent"},
+}
+
+
 def train_surrogates(work: Path, kinds: list[str]) -> dict[str, Any]:
     """Surrogate artifacts trained on J2 paths of the benchmark's law (or the error)."""
     from scalebridge.surrogates.data import J2DataSettings
@@ -59,7 +69,7 @@ def train_surrogates(work: Path, kinds: list[str]) -> dict[str, Any]:
     for kind in kinds:
         t0 = time.perf_counter()
         try:
-            art = SurrogateSettings(model=kind).make(data, work / f"surrogate_{kind}")
+            art = SurrogateSettings(**SURROGATES[kind]).make(data, work / f"surrogate_{kind}")
             out[kind] = art
             reused = reuse_record(art)
             how = (f"reused {art.path} (made {reused['made']})" if reused else
@@ -111,7 +121,7 @@ def main() -> None:
     t_start = time.perf_counter()
     load_start = list(os.getloadavg())
 
-    surrogates = train_surrogates(work, ["neural_j2", "recurrent"])
+    surrogates = train_surrogates(work, list(SURROGATES))
     models: dict[str, Any] = {"j2": MATERIAL}
     models.update({k: v for k, v in surrogates.items() if not isinstance(v, str)})
 
@@ -139,7 +149,7 @@ def main() -> None:
     }
     reasons: dict[str, str] = {}
     per_surrogate: dict[str, Any] = {}
-    for name in ("neural_j2", "recurrent"):
+    for name in SURROGATES:
         entry: dict[str, Any] = {}
         if isinstance(surrogates.get(name), str):
             entry["error"] = surrogates[name]
