@@ -156,13 +156,25 @@ class NeuralHardening:
         # it serves every point whose conditions are those, with no rate term in the
         # slope: all points without a rate feature, else those whose rate is clamped
         # (the yield check at Δε̄_p = 0, for one)
-        sy, h, use = self._from_table(x)
-        if "log_rate" in self.features:
+        if "log_rate" not in self.features:
+            sy, h, use = self._from_table(x)
+            u = du = None
+        else:
             u, du = self._conditions_np(dep, dt)
-            use &= np.all(u == self._table["u0"], axis=1) & np.all(du == 0.0, axis=1)
+            tab = self.table(0.0)
+            use = np.all(u == tab["u0"], axis=1) & np.all(du == 0.0, axis=1)
+            sy, h = np.empty_like(x), np.empty_like(x)
+            if use.any():
+                sy[use], h[use], inside = self._from_table(x[use])
+                use[use] = inside
         if not use.all():                         # the network for the others
             out = ~use
-            sy[out], h[out] = self._exact(x[out], dep[out], dt[out])
+            if u is None:
+                u, du = self._conditions_np(dep[out], dt[out])
+            else:
+                u, du = u[out], du[out]
+            g, dg = self.network(x[out], u, du, 1.0 / self.ep_scale)
+            sy[out], h[out] = self.sigma_scale * g, self.sigma_scale * dg
         return sy, h, q.copy()
 
     def _exact(self, x: np.ndarray, dep: np.ndarray, dt: np.ndarray
@@ -175,30 +187,27 @@ class NeuralHardening:
     def network(self, x: np.ndarray, u: np.ndarray, du: np.ndarray, dx: float
                 ) -> tuple[np.ndarray, np.ndarray]:
         """The network g(x, u) (scaled σ_y) and its derivative along a direction, in one
-        NumPy pass (forward mode): x (n,), u (n, n_cond); ``dx`` (scalar) and ``du``
-        (n, n_cond) are dx/dt and du/dt. Returns g, dg/dt, (n,) each."""
-        w = self._weights()
-        pre = x[:, None] * w["a1"] + w["b1"]
-        dpre = np.broadcast_to(w["a1"] * dx, pre.shape)
-        if u.shape[1]:
-            pre += u @ w["u1"].T
-            dpre = dpre + du @ w["u1"].T
-        z = np.tanh(pre)
-        dz = (1.0 - z * z) * dpre
-        if self.net.layers == 2:
-            pre = z @ w["a2"].T + w["b2"]
-            dpre = dz @ w["a2"].T
-            if u.shape[1]:
-                pre += u @ w["u2"].T
-                dpre += du @ w["u2"].T
-            z = np.tanh(pre)
-            dz = (1.0 - z * z) * dpre
-        g = z @ w["w"] + w["c"] * x + w["head_b"]
-        dg = dz @ w["w"] + w["c"] * dx
-        if u.shape[1]:
-            g += u @ w["head_u"]
-            dg += du @ w["head_u"]
-        return g, dg
+        pass without autograd (forward mode, in-place torch ops on the NumPy buffers):
+        x (n,), u (n, n_cond); ``dx`` (scalar) and ``du`` (n, n_cond) are dx/dt and
+        du/dt. Returns g, dg/dt, (n,) each."""
+        w = self._weights()["torch"]
+        with torch.no_grad():
+            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
+            ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float64))
+            dut = torch.from_numpy(np.ascontiguousarray(du, dtype=np.float64))
+            pre = torch.addmm(w["b1"], ut, w["u1"].T).addcmul_(xt[:, None], w["a1"])
+            dpre = torch.addmm(w["a1"] * dx, dut, w["u1"].T)
+            z = pre.tanh_()
+            dz = torch.mul(z, z).neg_().add_(1.0).mul_(dpre)
+            if self.net.layers == 2:
+                pre = torch.addmm(w["b2"], z, w["a2"].T).addmm_(ut, w["u2"].T)
+                dpre = torch.mm(dz, w["a2"].T).addmm_(dut, w["u2"].T)
+                z = pre.tanh_()
+                dz = torch.mul(z, z).neg_().add_(1.0).mul_(dpre)
+            g = (torch.mv(z, w["w"]).add_(xt, alpha=w["c"]).add_(torch.mv(ut, w["head_u"]))
+                 .add_(w["head_b"]))
+            dg = torch.mv(dz, w["w"]).add_(w["c"] * dx).add_(torch.mv(dut, w["head_u"]))
+        return g.numpy(), dg.numpy()
 
     def yield_stress_floor(self) -> float:
         """σ_y at ε̄_p = 0 and Δε̄_p = 0 (MPa): no point has less, the network being
@@ -248,9 +257,10 @@ class NeuralHardening:
         """Identity and in-place version of every parameter (changes when trained)."""
         return tuple((id(t), t._version) for t in self.net.parameters())
 
-    def _weights(self) -> dict[str, np.ndarray]:
-        """The network's effective weights (softplus applied) as NumPy arrays, recomputed
-        when a parameter changed in place (training, load_state_dict)."""
+    def _weights(self) -> dict[str, Any]:
+        """The network's effective weights (softplus applied) as NumPy arrays, and torch
+        views of them under ``"torch"``; recomputed when a parameter changed in place
+        (training, load_state_dict)."""
         params = dict(self.net.named_parameters())
         key = self._weights_key()
         if getattr(self, "_wkey", None) != key:
@@ -260,6 +270,8 @@ class NeuralHardening:
                     if k in params:
                         w[k] = softplus(params[k]).numpy().copy()
             w["c"], w["head_b"] = float(w["c"][0]), float(w["head_b"][0])
+            w["torch"] = {k: v if isinstance(v, float) else torch.from_numpy(v)
+                          for k, v in w.items()}
             self._wcache, self._wkey = w, key
         return self._wcache
 
