@@ -211,7 +211,10 @@ class NeuralHardening:
 
     def yield_stress_floor(self) -> float:
         """σ_y at ε̄_p = 0 and Δε̄_p = 0 (MPa): no point has less, the network being
-        non-decreasing in ε̄_p for every condition (the rate feature is at its floor)."""
+        non-decreasing in ε̄_p for every condition (the rate feature is at its floor).
+        The table's first node when there is one (the network's value there)."""
+        if self.table_spacing:
+            return self.sigma_scale * float(self.table(0.0)["coef"][0, 0])
         sy, _ = self._exact(np.zeros(1), np.zeros(1), np.ones(1))
         return float(sy[0])
 
