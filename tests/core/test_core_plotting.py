@@ -71,10 +71,16 @@ def test_png_names_its_data_source(tmp_path):
     assert plot_data_file(tmp_path / "lonely.png") == tmp_path / "lonely.csv"
 
 
-def test_progress_is_log_lines_off_a_terminal(monkeypatch, caplog):
+@pytest.fixture
+def off_terminal_clock(monkeypatch):
+    """Not on a terminal, and a clock that moves 4 s per reading (so every 10% step of
+    a progress bar is old enough to be written)."""
     monkeypatch.setattr(sblog.sys.stderr, "isatty", lambda: False, raising=False)
     clock = iter(np.arange(0.0, 1000.0, 4.0))
     monkeypatch.setattr(sblog.time, "monotonic", lambda: float(next(clock)))
+
+
+def test_progress_is_log_lines_off_a_terminal(off_terminal_clock, caplog):
     with caplog.at_level(logging.INFO, logger="scalebridge.progress"), \
             sblog.progress("training models", total=3000) as advance:
         for _ in range(30):
@@ -105,10 +111,7 @@ def test_progress_draws_a_bar_on_a_terminal(monkeypatch):
     assert list(sblog.track(range(3), "DD strain")) == [0, 1, 2]
 
 
-def test_plain_progress_never_passes_100_percent(monkeypatch, caplog):
-    monkeypatch.setattr(sblog.sys.stderr, "isatty", lambda: False, raising=False)
-    clock = iter(np.arange(0.0, 1000.0, 4.0))
-    monkeypatch.setattr(sblog.time, "monotonic", lambda: float(next(clock)))
+def test_plain_progress_never_passes_100_percent(off_terminal_clock, caplog):
     with caplog.at_level(logging.INFO, logger="scalebridge.progress"), \
             sblog.progress("properties", total=1000) as advance:
         for _ in range(25):
