@@ -630,9 +630,10 @@ class ThermoStepCounter:
     time (``counter(line)``).
 
     LAMMPS keeps counting steps across ``run`` commands (a new thermo header does not
-    restart them), while minimisations and ``reset_timestep`` move the counter without
-    MD steps: the first thermo row under each header, and any step below the last one,
-    only re-bases the count.
+    restart them) and ``reset_timestep`` moves the counter back: the first thermo row
+    under each header, and any step below the last one, only re-bases the count.
+    Minimiser iterations advance the counter like MD steps and are counted; the
+    progress display caps at its total.
     """
 
     def __init__(self, advance: Callable[[int], None]) -> None:
