@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
-from scalebridge.artifacts import Artifact, write_json_atomic
+from scalebridge.artifacts import Artifact
 from scalebridge.errors import ArtifactError
 from scalebridge.md.deform import DeformMaker
 from scalebridge.md.lammps import DeepMDPotential, LammpsPotential
-from scalebridge.md.mobility import GlidePoint, MobilityMaker
+from scalebridge.md.mobility import MobilityMaker
 from scalebridge.md.properties import PropertiesMaker, load_properties
-from scalebridge.settings import Resources, StrictModel
+from scalebridge.settings import StrictModel
 from scalebridge.workflows.chain import StageCall, StageNode
 
 #: What these nodes run (their code record: see ``StageNode.code``).
@@ -110,25 +108,14 @@ def dry_run_properties(call: StageCall) -> list[Path]:
 
 
 def glide_task(task: dict[str, Any]) -> dict[str, Any]:
-    """One glide point (a fan-out task): its velocity row. Finished points are kept in
-    ``task["workdir"]`` (``row.json``) and returned at once when run again."""
-    workdir = Path(task["workdir"])
-    done = workdir / "row.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    maker = MobilityMaker.model_validate(task["maker"])
-    point = GlidePoint.model_validate(task["point"])
-    pot = _potential(task["potential"], task["models"])
-    tmp = workdir.with_name(workdir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    row = maker.run_point(pot, float(task["a0_a"]), point, tmp,
-                          Resources.model_validate(task["resources"]))
-    row["workdir"] = str(workdir)
-    write_json_atomic(tmp / "row.json", row)
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.replace(tmp, workdir)
-    return row
+    """One glide point (a fan-out task): its velocity row. The chain's task names the
+    potential artifact and its model files; the row (and the resume from ``row.json``)
+    comes from :func:`scalebridge.md.mobility.mobility_task`."""
+    from scalebridge.md.mobility import mobility_task
+
+    if (Path(task["workdir"]) / "row.json").is_file():  # finished: no potential needed
+        return mobility_task(task)
+    return mobility_task({**task, "potential": _potential(task["potential"], task["models"])})
 
 
 def make_defects(call: StageCall) -> Artifact:
