@@ -14,7 +14,10 @@ its summary) for the md stage to use instead of a default element and lattice:
 * ``dft_reference``: ``a0_a``, ``c11_gpa``, ``c12_gpa``, ``c44_gpa``,
   ``bulk_modulus_eos_gpa`` where the data allow, and ``source`` saying where each came
   from: a0 from a Birch–Murnaghan fit of the volume-scaled cells (>= 5 volumes within
-  ±25 % of the lowest-energy one) else the lowest-energy cell; C_ij from the small-strain
+  ±25 % of the lowest-energy one; only cells that are the relaxed crystal scaled
+  isotropically, :func:`isotropic_lattice_constant`: a strained Elastic cell has the
+  curvature of C11, an AIMD snapshot a thermal energy, neither is E(V)) else the
+  lowest-energy cell; C_ij from the small-strain
   cells of the groups named ``*elastic*`` (:func:`scalebridge.potentials.properties.
   dft_elastic`: strains against the group's reference cell, stresses fitted to a cubic
   C with a residual pressure).
@@ -35,21 +38,34 @@ log = logging.getLogger("scalebridge.potentials")
 LATTICES = {(229, 2): ("bcc", 2), (225, 4): ("fcc", 4), (194, 2): ("hcp", 2),
             (227, 8): ("diamond", 8), (221, 1): ("sc", 1)}
 SYMPREC = 0.1
+#: An E(V) cell is the crystal scaled isotropically: the deviatoric Green strain of its
+#: conventional cell (eigenvalues of (G/(tr G/3) - I)/2, G the metric) at most this ...
+ISOTROPY_TOL = 1e-3
+#: ... and every atom within this distance (Å) of its ideal site.
+SITE_TOL_A = 0.01
+#: conventional-cell basis (fractions) of the cubic lattices the E(V) fit handles.
+CUBIC_BASIS = {"bcc": np.array([[0, 0, 0], [0.5, 0.5, 0.5]]),
+               "fcc": np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])}
 #: lowest-energy cells of a species looked at (classifying every frame is slow).
 CANDIDATES = 12
 
 
-def classify(frame: Frame, symprec: float = SYMPREC) -> tuple[str | None, float | None]:
-    """(lattice name or space-group symbol, conventional lattice constant in Å) of a cell;
-    (None, None) where spglib finds nothing."""
+def _symmetry(frame: Frame, symprec: float = SYMPREC) -> Any:
+    """spglib's symmetry dataset of a cell, or None where spglib finds nothing."""
     import spglib
 
     frac = np.linalg.solve(frame.cell.T, frame.positions.T).T % 1.0
     numbers = [hash(s) % 1000 + 1 for s in frame.symbols]
     try:
-        ds = spglib.get_symmetry_dataset((frame.cell, frac, numbers), symprec=symprec)
+        return spglib.get_symmetry_dataset((frame.cell, frac, numbers), symprec=symprec)
     except Exception:  # spglib raises for degenerate cells
-        ds = None
+        return None
+
+
+def classify(frame: Frame, symprec: float = SYMPREC) -> tuple[str | None, float | None]:
+    """(lattice name or space-group symbol, conventional lattice constant in Å) of a cell;
+    (None, None) where spglib finds nothing."""
+    ds = _symmetry(frame, symprec)
     if ds is None:
         return None, None
     name = LATTICES.get((int(ds.number), len(ds.std_types)))
@@ -59,6 +75,34 @@ def classify(frame: Frame, symprec: float = SYMPREC) -> tuple[str | None, float 
     if lattice in ("bcc", "fcc", "sc", "diamond"):
         return lattice, float((frame.volume / frame.natoms * per_cell) ** (1 / 3))
     return lattice, float(np.linalg.norm(ds.std_lattice[0]))
+
+
+def isotropic_lattice_constant(frame: Frame, lattice: str) -> float | None:
+    """Conventional lattice constant (Å) of a cell that is the ``lattice`` crystal ("bcc" or
+    "fcc") scaled isotropically, in any orientation and supercell; None for anything else.
+
+    The cell must classify as ``lattice`` (spglib, :data:`SYMPREC`); its conventional cell
+    (the input cell mapped by spglib's transformation matrix, not spglib's idealised one),
+    shape (3, 3), must have a deviatoric Green strain of at most :data:`ISOTROPY_TOL` (a
+    uniaxially strained Elastic cell at 0.3 % strain fails), and every atom must lie within
+    :data:`SITE_TOL_A` Å of an ideal site (a thermal snapshot fails).
+    """
+    basis = CUBIC_BASIS.get(lattice)
+    ds = _symmetry(frame) if basis is not None else None
+    if ds is None or LATTICES.get((int(ds.number), len(ds.std_types)), (None,))[0] != lattice:
+        return None
+    conv = frame.cell.T @ np.linalg.inv(ds.transformation_matrix)  # columns a_s, b_s, c_s
+    metric = conv.T @ conv
+    a2 = np.trace(metric) / 3
+    if np.abs(np.linalg.eigvalsh(metric / a2 - np.eye(3))).max() / 2 > ISOTROPY_TOL:
+        return None
+    frac = np.linalg.solve(conv, (frame.positions - frame.positions[0]).T).T  # (n, 3)
+    off = frac[:, None, :] - basis[None, :, :]                             # (n, sites, 3)
+    off -= np.round(off)
+    dist = np.linalg.norm(off @ conv.T, axis=-1).min(axis=1)               # (n,) Å
+    if dist.max() > SITE_TOL_A:
+        return None
+    return float(np.sqrt(a2))
 
 
 def _unary(frames: Sequence[Frame], element: str) -> list[Frame]:
@@ -99,9 +143,9 @@ def _birch_murnaghan(v: np.ndarray, e: np.ndarray) -> dict[str, float] | None:
 
 def volume_scan(frames: Sequence[Frame], element: str, lattice: str, ref: Frame,
                 window: float = 0.25) -> tuple[dict[str, float] | None, int]:
-    """Birch–Murnaghan fit (per atom) of the cells of ``element`` that classify as
-    ``lattice`` with distinct volumes within ±``window`` of ``ref``'s; (None, n) for
-    fewer than 5 volumes."""
+    """Birch–Murnaghan fit (per atom) of the cells of ``element`` that are the ``lattice``
+    crystal scaled isotropically (:func:`isotropic_lattice_constant`) with distinct
+    volumes within ±``window`` of ``ref``'s; (None, n) for fewer than 5 volumes."""
     v_ref = ref.volume / ref.natoms
     best: dict[float, float] = {}
     for f in _unary(frames, element):
@@ -112,7 +156,7 @@ def volume_scan(frames: Sequence[Frame], element: str, lattice: str, ref: Frame,
         e = f.energy / f.natoms
         if key in best and best[key] <= e:
             continue
-        if classify(f)[0] == lattice:
+        if isotropic_lattice_constant(f, lattice) is not None:
             best[key] = e
     if len(best) < 5:
         return None, len(best)
@@ -165,10 +209,12 @@ def describe_data(frames: Sequence[Frame], type_map: Sequence[str]) -> dict[str,
         ref["a0_a"] = (eos["v0_a3"] * per_cell) ** (1 / 3)
         ref["bulk_modulus_eos_gpa"] = eos["b0_gpa"]
         source["a0_a"] = source["bulk_modulus_eos_gpa"] = (
-            f"Birch-Murnaghan fit of {n_vol} volume-scaled {lattice} cells")
+            f"Birch-Murnaghan fit of {n_vol} isotropically scaled {lattice} cells")
     else:
         ref["a0_a"] = a
         source["a0_a"] = f"lowest-energy {lattice} cell ({f.where})"
+        source["bulk_modulus_eos_gpa"] = (f"not fitted: {n_vol} isotropically scaled "
+                                          f"{lattice} cells (5 needed)")
     fit, group = _elastic(frames, el, lattice, ref["a0_a"])
     if fit:
         for k in ("c11_gpa", "c12_gpa", "c44_gpa"):

@@ -323,5 +323,67 @@ def test_fitsnap_ta_volume_scan_gives_a0_and_bulk_modulus(fitsnap_ta_dir):
     ref = c["dft_reference"]
     assert ref["a0_a"] == pytest.approx(3.32, abs=0.02)          # PBE Ta: 3.32 Å
     assert 170 < ref["bulk_modulus_eos_gpa"] < 210                # PBE Ta: ~195 GPa
-    assert "Birch-Murnaghan" in ref["source"]["a0_a"]
+    # the six Volume_BCC cells; the three ~1 %-strained BCC_deformed cells are not E(V)
+    assert ref["source"]["a0_a"] == "Birch-Murnaghan fit of 6 isotropically scaled bcc cells"
     assert ref["c11_gpa"] > ref["c12_gpa"] > 0 and "Elastic_BCC" in ref["source"]["c11_gpa"]
+
+
+def _bcc(a: float, strain: tuple[float, float, float] = (0, 0, 0), energy: float = 0.0,
+         rattle: float = 0.0, rotate: bool = False, index: int = 0) -> Frame:
+    """A 2 x 2 x 2 conventional bcc W supercell (16 atoms) with lattice constant ``a`` Å,
+    normal strains ``strain``, atoms displaced by ``rattle`` Å, optionally rotated."""
+    frac = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)], float)
+    frac = np.concatenate([frac, frac + 0.5]) / 2
+    cell = 2 * a * np.diag(1 + np.asarray(strain, float))
+    if rotate:
+        q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+        cell = cell @ q.T
+    pos = frac @ cell + rattle * np.random.default_rng(index).normal(size=frac.shape)
+    return Frame(["W"] * 16, pos, cell, energy, np.zeros((16, 3)), None, group="synthetic",
+                 source="synthetic", index=index)
+
+
+def test_isotropic_lattice_constant_accepts_only_scaled_crystals():
+    """An E(V) cell is the crystal scaled isotropically (any orientation); a uniaxial
+    0.3 % strain, like an Elastic cell's, or a thermal rattle (0.05 Å) is not."""
+    from scalebridge.potentials.crystal import isotropic_lattice_constant as iso
+
+    assert iso(_bcc(3.19), "bcc") == pytest.approx(3.19)
+    assert iso(_bcc(3.05, rotate=True), "bcc") == pytest.approx(3.05)
+    assert iso(_bcc(3.19, strain=(1e-4, 1e-4, 1e-4)), "bcc") == pytest.approx(3.19 * 1.0001)
+    assert iso(_bcc(3.19, strain=(0.003, 0, 0)), "bcc") is None
+    assert iso(_bcc(3.19, strain=(0.01, -0.01, 0), rotate=True), "bcc") is None
+    assert iso(_bcc(3.19, rattle=0.05), "bcc") is None
+    assert iso(_bcc(3.19), "fcc") is None
+
+
+def test_volume_scan_ignores_uniaxially_strained_cells():
+    """E(V) cells of B = 300 GPa mixed with uniaxially strained cells whose energy rises
+    with C11 = 520 GPa (E = V0 C11 ε²/2) at their own volumes: the fit gives 300 GPa (it
+    gave about C11 when strained cells counted as volume points); strained cells alone
+    give no bulk modulus."""
+    from scalebridge.potentials.crystal import volume_scan
+
+    a0, b, c11 = 3.19, 300.0 / EV_A3_IN_GPA, 520.0 / EV_A3_IN_GPA    # eV/Å³
+    v0 = a0**3 / 2                                                    # Å³/atom
+    scaled = [_bcc(a0 * (1 + s), energy=16 * (b * v0 / 2 * (3 * s) ** 2), index=i)
+              for i, s in enumerate((-0.02, -0.01, 0.0, 0.01, 0.02))]
+    strained = [_bcc(a0, strain=(e, 0, 0), energy=16 * (c11 * v0 / 2 * e**2), index=10 + i)
+                for i, e in enumerate((-0.015, -0.005, 0.005, 0.015))]
+    eos, n = volume_scan(scaled + strained, "W", "bcc", scaled[2])
+    assert n == 5 and eos["b0_gpa"] == pytest.approx(300.0, rel=0.03)
+    assert volume_scan(strained + scaled[2:3], "W", "bcc", scaled[2]) == (None, 1)
+
+
+def test_maml_elastic_cells_give_no_eos_bulk_modulus():
+    """The maml Mo_Elastic set holds the relaxed cell and uniaxially strained ones (±1, ±2 %
+    along one axis): no E(V) fit (it used to report B = C11), a0 from the relaxed cell, and
+    the cubic fit's C_ij give B = (C11 + 2 C12)/3 near PBE Mo's 260 GPa."""
+    from scalebridge.potentials.crystal import describe_data
+
+    ref = describe_data(read_source(DATA / "maml_MoNbW" / "Mo_Elastic.json"), ["Mo"])[
+        "dft_reference"]
+    assert "bulk_modulus_eos_gpa" not in ref
+    assert ref["source"]["bulk_modulus_eos_gpa"].startswith("not fitted: 1 isotropically")
+    assert ref["a0_a"] == pytest.approx(3.169, abs=1e-3)
+    assert 240 < (ref["c11_gpa"] + 2 * ref["c12_gpa"]) / 3 < 290
