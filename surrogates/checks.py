@@ -15,10 +15,19 @@ and ASE's finite-difference force tests are the models for this):
 - ``symmetry``: major symmetry of the tangent (for models claiming ``symmetric_tangent``).
 - ``objectivity``: rotating the strain path rotates the stress and the tangent
   (for models claiming ``isotropic``).
-- ``elastic_unloading``: after plastic loading, an unloading step (20% of the equivalent
-  stress) and a reloading step of half its size are linear with the virgin elastic
-  stiffness (reloading stops short of the previous stress, so that rate-dependent models,
-  whose static yield stress lies below the flow stress, also stay elastic).
+- ``elastic_unloading``: after plastic loading and a hold at fixed strain (one step of
+  ``HOLD_FACTOR`` × dt with no strain increment), an unloading step (20% of the equivalent
+  stress after the hold) and a reloading step of half its size are linear with the
+  virgin elastic stiffness. For a rate-independent law the hold does nothing. For a
+  rate-dependent (overstress, viscoplastic) law it asserts that the law has a static
+  yield surface: during the hold any overstress relaxes (the plastic rate is ~1e-6 of the
+  loading one), the stress comes to rest on the static yield surface, and inside it the
+  response is elastic. Without the hold a sound overstress law probed at a rate where its
+  overstress exceeds a quarter of the flow stress would rightly keep flowing after the
+  20% unloading. A law whose yield stress at slow rates is negative or falls below 80 %
+  of the relaxed stress (a viscous fluid; e.g. a learned σ_y(ε̇_p) extrapolated below
+  zero at its slowest rate) keeps flowing and fails. Reloading stops short of the
+  relaxed stress.
 - ``dissipation``: the work ∮σ:dε around closed strain cycles from the virgin state is
   non-negative (Ilyushin's postulate; elastic energy + plastic dissipation ≥ 0).
 - ``finite``: every parameter of the model (its float attributes, arrays, tensors and
@@ -42,6 +51,9 @@ import numpy as np
 from scalebridge.errors import ScalebridgeError
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.protocol import ConstitutiveModel, integrate_path
+
+#: Duration of the ``elastic_unloading`` hold, in units of the probing step dt.
+HOLD_FACTOR = 1e6
 
 
 class ConstitutiveCheckError(ScalebridgeError):
@@ -307,15 +319,16 @@ def check_constitutive(model: ConstitutiveModel, *, amplitude: float = 5e-3, n: 
     rep.outcomes["objectivity"] = CheckOutcome(obj <= 100 * rtol or not iso, obj, 100 * rtol,
                                                "" if iso else "not claimed by the model")
 
-    # elastic unloading: linear with the virgin stiffness, and reversible
+    # elastic unloading after a hold (overstress relaxed): linear with the virgin
+    # stiffness, and reversible
     c0 = model.update(np.zeros((n, 6)), np.zeros((n, 6)), model.initial_state(n), dt=dt).tangent
     end = path[:, -1]
-    sig_end = stress[:, -1]
+    held = model.update(end, np.zeros((n, 6)), states[:, -1], dt=HOLD_FACTOR * dt)
+    sig_end, st_end = held.stress, held.state
     g_est = np.einsum("nii->n", c0 @ mandel.P_DEV) / 10.0  # tr(2G P_dev) = 10 G
     back = -mandel.deviator(sig_end)
     back /= np.linalg.norm(back, axis=1, keepdims=True) + 1e-300
     delta = back * (0.2 * mandel.von_mises(sig_end) / (2.0 * g_est * np.sqrt(1.5)))[:, None]
-    st_end = states[:, -1]
     un = model.update(end, delta, st_end, dt=dt)
     re = model.update(end + delta, -0.5 * delta, un.state, dt=dt)
     dsig = un.stress - sig_end
@@ -324,7 +337,8 @@ def check_constitutive(model: ConstitutiveModel, *, amplitude: float = 5e-3, n: 
     e_un = max(float(np.abs(dsig - lin).max()) / ref,
                float(np.abs(re.stress - (sig_end + 0.5 * lin)).max()) / ref)
     rep.outcomes["elastic_unloading"] = CheckOutcome(
-        e_un <= 1e-3, e_un, 1e-3, "unload by 20% of σ_eq, reload half: virgin stiffness")
+        e_un <= 1e-3, e_un, 1e-3,
+        "hold, unload by 20% of σ_eq, reload half: virgin stiffness")
 
     # dissipation: work around closed strain cycles ≥ 0
     cyc = _random_paths(rng, n, segments=4, steps=20, amplitude=amplitude, close=True)
@@ -337,9 +351,10 @@ def check_constitutive(model: ConstitutiveModel, *, amplitude: float = 5e-3, n: 
                                                "min ∮σ:dε / (σ_max·amplitude)")
 
     # finite outputs everywhere the checks drove the model
-    outputs = {"stress": (res.stress, stress, rstress, cstress, un.stress, re.stress),
-               "tangent": (res.tangent, rres.tangent, c0),
-               "state": (res.state, states, rstates, un.state, re.state)}
+    outputs = {"stress": (res.stress, stress, rstress, cstress, held.stress, un.stress,
+                          re.stress),
+               "tangent": (res.tangent, rres.tangent, c0, held.tangent),
+               "state": (res.state, states, rstates, held.state, un.state, re.state)}
     nonfinite = [k for k, arrs in outputs.items()
                  if not all(np.all(np.isfinite(np.asarray(a, dtype=float))) for a in arrs)]
     rep.outcomes["finite"] = CheckOutcome(

@@ -35,6 +35,7 @@ import logging
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -187,10 +188,15 @@ def _lbfgs_chunk(params: list[torch.nn.Parameter], loss_fn, max_iter: int, **opt
 
 def _early_stopping_loop(params: list[torch.nn.Parameter], module: torch.nn.Module,
                          step_chunk, train_loss, val_loss, settings: SurrogateSettings,
-                         ) -> list[dict[str, float]]:
+                         accept: Callable[[], bool] | None = None,
+                         ) -> list[dict[str, Any]]:
     """Run ``step_chunk()`` (``check_every`` iterations) until the validation loss stops
-    improving for ``patience`` checks or ``max_iterations``; restore the best weights."""
-    history: list[dict[str, float]] = []
+    improving for ``patience`` checks or ``max_iterations``; restore the best weights.
+
+    ``accept``: when given, only checkpoints for which it returns True can be the best
+    (the others count as no improvement; each history entry records ``accepted``); with
+    none accepted the starting weights are restored."""
+    history: list[dict[str, Any]] = []
     best, best_state, bad = np.inf, copy.deepcopy(module.state_dict()), 0
     it = 0
     while it < settings.max_iterations:
@@ -201,6 +207,13 @@ def _early_stopping_loop(params: list[torch.nn.Parameter], module: torch.nn.Modu
         history.append({"iteration": it, "train_loss": tr, "val_loss": va})
         if not np.isfinite(va):
             break
+        if accept is not None:
+            history[-1]["accepted"] = ok = bool(accept())
+            if not ok:
+                bad += 1
+                if bad >= settings.patience:
+                    break
+                continue
         if va < best * (1 - 1e-4):
             best, best_state, bad = va, copy.deepcopy(module.state_dict()), 0
         else:
@@ -325,11 +338,32 @@ def rollout_stress(model: NeuralJ2, strain: torch.Tensor, dt: np.ndarray) -> tor
     return torch.stack(out, dim=1)
 
 
+def lowest_yield_stress(hard: NeuralHardening, points: int = 17) -> float:
+    """The smallest σ_y (MPa) the law gives anywhere it can be evaluated: at ε̄_p = 0 (the
+    network is non-decreasing in ε̄_p) on a grid of ``points`` values per condition
+    feature (log plastic rate, temperature) over its clamped, trained range."""
+    lo = np.nan_to_num(hard.feature_min.numpy(), neginf=-3.0)
+    hi = np.nan_to_num(hard.feature_max.numpy(), posinf=3.0)
+    axes = [np.linspace(a, b, points) for a, b in zip(lo, hi, strict=True)]
+    u = (np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
+         if axes else np.zeros((1, 0)))
+    with torch.no_grad():
+        g = hard.net(torch.zeros(len(u), dtype=DTYPE), torch.as_tensor(u, dtype=DTYPE))
+    return float(hard.sigma_scale * g.min())
+
+
 def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
-                     s: SurrogateSettings) -> list[dict[str, float]]:
+                     s: SurrogateSettings) -> list[dict[str, Any]]:
     """Fit the hardening weights to the stress along whole paths (L-BFGS, early stopping
     on the validation paths): for serrated or noisy data (DD) the flow-stress samples of
-    single steps are biased, the path stress is what the surrogate must reproduce."""
+    single steps are biased, the path stress is what the surrogate must reproduce.
+
+    Only weights whose yield stress stays positive over the trained rates and
+    temperatures (:func:`lowest_yield_stress`) are kept: a path fit to serrated DD data
+    can otherwise turn a rate-dependent law into a viscous one, σ_y < 0 at slow rates,
+    that flows at any stress and on unloading (the W chain's DD data: -146 MPa at the
+    slowest trained rate, from +14 MPa after the flow-stress fit); with no such
+    weights better than the flow-stress fit, that fit is kept."""
     net = model.neural.net
     scale = float(np.abs(train.stress).max())
     et = torch.as_tensor(train.strain, dtype=DTYPE)
@@ -355,12 +389,16 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
                                "check_every": min(s.check_every, 10), "patience": 3})
     hist = _early_stopping_loop(list(net.parameters()), net, step,
                                 lambda: loss_on(et, yt, train.dt),
-                                lambda: loss_on(ev, yv, val.dt), sub)
-    if not hist or min(h["val_loss"] for h in hist) >= v0:
+                                lambda: loss_on(ev, yv, val.dt), sub,
+                                accept=lambda: lowest_yield_stress(model.neural) > 0.0)
+    kept = [h["val_loss"] for h in hist if h["accepted"]]
+    if not kept or min(kept) >= v0:
         net.load_state_dict(w0)  # the path fit did not help on validation: keep the first
     net.eval()
-    log.info("rollout fit: validation path loss %.3g -> %.3g", v0,
-             min([v0] + [h["val_loss"] for h in hist]))
+    rejected = len(hist) - len(kept)
+    log.info("rollout fit: validation path loss %.3g -> %.3g%s", v0, min([v0, *kept]),
+             f" ({rejected} of {len(hist)} checkpoints rejected: σ_y <= 0 at some trained "
+             "rate and temperature)" if rejected else "")
     return hist
 
 
@@ -509,6 +547,11 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
     metrics = {"validation": metrics_val, "train": metrics_train, "fit_seconds": fit_s,
                "iterations": history[-1]["iteration"] if history else 0,
                "yield_stress_ref_mpa": sigma_ref}
+    if s.model == "neural_j2":
+        metrics["lowest_yield_mpa"] = low = lowest_yield_stress(model.neural)
+        if low <= 0.0:
+            log.warning("%s: σ_y = %.3g MPa <= 0 at some trained rate and temperature: "
+                        "it flows at any stress", model.name, low)
     if samples is not None and len(samples["val"]["ep"]):
         sy = model.neural.yield_stress(samples["val"]["ep"], np.zeros_like(samples["val"]["ep"]),
                                        np.zeros((len(samples["val"]["ep"]), 0)),

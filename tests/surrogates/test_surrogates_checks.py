@@ -12,7 +12,7 @@ from scalebridge.surrogates import (
     mandel,
 )
 from scalebridge.surrogates.checks import ConstitutiveCheckError, check_constitutive
-from scalebridge.surrogates.protocol import ConstitutiveResult
+from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path
 
 
 @pytest.mark.parametrize("hardening", [LinearHardening(modulus=0.0), VoceHardening(),
@@ -182,3 +182,44 @@ def test_stateless_model_is_checked():
 
     assert "batched" in check_constitutive(StatelessBatchCoupled(),
                                            raise_on_failure=False).failed
+
+
+class OverstressHardening:
+    """σ_y = σ0 + H (ε̄_p + Δε̄_p) + k ln(1 + ε̇_p / r0), ε̇_p = Δε̄_p / dt: a static yield
+    stress σ0 + H ε̄_p plus a non-negative overstress (MPa; tests only)."""
+
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, sigma0: float, modulus: float = 1000.0, k: float = 100.0,
+                 r0: float = 1e-5):
+        self.sigma0, self.modulus, self.k, self.r0 = sigma0, modulus, k, r0
+
+    def initial_state(self, n):
+        return np.zeros((n, 0))
+
+    def yield_stress(self, ep, dep, q, dt):
+        sy = self.sigma0 + self.modulus * (ep + dep) + self.k * np.log1p(dep / (dt * self.r0))
+        return sy, self.modulus + self.k / (dt * self.r0 + dep), q.copy()
+
+
+def test_elastic_unloading_for_rate_dependent_laws():
+    """A sound overstress law (static yield 250 MPa; at the probing rate, ~1e-3/s, its
+    overstress is ~460 MPa, so unloading by 20 % straight from the flow stress keeps
+    flowing) passes every check: the hold relaxes it onto its static yield surface. The
+    same law with a negative static yield stress (the W DD surrogate's defect: σ_y = -146
+    MPa at its slowest rate) flows on unloading and fails."""
+    sound = J2Plasticity(hardening=OverstressHardening(250.0))
+    path = np.linspace(0, 1, 9)[None, :, None] * (5e-3 * mandel.deviator(
+        np.array([[1.0, -0.5, -0.5, 0.0, 0.0, 0.3]])))[:, None, :]
+    stress, states, _ = integrate_path(sound, path, 1.0)
+    back = -0.2 * mandel.von_mises(stress[:, -1])[:, None] * mandel.deviator(
+        stress[:, -1]) / np.linalg.norm(mandel.deviator(stress[:, -1])) / (
+        2 * sound.shear * np.sqrt(1.5))
+    unloaded = sound.update(path[:, -1], back, states[:, -1], dt=1.0)
+    assert unloaded.state[0, 6] > states[0, -1, 6]      # it flows without the hold
+    rep = check_constitutive(sound)
+    assert rep.passed, rep.summary()
+
+    fluid = J2Plasticity(hardening=OverstressHardening(-146.0))
+    rep = check_constitutive(fluid, raise_on_failure=False)
+    assert "elastic_unloading" in rep.failed, rep.summary()

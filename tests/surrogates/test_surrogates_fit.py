@@ -258,3 +258,49 @@ def test_bad_inputs_give_one_line_errors(tmp_path, j2_data):
     with pytest.raises(ScalebridgeError, match="never yield") as e:
         SurrogateSettings().make(elastic, tmp_path / "s")
     assert "\n" not in str(e.value)
+
+
+def test_lowest_yield_stress_and_rejected_rollout_checkpoints():
+    """``lowest_yield_stress`` is the minimum of σ_y over the trained rates and
+    temperatures (against a fine brute-force grid), negative once the law is shifted
+    down; the early-stopping loop keeps only accepted checkpoints (what keeps the rollout
+    fit from a σ_y < 0 law) and restores the starting weights when none is accepted."""
+    from scalebridge.surrogates.neural import DTYPE, MonotoneHardeningNet, NeuralHardening
+    from scalebridge.surrogates.train import _early_stopping_loop, lowest_yield_stress
+
+    torch.manual_seed(3)
+    net = MonotoneHardeningNet(2, hidden=8, layers=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    hard = NeuralHardening(net, 0.01, 100.0, ["log_rate", "temperature"], [4.0, 200.0],
+                           [0.5, 100.0], 200.0, [-2.0, -1.0], [2.0, 1.0])
+    lr, tk = np.meshgrid(np.linspace(3.0, 5.0, 101), np.linspace(100.0, 300.0, 101))
+    brute = hard.sigma_y(torch.zeros(lr.size, dtype=DTYPE),
+                         torch.as_tensor(10.0 ** lr.ravel(), dtype=DTYPE),
+                         torch.ones(lr.size, dtype=DTYPE),
+                         torch.as_tensor(tk.ravel(), dtype=DTYPE)).detach().numpy()
+    low = lowest_yield_stress(hard)
+    assert brute.min() <= low <= brute.min() + 0.01 * np.ptp(brute)
+    with torch.no_grad():
+        net.head_b.sub_((low + 5.0) / 100.0)
+    assert lowest_yield_stress(hard) == pytest.approx(-5.0)
+
+    lin = torch.nn.Linear(1, 1, bias=False, dtype=DTYPE)
+    with torch.no_grad():
+        lin.weight.zero_()
+    s = SurrogateSettings(max_iterations=100, check_every=10, patience=3)
+
+    def run(limit: float) -> list[dict]:
+        with torch.no_grad():
+            lin.weight.zero_()
+        return _early_stopping_loop(list(lin.parameters()), lin,
+                                    lambda: lin.weight.data.add_(1.0),  # val loss improves
+                                    lambda: torch.tensor(0.0), lambda: -lin.weight.sum(), s,
+                                    accept=lambda: lin.weight.detach().item() < limit)
+
+    hist = run(2.5)
+    assert [h["accepted"] for h in hist] == [True, True, False, False, False]
+    assert lin.weight.detach().item() == 2.0                  # the best accepted checkpoint
+    run(0.5)
+    assert lin.weight.detach().item() == 0.0                  # none accepted: the starting weights
