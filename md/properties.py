@@ -17,7 +17,9 @@ the Burgers vector b = a0·√3/2 (BCC) or a0/√2 (FCC) that dislocation dynami
 The crystal: ``element``, ``lattice`` and ``a0_guess_a`` as set, else (the chain) from the
 ``DFTDataset`` (its ``crystal`` record: the species and lattice of the data's
 lowest-energy bulk cell), else the potential's single species with ASE's reference
-lattice (:meth:`PropertiesMaker.resolve`); a lattice other than BCC or FCC is refused.
+lattice (:meth:`PropertiesMaker.resolve`); a lattice other than BCC or FCC is refused, and
+so is a potential of several species (an alloy) with neither an element set nor a data
+set: the protocol computes one element's crystal, not a solid solution.
 The DFT values beside the model's (``properties.json`` ``dft``) are ``dft_reference``
 (the chain: fitted to the data set's own cells, with their source), else the built-in
 :data:`DFT_REFERENCE` table, labelled as such.
@@ -368,8 +370,15 @@ def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,
     lattice and the DFT table. Works for any maker with these fields; fields the user set
     (``model_fields_set``), and fields the maker does not have, are left alone.
 
+    An alloy potential (several species) with no element set and no data set is refused
+    rather than run on a default element: the protocols (vacancy, stacking faults,
+    dislocations) are defined for a one-element crystal, and which element's crystal is
+    wanted is the user's choice. With a data set, its ``crystal`` record (the
+    lowest-energy one-element bulk cell, e.g. Mo for the Mo–Nb–W data) decides.
+
     Raises:
-        SettingsError: no element can be chosen, or its lattice has no md protocol.
+        SettingsError: no element can be chosen (a multi-species potential with none
+            set), or its lattice has no md protocol.
     """
     from ase.data import atomic_numbers, reference_states
 
@@ -383,6 +392,13 @@ def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,
         element, source = crystal["element"], "the data set"
     if element is None and potential is not None and len(potential.type_map) == 1:
         element, source = potential.type_map[0], f"the potential ({potential.name})"
+    if element is None and potential is not None and len(potential.type_map) > 1:
+        species = ", ".join(potential.type_map)
+        raise SettingsError(
+            f"md: the potential holds {len(potential.type_map)} species ({species}) and the "
+            "md protocols build a one-element crystal: set element (e.g. element = "
+            f'"{potential.type_map[0]}" in the settings) or pass the DFTDataset, whose '
+            "lowest-energy one-element bulk cell names it")
     if element is None:
         element = getattr(maker, "element", None)
         source = "the default"

@@ -56,8 +56,11 @@ class PotentialInfo:
     def model_deviation(self, atoms) -> float:
         """Max over atoms of the ensemble's force standard deviation, eV/Å (DP-GEN's
         ``max_devi_f``); 0 for a single model."""
-        forces = np.array([_deep_pot(m).eval(*_inputs(atoms, self.type_map))[1][0]
-                           for m in self.models])
+        rows = []
+        for m in self.models:  # each model's own type map: species match by name
+            dp = _deep_pot(m)
+            rows.append(dp.eval(*_inputs(atoms, dp.get_type_map()))[1][0])
+        forces = np.array(rows)
         if len(forces) < 2:
             return 0.0
         mean = forces.mean(axis=0)
@@ -130,7 +133,9 @@ class DeepMDCalculator(_calculator_base()):
     stress (eV/Å³, ASE sign: tension positive, Voigt order xx yy zz yz xz xy).
 
     A thin wrapper of ``deepmd.infer.DeepPot`` (the same engine as
-    ``deepmd.calculator.DP``) that shares loaded models between calculators.
+    ``deepmd.calculator.DP``) that shares loaded models between calculators. Species are
+    matched to the model's types by name (the model's own type map), so ``type_map`` in
+    any order names the same species; a species the model lacks is an error.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
@@ -139,13 +144,17 @@ class DeepMDCalculator(_calculator_base()):
         super().__init__(**kwargs)
         self.model = Path(model)
         self.dp = _deep_pot(self.model)
-        self.type_map = type_map or self.dp.get_type_map()
+        self.model_type_map = [str(t) for t in self.dp.get_type_map()]
+        if missing := [s for s in type_map or () if s not in self.model_type_map]:
+            raise ArtifactError(f"{self.model}: species {missing} are not in the model's "
+                                f"type map {self.model_type_map}")
+        self.type_map = list(type_map or self.model_type_map)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=None):
         from ase.calculators.calculator import all_changes
 
         super().calculate(atoms, properties, system_changes or all_changes)
-        coord, cell, types = _inputs(self.atoms, self.type_map)
+        coord, cell, types = _inputs(self.atoms, self.model_type_map)
         e, f, v, ae, _ = self.dp.eval(coord, cell, types, atomic=True)
         self.results["energy"] = self.results["free_energy"] = float(e.reshape(-1)[0])
         self.results["forces"] = f.reshape(-1, 3).copy()

@@ -1,0 +1,167 @@
+"""A two-species (Mo–Nb) data set through the whole chain: ingest, train, evaluate per
+species and per group, and MD with the trained ensemble in a random BCC solid solution.
+
+Data: tests/data/maml_MoNbW (Li et al., npj Comput. Mater. 6, 70 (2020), BSD-3-Clause):
+``Mo_Elastic.json``, ``Nb_Elastic_every10.json`` and ``NbMo_SS_every60.json`` (verbatim
+records of the maml files; the folder's README says how they were cut).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.data import atomic_masses, atomic_numbers
+from click.testing import CliRunner
+from scalebridge.errors import ArtifactError, SettingsError
+from scalebridge.md.lammps import DeepMDPotential, DeviationSettings, as_potential, run_lammps
+from scalebridge.md.properties import PropertiesMaker, resolve_crystal
+from scalebridge.potentials import (
+    EvaluateSettings,
+    IngestSettings,
+    TrainSettings,
+    load_dataset,
+    load_potential,
+)
+
+from ..conftest import DATA, TINY_TRAIN
+
+ALLOY = DATA / "maml_MoNbW"
+SOURCES = [ALLOY / "Mo_Elastic.json", ALLOY / "Nb_Elastic_every10.json",
+           ALLOY / "NbMo_SS_every60.json"]
+GROUPS = {"Mo_Elastic", "Nb_Elastic_every10", "NbMo_SS_every60"}
+
+
+def random_alloy(n: int = 2, a: float = 3.24, n_nb: int = 6, seed: int = 3):
+    """An n×n×n cubic BCC Mo supercell with ``n_nb`` random sites turned Nb (a: about
+    Vegard's value between Mo 3.16 and Nb 3.32 Å)."""
+    atoms = bulk("Mo", "bcc", a=a, cubic=True).repeat(n)
+    sym = np.array(atoms.get_chemical_symbols())
+    sym[np.random.default_rng(seed).choice(len(atoms), n_nb, replace=False)] = "Nb"
+    atoms.set_chemical_symbols(sym.tolist())
+    return atoms
+
+
+def check_md(info, workdir: Path) -> None:
+    """NVE of a random Mo–Nb BCC cell with the trained ensemble (model files, a type map
+    in another order than the model's), checked against the model in Python."""
+    pot = as_potential(list(info.models), type_map=["Nb", "Mo"])  # LAMMPS type 1 = Nb
+    assert isinstance(pot, DeepMDPotential) and pot.is_ensemble
+    atoms = random_alloy()
+    body = "\n".join(["thermo 10", "thermo_style custom step time pe ke etotal",
+                      "thermo_modify format float %.10f",
+                      "velocity all create 300 11 mom yes rot yes", "fix 1 all nve",
+                      "run 200"])
+    devi = DeviationSettings(out_freq=50, f_threshold_ev_a=1e-9, max_candidates=2)
+    res = run_lammps(workdir, body, pot, atoms, devi=devi, timestep_ps=0.001)
+    # the data file: type 1 is Nb with Nb's mass, type 2 Mo, on the right sites
+    data = ase.io.read(res.workdir / "structure.data", format="lammps-data",
+                       atom_style="atomic")
+    mass = {"Nb": atomic_masses[atomic_numbers["Nb"]], "Mo": atomic_masses[atomic_numbers["Mo"]]}
+    np.testing.assert_allclose(data.get_masses(),
+                               [mass[s] for s in atoms.get_chemical_symbols()], atol=1e-5)
+    np.testing.assert_array_equal(data.arrays["type"],
+                                  [1 if s == "Nb" else 2 for s in atoms.get_chemical_symbols()])
+    # LAMMPS's energy of the mixed cell is the model's (a species swap would change it)
+    th = res.thermo[-1]
+    calc = info.calculator()
+    atoms.calc = calc
+    e_py = atoms.get_potential_energy()
+    assert th["PotEng"][0] == pytest.approx(e_py, abs=1e-6)
+    from scalebridge.potentials.model import DeepMDCalculator
+
+    reordered = atoms.copy()  # a type map in another order names the same species
+    reordered.calc = DeepMDCalculator(info.models[0], ["Nb", "Mo"])
+    assert reordered.get_potential_energy() == pytest.approx(e_py, abs=1e-9)
+    with pytest.raises(ArtifactError, match=r"species \['W'\] are not in the model's type "
+                       r"map \['Mo', 'Nb'\]"):
+        DeepMDCalculator(info.models[0], ["Mo", "W"])
+    swapped = atoms.copy()
+    swapped.set_chemical_symbols(["Mo" if s == "Nb" else "Nb"
+                                  for s in atoms.get_chemical_symbols()])
+    swapped.calc = calc
+    assert abs(swapped.get_potential_energy() - e_py) > 1e-3
+    # NVE conserves the energy while kinetic and potential energy are exchanged
+    n = len(atoms)
+    assert np.std(th["PotEng"]) > 20 * np.std(th["TotEng"])
+    assert np.ptp(th["TotEng"]) / n < 2e-5                              # eV/atom
+    # the ensemble's deviation, as LAMMPS wrote it, recomputed in Python on the frames
+    dev = res.deviation
+    assert dev is not None and list(dev.steps) == [0, 50, 100, 150, 200]
+    assert dev.max_devi_f[0] == pytest.approx(info.model_deviation(atoms), rel=1e-6)
+    frames = ase.io.read(res.workdir / "candidates" / "candidates.extxyz", index=":")
+    assert len(frames) == 2
+    for fr in frames:
+        assert fr.get_chemical_symbols() == atoms.get_chemical_symbols()
+        assert fr.info["max_devi_f"] == pytest.approx(info.model_deviation(fr), rel=1e-4,
+                                                      abs=1e-7)
+
+
+def check_properties_crystal(info, ds, out: Path) -> None:
+    """``md properties`` with a two-species model: the data set names the crystal; without
+    one the CLI refuses in one line, before any LAMMPS run."""
+    pot = as_potential(list(info.models), type_map=["Nb", "Mo"])
+    # md properties of a two-species model: the data set names the crystal, else refused
+    maker = PropertiesMaker().resolve(pot, ds.crystal)
+    assert (maker.element, maker.lattice) == ("Mo", "bcc")
+    assert maker.dft_reference["source"]["a0_a"].startswith("lowest-energy bcc cell")
+    with pytest.raises(SettingsError, match=r"2 species \(Nb, Mo\).*set element"):
+        resolve_crystal(PropertiesMaker(), pot)
+    from scalebridge.workflows.cli import cli
+
+    r = CliRunner().invoke(cli, ["md", "properties", "-p", str(info.models[0]),
+                                 "-p", str(info.models[1]), "--type-map", "Mo,Nb",
+                                 "-o", str(out)])
+    assert r.exit_code != 0 and "2 species (Mo, Nb)" in r.output, r.output
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_alloy_ingest_train_evaluate_md(tmp_path):
+    t0 = time.perf_counter()
+    # ingest: the alloy file has no sheared cells; its stress order comes from the others
+    ds_art = IngestSettings(type_map=["Mo", "Nb"], max_frames_per_group=6,
+                            validation_fraction=0.2, test_fraction=0.34, seed=0
+                            ).make(SOURCES, tmp_path / "ds")
+    ds = load_dataset(ds_art)
+    assert ds.type_map == ["Mo", "Nb"]
+    assert any("NbMo_SS_every60.json: stress order" in n for n in ds.info["notes"])
+    test = ds.frames("test")
+    assert {f.group for f in test} == GROUPS
+    # the chain's crystal for an alloy: the data's lowest-energy one-element bulk cell
+    assert (ds.crystal["element"], ds.crystal["structure"]) == ("Mo", "bcc")
+
+    # train: a 2-member ensemble (model deviation), 2 species
+    cfg = dict(TINY_TRAIN, steps=40, descriptor=dict(TINY_TRAIN["descriptor"], sel=[24, 24]))
+    pot_art = TrainSettings.model_validate(cfg).make(ds_art, tmp_path / "pot")
+    info = load_potential(pot_art)
+    assert info.type_map == ["Mo", "Nb"] and len(info.models) == 2
+
+    # evaluate: per group and per species, counted from the test frames themselves
+    ev = EvaluateSettings(properties=False).make(pot_art, ds_art, tmp_path / "ev")
+    m = json.loads((ev.path / "metrics.json").read_text())["test"]
+    assert set(m["groups"]) == GROUPS
+    for g in GROUPS:
+        assert m["groups"][g]["frames"] == sum(f.group == g for f in test)
+    assert set(m["species"]) == {"Mo", "Nb"}
+    for sp, row in m["species"].items():
+        assert row["frames"] == sum(sp in f.symbols for f in test)
+        assert row["atoms"] == sum(list(f.symbols).count(sp) for f in test)
+        for k in ("force_mae_ev_a", "force_rmse_ev_a", "energy_mae_mev_per_atom",
+                  "energy_rmse_mev_per_atom"):
+            assert np.isfinite(row[k]) and row[k] >= 0, (sp, k)
+    # forces on the mixed cells are not trivially zero (2-atom elastic cells' are)
+    assert m["species"]["Nb"]["force_mae_ev_a"] > 0
+    t_eval = time.perf_counter()
+
+    check_md(info, tmp_path / "md")
+    t_md = time.perf_counter()
+    check_properties_crystal(info, ds, tmp_path / "props")
+    print(f"alloy chain: ingest+train+evaluate {t_eval - t0:.1f} s, "
+          f"MD {t_md - t_eval:.1f} s")
+
