@@ -52,6 +52,37 @@ from scalebridge.settings import StrictModel
 log = logging.getLogger("scalebridge.continuum")
 
 
+#: PETSc options of the iterative solvers' GAMG preconditioner (``[solver] petsc_options``
+#: overrides them). The matrix carries block size = dim (dolfinx's blocked space) and the
+#: rigid-body near-nullspace built from the dof coordinates (:func:`rigid_body_modes`), so
+#: GAMG aggregates whole nodes and its coarse spaces hold the rigid motions. Measured on
+#: the component example (eighth plate with a hole, P2 tetrahedra, linear rtol 1e-6;
+#: ``runs/`` experiments of issue 20): elastic tangents take 17-33 CG iterations at 1e4
+#: and 1e5 dofs alike (the hierarchy is h-independent); plastic tangents 55-110, their
+#: yielded zones being nearly incompressible (3K against the plastic shear stiffness:
+#: about 180 to 1 for H = 1 GPa), which smoothed aggregation with point smoothers does
+#: not resolve. No option tried lowers that at equal cost: thresholds 0.02-0.1 (same or
+#: fewer iterations, set-up 2-4x dearer: more levels), no aggressive coarsening (40-45
+#: iterations, set-up 5x), SOR smoothing (half the iterations, 2-2.3x the cost of each),
+#: point-block Jacobi, Chebyshev degree 3-4 or a wider smoothing range (-10 to -25 %
+#: iterations, dearer sweeps), classical AMG (190). ``pc_gamg_reuse_interpolation`` (on
+#: in this PETSc by default, stated here because it matters): Newton's tangents share one
+#: sparsity pattern, so the aggregates and the smoothed prolongator of the first set-up
+#: are kept and each new tangent only redoes the Galerkin coarse operators and the
+#: smoothers' eigenvalue estimates (set-up 3.4 -> 1.5-2.3 s CPU at 1.1e5 dofs, iteration
+#: counts within 1-2 of a fresh set-up).
+GAMG_OPTIONS: dict[str, str | int | float] = {
+    "pc_gamg_type": "agg",                     # smoothed aggregation (elasticity's AMG)
+    "pc_gamg_agg_nsmooths": 1,                 # smooth the tentative prolongator once
+    "pc_gamg_threshold": 0.01,                 # drop weak couplings from the graph
+    "pc_gamg_coarse_eq_limit": 1000,           # direct solve below this many equations
+    "pc_gamg_reuse_interpolation": 1,          # keep the prolongator across tangents
+    "mg_levels_ksp_type": "chebyshev",         # polynomial smoother: no inner products
+    "mg_levels_pc_type": "jacobi",
+    "mg_levels_ksp_chebyshev_esteig_steps": 20,
+}
+
+
 class ConvergenceError(ScalebridgeError):
     """Newton failed even after the maximum number of step cuts."""
 
@@ -282,12 +313,7 @@ class ElastoplasticSolver:
         prefix = f"sb_elastoplastic_{id(self)}_"
         ksp.setOptionsPrefix(prefix)
         opts = PETSc.Options()
-        for key, val in {"pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
-                         "pc_gamg_threshold": 0.01, "pc_gamg_coarse_eq_limit": 1000,
-                         "mg_levels_ksp_type": "chebyshev",
-                         "mg_levels_pc_type": "jacobi",
-                         "mg_levels_ksp_chebyshev_esteig_steps": 20,
-                         **s.petsc_options}.items():
+        for key, val in {**GAMG_OPTIONS, **s.petsc_options}.items():
             opts[prefix + key] = val
         ksp.setType("cg" if s.linear_solver == "cg-gamg" else "gmres")
         pc.setType("gamg")
