@@ -500,8 +500,10 @@ def lammps_error(lines: list[str]) -> str | None:
 
 
 def read_model_devi(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, max_devi_f, avg_devi_f) from a DeePMD ``model_devi.out``; repeated steps
-    (several runs in one input) keep their last value."""
+    """(steps, max_devi_f, avg_devi_f) from a DeePMD ``model_devi.out``, one row per step
+    in step order; repeated steps keep their last row (a minimisation writes a row at
+    every force evaluation of its line search, all with the same step number; several
+    runs in one input repeat the step where one ends and the next begins)."""
     data = np.loadtxt(path, ndmin=2)
     if data.size == 0:
         return np.zeros(0, int), np.zeros(0), np.zeros(0)
@@ -509,9 +511,11 @@ def read_model_devi(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         header = f.readline().lstrip("#").split()
     col = {h: i for i, h in enumerate(header)}
     steps = data[:, col.get("step", 0)].astype(int)
-    fmax = data[:, col.get("max_devi_f", 4)]
-    favg = data[:, col.get("avg_devi_f", 6)]
-    return steps, fmax, favg
+    _, first_from_end = np.unique(steps[::-1], return_index=True)
+    last = len(steps) - 1 - first_from_end            # each step's last row, step order
+    fmax = data[last, col.get("max_devi_f", 4)]
+    favg = data[last, col.get("avg_devi_f", 6)]
+    return steps[last], fmax, favg
 
 
 # --------------------------------------------------------------------------- running

@@ -184,3 +184,20 @@ def test_lammps_form_rotates_positions_and_forces_together():
     np.testing.assert_allclose(q @ q.T, np.eye(3), atol=1e-12)
     np.testing.assert_allclose(rot.get_all_distances(mic=True),
                                atoms.get_all_distances(mic=True), atol=1e-9)
+
+
+def test_model_devi_repeated_steps_keep_their_last_row(tmp_path):
+    """A minimisation writes a model-deviation row at every force evaluation of its line
+    search under one step number, and the next run repeats its last step: one row per
+    step, the last one written, in step order."""
+    from scalebridge.md.lammps import read_model_devi
+
+    p = tmp_path / "model_devi.out"
+    rows = [(0, 0.10), (100, 0.20), (100, 0.21), (200, 0.30), (200, 0.31), (200, 0.32),
+            (300, 0.40)]
+    p.write_text("#       step max_devi_v min_devi_v avg_devi_v max_devi_f min_devi_f "
+                 "avg_devi_f\n" + "".join(f"{s} 0 0 0 {f} 0 {f / 2}\n" for s, f in rows))
+    steps, fmax, favg = read_model_devi(p)
+    np.testing.assert_array_equal(steps, [0, 100, 200, 300])
+    np.testing.assert_allclose(fmax, [0.10, 0.21, 0.32, 0.40])
+    np.testing.assert_allclose(favg, [0.05, 0.105, 0.16, 0.20])
