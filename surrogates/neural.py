@@ -6,9 +6,11 @@ non-decreasing in ε̄_p by construction). Elasticity, yield surface, flow rule,
 objectivity, symmetry of the tangent and non-negative dissipation come from the
 structure; only the hardening curve is learned. The consistent tangent is the analytic J2
 one with H = dg/dΔε̄_p (including the rate term through ε̇_p = Δε̄_p/dt), evaluated
-without autograd inside the FEM (:meth:`NeuralHardening.yield_stress`: a table of
-σ_y(ε̄_p) where the rate is at its floor or absent, the network in closed-form forward
-mode elsewhere; training differentiates :meth:`NeuralHardening.sigma_y` with autograd).
+without autograd inside the FEM (:meth:`NeuralHardening.yield_stress`: a cubic table of
+σ_y(ε̄_p) where the rate is at its floor or absent, a bicubic table of σ_y(ε̄_p, log ε̇_p)
+over the trained rate range where the rate is live, both built from the network's values
+and closed-form derivatives, the network itself past them; training differentiates
+:meth:`NeuralHardening.sigma_y` with autograd).
 The data-driven comparison, with a learned yield surface too, is
 :class:`~scalebridge.surrogates.internal_variable.InternalVariableModel`.
 
@@ -96,6 +98,16 @@ class NeuralHardening:
     table_spacing: float | None = 2.0 ** -11
     #: Largest table (nodes); points beyond its reach are evaluated by the network.
     table_max_nodes: int = 2 ** 17
+    #: Starting node spacing (scaled ε̄_p, scaled log-rate) of the bicubic table of
+    #: g(ε̄_p, log ε̇_p) that serves points with a live rate (:meth:`rate_table`); None:
+    #: the network at those points.
+    rate_table_spacing: tuple[float, float] | None = (2.0 ** -7, 2.0 ** -5)
+    #: Accuracy the rate table must show against the network at its check points, or its
+    #: spacing is halved: (value, slopes), relative to the largest value, respectively
+    #: each slope's largest (at least 1e-3 of the largest value), over the nodes.
+    rate_table_tol: tuple[float, float] = (1e-9, 1e-6)
+    #: Largest rate table (cells, 128 bytes each); past it the network serves the points.
+    rate_table_max_cells: int = 2 ** 18
 
     def __init__(self, net: MonotoneHardeningNet, ep_scale: float, sigma_scale: float,
                  features: list[str], feature_mean: list[float], feature_std: list[float],
@@ -144,8 +156,11 @@ class NeuralHardening:
         """σ_y and dσ_y/dΔε̄_p (MPa), (n,) each, without autograd: from a cubic Hermite
         table of σ_y(ε̄_p) at the conditions of Δε̄_p = 0 (:meth:`table`; error against
         the network checked by the tests: ~1e-16 of σ_y, ~1e-9 of the slope) wherever
-        the conditions are those, else (a rate above its floor) the network and its
-        derivative in closed form (NumPy forward mode, :meth:`network`)."""
+        the conditions are those; else (a rate above its floor) from the bicubic Hermite
+        table of σ_y(ε̄_p, log ε̇_p) (:meth:`rate_table`; its error against the network is
+        checked when it is built: ≤ 1e-9 of σ_y, ≤ 1e-6 of each slope), and past both
+        tables the network and its derivative in closed form (forward mode,
+        :meth:`network`)."""
         ep, dep = np.asarray(ep, dtype=np.float64), np.asarray(dep, dtype=np.float64)
         dt = np.broadcast_to(np.asarray(dt, dtype=np.float64), dep.shape)
         x = (ep + dep) / self.ep_scale
@@ -167,6 +182,18 @@ class NeuralHardening:
             if use.any():
                 sy[use], h[use], inside = self._from_table(x[use])
                 use[use] = inside
+            if self.rate_table_spacing and not use.all():   # live rates: the 2D table
+                rest = np.flatnonzero(~use)
+                r = self.features.index("log_rate")
+                tab2 = self.rate_table(float(np.max(np.where(np.isfinite(x[rest]),
+                                                             x[rest], 0.0))))
+                if tab2["coef"] is not None:
+                    g, gx, gu, inside = self._from_rate_table(x[rest], u[rest, r])
+                    k = rest[inside]
+                    sy[k] = self.sigma_scale * g[inside]
+                    h[k] = self.sigma_scale * (gx[inside] / self.ep_scale
+                                               + gu[inside] * du[k, r])
+                    use[k] = True
         if not use.all():                         # the network for the others
             out = ~use
             if u is None:
@@ -256,6 +283,135 @@ class NeuralHardening:
         inside = (x >= 0.0) & (x <= tab["x_max"])
         return self.sigma_scale * g, (self.sigma_scale / self.ep_scale) * dg, inside
 
+    def network_rate_d2(self, x: np.ndarray, u: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The network g(x, u) and its derivatives ∂g/∂x, ∂g/∂u_r and ∂²g/∂x∂u_r (u_r the
+        scaled log-rate column), in closed form (forward mode over forward mode, NumPy):
+        x (n,), u (n, n_cond) -> four (n,) arrays. The nodes of :meth:`rate_table`."""
+        w = self._weights()
+        r = self.features.index("log_rate")
+        px, pr = w["a1"][None, :], w["u1"][:, r][None, :]
+        z = np.tanh(np.outer(x, w["a1"]) + u @ w["u1"].T + w["b1"])
+        s = 1.0 - z * z
+        zx, zr, zxr = s * px, s * pr, -2.0 * z * s * px * pr
+        if self.net.layers == 2:
+            a2t = w["a2"].T
+            p2x, p2r, p2xr = zx @ a2t, zr @ a2t + w["u2"][:, r][None, :], zxr @ a2t
+            z = np.tanh(z @ a2t + u @ w["u2"].T + w["b2"])
+            s = 1.0 - z * z
+            zx, zr, zxr = s * p2x, s * p2r, s * p2xr - 2.0 * z * s * p2x * p2r
+        ww = w["w"]
+        g = z @ ww + w["c"] * x + u @ w["head_u"] + w["head_b"]
+        return g, zx @ ww + w["c"], zr @ ww + w["head_u"][r], zxr @ ww
+
+    def rate_table(self, x_max: float) -> dict[str, Any]:
+        """The bicubic Hermite table of g(x, u_r) over x ∈ [0, ≥ x_max] (scaled ε̄_p) and
+        the trained range of the scaled log-rate u_r (the conditions are clamped to it),
+        other conditions at the set temperature: from the network's g, ∂g/∂x, ∂g/∂u_r and
+        ∂²g/∂x∂u_r at the nodes (:meth:`network_rate_d2`), so σ_y and both slopes are
+        continuous. Built with :attr:`rate_table_spacing`, then checked against the
+        network at 8192 random points and 8192 cell centres; the spacing is halved until
+        the errors are within :attr:`rate_table_tol` (``coef`` None, the network serves,
+        if that needs more than :attr:`rate_table_max_cells`). Rebuilt when the weights or
+        the temperature change or a point lies beyond it (doubling the reach). Keys:
+        ``hx``, ``hu``, ``u_lo``, ``u_hi``, ``nx``, ``nu`` (nodes), ``x_max``, ``coef``
+        (cells, 16): g = Σ_kl c_kl s^k t^l at the cell's local s, t ∈ [0, 1], row-major
+        cells (i along x, j along u), ``error`` (value, slope) measured, ``full``."""
+        key = (self._weights_key(), self.temperature_k, self.rate_table_spacing,
+               self.rate_table_tol, self.rate_table_max_cells,
+               tuple(self.feature_min.tolist()), tuple(self.feature_max.tolist()))
+        old = getattr(self, "_rate_table", None)
+        old = old if old is not None and old["key"] == key else None
+        if old is not None and (x_max <= old["x_max"] or old["full"]):
+            return old
+        r = self.features.index("log_rate")
+        lo, hi = float(self.feature_min[r]), float(self.feature_max[r])
+        if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):   # unbounded: network
+            self._rate_table = {"key": key, "coef": None, "x_max": -1.0, "full": True,
+                                "error": None}
+            return self._rate_table
+        reach = 2.0 ** np.ceil(np.log2(max(x_max, 0.125)))
+        if old is not None and old["coef"] is not None:   # grow from the spacing it has
+            reach = max(reach, 2.0 * old["x_max"])
+            hx, hu = old["hx"], old["hu_start"]
+        else:
+            hx, hu = self.rate_table_spacing  # type: ignore[misc]
+        rng = np.random.default_rng(0)
+        while True:
+            nx = int(np.ceil(reach / hx)) + 1
+            nu = max(int(np.ceil((hi - lo) / hu)), 1) + 1
+            if (nx - 1) * (nu - 1) > self.rate_table_max_cells:
+                log.debug("rate table: %d x %d nodes needed, over the limit; the network "
+                          "serves live rates past x = %s", nx, nu,
+                          old["x_max"] if old is not None else 0.0)
+                full = old if old is not None else {"key": key, "coef": None,
+                                                    "x_max": -1.0, "error": None}
+                full["full"] = True
+                self._rate_table = full
+                return full
+            hu_eff = (hi - lo) / (nu - 1)
+            xn, un = hx * np.arange(nx), lo + hu_eff * np.arange(nu)
+            g, gx, gu, gxu = self._rate_nodes(np.repeat(xn, nu), np.tile(un, nx))
+            node = np.stack([g, gx * hx, gu * hu_eff, gxu * hx * hu_eff], axis=1)
+            tab = {"key": key, "hx": hx, "hu": hu_eff, "hu_start": hu, "u_lo": lo,
+                   "u_hi": hi, "nx": nx, "nu": nu, "x_max": float(xn[-1]), "full": False,
+                   "coef": _bicubic_coefficients(node.reshape(nx, nu, 4))}
+            # check: random points and cell centres against the network
+            m = 8192
+            cells = rng.integers(0, (nx - 1) * (nu - 1), m)
+            xc = np.concatenate([rng.random(m) * xn[-1], hx * (cells // (nu - 1) + 0.5)])
+            uc = np.concatenate([lo + rng.random(m) * (hi - lo),
+                                 lo + hu_eff * (cells % (nu - 1) + 0.5)])
+            ref = self._rate_nodes(xc, uc)[:3]
+            got = self._from_rate_table(xc, uc, tab)[:3]
+            vscale = max(float(np.abs(g).max()), 1e-300)
+            tab["error"] = (float(np.abs(got[0] - ref[0]).max()) / vscale, max(
+                float(np.abs(a - b).max()) / max(float(np.abs(d).max()), 1e-3 * vscale)
+                for a, b, d in zip(got[1:], ref[1:], (gx, gu), strict=True)))
+            if (tab["error"][0] <= self.rate_table_tol[0]
+                    and tab["error"][1] <= self.rate_table_tol[1]):
+                self._rate_table = tab
+                return tab
+            hx, hu = hx / 2, hu / 2
+
+    def _rate_nodes(self, x: np.ndarray, ur: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`network_rate_d2` at scaled ε̄_p ``x`` and scaled log-rate ``ur`` (n,),
+        the other conditions those at Δε̄_p = 0 (the set temperature), in chunks."""
+        u0, _ = self._conditions_np(np.zeros(1), np.ones(1))
+        r = self.features.index("log_rate")
+        out = [np.empty_like(x) for _ in range(4)]
+        for a in range(0, x.size, 65536):
+            b = min(a + 65536, x.size)
+            u = np.repeat(u0, b - a, axis=0)
+            u[:, r] = ur[a:b]
+            for o, v in zip(out, self.network_rate_d2(x[a:b], u), strict=True):
+                o[a:b] = v
+        return out[0], out[1], out[2], out[3]
+
+    def _from_rate_table(self, x: np.ndarray, ur: np.ndarray,
+                         tab: dict[str, Any] | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(g, ∂g/∂x, ∂g/∂u_r, inside the table), (n,) each, from ``tab`` (default: the
+        current :meth:`rate_table`) at scaled ε̄_p ``x`` and scaled log-rate ``ur``."""
+        tab = tab if tab is not None else self._rate_table
+        inside = ((x >= 0.0) & (x <= tab["x_max"]) & (ur >= tab["u_lo"])
+                  & (ur <= tab["u_hi"]))
+        tx = np.where(inside, x, 0.0) / tab["hx"]
+        tu = (np.where(inside, ur, tab["u_lo"]) - tab["u_lo"]) / tab["hu"]
+        i = np.clip(tx.astype(np.int64), 0, tab["nx"] - 2)
+        j = np.clip(tu.astype(np.int64), 0, tab["nu"] - 2)
+        s, t = tx - i, tu - j
+        c = np.take(tab["coef"], i * (tab["nu"] - 1) + j, axis=0).T.copy()   # (16, n)
+        a = [c[4 * k] + t * (c[4 * k + 1] + t * (c[4 * k + 2] + t * c[4 * k + 3]))
+             for k in range(4)]                                 # Σ_l c_kl t^l
+        b = [c[4 * k + 1] + t * (2.0 * c[4 * k + 2] + 3.0 * t * c[4 * k + 3])
+             for k in range(4)]                                 # Σ_l l c_kl t^(l-1)
+        g = a[0] + s * (a[1] + s * (a[2] + s * a[3]))
+        gs = a[1] + s * (2.0 * a[2] + 3.0 * s * a[3])
+        gt = b[0] + s * (b[1] + s * (b[2] + s * b[3]))
+        return g, gs / tab["hx"], gt / tab["hu"], inside
+
     def _weights_key(self) -> tuple[tuple[int, int], ...]:
         """Identity and in-place version of every parameter (changes when trained)."""
         return tuple((id(t), t._version) for t in self.net.parameters())
@@ -301,6 +457,28 @@ class NeuralHardening:
             u[:, j] = np.clip(raw, lo[j], hi[j])
             du[:, j] = np.where((raw >= lo[j]) & (raw <= hi[j]), d, 0.0)
         return u, du
+
+
+#: Power-basis coefficients of a cubic on [0, 1] from [value(0), value(1), slope(0),
+#: slope(1)]: c = _HERMITE @ [v0, v1, d0, d1].
+_HERMITE = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [-3.0, 3.0, -2.0, -1.0],
+                     [2.0, -2.0, 1.0, 1.0]])
+
+
+def _bicubic_coefficients(node: np.ndarray) -> np.ndarray:
+    """Per-cell power coefficients (cells, 16) of the bicubic Hermite interpolant from
+    node data (nx, nu, 4) = [g, h_x g_x, h_u g_u, h_x h_u g_xu]: c_kl (row-major k, l) with
+    g = Σ c_kl s^k t^l in local cell coordinates s, t ∈ [0, 1]."""
+    nx, nu = node.shape[:2]
+    f = np.empty((nx - 1, nu - 1, 4, 4))
+    for a, si in enumerate((slice(None, -1), slice(1, None))):       # s: value rows
+        for b, sj in enumerate((slice(None, -1), slice(1, None))):   # t: value columns
+            v = node[si, sj]
+            f[:, :, a, b] = v[..., 0]           # g
+            f[:, :, 2 + a, b] = v[..., 1]       # h_x g_x
+            f[:, :, a, 2 + b] = v[..., 2]       # h_u g_u
+            f[:, :, 2 + a, 2 + b] = v[..., 3]   # h_x h_u g_xu
+    return (_HERMITE @ f @ _HERMITE.T).reshape(-1, 16)
 
 
 def _warn_out_of_range(model: Any, mask: np.ndarray, what: str) -> None:

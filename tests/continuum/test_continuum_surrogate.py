@@ -49,3 +49,52 @@ def test_j2_trained_surrogate_matches_analytic_cylinder(tmp_path):
     assert abs(sur.summary["max_load_mpa"] - ref.summary["max_load_mpa"]) \
         <= 0.01 * ref.summary["max_load_mpa"]
     assert sur.summary["material_checks"]["passed"]
+
+
+def test_rate_dependent_neural_j2_table_keeps_newton_quadratic():
+    """A NeuralJ2 with a live plastic-rate input on the cylinder: with the bicubic
+    σ_y(ε̄_p, log ε̇_p) table (the fast path) Newton takes the same iterations as with the
+    network at every point, the curves agree to 1e-8, and convergence stays quadratic
+    (the table's slopes are the exact derivatives of the σ_y it returns)."""
+    import itertools
+
+    import torch
+    from mpi4py import MPI
+    from scalebridge.continuum import ElastoplasticSolver
+    from scalebridge.surrogates.neural import MonotoneHardeningNet, NeuralHardening, NeuralJ2
+
+    def model(spacing):
+        net = MonotoneHardeningNet(1, hidden=16, layers=2)
+        hard = NeuralHardening(net, ep_scale=0.02, sigma_scale=250.0, features=["log_rate"],
+                               feature_mean=[-3.5], feature_std=[1.5], feature_min=[-1.0],
+                               feature_max=[1.0])
+        with torch.no_grad():                   # virgin yield stress 250 MPa
+            net.head_b.add_((250.0 - hard.yield_stress_floor()) / 250.0)
+        hard.rate_table_spacing = spacing
+        k, g = 70e3 / (3 * (1 - 0.6)), 70e3 / (2 * 1.3)
+        return NeuralJ2(k, g, hard, {"eps_p_eq": [0.0, 0.05], "temperature_k": [250, 350],
+                                     "plastic_rate_s": [1e-5, 1e-2]})
+
+    problem = CylinderProblem().build(MPI.COMM_SELF)
+    runs = {}
+    for name, spacing in (("table", NeuralHardening.rate_table_spacing), ("network", None)):
+        m = model(spacing)
+        runs[name] = (m, ElastoplasticSolver(problem, m, SolverSettings(steps=20)).run())
+    m, res = runs["table"]
+    _, ref = runs["network"]
+    assert m.hardening._rate_table["coef"] is not None       # the table was used
+    assert res.steps[-1].max_eqps > 5e-3 and res.steps[-1].out_of_range_fraction == 0
+    assert [s.iterations for s in res.steps] == [s.iterations for s in ref.steps]
+    loads, loads_ref = (np.array([s.load for s in r.steps]) for r in (res, ref))
+    assert np.abs(loads - loads_ref).max() <= 1e-8 * loads_ref.max()
+    by_step: dict[tuple[int, int], list[float]] = {}
+    for step, attempt, _lam, it, _res, rel in res.newton:
+        if it >= 1:
+            by_step.setdefault((step, attempt), []).append(rel)
+    checked = 0
+    for rels in by_step.values():
+        for a, b in itertools.pairwise(rels):
+            if 1e-12 < b and a < 5e-2:       # pre-asymptotic and round-off pairs excluded
+                assert b <= 1.0 * a * a, (a, b, rels)
+                checked += 1
+    assert checked >= 10
