@@ -88,6 +88,9 @@ def check_md(info, workdir: Path) -> None:
     assert abs(swapped.get_potential_energy() - e_py) > 1e-3
     # NVE conserves the energy while kinetic and potential energy are exchanged
     n = len(atoms)
+    ratio = np.std(th["PotEng"]) / np.std(th["TotEng"])
+    print(f"alloy NVE: total energy range {np.ptp(th['TotEng']) / n:.2e} eV/atom, "
+          f"SD ratio potential / total energy {ratio:.0f}")
     assert np.std(th["PotEng"]) > 20 * np.std(th["TotEng"])
     assert np.ptp(th["TotEng"]) / n < 2e-5                              # eV/atom
     # the ensemble's deviation, as LAMMPS wrote it, recomputed in Python on the frames
