@@ -208,8 +208,12 @@ def main() -> None:
                  "its learned yield stress without autograd: a cubic Hermite table of "
                  "sigma_y(eps_p) built from the network (no rate feature; error against "
                  "the network ~1e-16 of sigma_y, ~4e-9 of the slope, "
-                 "tests/surrogates/test_surrogates_neural_eval.py), the network in "
-                 "closed-form forward mode with a rate feature; the return map evaluates "
+                 "tests/surrogates/test_surrogates_neural_eval.py); neural_j2_rate, "
+                 "where the plastic rate is live, a bicubic Hermite table of "
+                 "sigma_y(eps_p, log rate) over the trained rate range, built from the "
+                 "network's values and closed-form derivatives and checked against it "
+                 "when built (<= 1e-9 of sigma_y, <= 1e-5 of each slope), the network "
+                 "past it; the return map evaluates "
                  "the law only where the trial stress passes its virgin yield stress "
                  "and only at points still iterating.",
         "machine": {"host": socket.gethostname(), "platform": platform.platform(),
