@@ -170,19 +170,24 @@ def test_rate_table_stops_at_its_cell_limit():
     assert np.abs(h - h_ref).max() <= 1e-6 * np.abs(h_ref).max()
 
 
+
+def _j2_at_200_mpa(inputs: list[str], **hardening_attrs) -> NeuralJ2:
+    """A NeuralJ2 (E 160 GPa, G 80 GPa) whose seeded hardening network has a virgin yield
+    stress of 200 MPa; ``hardening_attrs`` are set on the hardening after that shift."""
+    hard = make_hardening(inputs, seed=5)
+    with torch.no_grad():
+        hard.net.head_b.add_((200.0 - hard.yield_stress_floor()) / hard.sigma_scale)
+    for name, value in hardening_attrs.items():
+        setattr(hard, name, value)
+    return NeuralJ2(160e3, 80e3, hard, {"eps_p_eq": [0.0, 0.02],
+                                        "temperature_k": [300.0, 400.0],
+                                        "plastic_rate_s": [1e-4, 1e-2]})
+
 def test_neural_j2_steps_agree_with_table_network_and_floor():
     """The same return-map steps whichever way σ_y is evaluated, and the checks pass."""
-    models = []
-    for spacing, floor in ((2.0 ** -11, True), (None, True), (None, False)):
-        hard = make_hardening([], seed=5)
-        with torch.no_grad():                   # virgin yield stress 200 MPa
-            hard.net.head_b.add_((200.0 - hard.yield_stress_floor()) / hard.sigma_scale)
-        hard.table_spacing = spacing
-        if not floor:
-            hard.yield_stress_floor = None      # J2Plasticity then checks every point
-        models.append(NeuralJ2(160e3, 80e3, hard, {"eps_p_eq": [0.0, 0.02],
-                                                    "temperature_k": [300.0, 400.0],
-                                                    "plastic_rate_s": [1e-4, 1e-2]}))
+    # no floor: J2Plasticity then checks every point
+    models = [_j2_at_200_mpa([], table_spacing=2.0 ** -11), _j2_at_200_mpa([], table_spacing=None),
+              _j2_at_200_mpa([], table_spacing=None, yield_stress_floor=None)]
     rng = np.random.default_rng(4)
     n = 500
     strain = 6e-4 * rng.standard_normal((n, 6))
@@ -208,15 +213,8 @@ def test_rate_dependent_neural_j2_steps_agree_with_and_without_rate_table():
     """A rate-dependent NeuralJ2: the same return-map steps with the bicubic table as with
     the network (stress within 1e-9, tangent within 1e-6, state within 1e-12), rates
     live at most yielded points; the consistent tangent matches finite differences."""
-    models = []
-    for spacing in ((2.0 ** -7, 2.0 ** -5), None):
-        hard = make_hardening(["log_rate"], seed=5)
-        with torch.no_grad():                   # virgin yield stress 200 MPa
-            hard.net.head_b.add_((200.0 - hard.yield_stress_floor()) / hard.sigma_scale)
-        hard.rate_table_spacing = spacing
-        models.append(NeuralJ2(160e3, 80e3, hard, {"eps_p_eq": [0.0, 0.02],
-                                                    "temperature_k": [300.0, 400.0],
-                                                    "plastic_rate_s": [1e-4, 1e-2]}))
+    models = [_j2_at_200_mpa(["log_rate"], rate_table_spacing=sp)
+              for sp in ((2.0 ** -7, 2.0 ** -5), None)]
     rng = np.random.default_rng(4)
     n = 500
     strain = 6e-4 * rng.standard_normal((n, 6))
