@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from scalebridge.potentials.cli import TypeMapCommand, parse_type_map
 from scalebridge.settings import Resources, load_toml, schema_doc, validate
 
 
@@ -33,8 +34,8 @@ _common = [
                  "an ensemble with model deviation); a directory with SNAP "
                  ".snapcoeff/.snapparam; an EAM file (.eam, .eam.alloy, .eam.fs)"),
     click.option("--type-map", "type_map", default=None,
-                 help="species of the model's types, e.g. 'Mo' or 'Mo,Nb,W' (default: "
-                 "what the model or file names)"),
+                 help="species of the model's types, e.g. Mo, or Mo Nb W, or Mo,Nb,W "
+                 "(default: what the model or file names)"),
     click.option("--dataset", "dataset", type=click.Path(exists=True), default=None,
                  help="DFTDataset artifact: element, lattice, a0 guess and DFT reference "
                  "values from its data (as the chain does)"),
@@ -58,8 +59,7 @@ def common(f):
 def _pot(paths: tuple[str, ...], compressed: bool, type_map: str | None):
     from scalebridge.md.lammps import as_potential
 
-    tm = [t for t in type_map.replace(",", " ").split()] if type_map else None
-    return as_potential(list(paths), compressed=compressed, type_map=tm)
+    return as_potential(list(paths), compressed=compressed, type_map=parse_type_map(type_map))
 
 
 def _crystal(dataset: str | None) -> dict | None:
@@ -84,7 +84,7 @@ def md() -> None:
     """LAMMPS with learned potentials: properties, dislocation mobility, deformation."""
 
 
-@md.command("properties")
+@md.command("properties", cls=TypeMapCommand)
 @common
 @click.option("--dry-run", is_flag=True, help="write the LAMMPS input only")
 def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
@@ -109,7 +109,7 @@ def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, 
     click.echo(json.dumps(art.summary, indent=1))
 
 
-@md.command("dislocation")
+@md.command("dislocation", cls=TypeMapCommand)
 @common
 @click.option("--properties", "props", type=click.Path(exists=True), default=None,
               help="Properties artifact (a0); else a0 is relaxed first")
@@ -127,7 +127,7 @@ def dislocation_cmd(potential, type_map, dataset, out, settings, ranks, threads,
     click.echo(json.dumps(art.summary, indent=1))
 
 
-@md.command("deform")
+@md.command("deform", cls=TypeMapCommand)
 @common
 @click.option("--properties", "props", type=click.Path(exists=True), default=None,
               help="Properties artifact (a0); else a0 is relaxed first")

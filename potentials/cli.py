@@ -6,6 +6,7 @@ plus a few command-line overrides; ``--threads`` is a machine setting.
 Example::
 
     scalebridge potentials ingest training.json --test test.json --type-map Mo -o runs/ds
+    scalebridge potentials ingest Mo.json Nb.json --type-map Mo Nb -o runs/monb
     scalebridge potentials train runs/ds -o runs/pot --steps 2000 --ensemble 4
     scalebridge potentials evaluate runs/pot runs/ds -o runs/eval
 """
@@ -13,6 +14,8 @@ Example::
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -25,6 +28,46 @@ def _settings(model, path: Path | None, overrides: dict):
     return validate(model, data, source=str(path) if path else "command line")
 
 
+#: A word that continues a ``--type-map`` value: element-like symbols, comma separated.
+_SPECIES_WORD = re.compile(r"[A-Z][a-z]{0,2}(,[A-Z][a-z]{0,2})*")
+
+
+def join_type_map(args: Sequence[str]) -> list[str]:
+    """Command-line words with ``--type-map Mo Nb W`` joined into ``--type-map=Mo,Nb,W``:
+    the words after the option's value that look like element symbols (``Nb``, ``Nb,W``)
+    belong to it; the first other word (a path, an option) ends it, as does ``--``."""
+    out: list[str] = []
+    rest = list(args)
+    while rest:
+        word = rest.pop(0)
+        if word == "--":
+            out += [word, *rest]
+            break
+        if word == "--type-map" and rest:
+            word = f"{word}={rest.pop(0)}"
+        if word.startswith("--type-map="):
+            while rest and _SPECIES_WORD.fullmatch(rest[0]):
+                word += "," + rest.pop(0)
+        out.append(word)
+    return out
+
+
+def parse_type_map(value: str | None) -> list[str] | None:
+    """The species of a ``--type-map`` value, comma and/or space separated
+    (``"Mo,Nb"``, ``"Mo Nb"``); None when not given."""
+    species = value.replace(",", " ").split() if value else []
+    return species or None
+
+
+class TypeMapCommand(click.Command):
+    """A command whose ``--type-map`` takes several species as separate words
+    (``--type-map Mo Nb W``, :func:`join_type_map`), as well as one quoted or comma
+    separated value."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, join_type_map(args))
+
+
 def _show(art) -> None:
     click.echo(f"{art.kind}: {art.path}")
     click.echo(json.dumps(art.summary, indent=2))
@@ -35,13 +78,13 @@ def potentials() -> None:
     """DFT data -> validated DeePMD-kit potentials (ingest, train, evaluate)."""
 
 
-@potentials.command("ingest")
+@potentials.command("ingest", cls=TypeMapCommand)
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
               help="DFTDataset artifact directory to create")
 @click.option("--test", "tests", multiple=True, type=click.Path(path_type=Path),
               help="files forming the test split as they are (repeatable)")
-@click.option("--type-map", help="species in model order, comma separated (e.g. Mo)")
+@click.option("--type-map", help="species in model order (e.g. Mo, or Mo Nb W, or Mo,Nb,W)")
 @click.option("--settings", "settings_file", type=click.Path(path_type=Path),
               help="TOML file with IngestSettings keys")
 @click.option("--force", is_flag=True, help="rebuild even when up to date")
@@ -51,7 +94,7 @@ def ingest(sources, out, tests, type_map, settings_file, force) -> None:
     from scalebridge.potentials.dataset import IngestSettings
 
     s = _settings(IngestSettings, settings_file,
-                  {"type_map": type_map.split(",") if type_map else None})
+                  {"type_map": parse_type_map(type_map)})
     _show(s.make(list(sources), out, test_sources=list(tests) or None, force=force))
 
 

@@ -7,6 +7,8 @@ import json
 from click.testing import CliRunner
 from scalebridge.workflows.cli import cli
 
+from ..conftest import DATA
+
 
 def test_ingest_and_dry_run(tmp_path, vasp_dir):
     r = CliRunner().invoke(cli, ["potentials", "ingest",
@@ -40,3 +42,31 @@ def test_errors_are_one_line(tmp_path, vasp_dir):
     r = CliRunner().invoke(cli, ["potentials", "train", str(tmp_path), "-o",
                                  str(tmp_path / "p"), "--settings", str(tmp_path / "bad.toml")])
     assert r.exit_code == 1 and "did you mean 'steps'" in r.output
+
+
+def test_type_map_takes_several_words(tmp_path):
+    """``--type-map Mo Nb`` (unquoted) is two species, in that order, for ingest (whose
+    data files are positional: a following path is not a species) and for the md
+    commands; one quoted or comma separated value still works."""
+    from scalebridge.md.cli import md
+    from scalebridge.potentials.cli import join_type_map, parse_type_map
+
+    alloy = DATA / "maml_MoNbW"
+    r = CliRunner().invoke(cli, ["potentials", "ingest", str(alloy / "Nb_Elastic_every10.json"),
+                                 str(alloy / "Mo_Elastic.json"), "--type-map", "Nb", "Mo",
+                                 "-o", str(tmp_path / "ds")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["type_map"] == [
+        "Nb", "Mo"]
+    model = tmp_path / "model.pth"
+    model.write_bytes(b"")
+    for words in (["Mo", "Nb", "W"], ["Mo,Nb,W"], ["Mo Nb W"], ["Mo,Nb", "W"]):
+        ctx = md.commands["properties"].make_context(
+            "properties", ["-p", str(model), "--type-map", *words, "-o", "out"])
+        assert parse_type_map(ctx.params["type_map"]) == ["Mo", "Nb", "W"], words
+        assert ctx.params["out"] == "out"
+    assert join_type_map(["--type-map=Mo", "Nb", "a.json", "W"]) == [
+        "--type-map=Mo,Nb", "a.json", "W"]
+    assert join_type_map(["--type-map", "Mo", "--", "Nb"]) == ["--type-map=Mo", "--", "Nb"]
+    assert join_type_map(["x.json", "-o", "Mo"]) == ["x.json", "-o", "Mo"]
+    assert parse_type_map(None) is None and parse_type_map(" , ") is None
