@@ -366,7 +366,9 @@ def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,
     """The crystal fields a maker left unset (``element``, ``lattice``, ``a0_guess_a``,
     and with ``with_reference`` its ``dft_reference``), as an update for
     ``maker.model_copy``: from ``crystal`` (a ``DFTDataset``'s ``crystal`` record) where
-    it names the maker's element, else the potential's single species, ASE's reference
+    it has the maker's element (its cells of that element alone:
+    :func:`scalebridge.potentials.crystal.element_record`; one warning line where they
+    give no DFT reference), else the potential's single species, ASE's reference
     lattice and the DFT table. Works for any maker with these fields; fields the user set
     (``model_fields_set``), and fields the maker does not have, are left alone.
 
@@ -409,13 +411,16 @@ def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,
                             f"potential's type map {list(potential.type_map)}; set element")
     if "element" in fields:
         up["element"] = element
-    from_data = crystal.get("element") == element
+    from scalebridge.potentials.crystal import element_record
+
+    rec = element_record(crystal, element)          # the data's cells of this element
+    from_data = bool(rec)
     ref_state = reference_states[atomic_numbers[element]] or {}
     if "lattice" in fields:
         lattice = getattr(maker, "lattice", None) if "lattice" in user else None
         why = "set"
-        if lattice is None and from_data and crystal.get("structure"):
-            lattice = crystal["structure"]
+        if lattice is None and from_data and rec.get("structure"):
+            lattice = rec["structure"]
             why = "the data set's lowest-energy bulk cell"
         if lattice is None:
             lattice = ref_state.get("symmetry") or getattr(maker, "lattice", None)
@@ -426,7 +431,7 @@ def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,
         up["lattice"] = lattice
     lattice = up.get("lattice", getattr(maker, "lattice", None))
     if "a0_guess_a" in fields and "a0_guess_a" not in user:
-        a0 = crystal.get("a0_guess_a") if from_data else None
+        a0 = rec.get("a0_guess_a") if from_data else None
         if a0 is None:
             a0 = DFT_REFERENCE.get(element, {}).get("a0_a")
         if a0 is None and ref_state.get("symmetry") == lattice:
@@ -438,9 +443,13 @@ def resolve_crystal(maker: Any, potential: LammpsPotential | None = None,
             a0 = (v * (2 if lattice == "bcc" else 4)) ** (1 / 3)
         up["a0_guess_a"] = float(a0)
     if with_reference and "dft_reference" in fields and "dft_reference" not in user:
-        ref = crystal.get("dft_reference") if from_data else None
-        if ref and crystal.get("structure") == lattice:
+        ref = rec.get("dft_reference") if from_data else None
+        if ref and rec.get("structure") == lattice:
             up["dft_reference"] = dict(ref)
+        elif crystal:
+            why = (f"its {element} cells are {rec.get('structure')}, not {lattice}" if ref
+                   else rec.get("note") or "it records none")
+            log.warning("md: the data set gives no DFT reference for %s: %s", element, why)
     return up
 
 

@@ -6,6 +6,10 @@ its summary) for the md stage to use instead of a default element and lattice:
 * ``species``: the data's type map.
 * ``element``: the species the md crystal is made of: the one species of a unary data
   set; for several, the species of the lowest-energy single-species bulk cell.
+* ``elements``: the fields below for every species of the type map, each from that
+  species' own single-species cells (:func:`element_crystal`; ``note``: one line where
+  the data give none), so another element of alloy data has its own reference
+  (:func:`element_record`).
 * ``structure``: ``bcc``, ``fcc``, ``hcp``, ``diamond``, ``sc`` or another space-group
   symbol, from the lowest-energy single-species cells of ``element`` (spglib, symprec
   0.1 Å, so thermal noise and strains below ~1 % do not hide the lattice); None when no
@@ -181,29 +185,38 @@ def _elastic(frames: Sequence[Frame], element: str, lattice: str, a0: float
     return {}, None
 
 
-def describe_data(frames: Sequence[Frame], type_map: Sequence[str]) -> dict[str, Any]:
-    """The ``crystal`` record of a data set (see the module doc)."""
-    species = list(type_map)
-    out: dict[str, Any] = {"species": species, "element": None, "structure": None,
-                           "a0_guess_a": None, "dft_reference": {}}
-    found = []
-    for el in species:
-        lattice, a, f = ground_state(frames, el)
-        if f is not None:
-            found.append((f.energy / f.natoms, el, lattice, a, f))
-    if not found:
-        out.update(element=species[0] if species else None,
-                   note="no single-species cell with a recognisable lattice")
+def element_crystal(frames: Sequence[Frame], element: str) -> dict[str, Any]:
+    """The crystal and DFT reference of one species, from the cells made of that species
+    alone (in multi-species data, its pure-element cells; mixed cells never count).
+
+    Returns:
+        ``structure``, ``a0_guess_a`` (Å), ``dft_reference`` (see the module doc; {} when
+        the data give none), ``ground_state_frame`` where a bulk cell was found, and
+        ``note``, one line saying why there is no reference, where there is none.
+    """
+    return _element_crystal(frames, element, ground_state(frames, element))
+
+
+def _element_crystal(frames: Sequence[Frame], element: str,
+                     gs: tuple[str | None, float | None, Frame | None]) -> dict[str, Any]:
+    lattice, a, f = gs
+    out: dict[str, Any] = {"structure": lattice,
+                           "a0_guess_a": None if a is None else round(a, 5),
+                           "dft_reference": {}}
+    if f is None:
+        n = len(_unary(frames, element))
+        why = (f"no {element}-only cell" if n == 0 else
+               f"none of the {n} {element}-only cells has a recognisable lattice")
+        out["note"] = f"{why} among the {len(frames)} frames"
         return out
-    _, el, lattice, a, f = min(found, key=lambda t: t[0])
-    out.update(element=el, structure=lattice,
-               a0_guess_a=None if a is None else round(a, 5))
     out["ground_state_frame"] = f.where
     if lattice not in ("bcc", "fcc") or a is None:
+        out["note"] = (f"{element} is {lattice} here ({f.where}): DFT reference values are "
+                       "derived for bcc and fcc only")
         return out
     ref: dict[str, Any] = {}
     source: dict[str, str] = {}
-    eos, n_vol = volume_scan(frames, el, lattice, f)
+    eos, n_vol = volume_scan(frames, element, lattice, f)
     if eos is not None:
         per_cell = 2 if lattice == "bcc" else 4
         ref["a0_a"] = (eos["v0_a3"] * per_cell) ** (1 / 3)
@@ -215,7 +228,7 @@ def describe_data(frames: Sequence[Frame], type_map: Sequence[str]) -> dict[str,
         source["a0_a"] = f"lowest-energy {lattice} cell ({f.where})"
         source["bulk_modulus_eos_gpa"] = (f"not fitted: {n_vol} isotropically scaled "
                                           f"{lattice} cells (5 needed)")
-    fit, group = _elastic(frames, el, lattice, ref["a0_a"])
+    fit, group = _elastic(frames, element, lattice, ref["a0_a"])
     if fit:
         for k in ("c11_gpa", "c12_gpa", "c44_gpa"):
             ref[k] = fit[k]
@@ -224,3 +237,37 @@ def describe_data(frames: Sequence[Frame], type_map: Sequence[str]) -> dict[str,
     out["dft_reference"] = {k: float(f"{v:.6g}") for k, v in ref.items()}
     out["dft_reference"]["source"] = source
     return out
+
+
+def describe_data(frames: Sequence[Frame], type_map: Sequence[str]) -> dict[str, Any]:
+    """The ``crystal`` record of a data set (see the module doc), with ``elements``: every
+    species' own :func:`element_crystal` record."""
+    species = list(type_map)
+    out: dict[str, Any] = {"species": species, "element": None, "structure": None,
+                           "a0_guess_a": None, "dft_reference": {}}
+    gs = {el: ground_state(frames, el) for el in species}
+    found = [(f.energy / f.natoms, el) for el, (_, _, f) in gs.items() if f is not None]
+    out["elements"] = {el: _element_crystal(frames, el, gs[el]) for el in species}
+    for el, rec in out["elements"].items():
+        if rec.get("note"):
+            log.info("no DFT reference for %s: %s", el, rec["note"])
+    if not found:
+        out.update(element=species[0] if species else None,
+                   note="no single-species cell with a recognisable lattice")
+        return out
+    el = min(found)[1]
+    out.update(element=el, **{k: v for k, v in out["elements"][el].items() if k != "note"})
+    return out
+
+
+def element_record(crystal: dict[str, Any], element: str) -> dict[str, Any]:
+    """``element``'s record (:func:`element_crystal`) in a data set's ``crystal`` record:
+    its ``elements`` entry, else the top level where that names ``element`` (data sets
+    made before per-element records); {} where the data set has none."""
+    rec = (crystal.get("elements") or {}).get(element)
+    if rec is not None:
+        return dict(rec)
+    if crystal.get("element") == element:
+        return {k: crystal[k] for k in ("structure", "a0_guess_a", "dft_reference",
+                                        "ground_state_frame") if k in crystal}
+    return {}

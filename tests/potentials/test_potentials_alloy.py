@@ -124,6 +124,39 @@ def check_properties_crystal(info, ds, out: Path) -> None:
     assert not out.exists()
 
 
+def test_each_element_of_alloy_data_has_its_own_dft_reference(caplog):
+    """Nb asked of the Mo–Nb data gets Nb's reference from the Nb-only cells (the 13
+    strained 2-atom Elastic cells; the 16-atom Nb–Mo cells never count), not Mo's and not
+    none; an element without pure cells (W) gets none, said in one warning line."""
+    import logging
+
+    from scalebridge.potentials.crystal import describe_data
+
+    frames = IngestSettings(type_map=["Mo", "Nb"]).load(SOURCES)
+    crystal = describe_data(frames, ["Mo", "Nb", "W"])
+    assert crystal["element"] == "Mo" and crystal["dft_reference"]["a0_a"] == pytest.approx(
+        3.169, abs=1e-3)                                   # the chain's crystal: unchanged
+    nb = crystal["elements"]["Nb"]
+    assert nb["structure"] == "bcc" and "Nb_Elastic_every10" in nb["ground_state_frame"]
+    ref = nb["dft_reference"]
+    assert ref["a0_a"] == pytest.approx(3.31, abs=0.02)     # PBE Nb: 3.31 Å (Mo: 3.17)
+    assert ref["c11_gpa"] > ref["c12_gpa"] > 0 and ref["c44_gpa"] > 0
+    assert 150 < (ref["c11_gpa"] + 2 * ref["c12_gpa"]) / 3 < 190   # PBE Nb B: ~170 GPa
+    assert "'Nb_Elastic_every10' cells" in ref["source"]["c11_gpa"]
+    assert crystal["elements"]["W"]["dft_reference"] == {}
+    assert crystal["elements"]["W"]["note"] == "no W-only cell among the 145 frames"
+    # md asks for element Nb: the data set's Nb reference, lattice and a0 guess
+    up = resolve_crystal(PropertiesMaker(element="Nb"), None, crystal, with_reference=True)
+    assert up["lattice"] == "bcc" and up["dft_reference"] == ref
+    assert up["a0_guess_a"] == nb["a0_guess_a"]
+    with caplog.at_level(logging.WARNING, logger="scalebridge.md.properties"):
+        up = resolve_crystal(PropertiesMaker(element="W"), None, crystal, with_reference=True)
+    assert "dft_reference" not in up
+    lines = [r.getMessage() for r in caplog.records if "DFT reference" in r.getMessage()]
+    assert lines == ["md: the data set gives no DFT reference for W: no W-only cell among "
+                     "the 145 frames"]
+
+
 @pytest.mark.slow
 def test_alloy_ingest_train_evaluate_md(tmp_path):
     t0 = time.perf_counter()
