@@ -51,8 +51,9 @@ class _PlainProgress:
     previous line, and at the end if a line was written before."""
 
     def __init__(self, description: str, total: float | None,
-                 every_s: float = PLAIN_EVERY_S) -> None:
-        self.description, self.total, self.every_s = description, total, every_s
+                 every_s: float | None = None) -> None:
+        self.description, self.total = description, total
+        self.every_s = PLAIN_EVERY_S if every_s is None else every_s
         self.done = 0.0
         self.t0 = self.last = time.monotonic()
         self.decile = 0

@@ -63,6 +63,7 @@ from scalebridge.dd_coupling.inputs import Material, read_properties
 from scalebridge.dd_coupling.mobility import (
     CHARACTERS,
     GlideCharacterMobility,
+    LinearDragMobility,
     MobilityCheckError,
     MobilityLaw,
     check_mobility,
@@ -557,7 +558,9 @@ def condition_settings(settings: DDSettings, rate: float, temp: float) -> DDSett
 def mobility_record(settings: DDSettings, material: Material, law: MobilityLaw,
                     temps: list[float]) -> dict[str, Any]:
     """Which law drove the run, for which character and why, and whether it feels the
-    temperature over ``temps`` (at the mean source strength)."""
+    temperature over ``temps`` (at the mean source strength); for a linear drag law its
+    threshold stress τ₀ at each of ``temps`` (``threshold_mpa`` and
+    ``threshold_over_mu``, keyed ``"<T>K"``)."""
     glide, why = settings.glide_law(material, law)
     tau = settings.strengths(material)["source"]["mpa"] * 1e6
     pair = (min(temps), max(temps)) if len(temps) > 1 else (temps[0], temps[0] + 100.0)
@@ -566,6 +569,17 @@ def mobility_record(settings: DDSettings, material: Material, law: MobilityLaw,
     rec = {"law": law.name, "glide": glide.name, "character": CHARACTERS[glide.character],
            "why": why, "law_temperature_range_k": [lo, hi if math.isfinite(hi) else None],
            "velocity_change_between_k": list(pair), "velocity_change": sens}
+    inner = glide.law
+    if isinstance(inner, LinearDragMobility):     # the threshold (friction) stress
+        t0 = {f"{t:g}K": float(inner.threshold(torch.tensor([float(t)], dtype=torch.float64),
+                                                torch.tensor([glide.character]))[0]) * 1e-6
+              for t in temps}
+        rec["threshold_mpa"] = t0
+        rec["threshold_over_mu"] = {k: v * 1e6 / material.mu_pa for k, v in t0.items()}
+        if not math.isfinite(sens):
+            rec["velocity_change_note"] = (
+                f"the mean source strength {tau * 1e-6:.3g} MPa is below the threshold "
+                f"stress at {pair[0]:g} K: no glide there to compare")
     if any(t < lo or t > hi for t in temps):
         rec["temperature_note"] = (
             f"the law covers T in [{lo:g}, {hi:g}] K; the run's temperatures "

@@ -32,13 +32,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import Field
 from scalebridge.errors import ExternalProgramError, ScalebridgeError, SettingsError
+from scalebridge.log import progress
 from scalebridge.runtime import mpi_prefix, program_env, run_command, venv_bin, venv_lib
 from scalebridge.settings import Resources, StrictModel
 
@@ -100,9 +101,29 @@ class Mapper(Protocol):
 
     resources: Resources
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``[fn(x) for x in items]``, possibly in parallel."""
+    def map(self, fn: Callable[[T], R], items: Sequence[T],
+            description: str | None = None) -> list[R]:
+        """``[fn(x) for x in items]``, possibly in parallel; with ``description``, the
+        tasks finished are shown as they finish (:func:`scalebridge.log.progress`)."""
         ...
+
+
+@contextmanager
+def _tasks_done(description: str | None, n: int) -> Iterator[Callable[..., None]]:
+    """``advance()`` to call as each of ``n`` tasks finishes: a progress bar on a
+    terminal, log lines off one (:func:`scalebridge.log.progress`); a no-op without a
+    ``description``."""
+    if description is None:
+        yield lambda k=1: None
+        return
+    with progress(description, total=n) as advance:
+        yield advance
+
+
+def _no_progress_bars() -> None:
+    """Pool worker start-up: only the parent draws on the terminal (a worker's bar would
+    overwrite the parent's)."""
+    os.environ["SCALEBRIDGE_NO_PROGRESS"] = "1"
 
 
 class LocalMapper:
@@ -118,15 +139,26 @@ class LocalMapper:
         """Tasks that can run at once."""
         return self.workers
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Sequence[T],
+            description: str | None = None) -> list[R]:
         items = list(items)
-        if self.workers <= 1 or len(items) <= 1:
-            return [fn(x) for x in items]
-        if self._pool is None:
-            # spawn, not fork: the parent may hold torch/MPI threads
-            self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
-        return list(self._pool.map(fn, items))
+        with _tasks_done(description, len(items)) as done:
+            if self.workers <= 1 or len(items) <= 1:
+                out = []
+                for x in items:
+                    out.append(fn(x))
+                    done()
+                return out
+            if self._pool is None:
+                # spawn, not fork: the parent may hold torch/MPI threads
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_no_progress_bars)
+            futures = [self._pool.submit(fn, x) for x in items]
+            for fut in as_completed(futures):
+                fut.result()                    # the first failure raises here
+                done()
+            return [fut.result() for fut in futures]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -221,7 +253,9 @@ class ParslMapper:
             finally:
                 self._dfk = None
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Sequence[T],
+            description: str | None = None) -> list[R]:
+        """See :meth:`Mapper.map`; the tasks finished are counted in ``items`` order."""
         if self._dfk is None:
             raise ScalebridgeError("ParslMapper used outside 'with': Parsl is not started")
         from parsl.app.python import PythonApp
@@ -229,16 +263,18 @@ class ParslMapper:
         app = PythonApp(fn, data_flow_kernel=self._dfk, executors=["scalebridge"])
         futures = [app(x) for x in items]
         out: list[R] = []
-        for i, fut in enumerate(futures):
-            try:
-                out.append(fut.result())
-            except ScalebridgeError:
-                raise
-            except Exception as e:  # Parsl wraps worker loss and remote exceptions
-                raise ScalebridgeError(
-                    f"task {i} of {len(futures)} ({getattr(fn, '__name__', fn)!s}) failed "
-                    f"after {self.settings.retries} retries: {type(e).__name__}: {e}"
-                ) from None
+        with _tasks_done(description, len(futures)) as done:
+            for i, fut in enumerate(futures):
+                try:
+                    out.append(fut.result())
+                except ScalebridgeError:
+                    raise
+                except Exception as e:  # Parsl wraps worker loss and remote exceptions
+                    raise ScalebridgeError(
+                        f"task {i} of {len(futures)} ({getattr(fn, '__name__', fn)!s}) "
+                        f"failed after {self.settings.retries} retries: "
+                        f"{type(e).__name__}: {e}") from None
+                done()
         return out
 
 

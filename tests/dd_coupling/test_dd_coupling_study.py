@@ -205,6 +205,32 @@ def test_study_artifact_tables_plots_and_the_surrogate_reads_it(tmp_path):
     assert np.allclose(mean, np.mean(ref, axis=0))
 
 
+def test_study_reports_progress_off_a_terminal(tmp_path, monkeypatch, caplog):
+    """Off a terminal the DD stage logs its progress between its start and end lines:
+    the realisations done over the study's conditions (through the chain's mapper) and
+    each realisation's applied strain, up to its final strain."""
+    import logging
+
+    import scalebridge.log as sblog
+    from scalebridge.workflows.engine import LocalMapper
+
+    monkeypatch.setattr(sblog.sys.stderr, "isatty", lambda: False, raising=False)
+    monkeypatch.setattr(sblog, "PLAIN_EVERY_S", 0.0)     # a line at every 10% step
+    study = DDStudySettings(strain_rates_s=[1e5, 1e6], temperatures_k=[300.0],
+                            avalanche_bootstrap=0, avalanche_min_tail=5)
+    with caplog.at_level(logging.INFO, logger="scalebridge"):
+        DDSettings(**TINY, realisations=1, study=study).make(
+            make_drag_law(tmp_path / "mob"), make_properties(tmp_path / "props"),
+            tmp_path / "dd", mapper=LocalMapper())
+    lines = [r.getMessage() for r in caplog.records if r.name == "scalebridge.progress"]
+    done = [ln for ln in lines if ln.startswith("DD: realisations done (2 conditions x 1)")]
+    assert [ln.split(": ")[2].split(",")[0] for ln in done] == ["50% (1/2)", "100% (2/2)"]
+    for rate in ("1e+05/s", "1e+06/s"):
+        mine = [ln for ln in lines if ln.startswith(f"DD seed=0 ({rate}, 300 K), strain x1e6")]
+        assert len(mine) >= 5, lines                  # one per 10% of the strain reached
+        assert mine[-1].split(": ")[1].startswith("100% (1000/1000)")    # ε = 1e-3
+
+
 def test_study_needs_strain_control():
     with pytest.raises(ValueError, match="strain"):
         DDSettings(loading="stress", study={"strain_rates_s": [1e5],
