@@ -72,7 +72,7 @@ from scalebridge.dd_coupling.mobility import (
 )
 from scalebridge.dd_coupling.study import Condition, DDStudySettings, fit_power_law, write_study
 from scalebridge.errors import SettingsError
-from scalebridge.log import progress
+from scalebridge.log import progress, track
 from scalebridge.plotting import save_figure
 from scalebridge.settings import StrictModel
 
@@ -371,21 +371,30 @@ class DDSettings(StrictModel):
         t0 = time.perf_counter()
         n_oor0 = getattr(mobility, "n_out_of_range", 0)
         evals = 0
-        with progress(f"DD realisation seed={seed}", total=round(end * 1e9)) as advance:
+        # progress: the applied strain reached (in 1e-6), or under stress control the time
+        strain_mode = self.loading == "strain"
+        unit = 1e6 if strain_mode else 1e12
+        total = round((self.final_strain if strain_mode else end) * unit)
+        what = (f"{self.strain_rate_s:.3g}/s, {self.temperature_k:g} K), strain x1e6"
+                if strain_mode else f"{self.temperature_k:g} K), time in ps")
+        shown = 0
+        with progress(f"DD seed={seed} ({what}", total=total) as advance:
             while state.time < end:
                 if state.n_steps >= self.max_steps:
                     truncated = True
                     log.warning("DD seed %d stopped at max_steps=%d (t=%.3g s of %.3g s)",
                                 seed, self.max_steps, state.time, end)
                     break
-                t_prev = state.time
                 evals += state.n
                 state = step(geom, params, state)
                 record(state)
                 while snap_times and state.time >= snap_times[0]:
                     snap(state)
                     snap_times.pop(0)
-                advance(round((state.time - t_prev) * 1e9))
+                reached = round((state.strain if strain_mode else state.time) * unit)
+                if reached > shown:
+                    advance(reached - shown)
+                    shown = reached
         wall = time.perf_counter() - t0
         n_oor = getattr(mobility, "n_out_of_range", 0) - n_oor0
         return {
@@ -609,12 +618,13 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     # rates ascending: the slowest conditions (most steps) start first
     tasks = [{"settings": cs, "material": material, "law": law, "seed": settings.seed + k}
              for cs in cond_settings for k in range(n_real)]
+    done = f"DD: realisations done ({len(conds)} conditions x {n_real})"
     if mapper is None:
-        runs = [run_realisation_task(t) for t in tasks]
+        runs = [run_realisation_task(t) for t in track(tasks, done)]
     else:
         log.info("DD: %d realisations (%d conditions) on %s", len(tasks), len(conds),
                  type(mapper).__name__)
-        runs = mapper.map(run_realisation_task, tasks)
+        runs = mapper.map(run_realisation_task, tasks, description=done)
     all_tables = []
     for i, res in enumerate(runs):
         tab = resample(res["trace"], grid, by)
