@@ -49,6 +49,14 @@ def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | Non
         if f"drag_{c}_b0_pa_s" in s:
             parts.append(f"{c} drag B0 = {s[f'drag_{c}_b0_pa_s']:.4g} ± "
                          f"{s[f'drag_{c}_b0_err_pa_s']:.2g} Pa·s")
+        if f"drag_{c}_tau0_mpa" in s:
+            lo, hi = s[f"drag_{c}_tau0_ci95_mpa"]
+            mu = (f" = {s[f'drag_{c}_tau0_over_mu']:.3g} μ"
+                  if f"drag_{c}_tau0_over_mu" in s else "")
+            slope = s.get(f"drag_{c}_tau0_mpa_k") or 0.0
+            per_t = f" + {slope:.3g} MPa/K·T" if slope else ""
+            parts.append(f"{c} threshold tau0 = {s[f'drag_{c}_tau0_mpa']:.4g} MPa "
+                         f"(95% {lo:.3g}..{hi:.3g}){mu}{per_t}")
     click.echo("; ".join(parts))
 
 

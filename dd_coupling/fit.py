@@ -10,8 +10,11 @@
   same function, so the same B); otherwise (a velocity table from elsewhere) they are
   fitted here with :func:`scalebridge.md.glide_fit.fit_glide_laws`. The DD's
   :class:`LinearDragMobility` gets B(T) = B0 + B1·T (B1 = 0 unless the trend is
-  supported) and the saturation speed; τ₀ is reported in ``fit.json`` but the linear
-  drag law has no threshold;
+  supported), the threshold τ₀(T) = τ₀,0 + τ₀,1·T (:func:`scalebridge.md.glide_fit.
+  dd_threshold`; constant unless its trend is supported) and the saturation speed, the
+  edge's for edges and, where screws were measured, the screws' B ratio and τ₀ for
+  screws. The summary gives τ₀ with its 95% interval in MPa and, with a Properties
+  artifact, in units of μ (``drag_<character>_tau0_over_mu``);
 * the kink-pair law for screws (ΔH₀, τ_P, v₀, p and q fixed) when screw rows exist at two
   or more temperatures;
 * the neural ensemble law (:class:`~scalebridge.dd_coupling.neural.NeuralMobility`) on
@@ -80,10 +83,12 @@ class FitMobilitySettings(StrictModel):
             else Path(defect_stats))
         table = read_velocity_table(ds_input)
         inputs: dict[str, Any] = {"defect_stats": ds_input}
+        mu_pa: float | None = None
         if properties is not None:
-            b_m = read_properties(properties).b_m
+            material = read_properties(properties)
+            b_m, mu_pa = material.b_m, material.mu_pa
             inputs["properties"] = properties if isinstance(properties, Artifact) else (
-                Path(read_properties(properties).source))
+                Path(material.source))
         elif self.burgers_a is not None:
             b_m = self.burgers_a * 1e-10
         else:
@@ -93,7 +98,7 @@ class FitMobilitySettings(StrictModel):
         md_fits = md_glide_fits(ds_input) if isinstance(ds_input, Artifact) else None
 
         def build(work: Path) -> dict[str, Any]:
-            return fit_and_write(self, table, b_m, work, md_fits)
+            return fit_and_write(self, table, b_m, work, md_fits, mu_pa=mu_pa)
 
         return produce("MobilityLaw", out, self, inputs, build, force=force)
 
@@ -128,6 +133,17 @@ def fit_kink_pair(t: VelocityTable, b_m: float, drag_pa_s: float | None = None,
                                        drag_pa_s=drag_pa_s, b_m=b_m, rel=rel)
     except ValueError as e:
         raise DataError(f"{t.source}: {e}") from None
+
+
+def dd_threshold(fit: dict[str, Any]) -> dict[str, Any]:
+    """The DD law's threshold (``dd_tau0_*`` keys, MPa) of one character's drag fit:
+    the fit's own, or :func:`scalebridge.md.glide_fit.dd_threshold` of its rows for a
+    ``glide_fit.json`` written before md reported it."""
+    if "dd_tau0_mpa" in fit:
+        return {k: v for k, v in fit.items() if k.startswith("dd_tau0_")}
+    return glide_fit.dd_threshold(fit["by_temperature"],
+                                  fit.get("quantile") or glide_fit.t95(0),
+                                  fit.get("tau0_cov_mpa2"))
 
 
 def md_glide_fits(defect_stats: Artifact | Path) -> dict[str, Any] | None:
@@ -183,9 +199,11 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
 
 # ---------------------------------------------------------------------- artifact
 def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Path,
-                  md_fits: dict[str, Any] | None = None) -> dict[str, Any]:
+                  md_fits: dict[str, Any] | None = None, mu_pa: float | None = None
+                  ) -> dict[str, Any]:
     """Fit both laws (the glide laws: ``md_fits`` when md fitted them, else here), check
-    the chosen one, write the MobilityLaw files into ``work``."""
+    the chosen one, write the MobilityLaw files into ``work``. ``mu_pa``: shear modulus
+    (Pa) for τ₀ in units of μ, None if unknown."""
     laws = md_fits or glide_fit.fit_glide_laws(
         t.character, t.tau_pa, t.temperature_k, t.velocity_m_s, t.velocity_err_m_s, b_m,
         rel=s.relative_error_floor)
@@ -197,9 +215,12 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
     kink_pair = laws.get("kink_pair")
     if kink_pair is None and "kink_pair" in laws.get("skipped", {}):
         log.warning("kink-pair fit skipped: %s", laws["skipped"]["kink_pair"])
-    screw_ratio = 1.0
+    thresholds = {c: dd_threshold(f) for c, f in drag_fits.items()}
+    edge_t0 = thresholds.get("edge") or next(iter(thresholds.values()))
+    screw_ratio, screw_t0 = 1.0, None
     if "edge" in drag_fits and "screw" in drag_fits:
         screw_ratio = drag_fits["screw"]["b0_pa_s"] / drag_fits["edge"]["b0_pa_s"]
+        screw_t0 = thresholds["screw"]
     chars = tuple(CHARACTERS[c] for c in sorted(set(t.character.tolist())))
     tau_max = float(np.max(np.abs(t.tau_pa))) * 1e-6
     vr = ValidRange(tau_mpa=(0.0, tau_max),
@@ -207,7 +228,14 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
                     characters=chars)
     drag_law = LinearDragMobility(burgers_m=b_m, b0_pa_s=edge["b0_pa_s"],
                                   b1_pa_s_k=edge["b1_pa_s_k"], screw_ratio=screw_ratio,
-                                  saturation_m_s=edge["saturation_m_s"], valid_range=vr)
+                                  saturation_m_s=edge["saturation_m_s"],
+                                  tau0_pa=edge_t0["dd_tau0_mpa"] * 1e6,
+                                  tau0_pa_k=edge_t0["dd_tau0_mpa_k"] * 1e6,
+                                  screw_tau0_pa=(None if screw_t0 is None
+                                                 else screw_t0["dd_tau0_mpa"] * 1e6),
+                                  screw_tau0_pa_k=(0.0 if screw_t0 is None
+                                                   else screw_t0["dd_tau0_mpa_k"] * 1e6),
+                                  valid_range=vr)
     metrics: dict[str, Any] = {}
     law: MobilityLaw = drag_law
     neural: NeuralMobility | None = None
@@ -232,19 +260,39 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
     save_mobility(law, work, extra={"burgers_m": b_m})
     write_json_atomic(work / "fit.json", {"drag": drag_fits, "kink_pair": kink_pair,
                                           "fitted_by": "md" if md_fits else "dd_coupling",
-                                          "tau0_in_law": False, "metrics": metrics,
+                                          "tau0_in_law": True, "dd_threshold": thresholds,
+                                          "metrics": metrics,
                                           "chosen": law.name, "n_rows": len(t)})
     _plot_fit(t, drag_law, neural, work)
     summary: dict[str, Any] = {"law": law.name, "n_rows": len(t), "tau_max_mpa": tau_max}
     for cname, f in drag_fits.items():
         summary[f"drag_{cname}_b0_pa_s"] = f["b0_pa_s"]
         summary[f"drag_{cname}_b0_err_pa_s"] = f["b0_err_pa_s"]
+        summary.update(threshold_summary(cname, thresholds[cname], mu_pa))
     for name, m in metrics.items():
         summary[f"{name}_r2"] = m["r2"]
     if kink_pair is not None:
         summary["kink_pair_enthalpy_ev"] = kink_pair["enthalpy_ev"]
         summary["kink_pair_enthalpy_err_ev"] = kink_pair["enthalpy_err_ev"]
     return summary
+
+
+def threshold_summary(character: str, th: dict[str, Any], mu_pa: float | None
+                      ) -> dict[str, Any]:
+    """Summary keys of one character's DD threshold: ``drag_<c>_tau0_mpa`` (τ₀,0) with
+    its standard error and 95% interval, ``..._mpa_k`` (τ₀,1), ``..._over_mu`` and
+    ``..._ci95_over_mu`` (τ₀,0/μ, when ``mu_pa`` is known), ``..._note``."""
+    k = f"drag_{character}_tau0"
+    out: dict[str, Any] = {f"{k}_mpa": th["dd_tau0_mpa"], f"{k}_err_mpa": th["dd_tau0_err_mpa"],
+                           f"{k}_ci95_mpa": th["dd_tau0_ci95_mpa"],
+                           f"{k}_mpa_k": th["dd_tau0_mpa_k"]}
+    if mu_pa:
+        out[f"{k}_over_mu"] = th["dd_tau0_mpa"] * 1e6 / mu_pa
+        out[f"{k}_ci95_over_mu"] = [None if x is None else x * 1e6 / mu_pa
+                                    for x in th["dd_tau0_ci95_mpa"]]
+    if th.get("dd_tau0_note"):
+        out[f"{k}_note"] = th["dd_tau0_note"]
+    return out
 
 
 def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility | None,
@@ -288,5 +336,5 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
         w.writerows(rows)
 
 
-__all__ = ["FitMobilitySettings", "fit_and_write", "fit_drag", "fit_kink_pair", "fit_neural",
-           "md_glide_fits"]
+__all__ = ["FitMobilitySettings", "dd_threshold", "fit_and_write", "fit_drag",
+           "fit_kink_pair", "fit_neural", "md_glide_fits", "threshold_summary"]

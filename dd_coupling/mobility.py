@@ -2,9 +2,10 @@
 
 One small protocol (ASE-Calculator style), three implementations:
 
-* :class:`LinearDragMobility`: phonon drag, ``v = b τ / B(T)`` with ``B(T) = B0 + B1·T``,
-  saturating smoothly toward a limiting speed ``c`` (the shear-wave speed):
-  ``v = v_lin / sqrt(1 + (v_lin / c)²)``.
+* :class:`LinearDragMobility`: phonon drag above a threshold (lattice friction) stress,
+  ``v_lin = sign(τ) b max(|τ| − τ₀(T), 0) / B(T)`` with ``B(T) = B0 + B1·T`` and
+  ``τ₀(T) = max(τ₀,0 + τ₀,1·T, 0)``, saturating smoothly toward a limiting speed ``c``
+  (the shear-wave speed): ``v = v_lin / sqrt(1 + (v_lin / c)²)``.
 * :class:`KinkPairMobility`: thermally activated kink-pair glide of BCC screws,
   ``v_kp = v0 [exp(-ΔH(|τ|)/kT) - exp(-H0/kT)]``, ``ΔH = H0 (1 - (|τ|/τP)^p)^q``, in series
   with drag (``1/v = 1/v_kp + 1/v_drag``); edges glide by drag only.
@@ -123,27 +124,55 @@ def saturate(v_lin: torch.Tensor, c_m_s: float | None) -> torch.Tensor:
 # --------------------------------------------------------------------------- analytic laws
 @dataclass
 class LinearDragMobility:
-    """Phonon drag ``v = b τ / B(T)``, ``B(T) = b0_pa_s + b1_pa_s_k·T`` (screws: times
-    ``screw_ratio``), saturating toward ``saturation_m_s`` (``None``: no saturation)."""
+    """Phonon drag above a threshold stress, the MD's edge glide law in its linear range:
+    ``v = sign(τ) b max(|τ| − τ₀(T), 0) / B(T)``, saturating toward ``saturation_m_s``
+    (``None``: no saturation).
+
+    ``B(T) = b0_pa_s + b1_pa_s_k·T`` (screws: times ``screw_ratio``);
+    ``τ₀(T) = max(tau0_pa + tau0_pa_k·T, 0)`` (Pa; screws: ``screw_tau0_pa +
+    screw_tau0_pa_k·T`` when ``screw_tau0_pa`` is set, else the edge's). The clamp at 0
+    keeps the law odd, zero at τ = 0 and non-decreasing in |τ| for any fitted line.
+    Configs written before the threshold existed load with τ₀ = 0 (pure drag).
+    """
 
     burgers_m: float
     b0_pa_s: float
     b1_pa_s_k: float = 0.0
     screw_ratio: float = 1.0
     saturation_m_s: float | None = None
+    tau0_pa: float = 0.0
+    tau0_pa_k: float = 0.0
+    screw_tau0_pa: float | None = None
+    screw_tau0_pa_k: float = 0.0
     valid_range: ValidRange = field(default_factory=ValidRange)
     name: str = "LinearDragMobility"
+
+    def __post_init__(self) -> None:
+        for k in ("tau0_pa", "tau0_pa_k", "screw_tau0_pa", "screw_tau0_pa_k"):
+            x = getattr(self, k)
+            if x is not None and not math.isfinite(x):
+                raise ValueError(f"LinearDragMobility: {k} = {x} is not finite")
 
     def drag(self, temperature_k: torch.Tensor, character: torch.Tensor) -> torch.Tensor:
         """Drag coefficient B (n,) Pa·s."""
         b = self.b0_pa_s + self.b1_pa_s_k * temperature_k
         return torch.where(character == 1, b * self.screw_ratio, b)
 
+    def threshold(self, temperature_k: torch.Tensor, character: torch.Tensor
+                  ) -> torch.Tensor:
+        """Threshold (friction) stress τ₀ (n,) Pa, ≥ 0."""
+        t0 = self.tau0_pa + self.tau0_pa_k * temperature_k
+        if self.screw_tau0_pa is not None:
+            t0 = torch.where(character == 1,
+                             self.screw_tau0_pa + self.screw_tau0_pa_k * temperature_k, t0)
+        return t0.clamp_min(0.0)
+
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
         tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
-        v = saturate(self.burgers_m * tau / self.drag(temp, char), self.saturation_m_s)
-        return _out(v, is_np)
+        excess = (tau.abs() - self.threshold(temp, char)).clamp_min(0.0)
+        v_lin = torch.sign(tau) * self.burgers_m * excess / self.drag(temp, char)
+        return _out(saturate(v_lin, self.saturation_m_s), is_np)
 
     def config(self) -> dict[str, Any]:
         d = asdict(self)

@@ -37,7 +37,10 @@ covariance (JᵀWJ)⁻¹ scaled by max(1, χ²/ν); 95% intervals ±q·SE, q = 1
 point errors explain the scatter (χ²/ν ≤ 1), Student's t_ν otherwise. B's interval is
 b/k mapped from the interval of the mobility k = b/B (so it is asymmetric, and open
 above when k's interval reaches 0). A trend of B with T is *supported* when the 95%
-intervals of B at two temperatures do not overlap.
+intervals of B at two temperatures do not overlap. The DD's linear drag law gets
+B(T) = B0 + B1·T and τ₀(T) = τ₀,0 + τ₀,1·T (:func:`dd_threshold`), each a weighted line
+through the per-temperature values when their trend is supported, else constant (the
+inverse-variance mean).
 
 **Screw kink-pair law** (:func:`fit_kink_pair`)::
 
@@ -238,7 +241,9 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         ``chi2_red``, ``dof``, ``quantile``, ``n``, ``model`` (the candidates' scores),
         ``trend`` (:func:`drag_trend`), and the DD law's ``b0_pa_s``, ``b1_pa_s_k`` with
         standard errors (B(T) = B0 + B1·T when the trend is supported, else B1 = 0 and
-        B0 the inverse-variance mean), ``drag_by_temperature`` (= ``by_temperature``).
+        B0 the inverse-variance mean), its threshold ``dd_tau0_*`` (:func:`dd_threshold`)
+        with ``tau0_cov_mpa2`` (covariance of the fitted τ₀, MPa²),
+        ``drag_by_temperature`` (= ``by_temperature``).
 
     Raises:
         ValueError: no row with τ ≠ 0, or velocities that do not rise with stress.
@@ -349,26 +354,53 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     }
     out["trend"] = drag_trend(rows)
     out.update(_dd_drag(rows, out["trend"]["supported"]))
+    free_i = [tau0_index[j] for j in np.flatnonzero(model.free_tau0)]
+    out["tau0_cov_mpa2"] = cov[np.ix_(free_i, free_i)].tolist()
+    out.update(dd_threshold(rows, q, out["tau0_cov_mpa2"]))
     return out
 
 
-def drag_trend(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Is a trend of B with T supported? Yes when the 95% intervals of B at two
-    temperatures do not overlap (the direction from the lowest to the highest T)."""
+def drag_trend(rows: Sequence[dict[str, Any]], *, value: str = "drag_pa_s",
+               ci: str = "drag_ci95_pa_s", what: str = "B") -> dict[str, Any]:
+    """Is a trend of B (or of the quantity ``value`` with 95% interval ``ci``, named
+    ``what``) with T supported? Yes when the 95% intervals at two temperatures do not
+    overlap (the direction from the lowest to the highest T)."""
     pairs = []
     for a, b in combinations(sorted(rows, key=lambda r: r["temperature_k"]), 2):
         (alo, ahi), (blo, bhi) = (tuple(math.inf if x is None else x
-                                        for x in r["drag_ci95_pa_s"]) for r in (a, b))
+                                        for x in r[ci]) for r in (a, b))
         if ahi < blo or bhi < alo:
             pairs.append((a["temperature_k"], b["temperature_k"],
-                          "rising" if b["drag_pa_s"] > a["drag_pa_s"] else "falling"))
+                          "rising" if b[value] > a[value] else "falling"))
     supported = bool(pairs)
     dirs = {p[2] for p in pairs}
     return {"supported": supported,
             "direction": (dirs.pop() if len(dirs) == 1 else "mixed") if supported else None,
             "separated_pairs_k": [[p[0], p[1]] for p in pairs],
-            "rule": "supported when the 95% intervals of B at two temperatures do not "
+            "rule": f"supported when the 95% intervals of {what} at two temperatures do not "
                     "overlap", "temperatures_k": [r["temperature_k"] for r in rows]}
+
+
+def _weighted_line(T: np.ndarray, y: np.ndarray, se: np.ndarray, line: bool,
+                   cov: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """(a, SE a, b, SE b) of y = a + b·T by generalised least squares (``line``, two or
+    more points), else b = 0 and a the weighted mean. T, y, se: (m,); ``cov``: (m, m)
+    covariance of y (None: diagonal se²; its diagonal is raised to se² where smaller)."""
+    C = np.diag(se ** 2)
+    if cov is not None and np.all(np.isfinite(cov)):
+        C = np.array(cov, float)
+        C[np.diag_indices_from(C)] = np.maximum(np.diag(C), se ** 2)
+    try:
+        W = np.linalg.inv(C)
+    except np.linalg.LinAlgError:
+        W = np.diag(1.0 / se ** 2)
+    A = (np.column_stack([np.ones_like(T), T]) if line and len(T) >= 2
+         else np.ones((len(T), 1)))
+    P = np.linalg.inv(A.T @ W @ A)
+    p = P @ (A.T @ W @ y)
+    if A.shape[1] == 2:
+        return float(p[0]), float(math.sqrt(P[0, 0])), float(p[1]), float(math.sqrt(P[1, 1]))
+    return float(p[0]), float(math.sqrt(P[0, 0])), 0.0, 0.0
 
 
 def _dd_drag(rows: Sequence[dict[str, Any]], trend: bool) -> dict[str, float]:
@@ -378,16 +410,56 @@ def _dd_drag(rows: Sequence[dict[str, Any]], trend: bool) -> dict[str, float]:
     T = np.array([r["temperature_k"] for r in rows])
     B = np.array([r["drag_pa_s"] for r in rows])
     se = np.array([r["drag_err_pa_s"] for r in rows])
-    w = 1.0 / np.maximum(se, 1e-3 * np.abs(B)) ** 2
-    if trend and len(rows) >= 2:
-        A = np.column_stack([np.ones_like(T), T])
-        cov = np.linalg.inv(A.T @ (A * w[:, None]))
-        b0, b1 = cov @ (A.T @ (w * B))
-        return {"b0_pa_s": float(b0), "b0_err_pa_s": float(math.sqrt(cov[0, 0])),
-                "b1_pa_s_k": float(b1), "b1_err_pa_s_k": float(math.sqrt(cov[1, 1]))}
-    return {"b0_pa_s": float(np.sum(w * B) / np.sum(w)),
-            "b0_err_pa_s": float(1.0 / math.sqrt(np.sum(w))),
-            "b1_pa_s_k": 0.0, "b1_err_pa_s_k": 0.0}
+    b0, e0, b1, e1 = _weighted_line(T, B, np.maximum(se, 1e-3 * np.abs(B)), trend)
+    return {"b0_pa_s": b0, "b0_err_pa_s": e0, "b1_pa_s_k": b1, "b1_err_pa_s_k": e1}
+
+
+def dd_threshold(rows: Sequence[dict[str, Any]], quantile: float = 1.959963984540054,
+                 cov_mpa2: Sequence[Sequence[float]] | None = None) -> dict[str, Any]:
+    """The threshold τ₀(T) = τ₀,0 + τ₀,1·T of the DD's linear drag law, from the
+    :func:`fit_drag` rows whose τ₀ was fitted (``tau0_fixed`` false).
+
+    A generalised least-squares line through their τ₀ when the trend is supported
+    (:func:`drag_trend` on τ₀), else τ₀,1 = 0 and τ₀,0 their weighted mean; 0 when no
+    row fitted one. The τ₀ of different temperatures share the fit's v_s, so they are
+    correlated: with their covariance (``cov_mpa2``) the error of the mean is honest,
+    without it (rows alone) they are taken as independent.
+    The law clamps τ₀(T) at 0 (a negative fitted τ₀ is no threshold; ``dd_tau0_note``
+    says so).
+
+    Args:
+        rows: ``by_temperature`` rows of :func:`fit_drag`.
+        quantile: the fit's 95% quantile (its ``quantile``) for the interval of τ₀,0.
+        cov_mpa2: (m, m) covariance of the m fitted τ₀ (MPa²), in row order (the fit's
+            ``tau0_cov_mpa2``).
+
+    Returns:
+        ``dd_tau0_mpa`` (τ₀,0, MPa), ``dd_tau0_err_mpa``, ``dd_tau0_ci95_mpa`` [lo, hi],
+        ``dd_tau0_mpa_k`` (τ₀,1, MPa/K), ``dd_tau0_err_mpa_k``, ``dd_tau0_trend``,
+        ``dd_tau0_note`` (None or why the value is not what the rows show).
+    """
+    free = [r for r in rows if not r.get("tau0_fixed", True)]
+    trend = drag_trend(free, value="tau0_mpa", ci="tau0_ci95_mpa", what="tau0")
+    if not free:
+        return {"dd_tau0_mpa": 0.0, "dd_tau0_err_mpa": 0.0, "dd_tau0_ci95_mpa": [0.0, 0.0],
+                "dd_tau0_mpa_k": 0.0, "dd_tau0_err_mpa_k": 0.0, "dd_tau0_trend": trend,
+                "dd_tau0_note": "no threshold: the chosen model has tau0 = 0"}
+    T = np.array([r["temperature_k"] for r in free])
+    t0 = np.array([r["tau0_mpa"] for r in free])
+    se = np.array([r["tau0_err_mpa"] for r in free])
+    floor = np.maximum(1e-3 * np.abs(t0), 1e-6)
+    cov = (None if cov_mpa2 is None or len(cov_mpa2) != len(free)
+           else np.array(cov_mpa2, dtype=float))            # null (NaN) entries: diagonal
+    a, ea, b, eb = _weighted_line(T, t0, np.maximum(se, floor), trend["supported"], cov)
+    note = None
+    lo_t, hi_t = float(T.min()), float(T.max())
+    if min(a + b * lo_t, a + b * hi_t) < 0:
+        note = (f"the fitted tau0 is negative at some measured T ({a + b * lo_t:.3g} MPa at "
+                f"{lo_t:g} K, {a + b * hi_t:.3g} MPa at {hi_t:g} K): the DD law uses 0 there")
+    return {"dd_tau0_mpa": a, "dd_tau0_err_mpa": ea,
+            "dd_tau0_ci95_mpa": [a - quantile * ea, a + quantile * ea],
+            "dd_tau0_mpa_k": b, "dd_tau0_err_mpa_k": eb, "dd_tau0_trend": trend,
+            "dd_tau0_note": note}
 
 
 # ------------------------------------------------------------------ screw kink pairs
@@ -531,5 +603,5 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
 
 
 __all__ = ["KB_EV", "KINK_P", "KINK_Q", "REL_ERROR", "BlockVelocity", "block_velocity",
-           "combine_replicas", "drag_trend", "fit_drag", "fit_glide_laws", "fit_kink_pair",
-           "kink_pair_velocity", "naive_velocity", "sigma", "t95"]
+           "combine_replicas", "dd_threshold", "drag_trend", "fit_drag", "fit_glide_laws",
+           "fit_kink_pair", "kink_pair_velocity", "naive_velocity", "sigma", "t95"]

@@ -244,3 +244,160 @@ def test_fit_with_three_rows_like_the_example_chain(tmp_path):
     law = fit_neural(t, FitMobilitySettings(members=2, epochs=600))
     pred = law.velocity(t.tau_pa, t.temperature_k, t.character)
     assert np.allclose(pred, t.velocity_m_s, rtol=0.03)
+
+
+# ----------------------------------------------------------------------------- threshold τ₀
+def test_drag_law_threshold_stress():
+    """v = sign(τ) b max(|τ| − τ₀(T), 0)/B: zero below τ₀, linear in the excess above it,
+    odd, τ₀(T) = τ₀,0 + τ₀,1·T clamped at 0, screws with their own τ₀."""
+    law = LinearDragMobility(burgers_m=B, b0_pa_s=5e-5, tau0_pa=50e6, tau0_pa_k=-0.1e6,
+                             screw_tau0_pa=200e6)
+    check_mobility(law)
+    tau = np.array([-40e6, 0.0, 40e6, 45e6, 150e6, -150e6])
+    v = law.velocity(tau, 0.0, 0)                       # τ₀ = 50 MPa at 0 K
+    assert np.all(v[:4] == 0.0)
+    assert v[4] == pytest.approx(B * 100e6 / 5e-5, rel=1e-12)
+    assert v[5] == -v[4]
+    v300 = law.velocity(np.array([40e6]), 300.0, 0)[0]  # τ₀ = 50 − 30 = 20 MPa at 300 K
+    assert v300 == pytest.approx(B * 20e6 / 5e-5, rel=1e-12)
+    v1000 = law.velocity(np.array([0.0, 1e6]), 1000.0, 0)  # 50 − 100 < 0: clamped at 0
+    assert v1000[0] == 0.0 and v1000[1] == pytest.approx(B * 1e6 / 5e-5, rel=1e-12)
+    assert law.velocity(np.array([150e6]), 0.0, 1)[0] == 0.0       # screw τ₀ = 200 MPa
+    assert law.velocity(np.array([250e6]), 0.0, 1)[0] == pytest.approx(B * 50e6 / 5e-5)
+    sat = LinearDragMobility(burgers_m=B, b0_pa_s=5e-5, tau0_pa=50e6, saturation_m_s=3000.0)
+    check_mobility(sat)
+    vs = sat.velocity(np.array([40e6, 1e10]), 300.0, 0)
+    assert vs[0] == 0.0 and 0.9 * 3000.0 < vs[1] < 3000.0
+    with pytest.raises(ValueError, match="tau0_pa"):
+        LinearDragMobility(burgers_m=B, b0_pa_s=5e-5, tau0_pa=math.nan)
+
+
+def test_drag_law_threshold_config_roundtrip(tmp_path):
+    law = LinearDragMobility(burgers_m=B, b0_pa_s=5e-5, b1_pa_s_k=1e-8, tau0_pa=60e6,
+                             tau0_pa_k=-0.05e6, screw_tau0_pa=300e6, screw_tau0_pa_k=-0.2e6,
+                             saturation_m_s=3000.0)
+    save_mobility(law, tmp_path)
+    back = load_mobility(tmp_path)
+    assert back.config() == law.config()
+    tau = np.linspace(-500e6, 500e6, 41)
+    for c in (0, 1):
+        assert np.array_equal(back.velocity(tau, 300.0, c), law.velocity(tau, 300.0, c))
+    # a mobility.json written before the threshold existed loads as pure drag (τ₀ = 0)
+    doc = json.loads((tmp_path / "mobility.json").read_text())
+    for k in ("tau0_pa", "tau0_pa_k", "screw_tau0_pa", "screw_tau0_pa_k"):
+        del doc["config"][k]
+    (tmp_path / "mobility.json").write_text(json.dumps(doc))
+    old = load_mobility(tmp_path)
+    assert old.tau0_pa == 0.0 and old.screw_tau0_pa is None
+    drag = 5e-5 + 1e-8 * 300
+    v = np.asarray(old.velocity(np.array([10e6]), 300.0, 0))
+    assert v[0] == pytest.approx(B * 10e6 / drag / math.sqrt(1 + (B * 10e6 / drag / 3e3) ** 2))
+
+
+def _threshold_rows(rng, tau0_mpa, drag, temps=(100.0, 300.0),
+                    taus=(-450, -300, -150, 150, 250, 350, 450), noise=0.03):
+    """velocity.csv rows of v = sign(τ) b (|τ| − τ₀)/B with relative noise (edge)."""
+    rows = []
+    for t in temps:
+        for tau in taus:
+            v = math.copysign(B * (abs(tau) - tau0_mpa) * 1e6 / drag, tau)
+            err = noise * abs(v) + 1.0
+            rows.append({"character": "edge", "temperature_k": t, "tau_mpa": tau,
+                         "velocity_m_s": v + rng.normal(0, err), "velocity_err_m_s": err,
+                         "n_atoms": 20000, "duration_ps": 100.0})
+    return rows
+
+
+def test_fit_passes_threshold_to_the_drag_law(tmp_path):
+    """A table v = b(τ − τ₀)/B with noise, through the dd_coupling fit path: the DD's
+    LinearDragMobility gets τ₀ and B, both within their 95% intervals of the truth, and
+    the same B and τ₀ as md's fit_drag reports for the same rows."""
+    from scalebridge.dd_coupling.inputs import read_velocity_table
+    from scalebridge.md import glide_fit
+
+    from .conftest import MU_GPA
+
+    tau0, drag = 60.0, 5e-5
+    rows = _threshold_rows(np.random.default_rng(0), tau0, drag)
+    ds = make_defect_stats(tmp_path / "defects", rows)
+    art = FitMobilitySettings(law="drag").make(ds, tmp_path / "mob",
+                                               properties=make_properties(tmp_path / "p"))
+    law = load_mobility(art.path)
+    assert isinstance(law, LinearDragMobility)
+    s = art.summary
+    lo, hi = s["drag_edge_tau0_ci95_mpa"]
+    assert lo < tau0 < hi and hi - lo < 20.0
+    assert law.tau0_pa == pytest.approx(s["drag_edge_tau0_mpa"] * 1e6, rel=1e-12)
+    assert law.tau0_pa_k == 0.0                         # no τ₀ trend in the data
+    assert s["drag_edge_tau0_over_mu"] == pytest.approx(law.tau0_pa / (MU_GPA * 1e9))
+    fit = json.loads((art.path / "fit.json").read_text())
+    assert fit["tau0_in_law"] is True and fit["fitted_by"] == "dd_coupling"
+    for r in fit["drag"]["edge"]["by_temperature"]:
+        assert r["drag_ci95_pa_s"][0] < drag < r["drag_ci95_pa_s"][1], r
+        assert r["tau0_ci95_mpa"][0] < tau0 < r["tau0_ci95_mpa"][1], r
+    assert abs(law.b0_pa_s - drag) < 3 * s["drag_edge_b0_err_pa_s"]
+    # below τ₀ the DD's dislocations stand still; above, v = b(τ − τ₀)/B
+    v = law.velocity(np.array([0.9 * law.tau0_pa, 300e6]), 300.0, 0)
+    assert v[0] == 0.0
+    assert v[1] == pytest.approx(B * (300e6 - law.tau0_pa) / law.b0_pa_s, rel=1e-12)
+    # one implementation: md's fit_drag on the same table gives the same B and τ₀
+    t = read_velocity_table(ds)
+    md = glide_fit.fit_drag(t.tau_pa, t.temperature_k, t.velocity_m_s, t.velocity_err_m_s,
+                            B)
+    assert law.b0_pa_s == pytest.approx(md["b0_pa_s"], rel=1e-12)
+    assert law.tau0_pa == pytest.approx(md["dd_tau0_mpa"] * 1e6, rel=1e-12)
+    assert s["drag_edge_tau0_ci95_mpa"] == pytest.approx(md["dd_tau0_ci95_mpa"], rel=1e-12)
+    # the law fits the data with its threshold: χ²/ν near 1, far below pure drag's
+    pure = LinearDragMobility(burgers_m=B, b0_pa_s=law.b0_pa_s)
+    sig = glide_fit.sigma(t.velocity_m_s, t.velocity_err_m_s)
+    chi = [float(np.mean(((np.asarray(lw.velocity(t.tau_pa, t.temperature_k, 0))
+                           - t.velocity_m_s) / sig) ** 2)) for lw in (law, pure)]
+    assert chi[0] < 2.0 < 10 * chi[0] < chi[1]
+
+
+def test_threshold_trend_and_old_md_fits():
+    """τ₀ falling with T by more than its intervals: the DD law gets τ₀,1 < 0 through the
+    per-temperature values; a glide_fit.json from before md reported the DD threshold gets
+    the same numbers from its rows; a fit without τ₀ gives 0."""
+    from scalebridge.dd_coupling.fit import dd_threshold
+    from scalebridge.md import glide_fit
+
+    rng = np.random.default_rng(4)
+    rows = _threshold_rows(rng, 90.0, 5e-5, temps=(100.0,)) + _threshold_rows(
+        rng, 30.0, 5e-5, temps=(400.0,))
+    a = {k: np.array([r[k] for r in rows]) for k in ("tau_mpa", "temperature_k",
+                                                     "velocity_m_s", "velocity_err_m_s")}
+    f = glide_fit.fit_drag(a["tau_mpa"] * 1e6, a["temperature_k"], a["velocity_m_s"],
+                           a["velocity_err_m_s"], B)
+    assert f["dd_tau0_trend"]["supported"] and f["dd_tau0_trend"]["direction"] == "falling"
+    assert f["dd_tau0_mpa_k"] == pytest.approx(-0.2, rel=0.15)     # (30 − 90)/300 MPa/K
+    law = LinearDragMobility(burgers_m=B, b0_pa_s=f["b0_pa_s"],
+                             tau0_pa=f["dd_tau0_mpa"] * 1e6, tau0_pa_k=f["dd_tau0_mpa_k"] * 1e6)
+    for temp, true in ((100.0, 90.0), (400.0, 30.0)):
+        got = float(law.threshold(torch.tensor([temp], dtype=torch.float64),
+                                    torch.tensor([0]))[0]) * 1e-6
+        assert got == pytest.approx(true, abs=8.0)
+    old = {k: v for k, v in f.items() if not k.startswith("dd_tau0_")}
+    assert dd_threshold(old)["dd_tau0_mpa"] == pytest.approx(f["dd_tau0_mpa"], rel=1e-12)
+    none = glide_fit.dd_threshold([{**r, "tau0_mpa": 0.0, "tau0_fixed": True}
+                                   for r in f["by_temperature"]])
+    assert none["dd_tau0_mpa"] == 0.0 and none["dd_tau0_note"]
+
+
+def test_dd_run_records_the_threshold_in_mpa_and_mu():
+    from scalebridge.dd_coupling.inputs import Material
+    from scalebridge.dd_coupling.simulate import DDSettings, mobility_record
+
+    mat = Material(mu_pa=125e9, nu=0.3, b_m=B, lattice="bcc")
+    law = LinearDragMobility(burgers_m=B, b0_pa_s=5e-5, tau0_pa=20e6, tau0_pa_k=-0.02e6,
+                             screw_tau0_pa=30e6)
+    rec = mobility_record(DDSettings(glide_character="edge"), mat, law, [100.0, 300.0])
+    assert rec["threshold_mpa"] == pytest.approx({"100K": 18.0, "300K": 14.0})
+    assert rec["threshold_over_mu"]["300K"] == pytest.approx(14e6 / 125e9)
+    rec = mobility_record(DDSettings(), mat, law, [300.0])           # BCC: screws glide
+    assert rec["character"] == "screw" and rec["threshold_mpa"] == {"300K": 30.0}
+    # τ₀ above the mean source strength (~50 MPa): no velocity to compare, and why
+    stuck = LinearDragMobility(burgers_m=B, b0_pa_s=5e-5, tau0_pa=100e6)
+    rec = mobility_record(DDSettings(glide_character="edge"), mat, stuck, [300.0])
+    assert math.isinf(rec["velocity_change"]) and "below the threshold" in rec[
+        "velocity_change_note"]
