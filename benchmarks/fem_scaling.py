@@ -11,6 +11,7 @@ linear iterations, peak resident memory summed over ranks. Writes
     python benchmarks/fem_scaling.py                      # 1e4, 1e5, 5e5 dofs; 1, 2 ranks
     python benchmarks/fem_scaling.py --sizes 3.0 --ranks 1 2 --out /tmp/quick.json
     python benchmarks/fem_scaling.py --surrogate runs/mo/surrogate
+    python benchmarks/fem_scaling.py --sizes 0.63 --ranks 2 --keep   # one row, others kept
 
 Each run is a child process (its own peak memory) with a time limit: ``--deadline``
 (UTC, e.g. ``03:00``) skips a run whose estimate (the same ranks at the previous size,
@@ -141,7 +142,7 @@ def _deadline(text: str | None) -> float | None:
 def _write(args: argparse.Namespace, rows: list[dict[str, Any]], load_start: list[float]
            ) -> None:
     speedup = {}
-    for size in args.sizes:
+    for size in sorted({r["element_size_mm"] for r in rows}, reverse=True):
         by = {r["ranks"]: r for r in rows
               if r["element_size_mm"] == size and r.get("solve_s") is not None}
         if 1 in by and 2 in by:
@@ -191,6 +192,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "fem_scaling.json")
     ap.add_argument("--deadline", default=None,
                     help="HH:MM UTC: skip runs estimated to end after it, stop runs past it")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the rows of --out for the sizes and ranks not run now")
     ap.add_argument("--case", type=float, nargs=2, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
@@ -202,6 +205,12 @@ def main() -> None:
     deadline = _deadline(args.deadline)
     load_start = list(os.getloadavg())
     rows: list[dict[str, Any]] = []
+    if args.keep and args.out.is_file():
+        # a long size can be run on its own (a quiet machine for each rank count) and
+        # take its place beside the rows measured before; each row keeps its own load
+        plan = {(s, r) for s in args.sizes for r in args.ranks}
+        rows = [r for r in json.loads(args.out.read_text())["scaling_3d"]
+                if (r["element_size_mm"], r["ranks"]) not in plan]
     for size in args.sizes:
         mesh = work / f"plate_{size}.msh"
         meshed = False
@@ -225,6 +234,7 @@ def main() -> None:
                 row.update(load_before=before, load_after=list(os.getloadavg()))
             print(json.dumps(row), flush=True)
             rows.append(row)
+            rows.sort(key=lambda r: (-r["element_size_mm"], r["ranks"]))
             _write(args, rows, load_start)
     print(f"wrote {args.out}")
 
