@@ -15,7 +15,11 @@ moves first (one source varied at a time, the others held):
     effect on the flow stress is ∂lnσ/∂lnB: the DD study's measured rate sensitivity
     ∂lnσ/∂lnε̇ at the reference temperature where it has two or more strain rates (for a
     drag-controlled law B and ε̇ enter as their product), else the Orowan estimate of the
-    drag share of the flow stress, τ_drag/τ with τ_drag = B γ̇/(ρ b²).
+    drag share of the flow stress, τ_drag/τ with τ_drag = B γ̇/(ρ b²). When the DD moves
+    its dislocations with the fitted drag law and its threshold τ₀ (``law = "drag"``), τ₀'s
+    standard error adds in quadrature as err(τ₀)/σ: a lattice-friction threshold adds to
+    the flow stress MPa for MPa (sensitivity 1). A neural law learns the
+    threshold from the same rows; its bootstrap members, not this term, carry that.
 ``dd``
     The realisation scatter: the standard error of the mean flow stress over the
     realisations (the surrogate learns their mean), sd/mean/√n.
@@ -173,7 +177,16 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
         s = min(max(tau_drag / (float(tau) * 1e6), 0.0), 1.0)
         method = (f"Orowan drag share tau_drag/tau = B rate/(rho b^2)/tau = "
                   f"{tau_drag * 1e-6:.3g}/{float(tau):.3g} MPa")
-    return {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
+    out = {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
+    t0_err, flow = ms.get("drag_edge_tau0_err_mpa"), ds.get("flow_stress_mpa")
+    if (ms.get("law") == "LinearDragMobility" and t0_err is not None
+            and math.isfinite(float(t0_err)) and flow):
+        u_t0 = abs(float(t0_err) / float(flow))
+        out.update(rel_u=math.hypot(s * u_b, u_t0), threshold_rel_u=u_t0,
+                   method=f"{method}; threshold tau0 {ms.get('drag_edge_tau0_mpa'):.3g} "
+                          f"+- {float(t0_err):.3g} MPa over the flow stress "
+                          f"{float(flow):.3g} MPa, in quadrature")
+    return out
 
 
 def dd_source(dd: Artifact | None) -> dict[str, Any]:

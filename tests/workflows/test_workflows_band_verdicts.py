@@ -5,6 +5,7 @@ surrogate fitted to the DD, the FEM cylinder), plus the verdict rules on their o
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,28 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
     for f in ("band.json", "load_band.csv", "load_band.png",
               "members/low/load_displacement.csv", "members/high/load_displacement.csv"):
         assert (arts["band"].path / f).is_file(), f
+
+
+def test_the_drag_laws_threshold_uncertainty_reaches_the_band(tmp_path):
+    """With the fitted drag law in the DD, τ₀'s standard error adds to the flow stress
+    MPa for MPa; a neural law (which learns the threshold from the rows) adds nothing."""
+    from scalebridge.artifacts import Artifact
+    from scalebridge.workflows.band import mobility_source
+
+    (tmp_path / "run.json").write_text(json.dumps({
+        "temperature_k": 300.0, "burgers_a": 2.74, "loading": {"strain_rate_s": 1e4}}))
+    dd = Artifact(tmp_path, {"summary": {"flow_stress_mpa": 100.0,
+                                         "density_end_m2": 1e13}})
+    ms = {"drag_edge_b0_pa_s": 5e-5, "drag_edge_b0_err_pa_s": 5e-6,
+          "drag_edge_tau0_mpa": 50.0, "drag_edge_tau0_err_mpa": 6.0}
+    neural = mobility_source(Artifact(tmp_path, {"summary": {**ms, "law": "NeuralMobility"}}),
+                             dd)
+    drag = mobility_source(Artifact(tmp_path, {"summary": {
+        **ms, "law": "LinearDragMobility"}}), dd)
+    assert "threshold_rel_u" not in neural
+    assert drag["threshold_rel_u"] == pytest.approx(0.06)
+    assert drag["rel_u"] == pytest.approx(math.hypot(neural["rel_u"], 0.06))
+    assert drag["rel_u"] > neural["rel_u"]
 
 
 def test_combine_attributes_variance_one_source_at_a_time():
