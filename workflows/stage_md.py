@@ -129,7 +129,7 @@ def make_defects(call: StageCall) -> Artifact:
               "resources": call.resources.model_dump(), "workdir": str(tasks_dir / p.tag)}
              for p in maker.grid()]
     log.info("defects: %d glide runs on %s", len(tasks), type(call.mapper).__name__)
-    rows = call.mapper.map(glide_task, tasks)
+    rows = call.mapper.map(glide_task, tasks, description="defects: glide runs done")
     # the chain removes .tasks/defects once its record is written
     return maker.make(_potential(pot_art.path, call.config.md.models), call.out,
                       properties=props, rows=rows, resources=call.resources,
