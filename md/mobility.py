@@ -560,7 +560,12 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         "replicas_min": min(n_rep) if n_rep else 0, "a0_a": a0, "burgers_a": b,
         "lattice": maker.crystal,
         "drag_pa_s": {f"{ch}_{d['temperature_k']:g}K": d["drag_pa_s"]
-                      for ch, f in fits["drag"].items() for d in f["by_temperature"]}}
+                      for ch, f in fits["drag"].items() for d in f["by_temperature"]},
+        # the threshold of v = b(τ - τ0)/B beside B: the DD's drag law takes both
+        "tau0_mpa": {f"{ch}_{d['temperature_k']:g}K": d["tau0_mpa"]
+                     for ch, f in fits["drag"].items() for d in f["by_temperature"]},
+        "tau0_ci95_mpa": {f"{ch}_{d['temperature_k']:g}K": list(d["tau0_ci95_mpa"])
+                          for ch, f in fits["drag"].items() for d in f["by_temperature"]}}
     if "edge" in fits["drag"]:
         summary["edge_drag_trend_supported"] = fits["drag"]["edge"]["trend"]["supported"]
     if fits["kink_pair"]:

@@ -219,6 +219,12 @@ def test_defectstats_writes_flagged_points_without_velocity_and_dd_skips_them(tm
     fit = json.loads((art.path / "glide_fit.json").read_text())
     assert fit["points"] == {"measured": 3, "flagged": 1}
     assert art.summary["replicas_min"] == 3
+    # the threshold stands beside the drag in the summary, with its interval
+    by_t = fit["drag"]["edge"]["by_temperature"][0]
+    key = f"edge_{by_t['temperature_k']:g}K"
+    assert art.summary["tau0_mpa"][key] == pytest.approx(by_t["tau0_mpa"])
+    lo, hi = art.summary["tau0_ci95_mpa"][key]
+    assert lo <= art.summary["tau0_mpa"][key] <= hi
 
 
 def test_classify_glide_reasons():
