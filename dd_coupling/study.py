@@ -27,13 +27,14 @@ from __future__ import annotations
 import csv
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
-from scalebridge.plotting import save_figure
+from scalebridge.plotting import pyplot, save_figure
 from scalebridge.settings import StrictModel
 
 
@@ -218,16 +219,49 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: Any) -> None:
             w.writerow([f"{v:.10g}" if isinstance(v, float | np.floating) else v for v in r])
 
 
+def _temperature_panels(path: Path, conditions: list[Condition],
+                        draw: Callable[[Any, int, str], None], xlabel: str, ylabel: str,
+                        x_ticks: int | None = None, legend_fontsize: float = 7,
+                        legend_on_first: bool = True) -> None:
+    """One panel per temperature (shared y), each condition at that temperature drawn in
+    it by ``draw(ax, index in conditions, colour)``, the colour that of its strain rate
+    (``C<k>``, k its rank among the rates); saved to ``path`` (PNG, 120 dpi).
+
+    Args:
+        x_ticks: at most this many major x ticks (None: matplotlib's choice).
+        legend_on_first: the legend on the first panel only (else on every panel that
+            has labelled lines).
+    """
+    import matplotlib.ticker
+
+    plt = pyplot()
+    temps = sorted({c.temperature_k for c in conditions})
+    rates = sorted({c.rate_s for c in conditions})
+    fig, axes = plt.subplots(1, len(temps), figsize=(3.3 * len(temps) + 0.8, 3.4),
+                             sharey=True, squeeze=False)
+    for j, t in enumerate(temps):
+        ax = axes[0, j]
+        for i, c in enumerate(conditions):
+            if c.temperature_k == t:
+                draw(ax, i, f"C{rates.index(c.rate_s)}")
+        ax.set_title(f"{t:g} K", fontsize=9)
+        ax.set_xlabel(xlabel)
+        if x_ticks is not None:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(x_ticks))
+        if j == 0:
+            ax.set_ylabel(ylabel)
+        if (j == 0) if legend_on_first else bool(ax.get_legend_handles_labels()[0]):
+            ax.legend(fontsize=legend_fontsize)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
 # ---------------------------------------------------------------------- the study files
 def write_study(out: Path, conditions: list[Condition], settings: DDStudySettings,
                 points: int, seed: int = 0) -> dict[str, Any]:
     """Write the study tables and plots into ``out`` (created); returns the summary
     (per-condition rows and the headline numbers)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     temps = sorted({c.temperature_k for c in conditions})
     rates = sorted({c.rate_s for c in conditions})
@@ -310,26 +344,15 @@ def write_study(out: Path, conditions: list[Condition], settings: DDStudySetting
             ("hardening", "plastic strain", "applied stress (MPa)", (0, 1, 2), 1.0),
             ("density", "strain", "dislocation density (10$^{14}$ m$^{-2}$)", (3, 4, 5),
              1e-14)):
-        fig, axes = plt.subplots(1, len(temps), figsize=(3.3 * len(temps) + 0.8, 3.4),
-                                 sharey=True, squeeze=False)
-        for j, t in enumerate(temps):
-            ax = axes[0, j]
-            for c, cur in zip(conditions, curves, strict=True):
-                if c.temperature_k != t:
-                    continue
-                k = rates.index(c.rate_s)
-                x, y, sd = cur[ix], cur[iy] * yscale, cur[isd] * yscale
-                ax.plot(x * 1e3, y, color=f"C{k}", lw=1.4, label=f"{rate_label(c.rate_s)}/s")
-                ax.fill_between(x * 1e3, y - sd, y + sd, color=f"C{k}", alpha=0.2, lw=0)
-            ax.set_title(f"{t:g} K", fontsize=9)
-            ax.set_xlabel(f"{xl} (10$^{{-3}}$)")
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
-            if j == 0:
-                ax.set_ylabel(yl)
-                ax.legend(fontsize=7)
-        fig.tight_layout()
-        save_figure(fig, out / f"{name}.png", dpi=120)
-        plt.close(fig)
+        def draw(ax: Any, i: int, colour: str, ix: int = ix, iy: int = iy, isd: int = isd,
+                 yscale: float = yscale) -> None:
+            c, cur = conditions[i], curves[i]
+            x, y, sd = cur[ix], cur[iy] * yscale, cur[isd] * yscale
+            ax.plot(x * 1e3, y, color=colour, lw=1.4, label=f"{rate_label(c.rate_s)}/s")
+            ax.fill_between(x * 1e3, y - sd, y + sd, color=colour, alpha=0.2, lw=0)
+
+        _temperature_panels(out / f"{name}.png", conditions, draw, f"{xl} (10$^{{-3}}$)", yl,
+                            x_ticks=4)
 
     # avalanches: every event, and the distributions with their fits
     _write_csv(out / "avalanches.csv", ("strain_rate_s", "temperature_k", "realisation",
@@ -337,36 +360,24 @@ def write_study(out: Path, conditions: list[Condition], settings: DDStudySetting
                                         "duration_s"),
                ((c.rate_s, c.temperature_k, i, *ev) for c in conditions
                 for i, e in enumerate(c.events) for ev in e))
-    fig, axes = plt.subplots(1, len(temps), figsize=(3.3 * len(temps) + 0.8, 3.4),
-                             sharey=True, squeeze=False)
-    for j, t in enumerate(temps):
-        ax = axes[0, j]
-        for c, f in zip(conditions, fits, strict=True):
-            if c.temperature_k != t:
-                continue
-            k = rates.index(c.rate_s)
-            xs = np.sort(c.drops())[::-1]
-            if not len(xs):
-                continue
-            ccdf = np.arange(1, len(xs) + 1) / len(xs)
-            lab = f"{rate_label(c.rate_s)}/s" + (
-                f": α={f['alpha']:.2f}±{f['alpha_err']:.2f}" if math.isfinite(f["alpha"])
-                else "")
-            ax.loglog(xs, ccdf, ".", ms=2, color=f"C{k}", label=lab)
-            if math.isfinite(f["alpha"]):
-                xf = np.geomspace(f["xmin"], xs[0], 20)
-                p_tail = f["n_tail"] / len(xs)
-                ax.loglog(xf, p_tail * (xf / f["xmin"]) ** (1 - f["alpha"]), "-",
-                          color=f"C{k}", lw=1)
-        ax.set_title(f"{t:g} K", fontsize=9)
-        ax.set_xlabel("stress drop (MPa)")
-        if j == 0:
-            ax.set_ylabel("P(drop ≥ x)")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
-    fig.tight_layout()
-    save_figure(fig, out / "avalanches.png", dpi=120)
-    plt.close(fig)
+    def draw_drops(ax: Any, i: int, colour: str) -> None:
+        c, f = conditions[i], fits[i]
+        xs = np.sort(c.drops())[::-1]
+        if not len(xs):
+            return
+        ccdf = np.arange(1, len(xs) + 1) / len(xs)
+        lab = f"{rate_label(c.rate_s)}/s" + (
+            f": α={f['alpha']:.2f}±{f['alpha_err']:.2f}" if math.isfinite(f["alpha"])
+            else "")
+        ax.loglog(xs, ccdf, ".", ms=2, color=colour, label=lab)
+        if math.isfinite(f["alpha"]):
+            xf = np.geomspace(f["xmin"], xs[0], 20)
+            p_tail = f["n_tail"] / len(xs)
+            ax.loglog(xf, p_tail * (xf / f["xmin"]) ** (1 - f["alpha"]), "-",
+                      color=colour, lw=1)
+
+    _temperature_panels(out / "avalanches.png", conditions, draw_drops, "stress drop (MPa)",
+                        "P(drop ≥ x)", legend_fontsize=6, legend_on_first=False)
 
     alpha, alpha_err = weighted_mean([f["alpha"] for f in fits],
                                      [f["alpha_err"] for f in fits])
