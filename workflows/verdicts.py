@@ -185,6 +185,19 @@ def graded(name: str, key: str, value: Any, what: str, fmt: str = ".3g",
     return Check(name, st, f"{what} {v:{fmt}}{unit} ({t.bound(st)}{unit})", v)
 
 
+def model_gate(name: str, record: Mapping[str, Any], na: str, passed: str, failed: str,
+               overridden: str) -> Check:
+    """The row of the checks a stage ran on its model before using it, from the stage's
+    ``record`` (``{"passed": bool, "overridden": bool, ...}``, empty when none was
+    kept): ``n/a`` ``{na}``; green ``{passed}``; red ``{failed}``, followed by
+    ``{overridden}`` when the model was used anyway."""
+    if not record:
+        return Check(name, NA, na)
+    if record.get("passed"):
+        return Check(name, GREEN, passed)
+    return Check(name, RED, failed + (overridden if record.get("overridden") else ""))
+
+
 def _json(path: Path) -> dict[str, Any]:
     try:
         d = json.loads(Path(path).read_text())
@@ -331,17 +344,11 @@ def mobility_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
 
 
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
-    out = []
-    mc = summary.get("mobility_check")
-    if not mc:
-        out.append(Check("check_mobility", NA, "not recorded (a DD run from before the "
-                         "gate)"))
-    elif mc.get("passed"):
-        out.append(Check("check_mobility", GREEN, "the mobility law passes check_mobility"))
-    else:
-        out.append(Check("check_mobility", RED, f"the mobility law FAILED {mc.get('failed')}"
-                         + (" and was used anyway (allow_failed_checks)"
-                            if mc.get("overridden") else "")))
+    mc = summary.get("mobility_check") or {}
+    out = [model_gate("check_mobility", mc, "not recorded (a DD run from before the gate)",
+                      "the mobility law passes check_mobility",
+                      f"the mobility law FAILED {mc.get('failed')}",
+                      " and was used anyway (allow_failed_checks)")]
     fd = summary.get("final_dislocations") or []
     out.append(graded("dislocations", "dislocations", min(fd) if fd else None,
                       "fewest dislocations at the end of a realisation:", ".0f",
@@ -396,16 +403,11 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
 
 
 def fem_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
-    out = []
-    mc = summary.get("material_checks")
-    if not mc:
-        out.append(Check("material_checks", NA, "the material is not a learned model"))
-    elif mc.get("passed"):
-        out.append(Check("material_checks", GREEN, "the material passes check_constitutive"))
-    else:
-        out.append(Check("material_checks", RED, "the material FAILED check_constitutive ("
-                         f"{mc.get('failed_detail')})" + (" and was used anyway"
-                                                          if mc.get("overridden") else "")))
+    mc = summary.get("material_checks") or {}
+    out = [model_gate("material_checks", mc, "the material is not a learned model",
+                      "the material passes check_constitutive",
+                      f"the material FAILED check_constitutive ({mc.get('failed_detail')})",
+                      " and was used anyway")]
     err = summary.get("limit_load_rel_error")
     if err is None:
         out.append(Check("limit_load", NA, summary.get("limit_load_note")
@@ -472,4 +474,4 @@ def run_verdicts(arts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["AMBER", "GREEN", "NA", "RED", "THRESHOLDS", "Check", "StageVerdict",
-           "Threshold", "checks_for", "graded", "run_verdicts", "worst"]
+           "Threshold", "checks_for", "graded", "model_gate", "run_verdicts", "worst"]

@@ -199,6 +199,29 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert "not a learned model" in fem[0].reason
 
 
+def test_model_gate_rows_name_what_failed_and_an_override(tmp_path):
+    """The rows of the checks a stage ran on its model before using it (the DD's
+    check_mobility, the FEM's check_constitutive): n/a without a record, green when it
+    passed, red naming what failed and whether it was used anyway."""
+    def row(kind, key, rec):
+        c = checks_for(kind, {key: rec} if rec is not None else {}, tmp_path)[0]
+        return c.status, c.reason
+
+    dd, fem = ("DDRun", "mobility_check"), ("FieldResults", "material_checks")
+    assert row(*dd, None) == (NA, "not recorded (a DD run from before the gate)")
+    assert row(*dd, {"passed": True}) == (GREEN, "the mobility law passes check_mobility")
+    assert row(*dd, {"passed": False, "failed": "odd"}) == (
+        RED, "the mobility law FAILED odd")
+    assert row(*dd, {"passed": False, "failed": "odd", "overridden": True}) == (
+        RED, "the mobility law FAILED odd and was used anyway (allow_failed_checks)")
+    assert row(*fem, None) == (NA, "the material is not a learned model")
+    assert row(*fem, {"passed": True}) == (GREEN, "the material passes check_constitutive")
+    assert row(*fem, {"passed": False, "failed_detail": "tangent"}) == (
+        RED, "the material FAILED check_constitutive (tangent)")
+    assert row(*fem, {"passed": False, "failed_detail": "tangent", "overridden": True}) == (
+        RED, "the material FAILED check_constitutive (tangent) and was used anyway")
+
+
 def test_glide_replicas_deformation_and_overall(tmp_path):
     (tmp_path / "velocity.csv").write_text(
         "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,replicas,"
