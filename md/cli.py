@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from scalebridge.potentials.cli import TypeMapCommand, parse_type_map
@@ -79,6 +80,35 @@ def _with_crystal(maker, pot, dataset: str | None):
                                                    with_reference=True))
 
 
+def _pot_and_maker(cls, sections: tuple[str, ...], potential: tuple[str, ...],
+                   type_map: str | None, dataset: str | None, settings: str | None,
+                   compressed: bool):
+    """The potential of ``-p`` and the ``cls`` maker of ``--settings`` (its
+    ``[md.<section>]`` table, :func:`_maker`) with the crystal filled in
+    (:func:`_with_crystal`)."""
+    pot = _pot(potential, compressed, type_map)
+    return pot, _with_crystal(_maker(cls, settings, *sections), pot, dataset)
+
+
+#: ``--properties`` of the commands that start from a relaxed a0.
+_properties_option = click.option(
+    "--properties", "props", type=click.Path(exists=True), default=None,
+    help="Properties artifact (a0); else a0 is relaxed first")
+
+
+def _make_from_properties(cls, sections: tuple[str, ...], *, potential: tuple[str, ...],
+                          type_map: str | None, dataset: str | None, out: str,
+                          settings: str | None, ranks: int, threads: int, compressed: bool,
+                          force: bool, props: str | None) -> None:
+    """Build the ``cls`` maker (settings from its ``sections``) and make its artifact in
+    ``out`` from the Properties artifact ``props``; echo the summary."""
+    pot, maker = _pot_and_maker(cls, sections, potential, type_map, dataset, settings,
+                                compressed)
+    art = maker.make(pot, out, properties=props,
+                     resources=_resources(ranks, threads), force=force)
+    click.echo(json.dumps(art.summary, indent=1))
+
+
 @click.group("md")
 def md() -> None:
     """LAMMPS with learned potentials: properties, dislocation mobility, deformation."""
@@ -93,8 +123,8 @@ def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, 
     from scalebridge.md.lammps import run_lammps
     from scalebridge.md.properties import PropertiesMaker
 
-    pot = _pot(potential, compressed, type_map)
-    maker = _with_crystal(_maker(PropertiesMaker, settings, "properties"), pot, dataset)
+    pot, maker = _pot_and_maker(PropertiesMaker, ("properties",), potential, type_map,
+                                dataset, settings, compressed)
     if dry_run:
         res = run_lammps(Path(out) / "dry-run", maker.script(), pot, maker.structure(),
                          dry_run=True, triclinic=True)
@@ -111,37 +141,23 @@ def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, 
 
 @md.command("dislocation", cls=TypeMapCommand)
 @common
-@click.option("--properties", "props", type=click.Path(exists=True), default=None,
-              help="Properties artifact (a0); else a0 is relaxed first")
-def dislocation_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
-                    force, props):
+@_properties_option
+def dislocation_cmd(**opts: Any) -> None:
     """Velocity of edge/screw dislocations (BCC 1/2<111>, FCC 1/2<110> split into
     Shockley partials) over a (τ, T) grid → DefectStats."""
     from scalebridge.md.mobility import MobilityMaker
 
-    pot = _pot(potential, compressed, type_map)
-    maker = _with_crystal(_maker(MobilityMaker, settings, "dislocation", "mobility"), pot,
-                          dataset)
-    art = maker.make(pot, out, properties=props,
-                     resources=_resources(ranks, threads), force=force)
-    click.echo(json.dumps(art.summary, indent=1))
+    _make_from_properties(MobilityMaker, ("dislocation", "mobility"), **opts)
 
 
 @md.command("deform", cls=TypeMapCommand)
 @common
-@click.option("--properties", "props", type=click.Path(exists=True), default=None,
-              help="Properties artifact (a0); else a0 is relaxed first")
-def deform_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
-               force, props):
+@_properties_option
+def deform_cmd(**opts: Any) -> None:
     """Deform a crystal with voids: density by Burgers vector and stress vs strain."""
     from scalebridge.md.deform import DeformMaker
 
-    pot = _pot(potential, compressed, type_map)
-    maker = _with_crystal(_maker(DeformMaker, settings, "deform", "deformation"), pot,
-                          dataset)
-    art = maker.make(pot, out, properties=props,
-                     resources=_resources(ranks, threads), force=force)
-    click.echo(json.dumps(art.summary, indent=1))
+    _make_from_properties(DeformMaker, ("deform", "deformation"), **opts)
 
 
 @md.command("schema")

@@ -91,6 +91,23 @@ def test_cli_properties_dry_run_and_errors(tmp_path):
         read_artifact(tmp_path / "d")
 
 
+def test_cli_dislocation_and_deform_read_their_own_settings_table(tmp_path):
+    """``md dislocation`` reads ``[md.mobility]`` and ``md deform`` ``[md.deformation]``
+    of a chain TOML (a typo in each is named, before any LAMMPS run); both take
+    ``--properties``."""
+    from scalebridge.workflows.cli import cli
+
+    toml = tmp_path / "chain.toml"
+    toml.write_text("[md.mobility]\ntaus_mpaa = [100.0]\n[md.deformation]\nsizee = 4\n")
+    for cmd, hint in (("dislocation", "did you mean 'taus_mpa'"),
+                      ("deform", "did you mean 'size'")):
+        r = CliRunner().invoke(cli, ["md", cmd, "-p", str(PEERS / "qsnap"), "-o",
+                                     str(tmp_path / cmd), "-s", str(toml)])
+        assert r.exit_code == 1 and hint in r.output, (cmd, r.output)
+        r = CliRunner().invoke(cli, ["md", cmd, "--help"])
+        assert "Properties artifact (a0); else a0 is relaxed first" in r.output
+
+
 def test_prismatic_loop_source_is_found_by_dxa(tmp_path, snap):
     from scalebridge.md.deform import dislocation_content
     from scalebridge.md.lammps import run_lammps
