@@ -8,7 +8,7 @@ the returned report.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -172,24 +172,39 @@ def check_duplicates(frames: list[Frame], policy: Policy = "error",
     return keep
 
 
+def _drop_implausible(judged: Iterable[tuple[Frame, str | None]], setting: str,
+                      policy: Policy) -> list[Frame]:
+    """The frames of ``judged`` (frame, what is implausible about it or None) that are
+    plausible, in order. Each other frame raises :class:`DataError` (policy ``error``:
+    its message, then how to let it pass: raise ``setting`` or drop) or is dropped with
+    a warning line (``drop``)."""
+    keep = []
+    for fr, msg in judged:
+        if msg is None:
+            keep.append(fr)
+            continue
+        if policy == "error":
+            raise DataError(f"{msg}; raise {setting} or set implausible = 'drop' to skip "
+                            "such frames")
+        log.warning("%s: dropped", msg)
+    return keep
+
+
 def check_forces(frames: list[Frame], max_force_ev_a: float | None,
                  policy: Policy = "error") -> list[Frame]:
     """No atom with a force above ``max_force_ev_a`` (eV/Å; None: no bound)."""
     if max_force_ev_a is None:
         return list(frames)
-    keep = []
-    for fr in frames:
+
+    def problem(fr: Frame) -> str | None:
         f = np.sqrt((np.asarray(fr.forces) ** 2).sum(axis=1))
         if f.max() <= max_force_ev_a:
-            keep.append(fr)
-            continue
-        msg = (f"{fr.where}: force on atom {int(f.argmax())} is {f.max():.4g} eV/Å, above "
-               f"max_force_ev_a = {max_force_ev_a:g}")
-        if policy == "error":
-            raise DataError(msg + "; raise max_force_ev_a (null: no bound) or set "
-                            "implausible = 'drop' to skip such frames")
-        log.warning("%s: dropped", msg)
-    return keep
+            return None
+        return (f"{fr.where}: force on atom {int(f.argmax())} is {f.max():.4g} eV/Å, above "
+                f"max_force_ev_a = {max_force_ev_a:g}")
+
+    return _drop_implausible(((fr, problem(fr)) for fr in frames),
+                             "max_force_ev_a (null: no bound)", policy)
 
 
 def _robust_z(r: np.ndarray, ref: np.ndarray, mad_floor: float) -> np.ndarray:
@@ -255,18 +270,12 @@ def check_energy_outliers(frames: list[Frame], z_max: float | None,
     if z_max is None or len(frames) < min_frames:
         return list(frames)
     _, z, scope = energy_zscores(frames, z_max, min_frames)
-    keep = []
-    for fr, zi, sc in zip(frames, z, scope, strict=True):
-        if zi <= z_max:
-            keep.append(fr)
-            continue
-        msg = (f"{fr.where}: energy {fr.energy / fr.natoms:.6g} eV/atom is {zi:.3g} robust "
-               f"SDs from the median of {sc}, above energy_outlier_z = {z_max:g}")
-        if policy == "error":
-            raise DataError(msg + "; raise energy_outlier_z (null: no check) or set "
-                            "implausible = 'drop' to skip such frames")
-        log.warning("%s: dropped", msg)
-    return keep
+    return _drop_implausible(
+        ((fr, None if zi <= z_max else
+          f"{fr.where}: energy {fr.energy / fr.natoms:.6g} eV/atom is {zi:.3g} robust SDs "
+          f"from the median of {sc}, above energy_outlier_z = {z_max:g}")
+         for fr, zi, sc in zip(frames, z, scope, strict=True)),
+        "energy_outlier_z (null: no check)", policy)
 
 
 def min_distance(fr: Frame, cutoff: float = 3.0) -> float:

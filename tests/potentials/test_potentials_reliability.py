@@ -9,12 +9,18 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scalebridge.artifacts import produce, write_json_atomic
 from scalebridge.errors import DataError, ScalebridgeError
 from scalebridge.potentials import EvaluateSettings, IngestSettings
+from scalebridge.potentials.frames import Frame
 from scalebridge.potentials.readers import read_source
-from scalebridge.potentials.validation import check_duplicates
+from scalebridge.potentials.validation import (
+    check_duplicates,
+    check_energy_outliers,
+    check_forces,
+)
 
 ORDER = "xx yy zz xy xz yz"
 
@@ -152,6 +158,40 @@ def test_force_beyond_physical_bound(tmp_path, mo_items):
                                    "max_force_ev_a = 50")
     art = IngestSettings(voigt_order=ORDER, max_force_ev_a=100).make([src], tmp_path / "ds")
     assert sum(art.summary["n_frames"].values()) == len(items)
+
+
+def _frames(energies_ev_per_atom: list[float], forces_ev_a: list[float]) -> list[Frame]:
+    """Two-atom Mo cells, frame i with energy per atom and |force| on atom 1 given."""
+    cell = 3.2 * np.eye(3)
+    return [Frame(["Mo", "Mo"], np.array([[0.0, 0, 0], [1.6, 1.6, 1.6]]), cell, 2 * e,
+                  np.array([[0.0, 0, 0], [f, 0, 0]]), None, source="m.json", index=i)
+            for i, (e, f) in enumerate(zip(energies_ev_per_atom, forces_ev_a, strict=True))]
+
+
+def test_implausible_policy_raises_with_the_setting_or_drops_with_a_line(caplog):
+    """Both implausible checks (force bound, energy outlier): ``error`` raises at the
+    first bad frame naming the setting that lets it pass; ``drop`` keeps the others in
+    order and logs one ``...: dropped`` line per frame."""
+    frames = _frames([-10.0, -10.01, -5.0, -9.99, -10.02, -10.0], [1, 80, 1, 1, 90, 1])
+    with pytest.raises(DataError) as e:
+        check_forces(frames, 50.0)
+    assert _one_line(e) == (
+        "m.json frame 1: force on atom 1 is 80 eV/Å, above max_force_ev_a = 50; raise "
+        "max_force_ev_a (null: no bound) or set implausible = 'drop' to skip such frames")
+    with pytest.raises(DataError, match=r"^m\.json frame 2: energy -5 eV/atom is [0-9.]+ "
+                       r"robust SDs from the median of the data set \(6 frames\), above "
+                       r"energy_outlier_z = 20; raise energy_outlier_z \(null: no check\) "
+                       r"or set implausible = 'drop' to skip such frames$"):
+        check_energy_outliers(frames, 20.0)
+    with caplog.at_level(logging.WARNING):
+        kept = check_forces(frames, 50.0, policy="drop")
+        assert [f.index for f in kept] == [0, 2, 3, 5]
+        assert [f.index for f in check_energy_outliers(kept, 20.0, "drop")] == [0, 3, 5]
+    lines = [r.getMessage() for r in caplog.records]
+    assert [ln.split(":")[0] for ln in lines] == ["m.json frame 1", "m.json frame 4",
+                                                  "m.json frame 2"]
+    assert all(ln.endswith(": dropped") for ln in lines)
+    assert check_forces(frames, None) == frames == check_energy_outliers(frames, None)
 
 
 # ------------------------------------------------------------------ item 6, data side
