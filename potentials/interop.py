@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 from scalebridge.errors import DataError
 from scalebridge.potentials.frames import EV_A3_IN_BAR, EV_A3_IN_GPA, EV_A3_IN_KBAR, Frame
-from scalebridge.potentials.readers import FAMILIES, ReadOptions, _head, _note, register
+from scalebridge.potentials.readers import (
+    FAMILIES,
+    ReadOptions,
+    _forces_array,
+    _head,
+    _note,
+    register,
+)
 
 log = logging.getLogger("scalebridge.potentials")
 
@@ -97,12 +104,7 @@ def atoms_to_frame(atoms, source: Path, index: int, opts: ReadOptions) -> Frame:
             virial = _as_3x3(info["virial"])
     except ValueError as e:
         raise DataError(f"{where}: stress/virial has {e}") from None
-    f = None
-    if forces is not None:
-        f = np.asarray(forces, float)
-        if f.shape != (len(atoms), 3):
-            raise DataError(f"{where}: forces have shape {f.shape}, expected "
-                            f"({len(atoms)}, 3)")
+    f = _forces_array(forces, len(atoms), where)
     group = opts.group
     if group is None:
         group = str(info.get("config_type", info.get("group", source.stem)))

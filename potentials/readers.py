@@ -169,6 +169,17 @@ def _mlearn_group(item: dict, path: Path) -> str:
     return str(item.get("group", "") or "")
 
 
+def _forces_array(forces, natoms: int, where: str) -> np.ndarray | None:
+    """A reader's forces label as an (natoms, 3) float array, eV/Å (None: no forces);
+    any other shape is a :class:`DataError` naming ``where``."""
+    if forces is None:
+        return None
+    f = np.asarray(forces, float)
+    if f.shape != (natoms, 3):
+        raise DataError(f"{where}: forces have shape {f.shape}, expected ({natoms}, 3)")
+    return f
+
+
 def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
                      fallback_order: tuple[str, ...] | None = None) -> list[Frame]:
     """Read an mlearn/pymatgen JSON list (see the module doc).
@@ -224,12 +235,7 @@ def read_mlearn_json(path: str | Path, voigt_order: str = "auto",
                 raise DataError(f"{path}: cannot tell the Voigt order of virial_stress (no "
                                 "sheared Elastic cell in this file); set voigt_order")
             virial = kbar_voigt_to_virial(s, order, abs(np.linalg.det(cell)))
-        f = None
-        if forces is not None:
-            f = np.asarray(forces, float)
-            if f.shape != (len(st), 3):
-                raise DataError(f"{where}: forces have shape {f.shape}, expected "
-                                f"({len(st)}, 3)")
+        f = _forces_array(forces, len(st), where)
         frames.append(Frame(
             symbols=[sp.symbol for sp in st.species], positions=np.array(st.cart_coords),
             cell=cell, energy=float("nan") if energy is None else float(energy), forces=f,

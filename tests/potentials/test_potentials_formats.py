@@ -64,6 +64,25 @@ def test_extxyz_stress_in_the_wrong_unit_is_refused():
         read_source(XYZ / "Volume_BCC.xyz")
 
 
+def test_ase_frame_forces_of_the_wrong_shape_are_one_line():
+    """An ASE frame's forces are an (n, 3) eV/Å array; any other shape names the frame."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from scalebridge.potentials.interop import atoms_to_frame
+
+    atoms = Atoms(["Mo", "Mo"], positions=[[0, 0, 0], [1.6, 1.6, 1.6]], cell=3.2 * np.eye(3),
+                  pbc=True)
+    atoms.calc = SinglePointCalculator(atoms, energy=-21.0, forces=[[0, 0, 1], [0, 0, -1]])
+    fr = atoms_to_frame(atoms, Path("m.xyz"), 3, ReadOptions())
+    assert fr.forces.dtype == float and fr.forces.tolist() == [[0, 0, 1], [0, 0, -1]]
+    atoms.calc.results["forces"] = np.zeros((1, 3))
+    with pytest.raises(DataError) as e:
+        atoms_to_frame(atoms, Path("m.xyz"), 3, ReadOptions())
+    assert str(e.value) == "m.xyz frame 3: forces have shape (1, 3), expected (2, 3)"
+    atoms.calc = SinglePointCalculator(atoms, energy=-21.0)
+    assert atoms_to_frame(atoms, Path("m.xyz"), 3, ReadOptions()).forces is None
+
+
 def test_extxyz_in_ase_convention_round_trips(tmp_path, mo_train_json):
     """Frames written by ASE (stress eV/Å³, tension positive; or GAP's virial) read back
     as the same frames: the ASE sign convention maps to the virial as Frame defines it."""
