@@ -203,23 +203,24 @@ def test_model_gate_rows_name_what_failed_and_an_override(tmp_path):
     """The rows of the checks a stage ran on its model before using it (the DD's
     check_mobility, the FEM's check_constitutive): n/a without a record, green when it
     passed, red naming what failed and whether it was used anyway."""
-    def row(kind, key, rec):
+    # (kind, summary key, row name)
+    dd = ("DDRun", "mobility_check", "check_mobility")
+    fem = ("FieldResults", "material_checks", "material_checks")
+    failed_dd, failed_fem = {"passed": False, "failed": "odd"}, {"passed": False,
+                                                               "failed_detail": "tangent"}
+    for (kind, key, name), rec, status, reason in (
+            (dd, None, NA, "not recorded (a DD run from before the gate)"),
+            (dd, {"passed": True}, GREEN, "the mobility law passes check_mobility"),
+            (dd, failed_dd, RED, "the mobility law FAILED odd"),
+            (dd, {**failed_dd, "overridden": True}, RED,
+             "the mobility law FAILED odd and was used anyway (allow_failed_checks)"),
+            (fem, None, NA, "the material is not a learned model"),
+            (fem, {"passed": True}, GREEN, "the material passes check_constitutive"),
+            (fem, failed_fem, RED, "the material FAILED check_constitutive (tangent)"),
+            (fem, {**failed_fem, "overridden": True}, RED,
+             "the material FAILED check_constitutive (tangent) and was used anyway")):
         c = checks_for(kind, {key: rec} if rec is not None else {}, tmp_path)[0]
-        return c.status, c.reason
-
-    dd, fem = ("DDRun", "mobility_check"), ("FieldResults", "material_checks")
-    assert row(*dd, None) == (NA, "not recorded (a DD run from before the gate)")
-    assert row(*dd, {"passed": True}) == (GREEN, "the mobility law passes check_mobility")
-    assert row(*dd, {"passed": False, "failed": "odd"}) == (
-        RED, "the mobility law FAILED odd")
-    assert row(*dd, {"passed": False, "failed": "odd", "overridden": True}) == (
-        RED, "the mobility law FAILED odd and was used anyway (allow_failed_checks)")
-    assert row(*fem, None) == (NA, "the material is not a learned model")
-    assert row(*fem, {"passed": True}) == (GREEN, "the material passes check_constitutive")
-    assert row(*fem, {"passed": False, "failed_detail": "tangent"}) == (
-        RED, "the material FAILED check_constitutive (tangent)")
-    assert row(*fem, {"passed": False, "failed_detail": "tangent", "overridden": True}) == (
-        RED, "the material FAILED check_constitutive (tangent) and was used anyway")
+        assert (c.name, c.status, c.reason) == (name, status, reason), (kind, rec)
 
 
 def test_glide_replicas_deformation_and_overall(tmp_path):
