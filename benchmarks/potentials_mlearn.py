@@ -273,6 +273,9 @@ def main() -> None:
                     help="train this alternative of CANDIDATES instead of TRAIN")
     ap.add_argument("--stages", type=int, default=len(STAGES),
                     help="run the first N stages of STAGES; the last one is reported")
+    ap.add_argument("--export", type=Path, default=None,
+                    help="also copy the trained models with a manifest into this folder "
+                         "(examples/mo/pretrained: the start of the example's fine-tune)")
     args = ap.parse_args()
 
     from scalebridge.log import setup_logging
@@ -355,6 +358,60 @@ def main() -> None:
     for k in keys:
         print(f"{k:28s} {out[k]}")
     print(f"qSNAP reference: {REFERENCE['qsnap']}; SNAP: {REFERENCE['snap']}")
+    if args.export:
+        export_pretrained(pot.path, out, args.export)
+
+
+def export_pretrained(pot_dir: Path, result: dict, dest: Path) -> None:
+    """Copy the trained (uncompressed, change-bias, refit) models into ``dest`` with a
+    ``manifest.json``: what trained them, on which data (sha256), with which settings,
+    and what they scored on the held-out test set and against the DFT properties. The
+    example fine-tunes from these files (``init_model``); the manifest is how a reader
+    finds out where its starting point came from."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    from scalebridge.artifacts import write_json_atomic
+
+    def sha(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    dest.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, m in enumerate(result["models"]):
+        target = dest / f"model_{i}.pth"
+        tmp = target.with_suffix(".pth.partial")
+        shutil.copyfile(pot_dir / m, tmp)
+        tmp.replace(target)
+        files.append({"file": target.name, "sha256": sha(target),
+                      "bytes": target.stat().st_size})
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or None
+    keys = ("energy_mae_mev_per_atom", "force_mae_ev_per_a", "energy_rmse_mev_per_atom",
+            "force_rmse_ev_per_a", "a0_a", "c11_gpa", "c12_gpa", "c44_gpa",
+            "bulk_modulus_gpa", "vacancy_formation_ev", "train_seconds")
+    write_json_atomic(dest / "manifest.json", {
+        "what": "DeePMD-kit (PyTorch) se_e2_a Mo ensemble, one model per member; the "
+                "example (examples/mo/mo.toml) fine-tunes member i from model_i.pth",
+        "trained_by": "benchmarks/potentials_mlearn.py (this repository) --export",
+        "git_commit": commit,
+        "data": {"train": {"file": "mlearn Mo training.json (all 194 frames, no "
+                                   "validation hold-out)",
+                           "sha256": sha(MO / "training.json")},
+                 "test": {"file": "mlearn Mo test.json (23 frames, held out)",
+                          "sha256": sha(MO / "test.json")},
+                 "source": "Zuo et al., J. Phys. Chem. A 124, 731 (2020); "
+                           "materialsvirtuallab/mlearn, BSD-3-Clause (the same files as "
+                           "examples/mo/data)"},
+        "settings": result["settings"],
+        "test_set": {k: result[k] for k in keys},
+        "dft_derived_from_data": result["dft_derived_from_data"],
+        "energy_bias_shift_ev": result["energy_bias_shift_ev"],
+        "models": files,
+        "machine": result["machine"], "date": result["date"],
+    })
+    print(f"exported {len(files)} models with manifest.json to {dest}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
 from scalebridge.errors import ExternalProgramError, SettingsError
 from scalebridge.log import progress
@@ -214,10 +214,38 @@ class TrainSettings(StrictModel):
         "validation energy+force+virial MAE trained with the rest of the budget, the "
         "output-layer refit kept only if validation forces do not get worse beyond a "
         "tolerance. None: train these settings as they are")
-    init_model: str | None = Field(
-        None, description="frozen model (.pth, same descriptor and sel) every ensemble member "
-        "starts from (dp train --init-frz-model): continue or re-weight a training; its "
-        "content enters the fingerprint")
+    init_model: str | list[str] | None = Field(
+        None, description="frozen model(s) (.pth, same descriptor) the ensemble starts from "
+        "(dp train --init-frz-model): continue, re-weight or fine-tune a training. One file: "
+        "every member starts from it; a list: one per member (the members of a pretrained "
+        "ensemble, so that their spread survives the fine-tune). With descriptor.sel "
+        "'auto' the models' own sel is used. Contents enter the fingerprint")
+
+    @model_validator(mode="after")
+    def _init_models_match_ensemble(self) -> TrainSettings:
+        if isinstance(self.init_model, list) and len(self.init_model) not in (
+                1, self.ensemble):
+            raise ValueError(f"init_model lists {len(self.init_model)} models for an "
+                             f"ensemble of {self.ensemble}: give one, or one per member")
+        return self
+
+    def init_models(self) -> list[Path]:
+        """The frozen model each member starts from (``[]``: trained from scratch)."""
+        if not self.init_model:
+            return []
+        paths = [self.init_model] if isinstance(self.init_model, str) else self.init_model
+        return [Path(paths[i % len(paths)]) for i in range(self.ensemble)]
+
+    def resolve_paths(self, base_dir: Path) -> TrainSettings:
+        """These settings with a relative ``init_model`` taken relative to ``base_dir``
+        (the run file's folder)."""
+        if not self.init_model:
+            return self
+        def fix(p: str) -> str:
+            return p if Path(p).is_absolute() else str((Path(base_dir) / p).resolve())
+        new = (fix(self.init_model) if isinstance(self.init_model, str)
+               else [fix(p) for p in self.init_model])
+        return self.model_copy(update={"init_model": new})
 
     def input_json(self, type_map: list[str], sel: list[int] | str, train_systems: list[str],
                    valid_systems: list[str], seed: int, has_virial: bool,
@@ -305,10 +333,12 @@ class TrainSettings(StrictModel):
             log.info("dry run: inputs written to %s", work)
             return Artifact(path=work, manifest={"kind": "dry-run", "fingerprint": ""})
         inputs: dict = {"dataset": ds_art}
-        if self.init_model:
-            if not Path(self.init_model).is_file():
-                raise SettingsError(f"init_model {self.init_model} does not exist")
-            inputs["init_model"] = Path(self.init_model)
+        starts = list(dict.fromkeys(self.init_models()))
+        for i, start in enumerate(starts):
+            if not start.is_file():
+                raise SettingsError(f"init_model {start} does not exist")
+            # one start model keeps its old input name: artifacts made with it stay current
+            inputs["init_model" if len(starts) == 1 else f"init_model_{i}"] = start
         # unset init_model and group_weights are left out of the fingerprint, so artifacts
         # made before they existed stay current; precision is always in it (the default
         # changed to float32: older float64 artifacts are retrained)
@@ -342,8 +372,13 @@ class TrainSettings(StrictModel):
                 raise SettingsError(f"descriptor.sel has {len(d.sel)} entries but type_map "
                                     f"{ds.type_map} has {len(ds.type_map)}")
             sel = list(d.sel)
-        if self.init_model and not dry_run:
-            check_init_model(Path(self.init_model), self.input_json(
+        starts = self.init_models()
+        if starts and d.sel == "auto" and not dry_run:
+            # a fine-tune keeps the neighbour list it was trained with: the new data's
+            # neighbour statistics may give another sel, which the weights cannot take
+            sel = model_definition(starts[0])["descriptor"]["sel"]
+        for start in ([] if dry_run else dict.fromkeys(starts)):
+            check_init_model(start, self.input_json(
                 ds.type_map, sel, train_sys, valid_sys, self.seed, ds.has_virial)["model"])
         member_jobs: list[list[tuple[list[str], Path]]] = []
         for i in range(self.ensemble):
@@ -357,8 +392,8 @@ class TrainSettings(StrictModel):
             args = ["train", "input.json"]
             if d.sel != "auto" and not (self.compress and self.compressible):
                 args.append("--skip-neighbor-stat")
-            if self.init_model:
-                args += ["--init-frz-model", str(Path(self.init_model).absolute())]
+            if starts:
+                args += ["--init-frz-model", str(starts[i].absolute())]
             jobs.append((args, mdir))
             final = work / "models" / f"model_{i}.pth"
             if self.change_bias:
@@ -464,7 +499,7 @@ class TrainSettings(StrictModel):
         else:
             log.info("training %d models as %d task(s) on %s", n, len(tasks),
                      type(mapper).__name__)
-            results = mapper.map(train_members, tasks)
+            results = mapper.map(train_members, tasks, description="training tasks done")
         if len(chunks) > 1:  # one train.log, as a single process writes it
             with open(work / "train.log", "w") as f:
                 for t in tasks:

@@ -31,6 +31,10 @@ class Section(StrictModel):
     train: TrainSettings = Field(default_factory=TrainSettings,
                                  description="DeePMD-kit training of the ensemble")
 
+    def resolve_paths(self, base_dir: Path) -> Section:
+        """``train.init_model`` relative to the run file's folder."""
+        return self.model_copy(update={"train": self.train.resolve_paths(base_dir)})
+
 
 def _files(cfg: Any) -> dict[str, Path]:
     if not cfg.run.data:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,51 @@ def test_init_model_continues_from_a_frozen_model(tmp_path, tiny_potential, tiny
         out.append((atoms.get_potential_energy(), atoms.get_forces()))
     assert out[0][0] == pytest.approx(out[1][0], abs=1e-4 * len(atoms))
     assert np.allclose(out[0][1], out[1][1], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_init_model_per_member_fine_tunes_each_member_from_its_own_start(
+        tmp_path, tiny_potential, tiny_dataset):
+    """A list of init models: member i starts from model i (the pretrained ensemble's
+    spread survives), and sel 'auto' takes the start models' sel. At a negligible learning
+    rate each member reproduces its own start model, and the two stay different."""
+    starts = [str(m) for m in load_potential(tiny_potential).models]
+    s = TrainSettings.model_validate({
+        "descriptor": {"sel": "auto", "neuron": [8, 16], "axis_neuron": 4},
+        "fitting_neuron": [32, 32], "steps": 1, "ensemble": 2, "start_lr": 1e-9,
+        "stop_lr": 1e-9, "compress": False, "evaluate": False, "init_model": starts,
+        "precision": "float64"})
+    pot = s.make(tiny_dataset, tmp_path / "ft")
+    assert {"init_model_0", "init_model_1"} <= set(pot.manifest["inputs"])
+    from ase.build import bulk
+
+    atoms = bulk("Mo", "bcc", a=3.16, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=0)
+
+    def forces(model: Path) -> np.ndarray:
+        from scalebridge.potentials.model import DeepMDCalculator
+
+        atoms.calc = DeepMDCalculator(model, type_map=["Mo"])
+        return atoms.get_forces()
+
+    new = load_potential(pot).models
+    for i in range(2):
+        assert np.allclose(forces(new[i]), forces(Path(starts[i])), atol=1e-4)
+    assert not np.allclose(forces(new[0]), forces(new[1]), atol=1e-3)
+
+
+def test_init_model_list_must_match_the_ensemble_and_resolves_against_the_run_file(
+        tmp_path):
+    """Two start models for three members is refused; relative paths are taken from the
+    run file's folder."""
+    with pytest.raises(ValueError, match="init_model lists 2 models for an ensemble of 3"):
+        TrainSettings.model_validate({"ensemble": 3, "init_model": ["a.pth", "b.pth"]})
+    s = TrainSettings.model_validate({"ensemble": 2, "init_model": ["a.pth", "/x/b.pth"]})
+    r = s.resolve_paths(tmp_path)
+    assert r.init_model == [str(tmp_path.resolve() / "a.pth"), "/x/b.pth"]
+    assert [p.name for p in r.init_models()] == ["a.pth", "b.pth"]
+    one = TrainSettings.model_validate({"ensemble": 3, "init_model": "a.pth"})
+    assert [p.name for p in one.init_models()] == ["a.pth"] * 3
 
 
 def test_init_model_of_another_precision_or_shape_is_a_clear_error(tmp_path, tiny_potential,
