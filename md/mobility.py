@@ -555,17 +555,16 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             shutil.copyfile(src, dumps / f"glide_{tag}.dump")
     plot_velocity(points, fits, b, work / "velocity_stress.png")
     n_rep = [p["replicas"] for p in points]
+    by_t = {f"{ch}_{d['temperature_k']:g}K": d
+            for ch, f in fits["drag"].items() for d in f["by_temperature"]}
     summary: dict[str, Any] = {
         "points": len(points), "points_measured": len(good), "runs": len(reps),
         "replicas_min": min(n_rep) if n_rep else 0, "a0_a": a0, "burgers_a": b,
         "lattice": maker.crystal,
-        "drag_pa_s": {f"{ch}_{d['temperature_k']:g}K": d["drag_pa_s"]
-                      for ch, f in fits["drag"].items() for d in f["by_temperature"]},
+        "drag_pa_s": {k: d["drag_pa_s"] for k, d in by_t.items()},
         # the threshold of v = b(τ - τ0)/B beside B: the DD's drag law takes both
-        "tau0_mpa": {f"{ch}_{d['temperature_k']:g}K": d["tau0_mpa"]
-                     for ch, f in fits["drag"].items() for d in f["by_temperature"]},
-        "tau0_ci95_mpa": {f"{ch}_{d['temperature_k']:g}K": list(d["tau0_ci95_mpa"])
-                          for ch, f in fits["drag"].items() for d in f["by_temperature"]}}
+        "tau0_mpa": {k: d["tau0_mpa"] for k, d in by_t.items()},
+        "tau0_ci95_mpa": {k: list(d["tau0_ci95_mpa"]) for k, d in by_t.items()}}
     if "edge" in fits["drag"]:
         summary["edge_drag_trend_supported"] = fits["drag"]["edge"]["trend"]["supported"]
     if fits["kink_pair"]:
