@@ -17,14 +17,26 @@ its summary) for the md stage to use instead of a default element and lattice:
 * ``a0_guess_a``: the cubic lattice constant of that lowest-energy cell.
 * ``dft_reference``: ``a0_a``, ``c11_gpa``, ``c12_gpa``, ``c44_gpa``,
   ``bulk_modulus_eos_gpa`` where the data allow, and ``source`` saying where each came
-  from: a0 from a Birch–Murnaghan fit of the volume-scaled cells (>= 5 volumes within
-  ±25 % of the lowest-energy one; only cells that are the relaxed crystal scaled
-  isotropically, :func:`isotropic_lattice_constant`: a strained Elastic cell has the
-  curvature of C11, an AIMD snapshot a thermal energy, neither is E(V)) else the
-  lowest-energy cell; C_ij from the small-strain
-  cells of the groups named ``*elastic*`` (:func:`scalebridge.potentials.properties.
-  dft_elastic`: strains against the group's reference cell, stresses fitted to a cubic
-  C with a residual pressure).
+  from. a0, the first of:
+
+  1. a Birch–Murnaghan fit of the volume-scaled cells (>= 5 volumes within ±25 % of the
+     lowest-energy one; only cells that are the relaxed crystal scaled isotropically,
+     :func:`isotropic_lattice_constant`: a strained Elastic cell has the curvature of C11,
+     an AIMD snapshot a thermal energy, neither is E(V));
+  2. the zero-pressure volume of the data's own homogeneously strained cells
+     (:func:`zero_pressure_volume`: hydrostatic pressure against volume, linear, over
+     Elastic-type cells within 2.5 % of the lowest-energy cell's volume; >= 5 cells at
+     >= 3 volumes; the source names the count, the groups and the slope's B); with too
+     few such cells (a data set cut to a few frames per group), each of them moved to
+     zero pressure through B = (C11 + 2 C12)/3 of the data's own cubic fit. The
+     lowest-energy cell of Elastic data may be a strained one (a subset without the
+     relaxed cell: a -1 % uniaxial Mo cell of the alloy test's 6-per-group data set gave
+     3.158 Å for 3.169), and its volume is then not the crystal's;
+  3. the lowest-energy cell, with the reason 2. gave nothing (no cell with a stress).
+
+  C_ij from the small-strain cells of the groups named ``*elastic*``
+  (:func:`scalebridge.potentials.properties.dft_elastic`: strains against the group's
+  reference cell, stresses fitted to a cubic C with a residual pressure).
 """
 
 from __future__ import annotations
@@ -50,6 +62,19 @@ SITE_TOL_A = 0.01
 #: conventional-cell basis (fractions) of the cubic lattices the E(V) fit handles.
 CUBIC_BASIS = {"bcc": np.array([[0, 0, 0], [0.5, 0.5, 0.5]]),
                "fcc": np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])}
+#: The zero-pressure a0 (:func:`zero_pressure_volume`) fits cells within this volume
+#: strain of the lowest-energy cell's (with B' ≈ 4 the curvature of P(V) then moves the
+#: zero of a linear fit by at most about 0.05 % in a, all cells at the window's ends) ...
+P0_VOLUME_WINDOW = 0.025
+#: ... with a deviatoric Green strain of at most this (the Elastic fit's small strains) ...
+P0_MAX_STRAIN = 0.021
+#: ... with every atom within this distance (Å) of its site (mlearn's Elastic cells are
+#: rattled by up to 0.05 Å, which adds a negligible pressure; its AIMD snapshots are
+#: 0.18 Å and more off) ...
+P0_SITE_TOL_A = 0.1
+#: ... and needs at least this many cells at this many distinct volumes.
+P0_MIN_CELLS = 5
+P0_MIN_VOLUMES = 3
 #: lowest-energy cells of a species looked at (classifying every frame is slow).
 CANDIDATES = 12
 
@@ -81,6 +106,34 @@ def classify(frame: Frame, symprec: float = SYMPREC) -> tuple[str | None, float 
     return lattice, float(np.linalg.norm(ds.std_lattice[0]))
 
 
+def _deviatoric_strain(conv: np.ndarray) -> float:
+    """Largest deviatoric Green strain of a conventional cell ``conv`` (3, 3), columns
+    a, b, c in Å: eigenvalues of (G/(tr G/3) - I)/2, G the metric; 0 for a cube."""
+    metric = conv.T @ conv
+    return float(np.abs(np.linalg.eigvalsh(metric / (np.trace(metric) / 3) - np.eye(3))).max()
+                 / 2)
+
+
+def _on_sites(frame: Frame, conv: np.ndarray, lattice: str, tol: float = SITE_TOL_A
+              ) -> bool:
+    """Every atom within ``tol`` Å of an ideal site of ``lattice`` (relative to the first
+    atom) in the (possibly strained) conventional cell ``conv`` (3, 3), columns a, b, c in
+    Å: fractional coordinates are those of the crystal, so a homogeneous strain passes."""
+    frac = np.linalg.solve(conv, (frame.positions - frame.positions[0]).T).T  # (n, 3)
+    off = frac[:, None, :] - CUBIC_BASIS[lattice][None, :, :]             # (n, sites, 3)
+    off -= np.round(off)
+    return bool(np.linalg.norm(off @ conv.T, axis=-1).min(axis=1).max() <= tol)
+
+
+def _transform(frame: Frame, lattice: str) -> np.ndarray | None:
+    """spglib's transformation matrix (3, 3) from ``frame``'s cell to the conventional cell
+    of ``lattice``; None when the cell does not classify as ``lattice``."""
+    ds = _symmetry(frame)
+    if ds is None or LATTICES.get((int(ds.number), len(ds.std_types)), (None,))[0] != lattice:
+        return None
+    return np.asarray(ds.transformation_matrix, float)
+
+
 def isotropic_lattice_constant(frame: Frame, lattice: str) -> float | None:
     """Conventional lattice constant (Å) of a cell that is the ``lattice`` crystal ("bcc" or
     "fcc") scaled isotropically, in any orientation and supercell; None for anything else.
@@ -91,22 +144,13 @@ def isotropic_lattice_constant(frame: Frame, lattice: str) -> float | None:
     uniaxially strained Elastic cell at 0.3 % strain fails), and every atom must lie within
     :data:`SITE_TOL_A` Å of an ideal site (a thermal snapshot fails).
     """
-    basis = CUBIC_BASIS.get(lattice)
-    ds = _symmetry(frame) if basis is not None else None
-    if ds is None or LATTICES.get((int(ds.number), len(ds.std_types)), (None,))[0] != lattice:
+    tm = _transform(frame, lattice) if lattice in CUBIC_BASIS else None
+    if tm is None:
         return None
-    conv = frame.cell.T @ np.linalg.inv(ds.transformation_matrix)  # columns a_s, b_s, c_s
-    metric = conv.T @ conv
-    a2 = np.trace(metric) / 3
-    if np.abs(np.linalg.eigvalsh(metric / a2 - np.eye(3))).max() / 2 > ISOTROPY_TOL:
+    conv = frame.cell.T @ np.linalg.inv(tm)  # columns a_s, b_s, c_s
+    if _deviatoric_strain(conv) > ISOTROPY_TOL or not _on_sites(frame, conv, lattice):
         return None
-    frac = np.linalg.solve(conv, (frame.positions - frame.positions[0]).T).T  # (n, 3)
-    off = frac[:, None, :] - basis[None, :, :]                             # (n, sites, 3)
-    off -= np.round(off)
-    dist = np.linalg.norm(off @ conv.T, axis=-1).min(axis=1)               # (n,) Å
-    if dist.max() > SITE_TOL_A:
-        return None
-    return float(np.sqrt(a2))
+    return float(np.sqrt(np.trace(conv.T @ conv) / 3))
 
 
 def _unary(frames: Sequence[Frame], element: str) -> list[Frame]:
@@ -168,6 +212,73 @@ def volume_scan(frames: Sequence[Frame], element: str, lattice: str, ref: Frame,
     return _birch_murnaghan(v, np.array([best[k] for k in v])), len(best)
 
 
+def zero_pressure_volume(frames: Sequence[Frame], element: str, lattice: str, ref: Frame,
+                         b_gpa: float | None = None
+                         ) -> tuple[dict[str, Any] | None, int, int]:
+    """Volume per atom (Å³) where the hydrostatic pressure of the data's own cells of
+    ``element`` vanishes: a linear least-squares fit of P = -tr(σ)/3 (GPa) against V/atom
+    over the cells that are the ``lattice`` crystal homogeneously strained (Elastic cells,
+    the relaxed cell; not thermal snapshots, surfaces or defects).
+
+    A cell counts when it has a stress, its volume per atom is within
+    ±:data:`P0_VOLUME_WINDOW` of ``ref``'s, its conventional cell (through its own spglib
+    transformation, else ``ref``'s for a cell of ``ref``'s size) has a deviatoric Green
+    strain of at most :data:`P0_MAX_STRAIN`, and every atom sits within
+    :data:`P0_SITE_TOL_A` Å of an ideal site. To first order in strain a cubic crystal's
+    pressure depends on its volume alone (P = -B ΔV/V for any strain), so uniaxially
+    strained and sheared cells are points of P(V) too; the second-order pressure of the
+    ±2 % cells moves the zero by about +0.02 % in a on the maml Mo and W Elastic sets (a
+    fit with x² and shear² terms gives the relaxed cell's own P = 0 there).
+
+    Where the cells are too few for that fit (a data set cut to a few frames per group)
+    and ``b_gpa`` (GPa, e.g. (C11 + 2 C12)/3 of the data's own cubic fit) is given, each
+    cell is moved to zero pressure to first order, V (1 + P/B), and the mean taken (the
+    second-order error is about (B' + 1)/2 (P/B)², below 0.01 % in a for |P/B| <= 1 %).
+
+    Returns:
+        (fit, cells, volumes): fit is ``{"v0_a3", "b_gpa", "groups", "method"}``, method
+        "fit" (B = -V dP/dV at V0) or "bulk_modulus" (``b_gpa`` used); None for fewer than
+        :data:`P0_MIN_CELLS` cells or :data:`P0_MIN_VOLUMES` distinct volumes, a pressure
+        that does not fall with volume, or a zero outside the sampled volumes (no
+        extrapolation), unless ``b_gpa`` is given and there is a cell; cells and distinct
+        volumes used.
+    """
+    v_ref = ref.volume / ref.natoms
+    tm_ref = _transform(ref, lattice)
+    vols, press, groups = [], [], set()
+    for f in _unary(frames, element):
+        v = f.volume / f.natoms
+        if f.virial is None or abs(v / v_ref - 1) > P0_VOLUME_WINDOW:
+            continue
+        # ref's transformation first (no spglib call), for a cell of ref's size
+        tries = [tm_ref] if tm_ref is not None and f.natoms == ref.natoms else []
+        for tm in [*tries, None]:
+            tm = _transform(f, lattice) if tm is None else tm
+            if tm is None:
+                continue
+            conv = f.cell.T @ np.linalg.inv(tm)
+            if _deviatoric_strain(conv) <= P0_MAX_STRAIN and _on_sites(f, conv, lattice,
+                                                                        P0_SITE_TOL_A):
+                vols.append(v)
+                press.append(-np.trace(f.stress_gpa()) / 3)
+                groups.add(f.group)
+                break
+    v, p = np.array(vols), np.array(press)
+    n_vol = len(np.unique(np.round(v / v_ref, 4)))
+    v0 = np.nan
+    if len(v) >= P0_MIN_CELLS and n_vol >= P0_MIN_VOLUMES:
+        slope, p_ref = np.polyfit(v - v_ref, p, 1)  # GPa/Å³, GPa at v_ref
+        if slope < 0:
+            v0 = v_ref - p_ref / slope
+    if v.size and v.min() <= v0 <= v.max():
+        return {"v0_a3": float(v0), "b_gpa": float(-v0 * slope), "groups": sorted(groups),
+                "method": "fit"}, len(v), n_vol
+    if b_gpa and b_gpa > 0 and v.size:
+        return {"v0_a3": float(np.mean(v * (1 + p / b_gpa))), "b_gpa": float(b_gpa),
+                "groups": sorted(groups), "method": "bulk_modulus"}, len(v), n_vol
+    return None, len(v), n_vol
+
+
 def _elastic(frames: Sequence[Frame], element: str, lattice: str, a0: float
              ) -> tuple[dict[str, Any], str | None]:
     from scalebridge.potentials.properties import dft_elastic
@@ -217,17 +328,41 @@ def _element_crystal(frames: Sequence[Frame], element: str,
     ref: dict[str, Any] = {}
     source: dict[str, str] = {}
     eos, n_vol = volume_scan(frames, element, lattice, f)
+    per_cell = 2 if lattice == "bcc" else 4
     if eos is not None:
-        per_cell = 2 if lattice == "bcc" else 4
         ref["a0_a"] = (eos["v0_a3"] * per_cell) ** (1 / 3)
         ref["bulk_modulus_eos_gpa"] = eos["b0_gpa"]
         source["a0_a"] = source["bulk_modulus_eos_gpa"] = (
             f"Birch-Murnaghan fit of {n_vol} isotropically scaled {lattice} cells")
     else:
-        ref["a0_a"] = a
-        source["a0_a"] = f"lowest-energy {lattice} cell ({f.where})"
         source["bulk_modulus_eos_gpa"] = (f"not fitted: {n_vol} isotropically scaled "
                                           f"{lattice} cells (5 needed)")
+        p0, n_cells, n_p0_vol = zero_pressure_volume(frames, element, lattice, f)
+        few = n_cells < P0_MIN_CELLS or n_p0_vol < P0_MIN_VOLUMES
+        why = (f"{P0_MIN_CELLS} at {P0_MIN_VOLUMES} volumes needed" if few else
+               "their P(V) has no zero inside their volumes")
+        if p0 is None and n_cells:  # too few for P(V): the data's own B moves each cell
+            cfit, _ = _elastic(frames, element, lattice, a)
+            p0, _, _ = zero_pressure_volume(frames, element, lattice, f,
+                                            cfit.get("bulk_modulus_gpa"))
+            if p0 is None:
+                why += "; no cubic C_ij fit for B"
+        cells = (f"{n_cells} homogeneously strained {lattice} cells at {n_p0_vol} volumes "
+                 f"(deviatoric strain <= {P0_MAX_STRAIN:g}, |dV/V| <= {P0_VOLUME_WINDOW:g}")
+        if p0 is not None:
+            ref["a0_a"] = (p0["v0_a3"] * per_cell) ** (1 / 3)
+            groups = ", ".join(repr(g) for g in p0["groups"])
+            source["a0_a"] = (
+                f"zero pressure of a linear P(V) fit of {cells}; {groups}; "
+                f"B = {p0['b_gpa']:.0f} GPa)" if p0["method"] == "fit" else
+                f"zero pressure of {cells}; {groups}), each at V (1 + P/B), B = "
+                f"{p0['b_gpa']:.0f} GPa of the cubic C_ij fit (no P(V) fit: {why})")
+        else:
+            ref["a0_a"] = a
+            source["a0_a"] = (
+                f"lowest-energy {lattice} cell ({f.where}); no zero-pressure fit: "
+                f"{n_cells} homogeneously strained {lattice} cells with stresses at "
+                f"{n_p0_vol} volumes ({why})")
     fit, group = _elastic(frames, element, lattice, ref["a0_a"])
     if fit:
         for k in ("c11_gpa", "c12_gpa", "c44_gpa"):

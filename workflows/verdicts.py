@@ -76,8 +76,9 @@ THRESHOLDS: dict[str, Threshold] = {
         2, 1, "models", "at least two models give a model deviation and a property "
         "spread; one model carries no uncertainty", higher_is_better=True),
     "a0": Threshold(
-        0.01, 0.03, "relative", "lattice constant vs the data's own lowest-energy cell; "
-        "good potentials are within 1%, 3% distorts every length downstream (b, cells)"),
+        0.01, 0.03, "relative", "lattice constant vs the data's own DFT a0 (its E(V) or "
+        "zero-pressure fit); good potentials are within 1%, 3% distorts every length "
+        "downstream (b, cells)"),
     "cij": Threshold(
         0.10, 0.25, "relative", "C11, C12, C44 vs the cubic fit of the data's Elastic "
         "cells; 10% is the issue's target (mlearn potentials: 1-10%), beyond 25% the "
