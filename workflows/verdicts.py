@@ -436,8 +436,31 @@ def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     txt = ", ".join(f"{k} {100 * float(v):.0f}%" for k, v in shares.items())
     lo_hi = (f"final load in [{band[0]:.4g}, {band[1]:.4g}] MPa; " if band else "")
     if missing:
-        return [Check("sources", AMBER, lo_hi + "not carried: " + "; ".join(missing), txt)]
-    return [Check("sources", GREEN, lo_hi + f"every source carried ({txt})", txt)]
+        out = [Check("sources", AMBER, lo_hi + "not carried: " + "; ".join(missing), txt)]
+    else:
+        out = [Check("sources", GREEN, lo_hi + f"every source carried ({txt})", txt)]
+    return [*out, _band_brackets(band, _num(summary.get("final_load_mpa")))]
+
+
+def _band_brackets(band: Any, final: float | None) -> Check:
+    """Red when the band's two solves (flow stress scaled down and up) do not bracket
+    the unscaled solve: the load is then not monotone in the material's strength (a
+    jump in the load history, a rate feedback in the surrogate), and a band made of
+    those two solves is no ±1σ interval."""
+    if not band or final is None:
+        return Check("brackets_nominal", NA, "no band or no nominal load")
+    lo, hi = (_num(b) for b in band)
+    if lo is None or hi is None:
+        return Check("brackets_nominal", NA, "the band's solves gave no load")
+    # round-off: the three solves share every setting but the scale
+    tol = 1e-6 * max(abs(final), 1.0)
+    if lo - tol <= final <= hi + tol:
+        return Check("brackets_nominal", GREEN, f"the scaled solves bracket the nominal "
+                     f"load: {lo:.4g} <= {final:.4g} <= {hi:.4g} MPa", final)
+    return Check("brackets_nominal", RED, f"the nominal load {final:.4g} MPa lies outside "
+                 f"the band [{lo:.4g}, {hi:.4g}] of its own scaled solves: the FEM load is "
+                 "not monotone in the flow stress (see the load-displacement curves of "
+                 "band/members), so the band is no uncertainty interval", final)
 
 
 def checks_for(kind: str, summary: Mapping[str, Any], path: Path) -> list[Check]:

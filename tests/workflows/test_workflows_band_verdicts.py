@@ -199,6 +199,21 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert "not a learned model" in fem[0].reason
 
 
+def test_band_must_bracket_its_nominal_load(tmp_path):
+    """A band whose scaled solves do not bracket the unscaled load is red (a load that
+    is not monotone in the flow stress: seen with a rate-feedback surrogate, nominal
+    38.29 MPa against a band [37.09, 38.11]); one that does is green."""
+    srcs = {"dd": {"rel_u": 0.02}}
+    bad = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": [37.09, 38.11],
+                                  "final_load_mpa": 38.29}, tmp_path)
+    assert _status(bad, "brackets_nominal") == RED and "38.29" in bad[-1].reason
+    good = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": [37.09, 38.11],
+                                   "final_load_mpa": 37.6}, tmp_path)
+    assert [c.status for c in good] == [GREEN, GREEN]
+    none = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": None}, tmp_path)
+    assert _status(none, "brackets_nominal") == NA
+
+
 def test_model_gate_rows_name_what_failed_and_an_override(tmp_path):
     """The rows of the checks a stage ran on its model before using it (the DD's
     check_mobility, the FEM's check_constitutive): n/a without a record, green when it

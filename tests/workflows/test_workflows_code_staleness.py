@@ -85,8 +85,8 @@ def test_editing_a_stage_source_makes_it_and_downstream_stale(tmp_path, code_cop
 
     src = code_copy / "md" / "lammps.py"
     original = src.read_text()
-    assert 'RELAX_FTOL = "$(5e-5*sqrt(3*atoms))"' in original
-    changed = original.replace('RELAX_FTOL = "$(5e-5*sqrt(3*atoms))"',
+    assert 'RELAX_FTOL = "$(2e-4*sqrt(3*atoms))"' in original
+    changed = original.replace('RELAX_FTOL = "$(2e-4*sqrt(3*atoms))"',
                                'RELAX_FTOL = "$(1.5e-5*sqrt(3*atoms))"')
 
     # a behaviour change: that stage and those downstream are stale, upstream is done
@@ -102,9 +102,9 @@ def test_editing_a_stage_source_makes_it_and_downstream_stale(tmp_path, code_cop
     assert all(s == "done" for s, _ in _states(chain, run_dir).values())
 
     # a comment, a blank line and a docstring: not a change of behaviour
-    src.write_text(original.replace('RELAX_FTOL = "$(5e-5*sqrt(3*atoms))"',
+    src.write_text(original.replace('RELAX_FTOL = "$(2e-4*sqrt(3*atoms))"',
                                     '# relaxation tolerance, per atom\n\n'
-                                    'RELAX_FTOL = "$(5e-5*sqrt(3*atoms))"  # eV/Å', 1)
+                                    'RELAX_FTOL = "$(2e-4*sqrt(3*atoms))"  # eV/Å', 1)
                    .replace('"""', '"""Edited docstring. ', 1))
     assert all(s == "done" for s, _ in _states(chain, run_dir).values())
 
