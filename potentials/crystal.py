@@ -42,7 +42,7 @@ its summary) for the md stage to use instead of a default element and lattice:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -213,7 +213,7 @@ def volume_scan(frames: Sequence[Frame], element: str, lattice: str, ref: Frame,
 
 
 def zero_pressure_volume(frames: Sequence[Frame], element: str, lattice: str, ref: Frame,
-                         b_gpa: float | None = None
+                         b_gpa: Callable[[], float | None] | None = None
                          ) -> tuple[dict[str, Any] | None, int, int]:
     """Volume per atom (Å³) where the hydrostatic pressure of the data's own cells of
     ``element`` vanishes: a linear least-squares fit of P = -tr(σ)/3 (GPa) against V/atom
@@ -231,8 +231,9 @@ def zero_pressure_volume(frames: Sequence[Frame], element: str, lattice: str, re
     fit with x² and shear² terms gives the relaxed cell's own P = 0 there).
 
     Where the cells are too few for that fit (a data set cut to a few frames per group)
-    and ``b_gpa`` (GPa, e.g. (C11 + 2 C12)/3 of the data's own cubic fit) is given, each
-    cell is moved to zero pressure to first order, V (1 + P/B), and the mean taken (the
+    and ``b_gpa`` gives a bulk modulus (a callable returning GPa or None, e.g. (C11 + 2 C12)/3
+    of the data's own cubic fit: called only then, so the C_ij fit runs only when needed),
+    each cell is moved to zero pressure to first order, V (1 + P/B), and the mean taken (the
     second-order error is about (B' + 1)/2 (P/B)², below 0.01 % in a for |P/B| <= 1 %).
 
     Returns:
@@ -240,7 +241,7 @@ def zero_pressure_volume(frames: Sequence[Frame], element: str, lattice: str, re
         "fit" (B = -V dP/dV at V0) or "bulk_modulus" (``b_gpa`` used); None for fewer than
         :data:`P0_MIN_CELLS` cells or :data:`P0_MIN_VOLUMES` distinct volumes, a pressure
         that does not fall with volume, or a zero outside the sampled volumes (no
-        extrapolation), unless ``b_gpa`` is given and there is a cell; cells and distinct
+        extrapolation), unless ``b_gpa`` gives a B > 0 and there is a cell; cells and distinct
         volumes used.
     """
     v_ref = ref.volume / ref.natoms
@@ -273,8 +274,9 @@ def zero_pressure_volume(frames: Sequence[Frame], element: str, lattice: str, re
     if v.size and v.min() <= v0 <= v.max():
         return {"v0_a3": float(v0), "b_gpa": float(-v0 * slope), "groups": sorted(groups),
                 "method": "fit"}, len(v), n_vol
-    if b_gpa and b_gpa > 0 and v.size:
-        return {"v0_a3": float(np.mean(v * (1 + p / b_gpa))), "b_gpa": float(b_gpa),
+    b = b_gpa() if b_gpa is not None and v.size else None
+    if b and b > 0:
+        return {"v0_a3": float(np.mean(v * (1 + p / b))), "b_gpa": float(b),
                 "groups": sorted(groups), "method": "bulk_modulus"}, len(v), n_vol
     return None, len(v), n_vol
 
@@ -337,16 +339,15 @@ def _element_crystal(frames: Sequence[Frame], element: str,
     else:
         source["bulk_modulus_eos_gpa"] = (f"not fitted: {n_vol} isotropically scaled "
                                           f"{lattice} cells (5 needed)")
-        p0, n_cells, n_p0_vol = zero_pressure_volume(frames, element, lattice, f)
+        # too few cells for P(V): the data's own B (cubic C_ij fit) moves each cell
+        p0, n_cells, n_p0_vol = zero_pressure_volume(
+            frames, element, lattice, f,
+            lambda: _elastic(frames, element, lattice, a)[0].get("bulk_modulus_gpa"))
         few = n_cells < P0_MIN_CELLS or n_p0_vol < P0_MIN_VOLUMES
         why = (f"{P0_MIN_CELLS} at {P0_MIN_VOLUMES} volumes needed" if few else
                "their P(V) has no zero inside their volumes")
-        if p0 is None and n_cells:  # too few for P(V): the data's own B moves each cell
-            cfit, _ = _elastic(frames, element, lattice, a)
-            p0, _, _ = zero_pressure_volume(frames, element, lattice, f,
-                                            cfit.get("bulk_modulus_gpa"))
-            if p0 is None:
-                why += "; no cubic C_ij fit for B"
+        if p0 is None and n_cells:
+            why += "; no cubic C_ij fit for B"
         cells = (f"{n_cells} homogeneously strained {lattice} cells at {n_p0_vol} volumes "
                  f"(deviatoric strain <= {P0_MAX_STRAIN:g}, |dV/V| <= {P0_VOLUME_WINDOW:g}")
         if p0 is not None:
