@@ -16,8 +16,10 @@ One :func:`step`:
 2. glide velocity from the mobility law (Peach-Koehler glide force ``f = sign·b·τ``:
    velocity along +s is ``V(sign·τ)``);
 3. adaptive time step ``dt = min(dt_max, max_glide / max|v|)``;
-4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` emits a
-   dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)`` (expanding under the stress);
+4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` (or, with
+   ``DDParams.nucleation = "bow_out"``, long enough to glide half its Frank-Read length at
+   the law's velocity) emits a dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)``
+   (expanding under the stress);
 5. glide with point obstacles that stop a dislocation until ``|τ| > τ_obs``;
 6. annihilation of opposite-sign neighbours on a plane that end the step closer than the
    capture distance or crossed each other during it (so the glide per step may exceed it);
@@ -127,6 +129,13 @@ class DDParams:
     mobility: MobilityLaw
     temperature_k: float = 300.0
     nucleation_time_s: float = 10e-9
+    nucleation: Literal["time", "bow_out"] = "time"
+    """when a source above its strength emits: "time", after ``nucleation_time_s``;
+    "bow_out", once its segment has bowed out to the critical half-circle, i.e. glided
+    half its Frank-Read length ``source_beta·μ·b/τ_src`` at the mobility law's velocity
+    under the source's resolved stress (so the drag the MD measured sets the time)"""
+    source_beta: float = 1.0
+    """β of the Frank-Read strength τ_src = β μ b / L ("bow_out": the length L)"""
     capture_m: float = 1.5e-9
     dt_max_s: float = 0.5e-9
     max_glide_m: float = 0.75e-9
@@ -170,7 +179,8 @@ class DDState:
         s: (n,) m, coordinate along the plane, in [0, L_plane).
         sign: (n,) ±1.0, Burgers vector = sign·b·(cosθ, sinθ) of its system.
         travel: (n,) m, signed glide distance since creation (unwrapped).
-        src_timer: (n_src,) s, time each source has spent above its strength.
+        src_timer: (n_src,) time each source has spent above its strength, s (with
+            ``nucleation="bow_out"``: the distance its segment has bowed out, m).
         time: s; strain: applied strain (conjugate to the loading component);
         plastic_strain: plastic strain, same measure; stress_pa: applied stress;
         removed_moment: Σ sign·m·travel (m) of annihilated dislocations (bookkeeping for
@@ -497,8 +507,19 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     n_new = 0
     new_moment = 0.0
     if has_src:
-        timer = torch.where(tau_src.abs() > geom.src_tau, timer + dt, torch.zeros_like(timer))
-        fire = timer >= params.nucleation_time_s
+        above = tau_src.abs() > geom.src_tau
+        if params.nucleation == "bow_out":
+            # the timer holds the bow-out distance glided so far, m
+            grow = torch.zeros_like(timer)
+            if bool(above.any()):
+                va = params.mobility.velocity(tau_src[above].abs().cpu(), params.temperature_k,
+                                              torch.zeros(int(above.sum()), dtype=torch.long))
+                grow[above] = torch.as_tensor(va, dtype=torch.float64).to(timer.device).abs() * dt
+            timer = torch.where(above, timer + grow, torch.zeros_like(timer))
+            fire = timer >= 0.5 * params.source_beta * params.mu_pa * params.b_m / geom.src_tau
+        else:
+            timer = torch.where(above, timer + dt, torch.zeros_like(timer))
+            fire = timer >= params.nucleation_time_s
         if bool(fire.any()):
             timer = torch.where(fire, torch.zeros_like(timer), timer)
             fp, fs = geom.src_plane[fire], geom.src_s[fire]

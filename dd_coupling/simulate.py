@@ -114,6 +114,12 @@ class DDSettings(StrictModel):
         "before it emits a dipole, ns (a stated assumption, the 2D DD convention; a time "
         "from the mobility law, L_nuc / v(τ_src) ~ 0.5 ns, lets sources fire on internal "
         "stresses alone and the plastic strain run away)")
+    nucleation: Literal["time", "bow_out"] = Field(
+        "time", description="when a source above its strength emits: 'time', after "
+        "nucleation_time_ns (a typed time); 'bow_out', once its segment has glided half its "
+        "Frank-Read length β·μ·b/τ_src at the mobility law's velocity under the source's "
+        "resolved stress (the MD drag sets the time: ~3 ns at the source strength for "
+        "B = 1.2e-4 Pa s, L = 0.7 µm, shorter above it)")
     obstacle_density_m2: float = Field(
         3.0e14, ge=0, description="point obstacles per m^2 (forest dislocations piercing "
         "the slip planes)")
@@ -283,6 +289,7 @@ class DDSettings(StrictModel):
         return DDParams(
             mu_pa=material.mu_pa, nu=material.nu, b_m=b, mobility=glide,
             temperature_k=self.temperature_k, nucleation_time_s=self.nucleation_time_ns * 1e-9,
+            nucleation=self.nucleation, source_beta=self.source_beta,
             capture_m=self.capture_distance_b * b, junction_m=self.junction_distance_b * b,
             junction_strength_pa=self.strengths(material)["junction"]["mpa"] * 1e6,
             dt_max_s=dt_max, max_glide_m=self.max_glide_b * b,
@@ -794,7 +801,9 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
                           "obstacle": strengths["obstacle"]["mpa"],
                           "junction": strengths["junction"]["mpa"]},
         "assumptions": {k: strengths[k]["from"] for k in strengths} | {
-            "nucleation_time_ns": settings.nucleation_time_ns,
+            "nucleation": (f"after {settings.nucleation_time_ns:g} ns above strength"
+                           if settings.nucleation == "time" else
+                           "bow-out: half the Frank-Read length at the mobility law's v(τ)"),
             "cell_um": [round(geom0.lx * 1e6, 4), round(geom0.ly * 1e6, 4)],
             "source_density_m2": settings.source_density_m2,
             "obstacle_density_m2": settings.obstacle_density_m2},

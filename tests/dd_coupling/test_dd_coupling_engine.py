@@ -170,6 +170,26 @@ def test_source_nucleates_dipole_after_nucleation_time():
             assert st.plastic_strain > 0
 
 
+@pytest.mark.parametrize("b0", [5e-5, 1e-4])
+def test_bow_out_nucleation_time_is_half_the_frank_read_length_over_the_mobility(b0):
+    """``nucleation="bow_out"``: a source above its strength fires once its segment has
+    glided half its Frank-Read length L = β μ b / τ_src at the law's v(τ): the time is
+    β μ b / (2 τ_src v(τ)), so doubling the drag B doubles it; below strength, never."""
+    law = LinearDragMobility(burgers_m=B, b0_pa_s=b0)
+    lx = ly = 1e-6
+    tau_src, beta = 50e6, 1.3
+    for tau, fires in ((45e6, False), (80e6, True)):
+        geom = simple_geometry(lx, ly, [(0.0, 0.5e-6)], sources=[(0, 0.3e-6, tau_src)])
+        p = params(law, stress_offset_pa=tau, nucleation="bow_out", source_beta=beta,
+                   dt_max_s=0.05e-9)
+        t_bow = beta * MU * B / (2 * tau_src) / float(law.velocity([tau], 300.0, 0)[0])
+        assert 1e-9 < t_bow < 20e-9          # the window below is meaningful
+        st = run(geom, p, init(geom, params=p), until=t_bow - 0.1e-9)
+        assert st.n == 0
+        st = run(geom, p, st, until=t_bow + 0.1e-9)
+        assert (st.n == 2) == fires, (tau, t_bow, st.n)
+
+
 def test_single_dislocation_with_neural_law_moves_at_its_velocity():
     """The engine calls the neural law like any other: v_DD = law(τ); beyond the training
     range the DD policy clamps instead of failing."""
