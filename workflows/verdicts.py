@@ -215,6 +215,18 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return []
 
 
+def _inconsistent(ref: Mapping[str, Any]) -> dict[str, str]:
+    """``{key: "DFT stress ... and energy ... disagree ..."}`` for the C_ij whose stress and
+    energy fits of the same cells disagree (``dft_reference`` ``cij_stress_energy``,
+    :func:`scalebridge.potentials.crystal.compare_cij`)."""
+    out = {}
+    for k, c in (ref.get("cij_stress_energy") or {}).items():
+        if isinstance(c, Mapping) and c.get("agree") is False:
+            out[k] = (f"DFT stress {c['stress_gpa']:.4g} GPa and energy "
+                      f"{c['energy_gpa']:.4g} GPa of the same cells disagree (energy used)")
+    return out
+
+
 # ---------------------------------------------------------------------- per kind
 def dataset_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     n = (summary.get("n_frames") or {})
@@ -224,7 +236,11 @@ def dataset_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                  "no held-out test frames: the potential cannot be scored on DFT", test)]
     ref = ((summary.get("crystal") or {}).get("dft_reference") or {})
     have = [k for k in ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa") if ref.get(k)]
-    if len(have) == 4:
+    split = _inconsistent(ref)
+    if len(have) == 4 and split:
+        out.append(Check("dft_reference", AMBER, "a0 and C_ij from the data, but " + "; ".join(
+            f"{k.removesuffix('_gpa').upper()}: {v}" for k, v in split.items())))
+    elif len(have) == 4:
         src = (ref.get("source") or {}).get("c11_gpa", "the data's Elastic cells")
         out.append(Check("dft_reference", GREEN, f"a0 and C_ij from the data ({src})"))
     elif "crystal" not in summary:
@@ -255,6 +271,7 @@ def properties_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     dft = props.get("dft") or {}
     label = "the data's DFT" if dft.get("source") else "the labelled DFT table"
     out = []
+    split = _inconsistent(dft)
     for key, name, th in (("a0_a", "a0", "a0"), ("c11_gpa", "c11", "cij"),
                           ("c12_gpa", "c12", "cij"), ("c44_gpa", "c44", "cij")):
         m, d = _num(props.get(key)), _num(dft.get(key))
@@ -264,8 +281,12 @@ def properties_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         rel = (m - d) / d
         t = THRESHOLDS[th]
         st = t.grade(abs(rel))
-        out.append(Check(name, st, f"{m:.4g} vs {label} {d:.4g}: {100 * rel:+.1f}% (green "
-                         f"within {100 * t.green:g}%, red beyond {100 * t.amber:g}%)", rel))
+        why = (f"{m:.4g} vs {label} {d:.4g}: {100 * rel:+.1f}% (green within "
+               f"{100 * t.green:g}%, red beyond {100 * t.amber:g}%)")
+        if key in split:  # a reference that contradicts itself cannot pass a potential
+            st = AMBER if st == GREEN else st
+            why += f"; {split[key]}"
+        out.append(Check(name, st, why, rel))
     drift = _num(props.get("nve_drift_ev_per_atom_ps"))
     out.append(graded("nve_drift", "nve_drift", abs(drift) if drift is not None else None,
                       "NVE drift", ".2g", na="no NVE run"))
