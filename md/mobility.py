@@ -9,10 +9,13 @@ the grid itself, or collects rows computed elsewhere, into a ``DefectStats`` art
 (docs/CONTRACTS.md):
 
 - ``replicas.csv``: one row per run: block-averaged velocity and error, per-component
-  temperature, ``status``/``reason``;
+  temperature, ``status``/``reason``, the velocities of the first and second halves of
+  the fitted frames;
 - ``velocity.csv``: one row per point: the replicas combined
   (:func:`~scalebridge.md.glide_fit.combine_replicas`) with the standard error and the
-  95% confidence and prediction half-widths; a point that cannot be measured (its
+  95% confidence and prediction half-widths, and ``acceleration_ratio`` (median
+  first-half / second-half velocity, :func:`acceleration_ratio`: below 1, the glide
+  still accelerates and the velocity is below steady state); a point that cannot be measured (its
   dislocation lost, gone, off its plane or too hot in most replicas, or its velocity
   below its error or against the stress) has ``status`` ≠ ``ok``, a ``reason`` and no
   velocity;
@@ -70,12 +73,13 @@ log = logging.getLogger("scalebridge.md.mobility")
 VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
                     "velocity_err_m_s", "velocity_ci95_m_s", "velocity_pi95_m_s",
                     "replicas", "replicas_ok", "error_source", "glide_temperature_k",
-                    "status", "reason", "n_atoms", "duration_ps")
+                    "status", "reason", "n_atoms", "duration_ps", "acceleration_ratio")
 #: ``replicas.csv``: one row per glide run.
 REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed",
                    "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
                    "temperature_x_k", "temperature_y_k", "temperature_z_k", "status",
-                   "reason", "line_b", "n_atoms", "duration_ps", "sf_width_a")
+                   "reason", "line_b", "n_atoms", "duration_ps", "sf_width_a",
+                   "velocity_first_half_m_s", "velocity_second_half_m_s")
 #: ``dissociation.csv`` (FCC): one row per character.
 DISSOCIATION_COLUMNS = ("character", "width_a", "width_b", "width_glide_a",
                         "elastic_width_a", "elastic_width_periodic_a", "ratio_to_elastic",
@@ -282,6 +286,8 @@ class MobilityMaker(StrictModel):
                 "status": r.status, "reason": r.reason,
                 "line_b": round(cell[0] / b, 2), "n_atoms": r.n_atoms,
                 "duration_ps": r.duration_ps, "sf_width_a": _num(r.sf_width_a),
+                "velocity_first_half_m_s": _num(r.half_velocities_m_s[0]),
+                "velocity_second_half_m_s": _num(r.half_velocities_m_s[1]),
                 "workdir": str(r.workdir)}
 
     def make(self, potential: Artifact | str | Path | LammpsPotential, path: str | Path,
@@ -427,7 +433,8 @@ def _clean(obj: Any) -> Any:
 def replica_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The glide rows, normalised: a row without ``status`` (collected from elsewhere)
     is ``ok`` when its velocity is finite; a row whose velocity or error is not finite
-    is never ``ok`` (``not_finite``)."""
+    is never ``ok`` (``not_finite``); half velocities that are missing or not finite are
+    None."""
     out = []
     for r in rows:
         if r.get("kind", "glide") != "glide":
@@ -441,6 +448,8 @@ def replica_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             r["status"] = "not_finite"
             r["reason"] = "velocity or its error is not a finite number"
         r["velocity_m_s"], r["velocity_err_m_s"] = v, e
+        for k in ("velocity_first_half_m_s", "velocity_second_half_m_s"):
+            r[k] = _num(r.get(k))       # absent in rows from before the halves: empty
         out.append(r)
     return out
 
@@ -467,6 +476,7 @@ def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         tz = [_num(r.get("temperature_z_k")) for r in ok]
         tz = [x for x in tz if x is not None]
         row["glide_temperature_k"] = float(np.mean(tz)) if tz else None
+        row["acceleration_ratio"] = acceleration_ratio(ok)
         if 2 * len(ok) <= len(sel):
             why = sorted({f"{r['status']}: {r['reason']}" if r["reason"] else r["status"]
                           for r in sel if r["status"] != "ok"})
@@ -491,6 +501,21 @@ def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             row["reason"] = f"{len(sel) - len(ok)} of {len(sel)} replicas not measured"
         out.append(row)
     return out
+
+
+def acceleration_ratio(reps: Sequence[dict[str, Any]]) -> float | None:
+    """Median over ``reps`` of first-half / second-half velocity of the fitted frames
+    (``velocity_first_half_m_s`` / ``velocity_second_half_m_s``): ≈ 1 at steady glide,
+    below 1 while the dislocation still accelerates after the load (its inertia: ~1 ps
+    time constant for a Mo edge at 300 K). None where no replica has both halves (rows
+    from before the halves were recorded, too few frames)."""
+    ratios = []
+    for r in reps:
+        a = _num(r.get("velocity_first_half_m_s"))
+        b = _num(r.get("velocity_second_half_m_s"))
+        if a is not None and b:
+            ratios.append(a / b)
+    return float(np.median(ratios)) if ratios else None
 
 
 def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,

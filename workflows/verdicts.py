@@ -92,6 +92,17 @@ THRESHOLDS: dict[str, Threshold] = {
     "replica_ci": Threshold(
         0.25, 0.5, "relative", "median 95% CI half-width of a point's velocity over its "
         "replicas, relative to the velocity: replicas agree within 25%"),
+    # A steadily gliding core gives first-half / second-half velocity ~1 within noise;
+    # each half's velocity carries ~10-20% error, so 0.85 is ~1 sigma below steady. An
+    # edge loaded suddenly accelerates with a ~1 ps time constant (its inertia; mlearn Mo
+    # SNAP, 300 K, 250 MPa): 200 + 1000 steps at 2 fs give ~0.75 and ~75% of the steady
+    # velocity; below 0.6 the fit is mostly the transient.
+    "steady_glide": Threshold(
+        0.85, 0.6, "x", "median over the measured points of the first-half over the "
+        "second-half velocity of the fitted frames: ~1 at steady glide (0.85 is ~1 sigma "
+        "of a half's 10-20% error); below, the dislocation still accelerates after the "
+        "load and the velocities (and the drag from them) are below steady state",
+        higher_is_better=True),
     "mobility_r2": Threshold(
         0.95, 0.8, "R²", "the chosen law's R² on the MD velocities it was fitted to",
         higher_is_better=True),
@@ -335,7 +346,33 @@ def glide_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         out.append(Check("replica_agreement", t.grade(med),
                          f"{reps:.0f}+ replicas per point, median 95% CI ±{100 * med:.0f}% "
                          f"of the velocity (green within {100 * t.green:g}%)", med))
+    out.append(steady_glide_check(pts))
     return out
+
+
+def steady_glide_check(pts: list[dict[str, str]]) -> Check:
+    """``steady_glide``: the median ``acceleration_ratio`` (first-half / second-half
+    velocity of a run's fitted frames, median over a point's replicas) over the measured
+    points of ``velocity.csv`` rows; ``n/a`` for a table without the column (an artifact
+    from before it) or without a value."""
+    if not pts or "acceleration_ratio" not in pts[0]:
+        return Check("steady_glide", NA, "velocity.csv has no acceleration_ratio (an "
+                     "artifact from before it)" if pts else "no glide points")
+    ratios = sorted(r for p in pts if p.get("status", "ok") == "ok"
+                    and (r := _num(p.get("acceleration_ratio"))) is not None)
+    if not ratios:
+        return Check("steady_glide", NA, "no measured point with both half velocities")
+    n = len(ratios)
+    med = (ratios[n // 2] + ratios[(n - 1) // 2]) / 2
+    t = THRESHOLDS["steady_glide"]
+    st = t.grade(med)
+    what = f"first-half velocity {med:.2f} x the second (median of {n} point" + (
+        "s)" if n > 1 else ")")
+    if st == GREEN:
+        return Check("steady_glide", st, f"steady glide: {what}", med)
+    return Check("steady_glide", st, f"glide still accelerating: {what}; the fitted "
+                 "velocities, and the drag from them, are below steady state: lengthen "
+                 f"equil_steps/run_steps (green {t.bound(GREEN)})", med)
 
 
 def deformation_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:

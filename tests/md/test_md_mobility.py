@@ -207,13 +207,26 @@ def test_defectstats_writes_flagged_points_without_velocity_and_dd_skips_them(tm
         reps += [_rep(tau, v + d, replica=i) for i, d in enumerate((-5.0, 0.0, 5.0))]
     reps += [_rep(800.0, float("nan"), status="vanished", reason="left", replica=i)
              for i in range(3)]
+    # half velocities: 200 MPa accelerating (ratios 0.5, 0.6, 0.7 -> median 0.6), 400
+    # MPa with one replica's second half NaN; 100 MPa rows from before the halves
+    for r, (a, b) in zip(reps[3:9], ((100, 200), (120, 200), (140, 200), (600, 600),
+                                     (500, 625), (300, float("nan"))), strict=True):
+        r.update(velocity_first_half_m_s=a, velocity_second_half_m_s=b)
     art = MobilityMaker(characters=["edge"]).make(snap, tmp_path / "ds", a0_a=A0, rows=reps)
     table = read_rows(art.path / "velocity.csv")
     assert list(table[0]) == list(VELOCITY_COLUMNS) and len(table) == 4
     bad = next(r for r in table if r["tau_mpa"] == 800.0)
     assert bad["status"] == "too_few_replicas" and bad["velocity_m_s"] == ""
     assert "nan" not in (art.path / "velocity.csv").read_text().lower()
-    assert len(read_rows(art.path / "replicas.csv")) == 12
+    ratio = {r["tau_mpa"]: r["acceleration_ratio"] for r in table}
+    assert ratio[200.0] == pytest.approx(0.6) and ratio[400.0] == pytest.approx(0.9)
+    assert ratio[100.0] == "" and ratio[800.0] == ""
+    replicas = read_rows(art.path / "replicas.csv")
+    assert len(replicas) == 12 and list(replicas[0])[-2:] == [
+        "velocity_first_half_m_s", "velocity_second_half_m_s"]
+    assert [r["velocity_second_half_m_s"] for r in replicas if r["tau_mpa"] == 400.0] == [
+        600.0, 625.0, ""]
+    assert "nan" not in (art.path / "replicas.csv").read_text().lower()
     t = read_velocity_table(art)
     assert len(t) == 3 and np.all(np.isfinite(t.velocity_m_s))
     fit = json.loads((art.path / "glide_fit.json").read_text())

@@ -258,6 +258,29 @@ def test_glide_replicas_deformation_and_overall(tmp_path):
     assert worst([NA, NA]) == NA and worst([]) == NA
 
 
+@pytest.mark.parametrize("ratios, status, words", [
+    (("0.97", "1.05", "0.9"), GREEN, "steady glide: first-half velocity 0.97 x"),
+    (("0.78", "0.7", "0.8"), AMBER, "glide still accelerating: first-half velocity 0.78 x"),
+    (("0.5", "0.4", "0.55"), RED, "lengthen equil_steps/run_steps"),
+    (None, NA, "no acceleration_ratio")])
+def test_steady_glide_grades_the_median_acceleration_ratio(tmp_path, ratios, status, words):
+    """Steady, accelerating and strongly accelerating glide, and an older table without
+    the column (the first ratio of each triple is its median); a flagged point's ratio
+    (0.1) does not count."""
+    head = "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,status"
+    rows = ["edge,300,250,300,30,ok", "edge,300,500,700,60,ok", "edge,300,1000,900,60,ok",
+            "edge,300,50,,,unresolved"]
+    if ratios is not None:
+        head += ",acceleration_ratio"
+        rows = [f"{r},{x}" for r, x in zip(rows, (*ratios, "0.1"), strict=True)]
+    (tmp_path / "velocity.csv").write_text("\n".join([head, *rows]) + "\n")
+    g = checks_for("DefectStats", {"points": 4, "replicas_min": 3}, tmp_path)
+    c = next(c for c in g if c.name == "steady_glide")
+    assert c.status == status and words in c.reason, c
+    if ratios is not None:
+        assert c.value == pytest.approx(float(ratios[0])) and "median of 3 points" in c.reason
+
+
 def test_a_fresh_chain_has_the_band_node():
     from scalebridge.workflows.pipeline import build_chain
     from scalebridge.workflows.settings import parse_run_settings
