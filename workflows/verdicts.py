@@ -478,9 +478,17 @@ def fem_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     out.append(Check("completed", GREEN if stop is None else RED,
                      "every load step converged" if stop is None else
                      f"stopped at load factor {stop}", stop))
-    out.append(graded("out_of_range", "out_of_range", summary.get("max_out_of_range_fraction"),
-                      "quadrature points outside the surrogate's training range (max):",
-                      ".2%"))
+    worst = _num(summary.get("max_out_of_range_fraction"))
+    total = _num(summary.get("out_of_range_fraction"))
+    if total is None:  # artifacts written before the run total was recorded
+        out.append(graded("out_of_range", "out_of_range", worst, "quadrature points "
+                          "outside the surrogate's training range (worst step):", ".2%"))
+    else:
+        chk = graded("out_of_range", "out_of_range", total, "quadrature-point updates "
+                     "outside the surrogate's training range over the run:", ".2%")
+        if worst is not None:
+            chk.reason += f"; worst step {worst:.2%}"
+        out.append(chk)
     return out
 
 

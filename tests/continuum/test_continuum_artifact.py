@@ -143,6 +143,7 @@ def test_uncertainty_field_written_where_the_model_has_one(tmp_path):
     art = settings.make(WithUncertainty(), tmp_path / "u")
     assert art.summary["max_uncertainty_mpa"] > 0
     assert 0 < art.summary["max_out_of_range_fraction"] <= 1
+    assert 0 < art.summary["out_of_range_fraction"] <= art.summary["max_out_of_range_fraction"]
     meta = (art.path / "fields" / "cells.bp" / "md.0").read_bytes()
     assert b"uncertainty" in meta and b"equivalent_plastic_strain" in meta
     plain = settings.make(LinearElastic(), tmp_path / "plain")

@@ -197,6 +197,17 @@ def test_dd_surrogate_fem_rules(tmp_path):
                                       "max_out_of_range_fraction": 0.2}, tmp_path)
     assert [c.status for c in fem] == [NA, GREEN, GREEN, RED]
     assert "not a learned model" in fem[0].reason
+    # the run total decides (5.6 % of the points at the first plastic step, none after:
+    # the example's cylinder); the worst step is named in the reason
+    run = checks_for("FieldResults", {"stopped_at_load_factor": None,
+                                      "max_out_of_range_fraction": 0.0556,
+                                      "out_of_range_fraction": 0.0051}, tmp_path)
+    assert _status(run, "out_of_range") == AMBER
+    assert "worst step 5.56%" in run[-1].reason and "0.51%" in run[-1].reason
+    bad = checks_for("FieldResults", {"stopped_at_load_factor": None,
+                                      "max_out_of_range_fraction": 0.2,
+                                      "out_of_range_fraction": 0.06}, tmp_path)
+    assert _status(bad, "out_of_range") == RED
 
 
 def test_band_must_bracket_its_nominal_load(tmp_path):
