@@ -155,7 +155,8 @@ def main() -> None:
     out = {
         "potential": str(args.potential), "model": "frozen" if args.frozen else "compressed",
         "a0_a": a0, "burgers_a": fits["burgers_a"],
-        "shear_wave_m_s": fits["shear_wave_m_s"], "properties": str(props.path),
+        "shear_wave_m_s": fits["shear_wave_m_s"],
+        "shear_wave_source": fits.get("shear_wave_source"), "properties": str(props.path),
         "replicas_min": art.summary["replicas_min"],
         "edge_drag": [{"temperature_k": d["temperature_k"], "B_pa_s": d["drag_pa_s"],
                        "B_ci95": _ci(d["drag_ci95_pa_s"]), "tau0_mpa": d["tau0_mpa"],

@@ -623,6 +623,8 @@ class GlideResult:
             or where DXA never found two partials).
         half_velocities_m_s: velocities of the first and second halves of the fitted
             frames, m/s (:func:`half_velocities`: equal up to noise at steady glide).
+        line_a: length of the built slab along the line, Å (the requested length
+            rounded up to whole repeats, :func:`repeats_for`).
     """
 
     time_ps: np.ndarray
@@ -639,6 +641,7 @@ class GlideResult:
     reason: str = ""
     sf_width_a: float = math.nan
     half_velocities_m_s: tuple[float, float] = (math.nan, math.nan)
+    line_a: float = math.nan
 
 
 def run_glide(potential: LammpsPotential, a0: float, character: Character,
@@ -723,7 +726,8 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
                     "run_steps", workdir, *halves)
     return GlideResult(t, z, yc, blk.velocity_m_s, blk.err_m_s, len(atoms),
                        float(run_steps * timestep_ps), workdir, blk,
-                       (temps[0], temps[1], temps[2]), status, reason, mean_w, halves)
+                       (temps[0], temps[1], temps[2]), status, reason, mean_w, halves,
+                       geo.line_a)
 
 
 def half_velocities(t_ps: np.ndarray, z_a: np.ndarray) -> tuple[float, float]:

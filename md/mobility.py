@@ -59,6 +59,7 @@ from scalebridge.md.dislocations import (
     periodic_row_separation,
     relaxed_dissociation,
     run_glide,
+    slab_axes,
 )
 from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
@@ -179,7 +180,9 @@ class MobilityMaker(StrictModel):
         None, description="fit the glide laws only up to this stress, MPa")
     shear_wave_m_s: float | None = Field(
         None, gt=0, description="shear-wave speed, m/s, a candidate saturation speed of "
-        "the edge law (default: sqrt(mu/rho) from the Properties)")
+        "the edge law (default: from the Properties, the transverse wave along the glide "
+        "direction polarised along the slip-plane normal, rho v^2 = C'_1212 from C11, C12, "
+        "C44; sqrt(mu/rho) where they have no C_ij)")
     boundary: Literal["rigid", "traction"] = Field(
         "rigid", description="rigid loaded blocks (far-field built) or traction on free "
         "surfaces")
@@ -284,7 +287,8 @@ class MobilityMaker(StrictModel):
                 "temperature_y_k": _num(r.temperature_xyz_k[1]),
                 "temperature_z_k": _num(r.temperature_xyz_k[2]),
                 "status": r.status, "reason": r.reason,
-                "line_b": round(cell[0] / b, 2), "n_atoms": r.n_atoms,
+                # the built line (whole repeats), not the requested cell[0]
+                "line_b": round(r.line_a / b, 2), "n_atoms": r.n_atoms,
                 "duration_ps": r.duration_ps, "sf_width_a": _num(r.sf_width_a),
                 "velocity_first_half_m_s": _num(r.half_velocities_m_s[0]),
                 "velocity_second_half_m_s": _num(r.half_velocities_m_s[1]),
@@ -300,7 +304,8 @@ class MobilityMaker(StrictModel):
             potential: the potential (artifact, path or object).
             path: artifact directory.
             properties: a ``Properties`` artifact giving a0, b and the shear-wave speed
-                (else ``a0_a``, else a quick relaxation).
+                (:func:`shear_wave_from_properties`: from its C_ij along the glide
+                direction, else √(μ/ρ)) (else ``a0_a``, else a quick relaxation).
             rows: rows from :meth:`run_point` run elsewhere (then nothing is run here).
         """
         pot = as_potential(potential)
@@ -311,11 +316,12 @@ class MobilityMaker(StrictModel):
         props = load_properties(props_art) if props_art is not None else {}
         maker = self.for_crystal(pot, props)
         c_t = maker.shear_wave_m_s
+        c_t_source = "setting" if c_t is not None else None
         if props_art is not None:
             inputs["properties"] = props_art
-            mu = props.get("shear_modulus_gpa")
-            if c_t is None and mu and a0_a:
-                c_t = shear_wave_speed(float(mu), a0_a, maker.element, maker.crystal)
+            if c_t is None and a0_a:
+                c_t, c_t_source = shear_wave_from_properties(props, a0_a, maker.element,
+                                                             maker.crystal)
         elastic = {k: props.get(k) for k in ("shear_modulus_gpa", "poisson_ratio",
                                               "gamma_sf_mj_m2")}
 
@@ -330,7 +336,7 @@ class MobilityMaker(StrictModel):
                 maker.run_point(pot, a0, p, work / "runs" / p.tag, resources)
                 for p in maker.grid()]
             return collect_velocity(out, work, a0, maker, shear_wave_m_s=c_t,
-                                    elastic=elastic)
+                                    shear_wave_source=c_t_source, elastic=elastic)
 
         settings = {"maker": maker, "a0_a": a0_a, "potential": pot.name,
                     "collected": rows is not None,
@@ -383,18 +389,103 @@ def mobility_task(task: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def shear_wave_speed(mu_gpa: float, a0_a: float, element: str, lattice: str = "bcc"
-                     ) -> float:
-    """√(μ/ρ), m/s, of a cubic crystal (2 atoms per cubic cell of side a0 in BCC, 4 in
-    FCC)."""
+def crystal_density(a0_a: float, element: str, lattice: str = "bcc") -> float:
+    """Mass density ρ, kg/m³, of a cubic crystal of lattice constant ``a0_a`` (Å): 2 atoms
+    per cubic cell in BCC, 4 in FCC."""
     from ase.data import atomic_masses, atomic_numbers
 
     if element not in atomic_numbers:
         raise SettingsError(f"element {element!r} is not a chemical symbol")
     per_cell = 4 if lattice == "fcc" else 2
-    rho = (per_cell * atomic_masses[atomic_numbers[element]] * 1.66053906660e-27
-           / (a0_a * 1e-10) ** 3)
-    return math.sqrt(mu_gpa * 1e9 / rho)
+    return (per_cell * atomic_masses[atomic_numbers[element]] * 1.66053906660e-27
+            / (a0_a * 1e-10) ** 3)
+
+
+def shear_wave_speed(mu_gpa: float, a0_a: float, element: str, lattice: str = "bcc"
+                     ) -> float:
+    """Isotropic shear-wave speed √(μ/ρ), m/s (μ in GPa, a0 in Å; ρ from
+    :func:`crystal_density`)."""
+    return math.sqrt(mu_gpa * 1e9 / crystal_density(a0_a, element, lattice))
+
+
+def cubic_stiffness(c11_gpa: float, c12_gpa: float, c44_gpa: float) -> np.ndarray:
+    """(3, 3, 3, 3) stiffness tensor C_ijkl (GPa) of a cubic crystal in its cube axes:
+    C12 δij δkl + C44 (δik δjl + δil δjk) + (C11 − C12 − 2 C44) Σm δim δjm δkm δlm."""
+    d = np.eye(3)
+    c = (c12_gpa * np.einsum("ij,kl->ijkl", d, d)
+         + c44_gpa * (np.einsum("ik,jl->ijkl", d, d) + np.einsum("il,jk->ijkl", d, d)))
+    for m in range(3):
+        c[m, m, m, m] += c11_gpa - c12_gpa - 2 * c44_gpa
+    return c
+
+
+def glide_shear_wave_speed(c11_gpa: float, c12_gpa: float, c44_gpa: float, a0_a: float,
+                           element: str, lattice: str = "bcc", *,
+                           glide_direction: Sequence[float] | None = None,
+                           plane_normal: Sequence[float] | None = None) -> float:
+    """Speed (m/s) of the transverse wave that travels along the glide direction with its
+    polarisation along the slip-plane normal, the limiting speed of an edge dislocation in
+    an anisotropic cubic crystal: ρ v² = C'₁₂₁₂, with C' the stiffness rotated into the
+    frame x = glide direction, y = slip-plane normal (C'ijkl = a_ip a_jq a_kr a_ls C_pqrs,
+    rows of a the frame's unit vectors in cube axes).
+
+    For an isotropic crystal (C11 − C12 = 2 C44) this is √(C44/ρ); on the edge slabs' slip
+    systems (BCC [111](-110), FCC [1-10](111)) it is (C11 − C12 + C44)/3 (> C44 where the
+    Zener ratio 2 C44/(C11 − C12) < 1, e.g. Nb).
+
+    Args:
+        c11_gpa, c12_gpa, c44_gpa: cubic elastic constants, GPa.
+        a0_a: lattice constant, Å (with ``element`` and ``lattice``: the density).
+        element: chemical symbol.
+        lattice: ``bcc`` or ``fcc``.
+        glide_direction, plane_normal: (3,) cube-axis directions (any length, orthogonal);
+            default: the edge slab's glide direction (along b) and glide-plane normal
+            (:func:`~scalebridge.md.dislocations.slab_axes`).
+
+    Raises:
+        ValueError: a direction of zero length or not in the slip plane, or C'₁₂₁₂ ≤ 0.
+    """
+    _, normal, glide = slab_axes(lattice, "edge")
+    g = np.asarray(glide if glide_direction is None else glide_direction, float)
+    n = np.asarray(normal if plane_normal is None else plane_normal, float)
+    if min(np.linalg.norm(g), np.linalg.norm(n)) == 0:
+        raise ValueError("glide direction and plane normal must be non-zero")
+    g, n = g / np.linalg.norm(g), n / np.linalg.norm(n)
+    if abs(float(g @ n)) > 1e-9:
+        raise ValueError(f"glide direction {g} is not in the plane of normal {n}")
+    c = cubic_stiffness(c11_gpa, c12_gpa, c44_gpa)
+    c1212 = float(np.einsum("p,q,r,s,pqrs->", g, n, g, n, c))
+    if c1212 <= 0:
+        raise ValueError(f"C'1212 = {c1212:.3g} GPa: no transverse wave along the glide "
+                         "direction (elastically unstable)")
+    return math.sqrt(c1212 * 1e9 / crystal_density(a0_a, element, lattice))
+
+
+#: ``shear_wave_source``: where the edge law's candidate saturation speed came from.
+SHEAR_WAVE_SOURCES = {
+    "setting": "MobilityMaker.shear_wave_m_s as set",
+    "glide_direction_cij": "rho v^2 = C'_1212 (glide direction, slip-plane normal) from "
+                           "the Properties' C11, C12, C44",
+    "isotropic_mu": "sqrt(mu/rho) from the Properties' Voigt-Reuss-Hill shear modulus"}
+
+
+def shear_wave_from_properties(props: dict[str, Any], a0_a: float, element: str,
+                               lattice: str = "bcc") -> tuple[float | None, str | None]:
+    """(speed m/s, source) of the edge law's candidate saturation speed from a Properties
+    document: :func:`glide_shear_wave_speed` when it has C11, C12 and C44 (and the
+    glide-direction C'₁₂₁₂ is positive), else :func:`shear_wave_speed` from its shear
+    modulus, else (None, None). Sources: :data:`SHEAR_WAVE_SOURCES`."""
+    c11, c12, c44 = (_num(props.get(k)) for k in ("c11_gpa", "c12_gpa", "c44_gpa"))
+    if c11 is not None and c12 is not None and c44 is not None:
+        try:
+            return (glide_shear_wave_speed(c11, c12, c44, a0_a, element, lattice),
+                    "glide_direction_cij")
+        except ValueError as e:      # C'1212 ≤ 0: no such wave, fall back to μ
+            log.warning("no glide-direction shear wave from the Properties' C_ij: %s", e)
+    mu = _num(props.get("shear_modulus_gpa"))
+    if mu is not None and mu > 0:
+        return shear_wave_speed(mu, a0_a, element, lattice), "isotropic_mu"
+    return None, None
 
 
 def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
@@ -521,11 +612,15 @@ def acceleration_ratio(reps: Sequence[dict[str, Any]]) -> float | None:
 def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                      maker: MobilityMaker | None = None, *,
                      shear_wave_m_s: float | None = None,
+                     shear_wave_source: str | None = None,
                      elastic: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``replicas.csv``, ``velocity.csv``, ``glide_fit.json``, ``drag.csv``, the
     plot and the dumps (and in FCC ``dissociation.csv``) into ``work``; returns the
-    artifact summary. ``elastic``: ``shear_modulus_gpa``, ``poisson_ratio`` and
-    ``gamma_sf_mj_m2`` of the Properties, for the elastic stacking-fault width."""
+    artifact summary. ``shear_wave_m_s``: the edge law's candidate saturation speed, m/s,
+    recorded with ``shear_wave_source`` (:data:`SHEAR_WAVE_SOURCES`) in
+    ``glide_fit.json`` and the summary. ``elastic``: ``shear_modulus_gpa``,
+    ``poisson_ratio`` and ``gamma_sf_mj_m2`` of the Properties, for the elastic
+    stacking-fault width."""
     maker = maker or MobilityMaker()
     b = burgers_length(a0, maker.crystal)
     reps = sorted(replica_rows(rows), key=lambda r: (r["character"], r["temperature_k"],
@@ -567,6 +662,7 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                                                         "status", "reason", "levels_mpa",
                                                         "slip_a")} if peierls else None)
     fits["shear_wave_m_s"] = shear_wave_m_s
+    fits["shear_wave_source"] = shear_wave_source if shear_wave_m_s else None
     fits["burgers_a"] = b
     fits["points"] = {"measured": len(good), "flagged": len(points) - len(good)}
     write_json_atomic(work / "glide_fit.json", _clean(fits))
@@ -599,7 +695,8 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
     summary: dict[str, Any] = {
         "points": len(points), "points_measured": len(good), "runs": len(reps),
         "replicas_min": min(n_rep) if n_rep else 0, "a0_a": a0, "burgers_a": b,
-        "lattice": maker.crystal,
+        "lattice": maker.crystal, "shear_wave_m_s": shear_wave_m_s,
+        "shear_wave_source": fits["shear_wave_source"],
         "drag_pa_s": {k: d["drag_pa_s"] for k, d in by_t.items()},
         # the threshold of v = b(τ - τ0)/B beside B: the DD's drag law takes both
         "tau0_mpa": {k: d["tau0_mpa"] for k, d in by_t.items()},
