@@ -309,6 +309,8 @@ def main() -> None:
         r["load_average_1min_at_start"] = round(load, 2)
         r["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
         alloy = r.pop("_alloy", None)
+        # read again just before writing: another set's run may have finished meanwhile
+        doc = json.loads(args.out.read_text()) if args.out.exists() else {"elements": {}}
         doc["elements"][name] = r
         doc.update({
             "energy_reference": ENERGY_REFERENCE,
@@ -318,10 +320,12 @@ def main() -> None:
                       "split, weights energy 1 / force 1 / virial 0.25, refit kept only if "
                       "validation force MAE rises <= 5%",
             "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "load": "shared 2-core machine: this job on one core at nice 10, other helpers' "
-                    "jobs on the other (load averages per set)"})
+            "load": "shared 2-core machine: each set's job on one core at nice 10, other "
+                    "jobs (another set's, tests) on the other (load averages per set)"})
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp = args.out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(args.out)
         o, p = r["ours"], r["peers"]
         print(f"{name}: ours {o['energy_mae_mev_per_atom']:.2f} meV/atom "
               f"{o['force_mae_ev_per_a']:.4f} eV/Å; " + "; ".join(
