@@ -34,21 +34,29 @@ its summary) for the md stage to use instead of a default element and lattice:
      3.158 Å for 3.169), and its volume is then not the crystal's;
   3. the lowest-energy cell, with the reason 2. gave nothing (no cell with a stress).
 
-  C_ij from the small-strain cells of the groups named ``*elastic*``
+  C_ij from :func:`elastic_reference`, the one place the data's DFT elastic constants
+  are derived (the potential stage's comparison,
+  :func:`scalebridge.potentials.properties.compare_properties`, takes them from here
+  too): the small-strain cells of the groups named ``*elastic*``
   (:func:`scalebridge.potentials.properties.dft_elastic`: strains against the group's
   reference cell, stresses fitted to a cubic C with a residual pressure), and a second
   time from the energies of the same cells (:func:`energy_elastic`: least squares of
   ΔE/V0 against the strain invariants of a cubic crystal). ``cij_stress_energy``
-  records both per constant (:func:`compare_cij`). Where they agree (within
-  :data:`CIJ_AGREE_REL` of the larger, at least :data:`CIJ_AGREE_GPA`) the reference is
-  the stress value, as before (six numbers per cell, and C12, which uniaxial and shear
-  cells' energies cannot give); where they disagree it is the energy value and the
-  source says so with both numbers: the energy is variational (its error is second
-  order in the wavefunction's, where the stress carries basis (Pulay) and smearing
-  errors to first order), and on the maml Nb Elastic cells it gives 14-17 GPa for C44
-  at every shear strain from 0.5 to 3 %, where the shear stress gives 2.6 GPa at 0.5 %
-  and 7.3 at 3 %, varying with the strain as no constant does. The properties verdict
-  does not pass such a constant as green (:mod:`scalebridge.workflows.verdicts`).
+  records both per constant (:func:`compare_cij`, with ``used``: which of the two the
+  reference took). Where they agree (within :data:`CIJ_AGREE_REL` of the larger, at
+  least :data:`CIJ_AGREE_GPA`) the reference is the stress value, as before (six
+  numbers per cell, and C12, which uniaxial and shear cells' energies cannot give);
+  where they disagree it is the energy value and the source says so with both numbers:
+  the energy is variational (its error is second order in the wavefunction's, where
+  the stress carries basis (Pulay) and smearing errors to first order), and on the maml
+  Nb Elastic cells it gives 14-17 GPa for C44 at every shear strain from 0.5 to 3 %,
+  where the shear stress gives 2.6 GPa at 0.5 % and 7.3 at 3 %, varying with the strain
+  as no constant does. A stress C11 or C44 <= 0 against a positive energy value is a
+  disagreement whatever the band (a cubic crystal at rest has C11 > 0 and C44 > 0), so
+  such a group gives the energy value rather than nothing; a group is refused only when
+  the reference C11 or C44 is still <= 0 or its cells' a0 is 5 % or more off. The
+  properties verdict does not pass a disagreeing constant as green
+  (:mod:`scalebridge.workflows.verdicts`).
 """
 
 from __future__ import annotations
@@ -106,6 +114,12 @@ ENERGY_NOISE_EV = 1e-5
 #: a cell with every Green strain below this is the zero-strain cell whose energy is E0.
 ZERO_STRAIN = 1e-4
 CIJ_KEYS = ("c11_gpa", "c12_gpa", "c44_gpa")
+#: constants a cubic crystal at rest has positive (Born stability): a stress value <= 0
+#: where the energies give a positive one is a disagreement, whatever the band.
+CIJ_POSITIVE = ("c11_gpa", "c44_gpa")
+#: an Elastic group whose reference cell's a0 is this fraction or more off the data's
+#: a0 is another crystal (another phase or element, or a mislabelled group): refused.
+ELASTIC_A0_TOL = 0.05
 
 
 def _symmetry(frame: Frame, symprec: float = SYMPREC) -> Any:
@@ -310,23 +324,6 @@ def zero_pressure_volume(frames: Sequence[Frame], element: str, lattice: str, re
     return None, len(v), n_vol
 
 
-def _elastic(frames: Sequence[Frame], element: str, lattice: str, a0: float
-             ) -> tuple[dict[str, Any], str | None]:
-    from scalebridge.potentials.properties import dft_elastic
-
-    groups = sorted({f.group for f in frames if "elastic" in f.group.lower()},
-                    key=lambda g: (lattice not in g.lower(), g))
-    for g in groups:
-        sub = [f for f in _unary(frames, element) if f.group == g]
-        if not sub:
-            continue
-        fit = dft_elastic(sub, lattice, group=g)
-        if fit and fit["c11_gpa"] > 0 and fit["c44_gpa"] > 0 and \
-                abs(fit["a0_a"] / a0 - 1) < 0.05:
-            return fit, g
-    return {}, None
-
-
 def _param_sd(a: np.ndarray, sigma: float) -> np.ndarray:
     """Standard errors (n_params,) of a least-squares fit with design ``a`` (n, n_params)
     and independent errors ``sigma`` on the data; a parameter the design cannot separate
@@ -429,46 +426,121 @@ def cij_tolerance(*values: float) -> float:
 
 def compare_cij(stress: dict[str, float], energy: dict[str, Any]) -> dict[str, Any]:
     """Per constant of :data:`CIJ_KEYS`: ``{"stress_gpa", "energy_gpa", "energy_sd_gpa",
-    "tolerance_gpa", "agree"}`` (GPa; energy ones None where the energies give no value);
-    the tolerance is :data:`CIJ_AGREE_REL` of the larger magnitude, at least
-    :data:`CIJ_AGREE_GPA`; ``agree`` None where the energies give no value."""
+    "tolerance_gpa", "agree", "used"}`` (GPa; energy ones None where the energies give no
+    value); the tolerance is :data:`CIJ_AGREE_REL` of the larger magnitude, at least
+    :data:`CIJ_AGREE_GPA`; ``agree`` None where the energies give no value, False also
+    where a :data:`CIJ_POSITIVE` constant's stress value is <= 0 and its energy value
+    positive; ``used``: "energy" where they disagree (the energy is the robust one,
+    module doc), else "stress"."""
     out = {}
     for k in CIJ_KEYS:
         s, e = float(stress[k]), energy.get(k)
         tol = cij_tolerance(s, e or 0.0)
         sd = (energy.get("sd_gpa") or {}).get(k)
+        agree = None if e is None else bool(
+            abs(s - e) <= tol and not (k in CIJ_POSITIVE and s <= 0 < e))
         out[k] = {"stress_gpa": s, "energy_gpa": None if e is None else float(e),
                   "energy_sd_gpa": None if sd is None else float(sd), "tolerance_gpa": tol,
-                  "agree": None if e is None else bool(abs(s - e) <= tol)}
+                  "agree": agree, "used": "energy" if agree is False else "stress"}
     return out
 
 
-def _energy_check(frames: Sequence[Frame], element: str, group: str, fit: dict[str, Any]
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(:func:`energy_elastic`, :func:`compare_cij`) of the cells the stress fit ``fit``
-    of ``group`` used."""
-    from scalebridge.potentials.properties import elastic_frames
-
-    sub = [f for f in _unary(frames, element) if f.group == group]
-    used, _, ref = elastic_frames(sub, group, fit["max_strain"])
-    energy = energy_elastic(used, ref, fit)
-    return energy, compare_cij(fit, energy)
+def _elastic_groups(frames: Sequence[Frame], lattice: str) -> list[str]:
+    """Groups named ``*elastic*``, those naming ``lattice`` first, then by name."""
+    return sorted({f.group for f in frames if "elastic" in f.group.lower()},
+                  key=lambda g: (lattice not in g.lower(), g))
 
 
-def element_crystal(frames: Sequence[Frame], element: str) -> dict[str, Any]:
+def elastic_reference(frames: Sequence[Frame], element: str, lattice: str, a0: float
+                      ) -> dict[str, Any]:
+    """The data's DFT elastic reference of ``element`` (cubic C11, C12, C44): the one
+    place it is derived, for the data set's ``dft_reference`` (:func:`element_crystal`)
+    and the potential stage's comparison
+    (:func:`scalebridge.potentials.properties.compare_properties`).
+
+    The first ``*elastic*`` group (:func:`_elastic_groups`) whose ``element``-only
+    small-strain cells give a stress fit
+    (:func:`scalebridge.potentials.properties.dft_elastic`) with an a0 within
+    :data:`ELASTIC_A0_TOL` of ``a0``, and a reference C11 and C44 > 0: each constant is
+    the stress value, or the energy value of the same cells (:func:`energy_elastic`)
+    where the two disagree (:func:`compare_cij`; a stress C44 <= 0 against a positive
+    energy C44 is such a disagreement, so it no longer costs the group).
+
+    Args:
+        frames: the data's cells.
+        element: the species whose single-species cells count.
+        lattice: "bcc" or "fcc".
+        a0: the data's lattice constant (Å), to refuse a group of another crystal.
+
+    Returns:
+        {} where no group qualifies, else ``c11_gpa``, ``c12_gpa``, ``c44_gpa`` (GPa),
+        ``bulk_modulus_gpa`` ((C11 + 2 C12)/3 of those), ``source`` (per constant, one
+        line: which fit, which cells, both numbers where the energy was checked),
+        ``cij_stress_energy`` (:func:`compare_cij`), ``group``, ``stress_fit``
+        (:func:`~scalebridge.potentials.properties.dft_elastic`: its a0_a, C_ij,
+        residual_stress_gpa, frames, max_strain) and ``energy_fit``
+        (:func:`energy_elastic`).
+    """
+    from scalebridge.potentials.properties import dft_elastic, elastic_frames
+
+    for g in _elastic_groups(frames, lattice):
+        sub = [f for f in _unary(frames, element) if f.group == g]
+        fit = dft_elastic(sub, lattice, group=g) if sub else {}
+        if not fit:
+            continue
+        if abs(fit["a0_a"] / a0 - 1) >= ELASTIC_A0_TOL:
+            log.info("%s: '%s' cells are at a0 %.4g A, not the data's %.4g A: not used for "
+                     "C_ij", element, g, fit["a0_a"], a0)
+            continue
+        used, _, ref_cell = elastic_frames(sub, g, fit["max_strain"])
+        energy = energy_elastic(used, ref_cell, fit)
+        checks = compare_cij(fit, energy)
+        cij = {k: c["energy_gpa"] if c["used"] == "energy" else c["stress_gpa"]
+               for k, c in checks.items()}
+        if min(cij[k] for k in CIJ_POSITIVE) <= 0:
+            log.info("%s: '%s' cells give C11 %.4g, C44 %.4g GPa (stresses %.4g, %.4g): not "
+                     "a stable cubic crystal, not used for C_ij", element, g,
+                     cij["c11_gpa"], cij["c44_gpa"], fit["c11_gpa"], fit["c44_gpa"])
+            continue
+        cells = f"{fit['frames']} '{g}' cells, |strain| <= {fit['max_strain']:.3g}"
+        source = {}
+        for k, c in checks.items():
+            s, e, tol = c["stress_gpa"], c["energy_gpa"], c["tolerance_gpa"]
+            source[k] = f"least-squares cubic fit of the stresses of {cells}"
+            if c["agree"] is None:
+                source[k] += "; not determined by their energies"
+            elif c["agree"]:
+                source[k] += f"; their energies give {e:.4g} GPa (agree within {tol:.2g})"
+            else:
+                why = (f"by more than {tol:.2g} GPa" if abs(s - e) > tol else
+                       "the stress value is not positive")
+                source[k] = (f"energy fit of {cells} (E0: {energy['e0']}): DFT stress "
+                             f"{s:.4g} GPa and energy {e:.4g} GPa of the same cells "
+                             f"disagree ({why}); the energy value is used")
+        return {**cij, "bulk_modulus_gpa": (cij["c11_gpa"] + 2 * cij["c12_gpa"]) / 3,
+                "source": source, "cij_stress_energy": checks, "group": g,
+                "stress_fit": fit, "energy_fit": energy}
+    return {}
+
+
+def element_crystal(frames: Sequence[Frame], element: str, with_fits: bool = False
+                    ) -> dict[str, Any]:
     """The crystal and DFT reference of one species, from the cells made of that species
     alone (in multi-species data, its pure-element cells; mixed cells never count).
 
     Returns:
         ``structure``, ``a0_guess_a`` (Å), ``dft_reference`` (see the module doc; {} when
         the data give none), ``ground_state_frame`` where a bulk cell was found, and
-        ``note``, one line saying why there is no reference, where there is none.
+        ``note``, one line saying why there is no reference, where there is none. With
+        ``with_fits``, also ``elastic``: the :func:`elastic_reference` record behind the
+        C_ij ({} where none; absent where the data give no bcc/fcc crystal).
     """
-    return _element_crystal(frames, element, ground_state(frames, element))
+    return _element_crystal(frames, element, ground_state(frames, element), with_fits)
 
 
 def _element_crystal(frames: Sequence[Frame], element: str,
-                     gs: tuple[str | None, float | None, Frame | None]) -> dict[str, Any]:
+                     gs: tuple[str | None, float | None, Frame | None],
+                     with_fits: bool = False) -> dict[str, Any]:
     lattice, a, f = gs
     out: dict[str, Any] = {"structure": lattice,
                            "a0_guess_a": None if a is None else round(a, 5),
@@ -499,7 +571,7 @@ def _element_crystal(frames: Sequence[Frame], element: str,
         # too few cells for P(V): the data's own B (cubic C_ij fit) moves each cell
         p0, n_cells, n_p0_vol = zero_pressure_volume(
             frames, element, lattice, f,
-            lambda: _elastic(frames, element, lattice, a)[0].get("bulk_modulus_gpa"))
+            lambda: elastic_reference(frames, element, lattice, a).get("bulk_modulus_gpa"))
         few = n_cells < P0_MIN_CELLS or n_p0_vol < P0_MIN_VOLUMES
         why = (f"{P0_MIN_CELLS} at {P0_MIN_VOLUMES} volumes needed" if few else
                "their P(V) has no zero inside their volumes")
@@ -521,28 +593,16 @@ def _element_crystal(frames: Sequence[Frame], element: str,
                 f"lowest-energy {lattice} cell ({f.where}); no zero-pressure fit: "
                 f"{n_cells} homogeneously strained {lattice} cells with stresses at "
                 f"{n_p0_vol} volumes ({why})")
-    fit, group = _elastic(frames, element, lattice, ref["a0_a"])
-    checks: dict[str, Any] = {}
-    if fit and group is not None:
-        energy, checks = _energy_check(frames, element, group, fit)
-        cells = f"{fit['frames']} '{group}' cells, |strain| <= {fit['max_strain']:.3g}"
-        for k, c in checks.items():
-            s, e, tol = c["stress_gpa"], c["energy_gpa"], c["tolerance_gpa"]
-            ref[k] = s
-            source[k] = f"least-squares cubic fit of the stresses of {cells}"
-            if c["agree"] is None:
-                source[k] += "; not determined by their energies"
-            elif c["agree"]:
-                source[k] += f"; their energies give {e:.4g} GPa (agree within {tol:.2g})"
-            else:  # the energy is the robust one (module doc): it is the reference
-                ref[k] = e
-                source[k] = (f"energy fit of {cells} (E0: {energy['e0']}): DFT stress "
-                             f"{s:.4g} GPa and energy {e:.4g} GPa of the same cells "
-                             f"disagree (by more than {tol:.2g} GPa); the energy value is "
-                             "used")
-                log.warning("%s %s: DFT stress %.4g GPa and energy %.4g GPa of the same "
-                            "cells disagree; the energy value is the reference", element,
-                            k.removesuffix("_gpa").upper(), s, e)
+    elastic = elastic_reference(frames, element, lattice, ref["a0_a"])
+    checks: dict[str, Any] = elastic.get("cij_stress_energy", {})
+    for k, c in checks.items():
+        ref[k], source[k] = elastic[k], elastic["source"][k]
+        if c["agree"] is False:  # said once, here (the few-cell a0 path fits C too)
+            log.warning("%s %s: DFT stress %.4g GPa and energy %.4g GPa of the same "
+                        "cells disagree; the energy value is the reference", element,
+                        k.removesuffix("_gpa").upper(), c["stress_gpa"], c["energy_gpa"])
+    if with_fits:
+        out["elastic"] = elastic
     out["dft_reference"] = {k: float(f"{v:.6g}") for k, v in ref.items()}
     out["dft_reference"]["source"] = source
     if checks:

@@ -9,10 +9,16 @@ Model side (:func:`model_properties`), for a cubic crystal (BCC or FCC):
 * ``bulk_modulus_gpa`` = (C11 + 2 C12)/3.
 * ``vacancy_formation_ev``: E(N-1, relaxed positions) - (N-1)/N E(N) in a 3x3x3 cell.
 
-DFT side (:func:`dft_elastic`): the Elastic group's strained cells, strains measured
-against the most common (reference) cell, stresses fitted to a cubic C (plus an
-isotropic residual stress) for |ε| <= ``max_strain``. The same fit of the *model's*
-stresses on the same cells is reported as ``model_on_dft_cells``: like for like.
+DFT side: :func:`dft_elastic` is the stress fit of an Elastic group's strained cells
+(strains measured against the most common (reference) cell, stresses fitted to a cubic C
+plus an isotropic residual stress for |ε| <= ``max_strain``). The DFT values a model is
+compared with (:func:`data_dft_reference`, ``compare_properties``' ``dft``) are the data
+set's own reference, :func:`scalebridge.potentials.crystal.element_crystal`: a0 as the
+dataset stage records it, C_ij from
+:func:`scalebridge.potentials.crystal.elastic_reference` (that stress fit checked against
+the energies of the same cells, the energy value where they disagree), the values the
+properties verdict compares with. The same stress fit of the *model's* stresses on the
+cells behind those C_ij is reported as ``model_on_dft_cells``: like for like.
 """
 
 from __future__ import annotations
@@ -186,13 +192,15 @@ def dft_elastic(frames: Sequence[Frame], lattice: str = "bcc", group: str = "Ela
 
 
 def model_on_cells(model: Path, type_map: Sequence[str], frames: Sequence[Frame],
-                   lattice: str = "bcc", max_strain: float = 0.021) -> dict[str, Any]:
-    """The :func:`dft_elastic` fit applied to the model's stresses on the same cells."""
+                   lattice: str = "bcc", max_strain: float = 0.021,
+                   group: str = "Elastic") -> dict[str, Any]:
+    """The :func:`dft_elastic` fit applied to the model's stresses on the same cells of
+    ``group``."""
     from scalebridge.potentials.model import DeepMDCalculator
 
-    used, strains, _ = elastic_frames(frames, max_strain=max_strain)
+    used, strains, _ = elastic_frames(frames, group, max_strain)
     if len(used) < 4:
-        used, strains, _ = elastic_frames(frames, max_strain=3 * max_strain)
+        used, strains, _ = elastic_frames(frames, group, 3 * max_strain)
     if len(used) < 3:
         return {}
     calc = DeepMDCalculator(model, list(type_map))
@@ -204,20 +212,54 @@ def model_on_cells(model: Path, type_map: Sequence[str], frames: Sequence[Frame]
     return fit_cubic(strains, np.array(stresses))
 
 
+def data_dft_reference(frames: Sequence[Frame], element: str
+                       ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """The DFT values ``element``'s cells in ``frames`` give, as the data set records them.
+
+    Returns:
+        (dft, elastic, structure): ``dft`` is the ``dft_reference`` of
+        :func:`scalebridge.potentials.crystal.element_crystal` (``a0_a`` Å, ``c11_gpa``,
+        ``c12_gpa``, ``c44_gpa`` GPa, ``source``, ``cij_stress_energy``, ...) with, where
+        it has C_ij, ``bulk_modulus_gpa`` = (C11 + 2 C12)/3 of them and, from the stress
+        fit behind them, ``residual_stress_gpa`` (GPa), ``frames``, ``max_strain`` and
+        ``elastic_group``; {} where the data give no reference. ``elastic``: the
+        :func:`scalebridge.potentials.crystal.elastic_reference` record ({} where none);
+        ``structure``: the data's lattice of ``element`` (None where none is recognised).
+    """
+    from scalebridge.potentials.crystal import element_crystal
+
+    rec = element_crystal(frames, element, with_fits=True)
+    dft = dict(rec["dft_reference"])
+    elastic = rec.get("elastic") or {}
+    if elastic:
+        fit = elastic["stress_fit"]
+        dft["bulk_modulus_gpa"] = float(f"{elastic['bulk_modulus_gpa']:.6g}")
+        dft.update(residual_stress_gpa=fit["residual_stress_gpa"], frames=fit["frames"],
+                   max_strain=fit["max_strain"], elastic_group=elastic["group"])
+    return dft, elastic, rec["structure"]
+
+
 def compare_properties(model: Path, type_map: Sequence[str], ds,
-                       lattice: str = "bcc") -> dict[str, Any]:
+                       lattice: str | None = None) -> dict[str, Any]:
     """``{"model", "dft", "model_on_dft_cells", "relative_error"}`` for a one-element
-    data set (an empty dict of DFT values when the data has no Elastic group)."""
+    data set: ``dft`` the data's own DFT reference (:func:`data_dft_reference`, the values
+    the dataset stage records; {} where the data give none), ``lattice`` None: the data's
+    (bcc where it is neither bcc nor fcc)."""
     if len(type_map) != 1:
         log.info("properties are computed for one-element models only: skipped")
         return {}
     frames = [f for split in ("train", "validation", "test") for f in ds.frames(split)]
-    dft = dft_elastic(frames, lattice)
+    dft, elastic, structure = data_dft_reference(frames, type_map[0])
+    lattice = lattice or (structure if structure in ATOMS_PER_CELL else "bcc")
     a_guess = dft.get("a0_a") or 3.17
     model_p = model_properties(model, type_map, type_map[0], lattice, a_guess)
-    out: dict[str, Any] = {"model": model_p, "dft": dft,
-                           "model_on_dft_cells": model_on_cells(model, type_map, frames,
-                                                                lattice),
+    on_cells = {}
+    if elastic:  # the model's stresses on the cells the DFT stress fit used
+        group = elastic["group"]
+        cells = [f for f in frames if f.group == group and set(f.symbols) == {type_map[0]}
+                 and np.isfinite(f.energy)]            # elastic_reference's selection
+        on_cells = model_on_cells(model, type_map, cells, lattice, group=group)
+    out: dict[str, Any] = {"model": model_p, "dft": dft, "model_on_dft_cells": on_cells,
                            "relative_error": {}}
     for k in ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "bulk_modulus_gpa"):
         if dft.get(k):
