@@ -155,11 +155,50 @@ def _choose(flag: str, values: np.ndarray, tol: float) -> bool:
     return bool(np.ptp(values) > tol)
 
 
+def temperature_groups(model: Any, temperature_k: np.ndarray | None, n: int
+                       ) -> list[tuple[float | None, np.ndarray]]:
+    """(temperature K, path indices) groups over which ``model`` is run with its
+    ``temperature_k`` set to the paths' own: one per distinct path temperature for a
+    model with a temperature attribute (NeuralJ2: the temperature feature is one value
+    per model, as in the FEM), else one group of all ``n`` paths (None: the model's
+    temperature left as it is)."""
+    if temperature_k is None or not hasattr(model, "temperature_k"):
+        return [(None, np.arange(n))]
+    t = np.asarray(temperature_k, dtype=np.float64)
+    return [(float(v), np.flatnonzero(t == v)) for v in np.unique(t)]
+
+
+def integrate_paths(model: ConstitutiveModel, paths: StrainPaths
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`~scalebridge.surrogates.protocol.integrate_path` of every path at its own
+    step ``dt`` (s) and its own temperature (:func:`temperature_groups`; the model's
+    temperature is restored): (stress (P, T+1, 6) MPa, states, out_of_range)."""
+    stress = np.zeros_like(paths.strain)
+    states: np.ndarray | None = None
+    oor = np.zeros(paths.strain.shape[:2], dtype=bool)
+    t0 = getattr(model, "temperature_k", None)
+    try:
+        for t, idx in temperature_groups(model, paths.temperature_k, len(paths)):
+            if t is not None:
+                model.temperature_k = t  # type: ignore[attr-defined]
+            dt = paths.dt[idx]
+            s, st, o = integrate_path(model, paths.strain[idx],
+                                      dt if np.ptp(dt) > 0 else float(dt[0]))
+            if states is None:
+                states = np.zeros(paths.strain.shape[:2] + st.shape[2:])
+            stress[idx], states[idx], oor[idx] = s, st, o
+    finally:
+        if t0 is not None:
+            model.temperature_k = t0  # type: ignore[attr-defined]
+    assert states is not None
+    return stress, states, oor
+
+
 def path_errors(model: ConstitutiveModel, paths: StrainPaths, sigma_ref: float,
                 ) -> tuple[dict[str, float], np.ndarray]:
-    """Replay ``paths`` through ``model``: max ‖Δσ‖/σ_ref, relative and RMS errors."""
-    dt = paths.dt if np.ptp(paths.dt) > 0 else float(paths.dt[0])
-    stress, _, oor = integrate_path(model, paths.strain, dt)
+    """Replay ``paths`` through ``model`` (each at its own dt and temperature,
+    :func:`integrate_paths`): max ‖Δσ‖/σ_ref, relative and RMS errors."""
+    stress, _, oor = integrate_paths(model, paths)
     err = np.linalg.norm(stress - paths.stress, axis=-1)
     ref = np.linalg.norm(paths.stress, axis=-1)
     per_path = np.sqrt((err ** 2).sum(axis=1) / np.maximum((ref ** 2).sum(axis=1), 1e-300))
@@ -295,13 +334,44 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     return model, record, history, {"train": tr, "val": va, "all": allp}
 
 
-def rollout_stress(model: NeuralJ2, strain: torch.Tensor, dt: np.ndarray) -> torch.Tensor:
+def rollout_stress(model: NeuralJ2, strain: torch.Tensor, dt: np.ndarray,
+                   temperature_k: np.ndarray | None = None) -> torch.Tensor:
     """Differentiable replay of strain paths (P, T+1, 6) through the J2 return map of
-    ``model`` -> stress (P, T+1, 6) MPa, with gradients to the hardening weights.
+    ``model`` -> stress (P, T+1, 6) MPa, with gradients to the hardening weights; ``dt``
+    (s) scalar or (P,), ``temperature_k`` (P,) the paths' temperatures (K; None: the
+    model's), each group of paths run at its own (:func:`temperature_groups`).
 
     Each step's Δε̄_p is solved without gradients (the model's own safeguarded Newton);
     one Newton correction Δε̄_p + r(Δε̄_p)/(3G + H) with r carrying the graph then gives
     the exact derivative of the converged Δε̄_p (implicit function theorem)."""
+    p = strain.shape[0]
+    groups = temperature_groups(model, temperature_k, p)
+    if len(groups) == 1:
+        if groups[0][0] is None:
+            return _rollout_stress(model, strain, dt)
+        t0 = model.temperature_k
+        try:
+            model.temperature_k = groups[0][0]
+            return _rollout_stress(model, strain, dt)
+        finally:
+            model.temperature_k = t0
+    dt_p = np.broadcast_to(np.asarray(dt, dtype=np.float64), (p,))
+    parts, order = [], []
+    t0 = model.temperature_k
+    try:
+        for t, idx in groups:
+            model.temperature_k = t
+            parts.append(_rollout_stress(model, strain[torch.as_tensor(idx)], dt_p[idx]))
+            order.append(idx)
+    finally:
+        model.temperature_k = t0
+    inv = torch.as_tensor(np.argsort(np.concatenate(order)))
+    return torch.cat(parts)[inv]
+
+
+def _rollout_stress(model: NeuralJ2, strain: torch.Tensor, dt: np.ndarray | float
+                    ) -> torch.Tensor:
+    """:func:`rollout_stress` at the model's temperature."""
     g, k = model.shear, model.bulk
     c = torch.as_tensor(mandel.isotropic_stiffness(k, g), dtype=DTYPE)
     i2 = torch.as_tensor(mandel.I2, dtype=DTYPE)
@@ -352,6 +422,35 @@ def lowest_yield_stress(hard: NeuralHardening, points: int = 17) -> float:
     return float(hard.sigma_scale * g.min())
 
 
+def rate_softening(hard: NeuralHardening, points: int = 33) -> float:
+    """How far σ_y falls as the plastic rate rises (MPa; 0 for a law non-decreasing in
+    rate): the largest max_{ε̇' ≤ ε̇} σ_y(ε̄_p, ε̇', T) - σ_y(ε̄_p, ε̇, T) on a grid of
+    ``points`` log-rates over the trained (clamped) range, 9 ε̄_p in [0, ep_scale] and 9
+    temperatures over theirs (±3 scaled units where unbounded).
+
+    A law that softens with rate (a fit to serrated data, where the slow steps are the
+    elastic reloading before an avalanche) serrates on a constant-rate path through the
+    implicit return map: its static yield (Δε̄_p = 0, the rate at its clamp) is above
+    its flow stress at the imposed rate, so each plastic step drops the stress below the
+    yield check of the next and the steps alternate elastic reloading and plastic
+    bursts; that is the law's instability (negative rate sensitivity), not the
+    integration's."""
+    if "log_rate" not in hard.features:
+        return 0.0
+    r = hard.features.index("log_rate")
+    lo = np.nan_to_num(hard.feature_min.numpy(), neginf=-3.0)
+    hi = np.nan_to_num(hard.feature_max.numpy(), posinf=3.0)
+    axes = [np.linspace(lo[j], hi[j], points if j == r else 9) for j in range(len(lo))]
+    x = np.linspace(0.0, 1.0, 9)
+    grid = np.meshgrid(x, *axes, indexing="ij")     # (9, n_u0, n_u1, ...)
+    with torch.no_grad():
+        g = hard.net(torch.as_tensor(grid[0].ravel(), dtype=DTYPE),
+                     torch.as_tensor(np.stack([a.ravel() for a in grid[1:]], axis=1),
+                                     dtype=DTYPE)).numpy().reshape(grid[0].shape)
+    sy = hard.sigma_scale * np.moveaxis(g, r + 1, -1)      # rate along the last axis
+    return float(np.max(np.maximum.accumulate(sy, axis=-1) - sy))
+
+
 def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
                      s: SurrogateSettings) -> list[dict[str, Any]]:
     """Fit the hardening weights to the stress along whole paths (L-BFGS, early stopping
@@ -371,15 +470,15 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
     ev = torch.as_tensor(val.strain, dtype=DTYPE)
     yv = torch.as_tensor(val.stress / scale, dtype=DTYPE)
 
-    def loss_on(e, y, dt):
-        return torch.mean((rollout_stress(model, e, dt) / scale - y) ** 2)
+    def loss_on(e, y, d: StrainPaths):
+        return torch.mean((rollout_stress(model, e, d.dt, d.temperature_k) / scale - y) ** 2)
 
     net.train()
-    step = _lbfgs_chunk(list(net.parameters()), lambda: loss_on(et, yt, train.dt),
+    step = _lbfgs_chunk(list(net.parameters()), lambda: loss_on(et, yt, train),
                         min(s.check_every, 10), history_size=20)
 
     with torch.no_grad():
-        v0 = float(loss_on(ev, yv, val.dt))
+        v0 = float(loss_on(ev, yv, val))
     if v0 < 1e-7:  # the flow-stress fit already reproduces the paths (e.g. J2 data)
         log.info("rollout fit skipped: validation path loss %.3g already", v0)
         net.eval()
@@ -388,8 +487,8 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
     sub = s.model_copy(update={"max_iterations": s.rollout_iterations,
                                "check_every": min(s.check_every, 10), "patience": 3})
     hist = _early_stopping_loop(list(net.parameters()), net, step,
-                                lambda: loss_on(et, yt, train.dt),
-                                lambda: loss_on(ev, yv, val.dt), sub,
+                                lambda: loss_on(et, yt, train),
+                                lambda: loss_on(ev, yv, val), sub,
                                 accept=lambda: lowest_yield_stress(model.neural) > 0.0)
     kept = [h["val_loss"] for h in hist if h["accepted"]]
     if not kept or min(kept) >= v0:
@@ -552,6 +651,12 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         if low <= 0.0:
             log.warning("%s: σ_y = %.3g MPa <= 0 at some trained rate and temperature: "
                         "it flows at any stress", model.name, low)
+        metrics["rate_softening_mpa"] = soft = rate_softening(model.neural)
+        if soft > 0.01 * sigma_ref:
+            log.warning("%s: σ_y falls by up to %.3g MPa as the plastic rate rises within "
+                        "the trained range (strain-rate softening): constant-rate paths "
+                        "serrate, elastic reloading and plastic bursts in turn",
+                        model.name, soft)
     if samples is not None and len(samples["val"]["ep"]):
         sy = model.neural.yield_stress(samples["val"]["ep"], np.zeros_like(samples["val"]["ep"]),
                                        np.zeros((len(samples["val"]["ep"]), 0)),
