@@ -2,14 +2,15 @@
 
 :class:`NeuralJ2`: the J2 radial return of :class:`~scalebridge.surrogates.j2.J2Plasticity`
 with a neural hardening law σ_y = g_θ(ε̄_p, ε̇_p, T) (:class:`MonotoneHardeningNet`,
-non-decreasing in ε̄_p by construction). Elasticity, yield surface, flow rule,
-objectivity, symmetry of the tangent and non-negative dissipation come from the
-structure; only the hardening curve is learned. The consistent tangent is the analytic J2
-one with H = dg/dΔε̄_p (including the rate term through ε̇_p = Δε̄_p/dt), evaluated
-without autograd inside the FEM (:meth:`NeuralHardening.yield_stress`: a cubic table of
-σ_y(ε̄_p) where the rate is at its floor or absent, a bicubic table of σ_y(ε̄_p, log ε̇_p)
-over the trained rate range where the rate is live, both built from the network's values
-and closed-form derivatives, the network itself past them; training differentiates
+non-decreasing in ε̄_p and, as fitted now, in log ε̇_p by construction). Elasticity,
+yield surface, flow rule, objectivity, symmetry of the tangent and non-negative
+dissipation come from the structure; only the hardening curve is learned. The
+consistent tangent is the analytic J2 one with H = dg/dΔε̄_p (including the rate term
+through ε̇_p = Δε̄_p/dt), evaluated without autograd inside the FEM
+(:meth:`NeuralHardening.yield_stress`: a cubic table of σ_y(ε̄_p) where the rate is at
+its floor or absent, a bicubic table of σ_y(ε̄_p, log ε̇_p) over the trained rate range
+where the rate is live, both built from the network's values and closed-form
+derivatives, the network itself past them; training differentiates
 :meth:`NeuralHardening.sigma_y` with autograd).
 The data-driven comparison, with a learned yield surface too, is
 :class:`~scalebridge.surrogates.internal_variable.InternalVariableModel`.
@@ -38,45 +39,88 @@ RATE_FLOOR = 1e-12
 
 
 class MonotoneHardeningNet(nn.Module):
-    """g(x, u) non-decreasing in x: tanh layers with non-negative weights on the x path.
+    """g(x, u) non-decreasing in x (and in the condition ``rate_col`` when given): tanh
+    layers with non-negative weights on the x path (and on that condition's path).
 
     ``g = head(u) + softplus(c)·x + Σ_j softplus(w_j) z_j``, where
     ``z¹ = tanh(softplus(A¹) x + B¹ u + b¹)`` and, for ``layers`` = 2,
     ``z² = tanh(softplus(A²) z¹ + B² u + b²)``. Since tanh is increasing and every weight
-    on the x path is non-negative, ∂g/∂x ≥ 0 for every θ and every condition u.
+    on the x path is non-negative, ∂g/∂x ≥ 0 for every θ and every condition u. With
+    ``rate_col`` = r the column r of B¹, B² and the head's weight on u_r are softplus of
+    their parameters too, so ∂g/∂u_r ≥ 0 as well: a yield stress non-decreasing in the
+    scaled log plastic rate (thermally activated flow has a non-negative strain-rate
+    sensitivity; a law softening with rate serrates on constant-rate paths). The other
+    conditions (temperature) stay unconstrained.
 
     Args:
         n_cond: number of condition features u (scaled log-rate, temperature); may be 0.
         hidden: width of the hidden layers.
         layers: 1 or 2 hidden layers.
+        rate_col: index in u of the condition g must not decrease in (the scaled
+            log-rate), or None (older saved laws: every condition unconstrained). Its
+            weights are the parameters ``r1``, ``r2``, ``head_r``; ``u1``, ``u2``,
+            ``head_u`` then hold the other n_cond - 1 columns.
     """
 
-    def __init__(self, n_cond: int = 0, hidden: int = 16, layers: int = 2):
+    def __init__(self, n_cond: int = 0, hidden: int = 16, layers: int = 2,
+                 rate_col: int | None = None):
         super().__init__()
+        if rate_col is not None and not 0 <= rate_col < n_cond:
+            raise ValueError(f"rate_col {rate_col} is not one of the {n_cond} conditions")
         g = torch.Generator().manual_seed(0)
 
         def p(*shape: int, scale: float = 1.0, shift: float = 0.0) -> nn.Parameter:
             return nn.Parameter(shift + scale * torch.randn(*shape, generator=g, dtype=DTYPE))
 
         self.n_cond, self.hidden, self.layers = n_cond, hidden, layers
+        self.rate_col = rate_col
+        free = n_cond - (rate_col is not None)
         self.a1 = p(hidden, scale=1.5, shift=1.0)
         self.b1 = p(hidden, scale=1.0, shift=-0.5)
-        self.u1 = p(hidden, n_cond, scale=0.3)
+        self.u1 = p(hidden, free, scale=0.3)
         if layers == 2:
             self.a2 = p(hidden, hidden, scale=0.5, shift=-1.5)
             self.b2 = p(hidden, scale=0.5)
-            self.u2 = p(hidden, n_cond, scale=0.3)
+            self.u2 = p(hidden, free, scale=0.3)
         self.w = p(hidden, scale=0.5, shift=-2.0)
         self.c = p(1, shift=-3.0)
-        self.head_u = p(n_cond, scale=0.1)
+        self.head_u = p(free, scale=0.1)
         self.head_b = p(1, shift=0.5)
+        if rate_col is not None:   # softplus ~0.2 and ~0.05: the scale of u1's and head_u's
+            self.r1 = p(hidden, scale=0.5, shift=-1.5)
+            if layers == 2:
+                self.r2 = p(hidden, scale=0.5, shift=-1.5)
+            self.head_r = p(1, shift=-3.0)
+
+    def effective(self) -> dict[str, torch.Tensor]:
+        """The weights the network applies (differentiable): ``a1``, ``b1``, ``u1``
+        (hidden, n_cond), [``a2``, ``b2``, ``u2`` (hidden, n_cond)], ``w``, ``c`` (1,),
+        ``head_u`` (n_cond,), ``head_b`` (1,), softplus applied where constrained."""
+        w: dict[str, torch.Tensor] = {"a1": softplus(self.a1), "b1": self.b1,
+                                      "w": softplus(self.w), "c": softplus(self.c),
+                                      "head_b": self.head_b}
+        r = self.rate_col
+        layer_keys = (("u1", "r1"), ("u2", "r2")) if self.layers == 2 else (("u1", "r1"),)
+        if self.layers == 2:
+            w["a2"], w["b2"] = softplus(self.a2), self.b2
+        for k, kr in layer_keys:
+            m = getattr(self, k)
+            if r is not None:
+                m = torch.cat([m[:, :r], softplus(getattr(self, kr))[:, None], m[:, r:]], dim=1)
+            w[k] = m
+        h = self.head_u
+        if r is not None:
+            h = torch.cat([h[:r], softplus(self.head_r), h[r:]])
+        w["head_u"] = h
+        return w
 
     def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """x: (n,) scaled ε̄_p; u: (n, n_cond) scaled conditions -> (n,) scaled σ_y."""
-        z = torch.tanh(softplus(self.a1) * x[:, None] + u @ self.u1.T + self.b1)
+        e = self.effective()
+        z = torch.tanh(e["a1"] * x[:, None] + u @ e["u1"].T + e["b1"])
         if self.layers == 2:
-            z = torch.tanh(z @ softplus(self.a2).T + u @ self.u2.T + self.b2)
-        return (z @ softplus(self.w) + softplus(self.c) * x + u @ self.head_u + self.head_b)
+            z = torch.tanh(z @ e["a2"].T + u @ e["u2"].T + e["b2"])
+        return z @ e["w"] + e["c"] * x + u @ e["head_u"] + e["head_b"]
 
 
 class NeuralHardening:
@@ -450,14 +494,10 @@ class NeuralHardening:
         """The network's effective weights (softplus applied) as NumPy arrays, and torch
         views of them under ``"torch"``; recomputed when a parameter changed in place
         (training, load_state_dict)."""
-        params = dict(self.net.named_parameters())
         key = self._weights_key()
         if getattr(self, "_wkey", None) != key:
             with torch.no_grad():
-                w = {k: t.detach().numpy().copy() for k, t in params.items()}
-                for k in ("a1", "a2", "w", "c"):
-                    if k in params:
-                        w[k] = softplus(params[k]).numpy().copy()
+                w = {k: t.detach().numpy().copy() for k, t in self.net.effective().items()}
             w["c"], w["head_b"] = float(w["c"][0]), float(w["head_b"][0])
             w["torch"] = {k: v if isinstance(v, float) else torch.from_numpy(v)
                           for k, v in w.items()}

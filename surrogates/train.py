@@ -289,7 +289,11 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     ep_scale = float(tr["ep"].max())
     sigma_scale = float(tr["sigma_mpa"].max())
     torch.manual_seed(s.seed)
-    net = MonotoneHardeningNet(len(features), s.hidden, s.layers)
+    # non-decreasing in the log plastic rate by construction (non-negative rate
+    # sensitivity): on serrated DD data the slow steps are the elastic reloading
+    # before an avalanche, at high stress, and a free law learns to soften with rate
+    rate_col = features.index("log_rate") if "log_rate" in features else None
+    net = MonotoneHardeningNet(len(features), s.hidden, s.layers, rate_col)
     u_tr = (f_tr - mean) / std if features else f_tr
     umin = u_tr.min(axis=0).tolist() if features else []
     umax = u_tr.max(axis=0).tolist() if features else []
@@ -323,7 +327,8 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     model = NeuralJ2(train.meta["bulk_mpa"], train.meta["shear_mpa"], hard, training_range)
     record = {
         "class": "NeuralJ2",
-        "config": {"hidden": s.hidden, "layers": s.layers, "n_cond": len(features)},
+        "config": {"hidden": s.hidden, "layers": s.layers, "n_cond": len(features),
+                   "rate_col": rate_col},
         "scalers": {"ep_scale": ep_scale, "sigma_scale": sigma_scale, "features": features,
                     "feature_mean": mean.tolist(), "feature_std": std.tolist(),
                     "feature_min": umin, "feature_max": umax},
@@ -735,7 +740,10 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
     try:
         cfg, sc = rec["config"], rec["scalers"]
         if rec["class"] == "NeuralJ2":
-            net = MonotoneHardeningNet(cfg["n_cond"], cfg["hidden"], cfg["layers"])
+            # "rate_col" absent (saved before the law was made monotone in rate): the
+            # unconstrained network, as it was fitted
+            net = MonotoneHardeningNet(cfg["n_cond"], cfg["hidden"], cfg["layers"],
+                                       cfg.get("rate_col"))
             load_into(net, state, wpath, "surrogate model")
             hard = NeuralHardening(net, sc["ep_scale"], sc["sigma_scale"], sc["features"],
                                    sc["feature_mean"], sc["feature_std"], rec["temperature_k"],
