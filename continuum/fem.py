@@ -302,9 +302,11 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
         # the fraction of every quadrature-point update of the run, the measure the DD
         # (mobility evaluations) and the surrogate (held-out points) report: the worst
         # step alone is the first plastic one, where points that yield late in the
-        # increment show dε_p/dt far below their rate after yield
+        # increment show dε_p/dt far below their rate after yield. The load steps only:
+        # steps[0] is the unloaded state, no update of the run, and would dilute it
         "out_of_range_fraction": float(np.mean([s.out_of_range_fraction
-                                                for s in result.steps])),
+                                                for s in result.steps[1:]]
+                                               or [result.steps[0].out_of_range_fraction])),
         "reference": reference,
         "stopped_at_load_factor": result.stopped_at,
         "linear_solver": settings.solver.linear_solver,

@@ -144,6 +144,13 @@ def test_uncertainty_field_written_where_the_model_has_one(tmp_path):
     assert art.summary["max_uncertainty_mpa"] > 0
     assert 0 < art.summary["max_out_of_range_fraction"] <= 1
     assert 0 < art.summary["out_of_range_fraction"] <= art.summary["max_out_of_range_fraction"]
+    # the run total is over the load steps' updates, not the unloaded record (step 0)
+    with open(art.path / "load_displacement.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["step"] == "0" and float(rows[0]["out_of_range_fraction"]) == 0
+    per_step = [float(r["out_of_range_fraction"]) for r in rows[1:]]
+    assert len(per_step) == art.summary["steps"] == 2
+    assert art.summary["out_of_range_fraction"] == pytest.approx(np.mean(per_step), rel=1e-5)
     meta = (art.path / "fields" / "cells.bp" / "md.0").read_bytes()
     assert b"uncertainty" in meta and b"equivalent_plastic_strain" in meta
     plain = settings.make(LinearElastic(), tmp_path / "plain")
