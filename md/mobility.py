@@ -390,13 +390,18 @@ def mobility_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def crystal_density(a0_a: float, element: str, lattice: str = "bcc") -> float:
-    """Mass density ρ, kg/m³, of a cubic crystal of lattice constant ``a0_a`` (Å): 2 atoms
-    per cubic cell in BCC, 4 in FCC."""
+    """Mass density ρ, kg/m³, of a cubic crystal of lattice constant ``a0_a`` (Å): atoms
+    per cubic cell from :data:`scalebridge.potentials.properties.ATOMS_PER_CELL` (2 in
+    BCC, 4 in FCC); another lattice is refused rather than taken for BCC."""
     from ase.data import atomic_masses, atomic_numbers
+    from scalebridge.potentials.properties import ATOMS_PER_CELL
 
     if element not in atomic_numbers:
         raise SettingsError(f"element {element!r} is not a chemical symbol")
-    per_cell = 4 if lattice == "fcc" else 2
+    if lattice not in ATOMS_PER_CELL:
+        raise SettingsError(f"lattice {lattice!r}: a density needs one of "
+                            f"{sorted(ATOMS_PER_CELL)}")
+    per_cell = ATOMS_PER_CELL[lattice]
     return (per_cell * atomic_masses[atomic_numbers[element]] * 1.66053906660e-27
             / (a0_a * 1e-10) ** 3)
 

@@ -120,6 +120,20 @@ def test_equivalent_slip_systems_agree_and_other_ones_do_not():
         glide_shear_wave_speed(100.0, 150.0, 10.0, a0, "Nb")       # C11 - C12 + C44 < 0
 
 
+def test_density_counts_the_atoms_of_the_cubic_cell_and_refuses_other_lattices():
+    from scalebridge.errors import SettingsError
+
+    amu = 1.66053906660e-27
+    assert crystal_density(3.1676, "Mo") == pytest.approx(
+        2 * 95.95 * amu / 3.1676e-10 ** 3, rel=1e-4)                 # ~10,000 kg/m^3
+    assert crystal_density(3.1676, "Mo", "fcc") == pytest.approx(
+        2 * crystal_density(3.1676, "Mo", "bcc"), rel=1e-12)
+    with pytest.raises(SettingsError, match="hcp"):
+        crystal_density(3.2, "Mo", "hcp")
+    with pytest.raises(SettingsError, match="chemical symbol"):
+        crystal_density(3.2, "Xx")
+
+
 def test_properties_choose_the_speed_and_say_which():
     c11, c12, c44, a0 = NB
     cij = {"c11_gpa": c11, "c12_gpa": c12, "c44_gpa": c44, "shear_modulus_gpa": 17.1}
