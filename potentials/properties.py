@@ -258,7 +258,8 @@ def compare_properties(model: Path, type_map: Sequence[str], ds,
         group = elastic["group"]
         cells = [f for f in frames if f.group == group and set(f.symbols) == {type_map[0]}
                  and np.isfinite(f.energy)]            # elastic_reference's selection
-        on_cells = model_on_cells(model, type_map, cells, lattice, group=group)
+        on_cells = model_on_cells(model, type_map, cells, lattice, group=group,
+                                  max_strain=elastic["stress_fit"]["max_strain"])
     out: dict[str, Any] = {"model": model_p, "dft": dft, "model_on_dft_cells": on_cells,
                            "relative_error": {}}
     for k in ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "bulk_modulus_gpa"):

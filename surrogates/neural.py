@@ -160,6 +160,11 @@ class NeuralHardening:
         self.net = net.double().eval()
         self.ep_scale, self.sigma_scale = float(ep_scale), float(sigma_scale)
         self.features = list(features)
+        rc = getattr(net, "rate_col", None)
+        # the rate constraint and the closed-form rate derivatives act on column rate_col
+        if rc is not None and (rc >= len(self.features) or self.features[rc] != "log_rate"):
+            raise ValueError(f"the network is monotone in condition {rc}, but the features "
+                             f"are {self.features}: that column must be 'log_rate'")
         self.feature_mean = torch.tensor(feature_mean, dtype=DTYPE)
         self.feature_std = torch.tensor(feature_std, dtype=DTYPE)
         self.temperature_k = float(temperature_k)

@@ -254,3 +254,16 @@ def test_saved_rate_monotone_and_older_laws_load_as_fitted(tmp_path):
         with pytest.raises(ArtifactError, match="do not match") as e:
             load_surrogate(_artifact(tmp_path / name, net, rc))
         assert "\n" not in str(e.value)
+
+
+def test_rate_constraint_must_sit_on_the_log_rate_feature():
+    """A network monotone in a condition that is not the log-rate (here the temperature)
+    would constrain the wrong input and give wrong closed-form rate derivatives: refused
+    when the hardening law is built, accepted when the column is the log-rate."""
+    net = MonotoneHardeningNet(2, hidden=4, layers=1, rate_col=1)
+    with pytest.raises(ValueError, match="must be 'log_rate'"):
+        NeuralHardening(net, 0.01, 100.0, ["log_rate", "temperature"], [0.0, 0.0],
+                        [1.0, 1.0])
+    ok = NeuralHardening(net, 0.01, 100.0, ["temperature", "log_rate"], [0.0, 0.0],
+                         [1.0, 1.0])
+    assert ok.features[1] == "log_rate"
