@@ -60,10 +60,12 @@ class MonotoneHardeningNet(nn.Module):
             log-rate), or None (older saved laws: every condition unconstrained). Its
             weights are the parameters ``r1``, ``r2``, ``head_r``; ``u1``, ``u2``,
             ``head_u`` then hold the other n_cond - 1 columns.
+        overstress: also hold the two parameters ``eta``, ``xc`` of the nucleation
+            overstress (:meth:`NeuralHardening.overstress`); not part of g.
     """
 
     def __init__(self, n_cond: int = 0, hidden: int = 16, layers: int = 2,
-                 rate_col: int | None = None):
+                 rate_col: int | None = None, overstress: bool = False):
         super().__init__()
         if rate_col is not None and not 0 <= rate_col < n_cond:
             raise ValueError(f"rate_col {rate_col} is not one of the {n_cond} conditions")
@@ -91,6 +93,17 @@ class MonotoneHardeningNet(nn.Module):
             if layers == 2:
                 self.r2 = p(hidden, scale=0.5, shift=-1.5)
             self.head_r = p(1, shift=-3.0)
+        self.overstress = overstress
+        if overstress:   # softplus: η ≈ 2.5e-3 (≈ 0.25 % of σ_y at the reference rate),
+            # ε_c ≈ 0.2 of the trained ε̄_p: small, so a fit that finds no upper yield
+            # point leaves the law as it was
+            self.eta = nn.Parameter(torch.tensor([-6.0], dtype=DTYPE))
+            self.xc = nn.Parameter(torch.tensor([-1.5], dtype=DTYPE))
+
+    def overstress_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(η, x_c), (1,) each, both > 0 (softplus): the scaled overstress amplitude per
+        unit reference rate and its decay length in scaled ε̄_p."""
+        return softplus(self.eta), softplus(self.xc)
 
     def effective(self) -> dict[str, torch.Tensor]:
         """The weights the network applies (differentiable): ``a1``, ``b1``, ``u1``
@@ -130,10 +143,22 @@ class NeuralHardening:
     ``features``), ε̇_p = max(Δε̄_p/dt, RATE_FLOOR), each u clamped to its trained range
     [feature_min, feature_max] (scaled units).
 
+    With ``net.overstress`` the law adds the nucleation overstress (:meth:`overstress`)
+    σ_n = sigma_scale·η·exp(-x/x_c)·ε̇_p/overstress_rate_s, x = (ε̄_p + Δε̄_p)/ep_scale:
+    a viscous stress that fades as plastic strain builds up. It is the upper yield
+    point of source-limited plasticity (a crystal with few mobile dislocations: the DD's
+    sources fire only after their nucleation time above strength, so the stress rises
+    by ~μ·ε̇·t_nuc first, then drops as the emitted dislocations carry the rate; the
+    Johnston-Gilman picture, with ε̇_p = ρ_m b v and ρ_m growing with ε̄_p). σ_n ≥ 0,
+    zero at Δε̄_p = 0 (the yield check and the static yield stress are the network's),
+    and increasing in ε̇_p (no rate softening).
+
     Args:
         net: the network. ep_scale: strain scale. sigma_scale: stress scale, MPa.
         features: subset of ("log_rate", "temperature"), in this order.
         feature_mean, feature_std: their scalers. temperature_k: temperature used, K.
+        overstress_rate_s: the reference plastic rate of the overstress, 1/s (required
+            with ``net.overstress``).
     """
 
     state_names: tuple[str, ...] = ()
@@ -156,8 +181,13 @@ class NeuralHardening:
     def __init__(self, net: MonotoneHardeningNet, ep_scale: float, sigma_scale: float,
                  features: list[str], feature_mean: list[float], feature_std: list[float],
                  temperature_k: float = 300.0, feature_min: list[float] | None = None,
-                 feature_max: list[float] | None = None):
+                 feature_max: list[float] | None = None,
+                 overstress_rate_s: float | None = None):
         self.net = net.double().eval()
+        if getattr(net, "overstress", False) and not (overstress_rate_s or 0) > 0:
+            raise ValueError("a network with the nucleation overstress needs its reference "
+                             "rate overstress_rate_s > 0")
+        self.overstress_rate_s = overstress_rate_s
         self.ep_scale, self.sigma_scale = float(ep_scale), float(sigma_scale)
         self.features = list(features)
         rc = getattr(net, "rate_col", None)
@@ -199,7 +229,25 @@ class NeuralHardening:
                 temperature_k: torch.Tensor | None = None) -> torch.Tensor:
         """Differentiable σ_y (MPa), (n,)."""
         u = self.conditions(dep, dt, temperature_k)
-        return self.sigma_scale * self.net(ep_total / self.ep_scale, u)
+        x = ep_total / self.ep_scale
+        sy = self.sigma_scale * self.net(x, u)
+        if getattr(self.net, "overstress", False):
+            eta, xc = self.net.overstress_parameters()
+            sy = sy + self.sigma_scale * eta * torch.exp(-x / xc) * (
+                dep / dt / self.overstress_rate_s)
+        return sy
+
+    def overstress(self, x: np.ndarray, dep: np.ndarray, dt: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The nucleation overstress σ_n and dσ_n/dΔε̄_p (MPa), (n,) each, at scaled
+        ε̄_p ``x`` = (ε̄_p + Δε̄_p)/ep_scale, increment ``dep`` and step ``dt`` (s); zeros
+        for a law without it."""
+        if not getattr(self.net, "overstress", False):
+            return np.zeros_like(x), np.zeros_like(x)
+        with torch.no_grad():
+            eta, xc = (float(t) for t in self.net.overstress_parameters())
+        a = self.sigma_scale * eta * np.exp(-x / xc) / (dt * self.overstress_rate_s)
+        return a * dep, a * (1.0 - dep / (xc * self.ep_scale))
 
     def yield_stress(self, ep, dep, q, dt):
         """σ_y and dσ_y/dΔε̄_p (MPa), (n,) each, without autograd: from a cubic Hermite
@@ -215,7 +263,17 @@ class NeuralHardening:
         x = (ep + dep) / self.ep_scale
         if not (self.table_spacing and x.size):
             sy, h = self._exact(x, dep, dt)
-            return sy, h, q.copy()
+        else:
+            sy, h = self._tabulated(x, dep, dt)
+        if getattr(self.net, "overstress", False):
+            sn, hn = self.overstress(x, dep, dt)
+            sy, h = sy + sn, h + hn
+        return sy, h, q.copy()
+
+    def _tabulated(self, x: np.ndarray, dep: np.ndarray, dt: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The network's (σ_y, dσ_y/dΔε̄_p), MPa, from the tables where they reach (see
+        :meth:`yield_stress`), the network elsewhere."""
         # the table holds σ_y(ε̄_p) at the conditions of Δε̄_p = 0 (rate at its floor);
         # it serves every point whose conditions are those, with no rate term in the
         # slope: all points without a rate feature, else those whose rate is clamped
@@ -251,7 +309,7 @@ class NeuralHardening:
                 u, du = u[out], du[out]
             g, dg = self.network(x[out], u, du, 1.0 / self.ep_scale)
             sy[out], h[out] = self.sigma_scale * g, self.sigma_scale * dg
-        return sy, h, q.copy()
+        return sy, h
 
     def _exact(self, x: np.ndarray, dep: np.ndarray, dt: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:

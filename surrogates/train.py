@@ -29,13 +29,14 @@ Mises stress is the current yield stress. The monotone network is fitted to thes
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,6 +94,11 @@ class SurrogateSettings(StrictModel):
         "training paths have different strain rates)")
     use_temperature: Literal["auto", "yes", "no"] = Field(
         "auto", description="temperature as a hardening input (auto: if it varies)")
+    overstress: Literal["auto", "yes", "no"] = Field(
+        "auto", description="neural_j2: learn a nucleation overstress, a viscous stress "
+        "η·exp(-ε̄_p/ε_c)·ε̇_p that fades with plastic strain (the upper yield point of "
+        "source-limited plasticity, as in DD data at 10^4-10^5 /s); auto: with the rate "
+        "feature")
     plastic_tol: float = Field(
         1e-6, gt=0, description="plastic increment counted as flow, relative to max ε̄_p")
     rollout_iterations: int = Field(
@@ -293,29 +299,40 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     # sensitivity): on serrated DD data the slow steps are the elastic reloading
     # before an avalanche, at high stress, and a free law learns to soften with rate
     rate_col = features.index("log_rate") if "log_rate" in features else None
-    net = MonotoneHardeningNet(len(features), s.hidden, s.layers, rate_col)
+    overstress = (rate_col is not None and s.overstress != "no") or s.overstress == "yes"
+    # the overstress's reference rate: the geometric mean of the sampled plastic rates
+    rate_ref = float(10.0 ** np.mean(np.log10(np.maximum(tr["rate"], RATE_FLOOR))))
+    net = MonotoneHardeningNet(len(features), s.hidden, s.layers, rate_col, overstress)
     u_tr = (f_tr - mean) / std if features else f_tr
     umin = u_tr.min(axis=0).tolist() if features else []
     umax = u_tr.max(axis=0).tolist() if features else []
     hard = NeuralHardening(net, ep_scale, sigma_scale, features, mean.tolist(), std.tolist(),
-                           float(np.mean(train.temperature_k)), umin, umax)
+                           float(np.mean(train.temperature_k)), umin, umax,
+                           rate_ref if overstress else None)
 
     def tensors(d, f):
         return (torch.as_tensor(d["ep"] / ep_scale, dtype=DTYPE),
                 torch.as_tensor((f - mean) / std if features else f, dtype=DTYPE),
-                torch.as_tensor(d["sigma_mpa"] / sigma_scale, dtype=DTYPE))
+                torch.as_tensor(d["sigma_mpa"] / sigma_scale, dtype=DTYPE),
+                torch.as_tensor(d["rate"] / rate_ref, dtype=DTYPE))
 
-    xt, ut, yt = tensors(tr, f_tr)
-    xv, uv, yv = tensors(va, feats(va)) if len(va["ep"]) else (xt, ut, yt)
+    xt, ut, yt, rt = tensors(tr, f_tr)
+    xv, uv, yv, rv = tensors(va, feats(va)) if len(va["ep"]) else (xt, ut, yt, rt)
     net.train()
 
+    def g(x, u, r):   # scaled σ_y of the samples: the network plus the overstress
+        if not overstress:
+            return net(x, u)
+        eta, xc = net.overstress_parameters()
+        return net(x, u) + eta * torch.exp(-x / xc) * r
+
     def loss_t():
-        return torch.mean((net(xt, ut) - yt) ** 2)
+        return torch.mean((g(xt, ut, rt) - yt) ** 2)
 
     step = _lbfgs_chunk(list(net.parameters()), loss_t, s.check_every, history_size=50,
                         tolerance_grad=1e-12, tolerance_change=1e-15)
     history = _early_stopping_loop(list(net.parameters()), net, step,
-                                   loss_t, lambda: torch.mean((net(xv, uv) - yv) ** 2), s)
+                                   loss_t, lambda: torch.mean((g(xv, uv, rv) - yv) ** 2), s)
     net.eval()
     rng_rate = tr["rate"] if len(tr["rate"]) else np.array([RATE_FLOOR])
     training_range = {
@@ -328,10 +345,11 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     record = {
         "class": "NeuralJ2",
         "config": {"hidden": s.hidden, "layers": s.layers, "n_cond": len(features),
-                   "rate_col": rate_col},
+                   "rate_col": rate_col, "overstress": overstress},
         "scalers": {"ep_scale": ep_scale, "sigma_scale": sigma_scale, "features": features,
                     "feature_mean": mean.tolist(), "feature_std": std.tolist(),
-                    "feature_min": umin, "feature_max": umax},
+                    "feature_min": umin, "feature_max": umax,
+                    "overstress_rate_s": rate_ref if overstress else None},
         "elastic": {"bulk_mpa": train.meta["bulk_mpa"], "shear_mpa": train.meta["shear_mpa"]},
         "temperature_k": float(np.mean(train.temperature_k)),
         "training_range": training_range,
@@ -413,6 +431,17 @@ def _rollout_stress(model: NeuralJ2, strain: torch.Tensor, dt: np.ndarray | floa
     return torch.stack(out, dim=1)
 
 
+def overstress_record(hard: NeuralHardening) -> dict[str, float]:
+    """The learned nucleation overstress σ_n = η·exp(-ε̄_p/ε_c)·ε̇_p in physical units:
+    ``eta_mpa_s`` (MPa·s), ``eps_c`` (equivalent plastic strain), and ``at_rate_mpa``,
+    its value at ε̄_p = 0 and the reference rate ``rate_s`` (1/s)."""
+    with torch.no_grad():
+        eta, xc = (float(t) for t in hard.net.overstress_parameters())
+    r = float(hard.overstress_rate_s)
+    return {"eta_mpa_s": hard.sigma_scale * eta / r, "eps_c": xc * hard.ep_scale,
+            "rate_s": r, "at_rate_mpa": hard.sigma_scale * eta}
+
+
 def lowest_yield_stress(hard: NeuralHardening, points: int = 17) -> float:
     """The smallest σ_y (MPa) the law gives anywhere it can be evaluated: at ε̄_p = 0 (the
     network is non-decreasing in ε̄_p) on a grid of ``points`` values per condition
@@ -456,6 +485,22 @@ def rate_softening(hard: NeuralHardening, points: int = 33) -> float:
     return float(np.max(np.maximum.accumulate(sy, axis=-1) - sy))
 
 
+@contextlib.contextmanager
+def _network_only(hard: NeuralHardening) -> Iterator[None]:
+    """Evaluate ``hard`` with its network at every point, no σ_y tables, inside the block.
+
+    While the weights are being fitted they change at every loss evaluation, and each
+    change would rebuild the tables (the bicubic rate table: thousands of network
+    evaluations) for the few hundred points one replay step solves; the tables agree
+    with the network to ~1e-9 of σ_y, so the fit is the same either way."""
+    saved = hard.table_spacing, hard.rate_table_spacing
+    hard.table_spacing = hard.rate_table_spacing = None
+    try:
+        yield
+    finally:
+        hard.table_spacing, hard.rate_table_spacing = saved
+
+
 def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
                      s: SurrogateSettings) -> list[dict[str, Any]]:
     """Fit the hardening weights to the stress along whole paths (L-BFGS, early stopping
@@ -491,10 +536,11 @@ def finetune_rollout(model: NeuralJ2, train: StrainPaths, val: StrainPaths,
     w0 = copy.deepcopy(net.state_dict())
     sub = s.model_copy(update={"max_iterations": s.rollout_iterations,
                                "check_every": min(s.check_every, 10), "patience": 3})
-    hist = _early_stopping_loop(list(net.parameters()), net, step,
-                                lambda: loss_on(et, yt, train),
-                                lambda: loss_on(ev, yv, val), sub,
-                                accept=lambda: lowest_yield_stress(model.neural) > 0.0)
+    with _network_only(model.neural):
+        hist = _early_stopping_loop(list(net.parameters()), net, step,
+                                    lambda: loss_on(et, yt, train),
+                                    lambda: loss_on(ev, yv, val), sub,
+                                    accept=lambda: lowest_yield_stress(model.neural) > 0.0)
     kept = [h["val_loss"] for h in hist if h["accepted"]]
     if not kept or min(kept) >= v0:
         net.load_state_dict(w0)  # the path fit did not help on validation: keep the first
@@ -641,6 +687,12 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
             for h in finetune_rollout(model, train, val, s):
                 history.append({**h, "iteration": last + h["iteration"], "phase": "rollout"})
         torch.save(model.neural.net.state_dict(), out / "model.pt")
+        if record["config"].get("overstress"):
+            record["overstress"] = overstress_record(model.neural)
+            log.info("nucleation overstress: η = %.3g MPa·s, ε_c = %.3g (%.3g MPa at "
+                     "%.3g /s)", record["overstress"]["eta_mpa_s"],
+                     record["overstress"]["eps_c"], record["overstress"]["at_rate_mpa"],
+                     record["overstress"]["rate_s"])
     else:
         model, record, history = fit_internal_variable(train, val, s)
         torch.save(model.net.state_dict(), out / "model.pt")
@@ -743,11 +795,12 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
             # "rate_col" absent (saved before the law was made monotone in rate): the
             # unconstrained network, as it was fitted
             net = MonotoneHardeningNet(cfg["n_cond"], cfg["hidden"], cfg["layers"],
-                                       cfg.get("rate_col"))
+                                       cfg.get("rate_col"), bool(cfg.get("overstress")))
             load_into(net, state, wpath, "surrogate model")
             hard = NeuralHardening(net, sc["ep_scale"], sc["sigma_scale"], sc["features"],
                                    sc["feature_mean"], sc["feature_std"], rec["temperature_k"],
-                                   sc.get("feature_min"), sc.get("feature_max"))
+                                   sc.get("feature_min"), sc.get("feature_max"),
+                                   sc.get("overstress_rate_s"))
             return NeuralJ2(rec["elastic"]["bulk_mpa"], rec["elastic"]["shear_mpa"], hard,
                             rec["training_range"])
         if rec["class"] == "InternalVariableModel":
@@ -771,7 +824,9 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
     J2, ``hardening_table.csv`` (ε̄_p, σ_y in MPa over 1.2x the training range) to ``out``.
 
     The TorchScript module takes the scaled inputs documented in surrogate.json
-    (``scalers``): neural J2 ``g(x, u)`` with x = ε̄_p/ep_scale, σ_y = sigma_scale·g;
+    (``scalers``): neural J2 ``g(x, u)`` with x = ε̄_p/ep_scale, σ_y = sigma_scale·g
+    (plus, where surrogate.json has an ``overstress`` record, the nucleation overstress
+    η·exp(-ε̄_p/ε_c)·ε̇_p it gives in MPa·s and strain, not part of the module);
     internal variable ``(σ, λ) -> (φ(σ), r(λ))`` in MPa (Mandel σ (n, 6), λ (n,)): the
     yield function is φ - r."""
     path, out = Path(path), Path(out)
