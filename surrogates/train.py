@@ -94,6 +94,11 @@ class SurrogateSettings(StrictModel):
         "training paths have different strain rates)")
     use_temperature: Literal["auto", "yes", "no"] = Field(
         "auto", description="temperature as a hardening input (auto: if it varies)")
+    flow_rate_fraction: float = Field(
+        0.3, ge=0, lt=1, description="neural_j2: a step's stress is a flow-stress sample "
+        "only if its plastic rate is at least this fraction of its path's applied "
+        "equivalent strain rate (slower steps are elastic reloading between avalanches; "
+        "0: every step with plastic flow)")
     overstress: Literal["auto", "yes", "no"] = Field(
         "auto", description="neural_j2: learn a nucleation overstress, a viscous stress "
         "η·exp(-ε̄_p/ε_c)·ε̇_p that fades with plastic strain (the upper yield point of "
@@ -141,14 +146,24 @@ def plastic_history(paths: StrainPaths) -> np.ndarray:
     return np.concatenate([np.zeros((len(paths), 1)), np.cumsum(dep, axis=1)], axis=1)
 
 
-def hardening_samples(paths: StrainPaths, plastic_tol: float) -> dict[str, np.ndarray]:
+def hardening_samples(paths: StrainPaths, plastic_tol: float, rate_fraction: float = 0.0
+                      ) -> dict[str, np.ndarray]:
     """Flow-stress samples: at each step with plastic flow, (ε̄_p, ε̇_p, T) → σ_eq.
+
+    A step flows when its Δε̄_p exceeds ``plastic_tol`` of the largest ε̄_p and its plastic
+    rate is at least ``rate_fraction`` of its path's applied equivalent strain rate (the
+    median over the path's steps of the equivalent total strain increment / dt).
 
     Returns arrays ``ep``, ``rate`` (1/s), ``temperature_k``, ``sigma_mpa``, ``path``."""
     ep = plastic_history(paths)
     dep = np.diff(ep, axis=1)
     # relative to the largest ε̄_p, with an absolute floor far above round-off of ε - C⁻¹σ
     flow = dep > max(plastic_tol * float(ep.max()), 1e-10)
+    if rate_fraction > 0:
+        # on serrated data (DD) the steps that creep at a small fraction of the applied
+        # rate are elastic reloading between avalanches: their stress is not a flow stress
+        applied = np.median(mandel.equivalent_strain(np.diff(paths.strain, axis=1)), axis=1)
+        flow &= dep >= rate_fraction * applied[:, None]
     pi = np.nonzero(flow)[0]
     vm = mandel.von_mises(paths.stress[:, 1:])
     return {"ep": ep[:, 1:][flow], "rate": dep[flow] / paths.dt[pi],
@@ -272,8 +287,8 @@ def _early_stopping_loop(params: list[torch.nn.Parameter], module: torch.nn.Modu
 def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
                   ) -> tuple[NeuralJ2, dict[str, Any], list[dict[str, float]], dict]:
     """Fit the monotone hardening network; returns (model, record, history, samples)."""
-    tr = hardening_samples(train, s.plastic_tol)
-    va = hardening_samples(val, s.plastic_tol)
+    tr = hardening_samples(train, s.plastic_tol, s.flow_rate_fraction)
+    va = hardening_samples(val, s.plastic_tol, s.flow_rate_fraction)
     if len(tr["ep"]) < 5:
         raise DataError(f"only {len(tr['ep'])} plastic steps in the training paths: "
                         "the data never yield (raise the strain amplitude)")

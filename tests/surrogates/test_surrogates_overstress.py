@@ -26,6 +26,7 @@ from scalebridge.surrogates.train import (
     finetune_rollout,
     fit_neural_j2,
     fit_surrogate,
+    hardening_samples,
     load_surrogate,
     overstress_record,
     path_errors,
@@ -176,3 +177,23 @@ def test_fitted_overstress_is_saved_and_loads_as_fitted(tmp_path):
     assert float(net.eta.detach()) == pytest.approx(float(model.neural.net.eta.detach()))
     assert float(net.eta.detach()) != pytest.approx(-6.0)      # the fitted value, not the initial
     assert np.all(a[0] > sn)
+
+
+def test_slow_creeping_steps_are_not_flow_stress_samples():
+    """Serrated data: between avalanches the DD reloads elastically while its plastic
+    strain creeps at ~1 % of the applied rate, at stresses up to the next avalanche's.
+    Those steps are not flow stress samples at flow_rate_fraction 0.3; with 0 they are."""
+    n, dgam = 60, 5e-5
+    gam = dgam * np.arange(n + 1)
+    dgp = np.where(np.arange(n) < 10, 0.0, np.where(np.arange(n) % 4 == 0, 0.9, 0.01)) * dgam
+    gp = np.concatenate([[0.0], np.cumsum(dgp)])
+    tau = SHEAR * (gam - gp)
+    paths = StrainPaths(mandel.shear_strain(gam)[None], mandel.shear_strain(2.0 * tau)[None],
+                        np.array([1e-9]), np.array([300.0]), np.array([5e4]),
+                        (gp / np.sqrt(3.0))[None], {"bulk_mpa": BULK, "shear_mpa": SHEAR})
+    every = hardening_samples(paths, 1e-6, 0.0)
+    flow = hardening_samples(paths, 1e-6, 0.3)
+    n_burst = int(np.sum(dgp > 0.5 * dgam))
+    assert len(every["ep"]) == int(np.sum(dgp > 0)) > n_burst
+    assert len(flow["ep"]) == n_burst
+    assert np.all(flow["rate"] > 0.3 * dgam / np.sqrt(3.0) / 1e-9)
