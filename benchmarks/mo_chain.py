@@ -96,6 +96,12 @@ def main() -> int:
         dft = json.loads(props.read_text()).get("dft") or {}
         headline["properties"]["dft"] = {k: dft.get(k) for k in
                                          ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa")}
+    surr = run_dir / "surrogate" / "surrogate.json"
+    if surr.is_file() and "surrogate" in headline:   # the held-out error the verdict grades
+        rec = json.loads(surr.read_text())
+        val = (rec.get("metrics") or {}).get("validation") or {}
+        headline["surrogate"]["validation_rmse_mpa"] = val.get("rmse_mpa")
+        headline["surrogate"]["overstress"] = rec.get("overstress")
     band_mpath = run_dir / "band" / "manifest.json"
     if band_mpath.is_file():
         band = json.loads(band_mpath.read_text()).get("summary", {})
