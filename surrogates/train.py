@@ -146,6 +146,13 @@ def plastic_history(paths: StrainPaths) -> np.ndarray:
     return np.concatenate([np.zeros((len(paths), 1)), np.cumsum(dep, axis=1)], axis=1)
 
 
+def applied_rate(paths: StrainPaths) -> np.ndarray:
+    """(P,) each path's applied equivalent strain rate, 1/s: the median over its steps of
+    the equivalent total strain increment, over its dt (γ̇/√3 for a shear path)."""
+    inc = np.median(mandel.equivalent_strain(np.diff(paths.strain, axis=1)), axis=1)
+    return inc / paths.dt
+
+
 def hardening_samples(paths: StrainPaths, plastic_tol: float, rate_fraction: float = 0.0
                       ) -> dict[str, np.ndarray]:
     """Flow-stress samples: at each step with plastic flow, (ε̄_p, ε̇_p, T) → σ_eq.
@@ -162,8 +169,7 @@ def hardening_samples(paths: StrainPaths, plastic_tol: float, rate_fraction: flo
     if rate_fraction > 0:
         # on serrated data (DD) the steps that creep at a small fraction of the applied
         # rate are elastic reloading between avalanches: their stress is not a flow stress
-        applied = np.median(mandel.equivalent_strain(np.diff(paths.strain, axis=1)), axis=1)
-        flow &= dep >= rate_fraction * applied[:, None]
+        flow &= dep >= rate_fraction * (applied_rate(paths) * paths.dt)[:, None]
     pi = np.nonzero(flow)[0]
     vm = mandel.von_mises(paths.stress[:, 1:])
     return {"ep": ep[:, 1:][flow], "rate": dep[flow] / paths.dt[pi],
@@ -321,13 +327,23 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     u_tr = (f_tr - mean) / std if features else f_tr
     umin = u_tr.min(axis=0).tolist() if features else []
     umax = u_tr.max(axis=0).tolist() if features else []
+    if rate_col is not None:
+        # no extrapolation below the slowest loading: σ_y at a plastic rate under the
+        # slowest path's applied equivalent strain rate is σ_y at that rate (the data say
+        # nothing slower; the steps that creep below it are reloading or relaxation, and
+        # a law fitted down there set the FEM's static yield to a fraction of the DD's
+        # slowest flow stress)
+        slowest = float(np.min(applied_rate(train)))
+        umin[rate_col] = max(umin[rate_col], (np.log10(max(slowest, RATE_FLOOR))
+                                              - mean[rate_col]) / std[rate_col])
     hard = NeuralHardening(net, ep_scale, sigma_scale, features, mean.tolist(), std.tolist(),
                            float(np.mean(train.temperature_k)), umin, umax,
                            rate_ref if overstress else None)
 
-    def tensors(d, f):
+    def tensors(d, f):   # the conditions clamped to the trained range, as when evaluated
         return (torch.as_tensor(d["ep"] / ep_scale, dtype=DTYPE),
-                torch.as_tensor((f - mean) / std if features else f, dtype=DTYPE),
+                torch.as_tensor(np.clip((f - mean) / std, umin, umax) if features else f,
+                                dtype=DTYPE),
                 torch.as_tensor(d["sigma_mpa"] / sigma_scale, dtype=DTYPE),
                 torch.as_tensor(d["rate"] / rate_ref, dtype=DTYPE))
 

@@ -103,6 +103,12 @@ def test_upper_yield_point_is_learned_and_needs_the_overstress():
     assert rec["eta_mpa_s"] == pytest.approx(ETA, rel=0.2)
     assert rec["eps_c"] == pytest.approx(EC, rel=0.2)
     assert not without.neural.net.overstress
+    # the static yield stress is the law's S0, and no rate below the slowest path's
+    # applied equivalent rate (3e4/√3 /s) is extrapolated to: the rate feature's floor
+    assert with_os.initial_yield_stress() == pytest.approx(S0, rel=0.1)   # 75.8 when written
+    hard = with_os.neural
+    floor = float(hard.feature_min[0] * hard.feature_std[0] + hard.feature_mean[0])
+    assert floor == pytest.approx(np.log10(RATES[0] / np.sqrt(3.0)), abs=1e-6)
 
 
 def overstress_hardening() -> NeuralHardening:
