@@ -655,8 +655,13 @@ class NeuralJ2(J2Plasticity):
     def temperature_k(self, value: float) -> None:
         self.neural.temperature_k = float(value)
 
-    def out_of_range(self, state: np.ndarray, dep: np.ndarray, dt: np.ndarray) -> np.ndarray:
-        """(n,) bool: points far outside the training range."""
+    def out_of_range(self, state: np.ndarray, dep: np.ndarray, dt: np.ndarray,
+                     ep_old: np.ndarray | None = None) -> np.ndarray:
+        """(n,) bool: points far outside the training range. ``ep_old`` (n,): ε̄_p at the
+        start of the step; where it is 0 the point yields within this step, and its
+        step-mean plastic rate Δε̄_p/dt is diluted by the elastic part of the step (at an
+        elastic-plastic front it can be any fraction of the rate after yield), so only a
+        rate above the trained range is flagged there."""
         r = self.training_range
         bad = state[:, 6] > (1.0 + self.margin) * r["eps_p_eq"][1]
         t0, t1 = r["temperature_k"]
@@ -666,14 +671,18 @@ class NeuralJ2(J2Plasticity):
         if "log_rate" in self.neural.features:
             rate = dep / dt
             lo, hi = r["plastic_rate_s"]
-            bad |= (rate > 0) & ((rate < lo / 10.0) | (rate > hi * 10.0))
+            slow = rate < lo / 10.0
+            if ep_old is not None:
+                slow &= ep_old > 0
+            bad |= (rate > 0) & (slow | (rate > hi * 10.0))
         return bad
 
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
         res = super().update(strain, dstrain, state, dt)
         dt_arr = np.broadcast_to(np.asarray(dt, dtype=np.float64), (strain.shape[0],))
-        mask = self.out_of_range(res.state, res.state[:, 6] - state[:, 6], dt_arr)
+        mask = self.out_of_range(res.state, res.state[:, 6] - state[:, 6], dt_arr,
+                                 state[:, 6])
         if mask.any():
             _warn_out_of_range(self, mask, f"eps_p_eq up to {res.state[:, 6].max():.3g}, "
                                f"trained to {self.training_range['eps_p_eq'][1]:.3g}; "

@@ -203,3 +203,22 @@ def test_slow_creeping_steps_are_not_flow_stress_samples():
     assert len(every["ep"]) == int(np.sum(dgp > 0)) > n_burst
     assert len(flow["ep"]) == n_burst
     assert np.all(flow["rate"] > 0.3 * dgam / np.sqrt(3.0) / 1e-9)
+
+
+def test_low_rate_flag_spares_points_that_yield_within_the_step():
+    """At an elastic-plastic front a point that yields mid-step has a step-mean plastic
+    rate diluted by the step's elastic part: below 1/10 of the trained rates it is not
+    flagged when it had no plastic strain before the step; the same rate on a point
+    already flowing is; a rate far above the trained range is flagged either way."""
+    model = NeuralJ2(BULK, SHEAR, overstress_hardening(),
+                     {"eps_p_eq": [0.0, 3e-3], "temperature_k": [100.0, 300.0],
+                      "plastic_rate_s": [1e4, 1e6]})
+    dt = np.full(4, 1e-9)
+    dep = np.array([1.0, 1.0, 2e8, 1e5]) * dt               # plastic rates, 1/s: 2e8 is
+                                                            # 200x the top trained rate
+    state = np.zeros((4, 7))
+    state[:, 6] = 1e-4 + dep
+    ep_old = np.array([0.0, 1e-4, 0.0, 1e-4])
+    mask = model.out_of_range(state, dep, dt, ep_old)
+    assert mask.tolist() == [False, True, True, False]
+    assert model.out_of_range(state, dep, dt).tolist() == [True, True, True, False]
