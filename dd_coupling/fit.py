@@ -171,10 +171,13 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     chars = tuple(CHARACTERS[c] for c in sorted(set(t.character.tolist())))
     vr = ValidRange(tau_mpa=(0.0, tau_scale * 1e-6), temperature_k=(tlo, thi),
                     characters=chars)
+    # seeded before the members are built: their initial weights come from torch's
+    # global generator, whose state otherwise depends on what ran earlier in the process
+    # (in a chain run: the potential and MD stages), and a rerun gave another law
+    torch.manual_seed(s.seed)
     law = NeuralMobility(tau_scale, v_scale, 0.5 * (tlo + thi), max(0.5 * (thi - tlo), 1.0),
                          vr, n_members=s.members, hidden=s.hidden, n_terms=s.terms,
                          out_of_range=s.out_of_range)
-    torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     tau_hat = torch.as_tensor(t.tau_pa / tau_scale)
     t_hat = torch.as_tensor((t.temperature_k - law.t_mid_k) / law.t_half_k)

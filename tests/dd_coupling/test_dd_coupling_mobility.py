@@ -246,6 +246,30 @@ def test_fit_with_three_rows_like_the_example_chain(tmp_path):
     assert np.allclose(pred, t.velocity_m_s, rtol=0.03)
 
 
+def test_neural_fit_is_the_same_whatever_ran_before_it():
+    """The members' initial weights come from the seed, not from the state torch's
+    global generator was left in by earlier work in the process (a chain run trains and
+    evaluates other networks first): two fits with the generator in different states
+    give bit-identical laws."""
+    from scalebridge.dd_coupling.fit import fit_neural
+    from scalebridge.dd_coupling.inputs import VelocityTable
+
+    rows = sample_velocity_table(np.random.default_rng(1), 2e-5, 0.0, temps=(300.0,))
+    t = VelocityTable(np.zeros(len(rows), int), np.full(len(rows), 300.0),
+                      np.array([r["tau_mpa"] for r in rows]) * 1e6,
+                      np.array([r["velocity_m_s"] for r in rows]),
+                      np.array([r["velocity_err_m_s"] for r in rows]), "rows")
+    s = FitMobilitySettings(members=2, epochs=20)
+    laws = []
+    for burn in (0, 7):
+        torch.manual_seed(1234)
+        torch.rand(burn)                    # earlier work moved the global generator
+        laws.append(fit_neural(t, s))
+    for a, b in zip(laws[0].members, laws[1].members, strict=True):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+
+
 # ----------------------------------------------------------------------------- threshold τ₀
 def test_drag_law_threshold_stress():
     """v = sign(τ) b max(|τ| − τ₀(T), 0)/B: zero below τ₀, linear in the excess above it,
