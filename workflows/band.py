@@ -23,6 +23,13 @@ moves first (one source varied at a time, the others held):
 ``dd``
     The realisation scatter: the standard error of the mean flow stress over the
     realisations (the surrogate learns their mean), sd/mean/√n.
+``surrogate``
+    The surrogate's own error in the flow stress: on its held-out DD paths, the RMS
+    relative difference of the model's flow stress from the data's, less (in quadrature)
+    the realisation scatter a held-out path carries anyway (``flow_model_rel_u`` of the
+    Surrogate, :func:`scalebridge.surrogates.train.heldout_flow_error`); sensitivity 1.
+    Without it, two reruns on DD data that differ within their scatter gave FEM loads
+    outside each other's band (the fitted law's shape moves more than the flow stress).
 
 The relative uncertainty of the flow stress is u = sqrt(Σ (S_i u_i)²). Two extra FEM
 solves with the surrogate's yield stress scaled by 1 ∓ k·u (k: ``coverage_factor``,
@@ -55,7 +62,7 @@ log = logging.getLogger("scalebridge.workflows")
 
 KIND = "LoadBand"
 #: The sources, in chain order (the keys of ``band_shares``).
-SOURCES = ("potential", "mobility", "dd")
+SOURCES = ("potential", "mobility", "dd", "surrogate")
 
 
 class BandSettings(StrictModel):
@@ -206,6 +213,23 @@ def dd_source(dd: Artifact | None) -> dict[str, Any]:
             "realisations": n}
 
 
+def surrogate_source(surrogate: Artifact | None) -> dict[str, Any]:
+    """The surrogate's held-out flow-stress error beyond the realisation scatter (module
+    docstring); 0 without a note for a surrogate not fitted to DD realisations."""
+    sm = surrogate.summary if surrogate is not None else {}
+    u = sm.get("flow_model_rel_u")
+    if u is None:
+        if sm.get("realisation_scatter_rmse_mpa") is not None:   # DD-fitted, older record
+            return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0,
+                    "method": "none", "note": "the Surrogate predates its held-out "
+                    "flow-stress error (refit to carry it)"}
+        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none"}
+    return {"rel_u": float(u), "input_rel_u": sm.get("heldout_flow_rel_error"),
+            "sensitivity": 1.0,
+            "method": "held-out DD paths: RMS relative error of the surrogate's flow stress, "
+                      "less the realisation scatter in quadrature"}
+
+
 def combine(sources: dict[str, dict[str, Any]]) -> tuple[float, dict[str, float]]:
     """(combined relative uncertainty u, each source's share of u²)."""
     var = {k: float(v.get("rel_u") or 0.0) ** 2 for k, v in sources.items()}
@@ -246,7 +270,8 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
             note = f"the members' properties failed ({type(e).__name__}: {e})"
     sources = {"potential": potential_source(members, note),
                "mobility": mobility_source(inputs.get("mobility"), inputs.get("dd")),
-               "dd": dd_source(inputs.get("dd"))}
+               "dd": dd_source(inputs.get("dd")),
+               "surrogate": surrogate_source(sur)}
     u, shares = combine(sources)
     k = settings.coverage_factor
     f_lo, f_hi = max(1.0 - k * u, 0.05), 1.0 + k * u
@@ -325,4 +350,5 @@ def make_band(settings: BandSettings, fem_settings: Any, inputs: dict[str, Artif
 
 
 __all__ = ["KIND", "SOURCES", "BandSettings", "combine", "dd_source", "make_band",
-           "mobility_source", "potential_members", "potential_source", "write_band"]
+           "mobility_source", "potential_members", "potential_source", "surrogate_source",
+           "write_band"]

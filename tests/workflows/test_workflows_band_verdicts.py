@@ -58,10 +58,14 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
     assert lo < final < hi
     assert s["final_load_mpa"] == pytest.approx(final)
     shares = s["band_shares"]
-    assert set(shares) == {"potential", "mobility", "dd"}
+    assert set(shares) == {"potential", "mobility", "dd", "surrogate"}
     assert sum(shares.values()) == pytest.approx(1.0)
-    # the DD scatter (8% spread over 3 realisations) dominates the small drag share
-    assert shares["dd"] > 0.5 and shares["potential"] == 0.0
+    # the DD scatter (8% spread over 3 realisations) dominates the small drag share; the
+    # short surrogate fit's own flow-stress error (held-out paths) is carried as well
+    assert shares["dd"] > 5 * shares["mobility"] and shares["potential"] == 0.0
+    assert shares["surrogate"] > 0.0
+    assert s["sources"]["surrogate"]["rel_u"] == pytest.approx(
+        arts["surrogate"].summary["flow_model_rel_u"])
     assert "no potential" in s["sources"]["potential"]["note"]
     # the load responds to the scaled flow stress (a coupling, not a copy): the band's
     # relative half-width is close to the relative flow-stress uncertainty
@@ -368,3 +372,36 @@ def test_potential_ensemble_spread_reaches_the_band(tiny_potential, tiny_dataset
     assert src["rel_u"] > 0 and src["members"] == 2 and src["sensitivity"] == 1.0
     assert set(src["member_rel_sd"]) == {"a0_a", "c11_gpa", "c12_gpa", "c44_gpa",
                                          "shear_modulus_gpa"}
+
+
+def test_surrogate_source_is_its_heldout_flow_error_beyond_the_scatter():
+    """A DD-fitted surrogate carries its held-out flow-stress error less the realisation
+    scatter (sensitivity 1); an older DD-fitted record says it is not carried; one fitted
+    to an analytic law carries nothing and says nothing."""
+    from types import SimpleNamespace
+
+    from scalebridge.surrogates.train import heldout_flow_error
+    from scalebridge.workflows.band import surrogate_source
+
+    dd_fit = SimpleNamespace(summary={"realisation_scatter_rmse_mpa": 9.6,
+                                      "heldout_flow_rel_error": 0.15,
+                                      "flow_model_rel_u": 0.12})
+    src = surrogate_source(dd_fit)
+    assert src["rel_u"] == 0.12 and src["sensitivity"] == 1.0 and "note" not in src
+    old = surrogate_source(SimpleNamespace(summary={"realisation_scatter_rmse_mpa": 9.6}))
+    assert old["rel_u"] == 0.0 and "predates" in old["note"]
+    j2 = surrogate_source(SimpleNamespace(summary={}))
+    assert j2["rel_u"] == 0.0 and "note" not in j2
+    # the metric: 10 % and 20 % high on two paths, realisation scatter 9 %
+    from scalebridge.surrogates import mandel
+    from scalebridge.surrogates.data import StrainPaths
+
+    tau = np.linspace(0.0, 50.0, 11)[None].repeat(2, axis=0)
+    strain = mandel.shear_strain(np.linspace(0, 1e-3, 11))[None].repeat(2, axis=0)
+    data = StrainPaths(strain, mandel.shear_strain(2.0 * tau), np.ones(2), np.full(2, 300.0),
+                       np.ones(2))
+    model = data.stress * np.array([1.1, 1.2])[:, None, None]
+    h = heldout_flow_error(data, model, 0.09)
+    assert h["rel_error"] == pytest.approx(np.sqrt((0.1 ** 2 + 0.2 ** 2) / 2))
+    assert h["model_rel_u"] == pytest.approx(np.sqrt(h["rel_error"] ** 2 - 0.09 ** 2))
+    assert heldout_flow_error(data, model, 0.5)["model_rel_u"] == 0.0
