@@ -105,6 +105,12 @@ class MonotoneHardeningNet(nn.Module):
         unit reference rate and its decay length in scaled ε̄_p."""
         return softplus(self.eta), softplus(self.xc)
 
+    def overstress_term(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """η·exp(-x/x_c)·r (differentiable), (n,): the scaled overstress at scaled ε̄_p
+        ``x`` and plastic rate over the reference rate ``r``, (n,) each."""
+        eta, xc = self.overstress_parameters()
+        return eta * torch.exp(-x / xc) * r
+
     def effective(self) -> dict[str, torch.Tensor]:
         """The weights the network applies (differentiable): ``a1``, ``b1``, ``u1``
         (hidden, n_cond), [``a2``, ``b2``, ``u2`` (hidden, n_cond)], ``w``, ``c`` (1,),
@@ -232,9 +238,8 @@ class NeuralHardening:
         x = ep_total / self.ep_scale
         sy = self.sigma_scale * self.net(x, u)
         if getattr(self.net, "overstress", False):
-            eta, xc = self.net.overstress_parameters()
-            sy = sy + self.sigma_scale * eta * torch.exp(-x / xc) * (
-                dep / dt / self.overstress_rate_s)
+            sy = sy + self.sigma_scale * self.net.overstress_term(
+                x, dep / dt / self.overstress_rate_s)
         return sy
 
     def overstress(self, x: np.ndarray, dep: np.ndarray, dt: np.ndarray

@@ -353,10 +353,7 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     net.train()
 
     def g(x, u, r):   # scaled σ_y of the samples: the network plus the overstress
-        if not overstress:
-            return net(x, u)
-        eta, xc = net.overstress_parameters()
-        return net(x, u) + eta * torch.exp(-x / xc) * r
+        return net(x, u) + net.overstress_term(x, r) if overstress else net(x, u)
 
     def loss_t():
         return torch.mean((g(xt, ut, rt) - yt) ** 2)
