@@ -54,6 +54,45 @@ def path_flow_stress(paths: Any, tail: float = FLOW_TAIL) -> np.ndarray:
     return np.median(vm[:, -k:], axis=1)
 
 
+#: Significance level of :func:`condition_effect`: a loading condition is a surrogate input
+#: only if the data's flow stress depends on it with p below this.
+CONDITION_P = 0.05
+
+
+def condition_effect(paths: Any, condition: str, tail: float = FLOW_TAIL
+                     ) -> dict[str, Any] | None:
+    """Does the loading ``condition`` ("log_rate" or "temperature") move the paths' flow
+    stress beyond the realisation scatter?
+
+    A nested F-test on the log flow stress of each path (:func:`path_flow_stress`; the log
+    because the scatter is relative): the conditions' means (rate and temperature)
+    against the means grouped by the other condition alone. Returns ``f``, ``p``,
+    ``dof`` ([d1, d2]) and ``matters`` (p < :data:`CONDITION_P`); None when the test
+    cannot be made (no repeated condition, so no scatter to compare with, or the
+    condition takes one value). Why: the DD's flow stress may not depend on a condition
+    it varies (temperature enters it only through the mobility law); a network given
+    that input anyway fits the realisations' scatter as a temperature effect."""
+    from scipy.stats import f as f_dist
+
+    flow = np.log(np.maximum(path_flow_stress(paths, tail), 1e-300))
+    full = _conditions(paths)
+    other = "temperature" if condition == "log_rate" else "log_rate"
+    key = (np.round(np.log10(np.maximum(paths.strain_rate_s, 1e-300)), 6)
+           if other == "log_rate" else np.round(paths.temperature_k, 6))
+    reduced = [np.flatnonzero(key == k) for k in np.unique(key)]
+
+    def rss(groups: list[np.ndarray]) -> float:
+        return float(sum(((flow[g] - flow[g].mean()) ** 2).sum() for g in groups))
+
+    d1, d2 = len(full) - len(reduced), len(flow) - len(full)
+    if d1 <= 0 or d2 <= 0:
+        return None
+    r_full = max(rss(full), 1e-300)
+    fval = ((rss(reduced) - r_full) / d1) / (r_full / d2)
+    p = float(f_dist.sf(fval, d1, d2))
+    return {"f": float(fval), "p": p, "dof": [d1, d2], "matters": p < CONDITION_P}
+
+
 def flow_stress_distribution(paths: Any, tail: float = FLOW_TAIL) -> dict[str, Any]:
     """The scatter of the paths' flow stress about their condition's mean.
 

@@ -57,6 +57,7 @@ from scalebridge.settings import Resources, StrictModel
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.checks import check_constitutive
 from scalebridge.surrogates.data import StrainPaths, load_paths
+from scalebridge.surrogates.ensemble import condition_effect
 from scalebridge.surrogates.internal_variable import InternalVariableModel, YieldHardeningNet
 from scalebridge.surrogates.neural import (
     DTYPE,
@@ -92,9 +93,11 @@ class SurrogateSettings(StrictModel):
     seed: int = Field(0, description="seed of the split and of the initial weights")
     use_rate: Literal["auto", "yes", "no"] = Field(
         "auto", description="plastic strain rate as a hardening input (auto: if the "
-        "training paths have different strain rates)")
+        "training paths have different strain rates and, for a DD study, their flow stress "
+        "depends on the rate beyond the realisation scatter: ensemble.condition_effect)")
     use_temperature: Literal["auto", "yes", "no"] = Field(
-        "auto", description="temperature as a hardening input (auto: if it varies)")
+        "auto", description="temperature as a hardening input (auto: if it varies and, for "
+        "a DD study, the flow stress depends on it beyond the realisation scatter)")
     flow_rate_fraction: float = Field(
         0.3, ge=0, lt=1, description="neural_j2: a step's stress is a flow-stress sample "
         "only if its plastic rate is at least this fraction of its path's applied "
@@ -300,11 +303,24 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
         raise DataError(f"only {len(tr['ep'])} plastic steps in the training paths: "
                         "the data never yield (raise the strain amplitude)")
     allp = {k: np.concatenate([tr[k], va[k]]) for k in tr}
-    features = []
-    if _choose(s.use_rate, np.log10(np.maximum(train.strain_rate_s, RATE_FLOOR)), 0.01):
-        features.append("log_rate")
-    if _choose(s.use_temperature, train.temperature_k, 1.0):
-        features.append("temperature")
+    features, tests = [], {}
+    for name, flag, values, tol in (
+            ("log_rate", s.use_rate, np.log10(np.maximum(train.strain_rate_s, RATE_FLOOR)),
+             0.01),
+            ("temperature", s.use_temperature, train.temperature_k, 1.0)):
+        if not _choose(flag, values, tol):
+            continue
+        # only where a condition's paths are realisations of one loading (a DD study);
+        # different strain paths at one condition differ by more than scatter
+        if (flag == "auto" and train.meta.get("source") == "ddrun"
+                and (t := condition_effect(train, name)) is not None):
+            tests[name] = t
+            if not t["matters"]:
+                log.info("neural_j2: %s is not an input: the training paths' flow stress "
+                         "does not depend on it beyond the realisation scatter (F = %.2g, "
+                         "p = %.2g)", name, t["f"], t["p"])
+                continue
+        features.append(name)
 
     def feats(d: dict[str, np.ndarray]) -> np.ndarray:
         cols = [np.log10(np.maximum(d["rate"], RATE_FLOOR)) if f == "log_rate"
@@ -374,7 +390,8 @@ def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     record = {
         "class": "NeuralJ2",
         "config": {"hidden": s.hidden, "layers": s.layers, "n_cond": len(features),
-                   "rate_col": rate_col, "overstress": overstress},
+                   "rate_col": rate_col, "overstress": overstress,
+                   "condition_tests": tests},
         "scalers": {"ep_scale": ep_scale, "sigma_scale": sigma_scale, "features": features,
                     "feature_mean": mean.tolist(), "feature_std": std.tolist(),
                     "feature_min": umin, "feature_max": umax,
