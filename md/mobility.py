@@ -61,7 +61,12 @@ from scalebridge.md.dislocations import (
     run_glide,
     slab_axes,
 )
-from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
+from scalebridge.md.glide_fit import (
+    REL_ERROR,
+    combine_replicas,
+    fit_glide_laws,
+    window_systematic,
+)
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
 from scalebridge.md.properties import burgers_length
 from scalebridge.md.tables import pyplot, write_rows
@@ -652,6 +657,19 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             shear_wave_m_s=shear_wave_m_s, peierls_pa=tau_p, rel=REL_ERROR,
             max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
                         if maker.drag_fit_max_tau_mpa else None))
+        ch = np.array([p["character"] for p in good])
+        for c, f in fits["drag"].items():
+            sel = [p for p, k in zip(good, ch == c, strict=True) if k]
+            window_systematic(
+                f, np.array([p["tau_mpa"] for p in sel]) * 1e6,
+                np.array([p["temperature_k"] for p in sel]),
+                np.array([p["velocity_m_s"] for p in sel]),
+                np.array([p["velocity_err_m_s"] for p in sel]),
+                np.array([np.nan if p.get("acceleration_ratio") is None
+                          else p["acceleration_ratio"] for p in sel], float),
+                b * 1e-10, shear_wave_m_s=shear_wave_m_s,
+                rel=REL_ERROR, max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
+                                           if maker.drag_fit_max_tau_mpa else None))
     else:
         fits["skipped"]["all"] = "no point was measured"
     if maker.crystal == "fcc" and any(p["character"] == "screw" for p in good):
@@ -707,7 +725,11 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         "tau0_mpa": {k: d["tau0_mpa"] for k, d in by_t.items()},
         "tau0_ci95_mpa": {k: list(d["tau0_ci95_mpa"]) for k, d in by_t.items()}}
     if "edge" in fits["drag"]:
-        summary["edge_drag_trend_supported"] = fits["drag"]["edge"]["trend"]["supported"]
+        e = fits["drag"]["edge"]
+        summary["edge_drag_trend_supported"] = e["trend"]["supported"]
+        summary["edge_drag_b0_pa_s"] = e["b0_pa_s"]
+        summary["edge_drag_b0_err_pa_s"] = e["b0_err_pa_s"]
+        summary["edge_drag_b0_window_err_pa_s"] = e.get("b0_window_err_pa_s")
     if fits["kink_pair"]:
         summary["kink_pair_enthalpy_ev"] = fits["kink_pair"]["enthalpy_ev"]
     if peierls:

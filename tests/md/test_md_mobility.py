@@ -539,3 +539,30 @@ def test_traction_boundary_still_glides_with_the_early_load(tmp_path, snap):
                   boundary="traction")
     assert np.isfinite(r.core_z_a).all()
     assert r.core_z_a[-1] - r.core_z_a[0] > 3.0
+
+
+@pytest.mark.parametrize("ratio", [0.8, 1.0])
+def test_an_accelerating_window_widens_the_drag_error_by_its_shift(ratio):
+    """Rows v = bτ/B whose first half glides ``ratio`` times the second: B refitted to
+    the second-half velocities 2v/(1 + r) is B(1 + r)/2, and B0's error grows by that
+    shift in quadrature; a steady window (r = 1) leaves the error as it was; unknown
+    ratios say so."""
+    from scalebridge.md.glide_fit import fit_drag, window_systematic
+
+    b, drag = 2.74e-10, 8e-5
+    tau = np.repeat([100e6, 200e6, 400e6], 2)
+    temp = np.tile([100.0, 300.0], 3)
+    v = b * tau / drag
+    err = 0.03 * v
+    f = fit_drag(tau, temp, v, err, b, rel=0.0)
+    stat = f["b0_err_pa_s"]
+    window_systematic(f, tau, temp, v, err, np.full(6, ratio), b, rel=0.0)
+    assert f["b0_late_pa_s"] == pytest.approx(drag * (1 + ratio) / 2, rel=1e-3)
+    assert f["b0_stat_err_pa_s"] == stat
+    assert f["b0_window_err_pa_s"] == pytest.approx(drag * (1 - ratio) / 2, abs=1e-3 * drag)
+    assert f["b0_err_pa_s"] == pytest.approx(math.hypot(stat, f["b0_window_err_pa_s"]))
+    if ratio < 1:
+        assert f["b0_err_pa_s"] > 3 * stat
+    g = fit_drag(tau, temp, v, err, b, rel=0.0)
+    window_systematic(g, tau, temp, v, err, np.full(6, np.nan), b, rel=0.0)
+    assert g["b0_err_pa_s"] == stat and "not measured" in g["b0_window_note"]
