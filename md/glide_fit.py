@@ -604,13 +604,15 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
 def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
                    temperature_k: np.ndarray, v_m_s: np.ndarray, err_m_s: np.ndarray,
                    b_m: float, *, shear_wave_m_s: float | None = None,
+                   screw_shear_wave_m_s: float | None = None,
                    peierls_pa: float | None = None, rel: float = REL_ERROR,
                    max_tau_pa: float | None = None, p: float = KINK_P,
                    q: float = KINK_Q) -> dict[str, Any]:
     """Every law of the module fitted to measured rows (flagged rows already removed):
     :func:`fit_drag` per character (for screws an effective linear law) and, with screw
     rows, :func:`fit_kink_pair` in series with the edge drag (B0) when edges were fitted.
-    ``character``: (n,) ``edge``/``screw`` names or 0/1.
+    ``character``: (n,) ``edge``/``screw`` names or 0/1. ``screw_shear_wave_m_s``: the
+    screw law's candidate saturation speed (None: ``shear_wave_m_s``).
 
     Returns:
         ``{"drag": {character: fit}, "kink_pair": fit or None, "skipped": {what: why}}``.
@@ -625,8 +627,9 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
         if not s.any():
             continue
         try:
+            c_t = (screw_shear_wave_m_s or shear_wave_m_s) if c == "screw" else shear_wave_m_s
             out["drag"][c] = fit_drag(tau[s], temp[s], v[s], e[s], b_m,
-                                      shear_wave_m_s=shear_wave_m_s, rel=rel,
+                                      shear_wave_m_s=c_t, rel=rel,
                                       max_tau_pa=max_tau_pa)
         except ValueError as err:
             out["skipped"][f"drag_{c}"] = str(err)

@@ -320,13 +320,15 @@ class MobilityMaker(StrictModel):
         props_art, a0_a = lattice_constant_input(properties, a0_a)
         props = load_properties(props_art) if props_art is not None else {}
         maker = self.for_crystal(pot, props)
-        c_t = maker.shear_wave_m_s
+        c_t = c_t_screw = maker.shear_wave_m_s
         c_t_source = "setting" if c_t is not None else None
         if props_art is not None:
             inputs["properties"] = props_art
             if c_t is None and a0_a:
                 c_t, c_t_source = shear_wave_from_properties(props, a0_a, maker.element,
                                                              maker.crystal)
+                c_t_screw, _ = shear_wave_from_properties(props, a0_a, maker.element,
+                                                          maker.crystal, "screw")
         elastic = {k: props.get(k) for k in ("shear_modulus_gpa", "poisson_ratio",
                                               "gamma_sf_mj_m2")}
 
@@ -341,7 +343,8 @@ class MobilityMaker(StrictModel):
                 maker.run_point(pot, a0, p, work / "runs" / p.tag, resources)
                 for p in maker.grid()]
             return collect_velocity(out, work, a0, maker, shear_wave_m_s=c_t,
-                                    shear_wave_source=c_t_source, elastic=elastic)
+                                    shear_wave_source=c_t_source, elastic=elastic,
+                                    screw_shear_wave_m_s=c_t_screw)
 
         settings = {"maker": maker, "a0_a": a0_a, "potential": pot.name,
                     "collected": rows is not None,
@@ -432,7 +435,8 @@ def cubic_stiffness(c11_gpa: float, c12_gpa: float, c44_gpa: float) -> np.ndarra
 def glide_shear_wave_speed(c11_gpa: float, c12_gpa: float, c44_gpa: float, a0_a: float,
                            element: str, lattice: str = "bcc", *,
                            glide_direction: Sequence[float] | None = None,
-                           plane_normal: Sequence[float] | None = None) -> float:
+                           plane_normal: Sequence[float] | None = None,
+                           character: str = "edge") -> float:
     """Speed (m/s) of the transverse wave that travels along the glide direction with its
     polarisation along the slip-plane normal, the limiting speed of an edge dislocation in
     an anisotropic cubic crystal: ρ v² = C'₁₂₁₂, with C' the stiffness rotated into the
@@ -448,16 +452,21 @@ def glide_shear_wave_speed(c11_gpa: float, c12_gpa: float, c44_gpa: float, a0_a:
         a0_a: lattice constant, Å (with ``element`` and ``lattice``: the density).
         element: chemical symbol.
         lattice: ``bcc`` or ``fcc``.
-        glide_direction, plane_normal: (3,) cube-axis directions (any length, orthogonal);
-            default: the edge slab's glide direction (along b) and glide-plane normal
-            (:func:`~scalebridge.md.dislocations.slab_axes`).
+        glide_direction, plane_normal: (3,) cube-axis directions (any length, orthogonal):
+            the wave's direction and its polarisation; default: those of ``character``'s
+            limiting wave (:func:`~scalebridge.md.dislocations.slab_axes`): an edge's
+            travels along its glide direction (b) polarised along the glide-plane normal,
+            a screw's along its glide direction polarised along b (its line). In BCC
+            {110}<111> both give (C11 − C12 + C44)/3; in FCC {111}<110> the screw's is
+            (C11 − C12 + 4 C44)/6.
 
     Raises:
         ValueError: a direction of zero length or not in the slip plane, or C'₁₂₁₂ ≤ 0.
     """
-    _, normal, glide = slab_axes(lattice, "edge")
+    line, normal, glide = slab_axes(lattice, character)
+    pol = line if character == "screw" else normal
     g = np.asarray(glide if glide_direction is None else glide_direction, float)
-    n = np.asarray(normal if plane_normal is None else plane_normal, float)
+    n = np.asarray(pol if plane_normal is None else plane_normal, float)
     if min(np.linalg.norm(g), np.linalg.norm(n)) == 0:
         raise ValueError("glide direction and plane normal must be non-zero")
     g, n = g / np.linalg.norm(g), n / np.linalg.norm(n)
@@ -480,16 +489,17 @@ SHEAR_WAVE_SOURCES = {
 
 
 def shear_wave_from_properties(props: dict[str, Any], a0_a: float, element: str,
-                               lattice: str = "bcc") -> tuple[float | None, str | None]:
-    """(speed m/s, source) of the edge law's candidate saturation speed from a Properties
-    document: :func:`glide_shear_wave_speed` when it has C11, C12 and C44 (and the
-    glide-direction C'₁₂₁₂ is positive), else :func:`shear_wave_speed` from its shear
+                               lattice: str = "bcc", character: str = "edge"
+                               ) -> tuple[float | None, str | None]:
+    """(speed m/s, source) of ``character``'s candidate saturation speed from a
+    Properties document: :func:`glide_shear_wave_speed` when it has C11, C12 and C44 (and
+    the glide-direction C'₁₂₁₂ is positive), else :func:`shear_wave_speed` from its shear
     modulus, else (None, None). Sources: :data:`SHEAR_WAVE_SOURCES`."""
     c11, c12, c44 = (_num(props.get(k)) for k in ("c11_gpa", "c12_gpa", "c44_gpa"))
     if c11 is not None and c12 is not None and c44 is not None:
         try:
-            return (glide_shear_wave_speed(c11, c12, c44, a0_a, element, lattice),
-                    "glide_direction_cij")
+            return (glide_shear_wave_speed(c11, c12, c44, a0_a, element, lattice,
+                                           character=character), "glide_direction_cij")
         except ValueError as e:      # C'1212 ≤ 0: no such wave, fall back to μ
             log.warning("no glide-direction shear wave from the Properties' C_ij: %s", e)
     mu = _num(props.get("shear_modulus_gpa"))
@@ -623,14 +633,16 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                      maker: MobilityMaker | None = None, *,
                      shear_wave_m_s: float | None = None,
                      shear_wave_source: str | None = None,
-                     elastic: dict[str, Any] | None = None) -> dict[str, Any]:
+                     elastic: dict[str, Any] | None = None,
+                     screw_shear_wave_m_s: float | None = None) -> dict[str, Any]:
     """Write ``replicas.csv``, ``velocity.csv``, ``glide_fit.json``, ``drag.csv``, the
     plot and the dumps (and in FCC ``dissociation.csv``) into ``work``; returns the
     artifact summary. ``shear_wave_m_s``: the edge law's candidate saturation speed, m/s,
     recorded with ``shear_wave_source`` (:data:`SHEAR_WAVE_SOURCES`) in
-    ``glide_fit.json`` and the summary. ``elastic``: ``shear_modulus_gpa``,
-    ``poisson_ratio`` and ``gamma_sf_mj_m2`` of the Properties, for the elastic
-    stacking-fault width."""
+    ``glide_fit.json`` and the summary; ``screw_shear_wave_m_s``: the screw law's (its
+    own limiting wave, :func:`glide_shear_wave_speed`; None: the edge's). ``elastic``:
+    ``shear_modulus_gpa``, ``poisson_ratio`` and ``gamma_sf_mj_m2`` of the Properties,
+    for the elastic stacking-fault width."""
     maker = maker or MobilityMaker()
     b = burgers_length(a0, maker.crystal)
     reps = sorted(replica_rows(rows), key=lambda r: (r["character"], r["temperature_k"],
@@ -654,7 +666,8 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             np.array([p["temperature_k"] for p in good]),
             np.array([p["velocity_m_s"] for p in good]),
             np.array([p["velocity_err_m_s"] for p in good]), b * 1e-10,
-            shear_wave_m_s=shear_wave_m_s, peierls_pa=tau_p, rel=REL_ERROR,
+            shear_wave_m_s=shear_wave_m_s, screw_shear_wave_m_s=screw_shear_wave_m_s,
+            peierls_pa=tau_p, rel=REL_ERROR,
             max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
                         if maker.drag_fit_max_tau_mpa else None))
         ch = np.array([p["character"] for p in good])
@@ -667,7 +680,8 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                 np.array([p["velocity_err_m_s"] for p in sel]),
                 np.array([np.nan if p.get("acceleration_ratio") is None
                           else p["acceleration_ratio"] for p in sel], float),
-                b * 1e-10, shear_wave_m_s=shear_wave_m_s,
+                b * 1e-10, shear_wave_m_s=((screw_shear_wave_m_s or shear_wave_m_s)
+                                           if c == "screw" else shear_wave_m_s),
                 rel=REL_ERROR, max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
                                            if maker.drag_fit_max_tau_mpa else None))
     else:
@@ -685,6 +699,7 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                                                         "status", "reason", "levels_mpa",
                                                         "slip_a")} if peierls else None)
     fits["shear_wave_m_s"] = shear_wave_m_s
+    fits["screw_shear_wave_m_s"] = screw_shear_wave_m_s or shear_wave_m_s
     fits["shear_wave_source"] = shear_wave_source if shear_wave_m_s else None
     fits["burgers_a"] = b
     fits["points"] = {"measured": len(good), "flagged": len(points) - len(good)}
@@ -719,6 +734,7 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         "points": len(points), "points_measured": len(good), "runs": len(reps),
         "replicas_min": min(n_rep) if n_rep else 0, "a0_a": a0, "burgers_a": b,
         "lattice": maker.crystal, "shear_wave_m_s": shear_wave_m_s,
+        "screw_shear_wave_m_s": fits["screw_shear_wave_m_s"],
         "shear_wave_source": fits["shear_wave_source"],
         "drag_pa_s": {k: d["drag_pa_s"] for k, d in by_t.items()},
         # the threshold of v = b(τ - τ0)/B beside B: the DD's drag law takes both

@@ -218,8 +218,8 @@ def test_screw_wave_along_its_glide_direction_polarised_along_b(lattice, closed_
     """A screw's limiting wave travels along its glide direction (the slab's z) with its
     displacement along b (the line, x). In BCC {110}<111> its C' is the edge's,
     (C11 - C12 + C44)/3, so the edge's candidate speed serves the screw law too; in FCC
-    {111}<110> it is (C11 - C12 + 4 C44)/6 (Cu: 19 % above the edge's): the shared
-    candidate is an approximation there (issue 18 note)."""
+    {111}<110> it is (C11 - C12 + 4 C44)/6 (Cu: 19 % above the edge's), which the screw
+    law gets as its own candidate (``character="screw"``; it had the edge's)."""
     from scalebridge.md.dislocations import slab_axes
 
     c11, c12, c44, a0 = NB                                 # anisotropic: Zener 0.11
@@ -231,3 +231,30 @@ def test_screw_wave_along_its_glide_direction_polarised_along_b(lattice, closed_
                                   rel=1e-12)
     edge = glide_shear_wave_speed(c11, c12, c44, a0, "Nb", lattice)
     assert (screw == pytest.approx(edge, rel=1e-12)) == (lattice == "bcc")
+    assert glide_shear_wave_speed(c11, c12, c44, a0, "Nb", lattice,
+                                  character="screw") == pytest.approx(screw, rel=1e-12)
+    props = {"c11_gpa": c11, "c12_gpa": c12, "c44_gpa": c44}
+    assert shear_wave_from_properties(props, a0, "Nb", lattice, "screw") == (
+        pytest.approx(screw, rel=1e-12), "glide_direction_cij")
+
+
+def test_each_character_law_gets_its_own_limiting_wave():
+    """Edge and screw rows that saturate at different speeds (FCC Cu-like: 2,142 and
+    2,559 m/s): with each character's candidate, each law takes its own as v_s."""
+    from scalebridge.md.glide_fit import fit_glide_laws
+
+    b, drag = 2.55e-10, 2e-5
+    tau = np.array([20e6, 50e6, 100e6, 200e6, 400e6, 800e6] * 2)
+    temp = np.full(12, 300.0)
+    ch = ["edge"] * 6 + ["screw"] * 6
+    c_edge, c_screw = 2142.0, 2559.0
+    vs = np.array([c_edge] * 6 + [c_screw] * 6)
+    x = b * tau / (drag * vs)
+    v = vs * x / np.sqrt(1 + x ** 2)
+    fits = fit_glide_laws(ch, tau, temp, v, 0.01 * v, b, shear_wave_m_s=c_edge,
+                          screw_shear_wave_m_s=c_screw, rel=0.0)
+    for c, want in (("edge", c_edge), ("screw", c_screw)):
+        f = fits["drag"][c]
+        assert f["saturation_source"] == "shear_wave_speed", f["model"]
+        assert f["saturation_m_s"] == pytest.approx(want)
+        assert f["b0_pa_s"] == pytest.approx(drag, rel=1e-3)
