@@ -47,8 +47,10 @@ the fitted window (first-half velocity r < 1 times the second's) has velocities,
 that depend on where the window sits, by more than their statistical error: on the Mo
 example (r ~ 0.8) moving the window 0.4 ps later lowered the edge B by 19 % with a quoted
 ±6 %. B refitted to each point's second-half velocity 2v/(1 + r) measures that shift on
-the data already there (−19 % on the same runs); its size is added to B0's standard
-error in quadrature (``b0_stat_err_pa_s`` keeps the statistical part).
+the data already there (−19 % on the same runs), with the model the fit chose (a
+threshold τ₀ appearing in the late data would move B0 by more than the window does);
+its size is added to B0's standard error in quadrature (``b0_stat_err_pa_s`` keeps the
+statistical part).
 
 **Screw kink-pair law** (:func:`fit_kink_pair`)::
 
@@ -231,7 +233,8 @@ class _DragModel:
 
 def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
              err_m_s: np.ndarray, b_m: float, *, shear_wave_m_s: float | None = None,
-             rel: float = REL_ERROR, max_tau_pa: float | None = None) -> dict[str, Any]:
+             rel: float = REL_ERROR, max_tau_pa: float | None = None,
+             only: tuple[str, str] | None = None) -> dict[str, Any]:
     """Fit the saturating glide law v = v_s·x/√(1+x²), x = b(τ−τ₀)/(B v_s) to one
     character's rows (module docstring: model choice, weights, intervals).
 
@@ -241,6 +244,8 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         shear_wave_m_s: the shear-wave speed c_t (a candidate v_s), None if unknown.
         rel: relative error added to each row's error.
         max_tau_pa: rows with |τ| above this are left out.
+        only: (τ₀ "zero" or "free", saturation "none", "shear_wave_speed" or "fitted"):
+            fit this candidate alone (as a ``model`` entry of an earlier fit names it).
 
     Returns:
         ``by_temperature`` rows (temperature_k, n_points, drag_pa_s, drag_err_pa_s,
@@ -308,6 +313,8 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     frees = [can_tau0] + ([np.zeros(len(temps), bool)] if can_tau0.any() else [])
     for free in frees:
         for sat in sats:
+            if only is not None and only != ("free" if free.any() else "zero", sat):
+                continue
             model = _DragModel(temps, free, sat, shear_wave_m_s)
             k = model.n_params()
             if k > n or (k == n and sat == "fitted"):
@@ -318,6 +325,8 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
                 continue                   # not resolved by the data
             score = 2.0 * float(res.cost) + k * math.log(n)
             tried.append((score, model, res))
+    if not tried and only is not None:
+        raise ValueError(f"the model {only} cannot be fitted to these rows")
     if not tried:                          # too few rows: mobility through the origin
         model = _DragModel(temps, np.zeros(len(temps), bool), "none", None)
         tried.append((0.0, model, solve(model)))
@@ -589,8 +598,13 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     else:
         v = np.asarray(v_m_s, float)
         v_late = np.where(known, 2.0 * v / (1.0 + np.where(known, r, 1.0)), v)
+        chosen = next((m for m in fit.get("model", []) if m.get("chosen")), None)
+        # the same model as the fit's: a switch of model (a threshold appearing) moves B0
+        # by more than the window does (Mo example: -42 % with a threshold, -19 % without)
+        only = (chosen["tau0"], chosen["saturation"]) if chosen else None
         try:
-            late = fit_drag(tau_pa, temperature_k, v_late, err_m_s, b_m, **fit_kw)["b0_pa_s"]
+            late = fit_drag(tau_pa, temperature_k, v_late, err_m_s, b_m, only=only,
+                            **fit_kw)["b0_pa_s"]
         except ValueError as e:
             note = f"late-window refit failed: {e}"
     win = abs(float(late) - float(fit["b0_pa_s"])) if late is not None else 0.0
