@@ -103,6 +103,8 @@ class SurrogateSettings(StrictModel):
         "only if its plastic rate is at least this fraction of its path's applied "
         "equivalent strain rate (slower steps are elastic reloading between avalanches; "
         "0: every step with plastic flow)")
+    rate_window: int = Field(1, ge=1, description="neural_j2: the flow samples' plastic "
+                             "rate averaged over this many steps")
     overstress: Literal["auto", "yes", "no"] = Field(
         "auto", description="neural_j2: learn a nucleation overstress, a viscous stress "
         "η·exp(-ε̄_p/ε_c)·ε̇_p that fades with plastic strain (the upper yield point of "
@@ -157,8 +159,8 @@ def applied_rate(paths: StrainPaths) -> np.ndarray:
     return inc / paths.dt
 
 
-def hardening_samples(paths: StrainPaths, plastic_tol: float, rate_fraction: float = 0.0
-                      ) -> dict[str, np.ndarray]:
+def hardening_samples(paths: StrainPaths, plastic_tol: float, rate_fraction: float = 0.0,
+                      rate_window: int = 1) -> dict[str, np.ndarray]:
     """Flow-stress samples: at each step with plastic flow, (ε̄_p, ε̇_p, T) → σ_eq.
 
     A step flows when its Δε̄_p exceeds ``plastic_tol`` of the largest ε̄_p and its plastic
@@ -176,7 +178,13 @@ def hardening_samples(paths: StrainPaths, plastic_tol: float, rate_fraction: flo
         flow &= dep >= rate_fraction * (applied_rate(paths) * paths.dt)[:, None]
     pi = np.nonzero(flow)[0]
     vm = mandel.von_mises(paths.stress[:, 1:])
-    return {"ep": ep[:, 1:][flow], "rate": dep[flow] / paths.dt[pi],
+    rate = dep
+    if rate_window > 1:   # centred moving average of the plastic increments
+        k = np.ones(rate_window) / rate_window
+        pad = np.pad(dep, ((0, 0), (rate_window // 2, rate_window - 1 - rate_window // 2)),
+                     mode="edge")
+        rate = np.stack([np.convolve(row, k, mode="valid") for row in pad])
+    return {"ep": ep[:, 1:][flow], "rate": rate[flow] / paths.dt[pi],
             "temperature_k": paths.temperature_k[pi], "sigma_mpa": vm[flow], "path": pi}
 
 
@@ -297,8 +305,8 @@ def _early_stopping_loop(params: list[torch.nn.Parameter], module: torch.nn.Modu
 def fit_neural_j2(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
                   ) -> tuple[NeuralJ2, dict[str, Any], list[dict[str, float]], dict]:
     """Fit the monotone hardening network; returns (model, record, history, samples)."""
-    tr = hardening_samples(train, s.plastic_tol, s.flow_rate_fraction)
-    va = hardening_samples(val, s.plastic_tol, s.flow_rate_fraction)
+    tr = hardening_samples(train, s.plastic_tol, s.flow_rate_fraction, s.rate_window)
+    va = hardening_samples(val, s.plastic_tol, s.flow_rate_fraction, s.rate_window)
     if len(tr["ep"]) < 5:
         raise DataError(f"only {len(tr['ep'])} plastic steps in the training paths: "
                         "the data never yield (raise the strain amplitude)")

@@ -90,3 +90,26 @@ def test_fit_drops_the_temperature_only_where_it_does_not_matter() -> None:
     itr, iva = split_paths(len(paths), s.val_fraction, s.seed)
     _, record, _, _ = fit_neural_j2(paths.subset(itr), paths.subset(iva), forced)
     assert "temperature" in record["scalers"]["features"]
+
+
+def test_rate_window_averages_avalanches_to_the_applied_rate() -> None:
+    """A serrated path: plastic increments in bursts (3 steps of 3x the applied rate, then
+    6 elastic steps): per step the flow samples' rates are 3x the applied; averaged over
+    the 9-step period they are the applied rate, where the flow stress belongs."""
+    from scalebridge.surrogates.train import hardening_samples
+
+    n, rate, dt = 90, 7e4, 1e-9
+    dep = np.tile([3.0, 3.0, 3.0, 0, 0, 0, 0, 0, 0], n // 9) * rate * dt / np.sqrt(3.0)
+    gp = np.concatenate([[0.0], np.cumsum(dep)]) * np.sqrt(3.0)
+    gam = np.concatenate([[0.0], np.cumsum(np.full(n, rate * dt))])
+    tau = SHEAR * (gam - gp) + 40.0 * (gam > 0)
+    paths = StrainPaths(mandel.shear_strain(gam)[None], mandel.shear_strain(2 * tau)[None],
+                        np.array([dt]), np.array([300.0]), np.array([rate]),
+                        (gp / np.sqrt(3.0))[None],
+                        {"source": "ddrun", "bulk_mpa": BULK, "shear_mpa": SHEAR})
+    step = hardening_samples(paths, 1e-6)
+    assert np.allclose(step["rate"], 3 * rate / np.sqrt(3.0))
+    avg = hardening_samples(paths, 1e-6, rate_window=9)
+    assert len(avg["rate"]) == len(step["rate"])
+    inner = avg["rate"][3:-3]
+    assert np.allclose(inner, rate / np.sqrt(3.0), rtol=1e-9)
