@@ -621,12 +621,14 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
                    screw_shear_wave_m_s: float | None = None,
                    peierls_pa: float | None = None, rel: float = REL_ERROR,
                    max_tau_pa: float | None = None, p: float = KINK_P,
-                   q: float = KINK_Q) -> dict[str, Any]:
+                   q: float = KINK_Q, ratio: np.ndarray | None = None) -> dict[str, Any]:
     """Every law of the module fitted to measured rows (flagged rows already removed):
     :func:`fit_drag` per character (for screws an effective linear law) and, with screw
     rows, :func:`fit_kink_pair` in series with the edge drag (B0) when edges were fitted.
     ``character``: (n,) ``edge``/``screw`` names or 0/1. ``screw_shear_wave_m_s``: the
-    screw law's candidate saturation speed (None: ``shear_wave_m_s``).
+    screw law's candidate saturation speed (None: ``shear_wave_m_s``). ``ratio``: (n,)
+    first-half / second-half velocity of each row (NaN unknown): with it each drag fit
+    carries the fitted window's error (:func:`window_systematic`).
 
     Returns:
         ``{"drag": {character: fit}, "kink_pair": fit or None, "skipped": {what: why}}``.
@@ -645,6 +647,10 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
             out["drag"][c] = fit_drag(tau[s], temp[s], v[s], e[s], b_m,
                                       shear_wave_m_s=c_t, rel=rel,
                                       max_tau_pa=max_tau_pa)
+            if ratio is not None:
+                window_systematic(out["drag"][c], tau[s], temp[s], v[s], e[s],
+                                  np.asarray(ratio, float)[s], b_m, shear_wave_m_s=c_t,
+                                  rel=rel, max_tau_pa=max_tau_pa)
         except ValueError as err:
             out["skipped"][f"drag_{c}"] = str(err)
     s = ch == "screw"

@@ -61,12 +61,7 @@ from scalebridge.md.dislocations import (
     run_glide,
     slab_axes,
 )
-from scalebridge.md.glide_fit import (
-    REL_ERROR,
-    combine_replicas,
-    fit_glide_laws,
-    window_systematic,
-)
+from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
 from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
 from scalebridge.md.properties import burgers_length
 from scalebridge.md.tables import pyplot, write_rows
@@ -669,21 +664,9 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             shear_wave_m_s=shear_wave_m_s, screw_shear_wave_m_s=screw_shear_wave_m_s,
             peierls_pa=tau_p, rel=REL_ERROR,
             max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
-                        if maker.drag_fit_max_tau_mpa else None))
-        ch = np.array([p["character"] for p in good])
-        for c, f in fits["drag"].items():
-            sel = [p for p, k in zip(good, ch == c, strict=True) if k]
-            window_systematic(
-                f, np.array([p["tau_mpa"] for p in sel]) * 1e6,
-                np.array([p["temperature_k"] for p in sel]),
-                np.array([p["velocity_m_s"] for p in sel]),
-                np.array([p["velocity_err_m_s"] for p in sel]),
-                np.array([np.nan if p.get("acceleration_ratio") is None
-                          else p["acceleration_ratio"] for p in sel], float),
-                b * 1e-10, shear_wave_m_s=((screw_shear_wave_m_s or shear_wave_m_s)
-                                           if c == "screw" else shear_wave_m_s),
-                rel=REL_ERROR, max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
-                                           if maker.drag_fit_max_tau_mpa else None))
+                        if maker.drag_fit_max_tau_mpa else None),
+            ratio=np.array([np.nan if p.get("acceleration_ratio") is None
+                            else p["acceleration_ratio"] for p in good], float))
     else:
         fits["skipped"]["all"] = "no point was measured"
     if maker.crystal == "fcc" and any(p["character"] == "screw" for p in good):

@@ -37,10 +37,16 @@ from scalebridge.surrogates.protocol import ConstitutiveResult
 FLOW_TAIL = 0.2
 
 
+def _condition_keys(paths: Any) -> dict[str, np.ndarray]:
+    """(P,) each path's ``log_rate`` and ``temperature`` key, rounded to compare equal."""
+    return {"log_rate": np.round(np.log10(np.maximum(paths.strain_rate_s, 1e-300)), 6),
+            "temperature": np.round(paths.temperature_k, 6)}
+
+
 def _conditions(paths: Any) -> list[np.ndarray]:
     """Indices of the paths of each loading condition (same rate and temperature)."""
-    keys = np.stack([np.round(np.log10(np.maximum(paths.strain_rate_s, 1e-300)), 6),
-                     np.round(paths.temperature_k, 6)], axis=1)
+    k = _condition_keys(paths)
+    keys = np.stack([k["log_rate"], k["temperature"]], axis=1)
     out = []
     for k in np.unique(keys, axis=0):
         out.append(np.nonzero(np.all(keys == k, axis=1))[0])
@@ -76,9 +82,7 @@ def condition_effect(paths: Any, condition: str, tail: float = FLOW_TAIL
 
     flow = np.log(np.maximum(path_flow_stress(paths, tail), 1e-300))
     full = _conditions(paths)
-    other = "temperature" if condition == "log_rate" else "log_rate"
-    key = (np.round(np.log10(np.maximum(paths.strain_rate_s, 1e-300)), 6)
-           if other == "log_rate" else np.round(paths.temperature_k, 6))
+    key = _condition_keys(paths)["temperature" if condition == "log_rate" else "log_rate"]
     reduced = [np.flatnonzero(key == k) for k in np.unique(key)]
 
     def rss(groups: list[np.ndarray]) -> float:
