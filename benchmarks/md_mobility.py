@@ -20,9 +20,11 @@ dH0_ev, dH0_ci95, tau_p_mpa, p, q, temperatures_k; ``peierls_stress_0k_mpa``;
 beside it (``md_mobility.png``, ``md_mobility.csv``).
 
 Usage (long: 48 edge runs of ~470 atoms, 36 screw runs of ~3000 atoms, 1800 steps each,
-and the 0 K loading: about 12 CPU-hours at the 0.13 ms per atom-step the previous run
-measured, so ~6 h with --jobs 2 and ~1.5 h with --jobs 8; ``--smoke`` checks the
-plumbing in about 10 minutes)::
+and the 0 K loading: about 12 CPU-hours with a frozen float64 model at 0.13 ms per
+atom-step, ~5.5 with the compressed float32 one at 0.065 (md_throughput), so ~3 h with
+--jobs 2; ``--smoke`` checks the plumbing in about 10 minutes). Finished runs are kept
+under ``--work``/points/<key>, the key hashing the settings, the potential's content, a0
+and the md code, so a rerun resumes only what the same code and potential computed::
 
     python benchmarks/md_mobility.py --potential runs/bench_potential_v2/potential \\
         [--work runs/bench_mobility] [--jobs 2] [--fresh 1]
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
 import shutil
@@ -88,6 +91,8 @@ def main() -> None:
                     help="tiny cells and a few steps: checks the plumbing only")
     args = ap.parse_args()
 
+    from scalebridge.artifacts import content_digest, read_artifact
+    from scalebridge.codehash import code_fingerprint
     from scalebridge.log import setup_logging
     from scalebridge.md.lammps import DeepMDPotential
     from scalebridge.md.mobility import MobilityMaker, mobility_task
@@ -117,9 +122,17 @@ def main() -> None:
     fresh = [p.model_copy(update={"replica": maker.replicas + k})
              for p in grid if p.kind == "glide" and p.replica == 0
              for k in range(args.fresh)]
+    # finished runs are read back from their row.json; the folder is keyed by what the
+    # rows depend on (settings, the potential's content, a0, the md code), so a resumed
+    # benchmark never reuses a row computed by other code or another potential
+    key = hashlib.sha256(json.dumps({
+        "maker": maker.model_dump(mode="json"), "a0_a": round(a0, 6),
+        "potential": content_digest(read_artifact(args.potential)),
+        "frozen": args.frozen, "code": code_fingerprint(["md"])["digest"]},
+        sort_keys=True).encode()).hexdigest()[:16]
     tasks = [{"maker": maker.model_dump(mode="json"), "point": p.model_dump(mode="json"),
               "potential": pot, "a0_a": a0, "resources": Resources(threads=1).model_dump(),
-              "workdir": str(work / "points" / p.tag)} for p in grid + fresh]
+              "workdir": str(work / "points" / key / p.tag)} for p in grid + fresh]
     print(f"a0 = {a0:.4f} Å, mu = {pj.get('shear_modulus_gpa')} GPa; {len(tasks)} tasks "
           f"({len(grid)} reported, {len(fresh)} fresh), {args.jobs} at a time", flush=True)
     ex = ExecutionSettings(engine=args.engine, workers=args.jobs, threads=1)

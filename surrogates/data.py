@@ -234,6 +234,19 @@ def _first_key(d: dict[str, Any], keys: tuple[str, ...], scale: tuple[float, ...
     raise DataError(f"{src}: no {what} (looked for {', '.join(keys)})")
 
 
+def _mobility_drag(art: Any) -> dict[str, Any]:
+    """The edge drag B (Pa·s) of the mobility law a DD run used, from that MobilityLaw
+    artifact's ``fit.json`` (its path in the run's manifest), or {} where it is not
+    readable (no mobility input, moved or another kind of law)."""
+    rec = (art.manifest.get("inputs") or {}).get("mobility") or {}
+    try:
+        fit = json.loads((Path(rec["artifact"]) / "fit.json").read_text())
+        b = float(fit["drag"]["edge"]["b0_pa_s"])   # B at the law's reference T
+    except (KeyError, TypeError, ValueError, OSError):
+        return {}
+    return {"drag_pa_s": b, "drag_source": str(rec["artifact"])} if b > 0 else {}
+
+
 def read_ddrun(path: str | Path) -> StrainPaths:
     """A ``DDRun`` artifact as simple-shear strain paths, one per realisation.
 
@@ -301,11 +314,24 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         axis=1) / np.sqrt(3.0)
     bulk = 2.0 * mu * (1.0 + nu) / (3.0 * (1.0 - 2.0 * nu))
     flow = np.sqrt(3.0) * np.abs(tau_a)
+    # the DD's source physics, for a surrogate that keeps it (johnston_gilman): the time
+    # a source must stay above its strength before it emits, and the mean strength
+    sources: dict[str, float] = {}
+    if art.settings.get("nucleation", "time") == "time" \
+            and isinstance(art.settings.get("nucleation_time_ns"), int | float):
+        sources["nucleation_time_s"] = float(art.settings["nucleation_time_ns"]) * 1e-9
+    src = (run.get("strengths") or {}).get("source") if isinstance(
+        run.get("strengths"), dict) else None
+    if isinstance(src, dict) and isinstance(src.get("mpa"), int | float):
+        sources["source_strength_mpa"] = float(src["mpa"])
+    if isinstance(run.get("burgers_a"), int | float):
+        sources["burgers_a"] = float(run["burgers_a"])
+    sources.update(_mobility_drag(art))
     return StrainPaths(
         strain, stress, dt, temps, np.where(np.isfinite(rates), rates, rate), plastic_eq,
         {"source": "ddrun", "ddrun": str(path), "bulk_mpa": bulk, "shear_mpa": mu,
          "poisson_ratio": nu, "mapping": "σ = √3 τ, ε̄_p = γ_p/√3 (simple shear)",
-         "yield_stress_mpa": float(np.median(flow[:, -max(npts // 5, 1):]))},
+         "yield_stress_mpa": float(np.median(flow[:, -max(npts // 5, 1):])), **sources},
         [str(f.relative_to(path)) for f in files])
 
 

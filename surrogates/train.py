@@ -59,6 +59,12 @@ from scalebridge.surrogates.checks import check_constitutive
 from scalebridge.surrogates.data import StrainPaths, load_paths
 from scalebridge.surrogates.ensemble import condition_effect
 from scalebridge.surrogates.internal_variable import InternalVariableModel, YieldHardeningNet
+from scalebridge.surrogates.johnston_gilman import (
+    JohnstonGilmanJ2,
+    fit_johnston_gilman,
+    jg_record,
+    write_jg_table,
+)
 from scalebridge.surrogates.neural import (
     DTYPE,
     RATE_FLOOR,
@@ -75,10 +81,12 @@ log = logging.getLogger("scalebridge.surrogates")
 class SurrogateSettings(StrictModel):
     """How to fit a constitutive surrogate (defaults run in seconds on a laptop)."""
 
-    model: Literal["neural_j2", "internal_variable", "recurrent"] = Field(
+    model: Literal["neural_j2", "johnston_gilman", "internal_variable", "recurrent"] = Field(
         "neural_j2", description="neural_j2: J2 return map with a neural hardening law; "
-        "internal_variable: data-driven model, learned convex yield surface and latent "
-        "hardening (recurrent: its former name, same model)")
+        "johnston_gilman: J2 viscoplasticity of source-limited dislocation flow (a "
+        "nucleation delay, then σ = σ_b(ε̄_p) + η(ε̄_p)·ε̄̇_p with η = 3B/(ρ_m b²): "
+        "surrogates.johnston_gilman), for DD data; internal_variable: data-driven model, "
+        "learned convex yield surface and latent hardening (recurrent: its former name)")
     hidden: int = Field(16, ge=2, description="width of the hidden layers")
     layers: int = Field(2, ge=1, le=2, description="hidden layers of the hardening network")
     latent: int = Field(8, ge=1, description="latent hardening variables (internal_variable)")
@@ -116,6 +124,10 @@ class SurrogateSettings(StrictModel):
         60, ge=0, description="L-BFGS iterations fitting the stress along the training "
         "paths replayed through the return map, after the first fit (0: never; neural_j2 "
         "skips it when the validation paths are already matched to ~3e-4)")
+    knots: int = Field(12, ge=2, description="johnston_gilman: knots of the viscosity "
+                       "(mobile density) over the trained plastic strain")
+    evaluations: int = Field(30, ge=1, description="johnston_gilman: least-squares "
+                             "evaluations per source-strength candidate")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
 
     def make(self, data: Artifact | str | Path, path: str | Path,
@@ -769,6 +781,19 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                      "%.3g /s)", record["overstress"]["eta_mpa_s"],
                      record["overstress"]["eps_c"], record["overstress"]["at_rate_mpa"],
                      record["overstress"]["rate_s"])
+    elif s.model == "johnston_gilman":
+        # t_nuc is the DD's own setting; σ_src is scanned around its mean source strength
+        model, record, history = fit_johnston_gilman(
+            train, val, knots=s.knots, max_evaluations=s.evaluations, seed=s.seed,
+            nucleation_time_s=float(paths.meta.get("nucleation_time_s") or 0.0),
+            source_guess_mpa=(math.sqrt(3.0) * float(paths.meta["source_strength_mpa"])
+                              if paths.meta.get("source_strength_mpa") else None))
+        record.update({"elastic": {"bulk_mpa": model.bulk, "shear_mpa": model.shear},
+                       "training_range": model.training_range, "temperature_k": None,
+                       "scalers": {}, "johnston_gilman": jg_record(model, paths.meta)})
+        log.info("johnston_gilman: σ_src %.3g MPa, t_nuc %.3g s, σ_b %.3g -> %.3g MPa",
+                 model.source_stress_mpa, model.nucleation_time_s,
+                 model.hardening.sigma0, model.hardening.sigma_inf)
     else:
         model, record, history = fit_internal_variable(train, val, s)
         torch.save(model.net.state_dict(), out / "model.pt")
@@ -824,6 +849,11 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                f"{model.name} on validation paths: max |Δσ|/σ_y = "
                f"{metrics_val['max_error_over_yield']:.3g}")
     plot_history(out / "history.png", history)
+    if isinstance(model, JohnstonGilmanJ2):
+        write_jg_table(out / "hardening.csv", model, paths.meta)
+        grid = np.linspace(0, 1.2 * model.training_range["eps_p_eq"][1], 200)
+        plot_hardening(out / "hardening.png", np.zeros(0), np.zeros(0), grid,
+                       model.hardening.static(grid)[0])
     if samples is not None:
         a = samples["all"]
         grid = np.linspace(0, 1.2 * record["training_range"]["eps_p_eq"][1], 200)
@@ -868,6 +898,12 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
                             "a damaged surrogate"
                             + (f" ({len(bad) - 1} more non-finite values)"
                                if len(bad) > 1 else ""))
+    if rec.get("class") == "JohnstonGilmanJ2":   # all in the record, no weights
+        try:
+            return JohnstonGilmanJ2.from_config(rec["config"])
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ArtifactError(f"{jpath}: incomplete or malformed surrogate record "
+                                f"({type(e).__name__}: {e})") from None
     state = load_state_dict_file(wpath, what="surrogate model")
     try:
         cfg, sc = rec["config"], rec["scalers"]
@@ -913,6 +949,12 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
     model = load_surrogate(path)
     out.mkdir(parents=True, exist_ok=True)
     files = []
+    if isinstance(model, JohnstonGilmanJ2):   # closed form: the record and its table
+        shutil.copyfile(path / "surrogate.json", out / "surrogate.json")
+        rec = json.loads((path / "surrogate.json").read_text())
+        table = out / "hardening_table.csv"
+        write_jg_table(table, model, (rec.get("data") or {}).get("meta") or {})
+        return [out / "surrogate.json", table]
     for name in ("surrogate.json", "model.pt"):
         shutil.copyfile(path / name, out / name)
         files.append(out / name)
