@@ -296,6 +296,12 @@ def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12
     assert best is not None
     _, z, src, _ = best
     model = build(z, src)
+    # the rates it was trained on are its own plastic rates along the training paths
+    # (an avalanche runs far above the applied rate), not the applied ones
+    _, states, _ = integrate_path(model, train.strain, train.dt if np.ptp(train.dt) > 0
+                                  else float(train.dt[0]))
+    rates = np.diff(states[:, :, 6], axis=1) / train.dt[:, None]
+    model.training_range["rate_s"] = [0.0, float(max(rates.max(), rate_max))]
     record = {"class": "JohnstonGilmanJ2", "config": model.to_config(),
               "fit": {"source_candidates_mpa": cands, "knots": knots,
                       "nucleation_time_s": nucleation_time_s, "sigma_ref_mpa": sig_ref,
