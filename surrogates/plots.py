@@ -98,3 +98,27 @@ def plot_history(png: Path, history: list[dict[str, float]]) -> None:
     _write_csv(png.with_suffix(".csv"), ["iteration", "train_loss", "val_loss", "phase"],
                [[h["iteration"], h["train_loss"], h["val_loss"], h.get("phase", "fit")]
                 for h in history])
+
+
+def plot_mobile_density(png: Path, ep: np.ndarray, sigma_b: np.ndarray, eta: np.ndarray,
+                        rho_m: np.ndarray | None) -> None:
+    """Johnston–Gilman law over ε̄_p (n,): static yield σ_b (MPa) and the viscosity η
+    (MPa·s) or, where the drag is known, the mobile density ρ_m (m⁻²), log scale. The
+    numbers are the ``hardening.csv`` beside it (written by the caller)."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8.0, 3.4))
+    a.plot(ep, sigma_b, "-", lw=1.5)
+    a.set_xlabel("equivalent plastic strain ε̄_p")
+    a.set_ylabel("static yield σ_b (MPa)")
+    if rho_m is not None:
+        b.semilogy(ep, rho_m, "-", lw=1.5, color="C1")
+        b.set_ylabel("mobile density ρ_m (m⁻²)")
+    else:
+        b.semilogy(ep, eta, "-", lw=1.5, color="C1")
+        b.set_ylabel("viscosity η (MPa·s)")
+    b.set_xlabel("equivalent plastic strain ε̄_p")
+    for ax in (a, b):
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
+    fig.tight_layout()
+    save_figure(fig, png, dpi=110)
+    plt.close(fig)

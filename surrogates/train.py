@@ -63,6 +63,7 @@ from scalebridge.surrogates.johnston_gilman import (
     JohnstonGilmanJ2,
     fit_johnston_gilman,
     jg_record,
+    mobile_density,
     write_jg_table,
 )
 from scalebridge.surrogates.neural import (
@@ -72,7 +73,12 @@ from scalebridge.surrogates.neural import (
     NeuralHardening,
     NeuralJ2,
 )
-from scalebridge.surrogates.plots import plot_hardening, plot_history, plot_paths
+from scalebridge.surrogates.plots import (
+    plot_hardening,
+    plot_history,
+    plot_mobile_density,
+    plot_paths,
+)
 from scalebridge.surrogates.protocol import ConstitutiveModel, integrate_path
 
 log = logging.getLogger("scalebridge.surrogates")
@@ -849,11 +855,12 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                f"{model.name} on validation paths: max |Δσ|/σ_y = "
                f"{metrics_val['max_error_over_yield']:.3g}")
     plot_history(out / "history.png", history)
-    if isinstance(model, JohnstonGilmanJ2):
+    if isinstance(model, JohnstonGilmanJ2):   # hardening.png beside hardening.csv
         write_jg_table(out / "hardening.csv", model, paths.meta)
         grid = np.linspace(0, 1.2 * model.training_range["eps_p_eq"][1], 200)
-        plot_hardening(out / "hardening.png", np.zeros(0), np.zeros(0), grid,
-                       model.hardening.static(grid)[0])
+        plot_mobile_density(out / "hardening.png", grid, model.hardening.static(grid)[0],
+                            model.hardening.viscosity(grid)[0],
+                            mobile_density(model, grid, paths.meta))
     if samples is not None:
         a = samples["all"]
         grid = np.linspace(0, 1.2 * record["training_range"]["eps_p_eq"][1], 200)

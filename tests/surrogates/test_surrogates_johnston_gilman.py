@@ -150,6 +150,8 @@ def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
     s = SurrogateSettings(model="johnston_gilman", knots=4, evaluations=15, val_fraction=0.3)
     summ = fit_surrogate(data, s, tmp_path)
     assert summ["class"] == "JohnstonGilmanJ2" and summ["checks_passed"]
+    assert (tmp_path / "hardening.png").stat().st_size > 0
+    assert (tmp_path / "hardening.csv").read_text().startswith("eps_p_eq,sigma_b_mpa")
     m = load_surrogate(tmp_path)
     assert isinstance(m, JohnstonGilmanJ2) and m.nucleation_time_s == T_NUC
     rec = json.loads((tmp_path / "surrogate.json").read_text())
