@@ -234,6 +234,16 @@ def _first_key(d: dict[str, Any], keys: tuple[str, ...], scale: tuple[float, ...
     raise DataError(f"{src}: no {what} (looked for {', '.join(keys)})")
 
 
+def plastic_history(paths: StrainPaths) -> np.ndarray:
+    """(P, T+1) equivalent plastic strain: the source's, else from ε_p = ε - C⁻¹σ."""
+    if paths.plastic_eq is not None:
+        return paths.plastic_eq
+    c = mandel.isotropic_stiffness(paths.meta["bulk_mpa"], paths.meta["shear_mpa"])
+    eps_p = paths.strain - paths.stress @ np.linalg.inv(c).T
+    dep = mandel.equivalent_strain(np.diff(eps_p, axis=1))
+    return np.concatenate([np.zeros((len(paths), 1)), np.cumsum(dep, axis=1)], axis=1)
+
+
 def _mobility_drag(art: Any) -> dict[str, Any]:
     """The edge drag B (Pa·s) of the mobility law a DD run used, from that MobilityLaw
     artifact's ``fit.json`` (its path in the run's manifest), or {} where it is not

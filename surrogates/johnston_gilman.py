@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 from scalebridge.surrogates import mandel
-from scalebridge.surrogates.data import StrainPaths
+from scalebridge.surrogates.data import StrainPaths, plastic_history
 from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity
 from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path
 
@@ -155,12 +155,6 @@ class JohnstonGilmanJ2(J2Plasticity):
     def initial_state(self, n: int) -> np.ndarray:
         return np.zeros((n, 9))
 
-    def initial_yield_stress(self) -> float:
-        """Static yield stress σ_b(0) of nucleated material, MPa."""
-        sy, _, _ = self.hardening.yield_stress(np.zeros(1), np.zeros(1), np.zeros((1, 0)),
-                                               np.ones(1))
-        return float(sy[0])
-
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
         strain = np.asarray(strain, dtype=np.float64)
@@ -210,10 +204,11 @@ class JohnstonGilmanJ2(J2Plasticity):
 
 
 # ------------------------------------------------------------------------------ fitting
-def _replay(model: JohnstonGilmanJ2, paths: StrainPaths) -> np.ndarray:
-    """Stress (P, T+1, 6) of every path at its own dt."""
+def _replay(model: JohnstonGilmanJ2, paths: StrainPaths) -> tuple[np.ndarray, np.ndarray]:
+    """(stress (P, T+1, 6), states (P, T+1, 9)) of every path at its own dt."""
     dt = paths.dt
-    return integrate_path(model, paths.strain, dt if np.ptp(dt) > 0 else float(dt[0]))[0]
+    s, st, _ = integrate_path(model, paths.strain, dt if np.ptp(dt) > 0 else float(dt[0]))
+    return s, st
 
 
 def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12,
@@ -241,12 +236,7 @@ def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12
     from scipy.optimize import least_squares
 
     bulk, shear = float(train.meta["bulk_mpa"]), float(train.meta["shear_mpa"])
-    ep_max = float(train.plastic_eq.max()) if train.plastic_eq is not None else 0.0
-    if not ep_max > 0:  # no recorded plastic strain: from the stress-strain data
-        ep_max = float(mandel.equivalent_strain(
-            train.strain - train.stress @ np.linalg.inv(
-                mandel.isotropic_stiffness(bulk, shear)).T).max())
-    ep_max = max(ep_max, 1e-6)
+    ep_max = max(float(plastic_history(train).max()), 1e-6)
     kn = ep_max * np.linspace(0.0, 1.0, knots) ** 2
     vm = mandel.von_mises(train.stress)
     sig_ref = float(np.median(vm[:, -max(vm.shape[1] // 5, 1):])) or 1.0
@@ -259,12 +249,12 @@ def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12
         return JohnstonGilmanJ2(bulk, shear, h, src, nucleation_time_s, rng)
 
     def resid(z: np.ndarray, src: float) -> np.ndarray:
-        r = (_replay(build(z, src), train) - train.stress).ravel() / sig_ref
+        r = (_replay(build(z, src), train)[0] - train.stress).ravel() / sig_ref
         pen = SMOOTHNESS * np.sqrt(r.size / max(knots - 2, 1)) * np.diff(z[3:], 2)
         return np.concatenate([r, pen])
 
     def rmse(model: JohnstonGilmanJ2, p: StrainPaths) -> float:
-        err = np.linalg.norm(_replay(model, p) - p.stress, axis=-1)
+        err = np.linalg.norm(_replay(model, p)[0] - p.stress, axis=-1)
         return float(np.sqrt(np.mean(err ** 2)))
 
     # flow stress ≈ σ_b + η ε̇: start from a rate-free half and a viscous half
@@ -298,8 +288,7 @@ def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12
     model = build(z, src)
     # the rates it was trained on are its own plastic rates along the training paths
     # (an avalanche runs far above the applied rate), not the applied ones
-    _, states, _ = integrate_path(model, train.strain, train.dt if np.ptp(train.dt) > 0
-                                  else float(train.dt[0]))
+    _, states = _replay(model, train)
     rates = np.diff(states[:, :, 6], axis=1) / train.dt[:, None]
     model.training_range["rate_s"] = [0.0, float(max(rates.max(), rate_max))]
     record = {"class": "JohnstonGilmanJ2", "config": model.to_config(),

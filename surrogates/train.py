@@ -56,7 +56,7 @@ from scalebridge.modelfiles import load_into, load_state_dict_file, nonfinite_ke
 from scalebridge.settings import Resources, StrictModel
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.checks import check_constitutive
-from scalebridge.surrogates.data import StrainPaths, load_paths
+from scalebridge.surrogates.data import StrainPaths, load_paths, plastic_history
 from scalebridge.surrogates.ensemble import condition_effect
 from scalebridge.surrogates.internal_variable import InternalVariableModel, YieldHardeningNet
 from scalebridge.surrogates.johnston_gilman import (
@@ -158,16 +158,6 @@ def split_paths(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.
     perm = np.random.default_rng(seed).permutation(n)
     k = min(max(1, round(val_fraction * n)), n - 1)
     return np.sort(perm[k:]), np.sort(perm[:k])
-
-
-def plastic_history(paths: StrainPaths) -> np.ndarray:
-    """(P, T+1) equivalent plastic strain: the source's, else from ε_p = ε - C⁻¹σ."""
-    if paths.plastic_eq is not None:
-        return paths.plastic_eq
-    c = mandel.isotropic_stiffness(paths.meta["bulk_mpa"], paths.meta["shear_mpa"])
-    eps_p = paths.strain - paths.stress @ np.linalg.inv(c).T
-    dep = mandel.equivalent_strain(np.diff(eps_p, axis=1))
-    return np.concatenate([np.zeros((len(paths), 1)), np.cumsum(dep, axis=1)], axis=1)
 
 
 def applied_rate(paths: StrainPaths) -> np.ndarray:
