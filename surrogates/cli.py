@@ -45,7 +45,8 @@ def dataset_cmd(out: Path, settings_file: Path | None, seed: int | None) -> None
               help="Surrogate artifact directory to create")
 @click.option("--settings", "settings_file", type=click.Path(path_type=Path),
               help="TOML with SurrogateSettings keys (see `surrogates schema`)")
-@click.option("--model", type=click.Choice(["neural_j2", "internal_variable", "recurrent"]),
+@click.option("--model", type=click.Choice(["neural_j2", "johnston_gilman", "source_families",
+                                           "internal_variable", "recurrent"]),
               help="override the model kind (recurrent = internal_variable)")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
 @click.option("--force", is_flag=True, help="refit even if the artifact is current")

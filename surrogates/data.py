@@ -334,6 +334,8 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         run.get("strengths"), dict) else None
     if isinstance(src, dict) and isinstance(src.get("mpa"), int | float):
         sources["source_strength_mpa"] = float(src["mpa"])
+        if isinstance(src.get("std_mpa"), int | float):
+            sources["source_strength_std_mpa"] = float(src["std_mpa"])
     if isinstance(run.get("burgers_a"), int | float):
         sources["burgers_a"] = float(run["burgers_a"])
     sources.update(_mobility_drag(art))

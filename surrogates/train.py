@@ -80,6 +80,11 @@ from scalebridge.surrogates.plots import (
     plot_paths,
 )
 from scalebridge.surrogates.protocol import ConstitutiveModel, integrate_path
+from scalebridge.surrogates.source_families import (
+    SourceFamiliesJ2,
+    fit_source_families,
+    sf_record,
+)
 
 log = logging.getLogger("scalebridge.surrogates")
 
@@ -87,11 +92,15 @@ log = logging.getLogger("scalebridge.surrogates")
 class SurrogateSettings(StrictModel):
     """How to fit a constitutive surrogate (defaults run in seconds on a laptop)."""
 
-    model: Literal["neural_j2", "johnston_gilman", "internal_variable", "recurrent"] = Field(
+    model: Literal["neural_j2", "johnston_gilman", "source_families", "internal_variable",
+                   "recurrent"] = Field(
         "neural_j2", description="neural_j2: J2 return map with a neural hardening law; "
         "johnston_gilman: J2 viscoplasticity of source-limited dislocation flow (a "
         "nucleation delay, then σ = σ_b(ε̄_p) + η(ε̄_p)·ε̄̇_p with η = 3B/(ρ_m b²): "
-        "surrogates.johnston_gilman), for DD data; internal_variable: data-driven model, "
+        "surrogates.johnston_gilman), for DD data; source_families: J2 viscoplasticity "
+        "fed by K source families with the DD's strengths and t_nuc, each firing every "
+        "t_nuc above its strength, the emitted dislocations pinned in time "
+        "(surrogates.source_families), for DD data; internal_variable: data-driven model, "
         "learned convex yield surface and latent hardening (recurrent: its former name)")
     hidden: int = Field(16, ge=2, description="width of the hidden layers")
     layers: int = Field(2, ge=1, le=2, description="hidden layers of the hardening network")
@@ -134,6 +143,10 @@ class SurrogateSettings(StrictModel):
                        "(mobile density) over the trained plastic strain")
     evaluations: int = Field(30, ge=1, description="johnston_gilman: least-squares "
                              "evaluations per source-strength candidate")
+    families: int = Field(16, ge=1, description="source_families: source families (the "
+                          "quantiles of the DD's source-strength distribution)")
+    restarts: int = Field(2, ge=0, description="source_families: seeded restarts of the "
+                          "Powell fit after the first start")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
 
     def make(self, data: Artifact | str | Path, path: str | Path,
@@ -790,6 +803,23 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         log.info("johnston_gilman: σ_src %.3g MPa, t_nuc %.3g s, σ_b %.3g -> %.3g MPa",
                  model.source_stress_mpa, model.nucleation_time_s,
                  model.hardening.sigma0, model.hardening.sigma_inf)
+    elif s.model == "source_families":
+        meta = paths.meta
+        if not (meta.get("nucleation_time_s") and meta.get("source_strength_mpa")):
+            raise DataError(f"{meta.get('ddrun') or 'the training data'}: model = "
+                            "'source_families' needs a DD run with time-rule nucleation "
+                            "and source strengths (its settings give neither)")
+        model, record, history = fit_source_families(
+            train, val, families=s.families, restarts=s.restarts, seed=s.seed,
+            nucleation_time_s=float(meta["nucleation_time_s"]),
+            source_mean_mpa=float(meta["source_strength_mpa"]),
+            source_std_mpa=float(meta.get("source_strength_std_mpa") or 0.0))
+        record.update({"elastic": {"bulk_mpa": model.bulk, "shear_mpa": model.shear},
+                       "training_range": model.training_range, "temperature_k": None,
+                       "scalers": {}, "source_families": sf_record(model, train, meta)})
+        log.info("source_families: %d families %.3g-%.3g MPa, t_nuc %.3g s, t_pin %.3g s",
+                 model.strengths_mpa.size, model.strengths_mpa[0], model.strengths_mpa[-1],
+                 model.nucleation_time_s, model.pinning_time_s)
     else:
         model, record, history = fit_internal_variable(train, val, s)
         torch.save(model.net.state_dict(), out / "model.pt")
@@ -895,9 +925,10 @@ def load_surrogate(path: str | Path) -> ConstitutiveModel:
                             "a damaged surrogate"
                             + (f" ({len(bad) - 1} more non-finite values)"
                                if len(bad) > 1 else ""))
-    if rec.get("class") == "JohnstonGilmanJ2":   # all in the record, no weights
+    closed = {"JohnstonGilmanJ2": JohnstonGilmanJ2, "SourceFamiliesJ2": SourceFamiliesJ2}
+    if rec.get("class") in closed:   # all in the record, no weights
         try:
-            return JohnstonGilmanJ2.from_config(rec["config"])
+            return closed[rec["class"]].from_config(rec["config"])
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ArtifactError(f"{jpath}: incomplete or malformed surrogate record "
                                 f"({type(e).__name__}: {e})") from None
@@ -946,6 +977,9 @@ def export_surrogate(path: str | Path, out: str | Path) -> list[Path]:
     model = load_surrogate(path)
     out.mkdir(parents=True, exist_ok=True)
     files = []
+    if isinstance(model, SourceFamiliesJ2):   # closed form: the record is the model
+        shutil.copyfile(path / "surrogate.json", out / "surrogate.json")
+        return [out / "surrogate.json"]
     if isinstance(model, JohnstonGilmanJ2):   # closed form: the record and its table
         shutil.copyfile(path / "surrogate.json", out / "surrogate.json")
         rec = json.loads((path / "surrogate.json").read_text())

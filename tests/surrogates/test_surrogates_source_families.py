@@ -1,0 +1,196 @@
+"""Source families J2 (issue 19, surrogate stage): flow fed by cycling Frank–Read sources.
+
+The Mo example's DD curves serrate in step with its sources: after the first avalanche
+the stress sits far below the later flow stress and reloads almost elastically until the
+sources have been above their strength for another t_nuc. This model keeps that: K
+source families with the DD's strengths, each firing every t_nuc of time above its
+strength, the emitted dislocations (a fluidity m) pinned in time. The tests check it
+against closed forms (the upper yield s + √3 G γ̇ t_nuc, the stress relaxation after one
+firing exp(-3G·emission·t_pin)), that a source's clock pauses below its strength instead
+of resetting, the interface checks, the fit's recovery of a known law, persistence, and
+that the mobile density read from m responds to the MD drag as ρ_m = 3B m/b².
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scalebridge.errors import ArtifactError
+from scalebridge.surrogates import mandel
+from scalebridge.surrogates.checks import check_constitutive
+from scalebridge.surrogates.data import StrainPaths
+from scalebridge.surrogates.protocol import integrate_path
+from scalebridge.surrogates.source_families import (
+    SourceFamiliesJ2,
+    StaticVoce,
+    family_strengths,
+    fit_source_families,
+)
+from scalebridge.surrogates.train import (
+    SurrogateSettings,
+    export_surrogate,
+    fit_surrogate,
+    load_surrogate,
+)
+
+SHEAR, BULK = 126716.0, 266620.0     # MPa, the Mo example's moduli
+T_NUC = 1e-8                         # s, the DD's nucleation time
+
+
+def law(strengths=(60.0,), emission: float = 2e3, t_pin: float = 2.5e-9,
+        eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0)
+        ) -> SourceFamiliesJ2:
+    return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(sigma_b[0], sigma_b[1], 3e-3),
+                            np.asarray(strengths, float), T_NUC, emission, t_pin, eps_pin,
+                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]})
+
+
+def shear_path(rate: float, gamma_max: float = 5e-3, n: int = 400
+               ) -> tuple[np.ndarray, float]:
+    """(Mandel strain (1, n+1, 6), dt s) for simple shear at γ̇ = ``rate``."""
+    g = np.linspace(0.0, gamma_max, n + 1)
+    return mandel.shear_strain(g)[None], float((g[1] - g[0]) / rate)
+
+
+def vm(stress: np.ndarray) -> np.ndarray:
+    return mandel.von_mises(stress)
+
+
+@pytest.mark.parametrize("rate", [4e4, 1.5e5])
+def test_upper_yield_is_the_weakest_strength_plus_loading_over_nucleation_time(rate):
+    """Elastic until the weakest family has been above its strength s for t_nuc: the peak
+    is s + √3 G γ̇ t_nuc (to two load steps: the crossing step counts whole and the step
+    it fires in already flows), then the avalanche drops it."""
+    m = law(strengths=(60.0, 90.0))
+    strain, dt = shear_path(rate)
+    s, _, _ = integrate_path(m, strain, dt)
+    q = vm(s[0])
+    peak = 60.0 + math.sqrt(3.0) * SHEAR * rate * T_NUC
+    step = math.sqrt(3.0) * SHEAR * rate * dt
+    assert peak - 2.01 * step <= q.max() <= peak + 1e-9, (q.max(), peak)
+    assert q[np.argmax(q):].min() < 0.8 * q.max()         # the avalanche
+
+
+def _hold_path(levels_s: list[tuple[float, float]], dt: float) -> np.ndarray:
+    """Mandel simple-shear strain (1, n, 6) holding von Mises stress levels (MPa) for the
+    given times (s), elastic (no flow before any firing)."""
+    g = np.concatenate([np.full(max(round(t / dt), 1), lvl / (math.sqrt(3.0) * SHEAR))
+                        for lvl, t in levels_s])
+    return mandel.shear_strain(np.concatenate([[0.0], g]))[None]
+
+
+def test_a_source_clock_pauses_below_its_strength_and_does_not_reset():
+    """0.6 t_nuc above s, 10 t_nuc below, 0.6 t_nuc above: the source fires (1.2 t_nuc
+    above in all); 0.6 t_nuc above from a virgin state does not. The bowed-out source
+    does not unbow while the stress is below its strength."""
+    m, dt = law(strengths=(60.0,)), T_NUC / 50
+    _, st, _ = integrate_path(m, _hold_path([(70.0, 0.6 * T_NUC), (40.0, 10 * T_NUC),
+                                             (70.0, 0.6 * T_NUC)], dt), dt)
+    assert st[0, -1, 6] > 0.0 and st[0, :, 8].max() > 0.0
+    _, st, _ = integrate_path(m, _hold_path([(70.0, 0.6 * T_NUC)], dt), dt)
+    assert np.all(st[0, :, 6] == 0.0) and np.all(st[0, :, 8] == 0.0)
+
+
+@pytest.mark.parametrize("a", [0.5, 2.0])
+def test_relaxation_after_one_firing_is_exponential_in_emission_times_pinning_time(a):
+    """Held at fixed strain after one firing, with pinning independent of ε̄_p and a
+    constant static strength σ_b: dσ/dt = -3G m(t)(σ - σ_b), m = m0 e^(-t/t_pin), so
+    σ_∞ - σ_b = (σ_0 - σ_b) exp(-3G m0 t_pin). m0 = a/(3G t_pin)."""
+    t_pin = 0.02 * T_NUC
+    m = law(strengths=(60.0,), emission=a / (3.0 * SHEAR * t_pin), t_pin=t_pin,
+            eps_pin=1e6, sigma_b=(10.0, 10.0))
+    dt = t_pin / 200
+    # a fast ramp to σ0 = 100 MPa, held until one firing and 40 t_pin after it
+    strain = _hold_path([(100.0, T_NUC + 40 * t_pin)], dt)
+    strain[0, 0] = 0.0
+    s, st, _ = integrate_path(m, strain, dt)
+    q = vm(s[0])
+    fired = int(np.argmax(st[0, :, 8] > 0))
+    sig0 = q[fired - 1]
+    expected = 10.0 + (sig0 - 10.0) * math.exp(-a)
+    assert int(np.sum(np.diff(st[0, :, 8]) > 0)) == 1          # one firing in the hold
+    assert q[-1] == pytest.approx(expected, rel=0.01), (q[-1], expected)
+
+
+def test_interface_checks_pass():
+    m = law(strengths=tuple(family_strengths(52.0, 11.0, 8, 0.9, 0.8)))
+    rep = check_constitutive(m, amplitude=4e-3, raise_on_failure=False)
+    assert rep.passed, {k: v for k, v in rep.to_dict()["checks"].items() if not v["passed"]}
+
+
+def test_mobile_density_responds_to_the_md_drag():
+    """ρ_m = 3B m/b²: the same fluidity read with twice the MD drag is twice the density."""
+    m = law()
+    r1 = m.mobile_density(np.array([1e3]), 8.45e-5, 2.744e-10)[0]
+    r2 = m.mobile_density(np.array([1e3]), 2 * 8.45e-5, 2.744e-10)[0]
+    assert r1 == pytest.approx(3 * 8.45e-5 * 1e3 * 1e-6 / (2.744e-10) ** 2, rel=1e-12)
+    assert r2 == pytest.approx(2.0 * r1, rel=1e-12)
+
+
+def synthetic(model: SourceFamiliesJ2, rates=(4e4, 7e4, 1.5e5)) -> StrainPaths:
+    strain, stress, dts = [], [], []
+    for rate in rates:
+        e, dt = shear_path(rate, gamma_max=4e-3, n=80)
+        strain.append(e[0])
+        stress.append(integrate_path(model, e, dt)[0][0])
+        dts.append(dt)
+    return StrainPaths(np.array(strain), np.array(stress), np.array(dts),
+                       np.full(len(rates), 300.0), np.array(rates, float), None,
+                       {"source": "j2", "bulk_mpa": BULK, "shear_mpa": SHEAR,
+                        "yield_stress_mpa": 60.0, "nucleation_time_s": T_NUC,
+                        "source_strength_mpa": 40.0, "source_strength_std_mpa": 8.0})
+
+
+def truth() -> SourceFamiliesJ2:
+    """8 families of the DD-like strength distribution 40 ± 8 MPa (resolved)."""
+    return law(strengths=tuple(family_strengths(40.0, 8.0, 8, 0.9, 0.8)), emission=1.5e3,
+               eps_pin=2e-3)
+
+
+def test_fit_recovers_a_known_law():
+    """Paths at 4e4 and 1.5e5 /s from a known law: the fit halves the training error of
+    its start and reproduces the 7e4 /s path to within 10 % of its flow stress (the
+    firings make the loss rugged: Powell ends in a minimum near the truth, not on it;
+    measured 4.6 and 5.2 MPa from 9.8 and 7.6 at the start, flow stress 65 MPa)."""
+    data = synthetic(truth())
+    tr, va = data.subset(np.array([0, 2])), data.subset(np.array([1]))
+    kw = {"families": 8, "nucleation_time_s": T_NUC, "source_mean_mpa": 40.0,
+          "source_std_mpa": 8.0, "restarts": 0}
+    start = fit_source_families(tr, va, max_evaluations=1, **kw)[2][-1]
+    _, rec, hist = fit_source_families(tr, va, max_evaluations=800, **kw)
+    flow = float(vm(va.stress)[0, -16:].mean())
+    assert hist[-1]["train_rmse_mpa"] < 0.6 * start["train_rmse_mpa"], (start, hist)
+    assert hist[-1]["val_rmse_mpa"] < 0.1 * flow, (flow, hist)
+    assert rec["class"] == "SourceFamiliesJ2"
+    assert set(rec["fit"]["parameters"]) >= {"scale", "spread", "pinning_time_s"}
+
+
+def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
+    data = synthetic(truth(), rates=(4e4, 5e4, 7e4, 1e5, 1.5e5))
+    s = SurrogateSettings(model="source_families", families=8, restarts=0, val_fraction=0.3)
+    summ = fit_surrogate(data, s, tmp_path)
+    assert summ["class"] == "SourceFamiliesJ2" and summ["checks_passed"]
+    m = load_surrogate(tmp_path)
+    assert isinstance(m, SourceFamiliesJ2) and m.nucleation_time_s == T_NUC
+    rec = json.loads((tmp_path / "surrogate.json").read_text())
+    assert rec["source_families"]["nucleation_time_from"] == "the DD run's settings"
+    e, dt = shear_path(7e4, n=50)
+    again = integrate_path(m, e, dt)[0]
+    fresh = integrate_path(SourceFamiliesJ2.from_config(rec["config"]), e, dt)[0]
+    np.testing.assert_array_equal(again, fresh)
+    files = export_surrogate(tmp_path, tmp_path / "export")
+    assert [f.name for f in files] == ["surrogate.json"]
+    rec["config"]["pinning_time_s"] = float("nan")
+    (tmp_path / "surrogate.json").write_text(json.dumps(rec))
+    with pytest.raises(ArtifactError, match="pinning_time_s is nan"):
+        load_surrogate(tmp_path)
+
+
+def test_a_dd_run_without_source_settings_is_refused(tmp_path):
+    data = synthetic(truth())
+    data.meta.pop("nucleation_time_s")
+    with pytest.raises(Exception, match="needs a DD run with time-rule nucleation"):
+        fit_surrogate(data, SurrogateSettings(model="source_families"), tmp_path)
