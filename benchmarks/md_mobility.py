@@ -77,6 +77,19 @@ def _ci(pair):
     return [None if x is None or not math.isfinite(x) else float(x) for x in pair]
 
 
+def _lammps_wall(dirs: list[Path]) -> float:
+    """Sum (s) of the 'Total wall time' lines of the LAMMPS logs under ``dirs``: the time
+    each run took when it ran, whichever invocation ran it."""
+    total = 0.0
+    for d in dirs:
+        for log in d.glob("**/log.lammps"):
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("Total wall time:"):
+                    h, m, s = (int(x) for x in line.split(":", 1)[1].strip().split(":"))
+                    total += 3600 * h + 60 * m + s
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--potential", type=Path, required=True, help="Potential artifact")
@@ -85,6 +98,9 @@ def main() -> None:
     ap.add_argument("--engine", choices=["local", "parsl"], default="local")
     ap.add_argument("--fresh", type=int, default=1,
                     help="extra replicas per point kept out of the fit (coverage check)")
+    ap.add_argument("--fresh-screw-k", type=float, nargs="*", default=None,
+                    help="temperatures (K) whose screw points get the fresh replicas "
+                         "(default: all; a screw run costs ~25x an edge one)")
     ap.add_argument("--frozen", action="store_true", help="frozen instead of compressed")
     ap.add_argument("--out", type=Path, default=RESULT)
     ap.add_argument("--smoke", action="store_true",
@@ -121,6 +137,8 @@ def main() -> None:
     grid = maker.grid()
     fresh = [p.model_copy(update={"replica": maker.replicas + k})
              for p in grid if p.kind == "glide" and p.replica == 0
+             and (p.character == "edge" or args.fresh_screw_k is None
+                  or p.temperature_k in args.fresh_screw_k)
              for k in range(args.fresh)]
     # finished runs are read back from their row.json; the folder is keyed by what the
     # rows depend on (settings, the potential's content, a0, the md code), so a resumed
@@ -133,11 +151,29 @@ def main() -> None:
     tasks = [{"maker": maker.model_dump(mode="json"), "point": p.model_dump(mode="json"),
               "potential": pot, "a0_a": a0, "resources": Resources(threads=1).model_dump(),
               "workdir": str(work / "points" / key / p.tag)} for p in grid + fresh]
+    # a run finished by an earlier invocation is read back, not re-run: counted apart, and
+    # the runs' own LAMMPS wall times (whichever invocation measured them) are summed
+    reused = sum((Path(t["workdir"]) / "row.json").exists() for t in tasks)
     print(f"a0 = {a0:.4f} Å, mu = {pj.get('shear_modulus_gpa')} GPa; {len(tasks)} tasks "
-          f"({len(grid)} reported, {len(fresh)} fresh), {args.jobs} at a time", flush=True)
+          f"({len(grid)} reported, {len(fresh)} fresh; {reused} finished earlier), "
+          f"{args.jobs} at a time", flush=True)
     ex = ExecutionSettings(engine=args.engine, workers=args.jobs, threads=1)
+    # cheap and decisive first (fresh edge replicas, the 0 K Peierls loading), then the
+    # screws (~12 min each): a benchmark stopped early has kept what matters most
+    n_grid = len(grid)
+
+    def _rank(i: int) -> int:
+        p = (grid + fresh)[i]
+        if p.character == "edge":
+            return 0
+        return 1 if p.kind == "peierls" else 2 if i < n_grid else 3
+
+    order = sorted(range(len(tasks)), key=_rank)
     with make_mapper(ex, work) as mapper:
-        rows = mapper.map(mobility_task, tasks)
+        done = mapper.map(mobility_task, [tasks[i] for i in order])
+    rows: list = [None] * len(tasks)
+    for j, i in enumerate(order):
+        rows[i] = done[j]
     reported, fresh_rows = rows[:len(grid)], rows[len(grid):]
     art = maker.make(pot, work / "defect_stats", properties=props, rows=reported)
     wall = time.perf_counter() - t0
@@ -203,7 +239,13 @@ def main() -> None:
         "settings": settings, "fresh_replicas": args.fresh, "defect_stats": str(art.path),
         "plot": str(args.out.with_suffix(".png").relative_to(HERE.parent))
         if args.out.is_relative_to(HERE.parent) else str(args.out.with_suffix(".png")),
-        "wall_seconds": round(wall, 1), "jobs": args.jobs, "smoke": args.smoke,
+        "wall_seconds": round(wall, 1),
+        "wall_note": f"this invocation only; {reused} of {len(tasks)} runs were finished "
+                     "by an earlier invocation and read back (their time is in "
+                     "lammps_wall_seconds_sum, not here)",
+        "runs_reused": reused, "runs_total": len(tasks),
+        "lammps_wall_seconds_sum": _lammps_wall([Path(t["workdir"]) for t in tasks]),
+        "jobs": args.jobs, "smoke": args.smoke,
         "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
