@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES
-from scalebridge.surrogates.protocol import ConstitutiveResult
+from scalebridge.surrogates.protocol import ConstitutiveResult, step_inputs
 from torch import nn
 from torch.nn.functional import softplus
 
@@ -351,9 +351,7 @@ class InternalVariableModel:
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
         """One return-map step; shapes as in the protocol (rate-independent: dt unused)."""
-        strain = np.asarray(strain, dtype=np.float64)
-        dstrain = np.asarray(dstrain, dtype=np.float64)
-        state = np.asarray(state, dtype=np.float64)
+        strain, dstrain, state, _ = step_inputs(strain, dstrain, state, dt)
         n = strain.shape[0]
         eps = strain + dstrain
         sig_tr_np = (eps - state[:, :6]) @ self.stiffness.T

@@ -25,7 +25,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scalebridge.surrogates import mandel
-from scalebridge.surrogates.protocol import ConstitutiveResult
+from scalebridge.surrogates.protocol import ConstitutiveResult, step_inputs
 
 #: Names of the J2 state columns before the hardening's own variables. The first six are
 #: the Mandel components of the plastic strain tensor, then the equivalent plastic strain.
@@ -222,11 +222,8 @@ class J2Plasticity:
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
         """One radial-return step; see the module docstring. Shapes as in the protocol."""
-        strain = np.asarray(strain, dtype=np.float64)
-        dstrain = np.asarray(dstrain, dtype=np.float64)
-        state = np.asarray(state, dtype=np.float64)
+        strain, dstrain, state, dt_arr = step_inputs(strain, dstrain, state, dt)
         n = strain.shape[0]
-        dt_arr = np.broadcast_to(np.asarray(dt, dtype=np.float64), (n,)).copy()
         eps_p = state[:, :6]
         ep = state[:, 6]
         hq = state[:, 7:]

@@ -35,7 +35,7 @@ import numpy as np
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.data import StrainPaths, plastic_history
 from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity
-from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path
+from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path, step_inputs
 
 log = logging.getLogger("scalebridge.surrogates")
 
@@ -157,11 +157,8 @@ class JohnstonGilmanJ2(J2Plasticity):
 
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
-        strain = np.asarray(strain, dtype=np.float64)
-        dstrain = np.asarray(dstrain, dtype=np.float64)
-        state = np.asarray(state, dtype=np.float64)
+        strain, dstrain, state, dt_arr = step_inputs(strain, dstrain, state, dt)
         n = strain.shape[0]
-        dt_arr = np.broadcast_to(np.asarray(dt, dtype=np.float64), (n,)).copy()
         sig_tr = (strain + dstrain - state[:, :6]) @ self.stiffness.T
         # a scaled copy (ensemble.scale_hardening) scales the source strength with σ_y
         thr = self.source_stress_mpa * getattr(self.hardening, "factor", 1.0)

@@ -60,6 +60,19 @@ class ConstitutiveModel(Protocol):
         ...
 
 
+def step_inputs(strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
+                dt: float | np.ndarray = 1.0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """An ``update``'s inputs as float64 arrays and ``dt`` as an own (n,) array: every
+    model starts its step here (``update`` must not mutate its inputs, and a scalar dt
+    and a per-point one are both allowed)."""
+    strain = np.asarray(strain, dtype=np.float64)
+    dstrain = np.asarray(dstrain, dtype=np.float64)
+    state = np.asarray(state, dtype=np.float64)
+    dt_arr = np.broadcast_to(np.asarray(dt, dtype=np.float64), (strain.shape[0],)).copy()
+    return strain, dstrain, state, dt_arr
+
+
 def integrate_path(model: ConstitutiveModel, strain_path: np.ndarray,
                    dt: float | np.ndarray = 1.0, state: np.ndarray | None = None,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ from scalebridge.surrogates import mandel
 from scalebridge.surrogates.data import StrainPaths, plastic_history
 from scalebridge.surrogates.ensemble import FLOW_TAIL
 from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity
-from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path
+from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path, step_inputs
 from scipy.stats import norm
 
 log = logging.getLogger("scalebridge.surrogates")
@@ -153,11 +153,8 @@ class SourceFamiliesJ2(J2Plasticity):
 
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
-        strain = np.asarray(strain, dtype=np.float64)
-        dstrain = np.asarray(dstrain, dtype=np.float64)
-        state = np.asarray(state, dtype=np.float64)
+        strain, dstrain, state, dt_arr = step_inputs(strain, dstrain, state, dt)
         n = strain.shape[0]
-        dt_arr = np.broadcast_to(np.asarray(dt, dtype=np.float64), (n,)).copy()
         sig_tr = (strain + dstrain - state[:, :6]) @ self.stiffness.T
         # a scaled copy (ensemble.scale_hardening) scales the strengths with σ_y
         thr = self.strengths_mpa * getattr(self.hardening, "factor", 1.0)
