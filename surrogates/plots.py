@@ -122,3 +122,33 @@ def plot_mobile_density(png: Path, ep: np.ndarray, sigma_b: np.ndarray, eta: np.
     fig.tight_layout()
     save_figure(fig, png, dpi=110)
     plt.close(fig)
+
+
+def plot_mobile_history(png: Path, strain: np.ndarray, ep: np.ndarray, value: np.ndarray,
+                        rates: np.ndarray, ylabel: str) -> None:
+    """Source-families fit along paths (P, T+1): the mobile density (or fluidity) and
+    ε̄_p over the equivalent total strain, one line per path coloured by its rate (log
+    scale for the density). The numbers are the CSV beside it (written by the caller)."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8.4, 3.4))
+    levels = sorted(set(np.round(rates, 6).tolist()))
+    for i in range(strain.shape[0]):
+        k = levels.index(round(float(rates[i]), 6))
+        lab = f"{rates[i]:.2g} /s" if i == int(np.flatnonzero(np.round(rates, 6)
+                                                              == levels[k])[0]) else None
+        a.semilogy(strain[i], np.maximum(value[i], 1e-300), lw=0.8, color=f"C{k}",
+                   label=lab)
+        b.plot(strain[i], ep[i], lw=0.8, color=f"C{k}")
+    a.set_ylabel(ylabel)
+    b.set_ylabel("equivalent plastic strain ε̄_p")
+    if np.any(value > 0):   # zeros (before the first firing) stay off the log axis
+        hi = float(np.max(value))
+        a.set_ylim(max(hi * 1e-4, float(np.min(value[value > 0]))), hi * 3.0)
+    a.legend(fontsize=8)
+    for ax in (a, b):
+        ax.set_xlabel("equivalent strain ε̄")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 2))
+    fig.tight_layout()
+    save_figure(fig, png, dpi=110)
+    plt.close(fig)
+

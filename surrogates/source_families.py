@@ -350,5 +350,38 @@ def sf_record(model: SourceFamiliesJ2, paths: StrainPaths, meta: dict[str, Any]
     return out
 
 
+def write_mobile_history(out: Any, model: SourceFamiliesJ2, paths: StrainPaths,
+                         meta: dict[str, Any]) -> None:
+    """``mobile_density.csv`` and ``.png`` in folder ``out``: along each of ``paths``
+    replayed through ``model``, the equivalent strain, ε̄_p, the fluidity m and, where the
+    DD's drag and |b| are known (``meta``), the mobile density ρ_m = 3B m/b²."""
+    from pathlib import Path
+
+    from scalebridge.artifacts import write_csv_atomic
+    from scalebridge.surrogates.plots import plot_mobile_history
+
+    out = Path(out)
+    _, st = _replay(model, paths)
+    dev = mandel.deviator(paths.strain)
+    eq = np.sqrt(2.0 / 3.0) * np.linalg.norm(dev, axis=-1)          # (P, T+1)
+    ep, m = st[:, :, 6], st[:, :, 8]
+    rho = None
+    if meta.get("drag_pa_s") and meta.get("burgers_a"):
+        rho = model.mobile_density(m, float(meta["drag_pa_s"]),
+                                   float(meta["burgers_a"]) * 1e-10)
+    head = ["path", "strain_rate_s", "strain_eq", "eps_p_eq", "fluidity_per_mpa_s"]
+    rows = []
+    for i in range(eq.shape[0]):
+        for j in range(eq.shape[1]):
+            r = [str(i), f"{paths.strain_rate_s[i]:.6g}", f"{eq[i, j]:.8g}",
+                 f"{ep[i, j]:.8g}", f"{m[i, j]:.8g}"]
+            rows.append(r + ([f"{rho[i, j]:.8g}"] if rho is not None else []))
+    write_csv_atomic(out / "mobile_density.csv",
+                     head + (["mobile_density_m2"] if rho is not None else []), rows)
+    plot_mobile_history(out / "mobile_density.png", eq, ep, m if rho is None else rho,
+                        paths.strain_rate_s, "fluidity m (1/(MPa·s))" if rho is None
+                        else "mobile density ρ_m (m⁻²)")
+
+
 __all__ = ["PARAMETERS", "SourceFamiliesJ2", "StaticVoce", "family_strengths",
-           "fit_source_families", "sf_record"]
+           "fit_source_families", "sf_record", "write_mobile_history"]

@@ -84,6 +84,7 @@ from scalebridge.surrogates.source_families import (
     SourceFamiliesJ2,
     fit_source_families,
     sf_record,
+    write_mobile_history,
 )
 
 log = logging.getLogger("scalebridge.surrogates")
@@ -881,6 +882,8 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         plot_mobile_density(out / "hardening.png", grid, model.hardening.static(grid)[0],
                             model.hardening.viscosity(grid)[0],
                             mobile_density(model, grid, paths.meta))
+    if isinstance(model, SourceFamiliesJ2):   # what the sources did along the paths
+        write_mobile_history(out, model, train, paths.meta)
     if samples is not None:
         a = samples["all"]
         grid = np.linspace(0, 1.2 * record["training_range"]["eps_p_eq"][1], 200)

@@ -173,6 +173,9 @@ def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
     s = SurrogateSettings(model="source_families", families=8, restarts=0, val_fraction=0.3)
     summ = fit_surrogate(data, s, tmp_path)
     assert summ["class"] == "SourceFamiliesJ2" and summ["checks_passed"]
+    assert (tmp_path / "mobile_density.png").stat().st_size > 0     # no drag in the meta:
+    head = (tmp_path / "mobile_density.csv").read_text().splitlines()[0]   # fluidity only
+    assert head == "path,strain_rate_s,strain_eq,eps_p_eq,fluidity_per_mpa_s"
     m = load_surrogate(tmp_path)
     assert isinstance(m, SourceFamiliesJ2) and m.nucleation_time_s == T_NUC
     rec = json.loads((tmp_path / "surrogate.json").read_text())
