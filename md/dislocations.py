@@ -716,7 +716,7 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
     blk = block_velocity(t[start:], z[start:], blocks)
     status, reason = classify_glide(t, z, yc, start, geo.glide_y, a0, blk,
                                     temperature_k, temps[2], max_temperature_deviation,
-                                    lattice=lattice)
+                                    lattice=lattice, character=character)
     w = width[start:]
     mean_w = float(np.nanmean(w)) if np.isfinite(w).any() else math.nan
     halves = half_velocities(t[start:], z[start:])
@@ -766,7 +766,8 @@ def write_core_trajectory(workdir: Path, t: np.ndarray, z: np.ndarray, y: np.nda
 def classify_glide(t: np.ndarray, z: np.ndarray, y: np.ndarray, start: int, glide_y: float,
                    a0: float, blk: BlockVelocity, target_k: float = 0.0,
                    glide_temperature_k: float = math.nan, max_deviation: float = 0.2,
-                   max_missing: float = 0.2, lattice: str = "bcc") -> tuple[str, str]:
+                   max_missing: float = 0.2, lattice: str = "bcc",
+                   character: str = "edge") -> tuple[str, str]:
     """Whether a glide run measures a velocity: ``("ok", "")`` or (status, reason).
 
     In order: ``vanished`` (no core line, 1/2<111> in BCC, Shockley partials or
@@ -774,8 +775,14 @@ def classify_glide(t: np.ndarray, z: np.ndarray, y: np.ndarray, start: int, glid
     ``dxa_lost`` (no line in more than ``max_missing`` of the fitted frames),
     ``left_glide_plane`` (the core more than 0.75 of a glide-plane spacing, {110} a0/√2
     or {111} a0/√3, off its glide plane in more than ``max_missing`` of the fitted
-    frames: cross-slip or climb), ``too_few_frames`` (no block velocity), ``temperature`` (the
-    glide-direction kinetic temperature off the target by more than ``max_deviation``).
+    frames: cross-slip or climb; a BCC screw only when its net path over the fitted
+    frames leaves the plane by more than one valley hop (1.5 spacings) and by more than
+    it advances, i.e.
+    along a plane nearer another {110} (60° away) than its own: a screw core hops between
+    neighbouring Peierls valleys and glides on average along the maximum resolved shear
+    direction, {112} at 30° included), ``too_few_frames`` (no block velocity),
+    ``temperature`` (the glide-direction kinetic temperature off the target by more than
+    ``max_deviation``).
     """
     found = np.isfinite(z)
     n = len(z)
@@ -794,6 +801,17 @@ def classify_glide(t: np.ndarray, z: np.ndarray, y: np.ndarray, start: int, glid
     off = np.abs(y[win] - glide_y)
     plane = glide_plane_spacing(a0, lattice)
     far = off[np.isfinite(off)] > 0.75 * plane
+    if character == "screw" and lattice == "bcc":
+        zw, yw = z[win][found[win]], y[win][found[win]]
+        k = max(1, min(3, zw.size // 3))
+        dz = float(np.median(zw[-k:]) - np.median(zw[:k])) if zw.size else 0.0
+        dy = float(np.median(yw[-k:]) - np.median(yw[:k])) if yw.size else 0.0
+        if abs(dy) > 1.5 * plane and abs(dy) > abs(dz):
+            return "left_glide_plane", (
+                f"the screw's path left its {{110}} plane by {dy:+.1f} Å while advancing "
+                f"{dz:+.1f} Å ({math.degrees(math.atan2(abs(dy), abs(dz))):.0f}° from "
+                "its plane: cross-slip onto another {110})")
+        far = far[:0]           # valley hops along the plane are glide
     if far.size and far.mean() > max_missing:
         return "left_glide_plane", (f"the core was up to {np.nanmax(off):.1f} Å off its "
                                     f"glide plane ({'{110}' if lattice == 'bcc' else '{111}'}"

@@ -52,6 +52,7 @@ from pydantic import Field
 from scalebridge.artifacts import write_text_atomic
 from scalebridge.errors import ArtifactError, DataError, ExternalProgramError, SettingsError
 from scalebridge.log import progress
+from scalebridge.md import lammps_cache
 from scalebridge.runtime import find_program, mpi_prefix, run_command
 from scalebridge.settings import Resources, StrictModel
 
@@ -692,6 +693,28 @@ def lammps_program() -> tuple[str, dict[str, str]]:
     return str(binary), changed
 
 
+def _launch(workdir: Path, resources: Resources, name: str, total_steps: int | None,
+            on_line: Callable[[str], None] | None) -> None:
+    """Run ``lmp -in in.lmp`` in ``workdir`` (under mpiexec for several ranks), with a
+    progress bar over the thermo steps."""
+    program, lmp_env = lammps_program()
+    cmd = [*mpi_prefix(resources.mpi_ranks), program, "-in", "in.lmp",
+           "-log", "log.lammps", "-nocite"]
+    if resources.threads > 1:
+        cmd += ["-pk", "omp", str(resources.threads), "-sf", "omp"]
+    with progress(f"{name}", total=total_steps) as advance:
+        count = ThermoStepCounter(advance)
+
+        def watch(line: str) -> None:
+            count(line)
+            if on_line:
+                on_line(line)
+
+        run_command(cmd, workdir, name=f"{name} (lmp)", threads=resources.threads,
+                    env=lmp_env, log_file=workdir / "lmp.out", on_line=watch,
+                    error_parser=lammps_error)
+
+
 def run_lammps(workdir: str | Path, body: str, potential: LammpsPotential,
                structure: Atoms | None = None, *, resources: Resources | None = None,
                devi: DeviationSettings | None = None, timestep_ps: float = 0.001,
@@ -736,23 +759,21 @@ def run_lammps(workdir: str | Path, body: str, potential: LammpsPotential,
     if dry_run:
         return LammpsResult(workdir, [], {}, None, 0.0)
 
-    program, lmp_env = lammps_program()
-    cmd = [*mpi_prefix(resources.mpi_ranks), program, "-in", "in.lmp",
-           "-log", "log.lammps", "-nocite"]
-    if resources.threads > 1:
-        cmd += ["-pk", "omp", str(resources.threads), "-sf", "omp"]
+    # a run whose exact inputs LAMMPS has seen before is read back, not run (md.lammps_cache)
+    cache = lammps_cache.cache_dir()
+    digest = (lammps_cache.inputs_digest(workdir, resources.mpi_ranks, resources.threads)
+              if cache is not None else "")
+    before = {f.name: f.stat().st_mtime_ns for f in workdir.iterdir() if f.is_file()}
     t0 = time.perf_counter()
-    with progress(f"{name}", total=total_steps) as advance:
-        count = ThermoStepCounter(advance)
-
-        def watch(line: str) -> None:
-            count(line)
-            if on_line:
-                on_line(line)
-
-        run_command(cmd, workdir, name=f"{name} (lmp)", threads=resources.threads,
-                    env=lmp_env, log_file=workdir / "lmp.out", on_line=watch,
-                    error_parser=lammps_error)
+    if cache is not None and lammps_cache.restore(cache, digest, workdir):
+        log.info("%s: inputs %s… ran before: outputs read back from %s", name, digest[:12],
+                 cache)
+    else:
+        _launch(workdir, resources, name, total_steps, on_line)
+        if cache is not None:
+            lammps_cache.store(cache, digest, workdir,
+                               [f.name for f in workdir.iterdir() if f.is_file()
+                                and before.get(f.name) != f.stat().st_mtime_ns])
     wall = time.perf_counter() - t0
     logfile = workdir / "log.lammps"
     text = logfile.read_text(errors="replace") if logfile.is_file() else ""

@@ -264,6 +264,32 @@ def test_classify_glide_reasons():
     assert cls(tz=340.0)[0] == "ok"
 
 
+def test_a_bcc_screw_hopping_between_peierls_valleys_glides_but_cross_slip_is_flagged():
+    """A screw core that steps to the neighbouring {110} valley while it advances glides
+    on average along its plane ({112} at 30° included): measured. One that leaves the
+    plane faster than it advances (another {110}, 60° away) cross-slipped: flagged. An
+    edge with the same off-plane step climbed: flagged."""
+    from scalebridge.md.dislocations import classify_glide
+
+    t = np.arange(20) * 0.1
+    z = 30.0 * t                                  # 57 Å over the fitted frames
+    blk = block_velocity(t, z, 4)
+    hop = np.full(20, 10.0) + np.where(t > 0.8, 2.3, 0.0)     # one valley, once
+
+    def cls(z=z, y=hop, character="screw"):
+        return classify_glide(t, z, y, 4, 10.0, A0, blk, 300.0, 300.0,
+                              character=character)
+
+    assert cls() == ("ok", "")
+    assert cls(y=10.0 + np.tan(np.radians(30.0)) * z) == ("ok", "")          # {112}
+    status, reason = cls(y=10.0 + np.tan(np.radians(60.0)) * z)             # {110}
+    assert status == "left_glide_plane" and "60°" in reason and "cross-slip" in reason
+    assert cls(z=np.full(20, 1.0))[0] == "ok"        # stuck below τ_P, one hop: v ≈ 0
+    two = np.full(20, 10.0) + np.where(t > 0.8, 4.6, 0.0)
+    assert cls(z=np.full(20, 1.0), y=two)[0] == "left_glide_plane"   # two hops away
+    assert cls(character="edge")[0] == "left_glide_plane"
+
+
 # ----------------------------------------------------------------- edge drag law
 def _edge_rows(rng, B, tau0, temps=(100.0, 300.0), taus=(100, 200, 300, 500, 700),
                c=3400.0, noise=0.03):
