@@ -19,10 +19,11 @@ dH0_ev, dH0_ci95, tau_p_mpa, p, q, temperatures_k; ``peierls_stress_0k_mpa``;
 ``screw_line_b_min``; ``replica_coverage``; machine; date) and copies the plot and table
 beside it (``md_mobility.png``, ``md_mobility.csv``).
 
-Usage (long: 48 edge runs of ~470 atoms, 36 screw runs of ~3000 atoms, 1800 steps each,
-and the 0 K loading: about 12 CPU-hours with a frozen float64 model at 0.13 ms per
-atom-step, ~5.5 with the compressed float32 one at 0.065 (md_throughput), so ~3 h with
---jobs 2; ``--smoke`` checks the plumbing in about 10 minutes). Finished runs are kept
+Usage (long: 48 edge runs of ~470 atoms, 30 screw runs of ~3000 atoms (fresh screw
+replicas at 300 K only: ``--fresh-screw-k 300``), 1800 steps each, and the 0 K loading:
+8.3 CPU-hours of LAMMPS measured on 2026-12-03 with the compressed float32 model, a
+screw run 7-13 min with two at a time on 2 cores; ``--smoke`` checks the plumbing in
+about 10 minutes). Finished runs are kept
 under ``--work``/points/<key>, the key hashing the settings, the potential's content, a0
 and the md code, so a rerun resumes only what the same code and potential computed::
 
