@@ -102,7 +102,7 @@ def main() -> None:
                     help="extra replicas per point kept out of the fit (coverage check)")
     ap.add_argument("--fresh-screw-k", type=float, nargs="*", default=None,
                     help="temperatures (K) whose screw points get the fresh replicas "
-                         "(default: all; a screw run costs ~25x an edge one)")
+                         "(default: all; a screw run costs ~12x an edge one)")
     ap.add_argument("--lammps-cache", type=Path, default=None,
                     help="keep finished LAMMPS runs here by their exact inputs "
                          "(md.lammps_cache; default: --work/lammps_cache): after a change "
