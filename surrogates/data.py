@@ -234,6 +234,21 @@ def _first_key(d: dict[str, Any], keys: tuple[str, ...], scale: tuple[float, ...
     raise DataError(f"{src}: no {what} (looked for {', '.join(keys)})")
 
 
+def replay(model: Any, paths: StrainPaths) -> tuple[np.ndarray, np.ndarray]:
+    """(stress (P, T+1, 6) MPa, states (P, T+1, m)) of every path replayed through
+    ``model`` at its own step dt (a model without a temperature input; for one with it,
+    :func:`scalebridge.surrogates.train.integrate_paths`)."""
+    dt = paths.dt
+    s, st, _ = integrate_path(model, paths.strain, dt if np.ptp(dt) > 0 else float(dt[0]))
+    return s, st
+
+
+def replay_rmse(model: Any, paths: StrainPaths) -> float:
+    """RMS over the paths' steps of the stress error norm |σ_model − σ_data| (MPa)."""
+    err = np.linalg.norm(replay(model, paths)[0] - paths.stress, axis=-1)
+    return float(np.sqrt(np.mean(err ** 2)))
+
+
 def plastic_history(paths: StrainPaths) -> np.ndarray:
     """(P, T+1) equivalent plastic strain: the source's, else from ε_p = ε - C⁻¹σ."""
     if paths.plastic_eq is not None:

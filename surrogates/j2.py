@@ -137,6 +137,18 @@ class DislocationDensityHardening:
         return self.sigma0 + amb * x, amb * 0.5 * self.k2 * (xs - x), (x * x)[:, None]
 
 
+def out_of_training_range(training_range: dict[str, list[float]], ep_old: np.ndarray,
+                          ep_new: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """(n,) points beyond a fitted law's training range: ε̄_p above 1.5x the trained
+    maximum (``eps_p_eq``) or the step's plastic rate above 2x it (``rate_s``, 1/s)."""
+    oor = np.zeros(np.shape(ep_new), dtype=bool)
+    if "eps_p_eq" in training_range:
+        oor |= ep_new > 1.5 * training_range["eps_p_eq"][1]
+    if "rate_s" in training_range:
+        oor |= (ep_new - ep_old) / dt > 2.0 * training_range["rate_s"][1]
+    return oor
+
+
 class J2Plasticity:
     """Isotropic elasticity + von Mises yield + isotropic hardening, radial return.
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 from scalebridge.surrogates import mandel
-from scalebridge.surrogates.data import StrainPaths, plastic_history
-from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity
-from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path, step_inputs
+from scalebridge.surrogates.data import StrainPaths, plastic_history, replay, replay_rmse
+from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity, out_of_training_range
+from scalebridge.surrogates.protocol import ConstitutiveResult, step_inputs
 
 log = logging.getLogger("scalebridge.surrogates")
 
@@ -171,12 +171,7 @@ class JohnstonGilmanJ2(J2Plasticity):
             r = super().update(strain[nuc], dstrain[nuc], state[nuc, :7], dt_arr[nuc])
             stress[nuc], tangent[nuc], new[nuc, :7] = r.stress, r.tangent, r.state
         new[:, 7], new[:, 8] = clock, nuc
-        oor = np.zeros(n, dtype=bool)
-        if "eps_p_eq" in self.training_range:
-            oor |= new[:, 6] > 1.5 * self.training_range["eps_p_eq"][1]
-        if "rate_s" in self.training_range:
-            rate = (new[:, 6] - state[:, 6]) / dt_arr
-            oor |= rate > 2.0 * self.training_range["rate_s"][1]
+        oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
 
@@ -201,13 +196,6 @@ class JohnstonGilmanJ2(J2Plasticity):
 
 
 # ------------------------------------------------------------------------------ fitting
-def _replay(model: JohnstonGilmanJ2, paths: StrainPaths) -> tuple[np.ndarray, np.ndarray]:
-    """(stress (P, T+1, 6), states (P, T+1, 9)) of every path at its own dt."""
-    dt = paths.dt
-    s, st, _ = integrate_path(model, paths.strain, dt if np.ptp(dt) > 0 else float(dt[0]))
-    return s, st
-
-
 def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12,
                         nucleation_time_s: float = 0.0, source_guess_mpa: float | None = None,
                         max_evaluations: int = 60, seed: int = 0,
@@ -246,13 +234,9 @@ def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12
         return JohnstonGilmanJ2(bulk, shear, h, src, nucleation_time_s, rng)
 
     def resid(z: np.ndarray, src: float) -> np.ndarray:
-        r = (_replay(build(z, src), train)[0] - train.stress).ravel() / sig_ref
+        r = (replay(build(z, src), train)[0] - train.stress).ravel() / sig_ref
         pen = SMOOTHNESS * np.sqrt(r.size / max(knots - 2, 1)) * np.diff(z[3:], 2)
         return np.concatenate([r, pen])
-
-    def rmse(model: JohnstonGilmanJ2, p: StrainPaths) -> float:
-        err = np.linalg.norm(_replay(model, p)[0] - p.stress, axis=-1)
-        return float(np.sqrt(np.mean(err ** 2)))
 
     # flow stress ≈ σ_b + η ε̇: start from a rate-free half and a viscous half
     eta0 = 0.5 * sig_ref / max(rate_max / math.sqrt(3.0), 1e-30)
@@ -270,7 +254,7 @@ def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12
         sol = least_squares(resid, z0, args=(src,), bounds=(lb, ub),
                             max_nfev=max_evaluations, diff_step=1e-4)
         m = build(sol.x, src)
-        tr, va = rmse(m, train), rmse(m, val) if len(val) else float("nan")
+        tr, va = replay_rmse(m, train), replay_rmse(m, val) if len(val) else float("nan")
         history.append({"iteration": k + 1, "source_stress_mpa": src,
                         "train_rmse_mpa": tr, "val_rmse_mpa": va, "phase": "fit",
                         "train_loss": (tr / sig_ref) ** 2, "val_loss": (va / sig_ref) ** 2,
@@ -285,7 +269,7 @@ def fit_johnston_gilman(train: StrainPaths, val: StrainPaths, *, knots: int = 12
     model = build(z, src)
     # the rates it was trained on are its own plastic rates along the training paths
     # (an avalanche runs far above the applied rate), not the applied ones
-    _, states = _replay(model, train)
+    _, states = replay(model, train)
     rates = np.diff(states[:, :, 6], axis=1) / train.dt[:, None]
     model.training_range["rate_s"] = [0.0, float(max(rates.max(), rate_max))]
     record = {"class": "JohnstonGilmanJ2", "config": model.to_config(),

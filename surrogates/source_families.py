@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 from scalebridge.surrogates import mandel
-from scalebridge.surrogates.data import StrainPaths, plastic_history
+from scalebridge.surrogates.data import StrainPaths, plastic_history, replay, replay_rmse
 from scalebridge.surrogates.ensemble import FLOW_TAIL
-from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity
-from scalebridge.surrogates.protocol import ConstitutiveResult, integrate_path, step_inputs
+from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity, out_of_training_range
+from scalebridge.surrogates.protocol import ConstitutiveResult, step_inputs
 from scipy.stats import norm
 
 log = logging.getLogger("scalebridge.surrogates")
@@ -174,11 +174,7 @@ class SourceFamiliesJ2(J2Plasticity):
             r = super().update(strain[flow], dstrain[flow], st, dt_arr[flow])
             stress[flow], tangent[flow], new[flow, :7] = r.stress, r.tangent, r.state[:, :7]
         new[:, 7], new[:, 8], new[:, 9:] = m_eff, m0 * np.exp(-lam), clocks
-        oor = np.zeros(n, dtype=bool)
-        if "eps_p_eq" in self.training_range:
-            oor |= new[:, 6] > 1.5 * self.training_range["eps_p_eq"][1]
-        if "rate_s" in self.training_range:
-            oor |= (new[:, 6] - state[:, 6]) / dt_arr > 2.0 * self.training_range["rate_s"][1]
+        oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
 
@@ -217,13 +213,6 @@ class SourceFamiliesJ2(J2Plasticity):
 #: Names of the fitted parameters, in the order of the (log) parameter vector.
 PARAMETERS = ("scale", "spread", "sigma0_mpa", "sigma_inf_mpa", "eps_h", "emission",
               "pinning_time_s", "pinning_strain")
-
-
-def _replay(model: SourceFamiliesJ2, paths: StrainPaths) -> tuple[np.ndarray, np.ndarray]:
-    """(stress (P, T+1, 6), states (P, T+1, 9 + K)) of every path at its own dt."""
-    dt = paths.dt
-    s, st, _ = integrate_path(model, paths.strain, dt if np.ptp(dt) > 0 else float(dt[0]))
-    return s, st
 
 
 def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int = 16,
@@ -270,10 +259,6 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             nucleation_time_s, p["emission"], p["pinning_time_s"], p["pinning_strain"],
             dict(rng_box))
 
-    def rmse(model: SourceFamiliesJ2, p: StrainPaths) -> float:
-        err = np.linalg.norm(_replay(model, p)[0] - p.stress, axis=-1)
-        return float(np.sqrt(np.mean(err ** 2)))
-
     tail = max(round(FLOW_TAIL * train.stress.shape[1]), 1)
     flow_data = mandel.von_mises(train.stress)[:, -tail:].mean(axis=1)
 
@@ -281,7 +266,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
         # the stress along the paths, plus each path's flow stress (the mean von Mises
         # stress over its last FLOW_TAIL): what the FEM band takes from the surrogate
         try:
-            s = _replay(build(x), train)[0]
+            s = replay(build(x), train)[0]
         except (ValueError, FloatingPointError):
             return 1e6
         se = np.mean(np.sum((s - train.stress) ** 2, axis=-1))
@@ -303,7 +288,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
         sol = minimize(loss, start, method="Powell",
                        options={"maxfev": max_evaluations, "xtol": 1e-3, "ftol": 1e-4})
         m = build(sol.x)
-        tr, va = rmse(m, train), rmse(m, val) if len(val) else float("nan")
+        tr, va = replay_rmse(m, train), replay_rmse(m, val) if len(val) else float("nan")
         history.append({"iteration": k + 1, "train_rmse_mpa": tr, "val_rmse_mpa": va,
                         "phase": "fit", "train_loss": (tr / sig_ref) ** 2,
                         "val_loss": (va / sig_ref) ** 2, "evaluations": int(sol.nfev)})
@@ -314,7 +299,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     assert best is not None
     model = build(best[1])
     # the rates it was trained on are its own plastic rates along the training paths
-    _, states = _replay(model, train)
+    _, states = replay(model, train)
     rates = np.diff(states[:, :, 6], axis=1) / train.dt[:, None]
     model.training_range["rate_s"] = [0.0, float(max(rates.max(), rate_max))]
     params = dict(zip(PARAMETERS, np.exp(best[1]).tolist(), strict=True))
@@ -340,7 +325,7 @@ def sf_record(model: SourceFamiliesJ2, paths: StrainPaths, meta: dict[str, Any]
         "static_yield_mpa": [model.hardening.sigma0, model.hardening.sigma_inf],
         "eps_h": model.hardening.eps_h}
     if meta.get("drag_pa_s") and meta.get("burgers_a"):
-        m = _replay(model, paths)[1][:, :, 8]
+        m = replay(model, paths)[1][:, :, 8]
         rho = model.mobile_density(m, float(meta["drag_pa_s"]),
                                    float(meta["burgers_a"]) * 1e-10)
         out.update({"drag_pa_s": meta["drag_pa_s"], "drag_source": meta.get("drag_source"),
@@ -361,7 +346,7 @@ def write_mobile_history(out: Any, model: SourceFamiliesJ2, paths: StrainPaths,
     from scalebridge.surrogates.plots import plot_mobile_history
 
     out = Path(out)
-    _, st = _replay(model, paths)
+    _, st = replay(model, paths)
     dev = mandel.deviator(paths.strain)
     eq = np.sqrt(2.0 / 3.0) * np.linalg.norm(dev, axis=-1)          # (P, T+1)
     ep, m = st[:, :, 6], st[:, :, 8]
