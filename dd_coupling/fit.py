@@ -267,7 +267,8 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
                                           "metrics": metrics,
                                           "chosen": law.name, "n_rows": len(t)})
     _plot_fit(t, drag_law, neural, work)
-    summary: dict[str, Any] = {"law": law.name, "n_rows": len(t), "tau_max_mpa": tau_max}
+    summary: dict[str, Any] = {"law": law.name, "n_rows": len(t), "tau_max_mpa": tau_max,
+                               "glide_acceleration_ratio": t.steadiness()}
     for cname, f in drag_fits.items():
         summary[f"drag_{cname}_b0_pa_s"] = f["b0_pa_s"]
         summary[f"drag_{cname}_b0_err_pa_s"] = f["b0_err_pa_s"]

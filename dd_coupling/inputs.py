@@ -43,7 +43,9 @@ class VelocityTable:
 
     Attributes:
         character: int (0 edge, 1 screw); temperature_k; tau_pa; velocity_m_s;
-        velocity_err_m_s; source: the file read.
+        velocity_err_m_s; acceleration_ratio: first-half over second-half velocity of
+        each point's runs (NaN where not known; None for a table without the column);
+        source: the file read.
     """
 
     character: np.ndarray
@@ -52,14 +54,25 @@ class VelocityTable:
     velocity_m_s: np.ndarray
     velocity_err_m_s: np.ndarray
     source: str = ""
+    acceleration_ratio: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tau_pa.shape[0])
 
     def select(self, mask: np.ndarray) -> VelocityTable:
+        ratio = None if self.acceleration_ratio is None else self.acceleration_ratio[mask]
         return VelocityTable(self.character[mask], self.temperature_k[mask],
                              self.tau_pa[mask], self.velocity_m_s[mask],
-                             self.velocity_err_m_s[mask], self.source)
+                             self.velocity_err_m_s[mask], self.source, ratio)
+
+    def steadiness(self) -> float | None:
+        """Median first-half / second-half velocity over the points that have one (~1:
+        steady glide; below, the velocities are low and a drag from them high), None when
+        no point has one."""
+        if self.acceleration_ratio is None:
+            return None
+        r = self.acceleration_ratio[np.isfinite(self.acceleration_ratio)]
+        return float(np.median(r)) if r.size else None
 
 
 def _artifact_file(art: Artifact | str | Path, name: str, kind: str) -> Path:
@@ -117,6 +130,7 @@ def read_velocity_table(defect_stats: Artifact | str | Path) -> VelocityTable:
                             f"(has {', '.join(header) or 'no header'})")
         cols: dict[str, list[float]] = {c: [] for c in VELOCITY_COLUMNS[1:5]}
         chars: list[int] = []
+        ratios: list[float] = []
         flagged: list[str] = []
         for row_no, row in enumerate(reader, start=2):
             status = (row.get("status") or "ok").strip()
@@ -145,6 +159,10 @@ def read_velocity_table(defect_stats: Artifact | str | Path) -> VelocityTable:
                 raise DataError(f"{path}: line {row_no}: temperature_k must be > 0")
             if cols["velocity_err_m_s"][-1] < 0:
                 raise DataError(f"{path}: line {row_no}: velocity_err_m_s must be >= 0")
+            try:        # a diagnostic: an empty or odd value is "not known", not an error
+                ratios.append(float(row.get("acceleration_ratio") or "nan"))
+            except ValueError:
+                ratios.append(float("nan"))
     if not chars:
         raise DataError(f"{path}: no data rows" + (
             f" with status ok ({len(flagged)} flagged: {', '.join(flagged[:4])})"
@@ -154,7 +172,9 @@ def read_velocity_table(defect_stats: Artifact | str | Path) -> VelocityTable:
                          tau_pa=np.array(cols["tau_mpa"]) * 1e6,
                          velocity_m_s=np.array(cols["velocity_m_s"]),
                          velocity_err_m_s=np.array(cols["velocity_err_m_s"]),
-                         source=str(path))
+                         source=str(path),
+                         acceleration_ratio=(np.array(ratios) if "acceleration_ratio"
+                                             in header else None))
 
 
 __all__ = ["Material", "VelocityTable", "read_properties", "read_velocity_table"]

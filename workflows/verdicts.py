@@ -399,7 +399,27 @@ def mobility_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                       ".0%", na="no edge drag fitted"))
     out.append(graded("data_points", "mobility_rows", summary.get("n_rows"),
                       "MD velocity points", ".0f"))
+    out.append(fitted_glide_check(summary))
     return out
+
+
+def fitted_glide_check(summary: Mapping[str, Any]) -> Check:
+    """``steady_glide`` of a MobilityLaw: whether the MD velocities it was fitted to come
+    from steady glide (median first-half / second-half velocity, ``steady_glide``
+    thresholds). An accelerating line's velocities are low, so its B is high by more
+    than the fit's error says: the law inherits the MD's caveat."""
+    r = _num(summary.get("glide_acceleration_ratio"))
+    if r is None:
+        return Check("steady_glide", NA, "the velocity table has no acceleration ratio (a "
+                     "table from elsewhere, or from before md measured it)")
+    t = THRESHOLDS["steady_glide"]
+    st = t.grade(r)
+    what = f"first-half velocity {r:.2f} x the second (median)"
+    if st == GREEN:
+        return Check("steady_glide", st, f"fitted to steady glide: {what}", r)
+    return Check("steady_glide", st, f"fitted to glide still accelerating ({what}): its "
+                 "velocities are below steady state and the drag above it, by more than the "
+                 f"fit's error; lengthen the md runs (green {t.bound(GREEN)})", r)
 
 
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:

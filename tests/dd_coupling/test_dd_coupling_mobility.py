@@ -425,3 +425,27 @@ def test_dd_run_records_the_threshold_in_mpa_and_mu():
     rec = mobility_record(DDSettings(glide_character="edge"), mat, stuck, [300.0])
     assert math.isinf(rec["velocity_change"]) and "below the threshold" in rec[
         "velocity_change_note"]
+
+
+def test_the_law_carries_the_steadiness_of_the_glide_it_was_fitted_to(tmp_path):
+    """velocity.csv's acceleration_ratio (first-half / second-half velocity) reaches the
+    MobilityLaw's summary as its median over the points that have one; a table without
+    the column gives None (not known, not steady)."""
+    from scalebridge.dd_coupling.inputs import read_velocity_table
+
+    rows = sample_velocity_table(np.random.default_rng(1), B0, B1, temps=(300.0,))
+    ratios = ["0.7", "0.9", "", "0.8"] + ["0.75"] * (len(rows) - 4)
+    for r, x in zip(rows, ratios, strict=True):
+        r["acceleration_ratio"] = x
+    head = ["character", "temperature_k", "tau_mpa", "velocity_m_s", "velocity_err_m_s",
+            "acceleration_ratio"]
+    ds = make_defect_stats(tmp_path / "defects", rows, head)
+    t = read_velocity_table(ds)
+    assert np.isnan(t.acceleration_ratio[2]) and t.select(t.tau_pa > 0).acceleration_ratio \
+        is not None
+    assert t.steadiness() == pytest.approx(0.75)
+    art = FitMobilitySettings(law="drag").make(ds, tmp_path / "mob",
+                                               properties=make_properties(tmp_path / "p"))
+    assert art.summary["glide_acceleration_ratio"] == pytest.approx(0.75)
+    plain = read_velocity_table(make_defect_stats(tmp_path / "plain", rows))
+    assert plain.acceleration_ratio is None and plain.steadiness() is None

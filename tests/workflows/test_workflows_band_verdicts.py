@@ -405,3 +405,19 @@ def test_surrogate_source_is_its_heldout_flow_error_beyond_the_scatter():
     assert h["rel_error"] == pytest.approx(np.sqrt((0.1 ** 2 + 0.2 ** 2) / 2))
     assert h["model_rel_u"] == pytest.approx(np.sqrt(h["rel_error"] ** 2 - 0.09 ** 2))
     assert heldout_flow_error(data, model, 0.5)["model_rel_u"] == 0.0
+
+
+@pytest.mark.parametrize("ratio, status, words", [
+    (0.95, GREEN, "fitted to steady glide: first-half velocity 0.95 x"),
+    (0.7, AMBER, "the drag above it"),
+    (0.5, RED, "lengthen the md runs"),
+    (None, NA, "no acceleration ratio")])
+def test_a_mobility_law_inherits_the_steadiness_of_its_glide(tmp_path, ratio, status, words):
+    """A law fitted to accelerating glide has a drag biased high beyond its error bar: its
+    stage says so with the md stage's thresholds, whatever its own fit quality."""
+    g = checks_for("MobilityLaw", {"law": "LinearDragMobility", "drag_r2": 0.999,
+                                   "drag_edge_b0_pa_s": 5e-5, "drag_edge_b0_err_pa_s": 5e-6,
+                                   "n_rows": 6, "glide_acceleration_ratio": ratio}, tmp_path)
+    c = next(c for c in g if c.name == "steady_glide")
+    assert c.status == status and words in c.reason, c
+    assert _status(g, "fit_r2") == GREEN
