@@ -41,7 +41,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -158,6 +158,12 @@ class DeepMDPotential:
     @property
     def is_ensemble(self) -> bool:
         return len(self.models) > 1
+
+    def driven_by(self, member: int) -> DeepMDPotential:
+        """The same ensemble with member ``member`` (mod n) driving the dynamics (first
+        in ``pair_style deepmd``; the others still give the model deviation)."""
+        k = member % len(self.models)
+        return replace(self, models=self.models[k:] + self.models[:k]) if k else self
 
     def pair_commands(self, workdir: Path, devi_freq: int | None = None) -> list[str]:
         _model_files_exist(self.models, self.source or "DeePMD potential")
@@ -808,6 +814,8 @@ __all__ = [
     "as_potential",
     "check_potential",
     "check_species",
+    "driven_by",
+    "ensemble_size",
     "lammps_error",
     "lammps_form",
     "parse_log",
@@ -872,6 +880,18 @@ def as_potential(obj: object, compressed: bool = False,
                             "a frozen DeePMD model (.pth/.pb), an EAM file (.eam, .eam.alloy, "
                             ".eam.fs)")
     raise DataError(f"cannot use {type(obj).__name__} as a potential")
+
+
+def ensemble_size(pot: LammpsPotential) -> int:
+    """How many models of ``pot`` can drive a run (1 for anything but a DeePMD
+    ensemble)."""
+    return len(pot.models) if isinstance(pot, DeepMDPotential) else 1
+
+
+def driven_by(pot: LammpsPotential, member: int) -> LammpsPotential:
+    """``pot`` with ensemble member ``member`` (mod n) driving the dynamics
+    (:meth:`DeepMDPotential.driven_by`); any other potential unchanged."""
+    return pot.driven_by(member) if isinstance(pot, DeepMDPotential) else pot
 
 
 def potential_inputs(pot: LammpsPotential) -> dict[str, Path]:

@@ -62,7 +62,13 @@ from scalebridge.md.dislocations import (
     slab_axes,
 )
 from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
-from scalebridge.md.lammps import LammpsPotential, as_potential, potential_inputs
+from scalebridge.md.lammps import (
+    LammpsPotential,
+    as_potential,
+    driven_by,
+    ensemble_size,
+    potential_inputs,
+)
 from scalebridge.md.properties import burgers_length
 from scalebridge.md.tables import pyplot, write_rows
 from scalebridge.plotting import save_figure
@@ -76,7 +82,7 @@ VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
                     "replicas", "replicas_ok", "error_source", "glide_temperature_k",
                     "status", "reason", "n_atoms", "duration_ps", "acceleration_ratio")
 #: ``replicas.csv``: one row per glide run.
-REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed",
+REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed", "member",
                    "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
                    "temperature_x_k", "temperature_y_k", "temperature_z_k", "status",
                    "reason", "line_b", "n_atoms", "duration_ps", "sf_width_a",
@@ -176,6 +182,10 @@ class MobilityMaker(StrictModel):
                             description="fraction of the loaded run skipped before the fit")
     seed: int = Field(4928, ge=1, description="velocity and thermostat seed of replica 0 "
                       "(replica r: seed + 7919 r)")
+    ensemble_replicas: bool = Field(
+        True, description="replica r runs on the potential ensemble's member r mod n (the "
+        "others give the model deviation), so the replica scatter, and the velocity and "
+        "drag errors from it, carry the ensemble's spread; false: member 0 drives every run")
     drag_fit_max_tau_mpa: float | None = Field(
         None, description="fit the glide laws only up to this stress, MPa")
     shear_wave_m_s: float | None = Field(
@@ -265,7 +275,11 @@ class MobilityMaker(StrictModel):
                     "reason": pr.reason, "levels_mpa": pr.taus_mpa.tolist(),
                     "slip_a": pr.slip_a.tolist(), "workdir": str(pr.workdir)}
         seed = self.replica_seed(point.replica)
-        r = run_glide(potential, a0, point.character, point.tau_mpa, point.temperature_k,
+        # each replica on another member: the points' replica scatter is thermal noise
+        # plus the ensemble's spread in the mobility, which the drag's error then carries
+        member = point.replica % ensemble_size(potential) if self.ensemble_replicas else 0
+        r = run_glide(driven_by(potential, member), a0, point.character, point.tau_mpa,
+                      point.temperature_k,
                       workdir, element=self.element, cell_a=cell,
                       equil_steps=self.equil_steps, run_steps=self.run_steps,
                       dump_every=self.dump_every, timestep_ps=self.timestep_ps,
@@ -279,7 +293,7 @@ class MobilityMaker(StrictModel):
         blk = r.block
         return {"kind": "glide", "character": point.character,
                 "temperature_k": point.temperature_k, "tau_mpa": point.tau_mpa,
-                "replica": point.replica, "seed": seed,
+                "replica": point.replica, "seed": seed, "member": member,
                 "velocity_m_s": _num(r.velocity_m_s), "velocity_err_m_s": _num(r.velocity_err_m_s),
                 "block_dof": blk.dof if blk else 0,
                 "naive_err_m_s": _num(blk.naive_err_m_s) if blk else None,
@@ -715,7 +729,10 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             for ch, f in fits["drag"].items() for d in f["by_temperature"]}
     summary: dict[str, Any] = {
         "points": len(points), "points_measured": len(good), "runs": len(reps),
-        "replicas_min": min(n_rep) if n_rep else 0, "a0_a": a0, "burgers_a": b,
+        "replicas_min": min(n_rep) if n_rep else 0,
+        # potential ensemble members that drove the runs (MobilityMaker.ensemble_replicas)
+        "members_driving": len({r.get("member", 0) for r in reps}) if reps else 0,
+        "a0_a": a0, "burgers_a": b,
         "lattice": maker.crystal, "shear_wave_m_s": shear_wave_m_s,
         "screw_shear_wave_m_s": fits["screw_shear_wave_m_s"],
         "shear_wave_source": fits["shear_wave_source"],

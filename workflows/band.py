@@ -11,7 +11,10 @@ moves first (one source varied at a time, the others held):
     DD's flow stress scales with μ b (Taylor; its source, obstacle and junction strengths
     are in μ b units), sensitivity 1.
 ``mobility``
-    The mobility law's uncertainty: u_B = the fitted edge drag's standard error / B. Its
+    The mobility law's uncertainty: u_B = the fitted edge drag's standard error / B (the
+    glide replicas run on alternating members of the potential ensemble,
+    ``MobilityMaker.ensemble_replicas``, so it carries the ensemble's spread in the
+    mobility beside the thermal noise and the fitted window's shift). Its
     effect on the flow stress is ∂lnσ/∂lnB: the DD study's measured rate sensitivity
     ∂lnσ/∂lnε̇ at the reference temperature where it has two or more strain rates (for a
     drag-controlled law B and ε̇ enter as their product), else the Orowan estimate of the

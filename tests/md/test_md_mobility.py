@@ -620,3 +620,31 @@ def test_the_window_refit_keeps_the_chosen_model():
                     only=(chosen["tau0"], chosen["saturation"]))
     assert f["b0_late_pa_s"] == pytest.approx(late["b0_pa_s"], rel=1e-9)
     assert 0.05 < f["b0_window_err_pa_s"] / f["b0_pa_s"] < 0.35
+
+
+def test_replicas_run_on_alternating_ensemble_members(tmp_path, tiny_potential, snap):
+    """Replica r of a point is driven by ensemble member r mod n (first in pair_style
+    deepmd, the others still there for the model deviation), so the replica scatter
+    carries the ensemble's spread; ``ensemble_replicas = false`` drives all with
+    member 0. A single model or another potential is unchanged."""
+    from scalebridge.md.lammps import as_potential, driven_by, ensemble_size
+
+    pot = as_potential(tiny_potential.path)
+    assert ensemble_size(pot) == 2 and driven_by(pot, 2) is pot
+    swapped = driven_by(pot, 1)
+    assert swapped.models == pot.models[::-1]
+    assert "out_file model_devi.out" in swapped.pair_commands(tmp_path)[0]
+    assert driven_by(snap, 1) is snap and ensemble_size(snap) == 1
+
+    def pair_style(row):
+        line = next(ln for ln in (Path(row["workdir"]) / "in.lmp").read_text().splitlines()
+                    if ln.startswith("pair_style"))
+        return line.split()[2]
+
+    for rotate, members in ((True, [0, 1]), (False, [0, 0])):
+        mk = MobilityMaker(characters=["edge"], temperatures_k=[50.0], taus_mpa=[1000.0],
+                           replicas=2, equil_steps=10, run_steps=20, dump_every=10,
+                           ensemble_replicas=rotate)
+        rows = [mk.run_point(pot, A0, p, tmp_path / f"{rotate}" / p.tag) for p in mk.grid()]
+        assert [r["member"] for r in rows] == members
+        assert [pair_style(r) for r in rows] == [str(pot.models[m]) for m in members]
