@@ -353,7 +353,8 @@ class MobilityMaker(StrictModel):
                 for p in maker.grid()]
             return collect_velocity(out, work, a0, maker, shear_wave_m_s=c_t,
                                     shear_wave_source=c_t_source, elastic=elastic,
-                                    screw_shear_wave_m_s=c_t_screw)
+                                    screw_shear_wave_m_s=c_t_screw,
+                                    ensemble_members=ensemble_size(pot))
 
         settings = {"maker": maker, "a0_a": a0_a, "potential": pot.name,
                     "collected": rows is not None,
@@ -643,7 +644,8 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                      shear_wave_m_s: float | None = None,
                      shear_wave_source: str | None = None,
                      elastic: dict[str, Any] | None = None,
-                     screw_shear_wave_m_s: float | None = None) -> dict[str, Any]:
+                     screw_shear_wave_m_s: float | None = None,
+                     ensemble_members: int | None = None) -> dict[str, Any]:
     """Write ``replicas.csv``, ``velocity.csv``, ``glide_fit.json``, ``drag.csv``, the
     plot and the dumps (and in FCC ``dissociation.csv``) into ``work``; returns the
     artifact summary. ``shear_wave_m_s``: the edge law's candidate saturation speed, m/s,
@@ -651,7 +653,8 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
     ``glide_fit.json`` and the summary; ``screw_shear_wave_m_s``: the screw law's (its
     own limiting wave, :func:`glide_shear_wave_speed`; None: the edge's). ``elastic``:
     ``shear_modulus_gpa``, ``poisson_ratio`` and ``gamma_sf_mj_m2`` of the Properties,
-    for the elastic stacking-fault width."""
+    for the elastic stacking-fault width. ``ensemble_members``: how many models the
+    potential has (recorded beside ``members_driving``, the members the runs used)."""
     maker = maker or MobilityMaker()
     b = burgers_length(a0, maker.crystal)
     reps = sorted(replica_rows(rows), key=lambda r: (r["character"], r["temperature_k"],
@@ -732,6 +735,7 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         "replicas_min": min(n_rep) if n_rep else 0,
         # potential ensemble members that drove the runs (MobilityMaker.ensemble_replicas)
         "members_driving": len({r.get("member", 0) for r in reps}) if reps else 0,
+        "ensemble_members": ensemble_members,
         "a0_a": a0, "burgers_a": b,
         "lattice": maker.crystal, "shear_wave_m_s": shear_wave_m_s,
         "screw_shear_wave_m_s": fits["screw_shear_wave_m_s"],

@@ -347,7 +347,28 @@ def glide_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                          f"{reps:.0f}+ replicas per point, median 95% CI ±{100 * med:.0f}% "
                          f"of the velocity (green within {100 * t.green:g}%)", med))
     out.append(steady_glide_check(pts))
+    out.append(members_check(summary))
     return out
+
+
+def members_check(summary: Mapping[str, Any]) -> Check:
+    """``ensemble_members``: whether the glide replicas ran on two or more members of
+    the potential ensemble, so the replica scatter (and the drag error, and the band's
+    mobility term) carries the potential's spread in the mobility."""
+    used, n = _num(summary.get("members_driving")), _num(summary.get("ensemble_members"))
+    if used is None or n is None:
+        return Check("ensemble_members", NA, "not recorded (glide runs from before the "
+                     "replicas alternated the ensemble's members)")
+    if n < 2:
+        return Check("ensemble_members", NA, "a single-model potential: no ensemble spread "
+                     "to carry into the mobility", used)
+    if used >= 2:
+        return Check("ensemble_members", GREEN, f"the replicas ran on {used:.0f} of the "
+                     f"{n:.0f} ensemble members: their scatter carries the potential's "
+                     "spread in the mobility", used)
+    return Check("ensemble_members", AMBER, f"every run on one of {n:.0f} ensemble members "
+                 "(one replica per point, or ensemble_replicas = false): the potential's "
+                 "spread in the mobility is not carried", used)
 
 
 def steady_glide_check(pts: list[dict[str, str]]) -> Check:

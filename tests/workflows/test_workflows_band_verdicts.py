@@ -421,3 +421,14 @@ def test_a_mobility_law_inherits_the_steadiness_of_its_glide(tmp_path, ratio, st
     c = next(c for c in g if c.name == "steady_glide")
     assert c.status == status and words in c.reason, c
     assert _status(g, "fit_r2") == GREEN
+
+
+@pytest.mark.parametrize("used, n, status", [(2, 2, GREEN), (1, 2, AMBER), (1, 1, NA),
+                                             (None, None, NA)])
+def test_glide_runs_say_whether_they_carried_the_ensemble(tmp_path, used, n, status):
+    (tmp_path / "velocity.csv").write_text(
+        "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,replicas,status\n"
+        "edge,300,250,300,30,3,ok\n")
+    g = checks_for("DefectStats", {"points": 1, "replicas_min": 3, "members_driving": used,
+                                   "ensemble_members": n}, tmp_path)
+    assert _status(g, "ensemble_members") == status
