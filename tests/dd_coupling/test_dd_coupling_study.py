@@ -237,3 +237,30 @@ def test_study_needs_strain_control():
                                             "temperatures_k": [300.0]})
     with pytest.raises(ValueError, match="distinct"):
         DDStudySettings(strain_rates_s=[1e5, 1e5], temperatures_k=[300.0])
+
+
+@pytest.mark.parametrize("nucleation", ["bow_out", "time"])
+def test_doubling_the_drag_is_doubling_the_strain_rate(nucleation):
+    """With v = bτ/B the DD's only time scales are glide times L·B/(bτ), 1/ε̇ and t_nuc:
+    the run with 2B at ε̇ (t_nuc doubled when it is typed; bow-out times follow B) is the
+    run with B at 2ε̇, step for step (glide-limited steps are lengths over v, the strain
+    steps are strain): the same curve in strain, to the last bit. So the drag enters the
+    DD's flow stress through B·ε̇ alone, and the study's measured rate sensitivity is its
+    sensitivity to B (what the band's mobility term uses). It also responds: at this
+    rate the drag stress is a large part of the flow stress, and 2B flows higher."""
+    cfg = {**SCALING, "realisations": 1, "nucleation": nucleation}
+
+    def run(b0, rate, t_nuc_ns):
+        law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=b0)
+        s = DDSettings(**{**cfg, "strain_rate_s": rate, "nucleation_time_ns": t_nuc_ns})
+        return s.run_realisation(MAT, law, 0)["trace"]
+
+    def flow(tr):
+        return float(np.mean(tr[tr[:, 1] >= 0.5 * tr[-1, 1], 2]))
+
+    b = 6e-5
+    slow_drag, fast_rate, base = run(2 * b, 1e5, 20.0), run(b, 2e5, 10.0), run(b, 1e5, 10.0)
+    assert slow_drag.shape == fast_rate.shape
+    assert np.array_equal(slow_drag[:, 1:3], fast_rate[:, 1:3])        # strain, stress
+    assert np.allclose(slow_drag[:, 0], 2 * fast_rate[:, 0], rtol=1e-12)  # time doubles
+    assert flow(slow_drag) > 1.5 * flow(base)
