@@ -254,6 +254,34 @@ class GlideCharacterMobility:
         return self.law.velocity(tau_pa, temperature_k, char)
 
 
+@dataclass
+class DragScaledMobility:
+    """``law`` with every velocity divided by ``factor``: its drag B (and a saturation
+    speed with it) scaled by ``factor``, everything else (range, characters) as it is.
+    The DD's drag probe (``DDSettings.drag_probe``) runs with it to measure how the flow
+    stress responds to the MD's B."""
+
+    law: Any
+    factor: float
+    name: str = ""
+    valid_range: ValidRange = field(default_factory=ValidRange)
+
+    def __post_init__(self) -> None:
+        if not self.factor > 0:
+            raise ValueError(f"factor must be > 0, got {self.factor}")
+        self.name = self.name or f"{self.law.name} x B{self.factor:g}"
+        self.valid_range = self.law.valid_range
+
+    @property
+    def n_out_of_range(self) -> int:
+        """The wrapped law's running count of clamped points (0 for analytic laws)."""
+        return int(getattr(self.law, "n_out_of_range", 0))
+
+    def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int) -> ArrayLike:
+        return self.law.velocity(tau_pa, temperature_k, character) / self.factor
+
+
 def temperature_sensitivity(law: MobilityLaw, character: int, tau_pa: float,
                             temperatures_k: tuple[float, float]) -> float:
     """Relative change of the glide velocity at ``tau_pa`` between two temperatures,
@@ -428,8 +456,8 @@ def load_mobility(path: str | Path, out_of_range: OutOfRangePolicy | None = None
 
 
 __all__ = [
-    "CHARACTERS", "KB_EV", "GlideCharacterMobility", "KinkPairMobility", "LinearDragMobility",
-    "MobilityCheckError", "MobilityLaw", "OutOfRangeError", "ValidRange", "as_tensors",
-    "check_mobility", "describe_violation", "load_mobility", "range_violations", "saturate",
-    "save_mobility", "temperature_sensitivity",
+    "CHARACTERS", "KB_EV", "DragScaledMobility", "GlideCharacterMobility", "KinkPairMobility",
+    "LinearDragMobility", "MobilityCheckError", "MobilityLaw", "OutOfRangeError", "ValidRange",
+    "as_tensors", "check_mobility", "describe_violation", "load_mobility", "range_violations",
+    "saturate", "save_mobility", "temperature_sensitivity",
 ]

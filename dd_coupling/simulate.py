@@ -15,6 +15,8 @@ md Properties artifact, the mobility law from a MobilityLaw artifact, builds
                                       (:mod:`scalebridge.dd_coupling.study`)
     run.json                          loading, temperature, μ, ν, b, mobility, strengths,
                                       and for each realisation its rate and temperature
+    drag_probe.csv                    with ``drag_probe``: each reference realisation's
+                                      flow stress at B and B·drag_probe, dlnσ/dlnB
 
 Inputs in the units of the scales below. The microstructure is stated in lengths and
 densities, its strengths follow from μ and b: Frank-Read sources of lognormal length L
@@ -62,6 +64,7 @@ from scalebridge.dd_coupling.engine import (
 from scalebridge.dd_coupling.inputs import Material, read_properties
 from scalebridge.dd_coupling.mobility import (
     CHARACTERS,
+    DragScaledMobility,
     GlideCharacterMobility,
     LinearDragMobility,
     MobilityCheckError,
@@ -174,6 +177,13 @@ class DDSettings(StrictModel):
     allow_failed_checks: bool = Field(
         False, description="run with a mobility law that fails check_mobility anyway "
         "(refused by default); the failure and the override go into the DDRun summary")
+    drag_probe: float | None = Field(
+        None, gt=1, description="rerun the reference condition's realisations (same "
+        "seeds) with the mobility law's drag B scaled by this factor (every velocity / "
+        "factor) and record dln(flow stress)/dln(B) (drag_sensitivity): how much of the "
+        "flow stress the MD's drag sets, measured instead of inferred from the rate "
+        "sensitivity (which also holds the typed nucleation time's effect); unset: no "
+        "probe")
     study: DDStudySettings | None = Field(
         None, description="a grid of strain rates × temperatures, every realisation in "
         "every condition (strain control); unset: the one condition strain_rate_s, "
@@ -625,13 +635,21 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     # rates ascending: the slowest conditions (most steps) start first
     tasks = [{"settings": cs, "material": material, "law": law, "seed": settings.seed + k}
              for cs in cond_settings for k in range(n_real)]
-    done = f"DD: realisations done ({len(conds)} conditions x {n_real})"
+    n_main = len(tasks)
+    if settings.drag_probe:         # the reference condition again, with B x drag_probe
+        scaled = DragScaledMobility(law, settings.drag_probe)
+        tasks += [{"settings": cond_settings[ref], "material": material, "law": scaled,
+                   "seed": settings.seed + k} for k in range(n_real)]
+    done = (f"DD: realisations done ({len(conds)} conditions x {n_real}"
+            + (f" + {n_real} with B x {settings.drag_probe:g})" if settings.drag_probe
+               else ")"))
     if mapper is None:
         runs = [run_realisation_task(t) for t in track(tasks, done)]
     else:
         log.info("DD: %d realisations (%d conditions) on %s", len(tasks), len(conds),
                  type(mapper).__name__)
         runs = mapper.map(run_realisation_task, tasks, description=done)
+    runs, probe_runs = runs[:n_main], runs[n_main:]
     all_tables = []
     for i, res in enumerate(runs):
         tab = resample(res["trace"], grid, by)
@@ -749,6 +767,15 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     flow_mpa = tail_mean(mean, 2)
     rho_end = tail_mean(mean, 4)
     flows = [tail_mean(tab, 2) for tab in tables]
+    drag_sensitivity = None
+    if probe_runs:
+        probe_flows = [tail_mean(resample(r["trace"], grid, by), 2) for r in probe_runs]
+        drag_sensitivity = drag_probe_result(flows, probe_flows, float(settings.drag_probe))
+        _write_csv(work / "drag_probe.csv", ("realisation", "flow_stress_mpa",
+                                             "flow_stress_probe_mpa", "dlnsigma_dlnb"),
+                   [(k, f0, f1, s) for k, (f0, f1, s) in enumerate(zip(
+                       flows, probe_flows, drag_sensitivity.pop("per_realisation"),
+                       strict=True))])
     smax = float(geom0.schmid.abs().max())
     alpha_taylor = (flow_mpa * 1e6 * smax / (material.mu_pa * material.b_m * math.sqrt(rho_end))
                     if rho_end > 0 else math.nan)
@@ -809,9 +836,34 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "obstacle_density_m2": settings.obstacle_density_m2},
         "overrides": settings.overrides(),
     }
+    if drag_sensitivity is not None:
+        summary["drag_sensitivity"] = {
+            **drag_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
+            "temperature_k": conds[ref][1]}
     if study_summary is not None and settings.study is not None:
         summary["study"] = study_summary
     return _finite_or_none(summary)
+
+
+def drag_probe_result(flows: list[float], probe_flows: list[float], factor: float
+                      ) -> dict[str, Any]:
+    """dln σ/dln B from paired realisations (same seeds) at B and B·``factor``: per
+    realisation ln(σ'/σ)/ln(factor); its mean, the standard error of the mean over the
+    realisations (None with one), the mean flow stresses, and ``per_realisation`` (NaN
+    where a flow stress is not positive)."""
+    f0, f1 = np.asarray(flows, float), np.asarray(probe_flows, float)
+    ok = (f0 > 0) & (f1 > 0)
+    per = np.where(ok, np.log(np.where(ok, f1, 1.0) / np.where(ok, f0, 1.0)), np.nan) / \
+        math.log(factor)
+    good = per[np.isfinite(per)]
+    return {"factor": factor, "dlnsigma_dlnb": float(np.mean(good)) if good.size else None,
+            "dlnsigma_dlnb_err": (float(np.std(good, ddof=1) / math.sqrt(good.size))
+                                  if good.size > 1 else None),
+            "flow_stress_mpa": float(np.mean(f0)), "flow_stress_probe_mpa": float(np.mean(f1)),
+            "realisations": int(good.size), "per_realisation": per.tolist(),
+            "method": f"the reference condition's realisations rerun (same seeds) with "
+                      f"every velocity / {factor:g} (B x {factor:g}): mean of "
+                      f"ln(sigma'/sigma)/ln({factor:g}) over the pairs"}
 
 
 def _finite_or_none(d: Any) -> Any:
@@ -826,5 +878,6 @@ def _finite_or_none(d: Any) -> Any:
 
 
 __all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "DDStudySettings", "avalanches",
-           "condition_settings", "conditions_of", "gate_mobility", "mobility_record",
-           "power_law_exponent", "resample", "run_realisation_task", "write_ddrun"]
+           "condition_settings", "conditions_of", "drag_probe_result", "gate_mobility",
+           "mobility_record", "power_law_exponent", "resample", "run_realisation_task",
+           "write_ddrun"]

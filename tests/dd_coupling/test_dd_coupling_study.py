@@ -264,3 +264,46 @@ def test_doubling_the_drag_is_doubling_the_strain_rate(nucleation):
     assert np.array_equal(slow_drag[:, 1:3], fast_rate[:, 1:3])        # strain, stress
     assert np.allclose(slow_drag[:, 0], 2 * fast_rate[:, 0], rtol=1e-12)  # time doubles
     assert flow(slow_drag) > 1.5 * flow(base)
+
+
+def test_drag_probe_result_pairs_realisations():
+    from scalebridge.dd_coupling.simulate import drag_probe_result
+
+    r = drag_probe_result([10.0, 20.0, 0.0], [20.0, 20.0 * 2 ** 0.5, 5.0], 2.0)
+    assert r["per_realisation"][:2] == pytest.approx([1.0, 0.5])
+    assert math.isnan(r["per_realisation"][2]) and r["realisations"] == 2
+    assert r["dlnsigma_dlnb"] == pytest.approx(0.75)
+    assert r["dlnsigma_dlnb_err"] == pytest.approx(0.25)      # sd 0.354 / sqrt(2)
+    assert drag_probe_result([10.0], [15.0], 1.5)["dlnsigma_dlnb_err"] is None
+
+
+def test_drag_probe_measures_the_flow_stress_response_to_b(tmp_path):
+    """``drag_probe``: the reference condition's realisations rerun with B x 2. With
+    bow-out nucleation (times from the law) B x 2 is the strain rate x 2 step for step,
+    so each probe realisation's flow stress is the study's 2x-rate realisation's, to the
+    bit, and dlnσ/dlnB is the paired rate sensitivity; drag_probe.csv lists the pairs."""
+    from scalebridge.dd_coupling.simulate import write_ddrun
+
+    law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=6e-5)
+    s = DDSettings(**{**SCALING, "realisations": 2, "nucleation": "bow_out",
+                      "drag_probe": 2.0, "temperature_k": 300.0,
+                      "study": {"strain_rates_s": [1e5, 2e5], "temperatures_k": [300.0]}})
+    sm = write_ddrun(s, MAT, law, tmp_path)
+    flows = {c["strain_rate_s"]: c for c in sm["study"]["conditions"]}
+    rows = read_csv(tmp_path / "drag_probe.csv")
+    assert len(rows) == 2
+    fast = [float(r["flow_stress_probe_mpa"]) for r in rows]      # per realisation
+    base = [float(r["flow_stress_mpa"]) for r in rows]
+    run = json.loads((tmp_path / "run.json").read_text())
+    per = {}
+    for i, rr in enumerate(run["realisations"]):
+        tab = np.loadtxt(tmp_path / "realisations" / str(i) / "stress_strain.csv",
+                         delimiter=",", skiprows=1)
+        per[(rr["strain_rate_s"], rr["seed"])] = tab[tab[:, 1] >= 0.75 * tab[-1, 1], 2].mean()
+    assert fast == pytest.approx([per[(2e5, s.seed + k)] for k in range(2)], rel=1e-9)
+    assert base == pytest.approx([per[(1e5, s.seed + k)] for k in range(2)], rel=1e-9)
+    d = sm["drag_sensitivity"]
+    want = np.mean(np.log(np.array(fast) / np.array(base))) / math.log(2.0)
+    assert d["dlnsigma_dlnb"] == pytest.approx(want) and d["factor"] == 2.0
+    assert d["strain_rate_s"] == 1e5 and flows[1e5]["flow_stress_mpa"] == pytest.approx(
+        d["flow_stress_mpa"])

@@ -432,3 +432,30 @@ def test_glide_runs_say_whether_they_carried_the_ensemble(tmp_path, used, n, sta
     g = checks_for("DefectStats", {"points": 1, "replicas_min": 3, "members_driving": used,
                                    "ensemble_members": n}, tmp_path)
     assert _status(g, "ensemble_members") == status
+
+
+def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
+    """A measured dlnσ/dlnB (the DD's drag probe) sets the mobility term, not the study's
+    rate sensitivity (which, with a typed nucleation time, also holds the sources'
+    clock); a negative measured response counts as none."""
+    from scalebridge.artifacts import Artifact
+    from scalebridge.workflows.band import mobility_source
+
+    (tmp_path / "run.json").write_text(json.dumps({"temperature_k": 300.0}))
+    study = {"conditions": [{"strain_rate_s": r, "temperature_k": 300.0,
+                             "flow_stress_mpa": f} for r, f in ((4e4, 40.0), (1.6e5, 80.0))]}
+    mob = Artifact(tmp_path, {"summary": {"law": "NeuralMobility", "drag_edge_b0_pa_s": 5e-5,
+                                          "drag_edge_b0_err_pa_s": 1e-5}})
+
+    def src(probe):
+        sm = {"flow_stress_mpa": 50.0, "study": study}
+        if probe is not None:
+            sm["drag_sensitivity"] = {"dlnsigma_dlnb": probe, "dlnsigma_dlnb_err": 0.05,
+                                      "factor": 2.0, "realisations": 3}
+        return mobility_source(mob, Artifact(tmp_path, {"summary": sm}))
+
+    rate, probed, negative = src(None), src(0.1), src(-0.05)
+    assert rate["sensitivity"] == pytest.approx(0.5) and "rate sensitivity" in rate["method"]
+    assert probed["sensitivity"] == pytest.approx(0.1)
+    assert probed["rel_u"] == pytest.approx(0.1 * 0.2) and "drag probe" in probed["method"]
+    assert "0.5" in probed["method"] and negative["rel_u"] == 0.0
