@@ -29,6 +29,16 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
         w.writerows(rows)
 
 
+def path_label(name: str) -> str:
+    """A short panel title for a path's name: ``realisation 2`` for a DD run's
+    ``.../realisations/2/stress_strain.csv``, else the name's last 28 characters."""
+    parts = Path(str(name)).parts
+    if len(parts) >= 3 and parts[-1].endswith(".csv") and parts[-2].isdigit():
+        return f"{parts[-3].removesuffix('s')} {parts[-2]}"
+    text = str(name)
+    return text if len(text) <= 28 else "…" + text[-27:]
+
+
 def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
                stress_model: np.ndarray, names: Sequence[str], title: str) -> None:
     """Stress-strain loops of up to 4 paths (P, T+1, 6): the tensor component with the
@@ -45,7 +55,7 @@ def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
         ax.plot(strain[i, :, c] * w, stress_model[i, :, c] * w, "--", lw=1.2, label="model")
         ax.set_xlabel(f"ε_{COMPONENTS[c]}")
         ax.set_ylabel(f"σ_{COMPONENTS[c]} (MPa)")
-        ax.set_title(str(names[i])[-28:], fontsize=8)
+        ax.set_title(path_label(names[i]), fontsize=8)
         vm_d, vm_m = mandel.von_mises(stress_data[i]), mandel.von_mises(stress_model[i])
         for t in range(strain.shape[1]):
             rows.append([names[i], t, COMPONENTS[c], strain[i, t, c] * w,

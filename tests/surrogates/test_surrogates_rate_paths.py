@@ -163,3 +163,13 @@ def test_held_out_replay_runs_each_path_at_its_temperature(sound):
 def _at(model: NeuralJ2, temperature_k: float) -> NeuralJ2:
     model.temperature_k = temperature_k
     return model
+
+
+def test_path_panels_are_named_by_their_realisation():
+    """A DD path's panel says which realisation it is, not a cut-off file path."""
+    from scalebridge.surrogates.plots import path_label
+
+    assert path_label("/runs/mo/dd/realisations/12/stress_strain.csv") == "realisation 12"
+    assert path_label("path_3") == "path_3"
+    long = "a/very/long/name/of/a/path/that/is/not/a/realisation.csv"
+    assert path_label(long).startswith("…") and len(path_label(long)) == 28
