@@ -56,6 +56,7 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,15 @@ log = logging.getLogger("scalebridge.workflows")
 KIND = "LoadBand"
 #: The sources, in chain order (the keys of ``band_shares``).
 SOURCES = ("potential", "mobility", "dd", "surrogate")
+
+
+def shares_text(shares: Mapping[str, Any], sep: str = ", ") -> str:
+    """``potential 9.3%, mobility 0.4%, ...``: each share of the band's variance to two
+    significant figures (a share under 1 % still shows it is carried, not ``0%``)."""
+    def pct(x: float) -> str:
+        return f"{100 * x:.0f}%" if 100 * x >= 9.95 else f"{100 * x:.2g}%"
+
+    return sep.join(f"{k} {pct(float(v))}" for k, v in shares.items())
 
 
 class BandSettings(StrictModel):
@@ -329,7 +339,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     ax.plot(main[:, 1], main[:, 2], "C0o-", ms=3, label="FEM (surrogate)")
     ax.set_xlabel(disp_name)
     ax.set_ylabel(load_name)
-    ax.set_title("final load " + " / ".join(f"{s} {100 * shares[s]:.0f}%" for s in SOURCES),
+    ax.set_title("final load " + shares_text({s: shares[s] for s in SOURCES}, " / "),
                  fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -24,6 +24,7 @@ from typing import Any
 
 from scalebridge.artifacts import Artifact, write_json_atomic, write_text_atomic
 from scalebridge.plotting import plot_data_file
+from scalebridge.workflows.band import shares_text
 from scalebridge.workflows.chain import Chain, read_records
 from scalebridge.workflows.verdicts import COLOUR, MARK, run_verdicts
 
@@ -160,8 +161,7 @@ def band_line(arts_or_sections: Any) -> str | None:
         return None
     lo, hi = summ["fem_load_band_mpa"]
     k = summ.get("coverage_factor", 1.0)
-    shares = ", ".join(f"{name} {100 * float(v):.0f}%"
-                       for name, v in (summ.get("band_shares") or {}).items())
+    shares = shares_text(summ.get("band_shares") or {})
     return (f"FEM final load {_fmt(summ.get('final_load_mpa'))} MPa, band "
             f"[{_fmt(lo)}, {_fmt(hi)}] MPa (flow stress ± {_fmt(k)} standard uncertainty "
             f"{100 * float(summ.get('rel_uncertainty') or 0):.2g}%); share of the band's "

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalebridge.workflows.band import shares_text
+
 GREEN, AMBER, RED, NA = "green", "amber", "red", "n/a"
 #: Severity order (``n/a`` ranks below green: it never makes a verdict worse).
 RANK = {NA: -1, GREEN: 0, AMBER: 1, RED: 2}
@@ -540,7 +542,7 @@ def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     if not srcs:
         return [Check("sources", NA, "no band computed")]
     shares = summary.get("band_shares") or {}
-    txt = ", ".join(f"{k} {100 * float(v):.0f}%" for k, v in shares.items())
+    txt = shares_text(shares)
     lo_hi = (f"final load in [{band[0]:.4g}, {band[1]:.4g}] MPa; " if band else "")
     if missing:
         out = [Check("sources", AMBER, lo_hi + "not carried: " + "; ".join(missing), txt)]

@@ -459,3 +459,14 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
     assert probed["sensitivity"] == pytest.approx(0.1)
     assert probed["rel_u"] == pytest.approx(0.1 * 0.2) and "drag probe" in probed["method"]
     assert "0.5" in probed["method"] and negative["rel_u"] == 0.0
+
+
+def test_a_small_share_still_shows_it_is_carried():
+    """Shares print to two significant figures below 10 %: a carried source at 0.4 % of
+    the variance reads 0.4 %, not 0 %, in the report, the verdict and the plot title."""
+    from scalebridge.workflows.band import shares_text
+
+    assert shares_text({"potential": 0.0934, "mobility": 0.004, "dd": 0.177,
+                        "surrogate": 0.7255}) == \
+        "potential 9.3%, mobility 0.4%, dd 18%, surrogate 73%"
+    assert shares_text({"a": 1.0, "b": 0.0}, " / ") == "a 100% / b 0%"
