@@ -853,9 +853,9 @@ def drag_probe_result(flows: list[float], probe_flows: list[float], factor: floa
     where a flow stress is not positive)."""
     f0, f1 = np.asarray(flows, float), np.asarray(probe_flows, float)
     ok = (f0 > 0) & (f1 > 0)
-    per = np.where(ok, np.log(np.where(ok, f1, 1.0) / np.where(ok, f0, 1.0)), np.nan) / \
-        math.log(factor)
-    good = per[np.isfinite(per)]
+    per = np.full(f0.shape, np.nan)
+    per[ok] = np.log(f1[ok] / f0[ok]) / math.log(factor)
+    good = per[ok]
     return {"factor": factor, "dlnsigma_dlnb": float(np.mean(good)) if good.size else None,
             "dlnsigma_dlnb_err": (float(np.std(good, ddof=1) / math.sqrt(good.size))
                                   if good.size > 1 else None),

@@ -387,15 +387,22 @@ def steady_glide_check(pts: list[dict[str, str]]) -> Check:
         return Check("steady_glide", NA, "no measured point with both half velocities")
     n = len(ratios)
     med = (ratios[n // 2] + ratios[(n - 1) // 2]) / 2
-    t = THRESHOLDS["steady_glide"]
-    st = t.grade(med)
     what = f"first-half velocity {med:.2f} x the second (median of {n} point" + (
         "s)" if n > 1 else ")")
-    if st == GREEN:
-        return Check("steady_glide", st, f"steady glide: {what}", med)
-    return Check("steady_glide", st, f"glide still accelerating: {what}; the fitted "
-                 "velocities, and the drag from them, are below steady state: lengthen "
-                 f"equil_steps/run_steps (green {t.bound(GREEN)})", med)
+    return steadiness_check(med, "steady glide: {what}", "glide still accelerating: "
+                            "{what}; the fitted velocities, and the drag from them, are "
+                            "below steady state: lengthen equil_steps/run_steps (green "
+                            "{bound})", what)
+
+
+def steadiness_check(ratio: float, steady: str, accelerating: str, what: str) -> Check:
+    """``steady_glide`` graded on a median first-half / second-half velocity ``ratio``
+    with the ``steady_glide`` thresholds; the reason is ``steady`` (green) or
+    ``accelerating`` with ``{what}`` and the green ``{bound}`` filled in."""
+    t = THRESHOLDS["steady_glide"]
+    st = t.grade(ratio)
+    text = steady if st == GREEN else accelerating
+    return Check("steady_glide", st, text.format(what=what, bound=t.bound(GREEN)), ratio)
 
 
 def deformation_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
@@ -435,14 +442,11 @@ def fitted_glide_check(summary: Mapping[str, Any]) -> Check:
     if r is None:
         return Check("steady_glide", NA, "the velocity table has no acceleration ratio (a "
                      "table from elsewhere, or from before md measured it)")
-    t = THRESHOLDS["steady_glide"]
-    st = t.grade(r)
-    what = f"first-half velocity {r:.2f} x the second (median)"
-    if st == GREEN:
-        return Check("steady_glide", st, f"fitted to steady glide: {what}", r)
-    return Check("steady_glide", st, f"fitted to glide still accelerating ({what}): its "
-                 "velocities are below steady state and the drag above it, by more than the "
-                 f"fit's error; lengthen the md runs (green {t.bound(GREEN)})", r)
+    return steadiness_check(r, "fitted to steady glide: {what}", "fitted to glide still "
+                            "accelerating ({what}): its velocities are below steady state "
+                            "and the drag above it, by more than the fit's error; lengthen "
+                            "the md runs (green {bound})",
+                            f"first-half velocity {r:.2f} x the second (median)")
 
 
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
