@@ -102,6 +102,10 @@ def main() -> int:
         val = (rec.get("metrics") or {}).get("validation") or {}
         headline["surrogate"]["validation_rmse_mpa"] = val.get("rmse_mpa")
         headline["surrogate"]["overstress"] = rec.get("overstress")
+        h = (rec.get("metrics") or {}).get("heldout_vs_scatter")
+        if h:   # the ratio with the interval another choice of held-out paths gives
+            headline["surrogate"]["heldout_vs_scatter"] = {
+                k: h[k] for k in ("ratio", "low", "high", "level", "paths", "per_path")}
     band_mpath = run_dir / "band" / "manifest.json"
     if band_mpath.is_file():
         band = json.loads(band_mpath.read_text()).get("summary", {})

@@ -851,11 +851,15 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
     if paths.meta.get("source") == "ddrun":  # the realisation scatter: the error floor
         from scalebridge.surrogates.ensemble import (
             flow_stress_distribution,
+            heldout_ratio_interval,
             realisation_scatter_rmse,
         )
 
         metrics["hardening_distribution"] = flow_stress_distribution(paths)
-        metrics["realisation_scatter_rmse_mpa"] = realisation_scatter_rmse(paths)
+        metrics["realisation_scatter_rmse_mpa"] = scatter = realisation_scatter_rmse(paths)
+        if scatter:   # how far another choice of held-out paths would move the ratio
+            metrics["heldout_vs_scatter"] = heldout_ratio_interval(val.stress, stress_val,
+                                                                   scatter)
         metrics["heldout_flow"] = heldout_flow_error(
             val, stress_val, metrics["hardening_distribution"]["rel_std"])
     report = None
@@ -897,6 +901,9 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                "n_train": len(itr), "n_val": len(iva)}
     if "hardening_distribution" in metrics:
         summary["realisation_scatter_rmse_mpa"] = metrics["realisation_scatter_rmse_mpa"]
+        if "heldout_vs_scatter" in metrics:
+            h = metrics["heldout_vs_scatter"]
+            summary["heldout_vs_scatter_interval"] = [h["low"], h["high"]]
         summary["flow_stress_rel_std"] = metrics["hardening_distribution"]["rel_std"]
         summary["heldout_flow_rel_error"] = metrics["heldout_flow"]["rel_error"]
         summary["flow_model_rel_u"] = metrics["heldout_flow"]["model_rel_u"]

@@ -495,8 +495,11 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     if scatter:
         c = graded("heldout_vs_scatter", "heldout_vs_scatter", rmse / scatter if rmse is not
                    None else None, "", ".2f")
+        iv = summary.get("heldout_vs_scatter_interval")
+        within = (f", 95% interval {iv[0]:.2f}-{iv[1]:.2f} over the held-out paths"
+                  if isinstance(iv, list) and len(iv) == 2 else "")
         c.reason = (f"held-out RMS error {rmse:.3g} MPa = {rmse / scatter:.2f} x the DD "
-                    f"realisation scatter {scatter:.3g} MPa "
+                    f"realisation scatter {scatter:.3g} MPa{within} "
                     f"(green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"
                     if rmse is not None else "no held-out error")
         out.append(c)

@@ -1,0 +1,55 @@
+"""The held-out error over the DD realisation scatter carries the interval a fresh choice
+of held-out realisations would move it in (issue 19: the example scores its surrogate on
+four held-out paths, and one of them can carry half of the error)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scalebridge.surrogates import mandel
+from scalebridge.surrogates.ensemble import heldout_ratio_interval
+
+T = 50                                            # points per path
+
+
+def paths(n: int, noise_mpa: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n realisations of a mean shear path (σ_xy 40 MPa) with independent Gaussian
+    noise of ``noise_mpa`` on σ_xy, and the mean path itself (the ideal model)."""
+    rng = np.random.default_rng(seed)
+    mean = np.full((n, T), 40.0)
+    # Mandel stress with σ_xy = s is shear_strain(2 s) (ε_xy = γ/2)
+    data = mandel.shear_strain(2.0 * (mean + noise_mpa * rng.standard_normal((n, T))))
+    return data, mandel.shear_strain(2.0 * mean)
+
+
+def test_a_model_of_the_mean_scores_one_and_its_interval_covers_it():
+    data, model = paths(400, 5.0, 0)
+    # the tensor norm of a σ_xy deviation δ is √2 |δ| (xy and yx)
+    scatter = np.sqrt(2.0) * 5.0
+    r = heldout_ratio_interval(data, model, scatter)
+    assert r["ratio"] == pytest.approx(1.0, abs=0.02)
+    assert r["low"] < 1.0 < r["high"] and r["high"] - r["low"] < 0.05
+    assert r["paths"] == 400 and len(r["per_path"]) == 400
+
+
+def test_few_paths_give_a_wide_interval_and_one_bad_path_widens_it():
+    data, model = paths(4, 5.0, 1)
+    scatter = np.sqrt(2.0) * 5.0
+    few = heldout_ratio_interval(data, model, scatter)
+    many = heldout_ratio_interval(*paths(64, 5.0, 1), scatter)
+    assert few["high"] - few["low"] > 2.0 * (many["high"] - many["low"])
+    bad = data.copy()
+    bad[0] += mandel.shear_strain(np.full(T, 50.0))   # one path 25 MPa off
+    b = heldout_ratio_interval(bad, model, scatter)
+    assert b["ratio"] > 2.0 and b["per_path"][0] > 3.0 > max(b["per_path"][1:])
+    assert b["low"] < 1.5 and b["high"] > 3.0        # with or without the bad path
+    # the interval is a function of the data (seeded), not of the call
+    assert heldout_ratio_interval(bad, model, scatter) == b
+
+
+def test_one_path_has_no_interval_and_a_zero_scatter_is_refused():
+    data, model = paths(1, 5.0, 2)
+    r = heldout_ratio_interval(data, model, 7.0)
+    assert r["low"] == r["high"] == r["ratio"]
+    with pytest.raises(ValueError, match="scatter"):
+        heldout_ratio_interval(data, model, 0.0)
