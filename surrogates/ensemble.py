@@ -43,7 +43,7 @@ def _condition_keys(paths: Any) -> dict[str, np.ndarray]:
             "temperature": np.round(paths.temperature_k, 6)}
 
 
-def _conditions(paths: Any) -> list[np.ndarray]:
+def conditions(paths: Any) -> list[np.ndarray]:
     """Indices of the paths of each loading condition (same rate and temperature)."""
     k = _condition_keys(paths)
     keys = np.stack([k["log_rate"], k["temperature"]], axis=1)
@@ -81,7 +81,7 @@ def condition_effect(paths: Any, condition: str, tail: float = FLOW_TAIL
     from scipy.stats import f as f_dist
 
     flow = np.log(np.maximum(path_flow_stress(paths, tail), 1e-300))
-    full = _conditions(paths)
+    full = conditions(paths)
     key = _condition_keys(paths)["temperature" if condition == "log_rate" else "log_rate"]
     reduced = [np.flatnonzero(key == k) for k in np.unique(key)]
 
@@ -106,7 +106,7 @@ def flow_stress_distribution(paths: Any, tail: float = FLOW_TAIL) -> dict[str, A
     ``conditions``; ``rel_std`` and ``rel_sem`` are None with no repeated condition."""
     flow = path_flow_stress(paths, tail)
     num, dof, per = 0.0, 0, []
-    for idx in _conditions(paths):
+    for idx in conditions(paths):
         if len(idx) < 2:
             continue
         f = flow[idx]
@@ -119,7 +119,7 @@ def flow_stress_distribution(paths: Any, tail: float = FLOW_TAIL) -> dict[str, A
     rel = math.sqrt(num / dof) if dof else None
     return {"mean_mpa": float(np.mean(flow)), "rel_std": rel,
             "rel_sem": rel / math.sqrt(float(np.mean(per))) if rel is not None else None,
-            "paths": len(flow), "conditions": len(_conditions(paths)),
+            "paths": len(flow), "conditions": len(conditions(paths)),
             "tail": tail}
 
 
@@ -128,7 +128,7 @@ def realisation_scatter_rmse(paths: Any) -> float | None:
     n/(n−1) correction: a fresh realisation's distance from the population mean. None
     when no condition has two paths."""
     sq, cnt = 0.0, 0
-    for idx in _conditions(paths):
+    for idx in conditions(paths):
         n = len(idx)
         if n < 2:
             continue
@@ -236,6 +236,7 @@ def initial_yield(model: Any) -> float | None:
     return None
 
 
-__all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "flow_stress_distribution",
+__all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "conditions",
+           "flow_stress_distribution",
            "heldout_ratio_interval", "initial_yield", "path_flow_stress",
            "realisation_scatter_rmse", "scale_hardening"]

@@ -113,7 +113,8 @@ class SurrogateSettings(StrictModel):
     learning_rate: float = Field(
         5e-3, gt=0, description="unused (was the Adam rate of the removed black-box "
         "recurrent network; kept so that old settings files still load)")
-    val_fraction: float = Field(0.25, gt=0, lt=1, description="fraction of paths held out")
+    val_fraction: float = Field(0.25, gt=0, lt=1, description="fraction of paths held out "
+                                "(a DD study: of each condition's realisations, at least one)")
     seed: int = Field(0, description="seed of the split and of the initial weights")
     use_rate: Literal["auto", "yes", "no"] = Field(
         "auto", description="plastic strain rate as a hardening input (auto: if the "
@@ -165,11 +166,26 @@ class SurrogateSettings(StrictModel):
         return produce("Surrogate", path, self, {"data": data_art}, build, force=force)
 
 
-def split_paths(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) of a random split by path; at least one path in each."""
+def split_paths(n: int, val_fraction: float, seed: int,
+                groups: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) of a random split by path; at least one path in each.
+
+    ``groups``: the paths of each loading condition of a study (index arrays). Then the
+    split holds out realisations within every condition with at least two paths
+    (``max(1, round(val_fraction · n_c))`` of its n_c, at most n_c − 1), so the held-out
+    error samples every condition: a plain random quarter of a DD study's 18 paths can
+    miss its fastest rate, where a surrogate errs most (the example's Johnston–Gilman:
+    1.81x the scatter on such a split, 2.19x with one realisation of each condition)."""
     if n < 2:
         raise DataError(f"need at least 2 strain paths to split, got {n}")
-    perm = np.random.default_rng(seed).permutation(n)
+    rng = np.random.default_rng(seed)
+    if groups and any(len(g) >= 2 for g in groups):
+        val = [rng.permutation(np.asarray(g))[:min(max(1, round(val_fraction * len(g))),
+                                                   len(g) - 1)]
+               for g in groups if len(g) >= 2]
+        iva = np.sort(np.concatenate(val)).astype(int)
+        return np.setdiff1d(np.arange(n), iva), iva
+    perm = rng.permutation(n)
     k = min(max(1, round(val_fraction * n)), n - 1)
     return np.sort(perm[k:]), np.sort(perm[:k])
 
@@ -774,7 +790,12 @@ def fit_internal_variable(train: StrainPaths, val: StrainPaths, s: SurrogateSett
 def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[str, Any]:
     """Fit, evaluate and write the Surrogate files into ``out``; returns the summary."""
     t0 = time.perf_counter()
-    itr, iva = split_paths(len(paths), s.val_fraction, s.seed)
+    groups = None
+    if paths.meta.get("source") == "ddrun":   # held-out realisations of every condition
+        from scalebridge.surrogates.ensemble import conditions
+
+        groups = conditions(paths)
+    itr, iva = split_paths(len(paths), s.val_fraction, s.seed, groups)
     train, val = paths.subset(itr), paths.subset(iva)
     sigma_ref = float(paths.meta.get("yield_stress_mpa") or mandel.von_mises(paths.stress).max())
     samples = None

@@ -53,3 +53,22 @@ def test_one_path_has_no_interval_and_a_zero_scatter_is_refused():
     assert r["low"] == r["high"] == r["ratio"]
     with pytest.raises(ValueError, match="scatter"):
         heldout_ratio_interval(data, model, 0.0)
+
+
+def test_a_dd_study_holds_out_realisations_of_every_condition():
+    """18 paths, 6 conditions x 3 realisations: one realisation of each condition is held
+    out (a random quarter of the paths, 4 of them, misses at least two conditions)."""
+    from scalebridge.surrogates.train import split_paths
+
+    groups = [np.arange(3 * c, 3 * c + 3) for c in range(6)]
+    for seed in range(5):
+        tr, va = split_paths(18, 0.25, seed, groups)
+        assert len(va) == 6 and sorted(int(v) // 3 for v in va) == list(range(6))
+        assert sorted([*tr, *va]) == list(range(18))
+        assert len({int(v) // 3 for v in split_paths(18, 0.25, seed)[1]}) <= 4
+    # a single-path condition stays in training; no condition is held out whole
+    tr, va = split_paths(5, 0.9, 0, [np.array([0]), np.array([1, 2]), np.array([3, 4])])
+    assert 0 in tr and len(va) == 2 and {1, 2} & set(tr) and {3, 4} & set(tr)
+    # the same seed, the same split
+    assert all((a == b).all() for a, b in zip(split_paths(18, 0.25, 3, groups),
+                                              split_paths(18, 0.25, 3, groups), strict=True))
