@@ -157,6 +157,14 @@ def md_glide_fits(defect_stats: Artifact | Path) -> dict[str, Any] | None:
     return doc if doc.get("drag") else None
 
 
+def tau_by_character(t: VelocityTable) -> dict[str, tuple[float, float]]:
+    """Each measured character's (0, max |τ|) in MPa, in :data:`CHARACTERS` order: the
+    law's range per character (the MD may drive edges and screws to different
+    stresses)."""
+    return {CHARACTERS[c]: (0.0, float(np.max(np.abs(t.tau_pa[t.character == c]))) * 1e-6)
+            for c in sorted(set(t.character.tolist()))}
+
+
 # ---------------------------------------------------------------------- neural fit
 def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     """Train the ensemble on ``t``: each member on a bootstrap resample (member 0 on all
@@ -168,9 +176,9 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     if tau_scale == 0 or v_scale == 0:
         raise DataError(f"{t.source}: stresses or velocities are all zero")
     tlo, thi = float(t.temperature_k.min()), float(t.temperature_k.max())
-    chars = tuple(CHARACTERS[c] for c in sorted(set(t.character.tolist())))
+    by_char = tau_by_character(t)
     vr = ValidRange(tau_mpa=(0.0, tau_scale * 1e-6), temperature_k=(tlo, thi),
-                    characters=chars)
+                    characters=tuple(by_char), tau_mpa_by_character=by_char)
     # seeded before the members are built: their initial weights come from torch's
     # global generator, whose state otherwise depends on what ran earlier in the process
     # (in a chain run: the potential and MD stages), and a rerun gave another law
@@ -224,11 +232,11 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
     if "edge" in drag_fits and "screw" in drag_fits:
         screw_ratio = drag_fits["screw"]["b0_pa_s"] / drag_fits["edge"]["b0_pa_s"]
         screw_t0 = thresholds["screw"]
-    chars = tuple(CHARACTERS[c] for c in sorted(set(t.character.tolist())))
+    by_char = tau_by_character(t)
     tau_max = float(np.max(np.abs(t.tau_pa))) * 1e-6
     vr = ValidRange(tau_mpa=(0.0, tau_max),
                     temperature_k=(float(t.temperature_k.min()), float(t.temperature_k.max())),
-                    characters=chars)
+                    characters=tuple(by_char), tau_mpa_by_character=by_char)
     drag_law = LinearDragMobility(burgers_m=b_m, b0_pa_s=edge["b0_pa_s"],
                                   b1_pa_s_k=edge["b1_pa_s_k"], screw_ratio=screw_ratio,
                                   saturation_m_s=edge["saturation_m_s"],
@@ -308,10 +316,10 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     rows = []
-    tau_max = float(np.max(np.abs(t.tau_pa)))
-    grid = np.linspace(-tau_max, tau_max, 101)
     for k, (c, tk) in enumerate(sorted({(int(c), float(tk)) for c, tk in
                                         zip(t.character, t.temperature_k, strict=True)})):
+        tau_max = float(np.max(np.abs(t.tau_pa[t.character == c])))  # this character's
+        grid = np.linspace(-tau_max, tau_max, 101)
         sel = (t.character == c) & (t.temperature_k == tk)
         lab = f"{CHARACTERS[c]} {tk:g} K"
         ax.errorbar(t.tau_pa[sel] * 1e-6, t.velocity_m_s[sel], yerr=t.velocity_err_m_s[sel],
@@ -341,4 +349,5 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
 
 
 __all__ = ["FitMobilitySettings", "dd_threshold", "fit_and_write", "fit_drag",
-           "fit_kink_pair", "fit_neural", "md_glide_fits", "threshold_summary"]
+           "fit_kink_pair", "fit_neural", "md_glide_fits", "tau_by_character",
+           "threshold_summary"]

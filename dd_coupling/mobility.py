@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -48,22 +49,60 @@ class ValidRange:
     """Where a law is trusted.
 
     Attributes:
-        tau_mpa: (lo, hi) of |τ| in MPa covered by the data (analytic laws: (0, inf)).
+        tau_mpa: (lo, hi) of |τ| in MPa covered by the data (analytic laws: (0, inf)),
+            over all characters (the envelope).
         temperature_k: (lo, hi) in K.
         characters: the characters covered, names from :data:`CHARACTERS`.
+        tau_mpa_by_character: each character's own (lo, hi) of |τ| in MPa (the MD may
+            drive edges and screws to different stresses); given as a mapping, kept as
+            ``((name, (lo, hi)), ...)``. A character without an entry (and every
+            character of a range written before these existed) has ``tau_mpa``.
     """
 
     tau_mpa: tuple[float, float] = (0.0, math.inf)
     temperature_k: tuple[float, float] = (0.0, math.inf)
     characters: tuple[str, ...] = CHARACTERS
+    tau_mpa_by_character: (Mapping[str, tuple[float, float]]
+                           | tuple[tuple[str, tuple[float, float]], ...]) = ()
+
+    def __post_init__(self) -> None:
+        items = dict(self.tau_mpa_by_character)
+        unknown = sorted(set(items) - set(CHARACTERS))
+        if unknown:
+            raise ValueError(f"tau_mpa_by_character: unknown characters {unknown} "
+                             f"(known: {list(CHARACTERS)})")
+        object.__setattr__(self, "tau_mpa_by_character", tuple(
+            (c, (float(items[c][0]), float(items[c][1]))) for c in CHARACTERS if c in items))
+
+    def tau_range(self, character: str | int) -> tuple[float, float]:
+        """(lo, hi) of |τ| in MPa for ``character`` (a name or 0 edge / 1 screw): its own
+        range, else the envelope ``tau_mpa``."""
+        name = character
+        if not isinstance(character, str):
+            i = int(character)
+            name = CHARACTERS[i] if 0 <= i < len(CHARACTERS) else str(i)
+        return dict(self.tau_mpa_by_character).get(name, self.tau_mpa)  # type: ignore[arg-type]
+
+    def tau_hi_mpa(self, char: torch.Tensor) -> torch.Tensor:
+        """(n,) float64: the top of |τ| in MPa of each point's character ``char`` (n,)."""
+        his = [self.tau_range(c)[1] for c in range(len(CHARACTERS))]
+        known = (char >= 0) & (char < len(his))
+        table = torch.tensor(his, dtype=torch.float64, device=char.device)
+        return torch.where(known, table[char.clamp(0, len(his) - 1)],
+                           torch.tensor(self.tau_mpa[1], dtype=torch.float64,
+                                        device=char.device))
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe (infinities as ``null``)."""
         def f(x: float) -> float | None:
             return None if math.isinf(x) else float(x)
-        return {"tau_mpa": [f(v) for v in self.tau_mpa],
-                "temperature_k": [f(v) for v in self.temperature_k],
-                "characters": list(self.characters)}
+        d: dict[str, Any] = {"tau_mpa": [f(v) for v in self.tau_mpa],
+                             "temperature_k": [f(v) for v in self.temperature_k],
+                             "characters": list(self.characters)}
+        if self.tau_mpa_by_character:
+            d["tau_mpa_by_character"] = {c: [f(v) for v in r]
+                                         for c, r in self.tau_mpa_by_character}
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ValidRange:
@@ -71,9 +110,12 @@ class ValidRange:
             return default if v is None else float(v)
         t = d.get("tau_mpa", [0, None])
         k = d.get("temperature_k", [0, None])
+        by = {c: (g(r[0], 0.0), g(r[1], math.inf))
+              for c, r in (d.get("tau_mpa_by_character") or {}).items()}
         return cls(tau_mpa=(g(t[0], 0.0), g(t[1], math.inf)),
                    temperature_k=(g(k[0], 0.0), g(k[1], math.inf)),
-                   characters=tuple(d.get("characters", CHARACTERS)))
+                   characters=tuple(d.get("characters", CHARACTERS)),
+                   tau_mpa_by_character=by)
 
 
 @runtime_checkable
@@ -226,7 +268,8 @@ class GlideCharacterMobility:
     dislocation, and the character whose mobility controls glide (BCC: the slow screws)
     is a choice, made here once instead of inside the engine.
 
-    ``velocity(τ, T, any character)`` = ``law.velocity(τ, T, character)``.
+    ``velocity(τ, T, any character)`` = ``law.velocity(τ, T, character)``, so its valid
+    range is the chosen character's |τ| range for every character name.
     """
 
     law: Any
@@ -239,7 +282,9 @@ class GlideCharacterMobility:
             raise ValueError(f"character must be 0 (edge) or 1 (screw), got {self.character}")
         self.name = self.name or f"{self.law.name}[{CHARACTERS[self.character]}]"
         r = self.law.valid_range
-        self.valid_range = ValidRange(r.tau_mpa, r.temperature_k, CHARACTERS)
+        tau = r.tau_range(self.character)
+        self.valid_range = ValidRange(tau, r.temperature_k, CHARACTERS,
+                                      {c: tau for c in CHARACTERS})
 
     @property
     def n_out_of_range(self) -> int:
@@ -295,10 +340,11 @@ def temperature_sensitivity(law: MobilityLaw, character: int, tau_pa: float,
 # --------------------------------------------------------------------------- range checks
 def range_violations(law: MobilityLaw, tau: torch.Tensor, temp: torch.Tensor,
                      char: torch.Tensor) -> torch.Tensor:
-    """(n,) bool: points outside ``law.valid_range``."""
+    """(n,) bool: points outside ``law.valid_range`` (|τ| against the range of each
+    point's own character)."""
     r = law.valid_range
-    _lo, hi = r.tau_mpa
     a = tau.abs() * 1e-6
+    hi = r.tau_hi_mpa(char).to(a.device)
     bad = (a > hi * (1 + 1e-9)) | (temp < r.temperature_k[0] * (1 - 1e-9)) | (
         temp > r.temperature_k[1] * (1 + 1e-9))
     allowed = torch.tensor([CHARACTERS.index(c) for c in r.characters], dtype=torch.long)
@@ -313,9 +359,10 @@ def describe_violation(law: MobilityLaw, tau: torch.Tensor, temp: torch.Tensor,
     r = law.valid_range
     c = int(char[i])
     cname = CHARACTERS[c] if 0 <= c < len(CHARACTERS) else str(c)
+    own = f" ({cname})" if dict(r.tau_mpa_by_character).get(cname) else ""
     return (f"{law.name}: point {i} (tau={float(tau[i]) * 1e-6:.4g} MPa, "
             f"T={float(temp[i]):.4g} K, {cname}) is outside the training range "
-            f"|tau| <= {r.tau_mpa[1]:.4g} MPa, T in [{r.temperature_k[0]:.4g}, "
+            f"|tau| <= {r.tau_range(cname)[1]:.4g} MPa{own}, T in [{r.temperature_k[0]:.4g}, "
             f"{r.temperature_k[1]:.4g}] K, characters {list(r.characters)} "
             f"({int(bad.sum())} of {bad.numel()} points)")
 
@@ -326,7 +373,8 @@ def check_mobility(law: MobilityLaw, n: int = 64, seed: int = 0) -> dict[str, fl
 
     Checks: attributes; (n,) in -> (n,) out for NumPy and torch with the same values;
     batched == one-by-one; inputs untouched; finite; odd in τ; non-decreasing in τ;
-    dissipation τ·v ≥ 0; v(0) = 0. Points are drawn inside ``law.valid_range``.
+    dissipation τ·v ≥ 0; v(0) = 0. Points are drawn inside ``law.valid_range`` (|τ|
+    inside each character's own range).
 
     Returns:
         Headline numbers (largest oddness and monotonicity defects, in m/s).
@@ -343,13 +391,15 @@ def check_mobility(law: MobilityLaw, n: int = 64, seed: int = 0) -> dict[str, fl
     if not isinstance(r, ValidRange) or not r.characters:
         fail("valid_range is not a ValidRange with at least one character")
     rng = np.random.default_rng(seed)
-    tmax = r.tau_mpa[1] if math.isfinite(r.tau_mpa[1]) else 500.0
+    tmax = np.array([hi if math.isfinite(hi) else 500.0
+                     for hi in (r.tau_range(c)[1] for c in range(len(CHARACTERS)))])
     tlo = r.temperature_k[0] if r.temperature_k[0] > 0 else 10.0
     thi = r.temperature_k[1] if math.isfinite(r.temperature_k[1]) else 1000.0
     chars = np.array([CHARACTERS.index(c) for c in r.characters])
-    tau = rng.uniform(-tmax, tmax, n) * 1e6
+    unit = rng.uniform(-1.0, 1.0, n)
     temp = rng.uniform(tlo, thi, n)
     char = rng.choice(chars, n)
+    tau = unit * tmax[char] * 1e6
     copies = (tau.copy(), temp.copy(), char.copy())
 
     v = law.velocity(tau, temp, char)
@@ -379,10 +429,10 @@ def check_mobility(law: MobilityLaw, n: int = 64, seed: int = 0) -> dict[str, fl
     if np.abs(zero).max() > 1e-9 * scale:
         fail("v(0) != 0")
     # monotone: a grid in tau per (T, character)
-    grid = np.linspace(-tmax, tmax, 201) * 1e6
     worst = 0.0
     for t in (tlo, 0.5 * (tlo + thi), thi):
         for c in chars:
+            grid = np.linspace(-tmax[c], tmax[c], 201) * 1e6
             vg = law.velocity(grid, np.full_like(grid, t), np.full(grid.shape, c))
             worst = max(worst, float(np.max(-np.diff(vg), initial=0.0)))
     if worst > 1e-9 * scale:

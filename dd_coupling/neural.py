@@ -12,7 +12,9 @@ sinh terms the convex thermally activated one. The ensemble mean is the predicti
 the ensemble spread its uncertainty. Outside the training range the law raises
 :class:`~scalebridge.errors.OutOfRangeError` (policy "error"), warns ("warn"), or clamps τ
 and T to the range ("clamp": v stays monotone and bounded; used inside DD where core
-stresses are singular).
+stresses are singular). τ is judged and clamped against each point's own character's
+range (``ValidRange.tau_mpa_by_character``) where the range has one; the input scale
+``tau_scale_pa`` stays the one of all the data.
 """
 
 from __future__ import annotations
@@ -111,7 +113,15 @@ class NeuralMobility:
                 log.warning("%s", describe_violation(self, tau, temp, char, bad))
         lo, hi = self.valid_range.temperature_k
         temp = temp.clamp(lo, hi)
-        tau_hat = (tau / self.tau_scale_pa).clamp(-1.0, 1.0)
+        tau_hat = tau / self.tau_scale_pa
+        if self.valid_range.tau_mpa_by_character:
+            # each point at most at its own character's top stress (an edge beyond the
+            # edge data is not extrapolated along the edge curve up to the screws' top)
+            top = (self.valid_range.tau_hi_mpa(char).to(tau.device) * 1e6
+                   / self.tau_scale_pa).clamp(max=1.0)
+            tau_hat = torch.maximum(torch.minimum(tau_hat, top), -top)
+        else:
+            tau_hat = tau_hat.clamp(-1.0, 1.0)
         t_hat = (temp - self.t_mid_k) / self.t_half_k
         return tau_hat, t_hat, char, is_np
 

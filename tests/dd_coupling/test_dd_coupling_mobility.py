@@ -449,3 +449,81 @@ def test_the_law_carries_the_steadiness_of_the_glide_it_was_fitted_to(tmp_path):
     assert art.summary["glide_acceleration_ratio"] == pytest.approx(0.75)
     plain = read_velocity_table(make_defect_stats(tmp_path / "plain", rows))
     assert plain.acceleration_ratio is None and plain.steadiness() is None
+
+
+# ------------------------------------------------------------------ per-character τ range
+def _edge_1500_screw_2500_rows() -> list[dict]:
+    """Edges measured up to 1500 MPa, screws (slower: 3x the drag) up to 2500 MPa, 300 K."""
+    rng = np.random.default_rng(3)
+    edges = sample_velocity_table(rng, 2e-5, 0.0, temps=(300.0,),
+                                  tau_mpa=np.linspace(-1500, 1500, 13))
+    screws = sample_velocity_table(rng, 6e-5, 0.0, temps=(300.0,),
+                                   tau_mpa=np.linspace(-2500, 2500, 13))
+    return edges + [{**r, "character": "screw"} for r in screws]
+
+
+def test_each_character_is_trusted_to_its_own_md_stress(tmp_path):
+    """A law fitted on edges to 1500 MPa and screws to 2500 MPa: an edge at 2000 MPa is
+    outside its range (refused, or clamped at the edge top and counted), a screw at 2000
+    MPa inside; the ranges survive mobility.json; the DD's edge glide law has the edge
+    range for every character; a mobility.json written before the per-character ranges
+    loads with the one envelope range, as before."""
+    from scalebridge.dd_coupling.mobility import (
+        DragScaledMobility,
+        GlideCharacterMobility,
+        range_violations,
+    )
+
+    ds = make_defect_stats(tmp_path / "defects", _edge_1500_screw_2500_rows())
+    props = make_properties(tmp_path / "props")
+    art = FitMobilitySettings(members=2, epochs=200).make(ds, tmp_path / "mob",
+                                                          properties=props)
+    law = load_mobility(art.path)
+    assert isinstance(law, NeuralMobility)
+    r = law.valid_range
+    assert r.tau_mpa[1] == pytest.approx(2500.0) and law.tau_scale_pa == pytest.approx(2.5e9)
+    assert r.tau_range("edge")[1] == pytest.approx(1500.0)
+    assert r.tau_range(1)[1] == pytest.approx(2500.0)
+    tau = torch.tensor([2000e6, -2000e6, 2000e6, 1400e6], dtype=torch.float64)
+    char = torch.tensor([0, 0, 1, 0])
+    temp = torch.full((4,), 300.0, dtype=torch.float64)
+    assert range_violations(law, tau, temp, char).tolist() == [True, True, False, False]
+    with pytest.raises(OutOfRangeError, match=r"1500 MPa \(edge\)"):
+        law.velocity(np.array([2000e6]), 300.0, 0)
+    v_screw = law.velocity(np.array([2000e6, 2500e6]), 300.0, 1)       # in range: no error
+    assert 0 < v_screw[0] < v_screw[1]
+    check_mobility(law)                       # draws each character inside its own range
+    law.out_of_range = "clamp"
+    n0 = law.n_out_of_range
+    v = law.velocity(np.array([1500e6, 2000e6, -2000e6]), 300.0, 0)
+    assert law.n_out_of_range - n0 == 2                          # both edges beyond 1500
+    assert v[1] == pytest.approx(v[0], rel=1e-12) and v[2] == pytest.approx(-v[0], rel=1e-12)
+    # the DD gliding with the edge law: the edge range whatever the character asked for
+    glide = GlideCharacterMobility(law, 0)
+    for c in ("edge", "screw"):
+        assert glide.valid_range.tau_range(c)[1] == pytest.approx(1500.0)
+    assert range_violations(glide, tau, temp, char).tolist() == [True, True, True, False]
+    assert DragScaledMobility(glide, 2.0).valid_range == glide.valid_range
+    assert GlideCharacterMobility(law, 1).valid_range.tau_range("edge")[1] == \
+        pytest.approx(2500.0)
+    check_mobility(glide)
+    # the drag law of the same data carries the same ranges
+    drag = load_mobility(FitMobilitySettings(law="drag").make(
+        ds, tmp_path / "drag", properties=props).path)
+    assert drag.valid_range.tau_mpa_by_character == r.tau_mpa_by_character
+    # a mobility.json from before: one range (the envelope) for every character, as before
+    doc = json.loads((art.path / "mobility.json").read_text())
+    assert set(doc["valid_range"]["tau_mpa_by_character"]) == {"edge", "screw"}
+    del doc["valid_range"]["tau_mpa_by_character"]
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    (old_dir / "mobility.json").write_text(json.dumps(doc))
+    (old_dir / "mobility.pt").write_bytes((art.path / "mobility.pt").read_bytes())
+    old = load_mobility(old_dir, out_of_range="clamp")
+    assert old.valid_range == ValidRange(r.tau_mpa, r.temperature_k, r.characters)
+    assert old.valid_range.tau_range("edge") == r.tau_mpa
+    assert not range_violations(old, tau, temp, char).any()
+    vo = old.velocity(np.array([1500e6, 2000e6, 3000e6]), 300.0, 0)
+    assert old.n_out_of_range == 1 and vo[0] < vo[1] < vo[2]     # clamped at 2500 only
+    assert ValidRange.from_json(ValidRange().to_json()) == ValidRange()
+    assert "tau_mpa_by_character" not in ValidRange().to_json()
