@@ -315,8 +315,9 @@ def failure_logs(path: Path) -> Path:
     return path.parent / f"{path.name}.failed"
 
 
-#: What a failed build keeps of its working directory (by file name).
-FAILURE_LOG_PATTERNS = (LOG_FILE, "*.out", "*.log", "*.err")
+#: What a failed build keeps of its working directory (by file name); ``mpi_output.txt``
+#: is the FEM worker's output, which its error message names.
+FAILURE_LOG_PATTERNS = (LOG_FILE, "*.out", "*.log", "*.err", "mpi_output.txt")
 
 
 def keep_failure_logs(workdir: Path, dest: Path, exc: BaseException | None = None) -> None:

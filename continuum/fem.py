@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,17 +139,30 @@ class FemSettings(StrictModel):
 def _run_mpi(settings: FemSettings, spec: dict[str, Any], workdir: Path,
              resources: Resources) -> dict[str, Any]:
     """Run the worker under ``mpiexec -n N`` in ``workdir``; its summary."""
-    write_json_atomic(workdir / "fem_settings.json", settings.model_dump(mode="json"))
-    spec_to_file(spec, workdir / ".model_spec.pkl")
-    cmd = [*mpi_prefix(resources.mpi_ranks), sys.executable, "-m",
-           "scalebridge.continuum.worker", str(workdir)]
+    write_worker_inputs(settings, spec, workdir)
     try:
-        run_command(cmd, workdir, name=f"fem worker (mpiexec -n {resources.mpi_ranks})",
+        run_command(worker_command(workdir, resources.mpi_ranks), workdir,
+                    name=f"fem worker (mpiexec -n {resources.mpi_ranks})",
                     threads=resources.threads, log_file=workdir / "mpi_output.txt",
-                    error_parser=_worker_error)
+                    error_parser=worker_error_parser(workdir))
     finally:
         (workdir / ".model_spec.pkl").unlink(missing_ok=True)
     return json.loads((workdir / "summary.json").read_text())
+
+
+def write_worker_inputs(settings: FemSettings, spec: dict[str, Any], workdir: Path) -> None:
+    """The files the MPI worker reads: ``fem_settings.json`` and ``.model_spec.pkl``; any
+    ``worker_error.*.err`` an earlier launch left is removed."""
+    for old in workdir.glob("worker_error.*.err"):
+        old.unlink(missing_ok=True)
+    write_json_atomic(workdir / "fem_settings.json", settings.model_dump(mode="json"))
+    spec_to_file(spec, workdir / ".model_spec.pkl")
+
+
+def worker_command(workdir: Path, ranks: int) -> list[str]:
+    """``mpiexec -n ranks python -m scalebridge.continuum.worker workdir``."""
+    return [*mpi_prefix(ranks), sys.executable, "-m", "scalebridge.continuum.worker",
+            str(workdir)]
 
 
 def surrogate_check_report(model: Any, path: Path) -> tuple[dict[str, Any], str]:
@@ -268,9 +282,38 @@ def limit_load(reference: dict[str, float], model: Any, max_load: float,
             "limit_load_note": "perfectly plastic J2: q_lim = (2/sqrt(3)) sigma0 ln(Re/Ri)"}
 
 
-def _worker_error(lines: list[str]) -> str | None:
-    errs = [ln for ln in lines if ln.startswith("error: ")]
-    return errs[0][len("error: "):] if errs else None
+def worker_error_parser(workdir: Path) -> Callable[[list[str]], str | None]:
+    """The one-line cause of a failed worker in ``workdir``, for ``run_command``.
+
+    First the reason a rank wrote to ``worker_error.<rank>.err`` (the lowest rank's):
+    ``mpiexec`` may exit on a rank's abort before the rank's printed ``error:`` line
+    reaches it (see :mod:`scalebridge.continuum.worker`). Then that ``error:`` line; else
+    None (``run_command`` then quotes the output's last error line or last line), or,
+    where the worker printed nothing either, a line saying so.
+    """
+    def rank_of(path: Path) -> int:
+        try:
+            return int(path.name.split(".")[1])
+        except (IndexError, ValueError):
+            return 1 << 30
+
+    def parse(lines: list[str]) -> str | None:
+        for path in sorted(workdir.glob("worker_error.*.err"), key=rank_of):
+            try:
+                reason = path.read_text().strip()
+            except OSError:
+                continue
+            if reason:
+                return reason
+        errs = [ln for ln in lines if ln.startswith("error: ")]
+        if errs:
+            return errs[0][len("error: "):]
+        if not any(ln.strip() for ln in lines):
+            return ("no output, and no rank wrote worker_error.<rank>.err: mpiexec, or "
+                    "Python on a rank, failed before the worker ran")
+        return None
+
+    return parse
 
 
 def summarize(settings: FemSettings, result: SolveResult, model: Any,

@@ -50,3 +50,60 @@ def test_mpi_worker_error_is_one_line(tmp_path):
     msg = str(info.value)
     assert "\n" not in msg and "Newton failed" in msg
     assert not (tmp_path / "bad").exists()
+    # the output the message points at is kept, with the rank's reason beside it
+    kept = tmp_path / "bad.failed"
+    assert msg.endswith(f"(full output: {kept / 'mpi_output.txt'})"), msg
+    assert (kept / "mpi_output.txt").is_file()
+    assert "Newton failed" in (kept / "worker_error.0.err").read_text()
+
+
+def _worker_inputs(workdir):
+    """The files of a 2-rank run whose Newton solve fails (as in the test above)."""
+    from scalebridge.continuum.fem import write_worker_inputs
+    from scalebridge.continuum.materials import resolve_model
+
+    workdir.mkdir()
+    settings = FemSettings(problem=CylinderProblem(n_radial=2, n_angular=4),
+                           solver=SolverSettings(steps=2, max_iterations=1, max_cuts=1),
+                           write_fields=False)
+    write_worker_inputs(settings, resolve_model(J2Material())[3], workdir)
+
+
+def _launch(workdir, *, lose_output):
+    """The worker under ``mpiexec -n 2`` as FemSettings.make starts it; with
+    ``lose_output``, mpiexec's whole output is thrown away, as hydra does when a rank's
+    abort reaches it before the rank's printed lines (a loaded machine)."""
+    from scalebridge.continuum.fem import worker_command, worker_error_parser
+    from scalebridge.errors import ExternalProgramError
+    from scalebridge.runtime import run_command
+
+    cmd = worker_command(workdir, 2)
+    if lose_output:
+        cmd = ["sh", "-c", '"$@" >/dev/null 2>&1', "sh", *cmd]
+    with pytest.raises(ExternalProgramError) as info:
+        run_command(cmd, workdir, name="fem worker", log_file=workdir / "mpi_output.txt",
+                    error_parser=worker_error_parser(workdir))
+    return str(info.value)
+
+
+@pytest.mark.mpi
+def test_worker_error_survives_lost_mpiexec_output(tmp_path):
+    _worker_inputs(tmp_path / "w")
+    msg = _launch(tmp_path / "w", lose_output=True)
+    assert (tmp_path / "w" / "mpi_output.txt").read_text() == ""
+    assert "\n" not in msg and "exit code 1" in msg and "Newton failed" in msg, msg
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("lose_output", [False, True])
+def test_worker_dying_before_its_output_says_why(tmp_path, lose_output):
+    work = tmp_path / "w"
+    work.mkdir()                  # no fem_settings.json: every rank fails reading it
+    msg = _launch(work, lose_output=lose_output)
+    assert "\n" not in msg, msg
+    assert f"rank 0, reading {work / 'fem_settings.json'}: FileNotFoundError: " in msg, msg
+    if not lose_output:           # the traceback's last line is the message's cause
+        out = [ln for ln in (work / "mpi_output.txt").read_text().splitlines()
+               if ln.startswith("FileNotFoundError: ")]
+        assert out and msg.split(": FileNotFoundError: ")[1].startswith(
+            out[-1][len("FileNotFoundError: "):]), (msg, out)
