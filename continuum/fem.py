@@ -263,9 +263,12 @@ def limit_load(reference: dict[str, float], model: Any, max_load: float,
                 f"no analytic limit load: {name} is not J2 (von Mises) plasticity"}
     hard = model.hardening
     n = 33
-    dep = np.linspace(0.0, max(float(max_eqps), 1e-3), n)
+    # the static yield stress σ_y(ε̄_p) at a vanishing plastic rate: a model whose flow is
+    # viscous (σ_b + η ε̄̇_p, η = 1/fluidity, no fluidity before its sources fire) would
+    # otherwise read as σ_y ~ 1e27 MPa for one finite plastic increment
+    ep = np.linspace(0.0, max(float(max_eqps), 1e-3), n)
     q0 = np.repeat(hard.initial_state(1), n, axis=0)
-    sy, h, _ = hard.yield_stress(np.zeros(n), dep, q0, np.ones(n))
+    sy, h, _ = hard.yield_stress(ep, np.zeros(n), q0, np.ones(n))
     sy, h = np.asarray(sy, dtype=float), np.asarray(h, dtype=float)
     s0 = abs(float(sy[0])) or 1.0
     if not (np.all(np.isfinite(sy)) and np.all(np.isfinite(h))):
@@ -273,8 +276,8 @@ def limit_load(reference: dict[str, float], model: Any, max_load: float,
                 "limit_load_note": "no analytic limit load: non-finite yield stress"}
     if float(np.ptp(sy)) > 1e-12 * s0 or float(np.abs(h).max()) > 1e-12 * s0:
         return {"limit_load_rel_error": None, "limit_load_note":
-                f"no analytic limit load: the material hardens (yield stress "
-                f"{sy[0]:.4g} -> {sy[-1]:.4g} MPa over eps_p_eq <= {dep[-1]:.3g}); "
+                f"no analytic limit load: the material hardens (static yield stress "
+                f"{sy[0]:.4g} -> {sy[-1]:.4g} MPa over eps_p_eq <= {ep[-1]:.3g}); "
                 "the analytic limit holds for perfect plasticity only"}
     q_lim = float(reference["q_lim_over_sigma0"] * sy[0])
     return {"q_lim_mpa": q_lim,

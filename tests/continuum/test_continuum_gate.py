@@ -169,3 +169,10 @@ def test_limit_load_rules():
     assert other["limit_load_rel_error"] is None
     assert "not J2 (von Mises) plasticity" in other["limit_load_note"]
     assert limit_load({}, perfect, 120.0, 0.01) == {}     # no analytic limit for the problem
+    # a viscous flow above a static Voce strength, with no fluidity until sources fire
+    # (source_families): the note gives the static yield stress, not 1/fluidity
+    from scalebridge.surrogates.source_families import StaticVoce
+
+    sf = limit_load(REF, J2Plasticity(E, NU, StaticVoce(1.0, 60.0, 1e-3)), 120.0, 2e-3)
+    assert sf["limit_load_rel_error"] is None
+    assert "static yield stress 1 -> 52.02 MPa" in sf["limit_load_note"]
