@@ -145,7 +145,7 @@ def heldout_ratio_interval(data: np.ndarray, model: np.ndarray, scatter_mpa: flo
     """The held-out RMS error over the realisation scatter, with the interval a fresh
     choice of held-out realisations would move it in.
 
-    The held-out set is a handful of DD paths (a quarter of a study's realisations), and
+    The held-out set is a handful of DD paths (one or a few realisations per condition), and
     the paths differ: one 1.5·10⁵ /s path with a second avalanche can carry half of the
     error. So the ratio is resampled over whole paths (bootstrap, ``n_boot`` draws of P
     paths with replacement, fixed ``seed``); the scatter, pooled over every path of the
@@ -237,6 +237,5 @@ def initial_yield(model: Any) -> float | None:
 
 
 __all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "conditions",
-           "flow_stress_distribution",
-           "heldout_ratio_interval", "initial_yield", "path_flow_stress",
-           "realisation_scatter_rmse", "scale_hardening"]
+           "flow_stress_distribution", "heldout_ratio_interval", "initial_yield",
+           "path_flow_stress", "realisation_scatter_rmse", "scale_hardening"]

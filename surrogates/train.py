@@ -175,7 +175,7 @@ def split_paths(n: int, val_fraction: float, seed: int,
     (``max(1, round(val_fraction · n_c))`` of its n_c, at most n_c − 1), so the held-out
     error samples every condition: a plain random quarter of a DD study's 18 paths can
     miss its fastest rate, where a surrogate errs most (the example's Johnston–Gilman:
-    1.81x the scatter on such a split, 2.19x with one realisation of each condition)."""
+    1.81x the scatter on such a split, 2.13x with one realisation of each condition)."""
     if n < 2:
         raise DataError(f"need at least 2 strain paths to split, got {n}")
     rng = np.random.default_rng(seed)
