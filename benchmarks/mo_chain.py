@@ -105,7 +105,8 @@ def main() -> int:
         h = (rec.get("metrics") or {}).get("heldout_vs_scatter")
         if h:   # the ratio with the interval another choice of held-out paths gives
             headline["surrogate"]["heldout_vs_scatter"] = {
-                k: h[k] for k in ("ratio", "low", "high", "level", "paths", "per_path")}
+                k: h[k] for k in ("ratio", "low", "high", "level", "paths", "per_path",
+                                  "training_mean_ratio", "training_mean_per_path") if k in h}
     band_mpath = run_dir / "band" / "manifest.json"
     if band_mpath.is_file():
         band = json.loads(band_mpath.read_text()).get("summary", {})

@@ -177,6 +177,28 @@ def heldout_ratio_interval(data: np.ndarray, model: np.ndarray, scatter_mpa: flo
             "per_path": [math.sqrt(float(m)) / scatter_mpa for m in ms]}
 
 
+def training_mean_prediction(paths: Any, train_idx: np.ndarray, val_idx: np.ndarray
+                             ) -> np.ndarray | None:
+    """(P_val, T+1, 6) for each held-out path, the mean stress of its condition's training
+    paths (MPa): the DD's own answer from the realisations the surrogate saw.
+
+    Scored like a surrogate (:func:`heldout_ratio_interval`) it is the reference a
+    deterministic model of these training paths can hope to reach: about
+    sqrt(1 + 1/n_train) times the scatter in expectation, more or less by chance on a few
+    paths. None when a held-out path's condition has no training path or the paths of a
+    condition do not share their strain history."""
+    train_set = {int(i) for i in train_idx}
+    out = []
+    for v in np.asarray(val_idx, dtype=int):
+        group = next(g for g in conditions(paths) if v in g)
+        tr = [int(i) for i in group if int(i) in train_set]
+        if not tr or not np.allclose(paths.strain[tr], paths.strain[v], rtol=1e-6,
+                                     atol=1e-12):
+            return None
+        out.append(paths.stress[tr].mean(axis=0))
+    return np.stack(out) if out else None
+
+
 class ScaledHardening:
     """A J2 hardening law with σ_y and its slope multiplied by ``factor``."""
 
@@ -238,4 +260,5 @@ def initial_yield(model: Any) -> float | None:
 
 __all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "conditions",
            "flow_stress_distribution", "heldout_ratio_interval", "initial_yield",
-           "path_flow_stress", "realisation_scatter_rmse", "scale_hardening"]
+           "path_flow_stress", "realisation_scatter_rmse", "scale_hardening",
+           "training_mean_prediction"]

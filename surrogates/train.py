@@ -874,13 +874,21 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
             flow_stress_distribution,
             heldout_ratio_interval,
             realisation_scatter_rmse,
+            training_mean_prediction,
         )
 
         metrics["hardening_distribution"] = flow_stress_distribution(paths)
         metrics["realisation_scatter_rmse_mpa"] = scatter = realisation_scatter_rmse(paths)
         if scatter:   # how far another choice of held-out paths would move the ratio
-            metrics["heldout_vs_scatter"] = heldout_ratio_interval(val.stress, stress_val,
-                                                                   scatter)
+            h = heldout_ratio_interval(val.stress, stress_val, scatter)
+            # the same score for the DD's own mean of the training realisations: where a
+            # deterministic surrogate of these paths lands at best (≈ sqrt(1 + 1/n))
+            ref = training_mean_prediction(paths, itr, iva)
+            if ref is not None:
+                r = heldout_ratio_interval(val.stress, ref, scatter)
+                h["training_mean_ratio"] = r["ratio"]
+                h["training_mean_per_path"] = r["per_path"]
+            metrics["heldout_vs_scatter"] = h
         metrics["heldout_flow"] = heldout_flow_error(
             val, stress_val, metrics["hardening_distribution"]["rel_std"])
     report = None
@@ -925,6 +933,8 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         if "heldout_vs_scatter" in metrics:
             h = metrics["heldout_vs_scatter"]
             summary["heldout_vs_scatter_interval"] = [h["low"], h["high"]]
+            if "training_mean_ratio" in h:
+                summary["heldout_training_mean_ratio"] = h["training_mean_ratio"]
         summary["flow_stress_rel_std"] = metrics["hardening_distribution"]["rel_std"]
         summary["heldout_flow_rel_error"] = metrics["heldout_flow"]["rel_error"]
         summary["flow_model_rel_u"] = metrics["heldout_flow"]["model_rel_u"]

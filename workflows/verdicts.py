@@ -498,6 +498,9 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         iv = summary.get("heldout_vs_scatter_interval")
         within = (f", 95% interval {iv[0]:.2f}-{iv[1]:.2f} over the held-out paths"
                   if isinstance(iv, list) and len(iv) == 2 else "")
+        ref = _num(summary.get("heldout_training_mean_ratio"))
+        if ref is not None:   # what the DD's own training realisations score there
+            within += f"; the mean of the training realisations scores {ref:.2f}x"
         c.reason = (f"held-out RMS error {rmse:.3g} MPa = {rmse / scatter:.2f} x the DD "
                     f"realisation scatter {scatter:.3g} MPa{within} "
                     f"(green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"

@@ -72,3 +72,34 @@ def test_a_dd_study_holds_out_realisations_of_every_condition():
     # the same seed, the same split
     assert all((a == b).all() for a, b in zip(split_paths(18, 0.25, 3, groups),
                                               split_paths(18, 0.25, 3, groups), strict=True))
+
+
+def test_the_training_realisations_mean_scores_sqrt_one_plus_one_over_n():
+    """The reference beside the surrogate's score: each held-out path predicted by the
+    mean of its condition's training realisations. With n training realisations of
+    independent noise its ratio is sqrt(1 + 1/n) (the mean carries 1/n of the noise);
+    a condition whose paths follow different strain histories has no such reference."""
+    from scalebridge.surrogates.data import StrainPaths
+    from scalebridge.surrogates.ensemble import (
+        conditions,
+        realisation_scatter_rmse,
+        training_mean_prediction,
+    )
+    from scalebridge.surrogates.train import split_paths
+
+    n_cond, n_real = 40, 4                      # 3 training realisations per condition
+    data, _ = paths(n_cond * n_real, 5.0, 3)
+    strain = np.repeat(mandel.shear_strain(np.linspace(0.0, 1e-3, T))[None], len(data), 0)
+    rate = np.repeat(np.logspace(3, 5, n_cond), n_real)
+    sp = StrainPaths(strain, data, np.full(len(data), 1e-9), np.full(len(data), 300.0),
+                     rate)
+    tr, va = split_paths(len(sp), 0.25, 0, conditions(sp))
+    assert len(va) == n_cond
+    ref = training_mean_prediction(sp, tr, va)
+    assert ref is not None and ref.shape == (n_cond, T, 6)
+    r = heldout_ratio_interval(sp.stress[va], ref, realisation_scatter_rmse(sp))
+    assert r["ratio"] == pytest.approx(np.sqrt(1 + 1 / 3), rel=0.08)
+    # the data's own mean path is not a reference when the strain histories differ
+    bent = StrainPaths(strain * np.linspace(1.0, 2.0, len(data))[:, None, None], data,
+                       sp.dt, sp.temperature_k, rate)
+    assert training_mean_prediction(bent, tr, va) is None
