@@ -278,6 +278,34 @@ class J2Plasticity:
                           * np.einsum("ni,nj->nij", nhat, nhat))
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new_state)
 
+    def _update_where(self, mask: np.ndarray, strain: np.ndarray, dstrain: np.ndarray,
+                      state: np.ndarray, dt: np.ndarray, sig_trial: np.ndarray,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`J2Plasticity.update` at the points ``mask`` only, elastic elsewhere.
+
+        For a subclass whose law only flows at some points (a nucleated source, a
+        fluidity above its floor): the others keep the trial stress, the elastic
+        stiffness and their state.
+
+        Args:
+            mask: (n,) bool, the points to return-map.
+            strain, dstrain, dt: (n, 6), (n, 6), (n,) as from ``step_inputs``.
+            state: (n, 7 + k) J2 state (plastic strain, ε̄_p, the hardening's k variables).
+            sig_trial: (n, 6) elastic trial stress C:(ε + Δε - ε^p); overwritten at
+                ``mask`` and returned as the stress.
+
+        Returns:
+            ``(stress, tangent, state)`` for all n points: (n, 6), (n, 6, 6), (n, 7 + k).
+        """
+        n = strain.shape[0]
+        stress = sig_trial
+        tangent = np.broadcast_to(self.stiffness, (n, 6, 6)).copy()
+        new = state.copy()
+        if np.any(mask):
+            r = J2Plasticity.update(self, strain[mask], dstrain[mask], state[mask], dt[mask])
+            stress[mask], tangent[mask], new[mask] = r.stress, r.tangent, r.state
+        return stress, tangent, new
+
     def __repr__(self) -> str:
         return (f"J2Plasticity(E={self.youngs_modulus:g} MPa, ν={self.poisson_ratio:g}, "
                 f"{self.hardening!r})")

@@ -158,19 +158,15 @@ class JohnstonGilmanJ2(J2Plasticity):
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
         strain, dstrain, state, dt_arr = step_inputs(strain, dstrain, state, dt)
-        n = strain.shape[0]
         sig_tr = (strain + dstrain - state[:, :6]) @ self.stiffness.T
         # a scaled copy (ensemble.scale_hardening) scales the source strength with σ_y
         thr = self.source_stress_mpa * getattr(self.hardening, "factor", 1.0)
         clock = np.where(mandel.von_mises(sig_tr) > thr, state[:, 7] + dt_arr, 0.0)
         nuc = (state[:, 8] > 0.5) | (clock >= self.nucleation_time_s)
-        stress = sig_tr
-        tangent = np.broadcast_to(self.stiffness, (n, 6, 6)).copy()
+        stress, tangent, j2 = self._update_where(nuc, strain, dstrain, state[:, :7], dt_arr,
+                                                 sig_tr)
         new = state.copy()
-        if np.any(nuc):
-            r = super().update(strain[nuc], dstrain[nuc], state[nuc, :7], dt_arr[nuc])
-            stress[nuc], tangent[nuc], new[nuc, :7] = r.stress, r.tangent, r.state
-        new[:, 7], new[:, 8] = clock, nuc
+        new[:, :7], new[:, 7], new[:, 8] = j2, clock, nuc
         oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)

@@ -154,7 +154,6 @@ class SourceFamiliesJ2(J2Plasticity):
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
         strain, dstrain, state, dt_arr = step_inputs(strain, dstrain, state, dt)
-        n = strain.shape[0]
         sig_tr = (strain + dstrain - state[:, :6]) @ self.stiffness.T
         # a scaled copy (ensemble.scale_hardening) scales the strengths with σ_y
         thr = self.strengths_mpa * getattr(self.hardening, "factor", 1.0)
@@ -165,14 +164,11 @@ class SourceFamiliesJ2(J2Plasticity):
         lam = dt_arr * (1.0 + state[:, 6] / self.pinning_strain) / self.pinning_time_s
         # mean of m0·exp(-λ t/dt) over the step (→ m0 as λ → 0)
         m_eff = m0 * np.where(lam > 1e-12, -np.expm1(-lam) / np.maximum(lam, 1e-12), 1.0)
-        stress = sig_tr
-        tangent = np.broadcast_to(self.stiffness, (n, 6, 6)).copy()
+        st = np.concatenate([state[:, :7], m_eff[:, None]], axis=1)
+        stress, tangent, j2 = self._update_where(m_eff > NO_FLUIDITY, strain, dstrain, st,
+                                                 dt_arr, sig_tr)
         new = state.copy()
-        flow = m_eff > NO_FLUIDITY
-        if np.any(flow):
-            st = np.concatenate([state[flow, :7], m_eff[flow, None]], axis=1)
-            r = super().update(strain[flow], dstrain[flow], st, dt_arr[flow])
-            stress[flow], tangent[flow], new[flow, :7] = r.stress, r.tangent, r.state[:, :7]
+        new[:, :7] = j2[:, :7]
         new[:, 7], new[:, 8], new[:, 9:] = m_eff, m0 * np.exp(-lam), clocks
         oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
