@@ -35,6 +35,8 @@ from scalebridge.surrogates.train import (
     load_surrogate,
 )
 
+from .conftest import shear_path, vm
+
 SHEAR, BULK = 126716.0, 266620.0     # MPa, the Mo example's moduli
 T_NUC = 1e-8                         # s, the DD's nucleation time
 
@@ -47,24 +49,13 @@ def law(eta: float = 4e-4, src: float = 60.0, t_nuc: float = T_NUC) -> JohnstonG
                             {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]})
 
 
-def shear_path(rate: float, gamma_max: float = 5e-3, n: int = 400
-               ) -> tuple[np.ndarray, float, np.ndarray]:
-    """(Mandel strain (1, n+1, 6), dt s, γ (n+1,)) for simple shear at γ̇ = ``rate``."""
-    g = np.linspace(0.0, gamma_max, n + 1)
-    return mandel.shear_strain(g)[None], float((g[1] - g[0]) / rate), g
-
-
-def vm(stress: np.ndarray) -> np.ndarray:
-    return mandel.von_mises(stress)
-
-
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
 def test_upper_yield_is_source_strength_plus_loading_over_nucleation_time(rate):
     """Elastic until the trial stress has been above σ_src for t_nuc: the peak is
     σ_src + σ̇ t_nuc with σ̇ = √3 G γ̇, then the avalanche drops it. To two load steps:
     the clock counts the crossing step whole, and the step it fires in already flows."""
     m = law()
-    strain, dt, _ = shear_path(rate)
+    strain, dt = shear_path(rate)
     s, _, _ = integrate_path(m, strain, dt)
     q = vm(s[0])
     peak = m.source_stress_mpa + math.sqrt(3.0) * SHEAR * rate * T_NUC
@@ -79,7 +70,7 @@ def test_steady_flow_is_static_plus_viscous_stress(eta):
     (Orowan with linear drag): doubling η (halving ρ_m) doubles the overstress."""
     rate = 7e4
     m = law(eta=eta)
-    strain, dt, _ = shear_path(rate, gamma_max=0.02, n=800)
+    strain, dt = shear_path(rate, gamma_max=0.02, n=800)
     s, st, _ = integrate_path(m, strain, dt)
     ep = st[0, -1, 6]
     rate_p = (st[0, -1, 6] - st[0, -2, 6]) / dt
@@ -119,7 +110,7 @@ def synthetic(model: JohnstonGilmanJ2, rates=(4e4, 7e4, 1.5e5), per=2) -> Strain
     strain, stress, dts, rr = [], [], [], []
     for rate in rates:
         for _ in range(per):
-            e, dt, _ = shear_path(rate, gamma_max=4e-3, n=80)
+            e, dt = shear_path(rate, gamma_max=4e-3, n=80)
             s, _, _ = integrate_path(model, e, dt)
             strain.append(e[0])
             stress.append(s[0])
@@ -156,7 +147,7 @@ def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
     assert isinstance(m, JohnstonGilmanJ2) and m.nucleation_time_s == T_NUC
     rec = json.loads((tmp_path / "surrogate.json").read_text())
     assert rec["johnston_gilman"]["nucleation_time_from"] == "the DD run's settings"
-    e, dt, _ = shear_path(7e4, n=50)
+    e, dt = shear_path(7e4, n=50)
     again = integrate_path(m, e, dt)[0]
     fresh = integrate_path(JohnstonGilmanJ2.from_config(rec["config"]), e, dt)[0]
     np.testing.assert_array_equal(again, fresh)

@@ -36,6 +36,8 @@ from scalebridge.surrogates.train import (
     load_surrogate,
 )
 
+from .conftest import shear_path, vm
+
 SHEAR, BULK = 126716.0, 266620.0     # MPa, the Mo example's moduli
 T_NUC = 1e-8                         # s, the DD's nucleation time
 
@@ -46,17 +48,6 @@ def law(strengths=(60.0,), emission: float = 2e3, t_pin: float = 2.5e-9,
     return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(sigma_b[0], sigma_b[1], 3e-3),
                             np.asarray(strengths, float), T_NUC, emission, t_pin, eps_pin,
                             {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]})
-
-
-def shear_path(rate: float, gamma_max: float = 5e-3, n: int = 400
-               ) -> tuple[np.ndarray, float]:
-    """(Mandel strain (1, n+1, 6), dt s) for simple shear at γ̇ = ``rate``."""
-    g = np.linspace(0.0, gamma_max, n + 1)
-    return mandel.shear_strain(g)[None], float((g[1] - g[0]) / rate)
-
-
-def vm(stress: np.ndarray) -> np.ndarray:
-    return mandel.von_mises(stress)
 
 
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
