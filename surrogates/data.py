@@ -234,12 +234,19 @@ def _first_key(d: dict[str, Any], keys: tuple[str, ...], scale: tuple[float, ...
     raise DataError(f"{src}: no {what} (looked for {', '.join(keys)})")
 
 
+def integrate_at_path_dt(model: Any, strain: np.ndarray, dt: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`~scalebridge.surrogates.protocol.integrate_path` of the paths ``strain``
+    (P, T+1, 6), each at its own step ``dt`` (P,) s (one scalar step where they all
+    share it): (stress, states, out_of_range)."""
+    return integrate_path(model, strain, dt if np.ptp(dt) > 0 else float(dt[0]))
+
+
 def replay(model: Any, paths: StrainPaths) -> tuple[np.ndarray, np.ndarray]:
     """(stress (P, T+1, 6) MPa, states (P, T+1, m)) of every path replayed through
     ``model`` at its own step dt (a model without a temperature input; for one with it,
     :func:`scalebridge.surrogates.train.integrate_paths`)."""
-    dt = paths.dt
-    s, st, _ = integrate_path(model, paths.strain, dt if np.ptp(dt) > 0 else float(dt[0]))
+    s, st, _ = integrate_at_path_dt(model, paths.strain, paths.dt)
     return s, st
 
 

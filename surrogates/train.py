@@ -56,7 +56,12 @@ from scalebridge.modelfiles import load_into, load_state_dict_file, nonfinite_ke
 from scalebridge.settings import Resources, StrictModel
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.checks import check_constitutive
-from scalebridge.surrogates.data import StrainPaths, load_paths, plastic_history
+from scalebridge.surrogates.data import (
+    StrainPaths,
+    integrate_at_path_dt,
+    load_paths,
+    plastic_history,
+)
 from scalebridge.surrogates.ensemble import condition_effect
 from scalebridge.surrogates.internal_variable import InternalVariableModel, YieldHardeningNet
 from scalebridge.surrogates.johnston_gilman import (
@@ -258,9 +263,7 @@ def integrate_paths(model: ConstitutiveModel, paths: StrainPaths
         for t, idx in temperature_groups(model, paths.temperature_k, len(paths)):
             if t is not None:
                 model.temperature_k = t  # type: ignore[attr-defined]
-            dt = paths.dt[idx]
-            s, st, o = integrate_path(model, paths.strain[idx],
-                                      dt if np.ptp(dt) > 0 else float(dt[0]))
+            s, st, o = integrate_at_path_dt(model, paths.strain[idx], paths.dt[idx])
             if states is None:
                 states = np.zeros(paths.strain.shape[:2] + st.shape[2:])
             stress[idx], states[idx], oor[idx] = s, st, o
