@@ -261,9 +261,21 @@ class KinkPairMobility:
         return d
 
 
+# --------------------------------------------------------------------------- wrapped laws
+class _WrappedLaw:
+    """Mixin of a mobility law that wraps another one, ``law``."""
+
+    law: Any
+
+    @property
+    def n_out_of_range(self) -> int:
+        """The wrapped law's running count of clamped points (0 for analytic laws)."""
+        return int(getattr(self.law, "n_out_of_range", 0))
+
+
 # --------------------------------------------------------------------------- glide character
 @dataclass
-class GlideCharacterMobility:
+class GlideCharacterMobility(_WrappedLaw):
     """The law of one character for every dislocation: the 2D DD has one kind of
     dislocation, and the character whose mobility controls glide (BCC: the slow screws)
     is a choice, made here once instead of inside the engine.
@@ -286,11 +298,6 @@ class GlideCharacterMobility:
         self.valid_range = ValidRange(tau, r.temperature_k, CHARACTERS,
                                       {c: tau for c in CHARACTERS})
 
-    @property
-    def n_out_of_range(self) -> int:
-        """The wrapped law's running count of clamped points (0 for analytic laws)."""
-        return int(getattr(self.law, "n_out_of_range", 0))
-
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
         n = tau_pa.shape[0]
@@ -300,7 +307,7 @@ class GlideCharacterMobility:
 
 
 @dataclass
-class DragScaledMobility:
+class DragScaledMobility(_WrappedLaw):
     """``law`` with every velocity divided by ``factor``: its drag B (and a saturation
     speed with it) scaled by ``factor``, everything else (range, characters) as it is.
     The DD's drag probe (``DDSettings.drag_probe``) runs with it to measure how the flow
@@ -316,11 +323,6 @@ class DragScaledMobility:
             raise ValueError(f"factor must be > 0, got {self.factor}")
         self.name = self.name or f"{self.law.name} x B{self.factor:g}"
         self.valid_range = self.law.valid_range
-
-    @property
-    def n_out_of_range(self) -> int:
-        """The wrapped law's running count of clamped points (0 for analytic laws)."""
-        return int(getattr(self.law, "n_out_of_range", 0))
 
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
