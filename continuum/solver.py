@@ -560,10 +560,15 @@ class ElastoplasticSolver:
                                     "load?): history ends there", self.problem.name, lam)
                         result.stopped_at = target
                         break
+                    # A failed build writes no newton.csv. One rank logs each cut (a
+                    # build keeps log.txt in <name>.failed/); the MPI worker logs none,
+                    # and its launcher's message names the output it keeps instead.
                     raise ConvergenceError(
                         f"{self.problem.name}: Newton failed at load factor {target:.5g} "
                         f"after {s.max_cuts} step cuts (model "
-                        f"{getattr(self.material.model, 'name', '?')!r}); see newton.csv"
+                        f"{getattr(self.material.model, 'name', '?')!r})"
+                        + ("; the cuts are in the build's log.txt"
+                           if self.comm.size == 1 else "")
                         + ("" if s.line_search else "; [solver] line_search = true or "
                            "more steps may help"))
                 continue
