@@ -359,6 +359,10 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
         "linear_iterations": result.linear_iterations,
         "linear_solves": result.linear_solves,
         "duration_s": result.duration_s,
+        # [min, max] step (s; cuts shorten them) and the steps a time-step-dependent
+        # surrogate was fitted at: the verdict compares them
+        "time_step_s": _time_steps(result),
+        "material_trained_dt_s": (getattr(model, "training_range", None) or {}).get("dt_s"),
         "final_time_s": result.steps[-1].time_s,
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "final_reactions_n": result.steps[-1].reactions,
@@ -367,6 +371,13 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
     out.update(limit_load(reference, model, result.max_load,
                           out["max_equivalent_plastic_strain"]))
     return out
+
+
+def _time_steps(result: SolveResult) -> list[float] | None:
+    """[min, max] duration (s) of the load steps, or None before any step."""
+    t = np.diff([s.time_s for s in result.steps])
+    t = t[t > 0]
+    return [float(t.min()), float(t.max())] if t.size else None
 
 
 def _temperature_range(result: SolveResult) -> list[float] | None:

@@ -289,6 +289,41 @@ def path_errors(model: ConstitutiveModel, paths: StrainPaths, sigma_ref: float,
             "out_of_range_fraction": float(oor.mean())}, stress
 
 
+#: ``time_step_sensitivity`` above this fraction of σ_ref: the model's answer depends on
+#: its time step (a path-dependent, rate-dependent law), so the steps it was fitted at are
+#: recorded (``training_range["dt_s"]``) for the FEM to compare its own with.
+STEP_DEPENDENT = 1e-3
+
+
+def refined_paths(paths: StrainPaths, refine: int) -> StrainPaths:
+    """The same strain histories with ``refine`` times as many steps (strain linear
+    between the original points, dt/refine); stresses zero (a model's input only)."""
+    t_old = np.arange(paths.strain.shape[1])
+    t_new = np.linspace(0.0, t_old[-1], t_old[-1] * refine + 1)
+    strain = np.stack([np.stack([np.interp(t_new, t_old, paths.strain[i, :, j])
+                                 for j in range(6)], axis=-1) for i in range(len(paths))])
+    return StrainPaths(strain, np.zeros_like(strain), paths.dt / refine,
+                       paths.temperature_k, paths.strain_rate_s, meta=dict(paths.meta))
+
+
+def time_step_sensitivity(model: ConstitutiveModel, paths: StrainPaths, refine: int = 2
+                          ) -> dict[str, Any]:
+    """How much the model's answer along ``paths`` moves when its time step is cut by
+    ``refine`` (the same strain histories; compared at the original points).
+
+    A discrete-time fit (a source clock that fires at step ends, a fluidity held over a
+    step) can match its training paths at their dt and answer differently at another:
+    the FEM must then step at the dt it was fitted at. Returns ``rms_change_mpa`` and
+    ``max_change_mpa`` (‖Δσ‖ over all points), ``refine`` and ``dt_s`` ([min, max] of the
+    paths' steps, s)."""
+    base = integrate_paths(model, paths)[0]
+    fine = integrate_paths(model, refined_paths(paths, refine))[0][:, ::refine]
+    d = np.linalg.norm(fine - base, axis=-1)
+    return {"rms_change_mpa": float(np.sqrt(np.mean(d ** 2))),
+            "max_change_mpa": float(d.max()), "refine": refine,
+            "dt_s": [float(np.min(paths.dt)), float(np.max(paths.dt))]}
+
+
 def _lbfgs_chunk(params: list[torch.nn.Parameter], loss_fn, max_iter: int, **options: Any):
     """A callable running ``max_iter`` L-BFGS iterations (strong Wolfe line search) on
     ``loss_fn()``: the ``step_chunk`` of :func:`_early_stopping_loop`. ``options`` go to
@@ -855,6 +890,17 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
     metrics = {"validation": metrics_val, "train": metrics_train, "fit_seconds": fit_s,
                "iterations": history[-1]["iteration"] if history else 0,
                "yield_stress_ref_mpa": sigma_ref}
+    # is it a discrete-time fit? then the FEM must step at the dt it was fitted at
+    ts = time_step_sensitivity(model, train.subset(np.arange(min(len(train), 16))))
+    ts["rel_change"] = ts["rms_change_mpa"] / sigma_ref
+    metrics["time_step"] = ts
+    if ts["rel_change"] > STEP_DEPENDENT and isinstance(getattr(model, "training_range", None),
+                                                        dict):
+        model.training_range["dt_s"] = [float(np.min(paths.dt)), float(np.max(paths.dt))]
+        for rng in (record.get("training_range"), (record.get("config") or {}).get(
+                "training_range")):
+            if isinstance(rng, dict):
+                rng["dt_s"] = model.training_range["dt_s"]
     if s.model == "neural_j2":
         metrics["lowest_yield_mpa"] = low = lowest_yield_stress(model.neural)
         if low <= 0.0:
@@ -931,6 +977,10 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
     summary = {"class": record["class"], "validation": metrics_val,
                "checks_passed": None if report is None else report["passed"],
                "n_train": len(itr), "n_val": len(iva)}
+    summary["time_step_rel_change"] = metrics["time_step"]["rel_change"]
+    summary["time_step_rms_change_mpa"] = metrics["time_step"]["rms_change_mpa"]
+    summary["trained_dt_s"] = model.training_range.get("dt_s") if isinstance(
+        getattr(model, "training_range", None), dict) else None
     if "hardening_distribution" in metrics:
         summary["realisation_scatter_rmse_mpa"] = metrics["realisation_scatter_rmse_mpa"]
         if "heldout_vs_scatter" in metrics:

@@ -132,6 +132,14 @@ THRESHOLDS: dict[str, Threshold] = {
         1.25, 2.0, "x scatter", "surrogate held-out RMS error over the DD realisation "
         "scatter (RMS distance of a realisation from its condition's mean): a model at "
         "the mean has ratio ~1, so 1.25 allows for few held-out paths"),
+    "time_step": Threshold(
+        0.02, 0.2, "relative", "RMS change of the surrogate's stress along its training "
+        "paths when its time step is halved, over its yield stress: a law integrated in "
+        "time converges (~0); a discrete-time fit (source clocks firing at step ends) "
+        "answers differently at another step, and the FEM must step at the fitted dt"),
+    "fem_time_step": Threshold(
+        1.05, 2.0, "x", "the FEM's time step over the nearest end of the range the "
+        "surrogate was fitted at (a time-step-dependent surrogate; 1 = inside)"),
     "limit_load": Threshold(
         0.02, 0.05, "relative", "FEM limit load vs the analytic (2/√3) σ0 ln(Re/Ri) for "
         "perfectly plastic J2 on the cylinder; the coarse example mesh is within 1%"),
@@ -511,6 +519,20 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                          "(no scatter to compare the held-out error with)"))
     out.append(graded("out_of_range", "out_of_range", val.get("out_of_range_fraction"),
                       "held-out points outside the training range:", ".2%"))
+    ts = graded("time_step", "time_step", summary.get("time_step_rel_change"),
+                "halving the time step moves the stress along the training paths, over the "
+                "yield stress, by",
+                ".1%", na="not measured (fitted before the time-step check)")
+    dts = summary.get("trained_dt_s")
+    change = _num(summary.get("time_step_rms_change_mpa"))
+    if ts.status != NA and change is not None:
+        ts.reason += f" ({change:.3g} MPa RMS)"
+        if scatter:
+            ts.reason += f", {change / scatter:.2f} x the DD scatter"
+        if isinstance(dts, list) and len(dts) == 2:
+            ts.reason += (f"; fitted at steps {dts[0]:.3g}-{dts[1]:.3g} s, the FEM must "
+                          "step inside them")
+    out.append(ts)
     return out
 
 
@@ -527,6 +549,7 @@ def fem_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     else:
         out.append(graded("limit_load", "limit_load", abs(float(err)), "limit load vs "
                           "analytic (2/√3) σ0 ln(Re/Ri):", ".2%"))
+    out.append(fem_time_step_check(summary))
     stop = summary.get("stopped_at_load_factor")
     out.append(Check("completed", GREEN if stop is None else RED,
                      "every load step converged" if stop is None else
@@ -543,6 +566,26 @@ def fem_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
             chk.reason += f"; worst step {worst:.2%}"
         out.append(chk)
     return out
+
+
+def fem_time_step_check(summary: Mapping[str, Any]) -> Check:
+    """The FEM's time steps against the steps its (time-step-dependent) surrogate was
+    fitted at: green inside, else graded by how far outside (ratio to the nearest end)."""
+    fitted, used = summary.get("material_trained_dt_s"), summary.get("time_step_s")
+    if not (isinstance(fitted, list) and len(fitted) == 2):
+        return Check("time_step", NA, "the material's answer does not depend on its time "
+                     "step (or it records no fitted steps)")
+    if not (isinstance(used, list) and len(used) == 2):
+        return Check("time_step", NA, "the FEM recorded no time steps")
+    lo, hi = float(fitted[0]), float(fitted[1])
+    ratio = max(float(used[1]) / hi, lo / float(used[0]), 1.0)
+    c = graded("time_step", "fem_time_step", ratio, "FEM steps outside the fitted ones "
+               "by", ".2f")
+    c.reason = (f"FEM time steps {used[0]:.3g}-{used[1]:.3g} s, the surrogate was fitted at "
+                f"{lo:.3g}-{hi:.3g} s" + ("" if c.status == GREEN else
+                                           f" ({ratio:.2f}x outside: its answer there is "
+                                           "not the one validated)"))
+    return c
 
 
 def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:

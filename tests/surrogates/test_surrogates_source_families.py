@@ -169,6 +169,10 @@ def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
     assert head == "path,strain_rate_s,strain_eq,eps_p_eq,fluidity_per_mpa_s"
     m = load_surrogate(tmp_path)
     assert isinstance(m, SourceFamiliesJ2) and m.nucleation_time_s == T_NUC
+    # a discrete-time fit: it records the steps it was fitted at, for the FEM's check
+    assert summ["time_step_rel_change"] > 1e-3
+    assert m.training_range["dt_s"] == summ["trained_dt_s"] == [
+        pytest.approx(float(data.dt.min())), pytest.approx(float(data.dt.max()))]
     rec = json.loads((tmp_path / "surrogate.json").read_text())
     assert rec["source_families"]["nucleation_time_from"] == "the DD run's settings"
     e, dt = shear_path(7e4, n=50)
@@ -188,3 +192,25 @@ def test_a_dd_run_without_source_settings_is_refused(tmp_path):
     data.meta.pop("nucleation_time_s")
     with pytest.raises(Exception, match="needs a DD run with time-rule nucleation"):
         fit_surrogate(data, SurrogateSettings(model="source_families"), tmp_path)
+
+
+def test_time_step_sensitivity_is_zero_for_a_rate_independent_law_not_for_the_clocks():
+    """Halving the step: radial return of rate-independent J2 on a proportional path is
+    exact at any step (no change); the source clocks fire at step ends and hold the
+    fluidity over a step, so the serrated path moves (a discrete-time law: the FEM must
+    step at the dt it was fitted at)."""
+    from scalebridge.surrogates.j2 import J2Plasticity, LinearHardening
+    from scalebridge.surrogates.train import refined_paths, time_step_sensitivity
+
+    e, dt = shear_path(1e5, n=60)
+    paths = StrainPaths(e, np.zeros_like(e), np.array([dt]),
+                        np.array([300.0]), np.array([1e5]))
+    fine = refined_paths(paths, 3)
+    assert fine.strain.shape[1] == 3 * (e.shape[1] - 1) + 1
+    np.testing.assert_allclose(fine.strain[:, ::3], paths.strain, atol=1e-15)
+    assert fine.dt[0] == pytest.approx(dt / 3)
+    j2 = J2Plasticity(300e3, 0.3, LinearHardening(60.0, 2e3))
+    flat = time_step_sensitivity(j2, paths)
+    assert flat["rms_change_mpa"] < 1e-6 and flat["refine"] == 2
+    clocks = time_step_sensitivity(law(strengths=(60.0, 70.0, 80.0)), paths)
+    assert clocks["rms_change_mpa"] > 1.0 and clocks["dt_s"] == [dt, dt]

@@ -192,7 +192,17 @@ def test_dd_surrogate_fem_rules(tmp_path):
     sur = checks_for("Surrogate", {"checks_passed": True, "validation": {
         "rmse_mpa": 1.0, "out_of_range_fraction": 0.0},
         "realisation_scatter_rmse_mpa": 0.9}, tmp_path)
-    assert [c.status for c in sur] == [GREEN, GREEN, GREEN]
+    assert [c.status for c in sur] == [GREEN, GREEN, GREEN, NA]   # time step: old record
+    # a discrete-time surrogate: halving its step moves its paths by 10 % of σ_y
+    step = checks_for("Surrogate", {"checks_passed": True, "validation": {"rmse_mpa": 1.0},
+                                    "realisation_scatter_rmse_mpa": 9.41,
+                                    "time_step_rel_change": 0.10,
+                                    "time_step_rms_change_mpa": 9.6,
+                                    "trained_dt_s": [3.4e-10, 1.26e-9]}, tmp_path)
+    assert _status(step, "time_step") == AMBER
+    assert "1.02 x the DD scatter" in step[-1].reason and "1.26e-09 s" in step[-1].reason
+    assert _status(checks_for("Surrogate", {"time_step_rel_change": 0.0},
+                              tmp_path), "time_step") == GREEN
     iv = checks_for("Surrogate", {"checks_passed": True, "validation": {
         "rmse_mpa": 17.0, "out_of_range_fraction": 0.0},
         "realisation_scatter_rmse_mpa": 9.41, "heldout_vs_scatter_interval": [1.3, 2.4],
@@ -206,7 +216,16 @@ def test_dd_surrogate_fem_rules(tmp_path):
     fem = checks_for("FieldResults", {"limit_load_rel_error": 0.0016,
                                       "stopped_at_load_factor": None,
                                       "max_out_of_range_fraction": 0.2}, tmp_path)
-    assert [c.status for c in fem] == [NA, GREEN, GREEN, RED]
+    assert [c.status for c in fem] == [NA, GREEN, NA, GREEN, RED]
+    # the FEM stepping outside the steps its surrogate was fitted at
+    for used, status in (([7e-10, 7e-10], GREEN), ([3.5e-10, 7e-10], GREEN),
+                         ([2.1e-9, 2.1e-9], AMBER), ([2.1e-10, 7e-10], AMBER),
+                         ([6e-9, 6e-9], RED)):
+        c = checks_for("FieldResults", {"time_step_s": used,
+                                        "material_trained_dt_s": [3.4e-10, 1.26e-9]},
+                       tmp_path)
+        assert _status(c, "time_step") == status, (used, c)
+    assert "fitted at 3.4e-10-1.26e-09 s" in c[2].reason and "4.76x outside" in c[2].reason
     assert "not a learned model" in fem[0].reason
     # the run total decides (5.6 % of the points at the first plastic step, none after:
     # the example's cylinder); the worst step is named in the reason
