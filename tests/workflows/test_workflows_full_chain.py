@@ -248,8 +248,10 @@ def test_report_names_every_stage(full_chain):
 @pytest.mark.slow
 def test_status_all_done_and_a_rerun_remakes_nothing(full_chain):
     toml, res = full_chain
-    states = {s.name: s.state for s in status(res.run_dir, toml)}
-    assert {k: states[k] for k in NODES} == dict.fromkeys(NODES, "done")
+    sts = status(res.run_dir, toml)
+    states = {s.name: s.state for s in sts}
+    assert {k: states[k] for k in NODES} == dict.fromkeys(NODES, "done"), {
+        s.name: s.reason for s in sts if s.state != "done"}
     again = run(toml, res.run_dir, until=LAST)
     assert again.skipped == list(NODES) and again.seconds == {}
     assert {k: a.fingerprint for k, a in again.artifacts.items()} == {
