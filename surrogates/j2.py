@@ -145,7 +145,9 @@ def out_of_training_range(training_range: dict[str, list[float]], ep_old: np.nda
     if "eps_p_eq" in training_range:
         oor |= ep_new > 1.5 * training_range["eps_p_eq"][1]
     if "rate_s" in training_range:
-        oor |= (ep_new - ep_old) / dt > 2.0 * training_range["rate_s"][1]
+        d = ep_new - ep_old          # a step of no time has no rate (elastic there)
+        rate = np.divide(d, dt, out=np.zeros(np.shape(d)), where=np.asarray(dt) > 0)
+        oor |= rate > 2.0 * training_range["rate_s"][1]
     return oor
 
 

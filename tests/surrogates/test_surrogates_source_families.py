@@ -217,3 +217,17 @@ def test_time_step_sensitivity_is_zero_for_a_rate_independent_law_not_for_the_cl
     assert flat["rms_change_mpa"] < 1e-6 and flat["refine"] == 2
     clocks = time_step_sensitivity(law(strengths=(60.0, 70.0, 80.0)), paths)
     assert clocks["rms_change_mpa"] > 1.0 and clocks["dt_s"] == [dt, dt]
+
+
+def test_a_step_of_no_time_is_elastic():
+    """dt = 0 (a load step of no duration): no clock runs, no viscous flow; the stress is
+    the elastic trial, finite, and the state keeps its fluidity."""
+    m = law(strengths=(60.0,))
+    strain, dt = shear_path(1.5e5, n=80)
+    _, states, _ = integrate_path(m, strain, dt)
+    st = states[0, -1][None]                       # after the avalanche: m > 0
+    assert st[0, 8] > 0
+    e, de = strain[0, -1][None], mandel.shear_strain(np.array([2e-4]))
+    r = m.update(e, de, st, 0.0)
+    np.testing.assert_allclose(r.stress, (e + de - st[:, :6]) @ m.stiffness.T, rtol=1e-12)
+    assert np.isfinite(r.tangent).all() and r.state[0, 8] == st[0, 8]
