@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,16 +42,24 @@ def path_label(name: str) -> str:
 
 def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
                stress_model: np.ndarray, names: Sequence[str], title: str) -> None:
-    """Stress-strain loops of up to 4 paths (P, T+1, 6): the tensor component with the
-    largest stress amplitude, data (line) vs model (dashed); plus the von Mises stress."""
+    """Stress-strain loops of up to 6 paths (P, T+1, 6): the tensor component with the
+    largest stress amplitude, data (line) vs model (dashed); plus the von Mises stress.
+
+    Six, in rows of three beyond three: a DD study holds out one realisation of each of
+    its (typically six) conditions, and the fastest rates, last, are where a surrogate
+    misses most."""
     plt = _pyplot()
-    p = min(4, strain.shape[0])
-    fig, axes = plt.subplots(1, p, figsize=(3.6 * p, 3.3), squeeze=False)
+    p = min(6, strain.shape[0])
+    nrow = 1 if p <= 3 else 2
+    ncol = math.ceil(p / nrow)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow), squeeze=False)
+    for ax in axes.flat[p:]:
+        ax.set_visible(False)
     rows = []
     for i in range(p):
         c = int(np.abs(stress_data[i]).max(axis=0).argmax())
         w = 1.0 / mandel.WEIGHT[c]  # Mandel -> tensor component
-        ax = axes[0, i]
+        ax = axes.flat[i]
         ax.plot(strain[i, :, c] * w, stress_data[i, :, c] * w, "-", lw=1.5, label="data")
         ax.plot(strain[i, :, c] * w, stress_model[i, :, c] * w, "--", lw=1.2, label="model")
         ax.set_xlabel(f"ε_{COMPONENTS[c]}")

@@ -103,3 +103,20 @@ def test_the_training_realisations_mean_scores_sqrt_one_plus_one_over_n():
     bent = StrainPaths(strain * np.linspace(1.0, 2.0, len(data))[:, None, None], data,
                        sp.dt, sp.temperature_k, rate)
     assert training_mean_prediction(bent, tr, va) is None
+
+
+def test_the_fit_plot_shows_six_held_out_paths_without_overlap(tmp_path):
+    """A DD study holds out one realisation of each of six conditions; the fit plot shows
+    all six (rows of three, the fastest rates last), with no overlapping tick labels, and
+    its CSV has every plotted path."""
+    from scalebridge.plotting import CHECKED
+    from scalebridge.surrogates.plots import plot_paths
+
+    data, model = paths(6, 5.0, 4)
+    strain = np.repeat(mandel.shear_strain(np.linspace(0.0, 2.5e-3, T))[None], 6, 0)
+    names = [f"realisations/{i}/stress_strain.csv" for i in (2, 5, 8, 10, 12, 15)]
+    plot_paths(tmp_path / "fit_paths.png", strain, data, model, names, "held out")
+    assert CHECKED[-1].overlaps_after == [], CHECKED[-1]
+    rows = (tmp_path / "fit_paths.csv").read_text().splitlines()[1:]
+    assert {r.split(",")[0] for r in rows} == set(names)
+    assert len(rows) == 6 * T
