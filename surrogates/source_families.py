@@ -293,29 +293,34 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     tail = max(round(FLOW_TAIL * train.stress.shape[1]), 1)
     flow_data = mandel.von_mises(train.stress)[:, -tail:].mean(axis=1)
 
-    def loss(x: np.ndarray) -> float:
-        # the stress along the paths, plus each path's flow stress (the mean von Mises
-        # stress over its last FLOW_TAIL): what the FEM band takes from the surrogate
+    n_pts = train.stress.shape[0] * train.stress.shape[1]
+
+    def misfit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        # the stress along the paths, (P, T+1, 6), and each path's flow stress (the mean
+        # von Mises stress over its last FLOW_TAIL), (P,): model minus data; None where
+        # the model cannot be built or integrated
         try:
             s = replay(build(x), train)[0]
         except (ValueError, FloatingPointError):
-            return 1e6
-        se = np.mean(np.sum((s - train.stress) ** 2, axis=-1))
-        fe = np.mean((mandel.von_mises(s)[:, -tail:].mean(axis=1) - flow_data) ** 2)
-        v = math.sqrt(se + FLOW_WEIGHT * fe)
-        return v if math.isfinite(v) else 1e6
+            return None
+        return s - train.stress, mandel.von_mises(s)[:, -tail:].mean(axis=1) - flow_data
 
-    n_pts = train.stress.shape[0] * train.stress.shape[1]
+    def loss(x: np.ndarray) -> float:
+        # the FEM band takes the flow stress from the surrogate: it is weighed beside
+        # the stress along the paths
+        m = misfit(x)
+        if m is None:
+            return 1e6
+        v = math.sqrt(np.mean(np.sum(m[0] ** 2, axis=-1)) + FLOW_WEIGHT * np.mean(m[1] ** 2))
+        return v if math.isfinite(v) else 1e6
 
     def residuals(x: np.ndarray) -> np.ndarray:
         # loss(x)² as a sum of squares, for the least-squares polish
-        try:
-            s = replay(build(x), train)[0]
-        except (ValueError, FloatingPointError):
+        m = misfit(x)
+        if m is None:
             return np.full(train.stress.size + len(train), 1e3)
-        fe = mandel.von_mises(s)[:, -tail:].mean(axis=1) - flow_data
-        r = np.concatenate([(s - train.stress).ravel() / math.sqrt(n_pts),
-                            fe * math.sqrt(FLOW_WEIGHT / len(train))])
+        r = np.concatenate([m[0].ravel() / math.sqrt(n_pts),
+                            m[1] * math.sqrt(FLOW_WEIGHT / len(train))])
         return np.where(np.isfinite(r), r, 1e3)
 
     # the start, in the data's scales: pinning within a quarter of t_nuc, an emission

@@ -579,13 +579,12 @@ def fem_time_step_check(summary: Mapping[str, Any]) -> Check:
         return Check("time_step", NA, "the FEM recorded no time steps")
     lo, hi = float(fitted[0]), float(fitted[1])
     ratio = max(float(used[1]) / hi, lo / float(used[0]), 1.0)
-    c = graded("time_step", "fem_time_step", ratio, "FEM steps outside the fitted ones "
-               "by", ".2f")
-    c.reason = (f"FEM time steps {used[0]:.3g}-{used[1]:.3g} s, the surrogate was fitted at "
-                f"{lo:.3g}-{hi:.3g} s" + ("" if c.status == GREEN else
-                                           f" ({ratio:.2f}x outside: its answer there is "
-                                           "not the one validated)"))
-    return c
+    status = THRESHOLDS["fem_time_step"].grade(ratio)
+    return Check("time_step", status,
+                 f"FEM time steps {used[0]:.3g}-{used[1]:.3g} s, the surrogate was fitted at "
+                 f"{lo:.3g}-{hi:.3g} s" + ("" if status == GREEN else
+                                            f" ({ratio:.2f}x outside: its answer there is "
+                                            "not the one validated)"), ratio)
 
 
 def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
