@@ -106,7 +106,9 @@ def main() -> int:
         if h:   # the ratio with the interval another choice of held-out paths gives
             headline["surrogate"]["heldout_vs_scatter"] = {
                 k: h[k] for k in ("ratio", "low", "high", "level", "paths", "per_path",
-                                  "training_mean_ratio", "training_mean_per_path") if k in h}
+                                  "training_mean_ratio", "training_mean_per_path",
+                                  "another_realisation_ratio",
+                                  "another_realisation_interval") if k in h}
     band_mpath = run_dir / "band" / "manifest.json"
     if band_mpath.is_file():
         band = json.loads(band_mpath.read_text()).get("summary", {})

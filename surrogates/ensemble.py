@@ -7,7 +7,10 @@ scatter as the relative standard deviation of the flow stress (each path's media
 Mises stress over its last fifth, pooled over the loading conditions), and
 :func:`realisation_scatter_rmse` as the RMS distance of a path's stress from its
 condition's mean path: the error a model that reproduces the mean exactly has on a fresh
-realisation, the floor for a surrogate's held-out error.
+realisation, the floor for a surrogate's held-out error. Two references from the DD
+itself stand beside a surrogate's held-out score: the mean of the training realisations
+of the held-out path's condition (:func:`training_mean_prediction`, ≈ sqrt(1 + 1/n)) and
+one other realisation (:func:`another_realisation_pairs`, ≈ sqrt(2)).
 
 :func:`scale_hardening` makes a member of the distribution from a fitted model: the same
 model with its yield stress scaled by a factor (elasticity unchanged). For J2 models
@@ -177,6 +180,22 @@ def heldout_ratio_interval(data: np.ndarray, model: np.ndarray, scatter_mpa: flo
             "per_path": [math.sqrt(float(m)) / scatter_mpa for m in ms]}
 
 
+def _training_paths_of(paths: Any, train_idx: np.ndarray, val_idx: np.ndarray
+                       ) -> list[tuple[int, list[int]]] | None:
+    """Each held-out path with the training paths of its condition; None when one has
+    none, or they do not share its strain history (then they are no reference for it)."""
+    train_set = {int(i) for i in train_idx}
+    out = []
+    for v in np.asarray(val_idx, dtype=int):
+        group = next(g for g in conditions(paths) if v in g)
+        tr = [int(i) for i in group if int(i) in train_set]
+        if not tr or not np.allclose(paths.strain[tr], paths.strain[v], rtol=1e-6,
+                                     atol=1e-12):
+            return None
+        out.append((int(v), tr))
+    return out
+
+
 def training_mean_prediction(paths: Any, train_idx: np.ndarray, val_idx: np.ndarray
                              ) -> np.ndarray | None:
     """(P_val, T+1, 6) for each held-out path, the mean stress of its condition's training
@@ -187,16 +206,27 @@ def training_mean_prediction(paths: Any, train_idx: np.ndarray, val_idx: np.ndar
     sqrt(1 + 1/n_train) times the scatter in expectation, more or less by chance on a few
     paths. None when a held-out path's condition has no training path or the paths of a
     condition do not share their strain history."""
-    train_set = {int(i) for i in train_idx}
-    out = []
-    for v in np.asarray(val_idx, dtype=int):
-        group = next(g for g in conditions(paths) if v in g)
-        tr = [int(i) for i in group if int(i) in train_set]
-        if not tr or not np.allclose(paths.strain[tr], paths.strain[v], rtol=1e-6,
-                                     atol=1e-12):
-            return None
-        out.append(paths.stress[tr].mean(axis=0))
-    return np.stack(out) if out else None
+    pairs = _training_paths_of(paths, train_idx, val_idx)
+    if not pairs:
+        return None
+    return np.stack([paths.stress[tr].mean(axis=0) for _, tr in pairs])
+
+
+def another_realisation_pairs(paths: Any, train_idx: np.ndarray, val_idx: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every (held-out path, training path of its condition) pair: ``(data, prediction)``,
+    both (pairs, T+1, 6) MPa, each held-out path predicted by one training realisation.
+
+    Scored like a surrogate (:func:`heldout_ratio_interval`) it says how far one DD
+    realisation is from another of the same condition: about sqrt(2) times the scatter in
+    expectation. A surrogate that scores no worse predicts a held-out realisation as well
+    as another DD realisation does. None as for :func:`training_mean_prediction`."""
+    pairs = _training_paths_of(paths, train_idx, val_idx)
+    if not pairs:
+        return None
+    both = [(v, t) for v, tr in pairs for t in tr]
+    return (np.stack([paths.stress[v] for v, _ in both]),
+            np.stack([paths.stress[t] for _, t in both]))
 
 
 class ScaledHardening:
@@ -258,7 +288,8 @@ def initial_yield(model: Any) -> float | None:
     return None
 
 
-__all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "conditions",
+__all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "another_realisation_pairs",
+           "conditions",
            "flow_stress_distribution", "heldout_ratio_interval", "initial_yield",
            "path_flow_stress", "realisation_scatter_rmse", "scale_hardening",
            "training_mean_prediction"]

@@ -920,6 +920,7 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
             np.sqrt(np.mean((sy - samples["val"]["sigma_mpa"]) ** 2)))
     if paths.meta.get("source") == "ddrun":  # the realisation scatter: the error floor
         from scalebridge.surrogates.ensemble import (
+            another_realisation_pairs,
             flow_stress_distribution,
             heldout_ratio_interval,
             realisation_scatter_rmse,
@@ -937,6 +938,13 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                 r = heldout_ratio_interval(val.stress, ref, scatter)
                 h["training_mean_ratio"] = r["ratio"]
                 h["training_mean_per_path"] = r["per_path"]
+            # and one DD realisation for another of its condition (≈ sqrt(2)): a surrogate
+            # that scores no worse is as close to a held-out path as the DD's next run
+            pairs = another_realisation_pairs(paths, itr, iva)
+            if pairs is not None:
+                r = heldout_ratio_interval(*pairs, scatter)
+                h["another_realisation_ratio"] = r["ratio"]
+                h["another_realisation_interval"] = [r["low"], r["high"]]
             metrics["heldout_vs_scatter"] = h
         metrics["heldout_flow"] = heldout_flow_error(
             val, stress_val, metrics["hardening_distribution"]["rel_std"])
@@ -988,6 +996,8 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
             summary["heldout_vs_scatter_interval"] = [h["low"], h["high"]]
             if "training_mean_ratio" in h:
                 summary["heldout_training_mean_ratio"] = h["training_mean_ratio"]
+            if "another_realisation_ratio" in h:
+                summary["heldout_another_realisation_ratio"] = h["another_realisation_ratio"]
         summary["flow_stress_rel_std"] = metrics["hardening_distribution"]["rel_std"]
         summary["heldout_flow_rel_error"] = metrics["heldout_flow"]["rel_error"]
         summary["flow_model_rel_u"] = metrics["heldout_flow"]["model_rel_u"]

@@ -509,6 +509,9 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         ref = _num(summary.get("heldout_training_mean_ratio"))
         if ref is not None:   # what the DD's own training realisations score there
             within += f"; the mean of the training realisations scores {ref:.2f}x"
+        other = _num(summary.get("heldout_another_realisation_ratio"))
+        if other is not None:   # one DD realisation predicting another of its condition
+            within += f", another DD realisation {other:.2f}x"
         c.reason = (f"held-out RMS error {rmse:.3g} MPa = {rmse / scatter:.2f} x the DD "
                     f"realisation scatter {scatter:.3g} MPa{within} "
                     f"(green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"

@@ -75,12 +75,14 @@ def test_a_dd_study_holds_out_realisations_of_every_condition():
 
 
 def test_the_training_realisations_mean_scores_sqrt_one_plus_one_over_n():
-    """The reference beside the surrogate's score: each held-out path predicted by the
-    mean of its condition's training realisations. With n training realisations of
-    independent noise its ratio is sqrt(1 + 1/n) (the mean carries 1/n of the noise);
-    a condition whose paths follow different strain histories has no such reference."""
+    """The references beside the surrogate's score: each held-out path predicted by the
+    mean of its condition's training realisations, and by each of them alone. With n
+    training realisations of independent noise the mean's ratio is sqrt(1 + 1/n) (it
+    carries 1/n of the noise), one realisation's sqrt(2); a condition whose paths follow
+    different strain histories has no such reference."""
     from scalebridge.surrogates.data import StrainPaths
     from scalebridge.surrogates.ensemble import (
+        another_realisation_pairs,
         conditions,
         realisation_scatter_rmse,
         training_mean_prediction,
@@ -99,10 +101,17 @@ def test_the_training_realisations_mean_scores_sqrt_one_plus_one_over_n():
     assert ref is not None and ref.shape == (n_cond, T, 6)
     r = heldout_ratio_interval(sp.stress[va], ref, realisation_scatter_rmse(sp))
     assert r["ratio"] == pytest.approx(np.sqrt(1 + 1 / 3), rel=0.08)
+    # one realisation for another: the noise of both, sqrt(2)
+    data_pairs, pred_pairs = another_realisation_pairs(sp, tr, va)
+    assert data_pairs.shape == pred_pairs.shape == (3 * n_cond, T, 6)
+    r2 = heldout_ratio_interval(data_pairs, pred_pairs, realisation_scatter_rmse(sp))
+    assert r2["ratio"] == pytest.approx(np.sqrt(2), rel=0.08)
+    assert r2["low"] < r2["ratio"] < r2["high"]
     # the data's own mean path is not a reference when the strain histories differ
     bent = StrainPaths(strain * np.linspace(1.0, 2.0, len(data))[:, None, None], data,
                        sp.dt, sp.temperature_k, rate)
     assert training_mean_prediction(bent, tr, va) is None
+    assert another_realisation_pairs(bent, tr, va) is None
 
 
 def test_the_fit_plot_shows_six_held_out_paths_without_overlap(tmp_path):

@@ -206,10 +206,12 @@ def test_dd_surrogate_fem_rules(tmp_path):
     iv = checks_for("Surrogate", {"checks_passed": True, "validation": {
         "rmse_mpa": 17.0, "out_of_range_fraction": 0.0},
         "realisation_scatter_rmse_mpa": 9.41, "heldout_vs_scatter_interval": [1.3, 2.4],
-        "heldout_training_mean_ratio": 1.08}, tmp_path)
+        "heldout_training_mean_ratio": 1.08, "heldout_another_realisation_ratio": 1.39},
+        tmp_path)
     assert _status(iv, "heldout_vs_scatter") == AMBER
     assert "1.81 x" in iv[1].reason and "interval 1.30-2.40" in iv[1].reason
     assert "training realisations scores 1.08x" in iv[1].reason
+    assert "another DD realisation 1.39x" in iv[1].reason
     j2 = checks_for("Surrogate", {"checks_passed": None, "validation": {"rmse_mpa": 1.0}},
                     tmp_path)
     assert _status(j2, "heldout_vs_scatter") == NA
