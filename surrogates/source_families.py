@@ -29,7 +29,11 @@ mechanism:
   the strength; a family that fires contributes its emission only from its firing time
   (the clock's remainder) on; M = ∫m dt over the step follows the exponential pinning
   exactly; and m_eff = expm1(3G M)/(3G dt), the fluidity with which backward Euler
-  relaxes a held overstress by exactly exp(−3G M). Held over the step (firing at step
+  relaxes a held overstress by exactly exp(−3G M). The tangent is the update's own
+  derivative: a family that crosses its strength within the step and fires there starts
+  emitting at a time set by the trial stress, a rank-one term beside the radial-return
+  tangent (without it, Newton in the example's cylinder converged linearly: up to 13
+  iterations per step, 133 in all; with it at most 4, 91). Held over the step (firing at step
   ends, m_eff = M/dt), the example's fit moved its training paths by 1.1x the DD scatter
   when the step was halved and by 2.6x when it was tripled (the FEM's step); this way
   0.36x and 0.75x, and its held-out error fell from 1.59x to 1.49x the scatter (1.43x
@@ -200,12 +204,51 @@ class SourceFamiliesJ2(J2Plasticity):
         st = np.concatenate([state[:, :7], m_eff[:, None]], axis=1)
         stress, tangent, j2 = self._update_where(m_eff > NO_FLUIDITY, strain, dstrain, st,
                                                  dt_arr, sig_tr)
+        # a family that crosses its strength within the step and fires there starts
+        # emitting at a time set by the trial stress: m_eff depends on the increment
+        crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (clocks < dt_arr[:, None])
+        crossing &= (m_eff > NO_FLUIDITY)[:, None] & (a < 600.0)[:, None]
+        if np.any(crossing):
+            tangent = self._firing_tangent(tangent, stress, crossing, sig_s, sig_e, thr,
+                                           fired, since, rate, a, m_eff, state, j2, dt_arr)
         new = state.copy()
         new[:, :7] = j2[:, :7]
         new[:, 7], new[:, 8], new[:, 9:] = m_eff, m_end, clocks
         oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
+
+    def _firing_tangent(self, tangent: np.ndarray, stress: np.ndarray, crossing: np.ndarray,
+                        sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
+                        fired: np.ndarray, since: np.ndarray, rate: np.ndarray,
+                        a: np.ndarray, m_eff: np.ndarray, state: np.ndarray, j2: np.ndarray,
+                        dt: np.ndarray) -> np.ndarray:
+        """The consistent tangent where a firing within the step moves m_eff with the
+        strain increment: the radial-return tangent plus (∂σ/∂m_eff) ⊗ (dm_eff/dΔε).
+
+        The firing time follows the trial von Mises stress q_tr, dq_tr/dΔε = 2G√(3/2) n̂;
+        the emission counts from it, so dM/dq_tr = emission Σ fired·e^(-r·since)·dt·
+        dfrac/dq_tr; m_eff = expm1(3G M)/(3G dt). At fixed Δε a larger m_eff lowers the
+        overstress: from q_tr − 3GΔγ − σ_b − Δγ/(m dt) = 0, dΔγ/dm = Δγ/(m² dt)/(3G + h),
+        and σ = σ_tr − 2G√(3/2) Δγ n̂. Both directions are n̂: a symmetric rank-one term.
+        Shapes: (n, ·) per point, (n, K) per family; returns the (n, 6, 6) tangent."""
+        g = self.shear
+        d = sig_e - sig_s                                    # (n, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dfrac = np.where(d > 0, thr - sig_s, sig_s - thr) / d ** 2
+        dm_dq = self.emission * np.where(crossing, fired * np.exp(-rate[:, None] * since)
+                                         * dt[:, None] * dfrac, 0.0).sum(axis=1)
+        dm_dq *= np.where(a > 1e-8, np.exp(a), 1.0) / dt    # dm_eff/dM, (n,)
+        dg = j2[:, 6] - state[:, 6]                          # Δγ = Δε̄_p, (n,)
+        q = m_eff[:, None]
+        h = self.hardening.yield_stress(state[:, 6], dg, q, dt)[1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ddg_dm = np.where(dg > 0, dg / (m_eff ** 2 * dt) / (3.0 * g + h), 0.0)
+        dev = mandel.deviator(stress)
+        norm = np.linalg.norm(dev, axis=1)
+        nhat = np.where(norm[:, None] > 0, dev / np.where(norm > 0, norm, 1.0)[:, None], 0.0)
+        coef = -6.0 * g * g * ddg_dm * np.nan_to_num(dm_dq)
+        return tangent + coef[:, None, None] * np.einsum("ni,nj->nij", nhat, nhat)
 
     def mobile_density(self, fluidity: np.ndarray, drag_pa_s: float, burgers_m: float
                        ) -> np.ndarray:
