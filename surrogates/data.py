@@ -54,6 +54,9 @@ class StrainPaths:
         meta: ``bulk_mpa``, ``shear_mpa`` (elastic moduli of the source), ``source``,
             ``yield_stress_mpa`` (initial yield, for error scaling) and source details.
         names: (P,) a label per path (file or seed).
+        microstructure: (P,) int, the DD seed of each path's microstructure where the
+            source records it (a study runs the same seeds in every condition, so such
+            paths are not independent), else None.
     """
 
     strain: np.ndarray
@@ -64,6 +67,7 @@ class StrainPaths:
     plastic_eq: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
+    microstructure: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.strain.shape[0]
@@ -74,7 +78,8 @@ class StrainPaths:
         return StrainPaths(self.strain[idx], self.stress[idx], self.dt[idx],
                            self.temperature_k[idx], self.strain_rate_s[idx],
                            None if self.plastic_eq is None else self.plastic_eq[idx],
-                           dict(self.meta), [self.names[i] for i in idx] if self.names else [])
+                           dict(self.meta), [self.names[i] for i in idx] if self.names else [],
+                           None if self.microstructure is None else self.microstructure[idx])
 
     def save(self, path: Path) -> None:
         """``paths.npz`` (arrays) + ``dataset.json`` (meta) in directory ``path``."""
@@ -82,6 +87,8 @@ class StrainPaths:
                   "temperature_k": self.temperature_k, "strain_rate_s": self.strain_rate_s}
         if self.plastic_eq is not None:
             arrays["plastic_eq"] = self.plastic_eq
+        if self.microstructure is not None:
+            arrays["microstructure"] = self.microstructure
         np.savez(path / "paths.npz", **arrays)
         write_json_atomic(path / "dataset.json", {
             "n_paths": len(self), "n_steps": int(self.strain.shape[1] - 1),
@@ -97,7 +104,8 @@ class StrainPaths:
             raise DataError(f"{path}: cannot read strain paths: {e}") from None
         return cls(z["strain"], z["stress"], z["dt"], z["temperature_k"], z["strain_rate_s"],
                    z["plastic_eq"] if "plastic_eq" in z else None, meta["meta"],
-                   list(meta.get("names", [])))
+                   list(meta.get("names", [])),
+                   z["microstructure"] if "microstructure" in z else None)
 
 
 def cyclic_strain_paths(rng: np.random.Generator, n_paths: int, cycles: int = 2,
@@ -325,6 +333,7 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         tim.append(np.interp(si, s, t["time_s"]))
     per = run.get("realisations") if isinstance(run.get("realisations"), list) else []
     temps, rates = np.full(len(files), temp), np.full(len(files), np.nan)
+    seeds: list[int | None] = []
     for j, f in enumerate(files):
         i = int(f.parent.name) if f.parent.name.isdigit() else len(per)
         rec = per[i] if i < len(per) and isinstance(per[i], dict) else {}
@@ -332,6 +341,7 @@ def read_ddrun(path: str | Path) -> StrainPaths:
             temps[j] = float(rec["temperature_k"])
         if rec.get("strain_rate_s") is not None:
             rates[j] = float(rec["strain_rate_s"])
+        seeds.append(int(rec["seed"]) if isinstance(rec.get("seed"), int) else None)
     gam_a, tau_a, gp_a = np.array(gam), np.array(tau), np.array(gp)
     dt = np.array([float(np.mean(np.diff(t))) for t in tim])
     if rate_v is None:  # stress control: the mean applied strain rate
@@ -366,7 +376,8 @@ def read_ddrun(path: str | Path) -> StrainPaths:
         {"source": "ddrun", "ddrun": str(path), "bulk_mpa": bulk, "shear_mpa": mu,
          "poisson_ratio": nu, "mapping": "σ = √3 τ, ε̄_p = γ_p/√3 (simple shear)",
          "yield_stress_mpa": float(np.median(flow[:, -max(npts // 5, 1):])), **sources},
-        [str(f.relative_to(path)) for f in files])
+        [str(f.relative_to(path)) for f in files],
+        None if None in seeds else np.array(seeds, dtype=np.int64))
 
 
 def load_paths(path: str | Path) -> StrainPaths:

@@ -41,9 +41,11 @@ def path_label(name: str) -> str:
 
 
 def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
-               stress_model: np.ndarray, names: Sequence[str], title: str) -> None:
+               stress_model: np.ndarray, names: Sequence[str], title: str,
+               conditions: Sequence[str] | None = None) -> None:
     """Stress-strain loops of up to 6 paths (P, T+1, 6): the tensor component with the
     largest stress amplitude, data (line) vs model (dashed); plus the von Mises stress.
+    ``conditions``: (P,) what each path was loaded at, added to its panel's title.
 
     Six, in rows of three beyond three: a DD study holds out one realisation of each of
     its (typically six) conditions, and the fastest rates, last, are where a surrogate
@@ -64,7 +66,8 @@ def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
         ax.plot(strain[i, :, c] * w, stress_model[i, :, c] * w, "--", lw=1.2, label="model")
         ax.set_xlabel(f"ε_{COMPONENTS[c]}")
         ax.set_ylabel(f"σ_{COMPONENTS[c]} (MPa)")
-        ax.set_title(path_label(names[i]), fontsize=8)
+        ax.set_title(path_label(names[i]) + (f": {conditions[i]}" if conditions else ""),
+                     fontsize=8)
         vm_d, vm_m = mandel.von_mises(stress_data[i]), mandel.von_mises(stress_model[i])
         for t in range(strain.shape[1]):
             rows.append([names[i], t, COMPONENTS[c], strain[i, t, c] * w,

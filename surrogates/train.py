@@ -172,7 +172,8 @@ class SurrogateSettings(StrictModel):
 
 
 def split_paths(n: int, val_fraction: float, seed: int,
-                groups: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                groups: list[np.ndarray] | None = None,
+                linked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) of a random split by path; at least one path in each.
 
     ``groups``: the paths of each loading condition of a study (index arrays). Then the
@@ -180,10 +181,21 @@ def split_paths(n: int, val_fraction: float, seed: int,
     (``max(1, round(val_fraction · n_c))`` of its n_c, at most n_c − 1), so the held-out
     error samples every condition: a plain random quarter of a DD study's 18 paths can
     miss its fastest rate, where a surrogate errs most (the example's Johnston–Gilman:
-    1.81x the scatter on such a split, 2.13x with one realisation of each condition)."""
+    1.81x the scatter on such a split, 2.13x with one realisation of each condition).
+
+    ``linked``: (n,) a label per path, the microstructure (DD seed) it was run on. When
+    conditions share microstructures (a study runs the same seeds in each), whole
+    microstructures are held out (``max(1, round(val_fraction · n_labels))``, at most
+    all but one), so no held-out path has a twin of its microstructure in training: the
+    100 K and 300 K paths of one seed at one rate are nearly the same curve."""
     if n < 2:
         raise DataError(f"need at least 2 strain paths to split, got {n}")
     rng = np.random.default_rng(seed)
+    if linked is not None and groups and _shared_across(groups, np.asarray(linked)):
+        labels = np.unique(linked)
+        k = min(max(1, round(val_fraction * labels.size)), labels.size - 1)
+        iva = np.flatnonzero(np.isin(linked, rng.permutation(labels)[:k]))
+        return np.setdiff1d(np.arange(n), iva), iva
     if groups and any(len(g) >= 2 for g in groups):
         val = [rng.permutation(np.asarray(g))[:min(max(1, round(val_fraction * len(g))),
                                                    len(g) - 1)]
@@ -193,6 +205,17 @@ def split_paths(n: int, val_fraction: float, seed: int,
     perm = rng.permutation(n)
     k = min(max(1, round(val_fraction * n)), n - 1)
     return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def _shared_across(groups: list[np.ndarray], linked: np.ndarray) -> bool:
+    """Whether some label of ``linked`` occurs in two of the ``groups``, and there are
+    at least two labels (one to hold out, one to train on)."""
+    seen: dict[int, int] = {}
+    for gi, g in enumerate(groups):
+        for lab in set(linked[np.asarray(g, dtype=int)].tolist()):
+            if seen.setdefault(lab, gi) != gi:
+                return np.unique(linked).size >= 2
+    return False
 
 
 def applied_rate(paths: StrainPaths) -> np.ndarray:
@@ -833,7 +856,14 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         from scalebridge.surrogates.ensemble import conditions
 
         groups = conditions(paths)
-    itr, iva = split_paths(len(paths), s.val_fraction, s.seed, groups)
+    itr, iva = split_paths(len(paths), s.val_fraction, s.seed, groups, paths.microstructure)
+    # what the held-out paths are: whole microstructures no training path was run on,
+    # realisations of every condition, or a random share
+    ms = paths.microstructure
+    unseen = sorted({int(x) for x in ms[iva]} - {int(x) for x in ms[itr]}) if (
+        ms is not None) else []
+    split = ("microstructure" if unseen and len(unseen) == len({int(x) for x in ms[iva]})
+             else "condition" if groups else "random")
     train, val = paths.subset(itr), paths.subset(iva)
     sigma_ref = float(paths.meta.get("yield_stress_mpa") or mandel.von_mises(paths.stress).max())
     samples = None
@@ -958,13 +988,16 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
     record.update({"metrics": metrics, "checks": report,
                    "data": {"source": paths.meta.get("source"), "meta": paths.meta,
                             "train": [paths.names[i] for i in itr] if paths.names else [],
-                            "validation": [paths.names[i] for i in iva] if paths.names else []},
+                            "validation": [paths.names[i] for i in iva] if paths.names else [],
+                            "split": split, "heldout_microstructures": unseen},
                    "settings": s.model_dump(mode="json")})
     write_json_atomic(out / "surrogate.json", record)
     plot_paths(out / "fit_paths.png", val.strain, val.stress, stress_val,
                val.names or [str(i) for i in iva],
                f"{model.name} on validation paths: max |Δσ|/σ_y = "
-               f"{metrics_val['max_error_over_yield']:.3g}")
+               f"{metrics_val['max_error_over_yield']:.3g}",
+               [f"{r:.2g} /s, {t:g} K" for r, t in zip(val.strain_rate_s, val.temperature_k,
+                                                     strict=True)])
     plot_history(out / "history.png", history)
     if isinstance(model, JohnstonGilmanJ2):   # hardening.png beside hardening.csv
         write_jg_table(out / "hardening.csv", model, paths.meta)
@@ -984,7 +1017,7 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
              metrics_val["max_error_over_yield"], metrics_val["rel_error"], fit_s)
     summary = {"class": record["class"], "validation": metrics_val,
                "checks_passed": None if report is None else report["passed"],
-               "n_train": len(itr), "n_val": len(iva)}
+               "n_train": len(itr), "n_val": len(iva), "heldout_split": split}
     summary["time_step_rel_change"] = metrics["time_step"]["rel_change"]
     summary["time_step_rms_change_mpa"] = metrics["time_step"]["rms_change_mpa"]
     summary["trained_dt_s"] = model.training_range.get("dt_s") if isinstance(

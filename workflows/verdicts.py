@@ -506,6 +506,8 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         iv = summary.get("heldout_vs_scatter_interval")
         within = (f", 95% interval {iv[0]:.2f}-{iv[1]:.2f} over the held-out paths"
                   if isinstance(iv, list) and len(iv) == 2 else "")
+        if summary.get("heldout_split") == "microstructure":
+            within += " (microstructures no training path was run on)"
         ref = _num(summary.get("heldout_training_mean_ratio"))
         if ref is not None:   # what the DD's own training realisations score there
             within += f"; the mean of the training realisations scores {ref:.2f}x"

@@ -197,6 +197,10 @@ def test_study_artifact_tables_plots_and_the_surrogate_reads_it(tmp_path):
     assert len(paths.temperature_k) == 8
     assert sorted(set(paths.temperature_k.tolist())) == [100.0, 300.0]
     assert sorted(set(paths.strain_rate_s.tolist())) == [1e5, 1e6]
+    # and its microstructure: the study runs the same seeds in every condition
+    seeds = [r["seed"] for r in run["realisations"]]
+    assert paths.microstructure is not None and sorted(paths.microstructure.tolist()) == sorted(
+        seeds) and len(set(seeds)) < len(seeds)
     # the contract's mean curve is the reference condition's
     mean = np.loadtxt(art.path / "stress_strain.csv", delimiter=",", skiprows=1)
     ref = [np.loadtxt(art.path / "realisations" / str(i) / "stress_strain.csv",

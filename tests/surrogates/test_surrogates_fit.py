@@ -183,6 +183,7 @@ def test_ddrun_reader_maps_shear_to_von_mises_and_fits(work):
     art, _ = _synthetic_ddrun(work / "ddrun")
     paths = read_ddrun(art.path)
     assert len(paths) == 3 and paths.meta["shear_mpa"] == pytest.approx(48e3)
+    assert paths.microstructure is None          # its run.json names no seeds
     tau = paths.stress[..., 5] / np.sqrt(2)
     assert np.allclose(mandel.von_mises(paths.stress), np.sqrt(3) * np.abs(tau))
     sur = SurrogateSettings(max_iterations=200, val_fraction=0.34).make(art, work / "dd_sur")

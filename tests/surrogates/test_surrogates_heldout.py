@@ -74,6 +74,34 @@ def test_a_dd_study_holds_out_realisations_of_every_condition():
                                               split_paths(18, 0.25, 3, groups), strict=True))
 
 
+def test_microstructures_shared_across_conditions_are_held_out_whole(tmp_path):
+    """A DD study runs the same seeds in every condition: its 100 K and 300 K paths of one
+    seed at one rate are nearly the same curve. Then whole microstructures are held out
+    (one of three: a realisation of every condition, none with a twin in training); where
+    every path has its own microstructure, realisations of every condition as before.
+    StrainPaths keeps the labels through subset, save and load."""
+    from scalebridge.surrogates.data import StrainPaths
+    from scalebridge.surrogates.train import split_paths
+
+    groups = [np.arange(3 * c, 3 * c + 3) for c in range(6)]
+    shared = np.tile([7, 8, 9], 6)                       # seed of path i: 7 + i % 3
+    for seed in range(5):
+        tr, va = split_paths(18, 0.25, seed, groups, shared)
+        assert len(va) == 6 and len(set(shared[va].tolist())) == 1
+        assert not set(shared[va].tolist()) & set(shared[tr].tolist())
+        assert sorted(int(v) // 3 for v in va) == list(range(6))
+    own = np.arange(18)                                  # no seed shared: per condition
+    assert all((a == b).all() for a, b in zip(split_paths(18, 0.25, 1, groups, own),
+                                              split_paths(18, 0.25, 1, groups), strict=True))
+    data, _ = paths(18, 5.0, 4)
+    strain = np.repeat(mandel.shear_strain(np.linspace(0.0, 1e-3, T))[None], 18, 0)
+    sp = StrainPaths(strain, data, np.full(18, 1e-9), np.full(18, 300.0), np.full(18, 1e4),
+                     names=[str(i) for i in range(18)], microstructure=shared)
+    assert sp.subset(np.array([4, 0])).microstructure.tolist() == [8, 7]
+    sp.save(tmp_path)
+    assert StrainPaths.load(tmp_path).microstructure.tolist() == shared.tolist()
+
+
 def test_the_training_realisations_mean_scores_sqrt_one_plus_one_over_n():
     """The references beside the surrogate's score: each held-out path predicted by the
     mean of its condition's training realisations, and by each of them alone. With n
