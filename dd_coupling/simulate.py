@@ -93,7 +93,8 @@ class DDSettings(StrictModel):
     cell_lx_um: float = Field(1.0, gt=0, description="cell width lx, μm")
     cell_ly_um: float | None = Field(
         None, gt=0, description="cell height ly, μm; unset: the commensurate height "
-        "closest to lx for the slip angles (lx·√3/2 for 0/60/120°)")
+        "closest to lx for the slip angles (2·lx/√3 for 0/60/120°, the taller of two "
+        "equally close)")
     slip_angles_deg: list[float] = Field(
         [0.0, 60.0, 120.0], min_length=1, description="slip directions of the systems, deg")
     plane_spacing_b: float = Field(100.0, gt=0, description="slip plane spacing, in b")
@@ -283,8 +284,10 @@ class DDSettings(StrictModel):
         if not inclined:
             return lx, lx
         t = abs(math.tan(math.radians(inclined[0])))
+        # for 0/60/120° lx·√3/2 and 2·lx/√3 are equally close (in log): a tie, broken
+        # for the taller one explicitly (float rounding decided it before)
         best = min((lx * t * m / n for n in range(1, 5) for m in range(1, 5)),
-                   key=lambda ly: abs(math.log(ly / lx)))
+                   key=lambda ly: (round(abs(math.log(ly / lx)), 9), -ly))
         return lx, best
 
     def params(self, material: Material, mobility: MobilityLaw) -> DDParams:

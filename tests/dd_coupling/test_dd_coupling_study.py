@@ -311,3 +311,14 @@ def test_drag_probe_measures_the_flow_stress_response_to_b(tmp_path):
     assert d["dlnsigma_dlnb"] == pytest.approx(want) and d["factor"] == 2.0
     assert d["strain_rate_s"] == 1e5 and flows[1e5]["flow_stress_mpa"] == pytest.approx(
         d["flow_stress_mpa"])
+
+
+def test_the_unset_cell_height_is_the_taller_of_two_equally_close():
+    """For slip at 0/60/120° the commensurate heights nearest the width are lx·√3/2 and
+    2·lx/√3, equally close in log: the taller is taken, at every width (float rounding
+    picked it before, which another platform might not)."""
+    for lx in (0.7, 1.0, 1.5, 3.0, 4.4):
+        lx_m, ly_m = DDSettings(cell_lx_um=lx).cell()
+        assert lx_m == pytest.approx(lx * 1e-6)
+        assert ly_m == pytest.approx(2.0 * lx * 1e-6 / math.sqrt(3.0), rel=1e-12)
+    assert DDSettings(cell_lx_um=1.5, cell_ly_um=1.0).cell()[1] == pytest.approx(1e-6)
