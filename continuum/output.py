@@ -3,7 +3,11 @@
 ``load_displacement.csv`` has the load measure against the displacement (and the
 physical time) per converged step; ``reactions.csv`` the reaction force (N) on every
 boundary with a prescribed displacement, per component, against the load factor and
-time, plotted in ``reactions.png``.
+time, plotted in ``reactions.png``. A dof two boundaries prescribe (a corner) carries
+both constraints' reaction and is counted in each: the quarter cylinder's inner-wall
+reaction differs from its symmetry planes' by the corner nodes' share (4 % on the main
+example's mesh). The load in ``load_displacement.csv`` is the virtual-work reaction of
+the driven boundary (:mod:`.problems`), which has no such ambiguity.
 
 ``fields/displacement.bp`` holds u (the solver's Lagrange space); ``fields/cells.bp``
 holds cell averages (DG0) over the quadrature points of the stress tensor, the von Mises
