@@ -26,7 +26,7 @@ from scalebridge.artifacts import Artifact, write_json_atomic, write_text_atomic
 from scalebridge.plotting import plot_data_file
 from scalebridge.workflows.band import shares_text
 from scalebridge.workflows.chain import Chain, read_records
-from scalebridge.workflows.verdicts import COLOUR, MARK, run_verdicts
+from scalebridge.workflows.verdicts import COLOUR, LEGEND, MARK, run_verdicts
 
 #: File suffixes (and directory suffixes, for VTX) that OVITO or ParaView open.
 OVITO_SUFFIXES = (".dump", ".lammpstrj", ".ca", ".extxyz", ".xyz", ".data", ".vasp",
@@ -179,7 +179,8 @@ def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
         checks = "<br>".join(f"{MARK[c['status']]} {c['name']}: {c['reason']}"
                              .replace("|", "\\|") for c in st["checks"])
         lines.append(f"| {st['stage']} | {MARK[st['verdict']]} {st['verdict']} | {checks} |")
-    return [*lines, ""]
+    legend = "; ".join(f"{MARK[k]} {k}: {v}" for k, v in LEGEND.items())
+    return [*lines, "", legend + ".", ""]
 
 
 def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
@@ -243,6 +244,8 @@ def _verdict_html(verdicts: Mapping[str, Any] | None) -> list[str]:
                      f"<td style='color:{COLOUR[v]}'>{MARK[v]} {e(v)}</td>"
                      f"<td>{checks}</td></tr>")
     parts.append("</table>")
+    parts.append("<p>" + "; ".join(f"<span style='color:{COLOUR[k]}'>{MARK[k]} {e(k)}</span>: "
+                                   f"{e(v)}" for k, v in LEGEND.items()) + ".</p>")
     return parts
 
 
@@ -253,7 +256,8 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;"
              "vertical-align:top}img{max-width:520px;margin:4px}</style></head><body>",
-             f"<h1>{e(title)}</h1><p>Run directory <code>{e(str(run_dir))}</code></p>"]
+             f"<h1>{e(title)}</h1><p>Run directory <code>{e(str(run_dir))}</code>, report "
+             f"written {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>"]
     parts += _verdict_html(verdicts)
     band = band_line(sections)
     if band:

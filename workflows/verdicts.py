@@ -1,8 +1,9 @@
 """Verdicts: what each stage's numbers say against references from outside the stage.
 
 Every stage artifact gets a row of checks; each check is ``green`` (meets the
-reference), ``amber`` (usable, with a caveat a reader must know), ``red`` (the number is
-a placeholder, not physics) or ``n/a`` (does not apply, and the reason why). A stage's
+reference), ``amber`` (usable, with a caveat a reader must know), ``red`` (not to be
+used as physics: a placeholder, a number beyond its red line, a failed check or a stage
+that did not finish) or ``n/a`` (does not apply, and the reason why). A stage's
 verdict is its worst check, the run's verdict the worst stage (``n/a`` never counts).
 The report opens with them; ``verdicts.json`` beside it holds the same rows.
 
@@ -37,6 +38,10 @@ GREEN, AMBER, RED, NA = "green", "amber", "red", "n/a"
 RANK = {NA: -1, GREEN: 0, AMBER: 1, RED: 2}
 #: Markers for the report.
 MARK = {GREEN: "🟢", AMBER: "🟠", RED: "🔴", NA: "⚪"}
+#: What each status means, shown under the report's verdict table.
+LEGEND = {GREEN: "meets the outside reference", AMBER: "usable, with the caveat given",
+          RED: "not to be used as physics: a placeholder, beyond the red line, a failed "
+          "check or a stage that did not finish", NA: "does not apply (reason given)"}
 COLOUR = {GREEN: "#1a7f37", AMBER: "#b35900", RED: "#c62828", NA: "#777777"}
 
 
@@ -664,10 +669,8 @@ def run_verdicts(arts: Mapping[str, Any]) -> dict[str, Any]:
     return {"overall": overall, "by_stage": {r.stage: r.verdict for r in rows},
             "stages": [r.to_dict() for r in rows],
             "thresholds": {k: asdict(t) for k, t in THRESHOLDS.items()},
-            "legend": {GREEN: "meets the outside reference",
-                       AMBER: "usable, with the caveat given",
-                       RED: "a placeholder, not physics", NA: "does not apply (reason given)"}}
+            "legend": dict(LEGEND)}
 
 
-__all__ = ["AMBER", "GREEN", "NA", "RED", "THRESHOLDS", "Check", "StageVerdict",
+__all__ = ["AMBER", "GREEN", "LEGEND", "NA", "RED", "THRESHOLDS", "Check", "StageVerdict",
            "Threshold", "checks_for", "graded", "model_gate", "run_verdicts", "worst"]

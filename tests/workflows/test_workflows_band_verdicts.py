@@ -118,6 +118,7 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
     md = (run_dir / "report.md").read_text()
     head = md.split("| stage | artifact | seconds |")[0]
     assert "**Overall verdict:" in head and "| stage | verdict | checks |" in head
+    assert "red: not to be used as physics" in head and "n/a: does not apply" in head
     for name in arts:
         assert f"| {name} | " in head
     assert "FEM final load" in head and "band [" in head and "dd " in head
@@ -136,6 +137,7 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
     assert rows["band"]["sources"]["status"] == AMBER      # the potential not carried
     html = (run_dir / "report.html").read_text()
     assert "Overall verdict" in html and "verdicts.json" in html
+    assert "report written" in html and "amber</span>: usable" in html
 
 
 def test_every_plot_has_its_numbers_and_readable_ticks(chain_arts):
