@@ -48,6 +48,24 @@ CHECKED: list[FigureCheck] = []
 _MAX_CHECKED = 500
 
 
+#: Unit suffixes of column names, as an axis label shows them.
+_UNITS = {"mpa": "MPa", "gpa": "GPa", "pa": "Pa", "mm": "mm", "um": "µm", "m": "m",
+          "n": "N", "s": "s", "ns": "ns", "ps": "ps", "k": "K", "ev": "eV", "a": "Å",
+          "m_s": "m/s", "m2": "m⁻²", "pa_s": "Pa·s"}
+
+
+def axis_label(column: str) -> str:
+    """A CSV column name as an axis label: ``pressure_mpa`` -> ``pressure (MPa)``,
+    ``inner_displacement_mm`` -> ``inner displacement (mm)``; a name without a known
+    unit suffix only loses its underscores."""
+    words = column.split("_")
+    for k in (2, 1):
+        unit = "_".join(words[-k:]).lower()
+        if len(words) > k and unit in _UNITS:
+            return f"{' '.join(words[:-k])} ({_UNITS[unit]})"
+    return " ".join(words)
+
+
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
     import matplotlib

@@ -26,7 +26,7 @@ from dolfinx import fem, io
 from scalebridge.artifacts import write_csv_atomic
 from scalebridge.continuum.quadrature import mandel_to_tensor, von_mises
 from scalebridge.continuum.solver import ElastoplasticSolver, SolveResult, StepRecord
-from scalebridge.plotting import save_figure
+from scalebridge.plotting import axis_label, save_figure
 
 NEWTON_COLUMNS = ("step", "attempt", "load_factor", "iteration", "residual_norm",
                   "relative_residual")
@@ -167,8 +167,8 @@ def write_plots(folder: Path, result: SolveResult, load_name: str, disp_name: st
             ms=3, label="FEM")
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=1, label="analytic limit")
-    ax.set_xlabel(disp_name)
-    ax.set_ylabel(load_name)
+    ax.set_xlabel(axis_label(disp_name))
+    ax.set_ylabel(axis_label(load_name))
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 from scalebridge.artifacts import Artifact, produce, write_json_atomic
-from scalebridge.plotting import pyplot, save_figure
+from scalebridge.plotting import axis_label, pyplot, save_figure
 from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.workflows")
@@ -328,7 +328,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     disp_name = fem.summary.get("displacement_name", "displacement")
     with open(work / "load_band.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["load_factor", "displacement", "load_mpa", "load_low_mpa",
+        w.writerow(["load_factor", disp_name, "load_mpa", "load_low_mpa",
                     "load_high_mpa"])
         w.writerows([[f"{a:.8g}" for a in r] for r in zip(lam, main[:, 1], main[:, 2], lo, hi,
                                                              strict=True)])
@@ -337,10 +337,10 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     ax.fill_between(main[:, 1], lo, hi, color="C0", alpha=0.25,
                     label=f"band (flow stress x [{f_lo:.3g}, {f_hi:.3g}])")
     ax.plot(main[:, 1], main[:, 2], "C0o-", ms=3, label="FEM (surrogate)")
-    ax.set_xlabel(disp_name)
-    ax.set_ylabel(load_name)
-    ax.set_title("final load " + shares_text({s: shares[s] for s in SOURCES}, " / "),
-                 fontsize=9)
+    ax.set_xlabel(axis_label(disp_name))
+    ax.set_ylabel(axis_label(load_name))
+    ax.set_title("variance of the final load: "
+                 + shares_text({s: shares[s] for s in SOURCES}, " / "), fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, work / "load_band.png", dpi=120)

@@ -133,3 +133,16 @@ def test_lammps_step_counter_counts_md_steps_once_across_runs():
     for line in log:
         count(line)
     assert sum(seen) == 37 + 1000 + 1000 + 500
+
+
+def test_axis_labels_read_the_unit_of_a_column_name():
+    """A CSV column's unit suffix becomes the label's unit in parentheses (the FEM's and
+    the band's axes were labelled with raw column names)."""
+    from scalebridge.plotting import axis_label
+
+    assert axis_label("pressure_mpa") == "pressure (MPa)"
+    assert axis_label("inner_displacement_mm") == "inner displacement (mm)"
+    assert axis_label("velocity_m_s") == "velocity (m/s)"
+    assert axis_label("reaction_inner_x_n") == "reaction inner x (N)"
+    assert axis_label("strain") == "strain" and axis_label("load (MPa)") == "load (MPa)"
+    assert axis_label("mpa") == "mpa"           # a unit alone names no quantity
