@@ -723,9 +723,11 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     if len(xs):
         ax.loglog(xs, ccdf, ".")
     ax.set_xlabel("stress drop (MPa)" if strain_mode else "plastic strain jump")
-    ax.set_ylabel("P(size ≥ x)")
-    ax.set_title(f"{len(xs)} avalanches, α = {alpha:.2f} ± {alpha_err:.2f}"
-                 if math.isfinite(alpha) else f"{len(xs)} avalanches")
+    ax.set_ylabel("P(drop ≥ x)" if strain_mode else "P(jump ≥ x)")
+    # α is the exponent of the drop-size density p(x) ~ x^-α: this CCDF falls as x^(1-α)
+    ax.set_title(f"{len(xs)} avalanches, p(size) ∝ size^-α, α = {alpha:.2f} ± "
+                 f"{alpha_err:.2f}" if math.isfinite(alpha) else f"{len(xs)} avalanches",
+                 fontsize=9)
     fig.tight_layout()
     save_figure(fig, work / "avalanches.png", dpi=120)
     plt.close(fig)

@@ -377,7 +377,7 @@ def write_study(out: Path, conditions: list[Condition], settings: DDStudySetting
                       color=colour, lw=1)
 
     _temperature_panels(out / "avalanches.png", conditions, draw_drops, "stress drop (MPa)",
-                        "P(drop ≥ x)", legend_fontsize=6, legend_on_first=False)
+                        "P(drop ≥ x) ∝ x^(1−α)", legend_fontsize=6, legend_on_first=False)
 
     alpha, alpha_err = weighted_mean([f["alpha"] for f in fits],
                                      [f["alpha_err"] for f in fits])

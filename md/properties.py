@@ -335,8 +335,9 @@ class PropertiesMaker(StrictModel):
                      "energy (eV/atom)", f"EOS, B0 = {props['bulk_modulus_eos_gpa']:.0f} GPa")
             if nve_t is not None and len(nve_t):
                 _write_csv(work / "nve.csv", ["step", "time_ps", "etotal_ev", "temp_k"], nve_t)
-                _plot_xy(work / "nve.png", nve_t[:, 1], nve_t[:, 2], "time (ps)",
-                         "total energy (eV)", "NVE energy")
+                _plot_xy(work / "nve.png", nve_t[:, 1], nve_t[:, 2] - nve_t[0, 2],
+                         "time (ps)", "total energy − its start (eV)",
+                         f"NVE energy (start {nve_t[0, 2]:.6g} eV)")
             (work / "properties.json").write_text(json.dumps(_round(props), indent=2) + "\n")
             summary = {k: _round(props[k]) for k in (
                 "a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "bulk_modulus_gpa",

@@ -101,17 +101,24 @@ def plot_hardening(png: Path, ep: np.ndarray, sy: np.ndarray, ep_grid: np.ndarra
 
 
 def plot_history(png: Path, history: list[dict[str, float]]) -> None:
-    """Training and validation loss against iteration."""
+    """Training and validation loss against iteration; a fit of a few independent starts
+    (rows with ``evaluations``: source_families' restarts) as points, one per start, not
+    a line that reads as a training curve."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    starts = bool(history) and all("evaluations" in h for h in history)
     for phase, ls in (("fit", "-"), ("rollout", "--")):
         hs = [h for h in history if h.get("phase", "fit") == phase]
         if hs:
             it = [h["iteration"] for h in hs]
-            ax.semilogy(it, [h["train_loss"] for h in hs], "C0" + ls, label=f"train ({phase})")
-            ax.semilogy(it, [h["val_loss"] for h in hs], "C1" + ls,
+            style = "o" if starts else ls
+            ax.semilogy(it, [h["train_loss"] for h in hs], "C0" + style,
+                        label=f"train ({phase})")
+            ax.semilogy(it, [h["val_loss"] for h in hs], "C1" + style,
                         label=f"validation ({phase})")
-    ax.set_xlabel("iteration")
+    if starts:
+        ax.set_xticks([h["iteration"] for h in history])
+    ax.set_xlabel("start" if starts else "iteration")
     ax.set_ylabel("loss (scaled MSE)")
     ax.legend(fontsize=8)
     fig.tight_layout()

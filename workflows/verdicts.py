@@ -129,7 +129,8 @@ THRESHOLDS: dict[str, Threshold] = {
         "is extrapolation"),
     "taylor_alpha": Threshold(
         1.0, 3.0, "", "Taylor α = τ/(μ b √ρ); measured 0.1-1 in metals (0.2-0.5 "
-        "typical); outside, the DD's strengths or densities are off"),
+        "typical); outside, the DD's strengths or densities are off. Graded on both "
+        "sides: green 0.1-1, amber 0.05-0.1 or 1-3, red beyond"),
     "realisations": Threshold(
         2, 1, "realisations", "two or more realisations measure the scatter the "
         "surrogate and the band need", higher_is_better=True),
@@ -300,6 +301,7 @@ def properties_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     split = _inconsistent(dft)
     for key, name, th in (("a0_a", "a0", "a0"), ("c11_gpa", "c11", "cij"),
                           ("c12_gpa", "c12", "cij"), ("c44_gpa", "c44", "cij")):
+        unit = " Å" if key == "a0_a" else " GPa"
         m, d = _num(props.get(key)), _num(dft.get(key))
         if m is None or not d:
             out.append(Check(name, NA, f"no DFT {key} to compare with"))
@@ -307,7 +309,8 @@ def properties_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         rel = (m - d) / d
         t = THRESHOLDS[th]
         st = t.grade(abs(rel))
-        why = (f"{m:.4g} vs {label} {d:.4g}: {100 * rel:+.1f}% (green within "
+        pct = f"{100 * rel:+.1f}" if abs(rel) >= 5e-4 else f"{100 * rel:+.2f}"
+        why = (f"{m:.4g}{unit} vs {label} {d:.4g}{unit}: {pct}% (green within "
                f"{100 * t.green:g}%, red beyond {100 * t.amber:g}%)")
         if key in split:  # a reference that contradicts itself cannot pass a potential
             st = AMBER if st == GREEN else st
@@ -490,7 +493,8 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         out.append(Check("taylor_alpha", NA, "no density to compute it"))
     else:
         st = GREEN if 0.1 <= a <= 1.0 else AMBER if 0.05 <= a <= 3.0 else RED
-        out.append(Check("taylor_alpha", st, f"Taylor α = {a:.3g} (metals: 0.1-1)", a))
+        out.append(Check("taylor_alpha", st, f"Taylor α = {a:.3g} (metals: 0.1-1; green "
+                         "0.1-1, red outside 0.05-3)", a))
     out.append(graded("realisations", "realisations", len(fd) if fd else None,
                       "ran", ".0f", na="no realisations recorded"))
     return out
