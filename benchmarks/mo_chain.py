@@ -109,6 +109,9 @@ def main() -> int:
                                   "training_mean_ratio", "training_mean_per_path",
                                   "another_realisation_ratio",
                                   "another_realisation_interval") if k in h}
+        folds = (rec.get("metrics") or {}).get("heldout_folds")
+        if folds:   # each microstructure held out in turn: the ratio's spread over them
+            headline["surrogate"]["heldout_folds"] = folds
     band_mpath = run_dir / "band" / "manifest.json"
     if band_mpath.is_file():
         band = json.loads(band_mpath.read_text()).get("summary", {})

@@ -515,9 +515,12 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                      f"{', '.join(failed) or 'see surrogate.json'})")]
     val = summary.get("validation") or {}
     rmse, scatter = _num(val.get("rmse_mpa")), _num(summary.get("realisation_scatter_rmse_mpa"))
+    folds = summary.get("heldout_fold_ratios")
+    pooled = _num(summary.get("heldout_folds_ratio"))
     if scatter:
-        c = graded("heldout_vs_scatter", "heldout_vs_scatter", rmse / scatter if rmse is not
-                   None else None, "", ".2f")
+        # graded on every microstructure held out in turn where the fit was cross-validated
+        c = graded("heldout_vs_scatter", "heldout_vs_scatter", pooled if pooled is not None
+                   else rmse / scatter if rmse is not None else None, "", ".2f")
         iv = summary.get("heldout_vs_scatter_interval")
         within = (f", 95% interval {iv[0]:.2f}-{iv[1]:.2f} over the held-out paths"
                   if isinstance(iv, list) and len(iv) == 2 else "")
@@ -530,9 +533,17 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         if other is not None:   # one DD realisation predicting another of its condition
             within += f", another DD realisation {other:.2f}x"
         c.reason = (f"held-out RMS error {rmse:.3g} MPa = {rmse / scatter:.2f} x the DD "
-                    f"realisation scatter {scatter:.3g} MPa{within} "
-                    f"(green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"
+                    f"realisation scatter {scatter:.3g} MPa{within}"
                     if rmse is not None else "no held-out error")
+        if pooled is not None and isinstance(folds, list):
+            refs = [(_num(summary.get(f"heldout_folds_{k}")), name) for k, name in (
+                ("another_realisation_ratio", "another DD realisation"),
+                ("training_mean_ratio", "the training mean"))]
+            c.reason += (f". Each microstructure held out in turn: "
+                         f"{'/'.join(f'{r:.2f}' for r in folds)}x, pooled {pooled:.2f}x"
+                         + "".join(f", {name} {v:.2f}x" for v, name in refs if v is not None)
+                         + " (graded)")
+        c.reason += f" (green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"
         out.append(c)
     else:
         out.append(Check("heldout_vs_scatter", NA, "not fitted to repeated DD realisations "

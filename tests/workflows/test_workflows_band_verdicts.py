@@ -214,6 +214,14 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert "1.81 x" in iv[1].reason and "interval 1.30-2.40" in iv[1].reason
     assert "training realisations scores 1.08x" in iv[1].reason
     assert "another DD realisation 1.39x" in iv[1].reason
+    # cross-validated over microstructures: graded on the pooled ratio, folds listed
+    cv = checks_for("Surrogate", {"checks_passed": True, "validation": {
+        "rmse_mpa": 11.0, "out_of_range_fraction": 0.0},
+        "realisation_scatter_rmse_mpa": 10.0, "heldout_fold_ratios": [1.1, 1.34, 2.3],
+        "heldout_folds_ratio": 2.05, "heldout_folds_another_realisation_ratio": 1.45,
+        "heldout_folds_training_mean_ratio": 1.25}, tmp_path)
+    assert _status(cv, "heldout_vs_scatter") == RED        # 2.05 > 2, though 1.1 alone
+    assert "1.10/1.34/2.30x, pooled 2.05x, another DD realisation 1.45x" in cv[1].reason
     j2 = checks_for("Surrogate", {"checks_passed": None, "validation": {"rmse_mpa": 1.0}},
                     tmp_path)
     assert _status(j2, "heldout_vs_scatter") == NA
