@@ -33,7 +33,7 @@ mechanism:
   derivative: a family that crosses its strength within the step and fires there starts
   emitting at a time set by the trial stress, a rank-one term beside the radial-return
   tangent (without it, Newton in the example's cylinder converged linearly: up to 13
-  iterations per step, 133 in all; with it at most 4, 91). Held over the step (firing at step
+  iterations per step, 103 in all; with it at most 4, 59). Held over the step (firing at step
   ends, m_eff = M/dt), the example's fit moved its training paths by 1.1x the DD scatter
   when the step was halved and by 2.6x when it was tripled (the FEM's step); this way
   0.36x and 0.75x, and its held-out error fell from 1.59x to 1.49x the scatter (1.43x
