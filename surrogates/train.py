@@ -34,10 +34,13 @@ import copy
 import json
 import logging
 import math
+import multiprocessing
+import os
 import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -905,6 +908,35 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     return model, record, history, samples
 
 
+def _fold_row(args: tuple[StrainPaths, SurrogateSettings, int, float, float]
+              ) -> dict[str, Any]:
+    """One fold of :func:`microstructure_folds`: microstructure ``lab`` held out, the
+    model fitted on the rest and scored (a module function: it runs in a worker)."""
+    from scalebridge.surrogates.ensemble import (
+        another_realisation_pairs,
+        heldout_ratio_interval,
+        training_mean_prediction,
+    )
+
+    paths, s, lab, sigma_ref, scatter = args
+    torch.set_num_threads(1)
+    ms = np.asarray(paths.microstructure)
+    iva = np.flatnonzero(ms == lab)
+    itr = np.setdiff1d(np.arange(len(paths)), iva)
+    log.info("%s: cross-validation, microstructure %d held out", s.model, lab)
+    val = paths.subset(iva)
+    model = _fit_model(paths.subset(itr), val, s, paths.meta)[0]
+    stress = path_errors(model, val, sigma_ref)[1]
+    pairs = another_realisation_pairs(paths, itr, iva)
+    ref = training_mean_prediction(paths, itr, iva)
+    return {"microstructures": [lab], "paths": len(iva),
+            "ratio": heldout_ratio_interval(val.stress, stress, scatter)["ratio"],
+            "another_realisation_ratio": (heldout_ratio_interval(*pairs, scatter)["ratio"]
+                                          if pairs is not None else None),
+            "training_mean_ratio": (heldout_ratio_interval(val.stress, ref, scatter)["ratio"]
+                                    if ref is not None else None)}
+
+
 def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[str, Any],
                          held: list[int], sigma_ref: float, scatter: float
                          ) -> dict[str, Any]:
@@ -929,33 +961,21 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
         over the folds (RMS over their held-out points), ``ratio``,
         ``another_realisation_ratio``, ``training_mean_ratio``.
     """
-    from scalebridge.surrogates.ensemble import (
-        another_realisation_pairs,
-        heldout_ratio_interval,
-        training_mean_prediction,
-    )
-
     ms = np.asarray(paths.microstructure)
     rows = [{"microstructures": held, "paths": int(main["paths"]), "ratio": main["ratio"],
              "another_realisation_ratio": main.get("another_realisation_ratio"),
              "training_mean_ratio": main.get("training_mean_ratio")}]
-    for lab in sorted({int(x) for x in ms} - set(held))[:s.cross_validate]:
-        iva = np.flatnonzero(ms == lab)
-        itr = np.setdiff1d(np.arange(len(paths)), iva)
-        log.info("%s: cross-validation, microstructure %d held out", s.model, lab)
-        train, val = paths.subset(itr), paths.subset(iva)
-        model = _fit_model(train, val, s, paths.meta)[0]
-        stress = path_errors(model, val, sigma_ref)[1]
-        row: dict[str, Any] = {"microstructures": [lab], "paths": len(iva),
-                               "ratio": heldout_ratio_interval(
-            val.stress, stress, scatter)["ratio"]}
-        pairs = another_realisation_pairs(paths, itr, iva)
-        ref = training_mean_prediction(paths, itr, iva)
-        row["another_realisation_ratio"] = (heldout_ratio_interval(*pairs, scatter)["ratio"]
-                                            if pairs is not None else None)
-        row["training_mean_ratio"] = (heldout_ratio_interval(val.stress, ref, scatter)["ratio"]
-                                      if ref is not None else None)
-        rows.append(row)
+    labels = sorted({int(x) for x in ms} - set(held))[:s.cross_validate]
+    # the folds are independent fits: side by side on the cores this process may use
+    workers = min(len(labels), len(os.sched_getaffinity(0)) if hasattr(
+        os, "sched_getaffinity") else os.cpu_count() or 1)
+    args = [(paths, s, lab, sigma_ref, scatter) for lab in labels]
+    if workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            rows += list(pool.map(_fold_row, args))
+    else:
+        rows += [_fold_row(a) for a in args]
 
     def pooled(key: str) -> float | None:
         # RMS over every held-out point of every fold
