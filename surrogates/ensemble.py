@@ -185,9 +185,10 @@ def _training_paths_of(paths: Any, train_idx: np.ndarray, val_idx: np.ndarray
     """Each held-out path with the training paths of its condition; None when one has
     none, or they do not share its strain history (then they are no reference for it)."""
     train_set = {int(i) for i in train_idx}
+    groups = conditions(paths)
     out = []
     for v in np.asarray(val_idx, dtype=int):
-        group = next(g for g in conditions(paths) if v in g)
+        group = next(g for g in groups if v in g)
         tr = [int(i) for i in group if int(i) in train_set]
         if not tr or not np.allclose(paths.strain[tr], paths.strain[v], rtol=1e-6,
                                      atol=1e-12):

@@ -908,33 +908,58 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     return model, record, history, samples
 
 
-def _fold_row(args: tuple[StrainPaths, SurrogateSettings, int, float, float]
-              ) -> dict[str, Any]:
-    """One fold of :func:`microstructure_folds`: microstructure ``lab`` held out, the
-    model fitted on the rest and scored (a module function: it runs in a worker)."""
+def heldout_scores(paths: StrainPaths, itr: np.ndarray, iva: np.ndarray,
+                   stress_model: np.ndarray, scatter: float) -> dict[str, Any]:
+    """The held-out paths ``iva`` of ``paths`` scored against the model's stress
+    (P_val, T+1, 6) MPa: :func:`~.ensemble.heldout_ratio_interval` (how far another choice
+    of held-out paths would move the ratio), beside the same score for the DD's own mean
+    of the training realisations (``training_mean_ratio``, ``training_mean_per_path``:
+    where a deterministic surrogate of these paths lands at best, ≈ sqrt(1 + 1/n)) and
+    for one DD realisation predicting another of its condition
+    (``another_realisation_ratio``, ``another_realisation_interval``: ≈ sqrt(2), as close
+    to a held-out path as the DD's next run)."""
     from scalebridge.surrogates.ensemble import (
         another_realisation_pairs,
         heldout_ratio_interval,
         training_mean_prediction,
     )
 
+    val = paths.stress[iva]
+    h = heldout_ratio_interval(val, stress_model, scatter)
+    ref = training_mean_prediction(paths, itr, iva)
+    if ref is not None:
+        r = heldout_ratio_interval(val, ref, scatter)
+        h["training_mean_ratio"] = r["ratio"]
+        h["training_mean_per_path"] = r["per_path"]
+    pairs = another_realisation_pairs(paths, itr, iva)
+    if pairs is not None:
+        r = heldout_ratio_interval(*pairs, scatter)
+        h["another_realisation_ratio"] = r["ratio"]
+        h["another_realisation_interval"] = [r["low"], r["high"]]
+    return h
+
+
+def _fold_entry(h: dict[str, Any], microstructures: list[int]) -> dict[str, Any]:
+    """One row of :func:`microstructure_folds` from a :func:`heldout_scores` result."""
+    return {"microstructures": microstructures, "paths": int(h["paths"]),
+            "ratio": h["ratio"],
+            "another_realisation_ratio": h.get("another_realisation_ratio"),
+            "training_mean_ratio": h.get("training_mean_ratio")}
+
+
+def _fold_row(args: tuple[StrainPaths, SurrogateSettings, int, float, float]
+              ) -> dict[str, Any]:
+    """One fold of :func:`microstructure_folds`: microstructure ``lab`` held out, the
+    model fitted on the rest and scored (a module function: it runs in a worker)."""
     paths, s, lab, sigma_ref, scatter = args
     torch.set_num_threads(1)
-    ms = np.asarray(paths.microstructure)
-    iva = np.flatnonzero(ms == lab)
+    iva = np.flatnonzero(np.asarray(paths.microstructure) == lab)
     itr = np.setdiff1d(np.arange(len(paths)), iva)
     log.info("%s: cross-validation, microstructure %d held out", s.model, lab)
     val = paths.subset(iva)
     model = _fit_model(paths.subset(itr), val, s, paths.meta)[0]
     stress = path_errors(model, val, sigma_ref)[1]
-    pairs = another_realisation_pairs(paths, itr, iva)
-    ref = training_mean_prediction(paths, itr, iva)
-    return {"microstructures": [lab], "paths": len(iva),
-            "ratio": heldout_ratio_interval(val.stress, stress, scatter)["ratio"],
-            "another_realisation_ratio": (heldout_ratio_interval(*pairs, scatter)["ratio"]
-                                          if pairs is not None else None),
-            "training_mean_ratio": (heldout_ratio_interval(val.stress, ref, scatter)["ratio"]
-                                    if ref is not None else None)}
+    return _fold_entry(heldout_scores(paths, itr, iva, stress, scatter), [lab])
 
 
 def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[str, Any],
@@ -950,8 +975,7 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
 
     Args:
         paths: the study; ``paths.microstructure`` labels its paths.
-        main: the main split's :func:`~.ensemble.heldout_ratio_interval` with its
-            references (``another_realisation_ratio``, ``training_mean_ratio``).
+        main: the main split's :func:`heldout_scores`.
         held: the main split's held-out microstructures.
         sigma_ref, scatter: MPa, as in :func:`fit_surrogate`.
 
@@ -962,9 +986,7 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
         ``another_realisation_ratio``, ``training_mean_ratio``.
     """
     ms = np.asarray(paths.microstructure)
-    rows = [{"microstructures": held, "paths": int(main["paths"]), "ratio": main["ratio"],
-             "another_realisation_ratio": main.get("another_realisation_ratio"),
-             "training_mean_ratio": main.get("training_mean_ratio")}]
+    rows = [_fold_entry(main, held)]
     labels = sorted({int(x) for x in ms} - set(held))[:s.cross_validate]
     # the folds are independent fits: side by side on the cores this process may use
     workers = min(len(labels), len(os.sched_getaffinity(0)) if hasattr(
@@ -1049,32 +1071,15 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
             np.sqrt(np.mean((sy - samples["val"]["sigma_mpa"]) ** 2)))
     if paths.meta.get("source") == "ddrun":  # the realisation scatter: the error floor
         from scalebridge.surrogates.ensemble import (
-            another_realisation_pairs,
             flow_stress_distribution,
-            heldout_ratio_interval,
             realisation_scatter_rmse,
-            training_mean_prediction,
         )
 
         metrics["hardening_distribution"] = flow_stress_distribution(paths)
         metrics["realisation_scatter_rmse_mpa"] = scatter = realisation_scatter_rmse(paths)
         if scatter:   # how far another choice of held-out paths would move the ratio
-            h = heldout_ratio_interval(val.stress, stress_val, scatter)
-            # the same score for the DD's own mean of the training realisations: where a
-            # deterministic surrogate of these paths lands at best (≈ sqrt(1 + 1/n))
-            ref = training_mean_prediction(paths, itr, iva)
-            if ref is not None:
-                r = heldout_ratio_interval(val.stress, ref, scatter)
-                h["training_mean_ratio"] = r["ratio"]
-                h["training_mean_per_path"] = r["per_path"]
-            # and one DD realisation for another of its condition (≈ sqrt(2)): a surrogate
-            # that scores no worse is as close to a held-out path as the DD's next run
-            pairs = another_realisation_pairs(paths, itr, iva)
-            if pairs is not None:
-                r = heldout_ratio_interval(*pairs, scatter)
-                h["another_realisation_ratio"] = r["ratio"]
-                h["another_realisation_interval"] = [r["low"], r["high"]]
-            metrics["heldout_vs_scatter"] = h
+            metrics["heldout_vs_scatter"] = h = heldout_scores(paths, itr, iva, stress_val,
+                                                               scatter)
             if split == "microstructure" and s.cross_validate > 0:
                 metrics["heldout_folds"] = microstructure_folds(paths, s, h, unseen,
                                                                 sigma_ref, scatter)
