@@ -75,12 +75,17 @@ def condition_effect(paths: Any, condition: str, tail: float = FLOW_TAIL
 
     A nested F-test on the log flow stress of each path (:func:`path_flow_stress`; the log
     because the scatter is relative): the conditions' means (rate and temperature)
-    against the means grouped by the other condition alone. Returns ``f``, ``p``,
-    ``dof`` ([d1, d2]) and ``matters`` (p < :data:`CONDITION_P`); None when the test
-    cannot be made (no repeated condition, so no scatter to compare with, or the
-    condition takes one value). Why: the DD's flow stress may not depend on a condition
-    it varies (temperature enters it only through the mobility law); a network given
-    that input anyway fits the realisations' scatter as a temperature effect."""
+    against the means grouped by the other condition alone. Where the paths name their
+    microstructure (``paths.microstructure``, the DD's seeds) and conditions share them,
+    both models also carry one offset per microstructure (a randomised block design): a
+    DD run repeats its seeds in every condition, so two paths of one seed at 100 K and
+    300 K are a pair, and the seed-to-seed scatter is not evidence against a temperature
+    effect. Returns ``f``, ``p``, ``dof`` ([d1, d2]), ``blocked`` (microstructures as
+    blocks) and ``matters`` (p < :data:`CONDITION_P`); None when the test cannot be
+    made (no repeated condition, so no scatter to compare with, or the condition takes
+    one value). Why: the DD's flow stress may not depend on a condition it varies
+    (temperature enters it only through the mobility law); a network given that input
+    anyway fits the realisations' scatter as a temperature effect."""
     from scipy.stats import f as f_dist
 
     flow = np.log(np.maximum(path_flow_stress(paths, tail), 1e-300))
@@ -88,16 +93,35 @@ def condition_effect(paths: Any, condition: str, tail: float = FLOW_TAIL
     key = _condition_keys(paths)["temperature" if condition == "log_rate" else "log_rate"]
     reduced = [np.flatnonzero(key == k) for k in np.unique(key)]
 
-    def rss(groups: list[np.ndarray]) -> float:
-        return float(sum(((flow[g] - flow[g].mean()) ** 2).sum() for g in groups))
+    def design(groups: list[np.ndarray], blocks: np.ndarray | None) -> np.ndarray:
+        x = np.zeros((len(flow), len(groups)))
+        for j, g in enumerate(groups):
+            x[g, j] = 1.0
+        if blocks is not None:   # one offset per microstructure but the first
+            x = np.hstack([x, (blocks[:, None] == np.unique(blocks)[None, 1:]).astype(float)])
+        return x
 
-    d1, d2 = len(full) - len(reduced), len(flow) - len(full)
-    if d1 <= 0 or d2 <= 0:
+    def rss_rank(x: np.ndarray) -> tuple[float, int]:
+        coef, *_ = np.linalg.lstsq(x, flow, rcond=None)
+        return float(((flow - x @ coef) ** 2).sum()), int(np.linalg.matrix_rank(x))
+
+    micro = getattr(paths, "microstructure", None)
+    fits = []
+    for blocks in ((np.asarray(micro), None) if micro is not None else (None,)):
+        (r_full, k_full), (r_red, k_red) = (rss_rank(design(full, blocks)),
+                                            rss_rank(design(reduced, blocks)))
+        d1, d2 = k_full - k_red, len(flow) - k_full
+        if d1 > 0 and d2 > 0:
+            fits.append((r_full, r_red, d1, d2, blocks is not None))
+            break
+    if not fits:
         return None
-    r_full = max(rss(full), 1e-300)
-    fval = ((rss(reduced) - r_full) / d1) / (r_full / d2)
+    r_full, r_red, d1, d2, blocked = fits[0]
+    r_full = max(r_full, 1e-300)
+    fval = ((r_red - r_full) / d1) / (r_full / d2)
     p = float(f_dist.sf(fval, d1, d2))
-    return {"f": float(fval), "p": p, "dof": [d1, d2], "matters": p < CONDITION_P}
+    return {"f": float(fval), "p": p, "dof": [d1, d2], "blocked": blocked,
+            "matters": p < CONDITION_P}
 
 
 def flow_stress_distribution(paths: Any, tail: float = FLOW_TAIL) -> dict[str, Any]:
