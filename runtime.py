@@ -185,6 +185,27 @@ def _die_with_parent() -> Callable[[], None] | None:
     return setup
 
 
+def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Pool initializer (``ProcessPoolExecutor(initializer=exit_with_parent,
+    initargs=(os.getpid(),))``): the worker exits as soon as ``parent`` is no longer its
+    parent process. A ``kill -9`` of scalebridge gives its workers no shutdown message; a
+    worker busy with a fit would otherwise run it to the end (minutes) for nobody. Linux's
+    PR_SET_PDEATHSIG where it exists, and a daemon thread that polls ``os.getppid()``
+    every ``every_s`` seconds (the death signal follows the *thread* that started the
+    worker, which a pool may let exit)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _descendants(pid: int) -> list[int]:
     """The processes below ``pid`` (Linux ``/proc``; empty where it cannot tell)."""
     out: list[int] = []

@@ -56,6 +56,7 @@ from scalebridge.artifacts import (
 )
 from scalebridge.errors import ArtifactError, DataError
 from scalebridge.modelfiles import load_into, load_state_dict_file, nonfinite_keys
+from scalebridge.runtime import exit_with_parent
 from scalebridge.settings import Resources, StrictModel
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.checks import check_constitutive
@@ -1002,7 +1003,10 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
     args = [(paths, s, lab, sigma_ref, scatter) for lab in labels]
     if workers > 1:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        # a kill -9 of the chain must not leave the folds fitting for nobody
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                 initializer=exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             rows += list(pool.map(_fold_row, args))
     else:
         rows += [_fold_row(a) for a in args]

@@ -364,6 +364,43 @@ def test_kill_9_of_the_main_process_leaves_no_program_running(tmp_path, mpi):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+POOL_SCRIPT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from scalebridge.runtime import exit_with_parent
+
+def work(_):
+    print("worker", os.getpid(), flush=True)
+    time.sleep(60)
+
+if __name__ == "__main__":
+    init = dict(initializer=exit_with_parent, initargs=(os.getpid(),)) if sys.argv[1] == "1" else {}
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), **init) as pool:
+        list(pool.map(work, range(2)))
+"""
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["exit_with_parent", "bare"])
+def test_kill_9_of_the_main_process_stops_its_pool_workers(tmp_path, guarded):
+    """The surrogate's cross-validation folds fit in spawned worker processes: a kill -9
+    of the chain must take them with it (exit_with_parent), where a bare pool's workers
+    sleep on (the control: the test can tell)."""
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), "1" if guarded else "0"],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        workers = [int(proc.stdout.readline().split()[1]) for _ in range(2)]
+        proc.kill()
+        proc.wait()
+        assert _gone(workers, 5.0) is guarded, [p for p in workers if _alive(p)]
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_md_stage_on_a_potential_without_its_record_is_one_line(tmp_path):
     from scalebridge.errors import ArtifactError
     from scalebridge.workflows.stage_md import _potential
