@@ -1113,7 +1113,7 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
     write_json_atomic(out / "surrogate.json", record)
     plot_paths(out / "fit_paths.png", val.strain, val.stress, stress_val,
                val.names or [str(i) for i in iva],
-               f"{model.name} on validation paths: max |Δσ|/σ_y = "
+               f"{model.name} on validation paths: max √(3/2)‖Δσ‖/σ_ref = "
                f"{metrics_val['max_error_over_yield']:.3g}",
                [f"{r:.2g} /s, {t:g} K" for r, t in zip(val.strain_rate_s, val.temperature_k,
                                                      strict=True)])
