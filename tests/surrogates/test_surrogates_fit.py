@@ -305,3 +305,23 @@ def test_lowest_yield_stress_and_rejected_rollout_checkpoints():
     assert lin.weight.detach().item() == 2.0                  # the best accepted checkpoint
     run(0.5)
     assert lin.weight.detach().item() == 0.0                  # none accepted: the starting weights
+
+
+def test_path_errors_put_the_largest_error_in_the_von_mises_measure():
+    """An elastic model replayed along simple shear, the 'data' 1 MPa of shear stress off:
+    the error's Mandel norm is √2 MPa, its von Mises measure √3 MPa, so over σ_ref = √3
+    MPa (a von Mises stress) the largest error is 1 and the RMS error √2 MPa."""
+    from scalebridge.surrogates.data import StrainPaths
+    from scalebridge.surrogates.j2 import LinearHardening
+
+    model = J2Plasticity(200e3, 0.3, LinearHardening(1e9, 0.0))   # never yields here
+    gamma = np.linspace(0.0, 1e-3, 11)
+    strain = mandel.shear_strain(gamma)[None]
+    shear = 200e3 / (2 * 1.3)
+    tau = shear * gamma + 1.0 * (gamma > 0)
+    paths = StrainPaths(strain, mandel.shear_strain(2.0 * tau)[None], np.array([1e-9]),
+                        np.array([300.0]), np.array([1e5]), None,
+                        {"bulk_mpa": 200e3 / (3 * 0.4), "shear_mpa": shear})
+    m, _ = path_errors(model, paths, float(np.sqrt(3.0)))
+    assert m["max_error_over_yield"] == pytest.approx(1.0, rel=1e-6)
+    assert m["rmse_mpa"] == pytest.approx(np.sqrt(2.0) * np.sqrt(10 / 11), rel=1e-6)
