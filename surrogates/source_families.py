@@ -19,22 +19,10 @@ mechanism:
   pinning removes them at the rate (1 + ε̄_p/ε_pin)/t_pin (obstacles catch the glide
   sooner as the structure fills). With the MD's drag B, m = ρ_m b²/(3B) is the mobile
   density (Orowan with linear drag).
-- **Flow**: ε̄̇_p = m (σ_eq − σ_b(ε_s)) above the static (Voce) strength σ_b, integrated
+- **Flow**: ε̄̇_p = m (σ_eq − σ_b(ε̄_p)) above the static (Voce) strength σ_b, integrated
   by :class:`~.j2.J2Plasticity`'s radial return with η = 1/m_eff held over the step, so
   the consistent tangent is the viscoplastic J2 one. A point with no mobile
   dislocations is elastic.
-- **Stored strain**: σ_b hardens with the plastic strain of the dislocations already
-  pinned, ε_s, not with ε̄_p: the strain an avalanche's gliding dislocations carry adds
-  forest only once they are stored, so ε_s follows ε̄_p at the pinning rate,
-  ε̇_s = (1 + ε̄_p/ε_pin)/t_pin · (ε̄_p − ε_s) (no new parameter; over a step, with ε̄_p at
-  its end value, ε_s = ε_s,n + w (ε̄_p − ε_s,n), w = 1 − exp(−rate·dt), so σ_b's slope in
-  the return map is w σ_b'). Within an avalanche the stress can then fall below
-  σ_b(ε̄_p), as the DD's does (to a few MPa at every rate). On the Mo example's DD
-  (mo_bench31, each microstructure held out in turn) the held-out error fell from
-  1.67/1.34/1.63x the realisation scatter (pooled 1.55x) to 1.61/1.29/1.57x (1.50x; with
-  the restarts' other seed 1.67/1.37/1.61x -> 1.63/1.34/1.59x, 1.55x -> 1.52x), and the
-  training RMS in every fold (surrogates/README.md). Records without
-  ``stored_hardening`` (fitted before) load with ε_s = ε̄_p, as they were fitted.
 - **Time integration, in continuous time within a step** (so the answer hardly depends on
   the step; ``train.time_step_sensitivity``): a clock runs for the part of the step the
   stress, linear between its start-of-step value and the elastic trial, spends above
@@ -52,8 +40,7 @@ mechanism:
   with the fit's least-squares polish).
 
 :func:`fit_source_families` fits the eight parameters (scale, spread, σ_b's three,
-emission, t_pin, ε_pin; the stored strain follows the pinning rate and adds none) to
-the stress along the training paths replayed through this
+emission, t_pin, ε_pin) to the stress along the training paths replayed through this
 model (scipy Powell from a start built from the DD's own scales, plus seeded restarts).
 """
 
@@ -84,13 +71,11 @@ NO_FLUIDITY = 1e-30
 
 @dataclass
 class StaticVoce:
-    """σ_y = σ_b(ε_s) + Δε̄_p/(dt m_eff), MPa (a :class:`~.j2.Hardening`): a Voce static
+    """σ_y = σ_b(ε̄_p) + Δε̄_p/(dt m_eff), MPa (a :class:`~.j2.Hardening`): a Voce static
     strength plus the viscous overstress of the mobile dislocations.
 
-    The hardening variables, set by :class:`SourceFamiliesJ2` before each return map and
-    returned unchanged: m_eff (1/(MPa·s)) and, where there are three, the stored plastic
-    strain at the step's start ε_s,n and its weight w: σ_b is read at
-    ε_s = ε_s,n + w (ε̄_p + Δε̄_p − ε_s,n) (with one, at ε_s = ε̄_p + Δε̄_p).
+    The one hardening variable is m_eff (1/(MPa·s)), set by :class:`SourceFamiliesJ2`
+    before each return map and returned unchanged.
 
     Attributes:
         sigma0, sigma_inf: static strength at ε̄_p = 0 and saturated, MPa.
@@ -116,12 +101,8 @@ class StaticVoce:
         return self.sigma0 + d * (1.0 - x), d / self.eps_h * x
 
     def yield_stress(self, ep, dep, q, dt):
-        eta_dt = 1.0 / (np.maximum(q[:, 0], NO_FLUIDITY) * dt)
-        if q.shape[1] >= 3:   # σ_b of the stored strain
-            w = q[:, 2]
-            sb, dsb = self.static(q[:, 1] + w * (ep + dep - q[:, 1]))
-            return sb + eta_dt * dep, w * dsb + eta_dt, q.copy()
         sb, dsb = self.static(ep + dep)
+        eta_dt = 1.0 / (np.maximum(q[:, 0], NO_FLUIDITY) * dt)
         return sb + eta_dt * dep, dsb + eta_dt, q.copy()
 
     def to_config(self) -> dict[str, Any]:
@@ -153,8 +134,8 @@ def family_strengths(mean_mpa: float, std_mpa: float, k: int, scale: float = 1.0
 class SourceFamiliesJ2(J2Plasticity):
     """J2 viscoplasticity fed by K cycling source families (see the module docstring).
 
-    State per point (10 + K): Mandel plastic strain (6), ε̄_p, m_eff of the last step,
-    m (1/(MPa·s)), the stored plastic strain ε_s, the K family clocks (s).
+    State per point (9 + K): Mandel plastic strain (6), ε̄_p, m_eff of the last step,
+    m (1/(MPa·s)), the K family clocks (s).
 
     Args:
         bulk, shear: K, G (MPa).
@@ -164,16 +145,13 @@ class SourceFamiliesJ2(J2Plasticity):
         emission: fluidity added per family firing, 1/(MPa·s).
         pinning_time_s, pinning_strain: t_pin (> 0) and ε_pin (> 0) of the pinning rate.
         training_range: ``{"eps_p_eq": [lo, hi], "rate_s": [lo, hi]}`` for out_of_range.
-        stored_hardening: σ_b reads the stored plastic strain ε_s, which follows ε̄_p at
-            the pinning rate (the strain of dislocations still gliding does not harden
-            yet); False: σ_b(ε̄_p), records fitted before 2026-12-04 (ε_s = ε̄_p).
     """
 
     def __init__(self, bulk: float, shear: float, hardening: StaticVoce,
                  strengths_mpa: np.ndarray, nucleation_time_s: float, emission: float,
                  pinning_time_s: float, pinning_strain: float,
                  training_range: dict[str, list[float]] | None = None,
-                 name: str = "source_families_j2", stored_hardening: bool = True) -> None:
+                 name: str = "source_families_j2") -> None:
         e = 9.0 * bulk * shear / (3.0 * bulk + shear)
         nu = (3.0 * bulk - 2.0 * shear) / (2.0 * (3.0 * bulk + shear))
         super().__init__(e, nu, hardening, name=name)
@@ -187,13 +165,12 @@ class SourceFamiliesJ2(J2Plasticity):
         self.pinning_time_s = float(pinning_time_s)
         self.pinning_strain = float(pinning_strain)
         self.training_range = training_range or {}
-        self.stored_hardening = bool(stored_hardening)
         k = self.strengths_mpa.size
         self.state_names = (*PLASTIC_STATE_NAMES, "fluidity_eff", "fluidity",
-                            "eps_p_stored", *(f"clock_{i}_s" for i in range(k)))
+                            *(f"clock_{i}_s" for i in range(k)))
 
     def initial_state(self, n: int) -> np.ndarray:
-        return np.zeros((n, 10 + self.strengths_mpa.size))
+        return np.zeros((n, 9 + self.strengths_mpa.size))
 
     def update(self, strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
                dt: float | np.ndarray = 1.0) -> ConstitutiveResult:
@@ -208,7 +185,7 @@ class SourceFamiliesJ2(J2Plasticity):
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(d > 0, (sig_e - thr) / d,
                             np.where(d < 0, (sig_s - thr) / -d, 1.0 * (sig_e > thr)))
-        clocks = state[:, 10:] + dt_arr[:, None] * np.clip(np.nan_to_num(frac), 0.0, 1.0)
+        clocks = state[:, 9:] + dt_arr[:, None] * np.clip(np.nan_to_num(frac), 0.0, 1.0)
         fired = np.floor(clocks / self.nucleation_time_s)
         clocks -= fired * self.nucleation_time_s
         since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
@@ -224,14 +201,7 @@ class SourceFamiliesJ2(J2Plasticity):
         with np.errstate(divide="ignore", invalid="ignore"):
             m_eff = np.where(a > 1e-8, np.expm1(a) / (g3 * dt_arr), big_m / dt_arr)
         m_eff = np.where(dt_arr > 0, m_eff, 0.0)   # no time, no viscous flow: elastic
-        if self.stored_hardening:
-            # the stored strain follows ε̄_p at the pinning rate, ε̄_p held at its end value
-            # over the step: ε_s = ε_s,n + w (ε̄_p,n+1 − ε_s,n), w = 1 − exp(−rate dt)
-            w = -np.expm1(-rate * dt_arr)
-            st = np.concatenate([state[:, :7], m_eff[:, None], state[:, 9:10], w[:, None]],
-                                axis=1)
-        else:
-            st = np.concatenate([state[:, :7], m_eff[:, None]], axis=1)
+        st = np.concatenate([state[:, :7], m_eff[:, None]], axis=1)
         stress, tangent, j2 = self._update_where(m_eff > NO_FLUIDITY, strain, dstrain, st,
                                                  dt_arr, sig_tr)
         # a family that crosses its strength within the step and fires there starts
@@ -240,13 +210,10 @@ class SourceFamiliesJ2(J2Plasticity):
         crossing &= (m_eff > NO_FLUIDITY)[:, None] & (a < 600.0)[:, None]
         if np.any(crossing):
             tangent = self._firing_tangent(tangent, stress, crossing, sig_s, sig_e, thr,
-                                           fired, since, rate, a, m_eff, state, j2, dt_arr,
-                                           st[:, 7:])
+                                           fired, since, rate, a, m_eff, state, j2, dt_arr)
         new = state.copy()
         new[:, :7] = j2[:, :7]
-        new[:, 7], new[:, 8], new[:, 10:] = m_eff, m_end, clocks
-        new[:, 9] = (state[:, 9] + w * (j2[:, 6] - state[:, 9]) if self.stored_hardening
-                     else j2[:, 6])
+        new[:, 7], new[:, 8], new[:, 9:] = m_eff, m_end, clocks
         oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
@@ -255,7 +222,7 @@ class SourceFamiliesJ2(J2Plasticity):
                         sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
                         fired: np.ndarray, since: np.ndarray, rate: np.ndarray,
                         a: np.ndarray, m_eff: np.ndarray, state: np.ndarray, j2: np.ndarray,
-                        dt: np.ndarray, hq: np.ndarray) -> np.ndarray:
+                        dt: np.ndarray) -> np.ndarray:
         """The consistent tangent where a firing within the step moves m_eff with the
         strain increment: the radial-return tangent plus (∂σ/∂m_eff) ⊗ (dm_eff/dΔε).
 
@@ -264,8 +231,7 @@ class SourceFamiliesJ2(J2Plasticity):
         dfrac/dq_tr; m_eff = expm1(3G M)/(3G dt). At fixed Δε a larger m_eff lowers the
         overstress: from q_tr − 3GΔγ − σ_b − Δγ/(m dt) = 0, dΔγ/dm = Δγ/(m² dt)/(3G + h),
         and σ = σ_tr − 2G√(3/2) Δγ n̂. Both directions are n̂: a symmetric rank-one term.
-        Shapes: (n, ·) per point, (n, K) per family, ``hq`` the return map's hardening
-        variables; returns the (n, 6, 6) tangent."""
+        Shapes: (n, ·) per point, (n, K) per family; returns the (n, 6, 6) tangent."""
         g = self.shear
         d = sig_e - sig_s                                    # (n, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -274,7 +240,8 @@ class SourceFamiliesJ2(J2Plasticity):
                                          * dt[:, None] * dfrac, 0.0).sum(axis=1)
         dm_dq *= np.where(a > 1e-8, np.exp(a), 1.0) / dt    # dm_eff/dM, (n,)
         dg = j2[:, 6] - state[:, 6]                          # Δγ = Δε̄_p, (n,)
-        h = self.hardening.yield_stress(state[:, 6], dg, hq, dt)[1]
+        q = m_eff[:, None]
+        h = self.hardening.yield_stress(state[:, 6], dg, q, dt)[1]
         with np.errstate(divide="ignore", invalid="ignore"):
             ddg_dm = np.where(dg > 0, dg / (m_eff ** 2 * dt) / (3.0 * g + h), 0.0)
         dev = mandel.deviator(stress)
@@ -296,7 +263,6 @@ class SourceFamiliesJ2(J2Plasticity):
                 "nucleation_time_s": self.nucleation_time_s, "emission": self.emission,
                 "pinning_time_s": self.pinning_time_s, "pinning_strain": self.pinning_strain,
                 "hardening": self.hardening.to_config(),
-                "stored_hardening": self.stored_hardening,
                 "training_range": self.training_range}
 
     @classmethod
@@ -306,8 +272,7 @@ class SourceFamiliesJ2(J2Plasticity):
                    np.asarray(c["strengths_mpa"], dtype=np.float64),
                    float(c["nucleation_time_s"]), float(c["emission"]),
                    float(c["pinning_time_s"]), float(c["pinning_strain"]),
-                   c.get("training_range"),
-                   stored_hardening=bool(c.get("stored_hardening", False)))
+                   c.get("training_range"))
 
     def __repr__(self) -> str:
         s = self.strengths_mpa

@@ -7,10 +7,8 @@ source families with the DD's strengths, each firing every t_nuc of time above i
 strength, the emitted dislocations (a fluidity m) pinned in time. The tests check it
 against closed forms (the upper yield s + √3 G γ̇ t_nuc, the stress relaxation after one
 firing exp(-3G·emission·t_pin)), that a source's clock pauses below its strength instead
-of resetting, that the static strength follows the stored plastic strain at the pinning
-rate (exp(-t/t_pin) behind ε̄_p; an avalanche goes below σ_b(ε̄_p)), the interface
-checks, the fit's recovery of a known law, persistence, and that the mobile density
-read from m responds to the MD drag as ρ_m = 3B m/b².
+of resetting, the interface checks, the fit's recovery of a known law, persistence, and
+that the mobile density read from m responds to the MD drag as ρ_m = 3B m/b².
 """
 
 from __future__ import annotations
@@ -45,12 +43,11 @@ T_NUC = 1e-8                         # s, the DD's nucleation time
 
 
 def law(strengths=(60.0,), emission: float = 2e3, t_pin: float = 2.5e-9,
-        eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0),
-        stored: bool = True) -> SourceFamiliesJ2:
+        eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0)
+        ) -> SourceFamiliesJ2:
     return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(sigma_b[0], sigma_b[1], 3e-3),
                             np.asarray(strengths, float), T_NUC, emission, t_pin, eps_pin,
-                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]},
-                            stored_hardening=stored)
+                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]})
 
 
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
@@ -131,60 +128,20 @@ def _tangent_errors(m: SourceFamiliesJ2, rate: float) -> np.ndarray:
     return np.asarray(out)
 
 
-@pytest.mark.parametrize("stored", [True, False])
 @pytest.mark.parametrize("rate", [4e4, 7e4])
-def test_the_tangent_is_consistent_where_a_family_fires_within_the_step(rate, stored,
-                                                                        monkeypatch):
+def test_the_tangent_is_consistent_where_a_family_fires_within_the_step(rate, monkeypatch):
     """Newton in the FEM needs dσ/dε of the update itself. Where a family crosses its
     strength within a step and fires there, the trial stress sets its firing time and so
     m_eff: the radial-return tangent at fixed m_eff misses that (relative errors 0.2-0.4
     at such steps of the example's fit, linear Newton convergence in its cylinder); with
-    the firing term every step matches central differences. Both with σ_b of the stored
-    strain (its slope w σ_b' in the return map) and of ε̄_p (records fitted before)."""
+    the firing term every step matches central differences."""
     m = law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)), emission=677.0,
-            t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0), stored=stored)
+            t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0))
     err = _tangent_errors(m, rate)
     assert err.max() < 1e-5, (err.max(), int(err.argmax()))
     # the path has such steps, and without the firing term they are off
     monkeypatch.setattr(SourceFamiliesJ2, "_firing_tangent", lambda self, t, *a: t)
     assert _tangent_errors(m, rate).max() > 1e-2
-
-
-def test_the_static_strength_hardens_with_the_stored_strain_at_the_pinning_rate():
-    """σ_b reads the stored plastic strain ε_s (state 9), which follows ε̄_p at the
-    pinning rate: held at fixed strain through one firing, the avalanche takes the stress
-    below σ_b(ε̄_p) (the floor of hardening with ε̄_p, which the DD's first avalanche goes
-    below, to a few MPa), and once the flow has stopped ε̄_p − ε_s decays as exp(−t/t_pin)
-    (pinning independent of ε̄_p). σ_b(ε̄_p) (stored=False, and a record without the key,
-    fitted before) never lets the held stress below it."""
-    t_pin = 0.05 * T_NUC
-    kw = {"strengths": (60.0,), "emission": 10.0 / (3.0 * SHEAR * t_pin), "t_pin": t_pin,
-          "eps_pin": 1e6, "sigma_b": (5.0, 200.0)}
-    dt = t_pin / 50
-    strain = _hold_path([(100.0, T_NUC + 30 * t_pin)], dt)
-    strain[0, 0] = 0.0
-    stored, old = law(**kw), law(**kw, stored=False)
-    s, st, _ = integrate_path(stored, strain, dt)
-    q, ep, es = vm(s[0]), st[0, :, 6], st[0, :, 9]
-    sb = stored.hardening.static(ep)[0]
-    assert ep[-1] > 1e-4 and np.all(es <= ep + 1e-15)
-    assert (sb - q)[1:].max() > 5.0, (sb - q).max()      # 9.2 MPa below σ_b(ε̄_p)
-    i = int(np.flatnonzero(np.diff(ep) > 0.0)[-1]) + 1    # the flow has stopped here
-    j = i + 100                                           # two t_pin later
-    assert ep[-1] == ep[i] and es[j] > es[i] and j < ep.size
-    assert (ep[j] - es[j]) / (ep[i] - es[i]) == pytest.approx(math.exp(-(j - i) * dt / t_pin),
-                                                              rel=1e-9)
-    s0, st0, _ = integrate_path(old, strain, dt)
-    assert np.all(vm(s0[0, 1:]) >= old.hardening.static(st0[0, 1:, 6])[0] - 1e-6)
-    np.testing.assert_array_equal(st0[0, :, 9], st0[0, :, 6])
-    cfg = stored.to_config()
-    assert cfg["stored_hardening"] is True
-    assert SourceFamiliesJ2.from_config(cfg).stored_hardening
-    cfg.pop("stored_hardening")
-    legacy = SourceFamiliesJ2.from_config(cfg)
-    assert not legacy.stored_hardening
-    np.testing.assert_allclose(integrate_path(legacy, strain, dt)[0], s0, rtol=1e-12,
-                               atol=1e-9)
 
 
 def test_mobile_density_responds_to_the_md_drag():
