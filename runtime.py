@@ -175,14 +175,17 @@ def _die_with_parent() -> Callable[[], None] | None:
     """
     if _PRCTL is None:
         return None
-    prctl, parent = _PRCTL, os.getpid()
+    parent = os.getpid()
+    return lambda: _kill_with(parent)
 
-    def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: do not outlive it
-            os._exit(1)
 
-    return setup
+def _kill_with(parent: int) -> None:
+    """In a child: SIGKILL when its parent dies (Linux), and exit now if ``parent`` died
+    already (before the prctl took effect)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -193,16 +196,13 @@ def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
     PR_SET_PDEATHSIG where it exists, and a daemon thread that polls ``os.getppid()``
     every ``every_s`` seconds (the death signal follows the *thread* that started the
     worker, which a pool may let exit)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    _kill_with(parent)
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(every_s)
         os._exit(1)
 
-    if os.getppid() != parent:
-        os._exit(1)
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 

@@ -105,18 +105,20 @@ def condition_effect(paths: Any, condition: str, tail: float = FLOW_TAIL
         coef, *_ = np.linalg.lstsq(x, flow, rcond=None)
         return float(((flow - x @ coef) ** 2).sum()), int(np.linalg.matrix_rank(x))
 
-    micro = getattr(paths, "microstructure", None)
-    fits = []
-    for blocks in ((np.asarray(micro), None) if micro is not None else (None,)):
+    def nested(blocks: np.ndarray | None) -> tuple[float, float, int, int] | None:
         (r_full, k_full), (r_red, k_red) = (rss_rank(design(full, blocks)),
                                             rss_rank(design(reduced, blocks)))
         d1, d2 = k_full - k_red, len(flow) - k_full
-        if d1 > 0 and d2 > 0:
-            fits.append((r_full, r_red, d1, d2, blocks is not None))
-            break
-    if not fits:
+        return (r_full, r_red, d1, d2) if d1 > 0 and d2 > 0 else None
+
+    # paired where the microstructures allow it (each its own: no dof left), else plain
+    micro = getattr(paths, "microstructure", None)
+    fit = nested(np.asarray(micro)) if micro is not None else None
+    blocked = fit is not None
+    fit = fit or nested(None)
+    if fit is None:
         return None
-    r_full, r_red, d1, d2, blocked = fits[0]
+    r_full, r_red, d1, d2 = fit
     r_full = max(r_full, 1e-300)
     fval = ((r_red - r_full) / d1) / (r_full / d2)
     p = float(f_dist.sf(fval, d1, d2))
