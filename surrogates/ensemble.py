@@ -168,6 +168,50 @@ def realisation_scatter_rmse(paths: Any) -> float | None:
     return math.sqrt(sq / cnt) if cnt else None
 
 
+def condition_bias(paths: Any, stress_model: np.ndarray, scatter_mpa: float
+                   ) -> list[dict[str, Any]]:
+    """Where a model misses the DD's mean, condition by condition.
+
+    For each condition whose paths share their strain history and number two or more:
+    the mean path and its realisation spread, and ``bias_ratio``, the RMS over the points
+    of ‖σ_model − σ_mean‖ over the study's scatter. A model at the DD's true mean scores
+    about ``mean_noise_ratio`` = sqrt(1/n) (the mean of n realisations is itself off by
+    that much); well above it the model is biased there, and its held-out error there is
+    about sqrt(bias² + 1) times the scatter whatever the held-out realisation.
+
+    Args:
+        paths: the study (``StrainPaths``: stress (P, T+1, 6) MPa, strain, conditions).
+        stress_model: (P, T+1, 6) the model's stress along every path, MPa.
+        scatter_mpa: :func:`realisation_scatter_rmse` of the study, MPa (> 0).
+
+    Returns:
+        one dict per condition, slowest rate first: ``strain_rate_s``, ``temperature_k``,
+        ``paths``, ``bias_ratio``, ``mean_noise_ratio``, and the arrays ``strain``,
+        ``mean``, ``model`` ((T+1, 6) MPa or strain) and ``spread`` ((T+1, 6) MPa, the
+        realisations' sample standard deviation per component).
+    """
+    if not scatter_mpa > 0:
+        raise ValueError("condition_bias needs a scatter > 0")
+    model = np.asarray(stress_model, dtype=np.float64)
+    out = []
+    for idx in conditions(paths):
+        n = len(idx)
+        if n < 2 or not np.allclose(paths.strain[idx], paths.strain[idx[0]], rtol=1e-6,
+                                    atol=1e-12):
+            continue
+        s = paths.stress[idx]
+        mean = s.mean(axis=0)
+        m = model[idx].mean(axis=0)   # the same history: one answer, averaged for rounding
+        err = np.linalg.norm(m - mean, axis=-1)
+        out.append({"strain_rate_s": float(paths.strain_rate_s[idx[0]]),
+                    "temperature_k": float(paths.temperature_k[idx[0]]), "paths": n,
+                    "bias_ratio": math.sqrt(float(np.mean(err ** 2))) / scatter_mpa,
+                    "mean_noise_ratio": math.sqrt(1.0 / n),
+                    "strain": paths.strain[idx[0]], "mean": mean, "model": m,
+                    "spread": s.std(axis=0, ddof=1)})
+    return sorted(out, key=lambda c: (c["strain_rate_s"], c["temperature_k"]))
+
+
 def heldout_ratio_interval(data: np.ndarray, model: np.ndarray, scatter_mpa: float,
                            level: float = 0.95, n_boot: int = 4000, seed: int = 0
                            ) -> dict[str, Any]:
@@ -316,7 +360,7 @@ def initial_yield(model: Any) -> float | None:
 
 
 __all__ = ["FLOW_TAIL", "ScaledHardening", "ScaledStressModel", "another_realisation_pairs",
-           "conditions",
+           "condition_bias", "conditions",
            "flow_stress_distribution", "heldout_ratio_interval", "initial_yield",
            "path_flow_stress", "realisation_scatter_rmse", "scale_hardening",
            "training_mean_prediction"]

@@ -181,3 +181,48 @@ def plot_mobile_history(png: Path, strain: np.ndarray, ep: np.ndarray, value: np
     save_figure(fig, png, dpi=110)
     plt.close(fig)
 
+
+
+def plot_condition_means(png: Path, rows_in: Sequence[dict], title: str) -> None:
+    """The DD's mean path of each condition with its realisation spread (± one sample
+    standard deviation, shaded) against the model's answer on that history (dashed), in
+    the stress component with the largest amplitude: where a surrogate misses the mean
+    rather than one realisation. ``rows_in``: :func:`~.ensemble.condition_bias`."""
+    plt = _pyplot()
+    p = len(rows_in)
+    if p == 0:
+        return
+    nrow = 1 if p <= 3 else 2
+    ncol = math.ceil(p / nrow)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow), squeeze=False)
+    for ax in axes.flat[p:]:
+        ax.set_visible(False)
+    rows = []
+    for i, c in enumerate(rows_in):
+        mean, model, spread, strain = c["mean"], c["model"], c["spread"], c["strain"]
+        k = int(np.abs(mean).max(axis=0).argmax())
+        w = 1.0 / mandel.WEIGHT[k]   # Mandel -> tensor component
+        x = strain[:, k] * w
+        ax = axes.flat[i]
+        ax.fill_between(x, (mean[:, k] - spread[:, k]) * w, (mean[:, k] + spread[:, k]) * w,
+                        alpha=0.3, lw=0, label="DD ± 1 sd")
+        ax.plot(x, mean[:, k] * w, "-", lw=1.5, label=f"DD mean of {c['paths']}")
+        ax.plot(x, model[:, k] * w, "--", lw=1.2, label="model")
+        ax.set_xlabel(f"ε_{COMPONENTS[k]}")
+        ax.set_ylabel(f"σ_{COMPONENTS[k]} (MPa)")
+        ax.set_title(f"{c['strain_rate_s']:.2g} /s, {c['temperature_k']:g} K: bias "
+                     f"{c['bias_ratio']:.2f}x (noise {c['mean_noise_ratio']:.2f}x)",
+                     fontsize=8)
+        vm_d, vm_m = mandel.von_mises(mean), mandel.von_mises(model)
+        for t in range(x.size):
+            rows.append([c["strain_rate_s"], c["temperature_k"], t, COMPONENTS[k], x[t],
+                         mean[t, k] * w, spread[t, k] * w, model[t, k] * w, vm_d[t], vm_m[t]])
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, png, dpi=110)
+    plt.close(fig)
+    _write_csv(png.with_suffix(".csv"),
+               ["strain_rate_s", "temperature_k", "step", "component", "strain",
+                "stress_mean_mpa", "stress_sd_mpa", "stress_model_mpa",
+                "von_mises_mean_mpa", "von_mises_model_mpa"], rows)

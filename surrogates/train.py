@@ -10,6 +10,7 @@ replays the validation paths through the fitted model (the metrics), runs
                        split, check report
     model.pt           state dict of the network
     fit_paths.png/csv  validation stress-strain loops, data vs model
+    condition_means.png/csv  (a DD study) each condition's mean path and spread vs model
     hardening.png/csv  (neural_j2) flow-stress samples and the learned σ_y(ε̄_p)
     history.png/csv    training and validation loss
 
@@ -83,6 +84,7 @@ from scalebridge.surrogates.neural import (
     NeuralJ2,
 )
 from scalebridge.surrogates.plots import (
+    plot_condition_means,
     plot_hardening,
     plot_history,
     plot_mobile_density,
@@ -1048,6 +1050,7 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         torch.save(model.net.state_dict(), out / "model.pt")
     fit_s = time.perf_counter() - t0
     metrics_val, stress_val = path_errors(model, val, sigma_ref)
+    by_condition: list[dict[str, Any]] = []   # DD studies: the model against each mean
     metrics_train, _ = path_errors(model, train.subset(np.arange(min(len(train), 16))),
                                    sigma_ref)
     metrics = {"validation": metrics_val, "train": metrics_train, "fit_seconds": fit_s,
@@ -1083,6 +1086,7 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
             np.sqrt(np.mean((sy - samples["val"]["sigma_mpa"]) ** 2)))
     if paths.meta.get("source") == "ddrun":  # the realisation scatter: the error floor
         from scalebridge.surrogates.ensemble import (
+            condition_bias,
             flow_stress_distribution,
             realisation_scatter_rmse,
         )
@@ -1092,6 +1096,11 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         if scatter:   # how far another choice of held-out paths would move the ratio
             metrics["heldout_vs_scatter"] = h = heldout_scores(paths, itr, iva, stress_val,
                                                                scatter)
+            # where the model misses the DD's mean (every path, trained on or held out)
+            by_condition = condition_bias(paths, integrate_paths(model, paths)[0], scatter)
+            metrics["condition_bias"] = [
+                {k: c[k] for k in ("strain_rate_s", "temperature_k", "paths", "bias_ratio",
+                                   "mean_noise_ratio")} for c in by_condition]
             if split == "microstructure" and s.cross_validate > 0:
                 metrics["heldout_folds"] = microstructure_folds(paths, s, h, unseen,
                                                                 sigma_ref, scatter)
@@ -1118,6 +1127,9 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
                [f"{r:.2g} /s, {t:g} K" for r, t in zip(val.strain_rate_s, val.temperature_k,
                                                      strict=True)])
     plot_history(out / "history.png", history)
+    plot_condition_means(out / "condition_means.png", by_condition,
+                         f"{model.name} against the DD's mean path of each condition "
+                         "(bias: RMS distance over the realisation scatter)")
     if isinstance(model, JohnstonGilmanJ2):   # hardening.png beside hardening.csv
         write_jg_table(out / "hardening.csv", model, paths.meta)
         grid = np.linspace(0, 1.2 * model.training_range["eps_p_eq"][1], 200)

@@ -543,6 +543,14 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                          f"{'/'.join(f'{r:.2f}' for r in folds)}x, pooled {pooled:.2f}x"
                          + "".join(f", {name} {v:.2f}x" for v, name in refs if v is not None)
                          + " (graded)")
+        bias = [b for b in ((rec.get("metrics") or {}).get("condition_bias") or [])
+                if _num(b.get("bias_ratio")) is not None]
+        if bias:   # where the error is the model's, not the held-out realisation's
+            w = max(bias, key=lambda b: b["bias_ratio"])
+            c.reason += (f". Largest miss of the DD's mean path: {w['strain_rate_s']:.2g} /s, "
+                         f"{w['temperature_k']:g} K, {w['bias_ratio']:.2f}x the scatter (the "
+                         f"mean of {w['paths']} itself ~{w['mean_noise_ratio']:.2f}x; "
+                         "condition_means.png)")
         c.reason += f" (green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"
         out.append(c)
     else:

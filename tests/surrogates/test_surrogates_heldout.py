@@ -209,3 +209,51 @@ def test_each_microstructure_is_held_out_in_turn():
     assert rows[1]["training_mean_ratio"] > 1.0 and rows[2]["training_mean_ratio"] > 1.0
     assert len(microstructure_folds(sp, s.model_copy(update={"cross_validate": 1}), main,
                                     [4], 45.0, scatter)["folds"]) == 2
+
+
+def test_condition_bias_finds_where_a_model_misses_the_mean_and_plots_it(tmp_path):
+    """The held-out error mixes the model's miss of the DD's mean with the held-out
+    realisation's own noise. ``condition_bias`` separates them, condition by condition: a
+    model at the true mean scores sqrt(1/n) (the noise left in a mean of n realisations),
+    one 10 MPa off in σ_xy on one condition scores sqrt(2)·10/scatter more there and
+    nowhere else; a condition whose paths follow different strain histories is left out.
+    The plot (each condition's mean, spread and model) is rendered without overlapping
+    tick labels, beside its CSV."""
+    from scalebridge.plotting import CHECKED
+    from scalebridge.surrogates.data import StrainPaths
+    from scalebridge.surrogates.ensemble import condition_bias, realisation_scatter_rmse
+    from scalebridge.surrogates.plots import plot_condition_means
+
+    n_real, n_cond = 50, 3
+    data, mean = paths(n_cond * n_real, 5.0, 7)
+    strain = np.repeat(mandel.shear_strain(np.linspace(0.0, 2.5e-3, T))[None], len(data), 0)
+    rate = np.repeat([4e4, 7e4, 1.5e5], n_real)
+    sp = StrainPaths(strain, data, np.full(len(data), 1e-10), np.full(len(data), 300.0),
+                     rate)
+    scatter = realisation_scatter_rmse(sp)
+    assert scatter == pytest.approx(np.sqrt(2.0) * 5.0, rel=0.03)
+    model = mean                                                  # (P, T, 6)
+    at_mean = condition_bias(sp, model, scatter)
+    assert [c["strain_rate_s"] for c in at_mean] == [4e4, 7e4, 1.5e5]
+    for c in at_mean:
+        assert c["paths"] == n_real and c["mean_noise_ratio"] == pytest.approx(n_real ** -0.5)
+        assert c["bias_ratio"] == pytest.approx(c["mean_noise_ratio"], rel=0.25)
+        assert c["mean"].shape == c["model"].shape == c["spread"].shape == (T, 6)
+    off = model.copy()
+    off[rate == 7e4] += mandel.shear_strain(np.full(T, 20.0))    # σ_xy 10 MPa high
+    biased = condition_bias(sp, off, scatter)
+    expect = np.sqrt(2.0) * 10.0 / scatter                        # ≈ 2: tensor norm √2 δ
+    assert biased[1]["bias_ratio"] == pytest.approx(expect, rel=0.1)
+    assert biased[0]["bias_ratio"] == at_mean[0]["bias_ratio"]
+    assert biased[2]["bias_ratio"] == at_mean[2]["bias_ratio"]
+    # paths of one condition that do not share their strain history have no mean path
+    bent = StrainPaths(strain * np.where(rate == 1.5e5, np.linspace(1, 2, len(rate)),
+                                         1.0)[:, None, None], data, sp.dt,
+                       sp.temperature_k, rate)
+    assert [c["strain_rate_s"] for c in condition_bias(bent, model, scatter)] == [4e4, 7e4]
+    with pytest.raises(ValueError, match="scatter"):
+        condition_bias(sp, model, 0.0)
+    plot_condition_means(tmp_path / "condition_means.png", biased, "bias")
+    assert CHECKED[-1].overlaps_after == [], CHECKED[-1]
+    rows = (tmp_path / "condition_means.csv").read_text().splitlines()
+    assert rows[0].startswith("strain_rate_s,temperature_k,step") and len(rows) == 1 + 3 * T

@@ -222,6 +222,18 @@ def test_dd_surrogate_fem_rules(tmp_path):
         "heldout_folds_training_mean_ratio": 1.25}, tmp_path)
     assert _status(cv, "heldout_vs_scatter") == RED        # 2.05 > 2, though 1.1 alone
     assert "1.10/1.34/2.30x, pooled 2.05x, another DD realisation 1.45x" in cv[1].reason
+    assert "miss of the DD's mean" not in cv[1].reason
+    # the record's per-condition bias names the condition the model misses most
+    (tmp_path / "surrogate.json").write_text(json.dumps({"metrics": {"condition_bias": [
+        {"strain_rate_s": 4e4, "temperature_k": 300.0, "paths": 3, "bias_ratio": 0.8,
+         "mean_noise_ratio": 0.577},
+        {"strain_rate_s": 1.5e5, "temperature_k": 100.0, "paths": 3, "bias_ratio": 1.6,
+         "mean_noise_ratio": 0.577}]}}))
+    named = checks_for("Surrogate", {"validation": {"rmse_mpa": 11.0},
+                                     "realisation_scatter_rmse_mpa": 10.0}, tmp_path)
+    assert ("miss of the DD's mean path: 1.5e+05 /s, 100 K, 1.60x the scatter (the mean "
+            "of 3 itself ~0.58x") in named[1].reason
+    (tmp_path / "surrogate.json").unlink()
     j2 = checks_for("Surrogate", {"checks_passed": None, "validation": {"rmse_mpa": 1.0}},
                     tmp_path)
     assert _status(j2, "heldout_vs_scatter") == NA
