@@ -168,6 +168,12 @@ def realisation_scatter_rmse(paths: Any) -> float | None:
     return math.sqrt(sq / cnt) if cnt else None
 
 
+def _same_history(paths: Any, idx: Any, ref: int) -> bool:
+    """Whether the paths ``idx`` follow path ``ref``'s strain history (so one mean path
+    or one prediction stands for all of them)."""
+    return bool(np.allclose(paths.strain[idx], paths.strain[ref], rtol=1e-6, atol=1e-12))
+
+
 def condition_bias(paths: Any, stress_model: np.ndarray, scatter_mpa: float
                    ) -> list[dict[str, Any]]:
     """Where a model misses the DD's mean, condition by condition.
@@ -196,8 +202,7 @@ def condition_bias(paths: Any, stress_model: np.ndarray, scatter_mpa: float
     out = []
     for idx in conditions(paths):
         n = len(idx)
-        if n < 2 or not np.allclose(paths.strain[idx], paths.strain[idx[0]], rtol=1e-6,
-                                    atol=1e-12):
+        if n < 2 or not _same_history(paths, idx, idx[0]):
             continue
         s = paths.stress[idx]
         mean = s.mean(axis=0)
@@ -260,8 +265,7 @@ def _training_paths_of(paths: Any, train_idx: np.ndarray, val_idx: np.ndarray
     for v in np.asarray(val_idx, dtype=int):
         group = next(g for g in groups if v in g)
         tr = [int(i) for i in group if int(i) in train_set]
-        if not tr or not np.allclose(paths.strain[tr], paths.strain[v], rtol=1e-6,
-                                     atol=1e-12):
+        if not tr or not _same_history(paths, tr, int(v)):
             return None
         out.append((int(v), tr))
     return out

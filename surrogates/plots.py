@@ -30,6 +30,25 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
         w.writerows(rows)
 
 
+def _panels(plt, p: int, title: str):
+    """A figure of ``p`` panels of one path each, in rows of three beyond three (the
+    extra axes hidden): ``(fig, axes)``, ``axes`` (nrow, ncol)."""
+    nrow = 1 if p <= 3 else 2
+    ncol = math.ceil(p / nrow)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow), squeeze=False)
+    for ax in axes.flat[p:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=9)
+    return fig, axes
+
+
+def _shear_axis(stress: np.ndarray) -> tuple[int, float]:
+    """The Mandel component of largest amplitude in ``stress`` (T, 6) and the factor
+    that turns it into the tensor component."""
+    k = int(np.abs(stress).max(axis=0).argmax())
+    return k, 1.0 / mandel.WEIGHT[k]
+
+
 def path_label(name: str) -> str:
     """A short panel title for a path's name: ``realisation 2`` for a DD run's
     ``.../realisations/2/stress_strain.csv``, else the name's last 28 characters."""
@@ -52,15 +71,10 @@ def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
     misses most."""
     plt = _pyplot()
     p = min(6, strain.shape[0])
-    nrow = 1 if p <= 3 else 2
-    ncol = math.ceil(p / nrow)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow), squeeze=False)
-    for ax in axes.flat[p:]:
-        ax.set_visible(False)
+    fig, axes = _panels(plt, p, title)
     rows = []
     for i in range(p):
-        c = int(np.abs(stress_data[i]).max(axis=0).argmax())
-        w = 1.0 / mandel.WEIGHT[c]  # Mandel -> tensor component
+        c, w = _shear_axis(stress_data[i])
         ax = axes.flat[i]
         ax.plot(strain[i, :, c] * w, stress_data[i, :, c] * w, "-", lw=1.5, label="data")
         ax.plot(strain[i, :, c] * w, stress_model[i, :, c] * w, "--", lw=1.2, label="model")
@@ -73,7 +87,6 @@ def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
             rows.append([names[i], t, COMPONENTS[c], strain[i, t, c] * w,
                          stress_data[i, t, c] * w, stress_model[i, t, c] * w, vm_d[t], vm_m[t]])
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, png, dpi=110)
     plt.close(fig)
@@ -182,26 +195,19 @@ def plot_mobile_history(png: Path, strain: np.ndarray, ep: np.ndarray, value: np
     plt.close(fig)
 
 
-
 def plot_condition_means(png: Path, rows_in: Sequence[dict], title: str) -> None:
     """The DD's mean path of each condition with its realisation spread (± one sample
     standard deviation, shaded) against the model's answer on that history (dashed), in
     the stress component with the largest amplitude: where a surrogate misses the mean
     rather than one realisation. ``rows_in``: :func:`~.ensemble.condition_bias`."""
-    plt = _pyplot()
-    p = len(rows_in)
-    if p == 0:
+    if not rows_in:
         return
-    nrow = 1 if p <= 3 else 2
-    ncol = math.ceil(p / nrow)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.3 * nrow), squeeze=False)
-    for ax in axes.flat[p:]:
-        ax.set_visible(False)
+    plt = _pyplot()
+    fig, axes = _panels(plt, len(rows_in), title)
     rows = []
     for i, c in enumerate(rows_in):
         mean, model, spread, strain = c["mean"], c["model"], c["spread"], c["strain"]
-        k = int(np.abs(mean).max(axis=0).argmax())
-        w = 1.0 / mandel.WEIGHT[k]   # Mandel -> tensor component
+        k, w = _shear_axis(mean)
         x = strain[:, k] * w
         ax = axes.flat[i]
         ax.fill_between(x, (mean[:, k] - spread[:, k]) * w, (mean[:, k] + spread[:, k]) * w,
@@ -218,7 +224,6 @@ def plot_condition_means(png: Path, rows_in: Sequence[dict], title: str) -> None
             rows.append([c["strain_rate_s"], c["temperature_k"], t, COMPONENTS[k], x[t],
                          mean[t, k] * w, spread[t, k] * w, model[t, k] * w, vm_d[t], vm_m[t]])
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     save_figure(fig, png, dpi=110)
     plt.close(fig)
