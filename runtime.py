@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scalebridge.errors import ExternalProgramError, Interrupted
+from scalebridge.errors import ExternalProgramError, Interrupted, SettingsError
 
 log = logging.getLogger("scalebridge.runtime")
 
@@ -54,11 +54,47 @@ def find_program(name: str) -> str:
     return found
 
 
-def program_env(threads: int = 1, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def torch_device(setting: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for a device setting (``Resources.device``): ``"auto"`` is
+    the GPU where torch sees one, else the CPU.
+
+    Raises:
+        SettingsError: ``"cuda"`` asked for where torch sees no GPU (one line, before any
+            program starts), or an unknown setting.
+    """
+    if setting not in ("auto", "cpu", "cuda"):
+        raise SettingsError(f"device = {setting!r}: expected auto, cpu or cuda")
+    if setting == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if setting == "cuda":
+        why = (" (CUDA_VISIBLE_DEVICES is empty)" if os.environ.get("CUDA_VISIBLE_DEVICES")
+               == "" else "")
+        raise SettingsError(f"device = 'cuda', but torch {torch.__version__} sees no CUDA "
+                            f"device{why}; use auto or cpu")
+    return "cpu"
+
+
+def device_name(device: str) -> str:
+    """What a record says about ``device``: ``"cpu"`` or e.g. ``"cuda (NVIDIA H200)"``."""
+    if device != "cuda":
+        return device
+    import torch
+
+    return f"cuda ({torch.cuda.get_device_name(0)})"
+
+
+def program_env(threads: int = 1, extra: Mapping[str, str] | None = None,
+                gpu: bool = False) -> dict[str, str]:
     """Environment for an external program using ``threads`` threads per process.
 
     Sets the OpenMP and DeePMD thread variables (DeePMD warns without them), puts the
-    environment's bin on PATH and its lib on LD_LIBRARY_PATH (for libmpi.so.12).
+    environment's bin on PATH and its lib on LD_LIBRARY_PATH (for libmpi.so.12). Without
+    ``gpu`` the program sees no GPU (a CUDA build of torch or DeePMD would otherwise take
+    one, e.g. every LAMMPS rank the same card); with it, the GPUs this process sees.
     """
     env = dict(os.environ)
     env["PATH"] = f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}"
@@ -72,9 +108,10 @@ def program_env(threads: int = 1, extra: Mapping[str, str] | None = None) -> dic
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
-    # CUDA builds of torch/deepmd fall back to the CPU; keep them from probing GPUs
-    # unless the user asked for a device explicitly.
-    env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    if not gpu:
+        # CUDA builds of torch/deepmd fall back to the CPU; keep them from probing GPUs
+        # unless the user chose the devices (CUDA_VISIBLE_DEVICES set by hand).
+        env.setdefault("CUDA_VISIBLE_DEVICES", "")
     if extra:
         env.update(extra)
     return env
@@ -89,7 +126,8 @@ def run_command(cmd: Sequence[str], cwd: Path, *, name: str, threads: int = 1,
                 env: Mapping[str, str] | None = None, log_file: Path | None = None,
                 on_line: Callable[[str], None] | None = None, tail_lines: int = 40,
                 timeout: float | None = None,
-                error_parser: Callable[[list[str]], str | None] | None = None) -> list[str]:
+                error_parser: Callable[[list[str]], str | None] | None = None,
+                gpu: bool = False) -> list[str]:
     """Run an external program, streaming its output.
 
     Args:
@@ -101,6 +139,7 @@ def run_command(cmd: Sequence[str], cwd: Path, *, name: str, threads: int = 1,
         log_file: every output line is appended here.
         on_line: called with each output line (progress bars, parsers).
         error_parser: given the output tail, returns the one-line cause, or None.
+        gpu: let the program see the GPUs (:func:`program_env`).
 
     Returns:
         The last ``tail_lines`` lines of output.
@@ -109,7 +148,7 @@ def run_command(cmd: Sequence[str], cwd: Path, *, name: str, threads: int = 1,
         ExternalProgramError: non-zero exit, with the program's own error line.
     """
     cwd = Path(cwd)
-    full_env = program_env(threads, env)
+    full_env = program_env(threads, env, gpu=gpu)
     log.info("running %s in %s: %s", name, cwd, " ".join(map(str, cmd)))
     tail: deque[str] = deque(maxlen=tail_lines)
     fh = open(log_file, "a") if log_file else None

@@ -31,6 +31,9 @@ class Resources(StrictModel):
 
     mpi_ranks: int = Field(1, ge=1, description="MPI ranks (mpiexec -n) for MPI programs")
     threads: int = Field(1, ge=1, description="OpenMP/torch threads per rank")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="torch device for DeePMD training (dp train): auto is the GPU "
+        "where torch sees one, else the CPU (scalebridge.runtime.torch_device)")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -27,7 +27,7 @@ from scalebridge.errors import ExternalProgramError, SettingsError
 from scalebridge.log import progress
 from scalebridge.potentials.dataset import load_dataset
 from scalebridge.potentials.recipe import RecipeSettings
-from scalebridge.runtime import run_command
+from scalebridge.runtime import device_name, run_command, torch_device
 from scalebridge.settings import Resources, StrictModel
 
 log = logging.getLogger("scalebridge.potentials")
@@ -35,7 +35,7 @@ log = logging.getLogger("scalebridge.potentials")
 
 def run_dp(jobs: list[tuple[list[str], Path]], cwd: Path, *, threads: int = 1,
            name: str | None = None, log_file: Path | None = None,
-           on_line=None) -> list[str]:
+           on_line=None, device: str = "cpu") -> list[str]:
     """Run DeePMD-kit command lines ``dp --pt ARGS`` (the one place ``dp`` is called).
 
     Args:
@@ -43,6 +43,8 @@ def run_dp(jobs: list[tuple[list[str], Path]], cwd: Path, *, threads: int = 1,
             (["freeze", "-o", "model.pth"], model_dir)]``; run in order in one process
             (:mod:`scalebridge.potentials.dp_batch`), so torch is imported once.
         cwd: where the job list and (by default) ``dp.log`` are written.
+        device: ``"cpu"`` (the process sees no GPU) or ``"cuda"`` (DeePMD takes the first
+            GPU it sees); resolve a setting with :func:`scalebridge.runtime.torch_device`.
 
     Returns:
         The output tail. Raises :class:`ExternalProgramError` with dp's error line.
@@ -60,7 +62,7 @@ def run_dp(jobs: list[tuple[list[str], Path]], cwd: Path, *, threads: int = 1,
     env = {"PYTHONUNBUFFERED": "1", "NUM_WORKERS": "0"}
     return run_command(cmd, cwd, name=label, threads=threads, env=env,
                        log_file=log_file or cwd / "dp.log", on_line=on_line,
-                       error_parser=_dp_error, tail_lines=200)
+                       error_parser=_dp_error, tail_lines=200, gpu=device == "cuda")
 
 
 def _dp_error(lines: list[str]) -> str | None:
@@ -353,6 +355,7 @@ class TrainSettings(StrictModel):
 
     def _build(self, work: Path, ds, res: Resources, dry_run: bool,
                mapper: Any = None, selection: dict | None = None) -> dict:
+        device = torch_device(res.device)     # a GPU asked for and absent fails here
         train_sys, auto_prob = group_sampling(ds, self.group_weights)
         if auto_prob:
             log.info("batches drawn by group: %s", auto_prob)
@@ -406,7 +409,8 @@ class TrainSettings(StrictModel):
         (work / "train_systems.txt").write_text("".join(f"{p}\n" for p in train_sys))
         if dry_run:
             return {}
-        times = self._run_training(member_jobs, work, res, mapper)
+        log.info("training on %s", device_name(device))
+        times = self._run_training(member_jobs, work, res, device, mapper)
         bias_shift = energy_bias_shifts(work / "train.log") if self.change_bias else []
         models = [f"models/model_{i}.pth" for i in range(self.ensemble)]
         refit = []
@@ -450,12 +454,14 @@ class TrainSettings(StrictModel):
                "rcut_a": d.rcut_a, "descriptor": d.type, "sel": sel,
                "min_nbor_dist_a": min_dist, "has_virial": ds.has_virial,
                "train_seconds": [round(t, 2) for t in times],
+               "train_device": device_name(device),
                "energy_bias_shift_ev": bias_shift,
                **({"output_refit": refit} if refit else {}),
                **({"recipe": selection} if selection else {})}
         write_json_atomic(work / "potential.json", pot)
         summary: dict[str, Any] = {"models": len(models), "compressed": len(compressed),
-                                   "train_seconds": round(float(np.sum(times)), 2)}
+                                   "train_seconds": round(float(np.sum(times)), 2),
+                                   "train_device": device_name(device)}
         if refit:
             summary["refit_seconds"] = round(sum(r["seconds"] for r in refit), 2)
         if selection:
@@ -477,8 +483,9 @@ class TrainSettings(StrictModel):
         return summary
 
     def _run_training(self, member_jobs: list[list[tuple[list[str], Path]]], work: Path,
-                      res: Resources, mapper: Any = None) -> list[float]:
-        """Run each member's train/freeze(/change-bias) jobs; per-model training seconds.
+                      res: Resources, device: str, mapper: Any = None) -> list[float]:
+        """Run each member's train/freeze(/change-bias) jobs on ``device`` ("cpu" or
+        "cuda"); per-model training seconds.
 
         One task (one dp process, torch imported once) for all members when ``mapper``
         runs one task at a time; one task per member otherwise. Either way ``train.log``
@@ -492,7 +499,8 @@ class TrainSettings(StrictModel):
             cwd = work if len(chunks) == 1 else work / "train" / f"model_{c[0]}"
             tasks.append({"jobs": [(list(a), str(d)) for i in c for a, d in member_jobs[i]],
                           "cwd": str(cwd), "log_file": str(cwd / "train.log"),
-                          "threads": res.threads, "steps": self.steps * len(c),
+                          "threads": res.threads, "device": device,
+                          "steps": self.steps * len(c),
                           "name": f"dp train (models {', '.join(map(str, c))})"})
         if mapper is None:
             results = [train_members(t) for t in tasks]
@@ -514,7 +522,8 @@ def train_members(task: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         task: ``{"jobs": [[dp args, workdir], ...], "cwd": str, "log_file": str,
-            "threads": int, "steps": int (for the progress bar), "name": str}``.
+            "threads": int, "device": "cpu" | "cuda", "steps": int (for the progress
+            bar), "name": str}``.
 
     Returns:
         ``{"train_seconds": [seconds of each ``dp train`` in the jobs]}``.
@@ -529,14 +538,15 @@ def train_members(task: dict[str, Any]) -> dict[str, Any]:
                 state["t0"], state["step"] = time.perf_counter(), 0
             elif line.startswith("dp_batch: done: dp --pt train"):
                 times.append(time.perf_counter() - state["t0"])
-            elif m := re.search(r"batch\s+(\d+):", line):
+            elif m := re.search(r"batch\s+(\d+):", line, re.IGNORECASE):   # "Batch  500:"
                 step = int(m.group(1))
                 advance(max(step - state["step"], 0))
                 state["step"] = max(step, state["step"])
 
         run_dp([(list(a), Path(d)) for a, d in task["jobs"]], Path(task["cwd"]),
                threads=int(task["threads"]), name=task.get("name"),
-               log_file=Path(task["log_file"]), on_line=on_line)
+               log_file=Path(task["log_file"]), on_line=on_line,
+               device=task.get("device", "cpu"))
     return {"train_seconds": times}
 
 

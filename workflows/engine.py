@@ -78,6 +78,9 @@ class ExecutionSettings(StrictModel):
     mpi_ranks: int = Field(1, ge=1, description="MPI ranks per task for MPI programs "
                            "(lmp, FEM): mpiexec -n")
     threads: int = Field(1, ge=1, description="OpenMP/torch threads per rank")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="torch device for DeePMD training: auto is the GPU where torch "
+        "sees one, else the CPU; cuda fails at once without one")
     heartbeat_s: int = Field(2, ge=1, description="Parsl: seconds between worker liveness "
                              "checks (a dead worker is noticed within about this)")
     slurm: SlurmSettings = Field(default_factory=SlurmSettings,
@@ -86,7 +89,8 @@ class ExecutionSettings(StrictModel):
     @property
     def resources(self) -> Resources:
         """Per-task machine resources handed to the stages."""
-        return Resources(mpi_ranks=self.mpi_ranks, threads=self.threads)
+        return Resources(mpi_ranks=self.mpi_ranks, threads=self.threads,
+                         device=self.device)
 
 
 @runtime_checkable
