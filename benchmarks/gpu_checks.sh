@@ -17,12 +17,12 @@ mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/scalebridge   # the repository root
 export PYTHONPATH=/tmp/pkg:/tmp/site:$PWD/benchmarks PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 nvidia-smi -L | tee "$OUT/gpu.txt"
 python3 -c "import torch, deepmd, scalebridge.potentials.train; print('torch', torch.__version__, torch.cuda.get_device_name(0))" 2>&1 | tail -3
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rs --timeout 150 \
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rs --timeout 120 \
   tests/dd_coupling/test_dd_coupling_field.py -k "cuda or device" \
   tests/potentials/test_potentials_device.py 2>&1 | tee "$OUT/pytest.log" | tail -15
 cp benchmarks/results/potentials_device.json "$OUT/" 2>/dev/null
-timeout 120 python3 benchmarks/potentials_device.py --device cuda --steps 2000 \
+timeout 100 python3 benchmarks/potentials_device.py --device cuda --steps 2000 \
   --out "$OUT/potentials_device.json" > "$OUT/potentials_device.log" 2>&1
 tail -25 "$OUT/potentials_device.log"
-timeout 180 python3 benchmarks/dd_scaling.py --device cuda --skip-errors \
+timeout 160 python3 benchmarks/dd_scaling.py --device cuda --skip-errors \
   --out "$OUT/dd_scaling_cuda.json" 2>&1 | tee "$OUT/dd_scaling.log" | tail -20
