@@ -37,7 +37,13 @@ import numpy as np
 import torch
 from _machine import machine
 from scalebridge.dd_coupling.elastic import periodic_field, resolved_shear
-from scalebridge.dd_coupling.engine import DIRECT_MAX_PAIRS, burgers, positions, step
+from scalebridge.dd_coupling.engine import (
+    DIRECT_MAX_PAIRS,
+    burgers,
+    geometry_on,
+    positions,
+    step,
+)
 from scalebridge.dd_coupling.field import ewald_field, make_plan
 from scalebridge.dd_coupling.fit import FitMobilitySettings, fit_neural
 from scalebridge.dd_coupling.inputs import Material, VelocityTable
@@ -79,9 +85,10 @@ def time_steps(n: int, law, steps: int, device: str) -> tuple[float, int]:
 def field_inputs(n: int, device: str = "cpu"):
     geom, _, state = configuration(n, LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5),
                                         device=device)
+    geom = geometry_on(geom, state.s.device)
     pos = positions(geom, state.plane, state.s)
     b = MAT.b_m * burgers(geom, state.plane, state.sign)
-    th = geom.angles.to(pos.device)[geom.plane_system.to(pos.device)[state.plane]]
+    th = geom.angles[geom.plane_system[state.plane]]
     return geom.lx, geom.ly, pos, b, th
 
 

@@ -9,14 +9,20 @@
 set -u
 OUT=${OUT:-/tmp/gpu_checks}
 mkdir -p "$OUT"
+# a prefix install, not --target: DeePMD finds mpich's libmpi.so.12 through the wheel's
+# RECORD (importlib.metadata), which points outside site-packages, to <prefix>/lib
+SITE=$(python3 -c "import sysconfig; print(sysconfig.get_path('purelib', \
+  vars={'base': '/tmp/sp', 'platbase': '/tmp/sp'}))")
 if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --prefix /tmp/sp .whl/*.whl || exit 1
 fi
 mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/scalebridge   # the repository root is the package
-export PYTHONPATH=/tmp/pkg:/tmp/site:$PWD/benchmarks PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+export PYTHONPATH=/tmp/pkg:$SITE:$PWD/benchmarks PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+export PATH=/tmp/sp/bin:$PATH
 nvidia-smi -L | tee "$OUT/gpu.txt"
-python3 -c "import torch, deepmd, scalebridge.potentials.train; print('torch', torch.__version__, torch.cuda.get_device_name(0))" 2>&1 | tail -3
+python3 -c "import torch, deepmd.pt.cxx_op as c, scalebridge.potentials.train; print('torch', \
+  torch.__version__, torch.cuda.get_device_name(0), 'deepmd ops', c.ENABLE_CUSTOMIZED_OP)" 2>&1 | tail -3
 timeout 150 python3 -m pytest -q -p no:cacheprovider -rs --timeout 120 \
   tests/dd_coupling/test_dd_coupling_field.py -k "cuda or device" \
   tests/potentials/test_potentials_device.py 2>&1 | tee "$OUT/pytest.log" | tail -15
