@@ -170,8 +170,9 @@ def full_run_seconds(law, workdir: Path) -> tuple[float, dict]:
 def note(load_start: tuple[float, ...], load_end: tuple[float, ...], cores: int) -> str:
     """How loaded the machine was: the 1-minute load average before this script started
     working is other jobs' (at the end it includes this script's own threads)."""
-    if load_start[0] < 0.3:
-        return f"quiet machine: 1-min load average {load_start[0]:.2f} at the start"
+    if load_start[0] < 0.15 * cores:      # e.g. 0.3 on 2 cores: nothing else ran
+        return (f"quiet machine: 1-min load average {load_start[0]:.2f} on {cores} cores "
+                "at the start")
     return (f"shared machine: other jobs held a 1-min load average of {load_start[0]:.2f} "
             f"(5-min {load_start[1]:.2f}) on {cores} cores when this started, "
             f"{load_end[0]:.2f} at the end with it; absolute times are inflated, rerun on "

@@ -30,5 +30,5 @@ cp benchmarks/results/potentials_device.json "$OUT/" 2>/dev/null
 timeout 100 python3 benchmarks/potentials_device.py --device cuda --steps 2000 \
   --out "$OUT/potentials_device.json" > "$OUT/potentials_device.log" 2>&1
 tail -25 "$OUT/potentials_device.log"
-timeout 160 python3 benchmarks/dd_scaling.py --device cuda --skip-errors \
+[ -n "${SKIP_DD:-}" ] || timeout 160 python3 benchmarks/dd_scaling.py --device cuda --skip-errors \
   --out "$OUT/dd_scaling_cuda.json" 2>&1 | tee "$OUT/dd_scaling.log" | tail -20
