@@ -1,6 +1,6 @@
 """Which device DeePMD trains on (``Resources.device``): the CPU with every GPU hidden,
-or the GPU, with the same model either way; a GPU asked for and absent is a one-line
-error before anything runs."""
+or the GPU; either model learns and runs on the CPU; a GPU asked for and absent is a
+one-line error before anything runs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import json
 import logging
 import re
 
+import numpy as np
 import pytest
 import torch
 from scalebridge.errors import SettingsError
-from scalebridge.potentials import TrainSettings
+from scalebridge.potentials import EvaluateSettings, TrainSettings, load_dataset
 from scalebridge.runtime import program_env, torch_device
 from scalebridge.settings import Resources
 
@@ -60,11 +61,6 @@ def _computing_device(train_log) -> str:
     return m.group(1).upper()
 
 
-def _last_lcurve(path) -> list[float]:
-    rows = [ln.split() for ln in path.read_text().splitlines() if not ln.startswith("#")]
-    return [float(x) for x in rows[-1]]
-
-
 def test_cpu_training_records_its_device_and_shows_progress(tmp_path, tiny_dataset,
                                                            monkeypatch, caplog):
     monkeypatch.setenv("SCALEBRIDGE_NO_PROGRESS", "1")     # log lines, also on a terminal
@@ -80,16 +76,22 @@ def test_cpu_training_records_its_device_and_shows_progress(tmp_path, tiny_datas
     assert _computing_device(art.path / "train.log") == "CPU"
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
-def test_training_on_cuda_matches_the_cpu(tmp_path, tiny_dataset):
-    """Same seed, float64: the GPU's learning curve is the CPU's (to summation order)."""
-    arts = {d: TrainSettings.model_validate(SMALL).make(tiny_dataset, tmp_path / d,
-                                                        Resources(device=d))
-            for d in ("cpu", "cuda")}
-    assert arts["cuda"].summary["train_device"].startswith("cuda (")
-    assert arts["cpu"].summary["train_device"] == "cpu"
-    assert _computing_device(arts["cuda"].path / "train.log") == "CUDA"   # DeePMD's own
-    cpu, gpu = (_last_lcurve(arts[d].path / "train" / "model_0" / "lcurve.out")
-                for d in ("cpu", "cuda"))
-    assert cpu[0] == gpu[0] == SMALL["steps"]
-    assert gpu[1:-1] == pytest.approx(cpu[1:-1], rel=1e-3)   # losses; the lr column last
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device"))])
+def test_a_model_trained_on_each_device_learns_and_runs_on_the_cpu(device, tmp_path,
+                                                                   tiny_dataset):
+    """The two devices draw different initial weights from the same seed (torch's CPU and
+    CUDA generators differ), so their learning curves are not compared step by step; each
+    model must have learned the forces, scored by ``dp test`` on the CPU (the GPU's model
+    is the one LAMMPS will run on CPU cores)."""
+    art = TrainSettings.model_validate({**SMALL, "steps": 400, "disp_freq": 100}).make(
+        tiny_dataset, tmp_path / "pot", Resources(device=device))
+    assert art.summary["train_device"].startswith("cpu" if device == "cpu" else "cuda (")
+    assert _computing_device(art.path / "train.log") == device.upper()   # DeePMD's own
+    ev = EvaluateSettings(split="test", properties=False).make(art, tiny_dataset,
+                                                               tmp_path / "ev")
+    ov = json.loads((ev.path / "metrics.json").read_text())["test"]["overall"]
+    forces = np.concatenate([f.forces for f in load_dataset(tiny_dataset).frames("test")])
+    zero_model = float(np.sqrt(np.mean(forces ** 2)))     # what predicting F = 0 scores
+    # untrained ~1.0; 60 steps 0.90, 400 steps 0.41 on the CPU
+    assert ov["force_rmse_ev_a"] < 0.7 * zero_model, (ov["force_rmse_ev_a"], zero_model)
