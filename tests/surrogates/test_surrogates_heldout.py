@@ -174,7 +174,11 @@ def test_each_microstructure_is_held_out_in_turn():
         MobileDensityHardening,
     )
     from scalebridge.surrogates.protocol import integrate_path
-    from scalebridge.surrogates.train import SurrogateSettings, microstructure_folds
+    from scalebridge.surrogates.train import (
+        SurrogateSettings,
+        microstructure_folds,
+        started_folds,
+    )
 
     from .conftest import shear_path
 
@@ -209,6 +213,10 @@ def test_each_microstructure_is_held_out_in_turn():
     assert rows[1]["training_mean_ratio"] > 1.0 and rows[2]["training_mean_ratio"] > 1.0
     assert len(microstructure_folds(sp, s.model_copy(update={"cross_validate": 1}), main,
                                     [4], 45.0, scatter)["folds"]) == 2
+    # started in worker processes beside another fit (fit_surrogate): the same rows
+    with started_folds(sp, s, [4], 45.0, scatter) as futures:
+        assert len(futures) == 2
+        assert microstructure_folds(sp, s, main, [4], 45.0, scatter, futures) == f
 
 
 def test_condition_bias_finds_where_a_model_misses_the_mean_and_plots_it(tmp_path):
