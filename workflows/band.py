@@ -17,7 +17,9 @@ moves first (one source varied at a time, the others held):
     mobility beside the thermal noise and the fitted window's shift). Its
     effect on the flow stress is ∂lnσ/∂lnB, measured where the DD ran its drag probe
     (``DDSettings.drag_probe``: the reference condition's realisations rerun with B
-    scaled, paired by seed); else the DD study's rate sensitivity ∂lnσ/∂lnε̇ at the
+    scaled, paired by seed), carried as its RMS over the probe's error,
+    sqrt(Ŝ² + err(Ŝ)²) (a slope the probe cannot resolve still moves a rerun); else
+    the DD study's rate sensitivity ∂lnσ/∂lnε̇ at the
     reference temperature where it has two or more strain rates (B and ε̇ enter the DD as
     their product only when its nucleation time scales with B too: with a typed t_nuc the
     rate sensitivity also holds the sources' clock, and overstates B's effect: Mo
@@ -189,11 +191,17 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
     m = _rate_sensitivity(ds, run.get("temperature_k"))
     if probe.get("dlnsigma_dlnb") is not None:
         err = probe.get("dlnsigma_dlnb_err")
-        s = max(float(probe["dlnsigma_dlnb"]), 0.0)
+        # the probe measures the slope with an error: B's uncertainty moves the flow
+        # stress by S·δ with S itself uncertain, E[(S δ)²] = (Ŝ² + err²) u_B², so the RMS
+        # sensitivity carries it (a slope the probe cannot tell from 0, even a negative
+        # one, still moves a rerun by err·u_B; clipping it to 0 carried nothing)
+        s_hat = float(probe["dlnsigma_dlnb"])
+        s = math.hypot(s_hat, float(err)) if err is not None else max(s_hat, 0.0)
         method = (f"DD drag probe: dln(sigma)/dln(B) = {float(probe['dlnsigma_dlnb']):.3g}"
                   + (f" +- {float(err):.2g}" if err is not None else "")
                   + f" ({probe.get('realisations')} paired realisations at B and "
                   f"{float(probe.get('factor', 0)):g} B)"
+                  + (f", carried as sqrt(S^2 + err^2) = {s:.2g}" if err is not None else "")
                   + (f"; the study's rate sensitivity {m:.3g} also holds the typed "
                      "nucleation time's effect" if m is not None else ""))
     elif m is not None:

@@ -487,7 +487,8 @@ def test_glide_runs_say_whether_they_carried_the_ensemble(tmp_path, used, n, sta
 def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
     """A measured dlnσ/dlnB (the DD's drag probe) sets the mobility term, not the study's
     rate sensitivity (which, with a typed nucleation time, also holds the sources'
-    clock); a negative measured response counts as none."""
+    clock); the probe's error is carried (RMS sensitivity), so a response it cannot tell
+    from zero, even a negative one, still counts by its error."""
     from scalebridge.artifacts import Artifact
     from scalebridge.workflows.band import mobility_source
 
@@ -506,9 +507,17 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
 
     rate, probed, negative = src(None), src(0.1), src(-0.05)
     assert rate["sensitivity"] == pytest.approx(0.5) and "rate sensitivity" in rate["method"]
-    assert probed["sensitivity"] == pytest.approx(0.1)
-    assert probed["rel_u"] == pytest.approx(0.1 * 0.2) and "drag probe" in probed["method"]
-    assert "0.5" in probed["method"] and negative["rel_u"] == 0.0
+    assert probed["sensitivity"] == pytest.approx(math.hypot(0.1, 0.05))
+    assert probed["rel_u"] == pytest.approx(math.hypot(0.1, 0.05) * 0.2)
+    assert "drag probe" in probed["method"] and "0.5" in probed["method"]
+    # -0.05 +- 0.05: unresolved, carried as sqrt(2) x 0.05, the same as +0.05 would be
+    assert negative["rel_u"] == pytest.approx(math.hypot(0.05, 0.05) * 0.2)
+    # doubling the probe's error (same slope) widens the mobility term as predicted
+    wide = mobility_source(mob, Artifact(tmp_path, {"summary": {
+        "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
+            "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.1, "factor": 2.0,
+            "realisations": 3}}}))
+    assert wide["rel_u"] == pytest.approx(math.hypot(0.1, 0.1) * 0.2)
 
 
 def test_a_small_share_still_shows_it_is_carried():
