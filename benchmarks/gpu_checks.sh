@@ -7,6 +7,17 @@
 #   potentials_device.json   dp training ms/step on CUDA, merged into the committed file
 #   dd_scaling_cuda.json     benchmarks/dd_scaling.py with the engine on CUDA
 # SKIP_POT=1 / SKIP_DD=1 leave out the two benchmarks (a rerun of the tests alone).
+# .whl/ (git-ignored: echo /.whl/ >> .git/info/exclude) as filled on 2026-12-04, 52 MB,
+# the versions of ./sb setup's environment (pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 ...):
+#   deepmd-kit==3.2.0 mpich==5.0.2 dargs==0.5.1 typeguard==4.6.0 wcmatch==12.0.1 bracex==3.2.2
+#   array-api-compat==1.16.0 lmdb==3.0.0 mendeleev==1.3.0 sqlalchemy==2.1.9 pint==0.24.4
+#   flexcache==0.3 flexparser==0.4 platformdirs==4.14.7 pyfiglet==0.8.post1 deprecated==1.3.1
+#   pymatgen==2026.10.24 pymatgen-core==2026.10.16 monty==2026.10.21 ruamel.yaml==0.19.1
+#   spglib==2.8.0 uncertainties==3.2.3 palettable==3.3.3 orjson==3.13.0 plotly==7.1.0
+#   ase==3.29.0 pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0
+#   typing-inspection==0.4.5 typing_extensions==4.16.0
+# With the working tree (~8 MB) that is inside the device tool's 64 MiB.
 set -u
 OUT=${OUT:-/tmp/gpu_checks}
 mkdir -p "$OUT"
