@@ -63,7 +63,7 @@ def torch_device(setting: str) -> str:
             program starts), or an unknown setting.
     """
     if setting not in ("auto", "cpu", "cuda"):
-        raise SettingsError(f"device = {setting!r}: expected auto, cpu or cuda")
+        raise SettingsError(f"execution.device = {setting!r}: expected auto, cpu or cuda")
     if setting == "cpu":
         return "cpu"
     import torch
@@ -73,8 +73,8 @@ def torch_device(setting: str) -> str:
     if setting == "cuda":
         why = (" (CUDA_VISIBLE_DEVICES is empty)" if os.environ.get("CUDA_VISIBLE_DEVICES")
                == "" else "")
-        raise SettingsError(f"device = 'cuda', but torch {torch.__version__} sees no CUDA "
-                            f"device{why}; use auto or cpu")
+        raise SettingsError(f"execution.device = 'cuda', but torch {torch.__version__} sees no "
+                            f"CUDA device{why}; use auto or cpu")
     return "cpu"
 
 
