@@ -11,7 +11,8 @@ Mo training set of ``examples/mo/data``, automatic batch size) for ``--steps`` s
   but the first (start-up, data loading and the first steps' compilation left out);
   ``train_seconds``: the whole ``dp train`` with its start-up;
 * ``computing_device`` as DeePMD's start-up summary names it, and ``train_device``;
-* the last learning-curve row (same seed on every device: the losses should agree);
+* the last learning-curve row (one seed, but torch's CPU and CUDA generators draw
+  different initial weights from it: the devices' losses are not expected to agree);
 * ``hours_for_production_steps``: the production recipe's step count at that rate.
 
 Each device's run is merged into ``benchmarks/results/potentials_device.json`` under its
@@ -69,10 +70,9 @@ def main() -> None:
     log = (art.path / "train.log")
     named = re.search(r"computing device\W+(\w+)", log.read_text(), re.IGNORECASE)
     ms = steady_ms_per_step(log)
-    lc = [ln.split() for ln in (art.path / "train" / "model_0" / "lcurve.out").read_text()
-          .splitlines() if not ln.startswith("#")]
-    header = next(ln for ln in (art.path / "train" / "model_0" / "lcurve.out").read_text()
-                  .splitlines() if ln.startswith("#")).lstrip("# ").split()
+    lines = (art.path / "train" / "model_0" / "lcurve.out").read_text().splitlines()
+    lc = [ln.split() for ln in lines if not ln.startswith("#")]
+    header = next(ln for ln in lines if ln.startswith("#")).lstrip("# ").split()
     rec = {"train_device": art.summary["train_device"],
            "computing_device": named.group(1).upper() if named else None,
            "steps": args.steps, "threads": args.threads, "ms_per_step": round(ms, 3),
@@ -90,8 +90,7 @@ def main() -> None:
     runs = doc["runs"]
     if "cpu" in runs and "cuda" in runs:
         doc["cuda_over_cpu_run_speedup"] = round(  # each run on its own machine
-            runs["cpu"]["ms_per_step"] / runs["cuda"]["ms_per_step"],
-                                    2)
+            runs["cpu"]["ms_per_step"] / runs["cuda"]["ms_per_step"], 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")

@@ -409,7 +409,8 @@ class TrainSettings(StrictModel):
         (work / "train_systems.txt").write_text("".join(f"{p}\n" for p in train_sys))
         if dry_run:
             return {}
-        log.info("training on %s", device_name(device))
+        trained_on = device_name(device)
+        log.info("training on %s", trained_on)
         times = self._run_training(member_jobs, work, res, device, mapper)
         bias_shift = energy_bias_shifts(work / "train.log") if self.change_bias else []
         models = [f"models/model_{i}.pth" for i in range(self.ensemble)]
@@ -454,14 +455,14 @@ class TrainSettings(StrictModel):
                "rcut_a": d.rcut_a, "descriptor": d.type, "sel": sel,
                "min_nbor_dist_a": min_dist, "has_virial": ds.has_virial,
                "train_seconds": [round(t, 2) for t in times],
-               "train_device": device_name(device),
+               "train_device": trained_on,
                "energy_bias_shift_ev": bias_shift,
                **({"output_refit": refit} if refit else {}),
                **({"recipe": selection} if selection else {})}
         write_json_atomic(work / "potential.json", pot)
         summary: dict[str, Any] = {"models": len(models), "compressed": len(compressed),
                                    "train_seconds": round(float(np.sum(times)), 2),
-                                   "train_device": device_name(device)}
+                                   "train_device": trained_on}
         if refit:
             summary["refit_seconds"] = round(sum(r["seconds"] for r in refit), 2)
         if selection:

@@ -989,11 +989,11 @@ def started_folds(paths: StrainPaths, s: SurrogateSettings, held: list[int],
     take ~1.5 fit times instead of 2. Leaving the block cancels what has not finished
     (a failed main fit does not wait for the folds)."""
     labels = fold_labels(paths, s, held)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
     if not labels:
         yield []
         return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
     ctx = multiprocessing.get_context("spawn")
     # a kill -9 of the chain must not leave the folds fitting for nobody
     pool = ProcessPoolExecutor(max_workers=min(len(labels), cores), mp_context=ctx,
@@ -1072,9 +1072,9 @@ def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[s
         scatter = realisation_scatter_rmse(paths)
     folds_wanted = bool(scatter) and split == "microstructure" and s.cross_validate > 0
     with (started_folds(paths, s, unseen, sigma_ref, scatter) if folds_wanted
-          else contextlib.nullcontext([])) as folds:
+          else contextlib.nullcontext(None)) as folds:
         return _fit_and_write(paths, s, out, t0, itr, iva, unseen, split, sigma_ref,
-                              scatter, folds if folds_wanted else None)
+                              scatter, folds)
 
 
 def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: float,

@@ -197,7 +197,7 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
         # one, still moves a rerun by err·u_B; clipping it to 0 carried nothing)
         s_hat = float(probe["dlnsigma_dlnb"])
         s = math.hypot(s_hat, float(err)) if err is not None else max(s_hat, 0.0)
-        method = (f"DD drag probe: dln(sigma)/dln(B) = {float(probe['dlnsigma_dlnb']):.3g}"
+        method = (f"DD drag probe: dln(sigma)/dln(B) = {s_hat:.3g}"
                   + (f" +- {float(err):.2g}" if err is not None else "")
                   + f" ({probe.get('realisations')} paired realisations at B and "
                   f"{float(probe.get('factor', 0)):g} B)"
