@@ -167,6 +167,8 @@ class J2Plasticity:
 
     isotropic = True
     symmetric_tangent = True
+    #: True inside :func:`~scalebridge.surrogates.protocol.stress_only`: no tangent.
+    stress_only = False
 
     def __init__(self, youngs_modulus: float = 200e3, poisson_ratio: float = 0.3,
                  hardening: Hardening | None = None, name: str = "j2", tol: float = 1e-12):
@@ -260,7 +262,8 @@ class J2Plasticity:
                          & (s_norm[cand] > 0))
 
         stress = sig_tr.copy()
-        tangent = np.broadcast_to(self.stiffness, (n, 6, 6)).copy()
+        tangent = None if self.stress_only else np.broadcast_to(self.stiffness,
+                                                                (n, 6, 6)).copy()
         if np.any(plastic):
             p = plastic
             in_cand = plastic[cand]
@@ -272,6 +275,8 @@ class J2Plasticity:
             new_state[p, :6] = eps_p[p] + (np.sqrt(1.5) * dg)[:, None] * nhat
             new_state[p, 6] = ep[p] + dg
             new_state[p, 7:] = qn
+            if tangent is None:
+                return ConstitutiveResult(stress=stress, tangent=None, state=new_state)
             theta = 1.0 - 3.0 * g * dg / q_tr[p]
             thetab = 1.0 / (3.0 * g + h) - dg / q_tr[p]
             tangent[p] = (3.0 * self.bulk * mandel.P_VOL
@@ -297,15 +302,19 @@ class J2Plasticity:
                 ``mask`` and returned as the stress.
 
         Returns:
-            ``(stress, tangent, state)`` for all n points: (n, 6), (n, 6, 6), (n, 7 + k).
+            ``(stress, tangent, state)`` for all n points: (n, 6), (n, 6, 6) (None when
+            :attr:`stress_only`), (n, 7 + k).
         """
         n = strain.shape[0]
         stress = sig_trial
-        tangent = np.broadcast_to(self.stiffness, (n, 6, 6)).copy()
+        tangent = None if self.stress_only else np.broadcast_to(self.stiffness,
+                                                                (n, 6, 6)).copy()
         new = state.copy()
         if np.any(mask):
             r = J2Plasticity.update(self, strain[mask], dstrain[mask], state[mask], dt[mask])
-            stress[mask], tangent[mask], new[mask] = r.stress, r.tangent, r.state
+            stress[mask], new[mask] = r.stress, r.state
+            if tangent is not None:
+                tangent[mask] = r.tangent
         return stress, tangent, new
 
     def __repr__(self) -> str:

@@ -11,8 +11,10 @@ checks any implementation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,7 +25,8 @@ class ConstitutiveResult:
 
     Attributes:
         stress: (n, 6) Mandel stress at the end of the step, MPa.
-        tangent: (n, 6, 6) consistent tangent dσ/dε at the end of the step, MPa.
+        tangent: (n, 6, 6) consistent tangent dσ/dε at the end of the step, MPa
+            (``None`` from a model inside :func:`stress_only`).
         state: (n, m) internal variables at the end of the step.
         out_of_range: (n,) bool, True where the point lies outside the training range
             (``None`` for models without one).
@@ -31,7 +34,7 @@ class ConstitutiveResult:
     """
 
     stress: np.ndarray
-    tangent: np.ndarray
+    tangent: np.ndarray | None
     state: np.ndarray
     out_of_range: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
@@ -73,6 +76,26 @@ def step_inputs(strain: np.ndarray, dstrain: np.ndarray, state: np.ndarray,
     return strain, dstrain, state, dt_arr
 
 
+@contextmanager
+def stress_only(model: Any) -> Iterator[Any]:
+    """Within it, a model that can skip its consistent tangent does (``tangent`` None).
+
+    A model opts in with a boolean attribute ``stress_only`` (the J2 family: the tangent
+    and, for :class:`~.source_families.SourceFamiliesJ2`, its firing term are about a
+    third of a step at the few points of a fit, whose thousands of replays never use
+    it); others are left as they are. Stresses and states are the same either way.
+    """
+    if not isinstance(getattr(model, "stress_only", None), bool):
+        yield model
+        return
+    before = model.stress_only
+    model.stress_only = True
+    try:
+        yield model
+    finally:
+        model.stress_only = before
+
+
 def integrate_path(model: ConstitutiveModel, strain_path: np.ndarray,
                    dt: float | np.ndarray = 1.0, state: np.ndarray | None = None,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,13 +121,14 @@ def integrate_path(model: ConstitutiveModel, strain_path: np.ndarray,
     states = np.zeros((n, t1, state.shape[1]))
     oor = np.zeros((n, t1), dtype=bool)
     states[:, 0] = state
-    for k in range(t1 - 1):
-        res = model.update(strain_path[:, k], strain_path[:, k + 1] - strain_path[:, k],
-                           state, dt=float(dt_arr[0]) if np.all(dt_arr == dt_arr[0])
-                           else dt_arr)  # type: ignore[arg-type]
-        stress[:, k + 1] = res.stress
-        state = res.state
-        states[:, k + 1] = state
-        if res.out_of_range is not None:
-            oor[:, k + 1] = res.out_of_range
+    step = float(dt_arr[0]) if np.all(dt_arr == dt_arr[0]) else dt_arr
+    with stress_only(model):   # the tangents are not returned: not computed
+        for k in range(t1 - 1):
+            res = model.update(strain_path[:, k], strain_path[:, k + 1] - strain_path[:, k],
+                               state, dt=step)  # type: ignore[arg-type]
+            stress[:, k + 1] = res.stress
+            state = res.state
+            states[:, k + 1] = state
+            if res.out_of_range is not None:
+                oor[:, k + 1] = res.out_of_range
     return stress, states, oor

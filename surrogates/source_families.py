@@ -208,7 +208,7 @@ class SourceFamiliesJ2(J2Plasticity):
         # emitting at a time set by the trial stress: m_eff depends on the increment
         crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (clocks < dt_arr[:, None])
         crossing &= (m_eff > NO_FLUIDITY)[:, None] & (a < 600.0)[:, None]
-        if np.any(crossing):
+        if tangent is not None and np.any(crossing):
             tangent = self._firing_tangent(tangent, stress, crossing, sig_s, sig_e, thr,
                                            fired, since, rate, a, m_eff, state, j2, dt_arr)
         new = state.copy()

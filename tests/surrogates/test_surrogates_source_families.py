@@ -263,3 +263,29 @@ def test_a_step_of_no_time_is_elastic():
     r = m.update(e, de, st, 0.0)
     np.testing.assert_allclose(r.stress, (e + de - st[:, :6]) @ m.stiffness.T, rtol=1e-12)
     assert np.isfinite(r.tangent).all() and r.state[0, 8] == st[0, 8]
+
+
+def test_a_stress_only_replay_gives_the_same_stresses_and_no_tangents():
+    """integrate_path (every fit's thousands of replays) skips the consistent tangent:
+    the stresses and states are bit for bit those of steps that compute it, the model is
+    back to returning tangents afterwards, and inside stress_only it returns none."""
+    from scalebridge.surrogates.protocol import stress_only
+
+    m = law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)), emission=677.0,
+            t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0))
+    runs = [shear_path(r, 2e-3, 60) for r in (4e4, 7e4, 1.5e5)]
+    path = np.concatenate([p for p, _ in runs])
+    dt = np.asarray([d for _, d in runs])
+    stress, states, _ = integrate_path(m, path, dt)
+    st = m.initial_state(3)
+    for k in range(60):
+        r = m.update(path[:, k], path[:, k + 1] - path[:, k], st, dt)
+        assert r.tangent is not None and r.tangent.shape == (3, 6, 6)
+        np.testing.assert_array_equal(r.stress, stress[:, k + 1])
+        st = r.state
+        np.testing.assert_array_equal(st, states[:, k + 1])
+    assert vm(stress).max() > 60.0     # the families fired: the plastic branch was taken
+    assert m.stress_only is False
+    with stress_only(m):
+        assert m.update(path[:, 5], path[:, 6] - path[:, 5], states[:, 5], dt).tangent is None
+    assert m.stress_only is False
