@@ -245,7 +245,7 @@ class J2Plasticity:
         hq = state[:, 7:]
         sig_tr = (strain + dstrain - eps_p) @ self.stiffness.T
         s_tr = mandel.deviator(sig_tr)
-        s_norm = np.linalg.norm(s_tr, axis=1)
+        s_norm = np.sqrt(np.add.reduce(s_tr * s_tr, axis=1))  # = linalg.norm, less overhead
         q_tr = np.sqrt(1.5) * s_norm
         new_state = state.copy()
         # Yield check at Δγ = 0. A law with a floor (σ_y ≥ floor at every ε̄^p, e.g. one

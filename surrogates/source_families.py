@@ -185,7 +185,8 @@ class SourceFamiliesJ2(J2Plasticity):
         with np.errstate(divide="ignore", invalid="ignore"):
             frac = np.where(d > 0, (sig_e - thr) / d,
                             np.where(d < 0, (sig_s - thr) / -d, 1.0 * (sig_e > thr)))
-        clocks = state[:, 9:] + dt_arr[:, None] * np.clip(np.nan_to_num(frac), 0.0, 1.0)
+        clocks = state[:, 9:] + dt_arr[:, None] * np.clip(np.where(np.isnan(frac), 0.0, frac),
+                                                          0.0, 1.0)
         fired = np.floor(clocks / self.nucleation_time_s)
         clocks -= fired * self.nucleation_time_s
         since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
