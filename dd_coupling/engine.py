@@ -37,9 +37,10 @@ CPU (laws take NumPy or CPU tensors).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -294,6 +295,35 @@ def geometry_on(geom: DDGeometry, device: torch.device) -> DDGeometry:
     return cache[str(device)]
 
 
+def _derived(geom: DDGeometry, name: str, inputs: tuple[torch.Tensor, ...],
+             make: Callable[[], Any]) -> Any:
+    """``make()``, a function of ``geom``'s tensors ``inputs`` that does not change during
+    a run, computed once and kept on ``geom`` (recomputed if one of ``inputs`` was
+    replaced or modified in place)."""
+    cache = geom.__dict__.setdefault("_derived", {})
+    hit = cache.get(name)
+    if hit is not None and len(hit[0]) == len(inputs) and all(
+            t is u and t._version == v for t, (u, v) in zip(inputs, hit[0], strict=True)):
+        return hit[1]
+    value = make()
+    cache[name] = (tuple((t, t._version) for t in inputs), value)
+    return value
+
+
+def _sources(geom: DDGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions (n_src, 2) m, system (n_src,)) of the sources (fixed: kept on ``geom``)."""
+    return _derived(geom, "sources", (geom.angles, geom.plane_system, geom.plane_origin,
+                                      geom.src_plane, geom.src_s),
+                    lambda: (positions(geom, geom.src_plane, geom.src_s),
+                             geom.plane_system[geom.src_plane]))
+
+
+def _obstacle_keys(geom: DDGeometry) -> torch.Tensor:
+    """Sort keys ``plane + s/L`` (n_obs,) of the obstacles (fixed: kept on ``geom``)."""
+    return _derived(geom, "obstacle_keys", (geom.obs_plane, geom.obs_s, geom.plane_length),
+                    lambda: _keys(geom, geom.obs_plane, geom.obs_s))
+
+
 # ------------------------------------------------------------------------- init
 def init(geom: DDGeometry, plane: torch.Tensor | None = None, s: torch.Tensor | None = None,
          sign: torch.Tensor | None = None, params: DDParams | None = None) -> DDState:
@@ -407,16 +437,15 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
     return torch.as_tensor(v, dtype=torch.float64).to(dev), tau, tau_extra
 
 
-def _obstacle_limit(geom: DDGeometry, state: DDState, ds: torch.Tensor, tau: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Glide ``ds`` (n,) limited by obstacles ahead that are stronger than |τ|.
-    Returns (allowed ds, pinned mask)."""
+def _obstacles_ahead(geom: DDGeometry, state: DDState, kd: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, ...]:
+    """For each dislocation of ``state`` (n_obs > 0, n > 0): (has: its plane holds
+    obstacles, distance to the next one along +s, along -s, their strengths), from its
+    sort key ``kd`` (:func:`_keys`; computed if not given)."""
     n_obs = geom.obs_plane.shape[0]
-    pinned = torch.zeros_like(ds, dtype=torch.bool)
-    if n_obs == 0 or state.n == 0:
-        return ds, pinned
-    keys = _keys(geom, geom.obs_plane, geom.obs_s)
-    kd = _keys(geom, state.plane, state.s)
+    keys = _obstacle_keys(geom)
+    if kd is None:
+        kd = _keys(geom, state.plane, state.s)
     length = geom.plane_length[state.plane]
     plane_f = state.plane.to(torch.float64)
     first = torch.searchsorted(keys, plane_f, side="left").clamp(max=n_obs - 1)
@@ -432,26 +461,45 @@ def _obstacle_limit(geom: DDGeometry, state: DDState, ds: torch.Tensor, tau: tor
     okb = (ib >= 0) & (geom.obs_plane[ib.clamp(min=0)] == state.plane)
     ib = torch.where(okb, ib.clamp(min=0), last)
     dist_b = torch.where(okb, state.s - geom.obs_s[ib], state.s + length - geom.obs_s[ib])
+    return has, dist_a, dist_b, geom.obs_tau[ia], geom.obs_tau[ib]
+
+
+def _obstacle_limit(geom: DDGeometry, state: DDState, ds: torch.Tensor, tau: torch.Tensor,
+                    ahead: tuple[torch.Tensor, ...] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Glide ``ds`` (n,) limited by obstacles ahead that are stronger than |τ|
+    (``ahead``: :func:`_obstacles_ahead` of ``state``, computed if not given).
+    Returns (allowed ds, pinned mask)."""
+    n_obs = geom.obs_plane.shape[0]
+    pinned = torch.zeros_like(ds, dtype=torch.bool)
+    if n_obs == 0 or state.n == 0:
+        return ds, pinned
+    if ahead is None:
+        ahead = _obstacles_ahead(geom, state)
+    has, dist_a, dist_b, tau_a, tau_b = ahead
     fwd = ds > 0
     dist = torch.where(fwd, dist_a, dist_b)
-    strength = torch.where(fwd, geom.obs_tau[ia], geom.obs_tau[ib])
+    strength = torch.where(fwd, tau_a, tau_b)
     pinned = has & (ds.abs() >= dist) & (tau.abs() < strength) & (ds != 0)
     ds = torch.where(pinned, torch.sign(ds) * dist, ds)
     return ds, pinned
 
 
 def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float,
-                       ds: torch.Tensor | None = None) -> torch.Tensor:
+                       ds: torch.Tensor | None = None, keys: torch.Tensor | None = None
+                       ) -> torch.Tensor:
     """(n,) bool: dislocations that annihilate with an opposite-sign neighbour on the same
     plane: neighbours at the positions of ``state``, whose gap after the glide ``ds`` (n,)
     (none: zero) is below ``capture`` or negative (they crossed during the step). Pairs are
-    chosen greedily by smallest gap, disjoint."""
+    chosen greedily by smallest gap, disjoint. ``keys``: the state's :func:`_keys`
+    (computed if not given)."""
     n = state.n
     dev = state.s.device
     remove = torch.zeros(n, dtype=torch.bool, device=dev)
     if n < 2:
         return remove
-    keys = _keys(geom, state.plane, state.s)
+    if keys is None:
+        keys = _keys(geom, state.plane, state.s)
     order = torch.argsort(keys)
     pl, s, sg = state.plane[order], state.s[order], state.sign[order]
     length = geom.plane_length[pl]
@@ -487,13 +535,18 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     system = geom.plane_system[state.plane]
     has_src = geom.src_plane.shape[0] > 0
     if has_src:
-        src_sys = geom.plane_system[geom.src_plane]
-        src_pos = positions(geom, geom.src_plane, geom.src_s)
+        src_pos, src_sys = _sources(geom)
         v, tau, tau_src = glide_velocity(geom, params, state, src_pos, src_sys)
     else:
         v, tau, _ = glide_velocity(geom, params, state)
+    # what lies ahead of each dislocation (reused below unless sources emit)
+    kd = ahead = None
+    if state.n and geom.obs_plane.shape[0]:
+        kd = _keys(geom, state.plane, state.s)
+        ahead = _obstacles_ahead(geom, state, kd)
     # dislocations held at an obstacle do not move: they do not set the time step
-    _, held = _obstacle_limit(geom, state, torch.sign(v) * 1e-9 * params.max_glide_m, tau)
+    _, held = _obstacle_limit(geom, state, torch.sign(v) * 1e-9 * params.max_glide_m, tau,
+                              ahead)
     speed = torch.where(held, 0.0, v.abs())
     vmax = float(speed.max()) if state.n else 0.0
     vref = vmax
@@ -536,13 +589,14 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
             system = geom.plane_system[plane]
             tau = torch.cat([tau, tau_src[fire], tau_src[fire]])
             v = torch.cat([v, torch.zeros(2 * n_new, dtype=v.dtype, device=v.device)])  # next step
+            kd = ahead = None
 
     # glide (each dislocation at most max_glide per step) with obstacles
     ds = v * dt
     limited = ds.abs() > params.max_glide_m
     ds = ds.clamp(-params.max_glide_m, params.max_glide_m)
     moved = replace(state, plane=plane, s=s, sign=sign, travel=travel)
-    ds, pinned = _obstacle_limit(geom, moved, ds, tau)
+    ds, pinned = _obstacle_limit(geom, moved, ds, tau, ahead)
     n_limited = int((limited & ~pinned).sum())
     s = torch.remainder(s + ds, geom.plane_length[plane])
     travel = travel + ds
@@ -550,7 +604,7 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     d_plastic = params.b_m / geom.area * (float((sign * ds * m_sys).sum()) + new_moment)
 
     # annihilation
-    gone = _annihilation_mask(geom, moved, params.capture_m, ds)
+    gone = _annihilation_mask(geom, moved, params.capture_m, ds, kd)
     removed_moment = state.removed_moment
     n_gone = int(gone.sum())
     if n_gone:

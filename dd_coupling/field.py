@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -140,6 +141,18 @@ def make_plan(n_sources: int, lx: float, ly: float, sigma_over_spacing: float = 
 
 
 # ------------------------------------------------------------------------- cell lists
+_ARANGE: dict[torch.device, torch.Tensor] = {}
+
+
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    """``torch.arange(n)`` (long) as a view of a cached, growing one (read only)."""
+    a = _ARANGE.get(device)
+    if a is None or a.shape[0] < n:
+        a = torch.arange(max(n, 2 * (0 if a is None else a.shape[0]), 1024), device=device)
+        _ARANGE[device] = a
+    return a[:n]
+
+
 def cell_pairs(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float, ncx: int,
                ncy: int, chunk: int | None = None, reach: int = 1
                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -167,8 +180,8 @@ def cell_pairs(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float, nc
     off = torch.arange(-reach, reach + 1, device=dev)
     k = off.shape[0] ** 2
     ncell = ((tcx[:, None, None] + off[None, :, None]).remainder(ncx) * ncy
-             + (tcy[:, None, None] + off[None, None, :]).remainder(ncy)).reshape(-1, k)
-    cnt = counts[ncell]                                          # (p, k)
+             + (tcy[:, None, None] + off[None, None, :]).remainder(ncy)).reshape(-1)
+    cnt = counts.index_select(0, ncell).reshape(-1, k)           # (p, k)
     per_target = cnt.sum(1)
     out: list[tuple[torch.Tensor, torch.Tensor]] = []
     p = points.shape[0]
@@ -176,16 +189,19 @@ def cell_pairs(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float, nc
         return out
     mean = float(per_target.float().mean()) if p else 0.0
     step = p if chunk is None else max(1, int(chunk / max(mean, 1.0)))
+    # pair q of the chunk, the i-th of its (target, cell) slot's, has source
+    # order[start[cell] + i] = order[q + shift[slot]], shift = start[cell] - first pair
+    base = start.index_select(0, ncell).reshape(-1, k)
     for i0 in range(0, p, step):
         c = cnt[i0:i0 + step].reshape(-1)
         total = int(c.sum())
         if total == 0:
             continue
-        group = torch.repeat_interleave(torch.arange(c.shape[0], device=dev), c)
-        first = torch.cumsum(c, 0) - c
-        within = torch.arange(total, device=dev) - first[group]
-        src = order[start[ncell[i0:i0 + step].reshape(-1)[group]] + within]
-        out.append((group // k + i0, src))
+        shift = base[i0:i0 + step].reshape(-1) - (torch.cumsum(c, 0) - c)
+        q = _arange(total, dev) + torch.repeat_interleave(shift, c, output_size=total)
+        ti = torch.repeat_interleave(_arange(i0 + per_target[i0:i0 + step].shape[0], dev)[i0:],
+                                     per_target[i0:i0 + step], output_size=total)
+        out.append((ti, order.index_select(0, q)))
     return out
 
 
@@ -209,26 +225,17 @@ class _Tiles:
         slot: (p,) flat position ``batch * BATCH + k`` of each point.
         wx, wy: (nb, BATCH, 2 TILE) weights (0 in unused slots), normalised so that
             ``wx ⊗ wy / (hx hy)`` samples the unit-integral Gaussian g_η.
+
+    ``weights``: :func:`_point_weights` of ``pts`` where the caller has them.
     """
 
     def __init__(self, pts: torch.Tensor, plan: EwaldPlan, lx: float, ly: float,
-                 dtype: torch.dtype):
+                 dtype: torch.dtype, weights: tuple[torch.Tensor, ...] | None = None):
         dev = pts.device
-        p_sup = plan.support
         ntx, nty = plan.mx // TILE, plan.my // TILE
         width = 2 * TILE
-        hx, hy = lx / plan.mx, ly / plan.my
-        cols, rows, tiles = [], [], []
-        j = torch.arange(p_sup, device=dev)
-        for coord, h, m, eta in ((pts[:, 0], hx, plan.mx, plan.eta_x),
-                                 (pts[:, 1], hy, plan.my, plan.eta_y)):
-            first = torch.round(coord / h).long() - p_sup // 2      # unwrapped first point
-            fw = first.remainder(m)
-            t = fw // TILE
-            d = ((coord[:, None] - (first[:, None] + j).to(coord.dtype) * h) / eta).to(dtype)
-            rows.append(torch.exp(-0.5 * d * d) * (h / (math.sqrt(2.0 * math.pi) * eta)))
-            cols.append((fw - t * TILE)[:, None] + j)                 # column in the block
-            tiles.append(t)
+        tiles, rows, cols = weights if weights is not None else _point_weights(
+            pts, plan, lx, ly, dtype)
         tile = tiles[0] * nty + tiles[1]
         ntile = ntx * nty
         order = torch.argsort(tile)
@@ -236,24 +243,51 @@ class _Tiles:
         nb_tile = (counts + BATCH - 1) // BATCH
         bstart = torch.cumsum(nb_tile, 0) - nb_tile
         start = torch.cumsum(counts, 0) - counts
-        ts = tile[order]
-        rank = torch.arange(pts.shape[0], device=dev) - start[ts]
+        ts = tile.index_select(0, order)
+        rank = _arange(pts.shape[0], dev) - start.index_select(0, ts)
         slot = torch.empty_like(order)
-        slot[order] = (bstart[ts] + rank // BATCH) * BATCH + rank % BATCH
+        slot[order] = (bstart.index_select(0, ts) + rank // BATCH) * BATCH + rank % BATCH
         nb = int(nb_tile.sum())
-        bt = torch.repeat_interleave(torch.arange(ntile, device=dev), nb_tile)
+        bt = torch.repeat_interleave(_arange(ntile, dev), nb_tile)
         btx, bty = bt // nty, bt % nty
         self.quad = torch.stack([btx * nty + bty, btx * nty + (bty + 1) % nty,
                                  ((btx + 1) % ntx) * nty + bty,
                                  ((btx + 1) % ntx) * nty + (bty + 1) % nty], 1)
         self.slot = slot
         self.ntile = ntile
-        ws = []
-        for c, r in zip(cols, rows, strict=True):
-            w = torch.zeros(nb * BATCH, width, dtype=dtype, device=dev)
-            w.view(-1).index_put_((slot[:, None] * width + c,), r)
-            ws.append(w.reshape(nb, BATCH, width))
-        self.wx, self.wy = ws
+        # both directions' weights into one block of zeros (each entry written once)
+        w = torch.zeros(2, nb * BATCH, width, dtype=dtype, device=dev)
+        at = slot[:, None] * width + cols
+        at[1] += nb * BATCH * width
+        w.view(-1).index_put_((at,), rows)
+        self.wx, self.wy = w[0].reshape(nb, BATCH, width), w[1].reshape(nb, BATCH, width)
+
+
+def _point_weights(pts: torch.Tensor, plan: EwaldPlan, lx: float, ly: float,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each point (p, 2) and direction (x, y): its tile (2, p), the 1D Gaussian
+    weights (2, p, P) of the ``P = plan.support`` mesh points from ``first`` on, and their
+    columns (2, p, P) in the 2 × 2-tile block from its tile on. Point by point (every
+    operation elementwise), so the first rows of a longer list of points are the weights
+    of those points alone."""
+    dev = pts.device
+    p_sup = plan.support
+    h = torch.tensor([lx / plan.mx, ly / plan.my], dtype=pts.dtype, device=dev)[:, None]
+    eta = torch.tensor([plan.eta_x, plan.eta_y], dtype=pts.dtype, device=dev)[:, None, None]
+    norm = torch.tensor([lx / plan.mx / (math.sqrt(2.0 * math.pi) * plan.eta_x),
+                         ly / plan.my / (math.sqrt(2.0 * math.pi) * plan.eta_y)],
+                        dtype=dtype, device=dev)[:, None, None]
+    size = torch.tensor([plan.mx, plan.my], device=dev)[:, None]
+    j = _arange(p_sup, dev)
+    coord = pts.T                                                   # (2, p)
+    first = torch.round(coord / h).long() - p_sup // 2              # unwrapped first point
+    fw = first.remainder(size)
+    t = fw // TILE
+    d = ((coord[:, :, None] - (first[:, :, None] + j).to(coord.dtype) * h[:, :, None])
+         / eta).to(dtype)
+    rows = torch.exp(-0.5 * d * d) * norm
+    cols = (fw - t * TILE)[:, :, None] + j                           # column in the block
+    return t, rows, cols
 
 
 def _spread(src: _Tiles, vals: torch.Tensor, plan: EwaldPlan) -> torch.Tensor:
@@ -290,12 +324,12 @@ def _interpolate(tgt: _Tiles, grid: torch.Tensor, plan: EwaldPlan) -> torch.Tens
     for b0 in range(0, nb, CHUNK_BATCHES):
         sl = slice(b0, b0 + CHUNK_BATCHES)
         k = tgt.wx[sl].shape[0]
-        block = tiles[tgt.quad[sl].reshape(-1)].reshape(k, 2, 2, c, t, t)
+        block = tiles.index_select(0, tgt.quad[sl].reshape(-1)).reshape(k, 2, 2, c, t, t)
         # Σ_a wx[a] G[a, b]: (k, B, 2T) @ (k, 2T, c·2T)
         g = block.permute(0, 1, 4, 3, 2, 5).reshape(k, w, c * w)
         m = torch.bmm(tgt.wx[sl], g).reshape(k, BATCH, c, w)
         out[sl] = (m * tgt.wy[sl, :, None, :]).sum(-1)
-    return out.reshape(nb * BATCH, c)[tgt.slot].T
+    return out.reshape(nb * BATCH, c).index_select(0, tgt.slot).T
 
 
 def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa: float,
@@ -339,20 +373,25 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
     px, py = points[:, 0].contiguous(), points[:, 1].contiguous()
     sx, sy = pos[:, 0].contiguous(), pos[:, 1].contiguous()
     for ti, sj in cell_pairs(points, pos, lx, ly, plan.ncx, plan.ncy, pair_chunk, REACH):
-        dx = px[ti] - sx[sj]
-        dy = py[ti] - sy[sj]
+        # (index_select and masked_select: the same gathers as x[idx] and nonzero,
+        # several times faster on the CPU)
+        dx = px.index_select(0, ti) - sx.index_select(0, sj)
+        dy = py.index_select(0, ti) - sy.index_select(0, sj)
         dx = dx - lx * torch.round(dx / lx)
         dy = dy - ly * torch.round(dy / ly)
         r2 = dx * dx + dy * dy
-        keep = torch.nonzero((r2 < rc2) & ((dx.abs() >= tiny_x) | (dy.abs() >= tiny_y)))[:, 0]
-        ti, sj, dx, dy, r2 = ti[keep], sj[keep], dx[keep], dy[keep], r2[keep]
+        keep = _arange(r2.shape[0], dev).masked_select(
+            (r2 < rc2) & ((dx.abs() >= tiny_x) | (dy.abs() >= tiny_y)))
+        ti, sj = ti.index_select(0, keep), sj.index_select(0, keep)
+        dx, dy, r2 = dx.index_select(0, keep), dy.index_select(0, keep), r2.index_select(0, keep)
         if nearest:
             assert best is not None
             # chunks split the targets, so each target's pairs are all in one chunk
             best.scatter_reduce_(0, ti, r2, reduce="amin")
-            hit = torch.nonzero(r2 == best[ti])[:, 0]
-            near_idx[ti[hit]] = sj[hit]
-            near_dz[ti[hit]] = torch.complex(dx[hit], dy[hit])
+            hit = _arange(r2.shape[0], dev).masked_select(r2 == best.index_select(0, ti))
+            t_hit = ti.index_select(0, hit)
+            near_idx[t_hit] = sj.index_select(0, hit)
+            near_dz[t_hit] = torch.complex(dx.index_select(0, hit), dy.index_select(0, hit))
         dx, dy, r2 = dx.to(dtype), dy.to(dtype), r2.to(dtype)
         t = r2 * inv_sig2
         e = torch.exp(-t)
@@ -363,7 +402,7 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
         wx = (ux * ux - uy * uy)                                     # u², then ζ̄ u²
         wy = 2.0 * ux * uy
         wx, wy = dx * wx + dy * wy, dx * wy - dy * wx
-        aj_r, aj_i = ar[sj], ai[sj]
+        aj_r, aj_i = ar.index_select(0, sj), ai.index_select(0, sj)
         ux, uy, wx, wy = ux * q1, uy * q1, wx * q3, wy * q3
         re += torch.bincount(ti, aj_r * ux + aj_i * uy - aj_r * wx + aj_i * wy, minlength=p)
         im += torch.bincount(ti, aj_r * uy - aj_i * ux - aj_r * wy - aj_i * wx, minlength=p)
@@ -376,17 +415,35 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
     return (s1, s2, near_dz, near_idx) if nearest else (s1, s2)
 
 
-def _long_range(points: torch.Tensor, pos: torch.Tensor, a: torch.Tensor, lx: float,
-                ly: float, plan: EwaldPlan, with_s1: bool, dtype: torch.dtype
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mesh part: (S1, S2) at ``points`` of the smooth field ``f(k) Ŝ(k)``."""
-    dev = points.device
+#: k-space factors of recent plans (:func:`_kspace`), oldest dropped first beyond
+#: KSPACE_ENTRIES entries or KSPACE_BYTES bytes
+_KSPACE: dict[tuple[Any, ...], tuple[torch.Tensor, ...]] = {}
+KSPACE_ENTRIES = 32
+KSPACE_BYTES = 64 << 20
+
+
+def _kspace(plan: EwaldPlan, lx: float, ly: float, dtype: torch.dtype, dev: torch.device
+            ) -> tuple[torch.Tensor, ...]:
+    """The mesh's k-space factors ``(gs, κ, 1/κ)``: ``gs = -4πi/area · f(k) e^{k·η²·k}``
+    (0 at k = 0) and ``κ = kx + i ky`` (1 at k = 0). Kept for recent plans (the engine's
+    dislocation count, and with it the plan, repeats from step to step): read only."""
+    key = (plan, lx, ly, dtype, dev)
+    hit = _KSPACE.get(key)
+    if hit is not None:
+        return hit
+    out = _kspace_factors(plan, lx, ly, dtype, dev)
+    size = sum(t.numel() * t.element_size() for t in out)
+    while _KSPACE and (len(_KSPACE) >= KSPACE_ENTRIES or size + sum(
+            t.numel() * t.element_size() for v in _KSPACE.values() for t in v) > KSPACE_BYTES):
+        _KSPACE.pop(next(iter(_KSPACE)), None)
+    if size <= KSPACE_BYTES:
+        _KSPACE[key] = out
+    return out
+
+
+def _kspace_factors(plan: EwaldPlan, lx: float, ly: float, dtype: torch.dtype,
+                    dev: torch.device) -> tuple[torch.Tensor, ...]:
     mx, my = plan.mx, plan.my
-    # spread A_j with Gaussians (periodic, unit integral): H(x) = Σ A_j g_η(x - z_j)
-    src = _Tiles(pos, plan, lx, ly, dtype)
-    a_ri = torch.stack([a.real, a.imag]).to(dtype)
-    grid = _spread(src, a_ri, plan)                                  # H·hx·hy, (2, mx, my)
-    hk = torch.fft.fft2(torch.complex(grid[0], grid[1]))            # Ĥ(k) = Â(k) e^{-k²η²/2}
     kx = 2.0 * math.pi * torch.fft.fftfreq(mx, d=lx / mx, device=dev, dtype=dtype)
     ky = 2.0 * math.pi * torch.fft.fftfreq(my, d=ly / my, device=dev, dtype=dtype)
     kxx, kyy = kx[:, None], ky[None, :]
@@ -397,12 +454,33 @@ def _long_range(points: torch.Tensor, pos: torch.Tensor, a: torch.Tensor, lx: fl
     g[0, 0] = 0.0
     kappa = torch.complex(kxx.expand(mx, my), kyy.expand(mx, my))
     kappa[0, 0] = 1.0
+    inv_k = 1.0 / kappa
+    gs = (-4j * math.pi / (lx * ly)) * g
+    return gs, kappa, inv_k
+
+
+def _long_range(points: torch.Tensor, pos: torch.Tensor, a: torch.Tensor, lx: float,
+                ly: float, plan: EwaldPlan, with_s1: bool, dtype: torch.dtype
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mesh part: (S1, S2) at ``points`` of the smooth field ``f(k) Ŝ(k)``."""
+    dev = points.device
+    mx, my = plan.mx, plan.my
+    # spread A_j with Gaussians (periodic, unit integral): H(x) = Σ A_j g_η(x - z_j)
+    # the targets' weights; the sources' are their first n when they lead the targets
+    # (the engine's field points: the dislocations, then the sources)
+    n = pos.shape[0]
+    tw = _point_weights(points, plan, lx, ly, dtype)
+    sw = (tuple(x[:, :n] for x in tw) if points.shape[0] >= n and torch.equal(points[:n], pos)
+          else None)
+    src = _Tiles(pos, plan, lx, ly, dtype, sw)
+    a_ri = torch.stack([a.real, a.imag]).to(dtype)
+    grid = _spread(src, a_ri, plan)                                  # H·hx·hy, (2, mx, my)
+    hk = torch.fft.fft2(torch.complex(grid[0], grid[1]))            # Ĥ(k) = Â(k) e^{-k²η²/2}
+    gs, kappa, inv_k = _kspace(plan, lx, ly, dtype, dev)
     # Ā̂(k) e^{-k²η²/2} = conj(Ĥ(-k))
     hk_bar = torch.conj(torch.roll(torch.flip(hk, (0, 1)), (1, 1), (0, 1)))
     # field on the mesh G(x) = (1/area) Σ_k Ŝ(k) f(k) e^{k²η²} Ĥ(k) e^{ik·x}
     # (= ifft2 · mx·my / area); interpolating it with g_η restores Â(k) f(k) Ŝ(k)
-    inv_k = 1.0 / kappa
-    gs = (-4j * math.pi / (lx * ly)) * g
     fields = [gs * (hk_bar * inv_k + hk * kappa.conj() * inv_k * inv_k)]
     if with_s1:
         fields.append(gs * (hk * inv_k + hk_bar * torch.conj(inv_k)))
@@ -410,7 +488,7 @@ def _long_range(points: torch.Tensor, pos: torch.Tensor, a: torch.Tensor, lx: fl
     for fk in fields:
         f = torch.fft.ifft2(fk) * (mx * my)
         chans += [f.real, f.imag]
-    tgt = _Tiles(points, plan, lx, ly, dtype)
+    tgt = _Tiles(points, plan, lx, ly, dtype, tw)
     vals = _interpolate(tgt, torch.stack(chans).to(dtype), plan).to(torch.float64)
     s2 = torch.complex(vals[0], vals[1])
     s1 = vals[2] if with_s1 else torch.zeros(points.shape[0], dtype=torch.float64,

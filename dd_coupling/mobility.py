@@ -341,12 +341,14 @@ def temperature_sensitivity(law: MobilityLaw, character: int, tau_pa: float,
 
 # --------------------------------------------------------------------------- range checks
 def range_violations(law: MobilityLaw, tau: torch.Tensor, temp: torch.Tensor,
-                     char: torch.Tensor) -> torch.Tensor:
+                     char: torch.Tensor, tau_hi_mpa: torch.Tensor | None = None
+                     ) -> torch.Tensor:
     """(n,) bool: points outside ``law.valid_range`` (|τ| against the range of each
-    point's own character)."""
+    point's own character; ``tau_hi_mpa``: ``law.valid_range.tau_hi_mpa(char)`` when the
+    caller has it)."""
     r = law.valid_range
     a = tau.abs() * 1e-6
-    hi = r.tau_hi_mpa(char).to(a.device)
+    hi = (r.tau_hi_mpa(char) if tau_hi_mpa is None else tau_hi_mpa).to(a.device)
     bad = (a > hi * (1 + 1e-9)) | (temp < r.temperature_k[0] * (1 - 1e-9)) | (
         temp > r.temperature_k[1] * (1 + 1e-9))
     allowed = torch.tensor([CHARACTERS.index(c) for c in r.characters], dtype=torch.long)

@@ -38,6 +38,19 @@ from torch import nn
 
 log = logging.getLogger("scalebridge.dd_coupling")
 
+#: NeuralMobility keeps its members' coefficients for at most this many recent inputs
+#: (point counts), holding at most this many numbers in all (oldest dropped first)
+COEFFICIENT_CACHE_ENTRIES = 64
+COEFFICIENT_CACHE_ELEMENTS = 1 << 22
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` and ``b`` hold the same bits (unlike ==: -0.0 is not 0.0, NaN is NaN)."""
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    as_int = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}[a.element_size()]
+    return torch.equal(a.view(as_int), b.view(as_int))
+
 
 class MonotoneOddNet(nn.Module):
     """One ensemble member: (τ̂ (n,), T̂ (n,), character (n,)) -> v̂ (n,)."""
@@ -59,6 +72,11 @@ class MonotoneOddNet(nn.Module):
 
     def forward(self, tau_hat: torch.Tensor, t_hat: torch.Tensor, char: torch.Tensor
                 ) -> torch.Tensor:
+        return self.combine(tau_hat, self.coefficients(t_hat, char))
+
+    def coefficients(self, t_hat: torch.Tensor, char: torch.Tensor
+                     ) -> tuple[torch.Tensor, ...]:
+        """(a0 (n,), a, w, c, u (n, n_terms)) of each point's (T̂, character)."""
         x = torch.stack([t_hat, (char == 0).to(t_hat.dtype), (char == 1).to(t_hat.dtype)], -1)
         o = self.net(x)
         k = self.n_terms
@@ -66,6 +84,12 @@ class MonotoneOddNet(nn.Module):
         a0 = sp(o[:, 0])
         a, w = sp(o[:, 1:1 + k]), sp(o[:, 1 + k:1 + 2 * k])
         c, u = sp(o[:, 1 + 2 * k:1 + 3 * k]), self.u_max * torch.sigmoid(o[:, 1 + 3 * k:])
+        return a0, a, w, c, u
+
+    @staticmethod
+    def combine(tau_hat: torch.Tensor, coefficients: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """v̂ (n,) at ``tau_hat`` (n,) from :meth:`coefficients`."""
+        a0, a, w, c, u = coefficients
         th = tau_hat[:, None]
         return a0 * tau_hat + (a * torch.tanh(w * th)).sum(-1) + (c * torch.sinh(u * th)).sum(-1)
 
@@ -98,13 +122,16 @@ class NeuralMobility:
         self.members = nn.ModuleList(
             MonotoneOddNet(hidden, n_terms, u_max) for _ in range(n_members)).double()
         self.n_out_of_range = 0  # running count of clamped/warned points
+        # the members' coefficients of recent (T̂, character) inputs (see _coefficients)
+        self._coefficient_cache: dict[tuple[int, torch.dtype, torch.device], Any] = {}
 
     # ---------------------------------------------------------------- evaluation
     def _prepare(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
         tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
-        bad = range_violations(self, tau, temp, char)
+        tau_hi = self.valid_range.tau_hi_mpa(char)
+        bad = range_violations(self, tau, temp, char, tau_hi)
         if bool(bad.any()):
             self.n_out_of_range += int(bad.sum())
             if self.out_of_range == "error":
@@ -117,8 +144,7 @@ class NeuralMobility:
         if self.valid_range.tau_mpa_by_character:
             # each point at most at its own character's top stress (an edge beyond the
             # edge data is not extrapolated along the edge curve up to the screws' top)
-            top = (self.valid_range.tau_hi_mpa(char).to(tau.device) * 1e6
-                   / self.tau_scale_pa).clamp(max=1.0)
+            top = (tau_hi.to(tau.device) * 1e6 / self.tau_scale_pa).clamp(max=1.0)
             tau_hat = torch.maximum(torch.minimum(tau_hat, top), -top)
         else:
             tau_hat = tau_hat.clamp(-1.0, 1.0)
@@ -130,7 +156,47 @@ class NeuralMobility:
         """Each member's velocity, (n_members, n) m/s (torch)."""
         tau_hat, t_hat, char, _ = self._prepare(tau_pa, temperature_k, character)
         with torch.no_grad():
-            return torch.stack([m(tau_hat, t_hat, char) for m in self.members]) * self.v_scale_m_s
+            coefficients = self._coefficients(t_hat, char)
+            return torch.stack([m.combine(tau_hat, cf) for m, cf in zip(
+                self.members, coefficients, strict=True)]) * self.v_scale_m_s
+
+    def _coefficients(self, t_hat: torch.Tensor, char: torch.Tensor
+                      ) -> list[tuple[torch.Tensor, ...]]:
+        """Each member's :meth:`MonotoneOddNet.coefficients` (no gradients), kept for
+        the last few inputs: a DD run asks for the same (T̂, character) of its n
+        dislocations at every step, and the MLPs need not run again for them (the same
+        computation on the same input: the same numbers). Recomputed when the weights
+        change (a parameter replaced or modified in place)."""
+        params = tuple(self.members.parameters())
+        key = (t_hat.shape[0], t_hat.dtype, t_hat.device)
+        hit = self._coefficient_cache.get(key)
+        if hit is not None:
+            p_old, versions, t_old, c_old, coefficients, _ = hit
+            if (len(p_old) == len(params)
+                    and all(p is q for p, q in zip(p_old, params, strict=True))
+                    and versions == tuple(p._version for p in params)
+                    and _same_bits(t_old, t_hat) and _same_bits(c_old, char)):
+                return coefficients
+        coefficients = [m.coefficients(t_hat, char) for m in self.members]
+        cache = self._coefficient_cache
+        cache.pop(key, None)
+        size = t_hat.shape[0] * (2 + sum(c.shape[-1] if c.ndim > 1 else 1
+                                         for cf in coefficients for c in cf))
+        while cache and (len(cache) >= COEFFICIENT_CACHE_ENTRIES or size + sum(
+                v[-1] for v in cache.values()) > COEFFICIENT_CACHE_ELEMENTS):
+            cache.pop(next(iter(cache)), None)
+        if size <= COEFFICIENT_CACHE_ELEMENTS:
+            cache[key] = (params, tuple(p._version for p in params), t_hat.clone(),
+                          char.clone(), coefficients, size)
+        return coefficients
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the coefficient cache is rebuilt where the law is used (not pickled along)
+        return {k: v for k, v in self.__dict__.items() if k != "_coefficient_cache"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._coefficient_cache = {}
 
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
