@@ -277,9 +277,13 @@ def sort_obstacles(geom: DDGeometry) -> DDGeometry:
 
 # ------------------------------------------------------------------------- device
 def resolve_device(name: str | torch.device) -> torch.device:
-    """The torch device for a ``DDParams.device`` setting ("auto": cuda if available)."""
+    """The torch device for a ``DDParams.device`` setting: "auto" by the rule DeePMD's
+    training uses (:func:`scalebridge.runtime.torch_device`: cuda where torch sees a
+    GPU), any other torch device name ("cpu", "cuda:1") as given."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        from scalebridge.runtime import torch_device
+
+        name = torch_device("auto")
     return torch.empty(0, device=name).device        # normalised ("cuda" -> "cuda:0")
 
 

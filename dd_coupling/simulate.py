@@ -826,6 +826,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "steps": [r["state"].n_steps for r in ref_runs],
         "final_dislocations": [r["state"].n for r in ref_runs],
         "out_of_range_fraction": max(r["out_of_range_fraction"] for r in runs),
+        "out_of_range_policy": settings.out_of_range,
         "truncated": any(r["truncated"] for r in runs),
         "mobility": mobility,
         "strengths_mpa": {"source": strengths["source"]["mpa"],

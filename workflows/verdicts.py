@@ -465,6 +465,23 @@ def fitted_glide_check(summary: Mapping[str, Any]) -> Check:
                             f"first-half velocity {r:.2f} x the second (median)")
 
 
+def _dd_out_of_range_context(summary: Mapping[str, Any]) -> str:
+    """What the DD did with its out-of-range mobility evaluations (its ``out_of_range``
+    policy) and, from its drag probe, how much its flow stress follows the law's
+    velocities at all: the evidence for whether the extrapolated share matters."""
+    text = ""
+    if summary.get("out_of_range_policy") == "clamp":
+        text += ("; clamped at the law's top stress, i.e. at the velocity the MD "
+                 "measured there")
+    probe = summary.get("drag_sensitivity")
+    if isinstance(probe, Mapping) and _num(probe.get("dlnsigma_dlnb")) is not None:
+        err = _num(probe.get("dlnsigma_dlnb_err"))
+        text += (f"; the drag probe (every velocity / {probe.get('factor', 2):g}) moves "
+                 f"the flow stress by dln sigma/dln B = {probe['dlnsigma_dlnb']:.2f}"
+                 + (f" +- {err:.2f}" if err is not None else ""))
+    return text
+
+
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     mc = summary.get("mobility_check") or {}
     out = [model_gate("check_mobility", mc, "not recorded (a DD run from before the gate)",
@@ -480,9 +497,12 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     out.append(graded("dislocations", "dislocations", fewest,
                       "fewest dislocations at the end of a realisation:", ".0f",
                       na="no dislocation count"))
-    out.append(graded("out_of_range", "out_of_range", summary.get("out_of_range_fraction"),
-                      "mobility evaluations outside the law's range, in the worst "
-                      "realisation:", ".2%"))
+    oor = graded("out_of_range", "out_of_range", summary.get("out_of_range_fraction"),
+                 "mobility evaluations outside the law's range, in the worst "
+                 "realisation:", ".2%")
+    if oor.status not in (GREEN, NA):   # what was done with them, and whether it matters
+        oor.reason += _dd_out_of_range_context(summary)
+    out.append(oor)
     if summary.get("truncated"):
         out.append(Check("completed", RED, "a realisation stopped at max_steps before the "
                          "final strain"))

@@ -189,6 +189,25 @@ def test_dd_surrogate_fem_rules(tmp_path):
                                                  "overridden": True}}, tmp_path)
     assert _status(dd, "dislocations") == RED and _status(dd, "check_mobility") == RED
     assert _status(dd, "taylor_alpha") == AMBER and _status(dd, "realisations") == GREEN
+    # extrapolated mobility: the reason says what the DD did with it and whether its flow
+    # stress follows the law's velocities at all (the drag probe); the grade is the share's
+    probe = {"factor": 2.0, "dlnsigma_dlnb": -0.0829, "dlnsigma_dlnb_err": 0.1106}
+    ex = checks_for("DDRun", {"final_dislocations": [300], "out_of_range_fraction": 0.0247,
+                              "out_of_range_policy": "clamp", "drag_sensitivity": probe},
+                    tmp_path)
+    c = next(c for c in ex if c.name == "out_of_range")
+    assert c.status == AMBER and c.reason.startswith(
+        "mobility evaluations outside the law's range, in the worst realisation: 2.47%")
+    assert "clamped at the law's top stress" in c.reason
+    assert "dln sigma/dln B = -0.08 +- 0.11" in c.reason
+    warned = checks_for("DDRun", {"final_dislocations": [300], "out_of_range_fraction": 0.2,
+                                  "out_of_range_policy": "warn"}, tmp_path)
+    c = next(c for c in warned if c.name == "out_of_range")
+    assert c.status == RED and "clamped" not in c.reason and "probe" not in c.reason
+    clean = checks_for("DDRun", {"final_dislocations": [300], "out_of_range_fraction": 0.0,
+                                 "out_of_range_policy": "clamp", "drag_sensitivity": probe},
+                       tmp_path)
+    assert "probe" not in next(c for c in clean if c.name == "out_of_range").reason
     one = checks_for("DDRun", {"final_dislocations": [40]}, tmp_path)
     assert _status(one, "realisations") == AMBER and _status(one, "check_mobility") == NA
     sur = checks_for("Surrogate", {"checks_passed": True, "validation": {
