@@ -57,9 +57,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+from scalebridge.dd_coupling.cache import BoundedCache
 
 #: e^{-t}(1+t) at the cutoff t_c = r_c²/(2σ²): the short-range truncation error, relative
 #: to the field of the pair (t_c = 20: 4e-8)
@@ -417,9 +417,9 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
 
 #: k-space factors of recent plans (:func:`_kspace`), oldest dropped first beyond
 #: KSPACE_ENTRIES entries or KSPACE_BYTES bytes
-_KSPACE: dict[tuple[Any, ...], tuple[torch.Tensor, ...]] = {}
 KSPACE_ENTRIES = 32
 KSPACE_BYTES = 64 << 20
+_KSPACE = BoundedCache(KSPACE_ENTRIES, KSPACE_BYTES)
 
 
 def _kspace(plan: EwaldPlan, lx: float, ly: float, dtype: torch.dtype, dev: torch.device
@@ -432,12 +432,7 @@ def _kspace(plan: EwaldPlan, lx: float, ly: float, dtype: torch.dtype, dev: torc
     if hit is not None:
         return hit
     out = _kspace_factors(plan, lx, ly, dtype, dev)
-    size = sum(t.numel() * t.element_size() for t in out)
-    while _KSPACE and (len(_KSPACE) >= KSPACE_ENTRIES or size + sum(
-            t.numel() * t.element_size() for v in _KSPACE.values() for t in v) > KSPACE_BYTES):
-        _KSPACE.pop(next(iter(_KSPACE)), None)
-    if size <= KSPACE_BYTES:
-        _KSPACE[key] = out
+    _KSPACE.put(key, out, sum(t.numel() * t.element_size() for t in out))
     return out
 
 

@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 import torch
+from scalebridge.dd_coupling.cache import BoundedCache
 from scalebridge.dd_coupling.mobility import (
     ArrayLike,
     OutOfRangePolicy,
@@ -123,7 +124,8 @@ class NeuralMobility:
             MonotoneOddNet(hidden, n_terms, u_max) for _ in range(n_members)).double()
         self.n_out_of_range = 0  # running count of clamped/warned points
         # the members' coefficients of recent (T̂, character) inputs (see _coefficients)
-        self._coefficient_cache: dict[tuple[int, torch.dtype, torch.device], Any] = {}
+        self._coefficient_cache = BoundedCache(COEFFICIENT_CACHE_ENTRIES,
+                                               COEFFICIENT_CACHE_ELEMENTS)
 
     # ---------------------------------------------------------------- evaluation
     def _prepare(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
@@ -171,23 +173,17 @@ class NeuralMobility:
         key = (t_hat.shape[0], t_hat.dtype, t_hat.device)
         hit = self._coefficient_cache.get(key)
         if hit is not None:
-            p_old, versions, t_old, c_old, coefficients, _ = hit
+            p_old, versions, t_old, c_old, coefficients = hit
             if (len(p_old) == len(params)
                     and all(p is q for p, q in zip(p_old, params, strict=True))
                     and versions == tuple(p._version for p in params)
                     and _same_bits(t_old, t_hat) and _same_bits(c_old, char)):
                 return coefficients
         coefficients = [m.coefficients(t_hat, char) for m in self.members]
-        cache = self._coefficient_cache
-        cache.pop(key, None)
         size = t_hat.shape[0] * (2 + sum(c.shape[-1] if c.ndim > 1 else 1
                                          for cf in coefficients for c in cf))
-        while cache and (len(cache) >= COEFFICIENT_CACHE_ENTRIES or size + sum(
-                v[-1] for v in cache.values()) > COEFFICIENT_CACHE_ELEMENTS):
-            cache.pop(next(iter(cache)), None)
-        if size <= COEFFICIENT_CACHE_ELEMENTS:
-            cache[key] = (params, tuple(p._version for p in params), t_hat.clone(),
-                          char.clone(), coefficients, size)
+        self._coefficient_cache.put(key, (params, tuple(p._version for p in params),
+                                          t_hat.clone(), char.clone(), coefficients), size)
         return coefficients
 
     def __getstate__(self) -> dict[str, Any]:
@@ -196,7 +192,8 @@ class NeuralMobility:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._coefficient_cache = {}
+        self._coefficient_cache = BoundedCache(COEFFICIENT_CACHE_ENTRIES,
+                                               COEFFICIENT_CACHE_ELEMENTS)
 
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
