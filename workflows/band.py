@@ -31,21 +31,32 @@ moves first (one source varied at a time, the others held):
     threshold from the same rows; its bootstrap members, not this term, carry that.
 ``dd``
     The realisation scatter: the standard error of the mean flow stress over the
-    realisations (the surrogate learns their mean), sd/mean/√n.
+    realisations (the surrogate learns their mean), sd/mean/√n, the relative sd pooled
+    over every condition of a study.
 ``surrogate``
     The surrogate's own error in the flow stress: on its held-out DD paths, the RMS
     relative difference of the model's flow stress from the data's, less (in quadrature)
     the realisation scatter a held-out path carries anyway (``flow_model_rel_u`` of the
-    Surrogate, :func:`scalebridge.surrogates.train.heldout_flow_error`); sensitivity 1.
+    Surrogate, :func:`scalebridge.surrogates.train.heldout_flow_error`), pooled over
+    every cross-validation fold's held-out paths when it ran them; sensitivity 1.
     Without it, two reruns on DD data that differ within their scatter gave FEM loads
     outside each other's band (the fitted law's shape moves more than the flow stress).
 
 The relative uncertainty of the flow stress is u = sqrt(Σ (S_i u_i)²). Two extra FEM
-solves with the surrogate's yield stress scaled by 1 ∓ k·u (k: ``coverage_factor``,
-:func:`scalebridge.surrogates.ensemble.scale_hardening`) give the band
-``fem_load_band_mpa`` = [final load low, high]. Each source's share of the band's
-variance is (S_i u_i)² / Σ (S_j u_j)² (the FEM's response dL/df, measured from the two
-solves, is common to all of them: the linearised one-at-a-time attribution).
+solves with the surrogate's yield stress scaled by 1 ∓ u
+(:func:`scalebridge.surrogates.ensemble.scale_hardening`) measure the final load's
+sensitivity dL/df (their secant), and the band is the linear propagation
+``fem_load_band_mpa`` = L ∓ k·u·|dL/df| (k: ``coverage_factor``, default 2, an expanded
+uncertainty), along the whole curve point by point (``load_band.csv``). The two solves'
+own loads are kept (``scaled_solve_loads_mpa``; the verdict checks they bracket L, i.e.
+the load rises with the flow stress), but they are not the band: in the Mo example the
+final load falls in the reload after the avalanche, where a stronger material raises it
+by 0.2-0.5 MPa and a weaker one lowers it by 1.1-1.2, while three runs of the whole
+DD → surrogate → FEM with other DD seeds gave 29.24, 30.35 and 30.58 MPa (sd 0.72). Those
+solves' band, [28.00, 29.41] on the first run, covered neither other run; the linear
+band with k = 2 covers every one of the six pairs (k = 1: two). Each source's share of
+the band's variance is (S_i u_i)² / Σ (S_j u_j)² (dL/df is common to all of them: the
+linearised one-at-a-time attribution).
 
 Files: ``band.json`` (everything below), ``load_band.csv``/``.png`` (the load-displacement
 curve with its band), ``potential_members.csv`` (each ensemble member's properties) and
@@ -89,8 +100,10 @@ class BandSettings(StrictModel):
 
     enabled: bool = Field(True, description="compute the band (two extra FEM solves)")
     coverage_factor: float = Field(
-        1.0, gt=0, le=3, description="band = final load at flow stress x (1 -/+ k u), u "
-        "the combined relative standard uncertainty (k = 1: one standard uncertainty)")
+        2.0, gt=0, le=3, description="band = final load -/+ k u |dL/df|: u the combined "
+        "relative standard uncertainty of the flow stress, dL/df the final load's "
+        "sensitivity to it (two solves at 1 -/+ u); k = 2: an expanded uncertainty, "
+        "~95 % if the sources are normal")
     potential_members: bool = Field(
         True, description="compute each potential ensemble member's elastic constants "
         "(seconds; the potential's share is 0 without it)")
@@ -232,7 +245,14 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
 
 
 def dd_source(dd: Artifact | None) -> dict[str, Any]:
-    """The DD realisation scatter: standard error of the mean flow stress."""
+    """The DD realisation scatter: standard error of the mean flow stress.
+
+    Over a study (several loading conditions, the same number of realisations each) the
+    relative scatter is pooled over every condition
+    (:func:`~scalebridge.surrogates.ensemble.flow_stress_distribution`): the reference
+    condition's three realisations alone give an sd with two degrees of freedom, which
+    moved the band's DD term from 4.7 to 7.7 % between two runs of the Mo example that
+    differ only in their seeds."""
     if dd is None:
         return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none",
                 "note": "no DD run"}
@@ -243,9 +263,34 @@ def dd_source(dd: Artifact | None) -> dict[str, Any]:
         return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none",
                 "note": "one realisation: no scatter measured"}
     rel = abs(float(sd) / float(flow))
+    study = _study_scatter(dd)
+    if study is not None and study["conditions"] > 1 and study["rel_std"] is not None:
+        per = study["paths"] / study["conditions"]
+        return {"rel_u": float(study["rel_sem"]), "input_rel_u": float(study["rel_std"]),
+                "sensitivity": 1.0,
+                "method": f"sd/mean of the flow stress pooled over the study's "
+                          f"{study['conditions']} conditions ({per:.3g} realisations "
+                          f"each), / sqrt({per:.3g})",
+                "realisations": n, "conditions": study["conditions"],
+                "reference_condition_rel_sd": rel}
     return {"rel_u": rel / math.sqrt(n), "input_rel_u": rel, "sensitivity": 1.0,
             "method": f"sd/mean/sqrt(n) of the flow stress over n = {n} realisations",
             "realisations": n}
+
+
+def _study_scatter(dd: Artifact) -> dict[str, Any] | None:
+    """:func:`~scalebridge.surrogates.ensemble.flow_stress_distribution` of a DD run's
+    realisations, or None when they cannot be read as strain paths (a stress-controlled
+    run)."""
+    from scalebridge.errors import ScalebridgeError
+    from scalebridge.surrogates.data import read_ddrun
+    from scalebridge.surrogates.ensemble import flow_stress_distribution
+
+    try:
+        return flow_stress_distribution(read_ddrun(dd.path))
+    except ScalebridgeError as e:
+        log.info("band: the DD's realisations as strain paths: %s", e)
+        return None
 
 
 def surrogate_source(surrogate: Artifact | None) -> dict[str, Any]:
@@ -309,7 +354,11 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
                "surrogate": surrogate_source(sur)}
     u, shares = combine(sources)
     k = settings.coverage_factor
-    f_lo, f_hi = max(1.0 - k * u, 0.05), 1.0 + k * u
+    # the solves measure the load's sensitivity to the flow stress at ±u; the band is
+    # ±k·u times that slope (linear propagation), not the loads the solves gave: near the
+    # end of the Mo cylinder's reload, a stronger material barely raises the final load
+    # while another DD does, by as much as a weaker one lowers it (module docstring)
+    f_lo, f_hi = max(1.0 - u, 0.05), 1.0 + u
     main = _curve(fem.path)
     final = float(fem.summary.get("final_load_mpa", main[-1, 2]))
     curves = {"low": main, "high": main}
@@ -330,8 +379,10 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
             w.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in m.values()]
                          for m in members])
     lam = main[:, 0]
-    lo = np.interp(lam, curves["low"][:, 0], curves["low"][:, 2])
-    hi = np.interp(lam, curves["high"][:, 0], curves["high"][:, 2])
+    half = (k * u / (f_hi - f_lo)) * np.abs(
+        np.interp(lam, curves["high"][:, 0], curves["high"][:, 2])
+        - np.interp(lam, curves["low"][:, 0], curves["low"][:, 2]))
+    lo, hi = main[:, 2] - half, main[:, 2] + half
     load_name = fem.summary.get("load_name", "load (MPa)")
     disp_name = fem.summary.get("displacement_name", "displacement")
     with open(work / "load_band.csv", "w", newline="") as fh:
@@ -343,7 +394,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.fill_between(main[:, 1], lo, hi, color="C0", alpha=0.25,
-                    label=f"band (flow stress x [{f_lo:.3g}, {f_hi:.3g}])")
+                    label=f"band (± {k:g} x the flow stress's u = {100 * u:.2g}%)")
     ax.plot(main[:, 1], main[:, 2], "C0o-", ms=3, label="FEM (surrogate)")
     ax.set_xlabel(axis_label(disp_name))
     ax.set_ylabel(axis_label(load_name))
@@ -352,11 +403,12 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, work / "load_band.png", dpi=120)
-    band = [min(finals["low"], finals["high"]), max(finals["low"], finals["high"])]
+    band = [final - k * abs(slope) * u, final + k * abs(slope) * u]
     summary = {
         "fem_load_band_mpa": band, "final_load_mpa": final,
         "band_shares": shares, "band_contributions_mpa": contrib,
         "rel_uncertainty": u, "coverage_factor": k, "scale_factors": [f_lo, f_hi],
+        "scaled_solve_loads_mpa": [finals["low"], finals["high"]],
         "dload_dscale_mpa": slope,
         "sources": {s: {kk: vv for kk, vv in v.items() if kk != "member_rel_sd"}
                     for s, v in sources.items()},

@@ -163,9 +163,9 @@ def band_line(arts_or_sections: Any) -> str | None:
     k = summ.get("coverage_factor", 1.0)
     shares = shares_text(summ.get("band_shares") or {})
     return (f"FEM final load {_fmt(summ.get('final_load_mpa'))} MPa, band "
-            f"[{_fmt(lo)}, {_fmt(hi)}] MPa (flow stress ± {_fmt(k)} standard uncertainty "
-            f"{100 * float(summ.get('rel_uncertainty') or 0):.2g}%); share of the band's "
-            f"variance: {shares}")
+            f"[{_fmt(lo)}, {_fmt(hi)}] MPa (± {_fmt(k)} x the flow stress's standard "
+            f"uncertainty {100 * float(summ.get('rel_uncertainty') or 0):.2g}%, times the "
+            f"load's sensitivity to it); share of the band's variance: {shares}")
 
 
 def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:

@@ -659,14 +659,17 @@ def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         out = [Check("sources", AMBER, lo_hi + "not carried: " + "; ".join(missing), txt)]
     else:
         out = [Check("sources", GREEN, lo_hi + f"every source carried ({txt})", txt)]
-    return [*out, _band_brackets(band, _num(summary.get("final_load_mpa")))]
+    # the band is linear in u about the load; whether the load rises with the flow
+    # stress is what the two scaled solves tell (older records: the band was theirs)
+    solves = summary.get("scaled_solve_loads_mpa") or band
+    return [*out, _band_brackets(solves, _num(summary.get("final_load_mpa")))]
 
 
 def _band_brackets(band: Any, final: float | None) -> Check:
-    """Red when the band's two solves (flow stress scaled down and up) do not bracket
-    the unscaled solve: the load is then not monotone in the material's strength (a
-    jump in the load history, a rate feedback in the surrogate), and a band made of
-    those two solves is no ±1σ interval."""
+    """Red when the band's two solves (flow stress scaled down and up, ``band`` =
+    their loads in that order) do not bracket the unscaled solve: the load is then not
+    monotone in the material's strength (a jump in the load history, a rate feedback in
+    the surrogate), and a band linear in the flow stress's uncertainty means little."""
     if not band or final is None:
         return Check("brackets_nominal", NA, "no band or no nominal load")
     lo, hi = (_num(b) for b in band)
@@ -678,9 +681,10 @@ def _band_brackets(band: Any, final: float | None) -> Check:
         return Check("brackets_nominal", GREEN, f"the scaled solves bracket the nominal "
                      f"load: {lo:.4g} <= {final:.4g} <= {hi:.4g} MPa", final)
     return Check("brackets_nominal", RED, f"the nominal load {final:.4g} MPa lies outside "
-                 f"the band [{lo:.4g}, {hi:.4g}] of its own scaled solves: the FEM load is "
-                 "not monotone in the flow stress (see the load-displacement curves of "
-                 "band/members), so the band is no uncertainty interval", final)
+                 f"[{lo:.4g}, {hi:.4g}], the loads of its own solves with the flow stress "
+                 "scaled down and up: the FEM load is not monotone in the flow stress (see "
+                 "the load-displacement curves of band/members), so the band is no "
+                 "uncertainty interval", final)
 
 
 def checks_for(kind: str, summary: Mapping[str, Any], path: Path) -> list[Check]:

@@ -177,6 +177,7 @@ def test_each_microstructure_is_held_out_in_turn():
     from scalebridge.surrogates.train import (
         SurrogateSettings,
         microstructure_folds,
+        pooled_flow_error,
         started_folds,
     )
 
@@ -211,6 +212,21 @@ def test_each_microstructure_is_held_out_in_turn():
     assert f["ratio"] == pytest.approx(np.sqrt(np.mean([r["ratio"] ** 2 for r in rows])))
     # holding out an extreme microstructure, the others' mean misses it by the shift
     assert rows[1]["training_mean_ratio"] > 1.0 and rows[2]["training_mean_ratio"] > 1.0
+    # each fold keeps its held-out paths' flow stresses; the pooled flow error needs the
+    # main split's too, then is the RMS relative error over every fold's paths
+    assert f["flow_rel_error"] is None
+    assert all(len(r["flow_paths"]) == 2 for r in rows[1:])
+    main_flow = [[60.0, 66.0], [50.0, 45.0]]
+    g = microstructure_folds(sp, s, main, [4], 45.0, scatter, main_flow=main_flow)
+    every = main_flow + [p for r in g["folds"][1:] for p in r["flow_paths"]]
+    assert len(every) == 6
+    assert g["flow_rel_error"] == pytest.approx(
+        np.sqrt(np.mean([((m - d) / d) ** 2 for d, m in every])))
+    rec = pooled_flow_error(g["flow_rel_error"], 0.05,
+                            {"rel_error": 0.1, "model_rel_u": 0.0866, "paths": main_flow})
+    assert rec["pooled_over"] == "folds" and rec["main_split_rel_error"] == 0.1
+    assert rec["model_rel_u"] == pytest.approx(
+        math.sqrt(max(g["flow_rel_error"] ** 2 - 0.05 ** 2, 0.0)))
     assert len(microstructure_folds(sp, s.model_copy(update={"cross_validate": 1}), main,
                                     [4], 45.0, scatter)["folds"]) == 2
     # started in worker processes beside another fit (fit_surrogate): the same rows

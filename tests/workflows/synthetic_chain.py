@@ -24,33 +24,40 @@ RATE = 1e4                          # 1/s
 
 
 def synthetic_ddrun(path: Path, n: int = 3, scale: float = 1.0, scatter: float = 0.08,
-                    sigma0: float = 20.0, points: int = 50, summary: dict | None = None):
-    """A DDRun artifact (see the module docstring)."""
+                    sigma0: float = 20.0, points: int = 50, summary: dict | None = None,
+                    study_scatter: tuple[float, ...] = ()):
+    """A DDRun artifact (see the module docstring). ``study_scatter``: more conditions
+    (strain rates 2, 3, ... x RATE), n realisations each with that scatter; the summary
+    stays the first (reference) condition's."""
     gamma = np.linspace(0, 4e-3, points)
     z = np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    scatters = (scatter, *study_scatter)
 
     def build(work: Path) -> dict:
-        flows = []
-        for i in range(n):
-            law = DislocationDensityHardening(sigma0=sigma0 * (1 + scatter * z[i]), mu=MU,
+        flows, per = [], []
+        for i in range(n * len(scatters)):
+            c, k = divmod(i, n)
+            per.append({"strain_rate_s": RATE * (c + 1), "temperature_k": 300.0, "seed": k})
+            law = DislocationDensityHardening(sigma0=sigma0 * (1 + scatters[c] * z[k]), mu=MU,
                                               burgers=B_A * 1e-10)
             model = J2Plasticity(2 * MU * (1 + NU), NU, law)
             s, st, _ = integrate_path(model, mandel.shear_strain(gamma)[None])
             tau = scale * s[0, :, 5] / np.sqrt(2)
             gp = 2 * st[0, :, 5] / np.sqrt(2)
             g = gp + tau / MU
-            flows.append(float(np.mean(tau[-points // 4:])))
+            if c == 0:
+                flows.append(float(np.mean(tau[-points // 4:])))
             d = work / "realisations" / str(i)
             d.mkdir(parents=True)
             rows = ["time_s,strain,stress_mpa,plastic_strain,density_m2,n_dislocations"]
-            rows += [f"{gi / RATE},{gi},{t},{p},{r},30" for gi, t, p, r
+            rows += [f"{gi / per[i]['strain_rate_s']},{gi},{t},{p},{r},30" for gi, t, p, r
                      in zip(g, tau, gp, st[0, :, 7], strict=True)]
             (d / "stress_strain.csv").write_text("\n".join(rows) + "\n")
         (work / "run.json").write_text(json.dumps({
             "loading": {"mode": "strain", "component": "shear_xy", "resolved": "shear",
                         "strain_rate_s": RATE},
             "temperature_k": 300.0, "shear_modulus_gpa": MU / 1e3, "poisson_ratio": NU,
-            "burgers_a": B_A}))
+            "burgers_a": B_A, **({"realisations": per} if study_scatter else {})}))
         out = {"flow_stress_mpa": float(np.mean(flows)),
                "flow_stress_std_mpa": float(np.std(flows, ddof=1)) if n > 1 else 0.0,
                "density_end_m2": 1e13, "taylor_alpha": 0.4, "final_dislocations": [30] * n,
@@ -60,7 +67,8 @@ def synthetic_ddrun(path: Path, n: int = 3, scale: float = 1.0, scatter: float =
         return out
 
     return produce("DDRun", path, {"n": n, "scale": scale, "scatter": scatter,
-                                   "sigma0": sigma0, "summary": summary}, {}, build)
+                                   "sigma0": sigma0, "summary": summary,
+                                   "study_scatter": list(study_scatter)}, {}, build)
 
 
 def mobility_law(path: Path, b0: float = 5e-5, err: float = 1e-5, r2: float = 0.99):

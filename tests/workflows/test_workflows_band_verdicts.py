@@ -68,9 +68,16 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
         arts["surrogate"].summary["flow_model_rel_u"])
     assert "no potential" in s["sources"]["potential"]["note"]
     # the load responds to the scaled flow stress (a coupling, not a copy): the band's
-    # relative half-width is close to the relative flow-stress uncertainty
-    u = s["rel_uncertainty"]
-    assert (hi - lo) / (2 * final) == pytest.approx(u, rel=0.3)
+    # relative half-width is close to k times the relative flow-stress uncertainty
+    u, k = s["rel_uncertainty"], s["coverage_factor"]
+    assert k == 2.0 and s["scale_factors"] == pytest.approx([1 - u, 1 + u])
+    assert (hi - lo) / (2 * final) == pytest.approx(k * u, rel=0.3)
+    # linear propagation: symmetric about the load, k u times the solves' secant
+    lo_s, hi_s = s["scaled_solve_loads_mpa"]
+    assert lo_s < final < hi_s
+    assert s["dload_dscale_mpa"] == pytest.approx((hi_s - lo_s) / (2 * u))
+    assert (lo + hi) / 2 == pytest.approx(final)
+    assert hi - final == pytest.approx(k * u * s["dload_dscale_mpa"])
     assert s["fem_solves"] == 2
     for f in ("band.json", "load_band.csv", "load_band.png",
               "members/low/load_displacement.csv", "members/high/load_displacement.csv"):
@@ -296,6 +303,12 @@ def test_band_must_bracket_its_nominal_load(tmp_path):
     assert [c.status for c in good] == [GREEN, GREEN]
     none = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": None}, tmp_path)
     assert _status(none, "brackets_nominal") == NA
+    # the band is symmetric about the load now: the solves' own loads are what is checked
+    linear = {"sources": srcs, "fem_load_band_mpa": [37.2, 39.4], "final_load_mpa": 38.29,
+              "scaled_solve_loads_mpa": [37.09, 38.11]}
+    assert _status(checks_for("LoadBand", linear, tmp_path), "brackets_nominal") == RED
+    linear["scaled_solve_loads_mpa"] = [37.5, 38.4]
+    assert _status(checks_for("LoadBand", linear, tmp_path), "brackets_nominal") == GREEN
 
 
 def test_model_gate_rows_name_what_failed_and_an_override(tmp_path):
@@ -474,6 +487,31 @@ def test_surrogate_source_is_its_heldout_flow_error_beyond_the_scatter():
     assert h["rel_error"] == pytest.approx(np.sqrt((0.1 ** 2 + 0.2 ** 2) / 2))
     assert h["model_rel_u"] == pytest.approx(np.sqrt(h["rel_error"] ** 2 - 0.09 ** 2))
     assert heldout_flow_error(data, model, 0.5)["model_rel_u"] == 0.0
+
+
+def test_dd_source_pools_the_scatter_over_the_study(tmp_path):
+    """Over a study the DD term is the flow stress's relative sd pooled over every
+    condition (three realisations give an sd with two degrees of freedom), / sqrt(n):
+    a reference condition with 2 % scatter beside one with 16 % gives their pooled
+    value, not the reference's; one condition keeps the reference's sd/mean/sqrt(n)."""
+    from scalebridge.surrogates.data import read_ddrun
+    from scalebridge.surrogates.ensemble import flow_stress_distribution
+    from scalebridge.workflows.band import dd_source
+
+    one = dd_source(synthetic_ddrun(tmp_path / "one", scatter=0.02))
+    ref = one["input_rel_u"]
+    assert one["rel_u"] == pytest.approx(ref / math.sqrt(3)) and "pooled" not in one["method"]
+    art = synthetic_ddrun(tmp_path / "study", scatter=0.02, study_scatter=(0.16,))
+    src = dd_source(art)
+    paths = read_ddrun(art.path)
+    assert sorted(set(paths.strain_rate_s)) == [1e4, 2e4]
+    pooled = flow_stress_distribution(paths)["rel_std"]
+    assert src["input_rel_u"] == pytest.approx(pooled)
+    assert src["rel_u"] == pytest.approx(pooled / math.sqrt(3))
+    assert src["conditions"] == 2 and "pooled over the study's 2 conditions" in src["method"]
+    # the reference's 2 % scatter alone would have been ~5x smaller
+    assert src["reference_condition_rel_sd"] == pytest.approx(ref, rel=1e-6)
+    assert pooled > 4 * ref
 
 
 @pytest.mark.parametrize("ratio, status, words", [
