@@ -603,6 +603,17 @@ def _rollout_stress(model: NeuralJ2, strain: torch.Tensor, dt: np.ndarray | floa
     return torch.stack(out, dim=1)
 
 
+def _flow_rel_error(data: np.ndarray, model: np.ndarray) -> float:
+    """RMS relative difference of the model's flow stresses from the data's, (P,) MPa."""
+    return float(np.sqrt(np.mean(((model - data) / data) ** 2)))
+
+
+def _beyond_scatter(rel_error: float, realisation_rel_std: float) -> float:
+    """The part of a relative flow-stress error a rerun of the DD would not change:
+    sqrt(max(rel_error² − realisation_rel_std², 0))."""
+    return math.sqrt(max(rel_error ** 2 - realisation_rel_std ** 2, 0.0))
+
+
 def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
                        realisation_rel_std: float | None) -> dict[str, Any]:
     """How well the surrogate predicts the flow stress the FEM uses, on held-out paths:
@@ -618,10 +629,10 @@ def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
     data = path_flow_stress(val)
     model = path_flow_stress(StrainPaths(val.strain, stress_model, val.dt,
                                          val.temperature_k, val.strain_rate_s))
-    rel = float(np.sqrt(np.mean(((model - data) / data) ** 2)))
+    rel = _flow_rel_error(data, model)
     floor = float(realisation_rel_std or 0.0)
     return {"rel_error": rel, "realisation_rel_std": floor,
-            "model_rel_u": math.sqrt(max(rel ** 2 - floor ** 2, 0.0)),
+            "model_rel_u": _beyond_scatter(rel, floor),
             "paths": [[float(a), float(b)] for a, b in zip(data, model, strict=True)]}
 
 
@@ -631,9 +642,8 @@ def pooled_flow_error(rel_error: float, realisation_rel_std: float | None,
     the flow-stress error pooled over the cross-validation folds (``pooled_over =
     "folds"``); the main split's own values stay as ``main_split_rel_error`` and
     ``main_split_model_rel_u``."""
-    floor = float(realisation_rel_std or 0.0)
     return {**main, "rel_error": float(rel_error),
-            "model_rel_u": math.sqrt(max(rel_error ** 2 - floor ** 2, 0.0)),
+            "model_rel_u": _beyond_scatter(rel_error, float(realisation_rel_std or 0.0)),
             "pooled_over": "folds", "main_split_rel_error": main["rel_error"],
             "main_split_model_rel_u": main["model_rel_u"]}
 
@@ -1065,13 +1075,12 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
             return None
         return float(np.sqrt(np.average(np.square(v), weights=n)))
 
-    flow = ([p for r in rows for p in r["flow_paths"]]
+    flow = (np.array([p for r in rows for p in r["flow_paths"]])
             if all(r.get("flow_paths") for r in rows) else None)
     return {"folds": rows, "ratio": pooled("ratio"),
             "another_realisation_ratio": pooled("another_realisation_ratio"),
             "training_mean_ratio": pooled("training_mean_ratio"),
-            "flow_rel_error": (float(np.sqrt(np.mean([((m - d) / d) ** 2 for d, m in flow])))
-                               if flow else None)}
+            "flow_rel_error": None if flow is None else _flow_rel_error(flow[:, 0], flow[:, 1])}
 
 
 def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[str, Any]:
