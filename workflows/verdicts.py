@@ -366,7 +366,31 @@ def glide_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                          f"of the velocity (green within {100 * t.green:g}%)", med))
     out.append(steady_glide_check(pts))
     out.append(members_check(summary))
+    out.append(characters_check(summary, pts))
     return out
+
+
+def characters_check(summary: Mapping[str, Any], pts: list[dict[str, str]]) -> Check:
+    """``characters``: whether both dislocation characters were measured. One alone is
+    amber whatever its numbers: the mobility law, and every stage after it, then describe
+    that character's glide only, and in BCC the one left out may be the one that sets the
+    flow stress (the screw, below its Peierls stress)."""
+    got = sorted({p["character"] for p in pts
+                  if p.get("status", "ok") == "ok" and p.get("character")})
+    if not got:
+        return Check("characters", NA, "no glide point measured")
+    if set(got) >= {"edge", "screw"}:
+        return Check("characters", GREEN, "edge and screw glide measured")
+    only = got[0]
+    if str(summary.get("lattice", "")).lower() == "bcc":
+        why = (" (the DD and everything after it describe edge glide alone); in BCC the "
+               "screw's Peierls barrier sets the flow stress at low temperature" if only ==
+               "edge" else " (the fast, drag-controlled edges are not measured)")
+    else:
+        why = f" (the law covers {only} glide alone)"
+    other = "screw" if only == "edge" else "edge"
+    return Check("characters", AMBER, f"{only} glide only: the {other}'s mobility was not "
+                 f"measured{why}; measure it with md characters = ['edge', 'screw']")
 
 
 def members_check(summary: Mapping[str, Any]) -> Check:

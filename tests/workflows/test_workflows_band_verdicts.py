@@ -530,6 +530,24 @@ def test_a_mobility_law_inherits_the_steadiness_of_its_glide(tmp_path, ratio, st
     assert _status(g, "fit_r2") == GREEN
 
 
+@pytest.mark.parametrize("rows, lattice, status, words", [
+    (["edge,ok", "screw,ok"], "bcc", GREEN, "edge and screw glide measured"),
+    (["edge,ok", "screw,unresolved"], "bcc", AMBER, "Peierls barrier sets the flow stress"),
+    (["screw,ok"], "bcc", AMBER, "fast, drag-controlled edges are not measured"),
+    (["edge,ok"], "fcc", AMBER, "the law covers edge glide alone"),
+    (["edge,unresolved"], "bcc", NA, "no glide point measured")])
+def test_glide_says_which_characters_it_measured(tmp_path, rows, lattice, status, words):
+    """One character alone is amber, with what it leaves out (a screw row that did not
+    resolve does not count as measured)."""
+    (tmp_path / "velocity.csv").write_text(
+        "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,status\n"
+        + "".join(f"{c},300,500,700,60,{st}\n" for c, st in (r.split(",") for r in rows)))
+    g = checks_for("DefectStats", {"points": len(rows), "replicas_min": 3,
+                                   "lattice": lattice}, tmp_path)
+    c = next(c for c in g if c.name == "characters")
+    assert c.status == status and words in c.reason, c
+
+
 @pytest.mark.parametrize("used, n, status", [(2, 2, GREEN), (1, 2, AMBER), (1, 1, NA),
                                              (None, None, NA)])
 def test_glide_runs_say_whether_they_carried_the_ensemble(tmp_path, used, n, status):
