@@ -141,12 +141,17 @@ def write_reactions(folder: Path, result: SolveResult, title: str) -> None:
 
     lam = [s.load_factor for s in result.steps]
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for name, comps in result.reaction_components.items():
+    dims = 0
+    for j, (name, comps) in enumerate(result.reaction_components.items()):
         vals = np.array([[s.reactions[name][c] for c in comps] for s in result.steps])
         i = int(np.argmax(np.abs(vals).max(axis=0)))
-        ax.plot(lam, vals[:, i], "o-", ms=3, label=f"{name} ({'xyz'[comps[i]]})")
+        dims = max(dims, max(comps) + 1)
+        # symmetric boundaries carry equal reactions: a line style each keeps both in view
+        ax.plot(lam, vals[:, i], ("o-", "s--", "^:", "d-.")[j % 4], ms=3 + 3 * (j % 2),
+                mfc="none" if j % 2 else None, label=f"{name} ({'xyz'[comps[i]]})")
     ax.set_xlabel("load factor")
-    ax.set_ylabel("reaction force (N)")
+    ax.set_ylabel("reaction force (N per mm of thickness)" if dims == 2
+                  else "reaction force (N)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

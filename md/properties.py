@@ -280,7 +280,9 @@ class PropertiesMaker(StrictModel):
         out["eos"] = eos
         out["burgers_a"] = burgers_length(a0, self.lattice)
         out["vacancy_formation_ev"] = evac
-        out["cohesive_energy_ev"] = v["e0_ev"]
+        # the crystal's energy per atom at a0 (eV/atom; DFT-referenced, so not a cohesive
+        # energy: that needs the isolated atom's)
+        out["energy_per_atom_ev"] = v["e0_ev"]
         out["temperature_k"] = self.temperature_k
         nve = _read_nve(res.workdir / "nve.txt") if self.nve_steps else None
         out["nve_drift_ev_per_atom_ps"] = None
@@ -291,6 +293,7 @@ class PropertiesMaker(StrictModel):
         dev = res.deviation
         out["max_devi_f_ev_a"] = float(dev.max_devi_f.max()) if dev and dev.steps.size else None
         out["flagged"] = bool(dev.flagged) if dev else False
+        out["devi_threshold_ev_a"] = self.devi.f_threshold_ev_a
         out["element"], out["lattice"] = self.element, self.lattice
         out["dft"] = dft_properties(self.element, self.lattice, self.dft_reference)
         out["_eos_table"] = np.column_stack([vols, ens])

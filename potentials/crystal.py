@@ -510,7 +510,9 @@ def elastic_reference(frames: Sequence[Frame], element: str, lattice: str, a0: f
             if c["agree"] is None:
                 source[k] += "; not determined by their energies"
             elif c["agree"]:
-                source[k] += f"; their energies give {e:.4g} GPa (agree within {tol:.2g} GPa)"
+                name = k.split("_")[0].upper()
+                source[k] += (f"; their energies give {name} = {e:.4g} GPa (agree within "
+                              f"{tol:.2g} GPa)")
             else:
                 why = (f"by more than {tol:.2g} GPa" if abs(s - e) > tol else
                        "the stress value is not positive")

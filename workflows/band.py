@@ -158,6 +158,14 @@ def _rel_sd(values: list[float]) -> float | None:
     return float(np.std(v, ddof=1) / abs(v.mean()))
 
 
+
+def unitless_keys(rel_sd: dict[str, float] | None) -> dict[str, float]:
+    """Relative sds (sd/mean, no unit) keyed by property name without its unit suffix
+    (``c11_gpa`` -> ``c11``, ``a0_a`` -> ``a0``): the report shows them as numbers of no
+    unit, not GPa or Å."""
+    return {k.rsplit("_", 1)[0]: v for k, v in (rel_sd or {}).items()}
+
+
 def potential_source(members: list[dict[str, Any]], note: str | None = None
                      ) -> dict[str, Any]:
     """The potential's relative uncertainty of μ b (sensitivity 1: Taylor); ``note``
@@ -415,7 +423,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         "dload_dscale_mpa": slope,
         "sources": {s: {kk: vv for kk, vv in v.items() if kk != "member_rel_sd"}
                     for s, v in sources.items()},
-        "potential_spread": sources["potential"].get("member_rel_sd"),
+        "potential_rel_sd": unitless_keys(sources["potential"].get("member_rel_sd")),
         "fem_solves": 2 if u > 0 else 0,
     }
     write_json_atomic(work / "band.json", {**summary, "potential_members": members,
@@ -441,4 +449,4 @@ def make_band(settings: BandSettings, fem_settings: Any, inputs: dict[str, Artif
 
 __all__ = ["KIND", "SOURCES", "BandSettings", "combine", "dd_source", "make_band",
            "mobility_source", "potential_members", "potential_source", "surrogate_source",
-           "write_band"]
+           "unitless_keys", "write_band"]

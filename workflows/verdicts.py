@@ -319,12 +319,15 @@ def properties_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     drift = _num(props.get("nve_drift_ev_per_atom_ps"))
     out.append(graded("nve_drift", "nve_drift", abs(drift) if drift is not None else None,
                       "NVE drift", ".2g", na="no NVE run"))
+    lim = _num(props.get("devi_threshold_ev_a"))
+    bound = f" {lim:.3g} eV/Å" if lim is not None else ""
     if props.get("flagged"):
-        out.append(Check("model_deviation", AMBER, "model deviation above the threshold: "
-                         "frames exported as DFT candidates", props.get("max_devi_f_ev_a")))
+        out.append(Check("model_deviation", AMBER, f"model deviation above the threshold"
+                         f"{bound}: frames exported as DFT candidates",
+                         props.get("max_devi_f_ev_a")))
     elif props.get("max_devi_f_ev_a") is not None:
         out.append(Check("model_deviation", GREEN, "model deviation "
-                         f"{props['max_devi_f_ev_a']:.3g} eV/Å below the threshold",
+                         f"{props['max_devi_f_ev_a']:.3g} eV/Å below the threshold{bound}",
                          props.get("max_devi_f_ev_a")))
     else:
         out.append(Check("model_deviation", NA, "one model: no model deviation"))
@@ -586,7 +589,10 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
             c.reason += (f". Each microstructure held out in turn: "
                          f"{'/'.join(f'{r:.2f}' for r in folds)}x, pooled {pooled:.2f}x"
                          + "".join(f", {name} {v:.2f}x" for v, name in refs if v is not None)
-                         + " (graded)")
+                         # pooled over every held-out point, these two are sqrt(2) and
+                         # sqrt(1 + 1/n) of the scatter's own definition, not measurements
+                         + (" (both by construction)" if any(v is not None for v, _ in refs)
+                            else "") + " (graded)")
         bias = [b for b in ((rec.get("metrics") or {}).get("condition_bias") or [])
                 if _num(b.get("bias_ratio")) is not None]
         if bias:   # where the error is the model's, not the held-out realisation's

@@ -84,7 +84,7 @@ def test_consistent_crystal_agrees_and_recovers_cij():
         assert checks[k]["energy_gpa"] == pytest.approx(c, rel=1e-3), k
         assert checks[k]["stress_gpa"] == pytest.approx(c, rel=5e-3), k
         assert ref[k] == checks[k]["stress_gpa"], k
-        assert "their energies give" in ref["source"][k]
+        assert f"their energies give {k[:3].upper()} = " in ref["source"][k]
     assert ref["a0_a"] == pytest.approx(a0, rel=1e-4)
 
     for f in cells:                           # shear stresses inconsistent with energies
@@ -126,9 +126,13 @@ def test_maml_nb_shear_stress_and_energy_disagree_and_the_verdict_says_so():
         "dft_reference"].reason
     dft = dft_properties("Nb", "bcc", ref)             # what properties.json holds
     model = {k: ref[k] for k in ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa")}
-    rows = {c.name: c for c in properties_checks({**model, "dft": dft}, Path("."))}
+    rows = {c.name: c for c in properties_checks({**model, "dft": dft, "max_devi_f_ev_a":
+                                                  0.1, "devi_threshold_ev_a": 0.3},
+                                                 Path("."))}
     assert [rows[k].status for k in ("a0", "c11", "c12", "c44")] == [GREEN, GREEN, GREEN,
                                                                     AMBER]
+    assert rows["model_deviation"].reason == ("model deviation 0.1 eV/Å below the "
+                                              "threshold 0.3 eV/Å")
     assert "energy 14.04 GPa of the same cells disagree" in rows["c44"].reason
     rows = {c.name: c for c in properties_checks({**model, "c44_gpa": 2 * ref["c44_gpa"],
                                                   "dft": dft}, Path("."))}

@@ -434,7 +434,7 @@ def test_dd_plots_have_readable_strain_axes(tmp_path):
 def test_potential_ensemble_spread_reaches_the_band(tiny_potential, tiny_dataset):
     """Each DeePMD ensemble member's elastic constants (two tiny models): a spread in μ b
     that the band carries with sensitivity 1. And the verdicts of the real artifacts."""
-    from scalebridge.workflows.band import potential_members, potential_source
+    from scalebridge.workflows.band import potential_members, potential_source, unitless_keys
 
     v = run_verdicts({"dataset": tiny_dataset, "potential": tiny_potential})
     rows = {st["stage"]: {c["name"]: c for c in st["checks"]} for st in v["stages"]}
@@ -454,6 +454,11 @@ def test_potential_ensemble_spread_reaches_the_band(tiny_potential, tiny_dataset
     assert src["rel_u"] > 0 and src["members"] == 2 and src["sensitivity"] == 1.0
     assert set(src["member_rel_sd"]) == {"a0_a", "c11_gpa", "c12_gpa", "c44_gpa",
                                          "shear_modulus_gpa"}
+    # the band's summary shows them as what they are, relative sds of no unit
+    assert unitless_keys(src["member_rel_sd"]) == {
+        k: src["member_rel_sd"][f"{k}_{u}"] for k, u in (
+            ("a0", "a"), ("c11", "gpa"), ("c12", "gpa"), ("c44", "gpa"),
+            ("shear_modulus", "gpa"))}
 
 
 def test_surrogate_source_is_its_heldout_flow_error_beyond_the_scatter():
