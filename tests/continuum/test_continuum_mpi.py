@@ -103,7 +103,12 @@ def test_worker_dying_before_its_output_says_why(tmp_path, lose_output):
     assert "\n" not in msg, msg
     assert f"rank 0, reading {work / 'fem_settings.json'}: FileNotFoundError: " in msg, msg
     if not lose_output:           # the traceback's last line is the message's cause
-        out = [ln for ln in (work / "mpi_output.txt").read_text().splitlines()
-               if ln.startswith("FileNotFoundError: ")]
-        assert out and msg.split(": FileNotFoundError: ")[1].startswith(
-            out[-1][len("FileNotFoundError: "):]), (msg, out)
+        text = (work / "mpi_output.txt").read_text()
+        out = [ln for ln in text.splitlines() if ln.startswith("FileNotFoundError: ")]
+        # on a loaded machine hydra can cut a failing rank's lines short (the suite of
+        # 2026-12-05 kept only "Traceback (most recent call last):"): the message above
+        # still names the cause, from the rank's own error file
+        assert out or "Error" not in text.replace("Traceback", ""), text
+        if out:
+            assert msg.split(": FileNotFoundError: ")[1].startswith(
+                out[-1][len("FileNotFoundError: "):]), (msg, out)
