@@ -415,8 +415,18 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     fig.tight_layout()
     save_figure(fig, work / "load_band.png", dpi=120)
     band = [final - k * abs(slope) * u, final + k * abs(slope) * u]
+    # the maximum load (an upper yield where the material has one) with its own
+    # sensitivity: the final load of a curve that yields and reloads is where the ramp
+    # stopped, the maximum is the component's strength
+    peaks = {n: float(c[:, 2].max()) for n, c in curves.items()}
+    peak = float(main[:, 2].max())
+    peak_slope = (peaks["high"] - peaks["low"]) / (f_hi - f_lo) if u > 0 else 0.0
     summary = {
         "fem_load_band_mpa": band, "final_load_mpa": final,
+        "max_load_mpa": peak,
+        "max_load_band_mpa": [peak - k * abs(peak_slope) * u, peak + k * abs(peak_slope) * u],
+        "dmax_load_dscale_mpa": peak_slope,
+        "scaled_solve_max_loads_mpa": [peaks["low"], peaks["high"]],
         "band_shares": shares, "band_contributions_mpa": contrib,
         "rel_uncertainty": u, "coverage_factor": k, "scale_factors": [f_lo, f_hi],
         "scaled_solve_loads_mpa": [finals["low"], finals["high"]],

@@ -162,10 +162,16 @@ def band_line(arts_or_sections: Any) -> str | None:
     lo, hi = summ["fem_load_band_mpa"]
     k = summ.get("coverage_factor", 1.0)
     shares = shares_text(summ.get("band_shares") or {})
+    peak = ""
+    if summ.get("max_load_band_mpa") and summ.get("max_load_mpa") is not None:
+        plo, phi = summ["max_load_band_mpa"]
+        peak = (f"; maximum load {_fmt(summ['max_load_mpa'])} MPa, band [{_fmt(plo)}, "
+                f"{_fmt(phi)}] MPa (its own sensitivity: the final load is where the "
+                "ramp stopped, the maximum is the strength)")
     return (f"FEM final load {_fmt(summ.get('final_load_mpa'))} MPa, band "
             f"[{_fmt(lo)}, {_fmt(hi)}] MPa (± {_fmt(k)} x the flow stress's standard "
             f"uncertainty {100 * float(summ.get('rel_uncertainty') or 0):.2g}%, times the "
-            f"load's sensitivity to it); share of the band's variance: {shares}")
+            f"load's sensitivity to it){peak}; share of the band's variance: {shares}")
 
 
 def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:

@@ -79,6 +79,15 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
     assert (lo + hi) / 2 == pytest.approx(final)
     assert hi - final == pytest.approx(k * u * s["dload_dscale_mpa"])
     assert s["fem_solves"] == 2
+    # the maximum load has its own band, from the scaled solves' own maxima
+    lo_p, hi_p = s["scaled_solve_max_loads_mpa"]
+    curve = np.loadtxt(arts["fem"].path / "load_displacement.csv", delimiter=",",
+                       skiprows=1, usecols=3, ndmin=1)
+    assert s["max_load_mpa"] == pytest.approx(curve.max()) and lo_p < curve.max() < hi_p
+    assert s["dmax_load_dscale_mpa"] == pytest.approx((hi_p - lo_p) / (2 * u))
+    plo, phi = s["max_load_band_mpa"]
+    assert (plo + phi) / 2 == pytest.approx(curve.max())
+    assert phi - plo == pytest.approx(2 * k * u * s["dmax_load_dscale_mpa"])
     for f in ("band.json", "load_band.csv", "load_band.png",
               "members/low/load_displacement.csv", "members/high/load_displacement.csv"):
         assert (arts["band"].path / f).is_file(), f
@@ -129,6 +138,7 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
     for name in arts:
         assert f"| {name} | " in head
     assert "FEM final load" in head and "band [" in head and "dd " in head
+    assert "; maximum load " in head and "the maximum is the strength" in head
     v = json.loads((run_dir / "verdicts.json").read_text())
     assert set(v["by_stage"]) == set(arts) and v["overall"] in (GREEN, AMBER, RED)
     assert v["overall"] == worst(v["by_stage"].values())
