@@ -18,10 +18,14 @@ from typing import Any
 
 def reuse_record(art: Any) -> dict[str, Any] | None:
     """What a benchmark JSON says about an artifact it did not build (None if it did):
-    which artifact, when it was made, by which code (the code record's digest), and how
-    long it took then."""
-    if not getattr(art, "reused", False):
-        return None
+    :func:`made_record`."""
+    return made_record(art) if getattr(art, "reused", False) else None
+
+
+def made_record(art: Any) -> dict[str, Any]:
+    """The reuse record of an artifact a benchmark only read (``read_artifact``, never
+    ``produce``): which artifact, when it was made, by which code (the code record's
+    digest), and how long it took then."""
     m = art.manifest
     return {"reused": True, "artifact": str(art.path), "made": m.get("started"),
             "code": (m.get("code") or {}).get("digest"),

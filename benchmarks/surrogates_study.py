@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from _machine import machine
+from _reuse import made_record
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -145,10 +146,7 @@ def main() -> int:
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "dd": str(Path(args.dd).resolve()),
         # the DD is read, not run: its time is the run's that made it
-        "reused": {"dd": {"reused": True, "artifact": str(dd.path),
-                          "made": dd.manifest.get("started"),
-                          "code": (dd.manifest.get("code") or {}).get("digest"),
-                          "wall_seconds_when_made": dd.manifest.get("wall_seconds")}},
+        "reused": {"dd": made_record(dd)},
         "settings_from": args.settings,
         "surrogate_settings": settings,
         "green_line": green,

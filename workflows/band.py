@@ -158,7 +158,6 @@ def _rel_sd(values: list[float]) -> float | None:
     return float(np.std(v, ddof=1) / abs(v.mean()))
 
 
-
 def unitless_keys(rel_sd: dict[str, float] | None) -> dict[str, float]:
     """Relative sds (sd/mean, no unit) keyed by property name without its unit suffix
     (``c11_gpa`` -> ``c11``, ``a0_a`` -> ``a0``): the report shows them as numbers of no
@@ -414,7 +413,12 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, work / "load_band.png", dpi=120)
-    band = [final - k * abs(slope) * u, final + k * abs(slope) * u]
+
+    def around(load: float, dload_df: float) -> list[float]:
+        # L ∓ k·u·|dL/df|: linear propagation of the flow stress's u (module docstring)
+        return [load - k * abs(dload_df) * u, load + k * abs(dload_df) * u]
+
+    band = around(final, slope)
     # the maximum load (an upper yield where the material has one) with its own
     # sensitivity: the final load of a curve that yields and reloads is where the ramp
     # stopped, the maximum is the component's strength
@@ -424,7 +428,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     summary = {
         "fem_load_band_mpa": band, "final_load_mpa": final,
         "max_load_mpa": peak,
-        "max_load_band_mpa": [peak - k * abs(peak_slope) * u, peak + k * abs(peak_slope) * u],
+        "max_load_band_mpa": around(peak, peak_slope),
         "dmax_load_dscale_mpa": peak_slope,
         "scaled_solve_max_loads_mpa": [peaks["low"], peaks["high"]],
         "band_shares": shares, "band_contributions_mpa": contrib,
