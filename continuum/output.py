@@ -18,7 +18,7 @@ uncertainty. One time step per converged load step, time = load factor.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dolfinx_solver  # noqa: F401  (loads libmpi before dolfinx)
 import numpy as np
@@ -27,6 +27,9 @@ from scalebridge.artifacts import write_csv_atomic
 from scalebridge.continuum.quadrature import mandel_to_tensor, von_mises
 from scalebridge.continuum.solver import ElastoplasticSolver, SolveResult, StepRecord
 from scalebridge.plotting import axis_label, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 NEWTON_COLUMNS = ("step", "attempt", "load_factor", "iteration", "residual_norm",
                   "relative_residual")
@@ -180,16 +183,41 @@ def write_plots(folder: Path, result: SolveResult, load_name: str, disp_name: st
     save_figure(fig, folder / "load_displacement.png", dpi=120)
     plt.close(fig)
 
+    fig = newton_figure(result.newton)
+    save_figure(fig, folder / "newton.png", dpi=120)
+    plt.close(fig)
+
+
+def newton_figure(newton: list[tuple[int, int, float, int, float, float]]) -> Figure:
+    """The figure of ``newton.png`` (the caller saves and closes it): the relative
+    residual of each Newton iterate, one line per load step (and attempt) with a marker
+    per iterate, so that a step converged in one iteration shows as a point; the title
+    counts such steps, and a history without iterations says so on the plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(5, 3.6))
     by_step: dict[tuple[int, int], list[float]] = {}
-    for step, attempt, _lam, it, _r, rel in result.newton:
+    for step, attempt, _lam, it, _r, rel in newton:
         if it >= 1:
             by_step.setdefault((step, attempt), []).append(max(rel, 1e-17))
     for (_step, _att), rels in by_step.items():
-        ax.semilogy(range(1, len(rels) + 1), rels, "-", lw=0.8, alpha=0.7)
+        ax.semilogy(range(1, len(rels) + 1), rels, "-o", ms=3, lw=0.8, alpha=0.7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if by_step:     # whole iterations, also when every step took one
+        ax.set_xlim(0.7, max(len(rels) for rels in by_step.values()) + 0.3)
     ax.set_xlabel("Newton iteration")
     ax.set_ylabel("residual / reaction norm")
-    ax.set_title("Newton convergence, one line per load step", fontsize=9)
+    title = "Newton convergence, one line per load step"
+    one = sum(1 for rels in by_step.values() if len(rels) == 1)
+    if one:
+        title += f"\n{one} of {len(by_step)} steps converged in 1 iteration (the points at 1)"
+    if not by_step:
+        ax.text(0.5, 0.5, "no Newton iterations recorded", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    save_figure(fig, folder / "newton.png", dpi=120)
-    plt.close(fig)
+    return fig

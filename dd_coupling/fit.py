@@ -308,7 +308,11 @@ def threshold_summary(character: str, th: dict[str, Any], mu_pa: float | None
 
 
 def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility | None,
-              work: Path) -> None:
+              work: Path) -> str:
+    """``velocity_fit.png`` (+ ``.csv``): the MD points, the drag law (dashed) and, with a
+    neural law, its mean (solid) and ±2σ band; returns the plot's title, which states
+    only what is drawn and, with a neural law, the largest 2σ and the largest
+    neural-drag gap (either can be too thin to see against the velocity range)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,6 +320,7 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     rows = []
+    band_max = gap_max = 0.0
     for k, (c, tk) in enumerate(sorted({(int(c), float(tk)) for c, tk in
                                         zip(t.character, t.temperature_k, strict=True)})):
         tau_max = float(np.max(np.abs(t.tau_pa[t.character == c])))  # this character's
@@ -325,18 +330,26 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
         ax.errorbar(t.tau_pa[sel] * 1e-6, t.velocity_m_s[sel], yerr=t.velocity_err_m_s[sel],
                     fmt="o", ms=3, color=f"C{k}", label=f"MD {lab}")
         vd = np.asarray(drag.velocity(grid, np.full_like(grid, tk), np.full(grid.shape, c)))
-        ax.plot(grid * 1e-6, vd, "--", color=f"C{k}", lw=1)
+        # black above the neural mean: where the two agree the dashes still show
+        ax.plot(grid * 1e-6, vd, "--", color=f"C{k}" if neural is None else "k", lw=1,
+                zorder=3)
         vn = sd = np.full_like(grid, np.nan)
         if neural is not None:
             vn, sd = neural.velocity_with_uncertainty(grid, np.full_like(grid, tk),
                                                       np.full(grid.shape, c))
             ax.plot(grid * 1e-6, vn, "-", color=f"C{k}", lw=1.5)
             ax.fill_between(grid * 1e-6, vn - 2 * sd, vn + 2 * sd, color=f"C{k}", alpha=0.2)
+            band_max = max(band_max, float(np.max(2 * sd)))
+            gap_max = max(gap_max, float(np.max(np.abs(vn - vd))))
         rows.extend((CHARACTERS[c], tk, g * 1e-6, a, b_, e)
                     for g, a, b_, e in zip(grid, vd, vn, sd, strict=True))
     ax.set_xlabel("resolved shear stress τ (MPa)")
     ax.set_ylabel("velocity (m/s)")
-    ax.set_title("mobility fit: drag (dashed), neural ±2σ (solid)")
+    title = "mobility fit: drag law (dashed)"
+    if neural is not None:
+        title = (f"mobility fit: drag law (black dashed), neural mean (solid), ±2σ band\n"
+                 f"2σ ≤ {band_max:.3g} m/s, |neural − drag| ≤ {gap_max:.3g} m/s")
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, work / "velocity_fit.png", dpi=120)
@@ -346,6 +359,7 @@ def _plot_fit(t: VelocityTable, drag: LinearDragMobility, neural: NeuralMobility
         w.writerow(["character", "temperature_k", "tau_mpa", "drag_velocity_m_s",
                     "neural_velocity_m_s", "neural_std_m_s"])
         w.writerows(rows)
+    return title
 
 
 __all__ = ["FitMobilitySettings", "dd_threshold", "fit_and_write", "fit_drag",

@@ -42,7 +42,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -78,6 +78,9 @@ from scalebridge.errors import SettingsError
 from scalebridge.log import progress, track
 from scalebridge.plotting import save_figure
 from scalebridge.settings import StrictModel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("scalebridge.dd_coupling")
 
@@ -687,19 +690,13 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     _write_csv(work / "avalanches.csv", ("realisation", "strain", "stress_drop_mpa",
                                           "plastic_strain_jump", "duration_s"), aval_rows)
 
-    # plots, each with its CSV beside it
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for i, tab in enumerate(tables):
-        ax.plot(tab[:, 1], tab[:, 2], lw=0.8, alpha=0.5,
-                label=f"realisation {i}" if len(tables) <= 8 else None)
-    ax.plot(mean[:, 1], mean[:, 2], "k", lw=1.8, label="mean")
-    ax.set_xlabel("strain" if strain_mode else "strain (elastic + plastic)")
-    ax.set_ylabel("applied stress (MPa)")
-    if len(conds) > 1:
-        ax.set_title(f"reference condition {conds[ref][0]:.3g}/s, {conds[ref][1]:g} K",
-                     fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    # plots, each with its CSV beside it; a realisation named by its folder
+    ref_labels = [realisation_label(i, sd) for i, sd in
+                  reference_realisations(ref, n_real, settings.seed)]
+    fig = stress_strain_figure(
+        tables, mean, ref_labels, "strain" if strain_mode else "strain (elastic + plastic)",
+        f"reference condition {conds[ref][0]:.3g}/s, {conds[ref][1]:g} K"
+        if len(conds) > 1 else None)
     save_figure(fig, work / "stress_strain.png", dpi=120)
     plt.close(fig)
 
@@ -736,20 +733,8 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     _write_csv(work / "snapshot.csv", ("x_m", "y_m", "sign", "system"),
                zip(x, y, sg.astype(int), sy, strict=True))
     geom0: DDGeometry = ref_runs[0]["geometry"]
-    fig, ax = plt.subplots(figsize=(5, 5 * geom0.ly / geom0.lx))
-    for k, ang in enumerate(geom0.angles.tolist()):
-        for sgn, mk in ((1, "^"), (-1, "v")):
-            sel = (sy == k) & (sg == sgn)
-            ax.scatter(x[sel] * 1e6, y[sel] * 1e6, s=10, marker=mk, color=f"C{k}",
-                       label=f"{math.degrees(ang):.0f}° {'+' if sgn > 0 else '-'}")
-    ax.set_xlim(0, geom0.lx * 1e6)
-    ax.set_ylim(0, geom0.ly * 1e6)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (μm)")
-    ax.set_ylabel("y (μm)")
-    ax.set_title(f"realisation 0, strain {e:.2e}")
-    ax.legend(fontsize=6, loc="upper right")
-    fig.tight_layout()
+    fig = snapshot_figure(x, y, sg, sy, geom0.angles.tolist(), geom0.lx, geom0.ly,
+                          f"{ref_labels[0]}, strain {e:.2e}")
     save_figure(fig, work / "snapshot.png", dpi=120)
     plt.close(fig)
 
@@ -849,6 +834,69 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     if study_summary is not None and settings.study is not None:
         summary["study"] = study_summary
     return _finite_or_none(summary)
+
+
+def reference_realisations(ref: int, n_real: int, seed: int) -> list[tuple[int, int]]:
+    """(folder under ``realisations/``, seed) of each realisation of the reference
+    condition ``ref``, as run.json lists them: every condition runs ``n_real`` seeds
+    ``seed + k``, the folders numbered on over the conditions."""
+    return [(i, seed + i % n_real) for i in range(ref * n_real, (ref + 1) * n_real)]
+
+
+def realisation_label(folder: int, seed: int) -> str:
+    """How a plot names a realisation: its folder under ``realisations/`` (where its
+    CSVs are), with its seed."""
+    return f"realisations/{folder} (seed {seed})"
+
+
+def stress_strain_figure(tables: list[np.ndarray], mean: np.ndarray, labels: list[str],
+                         xlabel: str, title: str | None) -> Figure:
+    """``stress_strain.png`` (the caller saves and closes it): each realisation's
+    stress-strain table (``STRESS_STRAIN_COLUMNS``), named by ``labels`` in the legend up
+    to 8 of them, and their mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for tab, lab in zip(tables, labels, strict=True):
+        ax.plot(tab[:, 1], tab[:, 2], lw=0.8, alpha=0.5,
+                label=lab if len(tables) <= 8 else None)
+    ax.plot(mean[:, 1], mean[:, 2], "k", lw=1.8, label="mean")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("applied stress (MPa)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def snapshot_figure(x: np.ndarray, y: np.ndarray, sign: np.ndarray, system: np.ndarray,
+                    angles: list[float], lx: float, ly: float, title: str) -> Figure:
+    """``snapshot.png`` (the caller saves and closes it): the dislocations at ``x``, ``y``
+    (m) in the ``lx`` x ``ly`` cell, marked by slip system (``angles``, rad) and sign."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5 * ly / lx))
+    for k, ang in enumerate(angles):
+        for sgn, mk in ((1, "^"), (-1, "v")):
+            sel = (system == k) & (sign == sgn)
+            ax.scatter(x[sel] * 1e6, y[sel] * 1e6, s=10, marker=mk, color=f"C{k}",
+                       label=f"{math.degrees(ang):.0f}° {'+' if sgn > 0 else '-'}")
+    ax.set_xlim(0, lx * 1e6)
+    ax.set_ylim(0, ly * 1e6)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (μm)")
+    ax.set_ylabel("y (μm)")
+    ax.set_title(title)
+    ax.legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    return fig
 
 
 def drag_probe_result(flows: list[float], probe_flows: list[float], factor: float

@@ -54,6 +54,32 @@ def test_field_results_files_and_skip(tmp_path):
         != art.fingerprint
 
 
+def test_newton_plot_shows_steps_converged_in_one_iteration():
+    """newton.png: a step that converged in one Newton iteration is a line of one point,
+    drawn as a marker (a bare line of one point is invisible) and counted in the title;
+    a history without iterations says so on the plot rather than leaving it blank."""
+    import matplotlib.pyplot as plt
+    from scalebridge.continuum.output import newton_figure
+
+    # (step, attempt, load factor, iteration, residual, relative residual); iteration 0
+    # is the residual before the first solve, not plotted
+    rows = [(s, 0, 0.1 * s, it, 1e-12, 2e-13) for s in (1, 2, 3) for it in (0, 1)]
+    rows += [(4, 0, 0.4, 0, 1.0, 1e-1), (4, 0, 0.4, 1, 1e-3, 1e-4), (4, 0, 0.4, 2, 1e-9, 1e-10)]
+    fig = newton_figure(rows)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert sorted(len(ln.get_xdata()) for ln in lines) == [1, 1, 1, 2]
+    assert all(ln.get_marker() not in (None, "", " ", "None") and ln.get_markersize() > 0
+               for ln in lines if len(ln.get_xdata()) == 1)
+    assert "3 of 4 steps converged in 1 iteration" in ax.get_title()
+    lo, hi = ax.get_xlim()
+    assert lo < 1 < 2 < hi
+    plt.close(fig)
+    fig = newton_figure([])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no Newton iterations recorded"]
+    plt.close(fig)
+
+
 def test_frictionless_compression_is_uniaxial_and_yields_at_sigma0(tmp_path):
     # 3D, homogeneous: elastic slope E, then a plateau at σ0 (perfect plasticity)
     settings = FemSettings(problem=CompressionProblem(cells=(2, 2, 2), sticking=False,

@@ -165,6 +165,32 @@ def test_fit_recovers_drag_coefficient_within_uncertainty(tmp_path):
     assert again.fingerprint == art.fingerprint
 
 
+def test_velocity_fit_title_states_what_is_drawn(tmp_path):
+    """velocity_fit.png's title names only the curves it draws: no neural law, no neural
+    curve or ±2σ band promised; with one, the band's largest 2σ and the largest gap
+    between the two laws are stated (both can be thinner than a line at this scale)."""
+    import csv
+
+    from scalebridge.dd_coupling.fit import _plot_fit, fit_neural
+    from scalebridge.dd_coupling.inputs import read_velocity_table
+
+    rows = sample_velocity_table(np.random.default_rng(2), B0, B1, temps=(300.0,))
+    t = read_velocity_table(make_defect_stats(tmp_path / "defects", rows))
+    drag = LinearDragMobility(burgers_m=B, b0_pa_s=B0, b1_pa_s_k=B1, saturation_m_s=3000.0)
+    title = _plot_fit(t, drag, None, tmp_path)
+    assert "drag law (dashed)" in title and "neural" not in title and "σ" not in title
+    neural = fit_neural(t, FitMobilitySettings(members=2, epochs=30))
+    title = _plot_fit(t, drag, neural, tmp_path)
+    with open(tmp_path / "velocity_fit.csv") as f:
+        grid = list(csv.DictReader(f))
+    two_sd = max(2 * float(r["neural_std_m_s"]) for r in grid)
+    gap = max(abs(float(r["neural_velocity_m_s"]) - float(r["drag_velocity_m_s"]))
+              for r in grid)
+    assert "neural mean (solid), ±2σ band" in title
+    assert f"2σ ≤ {two_sd:.3g} m/s" in title and f"|neural − drag| ≤ {gap:.3g} m/s" in title
+    assert (tmp_path / "velocity_fit.png").stat().st_size > 0
+
+
 def test_fit_cli_and_bad_inputs(tmp_path):
     from scalebridge.workflows.cli import cli
 

@@ -207,6 +207,40 @@ def test_study_artifact_tables_plots_and_the_surrogate_reads_it(tmp_path):
                       delimiter=",", skiprows=1) for i in run["conditions"][1]["realisations"]]
     assert run["reference_condition"] == 1
     assert np.allclose(mean, np.mean(ref, axis=0))
+    # the plots' names of the reference realisations are run.json's folders and seeds
+    from scalebridge.dd_coupling.simulate import reference_realisations
+    assert reference_realisations(1, 2, 0) == [
+        (i, run["realisations"][i]["seed"]) for i in run["conditions"][1]["realisations"]]
+
+
+def test_plots_name_realisations_by_their_folder():
+    """stress_strain.png and snapshot.png name a realisation by its folder under
+    realisations/, seed beside it. In a study the reference condition's realisations are
+    not the first folders: the mo example's reference condition 3 of 3 realisations is
+    realisations/9-11 with seeds 0-2 (it had been labelled "realisation 0-2")."""
+    import matplotlib.pyplot as plt
+    from scalebridge.dd_coupling.simulate import (
+        realisation_label,
+        reference_realisations,
+        snapshot_figure,
+        stress_strain_figure,
+    )
+
+    assert reference_realisations(3, 3, 0) == [(9, 0), (10, 1), (11, 2)]
+    assert reference_realisations(0, 2, 5) == [(0, 5), (1, 6)]
+    labels = [realisation_label(i, sd) for i, sd in reference_realisations(1, 2, 0)]
+    assert labels == ["realisations/2 (seed 0)", "realisations/3 (seed 1)"]
+    strain = np.linspace(0, 1e-3, 5)
+    tabs = [np.column_stack([strain, strain, k + 1e5 * strain, 0 * strain, 0 * strain,
+                             0 * strain]) for k in (0.0, 1.0)]
+    fig = stress_strain_figure(tabs, np.mean(tabs, axis=0), labels, "strain", None)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [*labels, "mean"]
+    plt.close(fig)
+    pos = np.array([0.1e-6, 0.2e-6])
+    fig = snapshot_figure(pos, pos, np.array([1, -1]), np.array([0, 1]), [0.0, math.pi / 3],
+                          0.4e-6, 0.4e-6, f"{labels[0]}, strain 1.00e-03")
+    assert fig.axes[0].get_title() == "realisations/2 (seed 0), strain 1.00e-03"
+    plt.close(fig)
 
 
 def test_study_reports_progress_off_a_terminal(tmp_path, monkeypatch, caplog):
