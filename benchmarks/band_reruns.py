@@ -10,8 +10,9 @@ properties, glide and mobility are the base run's (listed under ``reused``; thei
 are not measured here). It writes ``benchmarks/results/band_reruns.json``: each run's
 final load, band, the loads of its two scaled solves, u and dL/df; the loads' spread;
 and for every ordered pair (i, j) whether run i's band covers run j's load, for the
-band as computed (k = ``coverage_factor``) and for k = 1 and for the two solves' own
-loads (the band before 2026-12-04).
+band as computed (k = ``coverage_factor``) and for k = 1 (L ∓ k times the load's standard
+uncertainty ``load_uncertainty_mpa``) and for the two solves' own loads (the band before
+2026-12-04).
 
     .venv/bin/python benchmarks/band_reruns.py --base runs/mo_bench39 [--seeds 3 6]
 """
@@ -62,7 +63,17 @@ def band_of(run_dir: Path) -> dict:
             "dload_dscale_mpa": b["dload_dscale_mpa"],
             "scaled_solve_loads_mpa": b.get("scaled_solve_loads_mpa"),
             "band_shares": b["band_shares"],
+            "load_uncertainty_mpa": load_u(b),
+            "fold_loads_mpa": b.get("fold_loads_mpa"),
             "sources_rel_u": {k: v.get("rel_u") for k, v in b["sources"].items()}}
+
+
+def load_u(b: dict) -> float:
+    """The load's standard uncertainty (MPa) of a band.json; one from before
+    ``load_uncertainty_mpa`` was u·|dL/df|."""
+    if b.get("load_uncertainty_mpa") is not None:
+        return float(b["load_uncertainty_mpa"])
+    return abs(float(b["dload_dscale_mpa"])) * float(b["rel_uncertainty"])
 
 
 def covers(lo: float, hi: float, x: float) -> bool:
@@ -122,13 +133,11 @@ def main() -> int:
         return {"covered": sum(hit.values()), "pairs": len(hit), "each": hit}
 
     def linear(k: float):
-        return lambda r: (r["final_load_mpa"] - k * abs(r["dload_dscale_mpa"])
-                          * r["rel_uncertainty"],
-                          r["final_load_mpa"] + k * abs(r["dload_dscale_mpa"])
-                          * r["rel_uncertainty"])
+        return lambda r: (r["final_load_mpa"] - k * r["load_uncertainty_mpa"],
+                          r["final_load_mpa"] + k * r["load_uncertainty_mpa"])
 
     v = np.array(list(loads.values()))
-    predicted = [abs(r["dload_dscale_mpa"]) * r["rel_uncertainty"] for r in runs.values()]
+    predicted = [r["load_uncertainty_mpa"] for r in runs.values()]
     out = {
         "settings": os.path.relpath(args.settings, ROOT), "base": str(base),
         "note": "seed 0 is --base, read here, not run (its times are the mo_chain "

@@ -67,7 +67,7 @@ from scalebridge.surrogates.data import (
     load_paths,
     plastic_history,
 )
-from scalebridge.surrogates.ensemble import condition_effect
+from scalebridge.surrogates.ensemble import condition_effect, path_flow_stress
 from scalebridge.surrogates.internal_variable import InternalVariableModel, YieldHardeningNet
 from scalebridge.surrogates.johnston_gilman import (
     JohnstonGilmanJ2,
@@ -608,10 +608,33 @@ def _flow_rel_error(data: np.ndarray, model: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((model - data) / data) ** 2)))
 
 
-def _beyond_scatter(rel_error: float, realisation_rel_std: float) -> float:
+def _beyond_scatter(rel_error: float, realisation_rel_std: float,
+                    training_noise_rel_u: float = 0.0) -> float:
     """The part of a relative flow-stress error a rerun of the DD would not change:
-    sqrt(max(rel_error² − realisation_rel_std², 0))."""
-    return math.sqrt(max(rel_error ** 2 - realisation_rel_std ** 2, 0.0))
+    sqrt(max(rel_error² − realisation_rel_std² − training_noise_rel_u², 0)) (the held-out
+    path's own scatter, and the scatter of the realisations the model was fitted to as it
+    reached the model: :func:`training_noise`)."""
+    return math.sqrt(max(rel_error ** 2 - realisation_rel_std ** 2
+                         - training_noise_rel_u ** 2, 0.0))
+
+
+def training_noise(flows: np.ndarray, microstructures: int) -> float | None:
+    """The relative sd of a fit's flow stress from which DD realisations it was fitted to,
+    measured: ``flows`` (M, P) MPa, the flow stresses on P paths of the M fits that each
+    held out one of the study's ``microstructures`` (the main fit and its
+    cross-validation folds). Two such fits share all but one microstructure, so their
+    spread is 1/sqrt(n − 1) of that of fits to independent sets of n − 1: the result is
+    sqrt(n − 1) times the RMS over the paths of the fits' relative sd (ddof 1). None
+    unless every microstructure was held out once (M = n ≥ 2).
+
+    Why measured and not σ/sqrt(n − 1): a model of few parameters fitted over every
+    loading condition at once averages the realisations' noise across conditions (the Mo
+    example's fits differ by 4.6 % where σ/sqrt(2) is 8.0 %)."""
+    f = np.asarray(flows, dtype=float)
+    if f.ndim != 2 or len(f) < 2 or len(f) != microstructures or not np.all(f > 0):
+        return None
+    rel = f.std(axis=0, ddof=1) / f.mean(axis=0)
+    return float(math.sqrt(microstructures - 1) * math.sqrt(np.mean(rel ** 2)))
 
 
 def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
@@ -623,9 +646,8 @@ def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
     relative differences; ``model_rel_u``: the part a rerun of the DD would not change,
     sqrt(max(rel_error² − realisation_rel_std², 0)) (a held-out realisation deviates
     from its condition's mean by the realisation scatter, which the band carries as the
-    ``dd`` source); ``paths``: per path [data, model] MPa."""
-    from scalebridge.surrogates.ensemble import path_flow_stress
-
+    ``dd`` source; with cross-validation folds :func:`pooled_flow_error` removes the
+    training realisations' noise as well); ``paths``: per path [data, model] MPa."""
     data = path_flow_stress(val)
     model = path_flow_stress(StrainPaths(val.strain, stress_model, val.dt,
                                          val.temperature_k, val.strain_rate_s))
@@ -637,13 +659,17 @@ def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
 
 
 def pooled_flow_error(rel_error: float, realisation_rel_std: float | None,
-                      main: dict[str, Any]) -> dict[str, Any]:
+                      main: dict[str, Any], training_noise_rel_u: float = 0.0
+                      ) -> dict[str, Any]:
     """:func:`heldout_flow_error`'s record with ``rel_error`` and ``model_rel_u`` from
     the flow-stress error pooled over the cross-validation folds (``pooled_over =
-    "folds"``); the main split's own values stay as ``main_split_rel_error`` and
-    ``main_split_model_rel_u``."""
+    "folds"``), less the training realisations' noise ``training_noise_rel_u``
+    (:func:`training_noise`) as well; the main split's own values stay as
+    ``main_split_rel_error`` and ``main_split_model_rel_u``."""
     return {**main, "rel_error": float(rel_error),
-            "model_rel_u": _beyond_scatter(rel_error, float(realisation_rel_std or 0.0)),
+            "model_rel_u": _beyond_scatter(rel_error, float(realisation_rel_std or 0.0),
+                                           training_noise_rel_u),
+            "training_noise_rel_u": training_noise_rel_u,
             "pooled_over": "folds", "main_split_rel_error": main["rel_error"],
             "main_split_model_rel_u": main["model_rel_u"]}
 
@@ -995,10 +1021,61 @@ def _fold_row(args: tuple[StrainPaths, SurrogateSettings, int, float, float]
     itr = np.setdiff1d(np.arange(len(paths)), iva)
     log.info("%s: cross-validation, microstructure %d held out", s.model, lab)
     val = paths.subset(iva)
-    model = _fit_model(paths.subset(itr), val, s, paths.meta)[0]
+    model, record = _fit_model(paths.subset(itr), val, s, paths.meta)[:2]
     stress = path_errors(model, val, sigma_ref)[1]
-    return _fold_entry(heldout_scores(paths, itr, iva, stress, scatter), [lab],
-                       heldout_flow_error(val, stress, None)["paths"])
+    row = _fold_entry(heldout_scores(paths, itr, iva, stress, scatter), [lab],
+                      heldout_flow_error(val, stress, None)["paths"])
+    # the fit itself, for the band's FEM solves, and its flow stress on every path
+    record["data"] = {"heldout_microstructures": [lab]}
+    return {**row, FOLD_FIT: {"microstructure": lab, "record": record,
+                              "state": _model_state(model, s),
+                              "flow_all": path_flow_stress(StrainPaths(
+                                  paths.strain, integrate_paths(model, paths)[0], paths.dt,
+                                  paths.temperature_k, paths.strain_rate_s)).tolist()}}
+
+
+#: Key of a fold row holding the fit (record, weights, flow stresses), popped by
+#: :func:`microstructure_folds` before the rows are recorded.
+FOLD_FIT = "_fit"
+
+#: Folder of a Surrogate artifact holding its cross-validation fits, one
+#: ``m<microstructure>`` folder each (surrogate.json, and model.pt for a network).
+FOLDS_DIR = "folds"
+
+
+def _model_state(model: Any, s: SurrogateSettings) -> dict[str, Any] | None:
+    """The weights a fitted model is rebuilt from (None: closed form, all in its record)."""
+    if s.model == "neural_j2":
+        return model.neural.net.state_dict()
+    if s.model in ("johnston_gilman", "source_families"):
+        return None
+    return model.net.state_dict()
+
+
+def write_fold_fits(out: Path, fits: list[dict[str, Any]]) -> list[Path]:
+    """Each cross-validation fit into ``out/folds/m<microstructure>`` (what
+    :func:`load_surrogate` reads); returns the folders."""
+    dirs = []
+    for f in fits:
+        d = out / FOLDS_DIR / f"m{f['microstructure']}"
+        d.mkdir(parents=True, exist_ok=True)
+        if f["state"] is not None:
+            torch.save(f["state"], d / "model.pt")
+        write_json_atomic(d / "surrogate.json", f["record"])
+        dirs.append(d)
+    return dirs
+
+
+def fold_models(path: str | Path) -> list[tuple[int, ConstitutiveModel]]:
+    """The cross-validation fits a Surrogate artifact holds (:data:`FOLDS_DIR`), as
+    (held-out microstructure, model), lowest label first; [] when it has none."""
+    root = Path(path) / FOLDS_DIR
+    out = []
+    for d in sorted(root.glob("m*"), key=lambda p: int(p.name[1:]) if p.name[1:].isdigit()
+                    else -1):
+        if d.name[1:].isdigit() and (d / "surrogate.json").is_file():
+            out.append((int(d.name[1:]), load_surrogate(d)))
+    return out
 
 
 def fold_labels(paths: StrainPaths, s: SurrogateSettings, held: list[int]) -> list[int]:
@@ -1059,7 +1136,9 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
         ``flow_paths``) and, pooled over the folds (RMS over their held-out points),
         ``ratio``, ``another_realisation_ratio``, ``training_mean_ratio``, and
         ``flow_rel_error``, the RMS relative error of the flow stress over every fold's
-        held-out paths (None unless every fold has them).
+        held-out paths (None unless every fold has them); ``fits``: each fold's fit
+        (``microstructure``, ``record``, ``state``, ``flow_all``: its flow stress on
+        every path, MPa), for :func:`write_fold_fits`, not for a JSON record.
     """
     rows = [_fold_entry(main, held, main_flow)]
     if started is None:
@@ -1067,6 +1146,7 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
                  for lab in fold_labels(paths, s, held)]
     else:
         rows += [f.result() for f in started]
+    fits = [r.pop(FOLD_FIT) for r in rows if FOLD_FIT in r]
 
     def pooled(key: str) -> float | None:
         # RMS over every held-out point of every fold
@@ -1080,7 +1160,8 @@ def microstructure_folds(paths: StrainPaths, s: SurrogateSettings, main: dict[st
     return {"folds": rows, "ratio": pooled("ratio"),
             "another_realisation_ratio": pooled("another_realisation_ratio"),
             "training_mean_ratio": pooled("training_mean_ratio"),
-            "flow_rel_error": None if flow is None else _flow_rel_error(flow[:, 0], flow[:, 1])}
+            "flow_rel_error": None if flow is None else _flow_rel_error(flow[:, 0], flow[:, 1]),
+            "fits": fits}
 
 
 def fit_surrogate(paths: StrainPaths, s: SurrogateSettings, out: Path) -> dict[str, Any]:
@@ -1120,10 +1201,9 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
     folds, when ``folds`` holds their futures), its scores, the files."""
     train, val = paths.subset(itr), paths.subset(iva)
     model, record, history, samples = _fit_model(train, val, s, paths.meta)
-    if s.model == "neural_j2":
-        torch.save(model.neural.net.state_dict(), out / "model.pt")
-    elif s.model not in ("johnston_gilman", "source_families"):
-        torch.save(model.net.state_dict(), out / "model.pt")
+    state = _model_state(model, s)
+    if state is not None:
+        torch.save(state, out / "model.pt")
     fit_s = time.perf_counter() - t0
     metrics_val, stress_val = path_errors(model, val, sigma_ref)
     by_condition: list[dict[str, Any]] = []   # DD studies: the model against each mean
@@ -1169,7 +1249,8 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
             metrics["heldout_vs_scatter"] = h = heldout_scores(paths, itr, iva, stress_val,
                                                                scatter)
             # where the model misses the DD's mean (every path, trained on or held out)
-            by_condition = condition_bias(paths, integrate_paths(model, paths)[0], scatter)
+            stress_all = integrate_paths(model, paths)[0]
+            by_condition = condition_bias(paths, stress_all, scatter)
             metrics["condition_bias"] = [
                 {k: c[k] for k in ("strain_rate_s", "temperature_k", "paths", "bias_ratio",
                                    "mean_noise_ratio")} for c in by_condition]
@@ -1179,12 +1260,23 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
             metrics["heldout_folds"] = hf = microstructure_folds(
                 paths, s, h, unseen, sigma_ref, scatter, folds,
                 metrics["heldout_flow"]["paths"])
+            fits = hf.pop("fits")
+            write_fold_fits(out, fits)
+            # how far the realisations a fit saw move its flow stress (the band's DD
+            # term reaches the FEM through it), measured over the fits
+            main_flow_all = path_flow_stress(StrainPaths(
+                paths.strain, stress_all, paths.dt, paths.temperature_k,
+                paths.strain_rate_s))
+            noise = training_noise(
+                np.array([main_flow_all, *[f["flow_all"] for f in fits]]),
+                len({int(x) for x in paths.microstructure}))
+            hf["training_noise_rel_u"] = noise
             if hf["flow_rel_error"] is not None:
                 # the band's surrogate term from every fold's held-out paths (18 in the
                 # Mo example, not the main split's 6): one split's estimate moved it
                 # from 0 to 12 % between two DD runs of the same settings
-                metrics["heldout_flow"] = pooled_flow_error(hf["flow_rel_error"], rel_std,
-                                                            metrics["heldout_flow"])
+                metrics["heldout_flow"] = pooled_flow_error(
+                    hf["flow_rel_error"], rel_std, metrics["heldout_flow"], noise or 0.0)
     report = None
     if s.run_checks:
         amp = 0.8 * float(np.linalg.norm(train.strain, axis=-1).max())
@@ -1249,6 +1341,10 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
         summary["flow_stress_rel_std"] = metrics["hardening_distribution"]["rel_std"]
         summary["heldout_flow_rel_error"] = metrics["heldout_flow"]["rel_error"]
         summary["flow_model_rel_u"] = metrics["heldout_flow"]["model_rel_u"]
+        summary["training_noise_rel_u"] = metrics["heldout_flow"].get("training_noise_rel_u")
+        if folds:
+            summary["fold_models"] = sorted(
+                f"{FOLDS_DIR}/m{m}" for r in folds["folds"][1:] for m in r["microstructures"])
     if hasattr(model, "initial_yield_stress"):
         summary["initial_yield_mpa"] = float(model.initial_yield_stress())
     return summary

@@ -30,14 +30,23 @@ moves first (one source varied at a time, the others held):
     the flow stress MPa for MPa (sensitivity 1). A neural law learns the
     threshold from the same rows; its bootstrap members, not this term, carry that.
 ``dd``
-    The realisation scatter: the standard error of the mean flow stress over the
-    realisations (the surrogate learns their mean), sd/mean/√n, the relative sd pooled
-    over every condition of a study.
+    The realisation scatter as it reaches the FEM, **measured in load units** where the
+    surrogate kept a fit with each microstructure of the DD study held out (its main
+    fit and cross-validation folds, ``surrogate/folds``): the FEM is solved with each
+    fit, and the DD term is sqrt(n − 1) times the sd of their loads (two fits share all
+    but one of the n microstructures: :func:`scalebridge.surrogates.train.training_noise`).
+    In the Mo example the final load sits on the reload after the avalanche, whose
+    timing another DD moves more than its flow stress does: the fits' flow stresses
+    differ by 4.6 % (x dL/df: 0.28 MPa) while their loads give 0.64 MPa, and five reruns
+    of the chain 0.58. In flow-stress units its ``rel_u`` is that measured spread of the
+    fits' flow stresses. Without the fits: the standard error of the mean flow stress
+    over the realisations, sd/mean/√n, the relative sd pooled over every condition.
 ``surrogate``
     The surrogate's own error in the flow stress: on its held-out DD paths, the RMS
     relative difference of the model's flow stress from the data's, less (in quadrature)
-    the realisation scatter a held-out path carries anyway (``flow_model_rel_u`` of the
-    Surrogate, :func:`scalebridge.surrogates.train.heldout_flow_error`), pooled over
+    the realisation scatter a held-out path carries anyway and, with the folds, the
+    training realisations' noise the ``dd`` term carries (``flow_model_rel_u`` of the
+    Surrogate, :func:`scalebridge.surrogates.train.pooled_flow_error`), pooled over
     every cross-validation fold's held-out paths when it ran them; sensitivity 1.
     Without it, two reruns on DD data that differ within their scatter gave FEM loads
     outside each other's band (the fitted law's shape moves more than the flow stress).
@@ -45,9 +54,12 @@ moves first (one source varied at a time, the others held):
 The relative uncertainty of the flow stress is u = sqrt(Σ (S_i u_i)²). Two extra FEM
 solves with the surrogate's yield stress scaled by 1 ∓ u
 (:func:`scalebridge.surrogates.ensemble.scale_hardening`) measure the final load's
-sensitivity dL/df (their secant), and the band is the linear propagation
-``fem_load_band_mpa`` = L ∓ k·u·|dL/df| (k: ``coverage_factor``, default 2, an expanded
-uncertainty), along the whole curve point by point (``load_band.csv``). The two solves'
+sensitivity dL/df (their secant); each source carried through the flow stress moves the
+load by S_i u_i |dL/df|, the ``dd`` term measured in load units by its own solves, and
+the load's standard uncertainty ``load_uncertainty_mpa`` is their root sum of squares.
+The band is ``fem_load_band_mpa`` = L ∓ k·(that) (k: ``coverage_factor``, default 2, an
+expanded uncertainty), along the whole curve point by point (``load_band.csv``); the
+maximum load has its own (``max_load_band_mpa``). The two solves'
 own loads are kept (``scaled_solve_loads_mpa``; the verdict checks they bracket L, i.e.
 the load rises with the flow stress), but they are not the band: in the Mo example the
 final load falls in the reload after the avalanche, where a stronger material raises it
@@ -57,13 +69,16 @@ DD → surrogate → FEM with DD seeds 0, 3, 6, 9 and 12 gave 29.24, 30.35, 30.5
 [28.00, 29.41] on the first run, covered neither of the next two; over the five runs the
 linear band with k = 2 covers 16 of the 20 ordered pairs (two runs differ by √2 times
 their u, so a right u covers ~84 %), k = 1 8, the solves' loads 9
-(``benchmarks/band_reruns.py``). Each source's share of the band's variance is
-(S_i u_i)² / Σ (S_j u_j)² (dL/df is common to all of them: the linearised one-at-a-time
-attribution).
+(``benchmarks/band_reruns.py``; those numbers predate the DD term's own solves: the
+flow-stress route counted the training realisations' noise twice, in the ``dd`` term
+and in the surrogate's held-out error, and gave the surrogate 63 % of the variance).
+Each source's share of the band's variance is (its load term)² / Σ (load terms)² (the
+linearised one-at-a-time attribution).
 
 Files: ``band.json`` (everything below), ``load_band.csv``/``.png`` (the load-displacement
-curve with its band), ``potential_members.csv`` (each ensemble member's properties) and
-the two members' FieldResults in ``members/low`` and ``members/high``.
+curve with its band and the fits' curves), ``potential_members.csv`` (each ensemble
+member's properties) and the solves' FieldResults in ``members/low``, ``members/high``
+and ``members/m<microstructure>``.
 """
 
 from __future__ import annotations
@@ -254,8 +269,14 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
     return out
 
 
-def dd_source(dd: Artifact | None) -> dict[str, Any]:
-    """The DD realisation scatter: standard error of the mean flow stress.
+def dd_source(dd: Artifact | None, surrogate: Artifact | None = None) -> dict[str, Any]:
+    """The DD realisation scatter as it reaches the surrogate's flow stress.
+
+    Measured where the surrogate holds a leave-one-microstructure-out fit for every
+    microstructure (``training_noise_rel_u`` of its summary,
+    :func:`~scalebridge.surrogates.train.training_noise`): :func:`write_band` then also
+    solves the FEM with each fit and carries the DD term in load units. Else the
+    standard error of the mean flow stress over the realisations, below.
 
     Over a study (several loading conditions, the same number of realisations each) the
     relative scatter is pooled over every condition
@@ -274,6 +295,15 @@ def dd_source(dd: Artifact | None) -> dict[str, Any]:
                 "note": "one realisation: no scatter measured"}
     rel = abs(float(sd) / float(flow))
     study = _study_scatter(dd)
+    noise = (surrogate.summary if surrogate is not None else {}).get("training_noise_rel_u")
+    if noise is not None:
+        return {"rel_u": float(noise),
+                "input_rel_u": float(study["rel_std"]) if study and study["rel_std"] else rel,
+                "sensitivity": 1.0,
+                "method": "the surrogate's fits with each microstructure held out: "
+                          "sqrt(n - 1) x the relative sd of their flow stresses (how the "
+                          "realisations' scatter moves a fit)",
+                "realisations": n, "reference_condition_rel_sd": rel}
     if study is not None and study["conditions"] > 1 and study["rel_std"] is not None:
         per = study["paths"] / study["conditions"]
         return {"rel_u": float(study["rel_sem"]), "input_rel_u": float(study["rel_std"]),
@@ -342,7 +372,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
                ) -> dict[str, Any]:
     """Compute the band into ``work``; returns the summary (module docstring)."""
     from scalebridge.surrogates.ensemble import scale_hardening
-    from scalebridge.surrogates.train import load_surrogate
+    from scalebridge.surrogates.train import fold_models, load_surrogate
 
     fem, sur = inputs["fem"], inputs["surrogate"]
     pot, props = inputs.get("potential"), inputs.get("properties")
@@ -360,9 +390,9 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
             note = f"the members' properties failed ({type(e).__name__}: {e})"
     sources = {"potential": potential_source(members, note),
                "mobility": mobility_source(inputs.get("mobility"), inputs.get("dd")),
-               "dd": dd_source(inputs.get("dd")),
+               "dd": dd_source(inputs.get("dd"), sur),
                "surrogate": surrogate_source(sur)}
-    u, shares = combine(sources)
+    u, _ = combine(sources)
     k = settings.coverage_factor
     # the solves measure the load's sensitivity to the flow stress at ±u; the band is
     # ±k·u times that slope (linear propagation), not the loads the solves gave: near the
@@ -373,15 +403,40 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     final = float(fem.summary.get("final_load_mpa", main[-1, 2]))
     curves = {"low": main, "high": main}
     finals = {"low": final, "high": final}
+    fs = fem_settings.model_copy(update={"write_fields": False})
     if u > 0:
         model = load_surrogate(sur.path)
-        fs = fem_settings.model_copy(update={"write_fields": False})
         for name, f in (("low", f_lo), ("high", f_hi)):
             art = fs.make(scale_hardening(model, f), work / "members" / name, resources)
             curves[name] = _curve(art.path)
             finals[name] = float(art.summary["final_load_mpa"])
     slope = (finals["high"] - finals["low"]) / (f_hi - f_lo) if u > 0 else 0.0
+    # the DD term in load units: the FEM solved with the surrogate's fits to the other
+    # microstructures (the final load of the Mo cylinder sits on the reload after the
+    # avalanche, whose timing another DD moves more than its flow stress: these solves
+    # gave sd 0.45 MPa x sqrt(2) = 0.64 where the flow-stress route gives 0.28, and
+    # five reruns of the chain 0.58)
+    folds = (fold_models(sur.path) if sources["dd"].get("method", "").startswith(
+        "the surrogate's fits") else [])
+    fold_curves, fold_finals = {}, []
+    for lab, fmodel in folds:
+        art = fs.make(fmodel, work / "members" / f"m{lab}", resources)
+        fold_curves[lab] = _curve(art.path)
+        fold_finals.append(float(art.summary["final_load_mpa"]))
     contrib = {s: abs(slope) * float(sources[s].get("rel_u") or 0.0) for s in sources}
+    u_flow = u   # the sources carried through the flow stress (all, without folds)
+    if fold_curves:
+        loads = [final, *fold_finals]
+        d_load = math.sqrt(len(loads) - 1) * float(np.std(loads, ddof=1))
+        contrib["dd"] = d_load
+        u_flow = math.sqrt(max(u * u - float(sources["dd"]["rel_u"]) ** 2, 0.0))
+        sources["dd"].update(
+            load_u_mpa=d_load, fold_loads_mpa=loads,
+            method=sources["dd"]["method"] + f"; in load units: sqrt({len(loads) - 1}) x "
+            f"the sd of the final loads of the FEM solved with each fit, "
+            f"{', '.join(f'{x:.4g}' for x in loads)} MPa")
+    load_u = math.sqrt(sum(c * c for c in contrib.values()))
+    shares = {s: (contrib[s] ** 2 / load_u ** 2 if load_u > 0 else 0.0) for s in sources}
     if members:
         with open(work / "potential_members.csv", "w", newline="") as fh:
             w = csv.writer(fh)
@@ -389,9 +444,15 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
             w.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in m.values()]
                          for m in members])
     lam = main[:, 0]
-    half = (k * u / (f_hi - f_lo)) * np.abs(
+    flow_half = (u_flow / (f_hi - f_lo)) * np.abs(
         np.interp(lam, curves["high"][:, 0], curves["high"][:, 2])
         - np.interp(lam, curves["low"][:, 0], curves["low"][:, 2]))
+    dd_half = np.zeros_like(lam)
+    if fold_curves:
+        at = np.array([main[:, 2], *(np.interp(lam, c[:, 0], c[:, 2])
+                                     for c in fold_curves.values())])
+        dd_half = math.sqrt(len(at) - 1) * at.std(axis=0, ddof=1)
+    half = k * np.hypot(flow_half, dd_half)
     lo, hi = main[:, 2] - half, main[:, 2] + half
     load_name = fem.summary.get("load_name", "load (MPa)")
     disp_name = fem.summary.get("displacement_name", "displacement")
@@ -402,43 +463,54 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         w.writerows([[f"{a:.8g}" for a in r] for r in zip(lam, main[:, 1], main[:, 2], lo, hi,
                                                              strict=True)])
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(5, 4.0))
     ax.fill_between(main[:, 1], lo, hi, color="C0", alpha=0.25,
-                    label=f"band (± {k:g} x the flow stress's u = {100 * u:.2g}%)")
+                    label=f"band (± {k:g} x the load's standard uncertainty)")
+    for i, c in enumerate(fold_curves.values()):
+        ax.plot(c[:, 1], c[:, 2], color="0.45", lw=0.8, ls="--",
+                label="surrogates fitted to other DD realisations" if i == 0 else None)
     ax.plot(main[:, 1], main[:, 2], "C0o-", ms=3, label="FEM (surrogate)")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))   # mm values are long labels
     ax.set_xlabel(axis_label(disp_name))
     ax.set_ylabel(axis_label(load_name))
     ax.set_title("variance of the final load: "
                  + shares_text({s: shares[s] for s in SOURCES}, " / "), fontsize=8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    # below the axes: the curve crosses every corner of them
+    fig.legend(fontsize=7, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     save_figure(fig, work / "load_band.png", dpi=120)
 
-    def around(load: float, dload_df: float) -> list[float]:
-        # L ∓ k·u·|dL/df|: linear propagation of the flow stress's u (module docstring)
-        return [load - k * abs(dload_df) * u, load + k * abs(dload_df) * u]
-
-    band = around(final, slope)
+    band = [final - k * load_u, final + k * load_u]
     # the maximum load (an upper yield where the material has one) with its own
-    # sensitivity: the final load of a curve that yields and reloads is where the ramp
-    # stopped, the maximum is the component's strength
+    # sensitivity and its own DD term: the final load of a curve that yields and
+    # reloads is where the ramp stopped, the maximum is the component's strength
     peaks = {n: float(c[:, 2].max()) for n, c in curves.items()}
     peak = float(main[:, 2].max())
     peak_slope = (peaks["high"] - peaks["low"]) / (f_hi - f_lo) if u > 0 else 0.0
+    fold_peaks = [peak, *(float(c[:, 2].max()) for c in fold_curves.values())]
+    peak_u = math.hypot(u_flow * peak_slope, math.sqrt(len(fold_peaks) - 1) * float(
+        np.std(fold_peaks, ddof=1)) if fold_curves else 0.0)
     summary = {
         "fem_load_band_mpa": band, "final_load_mpa": final,
+        "load_uncertainty_mpa": load_u,
         "max_load_mpa": peak,
-        "max_load_band_mpa": around(peak, peak_slope),
+        "max_load_band_mpa": [peak - k * peak_u, peak + k * peak_u],
+        "max_load_uncertainty_mpa": peak_u,
         "dmax_load_dscale_mpa": peak_slope,
         "scaled_solve_max_loads_mpa": [peaks["low"], peaks["high"]],
         "band_shares": shares, "band_contributions_mpa": contrib,
-        "rel_uncertainty": u, "coverage_factor": k, "scale_factors": [f_lo, f_hi],
+        "rel_uncertainty": u, "flow_rel_uncertainty": u_flow,
+        "coverage_factor": k, "scale_factors": [f_lo, f_hi],
         "scaled_solve_loads_mpa": [finals["low"], finals["high"]],
         "dload_dscale_mpa": slope,
+        "fold_loads_mpa": sources["dd"].get("fold_loads_mpa"),
+        "fold_max_loads_mpa": fold_peaks if fold_curves else None,
         "sources": {s: {kk: vv for kk, vv in v.items() if kk != "member_rel_sd"}
                     for s, v in sources.items()},
         "potential_rel_sd": unitless_keys(sources["potential"].get("member_rel_sd")),
-        "fem_solves": 2 if u > 0 else 0,
+        "fem_solves": (2 if u > 0 else 0) + len(fold_curves),
     }
     write_json_atomic(work / "band.json", {**summary, "potential_members": members,
                                            "sources": sources})

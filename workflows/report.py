@@ -168,10 +168,20 @@ def band_line(arts_or_sections: Any) -> str | None:
         peak = (f"; maximum load {_fmt(summ['max_load_mpa'])} MPa, band [{_fmt(plo)}, "
                 f"{_fmt(phi)}] MPa (its own sensitivity: the final load is where the "
                 "ramp stopped, the maximum is the strength)")
+    if summ.get("load_uncertainty_mpa") is not None:
+        how = (f"± {_fmt(k)} x the load's standard uncertainty "
+               f"{_fmt(summ['load_uncertainty_mpa'])} MPa: the flow stress's "
+               f"{100 * float(summ.get('flow_rel_uncertainty') or 0):.2g}% times the load's "
+               "sensitivity to it"
+               + (", and the DD realisations through FEM solves of surrogates fitted "
+                  "without each microstructure" if summ.get("fold_loads_mpa") else ""))
+    else:   # a band.json from before load_uncertainty_mpa
+        how = (f"± {_fmt(k)} x the flow stress's standard uncertainty "
+               f"{100 * float(summ.get('rel_uncertainty') or 0):.2g}%, times the load's "
+               "sensitivity to it")
     return (f"FEM final load {_fmt(summ.get('final_load_mpa'))} MPa, band "
-            f"[{_fmt(lo)}, {_fmt(hi)}] MPa (± {_fmt(k)} x the flow stress's standard "
-            f"uncertainty {100 * float(summ.get('rel_uncertainty') or 0):.2g}%, times the "
-            f"load's sensitivity to it){peak}; share of the band's variance: {shares}")
+            f"[{_fmt(lo)}, {_fmt(hi)}] MPa ({how}){peak}; share of the band's variance: "
+            f"{shares}")
 
 
 def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:

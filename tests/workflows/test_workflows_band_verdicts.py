@@ -93,6 +93,54 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
         assert (arts["band"].path / f).is_file(), f
 
 
+@pytest.mark.parametrize("scatter", [0.02, 0.16])
+def test_dd_term_is_measured_in_load_units_from_the_fits_without_each_microstructure(
+        tmp_path, scatter):
+    """A DD study (3 microstructures x 3 strain rates): the surrogate keeps its fit with
+    each microstructure held out (surrogate/folds), the band solves the FEM with each and
+    carries the DD term as sqrt(n - 1) x the sd of their loads, in MPa beside the flow
+    stress's terms; the load's uncertainty is their root sum of squares and the band
+    L ± k times it. The term follows the realisations' scatter (2 % -> 16 %)."""
+    from scalebridge.surrogates.train import fold_models
+
+    dd = synthetic_ddrun(tmp_path / "dd", scatter=scatter, study_scatter=(scatter, scatter))
+    sur = SurrogateSettings(max_iterations=100, rollout_iterations=0).make(
+        dd, tmp_path / "surrogate")
+    ss = sur.summary
+    assert ss["heldout_split"] == "microstructure" and len(ss["fold_models"]) == 2
+    assert ss["training_noise_rel_u"] is not None
+    assert [lab for lab, _ in fold_models(sur.path)] == [
+        int(f.rsplit("m", 1)[1]) for f in ss["fold_models"]]
+    fem = FEM.make(sur, tmp_path / "fem")
+    s = make_band(BandSettings(), FEM, {"fem": fem, "surrogate": sur, "dd": dd},
+                  tmp_path / "band").summary
+    loads = s["fold_loads_mpa"]
+    assert len(loads) == 3 and loads[0] == pytest.approx(s["final_load_mpa"])
+    d = s["band_contributions_mpa"]["dd"]
+    assert d == pytest.approx(math.sqrt(2) * np.std(loads, ddof=1))
+    assert s["sources"]["dd"]["load_u_mpa"] == pytest.approx(d)
+    assert s["sources"]["dd"]["rel_u"] == pytest.approx(ss["training_noise_rel_u"])
+    c = s["band_contributions_mpa"]
+    assert s["load_uncertainty_mpa"] == pytest.approx(math.sqrt(sum(v * v for v in c.values())))
+    lo, hi = s["fem_load_band_mpa"]
+    assert hi - s["final_load_mpa"] == pytest.approx(2.0 * s["load_uncertainty_mpa"])
+    assert (lo + hi) / 2 == pytest.approx(s["final_load_mpa"])
+    assert s["band_shares"]["dd"] == pytest.approx(d ** 2 / s["load_uncertainty_mpa"] ** 2)
+    assert s["fem_solves"] == 4
+    for lab, _ in fold_models(sur.path):
+        assert (tmp_path / "band" / "members" / f"m{lab}" / "load_displacement.csv").is_file()
+    # the curve's band holds the DD term point by point: at the last point, the final's
+    band = np.loadtxt(tmp_path / "band" / "load_band.csv", delimiter=",", skiprows=1,
+                      ndmin=2)
+    assert band[-1, 4] - band[-1, 2] == pytest.approx(hi - s["final_load_mpa"], rel=1e-6)
+    (tmp_path.parent / f"dd_term_{scatter}.json").write_text(json.dumps(d))
+    if scatter == 0.16:
+        small = tmp_path.parent / "dd_term_0.02.json"
+        if small.is_file():     # the 2 % case ran first (same session): 8x the
+            # scatter, 8x the term (7.7 measured)
+            assert 4.0 < d / json.loads(small.read_text()) < 12.0
+
+
 def test_the_drag_laws_threshold_uncertainty_reaches_the_band(tmp_path):
     """With the fitted drag law in the DD, τ₀'s standard error adds to the flow stress
     MPa for MPa; a neural law (which learns the threshold from the rows) adds nothing."""
@@ -502,6 +550,31 @@ def test_surrogate_source_is_its_heldout_flow_error_beyond_the_scatter():
     assert h["rel_error"] == pytest.approx(np.sqrt((0.1 ** 2 + 0.2 ** 2) / 2))
     assert h["model_rel_u"] == pytest.approx(np.sqrt(h["rel_error"] ** 2 - 0.09 ** 2))
     assert heldout_flow_error(data, model, 0.5)["model_rel_u"] == 0.0
+
+
+def test_training_noise_is_one_fits_spread_from_leave_one_out_fits():
+    """Fits that are each the mean of the realisations they saw (n = 3 microstructures,
+    each held out once): their spread is 1/sqrt(n - 1) of that of fits to independent
+    sets, so training_noise gives σ/sqrt(n - 1), the sd of a fit to n - 1 realisations
+    (σ = 10 % here, 4000 paths); the training realisations' noise then leaves the
+    surrogate's held-out error (pooled_flow_error)."""
+    from scalebridge.surrogates.train import pooled_flow_error, training_noise
+
+    rng = np.random.default_rng(7)
+    n, sigma = 3, 0.10
+    x = 100.0 * (1.0 + sigma * rng.standard_normal((n, 4000)))   # realisations' flow
+    fits = np.array([np.delete(x, k, axis=0).mean(axis=0) for k in range(n)])
+    got = training_noise(fits, n)
+    assert got == pytest.approx(sigma / math.sqrt(n - 1), rel=0.05)
+    # the naive spread of the three fits would say half of it
+    assert np.sqrt(np.mean((fits.std(axis=0, ddof=1) / fits.mean(axis=0)) ** 2)) \
+        == pytest.approx(sigma / (n - 1), rel=0.05)
+    assert training_noise(fits[:2], n) is None           # a microstructure never held out
+    main = {"rel_error": 0.2, "model_rel_u": 0.1}
+    rec = pooled_flow_error(0.15, 0.09, main, 0.05)
+    assert rec["model_rel_u"] == pytest.approx(math.sqrt(0.15 ** 2 - 0.09 ** 2 - 0.05 ** 2))
+    assert rec["training_noise_rel_u"] == 0.05
+    assert pooled_flow_error(0.15, 0.09, main, 0.2)["model_rel_u"] == 0.0
 
 
 def test_dd_source_pools_the_scatter_over_the_study(tmp_path):
