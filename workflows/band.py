@@ -347,7 +347,10 @@ def surrogate_source(surrogate: Artifact | None) -> dict[str, Any]:
     return {"rel_u": float(u), "input_rel_u": sm.get("heldout_flow_rel_error"),
             "sensitivity": 1.0,
             "method": "held-out DD paths: RMS relative error of the surrogate's flow stress, "
-                      "less the realisation scatter in quadrature"}
+                      "less the realisation scatter"
+                      + (" and the training realisations' noise (the dd term)"
+                         if sm.get("training_noise_rel_u") is not None else "")
+                      + " in quadrature"}
 
 
 def combine(sources: dict[str, dict[str, Any]]) -> tuple[float, dict[str, float]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from scalebridge.artifacts import Artifact, write_json_atomic, write_text_atomic
-from scalebridge.plotting import plot_data_file
+from scalebridge.plotting import axis_label, plot_data_file
 from scalebridge.workflows.band import shares_text
 from scalebridge.workflows.chain import Chain, read_records
 from scalebridge.workflows.verdicts import COLOUR, LEGEND, MARK, run_verdicts
@@ -184,6 +184,30 @@ def band_line(arts_or_sections: Any) -> str | None:
             f"{shares}")
 
 
+def stress_key(sections: Any) -> str | None:
+    """Which stress, rate and load each stage of this run reports (only the stages it
+    has): the DD's τ and γ̇, the surrogate's von Mises and tensor norms, the FEM's load;
+    None without any of them."""
+    kinds = {s["kind"] if isinstance(s, dict) else s.kind: s for s in sections}
+    parts = []
+    if "DDRun" in kinds:
+        parts.append("DD: the applied shear stress τ (σ_xy) at the shear strain rate γ̇ "
+                     "(`strain_rate_s`: per second); `flow_stress_mpa` and "
+                     "`density_end_m2` are means over the last quarter of the strain")
+    if "Surrogate" in kinds:
+        parts.append("surrogate and FEM material: von Mises σ_eq (√3 τ in the DD's shear; "
+                     "`initial_yield_mpa` is its static strength at zero plastic strain); "
+                     "the held-out error, the realisation scatter and the time-step change "
+                     "are RMS norms of the stress tensor (Mandel; √2 τ in simple shear)")
+    if "FieldResults" in kinds:
+        s = kinds["FieldResults"]
+        summ = s["raw_summary"] if isinstance(s, dict) else s.summary
+        name = (summ or {}).get("load_name")
+        parts.append(f"FEM: the load is {axis_label(name) if name else 'the problem’s'}" + (
+            " (the band's too); reactions in N (per mm of thickness in 2D)"))
+    return ("Which stress is which: " + "; ".join(parts)) if parts else None
+
+
 def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
     if not verdicts:
         return []
@@ -208,6 +232,9 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
     band = band_line(sections)
     if band:
         lines += [band + ".", ""]
+    key = stress_key(sections)
+    if key:
+        lines += [key + ".", ""]
     lines += ["| stage | artifact | seconds |", "|---|---|---|"]
     for s in sections:
         secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
@@ -278,6 +305,9 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
     band = band_line(sections)
     if band:
         parts.append(f"<p>{e(band)}.</p>")
+    key = stress_key(sections)
+    if key:
+        parts.append(f"<p>{e(key)}.</p>")
     parts.append("<table><tr><th>stage</th><th>artifact</th><th>seconds</th></tr>")
     for s in sections:
         secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
@@ -327,4 +357,4 @@ def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
 
 
 __all__ = ["band_line", "override_warnings", "render_html", "render_markdown", "report_sections",
-           "summary_rows", "write_report"]
+           "stress_key", "summary_rows", "write_report"]

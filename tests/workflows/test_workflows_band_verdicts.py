@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scalebridge.continuum import CylinderProblem, FemSettings
 from scalebridge.continuum.solver import SolverSettings
-from scalebridge.plotting import CHECKED, plot_data_file
+from scalebridge.plotting import CHECKED, axis_label, plot_data_file
 from scalebridge.surrogates.train import SurrogateSettings
 from scalebridge.workflows.band import BandSettings, combine, make_band
 from scalebridge.workflows.chain import Chain, StageNode
@@ -187,6 +187,10 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
         assert f"| {name} | " in head
     assert "FEM final load" in head and "band [" in head and "dd " in head
     assert "; maximum load " in head and "the maximum is the strength" in head
+    # the key to the stresses, one clause per stage this run has
+    key = next(line for line in head.splitlines() if line.startswith("Which stress is which"))
+    assert "shear stress τ" in key and "per second" in key and "von Mises" in key
+    assert f"the load is {axis_label(arts['fem'].summary['load_name'])}" in key
     v = json.loads((run_dir / "verdicts.json").read_text())
     assert set(v["by_stage"]) == set(arts) and v["overall"] in (GREEN, AMBER, RED)
     assert v["overall"] == worst(v["by_stage"].values())
