@@ -201,7 +201,7 @@ def stress_key(sections: Any) -> str | None:
                      "are RMS norms of the stress tensor (Mandel; √2 τ in simple shear)")
     if "FieldResults" in kinds:
         s = kinds["FieldResults"]
-        summ = s["raw_summary"] if isinstance(s, dict) else s.summary
+        summ = s.get("raw_summary") if isinstance(s, dict) else s.summary
         name = (summ or {}).get("load_name")
         parts.append(f"FEM: the load is {axis_label(name) if name else 'the problem’s'}" + (
             " (the band's too); reactions in N (per mm of thickness in 2D)"))
