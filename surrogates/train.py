@@ -659,16 +659,16 @@ def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
 
 
 def pooled_flow_error(rel_error: float, realisation_rel_std: float | None,
-                      main: dict[str, Any], training_noise_rel_u: float = 0.0
+                      main: dict[str, Any], training_noise_rel_u: float | None = None
                       ) -> dict[str, Any]:
     """:func:`heldout_flow_error`'s record with ``rel_error`` and ``model_rel_u`` from
     the flow-stress error pooled over the cross-validation folds (``pooled_over =
     "folds"``), less the training realisations' noise ``training_noise_rel_u``
-    (:func:`training_noise`) as well; the main split's own values stay as
-    ``main_split_rel_error`` and ``main_split_model_rel_u``."""
+    (:func:`training_noise`; None: not measured, nothing removed) as well; the main
+    split's own values stay as ``main_split_rel_error`` and ``main_split_model_rel_u``."""
     return {**main, "rel_error": float(rel_error),
             "model_rel_u": _beyond_scatter(rel_error, float(realisation_rel_std or 0.0),
-                                           training_noise_rel_u),
+                                           training_noise_rel_u or 0.0),
             "training_noise_rel_u": training_noise_rel_u,
             "pooled_over": "folds", "main_split_rel_error": main["rel_error"],
             "main_split_model_rel_u": main["model_rel_u"]}
@@ -1043,6 +1043,17 @@ FOLD_FIT = "_fit"
 FOLDS_DIR = "folds"
 
 
+def _set_trained_dt(record: dict[str, Any], dt_s: list[float] | None) -> None:
+    """Record the time steps (s) a step-dependent model was fitted at in its record's
+    training ranges (nothing when ``dt_s`` is None)."""
+    if dt_s is None:
+        return
+    for rng in (record.get("training_range"), (record.get("config") or {}).get(
+            "training_range")):
+        if isinstance(rng, dict):
+            rng["dt_s"] = list(dt_s)
+
+
 def _model_state(model: Any, s: SurrogateSettings) -> dict[str, Any] | None:
     """The weights a fitted model is rebuilt from (None: closed form, all in its record)."""
     if s.model == "neural_j2":
@@ -1219,10 +1230,7 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
     if ts["rel_change"] > STEP_DEPENDENT and isinstance(getattr(model, "training_range", None),
                                                         dict):
         model.training_range["dt_s"] = [float(np.min(paths.dt)), float(np.max(paths.dt))]
-        for rng in (record.get("training_range"), (record.get("config") or {}).get(
-                "training_range")):
-            if isinstance(rng, dict):
-                rng["dt_s"] = model.training_range["dt_s"]
+        _set_trained_dt(record, model.training_range["dt_s"])
     if s.model == "neural_j2":
         metrics["lowest_yield_mpa"] = low = lowest_yield_stress(model.neural)
         if low <= 0.0:
@@ -1261,6 +1269,9 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
                 paths, s, h, unseen, sigma_ref, scatter, folds,
                 metrics["heldout_flow"]["paths"])
             fits = hf.pop("fits")
+            rng = getattr(model, "training_range", None)
+            for f in fits:    # the FEM checks its steps against the fitted ones
+                _set_trained_dt(f["record"], rng.get("dt_s") if isinstance(rng, dict) else None)
             write_fold_fits(out, fits)
             # how far the realisations a fit saw move its flow stress (the band's DD
             # term reaches the FEM through it), measured over the fits
@@ -1276,7 +1287,7 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
                 # Mo example, not the main split's 6): one split's estimate moved it
                 # from 0 to 12 % between two DD runs of the same settings
                 metrics["heldout_flow"] = pooled_flow_error(
-                    hf["flow_rel_error"], rel_std, metrics["heldout_flow"], noise or 0.0)
+                    hf["flow_rel_error"], rel_std, metrics["heldout_flow"], noise)
     report = None
     if s.run_checks:
         amp = 0.8 * float(np.linalg.norm(train.strain, axis=-1).max())
@@ -1342,6 +1353,8 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
         summary["heldout_flow_rel_error"] = metrics["heldout_flow"]["rel_error"]
         summary["flow_model_rel_u"] = metrics["heldout_flow"]["model_rel_u"]
         summary["training_noise_rel_u"] = metrics["heldout_flow"].get("training_noise_rel_u")
+        if paths.microstructure is not None:
+            summary["microstructures"] = len({int(x) for x in paths.microstructure})
         if folds:
             summary["fold_models"] = sorted(
                 f"{FOLDS_DIR}/m{m}" for r in folds["folds"][1:] for m in r["microstructures"])
