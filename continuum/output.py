@@ -26,7 +26,7 @@ from dolfinx import fem, io
 from scalebridge.artifacts import write_csv_atomic
 from scalebridge.continuum.quadrature import mandel_to_tensor, von_mises
 from scalebridge.continuum.solver import ElastoplasticSolver, SolveResult, StepRecord
-from scalebridge.plotting import axis_label, save_figure
+from scalebridge.plotting import axis_label, pyplot, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -193,10 +193,7 @@ def newton_figure(newton: list[tuple[int, int, float, int, float, float]]) -> Fi
     residual of each Newton iterate, one line per load step (and attempt) with a marker
     per iterate, so that a step converged in one iteration shows as a point; the title
     counts such steps, and a history without iterations says so on the plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5, 3.6))

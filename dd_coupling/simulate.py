@@ -76,7 +76,7 @@ from scalebridge.dd_coupling.mobility import (
 from scalebridge.dd_coupling.study import Condition, DDStudySettings, fit_power_law, write_study
 from scalebridge.errors import SettingsError
 from scalebridge.log import progress, track
-from scalebridge.plotting import save_figure
+from scalebridge.plotting import pyplot, save_figure
 from scalebridge.settings import StrictModel
 
 if TYPE_CHECKING:
@@ -854,10 +854,7 @@ def stress_strain_figure(tables: list[np.ndarray], mean: np.ndarray, labels: lis
     """``stress_strain.png`` (the caller saves and closes it): each realisation's
     stress-strain table (``STRESS_STRAIN_COLUMNS``), named by ``labels`` in the legend up
     to 8 of them, and their mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for tab, lab in zip(tables, labels, strict=True):
@@ -877,10 +874,7 @@ def snapshot_figure(x: np.ndarray, y: np.ndarray, sign: np.ndarray, system: np.n
                     angles: list[float], lx: float, ly: float, title: str) -> Figure:
     """``snapshot.png`` (the caller saves and closes it): the dislocations at ``x``, ``y``
     (m) in the ``lx`` x ``ly`` cell, marked by slip system (``angles``, rad) and sign."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 5 * ly / lx))
     for k, ang in enumerate(angles):

@@ -633,8 +633,22 @@ def training_noise(flows: np.ndarray, microstructures: int) -> float | None:
     f = np.asarray(flows, dtype=float)
     if f.ndim != 2 or len(f) < 2 or len(f) != microstructures or not np.all(f > 0):
         return None
-    rel = f.std(axis=0, ddof=1) / f.mean(axis=0)
-    return float(math.sqrt(microstructures - 1) * math.sqrt(np.mean(rel ** 2)))
+    return float(math.sqrt(np.mean((leave_one_out_spread(f) / f.mean(axis=0)) ** 2)))
+
+
+def leave_one_out_spread(values: np.ndarray) -> np.ndarray:
+    """The sd one fit to n − 1 of n microstructures has, from the n fits that each left
+    one out (``values`` (n, ...), the fits along the first axis): sqrt(n − 1) times their
+    sd (ddof 1), since two of them share n − 2 microstructures (:func:`training_noise`)."""
+    v = np.asarray(values, dtype=float)
+    return math.sqrt(len(v) - 1) * v.std(axis=0, ddof=1)
+
+
+def _model_flow(paths: StrainPaths, stress: np.ndarray) -> np.ndarray:
+    """(P,) the flow stress (MPa, :func:`path_flow_stress`) of a model's ``stress``
+    (P, T+1, 6) along ``paths``."""
+    return path_flow_stress(StrainPaths(paths.strain, stress, paths.dt, paths.temperature_k,
+                                        paths.strain_rate_s))
 
 
 def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
@@ -649,8 +663,7 @@ def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
     ``dd`` source; with cross-validation folds :func:`pooled_flow_error` removes the
     training realisations' noise as well); ``paths``: per path [data, model] MPa."""
     data = path_flow_stress(val)
-    model = path_flow_stress(StrainPaths(val.strain, stress_model, val.dt,
-                                         val.temperature_k, val.strain_rate_s))
+    model = _model_flow(val, stress_model)
     rel = _flow_rel_error(data, model)
     floor = float(realisation_rel_std or 0.0)
     return {"rel_error": rel, "realisation_rel_std": floor,
@@ -1029,9 +1042,8 @@ def _fold_row(args: tuple[StrainPaths, SurrogateSettings, int, float, float]
     record["data"] = {"heldout_microstructures": [lab]}
     return {**row, FOLD_FIT: {"microstructure": lab, "record": record,
                               "state": _model_state(model, s),
-                              "flow_all": path_flow_stress(StrainPaths(
-                                  paths.strain, integrate_paths(model, paths)[0], paths.dt,
-                                  paths.temperature_k, paths.strain_rate_s)).tolist()}}
+                              "flow_all": _model_flow(
+                                  paths, integrate_paths(model, paths)[0]).tolist()}}
 
 
 #: Key of a fold row holding the fit (record, weights, flow stresses), popped by
@@ -1275,11 +1287,8 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
             write_fold_fits(out, fits)
             # how far the realisations a fit saw move its flow stress (the band's DD
             # term reaches the FEM through it), measured over the fits
-            main_flow_all = path_flow_stress(StrainPaths(
-                paths.strain, stress_all, paths.dt, paths.temperature_k,
-                paths.strain_rate_s))
             noise = training_noise(
-                np.array([main_flow_all, *[f["flow_all"] for f in fits]]),
+                np.array([_model_flow(paths, stress_all), *[f["flow_all"] for f in fits]]),
                 len({int(x) for x in paths.microstructure}))
             hf["training_noise_rel_u"] = noise
             if hf["flow_rel_error"] is not None:

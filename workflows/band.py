@@ -409,7 +409,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
                ) -> dict[str, Any]:
     """Compute the band into ``work``; returns the summary (module docstring)."""
     from scalebridge.surrogates.ensemble import scale_hardening
-    from scalebridge.surrogates.train import fold_models, load_surrogate
+    from scalebridge.surrogates.train import fold_models, leave_one_out_spread, load_surrogate
 
     fem, sur = inputs["fem"], inputs["surrogate"]
     pot, props = inputs.get("potential"), inputs.get("properties")
@@ -480,7 +480,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     u_flow = u   # the sources carried through the flow stress (all, without folds)
     if fold_curves:
         loads = [final, *fold_finals]
-        d_load = math.sqrt(len(loads) - 1) * float(np.std(loads, ddof=1))
+        d_load = float(leave_one_out_spread(loads))
         contrib["dd"] = d_load
         u_flow = math.sqrt(max(u * u - float(sources["dd"]["rel_u"]) ** 2, 0.0))
         sources["dd"].update(
@@ -504,7 +504,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     if fold_curves:
         at = np.array([main[:, 2], *(np.interp(lam, c[:, 0], c[:, 2])
                                      for c in fold_curves.values())])
-        dd_half = math.sqrt(len(at) - 1) * at.std(axis=0, ddof=1)
+        dd_half = leave_one_out_spread(at)
     half = k * np.hypot(flow_half, dd_half)
     lo, hi = main[:, 2] - half, main[:, 2] + half
     load_name = fem.summary.get("load_name", "load (MPa)")
@@ -543,8 +543,8 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     peak = float(main[:, 2].max())
     peak_slope = (peaks["high"] - peaks["low"]) / (f_hi - f_lo) if u > 0 else 0.0
     fold_peaks = [peak, *(float(c[:, 2].max()) for c in fold_curves.values())]
-    peak_u = math.hypot(u_flow * peak_slope, math.sqrt(len(fold_peaks) - 1) * float(
-        np.std(fold_peaks, ddof=1)) if fold_curves else 0.0)
+    peak_u = math.hypot(u_flow * peak_slope,
+                        float(leave_one_out_spread(fold_peaks)) if fold_curves else 0.0)
     summary = {
         "fem_load_band_mpa": band, "final_load_mpa": final,
         "load_uncertainty_mpa": load_u,

@@ -150,13 +150,21 @@ def _rel(p: Path, root: Path) -> str:
     return os.path.relpath(p, root)
 
 
+def _kind_summary(s: Any) -> tuple[str, Mapping[str, Any] | None]:
+    """(kind, summary) of a report section (a dict, its summary as ``raw_summary`` where
+    it has one) or of an Artifact."""
+    if isinstance(s, dict):
+        return s["kind"], s.get("raw_summary")
+    return s.kind, s.summary
+
+
 def band_line(arts_or_sections: Any) -> str | None:
     """One sentence on the FEM load band and its shares, from a LoadBand summary."""
     summ = None
     for s in arts_or_sections:
-        kind = s["kind"] if isinstance(s, dict) else s.kind
+        kind, sm = _kind_summary(s)
         if kind == "LoadBand":
-            summ = s["raw_summary"] if isinstance(s, dict) else s.summary
+            summ = sm
     if not summ or not summ.get("fem_load_band_mpa"):
         return None
     lo, hi = summ["fem_load_band_mpa"]
@@ -188,7 +196,7 @@ def stress_key(sections: Any) -> str | None:
     """Which stress, rate and load each stage of this run reports (only the stages it
     has): the DD's τ and γ̇, the surrogate's von Mises and tensor norms, the FEM's load;
     None without any of them."""
-    kinds = {s["kind"] if isinstance(s, dict) else s.kind: s for s in sections}
+    kinds = dict(_kind_summary(s) for s in sections)
     parts = []
     if "DDRun" in kinds:
         parts.append("DD: the applied shear stress τ (σ_xy) at the shear strain rate γ̇ "
@@ -200,9 +208,7 @@ def stress_key(sections: Any) -> str | None:
                      "the held-out error, the realisation scatter and the time-step change "
                      "are RMS norms of the stress tensor (Mandel; √2 τ in simple shear)")
     if "FieldResults" in kinds:
-        s = kinds["FieldResults"]
-        summ = s.get("raw_summary") if isinstance(s, dict) else s.summary
-        name = (summ or {}).get("load_name")
+        name = (kinds["FieldResults"] or {}).get("load_name")
         parts.append(f"FEM: the load is {axis_label(name) if name else 'the problem’s'}" + (
             " (the band's too); reactions in N (per mm of thickness in 2D)"))
     return ("Which stress is which: " + "; ".join(parts)) if parts else None
