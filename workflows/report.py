@@ -58,6 +58,24 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _split_tables(rows: list[tuple[str, Any]]
+                  ) -> tuple[list[tuple[str, Any]], list[tuple[str, list[str], list[list[str]]]]]:
+    """Split summary rows into (quantity rows, tables): a value that is a non-empty list of
+    mappings becomes a table (key, columns, formatted rows), one row per item, its columns
+    the items' keys in first-seen order (nested ones flattened as ``a.b``, a missing one
+    blank); every other row stays a (key, value) quantity row."""
+    scalars, tables = [], []
+    for k, v in rows:
+        if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
+            items = [dict(_flat(x)) for x in v]
+            cols = list(dict.fromkeys(c for it in items for c in it))
+            tables.append((k, cols, [[_fmt(it[c]) if c in it else "" for c in cols]
+                                     for it in items]))
+        else:
+            scalars.append((k, v))
+    return scalars, tables
+
+
 def _viewer_files(root: Path) -> tuple[list[Path], list[Path]]:
     ovito, paraview = [], []
     for p in sorted(root.rglob("*")):
@@ -249,9 +267,14 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
         lines += ["", f"## {s['name']}: {s['kind']}", ""]
         for w in s.get("warnings", []):
             lines += [f"> **Warning:** {w}", ""]
-        if s["summary"]:
+        rows, tables = _split_tables(s["summary"])
+        if rows:
             lines += ["| quantity | value |", "|---|---|"]
-            lines += [f"| {k} | {_fmt(v)} |" for k, v in s["summary"]]
+            lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
+            lines.append("")
+        for name, cols, cells in tables:
+            lines += [f"**{name}**", "", f"| {' | '.join(cols)} |", "|---" * len(cols) + "|"]
+            lines += [f"| {' | '.join(r)} |" for r in cells]
             lines.append("")
         if s["properties"]:
             lines += ["| property | this potential | DFT |", "|---|---|---|"]
@@ -324,10 +347,16 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
         parts.append(f"<h2 id='{e(s['name'])}'>{e(s['name'])}: {e(s['kind'])}</h2>")
         for w in s.get("warnings", []):
             parts.append(f"<p style='color:#b00'><b>Warning:</b> {e(w)}</p>")
-        if s["summary"]:
+        rows, tables = _split_tables(s["summary"])
+        if rows:
             parts.append("<table>" + "".join(
-                f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in s["summary"])
+                f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in rows)
                 + "</table>")
+        for name, cols, cells in tables:
+            parts.append(f"<p><b>{e(name)}</b></p><table><tr>"
+                         + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{e(x)}</td>" for x in r) + "</tr>"
+                                   for r in cells) + "</table>")
         if s["properties"]:
             parts.append("<table><tr><th>property</th><th>this potential</th><th>DFT</th></tr>"
                          + "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td><td>"

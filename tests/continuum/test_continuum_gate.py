@@ -176,3 +176,27 @@ def test_limit_load_rules():
     sf = limit_load(REF, J2Plasticity(E, NU, StaticVoce(1.0, 60.0, 1e-3)), 120.0, 2e-3)
     assert sf["limit_load_rel_error"] is None
     assert "static yield stress 1 -> 52.02 MPa" in sf["limit_load_note"]
+
+
+def test_list_of_dicts_is_its_own_table(tmp_path):
+    """A summary value that is a list of mappings renders as a table after the quantity
+    table (one row per item, the union of keys, nested ones as a.b), not as a repr."""
+    summ = {"flow_stress_mpa": 40.5, "study": {"conditions": [
+        {"strain_rate_s": 4e4, "temperature_k": 100.0, "fit": {"exponent": 3.05}},
+        {"strain_rate_s": 8e4, "temperature_k": 300.0, "events": 12}]}}
+    section = {"name": "dd", "kind": "DDRun", "path": tmp_path, "seconds": None,
+               "summary": summary_rows(summ), "properties": [],
+               "plots": [], "ovito": [], "paraview": []}
+    md = render_markdown(tmp_path, [section], "tables")
+    lines = md.splitlines()
+    head = "| strain_rate_s | temperature_k | fit.exponent | events |"
+    i = lines.index(head)
+    assert lines[i - 2] == "**study.conditions**" and lines[i + 1] == "|---|---|---|---|"
+    assert lines[i + 2:] == ["| 4e+04 | 100 | 3.05 |  |", "| 8e+04 | 300 |  | 12 |"]
+    assert lines.index("| flow_stress_mpa | 40.5 |") < i and "{'strain_rate_s'" not in md
+    assert "| study.conditions |" not in md
+    page = render_html(tmp_path, [section], "tables")
+    assert ("<p><b>study.conditions</b></p><table><tr><th>strain_rate_s</th>"
+            "<th>temperature_k</th><th>fit.exponent</th><th>events</th></tr>") in page
+    assert "<tr><td>8e+04</td><td>300</td><td></td><td>12</td></tr>" in page
+    assert "{&#x27;strain_rate_s" not in page and "<td>study.conditions</td>" not in page
