@@ -329,6 +329,47 @@ class DragScaledMobility(_WrappedLaw):
         return self.law.velocity(tau_pa, temperature_k, character) / self.factor
 
 
+@dataclass
+class LimitSpeedMobility(_WrappedLaw):
+    """``law`` with every evaluation beyond its stress range (|τ| above its character's
+    top stress) at the limiting speed of that character instead: the fastest a
+    dislocation glides (the transverse sound speed c_t), the upper bound of what the
+    law could do beyond its data, where a neural law clamps to the velocity at its top
+    stress (the lower bound: the velocity grows with |τ|). Within the range it is
+    ``law``. The DD's range probe (``DDSettings.range_probe``) runs with it to bracket
+    what its clamped evaluations could change.
+
+    Attributes:
+        limit_m_s: (2,) limiting speed of an edge and a screw, m/s (a limit below the
+            law's own velocity there leaves that velocity: still an upper bound).
+    """
+
+    law: Any
+    limit_m_s: tuple[float, float]
+    name: str = ""
+    valid_range: ValidRange = field(default_factory=ValidRange)
+
+    def __post_init__(self) -> None:
+        if len(self.limit_m_s) != len(CHARACTERS) or not all(
+                math.isfinite(c) and c > 0 for c in self.limit_m_s):
+            raise ValueError(f"limit_m_s must be {len(CHARACTERS)} finite speeds > 0, got "
+                             f"{self.limit_m_s}")
+        self.name = self.name or f"{self.law.name} (c_t beyond its range)"
+        self.valid_range = self.law.valid_range
+
+    def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
+                 character: ArrayLike | int) -> ArrayLike:
+        v_in = self.law.velocity(tau_pa, temperature_k, character)
+        tau, _, char, is_np = as_tensors(tau_pa, temperature_k, character)
+        v = torch.as_tensor(np.asarray(v_in) if is_np else v_in, dtype=torch.float64)
+        hi = self.law.valid_range.tau_hi_mpa(char).to(tau.device) * 1e6
+        beyond = tau.abs() > hi * (1 + 1e-9)
+        if bool(beyond.any()):
+            lim = torch.as_tensor(self.limit_m_s, dtype=torch.float64, device=tau.device)[char]
+            v = torch.where(beyond, torch.sign(tau) * torch.maximum(lim, v.abs()), v)
+        return _out(v, is_np)
+
+
 def temperature_sensitivity(law: MobilityLaw, character: int, tau_pa: float,
                             temperatures_k: tuple[float, float]) -> float:
     """Relative change of the glide velocity at ``tau_pa`` between two temperatures,
@@ -511,7 +552,8 @@ def load_mobility(path: str | Path, out_of_range: OutOfRangePolicy | None = None
 
 __all__ = [
     "CHARACTERS", "KB_EV", "DragScaledMobility", "GlideCharacterMobility", "KinkPairMobility",
-    "LinearDragMobility", "MobilityCheckError", "MobilityLaw", "OutOfRangeError", "ValidRange",
+    "LimitSpeedMobility", "LinearDragMobility", "MobilityCheckError", "MobilityLaw",
+    "OutOfRangeError", "ValidRange",
     "as_tensors", "check_mobility", "describe_violation", "load_mobility", "range_violations",
     "saturate", "save_mobility", "temperature_sensitivity",
 ]

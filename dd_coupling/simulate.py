@@ -17,6 +17,8 @@ md Properties artifact, the mobility law from a MobilityLaw artifact, builds
                                       and for each realisation its rate and temperature
     drag_probe.csv                    with ``drag_probe``: each reference realisation's
                                       flow stress at B and B·drag_probe, dlnσ/dlnB
+    range_probe.csv                   with ``range_probe``: each reference realisation's
+                                      flow stress clamped and at c_t beyond the law's range
 
 Inputs in the units of the scales below. The microstructure is stated in lengths and
 densities, its strengths follow from μ and b: Frank-Read sources of lognormal length L
@@ -38,6 +40,7 @@ condition (``strain_rate_s``, ``temperature_k``, or the grid point nearest to th
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import time
@@ -66,6 +69,7 @@ from scalebridge.dd_coupling.mobility import (
     CHARACTERS,
     DragScaledMobility,
     GlideCharacterMobility,
+    LimitSpeedMobility,
     LinearDragMobility,
     MobilityCheckError,
     MobilityLaw,
@@ -188,6 +192,14 @@ class DDSettings(StrictModel):
         "flow stress the MD's drag sets, measured instead of inferred from the rate "
         "sensitivity (which also holds the typed nucleation time's effect); unset: no "
         "probe")
+    range_probe: bool = Field(
+        False, description="rerun the reference condition's realisations (same seeds) "
+        "with every mobility evaluation beyond the law's stress range at the limiting "
+        "speed c_t (the Properties' transverse sound speed along the glide direction, "
+        "the fastest a dislocation glides) instead of clamped to the velocity at the "
+        "law's top stress, and record the flow stress's relative change "
+        "(range_sensitivity): the clamp and c_t bracket what the law could do beyond its "
+        "data, so this bounds what the out-of-range evaluations change")
     study: DDStudySettings | None = Field(
         None, description="a grid of strain rates × temperatures, every realisation in "
         "every condition (strain control); unset: the one condition strain_rate_s, "
@@ -448,9 +460,11 @@ class DDSettings(StrictModel):
             raise SettingsError("stress control with zero stress: set initial_stress_mpa "
                                 "or stress_rate_mpa_ns")
 
+        limit = limiting_speeds(properties) if self.range_probe else None
+
         def build(work: Path) -> dict[str, Any]:
             gate = gate_mobility(law, mob_art.path, self.allow_failed_checks)
-            summary = write_ddrun(self, material, law, work, mapper=mapper)
+            summary = write_ddrun(self, material, law, work, mapper=mapper, limit=limit)
             summary["mobility_check"] = gate
             return summary
 
@@ -620,12 +634,41 @@ def mobility_record(settings: DDSettings, material: Material, law: MobilityLaw,
     return rec
 
 
+def limiting_speeds(properties: Artifact | str | Path) -> dict[str, Any]:
+    """The range probe's limiting speeds: ``{"m_s": (edge, screw) m/s, "source": str}``
+    from the Properties' C_ij (the transverse wave along each character's glide
+    direction; else √(μ/ρ)): :func:`scalebridge.md.mobility.shear_wave_from_properties`.
+
+    Raises:
+        SettingsError: the Properties give no speed (no C_ij or μ with a0 and element)."""
+    from scalebridge.md.mobility import shear_wave_from_properties
+
+    path = (properties.path / "properties.json" if isinstance(properties, Artifact)
+            else Path(properties))
+    path = path / "properties.json" if path.is_dir() else path
+    try:
+        doc = json.loads(path.read_text())
+        a0, element = float(doc["a0_a"]), str(doc["element"])
+        lattice = str(doc.get("lattice") or "bcc").lower()
+        speeds = [shear_wave_from_properties(doc, a0, element, lattice, c) for c in CHARACTERS]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SettingsError(f"range_probe: no limiting speed from {path}: {e!r} (it needs "
+                            "a0_a, element and C_ij or shear_modulus_gpa)") from None
+    if any(v is None or not v > 0 for v, _ in speeds):
+        raise SettingsError(f"range_probe: {path} gives no sound speed (no C_ij or "
+                            "shear_modulus_gpa)")
+    return {"m_s": tuple(float(v) for v, _ in speeds), "source": str(speeds[0][1])}
+
+
 def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work: Path,
-                mapper: Any = None) -> dict[str, Any]:
+                mapper: Any = None, limit: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run all realisations (of every condition) and write the DDRun files into
     ``work``; returns the summary.
 
-    ``mapper``: runs the realisations as tasks (see :meth:`DDSettings.make`)."""
+    ``mapper``: runs the realisations as tasks (see :meth:`DDSettings.make`).
+    ``limit``: :func:`limiting_speeds`, with ``range_probe`` (required then)."""
+    if settings.range_probe and limit is None:
+        raise SettingsError("range_probe needs the limiting speeds (limiting_speeds)")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -646,16 +689,25 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         scaled = DragScaledMobility(law, settings.drag_probe)
         tasks += [{"settings": cond_settings[ref], "material": material, "law": scaled,
                    "seed": settings.seed + k} for k in range(n_real)]
+    if settings.range_probe:        # ... and with c_t beyond the law's range
+        assert limit is not None
+        bounded = LimitSpeedMobility(law, limit["m_s"])
+        tasks += [{"settings": cond_settings[ref], "material": material, "law": bounded,
+                   "seed": settings.seed + k} for k in range(n_real)]
     done = (f"DD: realisations done ({len(conds)} conditions x {n_real}"
-            + (f" + {n_real} with B x {settings.drag_probe:g})" if settings.drag_probe
-               else ")"))
+            + (f" + {n_real} with B x {settings.drag_probe:g}" if settings.drag_probe
+               else "")
+            + (f" + {n_real} with c_t beyond the law's range" if settings.range_probe
+               else "") + ")")
     if mapper is None:
         runs = [run_realisation_task(t) for t in track(tasks, done)]
     else:
         log.info("DD: %d realisations (%d conditions) on %s", len(tasks), len(conds),
                  type(mapper).__name__)
         runs = mapper.map(run_realisation_task, tasks, description=done)
-    runs, probe_runs = runs[:n_main], runs[n_main:]
+    n_drag = n_real if settings.drag_probe else 0
+    runs, probe_runs, range_runs = (runs[:n_main], runs[n_main:n_main + n_drag],
+                                    runs[n_main + n_drag:])
     all_tables = []
     for i, res in enumerate(runs):
         tab = resample(res["trace"], grid, by)
@@ -766,6 +818,17 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
                    [(k, f0, f1, s) for k, (f0, f1, s) in enumerate(zip(
                        flows, probe_flows, drag_sensitivity.pop("per_realisation"),
                        strict=True))])
+    range_sensitivity = None
+    if range_runs:
+        assert limit is not None
+        range_flows = [tail_mean(resample(r["trace"], grid, by), 2) for r in range_runs]
+        range_sensitivity = range_probe_result(flows, range_flows, limit, [
+            r["out_of_range_fraction"] for r in runs[ref * n_real:(ref + 1) * n_real]])
+        _write_csv(work / "range_probe.csv", ("realisation", "flow_stress_mpa",
+                                              "flow_stress_probe_mpa", "rel_change"),
+                   [(k, f0, f1, d) for k, (f0, f1, d) in enumerate(zip(
+                       flows, range_flows, range_sensitivity.pop("per_realisation"),
+                       strict=True))])
     smax = float(geom0.schmid.abs().max())
     alpha_taylor = (flow_mpa * 1e6 * smax / (material.mu_pa * material.b_m * math.sqrt(rho_end))
                     if rho_end > 0 else math.nan)
@@ -802,6 +865,9 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     }
     write_json_atomic(work / "run.json", _finite_or_none(run_doc))
     summary: dict[str, Any] = {
+        # the headline numbers below are this condition's (the study's are under study)
+        "reference_condition": {"strain_rate_s": conds[ref][0] if strain_mode else None,
+                                "temperature_k": conds[ref][1]},
         "flow_stress_mpa": flow_mpa,
         "flow_stress_std_mpa": float(np.std(flows, ddof=1)) if len(flows) > 1 else 0.0,
         "density_end_m2": rho_end,
@@ -830,6 +896,10 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     if drag_sensitivity is not None:
         summary["drag_sensitivity"] = {
             **drag_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
+            "temperature_k": conds[ref][1]}
+    if range_sensitivity is not None:
+        summary["range_sensitivity"] = {
+            **range_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
             "temperature_k": conds[ref][1]}
     if study_summary is not None and settings.study is not None:
         summary["study"] = study_summary
@@ -876,7 +946,7 @@ def snapshot_figure(x: np.ndarray, y: np.ndarray, sign: np.ndarray, system: np.n
     (m) in the ``lx`` x ``ly`` cell, marked by slip system (``angles``, rad) and sign."""
     plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(5, 5 * ly / lx))
+    fig, ax = plt.subplots(figsize=(5, 5 * ly / lx + 0.5))    # + room for the legend
     for k, ang in enumerate(angles):
         for sgn, mk in ((1, "^"), (-1, "v")):
             sel = (system == k) & (sign == sgn)
@@ -888,7 +958,9 @@ def snapshot_figure(x: np.ndarray, y: np.ndarray, sign: np.ndarray, system: np.n
     ax.set_xlabel("x (μm)")
     ax.set_ylabel("y (μm)")
     ax.set_title(title)
-    ax.legend(fontsize=6, loc="upper right")
+    # below the axes (a column per slip system, + over -), so it covers no dislocation
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncol=max(len(angles), 1), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -914,6 +986,32 @@ def drag_probe_result(flows: list[float], probe_flows: list[float], factor: floa
                       f"ln(sigma'/sigma)/ln({factor:g}) over the pairs"}
 
 
+def range_probe_result(flows: list[float], probe_flows: list[float], limit: dict[str, Any],
+                       out_of_range: list[float]) -> dict[str, Any]:
+    """The flow stress's relative change σ'/σ − 1 from paired realisations (same seeds)
+    clamped beyond the law's range (``flows``) and at the limiting speed there
+    (``probe_flows``): per realisation, their mean and the standard error of the mean
+    (None with one), the mean flow stresses, the limiting speeds, the clamped runs'
+    out-of-range fractions (``out_of_range``: their mean), and ``per_realisation``."""
+    f0, f1 = np.asarray(flows, float), np.asarray(probe_flows, float)
+    ok = f0 > 0
+    per = np.full(f0.shape, np.nan)
+    per[ok] = f1[ok] / f0[ok] - 1.0
+    good = per[ok]
+    c = limit["m_s"]
+    return {"rel_change": float(np.mean(good)) if good.size else None,
+            "rel_change_err": (float(np.std(good, ddof=1) / math.sqrt(good.size))
+                               if good.size > 1 else None),
+            "flow_stress_mpa": float(np.mean(f0)), "flow_stress_probe_mpa": float(np.mean(f1)),
+            "limit_m_s": {"edge": c[0], "screw": c[1]}, "limit_source": limit["source"],
+            "out_of_range_fraction": float(np.mean(out_of_range)),
+            "realisations": int(good.size), "per_realisation": per.tolist(),
+            "method": "the reference condition's realisations rerun (same seeds) with every "
+                      "mobility evaluation beyond the law's stress range at the limiting "
+                      "speed c_t instead of the velocity at its top stress: mean of "
+                      "sigma'/sigma - 1 over the pairs"}
+
+
 def _finite_or_none(d: Any) -> Any:
     """NaN/inf -> None (nested), so manifests stay strict JSON."""
     if isinstance(d, dict):
@@ -925,7 +1023,20 @@ def _finite_or_none(d: Any) -> Any:
     return d
 
 
-__all__ = ["STRESS_STRAIN_COLUMNS", "DDSettings", "DDStudySettings", "avalanches",
-           "condition_settings", "conditions_of", "drag_probe_result", "gate_mobility",
-           "mobility_record", "power_law_exponent", "resample", "run_realisation_task",
-           "write_ddrun"]
+__all__ = [
+    "STRESS_STRAIN_COLUMNS",
+    "DDSettings",
+    "DDStudySettings",
+    "avalanches",
+    "condition_settings",
+    "conditions_of",
+    "drag_probe_result",
+    "gate_mobility",
+    "limiting_speeds",
+    "mobility_record",
+    "power_law_exponent",
+    "range_probe_result",
+    "resample",
+    "run_realisation_task",
+    "write_ddrun",
+]

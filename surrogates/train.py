@@ -608,7 +608,7 @@ def _flow_rel_error(data: np.ndarray, model: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((model - data) / data) ** 2)))
 
 
-def _beyond_scatter(rel_error: float, realisation_rel_std: float,
+def beyond_scatter(rel_error: float, realisation_rel_std: float,
                     training_noise_rel_u: float = 0.0) -> float:
     """The part of a relative flow-stress error a rerun of the DD would not change:
     sqrt(max(rel_error² − realisation_rel_std² − training_noise_rel_u², 0)) (the held-out
@@ -667,7 +667,7 @@ def heldout_flow_error(val: StrainPaths, stress_model: np.ndarray,
     rel = _flow_rel_error(data, model)
     floor = float(realisation_rel_std or 0.0)
     return {"rel_error": rel, "realisation_rel_std": floor,
-            "model_rel_u": _beyond_scatter(rel, floor),
+            "model_rel_u": beyond_scatter(rel, floor),
             "paths": [[float(a), float(b)] for a, b in zip(data, model, strict=True)]}
 
 
@@ -680,7 +680,7 @@ def pooled_flow_error(rel_error: float, realisation_rel_std: float | None,
     (:func:`training_noise`; None: not measured, nothing removed) as well; the main
     split's own values stay as ``main_split_rel_error`` and ``main_split_model_rel_u``."""
     return {**main, "rel_error": float(rel_error),
-            "model_rel_u": _beyond_scatter(rel_error, float(realisation_rel_std or 0.0),
+            "model_rel_u": beyond_scatter(rel_error, float(realisation_rel_std or 0.0),
                                            training_noise_rel_u or 0.0),
             "training_noise_rel_u": training_noise_rel_u,
             "pooled_over": "folds", "main_split_rel_error": main["rel_error"],

@@ -24,7 +24,11 @@ moves first (one source varied at a time, the others held):
     their product only when its nucleation time scales with B too: with a typed t_nuc the
     rate sensitivity also holds the sources' clock, and overstates B's effect: Mo
     example, 0.11 ± 0.06 measured against 0.48), else the Orowan estimate of the drag
-    share of the flow stress, τ_drag/τ with τ_drag = B γ̇/(ρ b²). When the DD moves
+    share of the flow stress, τ_drag/τ with τ_drag = B γ̇/(ρ b²). Where the DD ran its
+    range probe (``DDSettings.range_probe``: its evaluations beyond the law's stress
+    range at the limiting speed c_t instead of clamped) the flow stress's change Δ ± s.e.
+    bounds what the law could do beyond its data: a rectangular term of half-width
+    sqrt(Δ² + s.e.²) (sd: that / √3) adds in quadrature. When the DD moves
     its dislocations with the fitted drag law and its threshold τ₀ (``law = "drag"``), τ₀'s
     standard error adds in quadrature as err(τ₀)/σ: a lattice-friction threshold adds to
     the flow stress MPa for MPa (sensitivity 1). A neural law learns the
@@ -274,6 +278,17 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
                    method=f"{method}; threshold tau0 {ms.get('drag_edge_tau0_mpa'):.3g} "
                           f"+- {float(t0_err):.3g} MPa over the flow stress "
                           f"{float(flow):.3g} MPa, in quadrature")
+    rng = ds.get("range_sensitivity") or {}
+    d, d_err = rng.get("rel_change"), rng.get("rel_change_err")
+    if d is not None and d_err is not None:
+        # the law beyond its data lies between the clamp and c_t: the truth anywhere in
+        # the probe's bracket, a rectangular distribution of half-width sqrt(d^2 + err^2)
+        u_rng = math.hypot(float(d), float(d_err)) / math.sqrt(3.0)
+        out.update(rel_u=math.hypot(out["rel_u"], u_rng), range_rel_u=u_rng,
+                   method=f"{out['method']}; beyond the law's stress range (clamped) the "
+                          f"range probe's c_t moves the flow stress by {100 * float(d):+.1f} "
+                          f"+- {100 * float(d_err):.1f} %: rectangular of that half-width, "
+                          f"{100 * u_rng:.2g} %, in quadrature")
     return out
 
 
@@ -358,11 +373,13 @@ def _fits_failed(sources: dict[str, dict[str, Any]], dd: Artifact | None,
     order. The note makes the band's verdict amber."""
     log.warning("band: the surrogate's fits without each microstructure: %s; the DD term "
                 "through the flow stress instead", why)
+    from scalebridge.surrogates.train import beyond_scatter
+
     # the surrogate's record removed the fits' measured noise: put it back first
     sm = sur.summary
     e, sig = sm.get("heldout_flow_rel_error"), sm.get("flow_stress_rel_std")
     if e is not None and sig is not None:
-        sources["surrogate"]["rel_u"] = math.sqrt(max(float(e) ** 2 - float(sig) ** 2, 0.0))
+        sources["surrogate"]["rel_u"] = beyond_scatter(float(e), float(sig))
     sources["dd"] = {**dd_source(dd), "note": f"the surrogate's fits unusable ({why})"}
     _first_order_surrogate(sources)
 
@@ -449,6 +466,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     # end of the Mo cylinder's reload, a stronger material barely raises the final load
     # while another DD does, by as much as a weaker one lowers it (module docstring)
     f_lo, f_hi = max(1.0 - u, 0.05), 1.0 + u
+    u_solves = u    # a fit that fails its FEM solve below changes u, not these solves
     main = _curve(fem.path)
     final = float(fem.summary.get("final_load_mpa", main[-1, 2]))
     curves = {"low": main, "high": main}
@@ -556,6 +574,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         "band_shares": shares, "band_contributions_mpa": contrib,
         "rel_uncertainty": u, "flow_rel_uncertainty": u_flow,
         "coverage_factor": k, "scale_factors": [f_lo, f_hi],
+        "scaled_at_rel_u": u_solves,
         "scaled_solve_loads_mpa": [finals["low"], finals["high"]],
         "dload_dscale_mpa": slope,
         "fold_loads_mpa": sources["dd"].get("fold_loads_mpa"),

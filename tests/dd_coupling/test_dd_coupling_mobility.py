@@ -553,3 +553,28 @@ def test_each_character_is_trusted_to_its_own_md_stress(tmp_path):
     assert old.n_out_of_range == 1 and vo[0] < vo[1] < vo[2]     # clamped at 2500 only
     assert ValidRange.from_json(ValidRange().to_json()) == ValidRange()
     assert "tau_mpa_by_character" not in ValidRange().to_json()
+
+
+def test_limit_speed_law_is_the_law_inside_its_range_and_c_t_beyond():
+    """The range probe's law: the wrapped law's velocity up to its character's top stress
+    (to the bit), the limiting speed (with τ's sign) beyond it where the law clamps, the
+    law's own velocity where the limit is below it (still the upper bound); NumPy in,
+    NumPy out, torch in, torch out."""
+    from scalebridge.dd_coupling.mobility import LimitSpeedMobility
+
+    torch.manual_seed(0)
+    vr = ValidRange(tau_mpa=(0, 200.0), temperature_k=(300.0, 300.0), characters=("edge",))
+    law = NeuralMobility(200e6, 500.0, 300.0, 1.0, vr, n_members=2, out_of_range="clamp")
+    lim = LimitSpeedMobility(law, (3000.0, 1000.0))
+    assert lim.valid_range == law.valid_range
+    tau = np.array([50e6, -200e6, 250e6, -400e6])
+    v0, v = law.velocity(tau, 300.0, 0), lim.velocity(tau, 300.0, 0)
+    assert isinstance(v, np.ndarray) and 0 < v0[0] < abs(v0[1]) < 3000.0
+    assert v[:2].tolist() == v0[:2].tolist()
+    assert v[2:].tolist() == [3000.0, -3000.0]
+    vt = lim.velocity(torch.tensor(tau), torch.full((4,), 300.0), torch.zeros(4, dtype=torch.long))
+    assert isinstance(vt, torch.Tensor) and vt.tolist() == v.tolist()
+    low = LimitSpeedMobility(law, (1e-3, 1e-3)).velocity(tau, 300.0, 0)
+    assert low.tolist() == v0.tolist()                  # the clamp's velocity: no lower
+    with pytest.raises(ValueError, match="limit_m_s"):
+        LimitSpeedMobility(law, (0.0, 1.0))

@@ -347,6 +347,73 @@ def test_drag_probe_measures_the_flow_stress_response_to_b(tmp_path):
         d["flow_stress_mpa"])
 
 
+def test_range_probe_result_pairs_realisations():
+    from scalebridge.dd_coupling.simulate import range_probe_result
+
+    r = range_probe_result([10.0, 20.0, 0.0], [11.0, 18.0, 5.0],
+                           {"m_s": (3000.0, 2000.0), "source": "test"}, [0.01, 0.03, 0.02])
+    assert r["per_realisation"][:2] == pytest.approx([0.1, -0.1])
+    assert math.isnan(r["per_realisation"][2]) and r["realisations"] == 2
+    assert r["rel_change"] == pytest.approx(0.0, abs=1e-15)
+    assert r["rel_change_err"] == pytest.approx(0.1)          # sd 0.1414 / sqrt(2)
+    assert r["limit_m_s"] == {"edge": 3000.0, "screw": 2000.0}
+    assert r["out_of_range_fraction"] == pytest.approx(0.02)
+
+
+def test_range_probe_brackets_what_the_law_does_beyond_its_range(tmp_path):
+    """``range_probe``: the reference realisations rerun with every evaluation beyond the
+    law's stress range (here 30 MPa, far below the DD's stresses) at the limiting speed
+    c_t. A limit below the law's own velocity there leaves the law: the probe is the run,
+    to the bit. Without the displacement limiter (dt_quantile 1: every dislocation moves
+    at its law's velocity) c_t = 3000 m/s glides faster than the law and the flow stress
+    falls in every pair; with it (0.8) the fastest dislocations move max_glide per step
+    whatever the law says, and the probe barely moves the flow stress."""
+    from scalebridge.dd_coupling.simulate import write_ddrun
+
+    vr = ValidRange(tau_mpa=(0.0, 30.0), temperature_k=(0.0, 1000.0),
+                    characters=("edge", "screw"))
+    law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5, valid_range=vr)
+
+    def probe(c, q, name):
+        s = DDSettings(**SCALING, realisations=2, range_probe=True, dt_quantile=q)
+        out = tmp_path / name
+        out.mkdir()
+        return write_ddrun(s, MAT, law, out, limit={"m_s": (c, c), "source": "test"}), out
+
+    same, out = probe(1e-3, 1.0, "same")
+    rows = read_csv(out / "range_probe.csv")
+    assert [r["flow_stress_mpa"] for r in rows] == [r["flow_stress_probe_mpa"] for r in rows]
+    assert same["range_sensitivity"]["rel_change"] == 0.0
+    assert same["range_sensitivity"]["rel_change_err"] == 0.0
+    assert same["reference_condition"] == {"strain_rate_s": 1e5, "temperature_k": 300.0}
+    fast, _ = probe(3000.0, 1.0, "fast")
+    per = [float(r["rel_change"]) for r in read_csv(tmp_path / "fast" / "range_probe.csv")]
+    assert all(p < 0 for p in per) and fast["range_sensitivity"]["rel_change"] < -0.2, per
+    limited, _ = probe(3000.0, 0.8, "limited")
+    assert abs(limited["range_sensitivity"]["rel_change"]) < 0.05
+
+
+def test_range_probe_needs_a_sound_speed(tmp_path):
+    """The limiting speed comes from the Properties (C_ij along the glide direction, else
+    √(μ/ρ)); without a0 and element there is none: one line naming the file, before any
+    realisation runs."""
+    from scalebridge.dd_coupling.simulate import limiting_speeds
+    from scalebridge.md.mobility import glide_shear_wave_speed
+
+    props = make_properties(tmp_path / "props")                 # no element
+    with pytest.raises(SettingsError, match=r"range_probe: no limiting speed from .*"
+                                            r"properties\.json"):
+        DDSettings(**TINY, range_probe=True).make(make_drag_law(tmp_path / "mob"), props,
+                                                  tmp_path / "dd")
+    assert not (tmp_path / "dd").exists()
+    mo = make_properties(tmp_path / "mo", element="Mo", lattice="bcc", c11_gpa=493.3,
+                         c12_gpa=153.3, c44_gpa=103.9, a0_a=3.168)
+    lim = limiting_speeds(mo)
+    want = glide_shear_wave_speed(493.3, 153.3, 103.9, 3.168, "Mo", "bcc")
+    assert lim["m_s"][0] == pytest.approx(want) and lim["source"] == "glide_direction_cij"
+    assert 3500 < want < 4200                        # Mo: (C11 - C12 + C44)/3 over rho
+
+
 def test_the_unset_cell_height_is_the_taller_of_two_equally_close():
     """For slip at 0/60/120° the commensurate heights nearest the width are lx·√3/2 and
     2·lx/√3, equally close in log: the taller is taken, at every width (float rounding

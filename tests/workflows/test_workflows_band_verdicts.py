@@ -314,6 +314,33 @@ def test_dd_surrogate_fem_rules(tmp_path):
         "mobility evaluations outside the law's range, in the worst realisation: 2.47%")
     assert "clamped at the law's top stress" in c.reason
     assert "dln sigma/dln B = -0.08 +- 0.11" in c.reason
+    # the range probe (clamp vs c_t beyond the range) grades what those evaluations
+    # change: to the bit nothing -> green; a change beyond what a rerun moves -> the
+    # fraction's grade stands; a probe whose runs had none beyond the range proves nothing
+    base = {"final_dislocations": [300], "out_of_range_fraction": 0.0247,
+            "out_of_range_policy": "clamp", "flow_stress_mpa": 57.13,
+            "flow_stress_std_mpa": 7.59, "mobility": {"character": "edge"}}
+
+    def ranged(d, err, tested=0.0136, frac=0.0247):
+        rng = {"rel_change": d, "rel_change_err": err, "realisations": 3,
+               "limit_m_s": {"edge": 3843.3, "screw": 3843.3}, "strain_rate_s": 7e4,
+               "temperature_k": 300.0, "out_of_range_fraction": tested}
+        return next(c for c in checks_for("DDRun", {**base, "out_of_range_fraction": frac,
+                                                    "range_sensitivity": rng}, tmp_path)
+                    if c.name == "out_of_range")
+
+    same = ranged(0.0, 0.0)
+    assert same.status == GREEN and "to the bit" in same.reason
+    assert "c_t = 3843 m/s" in same.reason and "7e+04 /s, 300 K, 1.4 %" in same.reason
+    assert "within the 10.8 % by which two reruns" in same.reason   # 7.59/57.13 sqrt(2/3)
+    moved = ranged(-0.2, 0.05)
+    assert moved.status == AMBER and "-20.0 +- 5.0 %" in moved.reason
+    assert "up to 30.0 % at 95 %" in moved.reason
+    assert ranged(0.02, 0.04).status == GREEN                # 10 % <= 10.8 %
+    assert ranged(0.02, 0.05).status == AMBER                # 12 % > 10.8 %
+    idle = ranged(0.0, 0.0, tested=0.0)
+    assert idle.status == AMBER and "tests nothing" in idle.reason
+    assert ranged(0.0, 0.0, frac=0.08).status == RED          # beyond the red line: stands
     warned = checks_for("DDRun", {"final_dislocations": [300], "out_of_range_fraction": 0.2,
                                   "out_of_range_policy": "warn"}, tmp_path)
     c = next(c for c in warned if c.name == "out_of_range")
@@ -730,6 +757,16 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
             "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.1, "factor": 2.0,
             "realisations": 3}}}))
     assert wide["rel_u"] == pytest.approx(math.hypot(0.1, 0.1) * 0.2)
+    # the range probe's bracket adds a rectangular term in quadrature
+    rng = {"rel_change": -0.03, "rel_change_err": 0.04, "realisations": 3}
+    ranged = mobility_source(mob, Artifact(tmp_path, {"summary": {
+        "flow_stress_mpa": 50.0, "study": study, "range_sensitivity": rng,
+        "drag_sensitivity": {"dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05,
+                             "factor": 2.0, "realisations": 3}}}))
+    u_rng = 0.05 / math.sqrt(3.0)
+    assert ranged["range_rel_u"] == pytest.approx(u_rng)
+    assert ranged["rel_u"] == pytest.approx(math.hypot(probed["rel_u"], u_rng))
+    assert "range probe" in ranged["method"]
 
 
 def test_a_small_share_still_shows_it_is_carried():
