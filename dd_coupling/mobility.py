@@ -356,6 +356,13 @@ class LimitSpeedMobility(_WrappedLaw):
                              f"{self.limit_m_s}")
         self.name = self.name or f"{self.law.name} (c_t beyond its range)"
         self.valid_range = self.law.valid_range
+        self.n_replaced = 0
+
+    @property
+    def n_out_of_range(self) -> int:
+        """The evaluations this law set to the limiting speed (beyond the range), whatever
+        the wrapped law counts (an analytic law counts none)."""
+        return self.n_replaced
 
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
@@ -364,8 +371,10 @@ class LimitSpeedMobility(_WrappedLaw):
         v = torch.as_tensor(np.asarray(v_in) if is_np else v_in, dtype=torch.float64)
         hi = self.law.valid_range.tau_hi_mpa(char).to(tau.device) * 1e6
         beyond = tau.abs() > hi * (1 + 1e-9)
+        self.n_replaced += int(beyond.sum())
         if bool(beyond.any()):
-            lim = torch.as_tensor(self.limit_m_s, dtype=torch.float64, device=tau.device)[char]
+            lim = torch.as_tensor(self.limit_m_s, dtype=torch.float64,
+                                  device=tau.device)[char.clamp(0, len(CHARACTERS) - 1)]
             v = torch.where(beyond, torch.sign(tau) * torch.maximum(lim, v.abs()), v)
         return _out(v, is_np)
 

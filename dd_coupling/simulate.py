@@ -64,7 +64,7 @@ from scalebridge.dd_coupling.engine import (
     sort_obstacles,
     step,
 )
-from scalebridge.dd_coupling.inputs import Material, read_properties
+from scalebridge.dd_coupling.inputs import Material, _artifact_file, read_properties
 from scalebridge.dd_coupling.mobility import (
     CHARACTERS,
     DragScaledMobility,
@@ -210,6 +210,11 @@ class DDSettings(StrictModel):
         if self.study is not None and self.loading != "strain":
             raise ValueError("a study (strain rates × temperatures) needs loading = "
                              "'strain'")
+        # under stress control the stress is prescribed: no law can move it
+        for probe in ("drag_probe", "range_probe"):
+            if getattr(self, probe) and self.loading != "strain":
+                raise ValueError(f"{probe} compares flow stresses, which stress control "
+                                 "prescribes: it needs loading = 'strain'")
         return self
 
     # ------------------------------------------------------------------ inputs that scale
@@ -643,9 +648,7 @@ def limiting_speeds(properties: Artifact | str | Path) -> dict[str, Any]:
         SettingsError: the Properties give no speed (no C_ij or μ with a0 and element)."""
     from scalebridge.md.mobility import shear_wave_from_properties
 
-    path = (properties.path / "properties.json" if isinstance(properties, Artifact)
-            else Path(properties))
-    path = path / "properties.json" if path.is_dir() else path
+    path = _artifact_file(properties, "properties.json", "Properties")
     try:
         doc = json.loads(path.read_text())
         a0, element = float(doc["a0_a"]), str(doc["element"])
@@ -657,7 +660,8 @@ def limiting_speeds(properties: Artifact | str | Path) -> dict[str, Any]:
     if any(v is None or not v > 0 for v, _ in speeds):
         raise SettingsError(f"range_probe: {path} gives no sound speed (no C_ij or "
                             "shear_modulus_gpa)")
-    return {"m_s": tuple(float(v) for v, _ in speeds), "source": str(speeds[0][1])}
+    return {"m_s": tuple(float(v) for v, _ in speeds),
+            "source": {c: str(src) for c, (_, src) in zip(CHARACTERS, speeds, strict=True)}}
 
 
 def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work: Path,
@@ -691,7 +695,11 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
                    "seed": settings.seed + k} for k in range(n_real)]
     if settings.range_probe:        # ... and with c_t beyond the law's range
         assert limit is not None
-        bounded = LimitSpeedMobility(law, limit["m_s"])
+        # the bound goes under the glide character's choice (edge or screw c_t)
+        bounded = (GlideCharacterMobility(LimitSpeedMobility(law.law, limit["m_s"]),
+                                          law.character)
+                   if isinstance(law, GlideCharacterMobility)
+                   else LimitSpeedMobility(law, limit["m_s"]))
         tasks += [{"settings": cond_settings[ref], "material": material, "law": bounded,
                    "seed": settings.seed + k} for k in range(n_real)]
     done = (f"DD: realisations done ({len(conds)} conditions x {n_real}"
@@ -822,8 +830,10 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     if range_runs:
         assert limit is not None
         range_flows = [tail_mean(resample(r["trace"], grid, by), 2) for r in range_runs]
-        range_sensitivity = range_probe_result(flows, range_flows, limit, [
-            r["out_of_range_fraction"] for r in runs[ref * n_real:(ref + 1) * n_real]])
+        range_sensitivity = range_probe_result(
+            flows, range_flows, limit, [r["out_of_range_fraction"] for r in ref_runs],
+            [r["out_of_range_fraction"] for r in range_runs])
+        range_sensitivity["dt_quantile"] = settings.dt_quantile
         _write_csv(work / "range_probe.csv", ("realisation", "flow_stress_mpa",
                                               "flow_stress_probe_mpa", "rel_change"),
                    [(k, f0, f1, d) for k, (f0, f1, d) in enumerate(zip(
@@ -877,6 +887,8 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "steps": [r["state"].n_steps for r in ref_runs],
         "final_dislocations": [r["state"].n for r in ref_runs],
         "out_of_range_fraction": max(r["out_of_range_fraction"] for r in runs),
+        "out_of_range_fraction_mean": float(np.mean([r["out_of_range_fraction"]
+                                                     for r in runs])),
         "out_of_range_policy": settings.out_of_range,
         "truncated": any(r["truncated"] for r in runs),
         "mobility": mobility,
@@ -965,6 +977,20 @@ def snapshot_figure(x: np.ndarray, y: np.ndarray, sign: np.ndarray, system: np.n
     return fig
 
 
+def _paired(flows: list[float], probe_flows: list[float], per: np.ndarray, key: str
+            ) -> dict[str, Any]:
+    """The statistics two probes share: ``per`` (n,) a per-pair effect (NaN where a pair
+    has none): its mean as ``key``, the standard error of the mean as ``key_err`` (None
+    with one pair), the mean flow stresses, the pairs used, ``per_realisation``."""
+    good = per[np.isfinite(per)]
+    return {key: float(np.mean(good)) if good.size else None,
+            f"{key}_err": (float(np.std(good, ddof=1) / math.sqrt(good.size))
+                           if good.size > 1 else None),
+            "flow_stress_mpa": float(np.mean(flows)),
+            "flow_stress_probe_mpa": float(np.mean(probe_flows)),
+            "realisations": int(good.size), "per_realisation": per.tolist()}
+
+
 def drag_probe_result(flows: list[float], probe_flows: list[float], factor: float
                       ) -> dict[str, Any]:
     """dln σ/dln B from paired realisations (same seeds) at B and B·``factor``: per
@@ -975,41 +1001,34 @@ def drag_probe_result(flows: list[float], probe_flows: list[float], factor: floa
     ok = (f0 > 0) & (f1 > 0)
     per = np.full(f0.shape, np.nan)
     per[ok] = np.log(f1[ok] / f0[ok]) / math.log(factor)
-    good = per[ok]
-    return {"factor": factor, "dlnsigma_dlnb": float(np.mean(good)) if good.size else None,
-            "dlnsigma_dlnb_err": (float(np.std(good, ddof=1) / math.sqrt(good.size))
-                                  if good.size > 1 else None),
-            "flow_stress_mpa": float(np.mean(f0)), "flow_stress_probe_mpa": float(np.mean(f1)),
-            "realisations": int(good.size), "per_realisation": per.tolist(),
+    return {"factor": factor, **_paired(f0, f1, per, "dlnsigma_dlnb"),
             "method": f"the reference condition's realisations rerun (same seeds) with "
                       f"every velocity / {factor:g} (B x {factor:g}): mean of "
                       f"ln(sigma'/sigma)/ln({factor:g}) over the pairs"}
 
 
 def range_probe_result(flows: list[float], probe_flows: list[float], limit: dict[str, Any],
-                       out_of_range: list[float]) -> dict[str, Any]:
+                       out_of_range: list[float], replaced: list[float]) -> dict[str, Any]:
     """The flow stress's relative change σ'/σ − 1 from paired realisations (same seeds)
-    clamped beyond the law's range (``flows``) and at the limiting speed there
-    (``probe_flows``): per realisation, their mean and the standard error of the mean
-    (None with one), the mean flow stresses, the limiting speeds, the clamped runs'
-    out-of-range fractions (``out_of_range``: their mean), and ``per_realisation``."""
+    with the law as it is beyond its range (``flows``: clamped, for a neural law) and at
+    the limiting speed there (``probe_flows``): per realisation, their mean and the
+    standard error of the mean (None with one), the mean flow stresses, the limiting
+    speeds and their sources, the mean fraction of evaluations beyond the range in the
+    runs (``out_of_range``, as the law counted them) and in the probe's (``replaced``: the
+    evaluations it set to c_t), and ``per_realisation``."""
     f0, f1 = np.asarray(flows, float), np.asarray(probe_flows, float)
-    ok = f0 > 0
     per = np.full(f0.shape, np.nan)
+    ok = f0 > 0
     per[ok] = f1[ok] / f0[ok] - 1.0
-    good = per[ok]
     c = limit["m_s"]
-    return {"rel_change": float(np.mean(good)) if good.size else None,
-            "rel_change_err": (float(np.std(good, ddof=1) / math.sqrt(good.size))
-                               if good.size > 1 else None),
-            "flow_stress_mpa": float(np.mean(f0)), "flow_stress_probe_mpa": float(np.mean(f1)),
-            "limit_m_s": {"edge": c[0], "screw": c[1]}, "limit_source": limit["source"],
+    return {**_paired(f0, f1, per, "rel_change"),
+            "limit_m_s": dict(zip(CHARACTERS, c, strict=True)),
+            "limit_source": limit["source"],
             "out_of_range_fraction": float(np.mean(out_of_range)),
-            "realisations": int(good.size), "per_realisation": per.tolist(),
+            "replaced_fraction": float(np.mean(replaced)),
             "method": "the reference condition's realisations rerun (same seeds) with every "
                       "mobility evaluation beyond the law's stress range at the limiting "
-                      "speed c_t instead of the velocity at its top stress: mean of "
-                      "sigma'/sigma - 1 over the pairs"}
+                      "speed c_t: mean of sigma'/sigma - 1 over the pairs"}
 
 
 def _finite_or_none(d: Any) -> Any:

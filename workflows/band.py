@@ -27,8 +27,8 @@ moves first (one source varied at a time, the others held):
     share of the flow stress, τ_drag/τ with τ_drag = B γ̇/(ρ b²). Where the DD ran its
     range probe (``DDSettings.range_probe``: its evaluations beyond the law's stress
     range at the limiting speed c_t instead of clamped) the flow stress's change Δ ± s.e.
-    bounds what the law could do beyond its data: a rectangular term of half-width
-    sqrt(Δ² + s.e.²) (sd: that / √3) adds in quadrature. When the DD moves
+    bounds what the law could do beyond its data: sqrt(Δ²/3 + s.e.²) (rectangular over
+    the change, the probe's own error on top) adds in quadrature. When the DD moves
     its dislocations with the fitted drag law and its threshold τ₀ (``law = "drag"``), τ₀'s
     standard error adds in quadrature as err(τ₀)/σ: a lattice-friction threshold adds to
     the flow stress MPa for MPa (sensitivity 1). A neural law learns the
@@ -223,7 +223,7 @@ def _rate_sensitivity(dd_summary: dict[str, Any], temperature: float | None
     return float(np.polyfit(x, y, 1)[0])
 
 
-def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, Any]:
+def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, Any]:
     """The mobility law's relative uncertainty (edge drag) and its effect on the flow
     stress (module docstring)."""
     if mobility is None or dd is None:
@@ -278,17 +278,28 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
                    method=f"{method}; threshold tau0 {ms.get('drag_edge_tau0_mpa'):.3g} "
                           f"+- {float(t0_err):.3g} MPa over the flow stress "
                           f"{float(flow):.3g} MPa, in quadrature")
-    rng = ds.get("range_sensitivity") or {}
+    return out
+
+
+def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, Any]:
+    """The mobility law's relative uncertainty and its effect on the flow stress: B's
+    (:func:`_drag_source`) and, where the DD ran its range probe, the law's beyond its
+    data (module docstring)."""
+    out = _drag_source(mobility, dd)
+    rng = ((dd.summary.get("range_sensitivity") if dd is not None else None) or {})
     d, d_err = rng.get("rel_change"), rng.get("rel_change_err")
-    if d is not None and d_err is not None:
-        # the law beyond its data lies between the clamp and c_t: the truth anywhere in
-        # the probe's bracket, a rectangular distribution of half-width sqrt(d^2 + err^2)
-        u_rng = math.hypot(float(d), float(d_err)) / math.sqrt(3.0)
-        out.update(rel_u=math.hypot(out["rel_u"], u_rng), range_rel_u=u_rng,
-                   method=f"{out['method']}; beyond the law's stress range (clamped) the "
-                          f"range probe's c_t moves the flow stress by {100 * float(d):+.1f} "
-                          f"+- {100 * float(d_err):.1f} %: rectangular of that half-width, "
-                          f"{100 * u_rng:.2g} %, in quadrature")
+    if d is None or d_err is None:
+        return out
+    # the law beyond its data lies between what the run did there and c_t: the truth
+    # anywhere between, rectangular over the probe's change (sd |d|/sqrt(3)), and the
+    # probe's own paired error on top (a change it cannot resolve still counts)
+    u_rng = math.sqrt(float(d) ** 2 / 3.0 + float(d_err) ** 2)
+    text = (f"beyond the law's stress range the range probe's c_t moves the flow stress by "
+            f"{100 * float(d):+.1f} +- {100 * float(d_err):.1f} %: sqrt(d^2/3 + se^2) = "
+            f"{100 * u_rng:.2g} %, in quadrature")
+    method = out.get("method", "none")
+    out.update(rel_u=math.hypot(float(out.get("rel_u") or 0.0), u_rng), range_rel_u=u_rng,
+               method=text if method == "none" else f"{method}; {text}")
     return out
 
 
@@ -515,7 +526,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
             w.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in m.values()]
                          for m in members])
     lam = main[:, 0]
-    flow_half = 0.0 if u == 0 else (u_flow / (f_hi - f_lo)) * np.abs(
+    flow_half = 0.0 if u_solves == 0 else (u_flow / (f_hi - f_lo)) * np.abs(
         np.interp(lam, curves["high"][:, 0], curves["high"][:, 2])
         - np.interp(lam, curves["low"][:, 0], curves["low"][:, 2]))
     dd_half = np.zeros_like(lam)
@@ -559,7 +570,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     # reloads is where the ramp stopped, the maximum is the component's strength
     peaks = {n: float(c[:, 2].max()) for n, c in curves.items()}
     peak = float(main[:, 2].max())
-    peak_slope = (peaks["high"] - peaks["low"]) / (f_hi - f_lo) if u > 0 else 0.0
+    peak_slope = (peaks["high"] - peaks["low"]) / (f_hi - f_lo) if u_solves > 0 else 0.0
     fold_peaks = [peak, *(float(c[:, 2].max()) for c in fold_curves.values())]
     peak_u = math.hypot(u_flow * peak_slope,
                         float(leave_one_out_spread(fold_peaks)) if fold_curves else 0.0)
@@ -582,7 +593,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         "sources": {s: {kk: vv for kk, vv in v.items() if kk != "member_rel_sd"}
                     for s, v in sources.items()},
         "potential_rel_sd": unitless_keys(sources["potential"].get("member_rel_sd")),
-        "fem_solves": (2 if u > 0 else 0) + len(fold_curves),
+        "fem_solves": (2 if u_solves > 0 else 0) + len(fold_curves),
     }
     write_json_atomic(work / "band.json", {**summary, "potential_members": members,
                                            "sources": sources})

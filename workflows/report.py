@@ -58,6 +58,11 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _md_cell(text: str) -> str:
+    """A Markdown table cell: a ``|`` would end the cell and a newline the row."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _split_tables(rows: list[tuple[str, Any]]
                   ) -> tuple[list[tuple[str, Any]], list[tuple[str, list[str], list[list[str]]]]]:
     """Split summary rows into (quantity rows, tables): a value that is a non-empty list of
@@ -66,9 +71,10 @@ def _split_tables(rows: list[tuple[str, Any]]
     blank); every other row stays a (key, value) quantity row."""
     scalars, tables = [], []
     for k, v in rows:
-        if isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
-            items = [dict(_flat(x)) for x in v]
-            cols = list(dict.fromkeys(c for it in items for c in it))
+        items = ([dict(_flat(x)) for x in v] if isinstance(v, list) and v
+                 and all(isinstance(x, Mapping) for x in v) else [])
+        cols = list(dict.fromkeys(c for it in items for c in it))
+        if cols:
             tables.append((k, cols, [[_fmt(it[c]) if c in it else "" for c in cols]
                                      for it in items]))
         else:
@@ -270,11 +276,11 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
         rows, tables = _split_tables(s["summary"])
         if rows:
             lines += ["| quantity | value |", "|---|---|"]
-            lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
+            lines += [f"| {k} | {_md_cell(_fmt(v))} |" for k, v in rows]
             lines.append("")
         for name, cols, cells in tables:
             lines += [f"**{name}**", "", f"| {' | '.join(cols)} |", "|---" * len(cols) + "|"]
-            lines += [f"| {' | '.join(r)} |" for r in cells]
+            lines += [f"| {' | '.join(_md_cell(c) for c in r)} |" for r in cells]
             lines.append("")
         if s["properties"]:
             lines += ["| property | this potential | DFT |", "|---|---|---|"]

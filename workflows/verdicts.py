@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -511,56 +512,73 @@ def _dd_out_of_range_context(summary: Mapping[str, Any]) -> str:
 
 def _grade_by_range_probe(check: Check, summary: Mapping[str, Any]) -> None:
     """Grade the DD's out-of-range evaluations by what they change, where its range
-    probe measured it (``range_sensitivity``): the clamp (the velocity at the law's top
-    stress) and the limiting speed c_t bracket any law beyond the data, so when the
-    probe's flow stress differs from the run's by less than two reruns of the n
-    realisations differ (sd·√(2/n), relative), even at the probe's 95 % bound
-    (|Δ| + 2 s.e.), no choice beyond the data moves the answer more than a rerun does:
-    green, where the fraction is amber (beyond the red line one probe does not settle
-    it). Otherwise the fraction's grade stands
-    and the reason gives the probe's numbers."""
+    probe measured it (``range_sensitivity``): the law as it is beyond its data (a neural
+    law clamps to the velocity at its top stress, the lower bound: velocity grows with
+    |τ|) and the limiting speed c_t bracket any law there, so when the probe's flow
+    stress differs from the run's by less than two reruns of the n realisations differ
+    (sd·√(2/n), relative), even at the probe's 95 % bound (|Δ| + 2 s.e.), and the probe
+    saw at least the study's mean exposure (its fraction of evaluations beyond the range
+    against ``out_of_range_fraction_mean``), no choice beyond the data moves the answer
+    more than a rerun does: green, where the fraction is amber (beyond the red line one
+    probe does not settle it). Otherwise the fraction's grade stands and the reason gives
+    the probe's numbers."""
     probe = summary.get("range_sensitivity")
     if not isinstance(probe, Mapping):
         return
     d, err = _num(probe.get("rel_change")), _num(probe.get("rel_change_err"))
     flow, sd = _num(summary.get("flow_stress_mpa")), _num(summary.get("flow_stress_std_mpa"))
     if d is None or err is None or not flow or sd is None:
+        check.reason += ("; the range probe has no paired error (one realisation): not "
+                         "graded by it")
         return
     n = _num(probe.get("realisations")) or 1.0
     # two reruns of the n realisations differ in their mean by sd sqrt(2/n)
     scatter = sd / flow * math.sqrt(2.0 / n)
-    c = (probe.get("limit_m_s") or {}).get(summary.get("mobility", {}).get("character")
+    c = (probe.get("limit_m_s") or {}).get((summary.get("mobility") or {}).get("character")
                                            or "edge")
     bound = abs(d) + 2 * err
     tested = _num(probe.get("out_of_range_fraction"))
+    mean = _num(summary.get("out_of_range_fraction_mean"))
     rate, temp = _num(probe.get("strain_rate_s")), _num(probe.get("temperature_k"))
-    where = ((f"{rate:.3g} /s, " if rate is not None else "")
-             + (f"{temp:g} K" if temp is not None else "the reference condition"))
+    where = ("the reference condition, "
+             + (f"{rate:.3g} /s, " if rate is not None else "")
+             + (f"{temp:g} K" if temp is not None else ""))
     check.reason += (
         "; with every evaluation beyond the range at the limiting speed c_t"
         + (f" = {float(c):.0f} m/s" if _num(c) is not None else "")
         + f" instead (the range probe: {probe.get('realisations')} paired realisations "
-        f"at {where}"
+        f"at {where.rstrip(', ')}"
         + (f", {100 * tested:.2g} % of their evaluations beyond the range"
            if tested is not None else "")
+        + (f" against {100 * mean:.2g} % over the study" if mean is not None else "")
         + f") the flow stress moves by {100 * d:+.1f} +- {100 * err:.1f} %")
-    if not tested:
+    if tested is None:
+        check.reason += " (the probe's exposure is not recorded: not graded by it)"
+        return
+    if tested == 0:
         check.reason += (" (the probe's realisations had no evaluation beyond the range: "
                          "it tests nothing)")
         return
+    q = _num(probe.get("dt_quantile"))
     if d == 0 and err == 0:
-        check.reason += (" (the same flow stress in every pair, to the bit: no evaluation "
-                         "beyond the range changed a move; a dislocation that fast already "
-                         "glides its max_glide per step, the DD's displacement limiter)")
-    if bound <= scatter and check.status == AMBER:
+        check.reason += (" (the same flow stress in every pair, to the bit: as the DD "
+                         "steps, no evaluation beyond the range set a move"
+                         + (f"; with dt_quantile {q:g} the fastest dislocations move "
+                            "max_glide per step, a displacement limiter, whatever the law "
+                            "says" if q is not None and q < 1 else "") + ")")
+    if bound <= scatter and check.status == AMBER and (mean is None or tested >= mean):
         check.status = GREEN
+        check.reason = re.sub(r"\((> [^)]*)\)", r"(\1: amber by the fraction alone)",
+                              check.reason, count=1)
         check.reason += (f": at most {100 * bound:.1f} % (95 %), within the "
                          f"{100 * scatter:.1f} % by which two reruns of the realisations "
                          "differ, so what the law does beyond its data does not move the "
                          "answer more than a rerun")
     else:
         check.reason += (f" (up to {100 * bound:.1f} % at 95 %; two reruns of the "
-                         f"realisations differ by {100 * scatter:.1f} %)")
+                         f"realisations differ by {100 * scatter:.1f} %"
+                         + ("; the probe saw less exposure than the study's mean"
+                            if mean is not None and tested < mean else "") + ")")
 
 
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:

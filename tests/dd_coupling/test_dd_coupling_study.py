@@ -351,23 +351,27 @@ def test_range_probe_result_pairs_realisations():
     from scalebridge.dd_coupling.simulate import range_probe_result
 
     r = range_probe_result([10.0, 20.0, 0.0], [11.0, 18.0, 5.0],
-                           {"m_s": (3000.0, 2000.0), "source": "test"}, [0.01, 0.03, 0.02])
+                           {"m_s": (3000.0, 2000.0), "source": "test"}, [0.01, 0.03, 0.02],
+                           [0.02, 0.02, 0.05])
     assert r["per_realisation"][:2] == pytest.approx([0.1, -0.1])
     assert math.isnan(r["per_realisation"][2]) and r["realisations"] == 2
     assert r["rel_change"] == pytest.approx(0.0, abs=1e-15)
     assert r["rel_change_err"] == pytest.approx(0.1)          # sd 0.1414 / sqrt(2)
     assert r["limit_m_s"] == {"edge": 3000.0, "screw": 2000.0}
     assert r["out_of_range_fraction"] == pytest.approx(0.02)
+    assert r["replaced_fraction"] == pytest.approx(0.03)
 
 
 def test_range_probe_brackets_what_the_law_does_beyond_its_range(tmp_path):
     """``range_probe``: the reference realisations rerun with every evaluation beyond the
     law's stress range (here 30 MPa, far below the DD's stresses) at the limiting speed
-    c_t. A limit below the law's own velocity there leaves the law: the probe is the run,
-    to the bit. Without the displacement limiter (dt_quantile 1: every dislocation moves
-    at its law's velocity) c_t = 3000 m/s glides faster than the law and the flow stress
-    falls in every pair; with it (0.8) the fastest dislocations move max_glide per step
-    whatever the law says, and the probe barely moves the flow stress."""
+    c_t (a drag law extrapolates there; a neural law would clamp). A limit below the
+    law's own velocity there leaves the law: the probe is the run, to the bit, though it
+    counted its evaluations beyond the range. Without the displacement limiter
+    (dt_quantile 1: every dislocation moves at its law's velocity) c_t = 3000 m/s glides
+    faster than the law and the flow stress falls in every pair; with it (0.8) the
+    fastest dislocations move max_glide per step whatever the law says, and the probe
+    barely moves the flow stress."""
     from scalebridge.dd_coupling.simulate import write_ddrun
 
     vr = ValidRange(tau_mpa=(0.0, 30.0), temperature_k=(0.0, 1000.0),
@@ -386,6 +390,8 @@ def test_range_probe_brackets_what_the_law_does_beyond_its_range(tmp_path):
     assert same["range_sensitivity"]["rel_change"] == 0.0
     assert same["range_sensitivity"]["rel_change_err"] == 0.0
     assert same["reference_condition"] == {"strain_rate_s": 1e5, "temperature_k": 300.0}
+    assert same["range_sensitivity"]["replaced_fraction"] > 0.01   # it did replace some
+    assert same["range_sensitivity"]["dt_quantile"] == 1.0
     fast, _ = probe(3000.0, 1.0, "fast")
     per = [float(r["rel_change"]) for r in read_csv(tmp_path / "fast" / "range_probe.csv")]
     assert all(p < 0 for p in per) and fast["range_sensitivity"]["rel_change"] < -0.2, per
@@ -410,7 +416,12 @@ def test_range_probe_needs_a_sound_speed(tmp_path):
                          c12_gpa=153.3, c44_gpa=103.9, a0_a=3.168)
     lim = limiting_speeds(mo)
     want = glide_shear_wave_speed(493.3, 153.3, 103.9, 3.168, "Mo", "bcc")
-    assert lim["m_s"][0] == pytest.approx(want) and lim["source"] == "glide_direction_cij"
+    assert lim["m_s"][0] == pytest.approx(want)
+    assert lim["source"] == {"edge": "glide_direction_cij", "screw": "glide_direction_cij"}
+    # the stress is prescribed under stress control: the probes are refused there
+    for probe in ({"range_probe": True}, {"drag_probe": 2.0}):
+        with pytest.raises(ValueError, match="loading = 'strain'"):
+            DDSettings(loading="stress", **probe)
     assert 3500 < want < 4200                        # Mo: (C11 - C12 + C44)/3 over rho
 
 

@@ -319,19 +319,23 @@ def test_dd_surrogate_fem_rules(tmp_path):
     # fraction's grade stands; a probe whose runs had none beyond the range proves nothing
     base = {"final_dislocations": [300], "out_of_range_fraction": 0.0247,
             "out_of_range_policy": "clamp", "flow_stress_mpa": 57.13,
-            "flow_stress_std_mpa": 7.59, "mobility": {"character": "edge"}}
+            "flow_stress_std_mpa": 7.59, "mobility": {"character": "edge"},
+            "out_of_range_fraction_mean": 0.011}
 
     def ranged(d, err, tested=0.0136, frac=0.0247):
         rng = {"rel_change": d, "rel_change_err": err, "realisations": 3,
                "limit_m_s": {"edge": 3843.3, "screw": 3843.3}, "strain_rate_s": 7e4,
-               "temperature_k": 300.0, "out_of_range_fraction": tested}
+               "temperature_k": 300.0, "out_of_range_fraction": tested, "dt_quantile": 0.8}
         return next(c for c in checks_for("DDRun", {**base, "out_of_range_fraction": frac,
                                                     "range_sensitivity": rng}, tmp_path)
                     if c.name == "out_of_range")
 
     same = ranged(0.0, 0.0)
     assert same.status == GREEN and "to the bit" in same.reason
-    assert "c_t = 3843 m/s" in same.reason and "7e+04 /s, 300 K, 1.4 %" in same.reason
+    assert "c_t = 3843 m/s" in same.reason
+    assert "at the reference condition, 7e+04 /s, 300 K, 1.4 % of their" in same.reason
+    assert "against 1.1 % over the study" in same.reason and "dt_quantile 0.8" in same.reason
+    assert "2.47% (> 0.10%: amber by the fraction alone)" in same.reason
     assert "within the 10.8 % by which two reruns" in same.reason   # 7.59/57.13 sqrt(2/3)
     moved = ranged(-0.2, 0.05)
     assert moved.status == AMBER and "-20.0 +- 5.0 %" in moved.reason
@@ -340,6 +344,8 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert ranged(0.02, 0.05).status == AMBER                # 12 % > 10.8 %
     idle = ranged(0.0, 0.0, tested=0.0)
     assert idle.status == AMBER and "tests nothing" in idle.reason
+    light = ranged(0.0, 0.0, tested=0.005)            # less exposed than the study's mean
+    assert light.status == AMBER and "less exposure than the study's mean" in light.reason
     assert ranged(0.0, 0.0, frac=0.08).status == RED          # beyond the red line: stands
     warned = checks_for("DDRun", {"final_dislocations": [300], "out_of_range_fraction": 0.2,
                                   "out_of_range_policy": "warn"}, tmp_path)
@@ -763,10 +769,14 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
         "flow_stress_mpa": 50.0, "study": study, "range_sensitivity": rng,
         "drag_sensitivity": {"dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05,
                              "factor": 2.0, "realisations": 3}}}))
-    u_rng = 0.05 / math.sqrt(3.0)
+    u_rng = math.sqrt(0.03 ** 2 / 3.0 + 0.04 ** 2)
     assert ranged["range_rel_u"] == pytest.approx(u_rng)
     assert ranged["rel_u"] == pytest.approx(math.hypot(probed["rel_u"], u_rng))
     assert "range probe" in ranged["method"]
+    # carried even where the law has no drag uncertainty to carry
+    bare = mobility_source(Artifact(tmp_path, {"summary": {"law": "NeuralMobility"}}),
+                           Artifact(tmp_path, {"summary": {"range_sensitivity": rng}}))
+    assert bare["rel_u"] == pytest.approx(u_rng) and bare["method"].startswith("beyond")
 
 
 def test_a_small_share_still_shows_it_is_carried():
