@@ -371,7 +371,9 @@ import multiprocessing
 from scalebridge.runtime import exit_with_parent
 
 def work(_):
-    print("worker", os.getpid(), flush=True)
+    # one write of the whole line: with PYTHONUNBUFFERED print writes its parts one by
+    # one, and the two workers' parts interleaved into lines the test could not read
+    os.write(1, f"worker {os.getpid()}\\n".encode())
     time.sleep(60)
 
 if __name__ == "__main__":
@@ -401,8 +403,6 @@ def test_kill_9_of_the_main_process_stops_its_pool_workers(tmp_path, guarded):
                 workers.append(int(line.split()[1]))
                 if len(workers) == 2:
                     break
-        # once (1 of ~45 full suites) the script ended before both workers printed:
-        # say why, from its stderr
         assert len(workers) == 2, f"the pool script ended early: {err.read_text()[-2000:]}"
         proc.kill()
         proc.wait()
