@@ -38,27 +38,25 @@ from pathlib import Path
 
 import numpy as np
 from _machine import machine
+from _reuse import made_record
 from scalebridge.artifacts import read_artifact
 from scalebridge.dd_coupling.inputs import read_properties
 from scalebridge.dd_coupling.mobility import LimitSpeedMobility, load_mobility
-from scalebridge.dd_coupling.simulate import DDSettings, limiting_speeds, resample
+from scalebridge.dd_coupling.simulate import (
+    DDSettings,
+    limiting_speeds,
+    resample,
+    tail_mean,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def artifact_record(path: Path, kind: str) -> dict:
-    """Which artifact was reused and when it was made."""
-    art = read_artifact(path, kind=kind)
-    return {"artifact": str(path), "made": art.manifest.get("started"),
-            "code": (art.manifest.get("code") or {}).get("digest")}
-
-
 def flow_stress(trace: np.ndarray, final_strain: float, points: int) -> float:
-    """The DD's flow stress (MPa): the trace on its output grid, mean over the last
-    quarter of the strain (as ``write_ddrun``)."""
-    tab = resample(trace, np.linspace(0.0, final_strain, points), 1)
-    return float(tab[tab[:, 1] >= 0.75 * tab[-1, 1], 2].mean())
+    """The DD's flow stress (MPa): the trace on its output grid, ``tail_mean`` as the
+    DD's summary takes it."""
+    return tail_mean(resample(trace, np.linspace(0.0, final_strain, points), 1), 2)
 
 
 VARIANTS = {"limited": 0.8, "exact": 1.0, "exact_ct": 1.0}
@@ -146,8 +144,8 @@ def main() -> None:
     out = {"settings": "examples/mo/mo.toml [dd.run] (no study), one realisation per row",
            "temperature_k": args.temperature, "rows": rows, "by_rate": by_rate,
            "note": "two realisations ran at a time (one per core); wall_s is each one's own",
-           "reused": {"properties": artifact_record(args.run_dir / "properties", "Properties"),
-                      "mobility": artifact_record(args.run_dir / "mobility", "MobilityLaw")},
+           "reused": {k: made_record(read_artifact(args.run_dir / k, kind=kind))
+                      for k, kind in (("properties", "Properties"), ("mobility", "MobilityLaw"))},
            "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

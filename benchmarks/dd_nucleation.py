@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from _machine import machine
+from _reuse import made_record
 from scalebridge.artifacts import read_artifact
 from scalebridge.dd_coupling.inputs import read_properties
 from scalebridge.dd_coupling.mobility import load_mobility
@@ -38,13 +39,6 @@ from scalebridge.dd_coupling.simulate import DDSettings
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-
-
-def artifact_record(path: Path, kind: str) -> dict:
-    """Which artifact was reused and when it was made."""
-    art = read_artifact(path, kind=kind)
-    return {"artifact": str(path), "made": art.manifest.get("started"),
-            "code": (art.manifest.get("code") or {}).get("digest")}
 
 
 def main() -> None:
@@ -82,8 +76,8 @@ def main() -> None:
                   f"{row['dislocations_end']} dislocations, {wall:.0f} s", flush=True)
     out = {"settings": "examples/mo/mo.toml [dd.run], one realisation (seed 0) per row",
            "temperature_k": args.temperature, "rows": rows,
-           "reused": {"properties": artifact_record(args.run_dir / "properties", "Properties"),
-                      "mobility": artifact_record(args.run_dir / "mobility", "MobilityLaw")},
+           "reused": {k: made_record(read_artifact(args.run_dir / k, kind=kind))
+                      for k, kind in (("properties", "Properties"), ("mobility", "MobilityLaw"))},
            "machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -521,6 +521,15 @@ def resample(trace: np.ndarray, grid: np.ndarray, by: int) -> np.ndarray:
     return out
 
 
+def tail_mean(tab: np.ndarray, col: int, strain_mode: bool = True) -> float:
+    """A headline number of a (rows, 6) table on the output grid (STRESS_STRAIN_COLUMNS):
+    column ``col``'s mean over the last quarter of the strain (strain control) or of the
+    rows (stress control)."""
+    sel = tab[tab[:, 1] >= 0.75 * tab[-1, 1]] if strain_mode else tab[-max(
+        1, len(tab) // 4):]
+    return float(np.mean(sel[:, col]))
+
+
 def avalanches(trace: np.ndarray, threshold_mpa: float, loading: str) -> np.ndarray:
     """Avalanches of one trace, (k, 4): strain at start, stress drop (MPa), plastic strain
     jump, duration (s). Strain control: maximal runs of decreasing stress with a drop above
@@ -732,11 +741,6 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     events = [avalanches(r["trace"], settings.avalanche_threshold_mpa, settings.loading)
               for r in runs]
 
-    def tail_mean(tab: np.ndarray, col: int) -> float:
-        sel = tab[tab[:, 1] >= 0.75 * tab[-1, 1]] if strain_mode else tab[-max(
-            1, len(tab) // 4):]
-        return float(np.mean(sel[:, col]))
-
     # the reference condition: the contract files and the headline numbers
     ref_runs = runs[ref * n_real:(ref + 1) * n_real]
     tables = all_tables[ref * n_real:(ref + 1) * n_real]
@@ -807,19 +811,20 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             cond_objs.append(Condition(
                 rate, temp, tables=all_tables[sl], traces=[r["trace"] for r in runs[sl]],
                 events=events[sl], final_n=[r["state"].n for r in runs[sl]],
-                flow_mpa=[tail_mean(tab, 2) for tab in all_tables[sl]]))
+                flow_mpa=[tail_mean(tab, 2, strain_mode) for tab in all_tables[sl]]))
         st = settings.study or DDStudySettings(strain_rates_s=[settings.strain_rate_s],
                                                temperatures_k=[settings.temperature_k])
         study_summary = write_study(work / "study", cond_objs, st, settings.output_points,
                                     settings.seed)
 
     # headline numbers
-    flow_mpa = tail_mean(mean, 2)
-    rho_end = tail_mean(mean, 4)
-    flows = [tail_mean(tab, 2) for tab in tables]
+    flow_mpa = tail_mean(mean, 2, strain_mode)
+    rho_end = tail_mean(mean, 4, strain_mode)
+    flows = [tail_mean(tab, 2, strain_mode) for tab in tables]
     drag_sensitivity = None
     if probe_runs:
-        probe_flows = [tail_mean(resample(r["trace"], grid, by), 2) for r in probe_runs]
+        probe_flows = [tail_mean(resample(r["trace"], grid, by), 2, strain_mode)
+                       for r in probe_runs]
         drag_sensitivity = drag_probe_result(flows, probe_flows, float(settings.drag_probe))
         _write_csv(work / "drag_probe.csv", ("realisation", "flow_stress_mpa",
                                              "flow_stress_probe_mpa", "dlnsigma_dlnb"),
@@ -829,7 +834,8 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     range_sensitivity = None
     if range_runs:
         assert limit is not None
-        range_flows = [tail_mean(resample(r["trace"], grid, by), 2) for r in range_runs]
+        range_flows = [tail_mean(resample(r["trace"], grid, by), 2, strain_mode)
+                       for r in range_runs]
         range_sensitivity = range_probe_result(
             flows, range_flows, limit, [r["out_of_range_fraction"] for r in ref_runs],
             [r["out_of_range_fraction"] for r in range_runs])
@@ -1057,5 +1063,6 @@ __all__ = [
     "range_probe_result",
     "resample",
     "run_realisation_task",
+    "tail_mean",
     "write_ddrun",
 ]

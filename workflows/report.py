@@ -246,8 +246,8 @@ def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
              "[verdicts.json](verdicts.json) has every check and threshold)", "",
              "| stage | verdict | checks |", "|---|---|---|"]
     for st in verdicts["stages"]:
-        checks = "<br>".join(f"{MARK[c['status']]} {c['name']}: {c['reason']}"
-                             .replace("|", "\\|") for c in st["checks"])
+        checks = "<br>".join(_md_cell(f"{MARK[c['status']]} {c['name']}: {c['reason']}")
+                             for c in st["checks"])
         lines.append(f"| {st['stage']} | {MARK[st['verdict']]} {st['verdict']} | {checks} |")
     legend = "; ".join(f"{MARK[k]} {k}: {v}" for k, v in LEGEND.items())
     return [*lines, "", legend + ".", ""]
