@@ -1,14 +1,16 @@
 """The run report: ``report.md`` and ``report.html`` in the run directory.
 
 It opens with the verdicts (:mod:`scalebridge.workflows.verdicts`: one row per stage,
-each check green/amber/red/n-a with its reason, and the run's overall verdict; the same
-rows in ``verdicts.json``) and the FEM load band with each upstream source's share
-(:mod:`scalebridge.workflows.band`). Then one section per stage: its wall time, its
-headline numbers (the artifact's summary), a table of the MD properties against DFT where
-there is one, its plots (every PNG of the artifact, each with the CSV of its numbers
-linked: :func:`scalebridge.plotting.plot_data_file`), and links to the files OVITO (LAMMPS
-dumps, ``.ca``, extxyz) and ParaView (VTX ``.bp``, XDMF, VTK) open. Paths are relative to
-the run directory, so the report moves with it.
+each check green/amber/red/n-a with its short reason, and the run's overall verdict; below
+the table a Details section with the full account of each check that has more to say; the
+same rows, reasons and details in ``verdicts.json``) and the FEM load band with each
+upstream source's share (:mod:`scalebridge.workflows.band`). Then one section per stage:
+its wall time, its headline numbers (the artifact's summary), a table of the MD properties
+against DFT where there is one, its plots (every PNG of the artifact, each with the CSV of
+its numbers linked: :func:`scalebridge.plotting.plot_data_file`), and links to the files
+OVITO (LAMMPS dumps, ``.ca``, extxyz) and ParaView (VTX ``.bp``, XDMF, VTK) open. Paths are
+relative to the run directory, so the report moves with it. :func:`rewrite_report` writes
+it again from a run directory's artifacts, running no stage.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scalebridge.artifacts import Artifact, write_json_atomic, write_text_atomic
+from scalebridge.artifacts import Artifact, read_artifact, write_json_atomic, write_text_atomic
+from scalebridge.errors import ArtifactError, ScalebridgeError
 from scalebridge.plotting import axis_label, plot_data_file
 from scalebridge.workflows.band import shares_text
 from scalebridge.workflows.chain import Chain, read_records
@@ -246,11 +249,31 @@ def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
              "[verdicts.json](verdicts.json) has every check and threshold)", "",
              "| stage | verdict | checks |", "|---|---|---|"]
     for st in verdicts["stages"]:
+        # a pointer, not a link: Markdown renderers name heading anchors differently
         checks = "<br>".join(_md_cell(f"{MARK[c['status']]} {c['name']}: {c['reason']}")
+                             + (" (details below)" if c.get("detail") else "")
                              for c in st["checks"])
         lines.append(f"| {st['stage']} | {MARK[st['verdict']]} {st['verdict']} | {checks} |")
     legend = "; ".join(f"{MARK[k]} {k}: {v}" for k, v in LEGEND.items())
-    return [*lines, "", legend + ".", ""]
+    lines += ["", legend + ".", ""]
+    details = _details(verdicts)
+    if details:
+        lines += ["### Details", ""]
+        lines += [f"- {MARK[c['status']]} **{st}/{c['name']}**: {_md_cell(c['detail'])}"
+                  for st, c in details]
+        lines.append("")
+    return lines
+
+
+def _details(verdicts: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(stage, check) of every check with a detail, in the table's order (a
+    verdicts.json from before the detail has none)."""
+    return [(st["stage"], c) for st in verdicts["stages"] for c in st["checks"]
+            if c.get("detail")]
+
+
+def _detail_id(stage: str, check: str) -> str:
+    return f"detail-{stage}-{check}"
 
 
 def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
@@ -317,13 +340,22 @@ def _verdict_html(verdicts: Mapping[str, Any] | None) -> list[str]:
         v = st["verdict"]
         checks = "<br>".join(
             f"<span style='color:{COLOUR[c['status']]}'>{MARK[c['status']]} "
-            f"{e(c['name'])}</span>: {e(c['reason'])}" for c in st["checks"])
+            f"{e(c['name'])}</span>: {e(c['reason'])}"
+            + (f" (<a href='#{e(_detail_id(st['stage'], c['name']))}'>details</a>)"
+               if c.get("detail") else "") for c in st["checks"])
         parts.append(f"<tr><td><a href='#{e(st['stage'])}'>{e(st['stage'])}</a></td>"
                      f"<td style='color:{COLOUR[v]}'>{MARK[v]} {e(v)}</td>"
                      f"<td>{checks}</td></tr>")
     parts.append("</table>")
     parts.append("<p>" + "; ".join(f"<span style='color:{COLOUR[k]}'>{MARK[k]} {e(k)}</span>: "
                                    f"{e(v)}" for k, v in LEGEND.items()) + ".</p>")
+    details = _details(verdicts)
+    if details:
+        parts.append("<h3 id='details'>Details</h3>")
+        parts += [f"<details id='{e(_detail_id(st, c['name']))}'><summary>"
+                  f"<span style='color:{COLOUR[c['status']]}'>{MARK[c['status']]}</span> "
+                  f"{e(st)}/{e(c['name'])}: {e(c['reason'])}</summary>"
+                  f"<p>{e(c['detail'])}</p></details>" for st, c in details]
     return parts
 
 
@@ -397,5 +429,40 @@ def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
     return md
 
 
+def run_artifacts(run_dir: Path, settings: Any = None
+                  ) -> tuple[Chain, str, dict[str, Artifact]]:
+    """(chain, run name, artifacts) of a run directory, reading its files only: the chain
+    of ``settings`` (default: the ``settings.json`` of the directory's last run) and each
+    node's complete artifact there, in chain order (a node never made, or left
+    incomplete, is left out; one made under other settings is read as it is)."""
+    from scalebridge.workflows.pipeline import SETTINGS_JSON, _settings, build_chain
+
+    run_dir = Path(run_dir)
+    if settings is None:
+        path = run_dir / SETTINGS_JSON
+        try:
+            settings = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ScalebridgeError(f"{run_dir} is not a scalebridge run directory ({path}: "
+                                   f"{e})") from None
+    cfg, _ = _settings(settings)
+    chain = build_chain(cfg)
+    arts = {}
+    for n in chain.nodes:
+        try:
+            arts[n.name] = read_artifact(run_dir / n.name, n.kind)
+        except ArtifactError:
+            continue
+    return chain, cfg.run.name, arts
+
+
+def rewrite_report(run_dir: Path, settings: Any = None) -> Path:
+    """Write ``verdicts.json``, ``report.md`` and ``report.html`` of a run directory again
+    from the artifacts in it (:func:`run_artifacts`), running no stage; returns the
+    Markdown path."""
+    chain, name, arts = run_artifacts(run_dir, settings)
+    return write_report(Path(run_dir), chain, arts, title=f"scalebridge run: {name}")
+
+
 __all__ = ["band_line", "override_warnings", "render_html", "render_markdown", "report_sections",
-           "stress_key", "summary_rows", "write_report"]
+           "rewrite_report", "run_artifacts", "stress_key", "summary_rows", "write_report"]

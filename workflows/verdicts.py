@@ -5,7 +5,8 @@ reference), ``amber`` (usable, with a caveat a reader must know), ``red`` (not t
 used as physics: a placeholder, a number beyond its red line, a failed check or a stage
 that did not finish) or ``n/a`` (does not apply, and the reason why). A stage's
 verdict is its worst check, the run's verdict the worst stage (``n/a`` never counts).
-The report opens with them; ``verdicts.json`` beside it holds the same rows.
+The report opens with them (each check's short reason in the table, its detail, the
+rest of the account, below it); ``verdicts.json`` beside it holds the same rows.
 
 The references: the DFT data itself (held-out test errors, the data set's own C_ij and
 a0 fits), analytic limits (the cylinder's limit load), the checks every model must pass
@@ -155,12 +156,16 @@ THRESHOLDS: dict[str, Threshold] = {
 
 @dataclass
 class Check:
-    """One check of one stage."""
+    """One check of one stage: ``reason`` is one short sentence (the value, the limit it
+    was graded against and the decisive fact; the report's verdict table shows it),
+    ``detail`` the rest of the account, where there is more (the report lists it below
+    the table)."""
 
     name: str
     status: str
     reason: str
     value: Any = None
+    detail: str = ""
 
 
 @dataclass
@@ -195,6 +200,20 @@ def _num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
+
+
+def _sentence(clauses: list[str]) -> str:
+    """``clauses`` joined by semicolons as one sentence (a check's detail); "" if none.
+    A symbol that opens it keeps its case (σ_ref is not Σ_ref)."""
+    text = "; ".join(c for c in clauses if c)
+    if not text:
+        return ""
+    return (text[0].upper() if text[0].isascii() else text[0]) + text[1:] + "."
+
+
+def _sentences(parts: list[str]) -> str:
+    """Each of ``parts`` a sentence of its own (a check's detail); "" if none."""
+    return " ".join(_sentence([p]) for p in parts if p)
 
 
 def graded(name: str, key: str, value: Any, what: str, fmt: str = ".3g",
@@ -387,14 +406,15 @@ def characters_check(summary: Mapping[str, Any], pts: list[dict[str, str]]) -> C
         return Check("characters", GREEN, "edge and screw glide measured")
     only = got[0]
     if str(summary.get("lattice", "")).lower() == "bcc":
-        why = (" (the DD and everything after it describe edge glide alone); in BCC the "
+        why = ("the DD and everything after it describe edge glide alone; in BCC the "
                "screw's Peierls barrier sets the flow stress at low temperature" if only ==
-               "edge" else " (the fast, drag-controlled edges are not measured)")
+               "edge" else "the fast, drag-controlled edges are not measured")
     else:
-        why = f" (the law covers {only} glide alone)"
+        why = f"the law covers {only} glide alone"
     other = "screw" if only == "edge" else "edge"
     return Check("characters", AMBER, f"{only} glide only: the {other}'s mobility was not "
-                 f"measured{why}; measure it with md characters = ['edge', 'screw']")
+                 "measured; measure it with md characters = ['edge', 'screw']",
+                 detail=_sentence([why]))
 
 
 def members_check(summary: Mapping[str, Any]) -> Check:
@@ -493,44 +513,54 @@ def fitted_glide_check(summary: Mapping[str, Any]) -> Check:
                             f"first-half velocity {r:.2f} x the second (median)")
 
 
-def _dd_out_of_range_context(summary: Mapping[str, Any]) -> str:
+def _dd_out_of_range_context(summary: Mapping[str, Any]) -> list[str]:
     """What the DD did with its out-of-range mobility evaluations (its ``out_of_range``
     policy) and, from its drag probe, how much its flow stress follows the law's
-    velocities at all: the evidence for whether the extrapolated share matters."""
-    text = ""
+    velocities at all: the evidence for whether the extrapolated share matters, as
+    clauses of the check's detail."""
+    out = []
     if summary.get("out_of_range_policy") == "clamp":
-        text += ("; clamped at the law's top stress, i.e. at the velocity the MD "
-                 "measured there")
+        out.append("clamped at the law's top stress, i.e. at the velocity the MD measured "
+                   "there")
     probe = summary.get("drag_sensitivity")
     if isinstance(probe, Mapping) and _num(probe.get("dlnsigma_dlnb")) is not None:
         err = _num(probe.get("dlnsigma_dlnb_err"))
-        text += (f"; the drag probe (every velocity / {probe.get('factor', 2):g}) moves "
-                 f"the flow stress by dln sigma/dln B = {probe['dlnsigma_dlnb']:.2f}"
-                 + (f" +- {err:.2f}" if err is not None else ""))
-    return text
+        out.append(f"the drag probe (every velocity / {probe.get('factor', 2):g}) moves "
+                   f"the flow stress by dln sigma/dln B = {probe['dlnsigma_dlnb']:.2f}"
+                   + (f" ± {err:.2f}" if err is not None else ""))
+    return out
 
 
-def _grade_by_range_probe(check: Check, summary: Mapping[str, Any]) -> None:
+def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
+                          context: list[str]) -> None:
     """Grade the DD's out-of-range evaluations by what they change, where its range
     probe measured it (``range_sensitivity``): the law as it is beyond its data (a neural
     law clamps to the velocity at its top stress, the lower bound: velocity grows with
     |τ|) and the limiting speed c_t bracket any law there, so when the probe's flow
     stress differs from the run's by less than two reruns of the n realisations differ
-    (sd·√(2/n), relative), even at the probe's 95 % bound (|Δ| + 2 s.e.), and the probe
-    saw at least the study's mean exposure (its fraction of evaluations beyond the range
-    against ``out_of_range_fraction_mean``), no choice beyond the data moves the answer
-    more than a rerun does: green, where the fraction is amber (beyond the red line one
-    probe does not settle it). Otherwise the fraction's grade stands and the reason gives
-    the probe's numbers."""
+    (sd·√(2/n), relative), even at the probe's 95 % bound (|Δ| + 2 s.e.), no choice
+    beyond the data moves the answer more than a rerun does: green, where the fraction
+    is amber (beyond the red line one probe does not settle it). Two conditions on the
+    probe's exposure (its fraction of evaluations beyond the range): at least the
+    study's mean (``out_of_range_fraction_mean``), and, as the probe ran at the
+    reference condition while the graded fraction is the study's worst realisation, the
+    bound scaled by worst / probed (where above 1) still within the rerun scatter.
+    Otherwise the fraction's grade stands. The reason gives the decisive numbers, the
+    detail (``context`` first: the clamp, the drag probe) the probe's whole account."""
+    detail = list(context)
+
+    def done(short: str = "") -> None:
+        check.reason += short
+        check.detail = _sentence(detail)
+
     probe = summary.get("range_sensitivity")
     if not isinstance(probe, Mapping):
-        return
+        return done()
     d, err = _num(probe.get("rel_change")), _num(probe.get("rel_change_err"))
     flow, sd = _num(summary.get("flow_stress_mpa")), _num(summary.get("flow_stress_std_mpa"))
     if d is None or err is None or not flow or sd is None:
-        check.reason += ("; the range probe has no paired error (one realisation): not "
-                         "graded by it")
-        return
+        return done("; the range probe has no paired error (one realisation): not graded "
+                    "by it")
     n = _num(probe.get("realisations")) or 1.0
     # two reruns of the n realisations differ in their mean by sd sqrt(2/n)
     scatter = sd / flow * math.sqrt(2.0 / n)
@@ -539,46 +569,71 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any]) -> None:
     bound = abs(d) + 2 * err
     tested = _num(probe.get("out_of_range_fraction"))
     mean = _num(summary.get("out_of_range_fraction_mean"))
+    worst = _num(summary.get("out_of_range_fraction"))   # the graded fraction
     rate, temp = _num(probe.get("strain_rate_s")), _num(probe.get("temperature_k"))
     where = ("the reference condition, "
              + (f"{rate:.3g} /s, " if rate is not None else "")
              + (f"{temp:g} K" if temp is not None else ""))
-    check.reason += (
-        "; with every evaluation beyond the range at the limiting speed c_t"
+    moved = f"{100 * d:+.1f} ± {100 * err:.1f} %"
+    probed = (
+        "with every evaluation beyond the range at the limiting speed c_t"
         + (f" = {float(c):.0f} m/s" if _num(c) is not None else "")
         + f" instead (the range probe: {probe.get('realisations')} paired realisations "
         f"at {where.rstrip(', ')}"
         + (f", {100 * tested:.2g} % of their evaluations beyond the range"
            if tested is not None else "")
         + (f" against {100 * mean:.2g} % over the study" if mean is not None else "")
-        + f") the flow stress moves by {100 * d:+.1f} +- {100 * err:.1f} %")
+        + f") the flow stress moves by {moved}")
     if tested is None:
-        check.reason += " (the probe's exposure is not recorded: not graded by it)"
-        return
+        detail.append(probed + " (the probe's exposure is not recorded)")
+        return done(f"; the range probe moves the flow stress by {moved}, its exposure not "
+                    "recorded: not graded by it")
     if tested == 0:
-        check.reason += (" (the probe's realisations had no evaluation beyond the range: "
-                         "it tests nothing)")
-        return
+        detail.append(probed + " (the probe's realisations had no evaluation beyond the "
+                      "range)")
+        return done("; the range probe's realisations had no evaluation beyond the range: "
+                    "it tests nothing")
     q = _num(probe.get("dt_quantile"))
     if d == 0 and err == 0:
-        check.reason += (" (the same flow stress in every pair, to the bit: as the DD "
-                         "steps, no evaluation beyond the range set a move"
-                         + (f"; with dt_quantile {q:g} the fastest dislocations move "
-                            "max_glide per step, a displacement limiter, whatever the law "
-                            "says" if q is not None and q < 1 else "") + ")")
-    if bound <= scatter and check.status == AMBER and (mean is None or tested >= mean):
+        probed += (" (the same flow stress in every pair, to the bit: as the DD steps, no "
+                   "evaluation beyond the range set a move"
+                   + (f"; with dt_quantile {q:g} the fastest dislocations move max_glide "
+                      "per step, a displacement limiter, whatever the law says"
+                      if q is not None and q < 1 else "") + ")")
+    # the probe ran at the reference condition; the graded fraction is the worst
+    # realisation's: the bound scales with the exposure where that is larger
+    scale = max(1.0, worst / tested) if worst is not None else 1.0
+    scaled = bound * scale
+    probed += f": at most {100 * bound:.1f} % (95 %)"
+    if scale > 1.0:
+        probed += (f"; scaled to the worst realisation's exposure {100 * worst:.3g} % / "
+                   f"{100 * tested:.2g} %: at most {100 * scaled:.1f} %")
+    exposed = mean is None or tested >= mean
+    if scaled <= scatter and check.status == AMBER and exposed:
         check.status = GREEN
         check.reason = re.sub(r"\((> [^)]*)\)", r"(\1: amber by the fraction alone)",
                               check.reason, count=1)
-        check.reason += (f": at most {100 * bound:.1f} % (95 %), within the "
-                         f"{100 * scatter:.1f} % by which two reruns of the realisations "
-                         "differ, so what the law does beyond its data does not move the "
-                         "answer more than a rerun")
-    else:
-        check.reason += (f" (up to {100 * bound:.1f} % at 95 %; two reruns of the "
-                         f"realisations differ by {100 * scatter:.1f} %"
-                         + ("; the probe saw less exposure than the study's mean"
-                            if mean is not None and tested < mean else "") + ")")
+        detail.append(probed + f", within the {100 * scatter:.1f} % by which two reruns "
+                      "of the realisations differ, so what the law does beyond its data "
+                      "does not move the answer more than a rerun")
+        return done(f"; the range probe moves the flow stress by {moved}, within the "
+                    f"{100 * scatter:.1f} % two reruns differ by")
+    detail.append(probed + f"; two reruns of the realisations differ by {100 * scatter:.1f} %"
+                  + ("; the probe saw less exposure than the study's mean"
+                     if not exposed else ""))
+    if check.status != AMBER:
+        return done(f"; the range probe moves the flow stress by {moved}, but beyond the "
+                    "red line one probe does not settle it")
+    if not exposed:
+        return done(f"; the range probe ({moved}) saw less exposure than the study's mean: "
+                    f"{100 * tested:.2g} % < {100 * mean:.2g} %")
+    if bound > scatter:
+        return done(f"; the range probe moves the flow stress by {moved}, up to "
+                    f"{100 * bound:.1f} % at 95 %, beyond the {100 * scatter:.1f} % two "
+                    "reruns differ by")
+    return done(f"; the range probe's bound, {100 * bound:.1f} % at 95 %, scaled to the "
+                f"worst realisation's exposure is {100 * scaled:.1f} %, beyond the "
+                f"{100 * scatter:.1f} % two reruns differ by")
 
 
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
@@ -600,8 +655,7 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                  "mobility evaluations outside the law's range, in the worst "
                  "realisation:", ".2%")
     if oor.status not in (GREEN, NA):   # what was done with them, and whether it matters
-        oor.reason += _dd_out_of_range_context(summary)
-        _grade_by_range_probe(oor, summary)
+        _grade_by_range_probe(oor, summary, _dd_out_of_range_context(summary))
     out.append(oor)
     if summary.get("truncated"):
         out.append(Check("completed", RED, "a realisation stopped at max_steps before the "
@@ -618,6 +672,60 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     out.append(graded("realisations", "realisations", len(fd) if fd else None,
                       "ran", ".0f", na="no realisations recorded"))
     return out
+
+
+def _heldout_text(summary: Mapping[str, Any], rec: Mapping[str, Any], rmse: float | None,
+                  scatter: float, pooled: float | None, folds: Any) -> tuple[str, str]:
+    """(reason, detail) of ``heldout_vs_scatter``: the reason the graded ratio (pooled over
+    every microstructure held out in turn where the fit was cross-validated, else the
+    held-out split's) against the green line; the detail the held-out split's interval and
+    yardsticks, the folds' yardsticks and the condition the model misses most."""
+    green = f"(green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"
+    split = (f"held-out RMS error {rmse:.3g} MPa = {rmse / scatter:.2f} x the DD "
+             f"realisation scatter {scatter:.3g} MPa" if rmse is not None else "")
+    iv = summary.get("heldout_vs_scatter_interval")
+    within = (f", 95% interval {iv[0]:.2f}-{iv[1]:.2f} over the held-out paths"
+              if isinstance(iv, list) and len(iv) == 2 else "")
+    if summary.get("heldout_split") == "microstructure":
+        within += " (microstructures no training path was run on)"
+    ref = _num(summary.get("heldout_training_mean_ratio"))
+    if ref is not None:   # what the DD's own training realisations score there
+        within += f"; the mean of the training realisations scores {ref:.2f}x"
+    other = _num(summary.get("heldout_another_realisation_ratio"))
+    if other is not None:   # one DD realisation predicting another of its condition
+        within += f", another DD realisation {other:.2f}x"
+    detail = []
+    if pooled is not None:
+        each = (f", each microstructure held out in turn: "
+                f"{'/'.join(f'{r:.2f}' for r in folds)}x" if isinstance(folds, list) else "")
+        reason = (f"pooled held-out error {pooled:.2f}x the DD realisation scatter "
+                  f"{scatter:.3g} MPa{each} {green}")
+        if split:
+            detail.append(f"{split}{within}")
+        refs = [(_num(summary.get(f"heldout_folds_{k}")), name) for k, name in (
+            ("another_realisation_ratio", "another DD realisation"),
+            ("training_mean_ratio", "the training mean"))]
+        if any(v is not None for v, _ in refs):
+            # pooled over every held-out point, these two are sqrt(2) and sqrt(1 + 1/n)
+            # of the scatter's own definition, not measurements
+            detail.append("over the folds: " + ", ".join(
+                f"{name} {v:.2f}x" for v, name in refs if v is not None)
+                + " (both by construction)")
+    elif split:
+        reason = f"{split} {green}"
+        if within:
+            detail.append(within.lstrip(", ;"))
+    else:
+        reason = "no held-out error"
+    bias = [b for b in ((rec.get("metrics") or {}).get("condition_bias") or [])
+            if _num(b.get("bias_ratio")) is not None]
+    if bias:   # where the error is the model's, not the held-out realisation's
+        w = max(bias, key=lambda b: b["bias_ratio"])
+        detail.append(f"largest miss of the DD's mean path: {w['strain_rate_s']:.2g} /s, "
+                      f"{w['temperature_k']:g} K, {w['bias_ratio']:.2f}x the scatter (the "
+                      f"mean of {w['paths']} itself ~{w['mean_noise_ratio']:.2f}x; "
+                      "condition_means.png)")
+    return reason, _sentences(detail)
 
 
 def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
@@ -641,40 +749,7 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         # graded on every microstructure held out in turn where the fit was cross-validated
         c = graded("heldout_vs_scatter", "heldout_vs_scatter", pooled if pooled is not None
                    else rmse / scatter if rmse is not None else None, "", ".2f")
-        iv = summary.get("heldout_vs_scatter_interval")
-        within = (f", 95% interval {iv[0]:.2f}-{iv[1]:.2f} over the held-out paths"
-                  if isinstance(iv, list) and len(iv) == 2 else "")
-        if summary.get("heldout_split") == "microstructure":
-            within += " (microstructures no training path was run on)"
-        ref = _num(summary.get("heldout_training_mean_ratio"))
-        if ref is not None:   # what the DD's own training realisations score there
-            within += f"; the mean of the training realisations scores {ref:.2f}x"
-        other = _num(summary.get("heldout_another_realisation_ratio"))
-        if other is not None:   # one DD realisation predicting another of its condition
-            within += f", another DD realisation {other:.2f}x"
-        c.reason = (f"held-out RMS error {rmse:.3g} MPa = {rmse / scatter:.2f} x the DD "
-                    f"realisation scatter {scatter:.3g} MPa{within}"
-                    if rmse is not None else "no held-out error")
-        if pooled is not None and isinstance(folds, list):
-            refs = [(_num(summary.get(f"heldout_folds_{k}")), name) for k, name in (
-                ("another_realisation_ratio", "another DD realisation"),
-                ("training_mean_ratio", "the training mean"))]
-            c.reason += (f". Each microstructure held out in turn: "
-                         f"{'/'.join(f'{r:.2f}' for r in folds)}x, pooled {pooled:.2f}x"
-                         + "".join(f", {name} {v:.2f}x" for v, name in refs if v is not None)
-                         # pooled over every held-out point, these two are sqrt(2) and
-                         # sqrt(1 + 1/n) of the scatter's own definition, not measurements
-                         + (" (both by construction)" if any(v is not None for v, _ in refs)
-                            else "") + " (graded)")
-        bias = [b for b in ((rec.get("metrics") or {}).get("condition_bias") or [])
-                if _num(b.get("bias_ratio")) is not None]
-        if bias:   # where the error is the model's, not the held-out realisation's
-            w = max(bias, key=lambda b: b["bias_ratio"])
-            c.reason += (f". Largest miss of the DD's mean path: {w['strain_rate_s']:.2g} /s, "
-                         f"{w['temperature_k']:g} K, {w['bias_ratio']:.2f}x the scatter (the "
-                         f"mean of {w['paths']} itself ~{w['mean_noise_ratio']:.2f}x; "
-                         "condition_means.png)")
-        c.reason += f" (green <= {THRESHOLDS['heldout_vs_scatter'].green:g}x)"
+        c.reason, c.detail = _heldout_text(summary, rec, rmse, scatter, pooled, folds)
         out.append(c)
     else:
         out.append(Check("heldout_vs_scatter", NA, "not fitted to repeated DD realisations "
@@ -683,17 +758,18 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                       "held-out points outside the training range:", ".2%"))
     ts = graded("time_step", "time_step", summary.get("time_step_rel_change"),
                 "halving the time step moves the stress along the training paths, over "
-                "σ_ref (the data's median von Mises flow stress), by",
-                ".1%", na="not measured (fitted before the time-step check)")
+                "σ_ref, by", ".1%", na="not measured (fitted before the time-step check)")
     dts = summary.get("trained_dt_s")
     change = _num(summary.get("time_step_rms_change_mpa"))
-    if ts.status != NA and change is not None:
-        ts.reason += f" ({change:.3g} MPa RMS)"
-        if scatter:
-            ts.reason += f", {change / scatter:.2f} x the DD scatter"
-        if isinstance(dts, list) and len(dts) == 2:
-            ts.reason += (f"; fitted at steps {dts[0]:.3g}-{dts[1]:.3g} s, the FEM must "
-                          "step inside them")
+    if ts.status != NA:
+        more = ["σ_ref is the data's median von Mises flow stress"]
+        if change is not None:
+            more.append(f"the change is {change:.3g} MPa RMS" + (
+                f", {change / scatter:.2f} x the DD scatter" if scatter else ""))
+            if isinstance(dts, list) and len(dts) == 2:
+                ts.reason += (f"; fitted at steps {dts[0]:.3g}-{dts[1]:.3g} s, the FEM "
+                              "must step inside them")
+        ts.detail = _sentence(more)
     out.append(ts)
     return out
 
@@ -758,8 +834,10 @@ def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     shares = summary.get("band_shares") or {}
     txt = shares_text(shares)
     lo_hi = (f"final load in [{band[0]:.4g}, {band[1]:.4g}] MPa; " if band else "")
-    if missing:
-        out = [Check("sources", AMBER, lo_hi + "not carried: " + "; ".join(missing), txt)]
+    if missing:   # the names in the reason, why each is not carried in the detail
+        out = [Check("sources", AMBER, lo_hi + "not carried: " + ", ".join(
+            k for k, v in srcs.items() if v.get("note")) + f" ({txt})", txt,
+            detail=_sentences(missing))]
     else:
         out = [Check("sources", GREEN, lo_hi + f"every source carried ({txt})", txt)]
     # the band is linear in u about the load; whether the load rises with the flow
@@ -785,9 +863,9 @@ def _band_brackets(band: Any, final: float | None) -> Check:
                      f"load: {lo:.4g} <= {final:.4g} <= {hi:.4g} MPa", final)
     return Check("brackets_nominal", RED, f"the nominal load {final:.4g} MPa lies outside "
                  f"[{lo:.4g}, {hi:.4g}], the loads of its own solves with the flow stress "
-                 "scaled down and up: the FEM load is not monotone in the flow stress (see "
-                 "the load-displacement curves of band/members), so the band is no "
-                 "uncertainty interval", final)
+                 "scaled down and up: the band is no uncertainty interval", final,
+                 detail="The FEM load is not monotone in the flow stress: see the "
+                 "load-displacement curves of band/members.")
 
 
 def checks_for(kind: str, summary: Mapping[str, Any], path: Path) -> list[Check]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,15 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
     html = (run_dir / "report.html").read_text()
     assert "Overall verdict" in html and "verdicts.json" in html
     assert "report written" in html and "amber</span>: usable" in html
+    # the table holds one short reason per check, the details follow it
+    checks = [(st["stage"], c) for st in v["stages"] for c in st["checks"]]
+    assert all(len(c["reason"]) <= 250 and "detail" in c for _, c in checks), checks
+    detailed = [(st, c) for st, c in checks if c["detail"]]
+    assert detailed and "### Details" in head
+    table = head.split("### Details")[0]
+    for st, c in detailed:
+        assert f"**{st}/{c['name']}**: {c['detail']}" in head and c["detail"] not in table
+        assert f"<details id='detail-{st}-{c['name']}'>" in html
 
 
 def test_every_plot_has_its_numbers_and_readable_ticks(chain_arts):
@@ -310,10 +320,12 @@ def test_dd_surrogate_fem_rules(tmp_path):
                               "out_of_range_policy": "clamp", "drag_sensitivity": probe},
                     tmp_path)
     c = next(c for c in ex if c.name == "out_of_range")
-    assert c.status == AMBER and c.reason.startswith(
-        "mobility evaluations outside the law's range, in the worst realisation: 2.47%")
-    assert "clamped at the law's top stress" in c.reason
-    assert "dln sigma/dln B = -0.08 +- 0.11" in c.reason
+    assert c.status == AMBER and c.reason == (
+        "mobility evaluations outside the law's range, in the worst realisation: 2.47% "
+        "(> 0.10%)")
+    # what the DD did with them and the drag probe: the detail
+    assert c.detail.startswith("Clamped at the law's top stress")
+    assert "dln sigma/dln B = -0.08 ± 0.11" in c.detail
     # the range probe (clamp vs c_t beyond the range) grades what those evaluations
     # change: to the bit nothing -> green; a change beyond what a rerun moves -> the
     # fraction's grade stands; a probe whose runs had none beyond the range proves nothing
@@ -331,30 +343,44 @@ def test_dd_surrogate_fem_rules(tmp_path):
                     if c.name == "out_of_range")
 
     same = ranged(0.0, 0.0)
-    assert same.status == GREEN and "to the bit" in same.reason
-    assert "c_t = 3843 m/s" in same.reason
-    assert "at the reference condition, 7e+04 /s, 300 K, 1.4 % of their" in same.reason
-    assert "against 1.1 % over the study" in same.reason and "dt_quantile 0.8" in same.reason
-    assert "2.47% (> 0.10%: amber by the fraction alone)" in same.reason
-    assert "within the 10.8 % by which two reruns" in same.reason   # 7.59/57.13 sqrt(2/3)
+    # the reason: the fraction, its bound, the probe's change and the rerun scatter
+    assert same.status == GREEN and same.reason == (
+        "mobility evaluations outside the law's range, in the worst realisation: 2.47% "
+        "(> 0.10%: amber by the fraction alone); the range probe moves the flow stress by "
+        "+0.0 ± 0.0 %, within the 10.8 % two reruns differ by")   # 7.59/57.13 sqrt(2/3)
+    # the detail: the clamp, where the probe ran, what it saw, the limiter, the bound
+    assert "to the bit" in same.detail and "c_t = 3843 m/s" in same.detail
+    assert "at the reference condition, 7e+04 /s, 300 K, 1.4 % of their" in same.detail
+    assert "against 1.1 % over the study" in same.detail and "dt_quantile 0.8" in same.detail
+    assert "within the 10.8 % by which two reruns" in same.detail
+    assert "clamped" in same.detail.lower() and "max_glide per step" in same.detail
     moved = ranged(-0.2, 0.05)
-    assert moved.status == AMBER and "-20.0 +- 5.0 %" in moved.reason
-    assert "up to 30.0 % at 95 %" in moved.reason
-    assert ranged(0.02, 0.04).status == GREEN                # 10 % <= 10.8 %
-    assert ranged(0.02, 0.05).status == AMBER                # 12 % > 10.8 %
+    assert moved.status == AMBER and "-20.0 ± 5.0 %" in moved.reason
+    assert "up to 30.0 % at 95 %" in moved.reason and "beyond the 10.8 %" in moved.reason
+    assert "differ by 10.8 %" in moved.detail
+    # the probe as exposed as the graded worst realisation: the bound as it is
+    assert ranged(0.02, 0.04, frac=0.0136).status == GREEN   # 10 % <= 10.8 %
+    assert ranged(0.02, 0.05, frac=0.0136).status == AMBER   # 12 % > 10.8 %
     idle = ranged(0.0, 0.0, tested=0.0)
     assert idle.status == AMBER and "tests nothing" in idle.reason
+    assert "had no evaluation beyond the range" in idle.detail
     light = ranged(0.0, 0.0, tested=0.005)            # less exposed than the study's mean
     assert light.status == AMBER and "less exposure than the study's mean" in light.reason
-    assert ranged(0.0, 0.0, frac=0.08).status == RED          # beyond the red line: stands
+    assert "0.5 % < 1.1 %" in light.reason
+    red = ranged(0.0, 0.0, frac=0.08)
+    assert red.status == RED and "beyond the red line" in red.reason     # stands
+    for c in (same, moved, idle, light, red):
+        assert len(c.reason) <= 250, c.reason
     warned = checks_for("DDRun", {"final_dislocations": [300], "out_of_range_fraction": 0.2,
                                   "out_of_range_policy": "warn"}, tmp_path)
     c = next(c for c in warned if c.name == "out_of_range")
-    assert c.status == RED and "clamped" not in c.reason and "probe" not in c.reason
+    assert c.status == RED and "probe" not in c.reason
+    assert "clamped" not in c.detail and "probe" not in c.detail
     clean = checks_for("DDRun", {"final_dislocations": [300], "out_of_range_fraction": 0.0,
                                  "out_of_range_policy": "clamp", "drag_sensitivity": probe},
                        tmp_path)
-    assert "probe" not in next(c for c in clean if c.name == "out_of_range").reason
+    c = next(c for c in clean if c.name == "out_of_range")
+    assert c.status == GREEN and "probe" not in c.reason and c.detail == ""
     one = checks_for("DDRun", {"final_dislocations": [40]}, tmp_path)
     assert _status(one, "realisations") == AMBER and _status(one, "check_mobility") == NA
     sur = checks_for("Surrogate", {"checks_passed": True, "validation": {
@@ -368,7 +394,9 @@ def test_dd_surrogate_fem_rules(tmp_path):
                                     "time_step_rms_change_mpa": 9.6,
                                     "trained_dt_s": [3.4e-10, 1.26e-9]}, tmp_path)
     assert _status(step, "time_step") == AMBER
-    assert "1.02 x the DD scatter" in step[-1].reason and "1.26e-09 s" in step[-1].reason
+    assert "10.0% (> 2.0%)" in step[-1].reason and "1.26e-09 s" in step[-1].reason
+    assert "9.6 MPa RMS, 1.02 x the DD scatter" in step[-1].detail
+    assert "median von Mises flow stress" in step[-1].detail
     assert _status(checks_for("Surrogate", {"time_step_rel_change": 0.0},
                               tmp_path), "time_step") == GREEN
     iv = checks_for("Surrogate", {"checks_passed": True, "validation": {
@@ -377,9 +405,11 @@ def test_dd_surrogate_fem_rules(tmp_path):
         "heldout_training_mean_ratio": 1.08, "heldout_another_realisation_ratio": 1.39},
         tmp_path)
     assert _status(iv, "heldout_vs_scatter") == AMBER
-    assert "1.81 x" in iv[1].reason and "interval 1.30-2.40" in iv[1].reason
-    assert "training realisations scores 1.08x" in iv[1].reason
-    assert "another DD realisation 1.39x" in iv[1].reason
+    assert iv[1].reason == ("held-out RMS error 17 MPa = 1.81 x the DD realisation scatter "
+                            "9.41 MPa (green <= 1.25x)")
+    assert "interval 1.30-2.40" in iv[1].detail
+    assert "training realisations scores 1.08x" in iv[1].detail
+    assert "another DD realisation 1.39x" in iv[1].detail
     # cross-validated over microstructures: graded on the pooled ratio, folds listed
     cv = checks_for("Surrogate", {"checks_passed": True, "validation": {
         "rmse_mpa": 11.0, "out_of_range_fraction": 0.0},
@@ -387,8 +417,13 @@ def test_dd_surrogate_fem_rules(tmp_path):
         "heldout_folds_ratio": 2.05, "heldout_folds_another_realisation_ratio": 1.45,
         "heldout_folds_training_mean_ratio": 1.25}, tmp_path)
     assert _status(cv, "heldout_vs_scatter") == RED        # 2.05 > 2, though 1.1 alone
-    assert "1.10/1.34/2.30x, pooled 2.05x, another DD realisation 1.45x" in cv[1].reason
-    assert "miss of the DD's mean" not in cv[1].reason
+    assert cv[1].reason == ("pooled held-out error 2.05x the DD realisation scatter 10 MPa, "
+                            "each microstructure held out in turn: 1.10/1.34/2.30x (green "
+                            "<= 1.25x)")
+    assert "Held-out RMS error 11 MPa = 1.10 x" in cv[1].detail
+    assert ("Over the folds: another DD realisation 1.45x, the training mean 1.25x (both "
+            "by construction)") in cv[1].detail
+    assert "miss of the DD's mean" not in cv[1].detail
     # the record's per-condition bias names the condition the model misses most
     (tmp_path / "surrogate.json").write_text(json.dumps({"metrics": {"condition_bias": [
         {"strain_rate_s": 4e4, "temperature_k": 300.0, "paths": 3, "bias_ratio": 0.8,
@@ -398,7 +433,7 @@ def test_dd_surrogate_fem_rules(tmp_path):
     named = checks_for("Surrogate", {"validation": {"rmse_mpa": 11.0},
                                      "realisation_scatter_rmse_mpa": 10.0}, tmp_path)
     assert ("miss of the DD's mean path: 1.5e+05 /s, 100 K, 1.60x the scatter (the mean "
-            "of 3 itself ~0.58x") in named[1].reason
+            "of 3 itself ~0.58x") in named[1].detail
     (tmp_path / "surrogate.json").unlink()
     j2 = checks_for("Surrogate", {"checks_passed": None, "validation": {"rmse_mpa": 1.0}},
                     tmp_path)
@@ -430,6 +465,111 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert _status(bad, "out_of_range") == RED
 
 
+def test_range_probe_bound_scales_to_the_worst_realisations_exposure(tmp_path):
+    """The range probe runs at the reference condition, the graded fraction is the
+    study's worst realisation: the probe's 95 % bound is scaled by worst / probed (2.47 %
+    / 1.36 % = 1.82 here) before it is compared with the rerun scatter (10.8 %). A zero
+    or small bound stays green; 8 %, within the scatter as it is, is 14.5 % scaled and
+    amber, and green again where the probe saw as much as the worst realisation."""
+    base = {"final_dislocations": [300], "out_of_range_fraction": 0.0247,
+            "out_of_range_policy": "clamp", "flow_stress_mpa": 57.13,
+            "flow_stress_std_mpa": 7.59, "mobility": {"character": "edge"},
+            "out_of_range_fraction_mean": 0.011}
+
+    def ranged(d, err, tested=0.0136, frac=0.0247):
+        rng = {"rel_change": d, "rel_change_err": err, "realisations": 3,
+               "limit_m_s": {"edge": 3843.3}, "strain_rate_s": 7e4, "temperature_k": 300.0,
+               "out_of_range_fraction": tested, "dt_quantile": 0.8}
+        return next(c for c in checks_for("DDRun", {**base, "out_of_range_fraction": frac,
+                                                    "range_sensitivity": rng}, tmp_path)
+                    if c.name == "out_of_range")
+
+    zero = ranged(0.0, 0.0)
+    assert zero.status == GREEN
+    assert ("scaled to the worst realisation's exposure 2.47 % / 1.4 %: at most 0.0 %, "
+            "within the 10.8 %") in zero.detail
+    small = ranged(0.0, 0.02)                     # 4 % x 1.82 = 7.3 % <= 10.8 %
+    assert small.status == GREEN and "1.4 %: at most 7.3 %, within" in small.detail
+    flipped = ranged(0.02, 0.03)                  # 8 % <= 10.8 %, but 14.5 % scaled
+    assert flipped.status == AMBER
+    assert ("the range probe's bound, 8.0 % at 95 %, scaled to the worst realisation's "
+            "exposure is 14.5 %, beyond the 10.8 % two reruns differ by") in flipped.reason
+    assert "2.47 % / 1.4 %: at most 14.5 %; two reruns" in flipped.detail
+    assert len(flipped.reason) <= 250, flipped.reason
+    assert ranged(0.02, 0.03, frac=0.0136).status == GREEN       # no scaling: 8 %
+    # a probe more exposed than the worst realisation is not scaled down
+    more = ranged(0.02, 0.04, tested=0.03)
+    assert more.status == GREEN and "scaled" not in more.detail
+
+
+MO_BENCH47 = Path(__file__).resolve().parents[2] / "runs" / "mo_bench47"
+MO_BENCH47_FIXTURE = (Path(__file__).resolve().parents[1] / "data" / "mo_bench47_verdicts"
+                      / "mo_bench47.json")
+NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _mo_bench47_runs(tmp_path):
+    """(label, verdicts, old rows) of the Mo chain's run mo_bench47: rebuilt by
+    rewrite_report from the repository's copy of what its verdicts read (a run directory
+    of its stages' summaries and files), and, where runs/mo_bench47 is on this machine
+    (runs/ is not in git), from it, reading only. The old rows are the verdicts.json the
+    run wrote, from before the reason/detail split."""
+    from scalebridge.workflows.report import rewrite_report, run_artifacts
+
+    fix = json.loads(MO_BENCH47_FIXTURE.read_text())
+    run = tmp_path / "mo_bench47"
+    for st in fix["stages"]:
+        d = run / st["stage"]
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({
+            "kind": st["kind"], "schema": 1, "fingerprint": "fixture",
+            "summary": st["summary"]}))
+        for name, text in st["files"].items():
+            (d / name).write_text(text)
+    (run / "settings.json").write_text("{}")       # the default chain: the same nodes
+    rewrite_report(run)
+    out = [("fixture", json.loads((run / "verdicts.json").read_text()))]
+    if MO_BENCH47.is_dir():
+        _, _, arts = run_artifacts(MO_BENCH47)
+        out.append(("runs/mo_bench47", run_verdicts(arts)))
+    return out, {st["stage"]: st["checks"] for st in fix["verdicts"]}, run
+
+
+def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
+    """Every reason of the Mo chain's run is at most 250 characters, and nothing the old,
+    long reasons said is lost: each number of an old reason is in the new reason or
+    detail, with the same grade; the report's table shows the reasons, its Details
+    section the details."""
+    runs, old, run_dir = _mo_bench47_runs(tmp_path)
+    for label, v in runs:
+        rows = {st["stage"]: st["checks"] for st in v["stages"]}
+        assert list(rows) == list(old), label
+        split = 0
+        for stage, checks in old.items():
+            assert [c["name"] for c in rows[stage]] == [c["name"] for c in checks], stage
+            for was, now in zip(checks, rows[stage], strict=True):
+                where = (label, stage, now["name"])
+                assert len(now["reason"]) <= 250, (where, now["reason"])
+                assert now["status"] == was["status"], where
+                text = now["reason"] + " " + now["detail"]
+                lost = set(NUMBER.findall(was["reason"])) - set(NUMBER.findall(text))
+                assert not lost, (where, lost, was["reason"], text)
+                split += bool(now["detail"])
+        # the dd range check, the surrogate's held-out and time-step checks, the glide's
+        # characters: each moved its long account into the detail
+        assert split == 4, label
+        dd = next(c for c in rows["dd"] if c["name"] == "out_of_range")
+        assert "2.47 % / 1.4 %: at most 0.0 %" in dd["detail"]
+    md = (run_dir / "report.md").read_text()
+    table, details = md.split("### Details")
+    assert "| stage | verdict | checks |" in table and "(details below)" in table
+    assert "limiter" not in table and "displacement limiter" in details
+    assert "- 🟢 **dd/out_of_range**: Clamped at the law's top stress" in details
+    html = (run_dir / "report.html").read_text()
+    assert "<a href='#detail-dd-out_of_range'>details</a>" in html
+    assert "<details id='detail-dd-out_of_range'><summary>" in html
+
+
 def test_band_must_bracket_its_nominal_load(tmp_path):
     """A band whose scaled solves do not bracket the unscaled load is red (a load that
     is not monotone in the flow stress: seen with a rate-feedback surrogate, nominal
@@ -438,6 +578,15 @@ def test_band_must_bracket_its_nominal_load(tmp_path):
     bad = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": [37.09, 38.11],
                                   "final_load_mpa": 38.29}, tmp_path)
     assert _status(bad, "brackets_nominal") == RED and "38.29" in bad[-1].reason
+    assert "no uncertainty interval" in bad[-1].reason and "not monotone" in bad[-1].detail
+    # a source not carried: named in the reason, why in the detail
+    part = checks_for("LoadBand", {"sources": {**srcs, "potential": {
+        "rel_u": 0.0, "note": "one model: no ensemble spread"}},
+        "fem_load_band_mpa": [37.09, 38.11], "band_shares": {"dd": 1.0, "potential": 0.0}},
+        tmp_path)
+    assert part[0].status == AMBER and part[0].reason == (
+        "final load in [37.09, 38.11] MPa; not carried: potential (dd 100%, potential 0%)")
+    assert part[0].detail == "Potential: one model: no ensemble spread."
     good = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": [37.09, 38.11],
                                    "final_load_mpa": 37.6}, tmp_path)
     assert [c.status for c in good] == [GREEN, GREEN]
@@ -700,15 +849,20 @@ def test_a_mobility_law_inherits_the_steadiness_of_its_glide(tmp_path, ratio, st
     assert _status(g, "fit_r2") == GREEN
 
 
-@pytest.mark.parametrize("rows, lattice, status, words", [
-    (["edge,ok", "screw,ok"], "bcc", GREEN, "edge and screw glide measured"),
-    (["edge,ok", "screw,unresolved"], "bcc", AMBER, "Peierls barrier sets the flow stress"),
-    (["screw,ok"], "bcc", AMBER, "fast, drag-controlled edges are not measured"),
-    (["edge,ok"], "fcc", AMBER, "the law covers edge glide alone"),
-    (["edge,unresolved"], "bcc", NA, "no glide point measured")])
-def test_glide_says_which_characters_it_measured(tmp_path, rows, lattice, status, words):
+@pytest.mark.parametrize("rows, lattice, status, words, more", [
+    (["edge,ok", "screw,ok"], "bcc", GREEN, "edge and screw glide measured", ""),
+    (["edge,ok", "screw,unresolved"], "bcc", AMBER, "edge glide only: the screw's mobility",
+     "Peierls barrier sets the flow stress"),
+    (["screw,ok"], "bcc", AMBER, "characters = ['edge', 'screw']",
+     "fast, drag-controlled edges are not measured"),
+    (["edge,ok"], "fcc", AMBER, "the screw's mobility was not measured",
+     "The law covers edge glide alone"),
+    (["edge,unresolved"], "bcc", NA, "no glide point measured", "")])
+def test_glide_says_which_characters_it_measured(tmp_path, rows, lattice, status, words,
+                                                 more):
     """One character alone is amber, with what it leaves out (a screw row that did not
-    resolve does not count as measured)."""
+    resolve does not count as measured): the reason says which, the detail why it
+    matters."""
     (tmp_path / "velocity.csv").write_text(
         "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,status\n"
         + "".join(f"{c},300,500,700,60,{st}\n" for c, st in (r.split(",") for r in rows)))
@@ -716,6 +870,7 @@ def test_glide_says_which_characters_it_measured(tmp_path, rows, lattice, status
                                    "lattice": lattice}, tmp_path)
     c = next(c for c in g if c.name == "characters")
     assert c.status == status and words in c.reason, c
+    assert more in c.detail and (c.detail == "") == (more == ""), c
 
 
 @pytest.mark.parametrize("used, n, status", [(2, 2, GREEN), (1, 2, AMBER), (1, 1, NA),
