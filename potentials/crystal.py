@@ -504,6 +504,10 @@ def elastic_reference(frames: Sequence[Frame], element: str, lattice: str, a0: f
             continue
         cells = f"{fit['frames']} '{g}' cells, |strain| <= {fit['max_strain']:.3g}"
         source = {}
+
+        def gpa(x: float) -> str:
+            return f"{x:.2g}" if x < 10 else f"{x:.0f}"
+
         for k, c in checks.items():
             s, e, tol = c["stress_gpa"], c["energy_gpa"], c["tolerance_gpa"]
             source[k] = f"least-squares cubic fit of the stresses of {cells}"
@@ -511,8 +515,10 @@ def elastic_reference(frames: Sequence[Frame], element: str, lattice: str, a0: f
                 source[k] += "; not determined by their energies"
             elif c["agree"]:
                 name = k.split("_")[0].upper()
-                source[k] += (f"; their energies give {name} = {e:.4g} GPa (agree within "
-                              f"{tol:.2g} GPa)")
+                # the difference, then the tolerance it is within (not "agree within
+                # <tolerance>", which reads as the difference)
+                source[k] += (f"; their energies give {name} = {e:.4g} GPa (differ by "
+                              f"{gpa(abs(s - e))} GPa, tolerance {gpa(tol)} GPa)")
             else:
                 why = (f"by more than {tol:.2g} GPa" if abs(s - e) > tol else
                        "the stress value is not positive")

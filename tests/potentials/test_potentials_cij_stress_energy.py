@@ -85,6 +85,10 @@ def test_consistent_crystal_agrees_and_recovers_cij():
         assert checks[k]["stress_gpa"] == pytest.approx(c, rel=5e-3), k
         assert ref[k] == checks[k]["stress_gpa"], k
         assert f"their energies give {k[:3].upper()} = " in ref["source"][k]
+        # the difference, and the tolerance named as one
+        gap = abs(checks[k]["stress_gpa"] - checks[k]["energy_gpa"])
+        gap_txt = f"{gap:.2g}" if gap < 10 else f"{gap:.0f}"
+        assert f"GPa (differ by {gap_txt} GPa, tolerance " in ref["source"][k], ref["source"]
     assert ref["a0_a"] == pytest.approx(a0, rel=1e-4)
 
     for f in cells:                           # shear stresses inconsistent with energies
