@@ -114,10 +114,13 @@ SOURCES = ("potential", "mobility", "dd", "surrogate")
 
 
 def shares_text(shares: Mapping[str, Any], sep: str = ", ") -> str:
-    """``potential 9.3%, mobility 0.4%, ...``: each share of the band's variance to two
-    significant figures (a share under 1 % still shows it is carried, not ``0%``)."""
+    """``potential 9.3%, mobility 0.40%, ...``: each share of the band's variance to two
+    significant figures, all alike (``2.0%`` beside ``0.99%``, not ``2%``; a share under
+    1 % still shows it is carried, not ``0%``); none at all is ``0%``."""
     def pct(x: float) -> str:
-        return f"{100 * x:.0f}%" if 100 * x >= 9.95 else f"{100 * x:.2g}%"
+        if x == 0:
+            return "0%"
+        return f"{100 * x:.0f}%" if 100 * x >= 9.95 else f"{100 * x:#.2g}%"
 
     return sep.join(f"{k} {pct(float(v))}" for k, v in shares.items())
 

@@ -29,7 +29,15 @@ from scalebridge.errors import ArtifactError, ScalebridgeError
 from scalebridge.plotting import axis_label, plot_data_file
 from scalebridge.workflows.band import shares_text
 from scalebridge.workflows.chain import Chain, read_records
-from scalebridge.workflows.verdicts import COLOUR, LEGEND, MARK, run_verdicts
+from scalebridge.workflows.verdicts import (
+    COLOUR,
+    LEGEND,
+    MARK,
+    NOT_RUN,
+    NOT_RUN_LEGEND,
+    PARTIAL,
+    run_verdicts,
+)
 
 #: File suffixes (and directory suffixes, for VTX) that OVITO or ParaView open.
 OVITO_SUFFIXES = (".dump", ".lammpstrj", ".ca", ".extxyz", ".xyz", ".data", ".vasp",
@@ -51,14 +59,38 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _records(v: Any) -> bool:
+    """Whether ``v`` is a mapping of two or more records alike (each a mapping of the
+    same keys, of numbers, flags and short words): one table row each, not a flattened
+    ``a.b.c`` row per number (the dataset's ``cij_stress_energy``: c11/c12/c44 x stress,
+    energy, tolerance, ...)."""
+    if not isinstance(v, Mapping) or len(v) < 2:
+        return False
+    recs = list(v.values())
+    if not all(isinstance(r, Mapping) and r for r in recs):
+        return False
+    keys = set(recs[0])
+    return all(set(r) == keys and all(
+        x is None or isinstance(x, (bool, int, float)) or (isinstance(x, str) and len(x) <= 40)
+        for x in r.values()) for r in recs)
+
+
 def _flat(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for k, v in d.items():
-        if isinstance(v, Mapping):
+        if prefix and _records(v):   # a table (see _split_tables), one row per record
+            out.append((f"{prefix}{k}", [{"": name, **r} for name, r in v.items()]))
+        elif isinstance(v, Mapping):
             out.extend(_flat(v, f"{prefix}{k}."))
         else:
             out.append((f"{prefix}{k}", v))
     return out
+
+
+def _empty(v: Any) -> bool:
+    """A value the report's tables leave out (``verdicts.json`` and the artifact's
+    summary keep it): None, an empty string, list or mapping."""
+    return v is None or (isinstance(v, (str, list, tuple, Mapping)) and len(v) == 0)
 
 
 def _md_cell(text: str) -> str:
@@ -78,8 +110,8 @@ def _split_tables(rows: list[tuple[str, Any]]
                  and all(isinstance(x, Mapping) for x in v) else [])
         cols = list(dict.fromkeys(c for it in items for c in it))
         if cols:
-            tables.append((k, cols, [[_fmt(it[c]) if c in it else "" for c in cols]
-                                     for it in items]))
+            tables.append((k, cols, [[_fmt(it[c]) if c in it and it[c] is not None else ""
+                                      for c in cols] for it in items]))
         else:
             scalars.append((k, v))
     return scalars, tables
@@ -115,7 +147,8 @@ def _property_rows(art: Artifact) -> list[tuple[str, Any, Any]]:
 
 def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The summary as (key, value) rows; a quantity left null for a reason (e.g.
-    ``limit_load_rel_error`` where no analytic limit applies) shows that reason."""
+    ``limit_load_rel_error`` where no analytic limit applies) shows that reason, one left
+    null or empty without one is left out (the summary keeps it)."""
     rows = _flat(summary)
     notes = {k.removesuffix("_note"): v for k, v in rows if k.endswith("_note") and v}
 
@@ -129,7 +162,7 @@ def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
             out.append((k, f"n/a: {note_for(k)}"))
         elif k.endswith("_note") and any(u.startswith(k.removesuffix("_note")) for u in used):
             continue  # shown in place of the null value
-        else:
+        elif not _empty(v):
             out.append((k, v))
     return out
 
@@ -149,9 +182,39 @@ def override_warnings(summary: Mapping[str, Any]) -> list[str]:
     return out
 
 
+#: Folders of an artifact whose plots the report links instead of embedding (what they
+#: hold): the band's helper FEM solves, one folder per member, each with the FEM's plots.
+LINKED_PLOT_DIRS = {"members": "the band's helper FEM solves (low/high: the flow stress "
+                    "scaled down/up; m0, m1, ...: the surrogate fitted without that "
+                    "microstructure)"}
+
+
+def plot_caption(png: Path, root: Path, summary: Mapping[str, Any] | None) -> str:
+    """What a plot shows, told apart from its namesakes: the file's stem, and for a DD
+    with a study, whether it is the reference condition's (the artifact's own folder) or
+    the study's (``study/``); elsewhere the folder it sits in."""
+    rel = png.relative_to(root)
+    summary = summary or {}
+    parent = rel.parent.as_posix()
+    if parent == "study":
+        conds = (summary.get("study") or {}).get("conditions")
+        n = f" ({len(conds)} conditions)" if isinstance(conds, list) and conds else ""
+        return f"{png.stem}: study, every condition{n}"
+    ref = summary.get("reference_condition")
+    if parent == "." and isinstance(ref, Mapping) and (root / "study").is_dir():
+        rate, temp = ref.get("strain_rate_s"), ref.get("temperature_k")
+        at = ", ".join(x for x in (f"{rate:.3g} /s" if isinstance(rate, (int, float))
+                                   else "", f"{temp:g} K" if isinstance(temp, (int, float))
+                                   else "") if x)
+        return f"{png.stem}: reference condition" + (f" ({at})" if at else "")
+    return png.stem if parent == "." else f"{png.stem} ({parent})"
+
+
 def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
                     ) -> list[dict[str, Any]]:
-    """The report's content, one dict per made node (also used by the benchmark)."""
+    """The report's content, one dict per made node (also used by the benchmark):
+    ``plots`` (png, csv) to embed, ``linked_plots`` those of helper solves to link
+    (:data:`LINKED_PLOT_DIRS`), ``captions`` png -> :func:`plot_caption`."""
     records = read_records(run_dir)
     out = []
     for n in chain.nodes:
@@ -160,6 +223,9 @@ def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
             continue
         rec = records.get(n.name, {})
         pngs = sorted(art.path.rglob("*.png"))
+        linked = [p for p in pngs
+                  if set(p.relative_to(art.path).parts[:-1]) & set(LINKED_PLOT_DIRS)]
+        shown = [p for p in pngs if p not in linked]
         ovito, paraview = _viewer_files(art.path)
         out.append({
             "name": n.name, "kind": n.kind, "path": art.path,
@@ -167,10 +233,26 @@ def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
             "summary": summary_rows(art.summary), "raw_summary": art.summary,
             "warnings": override_warnings(art.summary),
             "properties": _property_rows(art),
-            "plots": [(p, plot_data_file(p)) for p in pngs[:24]],
+            "plots": [(p, plot_data_file(p)) for p in shown[:24]],
+            "linked_plots": [(p, plot_data_file(p)) for p in linked[:48]],
+            "captions": {p: plot_caption(p, art.path, art.summary) for p in shown[:24]},
             "ovito": ovito[:20], "paraview": paraview[:20],
         })
     return out
+
+
+def _linked_title(s: Mapping[str, Any]) -> str:
+    """What the section's linked plots are (:data:`LINKED_PLOT_DIRS`)."""
+    tops = {png.relative_to(s["path"]).parts[0] for png, _ in s.get("linked_plots", [])}
+    return "; ".join(LINKED_PLOT_DIRS.get(t, t) for t in sorted(tops))
+
+
+def _linked_groups(s: Mapping[str, Any]) -> list[tuple[str, list[Path]]]:
+    """The section's linked plots grouped by their folder (``members/high``, ...)."""
+    groups: dict[str, list[Path]] = {}
+    for png, _ in s.get("linked_plots", []):
+        groups.setdefault(png.parent.relative_to(s["path"]).as_posix(), []).append(png)
+    return list(groups.items())
 
 
 def _rel(p: Path, root: Path) -> str:
@@ -219,6 +301,38 @@ def band_line(arts_or_sections: Any) -> str | None:
             f"{shares}")
 
 
+def answer_line(arts_or_sections: Any) -> str | None:
+    """The run's answer in one line: the FEM's final load and its band, the maximum load
+    and its band, and each source's share of the band's variance (from the LoadBand; the
+    FEM's loads alone where there is no band); None before the FEM ran."""
+    band = fem = None
+    for s in arts_or_sections:
+        kind, sm = _kind_summary(s)
+        if kind == "LoadBand" and sm and sm.get("fem_load_band_mpa"):
+            band = sm
+        elif kind == "FieldResults" and sm:
+            fem = sm
+    src = band or fem
+    if not src or src.get("final_load_mpa") is None:
+        return None
+
+    def load(value: Any, rng: Any) -> str:
+        out = f"{_fmt(value)} MPa"
+        if isinstance(rng, (list, tuple)) and len(rng) == 2:
+            out += f", band [{_fmt(rng[0])}, {_fmt(rng[1])}] MPa"
+        return out
+
+    b = band or {}
+    parts = [f"FEM final load {load(src['final_load_mpa'], b.get('fem_load_band_mpa'))}"]
+    if src.get("max_load_mpa") is not None:
+        parts.append(f"maximum load {load(src['max_load_mpa'], b.get('max_load_band_mpa'))}")
+    if band and band.get("band_shares"):
+        parts.append("shares of the band's variance: " + shares_text(band["band_shares"]))
+    elif not band:
+        parts.append("no band (the band stage did not run)")
+    return "; ".join(parts)
+
+
 def stress_key(sections: Any) -> str | None:
     """Which stress, rate and load each stage of this run reports (only the stages it
     has): the DD's τ and γ̇, the surrogate's von Mises and tensor norms, the FEM's load;
@@ -241,20 +355,37 @@ def stress_key(sections: Any) -> str | None:
     return ("Which stress is which: " + "; ".join(parts)) if parts else None
 
 
+def _overall_text(verdicts: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(status, headline, qualifier) of the overall verdict line: ``partial run: k of n
+    stages`` (never green) where a stage of the chain did not run."""
+    ov = verdicts["overall"]
+    if ov != PARTIAL:
+        return ov, f"{MARK[ov]} {ov}", "the worst stage"
+    k, n = verdicts.get("stages_run"), verdicts.get("stages_planned")
+    w = verdicts.get("worst_of_run")
+    return (ov, f"{MARK[ov]} partial run: {k} of {n} stages",
+            f"{n - k} not run, no answer from them; the stages that ran: "
+            f"{MARK.get(w, '')} {w} at worst" if isinstance(k, int) and isinstance(n, int)
+            else "a stage did not run")
+
+
 def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
     if not verdicts:
         return []
-    ov = verdicts["overall"]
-    lines = [f"**Overall verdict: {MARK[ov]} {ov}** (the worst stage; "
+    _, head, why = _overall_text(verdicts)
+    lines = [f"**Overall verdict: {head}** ({why}; "
              "[verdicts.json](verdicts.json) has every check and threshold)", "",
              "| stage | verdict | checks |", "|---|---|---|"]
     for st in verdicts["stages"]:
+        if st["verdict"] == NOT_RUN:
+            lines.append(f"| {st['stage']} | {MARK[NOT_RUN]} {NOT_RUN} | |")
+            continue
         # a pointer, not a link: Markdown renderers name heading anchors differently
         checks = "<br>".join(_md_cell(f"{MARK[c['status']]} {c['name']}: {c['reason']}")
                              + (" (details below)" if c.get("detail") else "")
                              for c in st["checks"])
         lines.append(f"| {st['stage']} | {MARK[st['verdict']]} {st['verdict']} | {checks} |")
-    legend = "; ".join(f"{MARK[k]} {k}: {v}" for k, v in LEGEND.items())
+    legend = "; ".join(f"{MARK[k]} {k}: {v}" for k, v in _legend(verdicts).items())
     lines += ["", legend + ".", ""]
     details = _details(verdicts)
     if details:
@@ -263,6 +394,13 @@ def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
                   for st, c in details]
         lines.append("")
     return lines
+
+
+def _legend(verdicts: Mapping[str, Any]) -> dict[str, str]:
+    """The statuses' meanings, with ``not run`` where a stage did not run."""
+    if any(st["verdict"] == NOT_RUN for st in verdicts["stages"]):
+        return {**LEGEND, NOT_RUN: NOT_RUN_LEGEND}
+    return dict(LEGEND)
 
 
 def _details(verdicts: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -278,9 +416,12 @@ def _detail_id(stage: str, check: str) -> str:
 
 def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
                     verdicts: Mapping[str, Any] | None = None) -> str:
-    lines = [f"# {title}", "",
-             f"Run directory `{run_dir}`, report written "
-             f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.", ""]
+    lines = [f"# {title}", ""]
+    answer = answer_line(sections)
+    if answer:
+        lines += [f"**Answer:** {answer}.", ""]
+    lines += [f"Run directory `{run_dir}`, report written "
+              f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.", ""]
     lines += _verdict_md(verdicts)
     band = band_line(sections)
     if band:
@@ -312,9 +453,17 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
             lines.append("")
         for png, csv in s["plots"]:
             rel = _rel(png, run_dir)
-            lines.append(f"![{png.stem}]({rel})")
-            if csv is not None:
-                lines.append(f"data: [{csv.name}]({_rel(csv, run_dir)})")
+            cap = s.get("captions", {}).get(png, png.stem)
+            lines.append(f"![{cap}]({rel})")
+            lines.append(f"*{cap}*" + (f"; data: [{csv.name}]({_rel(csv, run_dir)})"
+                                       if csv is not None else ""))
+            lines.append("")
+        groups = _linked_groups(s)
+        if groups:
+            lines.append(f"Plots of {_linked_title(s)}:")
+            lines.append("")
+            lines += [f"- {folder}: " + ", ".join(f"[{p.stem}]({_rel(p, run_dir)})"
+                                                   for p in pngs) for folder, pngs in groups]
             lines.append("")
         if s["ovito"]:
             lines.append("Open in OVITO: " + ", ".join(
@@ -331,13 +480,17 @@ def _verdict_html(verdicts: Mapping[str, Any] | None) -> list[str]:
     if not verdicts:
         return []
     e = html.escape
-    ov = verdicts["overall"]
-    parts = [f"<p><b>Overall verdict: <span style='color:{COLOUR[ov]}'>{MARK[ov]} {e(ov)}"
-             "</span></b> (the worst stage; <a href='verdicts.json'>verdicts.json</a> has "
+    ov, head, why = _overall_text(verdicts)
+    parts = [f"<p><b>Overall verdict: <span style='color:{COLOUR[ov]}'>{e(head)}"
+             f"</span></b> ({e(why)}; <a href='verdicts.json'>verdicts.json</a> has "
              "every check and threshold)</p>",
              "<table><tr><th>stage</th><th>verdict</th><th>checks</th></tr>"]
     for st in verdicts["stages"]:
         v = st["verdict"]
+        if v == NOT_RUN:
+            parts.append(f"<tr><td>{e(st['stage'])}</td><td style='color:{COLOUR[v]}'>"
+                         f"{MARK[v]} {e(v)}</td><td></td></tr>")
+            continue
         checks = "<br>".join(
             f"<span style='color:{COLOUR[c['status']]}'>{MARK[c['status']]} "
             f"{e(c['name'])}</span>: {e(c['reason'])}"
@@ -348,7 +501,7 @@ def _verdict_html(verdicts: Mapping[str, Any] | None) -> list[str]:
                      f"<td>{checks}</td></tr>")
     parts.append("</table>")
     parts.append("<p>" + "; ".join(f"<span style='color:{COLOUR[k]}'>{MARK[k]} {e(k)}</span>: "
-                                   f"{e(v)}" for k, v in LEGEND.items()) + ".</p>")
+                                   f"{e(v)}" for k, v in _legend(verdicts).items()) + ".</p>")
     details = _details(verdicts)
     if details:
         parts.append("<h3 id='details'>Details</h3>")
@@ -363,11 +516,18 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
                 verdicts: Mapping[str, Any] | None = None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+             # a figure keeps its own size up to the content's width (a wide multi-panel
+             # one uses all of it; two narrow ones sit side by side)
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;"
-             "vertical-align:top}img{max-width:520px;margin:4px}</style></head><body>",
-             f"<h1>{e(title)}</h1><p>Run directory <code>{e(str(run_dir))}</code>, report "
-             f"written {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>"]
+             "vertical-align:top}figure{display:inline-block;max-width:100%;margin:4px;"
+             "vertical-align:top}img{max-width:100%;height:auto}</style></head><body>",
+             f"<h1>{e(title)}</h1>"]
+    answer = answer_line(sections)
+    if answer:
+        parts.append(f"<p><b>Answer:</b> {e(answer)}.</p>")
+    parts.append(f"<p>Run directory <code>{e(str(run_dir))}</code>, report written "
+                 f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>")
     parts += _verdict_html(verdicts)
     band = band_line(sections)
     if band:
@@ -402,10 +562,16 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
                                    for k, v, d in s["properties"]) + "</table>")
         for png, csv in s["plots"]:
             rel = e(_rel(png, run_dir))
+            what = s.get("captions", {}).get(png, png.stem)
             cap = f" (<a href='{e(_rel(csv, run_dir))}'>csv</a>)" if csv is not None else ""
-            parts.append(f"<figure style='display:inline-block'><a href='{rel}'>"
-                         f"<img src='{rel}' alt='{e(png.stem)}'></a>"
-                         f"<figcaption>{e(png.name)}{cap}</figcaption></figure>")
+            parts.append(f"<figure><a href='{rel}'><img src='{rel}' alt='{e(what)}'></a>"
+                         f"<figcaption>{e(what)}: {e(png.name)}{cap}</figcaption></figure>")
+        groups = _linked_groups(s)
+        if groups:
+            parts.append(f"<p>Plots of {e(_linked_title(s))}:</p><ul>" + "".join(
+                f"<li>{e(folder)}: " + ", ".join(
+                    f"<a href='{e(_rel(p, run_dir))}'>{e(p.stem)}</a>" for p in pngs)
+                + "</li>" for folder, pngs in groups) + "</ul>")
         for label, files in (("OVITO", s["ovito"]), ("ParaView", s["paraview"])):
             if files:
                 parts.append(f"<p>Open in {label}: " + ", ".join(
@@ -421,7 +587,8 @@ def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
     run_dir = Path(run_dir)
     title = title or f"scalebridge run {run_dir.name}"
     sections = report_sections(run_dir, chain, arts)
-    verdicts = run_verdicts({n.name: arts[n.name] for n in chain.nodes if n.name in arts})
+    verdicts = run_verdicts({n.name: arts[n.name] for n in chain.nodes if n.name in arts},
+                            planned=[(n.name, n.kind) for n in chain.nodes])
     write_json_atomic(run_dir / "verdicts.json", verdicts)
     md = run_dir / "report.md"
     write_text_atomic(md, render_markdown(run_dir, sections, title, verdicts))
@@ -464,5 +631,6 @@ def rewrite_report(run_dir: Path, settings: Any = None) -> Path:
     return write_report(Path(run_dir), chain, arts, title=f"scalebridge run: {name}")
 
 
-__all__ = ["band_line", "override_warnings", "render_html", "render_markdown", "report_sections",
-           "rewrite_report", "run_artifacts", "stress_key", "summary_rows", "write_report"]
+__all__ = ["answer_line", "band_line", "override_warnings", "plot_caption", "render_html",
+           "render_markdown", "report_sections", "rewrite_report", "run_artifacts",
+           "stress_key", "summary_rows", "write_report"]

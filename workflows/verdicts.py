@@ -28,7 +28,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,15 +36,23 @@ from typing import Any
 from scalebridge.workflows.band import shares_text
 
 GREEN, AMBER, RED, NA = "green", "amber", "red", "n/a"
+#: A stage of the chain with no artifact in the run directory (the run stopped before
+#: it, ``--until``, or it failed), and the run's overall verdict when any is: never
+#: green, whatever the stages that ran say.
+NOT_RUN, PARTIAL = "not run", "partial"
 #: Severity order (``n/a`` ranks below green: it never makes a verdict worse).
 RANK = {NA: -1, GREEN: 0, AMBER: 1, RED: 2}
 #: Markers for the report.
-MARK = {GREEN: "🟢", AMBER: "🟠", RED: "🔴", NA: "⚪"}
+MARK = {GREEN: "🟢", AMBER: "🟠", RED: "🔴", NA: "⚪", NOT_RUN: "⬜", PARTIAL: "◐"}
 #: What each status means, shown under the report's verdict table.
 LEGEND = {GREEN: "meets the outside reference", AMBER: "usable, with the caveat given",
           RED: "not to be used as physics: a placeholder, beyond the red line, a failed "
           "check or a stage that did not finish", NA: "does not apply (reason given)"}
-COLOUR = {GREEN: "#1a7f37", AMBER: "#b35900", RED: "#c62828", NA: "#777777"}
+#: Shown under the table where a stage did not run.
+NOT_RUN_LEGEND = ("no artifact of this stage in the run directory: the run stopped "
+                  "before it (--until) or it failed")
+COLOUR = {GREEN: "#1a7f37", AMBER: "#b35900", RED: "#c62828", NA: "#777777",
+          NOT_RUN: "#777777", PARTIAL: "#b35900"}
 
 
 @dataclass(frozen=True)
@@ -219,18 +227,27 @@ def _sentences(parts: list[str]) -> str:
 def graded(name: str, key: str, value: Any, what: str, fmt: str = ".3g",
            na: str = "not measured") -> Check:
     """A check of ``value`` against :data:`THRESHOLDS` ``[key]``: reason ``{what}
-    {value}{unit} ({bound})``; ``n/a: {na}`` when the value is missing."""
+    {value} {unit} ({bound})``, the unit once (after the value, left out where ``what``
+    already names it); ``n/a: {na}`` when the value is missing."""
     v = _num(value)
     if v is None:
         return Check(name, NA, na)
     t = THRESHOLDS[key]
     st = t.grade(v)
-    unit = f" {t.unit}" if t.unit and t.unit not in ("relative", "fraction") else ""
+    unit = (f" {t.unit}" if t.unit and t.unit not in ("relative", "fraction")
+            and t.unit not in what else "")
     if "%" in fmt:
         bound = t.bound(st).split()
         lim = f"{bound[0]} {float(bound[1]):{fmt}}"
         return Check(name, st, f"{what} {v:{fmt}} ({lim})", v)
-    return Check(name, st, f"{what} {v:{fmt}}{unit} ({t.bound(st)}{unit})", v)
+    return Check(name, st, f"{what} {v:{fmt}}{unit} ({t.bound(st)})", v)
+
+
+def span(lo: float, hi: float, unit: str, fmt: str = ".3g") -> str:
+    """``lo to hi unit``, or the one value where both ends are equal (as printed): a
+    hyphen beside a negative exponent (``7e-10-7e-10``) reads as arithmetic."""
+    a, b = f"{lo:{fmt}}", f"{hi:{fmt}}"
+    return f"{a} {unit}" if a == b else f"{a} to {b} {unit}"
 
 
 def model_gate(name: str, record: Mapping[str, Any], na: str, passed: str, failed: str,
@@ -413,7 +430,7 @@ def characters_check(summary: Mapping[str, Any], pts: list[dict[str, str]]) -> C
         why = f"the law covers {only} glide alone"
     other = "screw" if only == "edge" else "edge"
     return Check("characters", AMBER, f"{only} glide only: the {other}'s mobility was not "
-                 "measured; measure it with md characters = ['edge', 'screw']",
+                 "measured; set [md.mobility] characters = [\"edge\", \"screw\"]",
                  detail=_sentence([why]))
 
 
@@ -492,7 +509,7 @@ def mobility_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                       f"edge drag B = {b0:.3g} Pa s, relative error" if b0 else "",
                       ".0%", na="no edge drag fitted"))
     out.append(graded("data_points", "mobility_rows", summary.get("n_rows"),
-                      "MD velocity points", ".0f"))
+                      "MD velocity points:", ".0f"))
     out.append(fitted_glide_check(summary))
     return out
 
@@ -610,14 +627,18 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
                    f"{100 * tested:.2g} %: at most {100 * scaled:.1f} %")
     exposed = mean is None or tested >= mean
     if scaled <= scatter and check.status == AMBER and exposed:
+        # green by the probe: the fraction's own (amber) grade is named as such, so the
+        # reason does not read as a contradiction of its mark
         check.status = GREEN
-        check.reason = re.sub(r"\((> [^)]*)\)", r"(\1: amber by the fraction alone)",
-                              check.reason, count=1)
+        check.reason = re.sub(r"\((> [^)]*)\)", r"(amber on its own: \1)", check.reason,
+                              count=1)
         detail.append(probed + f", within the {100 * scatter:.1f} % by which two reruns "
                       "of the realisations differ, so what the law does beyond its data "
                       "does not move the answer more than a rerun")
-        return done(f"; the range probe moves the flow stress by {moved}, within the "
-                    f"{100 * scatter:.1f} % two reruns differ by")
+        change = (f": no change to the flow stress ({moved})" if d == 0 and err == 0
+                  else f" moves the flow stress by {moved}")
+        return done(f"; the range probe{change}, within the {100 * scatter:.1f} % two "
+                    "reruns differ by")
     detail.append(probed + f"; two reruns of the realisations differ by {100 * scatter:.1f} %"
                   + ("; the probe saw less exposure than the study's mean"
                      if not exposed else ""))
@@ -669,8 +690,16 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         st = GREEN if 0.1 <= a <= 1.0 else AMBER if 0.05 <= a <= 3.0 else RED
         out.append(Check("taylor_alpha", st, f"Taylor α = {a:.3g} (metals: 0.1-1; green "
                          "0.1-1, red outside 0.05-3)", a))
-    out.append(graded("realisations", "realisations", len(fd) if fd else None,
-                      "ran", ".0f", na="no realisations recorded"))
+    real = graded("realisations", "realisations", len(fd) if fd else None, "", ".0f",
+                  na="no realisations recorded")
+    per, conds = _num(study.get("realisations")), study.get("conditions")
+    if real.status != NA:
+        n = f"{len(fd)} realisations"
+        if per is not None and isinstance(conds, list) and len(conds) > 1:
+            n = (f"{per:.0f} realisations per condition, {per * len(conds):.0f} in all "
+                 f"over {len(conds)} conditions")
+        real.reason = f"{n} ({THRESHOLDS['realisations'].bound(real.status)})"
+    out.append(real)
     return out
 
 
@@ -767,7 +796,7 @@ def surrogate_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
             more.append(f"the change is {change:.3g} MPa RMS" + (
                 f", {change / scatter:.2f} x the DD scatter" if scatter else ""))
             if isinstance(dts, list) and len(dts) == 2:
-                ts.reason += (f"; fitted at steps {dts[0]:.3g}-{dts[1]:.3g} s, the FEM "
+                ts.reason += (f"; fitted at steps {span(dts[0], dts[1], 's')}, the FEM "
                               "must step inside them")
         ts.detail = _sentence(more)
     out.append(ts)
@@ -818,9 +847,10 @@ def fem_time_step_check(summary: Mapping[str, Any]) -> Check:
     lo, hi = float(fitted[0]), float(fitted[1])
     ratio = max(float(used[1]) / hi, lo / float(used[0]), 1.0)
     status = THRESHOLDS["fem_time_step"].grade(ratio)
+    one = f"{used[0]:.3g}" == f"{used[1]:.3g}"
     return Check("time_step", status,
-                 f"FEM time steps {used[0]:.3g}-{used[1]:.3g} s, the surrogate was fitted at "
-                 f"{lo:.3g}-{hi:.3g} s" + ("" if status == GREEN else
+                 f"FEM time step{'' if one else 's'} {span(used[0], used[1], 's')}, the "
+                 f"surrogate was fitted at {span(lo, hi, 's')}" + ("" if status == GREEN else
                                             f" ({ratio:.2f}x outside: its answer there is "
                                             "not the one validated)"), ratio)
 
@@ -886,19 +916,38 @@ RULES = {"DFTDataset": dataset_checks, "Potential": potential_checks,
          "LoadBand": band_checks}
 
 
-def run_verdicts(arts: Mapping[str, Any]) -> dict[str, Any]:
+def run_verdicts(arts: Mapping[str, Any],
+                 planned: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Verdicts of every artifact (``name -> Artifact``, in chain order): ``overall``,
-    ``by_stage`` (name -> verdict), ``stages`` (rows with their checks), ``thresholds``."""
-    rows = []
-    for name, art in arts.items():
+    ``by_stage`` (name -> verdict), ``stages`` (rows with their checks), ``thresholds``.
+
+    ``planned``: the chain's (name, kind) in order. A planned stage without an artifact
+    gets a ``not run`` row (no checks), and the run is partial: ``overall`` is
+    ``partial`` (never green: most of the answer is missing), ``stages_run`` /
+    ``stages_planned`` count them and ``worst_of_run`` is the worst of the stages that
+    ran."""
+    rows, made = [], []
+    order = list(planned) if planned is not None else [(n, a.kind) for n, a in arts.items()]
+    order += [(n, a.kind) for n, a in arts.items() if n not in {p for p, _ in order}]
+    for name, kind in order:
+        art = arts.get(name)
+        if art is None:
+            rows.append({"stage": name, "kind": kind, "verdict": NOT_RUN, "checks": []})
+            continue
         sv = StageVerdict(name, art.kind, checks_for(art.kind, art.summary, art.path))
-        rows.append(sv)
-    overall = worst(r.verdict for r in rows)
-    return {"overall": overall, "by_stage": {r.stage: r.verdict for r in rows},
-            "stages": [r.to_dict() for r in rows],
-            "thresholds": {k: asdict(t) for k, t in THRESHOLDS.items()},
-            "legend": dict(LEGEND)}
+        made.append(sv.verdict)
+        rows.append(sv.to_dict())
+    overall = worst(made)
+    out = {"overall": overall, "by_stage": {r["stage"]: r["verdict"] for r in rows},
+           "stages": rows}
+    if len(made) < len(rows):
+        out.update(overall=PARTIAL, worst_of_run=overall, stages_run=len(made),
+                   stages_planned=len(rows))
+    out.update(thresholds={k: asdict(t) for k, t in THRESHOLDS.items()},
+               legend=dict(LEGEND))
+    return out
 
 
-__all__ = ["AMBER", "GREEN", "LEGEND", "NA", "RED", "THRESHOLDS", "Check", "StageVerdict",
-           "Threshold", "checks_for", "graded", "model_gate", "run_verdicts", "worst"]
+__all__ = ["AMBER", "GREEN", "LEGEND", "NA", "NOT_RUN", "NOT_RUN_LEGEND", "PARTIAL", "RED",
+           "THRESHOLDS", "Check", "StageVerdict", "Threshold", "checks_for", "graded",
+           "model_gate", "run_verdicts", "span", "worst"]
