@@ -15,7 +15,10 @@ complete artifact with that fingerprint already exists and its files are intact
 chain resumes). Else the stage's ``build`` callback writes into a temporary sibling
 directory, the manifest (with every file's hash) is written last, and the directory is
 renamed into place: a killed stage never leaves a directory that looks complete. A
-failure is recorded in ``<name>.failed.json`` beside it.
+failure is recorded in ``<name>.failed.json`` beside it (with the stage's log, or, where
+programs left logs too, the ``<name>.failed/`` folder that keeps them). Only an empty
+directory or an artifact at ``path`` is ever replaced (:func:`check_replaceable`): a
+user's folder or file there stops the stage before it starts.
 
 Example::
 
@@ -304,6 +307,43 @@ def _caller_code(module: str) -> tuple[str, ...]:
     return (parts[1],) if (root / parts[1]).is_dir() else ()
 
 
+def is_ours(path: Path) -> bool:
+    """``path`` is a directory this package wrote: its ``manifest.json`` is a JSON object
+    with an artifact's ``kind``, ``schema`` and ``fingerprint`` (intact or damaged files,
+    any schema)."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and all(
+        k in manifest for k in ("kind", "schema", "fingerprint"))
+
+
+def check_replaceable(path: str | os.PathLike[str]) -> None:
+    """Refuse to write an artifact at ``path`` when that would destroy something this
+    package did not write. Replaceable: nothing there, an empty directory, or an
+    artifact (:func:`is_ours`; a stage rebuilt over its own previous result). Anything
+    else (a user's folder with files in it, a file, a link to either) is left alone.
+
+    Raises:
+        ArtifactError: ``"<path> exists and is not a scalebridge artifact; choose
+            another --out or remove it"``.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if path.is_dir():
+        if is_ours(path):
+            return
+        try:
+            if not any(path.iterdir()):
+                return
+        except OSError:
+            pass
+    raise ArtifactError(f"{path} exists and is not a scalebridge artifact; choose another "
+                        "--out or remove it")
+
+
 def failure_record(path: Path) -> Path:
     """Where a failed build of the artifact at ``path`` records why it failed."""
     return path.parent / f"{path.name}.failed.json"
@@ -315,16 +355,47 @@ def failure_logs(path: Path) -> Path:
     return path.parent / f"{path.name}.failed"
 
 
+def clear_failure(path: Path) -> None:
+    """Remove what a failed build of the artifact at ``path`` left (its record and its
+    logs), once it has been made; a file or folder by those names that is not such a
+    leftover stays."""
+    rec = failure_record(path)
+    try:
+        ours = isinstance(data := json.loads(rec.read_text()), dict) and "error" in data
+    except (OSError, ValueError):
+        ours = False
+    if ours:
+        rec.unlink(missing_ok=True)
+    if _is_log_leftover(failure_logs(path)):
+        shutil.rmtree(failure_logs(path), ignore_errors=True)
+
+
 #: What a failed build keeps of its working directory (by file name); ``mpi_output.txt``
 #: is the FEM worker's output, which its error message names.
 FAILURE_LOG_PATTERNS = (LOG_FILE, "*.out", "*.log", "*.err", "mpi_output.txt")
 
 
-def keep_failure_logs(workdir: Path, dest: Path, exc: BaseException | None = None) -> None:
+def _is_log_leftover(dest: Path) -> bool:
+    """``dest`` is absent or holds only what :func:`keep_failure_logs` keeps (an older
+    failure's logs), so it may be replaced."""
+    if not os.path.lexists(dest):
+        return True
+    if dest.is_symlink() or not dest.is_dir():
+        return False
+    return all(p.is_dir() or any(p.match(pat) for pat in FAILURE_LOG_PATTERNS)
+               for p in dest.rglob("*"))
+
+
+def keep_failure_logs(workdir: Path, dest: Path, exc: BaseException | None = None) -> bool:
     """Copy the logs of a failed build in ``workdir`` to ``dest`` (replacing what an older
     failure left there) and point ``exc``'s message, which may name a log in
     ``workdir`` (``(full output: .../lmp.out)``), at the copy: ``workdir`` is removed
-    next."""
+    next. A ``dest`` holding anything else (not a failure's logs) is left alone and
+    nothing is kept: returns whether the logs were kept."""
+    if not _is_log_leftover(dest):
+        log.warning("%s holds files that are not logs of a failed build: left alone, "
+                    "the logs of this failure not kept", dest)
+        return False
     shutil.rmtree(dest, ignore_errors=True)
     names = {p for pat in FAILURE_LOG_PATTERNS for p in Path(workdir).rglob(pat) if p.is_file()}
     for src in sorted(names):
@@ -334,6 +405,29 @@ def keep_failure_logs(workdir: Path, dest: Path, exc: BaseException | None = Non
     if exc is not None and len(exc.args) == 1 and isinstance(exc.args[0], str) \
             and str(workdir) in exc.args[0]:
         exc.args = (exc.args[0].replace(str(workdir), str(dest)),)
+    return True
+
+
+#: A failed build's lone ``log.txt`` up to this size goes into ``<name>.failed.json``.
+MAX_FOLDED_LOG_CHARS = 20_000
+
+
+def _fold_lone_log(dest: Path, exc: BaseException) -> dict[str, str]:
+    """What the failure record says of the kept logs in ``dest``: ``{"logs": dest}``, or,
+    when ``dest`` holds only the stage's ``log.txt`` (a plain input error), that no
+    message names and that is small, ``{"log": its text}`` with ``dest`` removed, so that
+    a failure leaves one thing, ``<name>.failed.json``."""
+    kept = [p for p in dest.rglob("*") if p.is_file()] if dest.is_dir() else []
+    if not kept:
+        return {}
+    message = str(exc)
+    lone = kept == [dest / LOG_FILE] and str(dest) not in message and LOG_FILE not in message
+    if lone:
+        text = (dest / LOG_FILE).read_text(errors="replace")
+        if len(text) <= MAX_FOLDED_LOG_CHARS:
+            shutil.rmtree(dest)
+            return {"log": text}
+    return {"logs": str(dest)}
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -390,8 +484,13 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
 
     Returns:
         The complete artifact (``reused=True`` when an intact current one was found).
+
+    Raises:
+        ArtifactError: something that is not an artifact (and not an empty directory)
+            is at ``path`` (:func:`check_replaceable`); nothing was built.
     """
     path = Path(path).absolute()
+    check_replaceable(path)  # before any work: a user's folder or file is never replaced
     if code is None:
         code = _caller_code(sys._getframe(1).f_globals.get("__name__", ""))
     code_record = code_fingerprint(tuple(code))
@@ -418,18 +517,18 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
     except BaseException as exc:
         root_logger.removeHandler(handler)
         handler.close()
+        record = {"kind": kind, "fingerprint": fp, "error": "",
+                  "error_type": type(exc).__name__,
+                  "time": _dt.datetime.now(_dt.UTC).isoformat(),
+                  "traceback": traceback.format_exc(limit=20)}
         try:  # the logs first: the message may name one, and the record quotes it
-            keep_failure_logs(tmp, failure_logs(path), exc)
+            if keep_failure_logs(tmp, failure_logs(path), exc):
+                record.update(_fold_lone_log(failure_logs(path), exc))
         except OSError:  # e.g. the disk is full: the message then names a removed file
             pass
+        record["error"] = str(exc) or type(exc).__name__
         try:
-            write_json_atomic(failure_record(path), {
-                "kind": kind, "fingerprint": fp, "error": str(exc) or type(exc).__name__,
-                "error_type": type(exc).__name__,
-                "time": _dt.datetime.now(_dt.UTC).isoformat(),
-                "traceback": traceback.format_exc(limit=20),
-                "logs": str(failure_logs(path)),
-            })
+            write_json_atomic(failure_record(path), record)
         except OSError:
             pass
         shutil.rmtree(tmp, ignore_errors=True)
@@ -452,15 +551,23 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
         "platform": platform.platform(),
     }
     write_json_atomic(tmp / MANIFEST, manifest)
-    if path.exists():
+    try:  # again: something may have been put there while the stage ran
+        check_replaceable(path)
+    except ArtifactError:
+        raise ArtifactError(f"{path} appeared while {kind} was built and is not a "
+                            f"scalebridge artifact: left alone; the result is in {tmp}"
+                            ) from None
+    if os.path.lexists(path):
         trash = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(path, trash)
         os.replace(tmp, path)
-        shutil.rmtree(trash, ignore_errors=True)
+        if trash.is_symlink():  # a link to an artifact elsewhere: the link goes, not it
+            trash.unlink()
+        else:
+            shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, path)
-    failure_record(path).unlink(missing_ok=True)
-    shutil.rmtree(failure_logs(path), ignore_errors=True)
+    clear_failure(path)
     log.info("%s done in %.1f s", kind, manifest["wall_seconds"])
     return Artifact(path=path, manifest=manifest)
 
@@ -476,7 +583,8 @@ def clean_partials(directory: Path) -> list[Path]:
 
 __all__ = [
     "LOG_FILE", "MANIFEST", "SCHEMA_VERSION", "Artifact", "ArtifactError", "ScalebridgeError",
-    "clean_partials", "content_digest", "failure_logs", "failure_record", "file_records",
-    "fingerprint", "is_current", "package_versions", "produce", "read_artifact", "sha256_path",
-    "verify_artifact", "write_csv_atomic", "write_json_atomic", "write_text_atomic",
+    "check_replaceable", "clean_partials", "clear_failure", "content_digest", "failure_logs",
+    "failure_record", "file_records", "fingerprint", "is_current", "is_ours",
+    "package_versions", "produce", "read_artifact", "sha256_path", "verify_artifact",
+    "write_csv_atomic", "write_json_atomic", "write_text_atomic",
 ]

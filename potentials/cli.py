@@ -7,6 +7,7 @@ Example::
 
     scalebridge potentials ingest training.json --test test.json --type-map Mo -o runs/ds
     scalebridge potentials ingest Mo.json Nb.json --type-map Mo Nb -o runs/monb
+    scalebridge potentials ingest mo_elastic.json --voigt-order 'xx yy zz xy xz yz' -o ds
     scalebridge potentials train runs/ds -o runs/pot --steps 2000 --ensemble 4
     scalebridge potentials evaluate runs/pot runs/ds -o runs/eval
 """
@@ -85,16 +86,24 @@ def potentials() -> None:
 @click.option("--test", "tests", multiple=True, type=click.Path(path_type=Path),
               help="files forming the test split as they are (repeatable)")
 @click.option("--type-map", help="species in model order (e.g. Mo, or Mo Nb W, or Mo,Nb,W)")
+@click.option("--format", "fmt", help="input format of every data file (IngestSettings."
+              "format: auto, mlearn, fitsnap, vasprun, outcar, extxyz, deepmd/npy, "
+              "'ase:<format>', 'dpdata:<format>', ...)")
+@click.option("--voigt-order", help="order of the six stresses of mlearn/maml JSON "
+              "(IngestSettings.voigt_order), quoted: 'xx yy zz xy xz yz' (mlearn Mo), "
+              "'xx yy zz xy yz xz' or 'xx yy zz yz xz xy'; default auto")
 @click.option("--settings", "settings_file", type=click.Path(path_type=Path),
-              help="TOML file with IngestSettings keys")
+              help="TOML file with IngestSettings keys (the options above override it)")
 @click.option("--force", is_flag=True, help="rebuild even when up to date")
-def ingest(sources, out, tests, type_map, settings_file, force) -> None:
+def ingest(sources, out, tests, type_map, fmt, voigt_order, settings_file, force) -> None:
     """Read DFT files (vasprun.xml, OUTCAR, mlearn or FitSNAP JSON), validate them and
     write a split deepmd/npy DFTDataset."""
     from scalebridge.potentials.dataset import IngestSettings
 
     s = _settings(IngestSettings, settings_file,
-                  {"type_map": parse_type_map(type_map)})
+                  {"type_map": parse_type_map(type_map), "format": fmt,
+                   "voigt_order": " ".join(voigt_order.replace(",", " ").split())
+                   if voigt_order else None})
     _show(s.make(list(sources), out, test_sources=list(tests) or None, force=force))
 
 

@@ -165,14 +165,14 @@ class IngestSettings(StrictModel):
         found = {o for o in own.values() if o is not None}
         if len(found) > 1:
             said = "; ".join(f"{s.name}: {' '.join(o)}" for s, o in own.items() if o)
-            raise DataError(f"{needy[0]}: its stresses need a Voigt order and the other "
-                            f"data files disagree on it ({said}); set "
-                            "potentials.ingest.voigt_order")
+            raise VoigtOrderError(f"{needy[0]}: its stresses need a Voigt order and the "
+                                  f"other data files disagree on it ({said}); set "
+                                  "potentials.ingest.voigt_order")
         if not found:
             src = next((s for s in needy if s in unclear), needy[0])
             why = unclear.get(src, "no sheared Elastic cells tell the order of its stresses")
-            raise DataError(f"{src}: {why}, and no other data file has sheared cells "
-                            "that tell it; set potentials.ingest.voigt_order")
+            raise VoigtOrderError(f"{src}: {why}, and no other data file has sheared "
+                                  "cells that tell it; set potentials.ingest.voigt_order")
         (order,) = found
         fromwhere = ", ".join(s.name for s, o in own.items() if o)
         for src in needy:
@@ -182,6 +182,27 @@ class IngestSettings(StrictModel):
                              f"{fromwhere} ({why})")
             own[src] = order
         return own
+
+    def checked_orders(self, source_sets: Sequence[Sequence[str | Path]],
+                       notes: list[str] | None = None) -> dict[Path, tuple[str, ...] | None]:
+        """:meth:`voigt_orders` of all the files of ``source_sets`` (the pool, the test
+        files); when it cannot tell an order, each set's frames are first read (with a
+        stand-in order, thrown away) and checked as :meth:`load` checks them, so that a
+        frame's own error (no energy, a NaN, a missing force row) is the one reported,
+        and only frames without one ask for ``voigt_order``.
+
+        Raises:
+            DataError: a frame's error, else the :class:`VoigtOrderError`.
+        """
+        try:
+            return self.voigt_orders([s for ss in source_sets for s in ss], notes)
+        except VoigtOrderError as order_error:
+            log.info("the stress order is unknown: checking the frames first")
+            stand_in = self.model_copy(update={"voigt_order": next(iter(MLEARN_ORDERS))})
+            for ss in source_sets:
+                if ss:
+                    stand_in.load(ss, notes=[], duplicates=[])
+            raise order_error from None
 
     def _needs_order(self, src: Path) -> bool:
         """An mlearn/maml JSON whose items carry stresses."""
@@ -214,7 +235,7 @@ class IngestSettings(StrictModel):
         """
         frames: list[Frame] = []
         if orders is None:
-            orders = self.voigt_orders(sources, notes)
+            orders = self.checked_orders([sources], notes)
         for src in sources:
             got = read_source(src, self.format,
                               options=self.options(orders.get(Path(src)) or order, notes))
@@ -262,7 +283,7 @@ class IngestSettings(StrictModel):
         def build(work: Path) -> dict:
             notes: list[str] = []
             dups: list[tuple[Frame, Frame]] = []
-            orders = self.voigt_orders([*sources, *tests], notes)
+            orders = self.checked_orders([sources, tests], notes)
             pool = self.load(sources, notes=notes, duplicates=dups, orders=orders)
             order = next((tuple(f.meta["voigt_order"].split()) for f in pool
                           if f.meta.get("voigt_order")), None)

@@ -87,7 +87,9 @@ log = logging.getLogger("scalebridge.potentials")
 
 
 class VoigtOrderError(DataError):
-    """A file's sheared cells disagree on the Voigt order of its stresses."""
+    """The Voigt order of a file's stresses is unclear: its sheared cells disagree, or
+    (from :meth:`~scalebridge.potentials.dataset.IngestSettings.voigt_orders`) neither
+    it nor the data set's other files tell it."""
 
 
 def _single_shear(cell: np.ndarray, tol: float = 1e-3) -> str | None:
@@ -150,15 +152,31 @@ def detect_voigt_order(items: list[dict], source: str) -> tuple[str, ...] | None
 
 
 def _load_json(path: Path, skip_comment: bool = False):
+    skipped = 0  # characters of a leading comment line (FitSNAP) cut off before parsing
     try:
         text = path.read_text()
         if skip_comment and text.lstrip().startswith("#"):
-            text = text[text.index("\n") + 1:]
-        return json.loads(text)
+            skipped = text.index("\n") + 1
+        return json.loads(text[skipped:])
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read: {e}") from None
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+        raise DataError(json_error_line(path, e, text, skipped)) from None
+
+
+def json_error_line(path: Path, e: json.JSONDecodeError, text: str, skipped: int = 0) -> str:
+    """One line for invalid JSON in ``path`` (``text`` its content, of which the first
+    ``skipped`` characters, a comment line, were not parsed): json's reason, line,
+    column and character, and, when the error is where the file ends, that it may be
+    cut off (an mlearn file is one line, so the character locates it)."""
+    pos = e.pos + skipped
+    line = e.lineno + (1 if skipped else 0)
+    msg = " ".join(e.msg.split())
+    end = len(text.rstrip())
+    tail = ("; the file ends there: cut off?"
+            if pos >= end - 1 or msg.startswith("Unterminated") else "")
+    return (f"{path}: invalid JSON: {msg}: line {line} column {e.colno} (character {pos} "
+            f"of {len(text)}){tail}")
 
 
 def _mlearn_group(item: dict, path: Path) -> str:

@@ -17,6 +17,7 @@ from scalebridge.artifacts import (
     Artifact,
     clean_partials,
     content_digest,
+    failure_logs,
     failure_record,
     produce,
     read_artifact,
@@ -94,6 +95,121 @@ def test_previous_artifact_survives_failed_rebuild(tmp_path: Path) -> None:
         produce("Demo", tmp_path / "d", {"a": 2}, {}, bad)
     assert read_artifact(tmp_path / "d").settings == {"a": 1}
     assert (tmp_path / "d" / "out.txt").read_text() == "good"
+
+
+# ------------------------------------------------ what is at the output path already
+def _refusal(path: Path) -> str:
+    return (f"{path} exists and is not a scalebridge artifact; choose another --out or "
+            "remove it")
+
+
+def test_a_users_folder_or_file_at_the_path_is_refused_and_left_untouched(tmp_path):
+    """A folder with the user's files in it, or a file, is never replaced: refused before
+    any work, with one line, and nothing is left beside it."""
+    folder = tmp_path / "mydft"
+    folder.mkdir()
+    (folder / "training.json").write_text("[1, 2]")
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    calls: list[int] = []
+    for target in (folder, afile):
+        with pytest.raises(ArtifactError) as e:
+            produce("Demo", target, {}, {}, _writer("x", calls))
+        assert str(e.value) == _refusal(target)
+    assert calls == [], "refused before the build"
+    assert (folder / "training.json").read_text() == "[1, 2]"
+    assert sorted(p.name for p in folder.iterdir()) == ["training.json"]
+    assert afile.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "mydft"]  # no litter
+
+
+def test_a_previous_artifact_is_replaced_and_an_empty_folder_used(tmp_path):
+    produce("Demo", tmp_path / "d", {"a": 1}, {}, _writer("first"))
+    art = produce("Demo", tmp_path / "d", {"a": 2}, {}, _writer("second"))
+    assert not art.reused and (tmp_path / "d" / "out.txt").read_text() == "second"
+    forced = produce("Demo", tmp_path / "d", {"a": 2}, {}, _writer("third"), force=True)
+    assert not forced.reused and (tmp_path / "d" / "out.txt").read_text() == "third"
+    # an artifact whose files were damaged (and so is not current) is still ours
+    (tmp_path / "d" / "out.txt").write_text("damaged")
+    produce("Demo", tmp_path / "d", {"a": 2}, {}, _writer("fourth"))
+    assert (tmp_path / "d" / "out.txt").read_text() == "fourth"
+    (tmp_path / "empty").mkdir()
+    produce("Demo", tmp_path / "empty", {}, {}, _writer("used"))
+    assert (tmp_path / "empty" / "out.txt").read_text() == "used"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "empty"]  # no .old-* left
+
+
+def test_a_users_folder_named_like_a_stage_in_a_run_directory_is_refused(tmp_path):
+    """The chain's stages write through ``produce``: a user's folder where a stage's
+    artifact goes stops the run with one line and stays; the stage rebuilt over its own
+    artifact (forced) still works."""
+    from scalebridge.workflows.chain import Chain, StageNode
+
+    def make(call):
+        return produce("Numbers", call.out, {}, {}, _writer("42"), force=call.force)
+
+    chain, run_dir = Chain([StageNode("numbers", "Numbers", (), make)]), tmp_path / "run"
+    (run_dir / "numbers").mkdir(parents=True)
+    (run_dir / "numbers" / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError) as e:
+        chain.run(run_dir, {})
+    assert str(e.value) == f"stage numbers: {_refusal(run_dir / 'numbers')}"
+    assert [p.name for p in (run_dir / "numbers").iterdir()] == ["notes.txt"]
+    assert (run_dir / "numbers" / "notes.txt").read_text() == "mine"
+    (run_dir / "numbers" / "notes.txt").unlink()
+    first = chain.run(run_dir, {})["numbers"]
+    again = chain.run(run_dir, {}, force=["numbers"])["numbers"]
+    assert first.path == again.path and not again.reused
+    assert (run_dir / "numbers" / "out.txt").read_text() == "42"
+
+
+def test_a_plain_failure_leaves_one_record_with_its_log(tmp_path):
+    """A build that fails with nothing but its own log.txt leaves ``<name>.failed.json``
+    only, the log's text in it; logs of programs keep their ``<name>.failed/``, and so
+    does a log the message names."""
+    def bad(workdir: Path) -> dict:
+        import logging
+        logging.getLogger("scalebridge.demo").info("reading the input")
+        raise ValueError("frame 3: energy is nan")
+
+    with pytest.raises(ValueError):
+        produce("Demo", tmp_path / "d", {}, {}, bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.failed.json"]
+    rec = json.loads(failure_record(tmp_path / "d").read_text())
+    assert rec["error"] == "frame 3: energy is nan" and "logs" not in rec
+    assert "Demo: building into" in rec["log"] and "reading the input" in rec["log"]
+
+    def bad_program(workdir: Path) -> dict:
+        (workdir / "lmp.out").write_text("ERROR: Lost atoms\n")
+        raise RuntimeError("lammps failed")
+
+    with pytest.raises(RuntimeError):
+        produce("Demo", tmp_path / "p", {}, {}, bad_program)
+    rec = json.loads(failure_record(tmp_path / "p").read_text())
+    assert rec["logs"] == str(failure_logs(tmp_path / "p")) and "log" not in rec
+    assert (failure_logs(tmp_path / "p") / "lmp.out").is_file()
+
+    def bad_named(workdir: Path) -> dict:
+        raise RuntimeError("no convergence; the cuts are in the build's log.txt")
+
+    with pytest.raises(RuntimeError):
+        produce("Demo", tmp_path / "n", {}, {}, bad_named)
+    assert (failure_logs(tmp_path / "n") / "log.txt").is_file()
+
+
+def test_a_users_folder_named_like_the_failure_logs_stays(tmp_path):
+    mine = failure_logs(tmp_path / "d")
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("mine")
+
+    def bad(workdir: Path) -> dict:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        produce("Demo", tmp_path / "d", {}, {}, bad)
+    produce("Demo", tmp_path / "d", {}, {}, _writer("ok"))
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    assert not failure_record(tmp_path / "d").exists()
 
 
 KILLED_CHILD = textwrap.dedent("""

@@ -70,3 +70,56 @@ def test_type_map_takes_several_words(tmp_path):
     assert join_type_map(["--type-map", "Mo", "--", "Nb"]) == ["--type-map=Mo", "--", "Nb"]
     assert join_type_map(["x.json", "-o", "Mo"]) == ["x.json", "-o", "Mo"]
     assert parse_type_map(None) is None and parse_type_map(" , ") is None
+
+
+def test_out_that_is_not_an_artifact_is_refused_and_kept(tmp_path, mo_train_json):
+    """``-o`` pointing at the user's own data folder (or a file) is refused with one line,
+    exit 1, and nothing in it changes; a previous DFTDataset there is replaced."""
+    mydft = tmp_path / "mydft"
+    mydft.mkdir()
+    (mydft / "training.json").write_bytes(mo_train_json.read_bytes())
+    note = tmp_path / "note.txt"
+    note.write_text("mine")
+    for out in (mydft, note):
+        r = CliRunner().invoke(cli, ["potentials", "ingest", str(mydft), "-o", str(out),
+                                     "--type-map", "Mo"])
+        assert r.exit_code == 1, r.output
+        assert r.output == (f"error: {out} exists and is not a scalebridge artifact; "
+                            "choose another --out or remove it\n")
+    assert [p.name for p in mydft.iterdir()] == ["training.json"]
+    assert (mydft / "training.json").read_bytes() == mo_train_json.read_bytes()
+    assert note.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mydft", "note.txt"]
+
+
+def test_failed_ingest_leaves_only_its_record(tmp_path, mo_train_json):
+    """A plain input error leaves ``<out>.failed.json`` (with the log's text), no
+    ``<out>.failed/`` beside it."""
+    cut = tmp_path / "t.json"
+    cut.write_bytes(mo_train_json.read_bytes()[:300])
+    r = CliRunner().invoke(cli, ["potentials", "ingest", str(cut), "-o", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "invalid JSON" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json", "x.failed.json"]
+    rec = json.loads((tmp_path / "x.failed.json").read_text())
+    assert "invalid JSON" in rec["error"] and "DFTDataset: building into" in rec["log"]
+
+
+def test_ingest_format_and_voigt_order_flags(tmp_path, mo_train_json):
+    """``--format`` and ``--voigt-order`` set IngestSettings.format/voigt_order without a
+    TOML: surfaces alone (no sheared cell) need the order."""
+    raw = json.loads(mo_train_json.read_text())
+    src = tmp_path / "surfaces.data"  # a name auto cannot place: --format says it
+    src.write_text(json.dumps([it for it in raw if it["group"] == "Surface"][:4]))
+    base = ["potentials", "ingest", str(src), "--type-map", "Mo"]
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "a")])
+    assert r.exit_code == 1 and "unknown DFT file format" in r.output, r.output
+    r = CliRunner().invoke(cli, [*base, "--format", "mlearn", "-o", str(tmp_path / "b")])
+    assert r.exit_code == 1 and "set potentials.ingest.voigt_order" in r.output, r.output
+    r = CliRunner().invoke(cli, [*base, "--format", "mlearn", "--voigt-order",
+                                 "xx yy zz xy xz yz", "-o", str(tmp_path / "ds")])
+    assert r.exit_code == 0, r.output
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert info["voigt_order"] == "xx yy zz xy xz yz" and info["has_virial"]
+    r = CliRunner().invoke(cli, [*base, "--format", "mlearn", "--voigt-order", "xx yy zz",
+                                 "-o", str(tmp_path / "c")])
+    assert r.exit_code == 1 and "voigt_order" in r.output and "choose auto" in r.output

@@ -170,3 +170,25 @@ def test_unknown_format_and_missing_file(tmp_path):
     broken.write_text("[{")
     with pytest.raises(DataError, match=r"broken\.json: invalid JSON"):
         read_source(broken)
+
+
+def test_truncated_json_names_the_place_in_full(tmp_path, mo_train_json):
+    """An mlearn file is one line: json's whole reason, with column and character, and
+    that the file ends there, in one line."""
+    cut = tmp_path / "t.json"
+    cut.write_bytes(mo_train_json.read_bytes()[:300])
+    with pytest.raises(DataError) as e:
+        read_source(cut)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{cut}: invalid JSON: Unterminated string starting at: line 1 "
+                          "column "), msg
+    assert " of 300); the file ends there: cut off?" in msg, msg
+    col = int(msg.split("column ")[1].split()[0])
+    assert f"(character {col - 1} of 300)" in msg  # one line: column - 1 = offset
+    comma = tmp_path / "comma.json"
+    comma.write_text('[{"a": 1},\n {"b": 2}, x]')
+    with pytest.raises(DataError) as e:
+        read_source(comma, "mlearn")
+    assert str(e.value) == (f"{comma}: invalid JSON: Expecting value: line 2 column 12 "
+                            "(character 22 of 24)")

@@ -142,6 +142,33 @@ def test_failed_ingest_leaves_no_artifact(tmp_path, mo_items):
     assert (tmp_path / "ds.failed.json").exists()
 
 
+def test_a_bad_frame_is_reported_before_the_stress_order(tmp_path, mo_items):
+    """These frames have no sheared cell, so nothing tells their stress order; a frame
+    with no energy, a NaN energy or a missing force row reports that first, and only
+    sound frames ask for voigt_order."""
+    from scalebridge.potentials.readers import VoigtOrderError
+
+    ingest = IngestSettings(type_map=["Mo"])
+    with pytest.raises(VoigtOrderError, match=r"set potentials\.ingest\.voigt_order"):
+        ingest.make([_write(tmp_path, mo_items)], tmp_path / "sound")
+    no_energy, nan_energy, short = (copy.deepcopy(mo_items) for _ in range(3))
+    del no_energy[0]["outputs"]["energy"]
+    nan_energy[1]["outputs"]["energy"] = float("nan")
+    short[2]["outputs"]["forces"] = short[2]["outputs"]["forces"][:-1]
+    n = len(short[2]["outputs"]["forces"]) + 1
+    for items, expected in ((no_energy, "frame 0: energy is nan"),
+                            (nan_energy, "frame 1: energy is nan"),
+                            (short, f"frame 2: forces have shape ({n - 1}, 3), "
+                                    f"expected ({n}, 3)")):
+        with pytest.raises(DataError) as e:
+            ingest.make([_write(tmp_path, items)], tmp_path / "ds")
+        assert not isinstance(e.value, VoigtOrderError)
+        assert f"mo.json {expected}" in _one_line(e)
+        with pytest.raises(DataError) as e:  # load() alone: the same order of checks
+            ingest.load([_write(tmp_path, items)])
+        assert f"mo.json {expected}" in _one_line(e)
+
+
 def test_singular_cell(tmp_path, mo_items):
     items = copy.deepcopy(mo_items)
     items[0]["structure"]["lattice"]["matrix"][2] = [0.0, 0.0, 0.0]
