@@ -49,6 +49,24 @@ def _shear_axis(stress: np.ndarray) -> tuple[int, float]:
     return k, 1.0 / mandel.WEIGHT[k]
 
 
+def strain_axis(strain: np.ndarray, k: int) -> tuple[np.ndarray, float, str]:
+    """(x, factor, label) of a panel's strain axis for Mandel component ``k`` of
+    ``strain`` (T, 6): a shear component as the engineering shear strain γ = 2 ε (the
+    DD's strain: its stress_strain.png plots γ), a normal one as ε; in units of 10⁻³
+    where it stays below 5 %, so the ticks read 0, 1, 2 ... rather than 0.0020 0.0025
+    run together. ``x = strain[:, k] * factor``; the CSV keeps the tensor component."""
+    comp = COMPONENTS[k]
+    w = 1.0 / mandel.WEIGHT[k]            # Mandel -> tensor component
+    shear = k >= 3
+    factor = w * (2.0 if shear else 1.0)
+    x = strain[:, k] * factor
+    milli = bool(np.abs(x).max() < 0.05)
+    name = f"shear strain γ_{comp} = 2ε_{comp}" if shear else f"strain ε_{comp}"
+    if milli:
+        return x * 1e3, factor * 1e3, f"{name} (10⁻³)"
+    return x, factor, name
+
+
 def path_label(name: str) -> str:
     """A short panel title for a path's name: ``realisation 2`` for a DD run's
     ``.../realisations/2/stress_strain.csv``, else the name's last 28 characters."""
@@ -57,6 +75,22 @@ def path_label(name: str) -> str:
         return f"{parts[-3].removesuffix('s')} {parts[-2]}"
     text = str(name)
     return text if len(text) <= 28 else "…" + text[-27:]
+
+
+def fit_paths_title(name: str, metrics_val: dict, scatter: float | None = None,
+                    pooled: float | None = None) -> str:
+    """The fit plot's title: the RMS error first, as the verdict grades it (over the DD
+    realisation scatter, and pooled over every microstructure held out in turn where the
+    fit was cross-validated), the largest error after it."""
+    rmse, mx = metrics_val.get("rmse_mpa"), metrics_val.get("max_error_over_yield")
+    head = f"{name} on the held-out paths"
+    if rmse is not None:
+        head += f": RMS error {rmse:.3g} MPa"
+        if scatter:
+            head += f" = {rmse / scatter:.2f}x the DD realisation scatter {scatter:.3g} MPa"
+        if pooled is not None:
+            head += f" (graded: {pooled:.2f}x, pooled over each microstructure held out)"
+    return head + ("" if mx is None else f"\nlargest error: max √(3/2)‖Δσ‖/σ_ref = {mx:.3g}")
 
 
 def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
@@ -76,22 +110,25 @@ def plot_paths(png: Path, strain: np.ndarray, stress_data: np.ndarray,
     for i in range(p):
         c, w = _shear_axis(stress_data[i])
         ax = axes.flat[i]
-        ax.plot(strain[i, :, c] * w, stress_data[i, :, c] * w, "-", lw=1.5, label="data")
-        ax.plot(strain[i, :, c] * w, stress_model[i, :, c] * w, "--", lw=1.2, label="model")
-        ax.set_xlabel(f"ε_{COMPONENTS[c]}")
+        x, _, xlabel = strain_axis(strain[i], c)
+        ax.plot(x, stress_data[i, :, c] * w, "-", lw=1.5, label="data")
+        ax.plot(x, stress_model[i, :, c] * w, "--", lw=1.2, label="model")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(f"σ_{COMPONENTS[c]} (MPa)")
         ax.set_title(path_label(names[i]) + (f": {conditions[i]}" if conditions else ""),
                      fontsize=8)
         vm_d, vm_m = mandel.von_mises(stress_data[i]), mandel.von_mises(stress_model[i])
         for t in range(strain.shape[1]):
-            rows.append([names[i], t, COMPONENTS[c], strain[i, t, c] * w,
+            rows.append([names[i], t, COMPONENTS[c], strain[i, t, c] * w, x[t],
                          stress_data[i, t, c] * w, stress_model[i, t, c] * w, vm_d[t], vm_m[t]])
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, png, dpi=110)
     plt.close(fig)
+    # strain: the tensor component; axis_strain: as plotted (γ = 2ε for a shear one, in
+    # 10⁻³ where the axis says so)
     _write_csv(png.with_suffix(".csv"), ["path", "step", "component", "strain",
-                                         "stress_data_mpa", "stress_model_mpa",
+                                         "axis_strain", "stress_data_mpa", "stress_model_mpa",
                                          "von_mises_data_mpa", "von_mises_model_mpa"], rows)
 
 
@@ -208,26 +245,28 @@ def plot_condition_means(png: Path, rows_in: Sequence[dict], title: str) -> None
     for i, c in enumerate(rows_in):
         mean, model, spread, strain = c["mean"], c["model"], c["spread"], c["strain"]
         k, w = _shear_axis(mean)
-        x = strain[:, k] * w
+        eps = strain[:, k] * w
+        x, _, xlabel = strain_axis(strain, k)
         ax = axes.flat[i]
         ax.fill_between(x, (mean[:, k] - spread[:, k]) * w, (mean[:, k] + spread[:, k]) * w,
                         alpha=0.3, lw=0, label="DD ± 1 sd")
         ax.plot(x, mean[:, k] * w, "-", lw=1.5, label=f"DD mean of {c['paths']}")
         ax.plot(x, model[:, k] * w, "--", lw=1.2, label="model")
-        ax.set_xlabel(f"ε_{COMPONENTS[k]}")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(f"σ_{COMPONENTS[k]} (MPa)")
         ax.set_title(f"{c['strain_rate_s']:.2g} /s, {c['temperature_k']:g} K: bias "
                      f"{c['bias_ratio']:.2f}x (noise {c['mean_noise_ratio']:.2f}x)",
                      fontsize=8)
         vm_d, vm_m = mandel.von_mises(mean), mandel.von_mises(model)
         for t in range(x.size):
-            rows.append([c["strain_rate_s"], c["temperature_k"], t, COMPONENTS[k], x[t],
-                         mean[t, k] * w, spread[t, k] * w, model[t, k] * w, vm_d[t], vm_m[t]])
+            rows.append([c["strain_rate_s"], c["temperature_k"], t, COMPONENTS[k], eps[t],
+                         x[t], mean[t, k] * w, spread[t, k] * w, model[t, k] * w, vm_d[t],
+                         vm_m[t]])
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, png, dpi=110)
     plt.close(fig)
     _write_csv(png.with_suffix(".csv"),
                ["strain_rate_s", "temperature_k", "step", "component", "strain",
-                "stress_mean_mpa", "stress_sd_mpa", "stress_model_mpa",
+                "axis_strain", "stress_mean_mpa", "stress_sd_mpa", "stress_model_mpa",
                 "von_mises_mean_mpa", "von_mises_model_mpa"], rows)

@@ -84,6 +84,7 @@ from scalebridge.surrogates.neural import (
     NeuralJ2,
 )
 from scalebridge.surrogates.plots import (
+    fit_paths_title,
     plot_condition_means,
     plot_hardening,
     plot_history,
@@ -1313,8 +1314,9 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
     write_json_atomic(out / "surrogate.json", record)
     plot_paths(out / "fit_paths.png", val.strain, val.stress, stress_val,
                val.names or [str(i) for i in iva],
-               f"{model.name} on validation paths: max √(3/2)‖Δσ‖/σ_ref = "
-               f"{metrics_val['max_error_over_yield']:.3g}",
+               fit_paths_title(model.name, metrics_val,
+                               metrics.get("realisation_scatter_rmse_mpa"),
+                               (metrics.get("heldout_folds") or {}).get("ratio")),
                [f"{r:.2g} /s, {t:g} K" for r, t in zip(val.strain_rate_s, val.temperature_k,
                                                      strict=True)])
     plot_history(out / "history.png", history)

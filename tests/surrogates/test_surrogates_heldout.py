@@ -152,11 +152,25 @@ def test_the_fit_plot_shows_six_held_out_paths_without_overlap(tmp_path):
     data, model = paths(6, 5.0, 4)
     strain = np.repeat(mandel.shear_strain(np.linspace(0.0, 2.5e-3, T))[None], 6, 0)
     names = [f"realisations/{i}/stress_strain.csv" for i in (2, 5, 8, 10, 12, 15)]
-    plot_paths(tmp_path / "fit_paths.png", strain, data, model, names, "held out")
+    from scalebridge.surrogates.plots import fit_paths_title, strain_axis
+
+    title = fit_paths_title("m", {"rmse_mpa": 16.58, "max_error_over_yield": 0.798}, 10.7,
+                            1.428)
+    # the RMS ratio the verdict grades leads, the largest error follows
+    assert title.index("RMS error 16.6 MPa = 1.55x the DD realisation scatter 10.7 MPa") \
+        < title.index("graded: 1.43x") < title.index("max √(3/2)‖Δσ‖/σ_ref = 0.798")
+    plot_paths(tmp_path / "fit_paths.png", strain, data, model, names, title)
     assert CHECKED[-1].overlaps_after == [], CHECKED[-1]
-    rows = (tmp_path / "fit_paths.csv").read_text().splitlines()[1:]
+    rows = (tmp_path / "fit_paths.csv").read_text().splitlines()
+    head, rows = rows[0].split(","), rows[1:]
     assert {r.split(",")[0] for r in rows} == set(names)
     assert len(rows) == 6 * T
+    # the strain axis: the DD's shear strain γ = 2 ε_xy (here to 2.5e-3, as shear_strain
+    # was given), in 10⁻³; the CSV keeps ε_xy and the plotted value
+    last = dict(zip(head, rows[T - 1].split(","), strict=True))
+    assert float(last["strain"]) == pytest.approx(1.25e-3)
+    assert float(last["axis_strain"]) == pytest.approx(2.5)
+    assert strain_axis(strain[0], 5)[2] == "shear strain γ_xy = 2ε_xy (10⁻³)"
 
 
 def test_each_microstructure_is_held_out_in_turn():
