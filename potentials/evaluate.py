@@ -46,8 +46,30 @@ def read_lcurve(path: Path) -> tuple[list[str], np.ndarray]:
     return header, np.array(rows)
 
 
+def running_mean(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing running geometric mean of ``y`` (> 0) over ``window`` points (fewer at the
+    start): the trend of lcurve values that are each one batch's RMSE, spread over
+    decades, on the log axis they are drawn on."""
+    logs = np.log(np.maximum(np.asarray(y, dtype=float), 1e-300))
+    c = np.concatenate([[0.0], np.cumsum(logs)])
+    i = np.arange(1, len(logs) + 1)
+    lo = np.maximum(i - window, 0)
+    return np.exp((c[i] - c[lo]) / (i - lo))
+
+
+def lcurve_window(n: int) -> int:
+    """Points in :func:`running_mean`'s window for an lcurve of ``n`` rows: 3, or a tenth
+    of a long one."""
+    return max(3, n // 10)
+
+
 def write_lcurves(paths: list[Path], out: Path) -> None:
-    """``lcurve.csv`` (model, step, every lcurve column) and ``lcurve.png``."""
+    """``lcurve.csv`` (model, step, every lcurve column) and ``lcurve.png``.
+
+    Each lcurve row is one batch's RMSE (training and validation alike: ``numb_btch``
+    1, a frame or a few), which jumps by an order of magnitude from one row to the next
+    without the training diverging: the rows are drawn as faint points, their running
+    geometric mean (:func:`running_mean`) as the line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +77,8 @@ def write_lcurves(paths: list[Path], out: Path) -> None:
 
     if not paths:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.9))
+    windows = set()
     with open(out / "lcurve.csv", "w", newline="") as fh:
         w = None
         for i, p in enumerate(paths):
@@ -68,15 +91,24 @@ def write_lcurves(paths: list[Path], out: Path) -> None:
             for r in rows:
                 w.writerow([i, *r])
             c = {k: rows[:, j] for j, k in enumerate(cols)}
+            win = lcurve_window(len(rows))
+            windows.add(win)
             for ax, key, label in ((axes[0], "rmse_e", "energy RMSE (eV/atom)"),
                                    (axes[1], "rmse_f", "force RMSE (eV/Å)")):
-                for suffix, ls in (("_trn", "-"), ("_val", "--")):
+                for suffix, ls, mk, name in (("_trn", "-", "o", "training"),
+                                             ("_val", "--", "x", "validation")):
                     if key + suffix in c:
-                        ax.semilogy(c["step"], c[key + suffix], ls, color=f"C{i}",
-                                    label=f"model {i} {suffix[1:]}" if ax is axes[0] else None)
+                        y = c[key + suffix]
+                        ax.semilogy(c["step"], y, mk, ms=3, alpha=0.45, color=f"C{i}")
+                        ax.semilogy(c["step"], running_mean(y, win), ls, lw=1.5,
+                                    color=f"C{i}", label=f"model {i} {name}"
+                                    if ax is axes[0] else None)
                 ax.set_xlabel("step")
                 ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
+    each = " / ".join(str(x) for x in sorted(windows)) or "3"
+    fig.suptitle(f"points: one batch each (o training, x validation); lines: their running "
+                 f"geometric mean over {each} points", fontsize=8)
     fig.tight_layout()
     save_figure(fig, out / "lcurve.png", dpi=110)
     plt.close(fig)
