@@ -16,18 +16,29 @@ the contents of its input files, its code record (the source hashes of the subpa
 and modules it runs, ``StageNode.code`` plus this file, and the tool versions: see
 :mod:`scalebridge.codehash`) and the chain fingerprints of its upstream nodes, so it
 is known from the settings file and the installed code alone, before anything runs.
+A setting that a newer version of a stage added is left out of that hash while the node's
+record lacks it and it has its default (:func:`settings_for_fingerprint`): a run made
+before the setting existed stays current, unless the new setting is given another value.
 A done node whose artifact's files no longer match their recorded hashes is *damaged*
 (``status`` names the file) and is rebuilt by the next run. A node whose record and
 artifact match it is skipped; a changed setting changes that node's fingerprint and so
 every fingerprint downstream of it, and only those nodes rerun. A run killed at any
 moment (even ``kill -9``) leaves complete artifacts or none: the next run cleans the
 partial directories and continues from the first node that is not done.
+
+A dry run (``dry_run=True``) makes and records nothing: each node that can writes its
+inputs into ``<run-dir>/<node>.dry_run/`` (:attr:`StageNode.dry_run`); a cheap node whose
+artifact a later node reads (the DFT dataset the training inputs point to) is built there
+too, never in ``<run-dir>/<node>/``. A run directory that the dry run created and left
+empty is removed again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
+import difflib
 import errno
 import fcntl
 import hashlib
@@ -123,8 +134,9 @@ class StageNode:
         dry_run: ``dry_run(call) -> list of files written``, for stages that can write
             their inputs without running; None if the stage cannot.
         section: the run-file section its settings come from (for messages).
-        cheap: seconds to make (e.g. reading the DFT data): a dry run makes it for real,
-            so that the nodes after it can write their inputs.
+        cheap: seconds to make (e.g. reading the DFT data): when a later node of a dry
+            run reads it, the dry run builds it into ``<node>.dry_run/`` (not recorded,
+            never the node's artifact), so that node can write its inputs.
         code: the subpackages and modules it runs, relative to the package root
             (``("md", "workflows/stage_md.py")``); their source hashes enter the chain
             fingerprint (:func:`scalebridge.codehash.code_fingerprint`; the root modules
@@ -168,6 +180,47 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): d}
 
 
+def _field_default(obj: Any, key: str) -> tuple[bool, Any]:
+    """``(True, default as JSON)`` when ``obj`` is a settings model whose field ``key`` has
+    a default; ``(False, None)`` otherwise (a required field, a plain dict, ...)."""
+    fields = getattr(type(obj), "model_fields", None)
+    if not fields or key not in fields or fields[key].is_required():
+        return False, None
+    return True, _jsonable(fields[key].get_default(call_default_factory=True))
+
+
+def settings_for_fingerprint(settings: Any, settings_json: Any, recorded: Any) -> Any:
+    """``settings_json`` less the keys a node's ``recorded`` settings lack whose value is
+    their field's default, at any depth: what enters the chain fingerprint.
+
+    A stage that gains a setting whose default keeps its old behaviour must not make
+    every run made before it stale: such a key is left out of the hash until it is given
+    another value (or the record has it). A key the record lacks whose value is not the
+    default stays (a change); with no record (a new node) nothing is left out, so a fresh
+    run hashes its full settings.
+
+    Args:
+        settings: the node's settings object (a pydantic model gives the defaults).
+        settings_json: its JSON (:func:`scalebridge.artifacts._jsonable`).
+        recorded: the settings in the node's chain record (None: no record).
+    """
+    if not isinstance(settings_json, dict) or not isinstance(recorded, dict):
+        return settings_json
+    out = {}
+    for key, value in settings_json.items():
+        sub = (getattr(settings, key, None) if hasattr(type(settings), "model_fields")
+               else settings.get(key) if isinstance(settings, Mapping) else None)
+        if key not in recorded:
+            has_default, default = _field_default(settings, key)
+            if has_default and default == value:
+                continue
+            # a new table: only its keys that differ from their defaults
+            out[key] = settings_for_fingerprint(sub, value, {})
+            continue
+        out[key] = settings_for_fingerprint(sub, value, recorded[key])
+    return out
+
+
 def settings_diff(old: Any, new: Any, limit: int = 3) -> str:
     """``"a.b: 1 -> 2, c: x -> y"``: the keys whose values differ."""
     fo, fn = _flatten(old), _flatten(new)
@@ -195,13 +248,22 @@ class Chain:
         self.by_name = {n.name: n for n in self.nodes}
 
     # ------------------------------------------------------------------ planning
-    def plan(self, config: Any) -> dict[str, dict[str, Any]]:
+    def plan(self, config: Any, run_dir: Path | None = None) -> dict[str, dict[str, Any]]:
         """Each node's chain record-to-be: ``fingerprint``, ``settings``, ``files``,
-        ``upstream``, ``code``; computed from the configuration and the installed code."""
+        ``upstream``, ``code``; computed from the configuration and the installed code.
+
+        With ``run_dir``, a node's settings are hashed against its record there
+        (:func:`settings_for_fingerprint`: a setting newer than the record that has its
+        default is left out); ``settings`` is then what was hashed."""
         plan: dict[str, dict[str, Any]] = {}
         hashes: dict[str, str] = {}
         for n in self.nodes:
-            settings_json = _jsonable(n.settings(config))
+            settings_obj = n.settings(config)
+            settings_json = _jsonable(settings_obj)
+            rec = _read_record(Path(run_dir), n.name) if run_dir is not None else None
+            if rec is not None:
+                settings_json = settings_for_fingerprint(settings_obj, settings_json,
+                                                         rec.get("settings"))
             files = {k: Path(v) for k, v in n.files(config).items()}
             file_hashes = {}
             for k, p in sorted(files.items()):
@@ -227,20 +289,52 @@ class Chain:
         if until is None:
             return list(self.nodes)
         if until not in self.by_name:
-            import difflib
-
-            close = difflib.get_close_matches(until, list(self.by_name), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else \
-                f"; stages: {', '.join(self.by_name)}"
-            raise SettingsError(f"unknown stage {until!r}{hint}")
+            raise SettingsError(f"unknown stage {until!r}{self._stage_hint(until)}")
         idx = [n.name for n in self.nodes].index(until)
         return self.nodes[: idx + 1]
+
+    def check_request(self, until: str | None, force: Sequence[str] = ()
+                      ) -> list[StageNode]:
+        """The nodes a run with ``until`` makes (:meth:`selected`), once every name in
+        ``until`` and ``force`` is a stage and every forced stage is among them.
+
+        Raises:
+            SettingsError: ``unknown stage 'potentials' in --force; did you mean
+                'potential'? ([potentials] configures the stages dataset, potential)``;
+                a forced stage after ``until``.
+        """
+        nodes = self.selected(until)
+        names = [n.name for n in nodes]
+        for name in (force,) if isinstance(force, str) else force:
+            if name not in self.by_name:
+                raise SettingsError(f"unknown stage {name!r} in --force"
+                                    f"{self._stage_hint(name)}")
+            if name not in names:
+                raise SettingsError(
+                    f"--force {name}: the run stops after {until} (--until or [run] "
+                    f"stop_after), before {name}, so it would not be made")
+        return nodes
+
+    def _stage_hint(self, name: str) -> str:
+        """``; did you mean 'potential'? ([potentials] configures the stages dataset,
+        potential)`` for a name that is not a stage: the close stage name, and the
+        stages a settings section of that name configures."""
+        close = difflib.get_close_matches(name, list(self.by_name), n=1)
+        configured = [n.name for n in self.nodes
+                      if n.section and (n.section == name or name in n.section.split("."))]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        if configured:
+            what = "the stage" if len(configured) == 1 else "the stages"
+            hint += f" ([{name}] configures {what} {', '.join(configured)})"
+        elif not close:
+            hint = f"; stages: {', '.join(self.by_name)}"
+        return hint
 
     # ------------------------------------------------------------------ status
     def status(self, run_dir: Path, config: Any) -> list[NodeStatus]:
         """done / stale / failed / pending for every node, with the reason."""
         run_dir = Path(run_dir)
-        plan = self.plan(config)
+        plan = self.plan(config, run_dir)
         out: list[NodeStatus] = []
         states: dict[str, str] = {}
         holder = lock_holder(run_dir)
@@ -324,8 +418,12 @@ class Chain:
             resources: Resources | None = None, until: str | None = None,
             dry_run: bool = False, force: Sequence[str] = (),
             on_node: Callable[[str, str], None] | None = None,
-            on_locked: Callable[[], None] | None = None) -> dict[str, Artifact]:
-        """Make every node (up to ``until``) that is not done; return their artifacts.
+            on_locked: Callable[[], None] | None = None,
+            on_dry_run: Callable[[str, list[Path], str], None] | None = None
+            ) -> dict[str, Artifact]:
+        """Make every node (up to ``until``) that is not done; return their artifacts (a
+        dry run: those of the done nodes it read and of the cheap nodes it built into
+        ``<node>.dry_run/``).
 
         Args:
             run_dir: the run directory (created).
@@ -333,17 +431,25 @@ class Chain:
             mapper: fan-out engine (default: local, serial).
             resources: per-task MPI ranks and threads.
             until: stop after this node.
-            dry_run: nodes write their inputs without running; nodes whose upstream
-                artifacts are missing are reported and left out.
-            force: node names to remake even when done.
-            on_node: ``on_node(name, event)`` with event in skipped|started|done|failed.
+            dry_run: nodes write their inputs into ``<node>.dry_run/`` without running;
+                nothing is made or recorded (see the module's docstring); nodes whose
+                upstream artifacts are missing are reported and left out.
+            force: node names to remake even when done (each must be a node up to
+                ``until``).
+            on_node: ``on_node(name, event)`` with event in skipped|started|done|failed
+                (a dry run: skipped for a done node, which it reads).
+            on_dry_run: a dry run calls ``on_dry_run(name, files written, what)`` for
+                every node, ``what`` a short phrase (``wrote its inputs``, ``needs
+                potential, which a dry run does not make``, ...).
             on_locked: called once the request is valid and the run lock is held, before
                 anything else is written (``pipeline.run`` records the settings there, so
                 a refused or invalid run changes nothing on disk).
 
         Raises:
-            ScalebridgeError: the first failing node's one-line reason (recorded in
-                ``<node>.failed.json``; ``status`` shows it).
+            SettingsError: an unknown stage in ``until`` or ``force``.
+            ScalebridgeError: the run directory cannot be created (one line); the first
+                failing node's one-line reason (recorded in ``<node>.failed.json``;
+                ``status`` shows it).
             Interrupted: SIGTERM or SIGINT arrived (main thread): the running stage's
                 programs were stopped, its partial work removed and ``interrupted``
                 recorded in its ``<node>.failed.json``.
@@ -351,11 +457,14 @@ class Chain:
         run_dir = Path(run_dir).absolute()
         mapper = mapper or LocalMapper()
         resources = resources or getattr(mapper, "resources", None) or Resources()
-        nodes = self.selected(until)
-        plan = self.plan(config)
+        force = (force,) if isinstance(force, str) else tuple(force)
+        nodes = self.check_request(until, force)
+        plan = self.plan(config, run_dir)
         notify = on_node or (lambda name, event: None)
+        dry_notify = on_dry_run or (lambda name, files, what: None)
         done: dict[str, Artifact] = {}
-        run_dir.mkdir(parents=True, exist_ok=True)
+        created = make_run_dir(run_dir)
+        written = 0
         with _run_lock(run_dir), stop_on_signals():
             if on_locked is not None:
                 on_locked()
@@ -368,7 +477,8 @@ class Chain:
                 if missing:  # only in dry runs: an upstream could not be made
                     log.info("%s: dry run skipped (needs %s, not made yet)", n.name,
                              ", ".join(missing))
-                    notify(n.name, "skipped")
+                    dry_notify(n.name, [], f"needs {', '.join(missing)}, which a dry run "
+                               "does not make")
                     continue
                 rec = _read_record(run_dir, n.name)
                 if (not dry_run and n.name not in force and rec is not None
@@ -400,7 +510,13 @@ class Chain:
                                  resources=resources, dry_run=dry_run,
                                  fingerprint=want["fingerprint"], force=n.name in force)
                 if dry_run:
-                    done.update(self._dry_run_node(n, call, rec, want))
+                    read_later = any(n.name in m.inputs for m in nodes)
+                    arts, files, what = self._dry_run_node(n, call, rec, want, read_later)
+                    if what.startswith("up to date"):
+                        notify(n.name, "skipped")
+                    done.update(arts)
+                    written += len(files)
+                    dry_notify(n.name, files, what)
                     continue
                 notify(n.name, "started")
                 log.info("%s: making %s", n.name, n.kind)
@@ -443,34 +559,78 @@ class Chain:
                 done[n.name] = art
                 notify(n.name, "done")
                 log.info("%s: done in %.1f s", n.name, seconds)
+        if dry_run and created and not written:  # a dry run that wrote nothing leaves
+            with contextlib.suppress(OSError):  # no empty run directory behind
+                (run_dir / LOCK).unlink()
+                run_dir.rmdir()
         return done
 
     def _dry_run_node(self, n: StageNode, call: StageCall, rec: dict[str, Any] | None,
-                      want: dict[str, Any]) -> dict[str, Artifact]:
-        """Dry run of one node; returns its artifact if it is already done (so the nodes
-        after it can write their inputs too)."""
-        if rec is not None and rec.get("fingerprint") == want["fingerprint"]:
+                      want: dict[str, Any], read_later: bool
+                      ) -> tuple[dict[str, Artifact], list[Path], str]:
+        """Dry run of one node: ``({name: artifact} for the nodes after it, the files it
+        wrote, what it did)``. A done node is read, not rebuilt (unless forced: then, as
+        the real run would remake it, it writes its inputs); a cheap node that a later
+        node reads is built into ``<node>.dry_run/`` (never recorded); any other node
+        writes its inputs if it can. Nothing is recorded."""
+        if not call.force and rec is not None and rec.get("fingerprint") == want["fingerprint"]:
             with contextlib.suppress(ArtifactError):
-                return {n.name: read_artifact(call.out)}
+                return ({n.name: read_artifact(call.out)}, [],
+                        "up to date (its artifact is read, not rebuilt)")
         if n.cheap:
-            log.info("%s: cheap, made for real in the dry run", n.name)
-            art = n.make(call)
-            _write_record(call.run_dir, n.name, {
-                **want, "kind": n.kind, "artifact": str(art.path),
-                "artifact_fingerprint": art.fingerprint, "seconds": None,
-                "upstream_content": {u: content_digest(a) for u, a in call.inputs.items()},
-                "started": _now(), "finished": _now()})
-            return {n.name: art}
+            if not read_later:
+                return {}, [], ("nothing to write: it only reads its input files, and no "
+                               "later stage of this run needs it")
+            where = call.out.with_name(call.out.name + ".dry_run")
+            log.info("%s: cheap, built into %s for the stages after it", n.name, where)
+            art = n.make(dataclasses.replace(call, out=where))
+            files = [] if art.reused else sorted(p for p in where.rglob("*") if p.is_file())
+            return {n.name: art}, files, "built for the stages after it (not recorded)"
         if n.dry_run is None:
             log.info("%s: this stage has no dry run; nothing written", n.name)
-            return {}
+            return {}, [], "this stage has no dry run"
         written = n.dry_run(call)
         log.info("%s: dry run wrote %d file(s): %s", n.name, len(written),
                  ", ".join(str(p) for p in written[:6]))
-        return {}
+        return {}, written, "wrote its inputs"
 
 
 # ---------------------------------------------------------------------- records
+def make_run_dir(run_dir: Path) -> bool:
+    """Create ``run_dir`` and its parents; True when it did not exist.
+
+    Raises:
+        ScalebridgeError: one line naming the path and the problem (``run directory
+            README.md is a file, not a directory``, ``cannot create run directory
+            /proc/x: No such file or directory``).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        return False
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise ScalebridgeError(f"run directory {run_dir} is a symbolic link to "
+                               f"{os.readlink(run_dir)}, which does not exist")
+    if run_dir.exists():
+        raise ScalebridgeError(f"run directory {run_dir} is a file, not a directory: "
+                               "choose another run directory")
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError:
+        if run_dir.is_dir():  # made by another process a moment ago
+            return False
+        raise ScalebridgeError(f"run directory {run_dir} is a file, not a directory: "
+                               "choose another run directory") from None
+    except NotADirectoryError:
+        blocker = next((p for p in reversed(run_dir.parents)
+                        if p.exists() and not p.is_dir()), run_dir.parent)
+        raise ScalebridgeError(f"cannot create run directory {run_dir}: {blocker} is a "
+                               "file, not a directory") from None
+    except OSError as e:
+        raise ScalebridgeError(f"cannot create run directory {run_dir}: "
+                               f"{e.strerror or e}") from None
+    return True
+
+
 def _problems_text(problems: Sequence[str], limit: int = 3) -> str:
     more = f", ... {len(problems) - limit} more" if len(problems) > limit else ""
     return ", ".join(problems[:limit]) + more
@@ -610,4 +770,5 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         fh.close()
 
 
-__all__ = ["Chain", "NodeStatus", "StageCall", "StageNode", "read_records", "settings_diff"]
+__all__ = ["Chain", "NodeStatus", "StageCall", "StageNode", "make_run_dir", "read_records",
+           "settings_diff", "settings_for_fingerprint"]

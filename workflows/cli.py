@@ -3,10 +3,11 @@
 Each stage owns a click group in ``<stage>/cli.py`` (``potentials``, ``md``, ``dd``,
 ``surrogates``, ``fem``); this module mounts them beside the chain-level commands
 (``run``, ``status``, ``schema``) that ``scalebridge.workflows`` owns. Errors a user can
-cause print one line (``error: ...``) and exit with status 1; so does a run directory
-that cannot be written (read-only, full). SIGTERM (what Slurm sends at the wall time) and
-SIGINT stop the running stage's programs, remove its partial work, record the
-interruption and exit with one line and status 128 + the signal number (143, 130).
+cause print one line (``error: ...``; invalid settings one such line per problem) and
+exit with status 1; so does a run directory that cannot be written (read-only, full).
+SIGTERM (what Slurm sends at the wall time) and SIGINT stop the running stage's
+programs, remove its partial work, record the interruption and exit with one line and
+status 128 + the signal number (143, 130).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def one_line_errors() -> Iterator[None]:
         found = error_line(e)
         if found is None:
             raise
-        click.echo(f"error: {found[0]}", err=True)
+        for line in found[0].splitlines() or [""]:  # settings: one line per problem
+            click.echo(f"error: {line}", err=True)
         sys.exit(found[1])
 
 

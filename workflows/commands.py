@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from scalebridge.errors import ScalebridgeError
+from scalebridge.errors import SettingsError
 
 
 @click.group()
@@ -20,9 +20,10 @@ def commands() -> None:
               help="Run directory (default: runs/<run.name>).")
 @click.option("--until", default=None, help="Stop after this stage (e.g. potential).")
 @click.option("--dry-run", is_flag=True,
-              help="Write every stage's inputs without running them (where stages can).")
+              help="Write every stage's inputs into RUN_DIR/<stage>.dry_run/ without "
+              "running anything (where stages can); nothing is made or recorded.")
 @click.option("--force", multiple=True, help="Remake this stage even if up to date "
-              "(repeatable).")
+              "(repeatable; a stage name, e.g. potential).")
 @click.option("--no-report", is_flag=True, help="Do not write report.md/report.html.")
 def run_cmd(settings: Path, run_dir: Path | None, until: str | None, dry_run: bool,
             force: tuple[str, ...], no_report: bool) -> None:
@@ -34,15 +35,41 @@ def run_cmd(settings: Path, run_dir: Path | None, until: str | None, dry_run: bo
     from scalebridge.workflows.pipeline import run
     from scalebridge.workflows.settings import load_run_settings
 
+    if settings.is_dir():
+        raise SettingsError(f"{settings} is a directory, not a run file: give the run's "
+                            "TOML file (e.g. examples/mo/mo.toml), or see a run "
+                            f"directory's state with: scalebridge status {settings}")
     cfg = load_run_settings(settings)
     run_dir = run_dir or Path("runs") / cfg.run.name
     result = run(settings, run_dir, until=until, dry_run=dry_run, force=force,
                  report=not no_report)
+    if result.dry_run is not None:
+        _echo_dry_run(result.run_dir, result.dry_run)
+        return
     made = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()) or "none"
     click.echo(f"run {result.run_dir}: made {made}; up to date: "
                f"{', '.join(result.skipped) or 'none'}; wall {result.wall_seconds:.1f} s")
     if result.report is not None:
         click.echo(f"report: {result.report}")
+
+
+def _echo_dry_run(run_dir: Path, nodes: dict[str, tuple[list[Path], str]]) -> None:
+    """One line per stage: what the dry run wrote (where) or why it wrote nothing."""
+    wrote = any(files for files, _ in nodes.values())
+    click.echo(f"dry run {run_dir}: nothing was run{'' if wrote else ', written'} or recorded")
+    width = max((len(name) for name in nodes), default=5)
+    for name, (files, what) in nodes.items():
+        where = sorted({_top(run_dir, f) for f in files})
+        at = f" ({len(files)} file(s) in {', '.join(where)})" if files else ""
+        click.echo(f"  {name:<{width}}  {what}{at}")
+
+
+def _top(run_dir: Path, path: Path) -> str:
+    """``potential.dry_run/``: the folder of the run directory that ``path`` is in."""
+    try:
+        return Path(path).relative_to(run_dir).parts[0] + "/"
+    except (ValueError, IndexError):
+        return str(path)
 
 
 _COLOURS = {"done": "green", "stale": "yellow", "damaged": "magenta", "failed": "red",
@@ -64,8 +91,6 @@ def status_cmd(run_dir: Path, settings: Path | None) -> None:
     # continuum stage, would otherwise report SIGPIPE as a crash)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
-    if not run_dir.is_dir():
-        raise ScalebridgeError(f"no run directory {run_dir}")
     rows = status(run_dir, settings)
     width = max((len(r.name) for r in rows), default=5)
     for r in rows:

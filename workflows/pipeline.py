@@ -68,7 +68,8 @@ def _settings(settings: Any) -> tuple[Any, Path | None]:
 
 @dataclass
 class RunResult:
-    """What :func:`run` returns: the artifacts by node, seconds per node, the report."""
+    """What :func:`run` returns: the artifacts by node, seconds per node, the report;
+    for a dry run, ``dry_run``: node -> (the files it wrote, what it did)."""
 
     run_dir: Path
     artifacts: dict[str, Artifact]
@@ -76,6 +77,7 @@ class RunResult:
     skipped: list[str] = field(default_factory=list)
     report: Path | None = None
     wall_seconds: float = 0.0
+    dry_run: dict[str, tuple[list[Path], str]] | None = None
 
 
 def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
@@ -87,8 +89,10 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
         settings: the run TOML path, its data as a dict, or a validated RunSettings.
         run_dir: where the artifacts go.
         until: last node to make (default: ``[run] stop_after`` or the whole chain).
-        dry_run: write each stage's inputs without running (where the stage can).
-        force: nodes to remake even when up to date.
+        dry_run: write each stage's inputs into ``<run-dir>/<node>.dry_run/`` without
+            running anything (where the stage can); nothing is made or recorded, no
+            ``settings.json``, no report (``RunResult.dry_run`` says what was written).
+        force: nodes to remake even when up to date (each a stage up to ``until``).
         report: write ``report.md`` and ``report.html`` at the end.
     """
     from scalebridge.workflows.report import write_report
@@ -100,6 +104,7 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
     seconds: dict[str, float] = {}
     skipped: list[str] = []
     starts: dict[str, float] = {}
+    dry: dict[str, tuple[list[Path], str]] = {}
 
     def on_node(name: str, event: str) -> None:
         if event == "started":
@@ -122,14 +127,17 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
             raise ScalebridgeError(os_error_line(e) or str(e)) from None
 
     t0 = time.perf_counter()
-    chain.selected(until)  # an unknown --until fails here, before anything is written
+    # an unknown --until or --force fails here, before anything is written
+    chain.check_request(until, force)
     toml_text = source.read_text() if source is not None else ""
     with make_mapper(cfg.execution, run_dir) as mapper:
         arts = chain.run(run_dir, cfg, mapper=mapper, resources=cfg.execution.resources,
                          until=until, dry_run=dry_run, force=force, on_node=on_node,
-                         on_locked=record_settings)
+                         on_locked=record_settings,
+                         on_dry_run=lambda name, files, what: dry.update({name: (files, what)}))
     result = RunResult(run_dir=run_dir, artifacts=arts, seconds=seconds, skipped=skipped,
-                       wall_seconds=round(time.perf_counter() - t0, 3))
+                       wall_seconds=round(time.perf_counter() - t0, 3),
+                       dry_run=dry if dry_run else None)
     if report and not dry_run and arts:
         result.report = write_report(run_dir, chain, arts, title=f"scalebridge run: {cfg.run.name}")
     return result
@@ -140,11 +148,18 @@ def status(run_dir: str | Path, settings: str | Path | dict[str, Any] | Any | No
     """done / stale / failed / pending per node, for ``settings`` (default: the settings
     the last run in ``run_dir`` used)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ScalebridgeError(f"{run_dir} is not a directory: give the run directory"
+                               if run_dir.exists() else f"no run directory {run_dir}")
     if settings is None:
         path = run_dir / SETTINGS_JSON
         if not path.is_file():
-            raise ScalebridgeError(f"{run_dir} is not a scalebridge run directory "
-                                   f"(no {SETTINGS_JSON}); give the settings file too")
+            dry = sorted(p.name for p in run_dir.glob("*.dry_run") if p.is_dir())
+            why = (f"only a dry run wrote here ({', '.join(dry)}), and a dry run records "
+                   "no settings" if dry else f"no {SETTINGS_JSON}")
+            raise ScalebridgeError(f"{run_dir} is not a scalebridge run directory ({why}); "
+                                   "name the run file: scalebridge status "
+                                   f"{run_dir} --settings RUN.toml")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:

@@ -1,9 +1,9 @@
-"""Settings: strict schema, one-line errors naming key, value and expectation."""
+"""Settings: strict schema, one line per problem naming key, value and expectation."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 from pydantic import Field
@@ -51,6 +51,105 @@ def test_unknown_section_lists_the_allowed_ones() -> None:
         validate(Outer, {"trian": {}})
 
 
+class Deep(StrictModel):
+    properties: Inner = Inner()
+    models: str = "auto"
+
+
+class Fixed(StrictModel):
+    kind: Literal["fixed"] = "fixed"
+    boundary: str
+
+
+class Traction(StrictModel):
+    kind: Literal["traction"] = "traction"
+    boundary: str
+    x: float = 0.0
+
+
+class Cylinder(StrictModel):
+    kind: Literal["cylinder"] = "cylinder"
+    n_radial: int = 4
+
+
+class Mesh(StrictModel):
+    kind: Literal["mesh"] = "mesh"
+    mesh: Path
+    bc: list[Annotated[Fixed | Traction, Field(discriminator="kind")]] = Field(min_length=1)
+
+
+class Fem(StrictModel):
+    problem: Annotated[Cylinder | Mesh, Field(discriminator="kind")] = Cylinder()
+    md: Deep = Deep()
+
+
+def test_several_problems_are_one_line_each_naming_the_source() -> None:
+    with pytest.raises(SettingsError) as e:
+        validate(Outer, {"name": 3, "train": {"steps": "many", "stpes": 1}}, source="r.toml")
+    lines = str(e.value).splitlines()
+    assert len(lines) == 3 and all(ln.startswith("r.toml: ") for ln in lines)
+    assert any("key 'train.steps' = 'many'" in ln for ln in lines)
+    assert any("unknown key 'train.stpes'; did you mean 'steps'?" in ln for ln in lines)
+
+
+def test_unknown_key_gives_did_you_mean_and_the_allowed_keys() -> None:
+    with pytest.raises(SettingsError) as e:
+        validate(Outer, {"train": {"stpes": 3}}, source="r.toml")
+    assert str(e.value) == ("r.toml: unknown key 'train.stpes'; did you mean 'steps'? "
+                            "allowed: steps, rcut_a")
+    with pytest.raises(SettingsError) as e:  # nothing close: the allowed keys only
+        validate(Outer, {"train": {"zzz": 3}}, source="r.toml")
+    assert str(e.value) == "r.toml: unknown key 'train.zzz'; allowed: steps, rcut_a"
+    # close to a key of a table below: named with its table
+    with pytest.raises(SettingsError) as e:
+        validate(Fem, {"md": {"stepz": 3}}, source="r.toml")
+    assert str(e.value) == ("r.toml: unknown key 'md.stepz'; did you mean 'steps' in "
+                            "[md.properties]? allowed: properties, models")
+
+
+def test_discriminated_union_errors_name_the_toml_key() -> None:
+    with pytest.raises(SettingsError) as e:
+        validate(Fem, {"problem": {"kind": "cylindr"}}, source="fem.toml")
+    assert str(e.value) == ("fem.toml: key 'problem.kind' = 'cylindr' is not one of "
+                            "'cylinder', 'mesh'; did you mean 'cylinder'?")
+    with pytest.raises(SettingsError) as e:  # the tag ('mesh') is not part of the key
+        validate(Fem, {"problem": {"kind": "mesh"}}, source="fem.toml")
+    assert str(e.value).splitlines() == [
+        "fem.toml: missing required key 'problem.mesh' (path)",
+        "fem.toml: missing required key 'problem.bc' (one or more [[problem.bc]] tables)"]
+    with pytest.raises(SettingsError) as e:
+        validate(Fem, {"problem": {"kind": "mesh", "mesh": "m.msh",
+                                   "bc": [{"kind": "fixed", "boundry": "a"}]}})
+    assert str(e.value).splitlines() == [
+        "settings: missing required key 'problem.bc[0].boundary' (str)",
+        "settings: unknown key 'problem.bc[0].boundry'; did you mean 'boundary'? "
+        "allowed: kind, boundary"]
+    with pytest.raises(SettingsError, match=r"^settings: missing required key "
+                                            r"'problem.kind' \(one of 'cylinder', 'mesh'\)$"):
+        validate(Fem, {"problem": {"n_radial": 3}})
+    assert validate(Fem, {"problem": {"kind": "mesh", "mesh": "m.msh", "bc": [
+        {"kind": "traction", "boundary": "top", "x": 1.0}]}}).problem.bc[0].x == 1.0
+
+
+
+class Either(StrictModel):
+    x: Inner | int = 3
+    models: str = "auto"
+
+
+def test_a_union_member_and_a_default_value_are_not_keys() -> None:
+    """pydantic names the union member it tried (``Inner``, ``int``) in the location;
+    a key that equals some field's default value is still the key."""
+    with pytest.raises(SettingsError) as e:
+        validate(Either, {"x": {"stpes": 1}})
+    assert str(e.value).splitlines() == [
+        "settings: unknown key 'x.stpes'; did you mean 'steps'? allowed: steps, rcut_a",
+        "settings: key 'x' = {'stpes': 1}: Input should be a valid integer"]
+    with pytest.raises(SettingsError) as e:
+        validate(Either, {"auto": 1})
+    assert str(e.value) == "settings: unknown key 'auto'; allowed: x, models"
+
+
 def test_constraint_violation() -> None:
     pattern = r"resources.mpi_ranks' = 0: .*greater than or equal to 1"
     with pytest.raises(SettingsError, match=pattern):
@@ -60,6 +159,8 @@ def test_constraint_violation() -> None:
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="settings file not found"):
         load_settings(Outer, tmp_path / "absent.toml")
+    with pytest.raises(SettingsError, match=r"is a directory, not a settings file"):
+        load_settings(Outer, tmp_path)
     bad = tmp_path / "bad.toml"
     bad.write_text("[train\nsteps = 3\n")
     with pytest.raises(SettingsError, match="invalid TOML"):

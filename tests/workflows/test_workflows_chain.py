@@ -1,5 +1,7 @@
 """Chain engine: caching, downstream-only reruns, status, failure records, kill -9
-resume and a disk that fills up, on a small real chain (tests/workflows/toy_chain.py)."""
+resume and a disk that fills up, on a small real chain (tests/workflows/toy_chain.py);
+--until/--force checks, run directories that cannot be made, settings a stage gained
+since a run, and dry runs, on quick value nodes."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from scalebridge.artifacts import read_artifact
-from scalebridge.errors import DataError, ScalebridgeError
+from scalebridge.artifacts import Artifact, produce, read_artifact
+from scalebridge.errors import DataError, ScalebridgeError, SettingsError
+from scalebridge.settings import StrictModel
+from scalebridge.workflows.chain import Chain, StageCall, StageNode
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("wf_toy_chain", HERE / "toy_chain.py")
@@ -192,3 +196,203 @@ def test_disk_full_fails_cleanly_then_resumes(tmp_path, numbers):
 
     arts = toy.toy_chain().run(run_dir, cfg)  # space again
     assert arts["total"].summary["total"] == 62 + 95 + 125
+
+
+# ------------------------------------------------ request checks, run directory, dry run
+def _value_node(name: str, inputs: tuple[str, ...] = (), *, section: str = "",
+                cheap: bool = False, dry_run=None, builds: list[str] | None = None
+                ) -> StageNode:
+    """A quick node: ``value.json`` = its setting ``x`` (or ``sub.y``) + its inputs'."""
+
+    def make(call: StageCall) -> Artifact:
+        def build(work: Path) -> dict:
+            if builds is not None:
+                builds.append(name)
+            ups = [json.loads(a.file("value.json").read_text()) for a in call.inputs.values()]
+            s = call.settings
+            x = s["x"] if isinstance(s, dict) else s.x
+            (work / "value.json").write_text(json.dumps(x + sum(ups)))
+            return {"value": x + sum(ups)}
+
+        return produce(name.capitalize(), call.out, call.settings, dict(call.inputs), build,
+                       force=call.force)
+
+    return StageNode(name, name.capitalize(), inputs, make,
+                     settings=lambda c, n=name: c[n], section=section or name, cheap=cheap,
+                     dry_run=dry_run)
+
+
+def test_force_and_until_must_name_stages_and_a_section_names_its_stages(tmp_path):
+    chain = Chain([_value_node("dataset", section="potentials.ingest"),
+                   _value_node("potential", ("dataset",), section="potentials.train"),
+                   _value_node("surrogate", ("potential",), section="surrogates")])
+    cfg = {"dataset": {"x": 1}, "potential": {"x": 2}, "surrogate": {"x": 3}}
+    run_dir = tmp_path / "run"
+    cases = {
+        (None, ("potentials",)): "unknown stage 'potentials' in --force; did you mean "
+                                 "'potential'? ([potentials] configures the stages dataset, "
+                                 "potential)",
+        (None, ("ingest",)): "unknown stage 'ingest' in --force ([ingest] configures the "
+                             "stage dataset)",
+        (None, ("xyzzy",)): "unknown stage 'xyzzy' in --force; stages: dataset, potential, "
+                            "surrogate",
+        ("surrogates", ()): "unknown stage 'surrogates'; did you mean 'surrogate'? "
+                            "([surrogates] configures the stage surrogate)",
+        ("dataset", ("potential",)): "--force potential: the run stops after dataset "
+                                     "(--until or [run] stop_after), before potential, so it "
+                                     "would not be made",
+    }
+    for (until, force), message in cases.items():
+        with pytest.raises(SettingsError) as e:
+            chain.run(run_dir, cfg, until=until, force=force)
+        assert str(e.value) == message
+    assert not run_dir.exists()  # refused before anything was written
+    chain.run(run_dir, cfg, until="potential")
+    events: list[tuple[str, str]] = []
+    chain.run(run_dir, cfg, until="potential", force=("dataset",),
+              on_node=lambda n, e: events.append((n, e)))
+    assert ("dataset", "done") in events
+
+
+def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path):
+    chain, cfg = Chain([_value_node("a")]), {"a": {"x": 1}}
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    with pytest.raises(ScalebridgeError) as e:
+        chain.run(a_file, cfg)
+    assert str(e.value) == (f"run directory {a_file} is a file, not a directory: choose "
+                            "another run directory")
+    with pytest.raises(ScalebridgeError) as e:
+        chain.run(a_file / "sub" / "run", cfg)
+    assert str(e.value) == (f"cannot create run directory {a_file}/sub/run: {a_file} is a "
+                            "file, not a directory")
+    assert a_file.read_text() == "mine\n"
+    if Path("/proc/self").is_dir():  # a file system that refuses new directories
+        with pytest.raises(ScalebridgeError, match=r"^cannot create run directory "
+                                                   r"/proc/no_such_run: "):
+            chain.run(Path("/proc/no_such_run"), cfg)
+
+
+class _V1(StrictModel):
+    x: int = 1
+
+
+class _Sub(StrictModel):
+    y: int = 0
+
+
+class _Sub2(StrictModel):
+    y: int = 0
+    z: float = 0.5  # gained by the newer version, its default the old behaviour
+
+
+class _V2(StrictModel):  # _V1 after an update: new keys, at the top and in a new table
+    x: int = 1
+    mode: str = "old"
+    sub: _Sub = _Sub()
+
+
+class _V3(StrictModel):
+    x: int = 1
+    mode: str = "old"
+    sub: _Sub2 = _Sub2()
+
+
+def test_a_new_setting_at_its_default_keeps_a_run_current(tmp_path):
+    """A stage's settings model gains keys whose defaults keep the old behaviour: runs
+    recorded without them stay done (status and run); given another value, they are a
+    change, named in status; the recorded fingerprints of the old run are reused."""
+    builds: list[str] = []
+    chain = Chain([_value_node("a", builds=builds),
+                   _value_node("b", ("a",), builds=builds)])
+    run_dir = tmp_path / "run"
+    chain.run(run_dir, {"a": _V1(x=3), "b": {"x": 1}})
+    assert builds == ["a", "b"]
+    old = {n: json.loads((run_dir / ".chain" / f"{n}.json").read_text())["fingerprint"]
+           for n in "ab"}
+
+    for newer in (_V2(x=3), _V3(x=3)):  # new keys at their defaults: nothing to redo
+        cfg = {"a": newer, "b": {"x": 1}}
+        assert {s.name: s.state for s in chain.status(run_dir, cfg)} == {"a": "done",
+                                                                          "b": "done"}
+        assert {n: p["fingerprint"] for n, p in chain.plan(cfg, run_dir).items()} == old
+        chain.run(run_dir, cfg)
+        assert builds == ["a", "b"]
+    # a fresh run directory hashes the full settings: another fingerprint
+    assert chain.plan({"a": _V2(x=3), "b": {"x": 1}})["a"]["fingerprint"] != old["a"]
+
+    # a new key given another value is a change, named; so is a changed old key
+    cfg = {"a": _V3(x=3, sub=_Sub2(z=0.75)), "b": {"x": 1}}
+    st = {s.name: (s.state, s.reason) for s in chain.status(run_dir, cfg)}
+    assert st["a"] == ("stale", "settings changed (sub.z: '<unset>' -> 0.75)")
+    assert st["b"] == ("stale", "upstream changed: a")
+    cfg = {"a": _V2(x=3, mode="new"), "b": {"x": 1}}
+    st = {s.name: (s.state, s.reason) for s in chain.status(run_dir, cfg)}
+    assert st["a"] == ("stale", "settings changed (mode: '<unset>' -> 'new')")
+    chain.run(run_dir, cfg)
+    assert builds == ["a", "b", "a"]  # b's input has the same value: produce reuses it
+    # made with mode = 'new': going back to the default is a change too
+    st = {s.name: (s.state, s.reason) for s in chain.status(run_dir, {"a": _V2(x=3),
+                                                                      "b": {"x": 1}})}
+    assert st["a"] == ("stale", "settings changed (mode: 'new' -> 'old')")
+    assert {s.name: s.state for s in chain.status(run_dir, cfg)} == {"a": "done",
+                                                                      "b": "done"}
+
+
+def _dry_inputs(call: StageCall) -> list[Path]:
+    """The inputs a node would run on: its upstream values, in ``<node>.dry_run/``."""
+    where = call.out.with_name(call.out.name + ".dry_run")
+    where.mkdir(parents=True, exist_ok=True)
+    ups = {u: str(a.file("value.json")) for u, a in call.inputs.items()}
+    (where / "input.json").write_text(json.dumps({"reads": ups}))
+    return [where / "input.json"]
+
+
+def test_a_dry_run_makes_and_records_nothing(tmp_path):
+    builds: list[str] = []
+    chain = Chain([_value_node("data", cheap=True, builds=builds),
+                   _value_node("fit", ("data",), dry_run=_dry_inputs, builds=builds),
+                   _value_node("use", ("fit",), dry_run=_dry_inputs, builds=builds)])
+    cfg = {"data": {"x": 1}, "fit": {"x": 2}, "use": {"x": 3}}
+    run_dir = tmp_path / "run"
+    seen: dict[str, tuple[list[Path], str]] = {}
+
+    def on_dry_run(name, files, what):
+        seen[name] = (files, what)
+
+    # only the cheap node: nothing to write, and no run directory is left behind
+    assert chain.run(run_dir, cfg, until="data", dry_run=True, on_dry_run=on_dry_run) == {}
+    assert not run_dir.exists() and builds == []
+    assert seen == {"data": ([], "nothing to write: it only reads its input files, and no "
+                                 "later stage of this run needs it")}
+
+    seen.clear()
+    chain.run(run_dir, cfg, dry_run=True, on_dry_run=on_dry_run)
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "data.dry_run",
+                                                         "fit.dry_run"]
+    assert seen["data"][1] == "built for the stages after it (not recorded)"
+    assert {p.parent for p in seen["data"][0]} == {run_dir / "data.dry_run"}
+    assert seen["fit"] == ([run_dir / "fit.dry_run" / "input.json"], "wrote its inputs")
+    assert seen["use"] == ([], "needs fit, which a dry run does not make")
+    reads = json.loads((run_dir / "fit.dry_run" / "input.json").read_text())["reads"]
+    assert reads == {"data": str(run_dir / "data.dry_run" / "value.json")}
+    assert {s.name: s.state for s in chain.status(run_dir, cfg)} == {
+        "data": "pending", "fit": "pending", "use": "pending"}
+
+    events: list[tuple[str, str]] = []
+    chain.run(run_dir, cfg, on_node=lambda n, e: events.append((n, e)))
+    assert [e for _, e in events].count("done") == 3
+    # once made, a dry run reads the done nodes and writes the inputs of the stale ones
+    seen.clear()
+    chain.run(run_dir, {**cfg, "use": {"x": 4}}, dry_run=True, on_dry_run=on_dry_run)
+    assert seen["data"][1].startswith("up to date") and seen["fit"][1].startswith("up to")
+    assert seen["use"] == ([run_dir / "use.dry_run" / "input.json"], "wrote its inputs")
+    assert json.loads((run_dir / "use.dry_run" / "input.json").read_text())["reads"] == {
+        "fit": str(run_dir / "fit" / "value.json")}
+    # a forced node is one the real run would remake: its inputs, not its artifact
+    seen.clear()
+    chain.run(run_dir, cfg, dry_run=True, on_dry_run=on_dry_run, force=("fit",))
+    assert seen["fit"][1] == "wrote its inputs"
+    assert seen["use"][1] == "needs fit, which a dry run does not make"
+    # built: data into data.dry_run/ by the first dry run, then the real run's three
+    assert builds == ["data", "data", "fit", "use"]

@@ -68,16 +68,44 @@ def test_cli_missing_dft_file_exit_1(tmp_path):
 
 
 def test_dry_run_writes_training_inputs_without_training(tmp_path, mo_train_json):
+    """The dry run writes the training inputs and the dataset they read into
+    ``<node>.dry_run/`` and says so; it makes and records nothing (no artifact, no chain
+    record, no settings.json, no report), so every stage is still pending."""
     toml = _toml(tmp_path, [mo_train_json], steps=77)
-    run(toml, tmp_path / "run", until="potential", dry_run=True)
-    inputs = list((tmp_path / "run").rglob("input.json"))
+    run_dir = tmp_path / "run"
+    res = run(toml, run_dir, until="potential", dry_run=True)
+    inputs = list((run_dir / "potential.dry_run").rglob("input.json"))
     assert inputs, "no DeePMD input.json written"
     spec = json.loads(inputs[0].read_text())
     assert spec["training"]["numb_steps"] == 77
     assert spec["model"]["type_map"] == ["Mo"]
-    assert not (tmp_path / "run" / "potential" / "manifest.json").exists()
-    st = {s.name: s.state for s in status(tmp_path / "run", toml)}
-    assert st["dataset"] == "done" and st["potential"] == "pending"
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "dataset.dry_run",
+                                                         "potential.dry_run"]
+    assert res.dry_run is not None and res.report is None
+    assert {k: a.path for k, a in res.artifacts.items()} == {
+        "dataset": run_dir / "dataset.dry_run"}
+    assert res.dry_run["potential"][1] == "wrote its inputs"
+    assert inputs[0] in res.dry_run["potential"][0]
+    assert res.dry_run["dataset"][1] == "built for the stages after it (not recorded)"
+    st = {s.name: s.state for s in status(run_dir, toml)}
+    assert st["dataset"] == "pending" and st["potential"] == "pending"
+    with pytest.raises(ScalebridgeError, match=r"only a dry run wrote here \(dataset.dry_run, "
+                                               r"potential.dry_run\).*--settings RUN.toml"):
+        status(run_dir)
+
+    # up to the dataset alone there is nothing to write: no run directory either
+    from click.testing import CliRunner
+    from scalebridge.workflows.cli import cli
+
+    other = tmp_path / "other"
+    r = CliRunner().invoke(cli, ["run", str(toml), "--run-dir", str(other), "--until",
+                                 "dataset", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [
+        f"dry run {other}: nothing was run, written or recorded",
+        "  dataset  nothing to write: it only reads its input files, and no later stage of "
+        "this run needs it"]
+    assert not other.exists()
 
 
 def _children_named(pgid: int, word: str) -> list[int]:

@@ -124,3 +124,55 @@ def test_finished_glide_task_is_not_run_again(tmp_path):
     with pytest.raises(ArtifactError, match=r"no artifact at .*no_potential"):
         glide_task(task)
     assert not (tmp_path / "edge_T300_tau1000").exists()
+
+
+def test_cli_run_and_status_name_what_is_wrong_with_a_path(tmp_path, mo_train_json):
+    """run/status given a directory, a file or a path that cannot be a run directory, and
+    --force/--until given a name that is no stage: one line each, nothing written."""
+    toml = _write(tmp_path, f'[run]\nname = "t"\ndata = ["{mo_train_json}"]\n'
+                            '[potentials.ingest]\ntype_map = ["Mo"]\n')
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    runner = CliRunner()
+    cases = [
+        (["run", str(empty)], f"{empty} is a directory, not a run file: give the run's TOML "
+         f"file (e.g. examples/mo/mo.toml), or see a run directory's state with: "
+         f"scalebridge status {empty}"),
+        (["status", str(empty)], f"{empty} is not a scalebridge run directory (no "
+         f"settings.json); name the run file: scalebridge status {empty} --settings RUN.toml"),
+        (["status", str(a_file)], f"{a_file} is not a directory: give the run directory"),
+        (["status", str(tmp_path / "nope")], f"no run directory {tmp_path / 'nope'}"),
+        (["run", str(toml), "--run-dir", str(a_file), "--until", "dataset", "--dry-run"],
+         f"run directory {a_file} is a file, not a directory: choose another run directory"),
+        (["run", str(toml), "--run-dir", str(a_file / "sub"), "--until", "dataset"],
+         f"cannot create run directory {a_file / 'sub'}: {a_file} is a file, not a "
+         "directory"),
+        (["run", str(toml), "--run-dir", str(empty), "--until", "dataset", "--force",
+          "potentials"], "unknown stage 'potentials' in --force; did you mean 'potential'? "
+         "([potentials] configures the stages dataset, potential)"),
+        (["run", str(toml), "--run-dir", str(empty), "--force", "md"],
+         "unknown stage 'md' in --force ([md] configures the stages properties, defects, "
+         "deform)"),
+        (["run", str(toml), "--run-dir", str(empty), "--until", "surrogates"],
+         "unknown stage 'surrogates'; did you mean 'surrogate'? ([surrogates] configures "
+         "the stage surrogate)"),
+    ]
+    for argv, line in cases:
+        r = runner.invoke(cli, argv)
+        assert r.exit_code == 1 and r.output == f"error: {line}\n", (argv, r.output)
+    assert a_file.read_text() == "mine\n" and list(empty.iterdir()) == []
+
+
+def test_cli_prints_one_error_line_per_settings_problem(tmp_path):
+    p = _write(tmp_path, '[run]\nname = 3\nnmae = "x"\n[md]\ntemprature_k = 300\n')
+    r = CliRunner().invoke(cli, ["run", str(p), "--run-dir", str(tmp_path / "r")])
+    assert r.exit_code == 1
+    assert r.output.splitlines() == [
+        f"error: {p}: key 'run.name' = 3: Input should be a valid string",
+        f"error: {p}: unknown key 'run.nmae'; did you mean 'name'? allowed: name, data, "
+        "test_data, stop_after, description",
+        f"error: {p}: unknown key 'md.temprature_k'; did you mean 'temperature_k' in "
+        "[md.properties]? allowed: models, properties, mobility, deform, deformation"]
+    assert not (tmp_path / "r").exists()
