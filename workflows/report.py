@@ -364,8 +364,8 @@ def _overall_text(verdicts: Mapping[str, Any]) -> tuple[str, str, str]:
     k, n = verdicts.get("stages_run"), verdicts.get("stages_planned")
     w = verdicts.get("worst_of_run")
     return (ov, f"{MARK[ov]} partial run: {k} of {n} stages",
-            f"{n - k} not run, no answer from them; the stages that ran: "
-            f"{MARK.get(w, '')} {w} at worst" if isinstance(k, int) and isinstance(n, int)
+            f"{n - k} not run: no answer from them; worst of the stages that ran: "
+            f"{MARK.get(w, '')} {w}" if isinstance(k, int) and isinstance(n, int)
             else "a stage did not run")
 
 
@@ -455,8 +455,11 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
             rel = _rel(png, run_dir)
             cap = s.get("captions", {}).get(png, png.stem)
             lines.append(f"![{cap}]({rel})")
-            lines.append(f"*{cap}*" + (f"; data: [{csv.name}]({_rel(csv, run_dir)})"
-                                       if csv is not None else ""))
+            said = [f"*{cap}*"] if cap != png.stem else []   # a caption beyond the name
+            if csv is not None:
+                said.append(f"data: [{csv.name}]({_rel(csv, run_dir)})")
+            if said:
+                lines.append("; ".join(said))
             lines.append("")
         groups = _linked_groups(s)
         if groups:
@@ -564,8 +567,9 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
             rel = e(_rel(png, run_dir))
             what = s.get("captions", {}).get(png, png.stem)
             cap = f" (<a href='{e(_rel(csv, run_dir))}'>csv</a>)" if csv is not None else ""
+            name = e(png.name) if what == png.stem else f"{e(what)}: {e(png.name)}"
             parts.append(f"<figure><a href='{rel}'><img src='{rel}' alt='{e(what)}'></a>"
-                         f"<figcaption>{e(what)}: {e(png.name)}{cap}</figcaption></figure>")
+                         f"<figcaption>{name}{cap}</figcaption></figure>")
         groups = _linked_groups(s)
         if groups:
             parts.append(f"<p>Plots of {e(_linked_title(s))}:</p><ul>" + "".join(
