@@ -1,13 +1,18 @@
 """The run report: ``report.md`` and ``report.html`` in the run directory.
 
-It opens with the verdicts (:mod:`scalebridge.workflows.verdicts`: one row per stage,
-each check green/amber/red/n-a with its short reason, and the run's overall verdict; below
-the table a Details section with the full account of each check that has more to say; the
-same rows, reasons and details in ``verdicts.json``) and the FEM load band with each
-upstream source's share (:mod:`scalebridge.workflows.band`). Then one section per stage:
-its wall time, its headline numbers (the artifact's summary), a table of the MD properties
-against DFT where there is one, its plots (every PNG of the artifact, each with the CSV of
-its numbers linked: :func:`scalebridge.plotting.plot_data_file`), and links to the files
+It opens with the answer (:func:`answer_line`: the FEM's final and maximum loads, their
+bands and the band's shares), then the verdicts (:mod:`scalebridge.workflows.verdicts`:
+one row per stage of the chain, each check green/amber/red/n-a with its short reason, a
+stage without an artifact ``not run``, and the run's overall verdict, ``partial run: k of
+n stages`` where any did not run; below the table a Details section with the full account
+of each check that has more to say; the same rows, reasons and details in
+``verdicts.json``) and the FEM load band with each upstream source's share
+(:mod:`scalebridge.workflows.band`). Then one section per stage: its wall time, its
+headline numbers (the artifact's summary, without the empty values), a table of the MD
+properties against DFT where there is one, its plots (every PNG of the artifact, captioned
+apart where names repeat, each with the CSV of its numbers linked:
+:func:`scalebridge.plotting.plot_data_file`; those of helper solves, the band's members,
+linked in a list), and links to the files
 OVITO (LAMMPS dumps, ``.ca``, extxyz) and ParaView (VTX ``.bp``, XDMF, VTK) open. Paths are
 relative to the run directory, so the report moves with it. :func:`rewrite_report` writes
 it again from a run directory's artifacts, running no stage.

@@ -4,7 +4,8 @@ Every stage artifact gets a row of checks; each check is ``green`` (meets the
 reference), ``amber`` (usable, with a caveat a reader must know), ``red`` (not to be
 used as physics: a placeholder, a number beyond its red line, a failed check or a stage
 that did not finish) or ``n/a`` (does not apply, and the reason why). A stage's
-verdict is its worst check, the run's verdict the worst stage (``n/a`` never counts).
+verdict is its worst check, the run's verdict the worst stage (``n/a`` never counts);
+a stage of the chain without an artifact is ``not run`` and makes the run ``partial``.
 The report opens with them (each check's short reason in the table, its detail, the
 rest of the account, below it); ``verdicts.json`` beside it holds the same rows.
 
