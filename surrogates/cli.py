@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import click
@@ -49,7 +48,8 @@ def dataset_cmd(out: Path, settings_file: Path | None, seed: int | None) -> None
                                            "internal_variable", "recurrent"]),
               help="override the model kind (recurrent = internal_variable)")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
-@click.option("--force", is_flag=True, help="refit even if the artifact is current")
+@click.option("--force", is_flag=True, help="refit even if the artifact is current (it "
+              "replaces only an artifact at --out: any other folder there is refused)")
 def fit_cmd(data: Path, out: Path, settings_file: Path | None, model: str | None,
             threads: int, force: bool) -> None:
     """Fit a surrogate to DATA (a ConstitutiveDataset or a DDRun artifact)."""
@@ -59,9 +59,9 @@ def fit_cmd(data: Path, out: Path, settings_file: Path | None, model: str | None
     s = load_settings(SurrogateSettings, settings_file) if settings_file else SurrogateSettings()
     if model:
         s.model = model  # type: ignore[assignment]
-    if force:
-        shutil.rmtree(out, ignore_errors=True)
-    art = s.make(read_artifact(data), out, Resources(threads=threads))
+    # --force refits over a previous Surrogate; a folder of the user's at --out is refused
+    # (produce's check), never removed
+    art = s.make(read_artifact(data), out, Resources(threads=threads), force=force)
     click.echo(f"{art.path}: {json.dumps(art.summary, default=str)}")
 
 

@@ -227,6 +227,25 @@ def test_cli_dataset_fit_check_export(tmp_path):
     assert res.exit_code == 1 and "did you mean 'max_iterations'" in res.output
 
 
+def test_cli_fit_force_never_removes_a_users_folder(tmp_path):
+    """``surrogates fit --force --out DIR`` with the user's files in DIR is refused with
+    one line before any fitting, and DIR is left as it was (--force once removed it)."""
+    from scalebridge.workflows.cli import cli
+
+    data = J2DataSettings(n_paths=2, steps=4).make(tmp_path / "d")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    res = CliRunner().invoke(cli, ["surrogates", "fit", str(data.path), "--out", str(mine),
+                                   "--force"])
+    assert res.exit_code == 1, res.output
+    assert res.output == (f"error: {mine} exists and is not a scalebridge artifact; "
+                          "choose another --out or remove it\n")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "mine"]
+
+
 @pytest.mark.slow
 def test_rate_dependent_hardening_keeps_a_consistent_tangent(tmp_path):
     """With paths at two strain rates the plastic rate becomes an input of σ_y; the
