@@ -22,7 +22,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
-from scalebridge.artifacts import Artifact, produce, read_artifact, write_json_atomic
+from scalebridge.artifacts import (
+    Artifact,
+    check_replaceable,
+    produce,
+    read_artifact,
+    write_json_atomic,
+)
 from scalebridge.errors import ExternalProgramError, SettingsError
 from scalebridge.log import progress
 from scalebridge.potentials.dataset import load_dataset
@@ -313,6 +319,8 @@ class TrainSettings(StrictModel):
                 otherwise, and by default (None), all members train one after the other
                 in one dp process. The models are the same either way.
         """
+        if not dry_run:  # before the recipe's pilots: a refused out costs no training
+            check_replaceable(out)
         res = resources or Resources()
         ds_art = dataset if isinstance(dataset, Artifact) else read_artifact(dataset,
                                                                              "DFTDataset")

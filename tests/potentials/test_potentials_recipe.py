@@ -73,6 +73,34 @@ def test_recipe_needs_a_validation_split(tmp_path, mo_train_json):
     assert "\n" not in str(e.value)
 
 
+def test_a_refused_out_stops_a_recipe_before_its_pilots(tmp_path, tiny_dataset):
+    """``potentials train DS -o DIR`` with a recipe and the user's files in DIR is refused
+    at once (one line, exit 1): no pilot is trained (no ``DIR.pilots``), DIR is as it
+    was. Without the early check the pilots trained for minutes first."""
+    import time
+
+    from click.testing import CliRunner
+    from scalebridge.workflows.cli import cli
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    toml = tmp_path / "train.toml"
+    toml.write_text("steps = 40\nensemble = 1\nevaluate = false\ncompress = false\n"
+                    "[recipe]\npilot_fraction = 0.3\n")
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(cli, ["potentials", "train", str(tiny_dataset.path), "-o",
+                                   str(mine), "--settings", str(toml)])
+    seconds = time.perf_counter() - t0
+    assert res.exit_code == 1, res.output
+    assert res.output == (f"error: {mine} exists and is not a scalebridge artifact; "
+                          "choose another --out or remove it\n")
+    assert seconds < 10, f"{seconds:.1f} s: something ran before the check"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "train.toml"]
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
 def test_species_errors_are_split_by_atom_kind():
     """Forces wrong on Nb atoms only: the Mo error is zero, Nb's carries all of it; the
     energy error counts in every species of the frame."""
