@@ -12,13 +12,15 @@ An artifact is a directory holding ``manifest.json`` and the files a stage wrote
 (kind, schema, settings, input contents, code: see :mod:`scalebridge.codehash`); if a
 complete artifact with that fingerprint already exists and its files are intact
 (:func:`verify_artifact`) it is returned untouched (skip-when-done, so an interrupted
-chain resumes). Else the stage's ``build`` callback writes into a temporary sibling
-directory, the manifest (with every file's hash) is written last, and the directory is
-renamed into place: a killed stage never leaves a directory that looks complete. A
-failure is recorded in ``<name>.failed.json`` beside it (with the stage's log, or, where
-programs left logs too, the ``<name>.failed/`` folder that keeps them). Only an empty
-directory or an artifact at ``path`` is ever replaced (:func:`check_replaceable`): a
-user's folder or file there stops the stage before it starts.
+chain resumes); so is one made before the stage gained a setting that now has its default
+(:func:`settings_for_fingerprint`). Else the stage's ``build`` callback writes into a
+temporary sibling directory, the manifest (with every file's hash) is written last, and
+the directory is renamed into place: a killed stage never leaves a directory that looks
+complete. A failure is recorded in ``<name>.failed.json`` beside it (with the stage's
+log, or, where programs left logs too, the ``<name>.failed/`` folder that keeps them).
+Only an empty directory or an artifact at ``path`` is ever replaced
+(:func:`check_replaceable`): a user's folder or file there stops the stage before it
+starts.
 
 Example::
 
@@ -268,13 +270,65 @@ def fingerprint(kind: str, settings: Any, inputs: Mapping[str, InputLike],
     and tool versions) enters the hash."""
     settings_json = _jsonable(settings) if settings is not None else {}
     records = {k: _input_fingerprint(v) for k, v in sorted(inputs.items())}
+    return _digest(kind, schema, settings_json, records, code), settings_json, records
+
+
+def _digest(kind: str, schema: int, settings_json: Any, records: Mapping[str, Any],
+            code: Mapping[str, Any] | None) -> str:
+    """The hash :func:`fingerprint` returns, from settings already as JSON and the input
+    records."""
     payload = {
         "kind": kind, "schema": schema, "settings": settings_json,
         "inputs": {k: r.get("content") or r.get("sha256") for k, r in records.items()},
         "code": (code or {}).get("digest"),
     }
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-    return digest, settings_json, records
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+
+
+def _field_default(obj: Any, key: str) -> tuple[bool, Any]:
+    """``(True, default as JSON)`` when ``obj`` is a settings model whose field ``key`` has
+    a default; ``(False, None)`` otherwise (a required field, a plain dict, ...)."""
+    fields = getattr(type(obj), "model_fields", None)
+    if not fields or key not in fields or fields[key].is_required():
+        return False, None
+    return True, _jsonable(fields[key].get_default(call_default_factory=True))
+
+
+def settings_for_fingerprint(settings: Any, settings_json: Any, recorded: Any) -> Any:
+    """``settings_json`` less the keys the ``recorded`` settings lack whose value is
+    their field's default, at any depth: what is hashed to compare with a fingerprint
+    made from ``recorded``.
+
+    A stage that gains a setting whose default keeps its old behaviour must not make
+    everything made before it stale: such a key is left out of the hash until it is given
+    another value (or the record has it). A key the record lacks whose value is not the
+    default stays (a change); with no record (a new node, no artifact) nothing is left
+    out, so a fresh result hashes its full settings. The one rule for the chain's node
+    fingerprints (``Chain.plan``) and :func:`produce`'s up-to-date check.
+
+    Args:
+        settings: the settings object (a pydantic model gives the defaults).
+        settings_json: its JSON (:func:`_jsonable`).
+        recorded: the settings in the node's chain record or the artifact's manifest
+            (None: no record).
+    """
+    if not isinstance(settings_json, dict) or not isinstance(recorded, dict):
+        return settings_json
+    out = {}
+    for key, value in settings_json.items():
+        sub = (getattr(settings, key, None) if hasattr(type(settings), "model_fields")
+               else settings.get(key) if isinstance(settings, Mapping) else None)
+        if key not in recorded:
+            has_default, default = _field_default(settings, key)
+            if has_default and default == value:
+                continue
+            # a new table: only its keys that differ from their defaults
+            out[key] = settings_for_fingerprint(sub, value, {})
+            continue
+        out[key] = settings_for_fingerprint(sub, value, recorded[key])
+    return out
 
 
 def is_current(path: Path, fp: str) -> Artifact | None:
@@ -292,6 +346,25 @@ def is_current(path: Path, fp: str) -> Artifact | None:
                     ", ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""))
         return None
     return art
+
+
+def _up_to_date(path: Path, fp: str, kind: str, schema: int, settings: Any,
+                settings_json: Any, records: Mapping[str, Any],
+                code: Mapping[str, Any] | None) -> Artifact | None:
+    """The intact artifact at ``path`` whose fingerprint is ``fp``, or else the one whose
+    fingerprint is that of these settings less what its manifest's settings lack at their
+    default (:func:`settings_for_fingerprint`: an artifact made before a setting existed
+    stays current while that setting has its default); None when neither."""
+    if (art := is_current(path, fp)) is not None:
+        return art
+    try:
+        old = read_artifact(path, kind)
+    except ArtifactError:
+        return None
+    trimmed = settings_for_fingerprint(settings, settings_json, old.manifest.get("settings"))
+    if trimmed == settings_json:
+        return None
+    return is_current(path, _digest(kind, schema, trimmed, records, code))
 
 
 def _caller_code(module: str) -> tuple[str, ...]:
@@ -495,7 +568,8 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
         code = _caller_code(sys._getframe(1).f_globals.get("__name__", ""))
     code_record = code_fingerprint(tuple(code))
     fp, settings_json, records = fingerprint(kind, settings, inputs, schema, code_record)
-    if not force and (art := is_current(path, fp)) is not None:
+    if not force and (art := _up_to_date(path, fp, kind, schema, settings, settings_json,
+                                         records, code_record)) is not None:
         log.info("%s at %s is up to date: skipped", kind, path)
         return Artifact(path=art.path, manifest=art.manifest, reused=True)
 
@@ -585,6 +659,6 @@ __all__ = [
     "LOG_FILE", "MANIFEST", "SCHEMA_VERSION", "Artifact", "ArtifactError", "ScalebridgeError",
     "check_replaceable", "clean_partials", "clear_failure", "content_digest", "failure_logs",
     "failure_record", "file_records", "fingerprint", "is_current", "is_ours",
-    "package_versions", "produce", "read_artifact", "sha256_path", "verify_artifact",
-    "write_csv_atomic", "write_json_atomic", "write_text_atomic",
+    "package_versions", "produce", "read_artifact", "settings_for_fingerprint", "sha256_path",
+    "verify_artifact", "write_csv_atomic", "write_json_atomic", "write_text_atomic",
 ]

@@ -56,11 +56,13 @@ from scalebridge.artifacts import (
     Artifact,
     _jsonable,
     clean_partials,
+    clear_failure,
     content_digest,
     failure_logs,
     failure_record,
     keep_failure_logs,
     read_artifact,
+    settings_for_fingerprint,
     sha256_path,
     verify_artifact,
     write_json_atomic,
@@ -178,47 +180,6 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flatten(v, f"{prefix}{k}."))
         return out
     return {prefix.rstrip("."): d}
-
-
-def _field_default(obj: Any, key: str) -> tuple[bool, Any]:
-    """``(True, default as JSON)`` when ``obj`` is a settings model whose field ``key`` has
-    a default; ``(False, None)`` otherwise (a required field, a plain dict, ...)."""
-    fields = getattr(type(obj), "model_fields", None)
-    if not fields or key not in fields or fields[key].is_required():
-        return False, None
-    return True, _jsonable(fields[key].get_default(call_default_factory=True))
-
-
-def settings_for_fingerprint(settings: Any, settings_json: Any, recorded: Any) -> Any:
-    """``settings_json`` less the keys a node's ``recorded`` settings lack whose value is
-    their field's default, at any depth: what enters the chain fingerprint.
-
-    A stage that gains a setting whose default keeps its old behaviour must not make
-    every run made before it stale: such a key is left out of the hash until it is given
-    another value (or the record has it). A key the record lacks whose value is not the
-    default stays (a change); with no record (a new node) nothing is left out, so a fresh
-    run hashes its full settings.
-
-    Args:
-        settings: the node's settings object (a pydantic model gives the defaults).
-        settings_json: its JSON (:func:`scalebridge.artifacts._jsonable`).
-        recorded: the settings in the node's chain record (None: no record).
-    """
-    if not isinstance(settings_json, dict) or not isinstance(recorded, dict):
-        return settings_json
-    out = {}
-    for key, value in settings_json.items():
-        sub = (getattr(settings, key, None) if hasattr(type(settings), "model_fields")
-               else settings.get(key) if isinstance(settings, Mapping) else None)
-        if key not in recorded:
-            has_default, default = _field_default(settings, key)
-            if has_default and default == value:
-                continue
-            # a new table: only its keys that differ from their defaults
-            out[key] = settings_for_fingerprint(sub, value, {})
-            continue
-        out[key] = settings_for_fingerprint(sub, value, recorded[key])
-    return out
 
 
 def settings_diff(old: Any, new: Any, limit: int = 3) -> str:
@@ -551,8 +512,7 @@ class Chain:
                     "artifact_fingerprint": art.fingerprint, "seconds": seconds,
                     "upstream_content": {u: content_digest(done[u]) for u in n.inputs},
                     "started": started, "finished": _now()})
-                failure_record(out).unlink(missing_ok=True)
-                shutil.rmtree(failure_logs(out), ignore_errors=True)
+                clear_failure(out)  # a user's file or folder by those names stays
                 # finished fan-out tasks are kept until the record exists (a kill between
                 # the artifact and its record reuses them); now they can go
                 shutil.rmtree(run_dir / TASKS / n.name, ignore_errors=True)

@@ -24,6 +24,7 @@ from scalebridge.artifacts import (
     verify_artifact,
 )
 from scalebridge.errors import ArtifactError
+from scalebridge.settings import StrictModel
 
 
 def _writer(text: str, calls: list[int] | None = None):
@@ -210,6 +211,50 @@ def test_a_users_folder_named_like_the_failure_logs_stays(tmp_path):
     produce("Demo", tmp_path / "d", {}, {}, _writer("ok"))
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
     assert not failure_record(tmp_path / "d").exists()
+
+
+# ------------------------------------------------ a stage that gains a setting
+class _Old(StrictModel):
+    x: int = 1
+
+
+class _Table(StrictModel):
+    y: int = 0
+
+
+class _New(StrictModel):  # _Old after an update: new keys at the top and in a new table
+    x: int = 1
+    mode: str = "old"
+    sub: _Table = _Table()
+
+
+def test_a_new_setting_at_its_default_keeps_an_artifact_current(tmp_path):
+    """An artifact made before its stage gained settings stays up to date (reused, its
+    fingerprint kept) while the new settings have their defaults, as the chain's
+    fingerprints do (settings_for_fingerprint); another value is a change; a fresh
+    artifact hashes its full settings; a damaged old one is rebuilt."""
+    calls: list[int] = []
+    old = produce("Demo", tmp_path / "d", _Old(x=3), {}, _writer("1", calls))
+    same = produce("Demo", tmp_path / "d", _New(x=3), {}, _writer("2", calls))
+    assert same.reused and calls == [1] and same.fingerprint == old.fingerprint
+    assert read_artifact(tmp_path / "d").manifest == old.manifest  # untouched
+    assert produce("Demo", tmp_path / "d", _Old(x=3), {}, _writer("3", calls)).reused
+    fresh = produce("Demo", tmp_path / "fresh", _New(x=3), {}, _writer("4", calls))
+    assert fresh.fingerprint != old.fingerprint and fresh.settings["mode"] == "old"
+    assert len(calls) == 2
+    # a new key given another value, or a changed old key, is a change
+    for changed in (_New(x=3, mode="new"), _New(x=3, sub=_Table(y=1)), _New(x=4)):
+        produce("Demo", tmp_path / f"d{len(calls)}", _Old(x=3), {}, _writer("5"))
+        art = produce("Demo", tmp_path / f"d{len(calls)}", changed, {}, _writer("6", calls))
+        assert not art.reused and art.settings == changed.model_dump(mode="json")
+    assert len(calls) == 5
+    # made with mode = 'new' (recorded): back at the default is a change too
+    assert not produce("Demo", tmp_path / "d2", _New(x=3), {}, _writer("7", calls)).reused
+    # an old artifact whose files were damaged is rebuilt, not reused
+    (tmp_path / "d" / "out.txt").write_text("damaged")
+    art = produce("Demo", tmp_path / "d", _New(x=3), {}, _writer("8", calls))
+    assert not art.reused and (tmp_path / "d" / "out.txt").read_text() == "8"
+    assert art.fingerprint == fresh.fingerprint
 
 
 KILLED_CHILD = textwrap.dedent("""

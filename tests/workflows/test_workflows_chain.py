@@ -273,6 +273,42 @@ def test_a_run_directory_that_cannot_be_made_is_one_line(tmp_path):
             chain.run(Path("/proc/no_such_run"), cfg)
 
 
+def test_a_made_stage_clears_only_its_own_failure_leftovers(tmp_path):
+    """After a stage is made, the record and logs its failed attempt left go; a file or
+    folder of the user's by those names (``<node>.failed.json``, ``<node>.failed/``) stays
+    as it was."""
+    attempts: list[int] = []
+
+    def make(call: StageCall) -> Artifact:
+        def build(work: Path) -> dict:
+            attempts.append(1)
+            if len(attempts) == 1:  # a program's log, then the failure
+                (work / "prog.out").write_text("ERROR: Lost atoms\n")
+                raise RuntimeError("prog failed")
+            (work / "value.json").write_text("1")
+            return {}
+
+        return produce("A", call.out, {}, {}, build, force=call.force)
+
+    chain, run_dir = Chain([StageNode("a", "A", (), make)]), tmp_path / "run"
+    with pytest.raises(ScalebridgeError, match="prog failed"):
+        chain.run(run_dir, {})
+    assert (run_dir / "a.failed" / "prog.out").is_file()
+    assert "prog failed" in json.loads((run_dir / "a.failed.json").read_text())["error"]
+    chain.run(run_dir, {})
+    assert not (run_dir / "a.failed").exists() and not (run_dir / "a.failed.json").exists()
+
+    mine = run_dir / "a.failed"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("mine")
+    (run_dir / "a.failed.json").write_text('{"notes": "mine"}')
+    chain.run(run_dir, {}, force=("a",))
+    assert len(attempts) == 3
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+    assert (mine / "thesis.tex").read_text() == "mine"
+    assert (run_dir / "a.failed.json").read_text() == '{"notes": "mine"}'
+
+
 class _V1(StrictModel):
     x: int = 1
 
