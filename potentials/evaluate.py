@@ -47,14 +47,21 @@ def read_lcurve(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def running_mean(y: np.ndarray, window: int) -> np.ndarray:
-    """Trailing running geometric mean of ``y`` (> 0) over ``window`` points (fewer at the
+    """Trailing running geometric mean of ``y`` over ``window`` points (fewer at the
     start): the trend of lcurve values that are each one batch's RMSE, spread over
-    decades, on the log axis they are drawn on."""
-    logs = np.log(np.maximum(np.asarray(y, dtype=float), 1e-300))
-    c = np.concatenate([[0.0], np.cumsum(logs)])
-    i = np.arange(1, len(logs) + 1)
+    decades, on the log axis they are drawn on. A value that is not finite or not
+    positive (a NaN row, an RMSE of 0) has no logarithm and is left out: each window
+    averages its valid points only, NaN where it has none."""
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(y) & (y > 0)
+    logs = np.log(np.where(ok, y, 1.0))
+    c = np.concatenate([[0.0], np.cumsum(np.where(ok, logs, 0.0))])
+    k = np.concatenate([[0], np.cumsum(ok)])
+    i = np.arange(1, len(y) + 1)
     lo = np.maximum(i - window, 0)
-    return np.exp((c[i] - c[lo]) / (i - lo))
+    n = k[i] - k[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.exp((c[i] - c[lo]) / np.maximum(n, 1)), np.nan)
 
 
 def lcurve_window(n: int) -> int:

@@ -39,3 +39,19 @@ def test_lcurve_plot_smooths_one_batch_values(tmp_path):
     assert lines[0].startswith("model,step,") and len(lines) == 1 + 2 * len(f0)
     line = running_mean(np.array(f0), lcurve_window(len(f0)))
     assert np.ptp(np.log(line)) < 0.7 * np.ptp(np.log(f0))
+
+
+def test_running_mean_leaves_out_nan_and_zero():
+    """A NaN row and an RMSE of 0 have no logarithm: each window averages its other
+    points (NaN where it has none), and the points after them are untouched."""
+    y = np.array([1e-2, np.nan, 0.0, 1e-4, 1e-2, 1e-2, np.inf, -1.0])
+    got = running_mean(y, 3)
+    assert got[0] == pytest.approx(1e-2)
+    assert got[1] == pytest.approx(1e-2)                     # the NaN left out
+    assert got[2] == pytest.approx(1e-2)                     # and the 0
+    assert got[3] == pytest.approx(1e-4)                     # only 1e-4 in (nan, 0, 1e-4)
+    assert got[4] == pytest.approx(1e-3)                     # sqrt(1e-4 x 1e-2)
+    assert got[5] == pytest.approx((1e-4 * 1e-2 * 1e-2) ** (1 / 3))
+    assert np.isfinite(got[:7]).all()
+    assert got[7] == pytest.approx(1e-2)                     # inf and -1 left out
+    assert np.isnan(running_mean(np.array([1e-2, np.nan, 0.0, np.nan]), 2)[3])
