@@ -95,7 +95,7 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
         force: nodes to remake even when up to date (each a stage up to ``until``).
         report: write ``report.md`` and ``report.html`` at the end.
     """
-    from scalebridge.workflows.report import write_report
+    from scalebridge.workflows.report import write_run_report
 
     cfg, source = _settings(settings)
     run_dir = Path(run_dir).absolute()
@@ -139,7 +139,10 @@ def run(settings: str | Path | dict[str, Any] | Any, run_dir: str | Path, *,
                        wall_seconds=round(time.perf_counter() - t0, 3),
                        dry_run=dry if dry_run else None)
     if report and not dry_run and arts:
-        result.report = write_report(run_dir, chain, arts, title=f"scalebridge run: {cfg.run.name}")
+        # the report is about the run directory: the stages after --until whose
+        # artifacts are current there are in it too
+        result.report = write_run_report(run_dir, chain, cfg, arts, until=until,
+                                         title=f"scalebridge run: {cfg.run.name}")
     return result
 
 

@@ -14,8 +14,10 @@ apart where names repeat, each with the CSV of its numbers linked:
 :func:`scalebridge.plotting.plot_data_file`; those of helper solves, the band's members,
 linked in a list), and links to the files
 OVITO (LAMMPS dumps, ``.ca``, extxyz) and ParaView (VTX ``.bp``, XDMF, VTK) open. Paths are
-relative to the run directory, so the report moves with it. :func:`rewrite_report` writes
-it again from a run directory's artifacts, running no stage.
+relative to the run directory, so the report moves with it. A run's report
+(:func:`write_run_report`) is about its run directory: every stage whose artifact is
+current there (``scalebridge status``'s done), also those after ``--until``.
+:func:`rewrite_report` writes it again from a run directory's artifacts, running no stage.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ from scalebridge.workflows.verdicts import (
 OVITO_SUFFIXES = (".dump", ".lammpstrj", ".ca", ".extxyz", ".xyz", ".data", ".vasp",
                   ".poscar")
 PARAVIEW_SUFFIXES = (".bp", ".xdmf", ".xdmf3", ".vtu", ".pvd", ".vtk", ".pvtu")
+#: Plots embedded per stage, and plots of helper solves linked per stage; the report
+#: says how many more the stage's folder has.
+MAX_PLOTS = 24
+MAX_LINKED_PLOTS = 48
 
 
 def _fmt(v: Any) -> str:
@@ -219,7 +225,9 @@ def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
                     ) -> list[dict[str, Any]]:
     """The report's content, one dict per made node (also used by the benchmark):
     ``plots`` (png, csv) to embed, ``linked_plots`` those of helper solves to link
-    (:data:`LINKED_PLOT_DIRS`), ``captions`` png -> :func:`plot_caption`."""
+    (:data:`LINKED_PLOT_DIRS`), ``captions`` png -> :func:`plot_caption`; at most
+    :data:`MAX_PLOTS` embedded and :data:`MAX_LINKED_PLOTS` linked, ``plots_more`` and
+    ``linked_more`` the numbers left out."""
     records = read_records(run_dir)
     out = []
     for n in chain.nodes:
@@ -238,9 +246,12 @@ def report_sections(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact]
             "summary": summary_rows(art.summary), "raw_summary": art.summary,
             "warnings": override_warnings(art.summary),
             "properties": _property_rows(art),
-            "plots": [(p, plot_data_file(p)) for p in shown[:24]],
-            "linked_plots": [(p, plot_data_file(p)) for p in linked[:48]],
-            "captions": {p: plot_caption(p, art.path, art.summary) for p in shown[:24]},
+            "plots": [(p, plot_data_file(p)) for p in shown[:MAX_PLOTS]],
+            "plots_more": max(0, len(shown) - MAX_PLOTS),
+            "linked_plots": [(p, plot_data_file(p)) for p in linked[:MAX_LINKED_PLOTS]],
+            "linked_more": max(0, len(linked) - MAX_LINKED_PLOTS),
+            "captions": {p: plot_caption(p, art.path, art.summary)
+                         for p in shown[:MAX_PLOTS]},
             "ovito": ovito[:20], "paraview": paraview[:20],
         })
     return out
@@ -306,10 +317,11 @@ def band_line(arts_or_sections: Any) -> str | None:
             f"{shares}")
 
 
-def answer_line(arts_or_sections: Any) -> str | None:
+def answer_line(arts_or_sections: Any, band_planned: bool = True) -> str | None:
     """The run's answer in one line: the FEM's final load and its band, the maximum load
     and its band, and each source's share of the band's variance (from the LoadBand; the
-    FEM's loads alone where there is no band); None before the FEM ran."""
+    FEM's loads alone where there is no band, saying why: the band stage did not run, or
+    ``band_planned`` False: the settings turn it off); None before the FEM ran."""
     band = fem = None
     for s in arts_or_sections:
         kind, sm = _kind_summary(s)
@@ -334,7 +346,8 @@ def answer_line(arts_or_sections: Any) -> str | None:
     if band and band.get("band_shares"):
         parts.append("shares of the band's variance: " + shares_text(band["band_shares"]))
     elif not band:
-        parts.append("no band (the band stage did not run)")
+        parts.append("no band (the band stage did not run)" if band_planned else
+                     "no band (it is off in the settings: [continuum.band] enabled = false)")
     return "; ".join(parts)
 
 
@@ -368,10 +381,12 @@ def _overall_text(verdicts: Mapping[str, Any]) -> tuple[str, str, str]:
         return ov, f"{MARK[ov]} {ov}", "the worst stage"
     k, n = verdicts.get("stages_run"), verdicts.get("stages_planned")
     w = verdicts.get("worst_of_run")
+    stop = verdicts.get("stopped_after")
+    stopped = f"stopped after {stop} (--until or [run] stop_after); " if stop else ""
     return (ov, f"{MARK[ov]} partial run: {k} of {n} stages",
-            f"{n - k} not run: no answer from them; worst of the stages that ran: "
-            f"{MARK.get(w, '')} {w}" if isinstance(k, int) and isinstance(n, int)
-            else "a stage did not run")
+            stopped + (f"{n - k} not run: no answer from them; worst of the stages that "
+                       f"ran: {MARK.get(w, '')} {w}" if isinstance(k, int)
+                       and isinstance(n, int) else "a stage did not run"))
 
 
 def _verdict_md(verdicts: Mapping[str, Any] | None) -> list[str]:
@@ -419,10 +434,22 @@ def _detail_id(stage: str, check: str) -> str:
     return f"detail-{stage}-{check}"
 
 
+def _band_planned(verdicts: Mapping[str, Any] | None) -> bool:
+    """Whether the chain has the band stage (the settings can turn it off); True where
+    the verdicts do not say."""
+    if not verdicts:
+        return True
+    return any(st.get("kind") == "LoadBand" for st in verdicts["stages"])
+
+
+def _more_md(n: int) -> str:
+    return f"… {n} more in the stage's folder" if n else ""
+
+
 def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
                     verdicts: Mapping[str, Any] | None = None) -> str:
     lines = [f"# {title}", ""]
-    answer = answer_line(sections)
+    answer = answer_line(sections, _band_planned(verdicts))
     if answer:
         lines += [f"**Answer:** {answer}.", ""]
     lines += [f"Run directory `{run_dir}`, report written "
@@ -466,12 +493,17 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
             if said:
                 lines.append("; ".join(said))
             lines.append("")
+        if s.get("plots_more"):
+            lines += [f"{_more_md(s['plots_more'])} (`{_rel(s['path'], run_dir)}`).", ""]
         groups = _linked_groups(s)
         if groups:
             lines.append(f"Plots of {_linked_title(s)}:")
             lines.append("")
             lines += [f"- {folder}: " + ", ".join(f"[{p.stem}]({_rel(p, run_dir)})"
                                                    for p in pngs) for folder, pngs in groups]
+            if s.get("linked_more"):
+                lines.append(f"- {_more_md(s['linked_more'])} "
+                             f"(`{_rel(s['path'], run_dir)}`)")
             lines.append("")
         if s["ovito"]:
             lines.append("Open in OVITO: " + ", ".join(
@@ -502,7 +534,10 @@ def _verdict_html(verdicts: Mapping[str, Any] | None) -> list[str]:
         checks = "<br>".join(
             f"<span style='color:{COLOUR[c['status']]}'>{MARK[c['status']]} "
             f"{e(c['name'])}</span>: {e(c['reason'])}"
-            + (f" (<a href='#{e(_detail_id(st['stage'], c['name']))}'>details</a>)"
+            # the link opens the folded Details entry it jumps to (without scripts it
+            # lands on the entry's summary line, one click from the text)
+            + (f" (<a href='#{e(_detail_id(st['stage'], c['name']))}' onclick=\"document."
+               "getElementById(this.hash.slice(1)).open=true\">details</a>)"
                if c.get("detail") else "") for c in st["checks"])
         parts.append(f"<tr><td><a href='#{e(st['stage'])}'>{e(st['stage'])}</a></td>"
                      f"<td style='color:{COLOUR[v]}'>{MARK[v]} {e(v)}</td>"
@@ -531,7 +566,7 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
              "vertical-align:top}figure{display:inline-block;max-width:100%;margin:4px;"
              "vertical-align:top}img{max-width:100%;height:auto}</style></head><body>",
              f"<h1>{e(title)}</h1>"]
-    answer = answer_line(sections)
+    answer = answer_line(sections, _band_planned(verdicts))
     if answer:
         parts.append(f"<p><b>Answer:</b> {e(answer)}.</p>")
     parts.append(f"<p>Run directory <code>{e(str(run_dir))}</code>, report written "
@@ -575,12 +610,17 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
             name = e(png.name) if what == png.stem else f"{e(what)}: {e(png.name)}"
             parts.append(f"<figure><a href='{rel}'><img src='{rel}' alt='{e(what)}'></a>"
                          f"<figcaption>{name}{cap}</figcaption></figure>")
+        where = f" (<code>{e(_rel(s['path'], run_dir))}</code>)"
+        if s.get("plots_more"):
+            parts.append(f"<p>{e(_more_md(s['plots_more']))}{where}.</p>")
         groups = _linked_groups(s)
         if groups:
+            more = (f"<li>{e(_more_md(s['linked_more']))}{where}</li>"
+                    if s.get("linked_more") else "")
             parts.append(f"<p>Plots of {e(_linked_title(s))}:</p><ul>" + "".join(
                 f"<li>{e(folder)}: " + ", ".join(
                     f"<a href='{e(_rel(p, run_dir))}'>{e(p.stem)}</a>" for p in pngs)
-                + "</li>" for folder, pngs in groups) + "</ul>")
+                + "</li>" for folder, pngs in groups) + more + "</ul>")
         for label, files in (("OVITO", s["ovito"]), ("ParaView", s["paraview"])):
             if files:
                 parts.append(f"<p>Open in {label}: " + ", ".join(
@@ -591,13 +631,17 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
 
 
 def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
-                 title: str | None = None) -> Path:
-    """Write ``report.md`` and ``report.html`` into ``run_dir``; returns the Markdown path."""
+                 title: str | None = None, stopped_after: str | None = None) -> Path:
+    """Write ``verdicts.json``, ``report.md`` and ``report.html`` into ``run_dir``;
+    returns the Markdown path. ``stopped_after``: the last stage a run was asked to make
+    (``--until``), said in the overall line of a partial run."""
     run_dir = Path(run_dir)
     title = title or f"scalebridge run {run_dir.name}"
     sections = report_sections(run_dir, chain, arts)
     verdicts = run_verdicts({n.name: arts[n.name] for n in chain.nodes if n.name in arts},
                             planned=[(n.name, n.kind) for n in chain.nodes])
+    if stopped_after and verdicts["overall"] == PARTIAL:
+        verdicts["stopped_after"] = stopped_after
     write_json_atomic(run_dir / "verdicts.json", verdicts)
     md = run_dir / "report.md"
     write_text_atomic(md, render_markdown(run_dir, sections, title, verdicts))
@@ -605,12 +649,50 @@ def write_report(run_dir: Path, chain: Chain, arts: Mapping[str, Artifact],
     return md
 
 
+def current_artifacts(run_dir: Path, chain: Chain, config: Any,
+                      made: Mapping[str, Artifact] | None = None) -> dict[str, Artifact]:
+    """The artifacts of a run directory that are current, in chain order: ``made`` (what
+    a run just made or found up to date) and every other stage that ``scalebridge
+    status`` (:meth:`Chain.status`) calls done for ``config``; a stage never made, or
+    stale, damaged or failed, is left out (the report's ``not run``)."""
+    made = dict(made or {})
+    if all(n.name in made for n in chain.nodes):
+        return {n.name: made[n.name] for n in chain.nodes}
+    done = {st.name for st in chain.status(Path(run_dir), config) if st.state == "done"}
+    out = {}
+    for n in chain.nodes:
+        if n.name in made:
+            out[n.name] = made[n.name]
+        elif n.name in done:
+            try:
+                out[n.name] = read_artifact(Path(run_dir) / n.name, n.kind)
+            except ArtifactError:   # replaced since status read it
+                continue
+    return out
+
+
+def write_run_report(run_dir: Path, chain: Chain, config: Any,
+                     made: Mapping[str, Artifact], until: str | None = None,
+                     title: str | None = None) -> Path:
+    """The report a run writes (``scalebridge run``): about the run directory, not only
+    the stages this run was asked for. Every stage with a current artifact is in it
+    (:func:`current_artifacts`: a finished run rerun with ``--until dd`` is still
+    complete); the run is partial only where a stage of the chain has none, and then the
+    overall line says where ``until`` stopped the run."""
+    last = chain.selected(until)[-1].name
+    stopped = last if last != chain.nodes[-1].name else None
+    return write_report(Path(run_dir), chain, current_artifacts(run_dir, chain, config, made),
+                        title=title, stopped_after=stopped)
+
+
 def run_artifacts(run_dir: Path, settings: Any = None
                   ) -> tuple[Chain, str, dict[str, Artifact]]:
     """(chain, run name, artifacts) of a run directory, reading its files only: the chain
     of ``settings`` (default: the ``settings.json`` of the directory's last run) and each
     node's complete artifact there, in chain order (a node never made, or left
-    incomplete, is left out; one made under other settings is read as it is)."""
+    incomplete, is left out; one made under other settings is read as it is: a stale
+    artifact is reported as it is, where the run's own report, :func:`write_run_report`,
+    leaves it out as not current)."""
     from scalebridge.workflows.pipeline import SETTINGS_JSON, _settings, build_chain
 
     run_dir = Path(run_dir)
@@ -640,6 +722,7 @@ def rewrite_report(run_dir: Path, settings: Any = None) -> Path:
     return write_report(Path(run_dir), chain, arts, title=f"scalebridge run: {name}")
 
 
-__all__ = ["answer_line", "band_line", "override_warnings", "plot_caption", "render_html",
-           "render_markdown", "report_sections", "rewrite_report", "run_artifacts",
-           "stress_key", "summary_rows", "write_report"]
+__all__ = ["answer_line", "band_line", "current_artifacts", "override_warnings",
+           "plot_caption", "render_html", "render_markdown", "report_sections",
+           "rewrite_report", "run_artifacts", "stress_key", "summary_rows", "write_report",
+           "write_run_report"]

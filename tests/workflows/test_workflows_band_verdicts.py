@@ -4,6 +4,7 @@ surrogate fitted to the DD, the FEM cylinder), plus the verdict rules on their o
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -12,13 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scalebridge.artifacts import produce
 from scalebridge.continuum import CylinderProblem, FemSettings
 from scalebridge.continuum.solver import SolverSettings
 from scalebridge.plotting import CHECKED, axis_label, plot_data_file
 from scalebridge.surrogates.train import SurrogateSettings
 from scalebridge.workflows.band import BandSettings, combine, make_band
 from scalebridge.workflows.chain import Chain, StageNode
-from scalebridge.workflows.report import write_report
+from scalebridge.workflows.report import (
+    MAX_LINKED_PLOTS,
+    answer_line,
+    write_report,
+    write_run_report,
+)
 from scalebridge.workflows.verdicts import (
     AMBER,
     GREEN,
@@ -312,6 +319,94 @@ def test_a_partial_run_is_partial_not_green(chain_arts):
     assert run_verdicts(arts, planned=[(n.name, n.kind) for n in nodes])["overall"] != "partial"
 
 
+def _toy():
+    spec = importlib.util.spec_from_file_location("wf_toy_chain_report",
+                                                  Path(__file__).parent / "toy_chain.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _overall_line(run_dir):
+    md = (run_dir / "report.md").read_text()
+    return next(x for x in md.splitlines() if x.startswith("**Overall verdict:"))
+
+
+def test_a_finished_run_rerun_with_until_is_still_complete(tmp_path):
+    """The report is about the run directory: a finished run rerun with --until (which
+    makes and returns only the stages up to it) keeps every stage whose artifact is
+    current; a stage left stale by a changed setting is not run, and the line says
+    where --until stopped."""
+    toy = _toy()
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("30\n50\n")
+    chain, run, cfg = toy.toy_chain(), tmp_path / "run", toy.toy_config(numbers)
+    full = chain.run(run, cfg)
+    write_run_report(run, chain, cfg, full)
+    first = json.loads((run / "verdicts.json").read_text())
+    assert first["overall"] != "partial" and list(first["by_stage"]) == list(full)
+    made = chain.run(run, cfg, until="numbers")
+    assert list(made) == ["numbers"]
+    write_run_report(run, chain, cfg, made, until="numbers")
+    v = json.loads((run / "verdicts.json").read_text())
+    assert v["overall"] == first["overall"] and "not run" not in v["by_stage"].values()
+    assert "stopped_after" not in v and "partial" not in _overall_line(run)
+    assert "## total: Total" in (run / "report.md").read_text()
+    # a changed setting of primes: primes and total are stale, so not current
+    cfg2 = toy.toy_config(numbers, factor=2)
+    made = chain.run(run, cfg2, until="numbers")
+    write_run_report(run, chain, cfg2, made, until="numbers")
+    v = json.loads((run / "verdicts.json").read_text())
+    assert v["overall"] == "partial" and v["stages_run"] == 1 and v["stages_planned"] == 3
+    assert v["by_stage"] == {"numbers": v["worst_of_run"], "primes": "not run",
+                             "total": "not run"}
+    line = _overall_line(run)
+    assert "partial run: 1 of 3 stages" in line and "stopped after numbers" in line
+
+
+def test_a_run_stopped_by_until_is_partial(tmp_path):
+    """--until numbers on a new run directory: the later stages were never made, so the
+    run is partial, and the line says where it stopped."""
+    toy = _toy()
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("30\n50\n")
+    chain, run, cfg = toy.toy_chain(), tmp_path / "run", toy.toy_config(numbers)
+    made = chain.run(run, cfg, until="primes")
+    write_run_report(run, chain, cfg, made, until="primes")
+    v = json.loads((run / "verdicts.json").read_text())
+    assert v["overall"] == "partial" and (v["stages_run"], v["stages_planned"]) == (2, 3)
+    assert v["by_stage"]["total"] == "not run" and v["stopped_after"] == "primes"
+    line = _overall_line(run)
+    assert "partial run: 2 of 3 stages" in line and "stopped after primes" in line
+    assert "1 not run" in line
+    assert "stopped after primes" in (run / "report.html").read_text()
+
+
+def test_answer_says_the_band_is_off_and_how_many_plots_are_not_linked(tmp_path):
+    """The band turned off in the settings: the answer line says so (not 'did not
+    run'); a stage with more helper-solve plots than are linked says how many more."""
+    fem = Fake("FieldResults", {"final_load_mpa": 120.0}, tmp_path)
+    off = answer_line([fem], band_planned=False)
+    assert "off in the settings" in off and "did not run" not in off
+    assert "the band stage did not run" in answer_line([fem])
+
+    def build(work):
+        for i in range(MAX_LINKED_PLOTS + 5):
+            (work / "members" / f"m{i:02d}").mkdir(parents=True)
+            (work / "members" / f"m{i:02d}" / "load_displacement.png").write_bytes(b"")
+        return {}
+
+    band = produce("LoadBand", tmp_path / "band", {}, {}, build)
+    run = tmp_path / "run"
+    run.mkdir()
+    write_report(run, Chain([StageNode("band", "LoadBand", (), lambda call: None)]),
+                 {"band": band})
+    md = (run / "report.md").read_text()
+    assert md.count("load_displacement](") == MAX_LINKED_PLOTS
+    assert "- … 5 more in the stage's folder" in md
+    assert "… 5 more in the stage&#x27;s folder" in (run / "report.html").read_text()
+
+
 def test_every_plot_has_its_numbers_and_readable_ticks(chain_arts):
     _, arts, figs = chain_arts
     pngs = [p for a in arts.values() for p in Path(a.path).rglob("*.png")]
@@ -559,7 +654,6 @@ def test_range_probe_bound_scales_to_the_worst_realisations_exposure(tmp_path):
     assert more.status == GREEN and "scaled" not in more.detail
 
 
-MO_BENCH47 = Path(__file__).resolve().parents[2] / "runs" / "mo_bench47"
 MO_BENCH47_FIXTURE = (Path(__file__).resolve().parents[1] / "data" / "mo_bench47_verdicts"
                       / "mo_bench47.json")
 NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -568,10 +662,9 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 def _mo_bench47_runs(tmp_path):
     """(label, verdicts, old rows) of the Mo chain's run mo_bench47: rebuilt by
     rewrite_report from the repository's copy of what its verdicts read (a run directory
-    of its stages' summaries and files), and, where runs/mo_bench47 is on this machine
-    (runs/ is not in git), from it, reading only. The old rows are the verdicts.json the
-    run wrote, from before the reason/detail split."""
-    from scalebridge.workflows.report import rewrite_report, run_artifacts
+    of its stages' summaries and files). The old rows are the verdicts.json the run
+    wrote, from before the reason/detail split."""
+    from scalebridge.workflows.report import rewrite_report
 
     fix = json.loads(MO_BENCH47_FIXTURE.read_text())
     run = tmp_path / "mo_bench47"
@@ -588,9 +681,6 @@ def _mo_bench47_runs(tmp_path):
     (run / "settings.json").write_text(json.dumps({"md": {"deform": False}}))
     rewrite_report(run)
     out = [("fixture", json.loads((run / "verdicts.json").read_text()))]
-    if MO_BENCH47.is_dir():
-        _, _, arts = run_artifacts(MO_BENCH47)
-        out.append(("runs/mo_bench47", run_verdicts(arts)))
     return out, {st["stage"]: st["checks"] for st in fix["verdicts"]}, run
 
 
@@ -627,7 +717,9 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
     assert "limiter" not in table and "displacement limiter" in details
     assert "- 🟢 **dd/out_of_range**: Clamped at the law's top stress" in details
     html = (run_dir / "report.html").read_text()
-    assert "<a href='#detail-dd-out_of_range'>details</a>" in html
+    # the table's link opens the folded entry it jumps to
+    assert ("<a href='#detail-dd-out_of_range' onclick=\"document.getElementById("
+            "this.hash.slice(1)).open=true\">details</a>") in html
     assert "<details id='detail-dd-out_of_range'><summary>" in html
 
 
