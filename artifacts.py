@@ -12,14 +12,15 @@ An artifact is a directory holding ``manifest.json`` and the files a stage wrote
 (kind, schema, settings, input contents, code: see :mod:`scalebridge.codehash`); if a
 complete artifact with that fingerprint already exists and its files are intact
 (:func:`verify_artifact`) it is returned untouched (skip-when-done, so an interrupted
-chain resumes); so is one made before the stage gained a setting that now has its default
-(:func:`settings_for_fingerprint`). Else the stage's ``build`` callback writes into a
-temporary sibling directory, the manifest (with every file's hash) is written last, and
-the directory is renamed into place: a killed stage never leaves a directory that looks
-complete. A failure is recorded in ``<name>.failed.json`` beside it (with the stage's
-log, or, where programs left logs too, the ``<name>.failed/`` folder that keeps them).
-Only an empty directory or an artifact at ``path`` is ever replaced
-(:func:`check_replaceable`): a user's folder or file there stops the stage before it
+chain resumes). Settings enter the fingerprint in full, defaults included: a new version
+of a stage that adds a setting changes the stage's code, and so its fingerprint, anyway.
+Else the stage's ``build`` callback writes into a temporary sibling directory, the
+manifest (with every file's hash) is written last, and the directory is renamed into
+place: a killed stage never leaves a directory that looks complete. A failure is recorded
+in ``<name>.failed.json`` beside it (with the stage's log, or, where programs left logs
+too, the ``<name>.failed/`` folder that keeps them). Only an empty directory or an
+artifact of the same kind at ``path`` is ever replaced (:func:`check_replaceable`): a
+user's folder or file there, or another kind of artifact, stops the stage before it
 starts.
 
 Example::
@@ -270,65 +271,13 @@ def fingerprint(kind: str, settings: Any, inputs: Mapping[str, InputLike],
     and tool versions) enters the hash."""
     settings_json = _jsonable(settings) if settings is not None else {}
     records = {k: _input_fingerprint(v) for k, v in sorted(inputs.items())}
-    return _digest(kind, schema, settings_json, records, code), settings_json, records
-
-
-def _digest(kind: str, schema: int, settings_json: Any, records: Mapping[str, Any],
-            code: Mapping[str, Any] | None) -> str:
-    """The hash :func:`fingerprint` returns, from settings already as JSON and the input
-    records."""
     payload = {
         "kind": kind, "schema": schema, "settings": settings_json,
         "inputs": {k: r.get("content") or r.get("sha256") for k, r in records.items()},
         "code": (code or {}).get("digest"),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-
-
-def _field_default(obj: Any, key: str) -> tuple[bool, Any]:
-    """``(True, default as JSON)`` when ``obj`` is a settings model whose field ``key`` has
-    a default; ``(False, None)`` otherwise (a required field, a plain dict, ...)."""
-    fields = getattr(type(obj), "model_fields", None)
-    if not fields or key not in fields or fields[key].is_required():
-        return False, None
-    return True, _jsonable(fields[key].get_default(call_default_factory=True))
-
-
-def settings_for_fingerprint(settings: Any, settings_json: Any, recorded: Any) -> Any:
-    """``settings_json`` less the keys the ``recorded`` settings lack whose value is
-    their field's default, at any depth: what is hashed to compare with a fingerprint
-    made from ``recorded``.
-
-    A stage that gains a setting whose default keeps its old behaviour must not make
-    everything made before it stale: such a key is left out of the hash until it is given
-    another value (or the record has it). A key the record lacks whose value is not the
-    default stays (a change); with no record (a new node, no artifact) nothing is left
-    out, so a fresh result hashes its full settings. The one rule for the chain's node
-    fingerprints (``Chain.plan``) and :func:`produce`'s up-to-date check.
-
-    Args:
-        settings: the settings object (a pydantic model gives the defaults).
-        settings_json: its JSON (:func:`_jsonable`).
-        recorded: the settings in the node's chain record or the artifact's manifest
-            (None: no record).
-    """
-    if not isinstance(settings_json, dict) or not isinstance(recorded, dict):
-        return settings_json
-    out = {}
-    for key, value in settings_json.items():
-        sub = (getattr(settings, key, None) if hasattr(type(settings), "model_fields")
-               else settings.get(key) if isinstance(settings, Mapping) else None)
-        if key not in recorded:
-            has_default, default = _field_default(settings, key)
-            if has_default and default == value:
-                continue
-            # a new table: only its keys that differ from their defaults
-            out[key] = settings_for_fingerprint(sub, value, {})
-            continue
-        out[key] = settings_for_fingerprint(sub, value, recorded[key])
-    return out
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return digest, settings_json, records
 
 
 def is_current(path: Path, fp: str) -> Artifact | None:
@@ -346,25 +295,6 @@ def is_current(path: Path, fp: str) -> Artifact | None:
                     ", ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""))
         return None
     return art
-
-
-def _up_to_date(path: Path, fp: str, kind: str, schema: int, settings: Any,
-                settings_json: Any, records: Mapping[str, Any],
-                code: Mapping[str, Any] | None) -> Artifact | None:
-    """The intact artifact at ``path`` whose fingerprint is ``fp``, or else the one whose
-    fingerprint is that of these settings less what its manifest's settings lack at their
-    default (:func:`settings_for_fingerprint`: an artifact made before a setting existed
-    stays current while that setting has its default); None when neither."""
-    if (art := is_current(path, fp)) is not None:
-        return art
-    try:
-        old = read_artifact(path, kind)
-    except ArtifactError:
-        return None
-    trimmed = settings_for_fingerprint(settings, settings_json, old.manifest.get("settings"))
-    if trimmed == settings_json:
-        return None
-    return is_current(path, _digest(kind, schema, trimmed, records, code))
 
 
 def _caller_code(module: str) -> tuple[str, ...]:
@@ -392,29 +322,74 @@ def is_ours(path: Path) -> bool:
         k in manifest for k in ("kind", "schema", "fingerprint"))
 
 
-def check_replaceable(path: str | os.PathLike[str]) -> None:
+def check_replaceable(path: str | os.PathLike[str], kind: str | None = None, *,
+                      remedy: str = "choose another --out or remove it") -> None:
     """Refuse to write an artifact at ``path`` when that would destroy something this
-    package did not write. Replaceable: nothing there, an empty directory, or an
-    artifact (:func:`is_ours`; a stage rebuilt over its own previous result). Anything
-    else (a user's folder with files in it, a file, a link to either) is left alone.
+    package did not write, or an artifact of another kind. Replaceable: nothing there, a
+    dangling symbolic link (only the link goes), an empty directory, or an artifact
+    (:func:`is_ours`; a stage rebuilt over its own previous result) of ``kind`` (any kind
+    when None). Anything else (a user's folder with files in it, a file, a link to
+    either, another kind of artifact) is left alone.
+
+    Args:
+        remedy: what the message tells the user to do (``move it away or choose another
+            --run-dir`` in a chain).
 
     Raises:
         ArtifactError: ``"<path> exists and is not a scalebridge artifact; choose
-            another --out or remove it"``.
+            another --out or remove it"``, or ``"<path> holds a Potential artifact, not a
+            DFTDataset; choose another --out or remove it"``.
     """
     path = Path(path)
     if not os.path.lexists(path):
         return
+    if path.is_symlink() and not path.exists():
+        return
     if path.is_dir():
         if is_ours(path):
-            return
+            have = json.loads((path / MANIFEST).read_text()).get("kind")
+            if kind is None or have == kind:
+                return
+            raise ArtifactError(f"{path} holds a {have} artifact, not a {kind}; {remedy}")
         try:
             if not any(path.iterdir()):
                 return
         except OSError:
             pass
-    raise ArtifactError(f"{path} exists and is not a scalebridge artifact; choose another "
-                        "--out or remove it")
+    raise ArtifactError(f"{path} exists and is not a scalebridge artifact; {remedy}")
+
+
+#: The suffix of the folder a dry run writes into, beside the artifact it stands for.
+DRY_RUN_SUFFIX = ".dry_run"
+
+
+def dry_run_path(out: str | os.PathLike[str]) -> Path:
+    """Where a dry run of the artifact ``out`` writes its inputs: ``<out>.dry_run/``,
+    beside it (never inside ``out``, which the real run must find free)."""
+    out = Path(out)
+    return out.with_name(out.name + DRY_RUN_SUFFIX)
+
+
+def fresh_dry_run_dir(out: str | os.PathLike[str]) -> Path:
+    """:func:`dry_run_path` of ``out``, emptied (what an earlier dry run left there,
+    perhaps with other settings, would otherwise look current) and created.
+
+    Raises:
+        ArtifactError: a file or a link is there (not a dry run's folder).
+    """
+    where = dry_run_path(out)
+    if where.is_symlink() or (os.path.lexists(where) and not where.is_dir()):
+        raise ArtifactError(f"{where} exists and is not a dry run's folder; move it away")
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def clear_dry_run(out: str | os.PathLike[str]) -> None:
+    """Remove ``<out>.dry_run/`` once ``out`` has been made for real."""
+    where = dry_run_path(out)
+    if where.is_dir() and not where.is_symlink():
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def failure_record(path: Path) -> Path:
@@ -428,19 +403,67 @@ def failure_logs(path: Path) -> Path:
     return path.parent / f"{path.name}.failed"
 
 
+def _is_failure_record(rec: Path) -> bool:
+    """``rec`` is a failure record this package wrote (a JSON object with ``error``)."""
+    try:
+        return isinstance(data := json.loads(rec.read_text()), dict) and "error" in data
+    except (OSError, ValueError):
+        return False
+
+
+#: How many other names a failure record or its logs may take beside the usual one.
+_MAX_OTHER_NAMES = 20
+
+
+def _numbered(usual: Path, i: int) -> Path:
+    """``a.failed.json`` -> ``a.failed-1.json``; ``a.failed`` -> ``a.failed-1``."""
+    if i == 0:
+        return usual
+    stem = usual.name.removesuffix(".json")
+    return usual.with_name(f"{stem}-{i}{usual.name[len(stem):]}")
+
+
+def failure_record_path(path: Path) -> Path:
+    """Where this failure of the artifact at ``path`` records itself: ``<name>.failed.json``
+    unless a file of the user's has that name (not a failure record), then the first of
+    ``<name>.failed-1.json``, ... that is free or a failure record (so a build and the
+    chain around it pick the same one)."""
+    usual = failure_record(path)
+    for i in range(_MAX_OTHER_NAMES + 1):
+        rec = _numbered(usual, i)
+        if not os.path.lexists(rec) or _is_failure_record(rec):
+            return rec
+    return usual.with_name(f"{path.name}.failed-{uuid.uuid4().hex[:8]}.json")
+
+
+def failure_logs_path(path: Path) -> Path:
+    """Where this failure of the artifact at ``path`` keeps its logs: ``<name>.failed/``
+    unless a folder of the user's has that name (holding more than a failure's logs),
+    then the first of ``<name>.failed-1/``, ... that is free or a failure's logs."""
+    usual = failure_logs(path)
+    for i in range(_MAX_OTHER_NAMES + 1):
+        if _is_log_leftover(dest := _numbered(usual, i)):
+            return dest
+    return usual.with_name(f"{path.name}.failed-{uuid.uuid4().hex[:8]}")
+
+
+def _elsewhere(usual: Path, used: Path) -> str:
+    """`` (recorded in X: Y is not scalebridge's)`` when ``used`` is not ``usual``."""
+    return "" if used == usual else f" (recorded in {used}: {usual} is not scalebridge's)"
+
+
 def clear_failure(path: Path) -> None:
     """Remove what a failed build of the artifact at ``path`` left (its record and its
-    logs), once it has been made; a file or folder by those names that is not such a
-    leftover stays."""
-    rec = failure_record(path)
-    try:
-        ours = isinstance(data := json.loads(rec.read_text()), dict) and "error" in data
-    except (OSError, ValueError):
-        ours = False
-    if ours:
-        rec.unlink(missing_ok=True)
-    if _is_log_leftover(failure_logs(path)):
-        shutil.rmtree(failure_logs(path), ignore_errors=True)
+    logs, under their usual names or the others :func:`failure_record_path` and
+    :func:`failure_logs_path` chose), once it has been made; a file or folder by those
+    names that is not such a leftover stays."""
+    for i in range(_MAX_OTHER_NAMES + 1):
+        rec = _numbered(failure_record(path), i)
+        if _is_failure_record(rec):
+            rec.unlink(missing_ok=True)
+        logs = _numbered(failure_logs(path), i)
+        if os.path.lexists(logs) and _is_log_leftover(logs):
+            shutil.rmtree(logs, ignore_errors=True)
 
 
 #: What a failed build keeps of its working directory (by file name); ``mpi_output.txt``
@@ -559,17 +582,16 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
         The complete artifact (``reused=True`` when an intact current one was found).
 
     Raises:
-        ArtifactError: something that is not an artifact (and not an empty directory)
-            is at ``path`` (:func:`check_replaceable`); nothing was built.
+        ArtifactError: something that is not an artifact of ``kind`` (and not an empty
+            directory) is at ``path`` (:func:`check_replaceable`); nothing was built.
     """
     path = Path(path).absolute()
-    check_replaceable(path)  # before any work: a user's folder or file is never replaced
+    check_replaceable(path, kind)  # before any work: nothing of the user's is replaced
     if code is None:
         code = _caller_code(sys._getframe(1).f_globals.get("__name__", ""))
     code_record = code_fingerprint(tuple(code))
     fp, settings_json, records = fingerprint(kind, settings, inputs, schema, code_record)
-    if not force and (art := _up_to_date(path, fp, kind, schema, settings, settings_json,
-                                         records, code_record)) is not None:
+    if not force and (art := is_current(path, fp)) is not None:
         log.info("%s at %s is up to date: skipped", kind, path)
         return Artifact(path=art.path, manifest=art.manifest, reused=True)
 
@@ -595,14 +617,21 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
                   "error_type": type(exc).__name__,
                   "time": _dt.datetime.now(_dt.UTC).isoformat(),
                   "traceback": traceback.format_exc(limit=20)}
+        # a file or folder of the user's by the usual names is left alone: the record
+        # and the logs then take other names, which the message gives
+        logs, rec = failure_logs_path(path), failure_record_path(path)
         try:  # the logs first: the message may name one, and the record quotes it
-            if keep_failure_logs(tmp, failure_logs(path), exc):
-                record.update(_fold_lone_log(failure_logs(path), exc))
+            if keep_failure_logs(tmp, logs, exc):
+                record.update(_fold_lone_log(logs, exc))
         except OSError:  # e.g. the disk is full: the message then names a removed file
             pass
+        if logs != failure_logs(path) and os.path.isdir(logs):
+            _add_to_message(exc, f" (logs kept in {logs}: {failure_logs(path)} is not "
+                            "scalebridge's)")
         record["error"] = str(exc) or type(exc).__name__
         try:
-            write_json_atomic(failure_record(path), record)
+            write_json_atomic(rec, record)
+            _add_to_message(exc, _elsewhere(failure_record(path), rec))
         except OSError:
             pass
         shutil.rmtree(tmp, ignore_errors=True)
@@ -626,7 +655,7 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
     }
     write_json_atomic(tmp / MANIFEST, manifest)
     try:  # again: something may have been put there while the stage ran
-        check_replaceable(path)
+        check_replaceable(path, kind)
     except ArtifactError:
         raise ArtifactError(f"{path} appeared while {kind} was built and is not a "
                             f"scalebridge artifact: left alone; the result is in {tmp}"
@@ -642,8 +671,15 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
     else:
         os.replace(tmp, path)
     clear_failure(path)
+    clear_dry_run(path)  # made for real: a dry run's inputs beside it are out of date
     log.info("%s done in %.1f s", kind, manifest["wall_seconds"])
     return Artifact(path=path, manifest=manifest)
+
+
+def _add_to_message(exc: BaseException, note: str) -> None:
+    """Append ``note`` to ``exc``'s message (when it is one string)."""
+    if note and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        exc.args = (exc.args[0] + note,)
 
 
 def clean_partials(directory: Path) -> list[Path]:
@@ -656,9 +692,11 @@ def clean_partials(directory: Path) -> list[Path]:
 
 
 __all__ = [
-    "LOG_FILE", "MANIFEST", "SCHEMA_VERSION", "Artifact", "ArtifactError", "ScalebridgeError",
-    "check_replaceable", "clean_partials", "clear_failure", "content_digest", "failure_logs",
-    "failure_record", "file_records", "fingerprint", "is_current", "is_ours",
-    "package_versions", "produce", "read_artifact", "settings_for_fingerprint", "sha256_path",
-    "verify_artifact", "write_csv_atomic", "write_json_atomic", "write_text_atomic",
+    "DRY_RUN_SUFFIX", "LOG_FILE", "MANIFEST", "SCHEMA_VERSION", "Artifact", "ArtifactError",
+    "ScalebridgeError", "check_replaceable", "clean_partials", "clear_dry_run",
+    "clear_failure", "content_digest", "dry_run_path", "failure_logs", "failure_logs_path",
+    "failure_record", "failure_record_path", "file_records", "fingerprint",
+    "fresh_dry_run_dir", "is_current", "is_ours", "package_versions", "produce",
+    "read_artifact", "sha256_path", "verify_artifact", "write_csv_atomic",
+    "write_json_atomic", "write_text_atomic",
 ]

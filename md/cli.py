@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -116,7 +115,8 @@ def md() -> None:
 
 @md.command("properties", cls=TypeMapCommand)
 @common
-@click.option("--dry-run", is_flag=True, help="write the LAMMPS input only")
+@click.option("--dry-run", is_flag=True, help="write the LAMMPS input only, into "
+              "OUT.dry_run/ (OUT stays free for the real run)")
 def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, compressed,
                    force, dry_run):
     """a0 (min + NPT), C11/C12/C44, EOS, vacancy, μ/ν/b, NVE drift → Properties."""
@@ -126,7 +126,9 @@ def properties_cmd(potential, type_map, dataset, out, settings, ranks, threads, 
     pot, maker = _pot_and_maker(PropertiesMaker, ("properties",), potential, type_map,
                                 dataset, settings, compressed)
     if dry_run:
-        res = run_lammps(Path(out) / "dry-run", maker.script(), pot, maker.structure(),
+        from scalebridge.artifacts import fresh_dry_run_dir
+
+        res = run_lammps(fresh_dry_run_dir(out), maker.script(), pot, maker.structure(),
                          dry_run=True, triclinic=True)
         click.echo(f"wrote {res.workdir / 'in.lmp'}")
         return

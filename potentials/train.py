@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 from scalebridge.artifacts import (
     Artifact,
     check_replaceable,
+    fresh_dry_run_dir,
     produce,
     read_artifact,
     write_json_atomic,
@@ -311,8 +312,9 @@ class TrainSettings(StrictModel):
         Args:
             dataset: a ``DFTDataset`` artifact (or its path).
             resources: threads for dp (never part of the fingerprint).
-            dry_run: write ``input.json`` files into ``out``/dry_run and return None-like
-                (raises nothing, trains nothing).
+            dry_run: write the ``input.json`` files into ``<out>.dry_run/``
+                (:func:`scalebridge.artifacts.dry_run_path`, emptied first) and return a
+                stand-in artifact for that folder; trains and records nothing.
             mapper: fan-out engine (``scalebridge.workflows.engine.Mapper``: anything with
                 ``map(fn, items)``). One that runs several tasks at once (``slots > 1``)
                 trains each ensemble member as its own task (:func:`train_members`);
@@ -320,7 +322,7 @@ class TrainSettings(StrictModel):
                 in one dp process. The models are the same either way.
         """
         if not dry_run:  # before the recipe's pilots: a refused out costs no training
-            check_replaceable(out)
+            check_replaceable(out, "Potential")
         res = resources or Resources()
         ds_art = dataset if isinstance(dataset, Artifact) else read_artifact(dataset,
                                                                              "DFTDataset")
@@ -337,8 +339,7 @@ class TrainSettings(StrictModel):
             return cfg._build(work, ds, res, dry_run, mapper, selection)
 
         if dry_run:
-            work = Path(out).with_name(Path(out).name + ".dry_run")
-            work.mkdir(parents=True, exist_ok=True)
+            work = fresh_dry_run_dir(out)  # an earlier dry run's inputs would look current
             self._build(work, ds, res, dry_run=True)
             log.info("dry run: inputs written to %s", work)
             return Artifact(path=work, manifest={"kind": "dry-run", "fingerprint": ""})

@@ -16,9 +16,8 @@ the contents of its input files, its code record (the source hashes of the subpa
 and modules it runs, ``StageNode.code`` plus this file, and the tool versions: see
 :mod:`scalebridge.codehash`) and the chain fingerprints of its upstream nodes, so it
 is known from the settings file and the installed code alone, before anything runs.
-A setting that a newer version of a stage added is left out of that hash while the node's
-record lacks it and it has its default (:func:`settings_for_fingerprint`): a run made
-before the setting existed stays current, unless the new setting is given another value.
+Settings enter it in full, defaults included: a new version of a stage that adds a
+setting changes the stage's code, so that stage reruns (and the ones after it).
 A done node whose artifact's files no longer match their recorded hashes is *damaged*
 (``status`` names the file) and is rebuilt by the next run. A node whose record and
 artifact match it is skipped; a changed setting changes that node's fingerprint and so
@@ -27,10 +26,11 @@ moment (even ``kill -9``) leaves complete artifacts or none: the next run cleans
 partial directories and continues from the first node that is not done.
 
 A dry run (``dry_run=True``) makes and records nothing: each node that can writes its
-inputs into ``<run-dir>/<node>.dry_run/`` (:attr:`StageNode.dry_run`); a cheap node whose
-artifact a later node reads (the DFT dataset the training inputs point to) is built there
-too, never in ``<run-dir>/<node>/``. A run directory that the dry run created and left
-empty is removed again.
+inputs into ``<run-dir>/<node>.dry_run/`` (:func:`scalebridge.artifacts.dry_run_path`;
+:attr:`StageNode.dry_run`), emptied first; a cheap node whose artifact a later node reads
+(the DFT dataset the training inputs point to) is built there too, never in
+``<run-dir>/<node>/``. A run directory that the dry run created and left empty is removed
+again; a node's ``.dry_run/`` goes once the node is made for real.
 """
 
 from __future__ import annotations
@@ -55,14 +55,17 @@ from typing import Any
 from scalebridge.artifacts import (
     Artifact,
     _jsonable,
+    check_replaceable,
     clean_partials,
+    clear_dry_run,
     clear_failure,
     content_digest,
-    failure_logs,
+    failure_logs_path,
     failure_record,
+    failure_record_path,
+    fresh_dry_run_dir,
     keep_failure_logs,
     read_artifact,
-    settings_for_fingerprint,
     sha256_path,
     verify_artifact,
     write_json_atomic,
@@ -209,22 +212,13 @@ class Chain:
         self.by_name = {n.name: n for n in self.nodes}
 
     # ------------------------------------------------------------------ planning
-    def plan(self, config: Any, run_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    def plan(self, config: Any) -> dict[str, dict[str, Any]]:
         """Each node's chain record-to-be: ``fingerprint``, ``settings``, ``files``,
-        ``upstream``, ``code``; computed from the configuration and the installed code.
-
-        With ``run_dir``, a node's settings are hashed against its record there
-        (:func:`settings_for_fingerprint`: a setting newer than the record that has its
-        default is left out); ``settings`` is then what was hashed."""
+        ``upstream``, ``code``; computed from the configuration and the installed code."""
         plan: dict[str, dict[str, Any]] = {}
         hashes: dict[str, str] = {}
         for n in self.nodes:
-            settings_obj = n.settings(config)
-            settings_json = _jsonable(settings_obj)
-            rec = _read_record(Path(run_dir), n.name) if run_dir is not None else None
-            if rec is not None:
-                settings_json = settings_for_fingerprint(settings_obj, settings_json,
-                                                         rec.get("settings"))
+            settings_json = _jsonable(n.settings(config))
             files = {k: Path(v) for k, v in n.files(config).items()}
             file_hashes = {}
             for k, p in sorted(files.items()):
@@ -295,7 +289,7 @@ class Chain:
     def status(self, run_dir: Path, config: Any) -> list[NodeStatus]:
         """done / stale / failed / pending for every node, with the reason."""
         run_dir = Path(run_dir)
-        plan = self.plan(config, run_dir)
+        plan = self.plan(config)
         out: list[NodeStatus] = []
         states: dict[str, str] = {}
         holder = lock_holder(run_dir)
@@ -319,7 +313,7 @@ class Chain:
                      states: Mapping[str, str]) -> NodeStatus:
         path = run_dir / n.name
         rec = _read_record(run_dir, n.name)
-        fail = _read_json(failure_record(path))
+        fail = _read_json(failure_record_path(path))  # under another name beside a user's
         art_ok = (path / "manifest.json").is_file()
         st = NodeStatus(n.name, "pending", fingerprint=want["fingerprint"][:12],
                         artifact=path if art_ok else None)
@@ -420,7 +414,7 @@ class Chain:
         resources = resources or getattr(mapper, "resources", None) or Resources()
         force = (force,) if isinstance(force, str) else tuple(force)
         nodes = self.check_request(until, force)
-        plan = self.plan(config, run_dir)
+        plan = self.plan(config)
         notify = on_node or (lambda name, event: None)
         dry_notify = on_dry_run or (lambda name, files, what: None)
         done: dict[str, Artifact] = {}
@@ -472,8 +466,9 @@ class Chain:
                                  fingerprint=want["fingerprint"], force=n.name in force)
                 if dry_run:
                     read_later = any(n.name in m.inputs for m in nodes)
-                    arts, files, what = self._dry_run_node(n, call, rec, want, read_later)
-                    if what.startswith("up to date"):
+                    arts, files, what, read = self._dry_run_node(n, call, rec, want,
+                                                                 read_later)
+                    if read:  # done: its artifact is read, not rebuilt
                         notify(n.name, "skipped")
                     done.update(arts)
                     written += len(files)
@@ -484,15 +479,19 @@ class Chain:
                 t0 = time.perf_counter()
                 started = _now()
                 try:
+                    # a folder of the user's there stops the stage before it starts
+                    check_replaceable(out, remedy="move it away or choose another "
+                                      "--run-dir")
                     art = n.make(call)
                 except BaseException as exc:
                     kept = _clean_partial_tasks(run_dir, n.name, out, exc)
-                    _record_failure(out, n, want, exc)
+                    where = _record_failure(out, n, want, exc)
                     notify(n.name, "failed")
                     if isinstance(exc, Interrupted):
                         raise Interrupted(exc.signum, n.name) from None
                     if isinstance(exc, ScalebridgeError):
-                        raise type(exc)(f"stage {n.name}: {exc}") from None
+                        raise type(exc)(f"stage {n.name}: {exc}"
+                                        f"{_elsewhere(out, where, str(exc))}") from None
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                         raise
                     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
@@ -505,7 +504,7 @@ class Chain:
                             "rerun when there is space") from None
                     raise ScalebridgeError(
                         f"stage {n.name} failed: {type(exc).__name__}: {exc} "
-                        f"(details: {failure_record(out)})") from exc
+                        f"(details: {where})") from exc
                 seconds = round(time.perf_counter() - t0, 3)
                 _write_record(run_dir, n.name, {
                     **want, "kind": n.kind, "artifact": str(art.path),
@@ -513,6 +512,7 @@ class Chain:
                     "upstream_content": {u: content_digest(done[u]) for u in n.inputs},
                     "started": started, "finished": _now()})
                 clear_failure(out)  # a user's file or folder by those names stays
+                clear_dry_run(out)  # made: an earlier dry run's inputs are out of date
                 # finished fan-out tasks are kept until the record exists (a kill between
                 # the artifact and its record reuses them); now they can go
                 shutil.rmtree(run_dir / TASKS / n.name, ignore_errors=True)
@@ -527,32 +527,35 @@ class Chain:
 
     def _dry_run_node(self, n: StageNode, call: StageCall, rec: dict[str, Any] | None,
                       want: dict[str, Any], read_later: bool
-                      ) -> tuple[dict[str, Artifact], list[Path], str]:
+                      ) -> tuple[dict[str, Artifact], list[Path], str, bool]:
         """Dry run of one node: ``({name: artifact} for the nodes after it, the files it
-        wrote, what it did)``. A done node is read, not rebuilt (unless forced: then, as
-        the real run would remake it, it writes its inputs); a cheap node that a later
-        node reads is built into ``<node>.dry_run/`` (never recorded); any other node
-        writes its inputs if it can. Nothing is recorded."""
+        wrote, what it did, whether it is done and was read)``. A done node is read, not
+        rebuilt (unless forced: then, as the real run would remake it, it writes its
+        inputs); a cheap node that a later node reads is built into ``<node>.dry_run/``
+        (never recorded); any other node writes its inputs there if it can. The folder is
+        emptied first: what an earlier dry run left would look current. Nothing is
+        recorded."""
         if not call.force and rec is not None and rec.get("fingerprint") == want["fingerprint"]:
             with contextlib.suppress(ArtifactError):
                 return ({n.name: read_artifact(call.out)}, [],
-                        "up to date (its artifact is read, not rebuilt)")
+                        "up to date (its artifact is read, not rebuilt)", True)
         if n.cheap:
             if not read_later:
                 return {}, [], ("nothing to write: it only reads its input files, and no "
-                               "later stage of this run needs it")
-            where = call.out.with_name(call.out.name + ".dry_run")
+                               "later stage of this run needs it"), False
+            where = fresh_dry_run_dir(call.out)
             log.info("%s: cheap, built into %s for the stages after it", n.name, where)
             art = n.make(dataclasses.replace(call, out=where))
-            files = [] if art.reused else sorted(p for p in where.rglob("*") if p.is_file())
-            return {n.name: art}, files, "built for the stages after it (not recorded)"
+            files = sorted(p for p in where.rglob("*") if p.is_file())
+            return {n.name: art}, files, "built for the stages after it (not recorded)", False
         if n.dry_run is None:
             log.info("%s: this stage has no dry run; nothing written", n.name)
-            return {}, [], "this stage has no dry run"
+            return {}, [], "this stage has no dry run", False
+        fresh_dry_run_dir(call.out)
         written = n.dry_run(call)
         log.info("%s: dry run wrote %d file(s): %s", n.name, len(written),
                  ", ".join(str(p) for p in written[:6]))
-        return {}, written, "wrote its inputs"
+        return {}, written, "wrote its inputs", False
 
 
 # ---------------------------------------------------------------------- records
@@ -644,36 +647,51 @@ def read_records(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _clean_partial_tasks(run_dir: Path, name: str, out: Path, exc: BaseException) -> int:
     """Remove the half-made fan-out tasks of a failed node (``.tasks/<node>/*/*.partial``),
-    keeping their logs in ``<node>.failed/tasks/`` (where ``exc``'s message now points);
-    return how many finished tasks are kept for the next run."""
+    keeping their logs in ``<node>.failed/tasks/`` (or the other name
+    :func:`scalebridge.artifacts.failure_logs_path` gives, when a folder of the user's is
+    called ``<node>.failed``; ``exc``'s message now points there); return how many
+    finished tasks are kept for the next run."""
     kept = 0
+    logs = failure_logs_path(out)  # beside a folder of the user's called <node>.failed
     for d in sorted((run_dir / TASKS / name).glob("*/*")):
         if d.name.endswith(".partial"):
             with contextlib.suppress(OSError):
-                keep_failure_logs(d, failure_logs(out) / "tasks" / d.name.removesuffix(
-                    ".partial"), exc)
+                keep_failure_logs(d, logs / "tasks" / d.name.removesuffix(".partial"), exc)
             shutil.rmtree(d, ignore_errors=True)
         elif d.is_dir():
             kept += 1
     return kept
 
 
-def _record_failure(out: Path, n: StageNode, want: dict[str, Any], exc: BaseException) -> None:
+def _record_failure(out: Path, n: StageNode, want: dict[str, Any], exc: BaseException
+                    ) -> Path:
     """Write ``<node>.failed.json`` (produce writes it for failures inside a build; this
-    covers failures before or after it, and adds the node's name)."""
+    covers failures before or after it, and adds the node's name); return where it went:
+    a file of the user's by that name stays, and the record takes the other name
+    :func:`scalebridge.artifacts.failure_record_path` gives."""
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, Interrupted):  # status: "failed  Interrupted: by SIGTERM; ..."
         reason = (f"by {exc.signame}; its partial work was removed, the next run makes "
                   "this stage again")
-    prev = _read_json(failure_record(out)) or {}
+    where = failure_record_path(out)
+    prev = _read_json(where) or {}
     # produce() recorded a failure inside the build a moment ago: keep its traceback
     record = dict(prev) if _recent(prev.get("time", "")) else {"error": reason}
     record.update({"node": n.name, "kind": n.kind, "chain_fingerprint": want["fingerprint"],
                    "error": reason, "error_type": type(exc).__name__, "time": _now()})
     try:
-        write_json_atomic(failure_record(out), record)
+        write_json_atomic(where, record)
     except OSError as e:  # e.g. the disk is full: the error itself still propagates
         log.warning("could not record the failure of %s: %s", n.name, e)
+    return where
+
+
+def _elsewhere(out: Path, where: Path, message: str) -> str:
+    """`` (recorded in X: Y is not scalebridge's)`` when the failure record went to
+    another name than ``<node>.failed.json`` and ``message`` does not say so already."""
+    if where == failure_record(out) or str(where) in message:
+        return ""
+    return f" (recorded in {where}: {failure_record(out)} is not scalebridge's)"
 
 
 def _recent(iso: str, seconds: float = 5.0) -> bool:
@@ -731,4 +749,4 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 
 
 __all__ = ["Chain", "NodeStatus", "StageCall", "StageNode", "make_run_dir", "read_records",
-           "settings_diff", "settings_for_fingerprint"]
+           "settings_diff"]

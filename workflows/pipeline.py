@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scalebridge.artifacts import Artifact, write_json_atomic, write_text_atomic
+from scalebridge.artifacts import DRY_RUN_SUFFIX, Artifact, write_json_atomic, write_text_atomic
 from scalebridge.errors import ScalebridgeError, os_error_line
 from scalebridge.workflows.chain import Chain, NodeStatus, StageNode
 from scalebridge.workflows.engine import make_mapper
@@ -157,7 +157,7 @@ def status(run_dir: str | Path, settings: str | Path | dict[str, Any] | Any | No
     if settings is None:
         path = run_dir / SETTINGS_JSON
         if not path.is_file():
-            dry = sorted(p.name for p in run_dir.glob("*.dry_run") if p.is_dir())
+            dry = sorted(p.name for p in run_dir.glob(f"*{DRY_RUN_SUFFIX}") if p.is_dir())
             why = (f"only a dry run wrote here ({', '.join(dry)}), and a dry run records "
                    "no settings" if dry else f"no {SETTINGS_JSON}")
             raise ScalebridgeError(f"{run_dir} is not a scalebridge run directory ({why}); "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
-from scalebridge.artifacts import Artifact
+from scalebridge.artifacts import Artifact, dry_run_path
 from scalebridge.errors import ArtifactError
 from scalebridge.md.deform import DeformMaker
 from scalebridge.md.lammps import DeepMDPotential, LammpsPotential
@@ -100,7 +100,7 @@ def dry_run_properties(call: StageCall) -> list[Path]:
 
     pot = _potential(call.inputs["potential"].path, call.config.md.models)
     maker: PropertiesMaker = _from_data(call, call.settings["maker"], pot)
-    where = call.out.with_name(call.out.name + ".dry_run")
+    where = dry_run_path(call.out)  # the chain emptied it
     run_lammps(where, maker.script(), pot, maker.structure(), resources=call.resources,
                devi=maker.devi, timestep_ps=maker.timestep_ps, triclinic=True,
                dry_run=True)

@@ -17,14 +17,15 @@ from scalebridge.artifacts import (
     Artifact,
     clean_partials,
     content_digest,
+    dry_run_path,
     failure_logs,
     failure_record,
+    fresh_dry_run_dir,
     produce,
     read_artifact,
     verify_artifact,
 )
 from scalebridge.errors import ArtifactError
-from scalebridge.settings import StrictModel
 
 
 def _writer(text: str, calls: list[int] | None = None):
@@ -154,7 +155,8 @@ def test_a_users_folder_named_like_a_stage_in_a_run_directory_is_refused(tmp_pat
     (run_dir / "numbers" / "notes.txt").write_text("mine")
     with pytest.raises(ArtifactError) as e:
         chain.run(run_dir, {})
-    assert str(e.value) == f"stage numbers: {_refusal(run_dir / 'numbers')}"
+    assert str(e.value) == (f"stage numbers: {run_dir / 'numbers'} exists and is not a "
+                            "scalebridge artifact; move it away or choose another --run-dir")
     assert [p.name for p in (run_dir / "numbers").iterdir()] == ["notes.txt"]
     assert (run_dir / "numbers" / "notes.txt").read_text() == "mine"
     (run_dir / "numbers" / "notes.txt").unlink()
@@ -213,48 +215,66 @@ def test_a_users_folder_named_like_the_failure_logs_stays(tmp_path):
     assert not failure_record(tmp_path / "d").exists()
 
 
-# ------------------------------------------------ a stage that gains a setting
-class _Old(StrictModel):
-    x: int = 1
+def test_an_artifact_of_another_kind_is_refused_and_a_dangling_link_replaced(tmp_path):
+    """One kind of artifact never replaces another (``potentials ingest -o`` at a trained
+    Potential): one line naming both, the artifact untouched; the same kind is replaced.
+    A dangling symbolic link at the path destroys nothing: it is replaced, its missing
+    target left missing."""
+    pot = produce("Potential", tmp_path / "pot", {}, {}, _writer("models"))
+    with pytest.raises(ArtifactError) as e:
+        produce("DFTDataset", tmp_path / "pot", {}, {}, _writer("frames"))
+    assert str(e.value) == (f"{tmp_path / 'pot'} holds a Potential artifact, not a "
+                            "DFTDataset; choose another --out or remove it")
+    assert read_artifact(tmp_path / "pot").manifest == pot.manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pot"]
+    assert not produce("Potential", tmp_path / "pot", {"b": 1}, {}, _writer("new")).reused
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    art = produce("Demo", tmp_path / "link", {}, {}, _writer("x"))
+    assert not (tmp_path / "link").is_symlink() and art.file("out.txt").read_text() == "x"
+    assert not (tmp_path / "gone").exists()
 
 
-class _Table(StrictModel):
-    y: int = 0
+def test_a_failure_beside_a_users_failed_file_and_folder_takes_other_names(tmp_path):
+    """``<name>.failed.json`` and ``<name>.failed/`` of the user's are not written: the
+    record and the logs take ``<name>.failed-1.json`` / ``<name>.failed-1/``, the message
+    says where; a success removes those, not the user's."""
+    (tmp_path / "d.failed.json").write_text("my notes")
+    (tmp_path / "d.failed").mkdir()
+    (tmp_path / "d.failed" / "thesis.tex").write_text("mine")
+
+    def bad(workdir: Path) -> dict:
+        (workdir / "lmp.out").write_text("ERROR: Lost atoms\n")
+        raise RuntimeError("lammps failed")
+
+    with pytest.raises(RuntimeError) as e:
+        produce("Demo", tmp_path / "d", {}, {}, bad)
+    assert str(e.value) == (
+        f"lammps failed (logs kept in {tmp_path / 'd.failed-1'}: {tmp_path / 'd.failed'} "
+        f"is not scalebridge's) (recorded in {tmp_path / 'd.failed-1.json'}: "
+        f"{tmp_path / 'd.failed.json'} is not scalebridge's)")
+    rec = json.loads((tmp_path / "d.failed-1.json").read_text())
+    assert rec["error"].startswith("lammps failed") and rec["logs"] == str(tmp_path /
+                                                                           "d.failed-1")
+    assert (tmp_path / "d.failed-1" / "lmp.out").is_file()
+    assert (tmp_path / "d.failed.json").read_text() == "my notes"
+    assert [p.name for p in (tmp_path / "d.failed").iterdir()] == ["thesis.tex"]
+    produce("Demo", tmp_path / "d", {}, {}, _writer("ok"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "d.failed", "d.failed.json"]
+    assert (tmp_path / "d.failed.json").read_text() == "my notes"
 
 
-class _New(StrictModel):  # _Old after an update: new keys at the top and in a new table
-    x: int = 1
-    mode: str = "old"
-    sub: _Table = _Table()
-
-
-def test_a_new_setting_at_its_default_keeps_an_artifact_current(tmp_path):
-    """An artifact made before its stage gained settings stays up to date (reused, its
-    fingerprint kept) while the new settings have their defaults, as the chain's
-    fingerprints do (settings_for_fingerprint); another value is a change; a fresh
-    artifact hashes its full settings; a damaged old one is rebuilt."""
-    calls: list[int] = []
-    old = produce("Demo", tmp_path / "d", _Old(x=3), {}, _writer("1", calls))
-    same = produce("Demo", tmp_path / "d", _New(x=3), {}, _writer("2", calls))
-    assert same.reused and calls == [1] and same.fingerprint == old.fingerprint
-    assert read_artifact(tmp_path / "d").manifest == old.manifest  # untouched
-    assert produce("Demo", tmp_path / "d", _Old(x=3), {}, _writer("3", calls)).reused
-    fresh = produce("Demo", tmp_path / "fresh", _New(x=3), {}, _writer("4", calls))
-    assert fresh.fingerprint != old.fingerprint and fresh.settings["mode"] == "old"
-    assert len(calls) == 2
-    # a new key given another value, or a changed old key, is a change
-    for changed in (_New(x=3, mode="new"), _New(x=3, sub=_Table(y=1)), _New(x=4)):
-        produce("Demo", tmp_path / f"d{len(calls)}", _Old(x=3), {}, _writer("5"))
-        art = produce("Demo", tmp_path / f"d{len(calls)}", changed, {}, _writer("6", calls))
-        assert not art.reused and art.settings == changed.model_dump(mode="json")
-    assert len(calls) == 5
-    # made with mode = 'new' (recorded): back at the default is a change too
-    assert not produce("Demo", tmp_path / "d2", _New(x=3), {}, _writer("7", calls)).reused
-    # an old artifact whose files were damaged is rebuilt, not reused
-    (tmp_path / "d" / "out.txt").write_text("damaged")
-    art = produce("Demo", tmp_path / "d", _New(x=3), {}, _writer("8", calls))
-    assert not art.reused and (tmp_path / "d" / "out.txt").read_text() == "8"
-    assert art.fingerprint == fresh.fingerprint
+def test_a_dry_runs_folder_is_emptied_before_and_removed_once_made(tmp_path):
+    where = fresh_dry_run_dir(tmp_path / "pot")
+    assert where == dry_run_path(tmp_path / "pot") == tmp_path / "pot.dry_run"
+    (where / "input.json").write_text("{}")
+    assert list(fresh_dry_run_dir(tmp_path / "pot").iterdir()) == []
+    (where / "input.json").write_text("{}")
+    produce("Potential", tmp_path / "pot", {}, {}, _writer("models"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pot"]
+    (tmp_path / "x.dry_run").write_text("a file of mine")
+    with pytest.raises(ArtifactError, match=r"x\.dry_run exists and is not a dry run's"):
+        fresh_dry_run_dir(tmp_path / "x")
+    assert (tmp_path / "x.dry_run").read_text() == "a file of mine"
 
 
 KILLED_CHILD = textwrap.dedent("""

@@ -74,10 +74,15 @@ def test_deformation_elastic_slope_and_no_spurious_dislocations(tmp_path, snap):
 def test_cli_properties_dry_run_and_errors(tmp_path):
     from scalebridge.workflows.cli import cli
 
+    (tmp_path / "p.dry_run").mkdir()
+    (tmp_path / "p.dry_run" / "old.lmp").write_text("an earlier dry run's")
     r = CliRunner().invoke(cli, ["md", "properties", "-p", str(PEERS / "qsnap"), "-o",
                                  str(tmp_path / "p"), "--dry-run"])
     assert r.exit_code == 0, r.output
-    text = (tmp_path / "p" / "dry-run" / "in.lmp").read_text()
+    # beside -o, not in it (the real run must find it free), emptied first
+    assert r.output == f"wrote {tmp_path / 'p.dry_run' / 'in.lmp'}\n"
+    assert not (tmp_path / "p").exists() and not (tmp_path / "p.dry_run" / "old.lmp").exists()
+    text = (tmp_path / "p.dry_run" / "in.lmp").read_text()
     assert "pair_style snap" in text and "box/relax iso" in text
     bad = tmp_path / "bad.toml"
     bad.write_text("supercel = 3\n")

@@ -92,6 +92,24 @@ def test_out_that_is_not_an_artifact_is_refused_and_kept(tmp_path, mo_train_json
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mydft", "note.txt"]
 
 
+def test_ingest_over_an_artifact_of_another_kind_is_refused(tmp_path, mo_train_json):
+    """``potentials ingest x.json -o runs/mo/potential`` does not replace the trained
+    Potential there with a DFTDataset: one line naming both kinds, exit 1."""
+    from scalebridge.artifacts import produce, read_artifact
+
+    def build(work) -> dict:
+        (work / "potential.json").write_text("{}")
+        return {}
+
+    pot = produce("Potential", tmp_path / "potential", {}, {}, build)
+    r = CliRunner().invoke(cli, ["potentials", "ingest", str(mo_train_json), "-o",
+                                 str(pot.path), "--type-map", "Mo"])
+    assert r.exit_code == 1, r.output
+    assert r.output == (f"error: {pot.path} holds a Potential artifact, not a DFTDataset; "
+                        "choose another --out or remove it\n")
+    assert read_artifact(pot.path).manifest == pot.manifest
+
+
 def test_failed_ingest_leaves_only_its_record(tmp_path, mo_train_json):
     """A plain input error leaves ``<out>.failed.json`` (with the log's text), no
     ``<out>.failed/`` beside it."""

@@ -13,8 +13,13 @@ from scalebridge.potentials import EvaluateSettings, TrainSettings, load_potenti
 
 
 def test_dry_run_writes_inputs(tmp_path, tiny_dataset):
+    """Into ``<out>.dry_run/``, emptied first (an earlier dry run's members would look
+    current); ``out`` stays free."""
+    (tmp_path / "pot.dry_run" / "train" / "model_5").mkdir(parents=True)
+    (tmp_path / "pot.dry_run" / "train" / "model_5" / "input.json").write_text("{}")
     s = TrainSettings(ensemble=3, steps=500, seed=7)
     art = s.make(tiny_dataset, tmp_path / "pot", dry_run=True)
+    assert art.path == tmp_path / "pot.dry_run"
     inputs = sorted(art.path.rglob("input.json"))
     assert len(inputs) == 3
     inp = [json.loads(p.read_text()) for p in inputs]
@@ -26,6 +31,17 @@ def test_dry_run_writes_inputs(tmp_path, tiny_dataset):
     assert all(p.startswith(str(tiny_dataset.path)) for p in
                inp[0]["training"]["training_data"]["systems"])
     assert not (tmp_path / "pot").exists()
+
+
+def test_an_artifact_of_another_kind_at_out_is_refused_before_training(tiny_dataset):
+    from scalebridge.errors import ArtifactError
+
+    before = (tiny_dataset.path / "manifest.json").read_text()
+    with pytest.raises(ArtifactError) as e:
+        TrainSettings(ensemble=1, steps=10).make(tiny_dataset, tiny_dataset.path)
+    assert str(e.value) == (f"{tiny_dataset.path} holds a DFTDataset artifact, not a "
+                            "Potential; choose another --out or remove it")
+    assert (tiny_dataset.path / "manifest.json").read_text() == before
 
 
 def test_dpa1_input(tmp_path, tiny_dataset):

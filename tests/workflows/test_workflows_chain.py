@@ -1,7 +1,7 @@
 """Chain engine: caching, downstream-only reruns, status, failure records, kill -9
 resume and a disk that fills up, on a small real chain (tests/workflows/toy_chain.py);
---until/--force checks, run directories that cannot be made, settings a stage gained
-since a run, and dry runs, on quick value nodes."""
+--until/--force checks, run directories that cannot be made, failure records, folders of
+the user's where a stage writes, and dry runs, on quick value nodes."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from scalebridge.artifacts import Artifact, produce, read_artifact
+from scalebridge.artifacts import Artifact, dry_run_path, produce, read_artifact
 from scalebridge.errors import DataError, ScalebridgeError, SettingsError
-from scalebridge.settings import StrictModel
 from scalebridge.workflows.chain import Chain, StageCall, StageNode
 
 HERE = Path(__file__).parent
@@ -309,76 +308,72 @@ def test_a_made_stage_clears_only_its_own_failure_leftovers(tmp_path):
     assert (run_dir / "a.failed.json").read_text() == '{"notes": "mine"}'
 
 
-class _V1(StrictModel):
-    x: int = 1
-
-
-class _Sub(StrictModel):
-    y: int = 0
-
-
-class _Sub2(StrictModel):
-    y: int = 0
-    z: float = 0.5  # gained by the newer version, its default the old behaviour
-
-
-class _V2(StrictModel):  # _V1 after an update: new keys, at the top and in a new table
-    x: int = 1
-    mode: str = "old"
-    sub: _Sub = _Sub()
-
-
-class _V3(StrictModel):
-    x: int = 1
-    mode: str = "old"
-    sub: _Sub2 = _Sub2()
-
-
-def test_a_new_setting_at_its_default_keeps_a_run_current(tmp_path):
-    """A stage's settings model gains keys whose defaults keep the old behaviour: runs
-    recorded without them stay done (status and run); given another value, they are a
-    change, named in status; the recorded fingerprints of the old run are reused."""
-    builds: list[str] = []
-    chain = Chain([_value_node("a", builds=builds),
-                   _value_node("b", ("a",), builds=builds)])
+def test_a_failure_beside_the_users_failed_files_goes_under_another_name(tmp_path):
+    """A file ``<node>.failed.json`` and a folder ``<node>.failed/`` of the user's are
+    not written into: the failure's record and its tasks' logs take the next free names,
+    the error and status say where, and once the stage is made they go (the user's
+    stay)."""
+    attempts: list[int] = []
     run_dir = tmp_path / "run"
-    chain.run(run_dir, {"a": _V1(x=3), "b": {"x": 1}})
-    assert builds == ["a", "b"]
-    old = {n: json.loads((run_dir / ".chain" / f"{n}.json").read_text())["fingerprint"]
-           for n in "ab"}
 
-    for newer in (_V2(x=3), _V3(x=3)):  # new keys at their defaults: nothing to redo
-        cfg = {"a": newer, "b": {"x": 1}}
-        assert {s.name: s.state for s in chain.status(run_dir, cfg)} == {"a": "done",
-                                                                          "b": "done"}
-        assert {n: p["fingerprint"] for n, p in chain.plan(cfg, run_dir).items()} == old
-        chain.run(run_dir, cfg)
-        assert builds == ["a", "b"]
-    # a fresh run directory hashes the full settings: another fingerprint
-    assert chain.plan({"a": _V2(x=3), "b": {"x": 1}})["a"]["fingerprint"] != old["a"]
+    def make(call: StageCall) -> Artifact:
+        attempts.append(1)
+        if len(attempts) == 1:  # a fan-out task in flight, then the failure
+            task = call.run_dir / ".tasks" / "a" / "fp" / "t0.partial"
+            task.mkdir(parents=True)
+            (task / "lmp.out").write_text("ERROR: Lost atoms\n")
+            raise RuntimeError("prog failed")
+        return produce("A", call.out, {}, {}, _writer_of("1"), force=call.force)
 
-    # a new key given another value is a change, named; so is a changed old key
-    cfg = {"a": _V3(x=3, sub=_Sub2(z=0.75)), "b": {"x": 1}}
-    st = {s.name: (s.state, s.reason) for s in chain.status(run_dir, cfg)}
-    assert st["a"] == ("stale", "settings changed (sub.z: '<unset>' -> 0.75)")
-    assert st["b"] == ("stale", "upstream changed: a")
-    cfg = {"a": _V2(x=3, mode="new"), "b": {"x": 1}}
-    st = {s.name: (s.state, s.reason) for s in chain.status(run_dir, cfg)}
-    assert st["a"] == ("stale", "settings changed (mode: '<unset>' -> 'new')")
-    chain.run(run_dir, cfg)
-    assert builds == ["a", "b", "a"]  # b's input has the same value: produce reuses it
-    # made with mode = 'new': going back to the default is a change too
-    st = {s.name: (s.state, s.reason) for s in chain.status(run_dir, {"a": _V2(x=3),
-                                                                      "b": {"x": 1}})}
-    assert st["a"] == ("stale", "settings changed (mode: 'new' -> 'old')")
-    assert {s.name: s.state for s in chain.status(run_dir, cfg)} == {"a": "done",
-                                                                      "b": "done"}
+    chain = Chain([StageNode("a", "A", (), make)])
+    run_dir.mkdir()
+    (run_dir / "a.failed.json").write_text('{"notes": "mine"}')
+    (run_dir / "a.failed").mkdir()
+    (run_dir / "a.failed" / "thesis.tex").write_text("mine")
+    with pytest.raises(ScalebridgeError) as e:
+        chain.run(run_dir, {})
+    assert str(e.value) == (f"stage a failed: RuntimeError: prog failed (details: "
+                            f"{run_dir / 'a.failed-1.json'})")
+    assert json.loads((run_dir / "a.failed-1.json").read_text())["error"] == "prog failed"
+    assert (run_dir / "a.failed-1" / "tasks" / "t0" / "lmp.out").is_file()
+    assert [p.name for p in (run_dir / "a.failed").iterdir()] == ["thesis.tex"]
+    assert (run_dir / "a.failed.json").read_text() == '{"notes": "mine"}'
+    assert chain.status(run_dir, {})[0].state == "failed"
+    chain.run(run_dir, {})
+    assert sorted(p.name for p in run_dir.glob("a*")) == ["a", "a.failed", "a.failed.json"]
+    assert [p.name for p in (run_dir / "a.failed").iterdir()] == ["thesis.tex"]
+    assert (run_dir / "a.failed.json").read_text() == '{"notes": "mine"}'
+
+
+def test_the_refusal_in_a_run_names_the_run_directory_and_a_dangling_link_is_replaced(
+        tmp_path):
+    chain, run_dir = Chain([_value_node("a")]), tmp_path / "run"
+    (run_dir / "a").mkdir(parents=True)
+    (run_dir / "a" / "notes.txt").write_text("mine")
+    with pytest.raises(ScalebridgeError) as e:
+        chain.run(run_dir, {"a": {"x": 1}})
+    assert str(e.value) == (f"stage a: {run_dir / 'a'} exists and is not a scalebridge "
+                            "artifact; move it away or choose another --run-dir")
+    assert [p.name for p in (run_dir / "a").iterdir()] == ["notes.txt"]
+    (run_dir / "a" / "notes.txt").unlink()
+    (run_dir / "a").rmdir()
+    (run_dir / "a").symlink_to(tmp_path / "gone")  # destroys nothing to replace
+    chain.run(run_dir, {"a": {"x": 1}})
+    assert not (run_dir / "a").is_symlink() and (run_dir / "a" / "value.json").is_file()
+    assert not (tmp_path / "gone").exists()
+
+
+def _writer_of(text: str):
+    def build(work: Path) -> dict:
+        (work / "value.json").write_text(text)
+        return {}
+
+    return build
 
 
 def _dry_inputs(call: StageCall) -> list[Path]:
     """The inputs a node would run on: its upstream values, in ``<node>.dry_run/``."""
-    where = call.out.with_name(call.out.name + ".dry_run")
-    where.mkdir(parents=True, exist_ok=True)
+    where = dry_run_path(call.out)  # the chain made it, empty
     ups = {u: str(a.file("value.json")) for u, a in call.inputs.items()}
     (where / "input.json").write_text(json.dumps({"reads": ups}))
     return [where / "input.json"]
@@ -414,10 +409,16 @@ def test_a_dry_run_makes_and_records_nothing(tmp_path):
     assert reads == {"data": str(run_dir / "data.dry_run" / "value.json")}
     assert {s.name: s.state for s in chain.status(run_dir, cfg)} == {
         "data": "pending", "fit": "pending", "use": "pending"}
+    # a dry run empties the folder first: what an earlier one left would look current
+    (run_dir / "fit.dry_run" / "old_input.json").write_text("{}")
+    chain.run(run_dir, cfg, dry_run=True)
+    assert [p.name for p in (run_dir / "fit.dry_run").iterdir()] == ["input.json"]
 
     events: list[tuple[str, str]] = []
     chain.run(run_dir, cfg, on_node=lambda n, e: events.append((n, e)))
     assert [e for _, e in events].count("done") == 3
+    # made for real: the dry runs' folders are gone
+    assert not list(run_dir.glob("*.dry_run"))
     # once made, a dry run reads the done nodes and writes the inputs of the stale ones
     seen.clear()
     chain.run(run_dir, {**cfg, "use": {"x": 4}}, dry_run=True, on_dry_run=on_dry_run)
@@ -430,5 +431,5 @@ def test_a_dry_run_makes_and_records_nothing(tmp_path):
     chain.run(run_dir, cfg, dry_run=True, on_dry_run=on_dry_run, force=("fit",))
     assert seen["fit"][1] == "wrote its inputs"
     assert seen["use"][1] == "needs fit, which a dry run does not make"
-    # built: data into data.dry_run/ by the first dry run, then the real run's three
-    assert builds == ["data", "data", "fit", "use"]
+    # built: data into data.dry_run/ by the first two dry runs, then the real run's three
+    assert builds == ["data", "data", "data", "fit", "use"]
