@@ -479,9 +479,10 @@ class Chain:
                 t0 = time.perf_counter()
                 started = _now()
                 try:
-                    # a folder of the user's there stops the stage before it starts
-                    check_replaceable(out, remedy="move it away or choose another "
-                                      "--run-dir")
+                    # a folder of the user's (or another kind of artifact) there stops
+                    # the stage before it starts
+                    check_replaceable(out, n.kind, remedy="move it away or choose "
+                                      "another --run-dir")
                     art = n.make(call)
                 except BaseException as exc:
                     kept = _clean_partial_tasks(run_dir, n.name, out, exc)

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -356,7 +357,13 @@ def test_the_refusal_in_a_run_names_the_run_directory_and_a_dangling_link_is_rep
                             "artifact; move it away or choose another --run-dir")
     assert [p.name for p in (run_dir / "a").iterdir()] == ["notes.txt"]
     (run_dir / "a" / "notes.txt").unlink()
-    (run_dir / "a").rmdir()
+    other = produce("Potential", run_dir / "a", {}, {}, _writer_of("models"))
+    with pytest.raises(ScalebridgeError) as e:
+        chain.run(run_dir, {"a": {"x": 1}})
+    assert str(e.value) == (f"stage a: {run_dir / 'a'} holds a Potential artifact, not a "
+                            "A; move it away or choose another --run-dir")
+    assert read_artifact(run_dir / "a").manifest == other.manifest
+    shutil.rmtree(run_dir / "a")
     (run_dir / "a").symlink_to(tmp_path / "gone")  # destroys nothing to replace
     chain.run(run_dir, {"a": {"x": 1}})
     assert not (run_dir / "a").is_symlink() and (run_dir / "a" / "value.json").is_file()
