@@ -43,8 +43,10 @@ def fem() -> None:
 
 
 @fem.command("run")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML with FemSettings keys and an optional [material] section.")
+@click.option("-s", "--settings", "--config", "config",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="settings TOML (also --config): FemSettings keys and an optional "
+              "[material] section.")
 @click.option("--problem", type=click.Choice(["cylinder", "plate", "compression", "patch"]),
               help="Problem kind (overrides [problem].kind; other keys keep defaults).")
 @click.option("--surrogate", type=click.Path(path_type=Path),
@@ -53,7 +55,7 @@ def fem() -> None:
 @click.option("--steps", type=int, help="Nominal number of load steps.")
 @click.option("--ranks", type=int, default=1, show_default=True,
               help="MPI ranks; > 1 runs the solve under the venv's mpiexec.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="FieldResults artifact directory to write.")
 @click.option("--force", is_flag=True, help="Rebuild even if the artifact is current.")
 @click.option("--allow-failed-checks", is_flag=True,

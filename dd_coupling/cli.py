@@ -4,9 +4,9 @@
     scalebridge dd run runs/mo/mobility runs/mo/properties --out runs/mo/dd --realisations 4
     scalebridge dd schema                      every setting with its default
 
-``--config`` takes a TOML file with FitMobilitySettings (fit-mobility) or DDSettings (run)
-keys; command-line options override it. μ, ν and b always come from the Properties
-artifact (properties.json of the md stage).
+``-s/--settings`` (also ``--config``) takes a TOML file with FitMobilitySettings
+(fit-mobility) or DDSettings (run) keys; command-line options override it. μ, ν and b
+always come from the Properties artifact (properties.json of the md stage).
 """  # noqa: E501
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ def dd() -> None:
 @click.argument("defect_stats", type=click.Path(exists=True, path_type=Path))
 @click.option("--properties", type=click.Path(exists=True, path_type=Path),
               help="Properties artifact (or properties.json) giving the Burgers vector.")
-@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML with FitMobilitySettings keys.")
+@click.option("-s", "--settings", "--config", "config",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="settings TOML (also --config): FitMobilitySettings keys.")
 @click.option("--law", type=click.Choice(["neural", "drag"]), help="Law to write.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="MobilityLaw artifact directory to write.")
 @click.option("--force", is_flag=True, help="Rebuild even if the artifact is current.")
 def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | None,
@@ -63,11 +64,12 @@ def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | Non
 @dd.command("run")
 @click.argument("mobility", type=click.Path(exists=True, path_type=Path))
 @click.argument("properties", type=click.Path(exists=True, path_type=Path))
-@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
-              help="TOML with DDSettings keys.")
+@click.option("-s", "--settings", "--config", "config",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="settings TOML (also --config): DDSettings keys.")
 @click.option("--realisations", type=int, help="Number of random microstructures.")
 @click.option("--final-strain", type=float, help="End strain (strain control).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="DDRun artifact directory to write.")
 @click.option("--force", is_flag=True, help="Rebuild even if the artifact is current.")
 def run(mobility: Path, properties: Path, config: Path | None, realisations: int | None,
@@ -94,7 +96,7 @@ def schema() -> None:
     from scalebridge.dd_coupling.fit import FitMobilitySettings
     from scalebridge.dd_coupling.simulate import DDSettings
 
-    click.echo("# scalebridge dd fit-mobility --config")
+    click.echo("# scalebridge dd fit-mobility --settings")
     click.echo("\n".join(schema_doc(FitMobilitySettings)))
-    click.echo("# scalebridge dd run --config")
+    click.echo("# scalebridge dd run --settings")
     click.echo("\n".join(schema_doc(DDSettings)))

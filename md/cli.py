@@ -41,8 +41,9 @@ _common = [
                  "values from its data (as the chain does)"),
     click.option("--out", "-o", required=True, type=click.Path(),
                  help="artifact directory to write"),
-    click.option("--settings", "-s", type=click.Path(exists=True), default=None,
-                 help="TOML with the maker's settings (top level or [md.<command>])"),
+    click.option("-s", "--settings", "--config", "settings", type=click.Path(exists=True),
+                 default=None, help="settings TOML (also --config): the maker's settings "
+                 "(top level or [md.<command>])"),
     click.option("--ranks", default=1, show_default=True, help="MPI ranks for lmp"),
     click.option("--threads", default=1, show_default=True, help="OpenMP threads per rank"),
     click.option("--compressed", is_flag=True, help="use the compressed DeePMD models"),
@@ -84,9 +85,11 @@ def _pot_and_maker(cls, sections: tuple[str, ...], potential: tuple[str, ...],
                    compressed: bool):
     """The potential of ``-p`` and the ``cls`` maker of ``--settings`` (its
     ``[md.<section>]`` table, :func:`_maker`) with the crystal filled in
-    (:func:`_with_crystal`)."""
+    (:func:`_with_crystal`). The settings are read first: a bad settings file is
+    reported before the potential is loaded."""
+    maker = _maker(cls, settings, *sections)
     pot = _pot(potential, compressed, type_map)
-    return pot, _with_crystal(_maker(cls, settings, *sections), pot, dataset)
+    return pot, _with_crystal(maker, pot, dataset)
 
 
 #: ``--properties`` of the commands that start from a relaxed a0.

@@ -92,8 +92,9 @@ def potentials() -> None:
 @click.option("--voigt-order", help="order of the six stresses of mlearn/maml JSON "
               "(IngestSettings.voigt_order), quoted: 'xx yy zz xy xz yz' (mlearn Mo), "
               "'xx yy zz xy yz xz' or 'xx yy zz yz xz xy'; default auto")
-@click.option("--settings", "settings_file", type=click.Path(path_type=Path),
-              help="TOML file with IngestSettings keys (the options above override it)")
+@click.option("-s", "--settings", "--config", "settings_file", type=click.Path(path_type=Path),
+              help="settings TOML (also --config): IngestSettings keys (the options "
+              "above override them)")
 @click.option("--force", is_flag=True, help="rebuild even when up to date")
 def ingest(sources, out, tests, type_map, fmt, voigt_order, settings_file, force) -> None:
     """Read DFT files (vasprun.xml, OUTCAR, mlearn or FitSNAP JSON), validate them and
@@ -111,8 +112,8 @@ def ingest(sources, out, tests, type_map, fmt, voigt_order, settings_file, force
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path),
               help="Potential artifact directory to create")
-@click.option("--settings", "settings_file", type=click.Path(path_type=Path),
-              help="TOML file with TrainSettings keys")
+@click.option("-s", "--settings", "--config", "settings_file", type=click.Path(path_type=Path),
+              help="settings TOML (also --config): TrainSettings keys")
 @click.option("--steps", type=int, help="training steps per model")
 @click.option("--ensemble", type=int, help="number of models (seeds)")
 @click.option("--threads", type=int, default=1, show_default=True,

@@ -22,10 +22,11 @@ def surrogates() -> None:
 
 
 @surrogates.command("dataset")
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
               help="artifact directory to create")
-@click.option("--settings", "settings_file", type=click.Path(path_type=Path),
-              help="TOML with J2DataSettings keys (see `surrogates schema`)")
+@click.option("-s", "--settings", "--config", "settings_file", type=click.Path(path_type=Path),
+              help="settings TOML (also --config): J2DataSettings keys (see "
+              "`surrogates schema`)")
 @click.option("--seed", type=int, help="override the seed of the random paths")
 def dataset_cmd(out: Path, settings_file: Path | None, seed: int | None) -> None:
     """Random cyclic strain paths through the analytic J2 law (ConstitutiveDataset)."""
@@ -40,10 +41,11 @@ def dataset_cmd(out: Path, settings_file: Path | None, seed: int | None) -> None
 
 @surrogates.command("fit")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
               help="Surrogate artifact directory to create")
-@click.option("--settings", "settings_file", type=click.Path(path_type=Path),
-              help="TOML with SurrogateSettings keys (see `surrogates schema`)")
+@click.option("-s", "--settings", "--config", "settings_file", type=click.Path(path_type=Path),
+              help="settings TOML (also --config): SurrogateSettings keys (see "
+              "`surrogates schema`)")
 @click.option("--model", type=click.Choice(["neural_j2", "johnston_gilman", "source_families",
                                            "internal_variable", "recurrent"]),
               help="override the model kind (recurrent = internal_variable)")
@@ -99,7 +101,7 @@ def check_cmd(target: str, amplitude: float | None, as_json: bool) -> None:
 
 @surrogates.command("export")
 @click.argument("surrogate", type=click.Path(path_type=Path))
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True,
               help="folder to write model.ts, surrogate.json, model.pt (and tables)")
 def export_cmd(surrogate: Path, out: Path) -> None:
     """Export a Surrogate: TorchScript of its network, and for neural J2 a tabulated

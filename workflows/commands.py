@@ -78,8 +78,9 @@ _COLOURS = {"done": "green", "stale": "yellow", "damaged": "magenta", "failed": 
 
 @commands.command("status")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--settings", "settings", type=click.Path(path_type=Path), default=None,
-              help="Compare against this run file instead of the one the run used.")
+@click.option("-s", "--settings", "--config", "settings", type=click.Path(path_type=Path),
+              default=None, help="settings TOML (also --config): compare against this run "
+              "file instead of the one the run used.")
 def status_cmd(run_dir: Path, settings: Path | None) -> None:
     """Show which stages of RUN_DIR are done, stale, damaged, failed or pending, and why."""
     import signal
