@@ -5,6 +5,9 @@ Each stage owns a click group in ``<stage>/cli.py`` (``potentials``, ``md``, ``d
 (``run``, ``status``, ``schema``) that ``scalebridge.workflows`` owns. Errors a user can
 cause print one line (``error: ...``; invalid settings one such line per problem) and
 exit with status 1; so does a run directory that cannot be written (read-only, full).
+A command line click cannot parse (a missing input path, an unknown option, a bad value)
+prints one line too, ``error: <command>: <click's message>``, and exits with status 2,
+as usage errors do; ``--help`` and a bare group (``scalebridge dd``) still print help.
 SIGTERM (what Slurm sends at the wall time) and SIGINT stop the running stage's
 programs, remove its partial work, record the interruption and exit with one line and
 status 128 + the signal number (143, 130).
@@ -17,6 +20,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Iterator
+from typing import IO, Any
 
 import click
 from scalebridge import __version__
@@ -65,11 +69,60 @@ def one_line_errors() -> Iterator[None]:
         sys.exit(found[1])
 
 
+def usage_error_line(exc: click.UsageError) -> str:
+    """``<command>: <click's message>`` for a usage error (the command path without the
+    program's name, e.g. ``dd run``; just the message for the top level)."""
+    names = []
+    ctx = exc.ctx
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    where = " ".join(reversed(names)).strip()
+    message = " ".join(exc.format_message().split())
+    return f"{where}: {message}" if where else message
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line, ``error: <command>: <message>`` (exit 2)."""
+
+    def __init__(self, exc: click.UsageError) -> None:
+        super().__init__(usage_error_line(exc), ctx=exc.ctx)
+
+    def format_message(self) -> str:
+        return self.message
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.message}", file=file, err=True)
+
+
+#: Usage errors left as click shows them: a bare group's help (click >= 8.2 raises it).
+_AS_CLICK_SHOWS = tuple(c for c in (getattr(click.exceptions, "NoArgsIsHelpError", None),
+                                    OneLineUsageError) if c is not None)
+
+
+@contextlib.contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    """Turn click's usage errors (usage, hint and ``Error: ...``) into one line
+    (:class:`OneLineUsageError`); a bare group's help is left as it is."""
+    try:
+        yield
+    except _AS_CLICK_SHOWS:
+        raise
+    except click.UsageError as e:
+        raise OneLineUsageError(e) from None
+
+
 class _Main(click.Group):
-    """Runs every command under :func:`one_line_errors`."""
+    """Runs every command under :func:`one_line_errors`; usage errors, of the top level
+    and of every command under it, print one line (:func:`one_line_usage_errors`)."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        with one_line_usage_errors():
+            return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        with one_line_errors():
+        with one_line_usage_errors(), one_line_errors():
             return super().invoke(ctx)
 
 
