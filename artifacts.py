@@ -310,16 +310,23 @@ def _caller_code(module: str) -> tuple[str, ...]:
     return (parts[1],) if (root / parts[1]).is_dir() else ()
 
 
-def is_ours(path: Path) -> bool:
-    """``path`` is a directory this package wrote: its ``manifest.json`` is a JSON object
-    with an artifact's ``kind``, ``schema`` and ``fingerprint`` (intact or damaged files,
-    any schema)."""
+def _artifact_kind(path: Path) -> str | None:
+    """The kind of the artifact this package wrote at ``path`` (its ``manifest.json`` is a
+    JSON object with ``kind``, ``schema`` and ``fingerprint``; intact or damaged files, any
+    schema), None if ``path`` is not one."""
     try:
         manifest = json.loads((Path(path) / MANIFEST).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and all(
-        k in manifest for k in ("kind", "schema", "fingerprint"))
+        return None
+    if isinstance(manifest, dict) and all(k in manifest
+                                          for k in ("kind", "schema", "fingerprint")):
+        return manifest["kind"]
+    return None
+
+
+def is_ours(path: Path) -> bool:
+    """``path`` is a directory this package wrote (:func:`_artifact_kind`)."""
+    return _artifact_kind(path) is not None
 
 
 def check_replaceable(path: str | os.PathLike[str], kind: str | None = None, *,
@@ -346,8 +353,7 @@ def check_replaceable(path: str | os.PathLike[str], kind: str | None = None, *,
     if path.is_symlink() and not path.exists():
         return
     if path.is_dir():
-        if is_ours(path):
-            have = json.loads((path / MANIFEST).read_text()).get("kind")
+        if (have := _artifact_kind(path)) is not None:
             if kind is None or have == kind:
                 return
             raise ArtifactError(f"{path} holds a {have} artifact, not a {kind}; {remedy}")
@@ -447,9 +453,12 @@ def failure_logs_path(path: Path) -> Path:
     return usual.with_name(f"{path.name}.failed-{uuid.uuid4().hex[:8]}")
 
 
-def _elsewhere(usual: Path, used: Path) -> str:
-    """`` (recorded in X: Y is not scalebridge's)`` when ``used`` is not ``usual``."""
-    return "" if used == usual else f" (recorded in {used}: {usual} is not scalebridge's)"
+def elsewhere_note(usual: Path, used: Path, message: str = "") -> str:
+    """`` (recorded in X: Y is not scalebridge's)`` when a failure record went to ``used``
+    instead of its ``usual`` name and ``message`` does not say so already."""
+    if used == usual or str(used) in message:
+        return ""
+    return f" (recorded in {used}: {usual} is not scalebridge's)"
 
 
 def clear_failure(path: Path) -> None:
@@ -631,7 +640,7 @@ def produce(kind: str, path: str | os.PathLike[str], settings: Any,
         record["error"] = str(exc) or type(exc).__name__
         try:
             write_json_atomic(rec, record)
-            _add_to_message(exc, _elsewhere(failure_record(path), rec))
+            _add_to_message(exc, elsewhere_note(failure_record(path), rec))
         except OSError:
             pass
         shutil.rmtree(tmp, ignore_errors=True)

@@ -60,6 +60,7 @@ from scalebridge.artifacts import (
     clear_dry_run,
     clear_failure,
     content_digest,
+    elsewhere_note,
     failure_logs_path,
     failure_record,
     failure_record_path,
@@ -492,7 +493,8 @@ class Chain:
                         raise Interrupted(exc.signum, n.name) from None
                     if isinstance(exc, ScalebridgeError):
                         raise type(exc)(f"stage {n.name}: {exc}"
-                                        f"{_elsewhere(out, where, str(exc))}") from None
+                                        f"{elsewhere_note(failure_record(out), where, str(exc))}"
+                                        ) from None
                     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                         raise
                     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
@@ -685,14 +687,6 @@ def _record_failure(out: Path, n: StageNode, want: dict[str, Any], exc: BaseExce
     except OSError as e:  # e.g. the disk is full: the error itself still propagates
         log.warning("could not record the failure of %s: %s", n.name, e)
     return where
-
-
-def _elsewhere(out: Path, where: Path, message: str) -> str:
-    """`` (recorded in X: Y is not scalebridge's)`` when the failure record went to
-    another name than ``<node>.failed.json`` and ``message`` does not say so already."""
-    if where == failure_record(out) or str(where) in message:
-        return ""
-    return f" (recorded in {where}: {failure_record(out)} is not scalebridge's)"
 
 
 def _recent(iso: str, seconds: float = 5.0) -> bool:

@@ -431,6 +431,23 @@ def _status(checks, name):
     return next(c for c in checks if c.name == name).status
 
 
+def _range_probed(tmp_path: Path, d: float, err: float, tested: float, frac: float,
+                  limit: dict[str, float]) -> Any:
+    """The DD's out_of_range check for an example-like DD summary (worst realisation
+    ``frac`` beyond the range, flow stress 57.13 ± 7.59 MPa over 3 realisations) whose
+    range probe moved the flow stress by ``d`` ± ``err`` (relative) with ``tested`` of its
+    evaluations beyond the range and c_t ``limit`` (m/s by character)."""
+    base = {"final_dislocations": [300], "out_of_range_fraction": frac,
+            "out_of_range_policy": "clamp", "flow_stress_mpa": 57.13,
+            "flow_stress_std_mpa": 7.59, "mobility": {"character": "edge"},
+            "out_of_range_fraction_mean": 0.011}
+    rng = {"rel_change": d, "rel_change_err": err, "realisations": 3, "limit_m_s": limit,
+           "strain_rate_s": 7e4, "temperature_k": 300.0, "out_of_range_fraction": tested,
+           "dt_quantile": 0.8}
+    return next(c for c in checks_for("DDRun", {**base, "range_sensitivity": rng}, tmp_path)
+                if c.name == "out_of_range")
+
+
 def test_potential_and_properties_against_dft(tmp_path):
     pot = checks_for("Potential", {"models": 2, "energy_mae_mev_per_atom": 81.0,
                                    "force_mae_ev_a": 0.3}, tmp_path)
@@ -472,18 +489,9 @@ def test_dd_surrogate_fem_rules(tmp_path):
     # the range probe (clamp vs c_t beyond the range) grades what those evaluations
     # change: to the bit nothing -> green; a change beyond what a rerun moves -> the
     # fraction's grade stands; a probe whose runs had none beyond the range proves nothing
-    base = {"final_dislocations": [300], "out_of_range_fraction": 0.0247,
-            "out_of_range_policy": "clamp", "flow_stress_mpa": 57.13,
-            "flow_stress_std_mpa": 7.59, "mobility": {"character": "edge"},
-            "out_of_range_fraction_mean": 0.011}
-
     def ranged(d, err, tested=0.0136, frac=0.0247):
-        rng = {"rel_change": d, "rel_change_err": err, "realisations": 3,
-               "limit_m_s": {"edge": 3843.3, "screw": 3843.3}, "strain_rate_s": 7e4,
-               "temperature_k": 300.0, "out_of_range_fraction": tested, "dt_quantile": 0.8}
-        return next(c for c in checks_for("DDRun", {**base, "out_of_range_fraction": frac,
-                                                    "range_sensitivity": rng}, tmp_path)
-                    if c.name == "out_of_range")
+        return _range_probed(tmp_path, d, err, tested, frac,
+                             limit={"edge": 3843.3, "screw": 3843.3})
 
     same = ranged(0.0, 0.0)
     # the reason: the fraction, its bound, the probe's change and the rerun scatter
@@ -623,18 +631,8 @@ def test_range_probe_bound_scales_to_the_worst_realisations_exposure(tmp_path):
     / 1.36 % = 1.82 here) before it is compared with the rerun scatter (10.8 %). A zero
     or small bound stays green; 8 %, within the scatter as it is, is 14.5 % scaled and
     amber, and green again where the probe saw as much as the worst realisation."""
-    base = {"final_dislocations": [300], "out_of_range_fraction": 0.0247,
-            "out_of_range_policy": "clamp", "flow_stress_mpa": 57.13,
-            "flow_stress_std_mpa": 7.59, "mobility": {"character": "edge"},
-            "out_of_range_fraction_mean": 0.011}
-
     def ranged(d, err, tested=0.0136, frac=0.0247):
-        rng = {"rel_change": d, "rel_change_err": err, "realisations": 3,
-               "limit_m_s": {"edge": 3843.3}, "strain_rate_s": 7e4, "temperature_k": 300.0,
-               "out_of_range_fraction": tested, "dt_quantile": 0.8}
-        return next(c for c in checks_for("DDRun", {**base, "out_of_range_fraction": frac,
-                                                    "range_sensitivity": rng}, tmp_path)
-                    if c.name == "out_of_range")
+        return _range_probed(tmp_path, d, err, tested, frac, limit={"edge": 3843.3})
 
     zero = ranged(0.0, 0.0)
     assert zero.status == GREEN
