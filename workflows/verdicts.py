@@ -549,6 +549,12 @@ def _dd_out_of_range_context(summary: Mapping[str, Any]) -> list[str]:
     return out
 
 
+#: How far the range probe's bound is scaled up, linearly in the exposure (fraction of
+#: evaluations beyond the law's range), to the study's worst realisation: up to 3x its
+#: own. An assumption: beyond it one probe does not settle the worst realisation.
+PROBE_EXTRAPOLATION = 3.0
+
+
 def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
                           context: list[str]) -> None:
     """Grade the DD's out-of-range evaluations by what they change, where its range
@@ -558,11 +564,12 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
     stress differs from the run's by less than two reruns of the n realisations differ
     (sd·√(2/n), relative), even at the probe's 95 % bound (|Δ| + 2 s.e.), no choice
     beyond the data moves the answer more than a rerun does: green, where the fraction
-    is amber (beyond the red line one probe does not settle it). Two conditions on the
-    probe's exposure (its fraction of evaluations beyond the range): at least the
-    study's mean (``out_of_range_fraction_mean``), and, as the probe ran at the
-    reference condition while the graded fraction is the study's worst realisation, the
-    bound scaled by worst / probed (where above 1) still within the rerun scatter.
+    is amber (beyond the red line one probe does not settle it). The probe ran at the
+    reference condition while the graded fraction is the study's worst realisation, so
+    its bound is scaled by the exposures' ratio worst / probed (fractions of evaluations
+    beyond the range; where above 1), an assumption that the change grows linearly with
+    the exposure, trusted up to :data:`PROBE_EXTRAPOLATION`: a probe that saw less than
+    that share of the worst exposure does not settle it.
     Otherwise the fraction's grade stands. The reason gives the decisive numbers, the
     detail (``context`` first: the clamp, the drag probe) the probe's whole account."""
     detail = list(context)
@@ -626,7 +633,7 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
     if scale > 1.0:
         probed += (f"; scaled to the worst realisation's exposure {100 * worst:.3g} % / "
                    f"{100 * tested:.2g} %: at most {100 * scaled:.1f} %")
-    exposed = mean is None or tested >= mean
+    exposed = worst is None or worst <= PROBE_EXTRAPOLATION * tested
     if scaled <= scatter and check.status == AMBER and exposed:
         # green by the probe: the fraction's own (amber) grade is named as such, so the
         # reason does not read as a contradiction of its mark
@@ -641,14 +648,15 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
         return done(f"; the range probe{change}, within the {100 * scatter:.1f} % two "
                     "reruns differ by")
     detail.append(probed + f"; two reruns of the realisations differ by {100 * scatter:.1f} %"
-                  + ("; the probe saw less exposure than the study's mean"
-                     if not exposed else ""))
+                  + (f"; the probe saw less than 1/{PROBE_EXTRAPOLATION:g} of the worst "
+                     "realisation's exposure" if not exposed else ""))
     if check.status != AMBER:
         return done(f"; the range probe moves the flow stress by {moved}, but beyond the "
                     "red line one probe does not settle it")
     if not exposed:
-        return done(f"; the range probe ({moved}) saw less exposure than the study's mean: "
-                    f"{100 * tested:.2g} % < {100 * mean:.2g} %")
+        return done(f"; the range probe ({moved}) saw less than 1/{PROBE_EXTRAPOLATION:g} "
+                    f"of the worst realisation's exposure: {100 * tested:.2g} % against "
+                    f"{100 * worst:.3g} %")
     if bound > scatter:
         return done(f"; the range probe moves the flow stress by {moved}, up to "
                     f"{100 * bound:.1f} % at 95 %, beyond the {100 * scatter:.1f} % two "
