@@ -560,7 +560,8 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5))   # mm values are long labels
     ax.set_xlabel(axis_label(disp_name))
     ax.set_ylabel(axis_label(load_name))
-    ax.set_title("variance of the final load: "
+    # two lines: the four shares on one ran past the figure's edge
+    ax.set_title("variance of the final load:\n"
                  + shares_text({s: shares[s] for s in SOURCES}, " / "), fontsize=8)
     # below the axes: the curve crosses every corner of them
     fig.legend(fontsize=7, loc="lower center", ncol=2, frameon=False)
