@@ -633,7 +633,7 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
     if scale > 1.0:
         probed += (f"; scaled to the worst realisation's exposure {100 * worst:.3g} % / "
                    f"{100 * tested:.2g} %: at most {100 * scaled:.1f} %")
-    exposed = worst is None or worst <= PROBE_EXTRAPOLATION * tested
+    exposed = scale <= PROBE_EXTRAPOLATION     # the same ratio the bound is scaled by
     if scaled <= scatter and check.status == AMBER and exposed:
         # green by the probe: the fraction's own (amber) grade is named as such, so the
         # reason does not read as a contradiction of its mark
