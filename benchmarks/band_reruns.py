@@ -10,11 +10,17 @@ properties, glide and mobility are the base run's (listed under ``reused``; thei
 are not measured here). It writes ``benchmarks/results/band_reruns.json``: each run's
 final load, band, the loads of its two scaled solves, u and dL/df; the loads' spread;
 and for every ordered pair (i, j) whether run i's band covers run j's load, for the
-band as computed (k = ``coverage_factor``) and for k = 1 (L ∓ k times the load's standard
+band as computed (k = ``coverage_factor``), for the run's ``rerun_interval_mpa`` (where a
+rerun's load falls: √2 k u), for k = 1 and k = 2 (L ∓ k times the load's standard
 uncertainty ``load_uncertainty_mpa``) and for the two solves' own loads (the band before
 2026-12-04).
 
-    .venv/bin/python benchmarks/band_reruns.py --base runs/mo_bench39 [--seeds 3 6]
+``--keep``: a seed's folder that exists is not copied afresh; the chain runs in it again,
+so its stages whose code and inputs are unchanged are reused (listed under ``reused``,
+their times not measured) and only what changed reruns (e.g. the band after a change to
+``workflows/band.py``).
+
+    .venv/bin/python benchmarks/band_reruns.py --base runs/mo_bench39 [--seeds 3 6] [--keep]
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ def band_of(run_dir: Path) -> dict:
     b = json.loads((run_dir / "band" / "band.json").read_text())
     return {"final_load_mpa": b["final_load_mpa"], "band_mpa": b["fem_load_band_mpa"],
             "coverage_factor": b["coverage_factor"], "rel_uncertainty": b["rel_uncertainty"],
+            "effective_dof": b.get("effective_dof"),
+            "rerun_interval_mpa": b.get("rerun_interval_mpa"),
             "dload_dscale_mpa": b["dload_dscale_mpa"],
             "scaled_solve_loads_mpa": b.get("scaled_solve_loads_mpa"),
             "band_shares": b["band_shares"],
@@ -87,6 +95,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 6])
     ap.add_argument("--work", default=str(ROOT / "runs" / "band_reruns"))
     ap.add_argument("--out", default=str(HERE / "results" / "band_reruns.json"))
+    ap.add_argument("--keep", action="store_true",
+                    help="run again in a seed's existing folder (reuse its current stages)")
     args = ap.parse_args()
 
     from scalebridge.workflows.chain import read_records
@@ -102,8 +112,9 @@ def main() -> int:
     reused: dict[str, dict] = {}
     for seed in args.seeds:
         d = work / f"seed{seed}"
-        shutil.rmtree(d, ignore_errors=True)
-        shutil.copytree(base, d, symlinks=True)
+        if not (args.keep and (d / "band" / "band.json").is_file()):
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(base, d, symlinks=True)
         toml = variant(Path(args.settings), seed)
         since = _dt.datetime.now(_dt.UTC).isoformat()
         t0 = time.perf_counter()
@@ -142,12 +153,17 @@ def main() -> int:
         "settings": os.path.relpath(args.settings, ROOT), "base": str(base),
         "note": "seed 0 is --base, read here, not run (its times are the mo_chain "
                 "benchmark's); the other seeds rerun the DD, surrogate, FEM and band from "
-                "a copy of it: the stages before the DD are reused (listed)",
+                "a copy of it: the stages before the DD are reused (listed)"
+                + ("; --keep: each seed's folder from an earlier run of this benchmark was "
+                   "run again, its stages that were current reused as well (listed), so "
+                   "wall_seconds is that rerun's, not a full DD's" if args.keep else ""),
         "runs": {str(s): r for s, r in runs.items()},
         "final_loads_mpa": [loads[s] for s in runs],
         "final_load_sd_mpa": float(np.std(v, ddof=1)) if len(v) > 1 else None,
         "predicted_load_u_mpa": predicted,
         "coverage_band": coverage(lambda r: r["band_mpa"]),
+        "coverage_rerun_interval": coverage(
+            lambda r: r["rerun_interval_mpa"] or (float("nan"), float("nan"))),
         "coverage_k1": coverage(linear(1.0)),
         "coverage_k2": coverage(linear(2.0)),
         "coverage_scaled_solves": coverage(
@@ -160,7 +176,8 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: out[k] for k in ("final_loads_mpa", "final_load_sd_mpa",
                                           "predicted_load_u_mpa")}, indent=1))
-    for k in ("coverage_band", "coverage_k1", "coverage_k2", "coverage_scaled_solves"):
+    for k in ("coverage_band", "coverage_rerun_interval", "coverage_k1", "coverage_k2",
+              "coverage_scaled_solves"):
         print(f"{k}: {out[k]['covered']} of {out[k]['pairs']} pairs")
     return 0
 

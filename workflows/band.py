@@ -66,9 +66,19 @@ solves with the surrogate's yield stress scaled by 1 ∓ u
 sensitivity dL/df (their secant); each source carried through the flow stress moves the
 load by S_i u_i |dL/df|, the ``dd`` term measured in load units by its own solves, and
 the load's standard uncertainty ``load_uncertainty_mpa`` is their root sum of squares.
-The band is ``fem_load_band_mpa`` = L ∓ k·(that) (k: ``coverage_factor``, default 2, an
-expanded uncertainty), along the whole curve point by point (``load_band.csv``); the
-maximum load has its own (``max_load_band_mpa``). The two solves'
+The band is ``fem_load_band_mpa`` = L ∓ k·(that), along the whole curve point by point
+(``load_band.csv``); the maximum load has its own (``max_load_band_mpa``). k
+(``coverage_factor``, default ``"auto"``) is Student's t at 95 % for the terms'
+Welch–Satterthwaite effective degrees of freedom ν_eff = u⁴/Σ(c_i⁴/ν_i) (GUM, JCGM
+100:2008, G.4), each term's ν_i being what it was measured from: the ensemble's members
+− 1, the drag probe's paired realisations − 1, the fits' loads − 1 (the DD term from 4
+fits has 3, and its sd wanders by about ±40 % between reruns), the surrogate's held-out
+paths (its u² is their mean square less known terms). A band whose u comes from a handful
+of fits must be wider than 2u to cover the load 95 % of the time; the Mo example's
+ν_eff is about 6, k about 2.45. The band covers the chain's expected load; another run
+of the chain draws its own load with the same u, so the two differ by √2 u:
+``rerun_interval_mpa`` = L ∓ √2·k·u is where a rerun's final load falls (95 % with
+``"auto"``). The two solves'
 own loads are kept (``scaled_solve_loads_mpa``; the verdict checks they bracket L, i.e.
 the load rises with the flow stress), but they are not the band: in the Mo example the
 final load falls in the reload after the avalanche, where a stronger material raises it
@@ -98,7 +108,7 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -111,6 +121,29 @@ log = logging.getLogger("scalebridge.workflows")
 KIND = "LoadBand"
 #: The sources, in chain order (the keys of ``band_shares``).
 SOURCES = ("potential", "mobility", "dd", "surrogate")
+#: The band's two-sided coverage probability with ``coverage_factor = "auto"``.
+COVERAGE_LEVEL = 0.95
+
+
+def effective_dof(terms: Mapping[str, tuple[float, float | None]]) -> float | None:
+    """Welch–Satterthwaite ν_eff = (Σ c_i²)² / Σ (c_i⁴/ν_i) of the standard-uncertainty
+    terms ``name -> (c_i, ν_i)`` (c_i in one unit; ν_i None: many degrees of freedom, a
+    term whose sd is known); None when no term with a finite ν_i contributes."""
+    tot = sum(c * c for c, _ in terms.values())
+    den = sum(c ** 4 / nu for c, nu in terms.values() if nu is not None and c > 0)
+    if tot <= 0 or den <= 0:
+        return None
+    return float(tot * tot / den)
+
+
+def t_coverage(nu: float | None, level: float = COVERAGE_LEVEL) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``nu`` degrees of freedom
+    (the normal one for None; ν below 1 counts as 1): the coverage factor of an
+    uncertainty with ν_eff."""
+    from scipy import stats
+
+    q = 0.5 + level / 2
+    return float(stats.norm.ppf(q) if nu is None else stats.t.ppf(q, max(nu, 1.0)))
 
 
 def shares_text(shares: Mapping[str, Any], sep: str = ", ") -> str:
@@ -130,13 +163,14 @@ class BandSettings(StrictModel):
 
     enabled: bool = Field(True, description="compute the band (two extra FEM solves, and "
                           "one per fit of the surrogate without a microstructure)")
-    coverage_factor: float = Field(
-        2.0, gt=0, le=3, description="band = final load -/+ k times its standard "
-        "uncertainty (the flow stress's relative u times the load's sensitivity dL/df "
-        "from two solves at 1 -/+ u, and the DD term from solves with the surrogate's fits "
-        "without each microstructure, in quadrature); k = 2: an expanded uncertainty, "
-        "~95 % for normal sources whose sds are known, less when one measured with few "
-        "degrees of freedom dominates (the Mo example's DD term: ~88 %)")
+    coverage_factor: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="band = final load -/+ k times its standard uncertainty (the "
+        "flow stress's relative u times the load's sensitivity dL/df from two solves at "
+        "1 -/+ u, and the DD term from solves with the surrogate's fits without each "
+        "microstructure, in quadrature). 'auto': Student's t at 95 % (two-sided) for the "
+        "Welch-Satterthwaite effective degrees of freedom of those terms (GUM G.4): a "
+        "term measured from a few fits widens the band (the Mo example: its DD term "
+        "from 4 fits, 3 degrees of freedom; k about 2.4). A number: that k")
     potential_members: bool = Field(
         True, description="compute each potential ensemble member's elastic constants "
         "(seconds; the potential's share is 0 without it)")
@@ -206,7 +240,7 @@ def potential_source(members: list[dict[str, Any]], note: str | None = None
     spread = {k: _rel_sd([m[k] for m in members])
               for k in ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "shear_modulus_gpa")}
     u = _rel_sd(mub) or 0.0
-    return {"rel_u": u, "input_rel_u": u, "sensitivity": 1.0,
+    return {"rel_u": u, "input_rel_u": u, "sensitivity": 1.0, "dof": len(members) - 1,
             "method": "ensemble members' mu*b; flow stress proportional to mu b (Taylor)",
             "members": len(members), "member_rel_sd": spread}
 
@@ -273,6 +307,9 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
         method = (f"Orowan drag share tau_drag/tau = B rate/(rho b^2)/tau = "
                   f"{tau_drag * 1e-6:.3g}/{float(tau):.3g} MPa")
     out = {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
+    pairs = probe.get("realisations") if probe.get("dlnsigma_dlnb") is not None else None
+    if pairs and int(pairs) > 1:   # the probe's slope error: its paired realisations
+        out["dof"] = int(pairs) - 1
     t0_err, flow = ms.get("drag_edge_tau0_err_mpa"), ds.get("flow_stress_mpa")
     if (ms.get("law") == "LinearDragMobility" and t0_err is not None
             and math.isfinite(float(t0_err)) and flow):
@@ -345,12 +382,14 @@ def dd_source(dd: Artifact | None, surrogate: Artifact | None = None) -> dict[st
         per = study["paths"] / study["conditions"]
         return {"rel_u": float(study["rel_sem"]), "input_rel_u": float(study["rel_std"]),
                 "sensitivity": 1.0,
+                "dof": max(int(study["paths"]) - int(study["conditions"]), 1),
                 "method": f"sd/mean of the flow stress pooled over the study's "
                           f"{study['conditions']} conditions ({per:.3g} realisations "
                           f"each), / sqrt({per:.3g})",
                 "realisations": n, "conditions": study["conditions"],
                 "reference_condition_rel_sd": rel}
     return {"rel_u": rel / math.sqrt(n), "input_rel_u": rel, "sensitivity": 1.0,
+            "dof": n - 1,
             "method": f"sd/mean/sqrt(n) of the flow stress over n = {n} realisations",
             "realisations": n}
 
@@ -409,8 +448,15 @@ def surrogate_source(surrogate: Artifact | None) -> dict[str, Any]:
                     "method": "none", "note": "the Surrogate predates its held-out "
                     "flow-stress error (refit to carry it)"}
         return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none"}
-    return {"rel_u": float(u), "input_rel_u": sm.get("heldout_flow_rel_error"),
-            "sensitivity": 1.0,
+    e = sm.get("heldout_flow_rel_error")
+    paths = int(sm.get("n_val") or 0) * max(len(sm.get("heldout_fold_ratios") or []), 1)
+    dof = None
+    if e and paths and float(u) > 0:
+        # u² = e² − (what a rerun would change), e² an RMS over the held-out paths: ν by
+        # Welch–Satterthwaite with the subtracted terms taken as known
+        dof = float(u) ** 4 / (float(e) ** 4 / paths)
+    return {"rel_u": float(u), "input_rel_u": e, "sensitivity": 1.0, "dof": dof,
+            "heldout_paths": paths or None,
             "method": "held-out DD paths: RMS relative error of the surrogate's flow stress, "
                       "less the realisation scatter"
                       + (" and the training realisations' noise (the dd term)"
@@ -474,7 +520,6 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     else:
         _first_order_surrogate(sources)
     u, _ = combine(sources)
-    k = settings.coverage_factor
     # the solves measure the load's sensitivity to the flow stress at ±u; the band is
     # ±k·u times that slope (linear propagation), not the loads the solves gave: near the
     # end of the Mo cylinder's reload, a stronger material barely raises the final load
@@ -516,11 +561,14 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         contrib["dd"] = d_load
         u_flow = math.sqrt(max(u * u - float(sources["dd"]["rel_u"]) ** 2, 0.0))
         sources["dd"].update(
-            load_u_mpa=d_load, fold_loads_mpa=loads,
+            load_u_mpa=d_load, fold_loads_mpa=loads, dof=len(loads) - 1,
             method=sources["dd"]["method"] + f"; in load units: sqrt({len(loads) - 1}) x "
             f"the sd of the final loads of the FEM solved with each fit, "
             f"{', '.join(f'{x:.4g}' for x in loads)} MPa")
     load_u = math.sqrt(sum(c * c for c in contrib.values()))
+    nu = effective_dof({s: (contrib[s], sources[s].get("dof")) for s in sources})
+    auto = settings.coverage_factor == "auto"
+    k = t_coverage(nu) if auto else float(settings.coverage_factor)
     shares = {s: (contrib[s] ** 2 / load_u ** 2 if load_u > 0 else 0.0) for s in sources}
     if members:
         with open(work / "potential_members.csv", "w", newline="") as fh:
@@ -552,7 +600,8 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
 
     fig, ax = plt.subplots(figsize=(5, 4.0))
     ax.fill_between(main[:, 1], lo, hi, color="C0", alpha=0.25,
-                    label=f"band (± {k:g} x the load's standard uncertainty)")
+                    label=f"band (± {k:.3g} x the load's standard uncertainty"
+                    + (f", {100 * COVERAGE_LEVEL:g} %)" if auto else ")"))
     for i, c in enumerate(fold_curves.values()):
         ax.plot(c[:, 1], c[:, 2], color="0.45", lw=0.8, ls="--",
                 label="surrogates fitted to other DD realisations" if i == 0 else None)
@@ -569,6 +618,8 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     save_figure(fig, work / "load_band.png", dpi=120)
 
     band = [final - k * load_u, final + k * load_u]
+    # another run of the chain draws its load with the same u: the two differ by √2 u
+    rerun = [final - math.sqrt(2) * k * load_u, final + math.sqrt(2) * k * load_u]
     # the maximum load (an upper yield where the material has one) with its own
     # sensitivity and its own DD term: the final load of a curve that yields and
     # reloads is where the ramp stopped, the maximum is the component's strength
@@ -576,19 +627,30 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     peak = float(main[:, 2].max())
     peak_slope = (peaks["high"] - peaks["low"]) / (f_hi - f_lo) if u_solves > 0 else 0.0
     fold_peaks = [peak, *(float(c[:, 2].max()) for c in fold_curves.values())]
-    peak_u = math.hypot(u_flow * peak_slope,
-                        float(leave_one_out_spread(fold_peaks)) if fold_curves else 0.0)
+    peak_dd = float(leave_one_out_spread(fold_peaks)) if fold_curves else 0.0
+    peak_u = math.hypot(u_flow * peak_slope, peak_dd)
+    # its own ν_eff: the flow-stress sources scaled by the maximum's slope, the fits' term
+    peak_terms = {s: (abs(peak_slope) * float(sources[s].get("rel_u") or 0.0),
+                      sources[s].get("dof")) for s in sources}
+    if fold_curves:
+        peak_terms["dd"] = (peak_dd, sources["dd"]["dof"])
+    peak_nu = effective_dof(peak_terms)
+    peak_k = t_coverage(peak_nu) if auto else k
     summary = {
         "fem_load_band_mpa": band, "final_load_mpa": final,
         "load_uncertainty_mpa": load_u,
         "max_load_mpa": peak,
-        "max_load_band_mpa": [peak - k * peak_u, peak + k * peak_u],
+        "max_load_band_mpa": [peak - peak_k * peak_u, peak + peak_k * peak_u],
         "max_load_uncertainty_mpa": peak_u,
+        "max_load_coverage_factor": peak_k, "max_load_effective_dof": peak_nu,
+        "rerun_interval_mpa": rerun,
         "dmax_load_dscale_mpa": peak_slope,
         "scaled_solve_max_loads_mpa": [peaks["low"], peaks["high"]],
         "band_shares": shares, "band_contributions_mpa": contrib,
         "rel_uncertainty": u, "flow_rel_uncertainty": u_flow,
-        "coverage_factor": k, "scale_factors": [f_lo, f_hi],
+        "coverage_factor": k, "effective_dof": nu,
+        "coverage_level": COVERAGE_LEVEL if auto else None,
+        "scale_factors": [f_lo, f_hi],
         "scaled_at_rel_u": u_solves,
         "scaled_solve_loads_mpa": [finals["low"], finals["high"]],
         "dload_dscale_mpa": slope,
@@ -601,8 +663,10 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     }
     write_json_atomic(work / "band.json", {**summary, "potential_members": members,
                                            "sources": sources})
-    log.info("band: final load %.4g MPa in [%.4g, %.4g] (u = %.3g; shares %s)", final,
-             band[0], band[1], u, ", ".join(f"{s} {shares[s]:.2f}" for s in SOURCES))
+    log.info("band: final load %.4g MPa in [%.4g, %.4g] (k = %.3g, nu_eff %s; u = %.3g; "
+             "shares %s)", final, band[0], band[1], k,
+             "-" if nu is None else f"{nu:.3g}", u,
+             ", ".join(f"{s} {shares[s]:.2f}" for s in SOURCES))
     return summary
 
 
@@ -620,6 +684,7 @@ def make_band(settings: BandSettings, fem_settings: Any, inputs: dict[str, Artif
     return produce(KIND, out, fp, dict(inputs), build, force=force)
 
 
-__all__ = ["KIND", "SOURCES", "BandSettings", "combine", "dd_source", "make_band",
-           "mobility_source", "potential_members", "potential_source", "surrogate_source",
-           "unitless_keys", "write_band"]
+__all__ = ["COVERAGE_LEVEL", "KIND", "SOURCES", "BandSettings", "combine", "dd_source",
+           "effective_dof", "make_band", "mobility_source", "potential_members",
+           "potential_source", "surrogate_source", "t_coverage", "unitless_keys",
+           "write_band"]

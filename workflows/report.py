@@ -301,8 +301,17 @@ def band_line(arts_or_sections: Any) -> str | None:
         peak = (f"; maximum load {_fmt(summ['max_load_mpa'])} MPa, band [{_fmt(plo)}, "
                 f"{_fmt(phi)}] MPa (its own sensitivity: the final load is where the "
                 "ramp stopped, the maximum is the strength)")
+    nu, level = summ.get("effective_dof"), summ.get("coverage_level")
+    kk = (f"k = {float(k):.3g}, Student's t at {100 * float(level):g} % for "
+          + ("many" if nu is None else f"{float(nu):.2g}") + " effective degrees of freedom"
+          if level else f"k = {_fmt(k)}")
+    rerun = ""
+    if summ.get("rerun_interval_mpa"):
+        rlo, rhi = summ["rerun_interval_mpa"]
+        rerun = (f"; a rerun of the chain's final load: [{_fmt(rlo)}, {_fmt(rhi)}] MPa "
+                 "(the two runs differ by sqrt(2) x the uncertainty)")
     if summ.get("load_uncertainty_mpa") is not None:
-        how = (f"± {_fmt(k)} x the load's standard uncertainty "
+        how = (f"± {kk} x the load's standard uncertainty "
                f"{_fmt(summ['load_uncertainty_mpa'])} MPa: the flow stress's "
                f"{100 * float(summ.get('flow_rel_uncertainty') or 0):.2g}% times the load's "
                "sensitivity to it"
@@ -313,8 +322,8 @@ def band_line(arts_or_sections: Any) -> str | None:
                f"{100 * float(summ.get('rel_uncertainty') or 0):.2g}%, times the load's "
                "sensitivity to it")
     return (f"FEM final load {_fmt(summ.get('final_load_mpa'))} MPa, band "
-            f"[{_fmt(lo)}, {_fmt(hi)}] MPa ({how}){peak}; share of the band's variance: "
-            f"{shares}")
+            f"[{_fmt(lo)}, {_fmt(hi)}] MPa ({how}){rerun}{peak}; share of the band's "
+            f"variance: {shares}")
 
 
 def answer_line(arts_or_sections: Any, band_planned: bool = True) -> str | None:

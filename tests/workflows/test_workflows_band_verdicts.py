@@ -5,6 +5,7 @@ surrogate fitted to the DD, the FEM cylinder), plus the verdict rules on their o
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import math
 import re
@@ -16,9 +17,16 @@ import pytest
 from scalebridge.artifacts import produce
 from scalebridge.continuum import CylinderProblem, FemSettings
 from scalebridge.continuum.solver import SolverSettings
+from scalebridge.errors import SettingsError
 from scalebridge.plotting import CHECKED, axis_label, plot_data_file
 from scalebridge.surrogates.train import SurrogateSettings
-from scalebridge.workflows.band import BandSettings, combine, make_band
+from scalebridge.workflows.band import (
+    BandSettings,
+    combine,
+    effective_dof,
+    make_band,
+    t_coverage,
+)
 from scalebridge.workflows.chain import Chain, StageNode
 from scalebridge.workflows.report import (
     MAX_LINKED_PLOTS,
@@ -82,7 +90,14 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
     # the load responds to the scaled flow stress (a coupling, not a copy): the band's
     # relative half-width is close to k times the relative flow-stress uncertainty
     u, k = s["rel_uncertainty"], s["coverage_factor"]
-    assert k == 2.0 and s["scale_factors"] == pytest.approx([1 - u, 1 + u])
+    # k: Student's t at 95 % for the terms' effective degrees of freedom, above the
+    # normal 1.96 because the DD and surrogate terms come from a few paths each (here
+    # the surrogate's from its one held-out path: ν_eff below 1 counts as 1)
+    nu, paths = s["effective_dof"], s["sources"]["surrogate"]["heldout_paths"]
+    assert paths == arts["surrogate"].summary["n_val"]
+    assert nu is not None and nu > 0 and k == pytest.approx(t_coverage(nu)) and k > 1.96
+    assert s["coverage_level"] == 0.95
+    assert s["scale_factors"] == pytest.approx([1 - u, 1 + u])
     assert (hi - lo) / (2 * final) == pytest.approx(k * u, rel=0.3)
     # linear propagation: symmetric about the load, k u times the solves' secant
     lo_s, hi_s = s["scaled_solve_loads_mpa"]
@@ -99,7 +114,11 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
     assert s["dmax_load_dscale_mpa"] == pytest.approx((hi_p - lo_p) / (2 * u))
     plo, phi = s["max_load_band_mpa"]
     assert (plo + phi) / 2 == pytest.approx(curve.max())
-    assert phi - plo == pytest.approx(2 * k * u * s["dmax_load_dscale_mpa"])
+    assert phi - plo == pytest.approx(2 * s["max_load_coverage_factor"] * u
+                                      * s["dmax_load_dscale_mpa"])
+    # a rerun of the chain differs from this one by sqrt(2) u: its interval is wider
+    rlo, rhi = s["rerun_interval_mpa"]
+    assert rhi - rlo == pytest.approx(math.sqrt(2) * (hi - lo))
     for f in ("band.json", "load_band.csv", "load_band.png",
               "members/low/load_displacement.csv", "members/high/load_displacement.csv"):
         assert (arts["band"].path / f).is_file(), f
@@ -155,7 +174,12 @@ def test_dd_term_is_measured_in_load_units_from_the_fits_without_each_microstruc
         assert s["load_uncertainty_mpa"] == pytest.approx(
             math.sqrt(sum(v * v for v in c.values())))
         lo, hi = s["fem_load_band_mpa"]
-        assert hi - s["final_load_mpa"] == pytest.approx(2.0 * s["load_uncertainty_mpa"])
+        # k for the terms' ν_eff: the DD term from 3 fits has 2 degrees of freedom
+        assert s["sources"]["dd"]["dof"] == 2
+        nu = effective_dof({k: (c[k], s["sources"][k].get("dof")) for k in c})
+        assert s["effective_dof"] == pytest.approx(nu)
+        assert hi - s["final_load_mpa"] == pytest.approx(
+            t_coverage(nu) * s["load_uncertainty_mpa"])
         assert (lo + hi) / 2 == pytest.approx(s["final_load_mpa"])
         assert s["band_shares"]["dd"] == pytest.approx(d ** 2 / s["load_uncertainty_mpa"] ** 2)
         assert s["fem_solves"] == 4
@@ -822,6 +846,26 @@ def test_steady_glide_grades_the_median_acceleration_ratio(tmp_path, ratios, sta
         assert c.value == pytest.approx(float(ratios[0])) and "median of 3 points" in c.reason
 
 
+def test_coverage_factor_follows_the_terms_degrees_of_freedom():
+    """Welch–Satterthwaite and Student's t against their textbook values (GUM G.4): one
+    term with 3 degrees of freedom is itself (t = 3.182); two equal such terms pool to 6
+    (2.447); a term known well (None) does not lower ν_eff, and all known give the normal
+    1.960; a term 10x smaller than its neighbour barely moves ν_eff."""
+    assert effective_dof({"dd": (0.5, 3)}) == pytest.approx(3.0)
+    assert t_coverage(3.0) == pytest.approx(3.182, abs=1e-3)
+    assert effective_dof({"a": (0.5, 3), "b": (0.5, 3)}) == pytest.approx(6.0)
+    assert t_coverage(6.0) == pytest.approx(2.447, abs=1e-3)
+    # adding a term with many degrees of freedom raises ν_eff: (1 + 1)² / (1/3) = 12
+    assert effective_dof({"a": (1.0, 3), "b": (1.0, None)}) == pytest.approx(12.0)
+    assert effective_dof({"a": (1.0, None), "b": (0.0, 2)}) is None
+    assert t_coverage(None) == pytest.approx(1.960, abs=1e-3)
+    assert effective_dof({"a": (1.0, 3), "b": (0.1, 1)}) == pytest.approx(
+        (1.01 ** 2) / (1 / 3 + 1e-4), rel=1e-9)
+    # more fits, a narrower band for the same u: k falls towards the normal value
+    ks = [t_coverage(effective_dof({"dd": (1.0, n - 1)})) for n in (3, 4, 8, 20)]
+    assert all(a > b for a, b in itertools.pairwise(ks)) and ks[-1] > 1.96
+
+
 def test_a_fresh_chain_has_the_band_node():
     from scalebridge.workflows.pipeline import build_chain
     from scalebridge.workflows.settings import parse_run_settings
@@ -830,6 +874,10 @@ def test_a_fresh_chain_has_the_band_node():
     names = [n.name for n in build_chain(cfg).nodes]
     assert names[-2:] == ["fem", "band"]
     assert cfg.continuum.band.coverage_factor == 2.0
+    assert parse_run_settings({}).continuum.band.coverage_factor == "auto"
+    for bad in (0.0, -1.0, "t"):
+        with pytest.raises(SettingsError, match="coverage_factor"):
+            parse_run_settings({"continuum": {"band": {"coverage_factor": bad}}})
     assert "band" not in cfg.continuum.fem().model_dump()      # not in the fem's settings
     off = parse_run_settings({"continuum": {"band": {"enabled": False}}})
     assert [n.name for n in build_chain(off).nodes][-1] == "fem"
