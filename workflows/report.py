@@ -302,19 +302,20 @@ def band_line(arts_or_sections: Any) -> str | None:
                 f"{_fmt(phi)}] MPa (its own sensitivity: the final load is where the "
                 "ramp stopped, the maximum is the strength)")
     nu, level = summ.get("effective_dof"), summ.get("coverage_level")
-    kk = (f"k = {float(k):.3g}, Student's t at {100 * float(level):g} % for "
-          + ("many" if nu is None else f"{float(nu):.2g}") + " effective degrees of freedom"
-          if level else f"k = {_fmt(k)}")
+    # k: Student's t for the terms' degrees of freedom ("auto"), or the number set
+    why_k = (f", k being Student's t at {100 * float(level):g} % for "
+             + ("many" if nu is None else f"{float(nu):.2g}")
+             + " effective degrees of freedom" if level else "")
     rerun = ""
     if summ.get("rerun_interval_mpa"):
         rlo, rhi = summ["rerun_interval_mpa"]
         rerun = (f"; a rerun of the chain's final load: [{_fmt(rlo)}, {_fmt(rhi)}] MPa "
                  "(the two runs differ by sqrt(2) x the uncertainty)")
     if summ.get("load_uncertainty_mpa") is not None:
-        how = (f"± {kk} x the load's standard uncertainty "
-               f"{_fmt(summ['load_uncertainty_mpa'])} MPa: the flow stress's "
-               f"{100 * float(summ.get('flow_rel_uncertainty') or 0):.2g}% times the load's "
-               "sensitivity to it"
+        how = (f"± {float(k):.3g} x the load's standard uncertainty "
+               f"{_fmt(summ['load_uncertainty_mpa'])} MPa{why_k}; the uncertainty: the "
+               f"flow stress's {100 * float(summ.get('flow_rel_uncertainty') or 0):.2g}% "
+               "times the load's sensitivity to it"
                + (", and the DD realisations through FEM solves of surrogates fitted "
                   "without each microstructure" if summ.get("fold_loads_mpa") else ""))
     else:   # a band.json from before load_uncertainty_mpa
