@@ -145,6 +145,12 @@ THRESHOLDS: dict[str, Threshold] = {
     "realisations": Threshold(
         2, 1, "realisations", "two or more realisations measure the scatter the "
         "surrogate and the band need", higher_is_better=True),
+    "band_dof": Threshold(
+        4, 2, "degrees of freedom", "the load band's effective degrees of freedom "
+        "(Welch-Satterthwaite over its terms): below 4 its k exceeds 2.8 (Student's t at "
+        "95 %) and the band's width is itself uncertain by more than a third; below 2 "
+        "(k > 4.3) it rests on one or two fits: more DD microstructures narrow it",
+        higher_is_better=True),
     "heldout_vs_scatter": Threshold(
         1.25, 2.0, "x scatter", "surrogate held-out RMS error over the DD realisation "
         "scatter (RMS distance of a realisation from its condition's mean): a model at "
@@ -882,7 +888,24 @@ def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     # the band is linear in u about the load; whether the load rises with the flow
     # stress is what the two scaled solves tell (older records: the band was theirs)
     solves = summary.get("scaled_solve_loads_mpa") or band
-    return [*out, _band_brackets(solves, _num(summary.get("final_load_mpa")))]
+    return [*out, _band_dof(summary),
+            _band_brackets(solves, _num(summary.get("final_load_mpa")))]
+
+
+def _band_dof(summary: Mapping[str, Any]) -> Check:
+    """How well the band's own width is known: its Welch–Satterthwaite ν_eff (n/a for a
+    band from before it, or with a coverage factor set by hand)."""
+    if not summary.get("coverage_level"):
+        return Check("degrees_of_freedom", NA, "the coverage factor was set, not derived"
+                     if "effective_dof" in summary else "a band from before ν_eff")
+    nu, k = _num(summary.get("effective_dof")), _num(summary.get("coverage_factor"))
+    if nu is None:
+        return Check("degrees_of_freedom", GREEN, "every term's sd is known (many degrees "
+                     f"of freedom): k = {k:.3g}", None)
+    c = graded("degrees_of_freedom", "band_dof", nu,
+               "effective degrees of freedom", fmt=".2g")
+    return Check(c.name, c.status, f"{c.reason}: k = {k:.3g} (Student's t at "
+                 f"{100 * float(summary['coverage_level']):g} %)", nu)
 
 
 def _band_brackets(band: Any, final: float | None) -> Check:

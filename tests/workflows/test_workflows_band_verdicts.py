@@ -720,6 +720,10 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
         rows = {st["stage"]: st["checks"] for st in v["stages"]}
         assert list(rows) == list(old) and v["overall"] == AMBER, label   # every stage ran
         split = 0
+        # a check added since mo_bench47: n/a on its band (from before ν_eff)
+        (dof,) = [c for c in rows["band"] if c["name"] == "degrees_of_freedom"]
+        assert dof["status"] == NA and "before" in dof["reason"]
+        rows["band"] = [c for c in rows["band"] if c is not dof]
         for stage, checks in old.items():
             assert [c["name"] for c in rows[stage]] == [c["name"] for c in checks], stage
             for was, now in zip(checks, rows[stage], strict=True):
@@ -749,6 +753,26 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
     assert "<details id='detail-dd-out_of_range'><summary>" in html
 
 
+def test_band_degrees_of_freedom_are_graded(tmp_path):
+    """The band's ν_eff: green from 4 (the Mo example's 6, k 2.45), amber below, red
+    below 2 (k above 4.3: one or two fits set the band's width); n/a where k was set by
+    hand; green with k = 1.96 when every term's sd is known."""
+    base = {"sources": {"dd": {"rel_u": 0.02}}, "fem_load_band_mpa": [28.15, 31.48],
+            "final_load_mpa": 29.81, "coverage_level": 0.95}
+
+    def dof(nu: float | None, k: float, **kw: Any) -> Any:
+        return next(c for c in checks_for("LoadBand", {**base, "effective_dof": nu,
+                                                        "coverage_factor": k, **kw},
+                                          tmp_path) if c.name == "degrees_of_freedom")
+
+    c = dof(5.96, 2.45)
+    assert c.status == GREEN and c.value == 5.96
+    assert c.reason == "effective degrees of freedom 6 (>= 4): k = 2.45 (Student's t at 95 %)"
+    assert dof(3.0, 3.18).status == AMBER and dof(1.5, 12.7).status == RED
+    assert dof(None, 1.96).status == GREEN and "known" in dof(None, 1.96).reason
+    assert dof(3.0, 2.0, coverage_level=None).status == NA
+
+
 def test_band_must_bracket_its_nominal_load(tmp_path):
     """A band whose scaled solves do not bracket the unscaled load is red (a load that
     is not monotone in the flow stress: seen with a rate-feedback surrogate, nominal
@@ -768,7 +792,7 @@ def test_band_must_bracket_its_nominal_load(tmp_path):
     assert part[0].detail == "Potential: one model: no ensemble spread."
     good = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": [37.09, 38.11],
                                    "final_load_mpa": 37.6}, tmp_path)
-    assert [c.status for c in good] == [GREEN, GREEN]
+    assert [c.status for c in good] == [GREEN, NA, GREEN]   # a band from before ν_eff
     none = checks_for("LoadBand", {"sources": srcs, "fem_load_band_mpa": None}, tmp_path)
     assert _status(none, "brackets_nominal") == NA
     # the band is symmetric about the load now: the solves' own loads are what is checked
