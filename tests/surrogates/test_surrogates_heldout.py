@@ -215,23 +215,32 @@ def test_each_microstructure_is_held_out_in_turn():
                      [str(i) for i in range(n)], np.array(seeds))
     scatter = realisation_scatter_rmse(sp)
     assert len(conditions(sp)) == 2 and scatter > 0
-    s = SurrogateSettings(model="johnston_gilman", evaluations=4, knots=3, cross_validate=2)
+    s = SurrogateSettings(model="johnston_gilman", evaluations=2, knots=3, cross_validate=2)
     main = {"ratio": 1.5, "paths": 2, "another_realisation_ratio": 1.4,
             "training_mean_ratio": 1.2}
-    f = microstructure_folds(sp, s, main, [4], 45.0, scatter)
-    rows = f["folds"]
-    assert [r["microstructures"] for r in rows] == [[4], [3], [5]]
-    assert all(r["paths"] == 2 and r["ratio"] > 0 for r in rows)
-    # the pooled ratio is the RMS over the folds' held-out points
-    assert f["ratio"] == pytest.approx(np.sqrt(np.mean([r["ratio"] ** 2 for r in rows])))
-    # holding out an extreme microstructure, the others' mean misses it by the shift
-    assert rows[1]["training_mean_ratio"] > 1.0 and rows[2]["training_mean_ratio"] > 1.0
-    # each fold keeps its held-out paths' flow stresses; the pooled flow error needs the
-    # main split's too, then is the RMS relative error over every fold's paths
-    assert f["flow_rel_error"] is None
-    assert all(len(r["flow_paths"]) == 2 for r in rows[1:])
     main_flow = [[60.0, 66.0], [50.0, 45.0]]
-    g = microstructure_folds(sp, s, main, [4], 45.0, scatter, main_flow=main_flow)
+    # the folds started in worker processes (as fit_surrogate does) while the same folds
+    # are fitted here, one after another
+    with started_folds(sp, s, [4], 45.0, scatter) as futures:
+        assert len(futures) == 2
+        f = microstructure_folds(sp, s, main, [4], 45.0, scatter)
+        rows = f["folds"]
+        assert [r["microstructures"] for r in rows] == [[4], [3], [5]]
+        assert all(r["paths"] == 2 and r["ratio"] > 0 for r in rows)
+        # the pooled ratio is the RMS over the folds' held-out points
+        assert f["ratio"] == pytest.approx(np.sqrt(np.mean([r["ratio"] ** 2 for r in rows])))
+        # holding out an extreme microstructure, the others' mean misses it by the shift
+        assert rows[1]["training_mean_ratio"] > 1.0 and rows[2]["training_mean_ratio"] > 1.0
+        # each fold keeps its held-out paths' flow stresses; the pooled flow error needs
+        # the main split's too, then is the RMS relative error over every fold's paths
+        assert f["flow_rel_error"] is None
+        assert all(len(r["flow_paths"]) == 2 for r in rows[1:])
+        # the workers' folds: the same rows and fits as those fitted here
+        g = microstructure_folds(sp, s, main, [4], 45.0, scatter, futures,
+                                 main_flow=main_flow)
+    assert g["folds"][0]["flow_paths"] == main_flow
+    assert {**g, "folds": g["folds"][1:], "flow_rel_error": None} == {
+        **f, "folds": f["folds"][1:]}
     every = main_flow + [p for r in g["folds"][1:] for p in r["flow_paths"]]
     assert len(every) == 6
     assert g["flow_rel_error"] == pytest.approx(
@@ -241,12 +250,8 @@ def test_each_microstructure_is_held_out_in_turn():
     assert rec["pooled_over"] == "folds" and rec["main_split_rel_error"] == 0.1
     assert rec["model_rel_u"] == pytest.approx(
         math.sqrt(max(g["flow_rel_error"] ** 2 - 0.05 ** 2, 0.0)))
-    assert len(microstructure_folds(sp, s.model_copy(update={"cross_validate": 1}), main,
-                                    [4], 45.0, scatter)["folds"]) == 2
-    # started in worker processes beside another fit (fit_surrogate): the same rows
-    with started_folds(sp, s, [4], 45.0, scatter) as futures:
-        assert len(futures) == 2
-        assert microstructure_folds(sp, s, main, [4], 45.0, scatter, futures) == f
+    one = s.model_copy(update={"cross_validate": 1, "evaluations": 1})
+    assert len(microstructure_folds(sp, one, main, [4], 45.0, scatter)["folds"]) == 2
 
 
 def test_condition_bias_finds_where_a_model_misses_the_mean_and_plots_it(tmp_path):
