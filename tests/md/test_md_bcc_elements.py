@@ -18,7 +18,8 @@ not flagged), glides along the Peach–Koehler force, slower than the shear-wave
 slab's line and glide lengths are the defaults in b (the same repeats at Mo's a0: the
 slab is fixed in b, not in Å).
 
-Cu runs the default steps (1 ps at τ = 0, 6 ps loaded). The BCC runs are short (loaded
+Cu runs the default steps (1 ps of thermalisation, then a 6 ps measured run; loaded from
+the start, the default `load_at = "thermalisation"`). The BCC runs are short (loaded
 from the start: 0.4 ps of thermalisation, then a 1.8 ps measured run, the first 40 % of
 it left out of the fit; 1,100 steps of 465 atoms): the rigid loaded blocks take 0.5-2 ps
 to bring the stress to the core (measured here: the Nb edge sat 1.8 ps at 200 MPa before
