@@ -93,8 +93,9 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, list[type[
         if tagged and (len(cands) > 1 or part not in cands[0].model_fields):
             cands = tagged[:1]  # a union: pydantic names the member before its keys
             continue
-        if part in members:  # a smart union names the member it tried: int, list[float]
-            cands, members = [], set()
+        if part in members or (members and isinstance(part, str) and part.startswith(
+                ("literal[", "constrained-"))):  # a smart union names the member it
+            cands, members = [], set()           # tried: int, list[float], literal['auto']
             continue
         owner = next((m for m in cands if part in m.model_fields), None)
         parts.append(str(part))
@@ -190,7 +191,19 @@ def format_validation_error(err: ValidationError, model: type[BaseModel],
     'cylinder'?``, ``missing required key 'problem.bc' (one or more [[problem.bc]]
     tables)``, ``key 'a.b' = 'x': <pydantic's message>``. The key is the TOML key (a
     discriminated union's tag left out, a list item as ``[i]``)."""
-    return "\n".join(f"{source}: {_problem_line(e, model)}" for e in err.errors())
+    lines: list[str] = []
+    for e in err.errors():
+        line = _problem_line(e, model)
+        # a value no member of a union takes: one error per member, at the same key
+        # (``= 'two': Input should be a valid number``, ``= 'two': Input should be
+        # 'auto'``): one line, the members' messages joined
+        head = f"key {_walk(model, tuple(e['loc']))[0] or '(top level)'!r} = {e.get('input')!r}: "
+        same = next((i for i, x in enumerate(lines) if x.startswith(head)), None)
+        if same is not None and line.startswith(head):
+            lines[same] += "; or " + line[len(head):]
+        else:
+            lines.append(line)
+    return "\n".join(f"{source}: {x}" for x in lines)
 
 
 def validate(model: type[M], data: dict[str, Any], source: str = "settings") -> M:

@@ -150,6 +150,25 @@ def test_a_union_member_and_a_default_value_are_not_keys() -> None:
     assert str(e.value) == "settings: unknown key 'auto'; allowed: x, models"
 
 
+class Factor(StrictModel):
+    k: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
+    sel: list[int] | Literal["auto"] = "auto"
+
+
+def test_a_value_no_union_member_takes_is_one_line() -> None:
+    """A union of a number (or a list) and a word: pydantic reports one error per member,
+    named ``constrained-float``, ``literal['auto']`` in the location; the user gets one
+    line at the TOML key, the members' expectations joined."""
+    with pytest.raises(SettingsError) as e:
+        validate(Factor, {"k": -1.0, "sel": "x"})
+    assert str(e.value).splitlines() == [
+        "settings: key 'k' = -1.0: Input should be greater than 0; or Input should be "
+        "'auto'",
+        "settings: key 'sel' = 'x': Input should be a valid list; or Input should be "
+        "'auto'"]
+    assert validate(Factor, {"k": 2.5, "sel": [48]}).k == 2.5
+
+
 def test_constraint_violation() -> None:
     pattern = r"resources.mpi_ranks' = 0: .*greater than or equal to 1"
     with pytest.raises(SettingsError, match=pattern):
