@@ -180,7 +180,12 @@ def _problem_line(e: Any, model: type[BaseModel]) -> str:
             else:
                 what = f" ({_type_label(ann)})"
         return f"missing required key {key!r}{what}"
-    return f"key {key!r} = {e.get('input')!r}: {e['msg']}"
+    return _value_head(key, e) + e["msg"]
+
+
+def _value_head(key: str, e: Any) -> str:
+    """``key 'a.b' = 'x': ``, the start of a problem with a value (its message follows)."""
+    return f"key {key!r} = {e.get('input')!r}: "
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel],
@@ -197,7 +202,7 @@ def format_validation_error(err: ValidationError, model: type[BaseModel],
         # a value no member of a union takes: one error per member, at the same key
         # (``= 'two': Input should be a valid number``, ``= 'two': Input should be
         # 'auto'``): one line, the members' messages joined
-        head = f"key {_walk(model, tuple(e['loc']))[0] or '(top level)'!r} = {e.get('input')!r}: "
+        head = _value_head(_walk(model, tuple(e["loc"]))[0] or "(top level)", e)
         same = next((i for i, x in enumerate(lines) if x.startswith(head)), None)
         if same is not None and line.startswith(head):
             lines[same] += "; or " + line[len(head):]
