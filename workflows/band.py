@@ -448,20 +448,24 @@ def surrogate_source(surrogate: Artifact | None) -> dict[str, Any]:
                     "method": "none", "note": "the Surrogate predates its held-out "
                     "flow-stress error (refit to carry it)"}
         return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none"}
-    e = sm.get("heldout_flow_rel_error")
     paths = int(sm.get("n_val") or 0) * max(len(sm.get("heldout_fold_ratios") or []), 1)
-    dof = None
-    if e and paths and float(u) > 0:
-        # u² = e² − (what a rerun would change), e² an RMS over the held-out paths: ν by
-        # Welch–Satterthwaite with the subtracted terms taken as known
-        dof = float(u) ** 4 / (float(e) ** 4 / paths)
-    return {"rel_u": float(u), "input_rel_u": e, "sensitivity": 1.0, "dof": dof,
-            "heldout_paths": paths or None,
+    return {"rel_u": float(u), "input_rel_u": sm.get("heldout_flow_rel_error"),
+            "sensitivity": 1.0, "heldout_paths": paths or None,
             "method": "held-out DD paths: RMS relative error of the surrogate's flow stress, "
                       "less the realisation scatter"
                       + (" and the training realisations' noise (the dd term)"
                          if sm.get("training_noise_rel_u") is not None else "")
                       + " in quadrature"}
+
+
+def surrogate_dof(src: Mapping[str, Any]) -> float | None:
+    """ν of the surrogate's term: u² = e² − (what a rerun would change), e² a mean square
+    over ``heldout_paths`` held-out paths, so by Welch–Satterthwaite with the subtracted
+    terms taken as known, u⁴/(e⁴/paths); of its final ``rel_u`` (less the dd term on the
+    first-order route); None without held-out paths."""
+    u, e, paths = (float(src.get(k) or 0.0) for k in ("rel_u", "input_rel_u",
+                                                       "heldout_paths"))
+    return u ** 4 / (e ** 4 / paths) if u > 0 and e > 0 and paths > 0 else None
 
 
 def combine(sources: dict[str, dict[str, Any]]) -> tuple[float, dict[str, float]]:
@@ -566,6 +570,7 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
             f"the sd of the final loads of the FEM solved with each fit, "
             f"{', '.join(f'{x:.4g}' for x in loads)} MPa")
     load_u = math.sqrt(sum(c * c for c in contrib.values()))
+    sources["surrogate"]["dof"] = surrogate_dof(sources["surrogate"])
     nu = effective_dof({s: (contrib[s], sources[s].get("dof")) for s in sources})
     auto = settings.coverage_factor == "auto"
     k = t_coverage(nu) if auto else float(settings.coverage_factor)
@@ -686,5 +691,5 @@ def make_band(settings: BandSettings, fem_settings: Any, inputs: dict[str, Artif
 
 __all__ = ["COVERAGE_LEVEL", "KIND", "SOURCES", "BandSettings", "combine", "dd_source",
            "effective_dof", "make_band", "mobility_source", "potential_members",
-           "potential_source", "surrogate_source", "t_coverage", "unitless_keys",
-           "write_band"]
+           "potential_source", "surrogate_dof", "surrogate_source", "t_coverage",
+           "unitless_keys", "write_band"]

@@ -95,6 +95,9 @@ def test_band_brackets_the_final_load_with_shares(chain_arts):
     # the surrogate's from its one held-out path: ν_eff below 1 counts as 1)
     nu, paths = s["effective_dof"], s["sources"]["surrogate"]["heldout_paths"]
     assert paths == arts["surrogate"].summary["n_val"]
+    # its ν from its final term, less the dd term on this first-order route
+    sur = s["sources"]["surrogate"]
+    assert sur["dof"] == pytest.approx(sur["rel_u"] ** 4 / (sur["input_rel_u"] ** 4 / paths))
     assert nu is not None and nu > 0 and k == pytest.approx(t_coverage(nu)) and k > 1.96
     assert s["coverage_level"] == 0.95
     assert s["scale_factors"] == pytest.approx([1 - u, 1 + u])
