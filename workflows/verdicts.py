@@ -122,8 +122,16 @@ THRESHOLDS: dict[str, Threshold] = {
         "load and the velocities (and the drag from them) are below steady state",
         higher_is_better=True),
     "mobility_r2": Threshold(
-        0.95, 0.8, "R²", "the chosen law's R² on the MD velocities it was fitted to",
+        0.95, 0.8, "R²", "the chosen law's R² on the MD velocities it was fitted to (for "
+        "a law with as many coefficients per curve as points, e.g. the neural one on a "
+        "few stresses, a check that its training converged, not of the physics)",
         higher_is_better=True),
+    "glide_law_p": Threshold(
+        0.05, 0.001, "p", "probability of a chi-square at least as large as that of the "
+        "MD velocities about the fitted glide laws (drag for edges, kink pair for screws), "
+        "from the velocities' own errors: below 5% the MD does not follow the law within "
+        "its errors (a point off the trend, or errors too small); below 0.1% the law is "
+        "the wrong shape for the data", higher_is_better=True),
     "drag_rel_err": Threshold(
         0.2, 0.5, "relative", "standard error of the edge drag B over B; the issue asks "
         "laws to recover B within their stated uncertainty, 50% leaves the order only"),
@@ -505,11 +513,74 @@ def deformation_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                   "dislocations)", rho)]
 
 
+def _neural_coefficients(path: Path) -> int | None:
+    """Coefficients per (character, temperature) curve of the saved NeuralMobility in
+    ``path`` (``mobility.json``: 1 + 4 n_terms), None if it is not one."""
+    try:
+        cfg = json.loads((path / "mobility.json").read_text())["config"]
+        return 1 + 4 * int(cfg["n_terms"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _points_per_curve(path: Path) -> float | None:
+    """Mean MD points per (character, temperature) curve of ``path``'s ``fit.json`` (its
+    drag fits' ``by_temperature`` counts), None if it has none."""
+    try:
+        drag = json.loads((path / "fit.json").read_text())["drag"]
+        counts = [int(r["n_points"]) for f in drag.values() for r in f["by_temperature"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return sum(counts) / len(counts) if counts else None
+
+
+def glide_law_consistency(path: Path) -> Check:
+    """``glide_law``: the MD velocities against the physical glide laws fitted to them
+    (``fit.json``: per character the drag fit's and, for screws, the kink-pair fit's
+    reduced χ² and degrees of freedom), as the probability of a χ² at least that large.
+    Unlike a fitted law's R², this fails when the data do not follow the physics within
+    their own errors; with no degree of freedom left (as many parameters as points) it
+    does not apply."""
+    from scipy.stats import chi2
+
+    try:
+        doc = json.loads((path / "fit.json").read_text())
+    except (OSError, ValueError):
+        return Check("glide_law", NA, "no fit.json with the glide laws' fits")
+    fits = [(f"{c} drag", f) for c, f in (doc.get("drag") or {}).items()]
+    if doc.get("kink_pair"):
+        fits.append(("screw kink pair", doc["kink_pair"]))
+    total, dof, parts = 0.0, 0, []
+    for what, f in fits:
+        r, nu = _num(f.get("chi2_red")), _num(f.get("dof"))
+        if r is None or not nu or nu <= 0:
+            continue
+        total, dof = total + r * nu, dof + int(nu)
+        parts.append(f"{what} χ²_red {r:.2f} on {int(nu)} dof")
+    if dof == 0:
+        return Check("glide_law", NA, "the glide laws have as many parameters as MD "
+                     "points: no degree of freedom left to test them")
+    p = float(chi2.sf(total, dof))
+    t = THRESHOLDS["glide_law_p"]
+    st = t.grade(p)
+    verdict = ("the MD velocities follow the physical glide law within their errors"
+               if st == GREEN else "the MD velocities stray from the glide law beyond "
+               "their errors")
+    return Check("glide_law", st, f"{verdict}: p = {p:.2g} ({t.bound(st)})", p,
+                 detail=_sentence(parts))
+
+
 def mobility_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     law = str(summary.get("law", ""))
     r2 = summary.get("neural_r2") if "Neural" in law else summary.get("drag_r2")
-    out = [graded("fit_r2", "mobility_r2", r2, f"{law or 'law'} R² on the MD velocities",
-                  ".3f", na="no fit quality recorded")]
+    coef, per = _neural_coefficients(path), _points_per_curve(path)
+    what = f"{law or 'law'} R² on the MD velocities"
+    if "Neural" in law and coef and per and per <= coef:
+        # it interpolates its points: R² ~ 1 says the training converged, nothing more
+        what = f"training converged: {law} ({coef} coefficients per curve, {per:.3g} " \
+               f"MD points) R²"
+    out = [graded("fit_r2", "mobility_r2", r2, what, ".3f", na="no fit quality recorded"),
+           glide_law_consistency(path)]
     b0, err = _num(summary.get("drag_edge_b0_pa_s")), _num(summary.get("drag_edge_b0_err_pa_s"))
     out.append(graded("drag_uncertainty", "drag_rel_err",
                       abs(err / b0) if b0 and err is not None else None,

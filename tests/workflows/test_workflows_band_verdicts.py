@@ -727,6 +727,10 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
         (dof,) = [c for c in rows["band"] if c["name"] == "degrees_of_freedom"]
         assert dof["status"] == NA and "before" in dof["reason"]
         rows["band"] = [c for c in rows["band"] if c is not dof]
+        # and one on the mobility: n/a here, the fixture keeps no fit.json
+        (law,) = [c for c in rows["mobility"] if c["name"] == "glide_law"]
+        assert law["status"] == NA and "no fit.json" in law["reason"]
+        rows["mobility"] = [c for c in rows["mobility"] if c is not law]
         for stage, checks in old.items():
             assert [c["name"] for c in rows[stage]] == [c["name"] for c in checks], stage
             for was, now in zip(checks, rows[stage], strict=True):
@@ -1077,6 +1081,55 @@ def test_a_mobility_law_inherits_the_steadiness_of_its_glide(tmp_path, ratio, st
     c = next(c for c in g if c.name == "steady_glide")
     assert c.status == status and words in c.reason, c
     assert _status(g, "fit_r2") == GREEN
+
+
+def _glide_fit(tmp_path, edge_chi2, edge_dof, kink=None, points=3, n_terms=None):
+    fit = {"drag": {"edge": {"chi2_red": edge_chi2, "dof": edge_dof,
+                             "by_temperature": [{"temperature_k": 300.0,
+                                                 "n_points": points}]}},
+           "kink_pair": kink}
+    (tmp_path / "fit.json").write_text(json.dumps(fit))
+    if n_terms is not None:
+        (tmp_path / "mobility.json").write_text(json.dumps(
+            {"class": "NeuralMobility", "config": {"n_terms": n_terms}}))
+
+
+@pytest.mark.parametrize("edge, kink, status, p", [
+    ((0.97, 1), None, GREEN, 0.325),              # the Mo example's edge drag fit
+    ((6.0, 1), None, AMBER, 0.0143),
+    ((20.0, 1), None, RED, 7.7e-6),
+    ((1.0, 2), {"chi2_red": 9.0, "dof": 3}, RED, 2.32e-5),   # the screws' law fails it
+    ((1.2, 0), None, NA, None)])
+def test_mobility_grades_the_md_against_the_physical_glide_law(tmp_path, edge, kink, status,
+                                                              p):
+    """The MD velocities against the drag (and kink-pair) laws fitted to them, by the χ²
+    of their own errors: a check that fails when the data do not follow the physics,
+    where a flexible law's R² on its own training points cannot; with no degree of
+    freedom left it does not apply."""
+    _glide_fit(tmp_path, *edge, kink=kink)
+    g = checks_for("MobilityLaw", {"law": "LinearDragMobility", "drag_r2": 0.99,
+                                   "n_rows": 3}, tmp_path)
+    c = next(c for c in g if c.name == "glide_law")
+    assert c.status == status, c
+    if p is None:
+        assert "no degree of freedom" in c.reason
+    else:
+        assert c.value == pytest.approx(p, rel=0.02)
+        assert f"χ²_red {edge[0]:.2f} on {edge[1]} dof" in c.detail
+
+
+def test_a_neural_law_on_few_points_says_its_r2_is_a_training_check(tmp_path):
+    """17 coefficients per curve through 3 MD points: R² ~ 1 whatever the physics, so the
+    reason says it checks the training (the glide-law check grades the data); with more
+    points per curve than coefficients it is the law's R² again."""
+    summ = {"law": "NeuralMobility", "neural_r2": 0.9999, "n_rows": 3}
+    _glide_fit(tmp_path, 0.97, 1, n_terms=4)
+    r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
+    assert r2.status == GREEN and r2.reason.startswith(
+        "training converged: NeuralMobility (17 coefficients per curve, 3 MD points) R²")
+    _glide_fit(tmp_path, 0.97, 1, points=40, n_terms=4)
+    r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
+    assert r2.reason.startswith("NeuralMobility R² on the MD velocities"), r2
 
 
 @pytest.mark.parametrize("rows, lattice, status, words, more", [
