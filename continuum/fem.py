@@ -285,6 +285,46 @@ def limit_load(reference: dict[str, float], model: Any, max_load: float,
             "limit_load_note": "perfectly plastic J2: q_lim = (2/sqrt(3)) sigma0 ln(Re/Ri)"}
 
 
+def lame_pressure(u_mm: float, r_inner: float, r_outer: float, e_mpa: float,
+                  nu: float) -> float:
+    """Internal pressure (MPa) that moves the inner wall of an elastic thick-walled tube
+    (plane strain, free outer wall) radially by ``u_mm``: Lamé,
+    u(R_i) = q R_i (1 + ν) ((1 − 2ν) R_i² + R_e²) / (E (R_e² − R_i²))."""
+    a2, b2 = r_inner ** 2, r_outer ** 2
+    return u_mm * e_mpa * (b2 - a2) / (r_inner * (1 + nu) * ((1 - 2 * nu) * a2 + b2))
+
+
+def elastic_response(reference: dict[str, float], model: Any,
+                     steps: list[Any]) -> dict[str, Any]:
+    """``elastic_check``: the first load step where no point has yielded, against the
+    analytic elastic solution with the material's own moduli (the cylinder: Lamé), so
+    the assembly, the boundary conditions, the load measure and the material's elastic
+    tangent are checked by theory in every run whatever the material does later; a
+    note instead where it does not apply. {} for a problem without an elastic
+    reference."""
+    if "r_inner_mm" not in reference or "r_outer_mm" not in reference:
+        return {}
+    c = getattr(model, "stiffness", None)
+    if c is None:
+        return {"elastic_check": {"note": "the material has no elastic stiffness to "
+                                          "compare with"}}
+    c = np.asarray(c, dtype=float)
+    g = 0.5 * c[3, 3]                          # Mandel: the shear block is 2G
+    k = (c[0, 0] + 2.0 * c[0, 1]) / 3.0
+    e, nu = 9 * k * g / (3 * k + g), (3 * k - 2 * g) / (2 * (3 * k + g))
+    first = next((st for st in steps[1:] if st.displacement != 0), None)
+    if first is None or first.max_eqps > 0:
+        return {"elastic_check": {"note": "no load step before the first yield"}}
+    q = lame_pressure(first.displacement, reference["r_inner_mm"],
+                      reference["r_outer_mm"], e, nu)
+    return {"elastic_check": {"step": int(first.step),
+                              "displacement_mm": float(first.displacement),
+                              "load_mpa": float(first.load), "analytic_mpa": float(q),
+                              "rel_error": float(abs(first.load - q) / abs(q)),
+                              "youngs_modulus_mpa": float(e), "poisson_ratio": float(nu),
+                              "analytic": "Lamé, plane strain, free outer wall"}}
+
+
 def worker_error_parser(workdir: Path) -> Callable[[list[str]], str | None]:
     """The one-line cause of a failed worker in ``workdir``, for ``run_command``.
 
@@ -370,6 +410,7 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
     }
     out.update(limit_load(reference, model, result.max_load,
                           out["max_equivalent_plastic_strain"]))
+    out.update(elastic_response(reference, model, result.steps))
     return out
 
 

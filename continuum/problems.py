@@ -169,7 +169,9 @@ class CylinderProblem(StrictModel):
             r = np.hypot(x[0], x[1])
             return np.stack([x[0] / r, x[1] / r])
 
-        reference = {"q_lim_over_sigma0": float(2 / np.sqrt(3) * np.log(re / ri))}
+        # the limit pressure of perfect J2, and the radii for the elastic (Lamé) check
+        reference = {"q_lim_over_sigma0": float(2 / np.sqrt(3) * np.log(re / ri)),
+                     "r_inner_mm": float(ri), "r_outer_mm": float(re)}
         if self.loading == "pressure":
             p = self.pressure
             return Problem(

@@ -39,6 +39,30 @@ def test_elastic_slope_matches_lame(cylinder_run):
     assert first.load == pytest.approx(first.displacement / compliance, rel=2e-3)
 
 
+def test_run_summary_checks_its_elastic_step_against_lame(cylinder_run):
+    """``elastic_response`` (the FEM verdict's ``elastic`` check): the first step against
+    Lamé with the material's own moduli, read from its stiffness; the same run judged
+    with a material 10 % stiffer than the one it ran with is 10 % off (the check sees
+    the material), and a run whose first step yields has no elastic step to check."""
+    from scalebridge.continuum.fem import elastic_response
+
+    cs, problem, result = cylinder_run
+    ri, re = cs.r_inner, cs.r_outer
+    compliance = (1 + NU) / E * ri**2 / (re**2 - ri**2) * ((1 - 2 * NU) * ri + re**2 / ri)
+    chk = elastic_response(problem.reference, perfect_j2(SIGMA0), result.steps)["elastic_check"]
+    assert chk["analytic_mpa"] == pytest.approx(result.steps[1].displacement / compliance,
+                                                rel=1e-12)
+    assert chk["youngs_modulus_mpa"] == pytest.approx(E) and chk["poisson_ratio"] == \
+        pytest.approx(NU)
+    assert chk["step"] == 1 and chk["rel_error"] < 2e-3
+    stiffer = J2Plasticity(1.1 * E, NU, LinearHardening(SIGMA0, 0.0))
+    off = elastic_response(problem.reference, stiffer, result.steps)["elastic_check"]
+    assert off["rel_error"] == pytest.approx(1 - 1 / 1.1, rel=0.02)
+    yielded = [result.steps[0], *result.steps[-2:]]
+    assert "no load step before the first yield" in elastic_response(
+        problem.reference, perfect_j2(SIGMA0), yielded)["elastic_check"]["note"]
+
+
 def test_limit_pressure_within_one_percent(cylinder_run):
     _, problem, result = cylinder_run
     q_lim = problem.reference["q_lim_over_sigma0"] * SIGMA0

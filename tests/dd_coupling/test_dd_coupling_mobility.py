@@ -68,7 +68,9 @@ class _BadLaw:
         if self.kind == "even":
             v = 1e-6 * np.abs(t)
         elif self.kind == "nonmonotone":
-            v = 1e-6 * t * np.cos(t / 1e8)
+            # odd and dissipative (1.5 + cos >= 0.5), falling where x sin x > 1.5 + cos x
+            # (x = tau / 30 MPa: from ~47 MPa): only the monotone check can catch it
+            v = 1e-6 * t * (1.5 + np.cos(t / 3e7))
         elif self.kind == "shape":
             v = 1e-6 * t[:, None]
         else:
@@ -76,9 +78,12 @@ class _BadLaw:
         return torch.as_tensor(v) if isinstance(tau_pa, torch.Tensor) else v
 
 
-@pytest.mark.parametrize("kind", ["even", "nonmonotone", "shape", "negative"])
-def test_check_mobility_rejects_bad_laws(kind):
-    with pytest.raises(MobilityCheckError):
+@pytest.mark.parametrize("kind, match", [
+    ("even", "not odd"), ("nonmonotone", "not monotone"), ("shape", ""),
+    ("negative", "negative dissipation")])
+def test_check_mobility_rejects_bad_laws(kind, match):
+    """Each bad law fails the check written for its defect (not an earlier one)."""
+    with pytest.raises(MobilityCheckError, match=match):
         check_mobility(_BadLaw(kind))
 
 

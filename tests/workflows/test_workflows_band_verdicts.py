@@ -731,6 +731,10 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
         (law,) = [c for c in rows["mobility"] if c["name"] == "glide_law"]
         assert law["status"] == NA and "no fit.json" in law["reason"]
         rows["mobility"] = [c for c in rows["mobility"] if c is not law]
+        # and one on the FEM: n/a here, mo_bench47's run summary has no elastic step
+        (ela,) = [c for c in rows["fem"] if c["name"] == "elastic"]
+        assert ela["status"] == NA and "no analytic elastic solution" in ela["reason"]
+        rows["fem"] = [c for c in rows["fem"] if c is not ela]
         for stage, checks in old.items():
             assert [c["name"] for c in rows[stage]] == [c["name"] for c in checks], stage
             for was, now in zip(checks, rows[stage], strict=True):
@@ -858,11 +862,15 @@ def test_glide_replicas_deformation_and_overall(tmp_path):
     (("0.97", "1.05", "0.9"), GREEN, "steady glide: first-half velocity 0.97 x"),
     (("0.78", "0.7", "0.8"), AMBER, "glide still accelerating: first-half velocity 0.78 x"),
     (("0.5", "0.4", "0.55"), RED, "lengthen equil_steps/run_steps"),
+    (("1.02", "0.83", "1.1"), GREEN, "steady glide: first-half velocity 1.02 x"),
+    (("1.3", "1.25", "1.4"), AMBER, "glide slowing down: first-half velocity 1.30 x"),
+    (("2.0", "1.8", "2.5"), RED, "the glide region): the velocities are not free glide"),
     (None, NA, "no acceleration_ratio")])
 def test_steady_glide_grades_the_median_acceleration_ratio(tmp_path, ratios, status, words):
-    """Steady, accelerating and strongly accelerating glide, and an older table without
-    the column (the first ratio of each triple is its median); a flagged point's ratio
-    (0.1) does not count."""
+    """Steady, accelerating and strongly accelerating glide, the same for a line that
+    slows down (graded on 1/r, with its own reason), and an older table without the
+    column (the first ratio of each triple is its median); a flagged point's ratio (0.1)
+    does not count."""
     head = "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,status"
     rows = ["edge,300,250,300,30,ok", "edge,300,500,700,60,ok", "edge,300,1000,900,60,ok",
             "edge,300,50,,,unresolved"]
@@ -1116,6 +1124,26 @@ def test_mobility_grades_the_md_against_the_physical_glide_law(tmp_path, edge, k
     else:
         assert c.value == pytest.approx(p, rel=0.02)
         assert f"χ²_red {edge[0]:.2f} on {edge[1]} dof" in c.detail
+
+
+@pytest.mark.parametrize("check, status, words", [
+    ({"rel_error": 1.2e-4, "step": 1, "load_mpa": 4.1715, "analytic_mpa": 4.1720,
+      "youngs_modulus_mpa": 328.9e3, "poisson_ratio": 0.2947,
+      "analytic": "Lamé, plane strain, free outer wall"}, GREEN,
+     "first load step (elastic) vs Lamé, plane strain, free outer wall: 0.01% (<= 1.00%)"),
+    ({"rel_error": 0.03}, AMBER, "(> 1.00%)"),
+    ({"rel_error": 0.1}, RED, "(> 5.00%)"),
+    ({"note": "no load step before the first yield"}, NA, "no load step before"),
+    (None, NA, "no analytic elastic solution")])
+def test_fem_grades_its_elastic_step_against_theory(tmp_path, check, status, words):
+    """The FEM's physics check that applies to any material: its first elastic step
+    against the analytic solution (the run summary's ``elastic_check``), graded by the
+    relative error; n/a with the reason where there is none."""
+    summ = {"elastic_check": check} if check is not None else {}
+    c = next(c for c in checks_for("FieldResults", summ, tmp_path) if c.name == "elastic")
+    assert c.status == status and words in c.reason, c
+    if status == GREEN:
+        assert "4.1715 MPa against 4.172 MPa for E = 328.9 GPa, ν = 0.2947" in c.detail
 
 
 def test_a_neural_law_on_few_points_says_its_r2_is_a_training_check(tmp_path):
