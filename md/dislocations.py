@@ -64,7 +64,13 @@ from ase import Atoms
 from ase.lattice.cubic import BodyCenteredCubic, FaceCenteredCubic
 from scalebridge.errors import DataError
 from scalebridge.md.glide_fit import BlockVelocity, block_velocity, naive_velocity
-from scalebridge.md.lammps import RELAX_FTOL, LammpsPotential, run_lammps
+from scalebridge.md.lammps import (
+    RELAX_FTOL,
+    DeviationSettings,
+    LammpsPotential,
+    devi_dump_commands,
+    run_lammps,
+)
 from scalebridge.md.properties import burgers_length
 from scalebridge.settings import Resources
 
@@ -516,7 +522,8 @@ def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
                  seed: int, damp_ps: float, timestep_ps: float,
                  relax_steps: int = 2000, boundary: str = "rigid", perturb_a: float = 0.0,
                  thermostat: str = "all", y_bins: int = 8,
-                 load_at: str = "thermalisation") -> str:
+                 load_at: str = "thermalisation",
+                 devi_dump: Sequence[str] | None = None) -> str:
     """Relax, thermalise for ``equil_steps``, then measure ``run_steps`` under τ:
     opposite forces along b on the top and bottom boundary layers (rigid blocks, or
     deformable layers with ``traction``).
@@ -540,6 +547,10 @@ def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
     slab is not thermostatted) or ``normal`` (y velocities only, ``temp/partial 0 1 0``).
     Either way the per-component kinetic temperature of the mobile atoms (profile
     removed) is averaged over the loaded run and printed as ``SB temp_x/_y/_z``.
+
+    ``devi_dump``: the header's model-deviation dump (:func:`~.lammps.devi_dump_commands`),
+    which LAMMPS makes the timestep reset before the measured run undump; restarted after
+    it, so its frames are the measured run's, as the deviation rows that remain.
     """
     force = tau_mpa / EV_A3_TO_MPA * geo.area_a2                    # eV/Å in total
     ax = 0 if geo.character == "screw" else 2
@@ -584,7 +595,9 @@ def glide_script(geo: SlabGeometry, tau_mpa: float, temperature_k: float, *,
         *(unhold + load if early else []),
         f"run {equil_steps}",
         *([] if early else unhold + load),
+        *(["undump sb_devi"] if devi_dump else []),
         "reset_timestep 0",
+        *(devi_dump or []),
         f"fix sb_tave sb_free ave/time 1 {run_steps} {run_steps} c_sb_tp c_sb_tp[1] "
         "c_sb_tp[2] c_sb_tp[3]",
         f"dump sb_d all custom {dump_every} glide.dump id type element x y z",
@@ -625,6 +638,8 @@ class GlideResult:
             frames, m/s (:func:`half_velocities`: equal up to noise at steady glide).
         line_a: length of the built slab along the line, Å (the requested length
             rounded up to whole repeats, :func:`repeats_for`).
+        max_devi_f_ev_a: the potential ensemble's largest force deviation over the
+            run's deviation frames, eV/Å (NaN: one model, or no ``devi``).
     """
 
     time_ps: np.ndarray
@@ -642,6 +657,7 @@ class GlideResult:
     sf_width_a: float = math.nan
     half_velocities_m_s: tuple[float, float] = (math.nan, math.nan)
     line_a: float = math.nan
+    max_devi_f_ev_a: float = math.nan
 
 
 def run_glide(potential: LammpsPotential, a0: float, character: Character,
@@ -654,6 +670,7 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
               blocks: int = 5, max_temperature_deviation: float = 0.2,
               lattice: str = "bcc",
               load_at: Literal["thermalisation", "run"] = "thermalisation",
+              devi: DeviationSettings | None = None,
               resources: Resources | None = None) -> GlideResult:
     """One (τ, T, character) glide job: build, relax, drive, locate, fit, classify.
 
@@ -682,6 +699,8 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
         lattice: ``bcc`` or ``fcc`` (slab, Burgers vector, DXA families).
         load_at: ``thermalisation`` (load on from the start of the ``equil_steps``) or
             ``run`` (τ = 0 until the measured run), see :func:`glide_script`.
+        devi: model deviation of an ensemble potential along the run (the core under
+            load is where a learned potential extrapolates first); None: not recorded.
 
     Returns:
         :class:`GlideResult` (velocity along +z, m/s; ``status`` says whether it counts;
@@ -700,10 +719,15 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
         geo, tau_mpa, temperature_k, n_top=n_top, n_bot=n_bot, equil_steps=equil_steps,
         run_steps=run_steps, dump_every=dump_every, seed=seed, damp_ps=damp_ps,
         timestep_ps=timestep_ps, boundary=boundary, perturb_a=perturb_a,
-        thermostat=thermostat, y_bins=y_bins, load_at=load_at)
-    res = run_lammps(workdir, body, potential, atoms, resources=resources,
+        thermostat=thermostat, y_bins=y_bins, load_at=load_at,
+        devi_dump=(devi_dump_commands(devi.out_freq, potential.type_map)
+                   if devi is not None and getattr(potential, "is_ensemble", False)
+                   else None))
+    res = run_lammps(workdir, body, potential, atoms, resources=resources, devi=devi,
                      timestep_ps=timestep_ps, name=f"glide {character} {tau_mpa:g} MPa "
                      f"{temperature_k:g} K", total_steps=equil_steps + run_steps)
+    devi_f = (float(np.max(res.deviation.max_devi_f)) if res.deviation is not None
+              and len(res.deviation.max_devi_f) else math.nan)
     if (res.value("n_top"), res.value("n_bot")) != (n_top, n_bot):
         raise DataError(f"{workdir}: loaded layers hold {res.value('n_top'):g}/"
                         f"{res.value('n_bot'):g} atoms in LAMMPS, {n_top}/{n_bot} expected")
@@ -727,7 +751,7 @@ def run_glide(potential: LammpsPotential, a0: float, character: Character,
     return GlideResult(t, z, yc, blk.velocity_m_s, blk.err_m_s, len(atoms),
                        float(run_steps * timestep_ps), workdir, blk,
                        (temps[0], temps[1], temps[2]), status, reason, mean_w, halves,
-                       geo.line_a)
+                       geo.line_a, devi_f)
 
 
 def half_velocities(t_ps: np.ndarray, z_a: np.ndarray) -> tuple[float, float]:

@@ -532,6 +532,14 @@ def read_model_devi(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- running
+def devi_dump_commands(out_freq: int, type_map: Sequence[str]) -> list[str]:
+    """The ``sb_devi`` dump of the frames beside ``model_devi.out`` (every ``out_freq``
+    steps), as :func:`write_input` puts it in the header; a body that resets the
+    timestep must ``undump sb_devi`` first and may restart it with these lines."""
+    return [f"dump sb_devi all custom {out_freq} devi_frames.dump id type x y z",
+            f"dump_modify sb_devi sort id element {' '.join(type_map)}"]
+
+
 def write_input(workdir: Path, body: str, potential: LammpsPotential,
                 structure: Atoms | None, *, devi: DeviationSettings | None = None,
                 timestep_ps: float = 0.001, triclinic: bool = False) -> Path:
@@ -558,9 +566,7 @@ def write_input(workdir: Path, body: str, potential: LammpsPotential,
                  f"timestep {timestep_ps}"]
     if ensemble and structure is not None:
         assert devi is not None
-        elems = " ".join(potential.type_map)
-        head += [f"dump sb_devi all custom {devi.out_freq} devi_frames.dump id type x y z",
-                 f"dump_modify sb_devi sort id element {elems}"]
+        head += devi_dump_commands(devi.out_freq, potential.type_map)
     text = "\n".join(head) + "\n\n" + body.strip() + "\n"
     path = workdir / "in.lmp"
     tmp = workdir / ".in.lmp.tmp"

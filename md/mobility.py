@@ -63,6 +63,7 @@ from scalebridge.md.dislocations import (
 )
 from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
 from scalebridge.md.lammps import (
+    DeviationSettings,
     LammpsPotential,
     as_potential,
     driven_by,
@@ -80,13 +81,15 @@ log = logging.getLogger("scalebridge.md.mobility")
 VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
                     "velocity_err_m_s", "velocity_ci95_m_s", "velocity_pi95_m_s",
                     "replicas", "replicas_ok", "error_source", "glide_temperature_k",
-                    "status", "reason", "n_atoms", "duration_ps", "acceleration_ratio")
+                    "status", "reason", "n_atoms", "duration_ps", "acceleration_ratio",
+                    "max_devi_f_ev_a")
 #: ``replicas.csv``: one row per glide run.
 REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed", "member",
                    "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
                    "temperature_x_k", "temperature_y_k", "temperature_z_k", "status",
                    "reason", "line_b", "n_atoms", "duration_ps", "sf_width_a",
-                   "velocity_first_half_m_s", "velocity_second_half_m_s")
+                   "velocity_first_half_m_s", "velocity_second_half_m_s",
+                   "max_devi_f_ev_a")
 #: ``dissociation.csv`` (FCC): one row per character.
 DISSOCIATION_COLUMNS = ("character", "width_a", "width_b", "width_glide_a",
                         "elastic_width_a", "elastic_width_periodic_a", "ratio_to_elastic",
@@ -170,6 +173,10 @@ class MobilityMaker(StrictModel):
         "thermalisation (its equil_steps count toward the dislocation's ~2-3 ps "
         "acceleration to steady glide) or with the measured run (τ = 0 before)")
     dump_every: int = Field(50, ge=1, description="dump/locate every N steps")
+    devi: DeviationSettings = Field(
+        default_factory=DeviationSettings, description="model deviation of an ensemble "
+        "along each glide run (the loaded core is where a learned potential extrapolates "
+        "first): every out_freq steps; the md verdict grades its maximum")
     timestep_ps: float = Field(0.002, gt=0, le=0.005, description="MD timestep, ps")
     damp_ps: float = Field(0.1, gt=0, description="thermostat time constant, ps")
     thermostat: Literal["all", "normal"] = Field(
@@ -287,7 +294,8 @@ class MobilityMaker(StrictModel):
                       boundary=self.boundary, perturb_a=self.perturb_a,
                       thermostat=self.thermostat, blocks=self.blocks,
                       max_temperature_deviation=self.max_temperature_deviation,
-                      lattice=self.crystal, load_at=self.load_at, resources=resources)
+                      lattice=self.crystal, load_at=self.load_at, devi=self.devi,
+                      resources=resources)
         log.info("%s: v = %.0f ± %.0f m/s (%s%s)", point.tag, r.velocity_m_s,
                  r.velocity_err_m_s, r.status, f": {r.reason}" if r.reason else "")
         blk = r.block
@@ -306,6 +314,7 @@ class MobilityMaker(StrictModel):
                 "duration_ps": r.duration_ps, "sf_width_a": _num(r.sf_width_a),
                 "velocity_first_half_m_s": _num(r.half_velocities_m_s[0]),
                 "velocity_second_half_m_s": _num(r.half_velocities_m_s[1]),
+                "max_devi_f_ev_a": _num(r.max_devi_f_ev_a),
                 "workdir": str(r.workdir)}
 
     def make(self, potential: Artifact | str | Path | LammpsPotential, path: str | Path,
@@ -569,8 +578,9 @@ def replica_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             r["status"] = "not_finite"
             r["reason"] = "velocity or its error is not a finite number"
         r["velocity_m_s"], r["velocity_err_m_s"] = v, e
-        for k in ("velocity_first_half_m_s", "velocity_second_half_m_s"):
-            r[k] = _num(r.get(k))       # absent in rows from before the halves: empty
+        for k in ("velocity_first_half_m_s", "velocity_second_half_m_s",
+                  "max_devi_f_ev_a"):
+            r[k] = _num(r.get(k))       # absent in rows from before them: empty
         out.append(r)
     return out
 
@@ -598,6 +608,8 @@ def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         tz = [x for x in tz if x is not None]
         row["glide_temperature_k"] = float(np.mean(tz)) if tz else None
         row["acceleration_ratio"] = acceleration_ratio(ok)
+        devi = [d for r in sel if (d := _num(r.get("max_devi_f_ev_a"))) is not None]
+        row["max_devi_f_ev_a"] = max(devi) if devi else None
         if 2 * len(ok) <= len(sel):
             why = sorted({f"{r['status']}: {r['reason']}" if r["reason"] else r["status"]
                           for r in sel if r["status"] != "ok"})
@@ -736,6 +748,11 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         # potential ensemble members that drove the runs (MobilityMaker.ensemble_replicas)
         "members_driving": len({r.get("member", 0) for r in reps}) if reps else 0,
         "ensemble_members": ensemble_members,
+        # the ensemble's largest force deviation over every run (None: one model)
+        "max_devi_f_ev_a": max((d for r in reps
+                                if (d := _num(r.get("max_devi_f_ev_a"))) is not None),
+                               default=None),
+        "devi_threshold_ev_a": maker.devi.f_threshold_ev_a,
         "a0_a": a0, "burgers_a": b,
         "lattice": maker.crystal, "shear_wave_m_s": shear_wave_m_s,
         "screw_shear_wave_m_s": fits["screw_shear_wave_m_s"],

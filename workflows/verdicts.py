@@ -379,19 +379,29 @@ def properties_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     drift = _num(props.get("nve_drift_ev_per_atom_ps"))
     out.append(graded("nve_drift", "nve_drift", abs(drift) if drift is not None else None,
                       "NVE drift", ".2g", na="no NVE run"))
-    lim = _num(props.get("devi_threshold_ev_a"))
-    bound = f" {lim:.3g} eV/Å" if lim is not None else ""
-    if props.get("flagged"):
-        out.append(Check("model_deviation", AMBER, f"model deviation above the threshold"
-                         f"{bound}: frames exported as DFT candidates",
-                         props.get("max_devi_f_ev_a")))
-    elif props.get("max_devi_f_ev_a") is not None:
-        out.append(Check("model_deviation", GREEN, "model deviation "
-                         f"{props['max_devi_f_ev_a']:.3g} eV/Å below the threshold{bound}",
-                         props.get("max_devi_f_ev_a")))
-    else:
-        out.append(Check("model_deviation", NA, "one model: no model deviation"))
+    out.append(deviation_check(props.get("max_devi_f_ev_a"),
+                               props.get("devi_threshold_ev_a"), bool(props.get("flagged"))))
     return out
+
+
+def deviation_check(max_devi: Any, threshold: Any, flagged: bool | None = None,
+                    where: str = "", na: str = "one model: no model deviation") -> Check:
+    """``model_deviation``: the potential ensemble's largest force deviation (eV/Å) ``where``
+    it ran, against the threshold above which its frames go out as DFT candidates; amber
+    above it (``flagged``, or the value beyond the threshold), n/a with ``na``."""
+    lim, dev = _num(threshold), _num(max_devi)
+    bound = f" {lim:.3g} eV/Å" if lim is not None else ""
+    if flagged is None:
+        flagged = dev is not None and lim is not None and dev > lim
+    if flagged:
+        return Check("model_deviation", AMBER, f"model deviation{where} "
+                     + (f"{dev:.3g} eV/Å " if dev is not None else "")
+                     + f"above the threshold{bound}: frames exported as DFT candidates",
+                     dev)
+    if dev is not None:
+        return Check("model_deviation", GREEN, f"model deviation{where} {dev:.3g} eV/Å "
+                     f"below the threshold{bound}", dev)
+    return Check("model_deviation", NA, na)
 
 
 def glide_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
@@ -429,6 +439,12 @@ def glide_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                          f"of the velocity (green within {100 * t.green:g}%)", med))
     out.append(steady_glide_check(pts))
     out.append(members_check(summary))
+    # the loaded core is where a learned potential leaves its data first
+    out.append(deviation_check(summary.get("max_devi_f_ev_a"),
+                               summary.get("devi_threshold_ev_a"),
+                               where=" in the glide runs", na=(
+                                   "one model, or an artifact from before the glide "
+                                   "runs recorded it: no model deviation at the cores")))
     out.append(characters_check(summary, pts))
     return out
 

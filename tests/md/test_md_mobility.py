@@ -27,6 +27,7 @@ from scalebridge.md.mobility import (
     GlidePoint,
     MobilityMaker,
     aggregate_points,
+    collect_velocity,
     replica_rows,
 )
 from scalebridge.md.tables import read_rows
@@ -166,8 +167,8 @@ def test_replica_runs_start_from_different_relaxed_states(tmp_path, snap):
     a, b = ((tmp_path / f"r{r}" / "glide.dump").read_text() for r in (0, 1))
     assert a != b
     for r in rows:
-        # sf_width_a: the stacking-fault width, FCC only
-        assert set(REPLICA_COLUMNS) - {"reason", "sf_width_a"} <= {
+        # sf_width_a: the stacking-fault width, FCC only; no model deviation of one SNAP
+        assert set(REPLICA_COLUMNS) - {"reason", "sf_width_a", "max_devi_f_ev_a"} <= {
             k for k, v in r.items() if v is not None}
 
 
@@ -222,8 +223,8 @@ def test_defectstats_writes_flagged_points_without_velocity_and_dd_skips_them(tm
     assert ratio[200.0] == pytest.approx(0.6) and ratio[400.0] == pytest.approx(0.9)
     assert ratio[100.0] == "" and ratio[800.0] == ""
     replicas = read_rows(art.path / "replicas.csv")
-    assert len(replicas) == 12 and list(replicas[0])[-2:] == [
-        "velocity_first_half_m_s", "velocity_second_half_m_s"]
+    assert len(replicas) == 12 and list(replicas[0])[-3:] == [
+        "velocity_first_half_m_s", "velocity_second_half_m_s", "max_devi_f_ev_a"]
     assert [r["velocity_second_half_m_s"] for r in replicas if r["tau_mpa"] == 400.0] == [
         600.0, 625.0, ""]
     assert "nan" not in (art.path / "replicas.csv").read_text().lower()
@@ -656,3 +657,37 @@ def test_replicas_run_on_alternating_ensemble_members(tmp_path, tiny_potential, 
         rows = [mk.run_point(pot, A0, p, tmp_path / f"{rotate}" / p.tag) for p in mk.grid()]
         assert [r["member"] for r in rows] == members
         assert [pair_style(r) for r in rows] == [str(pot.models[m]) for m in members]
+
+
+def test_glide_runs_record_the_model_deviation_without_changing_the_dynamics(
+        tmp_path, tiny_potential):
+    """Every glide run of an ensemble records its largest force deviation (the loaded
+    core is where a learned potential extrapolates first; the md verdict grades it): the
+    two tiny models differ, so it is > 0, in the replica row, the point row and the
+    summary; and recording it leaves the trajectory as it was, to the bit (the driving
+    member's forces are the same at the deviation steps)."""
+    from scalebridge.md.lammps import DeviationSettings, as_potential
+
+    pot = as_potential(tiny_potential.path)
+    dumps, devi_10 = {}, 0.0
+    for freq in (10, 1_000_000):
+        mk = MobilityMaker(characters=["edge"], temperatures_k=[50.0], taus_mpa=[1000.0],
+                           replicas=1, equil_steps=10, run_steps=20, dump_every=10,
+                           devi=DeviationSettings(out_freq=freq))
+        (p,) = mk.grid()
+        row = mk.run_point(pot, A0, p, tmp_path / str(freq) / p.tag)
+        dumps[freq] = (Path(row["workdir"]) / "glide.dump").read_text()
+        if freq == 10:
+            assert row["max_devi_f_ev_a"] > 1e-4, row
+            (tmp_path / "collected").mkdir()
+            summ = collect_velocity([row], tmp_path / "collected", A0, mk)
+            assert summ["max_devi_f_ev_a"] == row["max_devi_f_ev_a"]
+            assert summ["devi_threshold_ev_a"] == 0.3
+            head, first = (tmp_path / "collected" / "velocity.csv").read_text().splitlines()[:2]
+            assert float(first.split(",")[head.split(",").index("max_devi_f_ev_a")]) == \
+                pytest.approx(row["max_devi_f_ev_a"])
+        else:      # step 0 of the measured run only
+            assert 0 < row["max_devi_f_ev_a"] <= devi_10
+            continue
+        devi_10 = row["max_devi_f_ev_a"]
+    assert dumps[10] == dumps[1_000_000]

@@ -627,7 +627,9 @@ def test_dd_surrogate_fem_rules(tmp_path):
     fem = checks_for("FieldResults", {"limit_load_rel_error": 0.0016,
                                       "stopped_at_load_factor": None,
                                       "max_out_of_range_fraction": 0.2}, tmp_path)
-    assert [c.status for c in fem] == [NA, GREEN, NA, GREEN, RED]
+    assert [c.name for c in fem] == ["material_checks", "limit_load", "elastic",
+                                     "time_step", "completed", "out_of_range"]
+    assert [c.status for c in fem] == [NA, GREEN, NA, NA, GREEN, RED]
     # the FEM stepping outside the steps its surrogate was fitted at
     for used, status in (([7e-10, 7e-10], GREEN), ([3.5e-10, 7e-10], GREEN),
                          ([2.1e-9, 2.1e-9], AMBER), ([2.1e-10, 7e-10], AMBER),
@@ -636,12 +638,13 @@ def test_dd_surrogate_fem_rules(tmp_path):
                                         "material_trained_dt_s": [3.4e-10, 1.26e-9]},
                        tmp_path)
         assert _status(c, "time_step") == status, (used, c)
-    assert "fitted at 3.4e-10 to 1.26e-09 s" in c[2].reason and "4.76x outside" in c[2].reason
+    ts = next(x for x in c if x.name == "time_step")
+    assert "fitted at 3.4e-10 to 1.26e-09 s" in ts.reason and "4.76x outside" in ts.reason
     # one step is one value, a range reads "to" (not "7e-10-7e-10")
     one = checks_for("FieldResults", {"time_step_s": [7e-10, 7e-10],
                                       "material_trained_dt_s": [3.4e-10, 1.26e-9]}, tmp_path)
     assert ("FEM time step 7e-10 s, the surrogate was fitted at 3.4e-10 to 1.26e-09 s"
-            == one[2].reason)
+            == next(x for x in one if x.name == "time_step").reason)
     assert "not a learned model" in fem[0].reason
     # the run total decides (5.6 % of the points at the first plastic step, none after:
     # the example's cylinder); the worst step is named in the reason
@@ -735,6 +738,10 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
         (ela,) = [c for c in rows["fem"] if c["name"] == "elastic"]
         assert ela["status"] == NA and "no analytic elastic solution" in ela["reason"]
         rows["fem"] = [c for c in rows["fem"] if c is not ela]
+        # and the deviation at the glide cores: mo_bench47's runs did not record it
+        (dev,) = [c for c in rows["defects"] if c["name"] == "model_deviation"]
+        assert dev["status"] == NA and "before the glide runs recorded it" in dev["reason"]
+        rows["defects"] = [c for c in rows["defects"] if c is not dev]
         for stage, checks in old.items():
             assert [c["name"] for c in rows[stage]] == [c["name"] for c in checks], stage
             for was, now in zip(checks, rows[stage], strict=True):
@@ -1144,6 +1151,24 @@ def test_fem_grades_its_elastic_step_against_theory(tmp_path, check, status, wor
     assert c.status == status and words in c.reason, c
     if status == GREEN:
         assert "4.1715 MPa against 4.172 MPa for E = 328.9 GPa, ν = 0.2947" in c.detail
+
+
+@pytest.mark.parametrize("devi, status, words", [
+    (0.12, GREEN, "model deviation in the glide runs 0.12 eV/Å below the threshold 0.3"),
+    (0.45, AMBER, "model deviation in the glide runs 0.45 eV/Å above the threshold 0.3"),
+    (None, NA, "before the glide runs recorded it")])
+def test_glide_grades_the_model_deviation_at_the_loaded_cores(tmp_path, devi, status, words):
+    """The ensemble's force deviation along the glide runs (the loaded core, where a
+    learned potential leaves its data first), against the threshold that exports frames
+    as DFT candidates."""
+    (tmp_path / "velocity.csv").write_text(
+        "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,status\n"
+        "edge,300,500,700,60,ok\n")
+    g = checks_for("DefectStats", {"points": 1, "replicas_min": 3, "lattice": "bcc",
+                                   "max_devi_f_ev_a": devi, "devi_threshold_ev_a": 0.3},
+                   tmp_path)
+    c = next(c for c in g if c.name == "model_deviation")
+    assert c.status == status and words in c.reason, c
 
 
 def test_a_neural_law_on_few_points_says_its_r2_is_a_training_check(tmp_path):
