@@ -599,7 +599,7 @@ def glide_law_consistency(path: Path) -> Check:
                      "points: no degree of freedom left to test them")
     if dof < 3:
         # a form picked by its score among several has used part of what is left
-        parts.append(f"{dof} degree(s) of freedom" + (
+        parts.append(f"{dof} degree{'s' if dof > 1 else ''} of freedom" + (
             f", the form chosen by its score among {chosen_among} candidates"
             if chosen_among > 1 else "") + ": a weak test; more stresses per "
             "(character, temperature) make it a strong one")
@@ -976,10 +976,10 @@ def fem_elastic_check(summary: Mapping[str, Any]) -> Check:
     if err is None:
         return Check("elastic", NA, str(chk.get("note") or "not measured"))
     c = graded("elastic", "fem_elastic", err, f"first load step (elastic) vs "
-               f"{chk.get('analytic') or 'the analytic solution'}:", ".2%")
+               f"{chk.get('analytic') or 'the analytic solution'}:", ".3%")
     c.detail = _sentence([
-        f"step {chk.get('step')}: {_num(chk.get('load_mpa')) or 0:.5g} MPa against "
-        f"{_num(chk.get('analytic_mpa')) or 0:.5g} MPa for E = "
+        f"step {chk.get('step')}: {_num(chk.get('load_mpa')) or 0:.6g} MPa against "
+        f"{_num(chk.get('analytic_mpa')) or 0:.6g} MPa for E = "
         f"{(_num(chk.get('youngs_modulus_mpa')) or 0) / 1e3:.4g} GPa, ν = "
         f"{_num(chk.get('poisson_ratio')) or 0:.4g} (the material's own)"])
     return c
