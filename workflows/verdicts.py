@@ -553,39 +553,36 @@ def _neural_coefficients(path: Path) -> int | None:
     """Coefficients per (character, temperature) curve of the saved NeuralMobility in
     ``path`` (``mobility.json``: 1 + 4 n_terms), None if it is not one."""
     try:
-        cfg = json.loads((path / "mobility.json").read_text())["config"]
-        return 1 + 4 * int(cfg["n_terms"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return 1 + 4 * int(_json(path / "mobility.json")["config"]["n_terms"])
+    except (KeyError, TypeError, ValueError):
         return None
 
 
-def _points_per_curve(path: Path) -> float | None:
-    """Mean MD points per (character, temperature) curve of ``path``'s ``fit.json`` (its
-    drag fits' ``by_temperature`` counts), None if it has none."""
+def _points_per_curve(fit: Mapping[str, Any]) -> float | None:
+    """Mean MD points per (character, temperature) curve of a MobilityLaw's ``fit.json``
+    ``fit`` (its drag fits' ``by_temperature`` counts), None if it has none."""
     try:
-        drag = json.loads((path / "fit.json").read_text())["drag"]
-        counts = [int(r["n_points"]) for f in drag.values() for r in f["by_temperature"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        counts = [int(r["n_points"]) for f in fit["drag"].values()
+                  for r in f["by_temperature"]]
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return sum(counts) / len(counts) if counts else None
 
 
-def glide_law_consistency(path: Path) -> Check:
+def glide_law_consistency(fit: Mapping[str, Any]) -> Check:
     """``glide_law``: the MD velocities against the physical glide laws fitted to them
-    (``fit.json``: per character the drag fit's and, for screws, the kink-pair fit's
-    reduced χ² and degrees of freedom), as the probability of a χ² at least that large.
-    Unlike a fitted law's R², this fails when the data do not follow the physics within
-    their own errors; with no degree of freedom left (as many parameters as points) it
-    does not apply."""
+    (a MobilityLaw's ``fit.json`` ``fit``: per character the drag fit's and, for screws,
+    the kink-pair fit's reduced χ² and degrees of freedom), as the probability of a χ² at
+    least that large. Unlike a fitted law's R², this fails when the data do not follow
+    the physics within their own errors; with no degree of freedom left (as many
+    parameters as points) it does not apply."""
     from scipy.stats import chi2
 
-    try:
-        doc = json.loads((path / "fit.json").read_text())
-    except (OSError, ValueError):
+    if not fit:
         return Check("glide_law", NA, "no fit.json with the glide laws' fits")
-    fits = [(f"{c} drag", f) for c, f in (doc.get("drag") or {}).items()]
-    if doc.get("kink_pair"):
-        fits.append(("screw kink pair", doc["kink_pair"]))
+    fits = [(f"{c} drag", f) for c, f in (fit.get("drag") or {}).items()]
+    if fit.get("kink_pair"):
+        fits.append(("screw kink pair", fit["kink_pair"]))
     total, dof, parts, chosen_among = 0.0, 0, [], 0
     for what, f in fits:
         r, nu = _num(f.get("chi2_red")), _num(f.get("dof"))
@@ -616,14 +613,15 @@ def glide_law_consistency(path: Path) -> Check:
 def mobility_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     law = str(summary.get("law", ""))
     r2 = summary.get("neural_r2") if "Neural" in law else summary.get("drag_r2")
-    coef, per = _neural_coefficients(path), _points_per_curve(path)
+    fit = _json(path / "fit.json")
+    coef, per = _neural_coefficients(path), _points_per_curve(fit)
     what = f"{law or 'law'} R² on the MD velocities"
     if "Neural" in law and coef and per and per <= coef:
         # it interpolates its points: R² ~ 1 says the training converged, nothing more
         what = f"training converged: {law} ({coef} coefficients per curve, {per:.3g} " \
                f"MD points) R²"
     out = [graded("fit_r2", "mobility_r2", r2, what, ".3f", na="no fit quality recorded"),
-           glide_law_consistency(path)]
+           glide_law_consistency(fit)]
     b0, err = _num(summary.get("drag_edge_b0_pa_s")), _num(summary.get("drag_edge_b0_err_pa_s"))
     out.append(graded("drag_uncertainty", "drag_rel_err",
                       abs(err / b0) if b0 and err is not None else None,

@@ -29,11 +29,15 @@ def cylinder_run():
     return settings, problem, solver.run()
 
 
+def _lame_compliance(cs: CylinderProblem) -> float:
+    """Plane-strain Lamé: u(R_i) / q = (1+ν)/E R_i²/(R_e²-R_i²) ((1-2ν) R_i + R_e²/R_i)."""
+    ri, re = cs.r_inner, cs.r_outer
+    return (1 + NU) / E * ri**2 / (re**2 - ri**2) * ((1 - 2 * NU) * ri + re**2 / ri)
+
+
 def test_elastic_slope_matches_lame(cylinder_run):
     cs, _, result = cylinder_run
-    ri, re = cs.r_inner, cs.r_outer
-    # plane-strain Lamé: u(R_i) = (1+ν)/E q R_i²/(R_e²-R_i²) ((1-2ν) R_i + R_e²/R_i)
-    compliance = (1 + NU) / E * ri**2 / (re**2 - ri**2) * ((1 - 2 * NU) * ri + re**2 / ri)
+    compliance = _lame_compliance(cs)
     first = result.steps[1]
     assert first.max_eqps == 0.0
     assert first.load == pytest.approx(first.displacement / compliance, rel=2e-3)
@@ -47,8 +51,7 @@ def test_run_summary_checks_its_elastic_step_against_lame(cylinder_run):
     from scalebridge.continuum.fem import elastic_response
 
     cs, problem, result = cylinder_run
-    ri, re = cs.r_inner, cs.r_outer
-    compliance = (1 + NU) / E * ri**2 / (re**2 - ri**2) * ((1 - 2 * NU) * ri + re**2 / ri)
+    compliance = _lame_compliance(cs)
     chk = elastic_response(problem.reference, perfect_j2(SIGMA0), result.steps)["elastic_check"]
     assert chk["analytic_mpa"] == pytest.approx(result.steps[1].displacement / compliance,
                                                 rel=1e-12)
