@@ -186,6 +186,9 @@ class DDState:
         plastic_strain: plastic strain, same measure; stress_pa: applied stress;
         removed_moment: Σ sign·m·travel (m) of annihilated dislocations (bookkeeping for
             plastic strain = Σ b Δs / area);
+        inserted_strain: the part of ``plastic_strain`` the sources' dipoles brought
+            when they were inserted (b m L_nuc / area each), not glided: the rest is glide
+            at the mobility law's velocities;
         n_nucleated, n_annihilated, n_steps: counters;
         n_pinned: dislocations stopped at obstacles in the last step;
         n_limited: moves cut to max_glide so far (only with dt_quantile < 1).
@@ -201,6 +204,7 @@ class DDState:
     plastic_strain: float = 0.0
     stress_pa: float = 0.0
     removed_moment: float = 0.0
+    inserted_strain: float = 0.0
     n_nucleated: int = 0
     n_annihilated: int = 0
     n_steps: int = 0
@@ -398,13 +402,14 @@ def applied_stress(params: DDParams, state: DDState) -> float:
     return params.stress_offset_pa + params.rate * state.time
 
 
-def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
+def driving_stress(geom: DDGeometry, params: DDParams, state: DDState,
                    extra_points: torch.Tensor | None = None,
                    extra_system: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Velocity along +s (n,) m/s and total resolved shear τ (n,) Pa of every
-    dislocation (locked junction members get v = 0), and τ (p,) Pa at ``extra_points``
-    (p, 2) on systems ``extra_system`` (sources), all from one field evaluation."""
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Total resolved shear τ (n,) Pa of every dislocation, the stress that drives it
+    (n,) Pa (τ, or for a junction member τ without its partner, 0 while it is locked),
+    the locked mask (n,) bool, and τ (p,) Pa at ``extra_points`` (p, 2) on systems
+    ``extra_system`` (sources), all from one field evaluation."""
     dev = state.s.device
     geom = geometry_on(geom, dev)
     system = geom.plane_system[state.plane]
@@ -423,6 +428,7 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
     tau_all = tau_all + state.stress_pa * geom.schmid[psys]
     tau, tau_extra = tau_all[:state.n], tau_all[state.n:]
     tau_drive = tau
+    stuck = torch.zeros(state.n, dtype=torch.bool, device=dev)
     if state.n > 1 and params.junction_m > 0:
         # junctions: a dislocation within junction_m of one on another system is locked
         # unless the stress without that partner exceeds the junction strength
@@ -435,10 +441,73 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
             free = tau_ex.abs() > params.junction_strength_pa
             tau_drive = tau.clone()
             tau_drive[li] = torch.where(free, tau_ex, torch.zeros_like(tau_ex))
+            stuck[li] = ~free
+    return tau, tau_drive, stuck, tau_extra
+
+
+def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
+                   extra_points: torch.Tensor | None = None,
+                   extra_system: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Velocity along +s (n,) m/s and total resolved shear τ (n,) Pa of every
+    dislocation (locked junction members get v = 0), and τ (p,) Pa at ``extra_points``
+    (p, 2) on systems ``extra_system`` (sources), all from one field evaluation."""
+    tau, tau_drive, _, tau_extra = driving_stress(geom, params, state, extra_points,
+                                                  extra_system)
     # the law on the CPU (laws take NumPy or CPU tensors); the velocity back on the device
     v = params.mobility.velocity((state.sign * tau_drive).cpu(), params.temperature_k,
                                  torch.zeros(state.n, dtype=torch.long))
-    return torch.as_tensor(v, dtype=torch.float64).to(dev), tau, tau_extra
+    return torch.as_tensor(v, dtype=torch.float64).to(state.s.device), tau, tau_extra
+
+
+def _uncounted(law: Any) -> list[tuple[Any, int]]:
+    """The out-of-range counters along a wrapped law's chain (``.law``), to restore after
+    evaluations that are not the run's own."""
+    out = []
+    while law is not None:
+        if isinstance(getattr(law, "__dict__", {}).get("n_out_of_range"), int):
+            out.append((law, law.n_out_of_range))
+        law = getattr(law, "law", None)
+    return out
+
+
+def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
+                    ) -> tuple[float, int]:
+    """How the plastic strain rate answers the applied stress with the microstructure
+    held: ``S = ∂γ̇_p/∂τ_app = (b/area) Σ m_i² ∂v/∂τ(τ_i)`` in 1/(Pa·s), summed over
+    the dislocations neither held at an obstacle nor locked in a junction (m_i the Schmid
+    factor of i's system; ∂v/∂τ by central differences of the mobility law at i's driving
+    stress). With every velocity divided by f (the drag B × f) the same microstructure
+    keeps its plastic rate γ̇ only with ``Δτ_app = (f - 1) γ̇ / S``: ``γ̇ / S`` is the
+    drag stress Orowan's law gives at this free density (for a linear drag law
+    ``B γ̇ / (b² Σ m_i² / area)``), an upper bound on what B adds to the flow stress
+    where sources and obstacles leave the density free to adapt. Returns (S, the
+    number of free dislocations). The law's out-of-range counts are left as they were."""
+    if state.n == 0:
+        return 0.0, 0
+    dev = state.s.device
+    geom = geometry_on(geom, dev)
+    tau, tau_drive, stuck, _ = driving_stress(geom, params, state)
+    st = (state.sign * tau_drive).cpu()
+    zeros = torch.zeros(state.n, dtype=torch.long)
+    counters = _uncounted(params.mobility)
+    try:
+        v = torch.as_tensor(params.mobility.velocity(st, params.temperature_k, zeros),
+                            dtype=torch.float64)
+        delta = 1e-3 * st.abs() + 1e4                      # Pa: relative, with a floor
+        hi = params.mobility.velocity(st + delta, params.temperature_k, zeros)
+        lo = params.mobility.velocity(st - delta, params.temperature_k, zeros)
+    finally:
+        for law, count in counters:
+            law.n_out_of_range = count
+    slope = ((torch.as_tensor(hi, dtype=torch.float64)
+              - torch.as_tensor(lo, dtype=torch.float64)) / (2 * delta)).to(dev)
+    _, held = _obstacle_limit(geom, state, torch.sign(v.to(dev)) * 1e-9 * params.max_glide_m,
+                              tau)
+    free = ~held & ~stuck
+    m = geom.schmid[geom.plane_system[state.plane]]
+    s = params.b_m / geom.area * float((m * m * slope)[free].sum())
+    return s, int(free.sum())
 
 
 def _obstacles_ahead(geom: DDGeometry, state: DDState, kd: torch.Tensor | None = None
@@ -618,7 +687,9 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
 
     new = DDState(plane=plane, s=s, sign=sign, travel=travel, src_timer=timer,
                   time=state.time + dt, plastic_strain=state.plastic_strain + d_plastic,
-                  removed_moment=removed_moment, n_nucleated=state.n_nucleated + n_new,
+                  removed_moment=removed_moment,
+                  inserted_strain=state.inserted_strain + params.b_m / geom.area * new_moment,
+                  n_nucleated=state.n_nucleated + n_new,
                   n_annihilated=state.n_annihilated + n_gone, n_steps=state.n_steps + 1,
                   n_pinned=int(pinned.sum()), last_dt=dt, max_speed=vmax,
                   n_limited=state.n_limited + n_limited, extra=state.extra)
@@ -639,6 +710,7 @@ def slip_moment(geom: DDGeometry, params: DDParams, state: DDState) -> float:
 
 
 __all__ = ["DIRECT_MAX_PAIRS", "DDGeometry", "DDParams", "DDState", "applied_stress", "burgers",
+           "drag_compliance", "driving_stress",
            "geometry_on", "glide_velocity", "init", "internal_field", "internal_resolved_shear",
            "make_planes", "plane_period", "positions", "resolve_device", "schmid_factor",
            "slip_moment", "sort_obstacles", "step"]

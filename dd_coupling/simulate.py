@@ -84,6 +84,8 @@ from scalebridge.plotting import pyplot, save_figure
 from scalebridge.settings import StrictModel
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from matplotlib.figure import Figure
 
 log = logging.getLogger("scalebridge.dd_coupling")
@@ -382,9 +384,12 @@ class DDSettings(StrictModel):
         return geom, state
 
     # ------------------------------------------------------------------ one realisation
-    def run_realisation(self, material: Material, mobility: MobilityLaw, seed: int
+    def run_realisation(self, material: Material, mobility: MobilityLaw, seed: int,
+                        observe: Callable[[DDGeometry, DDParams, DDState], None] | None = None
                         ) -> dict[str, Any]:
-        """Run one realisation; returns its per-step trace (arrays) and snapshots."""
+        """Run one realisation; returns its per-step trace (arrays) and snapshots.
+        ``observe(geometry, params, state)``, if given, sees the state after every step
+        (a measurement that must not change it)."""
         geom, state = self.geometry(material, seed)
         params = self.params(material, mobility)
         state = init(geom, state.plane, state.s, state.sign, params=params)
@@ -427,6 +432,8 @@ class DDSettings(StrictModel):
                     break
                 evals += state.n
                 state = step(geom, params, state)
+                if observe is not None:
+                    observe(geom, params, state)
                 record(state)
                 while snap_times and state.time >= snap_times[0]:
                     snap(state)
@@ -877,6 +884,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "truncated": r["truncated"], "limited_moves": r["state"].n_limited,
             "out_of_range_fraction": r["out_of_range_fraction"],
             "plastic_strain": r["state"].plastic_strain,
+            "plastic_strain_inserted": r["state"].inserted_strain,
             "plastic_strain_from_slip": r["slip_moment"]} for i, r in enumerate(runs)],
     }
     write_json_atomic(work / "run.json", _finite_or_none(run_doc))
@@ -911,6 +919,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "obstacle_density_m2": settings.obstacle_density_m2},
         "overrides": settings.overrides(),
     }
+    summary["plastic_strain_inserted"] = inserted_share(ref_runs, runs, settings)
     if drag_sensitivity is not None:
         summary["drag_sensitivity"] = {
             **drag_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
@@ -922,6 +931,29 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     if study_summary is not None and settings.study is not None:
         summary["study"] = study_summary
     return _finite_or_none(summary)
+
+
+def inserted_share(ref_runs: list[dict[str, Any]], runs: list[dict[str, Any]],
+                   settings: DDSettings) -> dict[str, Any]:
+    """Which part of the plastic strain the sources inserted (each firing's dipole,
+    L_nuc = μb/(2π(1-ν)τ_src) wide, b m L_nuc / area) rather than glided at the mobility
+    law's velocities: the share at the reference condition (mean over its realisations)
+    and its range over every realisation. With ``nucleation="time"`` the insertions
+    come on the typed clock, whatever the law; with ``"bow_out"`` the law times them."""
+    def share(r: dict[str, Any]) -> float:
+        total = r["state"].plastic_strain
+        return r["state"].inserted_strain / total if total else math.nan
+
+    every = [share(r) for r in runs]
+    return {"share": float(np.mean([share(r) for r in ref_runs])),
+            "share_min": float(np.nanmin(every)), "share_max": float(np.nanmax(every)),
+            "timed_by": ("the mobility law (bow-out)" if settings.nucleation == "bow_out"
+                         else f"the nucleation clock ({settings.nucleation_time_ns:g} ns, "
+                              "an assumption)"),
+            "method": "each source firing inserts a dipole L_nuc = mu b / (2 pi (1 - nu) "
+                      "tau_src) wide: b m L_nuc / area of plastic strain at once; the "
+                      "share of the realisation's plastic strain those insertions make "
+                      "(the rest is glide at the mobility law's velocities)"}
 
 
 def reference_realisations(ref: int, n_real: int, seed: int) -> list[tuple[int, int]]:

@@ -148,6 +148,12 @@ THRESHOLDS: dict[str, Threshold] = {
         0.001, 0.05, "fraction", "evaluations outside a learned model's training range "
         "(clamped or extrapolated): none is the reference, 5% means part of the answer "
         "is extrapolation"),
+    "glide_share": Threshold(
+        0.5, 0.1, "fraction", "share of the DD's plastic strain that dislocations glide at "
+        "the mobility law's velocities (or that the law times: bow-out nucleation), the "
+        "rest inserted with the sources' dipoles on a typed nucleation clock: below half, "
+        "the flow stress is the nucleation rule's more than the MD's; below 10 %, the DD "
+        "barely uses its mobility input", higher_is_better=True),
     "taylor_alpha": Threshold(
         1.0, 3.0, "", "Taylor α = τ/(μ b √ρ); measured 0.1-1 in metals (0.2-0.5 "
         "typical); outside, the DD's strengths or densities are off. Graded on both "
@@ -549,6 +555,48 @@ def deformation_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                   "dislocations)", rho)]
 
 
+def glide_share_check(summary: Mapping[str, Any]) -> Check:
+    """How much of the DD's plastic strain its mobility input sets: the glided share
+    (``1 -`` the sources' inserted share at the reference condition), or all of it when
+    the law times the insertions (bow-out); the drag probe's response beside it."""
+    rec = summary.get("plastic_strain_inserted")
+    ins = _num(rec.get("share")) if isinstance(rec, Mapping) else None
+    if ins is None:
+        return Check("glide_share", NA, "the sources' inserted plastic strain was not "
+                     "recorded (a DD run from before it was)")
+    by_law = "mobility law" in str(rec.get("timed_by", ""))
+    share = 1.0 if by_law else 1.0 - ins
+    t = THRESHOLDS["glide_share"]
+    st = t.grade(share)
+    probe = summary.get("drag_sensitivity")
+    tail = ""
+    if isinstance(probe, Mapping) and _num(probe.get("dlnsigma_dlnb")) is not None:
+        err = _num(probe.get("dlnsigma_dlnb_err"))
+        tail = (f"; B x {probe.get('factor', 2):g} moves the flow stress by dln sigma/dln B "
+                f"= {probe['dlnsigma_dlnb']:.2f}" + (f" ± {err:.2f}" if err is not None
+                                                     else ""))
+    if by_law:
+        reason = (f"the mobility law times every source insertion (bow-out; they make "
+                  f"{ins:.0%} of the plastic strain) and moves the rest{tail}")
+    else:
+        op, lim = t.bound(st).split()
+        reason = (f"glide at the mobility law's velocities carries {share:.0%} of the "
+                  f"plastic strain ({op} {float(lim):.0%}), the sources' inserted dipoles "
+                  f"{ins:.0%}{tail}")
+    detail = ""
+    if not by_law:
+        lo, hi = _num(rec.get("share_min")), _num(rec.get("share_max"))
+        every = (f" Over every realisation the inserted share is {span(lo, hi, '', '.0%')}."
+                 .replace(" .", ".") if lo is not None and hi is not None else "")
+        detail = (f"Each source firing inserts a dipole L_nuc = mu b/(2 pi (1 - nu) tau_src) "
+                  f"wide after {rec.get('timed_by', 'its nucleation time')}, whatever the "
+                  "mobility law; that part of the plastic strain, and the flow stress "
+                  f"that follows from it, does not depend on the MD.{every} With "
+                  "nucleation = \"bow_out\" the law times the insertions "
+                  "(benchmarks/dd_drag_response.py and dd_nucleation.py measure both).")
+    return Check("glide_share", st, reason, share, detail)
+
+
 def _neural_coefficients(path: Path) -> int | None:
     """Coefficients per (character, temperature) curve of the saved NeuralMobility in
     ``path`` (``mobility.json``: 1 + 4 n_terms), None if it is not one."""
@@ -805,6 +853,7 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     if oor.status not in (GREEN, NA):   # what was done with them, and whether it matters
         _grade_by_range_probe(oor, summary, _dd_out_of_range_context(summary))
     out.append(oor)
+    out.append(glide_share_check(summary))
     if summary.get("truncated"):
         out.append(Check("completed", RED, "a realisation stopped at max_steps before the "
                          "final strain"))

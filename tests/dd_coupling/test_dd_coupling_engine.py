@@ -209,3 +209,87 @@ def test_single_dislocation_with_neural_law_moves_at_its_velocity():
         assert v_law > 0
         assert float(st.travel[0]) / st.time == pytest.approx(v_law, rel=1e-9)
     assert law.n_out_of_range > 0
+
+
+def test_drag_compliance_is_orowan_for_free_dislocations_and_zero_for_held_ones():
+    """``drag_compliance``: S = ∂γ̇_p/∂τ_app at a fixed microstructure. Two free
+    dislocations under a linear drag law (below its saturation: v = bτ/B) on systems
+    with Schmid factors m1, m2 give S = b² (m1² + m2²) / (B area) exactly, so γ̇/S is
+    Orowan's drag stress; doubling B halves S; a dislocation held at an obstacle
+    stronger than its stress adds nothing; the plastic rate the engine then produces
+    answers a small applied-stress step by S."""
+    from scalebridge.dd_coupling.engine import drag_compliance
+
+    lx, ly = 2e-6, 2e-6 * math.sqrt(3) / 2          # commensurate with 0 and 60°
+    law = LinearDragMobility(burgers_m=B, b0_pa_s=5e-5)
+    geom = simple_geometry(lx, ly, [(0.0, 0.5e-6), (60.0, 0.3e-6)],
+                           obstacles=[(0, 0.9e-6, 500e6)])
+    p = params(law, stress_offset_pa=50e6, max_glide_m=1e-8, dt_max_s=1e-11,
+               junction_m=0.0)
+    st = init(geom, torch.tensor([0, 1]), t_([0.2e-6, 0.4e-6]), t_([1.0, -1.0]), params=p)
+    m = geom.schmid[geom.plane_system[st.plane]]
+    s, n_free = drag_compliance(geom, p, st)
+    assert n_free == 2
+    assert s == pytest.approx(B * B * float((m * m).sum()) / (5e-5 * geom.area), rel=1e-9)
+    p2 = params(LinearDragMobility(burgers_m=B, b0_pa_s=1e-4), stress_offset_pa=50e6,
+                max_glide_m=1e-8, dt_max_s=1e-11, junction_m=0.0)
+    assert drag_compliance(geom, p2, st)[0] == pytest.approx(s / 2, rel=1e-9)
+    # the rate the engine gives answers a stress step by S (the pair's own field included)
+    rates = []
+    for tau in (50e6, 51e6):
+        q = params(law, stress_offset_pa=tau, max_glide_m=1e-8, dt_max_s=1e-11,
+                   junction_m=0.0)
+        nxt = step(geom, q, init(geom, st.plane, st.s, st.sign, params=q))
+        rates.append(nxt.plastic_strain / nxt.time)
+    assert (rates[1] - rates[0]) / 1e6 == pytest.approx(s, rel=1e-6)
+    # the first dislocation parked at the strong obstacle: only the second is free
+    held = init(geom, torch.tensor([0, 1]), t_([0.9e-6, 0.4e-6]), t_([1.0, -1.0]), params=p)
+    s_held, n_held = drag_compliance(geom, p, held)
+    assert n_held == 1
+    assert s_held == pytest.approx(B * B * float(m[1] ** 2) / (5e-5 * geom.area), rel=1e-6)
+
+
+def test_drag_compliance_leaves_the_laws_out_of_range_count_alone():
+    from scalebridge.dd_coupling.engine import drag_compliance
+    from scalebridge.dd_coupling.mobility import DragScaledMobility, ValidRange
+    from scalebridge.dd_coupling.neural import NeuralMobility
+
+    torch.manual_seed(0)
+    vr = ValidRange(tau_mpa=(0, 200.0), temperature_k=(300.0, 300.0), characters=("edge",))
+    neural = NeuralMobility(200e6, 500.0, 300.0, 1.0, vr, n_members=2, out_of_range="clamp")
+    law = DragScaledMobility(neural, 2.0)
+    geom = simple_geometry(2e-6, 2e-6, [(0.0, 0.3e-6)])
+    p = params(law, stress_offset_pa=400e6, max_glide_m=2e-9, dt_max_s=1e-9)
+    st = init(geom, torch.tensor([0]), t_([0.1e-6]), t_([1.0]), params=p)
+    st = step(geom, p, st)
+    counted = neural.n_out_of_range
+    assert counted > 0
+    s, n_free = drag_compliance(geom, p, st)
+    assert n_free == 1 and s >= 0
+    assert neural.n_out_of_range == counted
+
+
+def test_inserted_strain_is_the_dipoles_and_the_rest_is_glide():
+    """``DDState.inserted_strain``: each firing's dipole (spacing L_nuc) brings
+    b m L_nuc / area of plastic strain at once; what the dislocations glide afterwards
+    adds the rest, so plastic_strain - inserted_strain = b Σ sign·m·(travel ∓ L_nuc/2)
+    / area, and a faster law (B / 4) glides more of it in the same time."""
+    lx = ly = 1e-6
+    geom = simple_geometry(lx, ly, [(0.0, 0.5e-6)], sources=[(0, 0.3e-6, 50e6)])
+    l_nuc = float(geom.src_length[0])
+    glided = []
+    for b0 in (2e-3, 5e-4):
+        p = params(LinearDragMobility(burgers_m=B, b0_pa_s=b0), stress_offset_pa=60e6,
+                   nucleation_time_s=10e-9, dt_max_s=0.5e-9, capture_m=0.0)
+        st = run(geom, p, init(geom, params=p), until=10.6e-9)
+        assert st.n_nucleated == 1 and st.n == 2
+        assert st.inserted_strain == pytest.approx(B * l_nuc / geom.area, rel=1e-12)
+        st = run(geom, p, st, until=15e-9)
+        assert st.n_nucleated == 1                     # one firing: the timer restarted
+        m = float(geom.schmid[0])
+        half = torch.where(st.sign > 0, 0.5 * l_nuc, -0.5 * l_nuc)
+        glide = B / geom.area * float((st.sign * m * (st.travel - half)).sum())
+        assert st.plastic_strain - st.inserted_strain == pytest.approx(glide, rel=1e-9)
+        assert glide > 0
+        glided.append(glide)
+    assert glided[1] > 3 * glided[0]

@@ -728,12 +728,14 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
         split = 0
         # checks added since mo_bench47, each n/a on its artifacts: the band's from
         # before ν_eff, a mobility without fit.json in the fixture, a FEM summary without
-        # an elastic step, glide runs that did not record the model deviation
+        # an elastic step, glide runs that did not record the model deviation, a DD
+        # that did not record its sources' inserted plastic strain
         for stage, name, words in (
                 ("band", "degrees_of_freedom", "before"),
                 ("mobility", "glide_law", "no fit.json"),
                 ("fem", "elastic", "no analytic elastic solution"),
-                ("defects", "model_deviation", "before the glide runs recorded it")):
+                ("defects", "model_deviation", "before the glide runs recorded it"),
+                ("dd", "glide_share", "before it was")):
             (new,) = [c for c in rows[stage] if c["name"] == name]
             assert new["status"] == NA and words in new["reason"], (stage, new)
             rows[stage] = [c for c in rows[stage] if c is not new]
@@ -1278,3 +1280,31 @@ def test_a_small_share_still_shows_it_is_carried():
                         "surrogate": 0.2896}) == \
         "potential 2.0%, mobility 0.99%, dd 68%, surrogate 29%"
     assert shares_text({"a": 1.0, "b": 0.0}, " / ") == "a 100% / b 0%"
+
+
+@pytest.mark.parametrize("rec,status,words", [
+    ({"share": 0.61, "share_min": 0.55, "share_max": 0.70,
+      "timed_by": "the nucleation clock (10 ns, an assumption)"}, AMBER,
+     "carries 39% of the plastic strain (< 50%), the sources' inserted dipoles 61%"),
+    ({"share": 0.2, "share_min": 0.2, "share_max": 0.3, "timed_by": "the nucleation clock"},
+     GREEN, "carries 80% of the plastic strain (>= 50%)"),
+    ({"share": 0.95, "timed_by": "the nucleation clock"}, RED, "carries 5%"),
+    ({"share": 0.95, "timed_by": "the mobility law (bow-out)"}, GREEN,
+     "the mobility law times every source insertion"),
+    (None, NA, "not recorded")])
+def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec, status,
+                                                                   words):
+    """The DD's ``glide_share``: the plastic strain the mobility law moves (glide, or
+    insertions the law times with bow-out nucleation) against the sources' dipoles
+    inserted on a typed clock; the drag probe's response stands beside it."""
+    summ = {"final_dislocations": [300], "out_of_range_fraction": 0.0,
+            "drag_sensitivity": {"factor": 2.0, "dlnsigma_dlnb": -0.019,
+                                 "dlnsigma_dlnb_err": 0.031}}
+    if rec is not None:
+        summ["plastic_strain_inserted"] = rec
+    c = next(c for c in checks_for("DDRun", summ, tmp_path) if c.name == "glide_share")
+    assert c.status == status and words in c.reason, c
+    if status != NA:
+        assert "dln sigma/dln B = -0.02 ± 0.03" in c.reason
+    if rec and "clock" in rec["timed_by"] and rec.get("share_min") == 0.55:
+        assert "55% to 70%" in c.detail and "whatever the mobility law" in c.detail
