@@ -132,15 +132,16 @@ def write_plot(per: list[dict], b_md: float | None, path: Path) -> None:
     with path.with_suffix(".csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["b_factor", "b_pa_s", "flow_mpa", "flow_sd_mpa", "drag_stress_mpa",
-                    "drag_share", "dlnsigma_dlnb", "dlnsigma_dlnb_err",
+                    "drag_share", "insertion_share", "dlnsigma_dlnb", "dlnsigma_dlnb_err",
                     "fixed_microstructure_bound"])
         for r in per:
             w.writerow([r["factor"], (b_md * r["factor"]) if b_md else "", r["flow_mpa"],
                         r["flow_sd_mpa"], r["drag_stress_mpa"], r["drag_share"],
-                        r.get("dlnsigma_dlnb", ""), r.get("dlnsigma_dlnb_err", ""),
+                        r["insertion_share"], r.get("dlnsigma_dlnb", ""),
+                        r.get("dlnsigma_dlnb_err", ""),
                         r.get("fixed_microstructure_bound", "")])
     plt = pyplot()
-    fig, (a, c) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    fig, (a, c, g) = plt.subplots(1, 3, figsize=(14.5, 4.2))
     f = np.array([r["factor"] for r in per])
     flow = np.array([r["flow_mpa"] for r in per])
     sd = np.array([r["flow_sd_mpa"] or 0.0 for r in per])
@@ -170,6 +171,12 @@ def write_plot(per: list[dict], b_md: float | None, path: Path) -> None:
     c.set_ylabel("dln σ / dln B")
     c.legend(fontsize=8, loc="upper left")
     c.set_title("response of the flow stress to B", fontsize=10)
+    g.plot(f, [100 * r["insertion_share"] for r in per], "o-", color="C2")
+    g.set_xscale("log")
+    g.set_ylim(0, 100)
+    g.set_xlabel("B / B_MD")
+    g.set_ylabel("plastic strain inserted by source firings (%)")
+    g.set_title("inserted (dipoles on the 10-ns clock), not glided", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -182,7 +189,13 @@ def main() -> None:
                     default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "dd_drag_response.json")
+    ap.add_argument("--replot", action="store_true",
+                    help="redraw the plot and CSV from --out's rows (no DD run)")
     args = ap.parse_args()
+    if args.replot:
+        old = json.loads(args.out.read_text())
+        write_plot(old["by_factor"], old.get("b_md_pa_s"), args.out.with_suffix(".png"))
+        return
     cfg = tomllib.loads((ROOT / "examples" / "mo" / "mo.toml").read_text())["dd"]["run"]
     for k in ("study", "drag_probe", "range_probe", "realisations"):
         cfg.pop(k, None)
