@@ -126,7 +126,8 @@ def summarise(rows: list[dict], factors: list[float]) -> list[dict]:
     return out
 
 
-def write_plot(per: list[dict], b_md: float | None, path: Path) -> None:
+def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e4,
+               nucleation: str = "time") -> None:
     """Flow and drag stress against B/B_MD; the measured response against the drag
     share with the fixed-microstructure bound; the CSV beside it."""
     with path.with_suffix(".csv").open("w", newline="") as fh:
@@ -142,18 +143,30 @@ def write_plot(per: list[dict], b_md: float | None, path: Path) -> None:
                         r.get("fixed_microstructure_bound", "")])
     plt = pyplot()
     fig, (a, c, g) = plt.subplots(1, 3, figsize=(14.5, 4.2))
+    g.set_xscale("log")
     f = np.array([r["factor"] for r in per])
     flow = np.array([r["flow_mpa"] for r in per])
     sd = np.array([r["flow_sd_mpa"] or 0.0 for r in per])
     a.errorbar(f, flow, yerr=sd, fmt="o-", capsize=3, label="DD flow stress (mean ± sd)")
     a.plot(f, [r["drag_stress_mpa"] for r in per], "s--",
            label="drag stress γ̇/S (Orowan, free density)")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     a.set_xscale("log")
     a.set_yscale("log")
+    a.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    a.yaxis.set_major_formatter(ScalarFormatter())
+    a.yaxis.set_minor_formatter(NullFormatter())
+    for ax in (a, g):
+        ax.set_xticks(f, [f"{x:g}" for x in f])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     a.set_xlabel("B / B_MD" + (f"   (B_MD = {b_md:.3g} Pa·s)" if b_md else ""))
     a.set_ylabel("applied shear stress (MPa)")
     a.legend(fontsize=8)
-    a.set_title("flow stress and drag stress, 7·10⁴ /s, 300 K", fontsize=10)
+    exp = math.floor(math.log10(rate))
+    sup = str(exp).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    a.set_title(f"flow stress and drag stress, {rate / 10 ** exp:g}·10{sup} /s, 300 K",
+                fontsize=10)
     have = [r for r in per if "dlnsigma_dlnb" in r]
     x = np.array([r["drag_share"] for r in have])
     y = np.array([r["dlnsigma_dlnb"] for r in have])
@@ -172,11 +185,12 @@ def write_plot(per: list[dict], b_md: float | None, path: Path) -> None:
     c.legend(fontsize=8, loc="upper left")
     c.set_title("response of the flow stress to B", fontsize=10)
     g.plot(f, [100 * r["insertion_share"] for r in per], "o-", color="C2")
-    g.set_xscale("log")
     g.set_ylim(0, 100)
     g.set_xlabel("B / B_MD")
     g.set_ylabel("plastic strain inserted by source firings (%)")
-    g.set_title("inserted (dipoles on the 10-ns clock), not glided", fontsize=10)
+    g.set_title("inserted by source firings, not glided"
+                + (" (10-ns clock)" if nucleation == "time" else f" ({nucleation})"),
+                fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -187,6 +201,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--factors", type=float, nargs="+",
                     default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    ap.add_argument("--nucleation", choices=["time", "bow_out", "overstress"],
+                    help="the source rule (default: the example's)")
+    ap.add_argument("--rate", type=float, help="strain rate, /s (default: the example's "
+                    "reference condition)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "dd_drag_response.json")
     ap.add_argument("--replot", action="store_true",
@@ -194,11 +212,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.replot:
         old = json.loads(args.out.read_text())
-        write_plot(old["by_factor"], old.get("b_md_pa_s"), args.out.with_suffix(".png"))
+        write_plot(old["by_factor"], old.get("b_md_pa_s"), args.out.with_suffix(".png"),
+                   old.get("strain_rate_s") or 7e4, old.get("nucleation", "time"))
         return
     cfg = tomllib.loads((ROOT / "examples" / "mo" / "mo.toml").read_text())["dd"]["run"]
     for k in ("study", "drag_probe", "range_probe", "realisations"):
         cfg.pop(k, None)
+    if args.nucleation:
+        cfg["nucleation"] = args.nucleation
+    if args.rate:
+        cfg["strain_rate_s"] = args.rate
     run_dir = args.run_dir.resolve()
     factors = sorted(args.factors)
     tasks = [{"cfg": cfg, "run_dir": run_dir, "factor": f, "seed": s}
@@ -230,7 +253,10 @@ def main() -> None:
         b_md = dsum.get("edge_drag_b0_pa_s")
     result = {
         "settings": "examples/mo/mo.toml [dd.run] at its reference condition, no study; "
-                    "one realisation per (factor, seed); the MD's law with every velocity / f",
+                    "one realisation per (factor, seed); the MD's law with every velocity / f"
+                    + (f"; nucleation = {args.nucleation!r}" if args.nucleation else "")
+                    + (f"; strain rate {args.rate:g} /s" if args.rate else ""),
+        "nucleation": cfg.get("nucleation", "time"),
         "strain_rate_s": cfg.get("strain_rate_s"), "temperature_k": cfg.get("temperature_k",
                                                                             300.0),
         "b_md_pa_s": b_md, "rows": rows, "by_factor": per,
@@ -241,7 +267,8 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    write_plot(per, b_md, args.out.with_suffix(".png"))
+    write_plot(per, b_md, args.out.with_suffix(".png"), cfg["strain_rate_s"],
+               cfg.get("nucleation", "time"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png').name} (+ .csv)")
 
 

@@ -18,7 +18,8 @@ One :func:`step`:
 3. adaptive time step ``dt = min(dt_max, max_glide / max|v|)``;
 4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` (or, with
    ``DDParams.nucleation = "bow_out"``, long enough to glide half its Frank-Read length at
-   the law's velocity) emits a dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)``
+   the law's velocity; ``"overstress"``, at the law's velocity for the stress in excess of
+   its strength) emits a dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)``
    (expanding under the stress);
 5. glide with point obstacles that stop a dislocation until ``|τ| > τ_obs``;
 6. annihilation of opposite-sign neighbours on a plane that end the step closer than the
@@ -130,11 +131,16 @@ class DDParams:
     mobility: MobilityLaw
     temperature_k: float = 300.0
     nucleation_time_s: float = 10e-9
-    nucleation: Literal["time", "bow_out"] = "time"
+    nucleation: Literal["time", "bow_out", "overstress"] = "time"
     """when a source above its strength emits: "time", after ``nucleation_time_s``;
     "bow_out", once its segment has bowed out to the critical half-circle, i.e. glided
     half its Frank-Read length ``source_beta·μ·b/τ_src`` at the mobility law's velocity
-    under the source's resolved stress (so the drag the MD measured sets the time)"""
+    under the source's resolved stress (so the drag the MD measured sets the time);
+    "overstress", the same distance at the law's velocity under the stress in excess of
+    the source's strength, |τ| − τ_src: the line tension holds τ_src of the stress at the
+    critical half-circle, so the time diverges as τ → τ_src (for a linear drag
+    ``L B / (2 b (|τ| − τ_src))``; an upper bound, the bowing segment's line tension
+    being below τ_src before the half-circle)"""
     source_beta: float = 1.0
     """β of the Frank-Read strength τ_src = β μ b / L ("bow_out": the length L)"""
     capture_m: float = 1.5e-9
@@ -634,11 +640,14 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     new_moment = 0.0
     if has_src:
         above = tau_src.abs() > geom.src_tau
-        if params.nucleation == "bow_out":
+        if params.nucleation in ("bow_out", "overstress"):
             # the timer holds the bow-out distance glided so far, m
             grow = torch.zeros_like(timer)
             if bool(above.any()):
-                va = params.mobility.velocity(tau_src[above].abs().cpu(), params.temperature_k,
+                drive = tau_src[above].abs()
+                if params.nucleation == "overstress":
+                    drive = drive - geom.src_tau[above]
+                va = params.mobility.velocity(drive.cpu(), params.temperature_k,
                                               torch.zeros(int(above.sum()), dtype=torch.long))
                 grow[above] = torch.as_tensor(va, dtype=torch.float64).to(timer.device).abs() * dt
             timer = torch.where(above, timer + grow, torch.zeros_like(timer))

@@ -127,12 +127,15 @@ class DDSettings(StrictModel):
         "before it emits a dipole, ns (a stated assumption, the 2D DD convention; a time "
         "from the mobility law, L_nuc / v(τ_src) ~ 0.5 ns, lets sources fire on internal "
         "stresses alone and the plastic strain run away)")
-    nucleation: Literal["time", "bow_out"] = Field(
+    nucleation: Literal["time", "bow_out", "overstress"] = Field(
         "time", description="when a source above its strength emits: 'time', after "
         "nucleation_time_ns (a typed time); 'bow_out', once its segment has glided half its "
         "Frank-Read length β·μ·b/τ_src at the mobility law's velocity under the source's "
         "resolved stress (the MD drag sets the time: ~3 ns at the source strength for "
-        "B = 1.2e-4 Pa s, L = 0.7 µm, shorter above it)")
+        "B = 1.2e-4 Pa s, L = 0.7 µm, shorter above it); 'overstress', the same distance at "
+        "the law's velocity under the excess |τ| − τ_src (the line tension holds τ_src at "
+        "the critical half-circle: L B / (2 b (|τ| − τ_src)) for a linear drag, ~7 ns at "
+        "10 MPa above the strength for B = 5.4e-5 Pa s, L = 0.7 µm)")
     obstacle_density_m2: float = Field(
         3.0e14, ge=0, description="point obstacles per m^2 (forest dislocations piercing "
         "the slip planes)")
@@ -913,7 +916,10 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "assumptions": {k: strengths[k]["from"] for k in strengths} | {
             "nucleation": (f"after {settings.nucleation_time_ns:g} ns above strength"
                            if settings.nucleation == "time" else
-                           "bow-out: half the Frank-Read length at the mobility law's v(τ)"),
+                           "bow-out: half the Frank-Read length at the mobility law's v(τ)"
+                           if settings.nucleation == "bow_out" else
+                           "bow-out at the mobility law's v(|τ| - τ_src): half the "
+                           "Frank-Read length under the stress beyond the strength"),
             "cell_um": [round(geom0.lx * 1e6, 4), round(geom0.ly * 1e6, 4)],
             "source_density_m2": settings.source_density_m2,
             "obstacle_density_m2": settings.obstacle_density_m2},
@@ -947,7 +953,8 @@ def inserted_share(ref_runs: list[dict[str, Any]], runs: list[dict[str, Any]],
     every = [share(r) for r in runs]
     return {"share": float(np.mean([share(r) for r in ref_runs])),
             "share_min": float(np.nanmin(every)), "share_max": float(np.nanmax(every)),
-            "timed_by": ("the mobility law (bow-out)" if settings.nucleation == "bow_out"
+            "timed_by": (f"the mobility law ({settings.nucleation.replace('_', '-')})"
+                         if settings.nucleation in ("bow_out", "overstress")
                          else f"the nucleation clock ({settings.nucleation_time_ns:g} ns, "
                               "an assumption)"),
             "method": "each source firing inserts a dipole L_nuc = mu b / (2 pi (1 - nu) "

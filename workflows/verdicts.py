@@ -150,7 +150,8 @@ THRESHOLDS: dict[str, Threshold] = {
         "is extrapolation"),
     "glide_share": Threshold(
         0.5, 0.1, "fraction", "share of the DD's plastic strain that dislocations glide at "
-        "the mobility law's velocities (or that the law times: bow-out nucleation), the "
+        "the mobility law's velocities (or that the law times: bow-out or overstress "
+        "nucleation), the "
         "rest inserted with the sources' dipoles on a typed nucleation clock: below half, "
         "the flow stress is the nucleation rule's more than the MD's; below 10 %, the DD "
         "barely uses its mobility input", higher_is_better=True),
@@ -576,7 +577,8 @@ def glide_share_check(summary: Mapping[str, Any]) -> Check:
                 f"= {probe['dlnsigma_dlnb']:.2f}" + (f" ± {err:.2f}" if err is not None
                                                      else ""))
     if by_law:
-        reason = (f"the mobility law times every source insertion (bow-out; they make "
+        how = str(rec.get("timed_by", "")).partition("(")[2].rstrip(")") or "bow-out"
+        reason = (f"the mobility law times every source insertion ({how}; they make "
                   f"{ins:.0%} of the plastic strain) and moves the rest{tail}")
     else:
         op, lim = t.bound(st).split()

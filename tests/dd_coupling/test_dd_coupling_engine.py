@@ -190,6 +190,31 @@ def test_bow_out_nucleation_time_is_half_the_frank_read_length_over_the_mobility
         assert (st.n == 2) == fires, (tau, t_bow, st.n)
 
 
+@pytest.mark.parametrize("b0", [5e-5, 1e-4])
+def test_overstress_nucleation_time_diverges_at_the_source_strength(b0):
+    """``nucleation="overstress"``: the segment glides half its Frank-Read length
+    L = β μ b / τ_src at v(|τ| − τ_src), the stress beyond what the line tension holds at
+    the critical half-circle: t = β μ b / (2 τ_src v(τ − τ_src)) = L B / (2 b (τ − τ_src))
+    for a linear drag, so doubling B doubles it and halving the overstress doubles it;
+    at or below the strength, never."""
+    law = LinearDragMobility(burgers_m=B, b0_pa_s=b0)
+    lx = ly = 1e-6
+    tau_src, beta = 50e6, 1.3
+    length = beta * MU * B / tau_src
+    for tau, fires in ((49e6, False), (60e6, True), (80e6, True)):
+        geom = simple_geometry(lx, ly, [(0.0, 0.5e-6)], sources=[(0, 0.3e-6, tau_src)])
+        p = params(law, stress_offset_pa=tau, nucleation="overstress", source_beta=beta,
+                   dt_max_s=0.05e-9)
+        t_bow = length * b0 / (2 * B * (tau - tau_src)) if fires else 30e-9
+        assert t_bow == pytest.approx(length / 2 / float(
+            law.velocity([tau - tau_src], 300.0, 0)[0]), rel=1e-12) or not fires
+        assert 1e-9 < t_bow < 40e-9                    # the window below is meaningful
+        st = run(geom, p, init(geom, params=p), until=t_bow - 0.1e-9)
+        assert st.n == 0
+        st = run(geom, p, st, until=t_bow + 0.1e-9)
+        assert (st.n == 2) == fires, (tau, t_bow, st.n)
+
+
 def test_single_dislocation_with_neural_law_moves_at_its_velocity():
     """The engine calls the neural law like any other: v_DD = law(τ); beyond the training
     range the DD policy clamps instead of failing."""

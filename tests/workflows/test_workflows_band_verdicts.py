@@ -1290,7 +1290,9 @@ def test_a_small_share_still_shows_it_is_carried():
      GREEN, "carries 80% of the plastic strain (>= 50%)"),
     ({"share": 0.95, "timed_by": "the nucleation clock"}, RED, "carries 5%"),
     ({"share": 0.95, "timed_by": "the mobility law (bow-out)"}, GREEN,
-     "the mobility law times every source insertion"),
+     "the mobility law times every source insertion (bow-out;"),
+    ({"share": 0.46, "timed_by": "the mobility law (overstress)"}, GREEN,
+     "the mobility law times every source insertion (overstress; they make 46%"),
     (None, NA, "not recorded")])
 def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec, status,
                                                                    words):
