@@ -20,7 +20,11 @@ of f, each seed at every f, and measures:
   ``ln(1 + τ_d/σ) / ln 2`` for B × 2, an upper bound where sources and obstacles let the
   density grow instead;
 * the share of the plastic strain the sources inserted (``DDState.inserted_strain``: each
-  firing's dipole, L_nuc wide, on the typed nucleation clock) rather than glided.
+  firing's dipole, L_nuc wide, net) rather than glided.
+
+``--nucleation`` runs another source rule (``"overstress"``, ``"bow_out"``: the law times
+the firings, and B enters through them as well, so the fixed-microstructure bound, which
+counts glide only, no longer bounds the response); ``--rate`` another strain rate.
 
 The material (``<run-dir>/properties``) and the mobility law (``<run-dir>/mobility``) of a
 finished chain run are **reused** (named below with when they were made; only the DD is
@@ -49,7 +53,7 @@ import numpy as np
 from _machine import machine
 from _reuse import made_record
 from scalebridge.artifacts import read_artifact
-from scalebridge.dd_coupling.engine import drag_compliance
+from scalebridge.dd_coupling.engine import DDGeometry, DDParams, DDState, drag_compliance
 from scalebridge.dd_coupling.inputs import read_properties
 from scalebridge.dd_coupling.mobility import DragScaledMobility, load_mobility
 from scalebridge.dd_coupling.simulate import DDSettings, resample, tail_mean
@@ -75,7 +79,7 @@ def run_one(task: dict) -> dict:
     marks = list(np.linspace(0.75 * end, end, SAMPLES))
     samples: list[tuple[float, int, int]] = []
 
-    def observe(geom, params, state) -> None:
+    def observe(geom: DDGeometry, params: DDParams, state: DDState) -> None:
         while marks and state.time >= marks[0]:
             marks.pop(0)
             s, n_free = drag_compliance(geom, params, state)
@@ -90,7 +94,8 @@ def run_one(task: dict) -> dict:
             "flow_mpa": tail_mean(resample(res["trace"], grid, 1), 2),
             "drag_stress_mpa": st.strain_rate_s / s_mean * 1e-6 if s_mean > 0 else None,
             "free_fraction": float(np.mean([x[1] / max(x[2], 1) for x in samples])),
-            "insertion_share": res["state"].inserted_strain / res["state"].plastic_strain,
+            "insertion_share": (res["state"].inserted_strain / res["state"].plastic_strain
+                                if res["state"].plastic_strain else None),
             "firings": res["state"].n_nucleated,
             "dislocations_end": res["state"].n, "steps": res["state"].n_steps,
             "samples": len(samples), "wall_s": round(wall, 1)}
@@ -109,7 +114,8 @@ def summarise(rows: list[dict], factors: list[float]) -> list[dict]:
                "drag_stress_mpa": float(np.nanmean(drag)),
                "drag_share": float(np.nanmean(drag / flow)),
                "free_fraction": float(np.mean([r["free_fraction"] for r in at.values()])),
-               "insertion_share": float(np.mean([r["insertion_share"] for r in at.values()]))}
+               "insertion_share": float(np.nanmean([r["insertion_share"] for r in at.values()],
+                                                   dtype=float))}
         nxt = factors[i + 1] if i + 1 < len(factors) else None
         if nxt is not None:
             up = {r["seed"]: r for r in rows if r["factor"] == nxt}
@@ -117,17 +123,19 @@ def summarise(rows: list[dict], factors: list[float]) -> list[dict]:
             k = math.log(nxt / f)
             d = np.array([math.log(up[s]["flow_mpa"] / at[s]["flow_mpa"]) / k for s in seeds])
             bound = np.array([math.log1p((nxt / f - 1.0) * at[s]["drag_stress_mpa"]
-                                         / at[s]["flow_mpa"]) / k for s in seeds])
+                                         / at[s]["flow_mpa"]) / k for s in seeds
+                              if at[s]["drag_stress_mpa"] is not None])
             rec |= {"to_factor": nxt, "dlnsigma_dlnb": float(d.mean()),
                     "dlnsigma_dlnb_err": (float(d.std(ddof=1) / math.sqrt(d.size))
                                           if d.size > 1 else None),
-                    "fixed_microstructure_bound": float(bound.mean())}
+                    "fixed_microstructure_bound": float(bound.mean()) if bound.size
+                    else None}
         out.append(rec)
     return out
 
 
 def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e4,
-               nucleation: str = "time") -> None:
+               nucleation: str = "time", temperature: float = 300.0) -> None:
     """Flow and drag stress against B/B_MD; the measured response against the drag
     share with the fixed-microstructure bound; the CSV beside it."""
     with path.with_suffix(".csv").open("w", newline="") as fh:
@@ -165,8 +173,8 @@ def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e
     a.legend(fontsize=8)
     exp = math.floor(math.log10(rate))
     sup = str(exp).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
-    a.set_title(f"flow stress and drag stress, {rate / 10 ** exp:g}·10{sup} /s, 300 K",
-                fontsize=10)
+    a.set_title(f"flow stress and drag stress, {rate / 10 ** exp:g}·10{sup} /s, "
+                f"{temperature:g} K", fontsize=10)
     have = [r for r in per if "dlnsigma_dlnb" in r]
     x = np.array([r["drag_share"] for r in have])
     y = np.array([r["dlnsigma_dlnb"] for r in have])
@@ -213,7 +221,8 @@ def main() -> None:
     if args.replot:
         old = json.loads(args.out.read_text())
         write_plot(old["by_factor"], old.get("b_md_pa_s"), args.out.with_suffix(".png"),
-                   old.get("strain_rate_s") or 7e4, old.get("nucleation", "time"))
+                   old.get("strain_rate_s") or 7e4, old.get("nucleation", "time"),
+                   old.get("temperature_k") or 300.0)
         return
     cfg = tomllib.loads((ROOT / "examples" / "mo" / "mo.toml").read_text())["dd"]["run"]
     for k in ("study", "drag_probe", "range_probe", "realisations"):
@@ -243,7 +252,8 @@ def main() -> None:
         if "dlnsigma_dlnb" in r:
             print(f"B x{r['factor']:g} -> x{r['to_factor']:g}: dln sigma/dln B "
                   f"{r['dlnsigma_dlnb']:+.3f} +- {r['dlnsigma_dlnb_err'] or 0:.3f} "
-                  f"(fixed microstructure {r['fixed_microstructure_bound']:.3f}; drag share "
+                  f"(fixed microstructure {r['fixed_microstructure_bound'] or math.nan:.3f}; "
+                  "drag share "
                   f"{r['drag_share']:.3f})")
     mob = read_artifact(run_dir / "mobility", kind="MobilityLaw")
     defects = run_dir / "defects"
@@ -268,7 +278,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     write_plot(per, b_md, args.out.with_suffix(".png"), cfg["strain_rate_s"],
-               cfg.get("nucleation", "time"))
+               cfg.get("nucleation", "time"), cfg.get("temperature_k", 300.0))
     print(f"wrote {args.out} and {args.out.with_suffix('.png').name} (+ .csv)")
 
 

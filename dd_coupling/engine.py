@@ -187,13 +187,15 @@ class DDState:
         sign: (n,) ±1.0, Burgers vector = sign·b·(cosθ, sinθ) of its system.
         travel: (n,) m, signed glide distance since creation (unwrapped).
         src_timer: (n_src,) time each source has spent above its strength, s (with
-            ``nucleation="bow_out"``: the distance its segment has bowed out, m).
+            ``nucleation="bow_out"`` or ``"overstress"``: the distance its segment has
+            bowed out, m).
         time: s; strain: applied strain (conjugate to the loading component);
         plastic_strain: plastic strain, same measure; stress_pa: applied stress;
         removed_moment: Σ sign·m·travel (m) of annihilated dislocations (bookkeeping for
             plastic strain = Σ b Δs / area);
         inserted_strain: the part of ``plastic_strain`` the sources' dipoles brought
-            when they were inserted (b m L_nuc / area each), not glided: the rest is glide
+            when they were inserted (b m sign(τ_src) L_nuc / area each: net, a firing
+            against the applied stress counts negative), not glided: the rest is glide
             at the mobility law's velocities;
         n_nucleated, n_annihilated, n_steps: counters;
         n_pinned: dislocations stopped at obstacles in the last step;
@@ -466,13 +468,17 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
     return torch.as_tensor(v, dtype=torch.float64).to(state.s.device), tau, tau_extra
 
 
-def _uncounted(law: Any) -> list[tuple[Any, int]]:
-    """The out-of-range counters along a wrapped law's chain (``.law``), to restore after
-    evaluations that are not the run's own."""
+#: the evaluation counters a mobility law or its wrapper keeps (an instance's own ints)
+COUNTERS = ("n_out_of_range", "n_replaced")
+
+
+def _counters(law: Any) -> list[tuple[Any, str, int]]:
+    """Every evaluation counter along a wrapped law's chain (``.law``): (object, name,
+    value), to restore after evaluations that are not the run's own."""
     out = []
     while law is not None:
-        if isinstance(getattr(law, "__dict__", {}).get("n_out_of_range"), int):
-            out.append((law, law.n_out_of_range))
+        own = getattr(law, "__dict__", {})
+        out += [(law, k, own[k]) for k in COUNTERS if isinstance(own.get(k), int)]
         law = getattr(law, "law", None)
     return out
 
@@ -483,12 +489,14 @@ def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
     held: ``S = ∂γ̇_p/∂τ_app = (b/area) Σ m_i² ∂v/∂τ(τ_i)`` in 1/(Pa·s), summed over
     the dislocations neither held at an obstacle nor locked in a junction (m_i the Schmid
     factor of i's system; ∂v/∂τ by central differences of the mobility law at i's driving
-    stress). With every velocity divided by f (the drag B × f) the same microstructure
-    keeps its plastic rate γ̇ only with ``Δτ_app = (f - 1) γ̇ / S``: ``γ̇ / S`` is the
-    drag stress Orowan's law gives at this free density (for a linear drag law
-    ``B γ̇ / (b² Σ m_i² / area)``), an upper bound on what B adds to the flow stress
-    where sources and obstacles leave the density free to adapt. Returns (S, the
-    number of free dislocations). The law's out-of-range counts are left as they were."""
+    stress, one-sided at the top of the law's range and 0 beyond it, where the DD clamps).
+    With every velocity divided by f (the drag B × f) the same microstructure keeps its
+    plastic rate γ̇ only with ``Δτ_app = (f - 1) γ̇ / S``: ``γ̇ / S`` is the drag stress
+    Orowan's law gives at this free density (for a linear drag law
+    ``B γ̇ / (b² Σ m_i² / area)``). Where the nucleation runs on a clock B does not set,
+    that bounds what B adds to the flow stress from above (the density adapts instead);
+    where B times the nucleation (bow-out, overstress) it does not. Returns (S, the
+    number of free dislocations). The law's evaluation counters are left as they were."""
     if state.n == 0:
         return 0.0, 0
     dev = state.s.device
@@ -496,18 +504,28 @@ def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
     tau, tau_drive, stuck, _ = driving_stress(geom, params, state)
     st = (state.sign * tau_drive).cpu()
     zeros = torch.zeros(state.n, dtype=torch.long)
-    counters = _uncounted(params.mobility)
+    law = params.mobility
+    vr = getattr(law, "valid_range", None)
+    hi = (vr.tau_hi_mpa(zeros) * 1e6 if vr is not None
+          else torch.full_like(st, math.inf))
+    inside = st.abs() <= hi * (1 + 1e-9)
+    delta = 1e-3 * st.abs() + 1e4                      # Pa: relative, with a floor
+    up = torch.where(inside, torch.minimum(st + delta, hi), st)
+    down = torch.where(inside, torch.maximum(st - delta, -hi), st)
+    saved = _counters(law)
     try:
-        v = torch.as_tensor(params.mobility.velocity(st, params.temperature_k, zeros),
+        v = torch.as_tensor(law.velocity(st, params.temperature_k, zeros),
                             dtype=torch.float64)
-        delta = 1e-3 * st.abs() + 1e4                      # Pa: relative, with a floor
-        hi = params.mobility.velocity(st + delta, params.temperature_k, zeros)
-        lo = params.mobility.velocity(st - delta, params.temperature_k, zeros)
+        v_up = torch.as_tensor(law.velocity(up, params.temperature_k, zeros),
+                               dtype=torch.float64)
+        v_down = torch.as_tensor(law.velocity(down, params.temperature_k, zeros),
+                                 dtype=torch.float64)
     finally:
-        for law, count in counters:
-            law.n_out_of_range = count
-    slope = ((torch.as_tensor(hi, dtype=torch.float64)
-              - torch.as_tensor(lo, dtype=torch.float64)) / (2 * delta)).to(dev)
+        for obj, name, count in saved:
+            setattr(obj, name, count)
+    span = up - down
+    slope = torch.where(span > 0, (v_up - v_down) / torch.where(span > 0, span, 1.0),
+                        torch.zeros_like(st)).to(dev)
     _, held = _obstacle_limit(geom, state, torch.sign(v.to(dev)) * 1e-9 * params.max_glide_m,
                               tau)
     free = ~held & ~stuck
@@ -718,8 +736,8 @@ def slip_moment(geom: DDGeometry, params: DDParams, state: DDState) -> float:
                                      + state.removed_moment)
 
 
-__all__ = ["DIRECT_MAX_PAIRS", "DDGeometry", "DDParams", "DDState", "applied_stress", "burgers",
-           "drag_compliance", "driving_stress",
-           "geometry_on", "glide_velocity", "init", "internal_field", "internal_resolved_shear",
-           "make_planes", "plane_period", "positions", "resolve_device", "schmid_factor",
-           "slip_moment", "sort_obstacles", "step"]
+__all__ = ["COUNTERS", "DIRECT_MAX_PAIRS", "DDGeometry", "DDParams", "DDState", "applied_stress",
+           "burgers", "drag_compliance", "driving_stress", "geometry_on", "glide_velocity",
+           "init", "internal_field", "internal_resolved_shear", "make_planes", "plane_period",
+           "positions", "resolve_device", "schmid_factor", "slip_moment", "sort_obstacles",
+           "step"]

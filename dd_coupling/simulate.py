@@ -131,8 +131,8 @@ class DDSettings(StrictModel):
         "time", description="when a source above its strength emits: 'time', after "
         "nucleation_time_ns (a typed time); 'bow_out', once its segment has glided half its "
         "Frank-Read length β·μ·b/τ_src at the mobility law's velocity under the source's "
-        "resolved stress (the MD drag sets the time: ~3 ns at the source strength for "
-        "B = 1.2e-4 Pa s, L = 0.7 µm, shorter above it); 'overstress', the same distance at "
+        "resolved stress (the MD drag sets the time: ~1.3 ns at the source strength for "
+        "B = 5.4e-5 Pa s, L = 0.7 µm, shorter above it); 'overstress', the same distance at "
         "the law's velocity under the excess |τ| − τ_src (the line tension holds τ_src at "
         "the critical half-circle: L B / (2 b (|τ| − τ_src)) for a linear drag, ~7 ns at "
         "10 MPa above the strength for B = 5.4e-5 Pa s, L = 0.7 µm)")
@@ -942,25 +942,29 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
 def inserted_share(ref_runs: list[dict[str, Any]], runs: list[dict[str, Any]],
                    settings: DDSettings) -> dict[str, Any]:
     """Which part of the plastic strain the sources inserted (each firing's dipole,
-    L_nuc = μb/(2π(1-ν)τ_src) wide, b m L_nuc / area) rather than glided at the mobility
-    law's velocities: the share at the reference condition (mean over its realisations)
-    and its range over every realisation. With ``nucleation="time"`` the insertions
-    come on the typed clock, whatever the law; with ``"bow_out"`` the law times them."""
+    L_nuc = μb/(2π(1-ν)τ_src) wide, b m sign(τ_src) L_nuc / area: net) rather than glided
+    at the mobility law's velocities: the share at the reference condition (mean over its
+    realisations with plastic strain; ``None`` if none has any) and its range over every
+    realisation. With ``nucleation="time"`` the insertions come on the typed clock,
+    whatever the law; with ``"bow_out"`` or ``"overstress"`` the law times them."""
     def share(r: dict[str, Any]) -> float:
         total = r["state"].plastic_strain
         return r["state"].inserted_strain / total if total else math.nan
 
-    every = [share(r) for r in runs]
-    return {"share": float(np.mean([share(r) for r in ref_runs])),
-            "share_min": float(np.nanmin(every)), "share_max": float(np.nanmax(every)),
+    ref = [x for x in (share(r) for r in ref_runs) if math.isfinite(x)]
+    every = [x for x in (share(r) for r in runs) if math.isfinite(x)]
+    return {"share": float(np.mean(ref)) if ref else None,
+            "share_min": float(min(every)) if every else None,
+            "share_max": float(max(every)) if every else None,
+            "without_plastic_strain": len(runs) - len(every),
             "timed_by": (f"the mobility law ({settings.nucleation.replace('_', '-')})"
                          if settings.nucleation in ("bow_out", "overstress")
                          else f"the nucleation clock ({settings.nucleation_time_ns:g} ns, "
                               "an assumption)"),
             "method": "each source firing inserts a dipole L_nuc = mu b / (2 pi (1 - nu) "
-                      "tau_src) wide: b m L_nuc / area of plastic strain at once; the "
-                      "share of the realisation's plastic strain those insertions make "
-                      "(the rest is glide at the mobility law's velocities)"}
+                      "tau_src) wide: b m sign(tau_src) L_nuc / area of plastic strain at "
+                      "once; the share of the realisation's plastic strain those insertions "
+                      "make, net (the rest is glide at the mobility law's velocities)"}
 
 
 def reference_realisations(ref: int, n_real: int, seed: int) -> list[tuple[int, int]]:

@@ -52,6 +52,7 @@ def test_ddrun_artifact_follows_contract(tmp_path):
     for r in run["realisations"]:
         assert r["plastic_strain"] == pytest.approx(r["plastic_strain_from_slip"], rel=1e-9)
         assert r["nucleated"] > 0
+        assert r["plastic_strain_inserted"] != 0      # the sources' dipoles, net
     for name in ("stress_strain", "density_strain", "avalanches", "snapshot"):
         assert (art.path / f"{name}.png").is_file()
     assert (art.path / "avalanche_ccdf.csv").is_file()
@@ -61,6 +62,11 @@ def test_ddrun_artifact_follows_contract(tmp_path):
     s = art.summary
     for key in ("flow_stress_mpa", "density_end_m2", "taylor_alpha", "n_avalanches"):
         assert key in s
+    # the summary's inserted share is the realisations' (one condition: all reference)
+    shares = [r["plastic_strain_inserted"] / r["plastic_strain"] for r in run["realisations"]]
+    ins = s["plastic_strain_inserted"]
+    assert ins["share"] == pytest.approx(np.mean(shares), rel=1e-12)
+    assert ins["share_min"] == pytest.approx(min(shares)) and "clock" in ins["timed_by"]
     # a second make with the same inputs is skipped
     assert DDSettings(**SMALL).make(mob, props, tmp_path / "dd").fingerprint == art.fingerprint
 

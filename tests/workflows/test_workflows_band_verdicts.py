@@ -1285,14 +1285,17 @@ def test_a_small_share_still_shows_it_is_carried():
 @pytest.mark.parametrize("rec,status,words", [
     ({"share": 0.61, "share_min": 0.55, "share_max": 0.70,
       "timed_by": "the nucleation clock (10 ns, an assumption)"}, AMBER,
-     "carries 39% of the plastic strain (< 50%), the sources' inserted dipoles 61%"),
+     "carries 39% of the plastic strain (< 50%), the sources' inserted dipoles 61% (net)"),
     ({"share": 0.2, "share_min": 0.2, "share_max": 0.3, "timed_by": "the nucleation clock"},
      GREEN, "carries 80% of the plastic strain (>= 50%)"),
     ({"share": 0.95, "timed_by": "the nucleation clock"}, RED, "carries 5%"),
+    # net: firings against the applied stress can take the inserted share beyond 1
+    ({"share": 1.07, "timed_by": "the nucleation clock"}, RED, "carries 0% of the plastic"),
     ({"share": 0.95, "timed_by": "the mobility law (bow-out)"}, GREEN,
      "the mobility law times every source insertion (bow-out;"),
     ({"share": 0.46, "timed_by": "the mobility law (overstress)"}, GREEN,
-     "the mobility law times every source insertion (overstress; they make 46%"),
+     "the mobility law times every source insertion (overstress; net 46%"),
+    ({"share": None, "timed_by": "the nucleation clock"}, NA, "no plastic strain"),
     (None, NA, "not recorded")])
 def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec, status,
                                                                    words):
@@ -1310,3 +1313,4 @@ def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec
         assert "dln sigma/dln B = -0.02 ± 0.03" in c.reason
     if rec and "clock" in rec["timed_by"] and rec.get("share_min") == 0.55:
         assert "55% to 70%" in c.detail and "whatever the mobility law" in c.detail
+        assert "not sufficient" in c.detail
