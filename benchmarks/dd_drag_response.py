@@ -158,7 +158,7 @@ def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e
     a.errorbar(f, flow, yerr=sd, fmt="o-", capsize=3, label="DD flow stress (mean ± sd)")
     a.plot(f, [r["drag_stress_mpa"] for r in per], "s--",
            label="drag stress γ̇/S (Orowan, free density)")
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 
     a.set_xscale("log")
     a.set_yscale("log")
@@ -179,15 +179,25 @@ def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e
     x = np.array([r["drag_share"] for r in have])
     y = np.array([r["dlnsigma_dlnb"] for r in have])
     e = np.array([r["dlnsigma_dlnb_err"] or 0.0 for r in have])
-    c.errorbar(x, y, yerr=e, fmt="o", capsize=3, label="measured (B → 2B, paired seeds)")
-    xs = np.logspace(math.log10(max(min(x.min(), 0.01), 1e-3)), math.log10(max(x.max(), 1)), 100)
-    c.plot(xs, np.log1p(xs) / math.log(2.0), "-", color="0.5",
-           label="fixed microstructure: ln(1 + τ_d/σ)/ln 2")
+    doubling = all(r["to_factor"] == 2 * r["factor"] for r in have)
+    c.errorbar(x, y, yerr=e, fmt="o", capsize=3,
+               label="measured (B → " + ("2B" if doubling else "the next f") + ", paired seeds)")
+    if doubling:
+        xs = np.logspace(math.log10(max(min(x.min(), 0.01), 1e-3)),
+                         math.log10(max(x.max(), 1)), 100)
+        c.plot(xs, np.log1p(xs) / math.log(2.0), "-", color="0.5",
+               label="fixed microstructure: ln(1 + τ_d/σ)/ln 2")
+    else:
+        c.plot(x, [r["fixed_microstructure_bound"] for r in have], "s", mfc="none",
+               color="0.5", label="fixed microstructure: ln(1 + (k−1) τ_d/σ)/ln k")
     for r in have:
         c.annotate(f"×{r['factor']:g}", (r["drag_share"], r["dlnsigma_dlnb"]),
                    textcoords="offset points", xytext=(4, 4), fontsize=7)
     c.axhline(0.0, color="0.8", lw=0.8)
     c.set_xscale("log")
+    c.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    c.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    c.xaxis.set_minor_formatter(NullFormatter())
     c.set_xlabel("drag share τ_d / σ at B")
     c.set_ylabel("dln σ / dln B")
     c.legend(fontsize=8, loc="upper left")
