@@ -52,11 +52,12 @@ from pathlib import Path
 import numpy as np
 from _machine import machine
 from _reuse import made_record
+from dd_limiter import flow_stress
 from scalebridge.artifacts import read_artifact
 from scalebridge.dd_coupling.engine import DDGeometry, DDParams, DDState, drag_compliance
 from scalebridge.dd_coupling.inputs import read_properties
 from scalebridge.dd_coupling.mobility import DragScaledMobility, load_mobility
-from scalebridge.dd_coupling.simulate import DDSettings, resample, tail_mean
+from scalebridge.dd_coupling.simulate import DDSettings
 from scalebridge.plotting import pyplot, save_figure
 
 HERE = Path(__file__).resolve().parent
@@ -88,10 +89,9 @@ def run_one(task: dict) -> dict:
     t0 = time.perf_counter()
     res = st.run_realisation(material, law, seed=task["seed"], observe=observe)
     wall = time.perf_counter() - t0
-    grid = np.linspace(0.0, st.final_strain, st.output_points)
     s_mean = float(np.mean([x[0] for x in samples]))
     return {"factor": task["factor"], "seed": task["seed"],
-            "flow_mpa": tail_mean(resample(res["trace"], grid, 1), 2),
+            "flow_mpa": flow_stress(res["trace"], st.final_strain, st.output_points),
             "drag_stress_mpa": st.strain_rate_s / s_mean * 1e-6 if s_mean > 0 else None,
             "free_fraction": float(np.mean([x[1] / max(x[2], 1) for x in samples])),
             "insertion_share": (res["state"].inserted_strain / res["state"].plastic_strain

@@ -526,9 +526,7 @@ def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
     span = up - down
     slope = torch.where(span > 0, (v_up - v_down) / torch.where(span > 0, span, 1.0),
                         torch.zeros_like(st)).to(dev)
-    _, held = _obstacle_limit(geom, state, torch.sign(v.to(dev)) * 1e-9 * params.max_glide_m,
-                              tau)
-    free = ~held & ~stuck
+    free = ~_held(geom, params, state, v.to(dev), tau) & ~stuck
     m = geom.schmid[geom.plane_system[state.plane]]
     s = params.b_m / geom.area * float((m * m * slope)[free].sum())
     return s, int(free.sum())
@@ -580,6 +578,15 @@ def _obstacle_limit(geom: DDGeometry, state: DDState, ds: torch.Tensor, tau: tor
     pinned = has & (ds.abs() >= dist) & (tau.abs() < strength) & (ds != 0)
     ds = torch.where(pinned, torch.sign(ds) * dist, ds)
     return ds, pinned
+
+
+def _held(geom: DDGeometry, params: DDParams, state: DDState, v: torch.Tensor,
+          tau: torch.Tensor, ahead: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+    """(n,) bool: dislocations held at an obstacle, i.e. at one in the direction of their
+    velocity ``v`` (n,) that is stronger than their stress ``tau`` (n,) (an infinitesimal
+    step there would be stopped)."""
+    return _obstacle_limit(geom, state, torch.sign(v) * 1e-9 * params.max_glide_m, tau,
+                           ahead)[1]
 
 
 def _annihilation_mask(geom: DDGeometry, state: DDState, capture: float,
@@ -642,8 +649,7 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
         kd = _keys(geom, state.plane, state.s)
         ahead = _obstacles_ahead(geom, state, kd)
     # dislocations held at an obstacle do not move: they do not set the time step
-    _, held = _obstacle_limit(geom, state, torch.sign(v) * 1e-9 * params.max_glide_m, tau,
-                              ahead)
+    held = _held(geom, params, state, v, tau, ahead)
     speed = torch.where(held, 0.0, v.abs())
     vmax = float(speed.max()) if state.n else 0.0
     vref = vmax

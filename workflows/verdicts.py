@@ -72,13 +72,16 @@ class Threshold:
             return GREEN if value >= self.green else AMBER if value >= self.amber else RED
         return GREEN if value <= self.green else AMBER if value <= self.amber else RED
 
-    def bound(self, status: str) -> str:
-        """The limit the value was compared with, as text (``<= 10`` / ``> 30``)."""
+    def bound(self, status: str, fmt: str = "g") -> str:
+        """The limit the value was compared with, as text (``<= 10`` / ``> 30``; ``fmt``
+        formats the limit, e.g. ``".0%"``: ``< 50%``)."""
         if self.higher_is_better:
-            return {GREEN: f">= {self.green:g}", AMBER: f"< {self.green:g}",
-                    RED: f"< {self.amber:g}"}[status]
-        return {GREEN: f"<= {self.green:g}", AMBER: f"> {self.green:g}",
-                RED: f"> {self.amber:g}"}[status]
+            op, lim = {GREEN: (">=", self.green), AMBER: ("<", self.green),
+                       RED: ("<", self.amber)}[status]
+        else:
+            op, lim = {GREEN: ("<=", self.green), AMBER: (">", self.green),
+                       RED: (">", self.amber)}[status]
+        return f"{op} {lim:{fmt}}"
 
 
 #: Every threshold, with why it has its value.
@@ -268,9 +271,7 @@ def graded(name: str, key: str, value: Any, what: str, fmt: str = ".3g",
     unit = (f" {t.unit}" if t.unit and t.unit not in ("relative", "fraction")
             and t.unit not in what else "")
     if "%" in fmt:
-        bound = t.bound(st).split()
-        lim = f"{bound[0]} {float(bound[1]):{fmt}}"
-        return Check(name, st, f"{what} {v:{fmt}} ({lim})", v)
+        return Check(name, st, f"{what} {v:{fmt}} ({t.bound(st, fmt)})", v)
     return Check(name, st, f"{what} {v:{fmt}}{unit} ({t.bound(st)})", v)
 
 
@@ -570,13 +571,8 @@ def glide_share_check(summary: Mapping[str, Any]) -> Check:
     if ins is None:
         return Check("glide_share", NA, "no plastic strain at the reference condition to "
                      "share out")
-    probe = summary.get("drag_sensitivity")
-    tail = ""
-    if isinstance(probe, Mapping) and _num(probe.get("dlnsigma_dlnb")) is not None:
-        err = _num(probe.get("dlnsigma_dlnb_err"))
-        tail = (f"; B x {probe.get('factor', 2):g} moves the flow stress by dln sigma/dln B "
-                f"= {probe['dlnsigma_dlnb']:.2f}" + (f" ± {err:.2f}" if err is not None
-                                                     else ""))
+    probe = _drag_response(summary)
+    tail = f"; B x {probe[0]:g} moves the flow stress by {probe[1]}" if probe else ""
     timed_by = str(rec.get("timed_by", ""))
     if "mobility law" in timed_by:
         how = timed_by.partition("(")[2].rstrip(")") or "bow-out"
@@ -585,9 +581,8 @@ def glide_share_check(summary: Mapping[str, Any]) -> Check:
     share = min(max(1.0 - ins, 0.0), 1.0)
     t = THRESHOLDS["glide_share"]
     st = t.grade(share)
-    op, lim = t.bound(st).split()
     reason = (f"glide at the mobility law's velocities carries {share:.0%} of the plastic "
-              f"strain ({op} {float(lim):.0%}), the sources' inserted dipoles {ins:.0%} "
+              f"strain ({t.bound(st, '.0%')}), the sources' inserted dipoles {ins:.0%} "
               f"(net){tail}")
     lo, hi = _num(rec.get("share_min")), _num(rec.get("share_max"))
     every = (f" Over every realisation the inserted share is {span(lo, hi, '', '.0%')}."
@@ -702,6 +697,17 @@ def fitted_glide_check(summary: Mapping[str, Any]) -> Check:
                             f"first-half velocity {r:.2f} x the second (median)")
 
 
+def _drag_response(summary: Mapping[str, Any]) -> tuple[float, str] | None:
+    """The DD's drag probe (``drag_sensitivity``) as (its factor on B, ``dln sigma/dln B
+    = x ± err``), None without one."""
+    probe = summary.get("drag_sensitivity")
+    if not isinstance(probe, Mapping) or _num(probe.get("dlnsigma_dlnb")) is None:
+        return None
+    err = _num(probe.get("dlnsigma_dlnb_err"))
+    return (float(probe.get("factor", 2)), f"dln sigma/dln B = {probe['dlnsigma_dlnb']:.2f}"
+            + (f" ± {err:.2f}" if err is not None else ""))
+
+
 def _dd_out_of_range_context(summary: Mapping[str, Any]) -> list[str]:
     """What the DD did with its out-of-range mobility evaluations (its ``out_of_range``
     policy) and, from its drag probe, how much its flow stress follows the law's
@@ -711,12 +717,10 @@ def _dd_out_of_range_context(summary: Mapping[str, Any]) -> list[str]:
     if summary.get("out_of_range_policy") == "clamp":
         out.append("clamped at the law's top stress, i.e. at the velocity the MD measured "
                    "there")
-    probe = summary.get("drag_sensitivity")
-    if isinstance(probe, Mapping) and _num(probe.get("dlnsigma_dlnb")) is not None:
-        err = _num(probe.get("dlnsigma_dlnb_err"))
-        out.append(f"the drag probe (every velocity / {probe.get('factor', 2):g}) moves "
-                   f"the flow stress by dln sigma/dln B = {probe['dlnsigma_dlnb']:.2f}"
-                   + (f" ± {err:.2f}" if err is not None else ""))
+    probe = _drag_response(summary)
+    if probe is not None:
+        out.append(f"the drag probe (every velocity / {probe[0]:g}) moves the flow stress "
+                   f"by {probe[1]}")
     return out
 
 
