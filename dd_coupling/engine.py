@@ -483,6 +483,24 @@ def _counters(law: Any) -> list[tuple[Any, str, int]]:
     return out
 
 
+def bow_out_time(law: MobilityLaw, tau_pa: float, mu_pa: float, b_m: float,
+                 beta: float = 1.0, temperature_k: float = 300.0) -> float:
+    """Time (s) a Frank-Read source of strength ``tau_pa`` (Pa) takes to bow out to its
+    critical half-circle under that stress: half its length ``beta·mu·b/tau`` glided at
+    the law's velocity ``v(tau)`` (an edge, character 0, or the law's own glide
+    character), ``L B / (2 b tau)`` for a linear drag; ``inf`` where the law does not
+    move it. The law's evaluation counters are left as they were."""
+    saved = _counters(law)
+    try:
+        v = float(abs(torch.as_tensor(law.velocity(
+            torch.tensor([float(tau_pa)], dtype=torch.float64), temperature_k,
+            torch.zeros(1, dtype=torch.long)))[0]))
+    finally:
+        for obj, name, count in saved:
+            setattr(obj, name, count)
+    return 0.5 * beta * mu_pa * b_m / tau_pa / v if v > 0 else math.inf
+
+
 def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
                     ) -> tuple[float, int]:
     """How the plastic strain rate answers the applied stress with the microstructure

@@ -55,6 +55,7 @@ from scalebridge.dd_coupling.engine import (
     DDGeometry,
     DDParams,
     DDState,
+    bow_out_time,
     init,
     make_planes,
     plane_period,
@@ -127,15 +128,27 @@ class DDSettings(StrictModel):
         "before it emits a dipole, ns (a stated assumption, the 2D DD convention; a time "
         "from the mobility law, L_nuc / v(τ_src) ~ 0.5 ns, lets sources fire on internal "
         "stresses alone and the plastic strain run away)")
-    nucleation: Literal["time", "bow_out", "overstress"] = Field(
+    nucleation: Literal["time", "bow_out_clock", "bow_out", "overstress"] = Field(
         "time", description="when a source above its strength emits: 'time', after "
-        "nucleation_time_ns (a typed time); 'bow_out', once its segment has glided half its "
+        "nucleation_time_ns (a typed time); 'bow_out_clock', after nucleation_bow_outs "
+        "bow-out times of the mean source (half the Frank-Read length β·μ·b/τ̄_src glided "
+        "at the mobility law's v(τ̄_src)): one clock for every source as with 'time', "
+        "its time set by the MD's drag and μ, b (with a drag law scaled by f the DD at "
+        "strain rate ε̇/f is the DD at ε̇ with time stretched by f: B and ε̇ enter as "
+        "their product); 'bow_out', once its segment has glided half its "
         "Frank-Read length β·μ·b/τ_src at the mobility law's velocity under the source's "
         "resolved stress (the MD drag sets the time: ~1.3 ns at the source strength for "
         "B = 5.4e-5 Pa s, L = 0.7 µm, shorter above it); 'overstress', the same distance at "
         "the law's velocity under the excess |τ| − τ_src (the line tension holds τ_src at "
         "the critical half-circle: L B / (2 b (|τ| − τ_src)) for a linear drag, ~7 ns at "
         "10 MPa above the strength for B = 5.4e-5 Pa s, L = 0.7 µm)")
+    nucleation_bow_outs: float = Field(
+        8.0, gt=0, description="nucleation = 'bow_out_clock': the nucleation time in "
+        "bow-out times of the mean source, a stated assumption (a 2D DD source stands for "
+        "a 3D Frank-Read source whose loop, once past the critical half-circle, must still "
+        "expand, wrap around its pinning points and close, which the DD does not resolve: "
+        "several bow-out times; 8 puts the Mo example's time at 9.3 ns, near the 2D DD "
+        "convention's 10 ns)")
     obstacle_density_m2: float = Field(
         3.0e14, ge=0, description="point obstacles per m^2 (forest dislocations piercing "
         "the slip planes)")
@@ -315,19 +328,58 @@ class DDSettings(StrictModel):
                    key=lambda ly: (round(abs(math.log(ly / lx)), 9), -ly))
         return lx, best
 
+    def nucleation_clock(self, material: Material, mobility: MobilityLaw
+                         ) -> dict[str, Any]:
+        """The sources' nucleation time at this run's temperature and where it comes
+        from: ``{"rule", "time_s"}`` (``time_s`` None where the law times each source:
+        bow_out, overstress), with ``bow_out_clock`` also ``bow_outs``,
+        ``bow_out_time_s``, ``source_mpa`` (the mean strength τ̄_src) and
+        ``length_um`` (its Frank-Read length β μ b / τ̄_src).
+
+        Raises:
+            SettingsError: the law does not move a dislocation at τ̄_src (its sources
+                would never fire)."""
+        if self.nucleation == "time":
+            return {"rule": "time", "time_s": self.nucleation_time_ns * 1e-9,
+                    "from": "typed (nucleation_time_ns)"}
+        if self.nucleation != "bow_out_clock":
+            return {"rule": self.nucleation, "time_s": None,
+                    "from": "each source timed by the mobility law at its own stress"}
+        glide, _ = self.glide_law(material, mobility)
+        tau = self.strengths(material)["source"]["mpa"] * 1e6
+        t_bow = bow_out_time(glide, tau, material.mu_pa, material.b_m, self.source_beta,
+                             self.temperature_k)
+        if not math.isfinite(t_bow):
+            raise SettingsError(
+                f"nucleation = 'bow_out_clock': the mobility law {glide.name!r} does not "
+                f"move a dislocation at the mean source strength {tau * 1e-6:.3g} MPa "
+                f"({self.temperature_k:g} K), so no source would fire; use "
+                "nucleation = 'time'")
+        return {"rule": "bow_out_clock", "time_s": self.nucleation_bow_outs * t_bow,
+                "bow_outs": self.nucleation_bow_outs, "bow_out_time_s": t_bow,
+                "source_mpa": tau * 1e-6,
+                "length_um": self.source_beta * material.mu_pa * material.b_m / tau * 1e6,
+                "from": f"{self.nucleation_bow_outs:g} bow-out times of the mean source "
+                        "at the mobility law's velocity"}
+
     def params(self, material: Material, mobility: MobilityLaw) -> DDParams:
         """Engine parameters: μ, ν, b of ``material``; ``mobility`` restricted to the
-        glide character (:meth:`glide_law`); strengths and nucleation time as derived."""
+        glide character (:meth:`glide_law`); strengths and nucleation time as derived
+        (:meth:`nucleation_clock`)."""
         b = material.b_m
         glide, _ = self.glide_law(material, mobility)
+        clock = self.nucleation_clock(material, mobility)
         rate = self.strain_rate_s if self.loading == "strain" else self.stress_rate_mpa_ns * 1e15
         dt_max = self.dt_max_ns * 1e-9
         if self.loading == "strain":
             dt_max = min(dt_max, self.max_strain_step / self.strain_rate_s)
         return DDParams(
             mu_pa=material.mu_pa, nu=material.nu, b_m=b, mobility=glide,
-            temperature_k=self.temperature_k, nucleation_time_s=self.nucleation_time_ns * 1e-9,
-            nucleation=self.nucleation, source_beta=self.source_beta,
+            temperature_k=self.temperature_k,
+            nucleation_time_s=clock["time_s"] or self.nucleation_time_ns * 1e-9,
+            # one clock for every source: the engine's "time" rule at the derived time
+            nucleation="time" if clock["time_s"] else self.nucleation,
+            source_beta=self.source_beta,
             capture_m=self.capture_distance_b * b, junction_m=self.junction_distance_b * b,
             junction_strength_pa=self.strengths(material)["junction"]["mpa"] * 1e6,
             dt_max_s=dt_max, max_glide_m=self.max_glide_b * b,
@@ -860,6 +912,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
                     if rho_end > 0 else math.nan)
     strengths = settings.strengths(material)
     mobility = mobility_record(settings, material, law, sorted({c[1] for c in conds}))
+    clocks = [_clock_record(cs.nucleation_clock(material, law)) for cs in cond_settings]
     run_doc = {
         "loading": {"mode": settings.loading, "component": settings.component,
                     "resolved": "shear" if settings.component == "shear_xy" else "tension",
@@ -871,10 +924,12 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "material_source": material.source,
         "mobility": law.name, "mobility_law": mobility,
         "strengths": strengths, "overrides": settings.overrides(),
+        "nucleation": clocks[ref],
         "cell_um": [geom0.lx * 1e6, geom0.ly * 1e6],
         "slip_angles_deg": settings.slip_angles_deg,
         "conditions": [{"strain_rate_s": r if strain_mode else None, "temperature_k": t,
-                        "realisations": list(range(ci * n_real, (ci + 1) * n_real))}
+                        "realisations": list(range(ci * n_real, (ci + 1) * n_real)),
+                        "nucleation_time_ns": clocks[ci]["time_ns"]}
                        for ci, (r, t) in enumerate(conds)],
         "reference_condition": ref,
         "realisations": [{
@@ -916,6 +971,10 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "assumptions": {k: strengths[k]["from"] for k in strengths} | {
             "nucleation": (f"after {settings.nucleation_time_ns:g} ns above strength"
                            if settings.nucleation == "time" else
+                           f"after {settings.nucleation_bow_outs:g} bow-out times of the "
+                           f"mean source at the mobility law's v(τ̄_src): "
+                           f"{clocks[ref]['time_ns']:.3g} ns"
+                           if settings.nucleation == "bow_out_clock" else
                            "bow-out: half the Frank-Read length at the mobility law's v(τ)"
                            if settings.nucleation == "bow_out" else
                            "bow-out at the mobility law's v(|τ| - τ_src): half the "
@@ -925,11 +984,14 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "obstacle_density_m2": settings.obstacle_density_m2},
         "overrides": settings.overrides(),
     }
+    summary["nucleation"] = clocks[ref]
     summary["plastic_strain_inserted"] = inserted_share(ref_runs, runs, settings)
     if drag_sensitivity is not None:
         summary["drag_sensitivity"] = {
             **drag_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
-            "temperature_k": conds[ref][1]}
+            "temperature_k": conds[ref][1],
+            "nucleation_time_ns": _clock_record(cond_settings[ref].nucleation_clock(
+                material, DragScaledMobility(law, settings.drag_probe)))["time_ns"]}
     if range_sensitivity is not None:
         summary["range_sensitivity"] = {
             **range_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
@@ -939,6 +1001,15 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     return _finite_or_none(summary)
 
 
+def _clock_record(clock: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`DDSettings.nucleation_clock` for run.json and the summary: times in ns."""
+    out = {k: v for k, v in clock.items() if not k.endswith("_s")}
+    out["time_ns"] = clock["time_s"] * 1e9 if clock["time_s"] else None
+    if "bow_out_time_s" in clock:
+        out["bow_out_time_ns"] = clock["bow_out_time_s"] * 1e9
+    return out
+
+
 def inserted_share(ref_runs: list[dict[str, Any]], runs: list[dict[str, Any]],
                    settings: DDSettings) -> dict[str, Any]:
     """Which part of the plastic strain the sources inserted (each firing's dipole,
@@ -946,7 +1017,8 @@ def inserted_share(ref_runs: list[dict[str, Any]], runs: list[dict[str, Any]],
     at the mobility law's velocities: the share at the reference condition (mean over its
     realisations with plastic strain; ``None`` if none has any) and its range over every
     realisation. With ``nucleation="time"`` the insertions come on the typed clock,
-    whatever the law; with ``"bow_out"`` or ``"overstress"`` the law times them."""
+    whatever the law; with ``"bow_out_clock"``, ``"bow_out"`` or ``"overstress"`` the
+    law times them."""
     def share(r: dict[str, Any]) -> float:
         total = r["state"].plastic_strain
         return r["state"].inserted_strain / total if total else math.nan
@@ -959,6 +1031,10 @@ def inserted_share(ref_runs: list[dict[str, Any]], runs: list[dict[str, Any]],
             "without_plastic_strain": len(runs) - len(every),
             "timed_by": (f"the mobility law ({settings.nucleation.replace('_', '-')})"
                          if settings.nucleation in ("bow_out", "overstress")
+                         else "the mobility law (a clock of "
+                              f"{settings.nucleation_bow_outs:g} bow-out times of the mean "
+                              "source at its velocity)"
+                         if settings.nucleation == "bow_out_clock"
                          else f"the nucleation clock ({settings.nucleation_time_ns:g} ns, "
                               "an assumption)"),
             "method": "each source firing inserts a dipole L_nuc = mu b / (2 pi (1 - nu) "

@@ -359,7 +359,13 @@ def read_ddrun(path: str | Path) -> StrainPaths:
     # the DD's source physics, for a surrogate that keeps it (johnston_gilman): the time
     # a source must stay above its strength before it emits, and the mean strength
     sources: dict[str, float] = {}
-    if art.settings.get("nucleation", "time") == "time" \
+    clock = run.get("nucleation") if isinstance(run.get("nucleation"), dict) else None
+    # the time the DD ran with, typed or from the law (the reference condition's: a law
+    # with B(T) gives each temperature its own, one surrogate keeps one)
+    if clock is not None:
+        if isinstance(clock.get("time_ns"), int | float):
+            sources["nucleation_time_s"] = float(clock["time_ns"]) * 1e-9
+    elif art.settings.get("nucleation", "time") == "time" \
             and isinstance(art.settings.get("nucleation_time_ns"), int | float):
         sources["nucleation_time_s"] = float(art.settings["nucleation_time_ns"]) * 1e-9
     src = (run.get("strengths") or {}).get("source") if isinstance(

@@ -284,7 +284,7 @@ def jg_record(model: JohnstonGilmanJ2, meta: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "source_stress_mpa": model.source_stress_mpa,
         "nucleation_time_s": model.nucleation_time_s,
-        "nucleation_time_from": "the DD run's settings" if meta.get("nucleation_time_s")
+        "nucleation_time_from": "the DD run's nucleation clock" if meta.get("nucleation_time_s")
         else "none (no delay)",
         "static_yield_mpa": [h.sigma0, h.sigma_inf], "eps_h": h.eps_h,
         "knots_eps_p": h.knots.tolist(), "eta_mpa_s": eta.tolist()}

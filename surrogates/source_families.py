@@ -418,7 +418,7 @@ def sf_record(model: SourceFamiliesJ2, paths: StrainPaths, meta: dict[str, Any]
     out: dict[str, Any] = {
         "strengths_mpa": model.strengths_mpa.tolist(),
         "nucleation_time_s": model.nucleation_time_s,
-        "nucleation_time_from": "the DD run's settings",
+        "nucleation_time_from": "the DD run's nucleation clock",
         "pinning_time_s": model.pinning_time_s, "pinning_strain": model.pinning_strain,
         "emission_per_firing": model.emission,
         "static_yield_mpa": [model.hardening.sigma0, model.hardening.sigma_inf],

@@ -9,7 +9,8 @@ moves first (one source varied at a time, the others held):
     shear modulus μ (ASE with the DeePMD model, conventional cell:
     :mod:`scalebridge.potentials.properties`); u = sd(μ·b)/mean over the members. The
     DD's flow stress scales with μ b (Taylor; its source, obstacle and junction strengths
-    are in μ b units), sensitivity 1.
+    are in μ b units), sensitivity 1; with a nucleation clock of bow-out times, which
+    scales as 1/μ, 1 − ∂lnσ/∂lnB (:func:`mu_sensitivity`).
 ``mobility``
     The mobility law's uncertainty: u_B = the fitted edge drag's standard error / B (the
     glide replicas run on alternating members of the potential ensemble,
@@ -21,7 +22,8 @@ moves first (one source varied at a time, the others held):
     sqrt(Ŝ² + err(Ŝ)²) (a slope the probe cannot resolve still moves a rerun); else
     the DD study's rate sensitivity ∂lnσ/∂lnε̇ at the
     reference temperature where it has two or more strain rates (B and ε̇ enter the DD as
-    their product only when its nucleation time scales with B too: with a typed t_nuc the
+    their product only when its nucleation time scales with B too, ``nucleation =
+    "bow_out_clock"``: with a typed t_nuc the
     rate sensitivity also holds the sources' clock, and overstates B's effect: Mo
     example, 0.11 ± 0.06 measured against 0.48), else the Orowan estimate of the drag
     share of the flow stress, τ_drag/τ with τ_drag = B γ̇/(ρ b²). Where the DD ran its
@@ -229,19 +231,37 @@ def unitless_keys(rel_sd: dict[str, float] | None) -> dict[str, float]:
     return {k.rsplit("_", 1)[0]: v for k, v in (rel_sd or {}).items()}
 
 
-def potential_source(members: list[dict[str, Any]], note: str | None = None
-                     ) -> dict[str, Any]:
-    """The potential's relative uncertainty of μ b (sensitivity 1: Taylor); ``note``
-    says why there are no members."""
+def mu_sensitivity(dd_summary: Mapping[str, Any] | None) -> tuple[float, str]:
+    """∂lnσ/∂ln(μb) of the DD's flow stress and why. Every strength and the internal
+    field are in μ b units, so with a typed nucleation time σ ∝ μ b (Taylor): 1. With a
+    clock of bow-out times (``nucleation = "bow_out_clock"``) the time also scales, as
+    L B/(2 b τ̄_src) ∝ 1/μ: for a linear drag law, μ × f is then the DD at B / f (stresses
+    × f), so ∂lnσ/∂lnμ = 1 − ∂lnσ/∂lnB, with the drag probe's slope."""
+    clock = (dd_summary or {}).get("nucleation") or {}
+    probe = (dd_summary or {}).get("drag_sensitivity") or {}
+    if clock.get("rule") == "bow_out_clock" and probe.get("dlnsigma_dlnb") is not None:
+        s_b = float(probe["dlnsigma_dlnb"])
+        return (min(max(1.0 - s_b, 0.0), 1.0),
+                f"flow stress ~ mu b times the DD at B/(mu b) (its nucleation clock is "
+                f"bow-out times, ~1/mu): 1 - dln(sigma)/dln(B) = 1 - {s_b:.3g}")
+    return 1.0, "flow stress proportional to mu b (Taylor)"
+
+
+def potential_source(members: list[dict[str, Any]], note: str | None = None,
+                     dd_summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The potential's relative uncertainty of μ b times the flow stress's sensitivity
+    to it (:func:`mu_sensitivity`, from ``dd_summary``); ``note`` says why there are no
+    members."""
+    sens, why = mu_sensitivity(dd_summary)
     if len(members) < 2:
-        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": 1.0, "method": "none",
+        return {"rel_u": 0.0, "input_rel_u": None, "sensitivity": sens, "method": "none",
                 "note": note or "one model: no ensemble spread to carry"}
     mub = [m["shear_modulus_gpa"] * m["burgers_a"] for m in members]
     spread = {k: _rel_sd([m[k] for m in members])
               for k in ("a0_a", "c11_gpa", "c12_gpa", "c44_gpa", "shear_modulus_gpa")}
     u = _rel_sd(mub) or 0.0
-    return {"rel_u": u, "input_rel_u": u, "sensitivity": 1.0, "dof": len(members) - 1,
-            "method": "ensemble members' mu*b; flow stress proportional to mu b (Taylor)",
+    return {"rel_u": sens * u, "input_rel_u": u, "sensitivity": sens,
+            "dof": len(members) - 1, "method": f"ensemble members' mu*b; {why}",
             "members": len(members), "member_rel_sd": spread}
 
 
@@ -289,8 +309,12 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
                   + f" ({probe.get('realisations')} paired realisations at B and "
                   f"{float(probe.get('factor', 0)):g} B)"
                   + (f", carried as sqrt(S^2 + err^2) = {s:.2g}" if err is not None else "")
-                  + (f"; the study's rate sensitivity {m:.3g} also holds the typed "
-                     "nucleation time's effect" if m is not None else ""))
+                  + ((f"; the study's rate sensitivity {m:.3g}, the same slope where "
+                      "B and the rate enter as their product (its nucleation clock is "
+                      "bow-out times)" if (ds.get("nucleation") or {}).get("rule")
+                      == "bow_out_clock" else f"; the study's rate sensitivity {m:.3g} "
+                      "also holds the typed nucleation time's effect")
+                     if m is not None else ""))
     elif m is not None:
         s, method = max(m, 0.0), "DD study rate sensitivity dln(sigma)/dln(rate)"
     else:
@@ -506,7 +530,9 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         except Exception as e:  # a model ASE cannot run: the share is 0, said so
             log.warning("band: potential members' properties failed: %s", e)
             note = f"the members' properties failed ({type(e).__name__}: {e})"
-    sources = {"potential": potential_source(members, note),
+    dd = inputs.get("dd")
+    sources = {"potential": potential_source(members, note,
+                                             dd.summary if dd is not None else None),
                "mobility": mobility_source(inputs.get("mobility"), inputs.get("dd")),
                "dd": dd_source(inputs.get("dd"), sur),
                "surrogate": surrogate_source(sur)}

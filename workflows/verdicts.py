@@ -153,11 +153,12 @@ THRESHOLDS: dict[str, Threshold] = {
         "is extrapolation"),
     "glide_share": Threshold(
         0.5, 0.1, "fraction", "share of the DD's plastic strain that dislocations glide at "
-        "the mobility law's velocities (or that the law times: bow-out or overstress "
-        "nucleation), the rest inserted with the sources' dipoles on a typed nucleation "
-        "clock: below half, the flow stress is the nucleation rule's more than the MD's; "
-        "below 10 %, the DD barely uses its mobility input. Necessary for the MD's drag to "
-        "set the flow stress, not sufficient: the drag probe measures that directly",
+        "the mobility law's velocities (or that the law times: a clock of bow-out times, "
+        "bow-out or overstress nucleation), the rest inserted with the sources' dipoles "
+        "on a typed nucleation clock: below half, the flow stress is the nucleation "
+        "rule's more than the MD's; below 10 %, the DD barely uses its mobility input. "
+        "Necessary for the MD's drag to set the flow stress, not sufficient: the drag "
+        "probe measures that directly",
         higher_is_better=True),
     "taylor_alpha": Threshold(
         1.0, 3.0, "", "Taylor α = τ/(μ b √ρ); measured 0.1-1 in metals (0.2-0.5 "
@@ -561,8 +562,8 @@ def deformation_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
 def glide_share_check(summary: Mapping[str, Any]) -> Check:
     """How much of the DD's plastic strain its mobility input sets: the glided share
     (``1 -`` the sources' net inserted share at the reference condition, within [0, 1]),
-    or, where the law times the insertions (bow-out, overstress nucleation), green on that
-    ground; the drag probe's response, the direct measure, beside it."""
+    or, where the law times the insertions (a clock of bow-out times, bow-out, overstress
+    nucleation), green on that ground; the drag probe's response, the direct measure, beside it."""
     rec = summary.get("plastic_strain_inserted")
     if not isinstance(rec, Mapping):
         return Check("glide_share", NA, "the sources' inserted plastic strain was not "
@@ -592,7 +593,8 @@ def glide_share_check(summary: Mapping[str, Any]) -> Check:
               f"part of the plastic strain is timed by the clock, not by the law.{every} "
               "A glided share is necessary for the MD's drag to set the flow stress, not "
               "sufficient: the drag probe's dln sigma/dln B is the direct measure. With "
-              "nucleation = \"bow_out\" or \"overstress\" the law times the insertions "
+              "nucleation = \"bow_out_clock\", \"bow_out\" or \"overstress\" the law "
+              "times the insertions "
               "(benchmarks/dd_drag_response.py and dd_nucleation.py measure them).")
     return Check("glide_share", st, reason, share, detail)
 

@@ -277,10 +277,77 @@ def test_study_needs_strain_control():
         DDStudySettings(strain_rates_s=[1e5, 1e5], temperatures_k=[300.0])
 
 
-@pytest.mark.parametrize("nucleation", ["bow_out", "time"])
+def test_bow_out_clock_is_bow_out_times_of_the_mean_source():
+    """``nucleation = "bow_out_clock"``: t_nuc = κ · L̄ B / (2 b τ̄_src) for a linear drag
+    (L̄ = β μ b / τ̄_src): twice the drag, twice the time; μ × 1.1 (every strength × 1.1,
+    the lengths kept), the time / 1.1. The engine runs it as its one-clock "time" rule; a
+    law that does not move a dislocation at the source strength is refused by name, and
+    the law's evaluation counters are left as they were."""
+    import torch
+    from scalebridge.dd_coupling.mobility import DragScaledMobility
+    from scalebridge.dd_coupling.neural import NeuralMobility
+
+    law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=6e-5)
+    s = DDSettings(nucleation="bow_out_clock", nucleation_bow_outs=4.0,
+                   source_length_um=0.5, source_length_sd_um=0.0)
+    c = s.nucleation_clock(MAT, law)
+    tau = s.strengths(MAT)["source"]["mpa"] * 1e6
+    assert c["length_um"] == pytest.approx(0.5)
+    assert c["bow_out_time_s"] == pytest.approx(0.5e-6 * 6e-5 / (2 * MAT.b_m * tau))
+    assert c["time_s"] == pytest.approx(4.0 * c["bow_out_time_s"])
+    assert s.nucleation_clock(MAT, DragScaledMobility(law, 2.0))["time_s"] == \
+        pytest.approx(2 * c["time_s"])
+    stiff = Material(1.1 * MAT.mu_pa, NU, MAT.b_m, lattice="bcc")
+    assert s.nucleation_clock(stiff, law)["time_s"] == pytest.approx(c["time_s"] / 1.1)
+    p = s.params(MAT, law)
+    assert p.nucleation == "time" and p.nucleation_time_s == c["time_s"]
+    assert DDSettings().nucleation_clock(MAT, law) == {
+        "rule": "time", "time_s": 10e-9, "from": "typed (nucleation_time_ns)"}
+    stuck = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=6e-5, tau0_pa=2 * tau)
+    with pytest.raises(SettingsError, match="no source would fire"):
+        s.nucleation_clock(MAT, stuck)
+    # a neural law asked beyond its range counts it; that count stays the run's own
+    torch.manual_seed(0)
+    vr = ValidRange(tau_mpa=(0, 20.0), temperature_k=(300.0, 300.0), characters=("edge",))
+    neural = NeuralMobility(200e6, 500.0, 300.0, 1.0, vr, n_members=2, out_of_range="clamp")
+    neural.velocity(torch.tensor([40e6], dtype=torch.float64), 300.0, 0)
+    assert neural.n_out_of_range == 1
+    assert math.isfinite(s.nucleation_clock(MAT, neural)["time_s"])
+    assert neural.n_out_of_range == 1
+
+
+def test_bow_out_clock_reaches_run_json_the_probe_and_the_surrogate(tmp_path):
+    """The DD records the clock it ran with (run.json, summary, per condition); its drag
+    probe runs with its own, twice as long; the surrogates read the DD's time from it;
+    and the inserted share says the law times the insertions."""
+    from scalebridge.surrogates.data import read_ddrun
+
+    props = make_properties(tmp_path / "props")
+    mob = make_drag_law(tmp_path / "mob")
+    art = DDSettings(**TINY, realisations=2, nucleation="bow_out_clock",
+                     nucleation_bow_outs=3.0, drag_probe=2.0).make(mob, props,
+                                                                   tmp_path / "dd")
+    clock = art.summary["nucleation"]
+    expect = DDSettings(**TINY, nucleation="bow_out_clock", nucleation_bow_outs=3.0
+                        ).nucleation_clock(MAT, LinearDragMobility(
+                            burgers_m=MAT.b_m, b0_pa_s=5e-5, saturation_m_s=3000.0))
+    assert clock["rule"] == "bow_out_clock" and clock["bow_outs"] == 3.0
+    assert clock["time_ns"] == pytest.approx(expect["time_s"] * 1e9)
+    run = json.loads((art.path / "run.json").read_text())
+    assert run["nucleation"] == clock
+    assert run["conditions"][0]["nucleation_time_ns"] == clock["time_ns"]
+    probe = art.summary["drag_sensitivity"]
+    assert probe["nucleation_time_ns"] == pytest.approx(2 * clock["time_ns"])
+    assert "bow-out times" in art.summary["plastic_strain_inserted"]["timed_by"]
+    assert read_ddrun(art.path).meta["nucleation_time_s"] == pytest.approx(
+        clock["time_ns"] * 1e-9)
+
+
+@pytest.mark.parametrize("nucleation", ["bow_out", "time", "bow_out_clock"])
 def test_doubling_the_drag_is_doubling_the_strain_rate(nucleation):
     """With v = bτ/B the DD's only time scales are glide times L·B/(bτ), 1/ε̇ and t_nuc:
-    the run with 2B at ε̇ (t_nuc doubled when it is typed; bow-out times follow B) is the
+    the run with 2B at ε̇ (t_nuc doubled when it is typed; bow-out times and the clock of
+    bow-out times follow B) is the
     run with B at 2ε̇, step for step (glide-limited steps are lengths over v, the strain
     steps are strain): the same curve in strain, to the last bit. So the drag enters the
     DD's flow stress through B·ε̇ alone, and the study's measured rate sensitivity is its
@@ -297,11 +364,16 @@ def test_doubling_the_drag_is_doubling_the_strain_rate(nucleation):
         return float(np.mean(tr[tr[:, 1] >= 0.5 * tr[-1, 1], 2]))
 
     b = 6e-5
-    slow_drag, fast_rate, base = run(2 * b, 1e5, 20.0), run(b, 2e5, 10.0), run(b, 1e5, 10.0)
+    # the typed time doubled by hand; the clock of bow-out times must double by itself
+    slow_drag = run(2 * b, 1e5, 20.0 if nucleation == "time" else 10.0)
+    fast_rate, base = run(b, 2e5, 10.0), run(b, 1e5, 10.0)
     assert slow_drag.shape == fast_rate.shape
     assert np.array_equal(slow_drag[:, 1:3], fast_rate[:, 1:3])        # strain, stress
     assert np.allclose(slow_drag[:, 0], 2 * fast_rate[:, 0], rtol=1e-12)  # time doubles
     assert flow(slow_drag) > 1.5 * flow(base)
+    if nucleation == "time":    # a typed clock that B does not double breaks it
+        typed = run(2 * b, 1e5, 10.0)
+        assert not np.array_equal(typed[:, 1:3], fast_rate[:, 1:3])
 
 
 def test_drag_probe_result_pairs_realisations():

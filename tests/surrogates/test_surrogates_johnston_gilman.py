@@ -151,7 +151,7 @@ def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
     m = load_surrogate(tmp_path)
     assert isinstance(m, JohnstonGilmanJ2) and m.nucleation_time_s == T_NUC
     rec = json.loads((tmp_path / "surrogate.json").read_text())
-    assert rec["johnston_gilman"]["nucleation_time_from"] == "the DD run's settings"
+    assert rec["johnston_gilman"]["nucleation_time_from"] == "the DD run's nucleation clock"
     e, dt = shear_path(7e4, n=50)
     again = integrate_path(m, e, dt)[0]
     fresh = integrate_path(JohnstonGilmanJ2.from_config(rec["config"]), e, dt)[0]

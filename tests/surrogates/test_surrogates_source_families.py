@@ -217,7 +217,7 @@ def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
     assert m.training_range["dt_s"] == summ["trained_dt_s"] == [
         pytest.approx(float(data.dt.min())), pytest.approx(float(data.dt.max()))]
     rec = json.loads((tmp_path / "surrogate.json").read_text())
-    assert rec["source_families"]["nucleation_time_from"] == "the DD run's settings"
+    assert rec["source_families"]["nucleation_time_from"] == "the DD run's nucleation clock"
     e, dt = shear_path(7e4, n=50)
     again = integrate_path(m, e, dt)[0]
     fresh = integrate_path(SourceFamiliesJ2.from_config(rec["config"]), e, dt)[0]

@@ -987,6 +987,16 @@ def test_potential_ensemble_spread_reaches_the_band(tiny_potential, tiny_dataset
         assert 2.8 < m["a0_a"] < 3.6
     src = potential_source(members)
     assert src["rel_u"] > 0 and src["members"] == 2 and src["sensitivity"] == 1.0
+    # a DD whose nucleation clock is bow-out times (~1/mu): mu b moves it by 1 - S_B
+    clocked = potential_source(members, dd_summary={
+        "nucleation": {"rule": "bow_out_clock"},
+        "drag_sensitivity": {"dlnsigma_dlnb": 0.4, "dlnsigma_dlnb_err": 0.05}})
+    assert clocked["sensitivity"] == pytest.approx(0.6)
+    assert clocked["rel_u"] == pytest.approx(0.6 * src["rel_u"])
+    assert "1 - dln(sigma)/dln(B)" in clocked["method"]
+    typed = potential_source(members, dd_summary={
+        "nucleation": {"rule": "time"}, "drag_sensitivity": {"dlnsigma_dlnb": 0.4}})
+    assert typed["sensitivity"] == 1.0
     assert set(src["member_rel_sd"]) == {"a0_a", "c11_gpa", "c12_gpa", "c44_gpa",
                                          "shear_modulus_gpa"}
     # the band's summary shows them as what they are, relative sds of no unit
@@ -1295,6 +1305,9 @@ def test_a_small_share_still_shows_it_is_carried():
      "the mobility law times every source insertion (bow-out;"),
     ({"share": 0.46, "timed_by": "the mobility law (overstress)"}, GREEN,
      "the mobility law times every source insertion (overstress; net 46%"),
+    ({"share": 0.65, "timed_by": "the mobility law (a clock of 7.5 bow-out times of the "
+      "mean source at its velocity)"}, GREEN,
+     "the mobility law times every source insertion (a clock of 7.5 bow-out times"),
     ({"share": None, "timed_by": "the nucleation clock"}, NA, "no plastic strain"),
     (None, NA, "not recorded")])
 def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec, status,
