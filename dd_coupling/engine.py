@@ -16,7 +16,8 @@ One :func:`step`:
 2. glide velocity from the mobility law (Peach-Koehler glide force ``f = sign·b·τ``:
    velocity along +s is ``V(sign·τ)``);
 3. adaptive time step ``dt = min(dt_max, max_glide / max|v|)``;
-4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` (or, with
+4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` (typed, or
+   bow-out times at the law's velocity: ``DDSettings.nucleation_clock``; or, with
    ``DDParams.nucleation = "bow_out"``, long enough to glide half its Frank-Read length at
    the law's velocity; ``"overstress"``, at the law's velocity for the stress in excess of
    its strength) emits a dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)``
@@ -513,7 +514,8 @@ def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
     Orowan's law gives at this free density (for a linear drag law
     ``B γ̇ / (b² Σ m_i² / area)``). Where the nucleation runs on a clock B does not set,
     that bounds what B adds to the flow stress from above (the density adapts instead);
-    where B times the nucleation (bow-out, overstress) it does not. Returns (S, the
+    where B times the nucleation (a clock of bow-out times, bow-out, overstress) it does
+    not. Returns (S, the
     number of free dislocations). The law's evaluation counters are left as they were."""
     if state.n == 0:
         return 0.0, 0

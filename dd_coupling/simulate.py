@@ -14,6 +14,7 @@ md Properties artifact, the mobility law from a MobilityLaw artifact, builds
     study/                            σ(ε_p, ε̇, T) with scatter, ρ, avalanche fits
                                       (:mod:`scalebridge.dd_coupling.study`)
     run.json                          loading, temperature, μ, ν, b, mobility, strengths,
+                                      the sources' nucleation clock (per condition),
                                       and for each realisation its rate and temperature
     drag_probe.csv                    with ``drag_probe``: each reference realisation's
                                       flow stress at B and B·drag_probe, dlnσ/dlnB
@@ -124,10 +125,11 @@ class DDSettings(StrictModel):
     source_strength_std_mpa: float = Field(
         10.0, ge=0, description="std of the overriding source strength, MPa")
     nucleation_time_ns: float = Field(
-        10.0, gt=0, description="time a source's resolved stress must exceed its strength "
-        "before it emits a dipole, ns (a stated assumption, the 2D DD convention; a time "
-        "from the mobility law, L_nuc / v(τ_src) ~ 0.5 ns, lets sources fire on internal "
-        "stresses alone and the plastic strain run away)")
+        10.0, gt=0, description="nucleation = 'time': the time a source's resolved stress "
+        "must exceed its strength before it emits a dipole, ns (a stated assumption, the "
+        "2D DD convention; one bow-out time of the mean source, ~1.2 ns in the Mo "
+        "example, lets sources fire on internal stresses alone: 'bow_out_clock' takes "
+        "several)")
     nucleation: Literal["time", "bow_out_clock", "bow_out", "overstress"] = Field(
         "time", description="when a source above its strength emits: 'time', after "
         "nucleation_time_ns (a typed time); 'bow_out_clock', after nucleation_bow_outs "
@@ -208,8 +210,8 @@ class DDSettings(StrictModel):
         "seeds) with the mobility law's drag B scaled by this factor (every velocity / "
         "factor) and record dln(flow stress)/dln(B) (drag_sensitivity): how much of the "
         "flow stress the MD's drag sets, measured instead of inferred from the rate "
-        "sensitivity (which also holds the typed nucleation time's effect); unset: no "
-        "probe")
+        "sensitivity (which, with nucleation = 'time', also holds the typed clock's "
+        "effect); unset: no probe")
     range_probe: bool = Field(
         False, description="rerun the reference condition's realisations (same seeds) "
         "with every mobility evaluation beyond the law's stress range at the limiting "
@@ -355,6 +357,14 @@ class DDSettings(StrictModel):
                 f"move a dislocation at the mean source strength {tau * 1e-6:.3g} MPa "
                 f"({self.temperature_k:g} K), so no source would fire; use "
                 "nucleation = 'time'")
+        loading_s = (self.final_strain / self.strain_rate_s if self.loading == "strain"
+                     else self.final_time_ns * 1e-9)
+        if self.nucleation_bow_outs * t_bow > 0.5 * loading_s:
+            log.warning("nucleation = 'bow_out_clock': t_nuc = %.3g ns is over half the "
+                        "run's %.3g ns (the law moves the mean source at %.3g m/s): its "
+                        "sources fire once or never", self.nucleation_bow_outs * t_bow * 1e9,
+                        loading_s * 1e9, 0.5 * self.source_beta * material.mu_pa
+                        * material.b_m / tau / t_bow)
         return {"rule": "bow_out_clock", "time_s": self.nucleation_bow_outs * t_bow,
                 "bow_outs": self.nucleation_bow_outs, "bow_out_time_s": t_bow,
                 "source_mpa": tau * 1e-6,
@@ -376,9 +386,10 @@ class DDSettings(StrictModel):
         return DDParams(
             mu_pa=material.mu_pa, nu=material.nu, b_m=b, mobility=glide,
             temperature_k=self.temperature_k,
-            nucleation_time_s=clock["time_s"] or self.nucleation_time_ns * 1e-9,
+            nucleation_time_s=(self.nucleation_time_ns * 1e-9 if clock["time_s"] is None
+                               else clock["time_s"]),
             # one clock for every source: the engine's "time" rule at the derived time
-            nucleation="time" if clock["time_s"] else self.nucleation,
+            nucleation=self.nucleation if clock["time_s"] is None else "time",
             source_beta=self.source_beta,
             capture_m=self.capture_distance_b * b, junction_m=self.junction_distance_b * b,
             junction_strength_pa=self.strengths(material)["junction"]["mpa"] * 1e6,
@@ -649,10 +660,11 @@ def run_realisation_task(task: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         :meth:`DDSettings.run_realisation`'s result without ``params`` (it holds the
-        law, which need not travel back).
+        law, which need not travel back) but with the nucleation time it ran with,
+        ``nucleation_time_s``.
     """
     res = task["settings"].run_realisation(task["material"], task["law"], task["seed"])
-    res.pop("params", None)
+    res["nucleation_time_s"] = res.pop("params").nucleation_time_s
     return res
 
 
@@ -990,8 +1002,8 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         summary["drag_sensitivity"] = {
             **drag_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
             "temperature_k": conds[ref][1],
-            "nucleation_time_ns": _clock_record(cond_settings[ref].nucleation_clock(
-                material, DragScaledMobility(law, settings.drag_probe)))["time_ns"]}
+            # the clock the probe's realisations ran with (their engine parameters)
+            "nucleation_time_ns": probe_runs[0]["nucleation_time_s"] * 1e9}
     if range_sensitivity is not None:
         summary["range_sensitivity"] = {
             **range_sensitivity, "strain_rate_s": conds[ref][0] if strain_mode else None,
@@ -1004,7 +1016,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
 def _clock_record(clock: dict[str, Any]) -> dict[str, Any]:
     """:meth:`DDSettings.nucleation_clock` for run.json and the summary: times in ns."""
     out = {k: v for k, v in clock.items() if not k.endswith("_s")}
-    out["time_ns"] = clock["time_s"] * 1e9 if clock["time_s"] else None
+    out["time_ns"] = None if clock["time_s"] is None else clock["time_s"] * 1e9
     if "bow_out_time_s" in clock:
         out["bow_out_time_ns"] = clock["bow_out_time_s"] * 1e9
     return out

@@ -10,7 +10,8 @@ This model keeps those mechanisms and nothing else:
 - **Sources** (``source_stress_mpa``, ``nucleation_time_s``): a point is elastic until
   its trial von Mises stress has stayed above σ_src for t_nuc (a clock in the state,
   reset while below); afterwards it is ``nucleated`` for good. t_nuc is the DD's own
-  setting (read from the DD run), σ_src is fitted.
+  clock (read from the DD run: typed, or bow-out times at the MD's drag), σ_src is
+  fitted.
 - **Flow** (:class:`MobileDensityHardening`): Orowan ε̄̇_p = ρ_m b v/√3 with the linear
   drag law v = b τ*/B gives σ = σ_b(ε̄_p) + η(ε̄_p) ε̄̇_p, η = 3B/(ρ_m b²): the static
   (athermal) part σ_b is a Voce law, and the mobile density enters through η, one value

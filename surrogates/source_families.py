@@ -303,7 +303,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     Args:
         train, val: paths (validation is reported, not used to choose).
         families: K.
-        nucleation_time_s: t_nuc (the DD's own setting).
+        nucleation_time_s: t_nuc (the DD's own clock, from its run.json).
         source_mean_mpa, source_std_mpa: the DD's resolved source strengths.
         max_evaluations: Powell evaluations per start.
         polish: least-squares evaluations per start after Powell (0: none).

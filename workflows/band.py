@@ -9,8 +9,9 @@ moves first (one source varied at a time, the others held):
     shear modulus μ (ASE with the DeePMD model, conventional cell:
     :mod:`scalebridge.potentials.properties`); u = sd(μ·b)/mean over the members. The
     DD's flow stress scales with μ b (Taylor; its source, obstacle and junction strengths
-    are in μ b units), sensitivity 1; with a nucleation clock of bow-out times, which
-    scales as 1/μ, 1 − ∂lnσ/∂lnB (:func:`mu_sensitivity`).
+    are in μ b units): μ × f is the DD at B / f with every stress × f, so the
+    sensitivity is 1 − ∂lnσ/∂lnB from the DD's drag probe (:func:`mu_sensitivity`;
+    Taylor's 1 where the flow stress ignores B or no probe ran).
 ``mobility``
     The mobility law's uncertainty: u_B = the fitted edge drag's standard error / B (the
     glide replicas run on alternating members of the potential ensemble,
@@ -232,19 +233,26 @@ def unitless_keys(rel_sd: dict[str, float] | None) -> dict[str, float]:
 
 
 def mu_sensitivity(dd_summary: Mapping[str, Any] | None) -> tuple[float, str]:
-    """∂lnσ/∂ln(μb) of the DD's flow stress and why. Every strength and the internal
-    field are in μ b units, so with a typed nucleation time σ ∝ μ b (Taylor): 1. With a
-    clock of bow-out times (``nucleation = "bow_out_clock"``) the time also scales, as
-    L B/(2 b τ̄_src) ∝ 1/μ: for a linear drag law, μ × f is then the DD at B / f (stresses
-    × f), so ∂lnσ/∂lnμ = 1 − ∂lnσ/∂lnB, with the drag probe's slope."""
-    clock = (dd_summary or {}).get("nucleation") or {}
-    probe = (dd_summary or {}).get("drag_sensitivity") or {}
-    if clock.get("rule") == "bow_out_clock" and probe.get("dlnsigma_dlnb") is not None:
-        s_b = float(probe["dlnsigma_dlnb"])
-        return (min(max(1.0 - s_b, 0.0), 1.0),
-                f"flow stress ~ mu b times the DD at B/(mu b) (its nucleation clock is "
-                f"bow-out times, ~1/mu): 1 - dln(sigma)/dln(B) = 1 - {s_b:.3g}")
-    return 1.0, "flow stress proportional to mu b (Taylor)"
+    """∂lnσ/∂ln(μb) of the DD's flow stress, as the RMS the band carries, and why.
+    Every strength, the internal field and the loading are in μ b units and a clock of
+    bow-out times (``nucleation = "bow_out_clock"``) runs as 1/μ, so for a linear drag law
+    μ × f is the DD at B / f with every stress × f: ∂lnσ/∂lnμ = 1 − ∂lnσ/∂lnB under the
+    DD's own source rule (≈ 1, Taylor, where the flow stress ignores B). The drag probe
+    gives a forward secant (B → 2B) where μ × f moves B down, and its error is carried as
+    the mobility term carries it, sqrt((1 − Ŝ)² + err²). Without a probe, or with typed
+    strengths (overrides, which do not scale with μ): Taylor's 1, said."""
+    ds = dd_summary or {}
+    probe = ds.get("drag_sensitivity") or {}
+    if ds.get("overrides"):
+        return 1.0, ("flow stress taken proportional to mu b (Taylor), though the DD's "
+                     f"typed strengths ({', '.join(ds['overrides'])}) do not scale with it")
+    if probe.get("dlnsigma_dlnb") is None:
+        return 1.0, "flow stress proportional to mu b (Taylor)"
+    s_b, err = float(probe["dlnsigma_dlnb"]), probe.get("dlnsigma_dlnb_err")
+    s = math.hypot(1.0 - s_b, float(err)) if err is not None else abs(1.0 - s_b)
+    return s, ("mu x f is the DD at B/f with every stress x f (mu b units; a linear drag "
+               f"law): 1 - dln(sigma)/dln(B) = 1 - {s_b:.3g}"
+               + (f" +- {float(err):.2g}, carried as {s:.2g}" if err is not None else ""))
 
 
 def potential_source(members: list[dict[str, Any]], note: str | None = None,
@@ -309,9 +317,10 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
                   + f" ({probe.get('realisations')} paired realisations at B and "
                   f"{float(probe.get('factor', 0)):g} B)"
                   + (f", carried as sqrt(S^2 + err^2) = {s:.2g}" if err is not None else "")
-                  + ((f"; the study's rate sensitivity {m:.3g}, the same slope where "
-                      "B and the rate enter as their product (its nucleation clock is "
-                      "bow-out times)" if (ds.get("nucleation") or {}).get("rule")
+                  + ((f"; the study's rate sensitivity {m:.3g}, the same response "
+                      "where B and the rate enter as their product (its nucleation "
+                      "clock is bow-out times; a least-squares slope over its rates, "
+                      "not the probe's B -> 2B secant)" if (ds.get("nucleation") or {}).get("rule")
                       == "bow_out_clock" else f"; the study's rate sensitivity {m:.3g} "
                       "also holds the typed nucleation time's effect")
                      if m is not None else ""))

@@ -987,16 +987,6 @@ def test_potential_ensemble_spread_reaches_the_band(tiny_potential, tiny_dataset
         assert 2.8 < m["a0_a"] < 3.6
     src = potential_source(members)
     assert src["rel_u"] > 0 and src["members"] == 2 and src["sensitivity"] == 1.0
-    # a DD whose nucleation clock is bow-out times (~1/mu): mu b moves it by 1 - S_B
-    clocked = potential_source(members, dd_summary={
-        "nucleation": {"rule": "bow_out_clock"},
-        "drag_sensitivity": {"dlnsigma_dlnb": 0.4, "dlnsigma_dlnb_err": 0.05}})
-    assert clocked["sensitivity"] == pytest.approx(0.6)
-    assert clocked["rel_u"] == pytest.approx(0.6 * src["rel_u"])
-    assert "1 - dln(sigma)/dln(B)" in clocked["method"]
-    typed = potential_source(members, dd_summary={
-        "nucleation": {"rule": "time"}, "drag_sensitivity": {"dlnsigma_dlnb": 0.4}})
-    assert typed["sensitivity"] == 1.0
     assert set(src["member_rel_sd"]) == {"a0_a", "c11_gpa", "c12_gpa", "c44_gpa",
                                          "shear_modulus_gpa"}
     # the band's summary shows them as what they are, relative sds of no unit
@@ -1004,6 +994,36 @@ def test_potential_ensemble_spread_reaches_the_band(tiny_potential, tiny_dataset
         k: src["member_rel_sd"][f"{k}_{u}"] for k, u in (
             ("a0", "a"), ("c11", "gpa"), ("c12", "gpa"), ("c44", "gpa"),
             ("shear_modulus", "gpa"))}
+
+
+def test_potential_term_moves_the_flow_stress_by_one_minus_the_drag_response():
+    """μ × f is the DD at B / f with every stress × f (strengths, field and loading in μ
+    b units; with a clock of bow-out times the clock follows too), so the flow stress
+    answers μ b with 1 − dln σ/dln B, the drag probe's slope under the DD's own rule,
+    carried with the probe's error as the mobility term carries it. Without a probe:
+    Taylor's 1; with typed strengths (overrides) the relation does not hold: 1, said."""
+    from scalebridge.workflows.band import mu_sensitivity, potential_source
+
+    def member(mu):
+        return {"shear_modulus_gpa": mu, "burgers_a": 2.744, "a0_a": 3.168,
+                "c11_gpa": 490.0, "c12_gpa": 155.0, "c44_gpa": 105.0}
+
+    members = [member(125.0), member(129.0)]
+    taylor = potential_source(members)
+    assert taylor["sensitivity"] == 1.0 and "Taylor" in taylor["method"]
+    probe = {"dlnsigma_dlnb": 0.42, "dlnsigma_dlnb_err": 0.06}
+    clocked = potential_source(members, dd_summary={"drag_sensitivity": probe,
+                                                    "overrides": []})
+    assert clocked["sensitivity"] == pytest.approx(math.hypot(0.58, 0.06))
+    assert clocked["rel_u"] == pytest.approx(clocked["sensitivity"] * taylor["rel_u"])
+    assert "1 - dln(sigma)/dln(B) = 1 - 0.42" in clocked["method"]
+    # the typed clock's probe: ~1, the same relation
+    s, _ = mu_sensitivity({"drag_sensitivity": {"dlnsigma_dlnb": -0.02,
+                                                "dlnsigma_dlnb_err": 0.03}})
+    assert s == pytest.approx(math.hypot(1.02, 0.03))
+    s, why = mu_sensitivity({"drag_sensitivity": probe,
+                             "overrides": ["source_strength_mpa"]})
+    assert s == 1.0 and "typed strengths" in why
 
 
 def test_surrogate_source_is_its_heldout_flow_error_beyond_the_scatter():
@@ -1292,38 +1312,54 @@ def test_a_small_share_still_shows_it_is_carried():
     assert shares_text({"a": 1.0, "b": 0.0}, " / ") == "a 100% / b 0%"
 
 
-@pytest.mark.parametrize("rec,status,words", [
+#: the drag probe's dln sigma/dln B and its error: resolved from 0, and not
+RESOLVED, UNRESOLVED = (0.42, 0.06), (-0.019, 0.031)
+CLOCK = ("the mobility law (a clock of 8 bow-out times of the mean source at its "
+         "velocity)")
+
+
+@pytest.mark.parametrize("rec,probe,status,words", [
     ({"share": 0.61, "share_min": 0.55, "share_max": 0.70,
-      "timed_by": "the nucleation clock (10 ns, an assumption)"}, AMBER,
+      "timed_by": "the nucleation clock (10 ns, an assumption)"}, UNRESOLVED, AMBER,
      "carries 39% of the plastic strain (< 50%), the sources' inserted dipoles 61% (net)"),
     ({"share": 0.2, "share_min": 0.2, "share_max": 0.3, "timed_by": "the nucleation clock"},
-     GREEN, "carries 80% of the plastic strain (>= 50%)"),
-    ({"share": 0.95, "timed_by": "the nucleation clock"}, RED, "carries 5%"),
+     UNRESOLVED, GREEN, "carries 80% of the plastic strain (>= 50%)"),
+    ({"share": 0.95, "timed_by": "the nucleation clock"}, UNRESOLVED, RED, "carries 5%"),
     # net: firings against the applied stress can take the inserted share beyond 1
-    ({"share": 1.07, "timed_by": "the nucleation clock"}, RED, "carries 0% of the plastic"),
-    ({"share": 0.95, "timed_by": "the mobility law (bow-out)"}, GREEN,
+    ({"share": 1.07, "timed_by": "the nucleation clock"}, UNRESOLVED, RED,
+     "carries 0% of the plastic"),
+    # the law times the insertions and the probe sees the flow stress answer B
+    ({"share": 0.95, "timed_by": "the mobility law (bow-out)"}, RESOLVED, GREEN,
      "the mobility law times every source insertion (bow-out;"),
-    ({"share": 0.46, "timed_by": "the mobility law (overstress)"}, GREEN,
+    ({"share": 0.46, "timed_by": "the mobility law (overstress)"}, RESOLVED, GREEN,
      "the mobility law times every source insertion (overstress; net 46%"),
-    ({"share": 0.65, "timed_by": "the mobility law (a clock of 7.5 bow-out times of the "
-      "mean source at its velocity)"}, GREEN,
-     "the mobility law times every source insertion (a clock of 7.5 bow-out times"),
-    ({"share": None, "timed_by": "the nucleation clock"}, NA, "no plastic strain"),
-    (None, NA, "not recorded")])
-def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec, status,
-                                                                   words):
+    ({"share": 0.65, "timed_by": CLOCK}, RESOLVED, GREEN,
+     "the mobility law times every source insertion (a clock of 8 bow-out times"),
+    # ... and where the probe does not: graded on the glided share, said why
+    ({"share": 0.65, "timed_by": CLOCK}, UNRESOLVED, AMBER,
+     "the law times the insertions (a clock of 8 bow-out times of the mean source at its "
+     "velocity), but the drag probe does not resolve a response"),
+    # ... and where no probe ran: on the rule alone, said so
+    ({"share": 0.65, "timed_by": CLOCK}, None, GREEN, "no drag probe ran"),
+    ({"share": None, "timed_by": "the nucleation clock"}, UNRESOLVED, NA, "no plastic strain"),
+    (None, UNRESOLVED, NA, "not recorded")])
+def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec, probe,
+                                                                   status, words):
     """The DD's ``glide_share``: the plastic strain the mobility law moves (glide, or
-    insertions the law times with bow-out nucleation) against the sources' dipoles
-    inserted on a typed clock; the drag probe's response stands beside it."""
-    summ = {"final_dislocations": [300], "out_of_range_fraction": 0.0,
-            "drag_sensitivity": {"factor": 2.0, "dlnsigma_dlnb": -0.019,
-                                 "dlnsigma_dlnb_err": 0.031}}
+    insertions the law times: a clock of bow-out times, bow-out, overstress) against the
+    sources' dipoles inserted on a typed clock. Law-timed insertions are green only where
+    the drag probe resolves the flow stress's response to B (more than twice its error),
+    else the glided share is graded; the probe's response stands beside it."""
+    summ = {"final_dislocations": [300], "out_of_range_fraction": 0.0}
+    if probe is not None:
+        summ["drag_sensitivity"] = {"factor": 2.0, "dlnsigma_dlnb": probe[0],
+                                    "dlnsigma_dlnb_err": probe[1]}
     if rec is not None:
         summ["plastic_strain_inserted"] = rec
     c = next(c for c in checks_for("DDRun", summ, tmp_path) if c.name == "glide_share")
     assert c.status == status and words in c.reason, c
-    if status != NA:
-        assert "dln sigma/dln B = -0.02 ± 0.03" in c.reason
+    if status != NA and probe is not None:
+        assert f"dln sigma/dln B = {probe[0]:.2f} ± {probe[1]:.2f}" in c.reason, c.reason
     if rec and "clock" in rec["timed_by"] and rec.get("share_min") == 0.55:
         assert "55% to 70%" in c.detail and "whatever the mobility law" in c.detail
         assert "not sufficient" in c.detail
