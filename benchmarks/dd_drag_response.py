@@ -205,6 +205,8 @@ def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e
     c.xaxis.set_minor_formatter(NullFormatter())
     c.set_xlabel("drag share τ_d / σ at B")
     c.set_ylabel("dln σ / dln B")
+    lo, hi = c.get_ylim()        # headroom: the legend above the highest point
+    c.set_ylim(lo, hi + 0.35 * (hi - lo))
     c.legend(fontsize=8, loc="upper left")
     c.set_title("response of the flow stress to B", fontsize=10)
     g.plot(f, [100 * r["insertion_share"] for r in per], "o-", color="C2")
