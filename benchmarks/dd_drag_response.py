@@ -101,7 +101,7 @@ def run_one(task: dict) -> dict:
             "insertion_share": (res["state"].inserted_strain / res["state"].plastic_strain
                                 if res["state"].plastic_strain else None),
             "firings": res["state"].n_nucleated,
-            "nucleation_time_ns": t_nuc * 1e9 if t_nuc else None,
+            "nucleation_time_ns": None if t_nuc is None else t_nuc * 1e9,
             "dislocations_end": res["state"].n, "steps": res["state"].n_steps,
             "samples": len(samples), "wall_s": round(wall, 1)}
 

@@ -39,7 +39,8 @@ CPU (laws take NumPy or CPU tensors).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from typing import Any, Literal
@@ -473,15 +474,21 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
 COUNTERS = ("n_out_of_range", "n_replaced")
 
 
-def _counters(law: Any) -> list[tuple[Any, str, int]]:
-    """Every evaluation counter along a wrapped law's chain (``.law``): (object, name,
-    value), to restore after evaluations that are not the run's own."""
-    out = []
-    while law is not None:
-        own = getattr(law, "__dict__", {})
-        out += [(law, k, own[k]) for k in COUNTERS if isinstance(own.get(k), int)]
-        law = getattr(law, "law", None)
-    return out
+@contextmanager
+def _uncounted(law: Any) -> Iterator[None]:
+    """Evaluations of ``law`` inside this block that are not the run's own: every
+    evaluation counter along its wrapped chain (``.law``) is restored on leaving."""
+    saved = []
+    link = law
+    while link is not None:
+        own = getattr(link, "__dict__", {})
+        saved += [(link, k, own[k]) for k in COUNTERS if isinstance(own.get(k), int)]
+        link = getattr(link, "law", None)
+    try:
+        yield
+    finally:
+        for obj, name, count in saved:
+            setattr(obj, name, count)
 
 
 def bow_out_time(law: MobilityLaw, tau_pa: float, mu_pa: float, b_m: float,
@@ -491,14 +498,10 @@ def bow_out_time(law: MobilityLaw, tau_pa: float, mu_pa: float, b_m: float,
     the law's velocity ``v(tau)`` (an edge, character 0, or the law's own glide
     character), ``L B / (2 b tau)`` for a linear drag; ``inf`` where the law does not
     move it. The law's evaluation counters are left as they were."""
-    saved = _counters(law)
-    try:
+    with _uncounted(law):
         v = float(abs(torch.as_tensor(law.velocity(
             torch.tensor([float(tau_pa)], dtype=torch.float64), temperature_k,
             torch.zeros(1, dtype=torch.long)))[0]))
-    finally:
-        for obj, name, count in saved:
-            setattr(obj, name, count)
     return 0.5 * beta * mu_pa * b_m / tau_pa / v if v > 0 else math.inf
 
 
@@ -515,8 +518,8 @@ def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
     ``B γ̇ / (b² Σ m_i² / area)``). Where the nucleation runs on a clock B does not set,
     that bounds what B adds to the flow stress from above (the density adapts instead);
     where B times the nucleation (a clock of bow-out times, bow-out, overstress) it does
-    not. Returns (S, the
-    number of free dislocations). The law's evaluation counters are left as they were."""
+    not. Returns (S, the number of free dislocations). The law's evaluation counters
+    are left as they were."""
     if state.n == 0:
         return 0.0, 0
     dev = state.s.device
@@ -532,17 +535,13 @@ def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
     delta = 1e-3 * st.abs() + 1e4                      # Pa: relative, with a floor
     up = torch.where(inside, torch.minimum(st + delta, hi), st)
     down = torch.where(inside, torch.maximum(st - delta, -hi), st)
-    saved = _counters(law)
-    try:
+    with _uncounted(law):
         v = torch.as_tensor(law.velocity(st, params.temperature_k, zeros),
                             dtype=torch.float64)
         v_up = torch.as_tensor(law.velocity(up, params.temperature_k, zeros),
                                dtype=torch.float64)
         v_down = torch.as_tensor(law.velocity(down, params.temperature_k, zeros),
                                  dtype=torch.float64)
-    finally:
-        for obj, name, count in saved:
-            setattr(obj, name, count)
     span = up - down
     slope = torch.where(span > 0, (v_up - v_down) / torch.where(span > 0, span, 1.0),
                         torch.zeros_like(st)).to(dev)

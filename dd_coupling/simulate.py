@@ -349,6 +349,7 @@ class DDSettings(StrictModel):
                     "from": "each source timed by the mobility law at its own stress"}
         glide, _ = self.glide_law(material, mobility)
         tau = self.strengths(material)["source"]["mpa"] * 1e6
+        length = self.source_beta * material.mu_pa * material.b_m / tau   # m
         t_bow = bow_out_time(glide, tau, material.mu_pa, material.b_m, self.source_beta,
                              self.temperature_k)
         if not math.isfinite(t_bow):
@@ -363,12 +364,11 @@ class DDSettings(StrictModel):
             log.warning("nucleation = 'bow_out_clock': t_nuc = %.3g ns is over half the "
                         "run's %.3g ns (the law moves the mean source at %.3g m/s): its "
                         "sources fire once or never", self.nucleation_bow_outs * t_bow * 1e9,
-                        loading_s * 1e9, 0.5 * self.source_beta * material.mu_pa
-                        * material.b_m / tau / t_bow)
+                        loading_s * 1e9, 0.5 * length / t_bow)
         return {"rule": "bow_out_clock", "time_s": self.nucleation_bow_outs * t_bow,
                 "bow_outs": self.nucleation_bow_outs, "bow_out_time_s": t_bow,
                 "source_mpa": tau * 1e-6,
-                "length_um": self.source_beta * material.mu_pa * material.b_m / tau * 1e6,
+                "length_um": length * 1e6,
                 "from": f"{self.nucleation_bow_outs:g} bow-out times of the mean source "
                         "at the mobility law's velocity"}
 

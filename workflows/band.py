@@ -316,14 +316,14 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
                   + (f" +- {float(err):.2g}" if err is not None else "")
                   + f" ({probe.get('realisations')} paired realisations at B and "
                   f"{float(probe.get('factor', 0)):g} B)"
-                  + (f", carried as sqrt(S^2 + err^2) = {s:.2g}" if err is not None else "")
-                  + ((f"; the study's rate sensitivity {m:.3g}, the same response "
-                      "where B and the rate enter as their product (its nucleation "
-                      "clock is bow-out times; a least-squares slope over its rates, "
-                      "not the probe's B -> 2B secant)" if (ds.get("nucleation") or {}).get("rule")
-                      == "bow_out_clock" else f"; the study's rate sensitivity {m:.3g} "
-                      "also holds the typed nucleation time's effect")
-                     if m is not None else ""))
+                  + (f", carried as sqrt(S^2 + err^2) = {s:.2g}" if err is not None else ""))
+        if m is not None:
+            clocked = (ds.get("nucleation") or {}).get("rule") == "bow_out_clock"
+            method += (f"; the study's rate sensitivity {m:.3g}"
+                       + (", the same response where B and the rate enter as their product "
+                          "(its nucleation clock is bow-out times; a least-squares slope "
+                          "over its rates, not the probe's B -> 2B secant)" if clocked
+                          else " also holds the typed nucleation time's effect"))
     elif m is not None:
         s, method = max(m, 0.0), "DD study rate sensitivity dln(sigma)/dln(rate)"
     else:

@@ -583,7 +583,8 @@ def glide_share_check(summary: Mapping[str, Any]) -> Check:
         how = timed_by.partition("(")[2].rstrip(")") or "bow-out"
         dp = summary.get("drag_sensitivity") or {}
         s_b, err = _num(dp.get("dlnsigma_dlnb")), _num(dp.get("dlnsigma_dlnb_err"))
-        if probe is None or s_b is None or err is None or abs(s_b) > 2 * err:
+        # no probe (s_b None: _drag_response gave none) or one it resolves: green
+        if s_b is None or err is None or abs(s_b) > 2 * err:
             return Check("glide_share", GREEN, f"the mobility law times every source "
                          f"insertion ({how}; net {ins:.0%} of the plastic strain) and moves "
                          "the rest" + (tail or "; no drag probe ran to measure the flow "
