@@ -17,7 +17,8 @@ One :func:`step`:
    velocity along +s is ``V(sign·τ)``);
 3. adaptive time step ``dt = min(dt_max, max_glide / max|v|)``;
 4. sources: a source whose resolved stress exceeds its strength for ``t_nuc`` (typed, or
-   bow-out times at the law's velocity: ``DDSettings.nucleation_clock``; or, with
+   bow-out times at the law's velocity, the mean source's for all or each source's own
+   in ``DDGeometry.src_time``: ``DDSettings.nucleation_clock``; or, with
    ``DDParams.nucleation = "bow_out"``, long enough to glide half its Frank-Read length at
    the law's velocity; ``"overstress"``, at the law's velocity for the stress in excess of
    its strength) emits a dipole of spacing ``L_nuc = μb / (2π(1-ν)τ_nuc)``
@@ -99,6 +100,8 @@ class DDGeometry:
         plane_length: (n_planes,) m, loop length of each plane.
         src_plane, src_s: (n_src,) sources: plane and coordinate along it.
         src_tau: (n_src,) Pa, nucleation strength; src_length: (n_src,) m, dipole spacing.
+        src_time: (n_src,) s, each source's own nucleation time (the "time" rule), or
+            None: ``DDParams.nucleation_time_s`` for every source.
         obs_plane, obs_s, obs_tau: (n_obs,) obstacles: plane, coordinate, strength (Pa);
             sorted by key ``plane + s/L``.
     """
@@ -117,6 +120,7 @@ class DDGeometry:
     obs_plane: torch.Tensor
     obs_s: torch.Tensor
     obs_tau: torch.Tensor
+    src_time: torch.Tensor | None = None
 
     @property
     def area(self) -> float:
@@ -491,18 +495,26 @@ def _uncounted(law: Any) -> Iterator[None]:
             setattr(obj, name, count)
 
 
+def bow_out_times(law: MobilityLaw, tau_pa: np.ndarray, mu_pa: float, b_m: float,
+                  beta: float = 1.0, temperature_k: float = 300.0) -> np.ndarray:
+    """Time (s) Frank-Read sources of strengths ``tau_pa`` ((n,) Pa) take to bow out to
+    their critical half-circle under that stress: half the length ``beta·mu·b/tau``
+    glided at the law's velocity ``v(tau)`` (an edge, character 0, or the law's own glide
+    character), ``L B / (2 b tau)`` for a linear drag; ``inf`` where the law does not
+    move it. (n,); the law's evaluation counters are left as they were."""
+    tau = np.atleast_1d(np.asarray(tau_pa, dtype=np.float64))
+    with _uncounted(law):
+        v = np.abs(np.asarray(torch.as_tensor(law.velocity(
+            torch.as_tensor(tau), temperature_k,
+            torch.zeros(tau.size, dtype=torch.long))), dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        return np.where(v > 0, 0.5 * beta * mu_pa * b_m / tau / v, math.inf)
+
+
 def bow_out_time(law: MobilityLaw, tau_pa: float, mu_pa: float, b_m: float,
                  beta: float = 1.0, temperature_k: float = 300.0) -> float:
-    """Time (s) a Frank-Read source of strength ``tau_pa`` (Pa) takes to bow out to its
-    critical half-circle under that stress: half its length ``beta·mu·b/tau`` glided at
-    the law's velocity ``v(tau)`` (an edge, character 0, or the law's own glide
-    character), ``L B / (2 b tau)`` for a linear drag; ``inf`` where the law does not
-    move it. The law's evaluation counters are left as they were."""
-    with _uncounted(law):
-        v = float(abs(torch.as_tensor(law.velocity(
-            torch.tensor([float(tau_pa)], dtype=torch.float64), temperature_k,
-            torch.zeros(1, dtype=torch.long)))[0]))
-    return 0.5 * beta * mu_pa * b_m / tau_pa / v if v > 0 else math.inf
+    """:func:`bow_out_times` of one source strength ``tau_pa`` (Pa), s."""
+    return float(bow_out_times(law, np.array([tau_pa]), mu_pa, b_m, beta, temperature_k)[0])
 
 
 def drag_compliance(geom: DDGeometry, params: DDParams, state: DDState
@@ -697,7 +709,8 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
             fire = timer >= 0.5 * params.source_beta * params.mu_pa * params.b_m / geom.src_tau
         else:
             timer = torch.where(above, timer + dt, torch.zeros_like(timer))
-            fire = timer >= params.nucleation_time_s
+            fire = timer >= (params.nucleation_time_s if geom.src_time is None
+                             else geom.src_time)
         if bool(fire.any()):
             timer = torch.where(fire, torch.zeros_like(timer), timer)
             fp, fs = geom.src_plane[fire], geom.src_s[fire]

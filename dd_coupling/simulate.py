@@ -41,6 +41,7 @@ condition (``strain_rate_s``, ``temperature_k``, or the grid point nearest to th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -57,6 +58,7 @@ from scalebridge.dd_coupling.engine import (
     DDParams,
     DDState,
     bow_out_time,
+    bow_out_times,
     init,
     make_planes,
     plane_period,
@@ -151,6 +153,14 @@ class DDSettings(StrictModel):
         "expand, wrap around its pinning points and close, which the DD does not resolve: "
         "several bow-out times; 8 puts the Mo example's time at 9.3 ns, near the 2D DD "
         "convention's 10 ns)")
+    nucleation_clock_of: Literal["mean_source", "each_source"] = Field(
+        "mean_source", description="nucleation = 'bow_out_clock': whose bow-out time sets "
+        "the clock: 'mean_source', one clock for every source (that of the mean strength "
+        "τ̄_src: every source fires in step, so the realisations' mean stress keeps a "
+        "sawtooth of that period); 'each_source', each source its own nucleation_bow_outs "
+        "bow-out times at its own strength (L_i B / (2 b τ_i) ∝ L_i² for a linear drag: "
+        "the long, weak sources start first and take longest, so the firings dephase). "
+        "Either way B and ε̇ enter as their product")
     obstacle_density_m2: float = Field(
         3.0e14, ge=0, description="point obstacles per m^2 (forest dislocations piercing "
         "the slip planes)")
@@ -365,12 +375,32 @@ class DDSettings(StrictModel):
                         "run's %.3g ns (the law moves the mean source at %.3g m/s): its "
                         "sources fire once or never", self.nucleation_bow_outs * t_bow * 1e9,
                         loading_s * 1e9, 0.5 * length / t_bow)
-        return {"rule": "bow_out_clock", "time_s": self.nucleation_bow_outs * t_bow,
-                "bow_outs": self.nucleation_bow_outs, "bow_out_time_s": t_bow,
-                "source_mpa": tau * 1e-6,
-                "length_um": length * 1e6,
-                "from": f"{self.nucleation_bow_outs:g} bow-out times of the mean source "
-                        "at the mobility law's velocity"}
+        out = {"rule": "bow_out_clock", "time_s": self.nucleation_bow_outs * t_bow,
+               "bow_outs": self.nucleation_bow_outs, "bow_out_time_s": t_bow,
+               "source_mpa": tau * 1e-6, "length_um": length * 1e6,
+               "clock_of": self.nucleation_clock_of,
+               "from": f"{self.nucleation_bow_outs:g} bow-out times of the mean source "
+                       "at the mobility law's velocity"}
+        if self.nucleation_clock_of == "each_source":
+            # each source's clock against its strength, over the strengths' ±3 sd (what a
+            # surrogate needs to time its own families the way the DD timed its sources)
+            sd = self.strengths(material)["source"]["std_mpa"] * 1e6
+            grid = np.linspace(max(tau - 3.0 * sd, 0.2 * tau), tau + 3.0 * sd, 25)
+            out["each_source"] = {"source_mpa": (grid * 1e-6).tolist(),
+                                  "time_ns": (self.source_clocks(material, mobility, grid)
+                                              * 1e9).tolist()}
+            out["from"] = (f"{self.nucleation_bow_outs:g} bow-out times of each source at "
+                           "the mobility law's velocity (time_ns: the mean source's)")
+        return out
+
+    def source_clocks(self, material: Material, mobility: MobilityLaw,
+                      tau_pa: np.ndarray) -> np.ndarray:
+        """``nucleation_bow_outs`` bow-out times (s) of sources of strengths ``tau_pa``
+        ((n,) Pa) at the glide law's velocity, (n,) (``nucleation_clock_of =
+        'each_source'``)."""
+        glide, _ = self.glide_law(material, mobility)
+        return self.nucleation_bow_outs * bow_out_times(
+            glide, tau_pa, material.mu_pa, material.b_m, self.source_beta, self.temperature_k)
 
     def params(self, material: Material, mobility: MobilityLaw) -> DDParams:
         """Engine parameters: μ, ν, b of ``material``; ``mobility`` restricted to the
@@ -458,6 +488,10 @@ class DDSettings(StrictModel):
         (a measurement that must not change it)."""
         geom, state = self.geometry(material, seed)
         params = self.params(material, mobility)
+        if self.nucleation == "bow_out_clock" and self.nucleation_clock_of == "each_source":
+            # a source the law cannot move at its strength (inf) never fires
+            t = self.source_clocks(material, mobility, geom.src_tau.numpy())
+            geom = dataclasses.replace(geom, src_time=torch.as_tensor(t))
         state = init(geom, state.plane, state.s, state.sign, params=params)
         end = (self.final_strain / self.strain_rate_s if self.loading == "strain"
                else self.final_time_ns * 1e-9)
@@ -984,8 +1018,11 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "nucleation": (f"after {settings.nucleation_time_ns:g} ns above strength"
                            if settings.nucleation == "time" else
                            f"after {settings.nucleation_bow_outs:g} bow-out times of the "
-                           f"mean source at the mobility law's v(τ̄_src): "
-                           f"{clocks[ref]['time_ns']:.3g} ns"
+                           + (f"mean source at the mobility law's v(τ̄_src): "
+                              f"{clocks[ref]['time_ns']:.3g} ns"
+                              if settings.nucleation_clock_of == "mean_source" else
+                              "source at the mobility law's v at its strength: "
+                              f"{clocks[ref]['time_ns']:.3g} ns for the mean source")
                            if settings.nucleation == "bow_out_clock" else
                            "bow-out: half the Frank-Read length at the mobility law's v(τ)"
                            if settings.nucleation == "bow_out" else
@@ -1044,8 +1081,9 @@ def inserted_share(ref_runs: list[dict[str, Any]], runs: list[dict[str, Any]],
             "timed_by": (f"the mobility law ({settings.nucleation.replace('_', '-')})"
                          if settings.nucleation in ("bow_out", "overstress")
                          else "the mobility law (a clock of "
-                              f"{settings.nucleation_bow_outs:g} bow-out times of the mean "
-                              "source at its velocity)"
+                              f"{settings.nucleation_bow_outs:g} bow-out times of the "
+                              + ("mean source" if settings.nucleation_clock_of == "mean_source"
+                                 else "source") + " at its velocity)"
                          if settings.nucleation == "bow_out_clock"
                          else f"the nucleation clock ({settings.nucleation_time_ns:g} ns, "
                               "an assumption)"),

@@ -358,13 +358,18 @@ def read_ddrun(path: str | Path) -> StrainPaths:
     flow = np.sqrt(3.0) * np.abs(tau_a)
     # the DD's source physics, for a surrogate that keeps it (johnston_gilman): the time
     # a source must stay above its strength before it emits, and the mean strength
-    sources: dict[str, float] = {}
+    sources: dict[str, Any] = {}
     clock = run.get("nucleation") if isinstance(run.get("nucleation"), dict) else None
     # the time the DD ran with, typed or from the law (the reference condition's: a law
     # with B(T) gives each temperature its own, one surrogate keeps one)
     if clock is not None:
         if isinstance(clock.get("time_ns"), int | float):
             sources["nucleation_time_s"] = float(clock["time_ns"]) * 1e-9
+        each = clock.get("each_source")
+        if isinstance(each, dict) and each.get("source_mpa") and each.get("time_ns"):
+            sources["nucleation_clocks"] = {
+                "source_mpa": [float(x) for x in each["source_mpa"]],
+                "time_s": [float(x) * 1e-9 for x in each["time_ns"]]}
     elif art.settings.get("nucleation", "time") == "time" \
             and isinstance(art.settings.get("nucleation_time_ns"), int | float):
         sources["nucleation_time_s"] = float(art.settings["nucleation_time_ns"]) * 1e-9

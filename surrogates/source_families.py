@@ -14,7 +14,9 @@ mechanism:
   stands for the internal stresses that help the weakest sources, a fitted ``spread``
   for how much of the DD's spread the mean field sees). Each family has a clock that
   runs while the stress is above its strength and pauses (does not reset) below it;
-  every t_nuc of clock time the family fires once.
+  every t_nuc of clock time the family fires once. t_nuc is the DD's: one for every
+  family, or, where the DD timed each source by its own bow-out time, the time of the
+  DD's sources at the family's strength quantile (fixed, not fitted).
 - **Mobile dislocations** as a fluidity m (1/(MPa·s)): each firing adds ``emission``;
   pinning removes them at the rate (1 + ε̄_p/ε_pin)/t_pin (obstacles catch the glide
   sooner as the structure fills). With the MD's drag B, m = ρ_m b²/(3B) is the mobile
@@ -141,26 +143,34 @@ class SourceFamiliesJ2(J2Plasticity):
         bulk, shear: K, G (MPa).
         hardening: static strength.
         strengths_mpa: (K,) von Mises family strengths.
-        nucleation_time_s: t_nuc (> 0).
+        nucleation_time_s: t_nuc (> 0), s: one for every family, or (K,) each family's
+            own (the DD's ``nucleation_clock_of = 'each_source'``), in the order of
+            ``strengths_mpa``.
         emission: fluidity added per family firing, 1/(MPa·s).
         pinning_time_s, pinning_strain: t_pin (> 0) and ε_pin (> 0) of the pinning rate.
         training_range: ``{"eps_p_eq": [lo, hi], "rate_s": [lo, hi]}`` for out_of_range.
     """
 
     def __init__(self, bulk: float, shear: float, hardening: StaticVoce,
-                 strengths_mpa: np.ndarray, nucleation_time_s: float, emission: float,
+                 strengths_mpa: np.ndarray, nucleation_time_s: float | np.ndarray,
+                 emission: float,
                  pinning_time_s: float, pinning_strain: float,
                  training_range: dict[str, list[float]] | None = None,
                  name: str = "source_families_j2") -> None:
         e = 9.0 * bulk * shear / (3.0 * bulk + shear)
         nu = (3.0 * bulk - 2.0 * shear) / (2.0 * (3.0 * bulk + shear))
         super().__init__(e, nu, hardening, name=name)
-        self.strengths_mpa = np.sort(np.asarray(strengths_mpa, dtype=np.float64).ravel())
-        if not (nucleation_time_s > 0 and pinning_time_s > 0 and pinning_strain > 0
+        strengths = np.asarray(strengths_mpa, dtype=np.float64).ravel()
+        order = np.argsort(strengths)
+        self.strengths_mpa = strengths[order]
+        t_nuc = np.broadcast_to(np.asarray(nucleation_time_s, dtype=np.float64),
+                                strengths.shape)[order]
+        if not (np.all(t_nuc > 0) and pinning_time_s > 0 and pinning_strain > 0
                 and emission >= 0 and self.strengths_mpa.size):
             raise ValueError("source families need t_nuc, t_pin, eps_pin > 0, emission >= 0 "
                              "and at least one strength")
-        self.nucleation_time_s = float(nucleation_time_s)
+        #: (K,) each family's nucleation time, s
+        self.nucleation_times_s = t_nuc.copy()
         self.emission = float(emission)
         self.pinning_time_s = float(pinning_time_s)
         self.pinning_strain = float(pinning_strain)
@@ -168,6 +178,11 @@ class SourceFamiliesJ2(J2Plasticity):
         k = self.strengths_mpa.size
         self.state_names = (*PLASTIC_STATE_NAMES, "fluidity_eff", "fluidity",
                             *(f"clock_{i}_s" for i in range(k)))
+
+    @property
+    def nucleation_time_s(self) -> float:
+        """The middle family's nucleation time, s (every family's, on one clock)."""
+        return float(np.median(self.nucleation_times_s))
 
     def initial_state(self, n: int) -> np.ndarray:
         return np.zeros((n, 9 + self.strengths_mpa.size))
@@ -187,8 +202,8 @@ class SourceFamiliesJ2(J2Plasticity):
                             np.where(d < 0, (sig_s - thr) / -d, 1.0 * (sig_e > thr)))
         clocks = state[:, 9:] + dt_arr[:, None] * np.clip(np.where(np.isnan(frac), 0.0, frac),
                                                           0.0, 1.0)
-        fired = np.floor(clocks / self.nucleation_time_s)
-        clocks -= fired * self.nucleation_time_s
+        fired = np.floor(clocks / self.nucleation_times_s)
+        clocks -= fired * self.nucleation_times_s
         since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
         rate = (1.0 + state[:, 6] / self.pinning_strain) / self.pinning_time_s   # 1/s
         # M = ∫ m dt over the step: the carried m pinning from the start, each firing's
@@ -261,7 +276,10 @@ class SourceFamiliesJ2(J2Plasticity):
         """Everything :meth:`from_config` needs (the record's ``config``)."""
         return {"bulk_mpa": self.bulk, "shear_mpa": self.shear,
                 "strengths_mpa": self.strengths_mpa.tolist(),
-                "nucleation_time_s": self.nucleation_time_s, "emission": self.emission,
+                "nucleation_time_s": (self.nucleation_time_s
+                                      if np.ptp(self.nucleation_times_s) == 0
+                                      else self.nucleation_times_s.tolist()),
+                "emission": self.emission,
                 "pinning_time_s": self.pinning_time_s, "pinning_strain": self.pinning_strain,
                 "hardening": self.hardening.to_config(),
                 "training_range": self.training_range}
@@ -271,7 +289,8 @@ class SourceFamiliesJ2(J2Plasticity):
         return cls(float(c["bulk_mpa"]), float(c["shear_mpa"]),
                    StaticVoce.from_config(c["hardening"]),
                    np.asarray(c["strengths_mpa"], dtype=np.float64),
-                   float(c["nucleation_time_s"]), float(c["emission"]),
+                   np.asarray(c["nucleation_time_s"], dtype=np.float64),
+                   float(c["emission"]),
                    float(c["pinning_time_s"]), float(c["pinning_strain"]),
                    c.get("training_range"))
 
@@ -291,6 +310,7 @@ PARAMETERS = ("scale", "spread", "sigma0_mpa", "sigma_inf_mpa", "eps_h", "emissi
 def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int = 16,
                         nucleation_time_s: float, source_mean_mpa: float,
                         source_std_mpa: float, restarts: int = 2,
+                        nucleation_clocks: dict[str, list[float]] | None = None,
                         max_evaluations: int = 1500, polish: int = 100, seed: int = 0,
                         ) -> tuple[SourceFamiliesJ2, dict[str, Any], list[dict[str, Any]]]:
     """Fit the eight parameters (:data:`PARAMETERS`) to the stress along ``train``.
@@ -304,6 +324,10 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
         train, val: paths (validation is reported, not used to choose).
         families: K.
         nucleation_time_s: t_nuc (the DD's own clock, from its run.json).
+        nucleation_clocks: where the DD timed each source by its own strength, that
+            clock, ``{"source_mpa": [...], "time_s": [...]}`` (resolved strength, MPa;
+            increasing): family k takes the time at the strength of the DD's sources
+            it stands for, τ̄ + s_τ z_k (interpolated in log-log), not a fitted one.
         source_mean_mpa, source_std_mpa: the DD's resolved source strengths.
         max_evaluations: Powell evaluations per start.
         polish: least-squares evaluations per start after Powell (0: none).
@@ -325,13 +349,19 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     rng_box = {"eps_p_eq": [0.0, ep_max],
                "rate_s": [float(np.min(train.strain_rate_s)), rate_max]}
 
+    t_nuc: float | np.ndarray = nucleation_time_s
+    if nucleation_clocks is not None:
+        tau_k = family_strengths(source_mean_mpa, source_std_mpa, families) / math.sqrt(3.0)
+        t_nuc = np.exp(np.interp(np.log(tau_k), np.log(nucleation_clocks["source_mpa"]),
+                                 np.log(nucleation_clocks["time_s"])))
+
     def build(x: np.ndarray) -> SourceFamiliesJ2:
         p = dict(zip(PARAMETERS, np.exp(x), strict=True))
         return SourceFamiliesJ2(
             bulk, shear, StaticVoce(p["sigma0_mpa"], p["sigma_inf_mpa"], p["eps_h"]),
             family_strengths(source_mean_mpa, source_std_mpa, families, p["scale"],
                              p["spread"]),
-            nucleation_time_s, p["emission"], p["pinning_time_s"], p["pinning_strain"],
+            t_nuc, p["emission"], p["pinning_time_s"], p["pinning_strain"],
             dict(rng_box))
 
     tail = max(round(FLOW_TAIL * train.stress.shape[1]), 1)
@@ -406,6 +436,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
               "fit": {"parameters": params, "families": families,
                       "source_mean_mpa": source_mean_mpa, "source_std_mpa": source_std_mpa,
                       "nucleation_time_s": nucleation_time_s, "sigma_ref_mpa": sig_ref,
+                      "nucleation_clocks": nucleation_clocks,
                       "restarts": restarts, "seed": seed}}
     return model, record, history
 
@@ -418,7 +449,11 @@ def sf_record(model: SourceFamiliesJ2, paths: StrainPaths, meta: dict[str, Any]
     out: dict[str, Any] = {
         "strengths_mpa": model.strengths_mpa.tolist(),
         "nucleation_time_s": model.nucleation_time_s,
-        "nucleation_time_from": "the DD run's nucleation clock",
+        "nucleation_times_s": model.nucleation_times_s.tolist(),
+        "nucleation_time_from": ("the DD run's nucleation clock"
+                                 if np.ptp(model.nucleation_times_s) == 0 else
+                                 "the DD run's clock of each source at the family's "
+                                 "strength quantile"),
         "pinning_time_s": model.pinning_time_s, "pinning_strain": model.pinning_strain,
         "emission_per_firing": model.emission,
         "static_yield_mpa": [model.hardening.sigma0, model.hardening.sigma_inf],

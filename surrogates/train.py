@@ -970,6 +970,7 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
         model, record, history = fit_source_families(
             train, val, families=s.families, restarts=s.restarts, seed=s.seed,
             nucleation_time_s=float(meta["nucleation_time_s"]),
+            nucleation_clocks=meta.get("nucleation_clocks"),
             source_mean_mpa=float(meta["source_strength_mpa"]),
             source_std_mpa=float(meta.get("source_strength_std_mpa") or 0.0))
         record.update({"elastic": {"bulk_mpa": model.bulk, "shear_mpa": model.shear},

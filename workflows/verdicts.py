@@ -575,8 +575,13 @@ def glide_share_check(summary: Mapping[str, Any]) -> Check:
     probe = _drag_response(summary)
     tail = f"; B x {probe[0]:g} moves the flow stress by {probe[1]}" if probe else ""
     timed_by = str(rec.get("timed_by", ""))
+    clock = summary.get("nucleation")
+    rule = clock.get("rule") if isinstance(clock, Mapping) else None
+    # every rule but the typed clock lets the law time the insertions (runs from before
+    # the rule was recorded say so only in the prose)
+    law_timed = rule != "time" if rule else "mobility law" in timed_by
     law_note = ""
-    if "mobility law" in timed_by:
+    if law_timed:
         # the law times the insertions: green where the probe sees the flow stress
         # answer B (a clock of bow-out times carries a typed count: only the probe
         # shows that the law's part matters), else graded on the glided share

@@ -343,17 +343,53 @@ def test_bow_out_clock_reaches_run_json_the_probe_and_the_surrogate(tmp_path):
         clock["time_ns"] * 1e-9)
 
 
-@pytest.mark.parametrize("nucleation", ["bow_out", "time", "bow_out_clock"])
+def test_each_source_clock_times_every_source_by_its_own_bow_out(tmp_path):
+    """``nucleation_clock_of = "each_source"``: source i fires after κ bow-out times at
+    its own strength, κ L_i B / (2 b τ_i) ∝ 1/τ_i² for a linear drag (β μ b = τ_i L_i), the
+    mean source's being the one clock's; the run uses those times (another run than the
+    one clock's), records them against the strength in run.json, and the surrogates read
+    that table."""
+    from scalebridge.surrogates.data import read_ddrun
+
+    law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5)
+    cfg = {**TINY, "realisations": 1, "nucleation": "bow_out_clock",
+           "nucleation_bow_outs": 3.0}
+    one, each = DDSettings(**cfg), DDSettings(**cfg, nucleation_clock_of="each_source")
+    res = each.run_realisation(MAT, law, 0)
+    tau, t = res["geometry"].src_tau.numpy(), res["geometry"].src_time.numpy()
+    assert tau.std() > 0.05 * tau.mean()
+    np.testing.assert_allclose(t * tau ** 2, 3.0 * MAT.mu_pa * MAT.b_m * 5e-5 / (2 * MAT.b_m),
+                               rtol=1e-9)
+    assert one.run_realisation(MAT, law, 0)["geometry"].src_time is None
+    assert not np.array_equal(res["trace"], one.run_realisation(MAT, law, 0)["trace"])
+    c = each.nucleation_clock(MAT, law)
+    assert c["time_s"] == one.nucleation_clock(MAT, law)["time_s"]
+    grid = np.array(c["each_source"]["source_mpa"]) * 1e6
+    np.testing.assert_allclose(np.array(c["each_source"]["time_ns"]) * 1e-9,
+                               each.source_clocks(MAT, law, grid), rtol=1e-12)
+    art = DDSettings(**{**cfg, "realisations": 2}, nucleation_clock_of="each_source").make(
+        make_drag_law(tmp_path / "mob"), make_properties(tmp_path / "props"), tmp_path / "dd")
+    run = json.loads((art.path / "run.json").read_text())
+    table = run["nucleation"]["each_source"]
+    meta = read_ddrun(art.path).meta["nucleation_clocks"]
+    assert meta["source_mpa"] == table["source_mpa"]
+    assert meta["time_s"] == pytest.approx([x * 1e-9 for x in table["time_ns"]], rel=1e-12)
+    assert "bow-out times of the source" in art.summary["plastic_strain_inserted"]["timed_by"]
+
+
+@pytest.mark.parametrize("nucleation", ["bow_out", "time", "bow_out_clock", "each_source"])
 def test_doubling_the_drag_is_doubling_the_strain_rate(nucleation):
     """With v = bτ/B the DD's only time scales are glide times L·B/(bτ), 1/ε̇ and t_nuc:
-    the run with 2B at ε̇ (t_nuc doubled when it is typed; bow-out times and the clock of
-    bow-out times follow B) is the
+    the run with 2B at ε̇ (t_nuc doubled when it is typed; bow-out times and the clocks of
+    bow-out times, the mean source's or each source's, follow B) is the
     run with B at 2ε̇, step for step (glide-limited steps are lengths over v, the strain
     steps are strain): the same curve in strain, to the last bit. So the drag enters the
     DD's flow stress through B·ε̇ alone, and the study's measured rate sensitivity is its
     sensitivity to B (what the band's mobility term uses). It also responds: at this
     rate the drag stress is a large part of the flow stress, and 2B flows higher."""
     cfg = {**SCALING, "realisations": 1, "nucleation": nucleation}
+    if nucleation == "each_source":
+        cfg |= {"nucleation": "bow_out_clock", "nucleation_clock_of": "each_source"}
 
     def run(b0, rate, t_nuc_ns):
         law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=b0)

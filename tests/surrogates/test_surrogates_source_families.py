@@ -297,3 +297,52 @@ def test_a_stress_only_replay_gives_the_same_stresses_and_no_tangents():
     with stress_only(m):
         assert m.update(path[:, 5], path[:, 6] - path[:, 5], states[:, 5], dt).tangent is None
     assert m.stress_only is False
+
+
+@pytest.mark.parametrize("rate", [4e4, 1.5e5])
+def test_each_family_fires_on_its_own_clock(rate):
+    """Families with their own nucleation times (the DD's ``nucleation_clock_of =
+    'each_source'``): the upper yield is the weakest family's strength plus the loading
+    over *its* time (the strong family's, though shorter, comes later), twice the single
+    clock's; one time per family equal to the single clock is that model to the bit, and
+    the per-family times survive to_config/from_config."""
+    strain, dt = shear_path(rate)
+    one = law(strengths=(60.0, 90.0))
+    each = SourceFamiliesJ2(BULK, SHEAR, StaticVoce(5.0, 60.0, 3e-3),
+                            np.array([500.0, 60.0]), np.array([T_NUC, 2 * T_NUC]), 2e3,
+                            2.5e-9, 1e-3)      # strengths unsorted: the times follow them
+    same = SourceFamiliesJ2(BULK, SHEAR, StaticVoce(5.0, 60.0, 3e-3), np.array([60.0, 90.0]),
+                            np.array([T_NUC, T_NUC]), 2e3, 2.5e-9, 1e-3,
+                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]})
+    np.testing.assert_array_equal(integrate_path(one, strain, dt)[0],
+                                  integrate_path(same, strain, dt)[0])
+    assert same.to_config()["nucleation_time_s"] == T_NUC
+    assert each.nucleation_times_s.tolist() == [2 * T_NUC, T_NUC]
+    q = vm(integrate_path(each, strain, dt)[0][0])
+    first = q[:int(np.argmax(np.diff(q) < 0)) + 1].max()     # up to the first drop
+    step = math.sqrt(3.0) * SHEAR * rate * dt
+    peak = 60.0 + math.sqrt(3.0) * SHEAR * rate * 2 * T_NUC
+    assert peak - 2.01 * step <= first <= peak + 1e-9, (first, peak)
+    back = SourceFamiliesJ2.from_config(each.to_config())
+    np.testing.assert_array_equal(back.nucleation_times_s, each.nucleation_times_s)
+    np.testing.assert_allclose(integrate_path(back, strain, dt)[0],      # K, G round-off
+                               integrate_path(each, strain, dt)[0], rtol=1e-12, atol=1e-9)
+
+
+def test_the_fit_times_each_family_by_the_dd_clock_of_its_strength():
+    """``nucleation_clocks`` (the DD's clock of each source against its strength): family
+    k takes the time at the DD strength it stands for, τ̄ + s_τ z_k, log-interpolated
+    (here t ∝ 1/τ², a linear drag's: log-log, so exactly), whatever scale and spread the fit lands on."""
+    data = synthetic(truth(), n=20)
+    tau = np.linspace(20.0, 60.0, 9)
+    clocks = {"source_mpa": tau.tolist(), "time_s": (T_NUC * (40.0 / tau) ** 2).tolist()}
+    kw = {"families": 4, "nucleation_time_s": T_NUC, "source_mean_mpa": 40.0,
+          "source_std_mpa": 8.0, "restarts": 0, "max_evaluations": 30, "polish": 0}
+    m, rec, _ = fit_source_families(data, data.subset(np.array([], int)),
+                                    nucleation_clocks=clocks, **kw)
+    z = np.array([-1.150349, -0.318639, 0.318639, 1.150349])      # the 4 mid-quantiles
+    want = T_NUC * (40.0 / (40.0 + 8.0 * z)) ** 2
+    np.testing.assert_allclose(m.nucleation_times_s, want, rtol=1e-5)   # log-log: exact
+    assert rec["fit"]["nucleation_clocks"] == clocks
+    assert fit_source_families(data, data.subset(np.array([], int)), **kw)[0] \
+        .nucleation_times_s.tolist() == [T_NUC] * 4

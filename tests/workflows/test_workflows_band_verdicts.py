@@ -1318,6 +1318,21 @@ CLOCK = ("the mobility law (a clock of 8 bow-out times of the mean source at its
          "velocity)")
 
 
+@pytest.mark.parametrize("rule,status", [("time", AMBER), ("bow_out_clock", GREEN),
+                                         ("overstress", GREEN)])
+def test_glide_share_reads_the_nucleation_rule_the_dd_recorded(tmp_path, rule, status):
+    """Whether the law times the insertions comes from the summary's ``nucleation.rule``
+    where the DD recorded it, not from the ``timed_by`` prose (which names the typed clock
+    here whatever the rule)."""
+    summ = {"final_dislocations": [300], "out_of_range_fraction": 0.0,
+            "nucleation": {"rule": rule},
+            "drag_sensitivity": {"factor": 2.0, "dlnsigma_dlnb": RESOLVED[0],
+                                 "dlnsigma_dlnb_err": RESOLVED[1]},
+            "plastic_strain_inserted": {"share": 0.61, "timed_by": "the nucleation clock"}}
+    c = next(c for c in checks_for("DDRun", summ, tmp_path) if c.name == "glide_share")
+    assert c.status == status, c
+
+
 @pytest.mark.parametrize("rec,probe,status,words", [
     ({"share": 0.61, "share_min": 0.55, "share_max": 0.70,
       "timed_by": "the nucleation clock (10 ns, an assumption)"}, UNRESOLVED, AMBER,
