@@ -27,6 +27,7 @@ times of the mean source at the law's velocity, so B × f stretches the clock by
 the DD at B × f is the DD at f × the strain rate; ``"overstress"``, ``"bow_out"``: the law
 times each firing; in all three B enters through the firings as well, so the
 fixed-microstructure bound, which counts glide only, no longer bounds the response);
+``--clock-of each_source`` times each source by its own bow-out time (``bow_out_clock``);
 ``--rate`` another strain rate.
 
 The material (``<run-dir>/properties``) and the mobility law (``<run-dir>/mobility``) of a
@@ -140,7 +141,8 @@ def summarise(rows: list[dict], factors: list[float]) -> list[dict]:
 
 
 def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e4,
-               nucleation: str = "time", temperature: float = 300.0) -> None:
+               nucleation: str = "time", temperature: float = 300.0,
+               clock_of: str = "mean_source") -> None:
     """Flow and drag stress against B/B_MD; the measured response against the drag
     share with the fixed-microstructure bound; the CSV beside it."""
     with path.with_suffix(".csv").open("w", newline="") as fh:
@@ -215,7 +217,8 @@ def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e
     g.set_ylabel("plastic strain inserted by source firings (%)")
     g.set_title("inserted by source firings, not glided"
                 + (" (10-ns clock)" if nucleation == "time" else
-                   " (clock of bow-out times)" if nucleation == "bow_out_clock"
+                   " (each source's bow-out clock)" if clock_of == "each_source"
+                   else " (clock of bow-out times)" if nucleation == "bow_out_clock"
                    else f" ({nucleation})"),
                 fontsize=10)
     fig.tight_layout()
@@ -231,6 +234,9 @@ def main() -> None:
     ap.add_argument("--nucleation", choices=["time", "bow_out_clock", "bow_out",
                                              "overstress"],
                     help="the source rule (default: the example's)")
+    ap.add_argument("--clock-of", choices=["mean_source", "each_source"],
+                    help="bow_out_clock: whose bow-out time times the sources (default: "
+                    "the example's)")
     ap.add_argument("--rate", type=float, help="strain rate, /s (default: the example's "
                     "reference condition)")
     ap.add_argument("--workers", type=int, default=2)
@@ -242,13 +248,16 @@ def main() -> None:
         old = json.loads(args.out.read_text())
         write_plot(old["by_factor"], old.get("b_md_pa_s"), args.out.with_suffix(".png"),
                    old.get("strain_rate_s") or 7e4, old.get("nucleation", "time"),
-                   old.get("temperature_k") or 300.0)
+                   old.get("temperature_k") or 300.0,
+                   old.get("nucleation_clock_of", "mean_source"))
         return
     cfg = tomllib.loads((ROOT / "examples" / "mo" / "mo.toml").read_text())["dd"]["run"]
     for k in ("study", "drag_probe", "range_probe", "realisations"):
         cfg.pop(k, None)
     if args.nucleation:
         cfg["nucleation"] = args.nucleation
+    if args.clock_of:
+        cfg["nucleation_clock_of"] = args.clock_of
     if args.rate:
         cfg["strain_rate_s"] = args.rate
     run_dir = args.run_dir.resolve()
@@ -285,8 +294,10 @@ def main() -> None:
         "settings": "examples/mo/mo.toml [dd.run] at its reference condition, no study; "
                     "one realisation per (factor, seed); the MD's law with every velocity / f"
                     + (f"; nucleation = {args.nucleation!r}" if args.nucleation else "")
+                    + (f"; nucleation_clock_of = {args.clock_of!r}" if args.clock_of else "")
                     + (f"; strain rate {args.rate:g} /s" if args.rate else ""),
         "nucleation": cfg.get("nucleation", "time"),
+        "nucleation_clock_of": cfg.get("nucleation_clock_of", "mean_source"),
         "strain_rate_s": cfg.get("strain_rate_s"), "temperature_k": cfg.get("temperature_k",
                                                                             300.0),
         "b_md_pa_s": b_md, "rows": rows, "by_factor": per,
@@ -298,7 +309,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     write_plot(per, b_md, args.out.with_suffix(".png"), cfg["strain_rate_s"],
-               cfg.get("nucleation", "time"), cfg.get("temperature_k", 300.0))
+               cfg.get("nucleation", "time"), cfg.get("temperature_k", 300.0),
+               cfg.get("nucleation_clock_of", "mean_source"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png').name} (+ .csv)")
 
 

@@ -326,8 +326,8 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
         nucleation_time_s: t_nuc (the DD's own clock, from its run.json).
         nucleation_clocks: where the DD timed each source by its own strength, that
             clock, ``{"source_mpa": [...], "time_s": [...]}`` (resolved strength, MPa;
-            increasing): family k takes the time at the strength of the DD's sources
-            it stands for, τ̄ + s_τ z_k (interpolated in log-log), not a fitted one.
+            increasing): family k takes the time of the DD's sources it stands for,
+            strength τ̄ + spread·s_τ·z_k (interpolated in log-log; spread fitted).
         source_mean_mpa, source_std_mpa: the DD's resolved source strengths.
         max_evaluations: Powell evaluations per start.
         polish: least-squares evaluations per start after Powell (0: none).
@@ -349,11 +349,16 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     rng_box = {"eps_p_eq": [0.0, ep_max],
                "rate_s": [float(np.min(train.strain_rate_s)), rate_max]}
 
-    t_nuc: float | np.ndarray = nucleation_time_s
-    if nucleation_clocks is not None:
-        tau_k = family_strengths(source_mean_mpa, source_std_mpa, families) / math.sqrt(3.0)
-        t_nuc = np.exp(np.interp(np.log(tau_k), np.log(nucleation_clocks["source_mpa"]),
-                                 np.log(nucleation_clocks["time_s"])))
+    def clocks(spread: float) -> float | np.ndarray:
+        # family k stands for the DD's sources of strength τ̄ + spread s_τ z_k (the
+        # internal stresses' scale aside): where the DD timed each source, theirs
+        if nucleation_clocks is None:
+            return nucleation_time_s
+        tau_k = family_strengths(source_mean_mpa, source_std_mpa, families, 1.0,
+                                 spread) / math.sqrt(3.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.exp(np.interp(np.log(tau_k), np.log(nucleation_clocks["source_mpa"]),
+                                    np.log(nucleation_clocks["time_s"])))
 
     def build(x: np.ndarray) -> SourceFamiliesJ2:
         p = dict(zip(PARAMETERS, np.exp(x), strict=True))
@@ -361,7 +366,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             bulk, shear, StaticVoce(p["sigma0_mpa"], p["sigma_inf_mpa"], p["eps_h"]),
             family_strengths(source_mean_mpa, source_std_mpa, families, p["scale"],
                              p["spread"]),
-            t_nuc, p["emission"], p["pinning_time_s"], p["pinning_strain"],
+            clocks(p["spread"]), p["emission"], p["pinning_time_s"], p["pinning_strain"],
             dict(rng_box))
 
     tail = max(round(FLOW_TAIL * train.stress.shape[1]), 1)

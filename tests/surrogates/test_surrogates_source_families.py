@@ -331,8 +331,9 @@ def test_each_family_fires_on_its_own_clock(rate):
 
 def test_the_fit_times_each_family_by_the_dd_clock_of_its_strength():
     """``nucleation_clocks`` (the DD's clock of each source against its strength): family
-    k takes the time at the DD strength it stands for, τ̄ + s_τ z_k, log-interpolated
-    (here t ∝ 1/τ², a linear drag's: log-log, so exactly), whatever scale and spread the fit lands on."""
+    k takes the time of the DD sources it stands for, strength τ̄ + spread·s_τ·z_k with
+    the fitted spread (the internal stresses' scale aside), interpolated in log-log (here
+    t ∝ 1/τ², a linear drag's, so exactly)."""
     data = synthetic(truth(), n=20)
     tau = np.linspace(20.0, 60.0, 9)
     clocks = {"source_mpa": tau.tolist(), "time_s": (T_NUC * (40.0 / tau) ** 2).tolist()}
@@ -341,7 +342,9 @@ def test_the_fit_times_each_family_by_the_dd_clock_of_its_strength():
     m, rec, _ = fit_source_families(data, data.subset(np.array([], int)),
                                     nucleation_clocks=clocks, **kw)
     z = np.array([-1.150349, -0.318639, 0.318639, 1.150349])      # the 4 mid-quantiles
-    want = T_NUC * (40.0 / (40.0 + 8.0 * z)) ** 2
+    spread = rec["fit"]["parameters"]["spread"]
+    assert abs(spread - 1.0) > 1e-3                                 # the fit moved it
+    want = T_NUC * (40.0 / (40.0 + spread * 8.0 * z)) ** 2
     np.testing.assert_allclose(m.nucleation_times_s, want, rtol=1e-5)   # log-log: exact
     assert rec["fit"]["nucleation_clocks"] == clocks
     assert fit_source_families(data, data.subset(np.array([], int)), **kw)[0] \
