@@ -217,7 +217,8 @@ def write_plot(per: list[dict], b_md: float | None, path: Path, rate: float = 7e
     g.set_ylabel("plastic strain inserted by source firings (%)")
     g.set_title("inserted by source firings, not glided"
                 + (" (10-ns clock)" if nucleation == "time" else
-                   " (each source's bow-out clock)" if clock_of == "each_source"
+                   " (each source's bow-out clock)" if nucleation == "bow_out_clock"
+                   and clock_of == "each_source"
                    else " (clock of bow-out times)" if nucleation == "bow_out_clock"
                    else f" ({nucleation})"),
                 fontsize=10)

@@ -138,7 +138,8 @@ class DDParams:
     temperature_k: float = 300.0
     nucleation_time_s: float = 10e-9
     nucleation: Literal["time", "bow_out", "overstress"] = "time"
-    """when a source above its strength emits: "time", after ``nucleation_time_s``;
+    """when a source above its strength emits: "time", after ``nucleation_time_s`` (or
+    its own ``DDGeometry.src_time``, where the geometry carries one);
     "bow_out", once its segment has bowed out to the critical half-circle, i.e. glided
     half its Frank-Read length ``source_beta·μ·b/τ_src`` at the mobility law's velocity
     under the source's resolved stress (so the drag the MD measured sets the time);

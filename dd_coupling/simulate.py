@@ -136,7 +136,8 @@ class DDSettings(StrictModel):
         "time", description="when a source above its strength emits: 'time', after "
         "nucleation_time_ns (a typed time); 'bow_out_clock', after nucleation_bow_outs "
         "bow-out times of the mean source (half the Frank-Read length β·μ·b/τ̄_src glided "
-        "at the mobility law's v(τ̄_src)): one clock for every source as with 'time', "
+        "at the mobility law's v(τ̄_src)): one clock for every source as with 'time' "
+        "(or each source's own: nucleation_clock_of), "
         "its time set by the MD's drag and μ, b (with a drag law scaled by f the DD at "
         "strain rate ε̇/f is the DD at ε̇ with time stretched by f: B and ε̇ enter as "
         "their product); 'bow_out', once its segment has glided half its "
@@ -160,7 +161,7 @@ class DDSettings(StrictModel):
         "sawtooth of that period); 'each_source', each source its own nucleation_bow_outs "
         "bow-out times at its own strength (L_i B / (2 b τ_i) ∝ L_i² for a linear drag: "
         "the long, weak sources start first and take longest, so the firings dephase). "
-        "Either way B and ε̇ enter as their product")
+        "Either way B and ε̇ enter as their product. Other rules ignore it")
     obstacle_density_m2: float = Field(
         3.0e14, ge=0, description="point obstacles per m^2 (forest dislocations piercing "
         "the slip planes)")
@@ -345,8 +346,11 @@ class DDSettings(StrictModel):
         """The sources' nucleation time at this run's temperature and where it comes
         from: ``{"rule", "time_s"}`` (``time_s`` None where the law times each source:
         bow_out, overstress), with ``bow_out_clock`` also ``bow_outs``,
-        ``bow_out_time_s``, ``source_mpa`` (the mean strength τ̄_src) and
-        ``length_um`` (its Frank-Read length β μ b / τ̄_src).
+        ``bow_out_time_s``, ``source_mpa`` (the mean strength τ̄_src), ``length_um``
+        (its Frank-Read length β μ b / τ̄_src) and ``clock_of``; with ``each_source``
+        ``time_s`` is the mean source's and ``each_source`` holds the clock against the
+        strength over τ̄_src ± 3 sd (``source_mpa``, ``time_ns``; strengths the law does
+        not move left out, ``never_below_mpa`` the lowest that fires, or None).
 
         Raises:
             SettingsError: the law does not move a dislocation at τ̄_src (its sources
@@ -386,9 +390,12 @@ class DDSettings(StrictModel):
             # surrogate needs to time its own families the way the DD timed its sources)
             sd = self.strengths(material)["source"]["std_mpa"] * 1e6
             grid = np.linspace(max(tau - 3.0 * sd, 0.2 * tau), tau + 3.0 * sd, 25)
-            out["each_source"] = {"source_mpa": (grid * 1e-6).tolist(),
-                                  "time_ns": (self.source_clocks(material, mobility, grid)
-                                              * 1e9).tolist()}
+            t = self.source_clocks(material, mobility, grid)
+            fires = np.isfinite(t)          # below a law's threshold a source never fires
+            out["each_source"] = {"source_mpa": (grid[fires] * 1e-6).tolist(),
+                                  "time_ns": (t[fires] * 1e9).tolist(),
+                                  "never_below_mpa": (None if fires.all() else
+                                                      float(grid[fires][0] * 1e-6))}
             out["from"] = (f"{self.nucleation_bow_outs:g} bow-out times of each source at "
                            "the mobility law's velocity (time_ns: the mean source's)")
         return out
@@ -418,7 +425,8 @@ class DDSettings(StrictModel):
             temperature_k=self.temperature_k,
             nucleation_time_s=(self.nucleation_time_ns * 1e-9 if clock["time_s"] is None
                                else clock["time_s"]),
-            # one clock for every source: the engine's "time" rule at the derived time
+            # the engine's "time" rule at the derived time (each source's own, where
+            # run_realisation puts them in the geometry)
             nucleation=self.nucleation if clock["time_s"] is None else "time",
             source_beta=self.source_beta,
             capture_m=self.capture_distance_b * b, junction_m=self.junction_distance_b * b,
@@ -489,8 +497,11 @@ class DDSettings(StrictModel):
         geom, state = self.geometry(material, seed)
         params = self.params(material, mobility)
         if self.nucleation == "bow_out_clock" and self.nucleation_clock_of == "each_source":
-            # a source the law cannot move at its strength (inf) never fires
             t = self.source_clocks(material, mobility, geom.src_tau.numpy())
+            never = int(np.sum(~np.isfinite(t)))
+            if never:                # the law does not move them at their strength
+                log.warning("DD seed %d: %d of %d sources never fire (the mobility law does "
+                            "not move a dislocation at their strength)", seed, never, t.size)
             geom = dataclasses.replace(geom, src_time=torch.as_tensor(t))
         state = init(geom, state.plane, state.s, state.sign, params=params)
         end = (self.final_strain / self.strain_rate_s if self.loading == "strain"

@@ -367,9 +367,12 @@ def read_ddrun(path: str | Path) -> StrainPaths:
             sources["nucleation_time_s"] = float(clock["time_ns"]) * 1e-9
         each = clock.get("each_source")
         if isinstance(each, dict) and each.get("source_mpa") and each.get("time_ns"):
-            sources["nucleation_clocks"] = {
-                "source_mpa": [float(x) for x in each["source_mpa"]],
-                "time_s": [float(x) * 1e-9 for x in each["time_ns"]]}
+            rows = [(float(s), float(t) * 1e-9) for s, t in zip(each["source_mpa"],
+                                                                each["time_ns"], strict=False)
+                    if isinstance(s, int | float) and isinstance(t, int | float) and t > 0]
+            if rows:
+                sources["nucleation_clocks"] = {"source_mpa": [r[0] for r in rows],
+                                                "time_s": [r[1] for r in rows]}
     elif art.settings.get("nucleation", "time") == "time" \
             and isinstance(art.settings.get("nucleation_time_ns"), int | float):
         sources["nucleation_time_s"] = float(art.settings["nucleation_time_ns"]) * 1e-9

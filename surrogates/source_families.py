@@ -181,7 +181,8 @@ class SourceFamiliesJ2(J2Plasticity):
 
     @property
     def nucleation_time_s(self) -> float:
-        """The middle family's nucleation time, s (every family's, on one clock)."""
+        """The median of the families' nucleation times, s (every family's, on one
+        clock; the record's ``fit.nucleation_time_s`` is the DD's mean source's)."""
         return float(np.median(self.nucleation_times_s))
 
     def initial_state(self, n: int) -> np.ndarray:

@@ -964,8 +964,8 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
     elif s.model == "source_families":
         if not (meta.get("nucleation_time_s") and meta.get("source_strength_mpa")):
             raise DataError(f"{meta.get('ddrun') or 'the training data'}: model = "
-                            "'source_families' needs a DD run whose sources fire on one "
-                            "clock (nucleation 'time' or 'bow_out_clock') and its source "
+                            "'source_families' needs a DD run whose sources fire on "
+                            "clocks (nucleation 'time' or 'bow_out_clock') and its source "
                             "strengths (its run.json and settings give neither)")
         model, record, history = fit_source_families(
             train, val, families=s.families, restarts=s.restarts, seed=s.seed,

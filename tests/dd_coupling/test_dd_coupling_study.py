@@ -367,6 +367,13 @@ def test_each_source_clock_times_every_source_by_its_own_bow_out(tmp_path):
     grid = np.array(c["each_source"]["source_mpa"]) * 1e6
     np.testing.assert_allclose(np.array(c["each_source"]["time_ns"]) * 1e-9,
                                each.source_clocks(MAT, law, grid), rtol=1e-12)
+    # below a law's threshold a source never fires: left out of the table, said where
+    tau_mean = each.strengths(MAT)["source"]["mpa"]
+    stuck = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5, tau0_pa=0.9 * tau_mean * 1e6)
+    part = each.nucleation_clock(MAT, stuck)["each_source"]
+    assert min(part["source_mpa"]) >= 0.9 * tau_mean and np.all(np.isfinite(part["time_ns"]))
+    assert part["never_below_mpa"] == min(part["source_mpa"])
+    assert c["each_source"]["never_below_mpa"] is None
     art = DDSettings(**{**cfg, "realisations": 2}, nucleation_clock_of="each_source").make(
         make_drag_law(tmp_path / "mob"), make_properties(tmp_path / "props"), tmp_path / "dd")
     run = json.loads((art.path / "run.json").read_text())

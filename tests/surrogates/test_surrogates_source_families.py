@@ -233,7 +233,7 @@ def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):
 def test_a_dd_run_without_source_settings_is_refused(tmp_path):
     data = synthetic(truth())
     data.meta.pop("nucleation_time_s")
-    with pytest.raises(Exception, match="needs a DD run whose sources fire on one"):
+    with pytest.raises(Exception, match="needs a DD run whose sources fire on"):
         fit_surrogate(data, SurrogateSettings(model="source_families"), tmp_path)
 
 
