@@ -14,7 +14,12 @@ mechanism:
   stands for the internal stresses that help the weakest sources, a fitted ``spread``
   for how much of the DD's spread the mean field sees). Each family has a clock that
   runs while the stress is above its strength and pauses (does not reset) below it;
-  every t_nuc of clock time the family fires once. t_nuc is the DD's: one for every
+  every t_nuc of clock time the family fires once. With ``clock_width`` w > 0 the clock
+  runs at Φ((σ − S_k)/w) instead: the stress at a DD source is the applied stress plus
+  the field of the dislocations around it, so a family's sources start (and stop) over
+  a band of applied stress, and the families dephase as the DD's sources do (the time of
+  the last firing within a step by inverting the clock's closed form, ∫Φ over a linear
+  stress = dt [G(x_e) − G(x_s)]/(x_e − x_s), G(x) = xΦ(x) + φ(x)). t_nuc is the DD's: one for every
   family, or, where the DD timed each source by its own bow-out time, the time of the
   DD's sources at the family's strength quantile (fixed, not fitted).
 - **Mobile dislocations** as a fluidity m (1/(MPa·s)): each firing adds ``emission``;
@@ -59,6 +64,7 @@ from scalebridge.surrogates.data import StrainPaths, plastic_history, replay, re
 from scalebridge.surrogates.ensemble import FLOW_TAIL
 from scalebridge.surrogates.j2 import PLASTIC_STATE_NAMES, J2Plasticity, out_of_training_range
 from scalebridge.surrogates.protocol import ConstitutiveResult, step_inputs
+from scipy.special import ndtr
 from scipy.stats import norm
 
 log = logging.getLogger("scalebridge.surrogates")
@@ -125,6 +131,28 @@ def _decay_integral(rate: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(x > 1e-12, -np.expm1(-x) / np.maximum(rate, 1e-300), t)
 
 
+_SQ2PI = math.sqrt(2.0 * math.pi)
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * x * x) / _SQ2PI
+
+
+def _g(x: np.ndarray) -> np.ndarray:
+    """G(x) = x Φ(x) + φ(x), the antiderivative of Φ."""
+    return x * ndtr(x) + _phi(x)
+
+
+def smooth_fraction(xs: np.ndarray, xe: np.ndarray) -> np.ndarray:
+    """The mean of Φ(x) over a step in which x runs linearly from ``xs`` to ``xe``:
+    (G(xe) − G(xs))/(xe − xs), Φ at the midpoint where x barely moves."""
+    dx = xe - xs
+    small = np.abs(dx) < 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (_g(xe) - _g(xs)) / np.where(small, 1.0, dx)
+    return np.where(small, ndtr(0.5 * (xs + xe)), f)
+
+
 def family_strengths(mean_mpa: float, std_mpa: float, k: int, scale: float = 1.0,
                      spread: float = 1.0) -> np.ndarray:
     """(k,) von Mises strengths: the k mid-quantiles of a normal distribution of resolved
@@ -149,6 +177,9 @@ class SourceFamiliesJ2(J2Plasticity):
         emission: fluidity added per family firing, 1/(MPa·s).
         pinning_time_s, pinning_strain: t_pin (> 0) and ε_pin (> 0) of the pinning rate.
         training_range: ``{"eps_p_eq": [lo, hi], "rate_s": [lo, hi]}`` for out_of_range.
+        clock_width_mpa: w (von Mises MPa) of smooth clocks: a clock runs at the rate
+            Φ((σ_eq − S_k)/w), the stress at a source being the applied one plus a normal
+            internal field of width w; 0: the step 1[σ_eq > S_k].
     """
 
     def __init__(self, bulk: float, shear: float, hardening: StaticVoce,
@@ -156,7 +187,7 @@ class SourceFamiliesJ2(J2Plasticity):
                  emission: float,
                  pinning_time_s: float, pinning_strain: float,
                  training_range: dict[str, list[float]] | None = None,
-                 name: str = "source_families_j2") -> None:
+                 name: str = "source_families_j2", clock_width_mpa: float = 0.0) -> None:
         e = 9.0 * bulk * shear / (3.0 * bulk + shear)
         nu = (3.0 * bulk - 2.0 * shear) / (2.0 * (3.0 * bulk + shear))
         super().__init__(e, nu, hardening, name=name)
@@ -175,6 +206,9 @@ class SourceFamiliesJ2(J2Plasticity):
         self.pinning_time_s = float(pinning_time_s)
         self.pinning_strain = float(pinning_strain)
         self.training_range = training_range or {}
+        if not clock_width_mpa >= 0:
+            raise ValueError(f"clock_width_mpa must be >= 0, got {clock_width_mpa}")
+        self.clock_width_mpa = float(clock_width_mpa)
         k = self.strengths_mpa.size
         self.state_names = (*PLASTIC_STATE_NAMES, "fluidity_eff", "fluidity",
                             *(f"clock_{i}_s" for i in range(k)))
@@ -196,16 +230,22 @@ class SourceFamiliesJ2(J2Plasticity):
         sig_e = mandel.von_mises(sig_tr)[:, None]
         # a scaled copy (ensemble.scale_hardening) scales the strengths with σ_y
         thr = self.strengths_mpa * getattr(self.hardening, "factor", 1.0)
-        # the part of the step above each strength, the stress linear over the step
-        d = sig_e - sig_s
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(d > 0, (sig_e - thr) / d,
-                            np.where(d < 0, (sig_s - thr) / -d, 1.0 * (sig_e > thr)))
-        clocks = state[:, 9:] + dt_arr[:, None] * np.clip(np.where(np.isnan(frac), 0.0, frac),
-                                                          0.0, 1.0)
+        w = self.clock_width_mpa
+        if w > 0:   # smooth clocks: the mean of Φ((σ − S_k)/w) over the step
+            frac = smooth_fraction((sig_s - thr) / w, (sig_e - thr) / w)
+        else:       # the part of the step above each strength, the stress linear over it
+            d = sig_e - sig_s
+            with np.errstate(divide="ignore", invalid="ignore"):
+                frac = np.where(d > 0, (sig_e - thr) / d,
+                                np.where(d < 0, (sig_s - thr) / -d, 1.0 * (sig_e > thr)))
+            frac = np.clip(np.where(np.isnan(frac), 0.0, frac), 0.0, 1.0)
+        clocks = state[:, 9:] + dt_arr[:, None] * frac
         fired = np.floor(clocks / self.nucleation_times_s)
         clocks -= fired * self.nucleation_times_s
-        since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
+        if w > 0:
+            since = self._smooth_since(clocks, fired, frac, sig_s, sig_e, thr, dt_arr)
+        else:
+            since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
         rate = (1.0 + state[:, 6] / self.pinning_strain) / self.pinning_time_s   # 1/s
         # M = ∫ m dt over the step: the carried m pinning from the start, each firing's
         # emission from its firing time on
@@ -223,7 +263,10 @@ class SourceFamiliesJ2(J2Plasticity):
                                                  dt_arr, sig_tr)
         # a family that crosses its strength within the step and fires there starts
         # emitting at a time set by the trial stress: m_eff depends on the increment
-        crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (clocks < dt_arr[:, None])
+        if w > 0:   # every family that fires within the step (its clock moves with σ)
+            crossing = (fired > 0) & (since < dt_arr[:, None])
+        else:
+            crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (clocks < dt_arr[:, None])
         crossing &= (m_eff > NO_FLUIDITY)[:, None] & (a < 600.0)[:, None]
         if tangent is not None and np.any(crossing):
             tangent = self._firing_tangent(tangent, stress, crossing, sig_s, sig_e, thr,
@@ -234,6 +277,59 @@ class SourceFamiliesJ2(J2Plasticity):
         oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
+
+    def _smooth_since(self, clocks: np.ndarray, fired: np.ndarray, frac: np.ndarray,
+                      sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
+                      dt: np.ndarray) -> np.ndarray:
+        """Smooth clocks: the time (s) from each family's last firing within the step to
+        the step's end, (n, K); the clock at the firing, C(τ_f) = C(1) − remainder, is
+        inverted by bisection (24 halvings, then two Newton steps) for the pairs that
+        fire."""
+        since = np.zeros_like(clocks)
+        i, k = np.nonzero(fired > 0)
+        if i.size == 0:
+            return since
+        w = self.clock_width_mpa
+        xs = (sig_s[i, 0] - thr[k]) / w
+        dx = (sig_e[i, 0] - sig_s[i, 0]) / w
+        target = frac[i, k] - clocks[i, k] / dt[i]     # C(τ_f)/dt
+        g0 = _g(xs)
+        small = np.abs(dx) < 1e-9
+        dxs = np.where(small, 1.0, dx)
+        lo, hi = np.zeros_like(xs), np.ones_like(xs)
+        for _ in range(24):
+            mid = 0.5 * (lo + hi)
+            below = np.where(small, ndtr(xs) * mid, (_g(xs + dx * mid) - g0) / dxs) < target
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        tau = 0.5 * (lo + hi)
+        for _ in range(2):
+            c = np.where(small, ndtr(xs) * tau, (_g(xs + dx * tau) - g0) / dxs)
+            slope = ndtr(xs + dx * tau)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.where(slope > 0, (c - target) / slope, 0.0)
+            tau = np.clip(tau - step, lo, hi)
+        since[i, k] = (1.0 - tau) * dt[i]
+        return since
+
+    def _dsince_dq(self, sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
+                   since: np.ndarray, dt: np.ndarray) -> np.ndarray:
+        """d(since)/dq_tr (s/MPa), (n, K), of a family firing within the step (step
+        clocks: dt·dfrac/dq_tr; smooth clocks: through the fixed C(τ_f))."""
+        w = self.clock_width_mpa
+        d = sig_e - sig_s
+        if w <= 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return dt[:, None] * np.where(d > 0, thr - sig_s, sig_s - thr) / d ** 2
+        xs = (sig_s - thr) / w
+        dx = d / w
+        tau = 1.0 - since / dt[:, None]
+        xf = xs + dx * tau
+        small = np.abs(dx) < 1e-6
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dcdq = np.where(small, _phi(xs) * tau ** 2 / 2.0,
+                            (_phi(xs) - _phi(xf) - xs * (ndtr(xf) - ndtr(xs)))
+                            / np.where(small, 1.0, dx) ** 2) / w
+            return dt[:, None] * dcdq / ndtr(xf)
 
     def _firing_tangent(self, tangent: np.ndarray, stress: np.ndarray, crossing: np.ndarray,
                         sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
@@ -250,11 +346,9 @@ class SourceFamiliesJ2(J2Plasticity):
         and σ = σ_tr − 2G√(3/2) Δγ n̂. Both directions are n̂: a symmetric rank-one term.
         Shapes: (n, ·) per point, (n, K) per family; returns the (n, 6, 6) tangent."""
         g = self.shear
-        d = sig_e - sig_s                                    # (n, 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dfrac = np.where(d > 0, thr - sig_s, sig_s - thr) / d ** 2
+        dsince = self._dsince_dq(sig_s, sig_e, thr, since, dt)
         dm_dq = self.emission * np.where(crossing, fired * np.exp(-rate[:, None] * since)
-                                         * dt[:, None] * dfrac, 0.0).sum(axis=1)
+                                         * dsince, 0.0).sum(axis=1)
         dm_dq *= np.where(a > 1e-8, np.exp(a), 1.0) / dt    # dm_eff/dM, (n,)
         dg = j2[:, 6] - state[:, 6]                          # Δγ = Δε̄_p, (n,)
         q = m_eff[:, None]
@@ -283,7 +377,8 @@ class SourceFamiliesJ2(J2Plasticity):
                 "emission": self.emission,
                 "pinning_time_s": self.pinning_time_s, "pinning_strain": self.pinning_strain,
                 "hardening": self.hardening.to_config(),
-                "training_range": self.training_range}
+                "training_range": self.training_range,
+                "clock_width_mpa": self.clock_width_mpa}
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> SourceFamiliesJ2:
@@ -293,7 +388,8 @@ class SourceFamiliesJ2(J2Plasticity):
                    np.asarray(c["nucleation_time_s"], dtype=np.float64),
                    float(c["emission"]),
                    float(c["pinning_time_s"]), float(c["pinning_strain"]),
-                   c.get("training_range"))
+                   c.get("training_range"),
+                   clock_width_mpa=float(c.get("clock_width_mpa", 0.0)))
 
     def __repr__(self) -> str:
         s = self.strengths_mpa
@@ -312,6 +408,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                         nucleation_time_s: float, source_mean_mpa: float,
                         source_std_mpa: float, restarts: int = 2,
                         nucleation_clocks: dict[str, list[float]] | None = None,
+                        clock_width: float = 0.0,
                         max_evaluations: int = 1500, polish: int = 100, seed: int = 0,
                         ) -> tuple[SourceFamiliesJ2, dict[str, Any], list[dict[str, Any]]]:
     """Fit the eight parameters (:data:`PARAMETERS`) to the stress along ``train``.
@@ -329,6 +426,8 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             clock, ``{"source_mpa": [...], "time_s": [...]}`` (resolved strength, MPa;
             increasing): family k takes the time of the DD's sources it stands for,
             strength τ̄ + spread·s_τ·z_k (interpolated in log-log; spread fitted).
+        clock_width: the smooth clocks' width w in units of the DD's source-strength
+            spread in von Mises (w = clock_width·√3·source_std_mpa; 0: step clocks).
         source_mean_mpa, source_std_mpa: the DD's resolved source strengths.
         max_evaluations: Powell evaluations per start.
         polish: least-squares evaluations per start after Powell (0: none).
@@ -368,7 +467,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             family_strengths(source_mean_mpa, source_std_mpa, families, p["scale"],
                              p["spread"]),
             clocks(p["spread"]), p["emission"], p["pinning_time_s"], p["pinning_strain"],
-            dict(rng_box))
+            dict(rng_box), clock_width_mpa=clock_width * math.sqrt(3.0) * source_std_mpa)
 
     tail = max(round(FLOW_TAIL * train.stress.shape[1]), 1)
     flow_data = mandel.von_mises(train.stress)[:, -tail:].mean(axis=1)
@@ -442,7 +541,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
               "fit": {"parameters": params, "families": families,
                       "source_mean_mpa": source_mean_mpa, "source_std_mpa": source_std_mpa,
                       "nucleation_time_s": nucleation_time_s, "sigma_ref_mpa": sig_ref,
-                      "nucleation_clocks": nucleation_clocks,
+                      "nucleation_clocks": nucleation_clocks, "clock_width": clock_width,
                       "restarts": restarts, "seed": seed}}
     return model, record, history
 

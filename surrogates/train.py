@@ -161,6 +161,13 @@ class SurrogateSettings(StrictModel):
                           "quantiles of the DD's source-strength distribution)")
     restarts: int = Field(2, ge=0, description="source_families: seeded restarts of the "
                           "Powell fit after the first start")
+    clock_width: float = Field(
+        0.0, ge=0, description="source_families: the width of the stress a source sees "
+        "about the applied one (the internal field of the dislocations around it), in "
+        "units of the DD's source-strength spread √3·s_τ (von Mises), a stated "
+        "assumption: a family's clock runs at the rate Φ((σ_eq − S_k)/w) instead of "
+        "switching at its strength S_k, so the families dephase as the DD's sources do. "
+        "0: step clocks")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
     cross_validate: int = Field(
         2, ge=0, description="a DD study held out by microstructure: fit again with up to "
@@ -969,6 +976,7 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
                             "strengths (its run.json and settings give neither)")
         model, record, history = fit_source_families(
             train, val, families=s.families, restarts=s.restarts, seed=s.seed,
+            clock_width=s.clock_width,
             nucleation_time_s=float(meta["nucleation_time_s"]),
             nucleation_clocks=meta.get("nucleation_clocks"),
             source_mean_mpa=float(meta["source_strength_mpa"]),
