@@ -43,11 +43,13 @@ T_NUC = 1e-8                         # s, the DD's nucleation time
 
 
 def law(strengths=(60.0,), emission: float = 2e3, t_pin: float = 2.5e-9,
-        eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0)
+        eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0),
+        t_nuc: float | np.ndarray = T_NUC, clock_width_mpa: float = 0.0
         ) -> SourceFamiliesJ2:
     return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(sigma_b[0], sigma_b[1], 3e-3),
-                            np.asarray(strengths, float), T_NUC, emission, t_pin, eps_pin,
-                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]})
+                            np.asarray(strengths, float), t_nuc, emission, t_pin, eps_pin,
+                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]},
+                            clock_width_mpa=clock_width_mpa)
 
 
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
@@ -308,12 +310,9 @@ def test_each_family_fires_on_its_own_clock(rate):
     the per-family times survive to_config/from_config."""
     strain, dt = shear_path(rate)
     one = law(strengths=(60.0, 90.0))
-    each = SourceFamiliesJ2(BULK, SHEAR, StaticVoce(5.0, 60.0, 3e-3),
-                            np.array([500.0, 60.0]), np.array([T_NUC, 2 * T_NUC]), 2e3,
-                            2.5e-9, 1e-3)      # strengths unsorted: the times follow them
-    same = SourceFamiliesJ2(BULK, SHEAR, StaticVoce(5.0, 60.0, 3e-3), np.array([60.0, 90.0]),
-                            np.array([T_NUC, T_NUC]), 2e3, 2.5e-9, 1e-3,
-                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]})
+    # strengths unsorted: the times follow them
+    each = law(strengths=(500.0, 60.0), t_nuc=np.array([T_NUC, 2 * T_NUC]))
+    same = law(strengths=(60.0, 90.0), t_nuc=np.array([T_NUC, T_NUC]))
     np.testing.assert_array_equal(integrate_path(one, strain, dt)[0],
                                   integrate_path(same, strain, dt)[0])
     assert same.to_config()["nucleation_time_s"] == T_NUC
@@ -351,13 +350,6 @@ def test_the_fit_times_each_family_by_the_dd_clock_of_its_strength():
         .nucleation_times_s.tolist() == [T_NUC] * 4
 
 
-def smooth_law(width_mpa: float, strengths=(60.0,)) -> SourceFamiliesJ2:
-    return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(5.0, 60.0, 3e-3), np.asarray(strengths),
-                            T_NUC, 2e3, 2.5e-9, 1e-3,
-                            {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]},
-                            clock_width_mpa=width_mpa)
-
-
 def test_a_smooth_clock_runs_below_its_strength_at_the_normal_tail_rate():
     """``clock_width_mpa = w``: the stress at a source is the applied one plus an internal
     field of width w, so its clock runs at Φ((σ − S)/w). Held at S − w it fires after
@@ -367,7 +359,8 @@ def test_a_smooth_clock_runs_below_its_strength_at_the_normal_tail_rate():
 
     dt = T_NUC / 50
     for level, rate in ((50.0, ndtr(-1.0)), (80.0, ndtr(2.0))):
-        _, st, _ = integrate_path(smooth_law(10.0), _hold_path([(level, 8 * T_NUC)], dt), dt)
+        _, st, _ = integrate_path(law(clock_width_mpa=10.0),
+                                  _hold_path([(level, 8 * T_NUC)], dt), dt)
         first = int(np.argmax(st[0, :, 8] > 0))       # the step it fires in
         assert first > 0
         # the first step ramps to the level; the step it fires in ends after the time
@@ -381,9 +374,9 @@ def test_smooth_clocks_keep_the_consistent_tangent(rate):
     """Every family that fires within a step moves m_eff with the increment (its clock's
     rate follows the trial stress): with that term the tangent matches central
     differences at every step, and the interface checks pass."""
-    m = SourceFamiliesJ2(BULK, SHEAR, StaticVoce(6.0, 213.0, 3e-3),
-                         family_strengths(60.0, 12.0, 16, 0.76, 0.86), T_NUC, 677.0, 2.3e-9,
-                         2.4e-3, clock_width_mpa=2 * math.sqrt(3.0) * 12.0)
+    m = law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)), emission=677.0,
+            t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0),
+            clock_width_mpa=2 * math.sqrt(3.0) * 12.0)
     err = _tangent_errors(m, rate)
     assert err.max() < 1e-5, (err.max(), int(err.argmax()))
     rep = check_constitutive(m, amplitude=4e-3, raise_on_failure=False)
