@@ -349,7 +349,7 @@ class DDSettings(StrictModel):
         ``bow_out_time_s``, ``source_mpa`` (the mean strength τ̄_src), ``length_um``
         (its Frank-Read length β μ b / τ̄_src) and ``clock_of``; with ``each_source``
         ``time_s`` is the mean source's and ``each_source`` holds the clock against the
-        strength over τ̄_src ± 3 sd (``source_mpa``, ``time_ns``; strengths the law does
+        strength over τ̄_src ± 4 sd (``source_mpa``, ``time_ns``; strengths the law does
         not move left out, ``never_below_mpa`` the lowest that fires, or None).
 
         Raises:
@@ -386,10 +386,11 @@ class DDSettings(StrictModel):
                "from": f"{self.nucleation_bow_outs:g} bow-out times of the mean source "
                        "at the mobility law's velocity"}
         if self.nucleation_clock_of == "each_source":
-            # each source's clock against its strength, over the strengths' ±3 sd (what a
-            # surrogate needs to time its own families the way the DD timed its sources)
+            # each source's clock against its strength, over the strengths' ±4 sd (what a
+            # surrogate needs to time its own families the way the DD timed its sources;
+            # its families spread wider than the DD's sources, to ~3.5 sd in the example)
             sd = self.strengths(material)["source"]["std_mpa"] * 1e6
-            grid = np.linspace(max(tau - 3.0 * sd, 0.2 * tau), tau + 3.0 * sd, 25)
+            grid = np.linspace(max(tau - 4.0 * sd, 0.2 * tau), tau + 4.0 * sd, 33)
             t = self.source_clocks(material, mobility, grid)
             fires = np.isfinite(t)          # below a law's threshold a source never fires
             out["each_source"] = {"source_mpa": (grid[fires] * 1e-6).tolist(),

@@ -152,6 +152,9 @@ class MobilityMaker(StrictModel):
         f"vectors; the line at least {MIN_SCREW_LINE_B} b (kink pairs)")
     replicas: int = Field(3, ge=1, description="independent runs per (character, T, τ) "
                           "point (other seeds and relaxed start)")
+    screw_replicas: int | None = Field(
+        None, ge=2, description="replicas per screw point if different (a screw run costs "
+        "several edge runs); None: replicas")
     blocks: int = Field(5, ge=2, description="blocks of the block-averaged velocity of "
                         "one run")
     perturb_a: float = Field(0.05, ge=0, le=0.3, description="random displacement (± Å per "
@@ -223,6 +226,10 @@ class MobilityMaker(StrictModel):
         return (self.screw_taus_mpa if character == "screw" and self.screw_taus_mpa else
                 self.taus_mpa)
 
+    def replicas_for(self, character: str) -> int:
+        return (self.screw_replicas if character == "screw" and self.screw_replicas else
+                self.replicas)
+
     def replica_seed(self, replica: int) -> int:
         """Velocity seed of a replica (thermostat +1, start perturbation +2)."""
         return self.seed + 7919 * replica
@@ -233,12 +240,12 @@ class MobilityMaker(StrictModel):
         return self.lattice or "bcc"
 
     def grid(self) -> list[GlidePoint]:
-        """Every task: each (character, T, τ) point ``replicas`` times; in BCC with screws
-        (``peierls_0k``) the 0 K Peierls stress; in FCC the 0 K dissociation of each
-        character."""
+        """Every task: each (character, T, τ) point ``replicas`` times (screws
+        ``screw_replicas``); in BCC with screws (``peierls_0k``) the 0 K Peierls stress;
+        in FCC the 0 K dissociation of each character."""
         out = [GlidePoint(character=c, temperature_k=T, tau_mpa=t, replica=r)
                for c in self.characters for T in self.temperatures_k
-               for t in self.taus_for(c) for r in range(self.replicas)]
+               for t in self.taus_for(c) for r in range(self.replicas_for(c))]
         if self.crystal == "fcc":
             out += [GlidePoint(character=c, temperature_k=0.0, tau_mpa=0.0,
                                kind="dissociation") for c in self.characters]

@@ -430,23 +430,7 @@ def glide_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                      f"{good} of {n} glide points measured" + (
                          f" ({'; '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})"
                          if bad else ""), frac)]
-    reps = _num(summary.get("replicas_min"))
-    rel = []
-    for p in pts:
-        v, ci = _num(p.get("velocity_m_s")), _num(p.get("velocity_ci95_m_s"))
-        if p.get("status", "ok") == "ok" and v and ci is not None and int(
-                float(p.get("replicas_ok") or p.get("replicas") or 1)) >= 2:
-            rel.append(abs(ci / v))
-    if not reps or reps < 2 or not rel:
-        out.append(Check("replica_agreement", AMBER if pts else NA,
-                         "one replica per point: agreement not measured (set replicas >= 2)"
-                         if pts else "no glide points", reps))
-    else:
-        med = float(sorted(rel)[len(rel) // 2])
-        t = THRESHOLDS["replica_ci"]
-        out.append(Check("replica_agreement", t.grade(med),
-                         f"{reps:.0f}+ replicas per point, median 95% CI ±{100 * med:.0f}% "
-                         f"of the velocity (green within {100 * t.green:g}%)", med))
+    out += replica_checks(pts, _num(summary.get("replicas_min")))
     out.append(steady_glide_check(pts))
     out.append(members_check(summary))
     # the loaded core is where a learned potential leaves its data first
@@ -456,6 +440,37 @@ def glide_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                                    "one model, or an artifact from before the glide "
                                    "runs recorded it: no model deviation at the cores")))
     out.append(characters_check(summary, pts))
+    return out
+
+
+def replica_checks(pts: list[dict[str, str]], reps: float | None) -> list[Check]:
+    """``replica_agreement``: the median 95% CI of a point's velocity over its replicas,
+    relative to the velocity, per character (``replica_agreement_<character>`` each when
+    both were measured: a few noisy screw points must not hide behind many edge ones,
+    nor spoil them)."""
+    rel: dict[str, list[float]] = {}
+    least: dict[str, int] = {}
+    for p in pts:
+        v, ci = _num(p.get("velocity_m_s")), _num(p.get("velocity_ci95_m_s"))
+        n = int(float(p.get("replicas_ok") or p.get("replicas") or 1))
+        if p.get("status", "ok") == "ok" and v and ci is not None and n >= 2:
+            c = p.get("character") or "edge"
+            rel.setdefault(c, []).append(abs(ci / v))
+            least[c] = min(least.get(c, n), n)
+    if not reps or reps < 2 or not rel:
+        return [Check("replica_agreement", AMBER if pts else NA,
+                      "one replica per point: agreement not measured (set replicas >= 2)"
+                      if pts else "no glide points", reps)]
+    t = THRESHOLDS["replica_ci"]
+    out = []
+    for c, r in sorted(rel.items()):
+        med = float(sorted(r)[len(r) // 2])
+        who = f"{c}: " if len(rel) > 1 else ""
+        out.append(Check("replica_agreement" + (f"_{c}" if len(rel) > 1 else ""),
+                         t.grade(med), f"{who}{least[c]}+ replicas per point, median 95% CI "
+                         f"±{100 * med:.0f}% of the velocity over {len(r)} point"
+                         f"{'s' if len(r) > 1 else ''} (green within {100 * t.green:g}%)",
+                         med))
     return out
 
 
@@ -469,7 +484,12 @@ def characters_check(summary: Mapping[str, Any], pts: list[dict[str, str]]) -> C
     if not got:
         return Check("characters", NA, "no glide point measured")
     if set(got) >= {"edge", "screw"}:
-        return Check("characters", GREEN, "edge and screw glide measured")
+        taus = {c: sorted({float(p["tau_mpa"]) for p in pts if p.get("character") == c
+                           and p.get("status", "ok") == "ok" and p.get("tau_mpa")})
+                for c in ("edge", "screw")}
+        return Check("characters", GREEN, "edge and screw glide measured (" + "; ".join(
+            f"{c} at {len(t)} stress{'es' if len(t) > 1 else ''}, "
+            f"{'/'.join(f'{x:g}' for x in t)} MPa" for c, t in taus.items()) + ")")
     only = got[0]
     if str(summary.get("lattice", "")).lower() == "bcc":
         why = ("the DD and everything after it describe edge glide alone; in BCC the "
@@ -1164,6 +1184,28 @@ RULES = {"DFTDataset": dataset_checks, "Potential": potential_checks,
          "LoadBand": band_checks}
 
 
+def _unused_character(rows: list[dict[str, Any]], arts: Mapping[str, Any]) -> None:
+    """Where the DD glides one character (its summary's ``mobility.character``), a red
+    per-character glide check of the other becomes amber, saying so: nothing downstream
+    uses that law, so it cannot spoil the answer, but it is no physics either. Rows
+    (:meth:`StageVerdict.to_dict`) are changed in place."""
+    used = {((a.summary.get("mobility") or {}).get("character")) for a in arts.values()
+            if a.kind == "DDRun" and isinstance(a.summary, Mapping)} - {None}
+    if len(used) != 1:
+        return
+    (c,) = used
+    for row in rows:
+        if row.get("kind") != "DefectStats":
+            continue
+        for chk in row["checks"]:
+            other = chk["name"].rsplit("_", 1)[-1]
+            if chk["status"] == RED and other in ("edge", "screw") and other != c:
+                chk["status"] = AMBER
+                chk["reason"] += (f"; red on its own, amber because the DD glides {c}s: "
+                                  f"nothing downstream uses the {other} law")
+        row["verdict"] = worst(x["status"] for x in row["checks"])
+
+
 def run_verdicts(arts: Mapping[str, Any],
                  planned: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Verdicts of every artifact (``name -> Artifact``, in chain order): ``overall``,
@@ -1174,7 +1216,7 @@ def run_verdicts(arts: Mapping[str, Any],
     ``partial`` (never green: most of the answer is missing), ``stages_run`` /
     ``stages_planned`` count them and ``worst_of_run`` is the worst of the stages that
     ran."""
-    rows, made = [], []
+    rows: list[dict[str, Any]] = []
     order = list(planned) if planned is not None else [(n, a.kind) for n, a in arts.items()]
     order += [(n, a.kind) for n, a in arts.items() if n not in {p for p, _ in order}]
     for name, kind in order:
@@ -1182,9 +1224,10 @@ def run_verdicts(arts: Mapping[str, Any],
         if art is None:
             rows.append({"stage": name, "kind": kind, "verdict": NOT_RUN, "checks": []})
             continue
-        sv = StageVerdict(name, art.kind, checks_for(art.kind, art.summary, art.path))
-        made.append(sv.verdict)
-        rows.append(sv.to_dict())
+        rows.append(StageVerdict(name, art.kind,
+                                 checks_for(art.kind, art.summary, art.path)).to_dict())
+    _unused_character(rows, arts)
+    made = [r["verdict"] for r in rows if r["verdict"] != NOT_RUN]
     overall = worst(made)
     out = {"overall": overall, "by_stage": {r["stage"]: r["verdict"] for r in rows},
            "stages": rows}

@@ -367,6 +367,9 @@ def test_each_source_clock_times_every_source_by_its_own_bow_out(tmp_path):
     grid = np.array(c["each_source"]["source_mpa"]) * 1e6
     np.testing.assert_allclose(np.array(c["each_source"]["time_ns"]) * 1e-9,
                                each.source_clocks(MAT, law, grid), rtol=1e-12)
+    # the table reaches 4 sd above the mean (a fitted family spread beyond the sources')
+    sd = each.strengths(MAT)["source"]["std_mpa"]
+    assert grid[-1] * 1e-6 == pytest.approx(each.strengths(MAT)["source"]["mpa"] + 4 * sd)
     # below a law's threshold a source never fires: left out of the table, said where
     tau_mean = each.strengths(MAT)["source"]["mpa"]
     stuck = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5, tau0_pa=0.9 * tau_mean * 1e6)

@@ -132,6 +132,13 @@ def test_replicas_fan_out_with_distinct_seeds_and_starts():
     grid = mk.grid()
     assert len(grid) == 2 * 3 and len({p.tag for p in grid}) == 6
     assert sorted({p.replica for p in grid}) == [0, 1, 2]
+    # screws their own stresses and replica count (a screw run costs several edge runs)
+    both = MobilityMaker(characters=["edge", "screw"], temperatures_k=[300.0],
+                         taus_mpa=[200.0, 400.0], screw_taus_mpa=[2800.0], screw_replicas=2,
+                         peierls_0k=False).grid()
+    assert sorted(p.tag for p in both if p.character == "screw") == [
+        "screw_T300_tau2800_r0", "screw_T300_tau2800_r1"]
+    assert sum(p.character == "edge" for p in both) == 6
     seeds = [mk.replica_seed(r) for r in range(3)]
     _, geo = build_glide_slab(A0, "edge", "Mo", *repeats_for(A0, "edge", (8, 14, 30)),
                               rigid_layers=True)

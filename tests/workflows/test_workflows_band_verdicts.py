@@ -1213,7 +1213,8 @@ def test_a_neural_law_on_few_points_says_its_r2_is_a_training_check(tmp_path):
 
 
 @pytest.mark.parametrize("rows, lattice, status, words, more", [
-    (["edge,ok", "screw,ok"], "bcc", GREEN, "edge and screw glide measured", ""),
+    (["edge,ok", "screw,ok"], "bcc", GREEN, "edge and screw glide measured (edge at 1 "
+     "stress, 500 MPa; screw at 1 stress, 500 MPa)", ""),
     (["edge,ok", "screw,unresolved"], "bcc", AMBER, "edge glide only: the screw's mobility",
      "Peierls barrier sets the flow stress"),
     (["screw,ok"], "bcc", AMBER, 'set [md.mobility] characters = ["edge", "screw"]',
@@ -1234,6 +1235,34 @@ def test_glide_says_which_characters_it_measured(tmp_path, rows, lattice, status
     c = next(c for c in g if c.name == "characters")
     assert c.status == status and words in c.reason, c
     assert more in c.detail and (c.detail == "") == (more == ""), c
+
+
+@pytest.mark.parametrize("dd_glides, verdict", [("edge", AMBER), ("screw", RED)])
+def test_replicas_are_graded_per_character(tmp_path, dd_glides, verdict):
+    """Three well-resolved edge points do not outvote one unresolved screw point (the
+    median over all four would be green): each character is graded on its own; a red
+    one the DD does not glide with is amber, saying why, and spoils nothing downstream."""
+    (tmp_path / "velocity.csv").write_text(
+        "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,replicas,"
+        "replicas_ok,status\n"
+        "edge,300,250,1175,186,3,3,ok\nedge,300,500,1687,414,3,3,ok\n"
+        "edge,300,1500,2369,177,3,3,ok\nscrew,300,2800,410,1867,2,2,ok\n")
+    g = checks_for("DefectStats", {"points": 4, "replicas_min": 2, "lattice": "bcc"},
+                   tmp_path)
+    assert [c.name for c in g if c.name.startswith("replica")] == [
+        "replica_agreement_edge", "replica_agreement_screw"]
+    edge, screw = (next(c for c in g if c.name == f"replica_agreement_{x}")
+                   for x in ("edge", "screw"))
+    assert edge.status == GREEN and edge.reason.startswith("edge: 3+ replicas per point, "
+                                                           "median 95% CI ±16%")
+    assert screw.status == RED and "±455% of the velocity over 1 point" in screw.reason
+    v = run_verdicts({"defects": Fake("DefectStats", {"points": 4, "replicas_min": 2,
+                                                      "lattice": "bcc"}, tmp_path),
+                      "dd": Fake("DDRun", {"mobility": {"character": dd_glides}}, tmp_path)})
+    row = next(r for r in v["stages"] if r["stage"] == "defects")
+    chk = next(c for c in row["checks"] if c["name"] == "replica_agreement_screw")
+    assert row["verdict"] == verdict == chk["status"]
+    assert ("nothing downstream uses the screw law" in chk["reason"]) == (verdict == AMBER)
 
 
 @pytest.mark.parametrize("used, n, status", [(2, 2, GREEN), (1, 2, AMBER), (1, 1, NA),
