@@ -21,7 +21,11 @@ mechanism:
   the last firing within a step by inverting the clock's closed form, ∫Φ over a linear
   stress = dt [G(x_e) − G(x_s)]/(x_e − x_s), G(x) = xΦ(x) + φ(x)). t_nuc is the DD's: one for every
   family, or, where the DD timed each source by its own bow-out time, the time of the
-  DD's sources at the family's strength quantile (fixed, not fitted).
+  DD's sources at the family's strength quantile (fixed, not fitted). With
+  ``internal_field_grows`` that field is the emitted dislocations' own: a virgin crystal
+  has none, so the width starts at 0 and the strengths at the DD sources' own (the fitted
+  ``scale`` applies once the field has grown, as √(ε̄_p/(ε̄_p + ε_pin))), and the first
+  firings, which set the upper yield, come as in the DD.
 - **Mobile dislocations** as a fluidity m (1/(MPa·s)): each firing adds ``emission``;
   pinning removes them at the rate (1 + ε̄_p/ε_pin)/t_pin (obstacles catch the glide
   sooner as the structure fills). With the MD's drag B, m = ρ_m b²/(3B) is the mobile
@@ -180,6 +184,10 @@ class SourceFamiliesJ2(J2Plasticity):
         clock_width_mpa: w (von Mises MPa) of smooth clocks: a clock runs at the rate
             Φ((σ_eq − S_k)/w), the stress at a source being the applied one plus a normal
             internal field of width w; 0: the step 1[σ_eq > S_k].
+        field_grows: the internal field grows from none with ε̄_p
+            (:meth:`internal_field`): the width from 0, the strengths from
+            ``virgin_strength_factor``·S_k (the DD sources' own) to S_k.
+        virgin_strength_factor: S_k(ε̄_p = 0)/S_k where the field grows (the fit: 1/scale).
     """
 
     def __init__(self, bulk: float, shear: float, hardening: StaticVoce,
@@ -187,7 +195,8 @@ class SourceFamiliesJ2(J2Plasticity):
                  emission: float,
                  pinning_time_s: float, pinning_strain: float,
                  training_range: dict[str, list[float]] | None = None,
-                 name: str = "source_families_j2", clock_width_mpa: float = 0.0) -> None:
+                 name: str = "source_families_j2", clock_width_mpa: float = 0.0,
+                 field_grows: bool = False, virgin_strength_factor: float = 1.0) -> None:
         e = 9.0 * bulk * shear / (3.0 * bulk + shear)
         nu = (3.0 * bulk - 2.0 * shear) / (2.0 * (3.0 * bulk + shear))
         super().__init__(e, nu, hardening, name=name)
@@ -209,6 +218,10 @@ class SourceFamiliesJ2(J2Plasticity):
         if not clock_width_mpa >= 0:
             raise ValueError(f"clock_width_mpa must be >= 0, got {clock_width_mpa}")
         self.clock_width_mpa = float(clock_width_mpa)
+        self.field_grows = bool(field_grows)
+        if not virgin_strength_factor > 0:
+            raise ValueError(f"virgin_strength_factor must be > 0, got {virgin_strength_factor}")
+        self.virgin_strength_factor = float(virgin_strength_factor)
         k = self.strengths_mpa.size
         self.state_names = (*PLASTIC_STATE_NAMES, "fluidity_eff", "fluidity",
                             *(f"clock_{i}_s" for i in range(k)))
@@ -229,9 +242,12 @@ class SourceFamiliesJ2(J2Plasticity):
         sig_tr = (strain + dstrain - state[:, :6]) @ self.stiffness.T
         sig_e = mandel.von_mises(sig_tr)[:, None]
         # a scaled copy (ensemble.scale_hardening) scales the strengths with σ_y
-        thr = self.strengths_mpa * getattr(self.hardening, "factor", 1.0)
-        w = self.clock_width_mpa
-        if w > 0:   # smooth clocks: the mean of Φ((σ − S_k)/w) over the step
+        g = self.internal_field(state[:, 6])                 # (n, 1)
+        f0 = self.virgin_strength_factor
+        thr = (self.strengths_mpa * getattr(self.hardening, "factor", 1.0)
+               * (f0 + (1.0 - f0) * g))                       # (n, K)
+        w = self.clock_width_mpa * np.maximum(g, 1e-3)
+        if self.clock_width_mpa > 0:   # smooth clocks: the mean of Φ((σ − S_k)/w) over the step
             frac = smooth_fraction((sig_s - thr) / w, (sig_e - thr) / w)
         else:       # the part of the step above each strength, the stress linear over it
             d = sig_e - sig_s
@@ -242,8 +258,8 @@ class SourceFamiliesJ2(J2Plasticity):
         clocks = state[:, 9:] + dt_arr[:, None] * frac
         fired = np.floor(clocks / self.nucleation_times_s)
         clocks -= fired * self.nucleation_times_s
-        if w > 0:
-            since = self._smooth_since(clocks, fired, frac, sig_s, sig_e, thr, dt_arr)
+        if self.clock_width_mpa > 0:
+            since = self._smooth_since(clocks, fired, frac, sig_s, sig_e, thr, dt_arr, w)
         else:
             since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
         rate = (1.0 + state[:, 6] / self.pinning_strain) / self.pinning_time_s   # 1/s
@@ -263,14 +279,15 @@ class SourceFamiliesJ2(J2Plasticity):
                                                  dt_arr, sig_tr)
         # a family that crosses its strength within the step and fires there starts
         # emitting at a time set by the trial stress: m_eff depends on the increment
-        if w > 0:   # every family that fires within the step (its clock moves with σ)
+        if self.clock_width_mpa > 0:   # every family that fires within the step
             crossing = (fired > 0) & (since < dt_arr[:, None])
         else:
             crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (clocks < dt_arr[:, None])
         crossing &= (m_eff > NO_FLUIDITY)[:, None] & (a < 600.0)[:, None]
         if tangent is not None and np.any(crossing):
             tangent = self._firing_tangent(tangent, stress, crossing, sig_s, sig_e, thr,
-                                           fired, since, rate, a, m_eff, state, j2, dt_arr)
+                                           fired, since, rate, a, m_eff, state, j2, dt_arr,
+                                           w)
         new = state.copy()
         new[:, :7] = j2[:, :7]
         new[:, 7], new[:, 8], new[:, 9:] = m_eff, m_end, clocks
@@ -278,9 +295,22 @@ class SourceFamiliesJ2(J2Plasticity):
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
 
+    def internal_field(self, eps_p: np.ndarray) -> np.ndarray:
+        """(n, 1) the internal field's share g of its full strength at equivalent plastic
+        strain ``eps_p`` (n,): 1, or with ``field_grows`` √(ε̄_p/(ε̄_p + ε_pin)). The
+        field is the emitted dislocations' own, so a virgin crystal has none, and it
+        grows as √ρ with a density that builds up on the scale of the pinning strain.
+        It sets the clock width, w = ``clock_width_mpa``·max(g, 1e-3) (the floor a
+        numerical device: the step clock's limit), and the strengths, which fall from
+        ``virgin_strength_factor`` times S_k at g = 0 to S_k at g = 1."""
+        if not self.field_grows:
+            return np.ones((np.shape(eps_p)[0], 1))
+        ep = np.maximum(np.asarray(eps_p, dtype=np.float64), 0.0)[:, None]
+        return np.sqrt(ep / (ep + self.pinning_strain))
+
     def _smooth_since(self, clocks: np.ndarray, fired: np.ndarray, frac: np.ndarray,
                       sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
-                      dt: np.ndarray) -> np.ndarray:
+                      dt: np.ndarray, w_n: np.ndarray) -> np.ndarray:
         """Smooth clocks: the time (s) from each family's last firing within the step to
         the step's end, (n, K); the clock at the firing, C(τ_f) = C(1) − remainder, is
         inverted for the pairs that fire by Newton's method kept inside a bisection
@@ -290,8 +320,8 @@ class SourceFamiliesJ2(J2Plasticity):
         i, k = np.nonzero(fired > 0)
         if i.size == 0:
             return since
-        w = self.clock_width_mpa
-        xs = (sig_s[i, 0] - thr[k]) / w
+        w = w_n[i, 0]
+        xs = (sig_s[i, 0] - thr[i, k]) / w
         dx = (sig_e[i, 0] - sig_s[i, 0]) / w
         target = frac[i, k] - clocks[i, k] / dt[i]     # C(τ_f)/dt
         g0 = _g(xs)
@@ -314,12 +344,11 @@ class SourceFamiliesJ2(J2Plasticity):
         return since
 
     def _dsince_dq(self, sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
-                   since: np.ndarray, dt: np.ndarray) -> np.ndarray:
+                   since: np.ndarray, dt: np.ndarray, w: np.ndarray) -> np.ndarray:
         """d(since)/dq_tr (s/MPa), (n, K), of a family firing within the step (step
         clocks: dt·dfrac/dq_tr; smooth clocks: through the fixed C(τ_f))."""
-        w = self.clock_width_mpa
         d = sig_e - sig_s
-        if w <= 0:
+        if self.clock_width_mpa <= 0:
             with np.errstate(divide="ignore", invalid="ignore"):
                 return dt[:, None] * np.where(d > 0, thr - sig_s, sig_s - thr) / d ** 2
         xs = (sig_s - thr) / w
@@ -337,7 +366,7 @@ class SourceFamiliesJ2(J2Plasticity):
                         sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
                         fired: np.ndarray, since: np.ndarray, rate: np.ndarray,
                         a: np.ndarray, m_eff: np.ndarray, state: np.ndarray, j2: np.ndarray,
-                        dt: np.ndarray) -> np.ndarray:
+                        dt: np.ndarray, w: np.ndarray) -> np.ndarray:
         """The consistent tangent where a firing within the step moves m_eff with the
         strain increment: the radial-return tangent plus (∂σ/∂m_eff) ⊗ (dm_eff/dΔε).
 
@@ -348,7 +377,7 @@ class SourceFamiliesJ2(J2Plasticity):
         and σ = σ_tr − 2G√(3/2) Δγ n̂. Both directions are n̂: a symmetric rank-one term.
         Shapes: (n, ·) per point, (n, K) per family; returns the (n, 6, 6) tangent."""
         g = self.shear
-        dsince = self._dsince_dq(sig_s, sig_e, thr, since, dt)
+        dsince = self._dsince_dq(sig_s, sig_e, thr, since, dt, w)
         dm_dq = self.emission * np.where(crossing, fired * np.exp(-rate[:, None] * since)
                                          * dsince, 0.0).sum(axis=1)
         dm_dq *= np.where(a > 1e-8, np.exp(a), 1.0) / dt    # dm_eff/dM, (n,)
@@ -380,7 +409,9 @@ class SourceFamiliesJ2(J2Plasticity):
                 "pinning_time_s": self.pinning_time_s, "pinning_strain": self.pinning_strain,
                 "hardening": self.hardening.to_config(),
                 "training_range": self.training_range,
-                "clock_width_mpa": self.clock_width_mpa}
+                "clock_width_mpa": self.clock_width_mpa,
+                "field_grows": self.field_grows,
+                "virgin_strength_factor": self.virgin_strength_factor}
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> SourceFamiliesJ2:
@@ -391,7 +422,9 @@ class SourceFamiliesJ2(J2Plasticity):
                    float(c["emission"]),
                    float(c["pinning_time_s"]), float(c["pinning_strain"]),
                    c.get("training_range"),
-                   clock_width_mpa=float(c.get("clock_width_mpa", 0.0)))
+                   clock_width_mpa=float(c.get("clock_width_mpa", 0.0)),
+                   field_grows=bool(c.get("field_grows", False)),
+                   virgin_strength_factor=float(c.get("virgin_strength_factor", 1.0)))
 
     def __repr__(self) -> str:
         s = self.strengths_mpa
@@ -410,7 +443,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                         nucleation_time_s: float, source_mean_mpa: float,
                         source_std_mpa: float, restarts: int = 2,
                         nucleation_clocks: dict[str, list[float]] | None = None,
-                        clock_width: float = 0.0,
+                        clock_width: float = 0.0, field_grows: bool = False,
                         max_evaluations: int = 1500, polish: int = 100, seed: int = 0,
                         ) -> tuple[SourceFamiliesJ2, dict[str, Any], list[dict[str, Any]]]:
     """Fit the eight parameters (:data:`PARAMETERS`) to the stress along ``train``.
@@ -469,7 +502,9 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             family_strengths(source_mean_mpa, source_std_mpa, families, p["scale"],
                              p["spread"]),
             clocks(p["spread"]), p["emission"], p["pinning_time_s"], p["pinning_strain"],
-            dict(rng_box), clock_width_mpa=clock_width * math.sqrt(3.0) * source_std_mpa)
+            dict(rng_box), clock_width_mpa=clock_width * math.sqrt(3.0) * source_std_mpa,
+            field_grows=field_grows,
+            virgin_strength_factor=1.0 / p["scale"] if field_grows else 1.0)
 
     tail = max(round(FLOW_TAIL * train.stress.shape[1]), 1)
     flow_data = mandel.von_mises(train.stress)[:, -tail:].mean(axis=1)

@@ -168,6 +168,12 @@ class SurrogateSettings(StrictModel):
         "assumption: a family's clock runs at the rate Φ((σ_eq − S_k)/w) instead of "
         "switching at its strength S_k, so the families dephase as the DD's sources do. "
         "0: step clocks")
+    internal_field_grows: bool = Field(
+        False, description="source_families: the internal field grows from none with the "
+        "plastic strain as √(ε̄_p/(ε̄_p + ε_pin)) (it is the emitted dislocations'; a "
+        "virgin crystal has none): the clock width from 0 and the families' strengths "
+        "from the DD sources' own (the fitted scale applies once it is grown), so the "
+        "first sources fire at their own strengths, as in the DD")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
     cross_validate: int = Field(
         2, ge=0, description="a DD study held out by microstructure: fit again with up to "
@@ -976,7 +982,7 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
                             "strengths (its run.json and settings give neither)")
         model, record, history = fit_source_families(
             train, val, families=s.families, restarts=s.restarts, seed=s.seed,
-            clock_width=s.clock_width,
+            clock_width=s.clock_width, field_grows=s.internal_field_grows,
             nucleation_time_s=float(meta["nucleation_time_s"]),
             nucleation_clocks=meta.get("nucleation_clocks"),
             source_mean_mpa=float(meta["source_strength_mpa"]),

@@ -44,12 +44,12 @@ T_NUC = 1e-8                         # s, the DD's nucleation time
 
 def law(strengths=(60.0,), emission: float = 2e3, t_pin: float = 2.5e-9,
         eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0),
-        t_nuc: float | np.ndarray = T_NUC, clock_width_mpa: float = 0.0
-        ) -> SourceFamiliesJ2:
+        t_nuc: float | np.ndarray = T_NUC, clock_width_mpa: float = 0.0,
+        grows: bool = False) -> SourceFamiliesJ2:
     return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(sigma_b[0], sigma_b[1], 3e-3),
                             np.asarray(strengths, float), t_nuc, emission, t_pin, eps_pin,
                             {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]},
-                            clock_width_mpa=clock_width_mpa)
+                            clock_width_mpa=clock_width_mpa, field_grows=grows)
 
 
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
@@ -369,20 +369,44 @@ def test_a_smooth_clock_runs_below_its_strength_at_the_normal_tail_rate():
     assert np.all(st[0, :, 8] == 0.0)
 
 
-@pytest.mark.parametrize("rate", [4e4, 7e4])
-def test_smooth_clocks_keep_the_consistent_tangent(rate):
+def test_a_growing_internal_field_starts_from_the_step_clock_and_the_sources_own_strength():
+    """``field_grows``: the internal field is the emitted dislocations', so a virgin
+    crystal has none: the clock width is 1e-3 of the full one, so held at S − w a family
+    does not fire (the full width's clock would, after 6.3 t_nuc) and held above S it
+    fires when the step clock does; with ``virgin_strength_factor`` 1.25 its strength is
+    1.25 S before any plastic strain, so held at 1.1 S it does not fire either. The
+    field's share grows as √(ε̄_p/(ε̄_p + ε_pin))."""
+    dt = T_NUC / 50
+    m = law(clock_width_mpa=10.0, grows=True)
+    _, st, _ = integrate_path(m, _hold_path([(50.0, 8 * T_NUC)], dt), dt)
+    assert np.all(st[0, :, 8] == 0.0)
+    _, st, _ = integrate_path(m, _hold_path([(70.0, 3 * T_NUC)], dt), dt)
+    _, step, _ = integrate_path(law(), _hold_path([(70.0, 3 * T_NUC)], dt), dt)
+    assert int(np.argmax(st[0, :, 8] > 0)) == int(np.argmax(step[0, :, 8] > 0)) > 0
+    m.virgin_strength_factor = 1.25
+    _, st, _ = integrate_path(m, _hold_path([(66.0, 8 * T_NUC)], dt), dt)
+    assert np.all(st[0, :, 8] == 0.0)
+    ep = np.array([0.0, 1e-3, 3e-3])
+    np.testing.assert_allclose(m.internal_field(ep)[:, 0], [0.0, math.sqrt(0.5),
+                                                            math.sqrt(0.75)])
+    assert law(clock_width_mpa=10.0).internal_field(ep)[:, 0].tolist() == [1.0] * 3
+
+
+@pytest.mark.parametrize("rate, grows", [(4e4, False), (7e4, False), (7e4, True)])
+def test_smooth_clocks_keep_the_consistent_tangent(rate, grows):
     """Every family that fires within a step moves m_eff with the increment (its clock's
     rate follows the trial stress): with that term the tangent matches central
     differences at every step, and the interface checks pass."""
     m = law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)), emission=677.0,
             t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0),
-            clock_width_mpa=2 * math.sqrt(3.0) * 12.0)
+            clock_width_mpa=2 * math.sqrt(3.0) * 12.0, grows=grows)
     err = _tangent_errors(m, rate)
     assert err.max() < 1e-5, (err.max(), int(err.argmax()))
     rep = check_constitutive(m, amplitude=4e-3, raise_on_failure=False)
     assert rep.passed, {k: v for k, v in rep.to_dict()["checks"].items() if not v["passed"]}
     back = SourceFamiliesJ2.from_config(m.to_config())
-    assert back.clock_width_mpa == m.clock_width_mpa
+    assert (back.clock_width_mpa, back.field_grows) == (m.clock_width_mpa, grows)
+    assert back.virgin_strength_factor == m.virgin_strength_factor
 
 
 def test_the_clock_width_setting_reaches_the_fitted_model(tmp_path):
@@ -390,9 +414,10 @@ def test_the_clock_width_setting_reaches_the_fitted_model(tmp_path):
     (the data's meta: 8 MPa here): the fitted model's w is that, and the file keeps it."""
     data = synthetic(truth(), n=20)
     s = SurrogateSettings(model="source_families", families=4, restarts=0, val_fraction=0.3,
-                          clock_width=1.5, run_checks=False)
+                          clock_width=1.5, internal_field_grows=True, run_checks=False)
     fit_surrogate(data, s, tmp_path)
     m = load_surrogate(tmp_path)
     assert m.clock_width_mpa == pytest.approx(1.5 * math.sqrt(3.0) * 8.0)
+    assert m.field_grows
     rec = json.loads((tmp_path / "surrogate.json").read_text())
     assert rec["fit"]["clock_width"] == 1.5
