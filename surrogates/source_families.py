@@ -23,9 +23,10 @@ mechanism:
   family, or, where the DD timed each source by its own bow-out time, the time of the
   DD's sources at the family's strength quantile (fixed, not fitted). With
   ``internal_field_grows`` that field is the emitted dislocations' own: a virgin crystal
-  has none, so the width starts at 0 and the strengths at the DD sources' own (the fitted
-  ``scale`` applies once the field has grown, as √(ε̄_p/(ε̄_p + ε_pin))), and the first
-  firings, which set the upper yield, come as in the DD.
+  has none, so the width starts at 0 and the strengths at the DD sources' own at the
+  fitted spread, √3(τ̄ + spread·s_τ z_k) (the fitted ``scale`` applies once the field has
+  grown, as √(ε̄_p/(ε̄_p + ε_pin))), and the first firings, which set the upper yield,
+  come as in the DD.
 - **Mobile dislocations** as a fluidity m (1/(MPa·s)): each firing adds ``emission``;
   pinning removes them at the rate (1 + ε̄_p/ε_pin)/t_pin (obstacles catch the glide
   sooner as the structure fills). With the MD's drag B, m = ρ_m b²/(3B) is the mobile
@@ -247,7 +248,8 @@ class SourceFamiliesJ2(J2Plasticity):
         thr = (self.strengths_mpa * getattr(self.hardening, "factor", 1.0)
                * (f0 + (1.0 - f0) * g))                       # (n, K)
         w = self.clock_width_mpa * np.maximum(g, 1e-3)
-        if self.clock_width_mpa > 0:   # smooth clocks: the mean of Φ((σ − S_k)/w) over the step
+        smooth = self.clock_width_mpa > 0
+        if smooth:   # smooth clocks: the mean of Φ((σ − S_k)/w) over the step
             frac = smooth_fraction((sig_s - thr) / w, (sig_e - thr) / w)
         else:       # the part of the step above each strength, the stress linear over it
             d = sig_e - sig_s
@@ -258,7 +260,7 @@ class SourceFamiliesJ2(J2Plasticity):
         clocks = state[:, 9:] + dt_arr[:, None] * frac
         fired = np.floor(clocks / self.nucleation_times_s)
         clocks -= fired * self.nucleation_times_s
-        if self.clock_width_mpa > 0:
+        if smooth:
             since = self._smooth_since(clocks, fired, frac, sig_s, sig_e, thr, dt_arr, w)
         else:
             since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
@@ -279,7 +281,7 @@ class SourceFamiliesJ2(J2Plasticity):
                                                  dt_arr, sig_tr)
         # a family that crosses its strength within the step and fires there starts
         # emitting at a time set by the trial stress: m_eff depends on the increment
-        if self.clock_width_mpa > 0:   # every family that fires within the step
+        if smooth:   # every family that fires within the step
             crossing = (fired > 0) & (since < dt_arr[:, None])
         else:
             crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (clocks < dt_arr[:, None])
@@ -301,7 +303,7 @@ class SourceFamiliesJ2(J2Plasticity):
         field is the emitted dislocations' own, so a virgin crystal has none, and it
         grows as √ρ with a density that builds up on the scale of the pinning strain.
         It sets the clock width, w = ``clock_width_mpa``·max(g, 1e-3) (the floor a
-        numerical device: the step clock's limit), and the strengths, which fall from
+        numerical device: the step clock's limit), and the strengths, which go from
         ``virgin_strength_factor`` times S_k at g = 0 to S_k at g = 1."""
         if not self.field_grows:
             return np.ones((np.shape(eps_p)[0], 1))
@@ -335,7 +337,9 @@ class SourceFamiliesJ2(J2Plasticity):
                 c = np.where(small, ndtr(xs) * tau, (_g(xs + dx * tau) - g0) / dxs) - target
                 lo, hi = np.where(c < 0, tau, lo), np.where(c < 0, hi, tau)
                 new = tau - c / ndtr(xs + dx * tau)
-                new = np.where(((new > lo) & (new < hi)) | (c == 0), new, 0.5 * (lo + hi))
+                # a root hit exactly is kept (its slope may be 0 far below the strength)
+                new = np.where(c == 0, tau, np.where((new > lo) & (new < hi), new,
+                                                     0.5 * (lo + hi)))
                 done = np.abs(new - tau) < 1e-12
                 tau = new
                 if done.all():
@@ -579,6 +583,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                       "source_mean_mpa": source_mean_mpa, "source_std_mpa": source_std_mpa,
                       "nucleation_time_s": nucleation_time_s, "sigma_ref_mpa": sig_ref,
                       "nucleation_clocks": nucleation_clocks, "clock_width": clock_width,
+                      "internal_field_grows": field_grows,
                       "restarts": restarts, "seed": seed}}
     return model, record, history
 

@@ -172,7 +172,8 @@ class SurrogateSettings(StrictModel):
         False, description="source_families: the internal field grows from none with the "
         "plastic strain as √(ε̄_p/(ε̄_p + ε_pin)) (it is the emitted dislocations'; a "
         "virgin crystal has none): the clock width from 0 and the families' strengths "
-        "from the DD sources' own (the fitted scale applies once it is grown), so the "
+        "from the DD sources' own at the fitted spread (the fitted scale applies once it "
+        "is grown), so the "
         "first sources fire at their own strengths, as in the DD")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
     cross_validate: int = Field(

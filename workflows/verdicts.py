@@ -457,16 +457,19 @@ def replica_checks(pts: list[dict[str, str]], reps: float | None) -> list[Check]
             c = p.get("character") or "edge"
             rel.setdefault(c, []).append(abs(ci / v))
             least[c] = min(least.get(c, n), n)
-    if not reps or reps < 2 or not rel:
+    if not rel:     # no point with two replicas measured
         return [Check("replica_agreement", AMBER if pts else NA,
                       "one replica per point: agreement not measured (set replicas >= 2)"
                       if pts else "no glide points", reps)]
     t = THRESHOLDS["replica_ci"]
+    # named by character wherever both were measured, so that the cross-stage rule
+    # (_unused_character) can tell whose it is
+    both = len({p.get("character") for p in pts if p.get("status", "ok") == "ok"}) > 1
     out = []
     for c, r in sorted(rel.items()):
         med = float(sorted(r)[len(r) // 2])
-        who = f"{c}: " if len(rel) > 1 else ""
-        out.append(Check("replica_agreement" + (f"_{c}" if len(rel) > 1 else ""),
+        who = f"{c}: " if both else ""
+        out.append(Check("replica_agreement" + (f"_{c}" if both else ""),
                          t.grade(med), f"{who}{least[c]}+ replicas per point, median 95% CI "
                          f"±{100 * med:.0f}% of the velocity over {len(r)} point"
                          f"{'s' if len(r) > 1 else ''} (green within {100 * t.green:g}%)",
@@ -487,9 +490,12 @@ def characters_check(summary: Mapping[str, Any], pts: list[dict[str, str]]) -> C
         taus = {c: sorted({float(p["tau_mpa"]) for p in pts if p.get("character") == c
                            and p.get("status", "ok") == "ok" and p.get("tau_mpa")})
                 for c in ("edge", "screw")}
+        one = ("; one screw stress: its drag there, no kink-pair law"
+               if len(taus["screw"]) == 1 else "")
         return Check("characters", GREEN, "edge and screw glide measured (" + "; ".join(
-            f"{c} at {len(t)} stress{'es' if len(t) > 1 else ''}, "
-            f"{'/'.join(f'{x:g}' for x in t)} MPa" for c, t in taus.items()) + ")")
+            f"{c} at {len(t)} stress{'es' if len(t) > 1 else ''}"
+            + (f", {'/'.join(f'{x:g}' for x in t)} MPa" if t else "")
+            for c, t in taus.items()) + one + ")")
     only = got[0]
     if str(summary.get("lattice", "")).lower() == "bcc":
         why = ("the DD and everything after it describe edge glide alone; in BCC the "

@@ -392,6 +392,32 @@ def test_a_growing_internal_field_starts_from_the_step_clock_and_the_sources_own
     assert law(clock_width_mpa=10.0).internal_field(ep)[:, 0].tolist() == [1.0] * 3
 
 
+def test_the_smooth_clock_firing_time_inverts_the_clock():
+    """``_smooth_since`` finds the firing time τ_f within the step from the clock's closed
+    form C(τ) = [G(x_s + Δx τ) − G(x_s)]/Δx (in units of dt): given the remainder
+    C(1) − C(τ_f) it returns (1 − τ_f) dt, to 1e-9 of the step, for a stress rising,
+    falling, barely moving, far below and far above the strength, and a root at either
+    end of the step."""
+    from scalebridge.surrogates.source_families import _g, smooth_fraction
+
+    m = law(clock_width_mpa=10.0)
+    xs = np.array([-1.0, 1.5, 0.3, -40.0, 30.0, 0.2, -0.5, 2.0])
+    dx = np.array([2.0, -1.0, 1e-12, 0.5, -3.0, 1.0, 1.0, 0.7])
+    tau = np.array([0.3, 0.7, 0.55, 0.9, 0.1, 0.0, 1.0, 0.45])
+    dt = np.full(xs.size, 2e-10)
+    c = np.where(np.abs(dx) < 1e-9, smooth_fraction(xs, xs) * tau,
+                 (_g(xs + dx * tau) - _g(xs)) / np.where(np.abs(dx) < 1e-9, 1.0, dx))
+    frac = smooth_fraction(xs, xs + dx)[:, None]
+    w = np.full((xs.size, 1), 10.0)
+    thr = np.zeros((xs.size, 1))
+    clocks = (frac[:, 0] - c)[:, None] * dt[:, None]
+    since = m._smooth_since(clocks, np.ones_like(clocks), frac, (xs * 10.0)[:, None],
+                            ((xs + dx) * 10.0)[:, None], thr, dt, w)
+    assert np.all(np.isfinite(since))
+    ok = frac[:, 0] > 1e-12           # far below, the clock does not move: any time fits
+    np.testing.assert_allclose(since[ok, 0] / dt[ok], 1.0 - tau[ok], atol=1e-9)
+
+
 @pytest.mark.parametrize("rate, grows", [(4e4, False), (7e4, False), (7e4, True)])
 def test_smooth_clocks_keep_the_consistent_tangent(rate, grows):
     """Every family that fires within a step moves m_eff with the increment (its clock's
@@ -400,6 +426,7 @@ def test_smooth_clocks_keep_the_consistent_tangent(rate, grows):
     m = law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)), emission=677.0,
             t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0),
             clock_width_mpa=2 * math.sqrt(3.0) * 12.0, grows=grows)
+    m.virgin_strength_factor = 1.3 if grows else 1.0
     err = _tangent_errors(m, rate)
     assert err.max() < 1e-5, (err.max(), int(err.argmax()))
     rep = check_constitutive(m, amplitude=4e-3, raise_on_failure=False)
@@ -418,6 +445,7 @@ def test_the_clock_width_setting_reaches_the_fitted_model(tmp_path):
     fit_surrogate(data, s, tmp_path)
     m = load_surrogate(tmp_path)
     assert m.clock_width_mpa == pytest.approx(1.5 * math.sqrt(3.0) * 8.0)
-    assert m.field_grows
     rec = json.loads((tmp_path / "surrogate.json").read_text())
-    assert rec["fit"]["clock_width"] == 1.5
+    assert rec["fit"]["clock_width"] == 1.5 and rec["fit"]["internal_field_grows"]
+    assert m.field_grows and m.virgin_strength_factor == pytest.approx(
+        1.0 / rec["fit"]["parameters"]["scale"], rel=1e-12)

@@ -1214,7 +1214,8 @@ def test_a_neural_law_on_few_points_says_its_r2_is_a_training_check(tmp_path):
 
 @pytest.mark.parametrize("rows, lattice, status, words, more", [
     (["edge,ok", "screw,ok"], "bcc", GREEN, "edge and screw glide measured (edge at 1 "
-     "stress, 500 MPa; screw at 1 stress, 500 MPa)", ""),
+     "stress, 500 MPa; screw at 1 stress, 500 MPa; one screw stress: its drag there, no "
+     "kink-pair law)", ""),
     (["edge,ok", "screw,unresolved"], "bcc", AMBER, "edge glide only: the screw's mobility",
      "Peierls barrier sets the flow stress"),
     (["screw,ok"], "bcc", AMBER, 'set [md.mobility] characters = ["edge", "screw"]',
@@ -1263,6 +1264,13 @@ def test_replicas_are_graded_per_character(tmp_path, dd_glides, verdict):
     chk = next(c for c in row["checks"] if c["name"] == "replica_agreement_screw")
     assert row["verdict"] == verdict == chk["status"]
     assert ("nothing downstream uses the screw law" in chk["reason"]) == (verdict == AMBER)
+    # one edge replica (replicas = 1), two screw ones (screw_replicas = 2): the screws
+    # are still graded, under their own name
+    (tmp_path / "velocity.csv").write_text(
+        "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,replicas,"
+        "replicas_ok,status\nedge,300,250,1175,186,1,1,ok\nscrew,300,2800,410,1867,2,2,ok\n")
+    g = checks_for("DefectStats", {"points": 2, "replicas_min": 1}, tmp_path)
+    assert [c.name for c in g if c.name.startswith("replica")] == ["replica_agreement_screw"]
 
 
 @pytest.mark.parametrize("used, n, status", [(2, 2, GREEN), (1, 2, AMBER), (1, 1, NA),
