@@ -715,7 +715,7 @@ def mobility_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     if "Neural" in law and coef and per and per <= coef:
         # it interpolates its points: R² ~ 1 says the training converged, nothing more
         what = f"training converged: {law} ({coef} coefficients per curve, {per:.3g} " \
-               f"MD points) R²"
+               f"MD points per curve) R²"
     out = [graded("fit_r2", "mobility_r2", r2, what, ".3f", na="no fit quality recorded"),
            glide_law_consistency(fit)]
     b0, err = _num(summary.get("drag_edge_b0_pa_s")), _num(summary.get("drag_edge_b0_err_pa_s"))

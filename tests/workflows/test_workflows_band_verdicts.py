@@ -1206,7 +1206,8 @@ def test_a_neural_law_on_few_points_says_its_r2_is_a_training_check(tmp_path):
     _glide_fit(tmp_path, 0.97, 1, n_terms=4)
     r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
     assert r2.status == GREEN and r2.reason.startswith(
-        "training converged: NeuralMobility (17 coefficients per curve, 3 MD points) R²")
+        "training converged: NeuralMobility (17 coefficients per curve, 3 MD points per "
+        "curve) R²")
     _glide_fit(tmp_path, 0.97, 1, points=40, n_terms=4)
     r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
     assert r2.reason.startswith("NeuralMobility R² on the MD velocities"), r2
