@@ -1,8 +1,9 @@
 """Saving matplotlib figures the way every stage should: readable ticks, data beside.
 
 :func:`save_figure` is the one place a stage writes a PNG. Before saving it draws the
-figure and checks that no two tick labels of an axis overlap (their rendered bounding
-boxes, :func:`tick_label_overlaps`); where they do it fixes the axis (short scientific
+figure and checks that no two tick labels of an axis overlap or abut (their rendered
+bounding boxes, padded to keep a quarter em between neighbours,
+:func:`tick_label_overlaps`); where they do it fixes the axis (short scientific
 labels for a linear axis, fewer ticks, then every other label) and checks again. The PNG
 records where its numbers are: the CSV of the same stem beside it, or the file named by
 ``data=`` (stored in the PNG's ``Source`` text chunk, read back by :func:`plot_data_file`;
@@ -30,6 +31,9 @@ log = logging.getLogger("scalebridge.plotting")
 SOURCE_KEY = "Source"
 #: Pixels two labels may share before they count as overlapping (anti-aliasing slack).
 OVERLAP_SLACK_PX = 0.5
+#: The gap two neighbouring labels must keep, in units of their font size: labels that
+#: abut ("0.00000.0002") do not overlap but cannot be read; a quarter em is about a space.
+MIN_GAP_EM = 0.25
 
 
 @dataclass
@@ -88,7 +92,9 @@ def _visible_labels(axis: Any, renderer: Any) -> list[tuple[str, Any]]:
             continue
         if not lab.get_visible() or not lab.get_text().strip():
             continue
-        out.append((lab.get_text(), lab.get_window_extent(renderer)))
+        # padded by half the gap each, so that labels closer than the gap overlap
+        pad = 0.5 * MIN_GAP_EM * lab.get_fontsize() * renderer.points_to_pixels(1.0)
+        out.append((lab.get_text(), lab.get_window_extent(renderer).padded(pad)))
     return out
 
 

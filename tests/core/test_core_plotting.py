@@ -40,6 +40,29 @@ def test_overlapping_strain_ticks_are_found_and_fixed(tmp_path):
     assert (tmp_path / "stress_strain.png").stat().st_size > 0
 
 
+def test_abutting_labels_count_as_overlapping(tmp_path):
+    """The FEM's load-displacement axis (mo_bench68): 0 to 1.5e-3 mm, 8 labels of six
+    characters 2.2 px apart (0.16 em at 100 dpi); saved at 120 dpi they touched
+    ("0.00000.0002") without overlapping, unreadable. Labels closer than a quarter em
+    count as overlapping, so the axis is fixed; a roomy axis is left alone."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=100)    # continuum.output's figure
+    ax.plot(np.linspace(0.0, 1.5e-3, 31), np.linspace(0.0, 60.0, 31), "o-", ms=3,
+            label="FEM")
+    ax.set_xlabel("inner displacement (mm)")
+    ax.set_ylabel("pressure (MPa)")
+    ax.set_title("cylinder, source_families_j2, 1 rank(s)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    found = tick_label_overlaps(fig)
+    assert found and " x: '0.0000' overlaps '0.0002'" in found[0], found
+    save_figure(fig, tmp_path / "load_displacement.png", dpi=120)
+    assert CHECKED[-1].overlaps_before and CHECKED[-1].overlaps_after == []
+    fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=100)
+    ax.plot([0.0, 1.0], [0.0, 60.0])
+    assert tick_label_overlaps(fig) == []
+
+
 @pytest.mark.parametrize("kind", ["linear_crowded", "log_crowded"])
 def test_crowded_axes_end_without_overlap(tmp_path, kind):
     plt = pyplot()
