@@ -18,7 +18,8 @@
 * the kink-pair law for screws (ΔH₀, τ_P, v₀, p and q fixed) when screw rows exist at two
   or more temperatures;
 * the neural ensemble law (:class:`~scalebridge.dd_coupling.neural.NeuralMobility`) on
-  bootstrap resamples, one member per resample,
+  bootstrap resamples, one member per resample, each character's τ scaled by its own
+  largest |τ| (a screw point at a higher stress leaves the edges' inputs as they were),
 
 and writes the chosen law (``law = "neural"`` or ``"drag"``) as ``mobility.json`` (+
 ``mobility.pt``), ``fit.json`` (drag parameters and uncertainties, neural metrics) and
@@ -170,7 +171,10 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     """Train the ensemble on ``t``: each member on a bootstrap resample (member 0 on all
     rows; with fewer than 10 rows every member sees all rows and the spread comes from
     the random initialisation alone), loss = mean squared error normalised by the per-row
-    uncertainty."""
+    uncertainty. Each row's τ is scaled by its own character's largest |τ|
+    (``tau_scale_by_character_pa``, the stresses of :func:`tau_by_character`), so the
+    edges' inputs, and with them the edge law, do not depend on how far the screws were
+    driven; the velocity scale is the largest |v| of all rows."""
     tau_scale = float(np.max(np.abs(t.tau_pa)))
     v_scale = float(np.max(np.abs(t.velocity_m_s)))
     if tau_scale == 0 or v_scale == 0:
@@ -179,17 +183,23 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     by_char = tau_by_character(t)
     vr = ValidRange(tau_mpa=(0.0, tau_scale * 1e-6), temperature_k=(tlo, thi),
                     characters=tuple(by_char), tau_mpa_by_character=by_char)
+    # each character's own largest |τ| in Pa (tau_by_character's, before its MPa); a
+    # character driven only at τ = 0 keeps the scale of all the data
+    scales = {CHARACTERS[c]: float(np.max(np.abs(t.tau_pa[t.character == c])))
+              for c in sorted(set(t.character.tolist()))}
+    scales = {c: v for c, v in scales.items() if v > 0}
     # seeded before the members are built: their initial weights come from torch's
     # global generator, whose state otherwise depends on what ran earlier in the process
     # (in a chain run: the potential and MD stages), and a rerun gave another law
     torch.manual_seed(s.seed)
     law = NeuralMobility(tau_scale, v_scale, 0.5 * (tlo + thi), max(0.5 * (thi - tlo), 1.0),
                          vr, n_members=s.members, hidden=s.hidden, n_terms=s.terms,
-                         out_of_range=s.out_of_range)
+                         out_of_range=s.out_of_range, tau_scale_by_character_pa=scales)
     rng = np.random.default_rng(s.seed)
-    tau_hat = torch.as_tensor(t.tau_pa / tau_scale)
-    t_hat = torch.as_tensor((t.temperature_k - law.t_mid_k) / law.t_half_k)
     char = torch.as_tensor(t.character)
+    # each row in its own character's units, the division the law makes when it is used
+    tau_hat = torch.as_tensor(t.tau_pa) / law.tau_scales(char)
+    t_hat = torch.as_tensor((t.temperature_k - law.t_mid_k) / law.t_half_k)
     v_hat = torch.as_tensor(t.velocity_m_s / v_scale)
     w = torch.as_tensor(v_scale / _sigma(t, s.relative_error_floor))
     # symmetric augmentation is unnecessary (odd by construction)

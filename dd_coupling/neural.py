@@ -13,18 +13,37 @@ the ensemble spread its uncertainty. Outside the training range the law raises
 :class:`~scalebridge.errors.OutOfRangeError` (policy "error"), warns ("warn"), or clamps τ
 and T to the range ("clamp": v stays monotone and bounded; used inside DD where core
 stresses are singular). τ is judged and clamped against each point's own character's
-range (``ValidRange.tau_mpa_by_character``) where the range has one; the input scale
-``tau_scale_pa`` stays the one of all the data.
+range (``ValidRange.tau_mpa_by_character``) where the range has one.
+
+τ is scaled per character: each point by its own character's scale
+(``tau_scale_by_character_pa``, the largest |τ| of that character in the training data),
+a character without one by ``tau_scale_pa`` (the largest |τ| of all the data). The MD may
+drive edges and screws to very different stresses (the Mo example: edges to 1500 MPa, one
+screw point at 2800 MPa). With one scale for all, adding the screw point squeezed the
+edges' inputs into τ̂ ≤ 0.54 and changed the edge law the DD uses (the same fit settings:
+the edge velocity moved 1.6 % at 300 MPa and 3.8 % at 900 MPa). With a scale per
+character each character's data spans τ̂ up to 1 whatever stresses the others reach, and
+the clamp holds each point at its own character's top (τ̂ = 1 in its own units). The
+characters still share each member's network, so another character's rows still move a
+character's law a little through the training (not through its inputs). A law saved
+without ``tau_scale_by_character_pa`` (before it existed) scales every point by
+``tau_scale_pa``, as it did. The velocity scale ``v_scale_m_s`` stays one for all (the
+largest |v| of all the data): the training loss is normalised by each row's own
+uncertainty whatever v_scale is, and where the screws are the slow character (BCC, the
+example) it is the edges' top speed whatever screw rows are added.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from scalebridge.dd_coupling.cache import BoundedCache
 from scalebridge.dd_coupling.mobility import (
+    CHARACTERS,
     ArrayLike,
     OutOfRangePolicy,
     ValidRange,
@@ -99,12 +118,16 @@ class NeuralMobility:
     """Ensemble neural mobility law (implements :class:`MobilityLaw`).
 
     Args:
-        tau_scale_pa: τ scale, the largest |τ| in the training data, Pa.
+        tau_scale_pa: τ scale, the largest |τ| in the training data, Pa; the scale of
+            every character without its own in ``tau_scale_by_character_pa``.
         v_scale_m_s: velocity scale, m/s.
         t_mid_k, t_half_k: temperature centring and half-width, K.
         valid_range: the training range.
         n_members, hidden, n_terms, u_max: architecture.
         out_of_range: "error", "warn" or "clamp".
+        tau_scale_by_character_pa: each character's own τ scale (the largest |τ| of its
+            training data), Pa, keyed by names from :data:`CHARACTERS`; None (a law saved
+            before these existed): ``tau_scale_pa`` for all.
     """
 
     name = "NeuralMobility"
@@ -112,8 +135,10 @@ class NeuralMobility:
     def __init__(self, tau_scale_pa: float, v_scale_m_s: float, t_mid_k: float,
                  t_half_k: float, valid_range: ValidRange, n_members: int = 4,
                  hidden: int = 16, n_terms: int = 4, u_max: float = 8.0,
-                 out_of_range: OutOfRangePolicy = "error") -> None:
+                 out_of_range: OutOfRangePolicy = "error",
+                 tau_scale_by_character_pa: Mapping[str, float] | None = None) -> None:
         self.tau_scale_pa = float(tau_scale_pa)
+        self.tau_scale_by_character_pa = _character_scales(tau_scale_by_character_pa)
         self.v_scale_m_s = float(v_scale_m_s)
         self.t_mid_k = float(t_mid_k)
         self.t_half_k = float(t_half_k)
@@ -126,8 +151,43 @@ class NeuralMobility:
         # the members' coefficients of recent (T̂, character) inputs (see _coefficients)
         self._coefficient_cache = BoundedCache(COEFFICIENT_CACHE_ENTRIES,
                                                COEFFICIENT_CACHE_ELEMENTS)
+        self._scale_table: tuple[Any, ...] | None = None  # see _scale_and_top
 
     # ---------------------------------------------------------------- evaluation
+    def tau_scales(self, char: torch.Tensor) -> torch.Tensor | float:
+        """Each point's τ scale (n,) Pa, that of its character ``char`` (n,) (0 edge,
+        1 screw; a character without its own scale, or an unknown index, has
+        ``tau_scale_pa``); the float ``tau_scale_pa`` itself when no character has its
+        own scale."""
+        if not self.tau_scale_by_character_pa:
+            return self.tau_scale_pa
+        return self._scale_and_top(char)[0]
+
+    def _scale_and_top(self, char: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each point's τ scale (n,) Pa and its top |τ̂| (n,): its character's top
+        stress in the valid range (``ValidRange.tau_hi_mpa``), at most ``tau_scale_pa``,
+        in that character's units (1 where the scale is that top). One gather from a
+        per-character table, kept for the device, scales and range it was made for (the
+        DD asks for the same characters every step)."""
+        by = self.tau_scale_by_character_pa or {}
+        items = tuple(by.items())
+        c = self._scale_table
+        if (c is None or c[0] != char.device or c[1] != self.tau_scale_pa or c[2] != items
+                or c[3] is not self.valid_range):
+            s_all, r = self.tau_scale_pa, self.valid_range
+            envelope = min(r.tau_mpa[1] * 1e6, s_all) / s_all
+            rows = [(s_all, envelope)]                     # row 0: characters < 0
+            for i, name in enumerate(CHARACTERS):
+                s_c = by.get(name, s_all)
+                rows.append((s_c, min(r.tau_range(i)[1] * 1e6, s_all) / s_c))
+            rows.append((s_all, envelope))                 # last row: characters >= n
+            scales, tops = torch.tensor(rows, dtype=torch.float64, device=char.device).T
+            c = self._scale_table = (char.device, self.tau_scale_pa, items, r,
+                                     scales.contiguous(), tops.contiguous())
+        # index_select on two 1-d tables: a third of the time of one (n, 2) gather
+        idx = char.clamp(-1, len(CHARACTERS)) + 1
+        return c[4].index_select(0, idx), c[5].index_select(0, idx)
+
     def _prepare(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
@@ -142,14 +202,20 @@ class NeuralMobility:
                 log.warning("%s", describe_violation(self, tau, temp, char, bad))
         lo, hi = self.valid_range.temperature_k
         temp = temp.clamp(lo, hi)
-        tau_hat = tau / self.tau_scale_pa
-        if self.valid_range.tau_mpa_by_character:
-            # each point at most at its own character's top stress (an edge beyond the
-            # edge data is not extrapolated along the edge curve up to the screws' top)
+        if self.tau_scale_by_character_pa:
+            # each point in its own character's units, and at most at its own character's
+            # top stress (an edge beyond the edge data is not extrapolated along the edge
+            # curve up to the screws' top): τ̂ = 1 where the scale is that top; never
+            # beyond the largest |τ| of all the data (tau_scale_pa), as below
+            scale, top = self._scale_and_top(char.to(tau.device))
+            tau_hat = torch.maximum(torch.minimum(tau / scale, top), -top)
+        elif self.valid_range.tau_mpa_by_character:
+            # one scale for all (a law saved before per-character scales): as it was
+            tau_hat = tau / self.tau_scale_pa
             top = (tau_hi.to(tau.device) * 1e6 / self.tau_scale_pa).clamp(max=1.0)
             tau_hat = torch.maximum(torch.minimum(tau_hat, top), -top)
         else:
-            tau_hat = tau_hat.clamp(-1.0, 1.0)
+            tau_hat = (tau / self.tau_scale_pa).clamp(-1.0, 1.0)
         t_hat = (temp - self.t_mid_k) / self.t_half_k
         return tau_hat, t_hat, char, is_np
 
@@ -187,11 +253,15 @@ class NeuralMobility:
         return coefficients
 
     def __getstate__(self) -> dict[str, Any]:
-        # the coefficient cache is rebuilt where the law is used (not pickled along)
-        return {k: v for k, v in self.__dict__.items() if k != "_coefficient_cache"}
+        # the coefficient cache and the scale table are rebuilt where the law is used
+        # (not pickled along)
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_coefficient_cache", "_scale_table")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("tau_scale_by_character_pa", None)   # pickled before they existed
         self.__dict__.update(state)
+        self._scale_table = None
         self._coefficient_cache = BoundedCache(COEFFICIENT_CACHE_ENTRIES,
                                                COEFFICIENT_CACHE_ELEMENTS)
 
@@ -211,11 +281,18 @@ class NeuralMobility:
 
     # ---------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:
-        return {"tau_scale_pa": self.tau_scale_pa, "v_scale_m_s": self.v_scale_m_s,
-                "t_mid_k": self.t_mid_k, "t_half_k": self.t_half_k,
-                "n_members": len(self.members), "hidden": self.hidden,
-                "n_terms": self.n_terms, "u_max": self.u_max,
-                "out_of_range": self.out_of_range}
+        """The constructor's arguments but ``valid_range`` (JSON-safe);
+        ``tau_scale_by_character_pa`` only where the law has per-character scales (a
+        config without it loads with the one scale ``tau_scale_pa``)."""
+        cfg: dict[str, Any] = {
+            "tau_scale_pa": self.tau_scale_pa, "v_scale_m_s": self.v_scale_m_s,
+            "t_mid_k": self.t_mid_k, "t_half_k": self.t_half_k,
+            "n_members": len(self.members), "hidden": self.hidden,
+            "n_terms": self.n_terms, "u_max": self.u_max,
+            "out_of_range": self.out_of_range}
+        if self.tau_scale_by_character_pa:
+            cfg["tau_scale_by_character_pa"] = dict(self.tau_scale_by_character_pa)
+        return cfg
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], valid_range: ValidRange) -> NeuralMobility:
@@ -228,6 +305,23 @@ class NeuralMobility:
         # restricted loading, finite tensors, one-line errors naming the file
         state = load_state_dict_file(path, what="neural mobility weights")
         load_into(self.members, state, path, what="neural mobility")
+
+
+def _character_scales(scales: Mapping[str, float] | None) -> dict[str, float] | None:
+    """``scales`` checked (names from :data:`CHARACTERS`, finite and > 0) as a dict in
+    :data:`CHARACTERS` order; None for None or an empty mapping."""
+    if not scales:
+        return None
+    unknown = sorted(set(scales) - set(CHARACTERS))
+    if unknown:
+        raise ValueError(f"tau_scale_by_character_pa: unknown characters {unknown} "
+                         f"(known: {list(CHARACTERS)})")
+    out = {c: float(scales[c]) for c in CHARACTERS if c in scales}
+    bad = {c: v for c, v in out.items() if not (v > 0 and math.isfinite(v))}
+    if bad:
+        raise ValueError(f"tau_scale_by_character_pa: scales must be finite and > 0, "
+                         f"got {bad}")
+    return out
 
 
 __all__ = ["MonotoneOddNet", "NeuralMobility"]
