@@ -554,7 +554,7 @@ def load_mobility(path: str | Path, out_of_range: OutOfRangePolicy | None = None
             if out_of_range is not None:
                 law.out_of_range = out_of_range
             return law
-    except TypeError as e:
+    except (TypeError, ValueError) as e:   # a missing/extra key; a value the law refuses
         raise ArtifactError(f"{jpath}: bad config for {cls_name}: {e}") from None
     raise ArtifactError(f"{jpath}: unknown mobility class {cls_name!r}")
 

@@ -22,7 +22,7 @@ from scalebridge.dd_coupling import (
     save_mobility,
 )
 from scalebridge.dd_coupling.mobility import KB_EV, MobilityCheckError
-from scalebridge.errors import DataError, OutOfRangeError, SettingsError
+from scalebridge.errors import ArtifactError, DataError, OutOfRangeError, SettingsError
 
 from .conftest import B_A, make_defect_stats, make_properties, sample_velocity_table
 
@@ -675,6 +675,11 @@ def test_tau_scale_per_character_config_roundtrip_and_old_config(tmp_path):
     revived = NeuralMobility.__new__(NeuralMobility)
     revived.__setstate__(state)
     assert revived.velocity(tau, 300.0, 0).tolist() == old.velocity(tau, 300.0, 0).tolist()
+    # a damaged mobility.json: one line naming the file, not a ValueError from the law
+    doc["config"]["tau_scale_by_character_pa"] = {"edge": -1.0}
+    (tmp_path / "mobility.json").write_text(json.dumps(doc))
+    with pytest.raises(ArtifactError, match=r"mobility\.json: bad config for NeuralMobility"):
+        load_mobility(tmp_path)
     with pytest.raises(ValueError, match="unknown characters"):
         _edge_screw_law({"mixed": 1e9})
     with pytest.raises(ValueError, match="finite and > 0"):
