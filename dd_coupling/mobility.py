@@ -541,7 +541,7 @@ def load_mobility(path: str | Path, out_of_range: OutOfRangePolicy | None = None
         cls_name = doc["class"]
         cfg = dict(doc["config"])
         vr = ValidRange.from_json(doc.get("valid_range", {}))
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:   # JSONDecodeError is a ValueError
         raise ArtifactError(f"{jpath}: not a mobility law ({type(e).__name__}: {e})") from None
     try:
         if cls_name == "LinearDragMobility":

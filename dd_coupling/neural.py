@@ -21,7 +21,8 @@ a character without one by ``tau_scale_pa`` (the largest |τ| of all the data). 
 drive edges and screws to very different stresses (the Mo example: edges to 1500 MPa, one
 screw point at 2800 MPa). With one scale for all, adding the screw point squeezed the
 edges' inputs into τ̂ ≤ 0.54 and changed the edge law the DD uses (the same fit settings:
-the edge velocity moved 1.6 % at 300 MPa and 3.8 % at 900 MPa). With a scale per
+the edge velocity moved 7.5 % at the DD's mean source strength, 52 MPa, 1.6 % at 300
+MPa and 3.8 % at 900 MPa; per character 1.8, 0.4 and 1.2 %). With a scale per
 character each character's data spans τ̂ up to 1 whatever stresses the others reach, and
 the clamp holds each point at its own character's top (τ̂ = 1 in its own units). The
 characters still share each member's network, so another character's rows still move a

@@ -576,8 +576,9 @@ def test_adding_a_screw_point_at_a_higher_stress_leaves_the_edge_law():
     """Edges measured to 1500 MPa (the Mo example's grid); one slow screw point at 6000
     MPa added: the edges' inputs keep their scale (τ̂ up to 1), so the fitted edge law
     (same seed and settings; fewer than 10 rows: every member sees all rows) stays within
-    0.5 % at edge stresses across the range (measured 0.13 %: what is left comes through
-    the network the characters share). With one scale for all, the edges were squeezed
+    1.5 % at edge stresses from the DD's (50 MPa, below the lowest edge point) to the top
+    (measured 0.8 % at 50 MPa, 0.13 % from 250 MPa up: what is left comes through the
+    network the characters share). With one scale for all, the edges were squeezed
     into τ̂ ≤ 0.25 and the edge law moved by up to 45 % (300 MPa: -40 %) in the same
     fit. Where the screw was measured does not reach the edge law at all: 2800 or 6000
     MPa, the same edge velocities to the bit."""
@@ -591,13 +592,13 @@ def test_adding_a_screw_point_at_a_higher_stress_leaves_the_edge_law():
                 "velocity_m_s": 400.0, "velocity_err_m_s": 150.0}
 
     s = FitMobilitySettings(members=2, epochs=300)
-    grid = np.array([250.0, 300.0, 500.0, 700.0, 1000.0, 1500.0]) * 1e6
+    grid = np.array([50.0, 100.0, 250.0, 300.0, 500.0, 700.0, 1000.0, 1500.0]) * 1e6
     edge_only = fit_neural(_velocity_table(edges), s)
     with_screw = fit_neural(_velocity_table([*edges, screw(6000.0)]), s)
     v0 = edge_only.velocity(grid, 300.0, np.zeros(len(grid), int))
     v1 = with_screw.velocity(grid, 300.0, np.zeros(len(grid), int))
     assert np.all(v0 > 0)
-    assert np.max(np.abs(v1 / v0 - 1)) < 5e-3, v1 / v0 - 1
+    assert np.max(np.abs(v1 / v0 - 1)) < 1.5e-2, v1 / v0 - 1
     at_2800 = fit_neural(_velocity_table([*edges, screw(2800.0)]), s)
     assert at_2800.velocity(grid, 300.0, 0).tolist() == v1.tolist()
     # the scales: each character's largest |τ|; the one of all the data stays the envelope
@@ -679,6 +680,11 @@ def test_tau_scale_per_character_config_roundtrip_and_old_config(tmp_path):
     doc["config"]["tau_scale_by_character_pa"] = {"edge": -1.0}
     (tmp_path / "mobility.json").write_text(json.dumps(doc))
     with pytest.raises(ArtifactError, match=r"mobility\.json: bad config for NeuralMobility"):
+        load_mobility(tmp_path)
+    doc["config"]["tau_scale_by_character_pa"] = {"edge": 1.5e9}
+    doc["valid_range"]["tau_mpa"] = ["x", 1500.0]       # a damaged range: one line too
+    (tmp_path / "mobility.json").write_text(json.dumps(doc))
+    with pytest.raises(ArtifactError, match=r"mobility\.json: not a mobility law"):
         load_mobility(tmp_path)
     with pytest.raises(ValueError, match="unknown characters"):
         _edge_screw_law({"mixed": 1e9})
