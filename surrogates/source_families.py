@@ -19,7 +19,8 @@ mechanism:
   the field of the dislocations around it, so a family's sources start (and stop) over
   a band of applied stress, and the families dephase as the DD's sources do (the time of
   the last firing within a step by inverting the clock's closed form, ∫Φ over a linear
-  stress = dt [G(x_e) − G(x_s)]/(x_e − x_s), G(x) = xΦ(x) + φ(x)). t_nuc is the DD's: one for every
+  stress = dt [G(x_e) − G(x_s)]/(x_e − x_s), G(x) = xΦ(x) + φ(x), :func:`clock_integral`:
+  Φ at the midpoint where x moves by less than 3e-5). t_nuc is the DD's: one for every
   family, or, where the DD timed each source by its own bow-out time, the time of the
   DD's sources at the family's strength quantile (fixed, not fitted). With
   ``internal_field_grows`` that field is the emitted dislocations' own: a virgin crystal
@@ -148,14 +149,40 @@ def _g(x: np.ndarray) -> np.ndarray:
     return x * ndtr(x) + _phi(x)
 
 
+#: |Δx·τ| below which :func:`clock_integral` takes Φ at the midpoint: there the closed
+#: form's difference of two G's would lose more digits than the midpoint rule's error.
+SMALL_MOVE = 3e-5
+
+
+def clock_integral(xs: np.ndarray, dx: np.ndarray, tau: float | np.ndarray,
+                   g_xs: np.ndarray | None = None) -> np.ndarray:
+    """∫₀^τ Φ(xs + dx·t) dt: the time (in steps) a smooth clock runs over the first ``tau``
+    of a step in which x runs linearly from ``xs`` by ``dx`` per step (broadcast);
+    ``g_xs``: G(xs), where the caller has it.
+
+    (G(xs + dx τ) − G(xs))/dx, G(x) = xΦ(x) + φ(x), where x moves by h = dx·τ with
+    |h| ≥ :data:`SMALL_MOVE`, else τΦ(xs + h/2), the midpoint rule. The difference of
+    the G's loses digits as h → 0 (relative error ~1e-16·G/(Φ|h|)), the midpoint rule's
+    error is h²|Φ''|/(24Φ) = h²|xφ(x)|/(24Φ(x)) relative: switched at 3e-5, the result
+    is within 4e-10 of quadrature for |x| ≤ 5 (4e-11 for −1 ≤ x ≤ 5; the switch at
+    1e-5: 9e-10, at 1e-6: 7e-9). The switch is on the distance moved h, not on dx: at a
+    fixed dx the closed form's relative error grows as τ → 0. The clock's rate is
+    dC/dτ = Φ(xs + dx τ) (the midpoint rule's own slope differs from it by O(h²))."""
+    h = dx * tau
+    small = np.abs(h) < SMALL_MOVE
+    g0 = _g(xs) if g_xs is None else g_xs
+    if not small.any():
+        return (_g(xs + h) - g0) / dx
+    with np.errstate(divide="ignore", invalid="ignore"):
+        closed = (_g(xs + h) - g0) / np.where(small, 1.0, dx)
+    return np.where(small, tau * ndtr(xs + 0.5 * h), closed)
+
+
 def smooth_fraction(xs: np.ndarray, xe: np.ndarray) -> np.ndarray:
     """The mean of Φ(x) over a step in which x runs linearly from ``xs`` to ``xe``:
-    (G(xe) − G(xs))/(xe − xs), Φ at the midpoint where x barely moves."""
-    dx = xe - xs
-    small = np.abs(dx) < 1e-6
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = (_g(xe) - _g(xs)) / np.where(small, 1.0, dx)
-    return np.where(small, ndtr(0.5 * (xs + xe)), f)
+    :func:`clock_integral` over the whole step, (G(xe) − G(xs))/(xe − xs), Φ at the
+    midpoint where x moves by less than :data:`SMALL_MOVE`."""
+    return clock_integral(xs, xe - xs, 1.0)
 
 
 def family_strengths(mean_mpa: float, std_mpa: float, k: int, scale: float = 1.0,
@@ -243,14 +270,23 @@ class SourceFamiliesJ2(J2Plasticity):
         sig_tr = (strain + dstrain - state[:, :6]) @ self.stiffness.T
         sig_e = mandel.von_mises(sig_tr)[:, None]
         # a scaled copy (ensemble.scale_hardening) scales the strengths with σ_y
-        g = self.internal_field(state[:, 6])                 # (n, 1)
-        f0 = self.virgin_strength_factor
-        thr = (self.strengths_mpa * getattr(self.hardening, "factor", 1.0)
-               * (f0 + (1.0 - f0) * g))                       # (n, K)
-        w = self.clock_width_mpa * np.maximum(g, 1e-3)
+        strengths = self.strengths_mpa * getattr(self.hardening, "factor", 1.0)   # (K,)
         smooth = self.clock_width_mpa > 0
+        w: np.ndarray | None = None           # (n, 1) the clocks' width, smooth clocks only
+        if self.field_grows:
+            g = self.internal_field(state[:, 6])             # (n, 1)
+            f0 = self.virgin_strength_factor
+            thr = strengths * (f0 + (1.0 - f0) * g)          # (n, K)
+            if smooth:
+                w = self.clock_width_mpa * np.maximum(g, 1e-3)
+        else:        # the full field (g = 1) everywhere: the strengths and width as given
+            thr = np.broadcast_to(strengths, (sig_s.shape[0], strengths.size))
+            if smooth:
+                w = np.full((sig_s.shape[0], 1), self.clock_width_mpa)
         if smooth:   # smooth clocks: the mean of Φ((σ − S_k)/w) over the step
-            frac = smooth_fraction((sig_s - thr) / w, (sig_e - thr) / w)
+            # (x and Δx as _smooth_since takes them, so its C(1) is this frac)
+            assert w is not None
+            frac = clock_integral((sig_s - thr) / w, (sig_e - sig_s) / w, 1.0)
         else:       # the part of the step above each strength, the stress linear over it
             d = sig_e - sig_s
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -317,7 +353,8 @@ class SourceFamiliesJ2(J2Plasticity):
         the step's end, (n, K); the clock at the firing, C(τ_f) = C(1) − remainder, is
         inverted for the pairs that fire by Newton's method kept inside a bisection
         bracket (C is increasing: a step that leaves the bracket halves it instead),
-        from the straight-line guess, to 1e-12 of the step."""
+        from the straight-line guess, to 1e-12 of the step. C is :func:`clock_integral`
+        (Newton's slope its integrand Φ(x_s + Δx τ)), as for ``frac`` = C(1)."""
         since = np.zeros_like(clocks)
         i, k = np.nonzero(fired > 0)
         if i.size == 0:
@@ -327,14 +364,12 @@ class SourceFamiliesJ2(J2Plasticity):
         dx = (sig_e[i, 0] - sig_s[i, 0]) / w
         target = frac[i, k] - clocks[i, k] / dt[i]     # C(τ_f)/dt
         g0 = _g(xs)
-        small = np.abs(dx) < 1e-9
-        dxs = np.where(small, 1.0, dx)
         lo, hi = np.zeros_like(xs), np.ones_like(xs)
         with np.errstate(divide="ignore", invalid="ignore"):
             tau = np.clip(np.nan_to_num(target / frac[i, k]), 0.0, 1.0)
             # per-step work is Python overhead on small arrays: few iterations matter
             for _ in range(60):
-                c = np.where(small, ndtr(xs) * tau, (_g(xs + dx * tau) - g0) / dxs) - target
+                c = clock_integral(xs, dx, tau, g0) - target
                 lo, hi = np.where(c < 0, tau, lo), np.where(c < 0, hi, tau)
                 new = tau - c / ndtr(xs + dx * tau)
                 # a root hit exactly is kept (its slope may be 0 far below the strength)
@@ -348,20 +383,25 @@ class SourceFamiliesJ2(J2Plasticity):
         return since
 
     def _dsince_dq(self, sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
-                   since: np.ndarray, dt: np.ndarray, w: np.ndarray) -> np.ndarray:
+                   since: np.ndarray, dt: np.ndarray, w: np.ndarray | None) -> np.ndarray:
         """d(since)/dq_tr (s/MPa), (n, K), of a family firing within the step (step
-        clocks: dt·dfrac/dq_tr; smooth clocks: through the fixed C(τ_f))."""
+        clocks: dt·dfrac/dq_tr; smooth clocks: through the fixed C(τ_f), dτ_f/dq_tr =
+        −(∂C/∂q_tr)/Φ(x_f) with ∂C/∂Δx = ∫₀^τ t φ(x_s + Δx t) dt in closed form, or, where
+        :func:`clock_integral` takes the midpoint (|Δx τ| < :data:`SMALL_MOVE`), that
+        rule's own τ²φ(x_s + Δx τ/2)/2)."""
         d = sig_e - sig_s
         if self.clock_width_mpa <= 0:
             with np.errstate(divide="ignore", invalid="ignore"):
                 return dt[:, None] * np.where(d > 0, thr - sig_s, sig_s - thr) / d ** 2
+        assert w is not None
         xs = (sig_s - thr) / w
         dx = d / w
         tau = 1.0 - since / dt[:, None]
-        xf = xs + dx * tau
-        small = np.abs(dx) < 1e-6
+        h = dx * tau
+        xf = xs + h
+        small = np.abs(h) < SMALL_MOVE
         with np.errstate(divide="ignore", invalid="ignore"):
-            dcdq = np.where(small, _phi(xs) * tau ** 2 / 2.0,
+            dcdq = np.where(small, _phi(xs + 0.5 * h) * tau ** 2 / 2.0,
                             (_phi(xs) - _phi(xf) - xs * (ndtr(xf) - ndtr(xs)))
                             / np.where(small, 1.0, dx) ** 2) / w
             return dt[:, None] * dcdq / ndtr(xf)
@@ -370,7 +410,7 @@ class SourceFamiliesJ2(J2Plasticity):
                         sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
                         fired: np.ndarray, since: np.ndarray, rate: np.ndarray,
                         a: np.ndarray, m_eff: np.ndarray, state: np.ndarray, j2: np.ndarray,
-                        dt: np.ndarray, w: np.ndarray) -> np.ndarray:
+                        dt: np.ndarray, w: np.ndarray | None) -> np.ndarray:
         """The consistent tangent where a firing within the step moves m_eff with the
         strain increment: the radial-return tangent plus (∂σ/∂m_eff) ⊗ (dm_eff/dΔε).
 

@@ -394,19 +394,19 @@ def test_a_growing_internal_field_starts_from_the_step_clock_and_the_sources_own
 
 def test_the_smooth_clock_firing_time_inverts_the_clock():
     """``_smooth_since`` finds the firing time τ_f within the step from the clock's closed
-    form C(τ) = [G(x_s + Δx τ) − G(x_s)]/Δx (in units of dt): given the remainder
-    C(1) − C(τ_f) it returns (1 − τ_f) dt, to 1e-9 of the step, for a stress rising,
-    falling, barely moving, far below and far above the strength, and a root at either
-    end of the step."""
-    from scalebridge.surrogates.source_families import _g, smooth_fraction
+    form C(τ) = [G(x_s + Δx τ) − G(x_s)]/Δx (in units of dt, ``clock_integral``): given
+    the remainder C(1) − C(τ_f) it returns (1 − τ_f) dt, to 1e-9 of the step, for a
+    stress rising, falling, barely moving (both by a hair and by less than the midpoint
+    rule's switch), far below and far above the strength, and a root at either end of the
+    step."""
+    from scalebridge.surrogates.source_families import clock_integral, smooth_fraction
 
     m = law(clock_width_mpa=10.0)
-    xs = np.array([-1.0, 1.5, 0.3, -40.0, 30.0, 0.2, -0.5, 2.0])
-    dx = np.array([2.0, -1.0, 1e-12, 0.5, -3.0, 1.0, 1.0, 0.7])
-    tau = np.array([0.3, 0.7, 0.55, 0.9, 0.1, 0.0, 1.0, 0.45])
+    xs = np.array([-1.0, 1.5, 0.3, -40.0, 30.0, 0.2, -0.5, 2.0, 0.8, -1.2])
+    dx = np.array([2.0, -1.0, 1e-12, 0.5, -3.0, 1.0, 1.0, 0.7, 1e-5, -1e-8])
+    tau = np.array([0.3, 0.7, 0.55, 0.9, 0.1, 0.0, 1.0, 0.45, 0.35, 0.8])
     dt = np.full(xs.size, 2e-10)
-    c = np.where(np.abs(dx) < 1e-9, smooth_fraction(xs, xs) * tau,
-                 (_g(xs + dx * tau) - _g(xs)) / np.where(np.abs(dx) < 1e-9, 1.0, dx))
+    c = clock_integral(xs, dx, tau)
     frac = smooth_fraction(xs, xs + dx)[:, None]
     w = np.full((xs.size, 1), 10.0)
     thr = np.zeros((xs.size, 1))
@@ -416,6 +416,90 @@ def test_the_smooth_clock_firing_time_inverts_the_clock():
     assert np.all(np.isfinite(since))
     ok = frac[:, 0] > 1e-12           # far below, the clock does not move: any time fits
     np.testing.assert_allclose(since[ok, 0] / dt[ok], 1.0 - tau[ok], atol=1e-9)
+
+
+def test_the_clock_integral_matches_quadrature_however_little_x_moves():
+    """``clock_integral`` = ∫₀^τ Φ(x_s + Δx t) dt: the closed form (G(x_s + Δx τ) −
+    G(x_s))/Δx where x moves by |Δx τ| ≥ SMALL_MOVE, the midpoint rule below, within 1e-9
+    of scipy's quadrature for x_s in [−5, 5], Δx from 1e-8 to 2 either way and τ from
+    1e-3 to 1 (the switch on Δx alone took the closed form at Δx = 1e-5, τ = 1e-3, 1e-8
+    off); ``smooth_fraction`` is its τ = 1."""
+    from scalebridge.surrogates.source_families import (
+        SMALL_MOVE,
+        clock_integral,
+        smooth_fraction,
+    )
+    from scipy.integrate import quad
+    from scipy.special import ndtr
+
+    worst, moves = 0.0, []
+    for xs in (-5.0, -2.0, -0.4, 0.0, 1.0, 2.5, 5.0):
+        for dx in (1e-8, -1e-8, 1e-5, -1e-5, 1e-4, -1e-3, 0.5, -2.0):
+            for tau in (1e-3, 0.3, 1.0):
+                ref = quad(lambda t, xs=xs, dx=dx: ndtr(xs + dx * t), 0.0, tau,
+                           epsabs=0.0, epsrel=1e-13)[0]
+                got = float(clock_integral(np.float64(xs), np.float64(dx), tau))
+                worst = max(worst, abs(got / ref - 1.0))
+                moves.append(abs(dx * tau) < SMALL_MOVE)
+                if tau == 1.0:
+                    assert float(smooth_fraction(np.float64(xs), np.float64(xs + dx))) \
+                        == pytest.approx(ref, rel=1e-9)
+    assert worst < 1e-9, worst
+    assert any(moves) and not all(moves)          # both branches were taken
+    # broadcast as update uses it: (n, 1) x_s-like against (n, K), τ a scalar
+    xs = np.linspace(-2.0, 2.0, 6).reshape(3, 2)
+    dx = np.array([[1e-7], [0.3], [-1.0]])
+    np.testing.assert_array_equal(clock_integral(xs, dx, 1.0),
+                                  np.vectorize(lambda a, b: float(clock_integral(
+                                      np.float64(a), np.float64(b), 1.0)))(xs, dx))
+
+
+@pytest.mark.parametrize("dx", [2e-6, 0.4])
+def test_the_firing_time_derivative_is_that_of_the_clock_inverted(dx):
+    """``_dsince_dq`` (the tangent's firing term) against central differences of
+    ``_smooth_since`` in the trial stress, the clock's remainder at the firing held: where
+    x barely moves (the midpoint rule's branch, Δx = 2e-6) and where it moves (the closed
+    form's)."""
+    m = law(clock_width_mpa=10.0)
+    w = np.full((4, 1), 10.0)
+    xs = np.array([-1.0, 0.2, 1.5, 0.7])
+    tau = np.array([0.2, 0.5, 0.9, 0.65])
+    dt = np.full(4, 3e-10)
+    thr = np.full((4, 1), 60.0)
+    sig_s = (60.0 + 10.0 * xs)[:, None]
+    from scalebridge.surrogates.source_families import clock_integral
+
+    held = clock_integral(xs, dx, tau)                 # C(τ_f), fixed by the remainder
+
+    def since(q: np.ndarray) -> np.ndarray:
+        frac = clock_integral(xs[:, None], (q - sig_s) / 10.0, 1.0)
+        clocks = (frac - held[:, None]) * dt[:, None]
+        return m._smooth_since(clocks, np.ones_like(clocks), frac, sig_s, q, thr, dt, w)
+
+    q = sig_s + 10.0 * dx
+    s0 = since(q)
+    np.testing.assert_allclose(s0[:, 0] / dt, 1.0 - tau, atol=1e-9)
+    h = 1e-4           # MPa: Δx ± 1e-5, within the midpoint branch at Δx = 2e-6
+    fd = (since(q + h) - since(q - h)) / (2 * h)
+    got = m._dsince_dq(sig_s, q, thr, s0, dt, w)
+    np.testing.assert_allclose(got, fd, rtol=1e-4)
+
+
+def test_without_a_growing_field_the_virgin_strength_factor_is_not_used():
+    """The virgin strengths only apply where the internal field grows: without
+    ``field_grows`` (the update then skips the field's share g, the strength factor and,
+    for step clocks, the width) the strengths and width are the full field's to the bit,
+    whatever ``virgin_strength_factor`` says, for smooth and step clocks."""
+    strain, dt = shear_path(7e4, gamma_max=2.5e-3, n=200)
+    for width in (0.0, 2 * math.sqrt(3.0) * 12.0):
+        ms = [law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)),
+                  emission=677.0, t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0),
+                  clock_width_mpa=width) for _ in range(2)]
+        ms[1].virgin_strength_factor = 2.4
+        a, b = (integrate_path(m, strain, dt) for m in ms)
+        assert vm(a[0]).max() > 60.0
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize("rate, grows", [(4e4, False), (7e4, False), (7e4, True)])
