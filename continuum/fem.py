@@ -399,6 +399,7 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
         "linear_iterations": result.linear_iterations,
         "linear_solves": result.linear_solves,
         "duration_s": result.duration_s,
+        "body_size_mm": result.body_size_mm,
         # [min, max] step (s; cuts shorten them) and the steps a time-step-dependent
         # surrogate was fitted at: the verdict compares them
         "time_step_s": _time_steps(result),

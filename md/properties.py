@@ -347,6 +347,14 @@ class PropertiesMaker(StrictModel):
                 "shear_modulus_gpa", "poisson_ratio", "burgers_a", "vacancy_formation_ev",
                 "nve_drift_ev_per_atom_ps")}
             summary["lattice"] = props["lattice"]
+            from scalebridge.potentials.properties import ATOMS_PER_CELL
+
+            if props.get("element") and props["lattice"] in ATOMS_PER_CELL:
+                # for the FEM's wave speeds (how long an elastic wave takes to cross it)
+                from scalebridge.md.mobility import crystal_density
+
+                summary["density_kg_m3"] = _round(crystal_density(
+                    props["a0_a"], props["element"], props["lattice"]))
             for k in ("gamma_sf_mj_m2", "gamma_us_mj_m2"):
                 if k in props:
                     summary[k] = _round(props[k])

@@ -300,7 +300,8 @@ def band_line(arts_or_sections: Any) -> str | None:
         plo, phi = summ["max_load_band_mpa"]
         peak = (f"; maximum load {_fmt(summ['max_load_mpa'])} MPa, band [{_fmt(plo)}, "
                 f"{_fmt(phi)}] MPa (its own sensitivity: the final load is where the "
-                "ramp stopped, the maximum is the strength)")
+                "ramp stopped; the maximum is the upper yield, set by the first sources' "
+                "nucleation delay at the loading rate, not a static strength)")
     nu, level = summ.get("effective_dof"), summ.get("coverage_level")
     # k: Student's t for the terms' degrees of freedom ("auto"), or the number set
     why_k = (f", k being Student's t at {100 * float(level):g} % for "

@@ -185,6 +185,13 @@ THRESHOLDS: dict[str, Threshold] = {
     "fem_time_step": Threshold(
         1.05, 2.0, "x", "the FEM's time step over the nearest end of the range the "
         "surrogate was fitted at (a time-step-dependent surrogate; 1 = inside)"),
+    "quasi_static": Threshold(
+        10.0, 1.0, "transits", "the FEM's loading time over the time a longitudinal "
+        "elastic wave takes to cross the body (its largest extent over c_l = "
+        "√((K + 4G/3)/ρ), the Properties' moduli and density): the solver seeks "
+        "equilibrium without inertia, which holds when the load takes many transits; "
+        "below one the body's inertia, not its material, carries the load at that rate",
+        higher_is_better=True),
     "fem_elastic": Threshold(
         0.01, 0.05, "relative", "the first, elastic load step against the analytic "
         "elastic solution with the material's own moduli (the cylinder: Lamé); the "
@@ -924,8 +931,9 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
         out.append(Check("taylor_alpha", NA, "no density to compute it"))
     else:
         st = GREEN if 0.1 <= a <= 1.0 else AMBER if 0.05 <= a <= 3.0 else RED
-        out.append(Check("taylor_alpha", st, f"Taylor α = {a:.3g} (metals: 0.1-1; green "
-                         "0.1-1, red outside 0.05-3)", a))
+        out.append(Check("taylor_alpha", st, f"Taylor α = {a:.3g} at the reference "
+                         "condition (apparent: its flow stress includes the drag at that "
+                         "rate; metals: 0.1-1; green 0.1-1, red outside 0.05-3)", a))
     real = graded("realisations", "realisations", len(fd) if fd else None, "", ".0f",
                   na="no realisations recorded")
     per, conds = _num(study.get("realisations")), study.get("conditions")
@@ -966,7 +974,8 @@ def _heldout_text(summary: Mapping[str, Any], rec: Mapping[str, Any], rmse: floa
         reason = (f"pooled held-out error {pooled:.2f}x the DD realisation scatter "
                   f"{scatter:.3g} MPa{each} {green}")
         if split:
-            detail.append(f"{split}{within}")
+            detail.append(f"the main fit alone, on its held-out microstructure (the "
+                          f"first of the folds): {split}{within}")
         refs = [(_num(summary.get(f"heldout_folds_{k}")), name) for k, name in (
             ("another_realisation_ratio", "another DD realisation"),
             ("training_mean_ratio", "the training mean"))]
@@ -1212,6 +1221,58 @@ def _unused_character(rows: list[dict[str, Any]], arts: Mapping[str, Any]) -> No
         row["verdict"] = worst(x["status"] for x in row["checks"])
 
 
+def quasi_static_check(fem: Mapping[str, Any], props: Mapping[str, Any] | None,
+                       dd: Mapping[str, Any] | None = None) -> Check:
+    """Whether the FEM's quasi-static solve holds at its loading rate: the loading time
+    (``fem["duration_s"]``) in transits of a longitudinal wave across the body
+    (``fem["body_size_mm"]`` at c_l from the Properties' ``bulk_modulus_gpa``,
+    ``shear_modulus_gpa`` and ``density_kg_m3``). Where it fails, the reason names the
+    largest body that would be quasi-static at this rate and, with a DD run (``dd``), its
+    cell: the continuum needs a body many cells across."""
+    t, size = _num(fem.get("duration_s")), _num(fem.get("body_size_mm"))
+    p = props or {}
+    k, g, rho = (_num(p.get(x)) for x in ("bulk_modulus_gpa", "shear_modulus_gpa",
+                                           "density_kg_m3"))
+    if t is None or size is None or not size > 0:
+        return Check("quasi_static", NA, "the FEM recorded no loading time or body size")
+    if k is None or g is None or not (rho and rho > 0):
+        return Check("quasi_static", NA, "no Properties with the moduli and density to "
+                     "give the wave speed")
+    c_l = math.sqrt((k + 4.0 * g / 3.0) * 1e9 / rho)           # m/s
+    t_wave = size * 1e-3 / c_l                                  # s
+    chk = graded("quasi_static", "quasi_static", t / t_wave,
+                 f"the load takes {t:.3g} s against {t_wave:.3g} s for a longitudinal "
+                 f"wave (c_l = {c_l:.0f} m/s) to cross the body ({size:.3g} mm):", ".3g")
+    if chk.status != GREEN:
+        green_mm = c_l * t / THRESHOLDS["quasi_static"].green * 1e3
+        more = [f"inertia, which the solve neglects, is not negligible at this rate: a "
+                f"body of at most {green_mm:.3g} mm would be quasi-static over {t:.3g} s "
+                "(the load is the same for a smaller body: the solve has no length scale)"]
+        cell = (dd or {}).get("assumptions", {}).get("cell_um")
+        if isinstance(cell, list) and cell:
+            more.append(f"the DD cell, each material point's microstructure, is "
+                        f"{max(cell):.3g} µm, so such a body is "
+                        f"{green_mm * 1e3 / max(cell):.3g} cells across")
+        chk.detail = _sentence(more)
+    return chk
+
+
+def _quasi_static(rows: list[dict[str, Any]], arts: Mapping[str, Any]) -> None:
+    """The FEM rows' :func:`quasi_static_check` (cross-stage: the wave speed is the
+    Properties'). Rows are changed in place."""
+    def first(kind: str) -> Mapping[str, Any] | None:
+        return next((a.summary for a in arts.values() if a.kind == kind
+                     and isinstance(a.summary, Mapping)), None)
+
+    props, dd = first("Properties"), first("DDRun")
+    for row in rows:
+        art = arts.get(row["stage"])
+        if row.get("kind") != "FieldResults" or art is None:
+            continue
+        row["checks"].append(asdict(quasi_static_check(art.summary or {}, props, dd)))
+        row["verdict"] = worst(x["status"] for x in row["checks"])
+
+
 def run_verdicts(arts: Mapping[str, Any],
                  planned: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Verdicts of every artifact (``name -> Artifact``, in chain order): ``overall``,
@@ -1233,6 +1294,7 @@ def run_verdicts(arts: Mapping[str, Any],
         rows.append(StageVerdict(name, art.kind,
                                  checks_for(art.kind, art.summary, art.path)).to_dict())
     _unused_character(rows, arts)
+    _quasi_static(rows, arts)
     made = [r["verdict"] for r in rows if r["verdict"] != NOT_RUN]
     overall = worst(made)
     out = {"overall": overall, "by_stage": {r["stage"]: r["verdict"] for r in rows},
@@ -1247,4 +1309,4 @@ def run_verdicts(arts: Mapping[str, Any],
 
 __all__ = ["AMBER", "GREEN", "LEGEND", "NA", "NOT_RUN", "NOT_RUN_LEGEND", "PARTIAL", "RED",
            "THRESHOLDS", "Check", "StageVerdict", "Threshold", "checks_for", "graded",
-           "model_gate", "run_verdicts", "span", "worst"]
+           "model_gate", "quasi_static_check", "run_verdicts", "span", "worst"]

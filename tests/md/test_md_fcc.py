@@ -49,6 +49,9 @@ def test_copper_stacking_fault_energies_match_the_eam_paper(cu_props):
     assert p["gamma_sf_mj_m2"] == pytest.approx(GAMMA_SF_MISHIN, rel=0.15)
     assert p["gamma_us_mj_m2"] == pytest.approx(GAMMA_US_MISHIN, rel=0.15)
     assert cu_props.summary["gamma_sf_mj_m2"] == pytest.approx(p["gamma_sf_mj_m2"])
+    # the density for the FEM's wave speed: 4 atoms of 63.55 u per a0³ (copper: 8.96
+    # g/cm³ at room temperature, where its a0 is 3.615 Å)
+    assert cu_props.summary["density_kg_m3"] == pytest.approx(8960.0, rel=0.01)
     sf = p["stacking_faults"]["111_112"]
     assert sf["plane"] == "{111}<112>" and sf["sf_is_local_minimum"]
     assert sf["gamma_us_mj_m2"] > sf["gamma_sf_mj_m2"] > 0

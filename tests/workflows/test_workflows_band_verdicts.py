@@ -266,7 +266,7 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
     for name in arts:
         assert f"| {name} | " in head
     assert "FEM final load" in head and "band [" in head and "dd " in head
-    assert "; maximum load " in head and "the maximum is the strength" in head
+    assert "; maximum load " in head and "the maximum is the upper yield" in head
     # the key to the stresses, one clause per stage this run has
     key = next(line for line in head.splitlines() if line.startswith("Which stress is which"))
     assert "shear stress τ" in key and "per second" in key and "von Mises" in key
@@ -606,7 +606,8 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert cv[1].reason == ("pooled held-out error 2.05x the DD realisation scatter 10 MPa, "
                             "each microstructure held out in turn: 1.10/1.34/2.30x (green "
                             "<= 1.25x)")
-    assert "Held-out RMS error 11 MPa = 1.10 x" in cv[1].detail
+    assert ("on its held-out microstructure (the first of the folds): held-out RMS error "
+            "11 MPa = 1.10 x") in cv[1].detail
     assert ("Over the folds: another DD realisation 1.45x, the training mean 1.25x (both "
             "by construction)") in cv[1].detail
     assert "miss of the DD's mean" not in cv[1].detail
@@ -729,13 +730,15 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
         # checks added since mo_bench47, each n/a on its artifacts: the band's from
         # before ν_eff, a mobility without fit.json in the fixture, a FEM summary without
         # an elastic step, glide runs that did not record the model deviation, a DD
-        # that did not record its sources' inserted plastic strain
+        # that did not record its sources' inserted plastic strain, a FEM that did not
+        # record its body's size
         for stage, name, words in (
                 ("band", "degrees_of_freedom", "before"),
                 ("mobility", "glide_law", "no fit.json"),
                 ("fem", "elastic", "no analytic elastic solution"),
                 ("defects", "model_deviation", "before the glide runs recorded it"),
-                ("dd", "glide_share", "before it was")):
+                ("dd", "glide_share", "before it was"),
+                ("fem", "quasi_static", "no loading time or body size")):
             (new,) = [c for c in rows[stage] if c["name"] == name]
             assert new["status"] == NA and words in new["reason"], (stage, new)
             rows[stage] = [c for c in rows[stage] if c is not new]
@@ -1416,3 +1419,39 @@ def test_dd_grades_how_much_plastic_strain_its_mobility_input_sets(tmp_path, rec
     if rec and "clock" in rec["timed_by"] and rec.get("share_min") == 0.55:
         assert "55% to 70%" in c.detail and "whatever the mobility law" in c.detail
         assert "not sufficient" in c.detail
+
+
+def test_the_fem_is_quasi_static_only_when_the_load_takes_many_wave_transits(tmp_path):
+    """``quasi_static`` (cross-stage: the wave speed is the Properties'): the loading time
+    over the time a longitudinal wave, c_l = √((K + 4G/3)/ρ), takes to cross the body.
+    The Mo example's (K 267.0, G 127.0 GPa, ρ 10,019 kg/m³): c_l = 6,599 m/s. The example's ramp (21
+    ns) on a 1.3 mm cylinder is 0.107 transits (red: inertia carries the load), on 65 µm
+    2.13 (amber), on 13 µm 10.7 (green); the reason names the largest quasi-static body
+    and how many DD cells that is; without the density the check says why it is n/a.
+    The ratio scales as 1/size (the load does not: test_continuum_cylinder)."""
+    from scalebridge.workflows.verdicts import quasi_static_check
+
+    props = {"bulk_modulus_gpa": 266.993, "shear_modulus_gpa": 126.986,
+             "density_kg_m3": 10019.2}
+    dd = {"assumptions": {"cell_um": [1.5, 1.7321]}}
+    got = {size: quasi_static_check({"duration_s": 2.1e-8, "body_size_mm": size}, props, dd)
+           for size in (1.3, 0.065, 0.013)}
+    c_l = math.sqrt((266.993 + 4 * 126.986 / 3) * 1e9 / 10019.2)
+    assert c_l == pytest.approx(6599, abs=1)
+    for size, chk in got.items():
+        assert chk.value == pytest.approx(2.1e-8 * c_l / (size * 1e-3), rel=1e-12)
+    assert [c.status for c in got.values()] == [RED, AMBER, GREEN]
+    assert "1.3 mm" in got[1.3].reason and "0.107 transits (< 1)" in got[1.3].reason
+    assert "at most 0.0139 mm" in got[1.3].detail and "8 cells across" in got[1.3].detail
+    assert got[0.013].detail == ""
+    no_rho = quasi_static_check({"duration_s": 2.1e-8, "body_size_mm": 1.3},
+                                {k: v for k, v in props.items() if k != "density_kg_m3"})
+    assert no_rho.status == NA and "density" in no_rho.reason
+    # in a run: the FEM row gets the check, its verdict the worst of its checks
+    v = run_verdicts({"properties": Fake("Properties", props, tmp_path),
+                      "dd": Fake("DDRun", dd, tmp_path),
+                      "fem": Fake("FieldResults", {"final_load_mpa": 30.0, "duration_s": 2.1e-8,
+                                                   "body_size_mm": 1.3}, tmp_path)})
+    row = next(r for r in v["stages"] if r["stage"] == "fem")
+    chk = next(c for c in row["checks"] if c["name"] == "quasi_static")
+    assert chk["status"] == RED == row["verdict"]
