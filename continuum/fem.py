@@ -399,6 +399,11 @@ def summarize(settings: FemSettings, result: SolveResult, model: Any,
         "linear_iterations": result.linear_iterations,
         "linear_solves": result.linear_solves,
         "duration_s": result.duration_s,
+        # whether duration_s is a physical time (set, or from a displacement rate) or
+        # the default 1 s per step, which the quasi_static check cannot grade
+        "loading_time": ("duration_s" if settings.loading.duration_s is not None else
+                         "displacement_rate" if settings.loading.displacement_rate
+                         is not None else None),
         "body_size_mm": result.body_size_mm,
         # [min, max] step (s; cuts shorten them) and the steps a time-step-dependent
         # surrogate was fitted at: the verdict compares them

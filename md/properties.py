@@ -347,9 +347,11 @@ class PropertiesMaker(StrictModel):
                 "shear_modulus_gpa", "poisson_ratio", "burgers_a", "vacancy_formation_ev",
                 "nve_drift_ev_per_atom_ps")}
             summary["lattice"] = props["lattice"]
+            from ase.data import atomic_numbers
             from scalebridge.potentials.properties import ATOMS_PER_CELL
 
-            if props.get("element") and props["lattice"] in ATOMS_PER_CELL:
+            if (props.get("element") in atomic_numbers
+                    and props["lattice"] in ATOMS_PER_CELL):
                 # for the FEM's wave speeds (how long an elastic wave takes to cross it)
                 from scalebridge.md.mobility import crystal_density
 

@@ -298,10 +298,14 @@ def band_line(arts_or_sections: Any) -> str | None:
     peak = ""
     if summ.get("max_load_band_mpa") and summ.get("max_load_mpa") is not None:
         plo, phi = summ["max_load_band_mpa"]
+        final = summ.get("final_load_mpa")
+        upper = (final is not None and float(summ["max_load_mpa"]) > 1.05 * float(final))
         peak = (f"; maximum load {_fmt(summ['max_load_mpa'])} MPa, band [{_fmt(plo)}, "
                 f"{_fmt(phi)}] MPa (its own sensitivity: the final load is where the "
-                "ramp stopped; the maximum is the upper yield, set by the first sources' "
-                "nucleation delay at the loading rate, not a static strength)")
+                "ramp stopped" + ("; the maximum is an upper yield, which a rate-dependent "
+                                  "material sets at its loading rate (source families: the "
+                                  "first sources' nucleation delay), not a static strength"
+                                  if upper else "") + ")")
     nu, level = summ.get("effective_dof"), summ.get("coverage_level")
     # k: Student's t for the terms' degrees of freedom ("auto"), or the number set
     why_k = (f", k being Student's t at {100 * float(level):g} % for "

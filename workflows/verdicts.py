@@ -190,7 +190,11 @@ THRESHOLDS: dict[str, Threshold] = {
         "elastic wave takes to cross the body (its largest extent over c_l = "
         "√((K + 4G/3)/ρ), the Properties' moduli and density): the solver seeks "
         "equilibrium without inertia, which holds when the load takes many transits; "
-        "below one the body's inertia, not its material, carries the load at that rate",
+        "below one the body's inertia, not its material, carries the load at that rate. "
+        "It compares times only: a ramp that starts abruptly also launches a wave of "
+        "ρ c_l v, which a yielded material's load can be small against, and a body's "
+        "lowest mode (a free ring's breathing) can be slower than one transit of its "
+        "largest extent",
         higher_is_better=True),
     "fem_elastic": Threshold(
         0.01, 0.05, "relative", "the first, elastic load step against the analytic "
@@ -1226,16 +1230,21 @@ def quasi_static_check(fem: Mapping[str, Any], props: Mapping[str, Any] | None,
     """Whether the FEM's quasi-static solve holds at its loading rate: the loading time
     (``fem["duration_s"]``) in transits of a longitudinal wave across the body
     (``fem["body_size_mm"]`` at c_l from the Properties' ``bulk_modulus_gpa``,
-    ``shear_modulus_gpa`` and ``density_kg_m3``). Where it fails, the reason names the
-    largest body that would be quasi-static at this rate and, with a DD run (``dd``), its
-    cell: the continuum needs a body many cells across."""
+    ``shear_modulus_gpa`` and ``density_kg_m3``). n/a where the loading has no physical
+    time (``fem["loading_time"]`` None: 1 s per step). Where it fails, the detail names
+    the largest body that would be quasi-static at this strain rate and, with a DD run
+    (``dd``), how many DD cells its wall (a cylinder's; else the body) would be: the
+    continuum needs many."""
     t, size = _num(fem.get("duration_s")), _num(fem.get("body_size_mm"))
     p = props or {}
     k, g, rho = (_num(p.get(x)) for x in ("bulk_modulus_gpa", "shear_modulus_gpa",
                                            "density_kg_m3"))
     if t is None or size is None or not size > 0:
         return Check("quasi_static", NA, "the FEM recorded no loading time or body size")
-    if k is None or g is None or not (rho and rho > 0):
+    if "loading_time" in fem and fem["loading_time"] is None:
+        return Check("quasi_static", NA, "the loading has no physical time (1 s per step): "
+                     "give [continuum.loading] duration_s to judge inertia")
+    if k is None or g is None or not (rho and rho > 0) or not k + 4.0 * g / 3.0 > 0:
         return Check("quasi_static", NA, "no Properties with the moduli and density to "
                      "give the wave speed")
     c_l = math.sqrt((k + 4.0 * g / 3.0) * 1e9 / rho)           # m/s
@@ -1243,17 +1252,32 @@ def quasi_static_check(fem: Mapping[str, Any], props: Mapping[str, Any] | None,
     chk = graded("quasi_static", "quasi_static", t / t_wave,
                  f"the load takes {t:.3g} s against {t_wave:.3g} s for a longitudinal "
                  f"wave (c_l = {c_l:.0f} m/s) to cross the body ({size:.3g} mm):", ".3g")
-    if chk.status != GREEN:
-        green_mm = c_l * t / THRESHOLDS["quasi_static"].green * 1e3
-        more = [f"inertia, which the solve neglects, is not negligible at this rate: a "
-                f"body of at most {green_mm:.3g} mm would be quasi-static over {t:.3g} s "
-                "(the load is the same for a smaller body: the solve has no length scale)"]
-        cell = (dd or {}).get("assumptions", {}).get("cell_um")
-        if isinstance(cell, list) and cell:
-            more.append(f"the DD cell, each material point's microstructure, is "
-                        f"{max(cell):.3g} µm, so such a body is "
-                        f"{green_mm * 1e3 / max(cell):.3g} cells across")
-        chk.detail = _sentence(more)
+    if chk.status == GREEN:
+        return chk
+    if fem.get("loading_time") == "displacement_rate":
+        # the time scales with the body: a smaller one is not more quasi-static
+        chk.detail = _sentence(["inertia, which the solve neglects, is not negligible: "
+                                "the loading time follows a displacement rate, so it "
+                                "shrinks with the body; give duration_s (a strain rate) "
+                                "and a body small enough for it"])
+        return chk
+    green_mm = c_l * t / THRESHOLDS["quasi_static"].green * 1e3
+    more = [f"inertia, which the solve neglects, is not negligible at this rate: a body of "
+            f"at most {green_mm:.3g} mm would be quasi-static over {t:.3g} s (the load is "
+            "the same for a smaller body: the solve has no length scale)"]
+    cell = (dd or {}).get("assumptions", {}).get("cell_um")
+    if isinstance(cell, list) and cell and _num(max(cell)):
+        ref = fem.get("reference") or {}
+        ri, ro = _num(ref.get("r_inner_mm")), _num(ref.get("r_outer_mm"))
+        wall = (ro - ri) / ro if ri is not None and ro and ro > ri else 1.0
+        what = "wall" if wall < 1.0 else "size"
+        cells = green_mm * wall * 1e3 / max(cell)
+        more.append(f"its {what} would be {cells:.2g} DD cells across ({max(cell):.3g} "
+                    "µm each, a material point's microstructure)" + (
+                        ": at this rate no body is both quasi-static and ten DD cells "
+                        "thick, and only a solve with inertia would settle it"
+                        if cells < 10 else ""))
+    chk.detail = _sentence(more)
     return chk
 
 

@@ -164,6 +164,7 @@ def test_the_load_does_not_depend_on_the_bodys_size_and_its_size_is_recorded(cyl
                               SolverSettings(steps=20)).run()
     loads = np.array([s.load for s in result.steps])
     assert result.steps[-1].max_eqps > 5e-3                     # through yield
-    assert np.allclose([s.load for s in res.steps], loads, rtol=1e-9, atol=1e-9 * SIGMA0)
+    # to the Newton tolerance (1e-9 relative): a size effect would be O(1)
+    assert np.allclose([s.load for s in res.steps], loads, rtol=1e-7, atol=1e-7 * SIGMA0)
     assert result.body_size_mm == pytest.approx(cs.r_outer, rel=1e-12)
     assert res.body_size_mm == pytest.approx(cs.r_outer / 20, rel=1e-12)

@@ -266,7 +266,15 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
     for name in arts:
         assert f"| {name} | " in head
     assert "FEM final load" in head and "band [" in head and "dd " in head
-    assert "; maximum load " in head and "the maximum is the upper yield" in head
+    # this curve only rises (maximum = final): no upper yield to speak of; one above the
+    # final load is called one, with what sets it
+    assert "; maximum load " in head and "upper yield" not in head
+    from scalebridge.workflows.report import band_line
+
+    band = next(a for a in arts.values() if a.kind == "LoadBand")
+    peaked = dict(band.summary, max_load_mpa=2.0 * band.summary["final_load_mpa"])
+    line = band_line([{"kind": "LoadBand", "raw_summary": peaked}])
+    assert "the maximum is an upper yield, which a rate-dependent material sets" in line
     # the key to the stresses, one clause per stage this run has
     key = next(line for line in head.splitlines() if line.startswith("Which stress is which"))
     assert "shear stress τ" in key and "per second" in key and "von Mises" in key
@@ -1442,11 +1450,28 @@ def test_the_fem_is_quasi_static_only_when_the_load_takes_many_wave_transits(tmp
         assert chk.value == pytest.approx(2.1e-8 * c_l / (size * 1e-3), rel=1e-12)
     assert [c.status for c in got.values()] == [RED, AMBER, GREEN]
     assert "1.3 mm" in got[1.3].reason and "0.107 transits (< 1)" in got[1.3].reason
-    assert "at most 0.0139 mm" in got[1.3].detail and "8 cells across" in got[1.3].detail
+    assert "at most 0.0139 mm" in got[1.3].detail
+    assert "size would be 8 DD cells across" in got[1.3].detail
     assert got[0.013].detail == ""
+    # a cylinder's wall (R_e − R_i = 0.23 R_e): 1.8 cells at the quasi-static size, so no
+    # body is both quasi-static and ten cells thick
+    wall = quasi_static_check({"duration_s": 2.1e-8, "body_size_mm": 0.065,
+                               "reference": {"r_inner_mm": 0.05, "r_outer_mm": 0.065}},
+                              props, dd)
+    assert "its wall would be 1.8 DD cells across" in wall.detail
+    assert "no body is both quasi-static and ten DD cells thick" in wall.detail
     no_rho = quasi_static_check({"duration_s": 2.1e-8, "body_size_mm": 1.3},
                                 {k: v for k, v in props.items() if k != "density_kg_m3"})
     assert no_rho.status == NA and "density" in no_rho.reason
+    # 1 s per step is no physical time; a displacement rate's time shrinks with the body
+    fake = quasi_static_check({"duration_s": 30.0, "body_size_mm": 1.3,
+                               "loading_time": None}, props, dd)
+    assert fake.status == NA and "no physical time" in fake.reason
+    rate = quasi_static_check({"duration_s": 2.1e-8, "body_size_mm": 1.3,
+                               "loading_time": "displacement_rate"}, props, dd)
+    assert rate.status == RED and "shrinks with the body" in rate.detail
+    assert quasi_static_check({"duration_s": 2.1e-8, "body_size_mm": 1.3},
+                              dict(props, bulk_modulus_gpa=-300.0)).status == NA
     # in a run: the FEM row gets the check, its verdict the worst of its checks
     v = run_verdicts({"properties": Fake("Properties", props, tmp_path),
                       "dd": Fake("DDRun", dd, tmp_path),
