@@ -283,6 +283,40 @@ def _kind_summary(s: Any) -> tuple[str, Mapping[str, Any] | None]:
     return s.kind, s.summary
 
 
+def not_covered_line(arts_or_sections: Any) -> str | None:
+    """What the FEM load band does not carry, beside it: the DD's stated assumptions
+    (its summary's ``assumptions``: sources, obstacles, junctions, nucleation rule, cell),
+    the one glide character every dislocation moved with, and the FEM's own mesh, time
+    step and neglected inertia. None without a LoadBand."""
+    band = dd = fem = None
+    for s in arts_or_sections:
+        kind, sm = _kind_summary(s)
+        if kind == "LoadBand":
+            band = sm
+        elif kind == "DDRun":
+            dd = sm
+        elif kind == "FieldResults":
+            fem = sm
+    if not band:
+        return None
+    items = []
+    a = (dd or {}).get("assumptions") or {}
+    items += [f"{k} {a[k]}" for k in ("source", "obstacle", "junction", "nucleation")
+              if isinstance(a.get(k), str)]
+    if isinstance(a.get("cell_um"), list) and a["cell_um"]:
+        items.append(f"a {' x '.join(f'{float(x):.3g}' for x in a['cell_um'])} µm 2D cell")
+    character = ((dd or {}).get("mobility") or {}).get("character")
+    if character:
+        items.append(f"every dislocation gliding with the {character} law")
+    if fem:
+        items.append("the FEM's mesh and time step, and the inertia its quasi-static "
+                     "solve neglects")
+    if not items:
+        return None
+    return ("Not in the band (held fixed, each a stated assumption): "
+            + "; ".join(items))
+
+
 def band_line(arts_or_sections: Any) -> str | None:
     """One sentence on the FEM load band and its shares, from a LoadBand summary."""
     summ = None
@@ -473,6 +507,9 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
     band = band_line(sections)
     if band:
         lines += [band + ".", ""]
+    fixed = not_covered_line(sections)
+    if fixed:
+        lines += [fixed + ".", ""]
     key = stress_key(sections)
     if key:
         lines += [key + ".", ""]
@@ -590,6 +627,9 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
     band = band_line(sections)
     if band:
         parts.append(f"<p>{e(band)}.</p>")
+    fixed = not_covered_line(sections)
+    if fixed:
+        parts.append(f"<p>{e(fixed)}.</p>")
     key = stress_key(sections)
     if key:
         parts.append(f"<p>{e(key)}.</p>")

@@ -269,6 +269,22 @@ def test_report_opens_with_verdicts_and_band(chain_arts):
     # this curve only rises (maximum = final): no upper yield to speak of; one above the
     # final load is called one, with what sets it
     assert "; maximum load " in head and "upper yield" not in head
+    # what the band does not carry, beside it: here the FEM's own choices (this chain's DD
+    # records no assumptions); the Mo example's DD adds its sources, obstacles, nucleation
+    # rule, cell and glide character
+    assert "Not in the band (held fixed, each a stated assumption): " in head
+    assert "the inertia its quasi-static solve neglects" in head
+    from scalebridge.workflows.report import not_covered_line
+
+    mo_dd = {"assumptions": {"source": "Frank-Read τ = β μ b / L, β = 1",
+                             "nucleation": "after 8 bow-out times", "cell_um": [1.5, 1.7321]},
+             "mobility": {"character": "edge"}}
+    text = not_covered_line([{"kind": "LoadBand", "raw_summary": {"x": 1}},
+                             {"kind": "DDRun", "raw_summary": mo_dd}])
+    assert text == ("Not in the band (held fixed, each a stated assumption): source "
+                    "Frank-Read τ = β μ b / L, β = 1; nucleation after 8 bow-out times; a "
+                    "1.5 x 1.73 µm 2D cell; every dislocation gliding with the edge law")
+    assert not_covered_line([{"kind": "DDRun", "raw_summary": mo_dd}]) is None
     from scalebridge.workflows.report import band_line
 
     band = next(a for a in arts.values() if a.kind == "LoadBand")
