@@ -158,12 +158,17 @@ def md_glide_fits(defect_stats: Artifact | Path) -> dict[str, Any] | None:
     return doc if doc.get("drag") else None
 
 
+def tau_max_by_character_pa(t: VelocityTable) -> dict[str, float]:
+    """Each measured character's largest |τ| in Pa, in :data:`CHARACTERS` order."""
+    return {CHARACTERS[c]: float(np.max(np.abs(t.tau_pa[t.character == c])))
+            for c in sorted(set(t.character.tolist()))}
+
+
 def tau_by_character(t: VelocityTable) -> dict[str, tuple[float, float]]:
     """Each measured character's (0, max |τ|) in MPa, in :data:`CHARACTERS` order: the
     law's range per character (the MD may drive edges and screws to different
     stresses)."""
-    return {CHARACTERS[c]: (0.0, float(np.max(np.abs(t.tau_pa[t.character == c]))) * 1e-6)
-            for c in sorted(set(t.character.tolist()))}
+    return {c: (0.0, v * 1e-6) for c, v in tau_max_by_character_pa(t).items()}
 
 
 # ---------------------------------------------------------------------- neural fit
@@ -183,11 +188,9 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     by_char = tau_by_character(t)
     vr = ValidRange(tau_mpa=(0.0, tau_scale * 1e-6), temperature_k=(tlo, thi),
                     characters=tuple(by_char), tau_mpa_by_character=by_char)
-    # each character's own largest |τ| in Pa (tau_by_character's, before its MPa); a
-    # character driven only at τ = 0 keeps the scale of all the data
-    scales = {CHARACTERS[c]: float(np.max(np.abs(t.tau_pa[t.character == c])))
-              for c in sorted(set(t.character.tolist()))}
-    scales = {c: v for c, v in scales.items() if v > 0}
+    # each character's own largest |τ|; a character driven only at τ = 0 keeps the
+    # scale of all the data
+    scales = {c: v for c, v in tau_max_by_character_pa(t).items() if v > 0}
     # seeded before the members are built: their initial weights come from torch's
     # global generator, whose state otherwise depends on what ran earlier in the process
     # (in a chain run: the potential and MD stages), and a rerun gave another law

@@ -1265,14 +1265,15 @@ def quasi_static_check(fem: Mapping[str, Any], props: Mapping[str, Any] | None,
     more = [f"inertia, which the solve neglects, is not negligible at this rate: a body of "
             f"at most {green_mm:.3g} mm would be quasi-static over {t:.3g} s (the load is "
             "the same for a smaller body: the solve has no length scale)"]
-    cell = (dd or {}).get("assumptions", {}).get("cell_um")
-    if isinstance(cell, list) and cell and _num(max(cell)):
+    cells_um = (dd or {}).get("assumptions", {}).get("cell_um")
+    cell = _num(max(cells_um)) if isinstance(cells_um, list) and cells_um else None
+    if cell:
         ref = fem.get("reference") or {}
         ri, ro = _num(ref.get("r_inner_mm")), _num(ref.get("r_outer_mm"))
         wall = (ro - ri) / ro if ri is not None and ro and ro > ri else 1.0
         what = "wall" if wall < 1.0 else "size"
-        cells = green_mm * wall * 1e3 / max(cell)
-        more.append(f"its {what} would be {cells:.2g} DD cells across ({max(cell):.3g} "
+        cells = green_mm * wall * 1e3 / cell
+        more.append(f"its {what} would be {cells:.2g} DD cells across ({cell:.3g} "
                     "µm each, a material point's microstructure)" + (
                         ": at this rate no body is both quasi-static and ten DD cells "
                         "thick, and only a solve with inertia would settle it"
