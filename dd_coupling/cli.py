@@ -50,7 +50,11 @@ def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | Non
         if f"drag_{c}_b0_pa_s" in s:
             parts.append(f"{c} drag B0 = {s[f'drag_{c}_b0_pa_s']:.4g} ± "
                          f"{s[f'drag_{c}_b0_err_pa_s']:.2g} Pa·s")
-        if f"drag_{c}_tau0_mpa" in s:
+        if f"drag_{c}_tau0_mpa" in s and s.get(f"drag_{c}_tau0_ci95_mpa") is None:
+            # not measured: fixed at 0 by the model choice (the note says what the data say)
+            parts.append(f"{c} threshold tau0 = 0 MPa, "
+                         f"{s.get(f'drag_{c}_tau0_note') or 'fixed at 0'}")
+        elif f"drag_{c}_tau0_mpa" in s:
             lo, hi = s[f"drag_{c}_tau0_ci95_mpa"]
             mu = (f" = {s[f'drag_{c}_tau0_over_mu']:.3g} μ"
                   if f"drag_{c}_tau0_over_mu" in s else "")

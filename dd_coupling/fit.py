@@ -14,7 +14,9 @@
   dd_threshold`; constant unless its trend is supported) and the saturation speed, the
   edge's for edges and, where screws were measured, the screws' B ratio and τ₀ for
   screws. The summary gives τ₀ with its 95% interval in MPa and, with a Properties
-  artifact, in units of μ (``drag_<character>_tau0_over_mu``);
+  artifact, in units of μ (``drag_<character>_tau0_over_mu``); a τ₀ the model choice
+  fixed at 0 has no error or interval there, and ``drag_<character>_tau0_note`` says
+  so, with the τ₀ the best threshold model fitted;
 * the kink-pair law for screws (ΔH₀, τ_P, v₀, p and q fixed) when screw rows exist at two
   or more temperatures;
 * the neural ensemble law (:class:`~scalebridge.dd_coupling.neural.NeuralMobility`) on
@@ -139,12 +141,14 @@ def fit_kink_pair(t: VelocityTable, b_m: float, drag_pa_s: float | None = None,
 def dd_threshold(fit: dict[str, Any]) -> dict[str, Any]:
     """The DD law's threshold (``dd_tau0_*`` keys, MPa) of one character's drag fit:
     the fit's own, or :func:`scalebridge.md.glide_fit.dd_threshold` of its rows for a
-    ``glide_fit.json`` written before md reported it."""
-    if "dd_tau0_mpa" in fit:
+    ``glide_fit.json`` written before md reported it, or before a τ₀ fixed at 0 by the
+    model choice was marked as not measured (its [0, 0] interval)."""
+    fixed = all(r.get("tau0_fixed", True) for r in fit["by_temperature"])
+    if "dd_tau0_mpa" in fit and not (fixed and fit.get("dd_tau0_err_mpa") is not None):
         return {k: v for k, v in fit.items() if k.startswith("dd_tau0_")}
     return glide_fit.dd_threshold(fit["by_temperature"],
                                   fit.get("quantile") or glide_fit.t95(0),
-                                  fit.get("tau0_cov_mpa2"))
+                                  fit.get("tau0_cov_mpa2"), fit.get("model"))
 
 
 def md_glide_fits(defect_stats: Artifact | Path) -> dict[str, Any] | None:
@@ -306,15 +310,21 @@ def threshold_summary(character: str, th: dict[str, Any], mu_pa: float | None
                       ) -> dict[str, Any]:
     """Summary keys of one character's DD threshold: ``drag_<c>_tau0_mpa`` (τ₀,0) with
     its standard error and 95% interval, ``..._mpa_k`` (τ₀,1), ``..._over_mu`` and
-    ``..._ci95_over_mu`` (τ₀,0/μ, when ``mu_pa`` is known), ``..._note``."""
+    ``..._ci95_over_mu`` (τ₀,0/μ, when ``mu_pa`` is known), ``..._note``. A τ₀ fixed at 0
+    by the model choice (its error None) was not measured: the error and interval keys
+    are left out and the note says so, with the τ₀ the threshold candidates fitted."""
     k = f"drag_{character}_tau0"
-    out: dict[str, Any] = {f"{k}_mpa": th["dd_tau0_mpa"], f"{k}_err_mpa": th["dd_tau0_err_mpa"],
-                           f"{k}_ci95_mpa": th["dd_tau0_ci95_mpa"],
-                           f"{k}_mpa_k": th["dd_tau0_mpa_k"]}
+    measured = th.get("dd_tau0_err_mpa") is not None
+    out: dict[str, Any] = {f"{k}_mpa": th["dd_tau0_mpa"]}
+    if measured:
+        out.update({f"{k}_err_mpa": th["dd_tau0_err_mpa"],
+                    f"{k}_ci95_mpa": th["dd_tau0_ci95_mpa"]})
+    out[f"{k}_mpa_k"] = th["dd_tau0_mpa_k"]
     if mu_pa:
         out[f"{k}_over_mu"] = th["dd_tau0_mpa"] * 1e6 / mu_pa
-        out[f"{k}_ci95_over_mu"] = [None if x is None else x * 1e6 / mu_pa
-                                    for x in th["dd_tau0_ci95_mpa"]]
+        if measured:
+            out[f"{k}_ci95_over_mu"] = [None if x is None else x * 1e6 / mu_pa
+                                        for x in th["dd_tau0_ci95_mpa"]]
     if th.get("dd_tau0_note"):
         out[f"{k}_note"] = th["dd_tau0_note"]
     return out

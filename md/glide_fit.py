@@ -31,10 +31,13 @@ folded (|τ|, sign(τ)·v). Weighted least squares, weights 1/σ², σ² = e² +
 distinct stresses there); v_s is shared. The model is chosen by the smallest
 χ² + k·ln n (k parameters, n points; every candidate needs n ≥ k, n > k when v_s is
 fitted) among τ₀ free or zero and v_s none (pure linear), the shear-wave speed c_t
-(when known) or fitted. An exactly determined fit (n = k) takes its errors from the
-point errors alone. Parameter
-covariance (JᵀWJ)⁻¹ scaled by max(1, χ²/ν); 95% intervals ±q·SE, q = 1.96 when the
-point errors explain the scatter (χ²/ν ≤ 1), Student's t_ν otherwise. B's interval is
+(when known) or fitted. A τ₀ of 0 chosen this way is a modelling choice, not a
+measurement: it gets no error or interval, and its note gives the scores with and
+without a threshold and the τ₀ the best threshold candidate fitted
+(:func:`tau0_fixed_note`). An exactly determined fit (n = k) takes its errors from the
+point errors alone. Parameter covariance (JᵀWJ)⁻¹ scaled by max(1, χ²/ν); 95%
+intervals ±q·SE, q = 1.96 when the point errors explain the scatter (χ²/ν ≤ 1),
+Student's t_ν otherwise. B's interval is
 b/k mapped from the interval of the mobility k = b/B (so it is asymmetric, and open
 above when k's interval reaches 0). A trend of B with T is *supported* when the 95%
 intervals of B at two temperatures do not overlap. The DD's linear drag law gets
@@ -250,8 +253,12 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     Returns:
         ``by_temperature`` rows (temperature_k, n_points, drag_pa_s, drag_err_pa_s,
         drag_ci95_pa_s [lo, hi], tau0_mpa, tau0_err_mpa, tau0_ci95_mpa [lo, hi],
-        tau0_fixed), ``saturation_m_s`` (+ ``saturation_source``, ``saturation_err_m_s``),
-        ``chi2_red``, ``dof``, ``quantile``, ``n``, ``model`` (the candidates' scores),
+        tau0_fixed; where τ₀ was fixed at 0 it is not measured: tau0_err_mpa None,
+        tau0_ci95_mpa [None, None] and tau0_note says why and what the threshold
+        candidates gave), ``saturation_m_s`` (+ ``saturation_source``,
+        ``saturation_err_m_s``), ``chi2_red``, ``dof``, ``quantile``, ``n``, ``model``
+        (the candidates: tau0, saturation, score, n_params, chosen and, with τ₀ free,
+        ``tau0_by_temperature``: the τ₀ that candidate fitted, with error and interval),
         ``trend`` (:func:`drag_trend`), and the DD law's ``b0_pa_s``, ``b1_pa_s_k`` with
         standard errors (B(T) = B0 + B1·T when the trend is supported, else B1 = 0 and
         B0 the inverse-variance mean), its threshold ``dd_tau0_*`` (:func:`dd_threshold`)
@@ -337,6 +344,14 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     m = len(temps)
     tau0_index = {j: m + i for i, j in enumerate(np.flatnonzero(model.free_tau0))}
     b_mpa = b_m * 1e6                                           # k is m/s per MPa
+    models = []
+    for sc, mm, rr in tried:
+        entry: dict[str, Any] = {"tau0": "free" if mm.free_tau0.any() else "zero",
+                                 "saturation": mm.saturation, "score": sc,
+                                 "n_params": mm.n_params(), "chosen": mm is model}
+        if mm.free_tau0.any():              # what this candidate says of a threshold
+            entry["tau0_by_temperature"] = _tau0_estimates(mm, rr, n)
+        models.append(entry)
     rows = []
     for j, tk in enumerate(temps):
         kk, se_k = float(k_t[j]), float(math.sqrt(max(cov[j, j], 0.0)))
@@ -352,8 +367,11 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
             t0 = float(tau0_t[j])
             row.update(tau0_mpa=t0, tau0_err_mpa=se_t,
                        tau0_ci95_mpa=[t0 - q * se_t, t0 + q * se_t])
-        else:
-            row.update(tau0_mpa=0.0, tau0_err_mpa=0.0, tau0_ci95_mpa=[0.0, 0.0])
+        else:                               # the law's 0, not measured: no error, no interval
+            row.update(tau0_mpa=0.0, tau0_err_mpa=None, tau0_ci95_mpa=[None, None],
+                       tau0_note=(f"fixed at 0, not fitted: one stress at {tk:g} K (a "
+                                  "threshold needs two or more)" if not can_tau0[j]
+                                  else tau0_fixed_note(models, float(tk))))
         rows.append(row)
     c_err = None
     if model.saturation == "fitted" and c is not None:
@@ -363,9 +381,7 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         "saturation_m_s": c, "saturation_err_m_s": c_err,
         "saturation_source": model.saturation, "chi2_red": chi2_red, "dof": nu,
         "quantile": q, "n": int(n), "n_params": model.n_params(),
-        "model": [{"tau0": "free" if mm.free_tau0.any() else "zero",
-                   "saturation": mm.saturation, "score": sc, "chosen": mm is model}
-                  for sc, mm, _ in tried],
+        "model": models,
         "law": "v = v_s x/sqrt(1+x^2), x = b(|tau|-tau0)/(B v_s); linear v = b(tau-tau0)/B "
                "when v_s is none",
     }
@@ -373,8 +389,62 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     out.update(_dd_drag(rows, out["trend"]["supported"]))
     free_i = [tau0_index[j] for j in np.flatnonzero(model.free_tau0)]
     out["tau0_cov_mpa2"] = cov[np.ix_(free_i, free_i)].tolist()
-    out.update(dd_threshold(rows, q, out["tau0_cov_mpa2"]))
+    out.update(dd_threshold(rows, q, out["tau0_cov_mpa2"], models))
     return out
+
+
+def _tau0_estimates(model: _DragModel, res: Any, n: int) -> list[dict[str, Any]]:
+    """The τ₀ (MPa) a candidate with free τ₀ fitted at each of its temperatures, with
+    standard error and 95% interval (its own covariance and quantile, as for the chosen
+    model)."""
+    cov, _, _, q = _covariance(res, n)
+    _, tau0, _ = model.unpack(res.x)
+    m = len(model.temps)
+    out = []
+    for i, j in enumerate(np.flatnonzero(model.free_tau0)):
+        se = float(math.sqrt(max(cov[m + i, m + i], 0.0)))
+        t0 = float(tau0[j])
+        out.append({"temperature_k": float(model.temps[j]), "tau0_mpa": t0,
+                    "tau0_err_mpa": se, "tau0_ci95_mpa": [t0 - q * se, t0 + q * se]})
+    return out
+
+
+_SATURATION_WORDS = {"none": "linear", "shear_wave_speed": "v_s = c_t",
+                     "fitted": "v_s fitted"}
+
+
+def tau0_fixed_note(models: Sequence[dict[str, Any]] | None,
+                    temperature_k: float | None = None, n: int | None = None) -> str:
+    """Why a τ₀ of 0 was not measured, and what the data say of a threshold: the
+    model selection's scores with and without one and the best threshold candidate's τ₀
+    (value [95% interval], MPa; at ``temperature_k`` only, when given). ``models``: the
+    :func:`fit_drag` ``model`` list (None or without a threshold candidate: too few
+    stresses to fit one; ``n``: the number of points, for the note)."""
+    models = list(models or [])
+    free = sorted((mm for mm in models if mm.get("tau0") == "free"),
+                  key=lambda mm: mm["score"])
+    chosen = next((mm for mm in models if mm.get("chosen")), None)
+    if not free or chosen is None or chosen.get("tau0") == "free":
+        pts = f"{n} point{'s' if n != 1 else ''}; " if n is not None else ""
+        return ("fixed at 0: no threshold model could be fitted (" + pts + "a threshold "
+                "needs two or more distinct stresses at one temperature)")
+    best = free[0]
+    text = (f"fixed at 0 by model selection (chi2 + k ln n: {chosen['score']:.3g} without a "
+            f"threshold against {best['score']:.3g} with one)")
+    est = [r for r in best.get("tau0_by_temperature") or []
+           if temperature_k is None or r["temperature_k"] == temperature_k]
+    if est:
+        sat = _SATURATION_WORDS.get(best["saturation"], best["saturation"])
+        text += (f"; the best threshold model ({sat}) gives tau0 = "
+                 + ", ".join(f"{r['tau0_mpa']:.4g} [{r['tau0_ci95_mpa'][0]:.4g}, "
+                             f"{r['tau0_ci95_mpa'][1]:.4g}] MPa"
+                             + (f" at {r['temperature_k']:g} K" if len(est) > 1 else "")
+                             for r in est))
+        if all(r["tau0_ci95_mpa"][0] <= 0.0 <= r["tau0_ci95_mpa"][1] for r in est):
+            text += ", consistent with no threshold"
+        elif any(r["tau0_mpa"] < 0.0 for r in est):
+            text += " (a negative tau0 is no threshold)"
+    return text
 
 
 def drag_trend(rows: Sequence[dict[str, Any]], *, value: str = "drag_pa_s",
@@ -432,15 +502,19 @@ def _dd_drag(rows: Sequence[dict[str, Any]], trend: bool) -> dict[str, float]:
 
 
 def dd_threshold(rows: Sequence[dict[str, Any]], quantile: float = 1.959963984540054,
-                 cov_mpa2: Sequence[Sequence[float]] | None = None) -> dict[str, Any]:
+                 cov_mpa2: Sequence[Sequence[float]] | None = None,
+                 models: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The threshold τ₀(T) = τ₀,0 + τ₀,1·T of the DD's linear drag law, from the
     :func:`fit_drag` rows whose τ₀ was fitted (``tau0_fixed`` false).
 
     A generalised least-squares line through their τ₀ when the trend is supported
-    (:func:`drag_trend` on τ₀), else τ₀,1 = 0 and τ₀,0 their weighted mean; 0 when no
-    row fitted one. The τ₀ of different temperatures share the fit's v_s, so they are
-    correlated: with their covariance (``cov_mpa2``) the error of the mean is honest,
-    without it (rows alone) they are taken as independent.
+    (:func:`drag_trend` on τ₀), else τ₀,1 = 0 and τ₀,0 their weighted mean. When no row
+    fitted one the law's τ₀ is 0 by the model choice, not a measurement: its errors and
+    interval are None and ``dd_tau0_note`` says why, with what the threshold candidates
+    of ``models`` (the fit's ``model`` list) gave (:func:`tau0_fixed_note`). The τ₀ of
+    different temperatures share the fit's v_s, so they are correlated: with their
+    covariance (``cov_mpa2``) the error of the mean is honest, without it (rows alone)
+    they are taken as independent.
     The law clamps τ₀(T) at 0 (a negative fitted τ₀ is no threshold; ``dd_tau0_note``
     says so).
 
@@ -449,18 +523,21 @@ def dd_threshold(rows: Sequence[dict[str, Any]], quantile: float = 1.95996398454
         quantile: the fit's 95% quantile (its ``quantile``) for the interval of τ₀,0.
         cov_mpa2: (m, m) covariance of the m fitted τ₀ (MPa²), in row order (the fit's
             ``tau0_cov_mpa2``).
+        models: the fit's ``model`` list, for the note when no row fitted τ₀.
 
     Returns:
         ``dd_tau0_mpa`` (τ₀,0, MPa), ``dd_tau0_err_mpa``, ``dd_tau0_ci95_mpa`` [lo, hi],
         ``dd_tau0_mpa_k`` (τ₀,1, MPa/K), ``dd_tau0_err_mpa_k``, ``dd_tau0_trend``,
-        ``dd_tau0_note`` (None or why the value is not what the rows show).
+        ``dd_tau0_note`` (None or why the value is not what the rows show); the errors
+        and the interval are None when τ₀ was fixed at 0.
     """
     free = [r for r in rows if not r.get("tau0_fixed", True)]
     trend = drag_trend(free, value="tau0_mpa", ci="tau0_ci95_mpa", what="tau0")
     if not free:
-        return {"dd_tau0_mpa": 0.0, "dd_tau0_err_mpa": 0.0, "dd_tau0_ci95_mpa": [0.0, 0.0],
-                "dd_tau0_mpa_k": 0.0, "dd_tau0_err_mpa_k": 0.0, "dd_tau0_trend": trend,
-                "dd_tau0_note": "no threshold: the chosen model has tau0 = 0"}
+        n = sum(int(r.get("n_points", 0)) for r in rows) if rows else None
+        return {"dd_tau0_mpa": 0.0, "dd_tau0_err_mpa": None, "dd_tau0_ci95_mpa": None,
+                "dd_tau0_mpa_k": 0.0, "dd_tau0_err_mpa_k": None, "dd_tau0_trend": trend,
+                "dd_tau0_note": tau0_fixed_note(models, n=n)}
     T = np.array([r["temperature_k"] for r in free])
     t0 = np.array([r["tau0_mpa"] for r in free])
     se = np.array([r["tau0_err_mpa"] for r in free])
@@ -667,4 +744,5 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
 
 __all__ = ["KB_EV", "KINK_P", "KINK_Q", "REL_ERROR", "BlockVelocity", "block_velocity",
            "combine_replicas", "dd_threshold", "drag_trend", "fit_drag", "fit_glide_laws",
-           "fit_kink_pair", "kink_pair_velocity", "naive_velocity", "sigma", "t95"]
+           "fit_kink_pair", "kink_pair_velocity", "naive_velocity", "sigma", "t95",
+           "tau0_fixed_note"]

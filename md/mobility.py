@@ -732,8 +732,10 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                 "n_points": d["n_points"], "drag_pa_s": d["drag_pa_s"],
                 "drag_err_pa_s": d["drag_err_pa_s"], "drag_ci95_lo_pa_s": lo,
                 "drag_ci95_hi_pa_s": hi if hi is not None else "", "tau0_mpa": d["tau0_mpa"],
-                "tau0_ci95_lo_mpa": d["tau0_ci95_mpa"][0],
-                "tau0_ci95_hi_mpa": d["tau0_ci95_mpa"][1], "tau0_fixed": d["tau0_fixed"],
+                # a τ₀ fixed at 0 by the model choice has no interval: blank cells
+                "tau0_ci95_lo_mpa": "" if d["tau0_fixed"] else d["tau0_ci95_mpa"][0],
+                "tau0_ci95_hi_mpa": "" if d["tau0_fixed"] else d["tau0_ci95_mpa"][1],
+                "tau0_fixed": d["tau0_fixed"],
                 "saturation_m_s": f["saturation_m_s"] or "",
                 "saturation_source": f["saturation_source"], "burgers_a": b})
     write_rows(work / "drag.csv", drag_rows, DRAG_COLUMNS)
@@ -765,9 +767,14 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         "screw_shear_wave_m_s": fits["screw_shear_wave_m_s"],
         "shear_wave_source": fits["shear_wave_source"],
         "drag_pa_s": {k: d["drag_pa_s"] for k, d in by_t.items()},
-        # the threshold of v = b(τ - τ0)/B beside B: the DD's drag law takes both
+        # the threshold of v = b(τ - τ0)/B beside B: the DD's drag law takes both; a τ0
+        # fixed at 0 by the model choice has no interval, its note says why and what the
+        # threshold models fitted
         "tau0_mpa": {k: d["tau0_mpa"] for k, d in by_t.items()},
-        "tau0_ci95_mpa": {k: list(d["tau0_ci95_mpa"]) for k, d in by_t.items()}}
+        "tau0_ci95_mpa": {k: list(d["tau0_ci95_mpa"]) for k, d in by_t.items()
+                          if not d["tau0_fixed"]},
+        "tau0_note": {k: d["tau0_note"] for k, d in by_t.items()
+                      if d["tau0_fixed"] and d.get("tau0_note")}}
     if "edge" in fits["drag"]:
         e = fits["drag"]["edge"]
         summary["edge_drag_trend_supported"] = e["trend"]["supported"]

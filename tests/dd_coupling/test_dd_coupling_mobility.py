@@ -387,6 +387,9 @@ def test_fit_passes_threshold_to_the_drag_law(tmp_path):
     assert s["drag_edge_tau0_over_mu"] == pytest.approx(law.tau0_pa / (MU_GPA * 1e9))
     fit = json.loads((art.path / "fit.json").read_text())
     assert fit["tau0_in_law"] is True and fit["fitted_by"] == "dd_coupling"
+    # measured, not fixed: the chosen model fits τ₀, no note, a finite error
+    assert next(m for m in fit["drag"]["edge"]["model"] if m["chosen"])["tau0"] == "free"
+    assert "drag_edge_tau0_note" not in s and 0 < s["drag_edge_tau0_err_mpa"] < 10.0
     for r in fit["drag"]["edge"]["by_temperature"]:
         assert r["drag_ci95_pa_s"][0] < drag < r["drag_ci95_pa_s"][1], r
         assert r["tau0_ci95_mpa"][0] < tau0 < r["tau0_ci95_mpa"][1], r
@@ -408,6 +411,77 @@ def test_fit_passes_threshold_to_the_drag_law(tmp_path):
     chi = [float(np.mean(((np.asarray(lw.velocity(t.tau_pa, t.temperature_k, 0))
                            - t.velocity_m_s) / sig) ** 2)) for lw in (law, pure)]
     assert chi[0] < 2.0 < 10 * chi[0] < chi[1]
+
+
+def test_pure_drag_fixes_tau0_at_zero_as_a_choice_not_a_measurement(tmp_path):
+    """A table v = bτ/B with noise (no threshold), through the dd_coupling fit path: the
+    model selection fixes τ₀ = 0, and the summary says it is a choice: no τ₀ error or
+    [0, 0] interval, a note with the scores with and without a threshold and the τ₀
+    [95%] the best threshold model fitted at each temperature (finite, covering the true
+    0). The DD law keeps τ₀ = 0 exactly: its velocities are pure drag's. A fit.json of
+    before (τ₀ fixed with a [0, 0] interval) reads the same way; the CLI prints the note."""
+    from scalebridge.dd_coupling.fit import dd_threshold
+    from scalebridge.workflows.cli import cli
+    from scalebridge.workflows.report import summary_rows
+
+    drag = 5e-5
+    # two temperatures of seven stresses: χ² + k ln 14 prefers τ₀ = 0 for these rows
+    rows = _threshold_rows(np.random.default_rng(0), 0.0, drag)
+    ds = make_defect_stats(tmp_path / "defects", rows)
+    props = make_properties(tmp_path / "p")
+    art = FitMobilitySettings(law="drag").make(ds, tmp_path / "mob", properties=props)
+    s, law = art.summary, load_mobility(art.path)
+    fit = json.loads((art.path / "fit.json").read_text())
+    edge = fit["drag"]["edge"]
+    chosen = next(m for m in edge["model"] if m["chosen"])
+    best = min((m for m in edge["model"] if m["tau0"] == "free"), key=lambda m: m["score"])
+    assert chosen["tau0"] == "zero" and chosen["score"] < best["score"]
+    est = best["tau0_by_temperature"]
+    assert [e["temperature_k"] for e in est] == [100.0, 300.0]
+    for e in est:
+        lo, hi = e["tau0_ci95_mpa"]
+        assert e["tau0_err_mpa"] > 0 and lo < 0.0 < hi and hi - lo < 100.0, e
+    for r in edge["by_temperature"]:
+        assert r["tau0_fixed"] and r["tau0_err_mpa"] is None and r["tau0_ci95_mpa"] == [
+            None, None]
+    th = fit["dd_threshold"]["edge"]
+    assert th["dd_tau0_err_mpa"] is None and th["dd_tau0_ci95_mpa"] is None
+    # the summary: τ₀ = 0 (the law's), no error or interval, the note
+    assert s["drag_edge_tau0_mpa"] == 0.0 and s["drag_edge_tau0_over_mu"] == 0.0
+    for k in ("err_mpa", "ci95_mpa", "ci95_over_mu"):
+        assert f"drag_edge_tau0_{k}" not in s
+    note = s["drag_edge_tau0_note"]
+    assert note.startswith(f"fixed at 0 by model selection (chi2 + k ln n: "
+                           f"{chosen['score']:.3g} without a threshold against "
+                           f"{best['score']:.3g} with one); the best threshold model")
+    for e in est:
+        lo, hi = e["tau0_ci95_mpa"]
+        assert (f"{e['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa at "
+                f"{e['temperature_k']:g} K") in note
+    assert note.endswith("consistent with no threshold")
+    shown = dict(summary_rows(s))
+    assert shown["drag_edge_tau0_note"] == note and not any(
+        isinstance(x, list) and len(x) == 2 and x[0] == x[1] for x in shown.values())
+    # the DD law: τ₀ = 0 exactly, v = bτ/B(T) with no offset
+    assert isinstance(law, LinearDragMobility) and law.saturation_m_s is None
+    assert law.tau0_pa == 0.0 and law.tau0_pa_k == 0.0
+    tau = np.array([1e6, 50e6, 300e6])
+    for temp in (100.0, 300.0):
+        v = np.asarray(law.velocity(tau, temp, 0))
+        assert np.array_equal(v, B * tau / (law.b0_pa_s + law.b1_pa_s_k * temp))
+    # a fit of before (fixed τ₀ with a [0, 0] interval) reads as not measured too
+    old = {**edge, "dd_tau0_err_mpa": 0.0, "dd_tau0_ci95_mpa": [0.0, 0.0],
+           "dd_tau0_err_mpa_k": 0.0, "dd_tau0_note": "no threshold: the chosen model has "
+           "tau0 = 0", "by_temperature": [{**r, "tau0_err_mpa": 0.0, "tau0_ci95_mpa": [
+               0.0, 0.0]} for r in edge["by_temperature"]]}
+    again = dd_threshold(old)
+    assert again["dd_tau0_mpa"] == 0.0 and again["dd_tau0_ci95_mpa"] is None
+    assert again["dd_tau0_note"] == note
+    res = CliRunner().invoke(cli, ["dd", "fit-mobility", str(ds.path), "--properties",
+                                   str(props.path), "--law", "drag", "--out",
+                                   str(tmp_path / "mob2")])
+    assert res.exit_code == 0, res.output
+    assert f"edge threshold tau0 = 0 MPa, {note}" in res.output
 
 
 def test_threshold_trend_and_old_md_fits():
@@ -436,7 +510,8 @@ def test_threshold_trend_and_old_md_fits():
     assert dd_threshold(old)["dd_tau0_mpa"] == pytest.approx(f["dd_tau0_mpa"], rel=1e-12)
     none = glide_fit.dd_threshold([{**r, "tau0_mpa": 0.0, "tau0_fixed": True}
                                    for r in f["by_temperature"]])
-    assert none["dd_tau0_mpa"] == 0.0 and none["dd_tau0_note"]
+    assert none["dd_tau0_mpa"] == 0.0 and none["dd_tau0_note"].startswith("fixed at 0")
+    assert none["dd_tau0_err_mpa"] is None and none["dd_tau0_ci95_mpa"] is None
 
 
 def test_dd_run_records_the_threshold_in_mpa_and_mu():

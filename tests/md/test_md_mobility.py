@@ -381,6 +381,67 @@ def test_md_and_dd_give_the_same_drag_for_the_same_rows(tmp_path, snap):
     assert fit["drag"]["edge"]["b0_pa_s"] == pytest.approx(md["b0_pa_s"])
 
 
+def test_pure_drag_fixes_tau0_at_zero_as_a_choice_and_a_threshold_is_still_measured(
+        tmp_path, snap):
+    """v = bτ/B plus noise: the model selection (χ² + k ln n) fixes τ₀ = 0. That is a
+    modelling choice, not a measurement: no error and no [0, 0] interval anywhere (fit,
+    drag.csv, DefectStats summary); the note gives the scores with and without a
+    threshold and the τ₀ the best threshold candidate fitted, whose finite 95% interval
+    covers the true 0. Data with a real threshold (120 MPa, far above the noise) still
+    get a fitted τ₀ whose finite interval covers it, and no note."""
+    from scalebridge.workflows.report import summary_rows
+
+    # χ² + k ln n picks τ₀ = 0 for 15 of the first 20 seeds of these pure-drag rows (a free
+    # τ₀ lowers χ² by a χ²₁ draw, against ln 5 more penalty); seed 0 is one of them
+    tau, T, v, e = _edge_rows(np.random.default_rng(0), 5e-5, 0.0, temps=(300.0,), c=1e9)
+    f = fit_drag(tau, T, v, e, B_M)
+    chosen = next(m for m in f["model"] if m["chosen"])
+    free = sorted((m for m in f["model"] if m["tau0"] == "free"), key=lambda m: m["score"])
+    assert chosen["tau0"] == "zero" and free and chosen["score"] < free[0]["score"]
+    (est,) = free[0]["tau0_by_temperature"]
+    lo, hi = est["tau0_ci95_mpa"]
+    assert est["temperature_k"] == 300.0 and est["tau0_err_mpa"] > 0
+    assert lo < 0.0 < hi and hi - lo < 200.0                   # finite, covers the truth
+    (r,) = f["by_temperature"]
+    assert r["tau0_fixed"] and r["tau0_mpa"] == 0.0
+    assert r["tau0_err_mpa"] is None and r["tau0_ci95_mpa"] == [None, None]
+    assert f["dd_tau0_mpa"] == 0.0 and f["dd_tau0_mpa_k"] == 0.0      # the law's τ₀: 0
+    assert f["dd_tau0_err_mpa"] is None and f["dd_tau0_ci95_mpa"] is None
+    for note in (r["tau0_note"], f["dd_tau0_note"]):
+        assert note.startswith("fixed at 0 by model selection (chi2 + k ln n: "
+                               f"{chosen['score']:.3g} without a threshold against "
+                               f"{free[0]['score']:.3g} with one)")
+        assert f"tau0 = {est['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa" in note
+        assert note.endswith("consistent with no threshold")
+    # through the DefectStats: drag.csv's interval cells blank, the summary's note
+    reps = [_rep(ta * 1e-6, vv + d, err=ee, replica=i)
+            for ta, vv, ee in zip(tau, v, e, strict=True) for i, d in enumerate((-3, 0, 3))]
+    art = MobilityMaker(characters=["edge"]).make(snap, tmp_path / "ds", a0_a=A0, rows=reps)
+    fit = json.loads((art.path / "glide_fit.json").read_text())["drag"]["edge"]
+    assert next(m for m in fit["model"] if m["chosen"])["tau0"] == "zero"
+    (row,) = read_rows(art.path / "drag.csv")
+    assert row["tau0_mpa"] == 0.0 and row["tau0_fixed"] == "True"
+    assert row["tau0_ci95_lo_mpa"] == "" and row["tau0_ci95_hi_mpa"] == ""
+    sm = art.summary
+    assert sm["tau0_mpa"] == {"edge_300K": 0.0} and "edge_300K" not in sm["tau0_ci95_mpa"]
+    assert sm["tau0_note"]["edge_300K"] == fit["by_temperature"][0]["tau0_note"]
+    assert sm["tau0_note"]["edge_300K"].startswith("fixed at 0 by model selection")
+    shown = dict(summary_rows(sm))
+    assert "tau0_note.edge_300K" in shown and not any(
+        isinstance(x, list) and len(x) == 2 and x[0] == x[1] for x in shown.values())
+    # a real threshold: fitted, with a finite interval around it, no note
+    tau, T, v, e = _edge_rows(np.random.default_rng(1), 5e-5, 120.0, temps=(300.0,),
+                              taus=(200, 300, 400, 600, 800), c=1e9)
+    g = fit_drag(tau, T, v, e, B_M)
+    chosen = next(m for m in g["model"] if m["chosen"])
+    (r,) = g["by_temperature"]
+    lo, hi = r["tau0_ci95_mpa"]
+    assert chosen["tau0"] == "free" and not r["tau0_fixed"] and "tau0_note" not in r
+    assert math.isfinite(lo) and math.isfinite(hi) and lo < 120.0 < hi and hi - lo < 60.0
+    assert chosen["tau0_by_temperature"][0]["tau0_mpa"] == pytest.approx(r["tau0_mpa"])
+    assert g["dd_tau0_err_mpa"] > 0 and g["dd_tau0_note"] is None
+
+
 def _properties(path: Path) -> None:
     from scalebridge.artifacts import produce
 
