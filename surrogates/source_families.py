@@ -32,6 +32,14 @@ mechanism:
   pinning removes them at the rate (1 + ε̄_p/ε_pin)/t_pin (obstacles catch the glide
   sooner as the structure fills). With the MD's drag B, m = ρ_m b²/(3B) is the mobile
   density (Orowan with linear drag).
+- **Dephasing** (``dephase``): a family stands for many DD sources whose lengths, and so
+  clocks, differ; they fire together the first time (the avalanche at the upper yield)
+  and out of phase after it. A family that has fired once then emits at its renewal
+  rate, emission·Φ/t_nuc (its clock held at t_nuc as the mark), instead of in bursts
+  every t_nuc: the same emission on average (a test), without a sawtooth that no mean
+  of DD realisations has. On the Mo example's DD (runs/mo_bench74) the held-out error
+  fell from 1.44x to 1.35x the realisation scatter, every fold better, and the
+  time-step sensitivity from 3.6 % to 2.6 %.
 - **Flow**: ε̄̇_p = m (σ_eq − σ_b(ε̄_p)) above the static (Voce) strength σ_b, integrated
   by :class:`~.j2.J2Plasticity`'s radial return with η = 1/m_eff held over the step, so
   the consistent tangent is the viscoplastic J2 one. A point with no mobile
@@ -40,11 +48,13 @@ mechanism:
   the step; ``train.time_step_sensitivity``): a clock runs for the part of the step the
   stress, linear between its start-of-step value and the elastic trial, spends above
   the strength; a family that fires contributes its emission only from its firing time
-  (the clock's remainder) on; M = ∫m dt over the step follows the exponential pinning
-  exactly; and m_eff = expm1(3G M)/(3G dt), the fluidity with which backward Euler
+  (the clock's remainder) on, a dephased one's inflow is constant over the step (after
+  a first firing, over the rest of it); M = ∫m dt over the step follows the exponential
+  pinning exactly; and m_eff = expm1(3G M)/(3G dt), the fluidity with which backward Euler
   relaxes a held overstress by exactly exp(−3G M). The tangent is the update's own
   derivative: a family that crosses its strength within the step and fires there starts
-  emitting at a time set by the trial stress, a rank-one term beside the radial-return
+  emitting at a time set by the trial stress, and a dephased family emits at a rate set
+  by it: a rank-one term beside the radial-return
   tangent (without it, Newton in the example's cylinder converged linearly: up to 13
   iterations per step, 103 in all; with it at most 4, 59). Held over the step (firing at step
   ends, m_eff = M/dt), the example's fit moved its training paths by 1.1x the DD scatter
@@ -137,6 +147,16 @@ def _decay_integral(rate: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(x > 1e-12, -np.expm1(-x) / np.maximum(rate, 1e-300), t)
 
 
+def _inflow_integral(rate: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """∫_0^t ∫_0^s exp(−rate·u) du ds = (t − ∫_0^t exp(−rate·s) ds)/rate (s²): the
+    ∫m dt over ``t`` of a unit constant inflow that pins at ``rate``; → t²/2 as
+    rate·t → 0."""
+    x = rate * t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 1e-4, (t - _decay_integral(rate, t)) / np.maximum(rate, 1e-300),
+                        0.5 * t * t * (1.0 - x / 3.0))
+
+
 _SQ2PI = math.sqrt(2.0 * math.pi)
 
 
@@ -224,7 +244,8 @@ class SourceFamiliesJ2(J2Plasticity):
                  pinning_time_s: float, pinning_strain: float,
                  training_range: dict[str, list[float]] | None = None,
                  name: str = "source_families_j2", clock_width_mpa: float = 0.0,
-                 field_grows: bool = False, virgin_strength_factor: float = 1.0) -> None:
+                 field_grows: bool = False, virgin_strength_factor: float = 1.0,
+                 dephase: bool = False) -> None:
         e = 9.0 * bulk * shear / (3.0 * bulk + shear)
         nu = (3.0 * bulk - 2.0 * shear) / (2.0 * (3.0 * bulk + shear))
         super().__init__(e, nu, hardening, name=name)
@@ -250,6 +271,7 @@ class SourceFamiliesJ2(J2Plasticity):
         if not virgin_strength_factor > 0:
             raise ValueError(f"virgin_strength_factor must be > 0, got {virgin_strength_factor}")
         self.virgin_strength_factor = float(virgin_strength_factor)
+        self.dephase = bool(dephase)
         k = self.strengths_mpa.size
         self.state_names = (*PLASTIC_STATE_NAMES, "fluidity_eff", "fluidity",
                             *(f"clock_{i}_s" for i in range(k)))
@@ -293,13 +315,24 @@ class SourceFamiliesJ2(J2Plasticity):
                 frac = np.where(d > 0, (sig_e - thr) / d,
                                 np.where(d < 0, (sig_s - thr) / -d, 1.0 * (sig_e > thr)))
             frac = np.clip(np.where(np.isnan(frac), 0.0, frac), 0.0, 1.0)
+        t_nuc = self.nucleation_times_s
+        dephased = np.zeros(frac.shape, dtype=bool)
         clocks = state[:, 9:] + dt_arr[:, None] * frac
-        fired = np.floor(clocks / self.nucleation_times_s)
-        clocks -= fired * self.nucleation_times_s
-        if smooth:
-            since = self._smooth_since(clocks, fired, frac, sig_s, sig_e, thr, dt_arr, w)
+        fired = np.floor(clocks / t_nuc)
+        if self.dephase:
+            # a family that has fired once holds its clock at t_nuc and emits at the
+            # renewal rate frac/t_nuc from then on (its sources out of phase)
+            dephased = state[:, 9:] >= t_nuc * (1.0 - 1e-12)
+            fired = np.where(dephased, 0.0, np.minimum(fired, 1.0))
+            rem = clocks - fired * t_nuc
+            clocks = np.where(dephased | (fired > 0), t_nuc, rem)
         else:
-            since = np.where(fired > 0, np.minimum(clocks, dt_arr[:, None]), 0.0)  # s
+            clocks -= fired * t_nuc
+            rem = clocks
+        if smooth:
+            since = self._smooth_since(rem, fired, frac, sig_s, sig_e, thr, dt_arr, w)
+        else:
+            since = np.where(fired > 0, np.minimum(rem, dt_arr[:, None]), 0.0)  # s
         rate = (1.0 + state[:, 6] / self.pinning_strain) / self.pinning_time_s   # 1/s
         # M = ∫ m dt over the step: the carried m pinning from the start, each firing's
         # emission from its firing time on
@@ -307,6 +340,18 @@ class SourceFamiliesJ2(J2Plasticity):
                  + self.emission * (fired * _decay_integral(rate[:, None], since)).sum(axis=1))
         m_end = (state[:, 8] * np.exp(-rate * dt_arr)
                  + self.emission * (fired * np.exp(-rate[:, None] * since)).sum(axis=1))
+        if self.dephase:
+            # the renewal emission, emission x (clock time)/t_nuc, as a constant inflow
+            # pinning as it comes: over the whole step where the family had fired before
+            # it, over the rest of the step after its first firing where that is now
+            span = np.where(dephased, dt_arr[:, None], np.where(fired > 0, since, 0.0))
+            clock_time = np.where(dephased, dt_arr[:, None] * frac, np.where(fired > 0, rem, 0.0))
+            amount = self.emission * clock_time / t_nuc                 # (n, K)
+            r = rate[:, None]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_s = np.where(span > 0, amount / span, 0.0)          # inflow, (n, K)
+            big_m = big_m + (per_s * _inflow_integral(r, span)).sum(axis=1)
+            m_end = m_end + (per_s * _decay_integral(r, span)).sum(axis=1)
         g3 = 3.0 * self.shear
         a = np.minimum(g3 * big_m, 600.0)     # exp(-600): relaxed; no overflow beyond
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -316,16 +361,19 @@ class SourceFamiliesJ2(J2Plasticity):
         stress, tangent, j2 = self._update_where(m_eff > NO_FLUIDITY, strain, dstrain, st,
                                                  dt_arr, sig_tr)
         # a family that crosses its strength within the step and fires there starts
-        # emitting at a time set by the trial stress: m_eff depends on the increment
+        # emitting at a time set by the trial stress, and a dephased family emits at a
+        # rate set by it: m_eff depends on the increment
         if smooth:   # every family that fires within the step
             crossing = (fired > 0) & (since < dt_arr[:, None])
         else:
-            crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (clocks < dt_arr[:, None])
-        crossing &= (m_eff > NO_FLUIDITY)[:, None] & (a < 600.0)[:, None]
-        if tangent is not None and np.any(crossing):
-            tangent = self._firing_tangent(tangent, stress, crossing, sig_s, sig_e, thr,
-                                           fired, since, rate, a, m_eff, state, j2, dt_arr,
-                                           w)
+            crossing = (fired > 0) & (frac > 0.0) & (frac < 1.0) & (rem < dt_arr[:, None])
+        live = (m_eff > NO_FLUIDITY) & (a < 600.0)
+        crossing &= live[:, None]
+        if tangent is not None and (np.any(crossing) or (self.dephase and np.any(live))):
+            dm_dq = self._dM_dq(crossing, sig_s, sig_e, thr, fired, since, rem, frac, rate,
+                                dt_arr, w, dephased & live[:, None] if self.dephase else None)
+            tangent = self._fluidity_tangent(tangent, stress, dm_dq, a, m_eff, state, j2,
+                                             dt_arr)
         new = state.copy()
         new[:, :7] = j2[:, :7]
         new[:, 7], new[:, 8], new[:, 9:] = m_eff, m_end, clocks
@@ -382,49 +430,88 @@ class SourceFamiliesJ2(J2Plasticity):
         since[i, k] = (1.0 - tau) * dt[i]
         return since
 
-    def _dsince_dq(self, sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
-                   since: np.ndarray, dt: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-        """d(since)/dq_tr (s/MPa), (n, K), of a family firing within the step (step
-        clocks: dt·dfrac/dq_tr; smooth clocks: through the fixed C(τ_f), dτ_f/dq_tr =
-        −(∂C/∂q_tr)/Φ(x_f) with ∂C/∂Δx = ∫₀^τ t φ(x_s + Δx t) dt in closed form, or, where
-        :func:`clock_integral` takes the midpoint (|Δx τ| < :data:`SMALL_MOVE`), that
-        rule's own τ²φ(x_s + Δx τ/2)/2)."""
+    def _dclock_dq(self, sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
+                   tau: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+        """∂C(τ)/∂q_tr (steps/MPa), (n, K): how the clock time over the first ``tau`` (n, K)
+        of the step moves with the trial von Mises stress q_tr (the stress linear from
+        ``sig_s`` to it). Step clocks: through the crossing time (valid where the
+        strength is crossed before τ); smooth clocks: ∂C/∂Δx/w with ∂C/∂Δx = ∫₀^τ t φ(x_s
+        + Δx t) dt in closed form, or, where :func:`clock_integral` takes the midpoint
+        (|Δx τ| < :data:`SMALL_MOVE`), that rule's own τ²φ(x_s + Δx τ/2)/2."""
         d = sig_e - sig_s
         if self.clock_width_mpa <= 0:
             with np.errstate(divide="ignore", invalid="ignore"):
-                return dt[:, None] * np.where(d > 0, thr - sig_s, sig_s - thr) / d ** 2
+                return np.where(d > 0, thr - sig_s, sig_s - thr) / d ** 2
         assert w is not None
         xs = (sig_s - thr) / w
         dx = d / w
-        tau = 1.0 - since / dt[:, None]
         h = dx * tau
         xf = xs + h
         small = np.abs(h) < SMALL_MOVE
         with np.errstate(divide="ignore", invalid="ignore"):
-            dcdq = np.where(small, _phi(xs + 0.5 * h) * tau ** 2 / 2.0,
+            return np.where(small, _phi(xs + 0.5 * h) * tau ** 2 / 2.0,
                             (_phi(xs) - _phi(xf) - xs * (ndtr(xf) - ndtr(xs)))
                             / np.where(small, 1.0, dx) ** 2) / w
-            return dt[:, None] * dcdq / ndtr(xf)
 
-    def _firing_tangent(self, tangent: np.ndarray, stress: np.ndarray, crossing: np.ndarray,
-                        sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
-                        fired: np.ndarray, since: np.ndarray, rate: np.ndarray,
-                        a: np.ndarray, m_eff: np.ndarray, state: np.ndarray, j2: np.ndarray,
-                        dt: np.ndarray, w: np.ndarray | None) -> np.ndarray:
-        """The consistent tangent where a firing within the step moves m_eff with the
-        strain increment: the radial-return tangent plus (∂σ/∂m_eff) ⊗ (dm_eff/dΔε).
+    def _dsince_dq(self, sig_s: np.ndarray, sig_e: np.ndarray, thr: np.ndarray,
+                   since: np.ndarray, dt: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+        """d(since)/dq_tr (s/MPa), (n, K), of a family firing within the step (step
+        clocks: dt·dfrac/dq_tr; smooth clocks: through the fixed C(τ_f), dτ_f/dq_tr =
+        −(∂C/∂q_tr)/Φ(x_f), :meth:`_dclock_dq`)."""
+        if self.clock_width_mpa <= 0:
+            return dt[:, None] * self._dclock_dq(sig_s, sig_e, thr, np.ones_like(since), w)
+        assert w is not None
+        tau = 1.0 - since / dt[:, None]
+        xf = (sig_s + (sig_e - sig_s) * tau - thr) / w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return dt[:, None] * self._dclock_dq(sig_s, sig_e, thr, tau, w) / ndtr(xf)
 
-        The firing time follows the trial von Mises stress q_tr, dq_tr/dΔε = 2G√(3/2) n̂;
-        the emission counts from it, so dM/dq_tr = emission Σ fired·e^(-r·since)·dt·
-        dfrac/dq_tr; m_eff = expm1(3G M)/(3G dt). At fixed Δε a larger m_eff lowers the
-        overstress: from q_tr − 3GΔγ − σ_b − Δγ/(m dt) = 0, dΔγ/dm = Δγ/(m² dt)/(3G + h),
-        and σ = σ_tr − 2G√(3/2) Δγ n̂. Both directions are n̂: a symmetric rank-one term.
-        Shapes: (n, ·) per point, (n, K) per family; returns the (n, 6, 6) tangent."""
-        g = self.shear
+    def _dM_dq(self, crossing: np.ndarray, sig_s: np.ndarray, sig_e: np.ndarray,
+               thr: np.ndarray, fired: np.ndarray, since: np.ndarray, rem: np.ndarray,
+               frac: np.ndarray, rate: np.ndarray, dt: np.ndarray, w: np.ndarray | None,
+               dephased: np.ndarray | None) -> np.ndarray:
+        """dM/dq_tr (1/MPa², M = ∫m dt in 1/MPa), (n,): how ∫m dt over the step
+        moves with the trial von Mises stress. A firing within the step emits from its
+        firing time on: emission·e^(−r·since)·dsince/dq_tr per firing. With ``dephase``,
+        a dephased family's inflow emission·C(1)/t_nuc over the step moves with C(1), and a
+        family firing for the first time emits emission·rem/t_nuc spread over ``since``
+        (rem = dt·C(1) − a fixed clock time). ``dephased``: (n, K) the dephased families
+        whose point flows, None without dephasing."""
         dsince = self._dsince_dq(sig_s, sig_e, thr, since, dt, w)
-        dm_dq = self.emission * np.where(crossing, fired * np.exp(-rate[:, None] * since)
-                                         * dsince, 0.0).sum(axis=1)
-        dm_dq *= np.where(a > 1e-8, np.exp(a), 1.0) / dt    # dm_eff/dM, (n,)
+        r = rate[:, None]
+        with np.errstate(invalid="ignore"):     # dsince is only read where it crosses
+            out = self.emission * np.where(crossing, fired * np.exp(-r * since) * dsince,
+                                           0.0).sum(axis=1)
+        if dephased is None:
+            return out
+        t_nuc = self.nucleation_times_s
+        dfrac = self._dclock_dq(sig_s, sig_e, thr, np.ones_like(frac), w)   # ∂C(1)/∂q_tr
+        if self.clock_width_mpa <= 0:      # only where the strength is crossed in the step
+            dfrac = np.where((frac > 0.0) & (frac < 1.0), dfrac, 0.0)
+        dt2 = dt[:, None]
+        out = out + self.emission * np.where(dephased, dfrac / t_nuc * _inflow_integral(r, dt2),
+                                             0.0).sum(axis=1)
+        s = np.where(crossing, since, 1.0)
+        inflow, dec = _inflow_integral(r, s), _decay_integral(r, s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            first = (dt2 * dfrac * inflow / s + rem * (dec * s - inflow) / s ** 2 * dsince)
+            return out + self.emission * np.where(crossing & (since > 0), first / t_nuc,
+                                                  0.0).sum(axis=1)
+
+    def _fluidity_tangent(self, tangent: np.ndarray, stress: np.ndarray, dm_dq: np.ndarray,
+                          a: np.ndarray, m_eff: np.ndarray, state: np.ndarray,
+                          j2: np.ndarray, dt: np.ndarray) -> np.ndarray:
+        """The consistent tangent where m_eff moves with the strain increment (a firing
+        or a dephased family's emission rate set by the trial stress): the radial-return
+        tangent plus (∂σ/∂m_eff) ⊗ (dm_eff/dΔε).
+
+        dq_tr/dΔε = 2G√(3/2) n̂; ``dm_dq`` = dM/dq_tr (:meth:`_dM_dq`); m_eff =
+        expm1(3G M)/(3G dt). At fixed Δε a larger m_eff lowers the overstress: from q_tr −
+        3GΔγ − σ_b − Δγ/(m dt) = 0, dΔγ/dm = Δγ/(m² dt)/(3G + h), and σ = σ_tr − 2G√(3/2)
+        Δγ n̂. Both directions are n̂: a symmetric rank-one term. Shapes: (n, ·) per point;
+        returns the (n, 6, 6) tangent."""
+        g = self.shear
+        dm_dq = dm_dq * np.where(a > 1e-8, np.exp(a), 1.0) / dt    # dm_eff/dq_tr, (n,)
         dg = j2[:, 6] - state[:, 6]                          # Δγ = Δε̄_p, (n,)
         q = m_eff[:, None]
         h = self.hardening.yield_stress(state[:, 6], dg, q, dt)[1]
@@ -455,7 +542,8 @@ class SourceFamiliesJ2(J2Plasticity):
                 "training_range": self.training_range,
                 "clock_width_mpa": self.clock_width_mpa,
                 "field_grows": self.field_grows,
-                "virgin_strength_factor": self.virgin_strength_factor}
+                "virgin_strength_factor": self.virgin_strength_factor,
+                "dephase": self.dephase}
 
     @classmethod
     def from_config(cls, c: dict[str, Any]) -> SourceFamiliesJ2:
@@ -468,7 +556,8 @@ class SourceFamiliesJ2(J2Plasticity):
                    c.get("training_range"),
                    clock_width_mpa=float(c.get("clock_width_mpa", 0.0)),
                    field_grows=bool(c.get("field_grows", False)),
-                   virgin_strength_factor=float(c.get("virgin_strength_factor", 1.0)))
+                   virgin_strength_factor=float(c.get("virgin_strength_factor", 1.0)),
+                   dephase=bool(c.get("dephase", False)))
 
     def __repr__(self) -> str:
         s = self.strengths_mpa
@@ -489,6 +578,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                         nucleation_clocks: dict[str, list[float]] | None = None,
                         clock_width: float = 0.0, field_grows: bool = False,
                         max_evaluations: int = 1500, polish: int = 100, seed: int = 0,
+                        dephase: bool = False,
                         ) -> tuple[SourceFamiliesJ2, dict[str, Any], list[dict[str, Any]]]:
     """Fit the eight parameters (:data:`PARAMETERS`) to the stress along ``train``.
 
@@ -548,7 +638,8 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             clocks(p["spread"]), p["emission"], p["pinning_time_s"], p["pinning_strain"],
             dict(rng_box), clock_width_mpa=clock_width * math.sqrt(3.0) * source_std_mpa,
             field_grows=field_grows,
-            virgin_strength_factor=1.0 / p["scale"] if field_grows else 1.0)
+            virgin_strength_factor=1.0 / p["scale"] if field_grows else 1.0,
+            dephase=dephase)
 
     tail = max(round(FLOW_TAIL * train.stress.shape[1]), 1)
     flow_data = mandel.von_mises(train.stress)[:, -tail:].mean(axis=1)

@@ -175,6 +175,12 @@ class SurrogateSettings(StrictModel):
         "from the DD sources' own at the fitted spread (the fitted scale applies once it "
         "is grown), so the "
         "first sources fire at their own strengths, as in the DD")
+    dephase: bool = Field(
+        False, description="source_families: after its first firing a family emits at "
+        "its renewal rate, emission × (its clock's rate)/t_nuc, instead of in bursts "
+        "every t_nuc: a family stands for many DD sources of different lengths and "
+        "clocks, which fire out of phase once the first avalanche has passed (the first "
+        "firing, the upper yield, stays a burst)")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
     cross_validate: int = Field(
         2, ge=0, description="a DD study held out by microstructure: fit again with up to "
@@ -984,7 +990,7 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
         model, record, history = fit_source_families(
             train, val, families=s.families, restarts=s.restarts, seed=s.seed,
             clock_width=s.clock_width, field_grows=s.internal_field_grows,
-            nucleation_time_s=float(meta["nucleation_time_s"]),
+            dephase=s.dephase, nucleation_time_s=float(meta["nucleation_time_s"]),
             nucleation_clocks=meta.get("nucleation_clocks"),
             source_mean_mpa=float(meta["source_strength_mpa"]),
             source_std_mpa=float(meta.get("source_strength_std_mpa") or 0.0))

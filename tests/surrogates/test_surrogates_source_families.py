@@ -45,11 +45,12 @@ T_NUC = 1e-8                         # s, the DD's nucleation time
 def law(strengths=(60.0,), emission: float = 2e3, t_pin: float = 2.5e-9,
         eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0),
         t_nuc: float | np.ndarray = T_NUC, clock_width_mpa: float = 0.0,
-        grows: bool = False) -> SourceFamiliesJ2:
+        grows: bool = False, dephase: bool = False) -> SourceFamiliesJ2:
     return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(sigma_b[0], sigma_b[1], 3e-3),
                             np.asarray(strengths, float), t_nuc, emission, t_pin, eps_pin,
                             {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]},
-                            clock_width_mpa=clock_width_mpa, field_grows=grows)
+                            clock_width_mpa=clock_width_mpa, field_grows=grows,
+                            dephase=dephase)
 
 
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
@@ -142,8 +143,57 @@ def test_the_tangent_is_consistent_where_a_family_fires_within_the_step(rate, mo
     err = _tangent_errors(m, rate)
     assert err.max() < 1e-5, (err.max(), int(err.argmax()))
     # the path has such steps, and without the firing term they are off
-    monkeypatch.setattr(SourceFamiliesJ2, "_firing_tangent", lambda self, t, *a: t)
+    monkeypatch.setattr(SourceFamiliesJ2, "_fluidity_tangent", lambda self, t, *a: t)
     assert _tangent_errors(m, rate).max() > 1e-2
+
+
+@pytest.mark.parametrize("width,grows", [(0.0, False), (2 * math.sqrt(3.0) * 12.0, True)])
+def test_the_tangent_is_consistent_with_dephased_families(width, grows, monkeypatch):
+    """With ``dephase`` a family that has fired emits at the rate C(1)·emission/t_nuc,
+    which the trial stress sets, and a first firing's family emits its renewal share
+    over the rest of the step: both move m_eff with the increment. Every step of a path
+    through the avalanche and on matches central differences, for step and for smooth
+    clocks (the example's: the field growing), and without those terms it does not."""
+    m = law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)), emission=677.0,
+            t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0), clock_width_mpa=width,
+            grows=grows, dephase=True)
+    err = _tangent_errors(m, 7e4)
+    assert err.max() < 1e-5, (err.max(), int(err.argmax()))
+    monkeypatch.setattr(SourceFamiliesJ2, "_fluidity_tangent", lambda self, t, *a: t)
+    assert _tangent_errors(m, 7e4).max() > 1e-2
+
+
+def test_a_dephased_family_emits_at_its_renewal_rate():
+    """Held at a stress above every strength (no flow: σ_b far above), a family firing in
+    bursts every t_nuc and a dephased one emit the same on average: m of the dephased
+    model settles at emission·K/(t_nuc·r), the time average of the bursting one's
+    sawtooth, and the first firing of both comes at t_nuc."""
+    k, r_pin = 3, 1.0 / 2.5e-9
+    kw = dict(strengths=(20.0, 30.0, 40.0), emission=50.0, sigma_b=(1e6, 1e6))
+    burst, deph = law(**kw), law(**kw, dephase=True)
+    e = np.zeros((1, 6))
+    e[0, 3] = 400.0 / (2.0 * SHEAR) * math.sqrt(2.0)     # σ_xy 400 MPa, held
+    dt = T_NUC / 37.0
+    m_b, m_d = [], []
+    for model, out in ((burst, m_b), (deph, m_d)):
+        st = model.initial_state(1)
+        st = model.update(np.zeros((1, 6)), e, st, dt).state
+        for _ in range(40 * 37):
+            st = model.update(e, np.zeros((1, 6)), st, dt).state
+            out.append(st[0, 8])
+    m_b, m_d = np.array(m_b), np.array(m_d)
+    # nothing before the first firing, the same first firing in both
+    first_b, first_d = int(np.argmax(m_b > 0)), int(np.argmax(m_d > 0))
+    assert first_b == first_d and abs(first_b - 36) <= 1
+    steady = 50.0 * k / (T_NUC * r_pin)
+    assert m_d[-1] == pytest.approx(steady, rel=1e-3)
+    # 20 whole periods of the bursting sawtooth, sampled at step ends: each sample is
+    # x e^-x/(1 - e^-x) of its step's mean (x = r dt, the decay within a step)
+    late = m_b[-20 * 37:]
+    x = r_pin * dt
+    assert late.mean() * -math.expm1(-x) / (x * math.exp(-x)) == pytest.approx(steady,
+                                                                             rel=0.02)
+    assert late.max() > 1.5 * steady > m_d[-37:].max()  # the bursts, not the dephased
 
 
 def test_mobile_density_responds_to_the_md_drag():
