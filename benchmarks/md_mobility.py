@@ -226,7 +226,7 @@ def main() -> None:
         "edge_drag": [{"temperature_k": d["temperature_k"], "B_pa_s": d["drag_pa_s"],
                        "B_ci95": _ci(d["drag_ci95_pa_s"]), "tau0_mpa": d["tau0_mpa"],
                        "tau0_ci95": _ci(d["tau0_ci95_mpa"]), "tau0_fixed": d["tau0_fixed"],
-                       "n_points": d["n_points"]}
+                       "tau0_note": d.get("tau0_note"), "n_points": d["n_points"]}
                       for d in (edge["by_temperature"] if edge else [])],
         "edge_drag_trend": edge["trend"] if edge else None,
         "edge_saturation_m_s": edge["saturation_m_s"] if edge else None,

@@ -37,6 +37,7 @@ def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | Non
                  law: str | None, out: Path, force: bool) -> None:
     """Fit a mobility law to a DefectStats artifact (velocity.csv)."""
     from scalebridge.dd_coupling.fit import FitMobilitySettings
+    from scalebridge.md.glide_fit import tau0_measured
 
     data = load_toml(config) if config else {}
     if law is not None:
@@ -50,10 +51,10 @@ def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | Non
         if f"drag_{c}_b0_pa_s" in s:
             parts.append(f"{c} drag B0 = {s[f'drag_{c}_b0_pa_s']:.4g} ± "
                          f"{s[f'drag_{c}_b0_err_pa_s']:.2g} Pa·s")
-        if f"drag_{c}_tau0_mpa" in s and s.get(f"drag_{c}_tau0_ci95_mpa") is None:
-            # not measured: fixed at 0 by the model choice (the note says what the data say)
-            parts.append(f"{c} threshold tau0 = 0 MPa, "
-                         f"{s.get(f'drag_{c}_tau0_note') or 'fixed at 0'}")
+        if f"drag_{c}_tau0_mpa" in s and not tau0_measured(s, f"drag_{c}_"):
+            # not measured: fixed at 0 by the model choice (the note says so, and what the
+            # data say of a threshold)
+            parts.append(f"{c} threshold tau0 {s.get(f'drag_{c}_tau0_note') or 'fixed at 0'}")
         elif f"drag_{c}_tau0_mpa" in s:
             lo, hi = s[f"drag_{c}_tau0_ci95_mpa"]
             mu = (f" = {s[f'drag_{c}_tau0_over_mu']:.3g} μ"

@@ -141,25 +141,52 @@ def fit_kink_pair(t: VelocityTable, b_m: float, drag_pa_s: float | None = None,
 def dd_threshold(fit: dict[str, Any]) -> dict[str, Any]:
     """The DD law's threshold (``dd_tau0_*`` keys, MPa) of one character's drag fit:
     the fit's own, or :func:`scalebridge.md.glide_fit.dd_threshold` of its rows for a
-    ``glide_fit.json`` written before md reported it, or before a τ₀ fixed at 0 by the
-    model choice was marked as not measured (its [0, 0] interval)."""
-    fixed = all(r.get("tau0_fixed", True) for r in fit["by_temperature"])
-    if "dd_tau0_mpa" in fit and not (fixed and fit.get("dd_tau0_err_mpa") is not None):
+    ``glide_fit.json`` written before md reported it; one not measured (τ₀ fixed at 0 by
+    the model choice, :func:`~scalebridge.md.glide_fit.tau0_measured`) is rebuilt from
+    the rows too, so a fit written before it was marked as such (its [0, 0] interval)
+    reads as a new one."""
+    if "dd_tau0_mpa" in fit and glide_fit.tau0_measured(fit, "dd_"):
         return {k: v for k, v in fit.items() if k.startswith("dd_tau0_")}
     return glide_fit.dd_threshold(fit["by_temperature"],
                                   fit.get("quantile") or glide_fit.t95(0),
-                                  fit.get("tau0_cov_mpa2"), fit.get("model"))
+                                  fit.get("tau0_cov_mpa2"), fit.get("model"),
+                                  skipped=fit.get("model_skipped"))
 
 
 def md_glide_fits(defect_stats: Artifact | Path) -> dict[str, Any] | None:
     """md's fitted laws (``glide_fit.json``) of a DefectStats artifact, None when it has
-    none (a velocity table from elsewhere)."""
+    none (a velocity table from elsewhere). A τ₀ fixed at 0 in a fit written before
+    that was marked as not measured reads as new fits write it
+    (:func:`_fixed_tau0_not_measured`)."""
     path = (defect_stats.path if isinstance(defect_stats, Artifact) else
             Path(defect_stats)) / "glide_fit.json"
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
-    return doc if doc.get("drag") else None
+    if not doc.get("drag"):
+        return None
+    for fit in doc["drag"].values():
+        _fixed_tau0_not_measured(fit)
+    return doc
+
+
+def _fixed_tau0_not_measured(fit: dict[str, Any]) -> dict[str, Any]:
+    """One character's drag fit (updated in place, returned) with each row whose τ₀ was
+    fixed at 0 as :func:`~scalebridge.md.glide_fit.fit_drag` writes it now: error None,
+    interval [None, None] and a ``tau0_note`` (a fit written before gave 0 and [0, 0]),
+    and the DD threshold's keys rebuilt (:func:`dd_threshold`)."""
+    for key in ("by_temperature", "drag_by_temperature"):
+        for r in fit.get(key) or []:
+            if glide_fit.tau0_measured(r):
+                continue
+            r.update(tau0_err_mpa=None, tau0_ci95_mpa=[None, None])
+            if not r.get("tau0_note"):
+                r["tau0_note"] = glide_fit.tau0_fixed_note(
+                    fit.get("model"), r["temperature_k"], stresses=r.get("n_points"),
+                    skipped=fit.get("model_skipped"))
+    if "dd_tau0_mpa" in fit:
+        fit.update(dd_threshold(fit))
+    return fit
 
 
 def tau_max_by_character_pa(t: VelocityTable) -> dict[str, float]:
@@ -314,7 +341,7 @@ def threshold_summary(character: str, th: dict[str, Any], mu_pa: float | None
     by the model choice (its error None) was not measured: the error and interval keys
     are left out and the note says so, with the τ₀ the threshold candidates fitted."""
     k = f"drag_{character}_tau0"
-    measured = th.get("dd_tau0_err_mpa") is not None
+    measured = glide_fit.tau0_measured(th, "dd_")
     out: dict[str, Any] = {f"{k}_mpa": th["dd_tau0_mpa"]}
     if measured:
         out.update({f"{k}_err_mpa": th["dd_tau0_err_mpa"],

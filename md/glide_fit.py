@@ -33,8 +33,10 @@ distinct stresses there); v_s is shared. The model is chosen by the smallest
 fitted) among τ₀ free or zero and v_s none (pure linear), the shear-wave speed c_t
 (when known) or fitted. A τ₀ of 0 chosen this way is a modelling choice, not a
 measurement: it gets no error or interval, and its note gives the scores with and
-without a threshold and the τ₀ the best threshold candidate fitted
-(:func:`tau0_fixed_note`). An exactly determined fit (n = k) takes its errors from the
+without a threshold (each with its v_s), the threshold candidates that could not be
+fitted and the τ₀ the best threshold candidate fitted, whether its 95% interval covers 0
+and whether the data resolve it (:func:`tau0_fixed_note`; :func:`tau0_measured` tells a
+measured τ₀ from a fixed one). An exactly determined fit (n = k) takes its errors from the
 point errors alone. Parameter covariance (JᵀWJ)⁻¹ scaled by max(1, χ²/ν); 95%
 intervals ±q·SE, q = 1.96 when the point errors explain the scatter (χ²/ν ≤ 1),
 Student's t_ν otherwise. B's interval is
@@ -68,7 +70,7 @@ else fixed to the given (0 K, quasi-static) Peierls stress.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -258,7 +260,9 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         candidates gave), ``saturation_m_s`` (+ ``saturation_source``,
         ``saturation_err_m_s``), ``chi2_red``, ``dof``, ``quantile``, ``n``, ``model``
         (the candidates: tau0, saturation, score, n_params, chosen and, with τ₀ free,
-        ``tau0_by_temperature``: the τ₀ that candidate fitted, with error and interval),
+        ``tau0_by_temperature``: the τ₀ that candidate fitted, with error, interval and
+        the largest |τ| fitted there, ``tau_max_mpa``), ``model_skipped`` (the
+        candidates that could not be fitted: tau0, saturation, n_params, why),
         ``trend`` (:func:`drag_trend`), and the DD law's ``b0_pa_s``, ``b1_pa_s_k`` with
         standard errors (B(T) = B0 + B1·T when the trend is supported, else B1 = 0 and
         B0 the inverse-variance mean), its threshold ``dd_tau0_*`` (:func:`dd_threshold`)
@@ -317,19 +321,29 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     sats = ["none"] + (["shear_wave_speed"] if shear_wave_m_s else []) + ["fitted"]
     n = x.size
     tried = []
+    skipped: list[dict[str, Any]] = []     # candidates that could not be fitted, and why
     frees = [can_tau0] + ([np.zeros(len(temps), bool)] if can_tau0.any() else [])
     for free in frees:
         for sat in sats:
-            if only is not None and only != ("free" if free.any() else "zero", sat):
+            kind = ("free" if free.any() else "zero", sat)
+            if only is not None and only != kind:
                 continue
             model = _DragModel(temps, free, sat, shear_wave_m_s)
             k = model.n_params()
-            if k > n or (k == n and sat == "fitted"):
-                continue                   # n ≥ k; a fitted v_s needs n > k
-            res = solve(model)
-            _, _, c = model.unpack(res.x)
-            if sat == "fitted" and (c is None or c > 20 * vmax):
-                continue                   # not resolved by the data
+            why = None
+            if k > n:
+                why = f"k = {k} > n = {n}"
+            elif k == n and sat == "fitted":
+                why = f"k = n = {n}: a fitted v_s needs n > k"
+            if why is None:
+                res = solve(model)
+                _, _, c = model.unpack(res.x)
+                if sat == "fitted" and (c is None or c > 20 * vmax):
+                    why = "its fitted v_s is above 20 max|v|: not resolved by the data"
+            if why is not None:
+                skipped.append({"tau0": kind[0], "saturation": sat, "n_params": k,
+                                "why": why})
+                continue
             score = 2.0 * float(res.cost) + k * math.log(n)
             tried.append((score, model, res))
     if not tried and only is not None:
@@ -344,13 +358,15 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     m = len(temps)
     tau0_index = {j: m + i for i, j in enumerate(np.flatnonzero(model.free_tau0))}
     b_mpa = b_m * 1e6                                           # k is m/s per MPa
-    models = []
+    stresses = [len(np.unique(x[ti == j])) for j in range(len(temps))]
+    tau_max = [float(np.max(x[ti == j])) for j in range(len(temps))]
+    models: list[dict[str, Any]] = []
     for sc, mm, rr in tried:
         entry: dict[str, Any] = {"tau0": "free" if mm.free_tau0.any() else "zero",
                                  "saturation": mm.saturation, "score": sc,
                                  "n_params": mm.n_params(), "chosen": mm is model}
         if mm.free_tau0.any():              # what this candidate says of a threshold
-            entry["tau0_by_temperature"] = _tau0_estimates(mm, rr, n)
+            entry["tau0_by_temperature"] = _tau0_estimates(mm, rr, n, tau_max)
         models.append(entry)
     rows = []
     for j, tk in enumerate(temps):
@@ -369,9 +385,8 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
                        tau0_ci95_mpa=[t0 - q * se_t, t0 + q * se_t])
         else:                               # the law's 0, not measured: no error, no interval
             row.update(tau0_mpa=0.0, tau0_err_mpa=None, tau0_ci95_mpa=[None, None],
-                       tau0_note=(f"fixed at 0, not fitted: one stress at {tk:g} K (a "
-                                  "threshold needs two or more)" if not can_tau0[j]
-                                  else tau0_fixed_note(models, float(tk))))
+                       tau0_note=tau0_fixed_note(models, float(tk), stresses=stresses[j],
+                                                 skipped=skipped, only=only))
         rows.append(row)
     c_err = None
     if model.saturation == "fitted" and c is not None:
@@ -381,7 +396,7 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         "saturation_m_s": c, "saturation_err_m_s": c_err,
         "saturation_source": model.saturation, "chi2_red": chi2_red, "dof": nu,
         "quantile": q, "n": int(n), "n_params": model.n_params(),
-        "model": models,
+        "model": models, "model_skipped": skipped,
         "law": "v = v_s x/sqrt(1+x^2), x = b(|tau|-tau0)/(B v_s); linear v = b(tau-tau0)/B "
                "when v_s is none",
     }
@@ -389,14 +404,16 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     out.update(_dd_drag(rows, out["trend"]["supported"]))
     free_i = [tau0_index[j] for j in np.flatnonzero(model.free_tau0)]
     out["tau0_cov_mpa2"] = cov[np.ix_(free_i, free_i)].tolist()
-    out.update(dd_threshold(rows, q, out["tau0_cov_mpa2"], models))
+    out.update(dd_threshold(rows, q, out["tau0_cov_mpa2"], models, skipped=skipped,
+                            only=only))
     return out
 
 
-def _tau0_estimates(model: _DragModel, res: Any, n: int) -> list[dict[str, Any]]:
+def _tau0_estimates(model: _DragModel, res: Any, n: int,
+                    tau_max_mpa: Sequence[float]) -> list[dict[str, Any]]:
     """The τ₀ (MPa) a candidate with free τ₀ fitted at each of its temperatures, with
     standard error and 95% interval (its own covariance and quantile, as for the chosen
-    model)."""
+    model) and the largest |τ| fitted there (``tau_max_mpa``, by temperature index)."""
     cov, _, _, q = _covariance(res, n)
     _, tau0, _ = model.unpack(res.x)
     m = len(model.temps)
@@ -405,7 +422,8 @@ def _tau0_estimates(model: _DragModel, res: Any, n: int) -> list[dict[str, Any]]
         se = float(math.sqrt(max(cov[m + i, m + i], 0.0)))
         t0 = float(tau0[j])
         out.append({"temperature_k": float(model.temps[j]), "tau0_mpa": t0,
-                    "tau0_err_mpa": se, "tau0_ci95_mpa": [t0 - q * se, t0 + q * se]})
+                    "tau0_err_mpa": se, "tau0_ci95_mpa": [t0 - q * se, t0 + q * se],
+                    "tau_max_mpa": float(tau_max_mpa[j])})
     return out
 
 
@@ -414,37 +432,100 @@ _SATURATION_WORDS = {"none": "linear", "shear_wave_speed": "v_s = c_t",
 
 
 def tau0_fixed_note(models: Sequence[dict[str, Any]] | None,
-                    temperature_k: float | None = None, n: int | None = None) -> str:
-    """Why a τ₀ of 0 was not measured, and what the data say of a threshold: the
-    model selection's scores with and without one and the best threshold candidate's τ₀
-    (value [95% interval], MPa; at ``temperature_k`` only, when given). ``models``: the
-    :func:`fit_drag` ``model`` list (None or without a threshold candidate: too few
-    stresses to fit one; ``n``: the number of points, for the note)."""
+                    temperature_k: float | None = None, *, stresses: int | None = None,
+                    skipped: Sequence[dict[str, Any]] | None = None,
+                    only: Sequence[str] | None = None) -> str:
+    """Why a τ₀ of 0 was not measured, and what the data say of a threshold.
+
+    Not fitted at all: no threshold candidate was tried (``only`` restricted the fit to
+    τ₀ = 0), or one distinct stress at the temperature (a threshold needs two). Fixed by
+    the model selection: the χ² + k ln n of the chosen model and of the best threshold
+    candidate, each with its saturation; the threshold candidate with the chosen
+    saturation when it could not be fitted, and why (``skipped``); the best candidate's
+    τ₀ [95% interval] at each temperature, with whether its interval covers 0 and "not
+    resolved by the data" where the interval is wider than the largest |τ| fitted there.
+
+    Args:
+        models: the :func:`fit_drag` ``model`` list (the candidates fitted); None when
+            unknown.
+        temperature_k: the row's temperature (its τ₀ alone); None: every temperature
+            of the fit (the DD law's τ₀).
+        stresses: the number of distinct |τ| fitted at ``temperature_k`` (at any
+            temperature when it is None); an upper bound (a row's ``n_points``) will do,
+            None when unknown.
+        skipped: the fit's ``model_skipped`` (the candidates that could not be fitted,
+            with why); None when unknown (a fit written before it was recorded).
+        only: the candidate (τ₀, saturation) :func:`fit_drag` was restricted to, None
+            when every candidate was tried.
+
+    Returns:
+        The note, one line.
+    """
+    if only is not None and only[0] != "free":
+        return ("fixed at 0: no threshold candidate was tried (the fit was restricted to "
+                f"tau0 = 0, {_saturation_words(only[1])})")
     models = list(models or [])
     free = sorted((mm for mm in models if mm.get("tau0") == "free"),
                   key=lambda mm: mm["score"])
     chosen = next((mm for mm in models if mm.get("chosen")), None)
-    if not free or chosen is None or chosen.get("tau0") == "free":
-        pts = f"{n} point{'s' if n != 1 else ''}; " if n is not None else ""
-        return ("fixed at 0: no threshold model could be fitted (" + pts + "a threshold "
-                "needs two or more distinct stresses at one temperature)")
+    if (stresses is not None and stresses < 2) or (chosen is not None and (
+            not free or chosen.get("tau0") == "free")):
+        # a fit with a threshold candidate fits τ₀ wherever there are two stresses
+        where = f"at {temperature_k:g} K" if temperature_k is not None else "at each temperature"
+        return (f"fixed at 0, not fitted: one stress {where} (a threshold needs two or "
+                "more distinct stresses at one temperature)")
+    if chosen is None:
+        return "fixed at 0, not fitted (the fit records no model candidates)"
     best = free[0]
     text = (f"fixed at 0 by model selection (chi2 + k ln n: {chosen['score']:.3g} without a "
-            f"threshold against {best['score']:.3g} with one)")
+            f"threshold ({_saturation_words(chosen['saturation'])}) against "
+            f"{best['score']:.3g} with one ({_saturation_words(best['saturation'])}))")
+    if best["saturation"] != chosen["saturation"]:
+        same = next((sk for sk in skipped or [] if sk.get("tau0") == "free"
+                     and sk.get("saturation") == chosen["saturation"]), None)
+        if same is not None:
+            text += (f"; the threshold model with {_saturation_words(same['saturation'])} "
+                     f"could not be fitted ({same['why']})")
     est = [r for r in best.get("tau0_by_temperature") or []
            if temperature_k is None or r["temperature_k"] == temperature_k]
     if est:
-        sat = _SATURATION_WORDS.get(best["saturation"], best["saturation"])
-        text += (f"; the best threshold model ({sat}) gives tau0 = "
-                 + ", ".join(f"{r['tau0_mpa']:.4g} [{r['tau0_ci95_mpa'][0]:.4g}, "
-                             f"{r['tau0_ci95_mpa'][1]:.4g}] MPa"
-                             + (f" at {r['temperature_k']:g} K" if len(est) > 1 else "")
-                             for r in est))
-        if all(r["tau0_ci95_mpa"][0] <= 0.0 <= r["tau0_ci95_mpa"][1] for r in est):
-            text += ", consistent with no threshold"
-        elif any(r["tau0_mpa"] < 0.0 for r in est):
-            text += " (a negative tau0 is no threshold)"
+        parts = []
+        for r in est:
+            lo, hi = r["tau0_ci95_mpa"]
+            said = ("its 95 % interval covers 0" if lo <= 0.0 <= hi else
+                    "its 95 % interval lies below 0: a negative tau0 is no threshold"
+                    if hi < 0.0 else "its 95 % interval excludes 0")
+            t_max = r.get("tau_max_mpa")
+            if t_max is not None and hi - lo > t_max:
+                said += (f"; not resolved by the data: the interval, {hi - lo:.4g} MPa "
+                         f"wide, exceeds the largest |tau| fitted, {t_max:.4g} MPa")
+            at = f" at {r['temperature_k']:g} K" if len(est) > 1 else ""
+            parts.append(f"{r['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa{at} ({said})")
+        text += (f"; the best threshold model ({_saturation_words(best['saturation'])}) "
+                 "gives tau0 = " + ", ".join(parts))
     return text
+
+
+def _saturation_words(saturation: str) -> str:
+    return _SATURATION_WORDS.get(saturation, saturation)
+
+
+def tau0_measured(d: Mapping[str, Any], prefix: str = "") -> bool:
+    """Whether a τ₀ was fitted to the data, not fixed at 0 by the drag fit's model choice
+    (which gives it no error and no interval).
+
+    Args:
+        d: a :func:`fit_drag` ``by_temperature`` row (its ``tau0_fixed``), a
+            :func:`dd_threshold` result or a fit with its keys (``prefix`` "dd_"), or a
+            MobilityLaw summary (``prefix`` "drag_<character>_"): there τ₀ is measured
+            when its error is known and not 0 (fits written before the fixed τ₀ was
+            marked gave it an error of 0 and a [0, 0] interval).
+        prefix: what precedes ``tau0_err_mpa`` in ``d``'s keys.
+    """
+    if f"{prefix}tau0_fixed" in d:
+        return not d[f"{prefix}tau0_fixed"]
+    err = d.get(f"{prefix}tau0_err_mpa")
+    return err is not None and err != 0
 
 
 def drag_trend(rows: Sequence[dict[str, Any]], *, value: str = "drag_pa_s",
@@ -503,7 +584,9 @@ def _dd_drag(rows: Sequence[dict[str, Any]], trend: bool) -> dict[str, float]:
 
 def dd_threshold(rows: Sequence[dict[str, Any]], quantile: float = 1.959963984540054,
                  cov_mpa2: Sequence[Sequence[float]] | None = None,
-                 models: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 models: Sequence[dict[str, Any]] | None = None, *,
+                 skipped: Sequence[dict[str, Any]] | None = None,
+                 only: Sequence[str] | None = None) -> dict[str, Any]:
     """The threshold τ₀(T) = τ₀,0 + τ₀,1·T of the DD's linear drag law, from the
     :func:`fit_drag` rows whose τ₀ was fitted (``tau0_fixed`` false).
 
@@ -524,6 +607,8 @@ def dd_threshold(rows: Sequence[dict[str, Any]], quantile: float = 1.95996398454
         cov_mpa2: (m, m) covariance of the m fitted τ₀ (MPa²), in row order (the fit's
             ``tau0_cov_mpa2``).
         models: the fit's ``model`` list, for the note when no row fitted τ₀.
+        skipped, only: the fit's ``model_skipped`` and :func:`fit_drag`'s ``only``, for
+            that note (:func:`tau0_fixed_note`).
 
     Returns:
         ``dd_tau0_mpa`` (τ₀,0, MPa), ``dd_tau0_err_mpa``, ``dd_tau0_ci95_mpa`` [lo, hi],
@@ -531,13 +616,17 @@ def dd_threshold(rows: Sequence[dict[str, Any]], quantile: float = 1.95996398454
         ``dd_tau0_note`` (None or why the value is not what the rows show); the errors
         and the interval are None when τ₀ was fixed at 0.
     """
-    free = [r for r in rows if not r.get("tau0_fixed", True)]
+    free = [r for r in rows if tau0_measured(r)]
     trend = drag_trend(free, value="tau0_mpa", ci="tau0_ci95_mpa", what="tau0")
     if not free:
-        n = sum(int(r.get("n_points", 0)) for r in rows) if rows else None
+        pts = [r.get("n_points") for r in rows]
+        note = tau0_fixed_note(
+            models, rows[0]["temperature_k"] if len(rows) == 1 else None,
+            stresses=max(pts) if pts and None not in pts else None, skipped=skipped,
+            only=only)
         return {"dd_tau0_mpa": 0.0, "dd_tau0_err_mpa": None, "dd_tau0_ci95_mpa": None,
                 "dd_tau0_mpa_k": 0.0, "dd_tau0_err_mpa_k": None, "dd_tau0_trend": trend,
-                "dd_tau0_note": tau0_fixed_note(models, n=n)}
+                "dd_tau0_note": note}
     T = np.array([r["temperature_k"] for r in free])
     t0 = np.array([r["tau0_mpa"] for r in free])
     se = np.array([r["tau0_err_mpa"] for r in free])
@@ -745,4 +834,4 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
 __all__ = ["KB_EV", "KINK_P", "KINK_Q", "REL_ERROR", "BlockVelocity", "block_velocity",
            "combine_replicas", "dd_threshold", "drag_trend", "fit_drag", "fit_glide_laws",
            "fit_kink_pair", "kink_pair_velocity", "naive_velocity", "sigma", "t95",
-           "tau0_fixed_note"]
+           "tau0_fixed_note", "tau0_measured"]

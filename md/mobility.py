@@ -61,7 +61,12 @@ from scalebridge.md.dislocations import (
     run_glide,
     slab_axes,
 )
-from scalebridge.md.glide_fit import REL_ERROR, combine_replicas, fit_glide_laws
+from scalebridge.md.glide_fit import (
+    REL_ERROR,
+    combine_replicas,
+    fit_glide_laws,
+    tau0_measured,
+)
 from scalebridge.md.lammps import (
     DeviationSettings,
     LammpsPotential,
@@ -733,8 +738,8 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
                 "drag_err_pa_s": d["drag_err_pa_s"], "drag_ci95_lo_pa_s": lo,
                 "drag_ci95_hi_pa_s": hi if hi is not None else "", "tau0_mpa": d["tau0_mpa"],
                 # a τ₀ fixed at 0 by the model choice has no interval: blank cells
-                "tau0_ci95_lo_mpa": "" if d["tau0_fixed"] else d["tau0_ci95_mpa"][0],
-                "tau0_ci95_hi_mpa": "" if d["tau0_fixed"] else d["tau0_ci95_mpa"][1],
+                "tau0_ci95_lo_mpa": d["tau0_ci95_mpa"][0] if tau0_measured(d) else "",
+                "tau0_ci95_hi_mpa": d["tau0_ci95_mpa"][1] if tau0_measured(d) else "",
                 "tau0_fixed": d["tau0_fixed"],
                 "saturation_m_s": f["saturation_m_s"] or "",
                 "saturation_source": f["saturation_source"], "burgers_a": b})
@@ -772,9 +777,9 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         # threshold models fitted
         "tau0_mpa": {k: d["tau0_mpa"] for k, d in by_t.items()},
         "tau0_ci95_mpa": {k: list(d["tau0_ci95_mpa"]) for k, d in by_t.items()
-                          if not d["tau0_fixed"]},
+                          if tau0_measured(d)},
         "tau0_note": {k: d["tau0_note"] for k, d in by_t.items()
-                      if d["tau0_fixed"] and d.get("tau0_note")}}
+                      if not tau0_measured(d) and d.get("tau0_note")}}
     if "edge" in fits["drag"]:
         e = fits["drag"]["edge"]
         summary["edge_drag_trend_supported"] = e["trend"]["supported"]

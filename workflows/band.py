@@ -351,6 +351,13 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
                    method=f"{method}; threshold tau0 {ms.get('drag_edge_tau0_mpa'):.3g} "
                           f"+- {float(t0_err):.3g} MPa over the flow stress "
                           f"{float(flow):.3g} MPa, in quadrature")
+    elif (ms.get("law") == "LinearDragMobility" and t0_err is None
+          and ms.get("drag_edge_tau0_mpa") is not None):
+        # a τ₀ the drag fit fixed at 0 has no error: nothing to add, say why (its note
+        # starts "fixed at 0, not fitted" where no threshold could be fitted at all)
+        not_fitted = str(ms.get("drag_edge_tau0_note") or "").startswith("fixed at 0, not")
+        why = "(not fitted)" if not_fitted else "by the fit's model selection"
+        out["method"] = f"{out['method']}; threshold tau0 fixed at 0 {why}: not in the band"
     return out
 
 

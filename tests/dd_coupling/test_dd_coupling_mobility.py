@@ -417,9 +417,11 @@ def test_pure_drag_fixes_tau0_at_zero_as_a_choice_not_a_measurement(tmp_path):
     """A table v = bτ/B with noise (no threshold), through the dd_coupling fit path: the
     model selection fixes τ₀ = 0, and the summary says it is a choice: no τ₀ error or
     [0, 0] interval, a note with the scores with and without a threshold and the τ₀
-    [95%] the best threshold model fitted at each temperature (finite, covering the true
-    0). The DD law keeps τ₀ = 0 exactly: its velocities are pure drag's. A fit.json of
-    before (τ₀ fixed with a [0, 0] interval) reads the same way; the CLI prints the note."""
+    [95%] the best threshold model fitted at each temperature, each with its outcome
+    (finite, covering the true 0). The DD law keeps τ₀ = 0 exactly: its velocities are
+    pure drag's. A fit of before (τ₀ fixed with a [0, 0] interval, no candidate's τ₀
+    recorded) reads as not measured too, its note the scores alone; the CLI prints the
+    note."""
     from scalebridge.dd_coupling.fit import dd_threshold
     from scalebridge.workflows.cli import cli
     from scalebridge.workflows.report import summary_rows
@@ -451,14 +453,16 @@ def test_pure_drag_fixes_tau0_at_zero_as_a_choice_not_a_measurement(tmp_path):
     for k in ("err_mpa", "ci95_mpa", "ci95_over_mu"):
         assert f"drag_edge_tau0_{k}" not in s
     note = s["drag_edge_tau0_note"]
-    assert note.startswith(f"fixed at 0 by model selection (chi2 + k ln n: "
-                           f"{chosen['score']:.3g} without a threshold against "
-                           f"{best['score']:.3g} with one); the best threshold model")
-    for e in est:
+    scores = (f"fixed at 0 by model selection (chi2 + k ln n: {chosen['score']:.3g} "
+              "without a threshold (linear) against "
+              f"{best['score']:.3g} with one (linear))")
+    said = []
+    for e in est:                                # each temperature's own outcome
         lo, hi = e["tau0_ci95_mpa"]
-        assert (f"{e['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa at "
-                f"{e['temperature_k']:g} K") in note
-    assert note.endswith("consistent with no threshold")
+        said.append(f"{e['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa at "
+                    f"{e['temperature_k']:g} K (its 95 % interval covers 0)")
+    assert note == (f"{scores}; the best threshold model (linear) gives tau0 = "
+                    + ", ".join(said))
     shown = dict(summary_rows(s))
     assert shown["drag_edge_tau0_note"] == note and not any(
         isinstance(x, list) and len(x) == 2 and x[0] == x[1] for x in shown.values())
@@ -469,19 +473,107 @@ def test_pure_drag_fixes_tau0_at_zero_as_a_choice_not_a_measurement(tmp_path):
     for temp in (100.0, 300.0):
         v = np.asarray(law.velocity(tau, temp, 0))
         assert np.array_equal(v, B * tau / (law.b0_pa_s + law.b1_pa_s_k * temp))
-    # a fit of before (fixed τ₀ with a [0, 0] interval) reads as not measured too
-    old = {**edge, "dd_tau0_err_mpa": 0.0, "dd_tau0_ci95_mpa": [0.0, 0.0],
-           "dd_tau0_err_mpa_k": 0.0, "dd_tau0_note": "no threshold: the chosen model has "
-           "tau0 = 0", "by_temperature": [{**r, "tau0_err_mpa": 0.0, "tau0_ci95_mpa": [
-               0.0, 0.0]} for r in edge["by_temperature"]]}
+    # a fit of before (fixed τ₀ with a [0, 0] interval; its model entries without the
+    # τ₀ each candidate fitted) reads as not measured too: the scores, no estimate
+    old = {k: v for k, v in edge.items() if k != "model_skipped"}
+    old.update(dd_tau0_err_mpa=0.0, dd_tau0_ci95_mpa=[0.0, 0.0], dd_tau0_err_mpa_k=0.0,
+               dd_tau0_note="no threshold: the chosen model has tau0 = 0",
+               model=[{k: v for k, v in m.items() if k not in ("tau0_by_temperature",
+                                                               "n_params")}
+                      for m in edge["model"]],
+               by_temperature=[{**{k: v for k, v in r.items() if k != "tau0_note"},
+                                "tau0_err_mpa": 0.0, "tau0_ci95_mpa": [0.0, 0.0]}
+                               for r in edge["by_temperature"]])
+    assert not any("tau0_by_temperature" in m for m in old["model"])
     again = dd_threshold(old)
     assert again["dd_tau0_mpa"] == 0.0 and again["dd_tau0_ci95_mpa"] is None
-    assert again["dd_tau0_note"] == note
+    assert again["dd_tau0_err_mpa"] is None and again["dd_tau0_note"] == scores
+    assert "tau0 =" not in again["dd_tau0_note"]
     res = CliRunner().invoke(cli, ["dd", "fit-mobility", str(ds.path), "--properties",
                                    str(props.path), "--law", "drag", "--out",
                                    str(tmp_path / "mob2")])
     assert res.exit_code == 0, res.output
-    assert f"edge threshold tau0 = 0 MPa, {note}" in res.output
+    assert f"edge threshold tau0 {note}" in res.output and "= 0 MPa, " not in res.output
+
+
+# runs/mo_bench74's rows (defects/velocity.csv, 300 K: tau MPa, v and its error m/s) and
+# its c_t and b (glide_fit.json)
+MO74 = (("edge", 250.0, 1174.6478, 85.489669), ("edge", 500.0, 1687.1505, 96.190249),
+        ("edge", 1500.0, 2369.2849, 81.043884), ("screw", 2800.0, 410.33316, 146.93879))
+MO74_CT, MO74_B_A = 3844.8394781730426, 2.7438542675723503
+
+
+def test_an_old_md_fit_of_a_fixed_tau0_reads_as_not_measured(tmp_path):
+    """A glide_fit.json written before a τ₀ fixed at 0 was marked as not measured (rows
+    with error 0 and a [0, 0] interval, no notes, candidates without their τ₀, the DD
+    threshold [0, 0]; the Mo example's rows): the MobilityLaw's fit.json and summary
+    read it as new fits write it: error None, interval [None, None], each row a note
+    (the scores for the edges, one stress for the screw), the DD threshold unmeasured."""
+    from scalebridge.artifacts import produce
+    from scalebridge.dd_coupling.fit import md_glide_fits
+    from scalebridge.md import glide_fit
+
+    ch = np.array([r[0] for r in MO74])
+    tau, v, e = (np.array([r[i] for r in MO74]) for i in (1, 2, 3))
+    new = glide_fit.fit_glide_laws(ch, tau * 1e6, np.full(4, 300.0), v, e,
+                                   MO74_B_A * 1e-10, shear_wave_m_s=MO74_CT)
+    edge = new["drag"]["edge"]
+    chosen = next(m for m in edge["model"] if m["chosen"])
+    best = min((m for m in edge["model"] if m["tau0"] == "free"), key=lambda m: m["score"])
+    scores = (f"fixed at 0 by model selection (chi2 + k ln n: {chosen['score']:.3g} without "
+              f"a threshold (v_s fitted) against {best['score']:.3g} with one (v_s = c_t))")
+    assert scores.endswith("3.16 without a threshold (v_s fitted) against 5.29 with one "
+                           "(v_s = c_t))")
+    one = ("fixed at 0, not fitted: one stress at 300 K (a threshold needs two or more "
+           "distinct stresses at one temperature)")
+    assert new["drag"]["screw"]["by_temperature"][0]["tau0_note"] == one
+
+    def aged(f):                                 # as written before the mark
+        rows = [{**{k: x for k, x in r.items() if k != "tau0_note"}, "tau0_err_mpa": 0.0,
+                 "tau0_ci95_mpa": [0.0, 0.0]} for r in f["by_temperature"]]
+        return {**{k: x for k, x in f.items() if k != "model_skipped"},
+                "by_temperature": rows, "drag_by_temperature": rows,
+                "model": [{k: x for k, x in m.items() if k not in ("tau0_by_temperature",
+                                                                   "n_params")}
+                          for m in f["model"]],
+                "dd_tau0_err_mpa": 0.0, "dd_tau0_ci95_mpa": [0.0, 0.0],
+                "dd_tau0_err_mpa_k": 0.0,
+                "dd_tau0_note": "no threshold: the chosen model has tau0 = 0"}
+
+    doc = {**new, "drag": {c: aged(f) for c, f in new["drag"].items()},
+           "shear_wave_m_s": MO74_CT, "burgers_a": MO74_B_A}
+    header = ["character", "temperature_k", "tau_mpa", "velocity_m_s", "velocity_err_m_s",
+              "n_atoms", "duration_ps"]
+
+    def build(work):
+        (work / "velocity.csv").write_text("\n".join(
+            [",".join(header)] + [f"{c},300,{t},{vv},{ee},465,2.5" for c, t, vv, ee in MO74])
+            + "\n")
+        (work / "glide_fit.json").write_text(json.dumps(doc))
+        return {"rows": len(MO74)}
+
+    ds = produce("DefectStats", tmp_path / "defects", {"old_glide_fit": 1}, {}, build)
+    read = md_glide_fits(ds)
+    for c, note in (("edge", scores), ("screw", one)):
+        f = read["drag"][c]
+        for key in ("by_temperature", "drag_by_temperature"):
+            (r,) = f[key]
+            assert r["tau0_fixed"] and r["tau0_err_mpa"] is None
+            assert r["tau0_ci95_mpa"] == [None, None] and r["tau0_note"] == note
+        assert f["dd_tau0_err_mpa"] is None and f["dd_tau0_ci95_mpa"] is None
+        assert f["dd_tau0_note"] == note
+    art = FitMobilitySettings(law="drag").make(ds, tmp_path / "mob",
+                                               properties=make_properties(tmp_path / "p"))
+    fit = json.loads((art.path / "fit.json").read_text())
+    assert fit["fitted_by"] == "md"
+    for c, note in (("edge", scores), ("screw", one)):
+        (r,) = fit["drag"][c]["by_temperature"]
+        assert r["tau0_err_mpa"] is None and r["tau0_ci95_mpa"] == [None, None]
+        assert r["tau0_note"] == note and fit["dd_threshold"][c]["dd_tau0_note"] == note
+        assert fit["drag"][c]["dd_tau0_err_mpa"] is None
+        assert art.summary[f"drag_{c}_tau0_note"] == note
+        assert f"drag_{c}_tau0_err_mpa" not in art.summary
+        assert f"drag_{c}_tau0_ci95_mpa" not in art.summary
 
 
 def test_threshold_trend_and_old_md_fits():

@@ -386,9 +386,10 @@ def test_pure_drag_fixes_tau0_at_zero_as_a_choice_and_a_threshold_is_still_measu
     """v = bτ/B plus noise: the model selection (χ² + k ln n) fixes τ₀ = 0. That is a
     modelling choice, not a measurement: no error and no [0, 0] interval anywhere (fit,
     drag.csv, DefectStats summary); the note gives the scores with and without a
-    threshold and the τ₀ the best threshold candidate fitted, whose finite 95% interval
-    covers the true 0. Data with a real threshold (120 MPa, far above the noise) still
-    get a fitted τ₀ whose finite interval covers it, and no note."""
+    threshold (each with its v_s) and the τ₀ the best threshold candidate fitted, whose
+    finite 95% interval covers the true 0 and is narrower than the largest stress (so
+    resolved). Data with a real threshold (120 MPa, far above the noise) still get a
+    fitted τ₀ whose finite interval covers it, and no note."""
     from scalebridge.workflows.report import summary_rows
 
     # χ² + k ln n picks τ₀ = 0 for 15 of the first 20 seeds of these pure-drag rows (a free
@@ -402,17 +403,21 @@ def test_pure_drag_fixes_tau0_at_zero_as_a_choice_and_a_threshold_is_still_measu
     lo, hi = est["tau0_ci95_mpa"]
     assert est["temperature_k"] == 300.0 and est["tau0_err_mpa"] > 0
     assert lo < 0.0 < hi and hi - lo < 200.0                   # finite, covers the truth
+    assert est["tau_max_mpa"] == 700.0                         # the largest |τ| fitted
     (r,) = f["by_temperature"]
     assert r["tau0_fixed"] and r["tau0_mpa"] == 0.0
     assert r["tau0_err_mpa"] is None and r["tau0_ci95_mpa"] == [None, None]
     assert f["dd_tau0_mpa"] == 0.0 and f["dd_tau0_mpa_k"] == 0.0      # the law's τ₀: 0
     assert f["dd_tau0_err_mpa"] is None and f["dd_tau0_ci95_mpa"] is None
+    words = {"none": "linear", "shear_wave_speed": "v_s = c_t", "fitted": "v_s fitted"}
     for note in (r["tau0_note"], f["dd_tau0_note"]):
-        assert note.startswith("fixed at 0 by model selection (chi2 + k ln n: "
-                               f"{chosen['score']:.3g} without a threshold against "
-                               f"{free[0]['score']:.3g} with one)")
-        assert f"tau0 = {est['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa" in note
-        assert note.endswith("consistent with no threshold")
+        assert note.startswith(
+            f"fixed at 0 by model selection (chi2 + k ln n: {chosen['score']:.3g} without a "
+            f"threshold ({words[chosen['saturation']]}) against {free[0]['score']:.3g} "
+            f"with one ({words[free[0]['saturation']]}))")
+        assert note.endswith(f"; the best threshold model ({words[free[0]['saturation']]}) "
+                             f"gives tau0 = {est['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa "
+                             "(its 95 % interval covers 0)")       # resolved: no more said
     # through the DefectStats: drag.csv's interval cells blank, the summary's note
     reps = [_rep(ta * 1e-6, vv + d, err=ee, replica=i)
             for ta, vv, ee in zip(tau, v, e, strict=True) for i, d in enumerate((-3, 0, 3))]
@@ -440,6 +445,98 @@ def test_pure_drag_fixes_tau0_at_zero_as_a_choice_and_a_threshold_is_still_measu
     assert math.isfinite(lo) and math.isfinite(hi) and lo < 120.0 < hi and hi - lo < 60.0
     assert chosen["tau0_by_temperature"][0]["tau0_mpa"] == pytest.approx(r["tau0_mpa"])
     assert g["dd_tau0_err_mpa"] > 0 and g["dd_tau0_note"] is None
+
+
+# runs/mo_bench74's edge points (defects/velocity.csv: 300 K, tau MPa, v and its error
+# m/s) and its c_t (glide_fit.json's shear_wave_m_s)
+MO74_EDGE = ((250.0, 1174.6478, 85.489669), (500.0, 1687.1505, 96.190249),
+             (1500.0, 2369.2849, 81.043884))
+MO74_CT, MO74_B_A = 3844.8394781730426, 2.7438542675723503
+
+
+def test_the_tau0_note_says_what_the_scores_compare_and_what_the_data_resolve():
+    """The Mo example's three edge points (250/500/1500 MPa, 300 K): the selection keeps
+    τ₀ = 0 with a fitted v_s (χ² + k ln n 3.16) over a threshold with v_s = c_t (5.29);
+    the threshold with a fitted v_s cannot be fitted (k = n = 3). The note names both
+    saturations, says that one could not be fitted and why, and of the best threshold
+    model's τ₀ (-691 [-4327, 2944] MPa) only the plain facts: its interval covers 0, and
+    it is not resolved by the data (7271 MPa wide, above the largest stress, 1500 MPa)."""
+    tau, v, e = (np.array(c) for c in zip(*MO74_EDGE, strict=True))
+    f = fit_drag(tau * 1e6, np.full(3, 300.0), v, e, MO74_B_A * 1e-10,
+                 shear_wave_m_s=MO74_CT)
+    chosen = next(m for m in f["model"] if m["chosen"])
+    best = min((m for m in f["model"] if m["tau0"] == "free"), key=lambda m: m["score"])
+    assert (chosen["tau0"], chosen["saturation"]) == ("zero", "fitted")
+    assert best["saturation"] == "shear_wave_speed"
+    assert f["model_skipped"] == [{"tau0": "free", "saturation": "fitted", "n_params": 3,
+                                   "why": "k = n = 3: a fitted v_s needs n > k"}]
+    (est,) = best["tau0_by_temperature"]
+    lo, hi = est["tau0_ci95_mpa"]
+    assert est["tau_max_mpa"] == 1500.0 and lo < 0.0 < hi and hi - lo > 1500.0
+    assert est["tau0_mpa"] == pytest.approx(-691.2, abs=0.1)
+    (r,) = f["by_temperature"]
+    assert r["tau0_note"] == f["dd_tau0_note"] == (
+        f"fixed at 0 by model selection (chi2 + k ln n: {chosen['score']:.3g} without a "
+        f"threshold (v_s fitted) against {best['score']:.3g} with one (v_s = c_t)); the "
+        "threshold model with v_s fitted could not be fitted (k = n = 3: a fitted v_s "
+        f"needs n > k); the best threshold model (v_s = c_t) gives tau0 = "
+        f"{est['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa (its 95 % interval covers 0; not "
+        f"resolved by the data: the interval, {hi - lo:.4g} MPa wide, exceeds the largest "
+        "|tau| fitted, 1500 MPa)")
+    assert "3.16 without a threshold (v_s fitted) against 5.29 with one (v_s = c_t)" in (
+        r["tau0_note"])
+    assert "consistent" not in r["tau0_note"]
+
+
+def test_fixed_tau0_notes_for_one_stress_a_restricted_fit_and_several_temperatures():
+    """One home for the notes: a temperature with one stress (the row's note and, with
+    no threshold anywhere, the DD law's say the same); a fit restricted to τ₀ = 0 (the
+    window refit) says no threshold candidate was tried, not that none could be fitted;
+    with several temperatures each one's τ₀ gets its own outcome. ``tau0_measured``
+    tells fitted from fixed on rows, DD thresholds and summaries, old [0, 0] ones too."""
+    from scalebridge.md.glide_fit import tau0_measured
+
+    one = "fixed at 0, not fitted: one stress at 300 K (a threshold needs two or more " \
+          "distinct stresses at one temperature)"
+    f = fit_drag(np.array([400e6]), np.array([300.0]), np.array([1000.0]),
+                 np.array([50.0]), B_M)
+    (r,) = f["by_temperature"]
+    assert r["tau0_note"] == f["dd_tau0_note"] == one
+    # a threshold at 100 K (five stresses), one stress at 300 K: only 300 K is fixed
+    tau, T, v, e = _edge_rows(np.random.default_rng(1), 5e-5, 120.0, temps=(100.0,),
+                              taus=(200, 300, 400, 600, 800), c=1e9)
+    g = fit_drag(np.append(tau, 500e6), np.append(T, 300.0), np.append(v, 3000.0),
+                 np.append(e, 100.0), B_M)
+    r100, r300 = g["by_temperature"]
+    assert tau0_measured(r100) and not tau0_measured(r300) and r300["tau0_note"] == one
+    assert tau0_measured(g, "dd_") and g["dd_tau0_note"] is None
+    # restricted to τ₀ = 0 (the window refit): no threshold candidate was tried
+    tau, T, v, e = _edge_rows(np.random.default_rng(0), 5e-5, 0.0, c=1e9)
+    h = fit_drag(tau, T, v, e, B_M, only=("zero", "none"))
+    for note in [x["tau0_note"] for x in h["by_temperature"]] + [h["dd_tau0_note"]]:
+        assert note == ("fixed at 0: no threshold candidate was tried (the fit was "
+                        "restricted to tau0 = 0, linear)")
+    # two temperatures, τ₀ = 0 chosen: the best threshold model's τ₀ at each, each with
+    # its own outcome; a row's note has its temperature's alone
+    full = fit_drag(tau, T, v, e, B_M)
+    assert next(m for m in full["model"] if m["chosen"])["tau0"] == "zero"
+    best = min((m for m in full["model"] if m["tau0"] == "free"), key=lambda m: m["score"])
+    said = []
+    for est in best["tau0_by_temperature"]:
+        lo, hi = est["tau0_ci95_mpa"]
+        assert lo < 0.0 < hi and hi - lo < est["tau_max_mpa"] == 700.0
+        said.append(f"{est['tau0_mpa']:.4g} [{lo:.4g}, {hi:.4g}] MPa at "
+                    f"{est['temperature_k']:g} K (its 95 % interval covers 0)")
+    assert full["dd_tau0_note"].endswith("gives tau0 = " + ", ".join(said))
+    for r, est in zip(full["by_temperature"], best["tau0_by_temperature"], strict=True):
+        lo, hi = est["tau0_ci95_mpa"]
+        assert r["tau0_note"].endswith(f"gives tau0 = {est['tau0_mpa']:.4g} [{lo:.4g}, "
+                                       f"{hi:.4g}] MPa (its 95 % interval covers 0)")
+    # the helper on a DD threshold (new: error None; old: 0 and [0, 0]) and a summary
+    assert not tau0_measured(full, "dd_") and full["dd_tau0_err_mpa"] is None
+    assert not tau0_measured({"dd_tau0_err_mpa": 0.0, "dd_tau0_ci95_mpa": [0.0, 0.0]}, "dd_")
+    assert tau0_measured({"drag_edge_tau0_err_mpa": 4.0}, "drag_edge_")
+    assert not tau0_measured({"drag_edge_tau0_mpa": 0.0}, "drag_edge_")
 
 
 def _properties(path: Path) -> None:

@@ -223,7 +223,8 @@ def test_dd_term_needs_a_fit_per_microstructure(tmp_path):
 
 def test_the_drag_laws_threshold_uncertainty_reaches_the_band(tmp_path):
     """With the fitted drag law in the DD, τ₀'s standard error adds to the flow stress
-    MPa for MPa; a neural law (which learns the threshold from the rows) adds nothing."""
+    MPa for MPa; a neural law (which learns the threshold from the rows) adds nothing; a
+    τ₀ the fit fixed at 0 (no error) adds nothing either, and the method says why."""
     from scalebridge.artifacts import Artifact
     from scalebridge.workflows.band import mobility_source
 
@@ -241,6 +242,18 @@ def test_the_drag_laws_threshold_uncertainty_reaches_the_band(tmp_path):
     assert drag["threshold_rel_u"] == pytest.approx(0.06)
     assert drag["rel_u"] == pytest.approx(math.hypot(neural["rel_u"], 0.06))
     assert drag["rel_u"] > neural["rel_u"]
+    assert "threshold tau0 50 +- 6 MPa" in drag["method"]
+    fixed = {**ms, "law": "LinearDragMobility", "drag_edge_tau0_mpa": 0.0,
+             "drag_edge_tau0_note": "fixed at 0 by model selection (chi2 + k ln n: ...)"}
+    del fixed["drag_edge_tau0_err_mpa"]
+    zero = mobility_source(Artifact(tmp_path, {"summary": fixed}), dd)
+    assert "threshold_rel_u" not in zero and zero["rel_u"] == neural["rel_u"]
+    assert zero["method"] == (f"{neural['method']}; threshold tau0 fixed at 0 by the fit's "
+                              "model selection: not in the band")
+    one = mobility_source(Artifact(tmp_path, {"summary": {
+        **fixed, "drag_edge_tau0_note": "fixed at 0, not fitted: one stress at 300 K"}}), dd)
+    assert one["rel_u"] == neural["rel_u"]
+    assert one["method"].endswith("; threshold tau0 fixed at 0 (not fitted): not in the band")
 
 
 def test_combine_attributes_variance_one_source_at_a_time():
