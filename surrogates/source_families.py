@@ -92,6 +92,14 @@ FLOW_WEIGHT = 1.0
 #: Fluidity below which a point counts as having no mobile dislocations (1/(MPa·s)).
 NO_FLUIDITY = 1e-30
 
+#: Least static strength σ_b (σ_0 and σ_∞) of a fit, as a fraction of the data's flow
+#: stress σ_ref: a stated assumption. DD curves at 10⁴–10⁵ /s cannot tell a static
+#: strength of ~1 MPa from none (the loss is flat there; Powell has left σ_b anywhere
+#: from 1e-29 to 2 MPa on DDs of the same settings), and with none at all the model is a
+#: viscous fluid at zero rate: check_constitutive's hold relaxes it to ~1e-9 MPa and the
+#: unloading after it is lost in roundoff (elastic_unloading failed, the FEM refused it).
+STATIC_FLOOR = 1e-3
+
 
 @dataclass
 class StaticVoce:
@@ -637,8 +645,15 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             return np.exp(np.interp(np.log(tau_k), np.log(nucleation_clocks["source_mpa"]),
                                     np.log(nucleation_clocks["time_s"])))
 
+    def values(x: np.ndarray) -> dict[str, float]:
+        # the parameters of the log vector x, σ_b's two at least STATIC_FLOOR σ_ref
+        p = dict(zip(PARAMETERS, np.exp(x).tolist(), strict=True))
+        for k in ("sigma0_mpa", "sigma_inf_mpa"):
+            p[k] = max(p[k], STATIC_FLOOR * sig_ref)
+        return p
+
     def build(x: np.ndarray) -> SourceFamiliesJ2:
-        p = dict(zip(PARAMETERS, np.exp(x), strict=True))
+        p = values(x)
         return SourceFamiliesJ2(
             bulk, shear, StaticVoce(p["sigma0_mpa"], p["sigma_inf_mpa"], p["eps_h"]),
             family_strengths(source_mean_mpa, source_std_mpa, families, p["scale"],
@@ -716,13 +731,14 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     _, states = replay(model, train)
     rates = np.diff(states[:, :, 6], axis=1) / train.dt[:, None]
     model.training_range["rate_s"] = [0.0, float(max(rates.max(), rate_max))]
-    params = dict(zip(PARAMETERS, np.exp(best[1]).tolist(), strict=True))
+    params = values(best[1])
     record = {"class": "SourceFamiliesJ2", "config": model.to_config(),
               "fit": {"parameters": params, "families": families,
                       "source_mean_mpa": source_mean_mpa, "source_std_mpa": source_std_mpa,
                       "nucleation_time_s": nucleation_time_s, "sigma_ref_mpa": sig_ref,
                       "nucleation_clocks": nucleation_clocks, "clock_width": clock_width,
                       "internal_field_grows": field_grows, "dephase": dephase,
+                      "static_floor_mpa": STATIC_FLOOR * sig_ref,
                       "restarts": restarts, "seed": seed}}
     return model, record, history
 

@@ -341,8 +341,21 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
                   f"{tau_drag * 1e-6:.3g}/{float(tau):.3g} MPa")
     out = {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
     pairs = probe.get("realisations") if probe.get("dlnsigma_dlnb") is not None else None
-    if pairs and int(pairs) > 1:   # the probe's slope error: its paired realisations
-        out["dof"] = int(pairs) - 1
+    # the term is S·u_B: its own uncertainty comes from the probe's slope (its paired
+    # realisations) and from B's error (the drag fit's points less its parameters), and
+    # for a product their relative variances 1/(2ν) add: 1/ν = 1/ν_S + 1/ν_B
+    nus = {}
+    if pairs and int(pairs) > 1:
+        nus["the probe's"] = int(pairs) - 1
+    nu_b = ms.get("drag_edge_b0_dof")
+    if nu_b is not None and s > 0:
+        nus["the drag fit's (its points less its parameters)"] = max(int(nu_b), 1)
+    if nus:
+        out["dof"] = 1.0 / sum(1.0 / v for v in nus.values())
+        if len(nus) > 1:
+            out["method"] += ("; degrees of freedom 1/(" + " + ".join(
+                f"1/{v}" for v in nus.values()) + f") = {out['dof']:.2g}: "
+                + " and ".join(f"{k} {v}" for k, v in nus.items()))
     t0_err, flow = ms.get("drag_edge_tau0_err_mpa"), ds.get("flow_stress_mpa")
     if (ms.get("law") == "LinearDragMobility" and t0_err is not None
             and math.isfinite(float(t0_err)) and flow):

@@ -394,6 +394,8 @@ def test_fit_passes_threshold_to_the_drag_law(tmp_path):
         assert r["drag_ci95_pa_s"][0] < drag < r["drag_ci95_pa_s"][1], r
         assert r["tau0_ci95_mpa"][0] < tau0 < r["tau0_ci95_mpa"][1], r
     assert abs(law.b0_pa_s - drag) < 3 * s["drag_edge_b0_err_pa_s"]
+    # the dof B's error rests on (the band's mobility term reads it) is the fit's own
+    assert s["drag_edge_b0_dof"] == fit["drag"]["edge"]["dof"] >= 1
     # below τ₀ the DD's dislocations stand still; above, v = b(τ − τ₀)/B
     v = law.velocity(np.array([0.9 * law.tau0_pa, 300e6]), 300.0, 0)
     assert v[0] == 0.0

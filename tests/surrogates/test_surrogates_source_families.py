@@ -634,3 +634,28 @@ def test_the_clock_width_setting_reaches_the_fitted_model(tmp_path):
     assert rec["fit"]["dephase"] and rec["config"]["dephase"]
     assert m.field_grows and m.virgin_strength_factor == pytest.approx(
         1.0 / rec["fit"]["parameters"]["scale"], rel=1e-12)
+
+
+def test_a_fit_that_cannot_see_a_static_strength_keeps_one_and_is_no_fluid(tmp_path):
+    """Paths from a law with (next to) no static strength leave σ_b unresolved: the fit
+    holds σ_0 and σ_∞ at STATIC_FLOOR σ_ref at least (recorded), so the model still has a
+    static yield surface and check_constitutive's elastic unloading after a hold passes;
+    at σ_b = 1e-29 MPa (an unfloored fit reached 3e-29 to 4e-9 on a DD of the example) the hold
+    relaxes the stress into roundoff and it fails."""
+    from scalebridge.surrogates.checks import check_constitutive
+    from scalebridge.surrogates.source_families import STATIC_FLOOR
+
+    fluid = law(strengths=tuple(family_strengths(40.0, 8.0, 8, 0.9, 0.8)), emission=1.5e3,
+                eps_pin=2e-3, sigma_b=(1e-29, 1e-29), clock_width_mpa=20.0, dephase=True)
+    bad = check_constitutive(fluid, amplitude=3e-3, raise_on_failure=False)
+    assert not bad.outcomes["elastic_unloading"].passed
+    data = synthetic(fluid, n=20)
+    s = SurrogateSettings(model="source_families", families=4, restarts=0, val_fraction=0.3,
+                          clock_width=1.5, dephase=True, run_checks=True)
+    fit_surrogate(data, s, tmp_path)
+    rec = json.loads((tmp_path / "surrogate.json").read_text())
+    floor = rec["fit"]["static_floor_mpa"]
+    assert floor == pytest.approx(STATIC_FLOOR * rec["fit"]["sigma_ref_mpa"], rel=1e-12)
+    par = rec["fit"]["parameters"]
+    assert par["sigma0_mpa"] >= floor and par["sigma_inf_mpa"] >= floor
+    assert rec["checks"]["checks"]["elastic_unloading"]["passed"]

@@ -1359,6 +1359,21 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
             "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.1, "factor": 2.0,
             "realisations": 3}}}))
     assert wide["rel_u"] == pytest.approx(math.hypot(0.1, 0.1) * 0.2)
+    # the term's degrees of freedom: the probe's pairs less one alone, and with B's error
+    # resting on a drag fit of 2 residual dof, 1/(1/2 + 1/2) = 1 (relative variances add)
+    assert probed["dof"] == 2
+    few = Artifact(tmp_path, {"summary": {**mob.summary, "drag_edge_b0_dof": 2}})
+    both = mobility_source(few, Artifact(tmp_path, {"summary": {
+        "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
+            "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
+            "realisations": 3}}}))
+    assert both["dof"] == pytest.approx(1.0) and both["rel_u"] == probed["rel_u"]
+    assert "1/(1/2 + 1/2) = 1" in both["method"]
+    exact = Artifact(tmp_path, {"summary": {**mob.summary, "drag_edge_b0_dof": 0}})
+    assert mobility_source(exact, Artifact(tmp_path, {"summary": {
+        "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
+            "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
+            "realisations": 3}}}))["dof"] == pytest.approx(2.0 / 3.0)   # n = k: 1 at least
     # the range probe's bracket adds a rectangular term in quadrature
     rng = {"rel_change": -0.03, "rel_change_err": 0.04, "realisations": 3}
     ranged = mobility_source(mob, Artifact(tmp_path, {"summary": {
