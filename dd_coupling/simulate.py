@@ -878,7 +878,8 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     ref_labels = [realisation_label(i, sd) for i, sd in
                   reference_realisations(ref, n_real, settings.seed)]
     fig = stress_strain_figure(
-        tables, mean, ref_labels, "strain" if strain_mode else "strain (elastic + plastic)",
+        tables, mean, ref_labels,
+        "shear strain γ" if strain_mode else "shear strain γ (elastic + plastic)",
         f"reference condition {conds[ref][0]:.3g}/s, {conds[ref][1]:g} K"
         if len(conds) > 1 else None)
     save_figure(fig, work / "stress_strain.png", dpi=120)
@@ -1125,16 +1126,17 @@ def stress_strain_figure(tables: list[np.ndarray], mean: np.ndarray, labels: lis
     to 8 of them, and their mean."""
     plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    # the legend beside the axes: inside them it covered the flow the curves show
+    fig, ax = plt.subplots(figsize=(6.6, 3.6))
     for tab, lab in zip(tables, labels, strict=True):
         ax.plot(tab[:, 1], tab[:, 2], lw=0.8, alpha=0.5,
                 label=lab if len(tables) <= 8 else None)
     ax.plot(mean[:, 1], mean[:, 2], "k", lw=1.8, label="mean")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("applied stress (MPa)")
+    ax.set_ylabel("applied shear stress τ (MPa)")
     if title:
         ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
 

@@ -235,6 +235,11 @@ def test_plots_name_realisations_by_their_folder():
                              0 * strain]) for k in (0.0, 1.0)]
     fig = stress_strain_figure(tabs, np.mean(tabs, axis=0), labels, "strain", None)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [*labels, "mean"]
+    # the legend sits beside the axes, not over the curves (rendered), inside the figure
+    fig.canvas.draw()
+    leg = fig.axes[0].get_legend().get_window_extent()
+    box = fig.axes[0].get_window_extent()
+    assert leg.x0 >= box.x1 and leg.x1 <= fig.bbox.x1 + 0.5
     plt.close(fig)
     pos = np.array([0.1e-6, 0.2e-6])
     fig = snapshot_figure(pos, pos, np.array([1, -1]), np.array([0, 1]), [0.0, math.pi / 3],
