@@ -27,6 +27,7 @@ import html
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -283,12 +284,31 @@ def _kind_summary(s: Any) -> tuple[str, Mapping[str, Any] | None]:
     return s.kind, s.summary
 
 
+def _kind_path(s: Any) -> Path | None:
+    """The artifact folder of a report section (its ``path``) or of an Artifact."""
+    p = s.get("path") if isinstance(s, dict) else getattr(s, "path", None)
+    return Path(p) if p is not None else None
+
+
+def _short_note(note: str) -> str:
+    """A stated note's first clause, without its parentheses: ``fixed at 0 by model
+    selection (chi2 ...); the best ...`` -> ``fixed at 0 by model selection``."""
+    prev = None
+    while prev != note:   # innermost parentheses first
+        prev, note = note, re.sub(r"\s*\([^()]*\)", "", note)
+    return note.split(";")[0].strip()
+
+
 def not_covered_line(arts_or_sections: Any) -> str | None:
     """What the FEM load band does not carry, beside it: the DD's stated assumptions
     (its summary's ``assumptions``: sources, obstacles, junctions, nucleation rule, cell),
-    the one glide character every dislocation moved with, and the FEM's own mesh, time
-    step and neglected inertia. None without a LoadBand."""
-    band = dd = fem = None
+    the one glide character every dislocation moved with, that character's glide
+    threshold τ₀ where the mobility fit fixed it at 0 (``drag_<c>_tau0_note`` without
+    ``drag_<c>_tau0_err_mpa``), the surrogate's static-strength floor (its record's
+    ``fit.static_floor_mpa``), and the FEM's own mesh, time step and neglected inertia.
+    None without a LoadBand."""
+    band = dd = fem = mob = None
+    sur_path = None
     for s in arts_or_sections:
         kind, sm = _kind_summary(s)
         if kind == "LoadBand":
@@ -297,6 +317,10 @@ def not_covered_line(arts_or_sections: Any) -> str | None:
             dd = sm
         elif kind == "FieldResults":
             fem = sm
+        elif kind == "MobilityLaw":
+            mob = sm
+        elif kind == "Surrogate":
+            sur_path = _kind_path(s)
     if not band:
         return None
     items = []
@@ -308,6 +332,25 @@ def not_covered_line(arts_or_sections: Any) -> str | None:
     character = ((dd or {}).get("mobility") or {}).get("character")
     if character:
         items.append(f"every dislocation gliding with the {character} law")
+    c = character or "edge"
+    note = (mob or {}).get(f"drag_{c}_tau0_note")
+    if isinstance(note, str) and note and (mob or {}).get(f"drag_{c}_tau0_err_mpa") is None:
+        # a threshold the drag fit fixed at 0 is a choice, not a measured value
+        why = _short_note(note)
+        why = why[len("fixed at 0"):].lstrip(" :,") if why.startswith("fixed at 0") else why
+        sep = " " if why.startswith("by ") else ": "
+        items.append(f"the {c} glide threshold τ₀ (fixed at 0" + (sep + why if why else "")
+                     + ")")
+    floor = None
+    if sur_path is not None:
+        try:
+            floor = json.loads((sur_path / "surrogate.json").read_text())["fit"][
+                "static_floor_mpa"]
+        except (OSError, ValueError, KeyError, TypeError):
+            floor = None
+    if isinstance(floor, (int, float)) and not isinstance(floor, bool):
+        items.append(f"the surrogate's static strength, at least {float(floor):.3g} MPa: "
+                     "not resolved by the DD's rates")
     if fem:
         items.append("the FEM's mesh and time step, and the inertia its quasi-static "
                      "solve neglects")
@@ -315,6 +358,25 @@ def not_covered_line(arts_or_sections: Any) -> str | None:
         return None
     return ("Not in the band (held fixed, each a stated assumption): "
             + "; ".join(items))
+
+
+def shares_dof_text(shares: Mapping[str, Any], sources: Mapping[str, Any]) -> str:
+    """Each source's share of the band's variance with its term's degrees of freedom
+    (band.json ``sources.<s>.dof``) beside it: ``potential 1.6% (1 dof), ..., surrogate
+    4.3% (0.073 dof)``, then, for any term below 1 dof, that its value is barely
+    determined; the shares alone where no term records its dof."""
+    parts, loose = [], []
+    for k, v in shares.items():
+        src = sources.get(k)
+        nu = src.get("dof") if isinstance(src, Mapping) else None
+        one = shares_text({k: v})
+        if isinstance(nu, (int, float)) and not isinstance(nu, bool) and math.isfinite(nu):
+            one += f" ({float(nu):.2g} dof)"
+            if nu < 1:
+                loose.append(f"the {k} term's {float(nu):.2g} dof: its value is barely "
+                             "determined")
+        parts.append(one)
+    return ", ".join(parts) + "".join(f"; {x}" for x in loose)
 
 
 def band_line(arts_or_sections: Any) -> str | None:
@@ -328,7 +390,7 @@ def band_line(arts_or_sections: Any) -> str | None:
         return None
     lo, hi = summ["fem_load_band_mpa"]
     k = summ.get("coverage_factor", 1.0)
-    shares = shares_text(summ.get("band_shares") or {})
+    shares = shares_dof_text(summ.get("band_shares") or {}, summ.get("sources") or {})
     peak = ""
     if summ.get("max_load_band_mpa") and summ.get("max_load_mpa") is not None:
         plo, phi = summ["max_load_band_mpa"]
@@ -348,8 +410,9 @@ def band_line(arts_or_sections: Any) -> str | None:
     rerun = ""
     if summ.get("rerun_interval_mpa"):
         rlo, rhi = summ["rerun_interval_mpa"]
-        rerun = (f"; a rerun of the chain's final load: [{_fmt(rlo)}, {_fmt(rhi)}] MPa "
-                 "(the two runs differ by sqrt(2) x the uncertainty)")
+        # computed from the band, not observed: L -/+ sqrt(2) k u
+        rerun = ("; expected interval of a rerun's final load (computed: two runs differ "
+                 f"by √2 × the uncertainty): [{_fmt(rlo)}, {_fmt(rhi)}] MPa")
     if summ.get("load_uncertainty_mpa") is not None:
         how = (f"± {float(k):.3g} x the load's standard uncertainty "
                f"{_fmt(summ['load_uncertainty_mpa'])} MPa{why_k}; the uncertainty: the "

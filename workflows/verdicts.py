@@ -398,8 +398,12 @@ def properties_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
             why += f"; {split[key]}"
         out.append(Check(name, st, why, rel))
     drift = _num(props.get("nve_drift_ev_per_atom_ps"))
-    out.append(graded("nve_drift", "nve_drift", abs(drift) if drift is not None else None,
-                      "NVE drift", ".2g", na="no NVE run"))
+    nve = graded("nve_drift", "nve_drift", abs(drift) if drift is not None else None,
+                 "NVE drift", ".2g", na="no NVE run")
+    if drift is not None:   # graded on |drift|; the reason keeps the drift's sign
+        t = THRESHOLDS["nve_drift"]
+        nve.reason = f"NVE drift {drift:.2g} {t.unit} (|drift| {t.bound(nve.status)})"
+    out.append(nve)
     out.append(deviation_check(props.get("max_devi_f_ev_a"),
                                props.get("devi_threshold_ev_a"), bool(props.get("flagged"))))
     return out
@@ -665,15 +669,24 @@ def _neural_coefficients(path: Path) -> int | None:
         return None
 
 
-def _points_per_curve(fit: Mapping[str, Any]) -> float | None:
-    """Mean MD points per (character, temperature) curve of a MobilityLaw's ``fit.json``
-    ``fit`` (its drag fits' ``by_temperature`` counts), None if it has none."""
+def _points_per_curve(fit: Mapping[str, Any]) -> dict[str, list[int]] | None:
+    """MD points of each (character, temperature) curve of a MobilityLaw's ``fit.json``
+    ``fit`` (its drag fits' ``by_temperature`` counts), per character, None if it has
+    none."""
     try:
-        counts = [int(r["n_points"]) for f in fit["drag"].values()
-                  for r in f["by_temperature"]]
+        counts = {c: [int(r["n_points"]) for r in f["by_temperature"]]
+                  for c, f in fit["drag"].items()}
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return sum(counts) / len(counts) if counts else None
+    counts = {c: n for c, n in counts.items() if n}
+    return counts or None
+
+
+def _points_text(counts: Mapping[str, list[int]]) -> str:
+    """``edge 3, screw 1``: each character's MD points per curve (``2-4`` where its
+    temperatures' curves differ)."""
+    return ", ".join(f"{c} {min(n)}" if min(n) == max(n) else f"{c} {min(n)}-{max(n)}"
+                     for c, n in counts.items())
 
 
 def glide_law_consistency(fit: Mapping[str, Any]) -> Check:
@@ -723,10 +736,10 @@ def mobility_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     fit = _json(path / "fit.json")
     coef, per = _neural_coefficients(path), _points_per_curve(fit)
     what = f"{law or 'law'} R² on the MD velocities"
-    if "Neural" in law and coef and per and per <= coef:
+    if "Neural" in law and coef and per and max(max(n) for n in per.values()) <= coef:
         # it interpolates its points: R² ~ 1 says the training converged, nothing more
-        what = f"training converged: {law} ({coef} coefficients per curve, {per:.3g} " \
-               f"MD points per curve) R²"
+        what = f"training converged: {law} ({coef} coefficients per curve; MD points " \
+               f"per curve: {_points_text(per)}) R²"
     out = [graded("fit_r2", "mobility_r2", r2, what, ".3f", na="no fit quality recorded"),
            glide_law_consistency(fit)]
     b0, err = _num(summary.get("drag_edge_b0_pa_s")), _num(summary.get("drag_edge_b0_err_pa_s"))
@@ -824,8 +837,11 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
         return done("; the range probe has no paired error (one realisation): not graded "
                     "by it")
     n = _num(probe.get("realisations")) or 1.0
-    # two reruns of the n realisations differ in their mean by sd sqrt(2/n)
+    # two reruns of the n realisations differ in their mean by sd sqrt(2/n): computed
+    # from the realisations' scatter, not observed reruns
     scatter = sd / flow * math.sqrt(2.0 / n)
+    # the reasons say "(computed)", the details how
+    computed = f"(computed: √2 × the standard error of the mean of {n:.0f} realisations)"
     c = (probe.get("limit_m_s") or {}).get((summary.get("mobility") or {}).get("character")
                                            or "edge")
     bound = abs(d) + 2 * err
@@ -878,13 +894,14 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
         check.reason = re.sub(r"\((> [^)]*)\)", r"(amber on its own: \1)", check.reason,
                               count=1)
         detail.append(probed + f", within the {100 * scatter:.1f} % by which two reruns "
-                      "of the realisations differ, so what the law does beyond its data "
-                      "does not move the answer more than a rerun")
+                      f"of the realisations would differ {computed}, so what the law does "
+                      "beyond its data does not move the answer more than a rerun")
         change = (f": no change to the flow stress ({moved})" if d == 0 and err == 0
                   else f" moves the flow stress by {moved}")
         return done(f"; the range probe{change}, within the {100 * scatter:.1f} % two "
-                    "reruns differ by")
-    detail.append(probed + f"; two reruns of the realisations differ by {100 * scatter:.1f} %"
+                    "reruns would differ by (computed)")
+    detail.append(probed + f"; two reruns of the realisations would differ by "
+                  f"{100 * scatter:.1f} % {computed}"
                   + (f"; the probe saw less than 1/{PROBE_EXTRAPOLATION:g} of the worst "
                      "realisation's exposure" if not exposed else ""))
     if check.status != AMBER:
@@ -897,10 +914,10 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
     if bound > scatter:
         return done(f"; the range probe moves the flow stress by {moved}, up to "
                     f"{100 * bound:.1f} % at 95 %, beyond the {100 * scatter:.1f} % two "
-                    "reruns differ by")
+                    "reruns would differ by (computed)")
     return done(f"; the range probe's bound, {100 * bound:.1f} % at 95 %, scaled to the "
                 f"worst realisation's exposure is {100 * scaled:.1f} %, beyond the "
-                f"{100 * scatter:.1f} % two reruns differ by")
+                f"{100 * scatter:.1f} % two reruns would differ by (computed)")
 
 
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
@@ -951,6 +968,44 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     return out
 
 
+def _heldout_interval_text(iv: Sequence[float], h: Mapping[str, Any], unseen: str = ""
+                           ) -> str:
+    """The held-out split's interval of its ratio (``heldout_ratio_interval``: a percentile
+    bootstrap over whole paths, ``h`` its record): a bootstrap over a few paths reaches no
+    further than their own ratios, so where its ends are the lowest and highest path's it
+    is said as the range over the N paths, else as the bootstrap interval it is; ``unseen``
+    follows the paths (`` (microstructures no training path was run on)``)."""
+    lo, hi = float(iv[0]), float(iv[1])
+    per = [float(x) for x in h.get("per_path") or [] if _num(x) is not None]
+    n = len(per) or _num(h.get("paths"))
+    level = _num(h.get("level")) or 0.95
+    if per and len(per) == 1:
+        return f", one held-out path{unseen}: no interval"
+    if per and math.isclose(lo, min(per), rel_tol=1e-9) and math.isclose(
+            hi, max(per), rel_tol=1e-9):
+        return (f", range over the {len(per)} held-out paths{unseen} {lo:.2f}-{hi:.2f}: "
+                f"too few paths for a {100 * level:g} % interval (a bootstrap over them "
+                "gives this range)")
+    over = f"over {n:.0f} paths" if n else "over the held-out paths"
+    return f", bootstrap {100 * level:g} % interval {lo:.2f}-{hi:.2f} {over}{unseen}"
+
+
+def _heldout_microstructure(rec: Mapping[str, Any]) -> str:
+    """`` (DD seed 3: realisations 3/9/15)``: the main split's held-out microstructure, by
+    its DD seed (``paths.microstructure``), and the realisations run on it, from the
+    surrogate's record (``data.heldout_microstructures``, ``data.validation``); empty where
+    it has none."""
+    data = rec.get("data") or {}
+    ms = [int(m) for m in data.get("heldout_microstructures") or []
+          if _num(m) is not None]
+    if not ms:
+        return ""
+    real = [m.group(1) for v in data.get("validation") or []
+            if (m := re.search(r"realisations/(\d+)/", str(v)))]
+    return (f" (DD seed{'s' if len(ms) > 1 else ''} {'/'.join(map(str, ms))}"
+            + (f": realisations {'/'.join(real)}" if real else "") + ")")
+
+
 def _heldout_text(summary: Mapping[str, Any], rec: Mapping[str, Any], rmse: float | None,
                   scatter: float, pooled: float | None, folds: Any) -> tuple[str, str]:
     """(reason, detail) of ``heldout_vs_scatter``: the reason the graded ratio (pooled over
@@ -961,10 +1016,13 @@ def _heldout_text(summary: Mapping[str, Any], rec: Mapping[str, Any], rmse: floa
     split = (f"held-out RMS error {rmse:.3g} MPa = {rmse / scatter:.2f} x the DD "
              f"realisation scatter {scatter:.3g} MPa" if rmse is not None else "")
     iv = summary.get("heldout_vs_scatter_interval")
-    within = (f", 95% interval {iv[0]:.2f}-{iv[1]:.2f} over the held-out paths"
-              if isinstance(iv, list) and len(iv) == 2 else "")
-    if summary.get("heldout_split") == "microstructure":
-        within += " (microstructures no training path was run on)"
+    unseen = (" (microstructures no training path was run on)"
+              if summary.get("heldout_split") == "microstructure" else "")
+    if isinstance(iv, list) and len(iv) == 2:
+        within = _heldout_interval_text(
+            iv, (rec.get("metrics") or {}).get("heldout_vs_scatter") or {}, unseen)
+    else:
+        within = unseen
     ref = _num(summary.get("heldout_training_mean_ratio"))
     if ref is not None:   # what the DD's own training realisations score there
         within += f"; the mean of the training realisations scores {ref:.2f}x"
@@ -978,8 +1036,8 @@ def _heldout_text(summary: Mapping[str, Any], rec: Mapping[str, Any], rmse: floa
         reason = (f"pooled held-out error {pooled:.2f}x the DD realisation scatter "
                   f"{scatter:.3g} MPa{each} {green}")
         if split:
-            detail.append(f"the main fit alone, on its held-out microstructure (the "
-                          f"first of the folds): {split}{within}")
+            detail.append(f"the main fit alone, on its held-out microstructure"
+                          f"{_heldout_microstructure(rec)}: {split}{within}")
         refs = [(_num(summary.get(f"heldout_folds_{k}")), name) for k, name in (
             ("another_realisation_ratio", "another DD realisation"),
             ("training_mean_ratio", "the training mean"))]

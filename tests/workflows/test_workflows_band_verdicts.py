@@ -528,6 +528,13 @@ def test_potential_and_properties_against_dft(tmp_path):
     assert [_status(props, k) for k in ("a0", "c11", "c12", "c44", "nve_drift")] == [
         GREEN, RED, GREEN, GREEN, GREEN]
     assert "-48.4%" in next(c for c in props if c.name == "c11").reason
+    # a negative drift keeps its sign in the reason (the table shows -3.194e-07); graded
+    # on |drift|
+    (tmp_path / "properties.json").write_text(json.dumps({"nve_drift_ev_per_atom_ps":
+                                                          -3.194e-07}))
+    nve = next(c for c in checks_for("Properties", {}, tmp_path) if c.name == "nve_drift")
+    assert nve.status == GREEN and nve.value == pytest.approx(3.194e-07)
+    assert nve.reason == "NVE drift -3.2e-07 eV/atom/ps (|drift| <= 0.0001)", nve.reason
 
 
 def test_dd_surrogate_fem_rules(tmp_path):
@@ -564,17 +571,21 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert same.status == GREEN and same.reason == (
         "mobility evaluations outside the law's range, in the worst realisation: 2.47% "
         "(amber on its own: > 0.10%); the range probe: no change to the flow stress "
-        "(+0.0 ± 0.0 %), within the 10.8 % two reruns differ by")   # 7.59/57.13 sqrt(2/3)
+        "(+0.0 ± 0.0 %), within the 10.8 % two reruns would differ by (computed)")
+    # 7.59/57.13 sqrt(2/3)
     # the detail: the clamp, where the probe ran, what it saw, the limiter, the bound
     assert "to the bit" in same.detail and "c_t = 3843 m/s" in same.detail
     assert "at the reference condition, 7e+04 /s, 300 K, 1.4 % of their" in same.detail
     assert "against 1.1 % over the study" in same.detail and "dt_quantile 0.8" in same.detail
-    assert "within the 10.8 % by which two reruns" in same.detail
+    # computed from the realisations' scatter, not two observed reruns: said so
+    assert ("within the 10.8 % by which two reruns of the realisations would differ "
+            "(computed: √2 × the standard error of the mean of 3 realisations)") in same.detail
     assert "clamped" in same.detail.lower() and "max_glide per step" in same.detail
     moved = ranged(-0.2, 0.05)
     assert moved.status == AMBER and "-20.0 ± 5.0 %" in moved.reason
     assert "up to 30.0 % at 95 %" in moved.reason and "beyond the 10.8 %" in moved.reason
-    assert "differ by 10.8 %" in moved.detail
+    assert "would differ by 10.8 % (computed: √2 × the standard" in moved.detail
+    assert "beyond the 10.8 % two reruns would differ by (computed)" in moved.reason
     # the probe as exposed as the graded worst realisation: the bound as it is
     near = ranged(0.02, 0.04, frac=0.0136)
     assert near.status == GREEN                              # 10 % <= 10.8 %
@@ -630,7 +641,8 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert _status(iv, "heldout_vs_scatter") == AMBER
     assert iv[1].reason == ("held-out RMS error 17 MPa = 1.81 x the DD realisation scatter "
                             "9.41 MPa (green <= 1.25x)")
-    assert "interval 1.30-2.40" in iv[1].detail
+    # no record of the paths: the bootstrap interval it is (heldout_ratio_interval)
+    assert iv[1].detail.startswith("Bootstrap 95 % interval 1.30-2.40 over the held-out paths")
     assert "training realisations scores 1.08x" in iv[1].detail
     assert "another DD realisation 1.39x" in iv[1].detail
     # cross-validated over microstructures: graded on the pooled ratio, folds listed
@@ -643,8 +655,9 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert cv[1].reason == ("pooled held-out error 2.05x the DD realisation scatter 10 MPa, "
                             "each microstructure held out in turn: 1.10/1.34/2.30x (green "
                             "<= 1.25x)")
-    assert ("on its held-out microstructure (the first of the folds): held-out RMS error "
-            "11 MPa = 1.10 x") in cv[1].detail
+    # no record to name the microstructure by (its DD seed: see the test below)
+    assert ("on its held-out microstructure: held-out RMS error 11 MPa = 1.10 x"
+            ) in cv[1].detail
     assert ("Over the folds: another DD realisation 1.45x, the training mean 1.25x (both "
             "by construction)") in cv[1].detail
     assert "miss of the DD's mean" not in cv[1].detail
@@ -697,6 +710,44 @@ def test_dd_surrogate_fem_rules(tmp_path):
     assert _status(bad, "out_of_range") == RED
 
 
+def test_heldout_detail_names_its_microstructure_and_what_its_interval_is(tmp_path):
+    """The main split's held-out microstructure is named by its DD seed with the
+    realisations run on it (mo_bench75: seed 3, realisations 3/9/15; it is not "the first
+    of the folds" by any label the reader has), and its interval is said as what it is:
+    ``heldout_ratio_interval`` is a percentile bootstrap over whole paths, which over 3
+    paths reaches exactly their lowest and highest ratio, so it is their range, not a
+    95 % interval; over enough paths the bootstrap interval it is."""
+    per = [0.9742314262324278, 1.2238035982634694, 1.2902754677762351]   # mo_bench75
+    rec = {"metrics": {"heldout_vs_scatter": {
+        "ratio": 1.1707, "low": per[0], "high": per[2], "level": 0.95, "paths": 3,
+        "per_path": per}},
+        "data": {"heldout_microstructures": [3], "split": "microstructure",
+                 "validation": [f"realisations/{i}/stress_strain.csv" for i in (3, 9, 15)]}}
+    (tmp_path / "surrogate.json").write_text(json.dumps(rec))
+    summ = {"checks_passed": True, "validation": {"rmse_mpa": 11.012,
+                                                  "out_of_range_fraction": 0.0},
+            "realisation_scatter_rmse_mpa": 9.406, "heldout_split": "microstructure",
+            "heldout_vs_scatter_interval": [per[0], per[2]],
+            "heldout_fold_ratios": [1.17, 1.51, 1.37], "heldout_folds_ratio": 1.33}
+    c = next(c for c in checks_for("Surrogate", summ, tmp_path)
+             if c.name == "heldout_vs_scatter")
+    assert ("The main fit alone, on its held-out microstructure (DD seed 3: realisations "
+            "3/9/15): held-out RMS error 11 MPa = 1.17 x the DD realisation scatter "
+            "9.41 MPa, range over the 3 held-out paths (microstructures no training path "
+            "was run on) 0.97-1.29: too few paths for a 95 % interval (a bootstrap over "
+            "them gives this range)") in c.detail, c.detail
+    assert "first of the folds" not in c.detail and "95% interval" not in c.detail
+    # a bootstrap interval inside the paths' own range (many paths) is said as one
+    h = rec["metrics"]["heldout_vs_scatter"]
+    h.update(per_path=[0.8, 1.0, 1.1, 1.2, 1.3, 1.6], paths=6, low=0.95, high=1.4)
+    (tmp_path / "surrogate.json").write_text(json.dumps(rec))
+    summ["heldout_vs_scatter_interval"] = [0.95, 1.4]
+    c = next(c for c in checks_for("Surrogate", summ, tmp_path)
+             if c.name == "heldout_vs_scatter")
+    assert ("bootstrap 95 % interval 0.95-1.40 over 6 paths (microstructures no training "
+            "path was run on)") in c.detail, c.detail
+
+
 def test_range_probe_bound_scales_to_the_worst_realisations_exposure(tmp_path):
     """The range probe runs at the reference condition, the graded fraction is the
     study's worst realisation: the probe's 95 % bound is scaled by worst / probed (2.47 %
@@ -715,7 +766,8 @@ def test_range_probe_bound_scales_to_the_worst_realisations_exposure(tmp_path):
     flipped = ranged(0.02, 0.03)                  # 8 % <= 10.8 %, but 14.5 % scaled
     assert flipped.status == AMBER
     assert ("the range probe's bound, 8.0 % at 95 %, scaled to the worst realisation's "
-            "exposure is 14.5 %, beyond the 10.8 % two reruns differ by") in flipped.reason
+            "exposure is 14.5 %, beyond the 10.8 % two reruns would differ by (computed)"
+            ) in flipped.reason
     assert "2.47 % / 1.4 %: at most 14.5 %; two reruns" in flipped.detail
     assert len(flipped.reason) <= 250, flipped.reason
     assert ranged(0.02, 0.03, frac=0.0136).status == GREEN       # no scaling: 8 %
@@ -1246,8 +1298,19 @@ def test_a_neural_law_on_few_points_says_its_r2_is_a_training_check(tmp_path):
     _glide_fit(tmp_path, 0.97, 1, n_terms=4)
     r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
     assert r2.status == GREEN and r2.reason.startswith(
-        "training converged: NeuralMobility (17 coefficients per curve, 3 MD points per "
-        "curve) R²")
+        "training converged: NeuralMobility (17 coefficients per curve; MD points per "
+        "curve: edge 3) R²")
+    # each character its own count (mo_bench75: edge 3, screw 1; not their mean, 2)
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    fit["drag"]["screw"] = {"by_temperature": [{"temperature_k": 300.0, "n_points": 1}]}
+    (tmp_path / "fit.json").write_text(json.dumps(fit))
+    r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
+    assert "(17 coefficients per curve; MD points per curve: edge 3, screw 1) R²" in \
+        r2.reason, r2.reason
+    fit["drag"]["edge"]["by_temperature"].append({"temperature_k": 600.0, "n_points": 4})
+    (tmp_path / "fit.json").write_text(json.dumps(fit))
+    r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
+    assert "MD points per curve: edge 3-4, screw 1) R²" in r2.reason, r2.reason
     _glide_fit(tmp_path, 0.97, 1, points=40, n_terms=4)
     r2 = next(c for c in checks_for("MobilityLaw", summ, tmp_path) if c.name == "fit_r2")
     assert r2.reason.startswith("NeuralMobility R² on the MD velocities"), r2
@@ -1388,6 +1451,69 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
     bare = mobility_source(Artifact(tmp_path, {"summary": {"law": "NeuralMobility"}}),
                            Artifact(tmp_path, {"summary": {"range_sensitivity": rng}}))
     assert bare["rel_u"] == pytest.approx(u_rng) and bare["method"].startswith("beyond")
+
+
+def test_band_paragraph_says_what_is_computed_and_each_terms_dof(tmp_path):
+    """The band paragraph (mo_bench75's numbers): the rerun interval is computed from the
+    band (L -/+ √2 k u), not two observed runs, and says so; each source's share has its
+    term's degrees of freedom beside it (band.json ``sources.<s>.dof``), a term below 1
+    flagged as barely determined. The line of what the band does not carry lists the
+    edge glide threshold τ₀ the drag fit fixed at 0 (a note, no error) and the source
+    families' static-strength floor (``fit.static_floor_mpa``)."""
+    from scalebridge.workflows.report import band_line, not_covered_line
+
+    band = {"fem_load_band_mpa": [25.398, 35.118], "final_load_mpa": 30.258,
+            "load_uncertainty_mpa": 2.024, "coverage_factor": 2.401, "effective_dof": 6.512,
+            "coverage_level": 0.95, "flow_rel_uncertainty": 0.0815,
+            "rerun_interval_mpa": [23.385, 37.131],
+            "band_shares": {"potential": 0.01625, "mobility": 0.7832, "dd": 0.1574,
+                            "surrogate": 0.04315},
+            "sources": {"potential": {"dof": 1}, "mobility": {"dof": 5}, "dd": {"dof": 5},
+                        "surrogate": {"dof": 0.07254929497502355}}}
+    line = band_line([{"kind": "LoadBand", "raw_summary": band}])
+    assert ("; expected interval of a rerun's final load (computed: two runs differ by √2 "
+            "× the uncertainty): [23.39, 37.13] MPa") in line, line
+    assert "a rerun of the chain's final load" not in line
+    assert line.endswith("share of the band's variance: potential 1.6% (1 dof), mobility "
+                         "78% (5 dof), dd 16% (5 dof), surrogate 4.3% (0.073 dof); the "
+                         "surrogate term's 0.073 dof: its value is barely determined"), line
+    # a band.json without the terms' dof: the shares alone, as before
+    old = {k: v for k, v in band.items() if k != "sources"}
+    assert band_line([{"kind": "LoadBand", "raw_summary": old}]).endswith(
+        "share of the band's variance: potential 1.6%, mobility 78%, dd 16%, surrogate 4.3%")
+
+    mob = {"drag_edge_tau0_mpa": 0.0, "drag_edge_tau0_note": (
+        "fixed at 0 by model selection (chi2 + k ln n: 3.16 without a threshold against "
+        "5.29 with one); the best threshold model (v_s = c_t) gives tau0 = -691.2 [-4327, "
+        "2944] MPa, consistent with no threshold")}
+    sur = tmp_path / "surrogate"
+    sur.mkdir()
+    (sur / "surrogate.json").write_text(json.dumps(
+        {"fit": {"static_floor_mpa": 0.10689254267885416}}))
+    dd = {"mobility": {"character": "edge"}}
+    text = not_covered_line([{"kind": "LoadBand", "raw_summary": band},
+                             {"kind": "MobilityLaw", "raw_summary": mob},
+                             {"kind": "DDRun", "raw_summary": dd},
+                             {"kind": "Surrogate", "raw_summary": {}, "path": sur}])
+    assert text == ("Not in the band (held fixed, each a stated assumption): every "
+                    "dislocation gliding with the edge law; the edge glide threshold τ₀ "
+                    "(fixed at 0 by model selection); the surrogate's static strength, at "
+                    "least 0.107 MPa: not resolved by the DD's rates"), text
+    # a note of another form keeps its reason after a colon
+    screw = {"drag_edge_tau0_note": "fixed at 0: no threshold model could be fitted (1 "
+             "point; a threshold needs two or more distinct stresses at one temperature)"}
+    assert "the edge glide threshold τ₀ (fixed at 0: no threshold model could be fitted)" \
+        in not_covered_line([{"kind": "LoadBand", "raw_summary": band},
+                             {"kind": "MobilityLaw", "raw_summary": screw}])
+    # a measured threshold (with its error) and a record without the floor: neither listed
+    measured = dict(mob, drag_edge_tau0_err_mpa=12.0)
+    (sur / "surrogate.json").write_text(json.dumps({"fit": {}}))
+    assert not_covered_line([{"kind": "LoadBand", "raw_summary": band},
+                             {"kind": "MobilityLaw", "raw_summary": measured},
+                             {"kind": "DDRun", "raw_summary": dd},
+                             {"kind": "Surrogate", "raw_summary": {}, "path": sur}]) == (
+        "Not in the band (held fixed, each a stated assumption): every dislocation gliding "
+        "with the edge law")
 
 
 def test_a_small_share_still_shows_it_is_carried():
