@@ -294,18 +294,30 @@ def write_study(out: Path, conditions: list[Condition], settings: DDStudySetting
                  f["alpha_err"], f["ks"], f["bootstrap"])
                 for c, f in zip(conditions, fits, strict=True)))
 
+    # log-log, so the slope is the rate sensitivity m = dln σ/dln ε̇ (in the legend)
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for k, t in enumerate(temps):
         sel = [r for r in rows if r["temperature_k"] == t]
-        ax.errorbar([r["strain_rate_s"] for r in sel], [r["flow_stress_mpa"] for r in sel],
-                    yerr=[r["flow_stress_std_mpa"] for r in sel], fmt="o-", capsize=3,
-                    color=f"C{k}", label=f"{t:g} K")
+        x = [r["strain_rate_s"] for r in sel]
+        y = [r["flow_stress_mpa"] for r in sel]
+        label = f"{t:g} K"
+        if len(set(x)) > 1 and min(y) > 0:
+            label += f": m = {np.polyfit(np.log(x), np.log(y), 1)[0]:.2f}"
+        ax.errorbar(x, y, yerr=[r["flow_stress_std_mpa"] for r in sel], fmt="o-", capsize=3,
+                    color=f"C{k}", label=label)
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xticks(rates)
     ax.set_xticklabels([rate_label(r) for r in rates])
+    lo, hi = ax.get_ylim()
+    ticks = [v for v in MaxNLocator(5).tick_values(lo, hi) if lo <= v <= hi and v > 0]
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([f"{v:g}" for v in ticks])
     ax.minorticks_off()
     ax.set_xlabel("strain rate (1/s)")
-    ax.set_ylabel("flow stress (MPa)")
+    ax.set_ylabel("flow stress τ (MPa)")
     ax.set_title(f"mean ± std over {rows[0]['realisations']} realisations", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
