@@ -855,12 +855,12 @@ def plot_velocity(points: Sequence[dict[str, Any]], fits: dict[str, Any], b_a: f
         tt = np.linspace(0, max(taus), 60)
         d = next((r for r in fits["drag"].get(ch, {}).get("by_temperature", [])
                   if r["temperature_k"] == T), None)
-        if d is not None and ch == "edge":
+        kp = fits.get("kink_pair")
+        if d is not None and (ch == "edge" or not kp):   # a screw without its kink-pair law
             vs = fits["drag"][ch]["saturation_m_s"]
             vl = np.maximum(b_a * 1e-10 * (tt - d["tau0_mpa"]) * 1e6 / d["drag_pa_s"], 0)
             ax.plot(tt, vl if not vs else vl / np.sqrt(1 + (vl / vs) ** 2), "--", color=c,
                     lw=0.8)
-        kp = fits.get("kink_pair")
         if kp and ch == "screw":
             ax.plot(tt, kink_pair_velocity(tt * 1e6, np.full_like(tt, T), kp["attempt_m_s"],
                                            kp["enthalpy_ev"], kp["peierls_mpa"] * 1e6,
