@@ -29,6 +29,7 @@ import csv
 import json
 import math
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -482,7 +483,7 @@ def replica_checks(pts: list[dict[str, str]], reps: float | None) -> list[Check]
     both = len({p.get("character") for p in pts if p.get("status", "ok") == "ok"}) > 1
     out = []
     for c, r in sorted(rel.items()):
-        med = float(sorted(r)[len(r) // 2])
+        med = float(statistics.median(r))     # an even count: the middle two's mean
         who = f"{c}: " if both else ""
         out.append(Check("replica_agreement" + (f"_{c}" if both else ""),
                          t.grade(med), f"{who}{least[c]}+ replicas per point, median 95% CI "

@@ -1375,6 +1375,15 @@ def test_replicas_are_graded_per_character(tmp_path, dd_glides, verdict):
         "replicas_ok,status\nedge,300,250,1175,186,1,1,ok\nscrew,300,2800,410,1867,2,2,ok\n")
     g = checks_for("DefectStats", {"points": 2, "replicas_min": 1}, tmp_path)
     assert [c.name for c in g if c.name.startswith("replica")] == ["replica_agreement_screw"]
+    # four edge points (the example's): the median of an even count is the mean of the
+    # middle two, (0.159 + 0.245)/2 = 20 %, not the upper one's 25 %
+    (tmp_path / "velocity.csv").write_text(
+        "character,temperature_k,tau_mpa,velocity_m_s,velocity_ci95_m_s,replicas,"
+        "replicas_ok,status\nedge,300,100,449,492.5,3,3,ok\nedge,300,250,1175,186,3,3,ok\n"
+        "edge,300,500,1687,414,3,3,ok\nedge,300,1500,2369,177,3,3,ok\n")
+    g = checks_for("DefectStats", {"points": 4, "replicas_min": 3}, tmp_path)
+    rep = next(c for c in g if c.name == "replica_agreement")
+    assert "median 95% CI ±20% of the velocity over 4 points" in rep.reason, rep.reason
 
 
 @pytest.mark.parametrize("used, n, status", [(2, 2, GREEN), (1, 2, AMBER), (1, 1, NA),
