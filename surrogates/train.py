@@ -1394,7 +1394,26 @@ def _fit_and_write(paths: StrainPaths, s: SurrogateSettings, out: Path, t0: floa
                 f"{FOLDS_DIR}/m{m}" for r in folds["folds"][1:] for m in r["microstructures"])
     if hasattr(model, "initial_yield_stress"):
         summary["initial_yield_mpa"] = float(model.initial_yield_stress())
+    if isinstance(model, SourceFamiliesJ2):
+        summary["families"] = families_line(model, record.get("fit") or {})
     return summary
+
+
+def families_line(model: SourceFamiliesJ2, fit: dict[str, Any]) -> str:
+    """The fitted source families beside the DD sources they stand for, one line: the
+    families' von Mises strengths (the internal field full grown), the DD's resolved
+    source strengths √3·(τ̄ ± s_τ) and the fitted scale and spread that map one onto the
+    other (the spread is free: a fit can stretch the families beyond the DD's own)."""
+    s = model.strengths_mpa
+    p = fit.get("parameters") or {}
+    mean, std = fit.get("source_mean_mpa"), fit.get("source_std_mpa")
+    text = f"{s.size} families {s[0]:.3g}-{s[-1]:.3g} MPa (von Mises, field grown)"
+    if mean is not None and std is not None:
+        text += (f" for the DD's sources √3 × ({mean:.3g} ± {std:.3g}) = "
+                 f"{math.sqrt(3) * mean:.3g} ± {math.sqrt(3) * std:.3g} MPa")
+    if "scale" in p and "spread" in p:
+        text += f"; fitted scale {p['scale']:.2f}, spread {p['spread']:.2f} x the DD's"
+    return text
 
 
 def load_surrogate(path: str | Path) -> ConstitutiveModel:

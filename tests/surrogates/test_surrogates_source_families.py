@@ -625,8 +625,12 @@ def test_the_clock_width_setting_reaches_the_fitted_model(tmp_path):
     s = SurrogateSettings(model="source_families", families=4, restarts=0, val_fraction=0.3,
                           clock_width=1.5, internal_field_grows=True, dephase=True,
                           run_checks=False)
-    fit_surrogate(data, s, tmp_path)
+    summ = fit_surrogate(data, s, tmp_path)
     m = load_surrogate(tmp_path)
+    # the report's line: the families beside the DD's sources and the fitted mapping
+    lo, hi = m.strengths_mpa[0], m.strengths_mpa[-1]
+    assert summ["families"].startswith(f"4 families {lo:.3g}-{hi:.3g} MPa")
+    assert "√3 × (40 ± 8)" in summ["families"] and "spread" in summ["families"]
     assert m.clock_width_mpa == pytest.approx(1.5 * math.sqrt(3.0) * 8.0)
     assert m.dephase
     rec = json.loads((tmp_path / "surrogate.json").read_text())
