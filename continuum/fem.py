@@ -274,6 +274,14 @@ def limit_load(reference: dict[str, float], model: Any, max_load: float,
     if not (np.all(np.isfinite(sy)) and np.all(np.isfinite(h))):
         return {"limit_load_rel_error": None,
                 "limit_load_note": "no analytic limit load: non-finite yield stress"}
+    if float(np.abs(h).max()) > 1e12 * s0:
+        # dσ_y/dΔε̄_p holds 1/(fluidity·dt) at no fluidity: a viscous (rate-dependent)
+        # flow above its static strength, which no rate-independent limit describes
+        return {"limit_load_rel_error": None, "limit_load_note":
+                f"no analytic limit load: the material is rate dependent (viscous flow "
+                f"above a static yield stress {sy[0]:.4g} -> {sy[-1]:.4g} MPa over "
+                f"eps_p_eq <= {ep[-1]:.3g}); the analytic limit holds for rate-independent "
+                "perfect plasticity only"}
     if float(np.ptp(sy)) > 1e-12 * s0 or float(np.abs(h).max()) > 1e-12 * s0:
         return {"limit_load_rel_error": None, "limit_load_note":
                 f"no analytic limit load: the material hardens (static yield stress "

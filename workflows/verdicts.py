@@ -1198,7 +1198,8 @@ def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
             k for k, v in srcs.items() if v.get("note")) + f" ({txt})", txt,
             detail=_sentences(missing))]
     else:
-        out = [Check("sources", GREEN, lo_hi + f"every source carried ({txt})", txt)]
+        out = [Check("sources", GREEN, lo_hi + f"each of the {len(srcs)} sampled sources "
+                     f"carried ({txt}); what is held fixed is listed with the band", txt)]
     # the band is linear in u about the load; whether the load rises with the flow
     # stress is what the two scaled solves tell (older records: the band was theirs)
     solves = summary.get("scaled_solve_loads_mpa") or band

@@ -176,6 +176,13 @@ def test_limit_load_rules():
     sf = limit_load(REF, J2Plasticity(E, NU, StaticVoce(1.0, 60.0, 1e-3)), 120.0, 2e-3)
     assert sf["limit_load_rel_error"] is None
     assert "static yield stress 1 -> 52.02 MPa" in sf["limit_load_note"]
+    # ... and it is rate dependence that rules the limit out, even where the static
+    # strength does not harden (the example's fit at its floor: σ_0 = σ_∞)
+    flat = limit_load(REF, J2Plasticity(E, NU, StaticVoce(0.11, 0.11, 108.0)), 120.0, 2e-3)
+    assert flat["limit_load_note"].startswith("no analytic limit load: the material is rate "
+                                              "dependent")
+    assert "hardens" not in flat["limit_load_note"]
+    assert "rate dependent" in sf["limit_load_note"]
 
 
 def test_list_of_dicts_is_its_own_table(tmp_path):

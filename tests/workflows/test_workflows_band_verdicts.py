@@ -1659,3 +1659,18 @@ def test_the_fem_is_quasi_static_only_when_the_load_takes_many_wave_transits(tmp
     row = next(r for r in v["stages"] if r["stage"] == "fem")
     chk = next(c for c in row["checks"] if c["name"] == "quasi_static")
     assert chk["status"] == RED == row["verdict"]
+
+
+def test_a_green_band_says_how_many_sources_it_sampled_not_that_it_carries_all():
+    """The band samples the chain's uncertain inputs; what it holds fixed (the DD's
+    microstructure rules, the FEM's mesh, ...) is listed beside it: the green check says
+    'each of the N sampled sources', never 'every source carried'."""
+    from scalebridge.workflows.verdicts import band_checks
+
+    s = {"sources": {k: {"rel_u": 0.02} for k in ("potential", "mobility", "dd")},
+         "fem_load_band_mpa": [20.0, 40.0],
+         "band_shares": {"potential": 0.2, "mobility": 0.5, "dd": 0.3}}
+    c = next(c for c in band_checks(s, Path(".")) if c.name == "sources")
+    assert c.status == GREEN
+    assert "each of the 3 sampled sources carried" in c.reason
+    assert "every source" not in c.reason
