@@ -841,6 +841,11 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
                 # as numbers: "2%" and "2.0%" say the same
                 lost = ({float(x) for x in NUMBER.findall(was["reason"])}
                         - {float(x) for x in NUMBER.findall(text)})
+                if (stage, now["name"]) == ("defects", "replica_agreement"):
+                    # redefined since: the median of an even count (6 points here) is the
+                    # mean of the middle two, 21 %, where the upper one gave 22 %
+                    assert lost == {22.0} and "±21%" in now["reason"], (where, text)
+                    lost = set()
                 assert not lost, (where, lost, was["reason"], text)
                 split += bool(now["detail"])
         # the dd range check, the surrogate's held-out and time-step checks, the glide's
