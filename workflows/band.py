@@ -361,7 +361,7 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
             and math.isfinite(float(t0_err)) and flow):
         u_t0 = abs(float(t0_err) / float(flow))
         out.update(rel_u=math.hypot(s * u_b, u_t0), threshold_rel_u=u_t0,
-                   method=f"{method}; threshold tau0 {ms.get('drag_edge_tau0_mpa'):.3g} "
+                   method=f"{out['method']}; threshold tau0 {ms.get('drag_edge_tau0_mpa'):.3g} "
                           f"+- {float(t0_err):.3g} MPa over the flow stress "
                           f"{float(flow):.3g} MPa, in quadrature")
     elif (ms.get("law") == "LinearDragMobility" and t0_err is None

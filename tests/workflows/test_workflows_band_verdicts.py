@@ -1446,6 +1446,15 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
             "realisations": 3}}}))
     assert both["dof"] == pytest.approx(1.0) and both["rel_u"] == probed["rel_u"]
     assert "1/(1/2 + 1/2) = 1" in both["method"]
+    # a drag law's measured threshold adds its clause after it, not in its place
+    drag = Artifact(tmp_path, {"summary": {**few.summary, "law": "LinearDragMobility",
+                                           "drag_edge_tau0_mpa": 5.0,
+                                           "drag_edge_tau0_err_mpa": 1.0}})
+    with_t0 = mobility_source(drag, Artifact(tmp_path, {"summary": {
+        "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
+            "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
+            "realisations": 3}}}))
+    assert with_t0["method"].startswith(both["method"] + "; threshold tau0 5 +- 1 MPa")
     exact = Artifact(tmp_path, {"summary": {**mob.summary, "drag_edge_b0_dof": 0}})
     assert mobility_source(exact, Artifact(tmp_path, {"summary": {
         "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
