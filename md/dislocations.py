@@ -43,9 +43,10 @@ transient instead of being spent at τ = 0. With τ > 0 (top pushed along +b) th
 dislocation moves along +z for both characters (Peach–Koehler). The core position
 along z is located in each dumped frame of the measured run with OVITO's DXA (the mean
 of the 1/2<111> line points in BCC, the midpoint of the two partials in FCC, unwrapped
-across the periodic boundary); the velocity is block-averaged over its frames from
-``fit_from`` on (:func:`scalebridge.md.glide_fit.block_velocity`), and :func:`classify_glide` says
-whether the run measured one (the line lost, gone, off its plane, or too hot).
+across the periodic boundary); the velocity is the least-squares slope over its frames
+from ``fit_from`` on, with a block error (:func:`scalebridge.md.glide_fit.block_velocity`),
+and :func:`classify_glide` says whether the run measured one (the line lost, gone, off
+its plane, or too hot).
 :func:`peierls_stress` loads the same slab quasi-statically at 0 K.
 """
 
@@ -626,7 +627,8 @@ class GlideResult:
 
     Attributes:
         time_ps, core_z_a, core_y_a: (F,) frame times, unwrapped core z and core y (Å).
-        velocity_m_s, velocity_err_m_s: block-averaged velocity along +z and its error.
+        velocity_m_s, velocity_err_m_s: velocity along +z over the fitted frames and its
+            block error.
         block: the :class:`~scalebridge.md.glide_fit.BlockVelocity` (dof, naive error).
         temperature_xyz_k: (3,) mean kinetic temperature of the mobile atoms per
             component (x line, y normal, z glide) over the loaded run, K.
@@ -857,8 +859,9 @@ def glide_velocity(workdir: Path, glide_a: float, dump_every: int, timestep_ps: 
                    fit_from: float, blocks: int = 5
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """Locate the core in ``workdir/glide.dump`` (one frame per ``dump_every`` steps),
-    unwrap it across the periodic glide length ``glide_a`` (Å), block-average the
-    velocity after the first ``fit_from`` of the frames and write ``core_position.csv``.
+    unwrap it across the periodic glide length ``glide_a`` (Å), fit the velocity
+    (with a block error) after the first ``fit_from`` of the frames and write
+    ``core_position.csv``.
 
     Returns:
         (t ps (F,), core z Å (F,), core y Å (F,), velocity m/s, its block error m/s).
