@@ -21,7 +21,13 @@ Your own component::
     art.file("reactions.csv")
 
 A mesh file's contents (and its .h5 and labels sidecar) enter the fingerprint, its path
-does not. A Surrogate (artifact or exported folder) or a model by import path must pass
+does not.
+
+``mesh_convergence = 1`` (or 2) solves the same problem again on the mesh with every
+element size halved (and quartered) and puts the loads' changes into the summary
+(:func:`mesh_convergence`): the run's discretisation error on its final and max load.
+
+A Surrogate (artifact or exported folder) or a model by import path must pass
 ``check_constitutive`` (:func:`gate_model`) unless ``allow_failed_checks``.
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +80,13 @@ class FemSettings(StrictModel):
     allow_failed_checks: bool = Field(
         False, description="use a Surrogate that fails check_constitutive anyway (refused "
         "by default); the failed checks and the override go into the FieldResults summary")
+    mesh_convergence: int = Field(
+        0, ge=0, le=2, description="mesh-convergence check: the same problem, material and "
+        "loading solved again on meshes with every element size halved, this many times "
+        "(0: off; 1: the refined mesh; 2: also the twice-refined one, which gives the "
+        "observed order of convergence); the final and max loads' changes go into the "
+        "summary (mesh_convergence), no files are written for them; built-in problems only "
+        "(a mesh file: not run, said so)")
 
     def resolve_paths(self, base_dir: str | Path) -> FemSettings:
         """A copy whose file paths (a mesh problem's mesh) are absolute, relative ones
@@ -333,6 +347,98 @@ def elastic_response(reference: dict[str, float], model: Any,
                               "analytic": "Lamé, plane strain, free outer wall"}}
 
 
+def _level(problem: Any, result: SolveResult, model: Any) -> dict[str, Any]:
+    """One mesh level's numbers for :func:`mesh_convergence`."""
+    msh = problem.mesh.mesh
+    tdim = msh.topology.dim
+    msh.topology.create_entities(tdim)
+    rec: dict[str, Any] = {
+        "elements": int(msh.topology.index_map(tdim).size_global),
+        "n_dofs": int(result.n_dofs), "final_load_mpa": float(result.steps[-1].load),
+        "max_load_mpa": float(result.max_load), "stopped_at": result.stopped_at,
+        "wall_s": float(result.wall_seconds)}
+    eqps = max(s.max_eqps for s in result.steps)
+    lim = limit_load(problem.reference, model, result.max_load, eqps)
+    rec["limit_load_rel_error"] = lim.get("limit_load_rel_error")
+    ela = elastic_response(problem.reference, model, result.steps).get("elastic_check") or {}
+    rec["elastic_rel_error"] = ela.get("rel_error")
+    return rec
+
+
+def _rel(fine: float, coarse: float) -> float | None:
+    return float(abs(fine - coarse) / abs(fine)) if fine != 0 else None
+
+
+def _order(f: list[float]) -> tuple[float | None, float | None]:
+    """Observed order p and the Richardson-extrapolated value from three levels ``f``
+    (each element size halved from one to the next); (None, None) where the changes are
+    not monotone (opposite signs) or one is zero (no asymptotic range to read)."""
+    d1, d2 = f[1] - f[0], f[2] - f[1]
+    if d1 == 0 or d2 == 0 or (d1 > 0) != (d2 > 0):
+        return None, None
+    p = float(np.log(abs(d1) / abs(d2)) / np.log(2.0))
+    return p, (float(f[2] + d2 / (2.0 ** p - 1.0)) if p > 0 else None)
+
+
+def mesh_convergence(settings: FemSettings, model: Any, comm: MPI.Comm,
+                     coarse: tuple[Any, SolveResult]) -> dict[str, Any]:
+    """The mesh-convergence study of a solved run: the same problem, material, solver
+    and loading on ``settings.mesh_convergence`` meshes, each with every element size
+    half the previous one's (``problem.refined(2**k)``), solved without writing
+    anything; computes, writes nothing (the caller puts it into the summary).
+
+    ``coarse`` is the run's own (problem, result). Returns ``h_ratio`` (2), per level
+    (the run's mesh first) ``elements``, ``n_dofs``, ``final_load_mpa``,
+    ``max_load_mpa``, ``limit_load_rel_error`` and ``elastic_rel_error`` (None where
+    they do not apply), ``rel_change_final`` / ``rel_change_max`` (the run's mesh
+    against the once-refined one, relative to the refined value: the run's
+    discretisation error estimate), with three levels also ``rel_change_final_next`` /
+    ``rel_change_max_next`` (once- against twice-refined), ``order_final`` /
+    ``order_max`` (observed order of convergence, None where the changes are not
+    monotone) and ``extrapolated_final_mpa`` / ``extrapolated_max_mpa`` (Richardson),
+    and ``wall_s`` (the refined solves). Where it cannot be run, ``note`` says why
+    (a mesh file, a refined solve that failed) and the changes are absent.
+    Collective over ``comm``.
+    """
+    levels = int(settings.mesh_convergence)
+    if levels < 1:
+        return {}
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"h_ratio": 2, "levels": levels + 1}
+    refine = getattr(settings.problem, "refined", None)
+    if refine is None or refine(2) is None:
+        out["note"] = (f"not run: the {settings.problem.kind} problem's mesh is not refined "
+                       "by the FEM (a mesh file: mesh it again with every element size "
+                       "halved and compare the loads)")
+        return out
+    recs = [_level(*coarse, model)]
+    for k in range(1, levels + 1):
+        fine = refine(2 ** k)
+        try:
+            problem = fine.build(comm)
+            result = ElastoplasticSolver(problem, model, settings.solver,
+                                         loading=settings.loading).run()
+        except (ScalebridgeError, ValueError) as e:   # ConvergenceError, a model failure
+            out["note"] = (f"the mesh refined {2 ** k}x ({fine.kind}) did not solve: "
+                           f"{' '.join(str(e).split())}")
+            break
+        recs.append(_level(problem, result, model))
+    for key in ("elements", "n_dofs", "final_load_mpa", "max_load_mpa",
+                "limit_load_rel_error", "elastic_rel_error"):
+        out[key] = [r[key] for r in recs]
+    if any(r["stopped_at"] is not None for r in recs):
+        out["stopped_at_load_factor"] = [r["stopped_at"] for r in recs]
+    for what in ("final", "max"):
+        f = out[f"{what}_load_mpa"]
+        if len(f) >= 2:
+            out[f"rel_change_{what}"] = _rel(f[1], f[0])
+        if len(f) >= 3:
+            out[f"rel_change_{what}_next"] = _rel(f[2], f[1])
+            out[f"order_{what}"], out[f"extrapolated_{what}_mpa"] = _order(f)
+    out["wall_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
 def worker_error_parser(workdir: Path) -> Callable[[list[str]], str | None]:
     """The one-line cause of a failed worker in ``workdir``, for ``run_command``.
 
@@ -482,4 +588,14 @@ def run_fem(settings: FemSettings, model: Any, workdir: Path, comm: MPI.Comm
     log.info("%s with %s: max load %.4g MPa, %d Newton iterations, %d cuts, %.2f s",
              problem.name, summary["model"], result.max_load, result.total_iterations,
              result.cuts, result.wall_seconds)
+    if settings.mesh_convergence:
+        mc = summary["mesh_convergence"] = mesh_convergence(settings, model, comm,
+                                                            (problem, result))
+        if "rel_change_final" in mc:
+            log.info("mesh convergence: final load %s MPa on %s elements (%.3g %% change "
+                     "on the refined mesh), %.2f s", ", ".join(
+                         f"{x:.4g}" for x in mc["final_load_mpa"]), mc["elements"],
+                     100 * (mc["rel_change_final"] or 0.0), mc["wall_s"])
+        else:
+            log.info("mesh convergence: %s", mc.get("note"))
     return summary

@@ -27,7 +27,9 @@ length/area gives a mean traction in MPa.
   on ``load_boundary`` (found from the residual at its prescribed dofs) over its area.
 
 Adding a problem: a ``StrictModel`` with a ``kind`` literal and ``build(comm) ->
-Problem``, one entry in ``ProblemSettings``; copy ``tests/continuum/test_continuum_plate.py``.
+Problem`` (and ``refined(factor)``, the same problem with every element size divided by
+``factor``, for the mesh-convergence check; None where it cannot), one entry in
+``ProblemSettings``; copy ``tests/continuum/test_continuum_plate.py``.
 """
 
 from __future__ import annotations
@@ -158,6 +160,12 @@ class CylinderProblem(StrictModel):
     pressure: float = Field(70.0, gt=0, description="final internal pressure (MPa), "
                             "pressure loading")
 
+    def refined(self, factor: int) -> CylinderProblem:
+        """The same problem with every element's size divided by ``factor`` (the cells
+        through the wall and along the quarter circle times ``factor``)."""
+        return self.model_copy(update={"n_radial": self.n_radial * factor,
+                                       "n_angular": self.n_angular * factor})
+
     def build(self, comm: MPI.Comm) -> Problem:
         ri, re = self.r_inner, self.r_outer
         if re <= ri:
@@ -205,6 +213,13 @@ class PlateProblem(StrictModel):
     end_displacement: float = Field(
         0.08, gt=0, description="final displacement of the loaded edge x = L (mm)")
 
+    def refined(self, factor: int) -> PlateProblem:
+        """The same problem with every element's size divided by ``factor`` (the
+        angular cells as the mesh has them, rounded up to even, times ``factor``)."""
+        return self.model_copy(update={
+            "n_radial": self.n_radial * factor,
+            "n_angular": (self.n_angular + self.n_angular % 2) * factor})
+
     def build(self, comm: MPI.Comm) -> Problem:
         L = self.half_width
         if not self.hole_radius < L:
@@ -233,6 +248,10 @@ class CompressionProblem(StrictModel):
     platen_displacement: float = Field(
         0.15, gt=0, description="final shortening of the half height (mm)")
     sticking: bool = Field(True, description="platen holds the end face (no sliding)")
+
+    def refined(self, factor: int) -> CompressionProblem:
+        """The same problem with every element's size divided by ``factor``."""
+        return self.model_copy(update={"cells": tuple(c * factor for c in self.cells)})
 
     def build(self, comm: MPI.Comm) -> Problem:
         hw, hh = self.width / 2, self.height / 2
@@ -272,6 +291,11 @@ class PatchProblem(StrictModel):
         if self.dim == 2:
             t[2, :] = t[:, 2] = 0.0
         return t
+
+    def refined(self, factor: int) -> PatchProblem:
+        """The same problem with every element's size divided by ``factor`` (the
+        distortion is redrawn on the finer grid: the meshes are not nested)."""
+        return self.model_copy(update={"n": self.n * factor})
 
     def build(self, comm: MPI.Comm) -> Problem:
         tm = meshes.distorted_unit_cell(comm, self.dim, self.n)
@@ -318,6 +342,10 @@ class MeshProblem(StrictModel):
     mesh_name: str = Field("mesh", description="XDMF: the mesh grid's name")
     cell_tags_name: str = Field("cell_tags", description="XDMF: the cell tags grid's name")
     facet_tags_name: str = Field("facet_tags", description="XDMF: the facet tags grid's name")
+
+    def refined(self, factor: int) -> None:
+        """None: a mesh file is not refined here (mesh it again finer and compare)."""
+        return None
 
     def resolve_paths(self, base_dir: Path) -> MeshProblem:
         """A copy whose mesh path is absolute (a relative one is taken from ``base_dir``)."""
