@@ -98,9 +98,13 @@ Each source's share of the band's variance is (its load term)² / Σ (load terms
 linearised one-at-a-time attribution).
 
 Files: ``band.json`` (everything below), ``load_band.csv``/``.png`` (the load-displacement
-curve with its band and the fits' curves), ``potential_members.csv`` (each ensemble
-member's properties) and the solves' FieldResults in ``members/low``, ``members/high``
-and ``members/m<microstructure>``.
+curve with its pointwise band, ± k·u at each displacement with the final load's k, and the
+fits' curves; the figure marks the final and maximum loads' own bands, each with its k, as
+error bars: the maximum's compares the curves' maxima wherever they fall, the pointwise
+band the curves at one displacement, so the two differ there; ``max_load_band_mpa`` beside
+``pointwise_band_at_max_load_mpa``), ``potential_members.csv`` (each ensemble member's
+properties) and the solves' FieldResults in ``members/low``, ``members/high`` and
+``members/m<microstructure>``.
 """
 
 from __future__ import annotations
@@ -538,6 +542,63 @@ def _curve(fem_dir: Path) -> np.ndarray:
     return np.array([[float(r[1]), float(r[2]), float(r[3])] for r in rows[1:]])
 
 
+def band_csv_columns(disp_name: str) -> list[str]:
+    """The columns of ``load_band.csv``: the curve (load factor, displacement, load) and
+    its pointwise band, L(δ) ∓ k·u(δ) at each point with the final load's k (the last
+    column): not the final or maximum load's bands of ``band.json``."""
+    return ["load_factor", disp_name, "load_mpa", "pointwise_band_low_mpa",
+            "pointwise_band_high_mpa", "pointwise_coverage_factor"]
+
+
+def plot_band(path: Path, main: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+              fold_curves: list[np.ndarray], *, k: float, level: float | None,
+              final_band: list[float], max_band: list[float], max_k: float,
+              shares: Mapping[str, float], load_name: str, disp_name: str) -> list[str]:
+    """``load_band.png``: the FEM's load-displacement curve (``main``: load factor,
+    displacement, load), its pointwise band (shaded: ``lo``/``hi``, ± ``k`` u at each
+    displacement, the curves compared at the same displacement), the fits' curves, and
+    the two bands the summary states as error bars at their points, each with its own
+    k: the final load's (``final_band``, ``k``) and the maximum load's (``max_band``,
+    ``max_k``: the maxima of the scaled and fitted curves, wherever they fall, so it can
+    be narrower than the pointwise band at that point). Where the maximum is the last
+    point the two bars stand side by side. Returns the legend's labels."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    x, y = main[:, 1], main[:, 2]
+    i_max = int(np.argmax(y))
+    span = float(np.ptp(x)) or 1.0
+    dx = 0.012 * span if i_max == len(y) - 1 else 0.0   # one point: bars side by side
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    cover = f", {100 * level:g} %" if level else ""
+    ax.fill_between(x, lo, hi, color="C0", alpha=0.2, lw=0,
+                    label=f"pointwise band of the curve: ± k·u at each displacement, "
+                    f"k = {k:.3g} (the final load's{cover})")
+    for i, c in enumerate(fold_curves):
+        ax.plot(c[:, 1], c[:, 2], color="0.45", lw=0.8, ls="--",
+                label="surrogates fitted to other DD realisations" if i == 0 else None)
+    ax.plot(x, y, "C0o-", ms=3, label="FEM (surrogate)")
+    for at, band, kk, what, why, colour, mark, shift in (
+            (len(y) - 1, final_band, k, "final load", "", "C3", "s", dx),
+            (i_max, max_band, max_k, "maximum load", "; the curves' maxima", "C2", "D", -dx)):
+        xv, yv = x[at] + shift, y[at]
+        ax.errorbar([xv], [yv], yerr=[[yv - band[0]], [band[1] - yv]], fmt=mark,
+                    color=colour, ms=4, capsize=4, lw=1.4, zorder=5,
+                    label=f"{what} {yv:.4g} MPa, its band [{band[0]:.4g}, {band[1]:.4g}] MPa "
+                    f"(k = {kk:.3g}{why})")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))   # mm values are long labels
+    ax.set_xlabel(axis_label(disp_name))
+    ax.set_ylabel(axis_label(load_name))
+    # two lines: the four shares on one ran past the figure's edge
+    ax.set_title("variance of the final load:\n" + shares_text(shares, " / "), fontsize=8)
+    # below the axes, one entry a line (the curve crosses every corner of the axes)
+    legend = fig.legend(fontsize=6.5, loc="lower center", ncol=1, frameon=False)
+    fig.tight_layout(rect=(0, 0.25, 1, 1))
+    labels = [t.get_text() for t in legend.get_texts()]
+    save_figure(fig, path, dpi=120)
+    return labels
+
+
 def write_band(work: Path, settings: BandSettings, fem_settings: Any,
                inputs: dict[str, Artifact], resources: Resources | None = None
                ) -> dict[str, Any]:
@@ -651,31 +712,9 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     disp_name = fem.summary.get("displacement_name", "displacement")
     with open(work / "load_band.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["load_factor", disp_name, "load_mpa", "load_low_mpa",
-                    "load_high_mpa"])
-        w.writerows([[f"{a:.8g}" for a in r] for r in zip(lam, main[:, 1], main[:, 2], lo, hi,
-                                                             strict=True)])
-    plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(5, 4.0))
-    ax.fill_between(main[:, 1], lo, hi, color="C0", alpha=0.25,
-                    label=f"band (± {k:.3g} x the load's standard uncertainty"
-                    + (f", {100 * COVERAGE_LEVEL:g} %)" if auto else ")"))
-    for i, c in enumerate(fold_curves.values()):
-        ax.plot(c[:, 1], c[:, 2], color="0.45", lw=0.8, ls="--",
-                label="surrogates fitted to other DD realisations" if i == 0 else None)
-    ax.plot(main[:, 1], main[:, 2], "C0o-", ms=3, label="FEM (surrogate)")
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))   # mm values are long labels
-    ax.set_xlabel(axis_label(disp_name))
-    ax.set_ylabel(axis_label(load_name))
-    # two lines: the four shares on one ran past the figure's edge
-    ax.set_title("variance of the final load:\n"
-                 + shares_text({s: shares[s] for s in SOURCES}, " / "), fontsize=8)
-    # below the axes: the curve crosses every corner of them
-    fig.legend(fontsize=7, loc="lower center", ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    save_figure(fig, work / "load_band.png", dpi=120)
+        w.writerow(band_csv_columns(disp_name))
+        w.writerows([[f"{a:.8g}" for a in r] for r in zip(
+            lam, main[:, 1], main[:, 2], lo, hi, np.full_like(lam, k), strict=True)])
 
     band = [final - k * load_u, final + k * load_u]
     # another run of the chain draws its load with the same u: the two differ by √2 u
@@ -684,7 +723,8 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
     # sensitivity and its own DD term: the final load of a curve that yields and
     # reloads is where the ramp stopped, the maximum is the component's strength
     peaks = {n: float(c[:, 2].max()) for n, c in curves.items()}
-    peak = float(main[:, 2].max())
+    i_peak = int(np.argmax(main[:, 2]))
+    peak = float(main[i_peak, 2])
     peak_slope = (peaks["high"] - peaks["low"]) / (f_hi - f_lo) if u_solves > 0 else 0.0
     fold_peaks = [peak, *(float(c[:, 2].max()) for c in fold_curves.values())]
     peak_dd = float(leave_one_out_spread(fold_peaks)) if fold_curves else 0.0
@@ -703,6 +743,9 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         "max_load_band_mpa": [peak - peak_k * peak_u, peak + peak_k * peak_u],
         "max_load_uncertainty_mpa": peak_u,
         "max_load_coverage_factor": peak_k, "max_load_effective_dof": peak_nu,
+        # the curve's pointwise band where the load is largest: the same displacement on
+        # every curve (k of the final load), not the maxima's own band above
+        "pointwise_band_at_max_load_mpa": [float(lo[i_peak]), float(hi[i_peak])],
         "rerun_interval_mpa": rerun,
         "dmax_load_dscale_mpa": peak_slope,
         "scaled_solve_max_loads_mpa": [peaks["low"], peaks["high"]],
@@ -721,6 +764,11 @@ def write_band(work: Path, settings: BandSettings, fem_settings: Any,
         "potential_rel_sd": unitless_keys(sources["potential"].get("member_rel_sd")),
         "fem_solves": (2 if u_solves > 0 else 0) + len(fold_curves),
     }
+    plot_band(work / "load_band.png", main, lo, hi, list(fold_curves.values()),
+              k=k, level=COVERAGE_LEVEL if auto else None, final_band=band,
+              max_band=summary["max_load_band_mpa"], max_k=peak_k,
+              shares={s: shares[s] for s in SOURCES}, load_name=load_name,
+              disp_name=disp_name)
     write_json_atomic(work / "band.json", {**summary, "potential_members": members,
                                            "sources": sources})
     log.info("band: final load %.4g MPa in [%.4g, %.4g] (k = %.3g, nu_eff %s; u = %.3g; "
@@ -744,7 +792,8 @@ def make_band(settings: BandSettings, fem_settings: Any, inputs: dict[str, Artif
     return produce(KIND, out, fp, dict(inputs), build, force=force)
 
 
-__all__ = ["COVERAGE_LEVEL", "KIND", "SOURCES", "BandSettings", "combine", "dd_source",
-           "effective_dof", "make_band", "mobility_source", "potential_members",
+__all__ = ["COVERAGE_LEVEL", "KIND", "SOURCES", "BandSettings", "band_csv_columns",
+           "combine", "dd_source", "effective_dof", "make_band", "mobility_source",
+           "plot_band", "potential_members",
            "potential_source", "surrogate_dof", "surrogate_source", "t_coverage",
            "unitless_keys", "write_band"]
