@@ -29,6 +29,7 @@ file, a surrogate) are relative to the file. A mesh problem::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,33 @@ def run(config: Path | None, problem: str | None, surrogate: Path | None, steps:
                    f"{s['q_lim_mpa']:.4f} MPa: rel. error {s['limit_load_rel_error']:.2e}")
     elif s.get("limit_load_note"):
         click.echo(s["limit_load_note"])
+        from scalebridge.workflows.report import final_displacement_mm, limit_load_cross_check
+
+        dd = _surrogate_dd_summary(surrogate)
+        check = limit_load_cross_check(s, dd, final_displacement_mm(art.path)) if dd else None
+        if check:
+            click.echo(check["text"])
     checks = s.get("material_checks") or {}
     if checks.get("overridden"):
         click.echo(f"WARNING: the surrogate failed check_constitutive "
                    f"({checks.get('failed_detail')}); used because allow_failed_checks is set")
+
+
+def _surrogate_dd_summary(surrogate: Path | None) -> Mapping[str, Any] | None:
+    """The summary of the DDRun a Surrogate artifact was fitted to (its manifest's
+    input of kind DDRun), or None (no surrogate, an exported folder, a DD moved away)."""
+    from scalebridge.artifacts import read_artifact
+    from scalebridge.errors import ArtifactError
+
+    if surrogate is None:
+        return None
+    try:
+        records = read_artifact(surrogate, "Surrogate").manifest.get("inputs") or {}
+        rec = next(r for r in records.values()
+                   if isinstance(r, Mapping) and r.get("kind") == "DDRun")
+        return read_artifact(rec["artifact"], "DDRun").summary
+    except (ArtifactError, StopIteration, KeyError, TypeError, OSError):
+        return None
 
 
 def _material(data: dict[str, Any], source: str) -> Any:

@@ -1,14 +1,17 @@
 """The run report: ``report.md`` and ``report.html`` in the run directory.
 
 It opens with the answer (:func:`answer_line`: the FEM's final and maximum loads, their
-bands and the band's shares), then the verdicts (:mod:`scalebridge.workflows.verdicts`:
+bands and the band's shares, and what they are conditional on, :func:`conditions_clause`),
+then the verdicts (:mod:`scalebridge.workflows.verdicts`:
 one row per stage of the chain, each check green/amber/red/n-a with its short reason, a
 stage without an artifact ``not run``, and the run's overall verdict, ``partial run: k of
 n stages`` where any did not run; below the table a Details section with the full account
 of each check that has more to say; the same rows, reasons and details in
 ``verdicts.json``) and the FEM load band with each upstream source's share
 (:mod:`scalebridge.workflows.band`). Then one section per stage: its wall time, its
-headline numbers (the artifact's summary, without the empty values), a table of the MD
+headline numbers (the artifact's summary, without the empty values; under the FEM's,
+an informational limit-load cross-check against the DD's flow stress where its own limit
+load is n/a: :func:`limit_load_cross_check`), a table of the MD
 properties against DFT where there is one, its plots (every PNG of the artifact, captioned
 apart where names repeat, each with the CSV of its numbers linked:
 :func:`scalebridge.plotting.plot_data_file`; those of helper solves, the band's members,
@@ -299,6 +302,63 @@ def _short_note(note: str) -> str:
     return note.split(";")[0].strip()
 
 
+def _tau0_fixed_why(mob: Mapping[str, Any] | None, character: str) -> str | None:
+    """Why the mobility fit fixed ``character``'s glide threshold τ₀ at 0 (its
+    ``drag_<c>_tau0_note`` without ``drag_<c>_tau0_err_mpa``: a choice, not a measured
+    value), the note's first clause less its ``fixed at 0``: ``by model selection``, ``not
+    fitted: one stress at 300 K``, or "" where it says no more; None where τ₀ was measured
+    or the law records no note."""
+    note = (mob or {}).get(f"drag_{character}_tau0_note")
+    if not (isinstance(note, str) and note) or (
+            (mob or {}).get(f"drag_{character}_tau0_err_mpa") is not None):
+        return None
+    why = _short_note(note)
+    return why[len("fixed at 0"):].lstrip(" :,") if why.startswith("fixed at 0") else why
+
+
+def _stage_summaries(arts_or_sections: Any) -> dict[str, Mapping[str, Any]]:
+    """The last summary of each kind among reports sections or Artifacts."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for s in arts_or_sections:
+        kind, sm = _kind_summary(s)
+        if sm:
+            out[kind] = sm
+    return out
+
+
+def conditions_clause(arts_or_sections: Any) -> str | None:
+    """What the FEM's loads and band are conditional on, in a short clause, from the
+    artifacts: the one glide character the DD moved every dislocation with (its summary's
+    ``mobility.character``), and whether the mobility law had another character's law it
+    left unused (``drag_<other>_b0_pa_s`` in the MobilityLaw's summary) or none measured;
+    and that character's glide threshold τ₀ where the mobility fit fixed it at 0
+    (:func:`_tau0_fixed_why`). ``conditional on edge-only glide in the DD (the screw law
+    not used) and the edge glide threshold τ₀ = 0 (a model-selection choice)``; None
+    where the DD records no character and τ₀ was measured."""
+    from scalebridge.dd_coupling.mobility import CHARACTERS
+
+    sm = _stage_summaries(arts_or_sections)
+    dd, mob = sm.get("DDRun"), sm.get("MobilityLaw")
+    character = ((dd or {}).get("mobility") or {}).get("character")
+    items = []
+    if isinstance(character, str) and character:
+        others = [o for o in CHARACTERS if o != character]
+        unused = [o for o in others if (mob or {}).get(f"drag_{o}_b0_pa_s") is not None]
+        text = f"{character}-only glide in the DD"
+        if unused:
+            text += f" (the {' and '.join(unused)} law not used)"
+        elif mob and others:
+            text += f" (no {' or '.join(others)} mobility measured)"
+        items.append(text)
+    c = character if isinstance(character, str) and character else "edge"
+    why = _tau0_fixed_why(mob, c)
+    if why is not None:
+        what = ("a model-selection choice" if why.startswith("by model selection")
+                else why or "fixed, not measured")
+        items.append(f"the {c} glide threshold τ₀ = 0 ({what})")
+    return "conditional on " + " and ".join(items) if items else None
+
+
 def not_covered_line(arts_or_sections: Any) -> str | None:
     """What the FEM load band does not carry, beside it: the DD's stated assumptions
     (its summary's ``assumptions``: sources, obstacles, junctions, nucleation rule, cell),
@@ -333,11 +393,8 @@ def not_covered_line(arts_or_sections: Any) -> str | None:
     if character:
         items.append(f"every dislocation gliding with the {character} law")
     c = character or "edge"
-    note = (mob or {}).get(f"drag_{c}_tau0_note")
-    if isinstance(note, str) and note and (mob or {}).get(f"drag_{c}_tau0_err_mpa") is None:
-        # a threshold the drag fit fixed at 0 is a choice, not a measured value
-        why = _short_note(note)
-        why = why[len("fixed at 0"):].lstrip(" :,") if why.startswith("fixed at 0") else why
+    why = _tau0_fixed_why(mob, c)
+    if why is not None:
         sep = " " if why.startswith("by ") else ": "
         items.append(f"the {c} glide threshold τ₀ (fixed at 0" + (sep + why if why else "")
                      + ")")
@@ -433,7 +490,10 @@ def answer_line(arts_or_sections: Any, band_planned: bool = True) -> str | None:
     """The run's answer in one line: the FEM's final load and its band, the maximum load
     and its band, and each source's share of the band's variance (from the LoadBand; the
     FEM's loads alone where there is no band, saying why: the band stage did not run, or
-    ``band_planned`` False: the settings turn it off); None before the FEM ran."""
+    ``band_planned`` False: the settings turn it off), then what they are conditional
+    on (:func:`conditions_clause`: the DD's one glide character, a glide threshold fixed
+    at 0); None before the FEM ran."""
+    arts_or_sections = list(arts_or_sections)   # read twice (conditions_clause)
     band = fem = None
     for s in arts_or_sections:
         kind, sm = _kind_summary(s)
@@ -460,7 +520,145 @@ def answer_line(arts_or_sections: Any, band_planned: bool = True) -> str | None:
     elif not band:
         parts.append("no band (the band stage did not run)" if band_planned else
                      "no band (it is off in the settings: [continuum.band] enabled = false)")
+    cond = conditions_clause(arts_or_sections)
+    if cond:
+        parts.append(cond)
     return "; ".join(parts)
+
+
+def final_displacement_mm(fem_dir: Path) -> float | None:
+    """The driven displacement at the last step of a FieldResults' ``load_displacement.csv``
+    (its third column, mm), or None without a readable one."""
+    import csv
+
+    try:
+        with open(Path(fem_dir) / "load_displacement.csv", newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+        return float(rows[-1][2]) if len(rows) > 1 else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _finite(v: Any) -> float | None:
+    """A finite number as a float, else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
+                           displacement_mm: float | None = None) -> dict[str, Any] | None:
+    """An informational cross-check (not graded) of a rate-dependent FEM against the
+    perfectly plastic limit load its problem has: p_lim = (2/√3) σ_y ln(Re/Ri) (the FEM
+    summary's ``reference.q_lim_over_sigma0`` times σ_y), with σ_y = √3 τ_flow, τ_flow the
+    DD's flow stress (von Mises of its shear) at the FEM's strain rate.
+
+    The rate: the FEM records no plastic strain rate, so the applied one, the hoop strain
+    rate at the bore u(R_i)/(R_i t) over the ramp (``displacement_mm``, the driven
+    displacement at the end, over ``reference.r_inner_mm`` and ``final_time_s``), taken
+    as the DD's shear strain rate; without a physical time (``loading_time`` None) or
+    R_i, the DD's reference condition. The flow stress: the DD study's condition nearest
+    that rate (in ln rate) at the temperature nearest the FEM's (else the DD's reference
+    temperature), scaled by (rate/its rate)^m with m the study's least-squares
+    ∂lnτ/∂lnε̇ at that temperature (two or more rates; else that condition's own).
+
+    Returns ``p_lim_mpa``, ``final_load_mpa``, ``rel_diff`` ((FEM − p_lim)/p_lim),
+    ``tau_flow_mpa``, ``sigma_y_mpa``, ``fem_rate_s`` (None: the DD's reference), ``dd_rate_s``,
+    ``dd_temperature_k``, ``dd_flow_stress_mpa``, ``rate_sensitivity`` and ``text``; None
+    where the problem has no analytic limit or the DD no flow stress."""
+    ref = fem.get("reference") or {}
+    q, final = _finite(ref.get("q_lim_over_sigma0")), _finite(fem.get("final_load_mpa"))
+    if q is None or final is None:
+        return None
+    conds = [c for c in ((dd.get("study") or {}).get("conditions") or [])
+             if isinstance(c, Mapping)]
+    rc = dd.get("reference_condition") or {}
+    if not conds:
+        conds = [{**rc, "flow_stress_mpa": dd.get("flow_stress_mpa")}]
+    pts = [(r, _finite(c.get("temperature_k")), f) for c in conds
+           for r, f in [(_finite(c.get("strain_rate_s")), _finite(c.get("flow_stress_mpa")))]
+           if r and r > 0 and f and f > 0]
+    if not pts:
+        return None
+    ri, t = _finite(ref.get("r_inner_mm")), _finite(fem.get("final_time_s"))
+    timed = fem.get("loading_time") is not None or "loading_time" not in fem
+    rate = (abs(displacement_mm) / (ri * t) if displacement_mm and ri and t and t > 0
+            and timed else None)
+    temps = _num_pair(fem.get("temperature_k"))
+    want_t = (sum(temps) / 2 if temps else _finite(rc.get("temperature_k")))
+    known = [tk for _, tk, _ in pts if tk is not None]
+    at_t = (min(known, key=lambda tk: abs(tk - want_t)) if known and want_t is not None
+            else known[0] if known else None)
+    pts = [p for p in pts if at_t is None or p[1] == at_t]
+    m = None
+    if len({r for r, _, _ in pts}) >= 2:
+        import numpy as np
+
+        m = float(np.polyfit(np.log([r for r, _, _ in pts]),
+                             np.log([f for _, _, f in pts]), 1)[0])
+    target = rate if rate is not None else _finite(rc.get("strain_rate_s"))
+    near = (min(pts, key=lambda p: abs(math.log(p[0] / target))) if target
+            else pts[0])
+    r_n, _, tau_n = near
+    scaled = rate is not None and m is not None and rate != r_n
+    tau = tau_n * (rate / r_n) ** m if scaled else tau_n
+    sigma_y = math.sqrt(3.0) * tau
+    p_lim = q * sigma_y
+    rel = (final - p_lim) / p_lim
+    at = f", {at_t:g} K" if at_t is not None else ""
+    rates = [r for r, _, _ in pts]
+    if rate is not None:
+        beyond = (f", outside the DD's {min(rates):.3g}-{max(rates):.3g} /s: extrapolated"
+                  if scaled and not min(rates) <= rate <= max(rates) else "")
+        head = f"the DD's flow stress at {rate:.3g} /s"
+        how = ("the rate is the FEM's applied hoop strain rate at the bore, u(R_i)/(R_i t) "
+               "(it records no plastic strain rate), taken as the DD's shear strain rate; "
+               f"τ_flow = the DD's {tau_n:.3g} MPa at {r_n:.3g} /s{at}"
+               + (f" × ({rate:.3g}/{r_n:.3g})^{m:.2g} (the DD's rate sensitivity m) = "
+                  f"{tau:.3g} MPa{beyond}" if scaled else ""))
+    else:
+        head = f"the DD's flow stress at its reference rate {r_n:.3g} /s"
+        lacks = ("no physical time (1 s per step)" if not timed else
+                 "no bore radius" if ri is None else "no final displacement"
+                 if not displacement_mm else "no time")
+        how = (f"the FEM records {lacks} to give its strain rate; τ_flow = the DD's "
+               f"{tau_n:.3g} MPa at {r_n:.3g} /s{at}")
+    text = (f"limit-load cross-check (informational, not graded): the perfectly plastic "
+            f"limit (2/√3) σ_y ln(Re/Ri) = {q:.4g} σ_y with σ_y = √3 τ_flow, {head}: "
+            f"{p_lim:.4g} MPa against the FEM's final load {final:.4g} MPa "
+            f"({100 * rel:+.1f} %); {how}")
+    return {"p_lim_mpa": p_lim, "final_load_mpa": final, "rel_diff": rel,
+            "tau_flow_mpa": tau, "sigma_y_mpa": sigma_y, "fem_rate_s": rate,
+            "dd_rate_s": r_n, "dd_temperature_k": at_t, "dd_flow_stress_mpa": tau_n,
+            "rate_sensitivity": m, "text": text}
+
+
+def _num_pair(v: Any) -> tuple[float, float] | None:
+    """``[lo, hi]`` of finite numbers, or None."""
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        lo, hi = _finite(v[0]), _finite(v[1])
+        if lo is not None and hi is not None:
+            return lo, hi
+    return None
+
+
+def limit_load_cross_check_line(arts_or_sections: Any) -> str | None:
+    """:func:`limit_load_cross_check` of the run's FEM (where it has no graded limit load:
+    a rate-dependent surrogate) against its DD, for the FEM's section; None without
+    both or where it does not apply."""
+    fem = dd = None
+    fem_path = None
+    for s in arts_or_sections:
+        kind, sm = _kind_summary(s)
+        if kind == "FieldResults" and sm:
+            fem, fem_path = sm, _kind_path(s)
+        elif kind == "DDRun" and sm:
+            dd = sm
+    if not fem or not dd or fem.get("limit_load_rel_error") is not None:
+        return None
+    chk = limit_load_cross_check(
+        fem, dd, final_displacement_mm(fem_path) if fem_path is not None else None)
+    return chk["text"] if chk else None
 
 
 def stress_key(sections: Any) -> str | None:
@@ -558,6 +756,15 @@ def _more_md(n: int) -> str:
     return f"… {n} more in the stage's folder" if n else ""
 
 
+def _cross_checks(sections: list[dict[str, Any]]) -> dict[str, str]:
+    """Informational lines (not graded) under a stage's numbers, by stage name: the FEM's
+    limit-load cross-check against the DD's flow stress
+    (:func:`limit_load_cross_check_line`)."""
+    line = limit_load_cross_check_line(sections)
+    fem = next((s["name"] for s in sections if s["kind"] == "FieldResults"), None)
+    return {fem: line} if line and fem else {}
+
+
 def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
                     verdicts: Mapping[str, Any] | None = None) -> str:
     lines = [f"# {title}", ""]
@@ -577,6 +784,7 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
     if key:
         lines += [key + ".", ""]
     lines += ["| stage | artifact | seconds |", "|---|---|---|"]
+    cross_checks = _cross_checks(sections)
     for s in sections:
         secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
         lines.append(f"| {s['name']} | {s['kind']} (`{_rel(s['path'], run_dir)}`) | {secs} |")
@@ -589,6 +797,9 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
             lines += ["| quantity | value |", "|---|---|"]
             lines += [f"| {k} | {_md_cell(_fmt(v))} |" for k, v in rows]
             lines.append("")
+        cross = cross_checks.get(s["name"])
+        if cross:
+            lines += [f"{cross[:1].upper()}{cross[1:]}.", ""]
         for name, cols, cells in tables:
             lines += [f"**{name}**", "", f"| {' | '.join(cols)} |", "|---" * len(cols) + "|"]
             lines += [f"| {' | '.join(_md_cell(c) for c in r)} |" for r in cells]
@@ -697,6 +908,7 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
     if key:
         parts.append(f"<p>{e(key)}.</p>")
     parts.append("<table><tr><th>stage</th><th>artifact</th><th>seconds</th></tr>")
+    cross_checks = _cross_checks(sections)
     for s in sections:
         secs = _fmt(s["seconds"]) if s["seconds"] is not None else ""
         parts.append(f"<tr><td><a href='#{e(s['name'])}'>{e(s['name'])}</a></td>"
@@ -711,6 +923,9 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
             parts.append("<table>" + "".join(
                 f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in rows)
                 + "</table>")
+        cross = cross_checks.get(s["name"])
+        if cross:
+            parts.append(f"<p>{e(cross[:1].upper() + cross[1:])}.</p>")
         for name, cols, cells in tables:
             parts.append(f"<p><b>{e(name)}</b></p><table><tr>"
                          + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>"
@@ -840,7 +1055,8 @@ def rewrite_report(run_dir: Path, settings: Any = None) -> Path:
     return write_report(Path(run_dir), chain, arts, title=f"scalebridge run: {name}")
 
 
-__all__ = ["answer_line", "band_line", "current_artifacts", "override_warnings",
-           "plot_caption", "render_html", "render_markdown", "report_sections",
-           "rewrite_report", "run_artifacts", "stress_key", "summary_rows", "write_report",
+__all__ = ["answer_line", "band_line", "conditions_clause", "current_artifacts",
+           "limit_load_cross_check_line", "override_warnings", "plot_caption",
+           "render_html", "render_markdown", "report_sections", "rewrite_report",
+           "run_artifacts", "stress_key", "summary_rows", "write_report",
            "write_run_report"]
