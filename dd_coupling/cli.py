@@ -11,7 +11,9 @@ always come from the Properties artifact (properties.json of the md stage).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 from scalebridge.settings import load_toml, schema_doc, validate
@@ -46,7 +48,7 @@ def fit_mobility(defect_stats: Path, properties: Path | None, config: Path | Non
     art = settings.make(defect_stats, out, properties=properties, force=force)
     s = art.summary
     parts = [f"{art.path}: {s['law']} from {s['n_rows']} rows (|tau| <= "
-             f"{s['tau_max_mpa']:.4g} MPa)"]
+             f"{tau_tops_text(s)})"]
     for c in ("edge", "screw"):
         if f"drag_{c}_b0_pa_s" in s:
             parts.append(f"{c} drag B0 = {s[f'drag_{c}_b0_pa_s']:.4g} ± "
@@ -93,6 +95,47 @@ def run(mobility: Path, properties: Path, config: Path | None, realisations: int
     click.echo(f"{art.path}: flow stress {s['flow_stress_mpa']:.4g} MPa, density "
                f"{s['density_end_m2']:.3g} m^-2, plastic strain {s['plastic_strain_end']:.3g}, "
                f"{s['n_avalanches']} avalanches, steps {s['steps']}")
+    glide = glide_text(s, _mobility_summary(mobility))
+    if glide:
+        click.echo(glide)
+
+
+def tau_tops_text(summary: Mapping[str, Any]) -> str:
+    """Each character's largest |τ| of a MobilityLaw summary (``tau_max_mpa_by_character``),
+    ``1500 MPa edge, 2800 MPa screw``; the top over all characters (``tau_max_mpa``)
+    for a law written before the per-character tops."""
+    tops = summary.get("tau_max_mpa_by_character")
+    if isinstance(tops, Mapping) and tops:
+        return ", ".join(f"{float(v):.4g} MPa {c}" for c, v in tops.items())
+    return f"{float(summary['tau_max_mpa']):.4g} MPa"
+
+
+def glide_text(dd: Mapping[str, Any], mobility: Mapping[str, Any] | None) -> str | None:
+    """The character every dislocation of a DDRun glided with (its summary's
+    ``mobility.character`` and why), with that character's largest |τ| the mobility law
+    was fitted to (the MobilityLaw summary's ``tau_max_mpa_by_character``: the law's data
+    for that character end there); None where the DD records no character."""
+    rec = dd.get("mobility") or {}
+    c = rec.get("character")
+    if not c:
+        return None
+    out = f"glide: every dislocation with the {c} law ({rec.get('why') or 'as set'})"
+    top = ((mobility or {}).get("tau_max_mpa_by_character") or {}).get(c)
+    if isinstance(top, (int, float)):
+        out += f"; its MD data reach |tau| <= {float(top):.4g} MPa"
+    return out
+
+
+def _mobility_summary(path: Path) -> Mapping[str, Any] | None:
+    """The summary of the MobilityLaw artifact at ``path``, or None (a law's folder that
+    is no artifact)."""
+    from scalebridge.artifacts import read_artifact
+    from scalebridge.errors import ArtifactError
+
+    try:
+        return read_artifact(path, "MobilityLaw").summary
+    except ArtifactError:
+        return None
 
 
 @dd.command("schema")

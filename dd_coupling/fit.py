@@ -25,7 +25,9 @@
 
 and writes the chosen law (``law = "neural"`` or ``"drag"``) as ``mobility.json`` (+
 ``mobility.pt``), ``fit.json`` (drag parameters and uncertainties, neural metrics) and
-``velocity_fit.png`` with ``velocity_fit.csv`` beside it.
+``velocity_fit.png`` with ``velocity_fit.csv`` beside it. The summary's ``tau_max_mpa`` is
+the largest |τ| of every row, ``tau_max_mpa_by_character`` each character's own (the DD
+glides one character: its data end at that character's top).
 """
 
 from __future__ import annotations
@@ -319,7 +321,11 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
                                           "metrics": metrics,
                                           "chosen": law.name, "n_rows": len(t)})
     _plot_fit(t, drag_law, neural, work)
+    # tau_max_mpa: every row's top (old readers); each character's own beside it: the DD
+    # glides one character, whose data end at its own top (Mo: edges 1.5 GPa, screws 2.8)
     summary: dict[str, Any] = {"law": law.name, "n_rows": len(t), "tau_max_mpa": tau_max,
+                               "tau_max_mpa_by_character": {c: float(hi) for c, (_, hi)
+                                                            in by_char.items()},
                                "glide_acceleration_ratio": t.steadiness()}
     for cname, f in drag_fits.items():
         summary[f"drag_{cname}_b0_pa_s"] = f["b0_pa_s"]
