@@ -872,7 +872,10 @@ def test_each_point_is_clamped_at_its_own_characters_top_in_its_own_units():
     v = law.velocity(np.array([1000e6, 1400e6, 1500e6, 2000e6, -2000e6, 2800e6]), 300.0, 0)
     assert law.n_out_of_range - n0 == 3
     assert v[0] < v[1] < v[2]                            # no clamp inside the edge range
-    assert v[3] == v[2] and v[5] == v[2] and v[4] == -v[2]
+    # equal up to rounding: a point's place in the batch may change its last bit (SIMD
+    # remainder lanes; seen on an AMD EPYC)
+    assert v[[3, 5]] == pytest.approx([v[2], v[2]], rel=1e-14) and v[4] == pytest.approx(
+        -v[2], rel=1e-14)
     tau_hat, t_hat, char, _ = law._prepare(np.array([1500e6, 2000e6, -2800e6]), 300.0, 0)
     assert tau_hat.tolist() == pytest.approx([1.0, 1.0, -1.0], abs=1e-15)
     # the law beyond the edge top would have given more: the clamp is what held it
@@ -882,7 +885,8 @@ def test_each_point_is_clamped_at_its_own_characters_top_in_its_own_units():
                                          ).mean() * law.v_scale_m_s)
     assert extrapolated > v[2] * (1 + 1e-3)
     vs = law.velocity(np.array([1500e6, 2000e6, 2800e6, 3500e6]), 300.0, 1)
-    assert vs[0] < vs[1] < vs[2] == vs[3]                # screws: held at 2800 MPa only
+    assert vs[0] < vs[1] < vs[2]                          # screws: held at 2800 MPa only
+    assert vs[3] == pytest.approx(vs[2], rel=1e-14)
     check_mobility(law)
     # only the edges have their own scale: screws (and unknown indices) use tau_scale_pa
     edge_only = _edge_screw_law({"edge": 1.5e9})
