@@ -476,7 +476,7 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
 
 
 #: the evaluation counters a mobility law or its wrapper keeps (an instance's own ints)
-COUNTERS = ("n_out_of_range", "n_replaced")
+COUNTERS = ("n_out_of_range", "n_replaced", "n_below_data")
 
 
 @contextmanager

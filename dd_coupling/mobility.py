@@ -57,6 +57,14 @@ class ValidRange:
             drive edges and screws to different stresses); given as a mapping, kept as
             ``((name, (lo, hi)), ...)``. A character without an entry (and every
             character of a range written before these existed) has ``tau_mpa``.
+        tau_lowest_mpa_by_character: each character's lowest |τ| > 0 in MPa that the
+            law's data measured (information, not a bound: the range still reaches down
+            to ``lo``, 0 for a fitted law, and nothing is refused or clamped below it;
+            below it the velocity is the law's own form between v(0) = 0 and the lowest
+            data point, not data); given as a mapping, kept as ``((name, τ), ...)``.
+            Empty for an analytic law (no data) and for a range written before it was
+            recorded: not known. Not compared (``==``): two ranges that trust the same
+            stresses are equal whatever their data's lowest stress.
     """
 
     tau_mpa: tuple[float, float] = (0.0, math.inf)
@@ -64,15 +72,68 @@ class ValidRange:
     characters: tuple[str, ...] = CHARACTERS
     tau_mpa_by_character: (Mapping[str, tuple[float, float]]
                            | tuple[tuple[str, tuple[float, float]], ...]) = ()
+    tau_lowest_mpa_by_character: (Mapping[str, float] | tuple[tuple[str, float], ...]) = (
+        field(default=(), compare=False))
 
     def __post_init__(self) -> None:
         items = dict(self.tau_mpa_by_character)
-        unknown = sorted(set(items) - set(CHARACTERS))
-        if unknown:
-            raise ValueError(f"tau_mpa_by_character: unknown characters {unknown} "
-                             f"(known: {list(CHARACTERS)})")
+        lowest = dict(self.tau_lowest_mpa_by_character)
+        for what, names in (("tau_mpa_by_character", items),
+                            ("tau_lowest_mpa_by_character", lowest)):
+            unknown = sorted(set(names) - set(CHARACTERS))
+            if unknown:
+                raise ValueError(f"{what}: unknown characters {unknown} "
+                                 f"(known: {list(CHARACTERS)})")
         object.__setattr__(self, "tau_mpa_by_character", tuple(
             (c, (float(items[c][0]), float(items[c][1]))) for c in CHARACTERS if c in items))
+        bad = {c: v for c, v in lowest.items() if not (float(v) > 0 and math.isfinite(v))}
+        if bad:
+            raise ValueError(f"tau_lowest_mpa_by_character: stresses must be finite and "
+                             f"> 0, got {bad}")
+        object.__setattr__(self, "tau_lowest_mpa_by_character", tuple(
+            (c, float(lowest[c])) for c in CHARACTERS if c in lowest))
+        # per-device tables of the lowest stresses (Pa) for :meth:`tau_lowest_pa`
+        object.__setattr__(self, "_lowest_tables", {})
+
+    @staticmethod
+    def lowest_by_character(character: np.ndarray, tau_pa: np.ndarray) -> dict[str, float]:
+        """Each character's lowest |τ| > 0 in MPa among data rows of ``character`` (n,)
+        (0 edge, 1 screw) and ``tau_pa`` (n,) Pa, in :data:`CHARACTERS` order (the
+        ``tau_lowest_mpa_by_character`` of a law fitted to them; a character measured
+        only at τ = 0 has none)."""
+        char, a = np.asarray(character), np.abs(np.asarray(tau_pa, dtype=np.float64))
+        out = {}
+        for i, name in enumerate(CHARACTERS):
+            moved = a[(char == i) & (a > 0)]
+            if moved.size:
+                out[name] = float(moved.min()) * 1e-6
+        return out
+
+    def lowest_tau_mpa(self, character: str | int) -> float | None:
+        """The lowest |τ| > 0 in MPa the data measured for ``character`` (a name or 0
+        edge / 1 screw); None where not known (an analytic law, a range written before
+        it was recorded, a character without data)."""
+        name = character
+        if not isinstance(character, str):
+            i = int(character)
+            name = CHARACTERS[i] if 0 <= i < len(CHARACTERS) else str(i)
+        return dict(self.tau_lowest_mpa_by_character).get(name)  # type: ignore[arg-type]
+
+    def tau_lowest_pa(self, char: torch.Tensor) -> torch.Tensor | None:
+        """(n,) float64: the lowest measured |τ| in Pa of each point's character
+        ``char`` (n,), NaN where not known (every comparison with it false); None when
+        no character's is known. One gather from a table kept per device."""
+        if not self.tau_lowest_mpa_by_character:
+            return None
+        tables = self.__dict__.setdefault("_lowest_tables", {})
+        table = tables.get(char.device)
+        if table is None:
+            # row 0: characters < 0, last row: characters >= n (not known)
+            rows = [math.nan] + [math.nan if (lo := self.lowest_tau_mpa(i)) is None
+                                 else lo * 1e6 for i in range(len(CHARACTERS))] + [math.nan]
+            table = tables[char.device] = torch.tensor(rows, dtype=torch.float64,
+                                                       device=char.device)
+        return table.index_select(0, char.clamp(-1, len(CHARACTERS)) + 1)
 
     def tau_range(self, character: str | int) -> tuple[float, float]:
         """(lo, hi) of |τ| in MPa for ``character`` (a name or 0 edge / 1 screw): its own
@@ -102,6 +163,8 @@ class ValidRange:
         if self.tau_mpa_by_character:
             d["tau_mpa_by_character"] = {c: [f(v) for v in r]
                                          for c, r in self.tau_mpa_by_character}
+        if self.tau_lowest_mpa_by_character:
+            d["tau_lowest_mpa_by_character"] = dict(self.tau_lowest_mpa_by_character)
         return d
 
     @classmethod
@@ -112,10 +175,12 @@ class ValidRange:
         k = d.get("temperature_k", [0, None])
         by = {c: (g(r[0], 0.0), g(r[1], math.inf))
               for c, r in (d.get("tau_mpa_by_character") or {}).items()}
+        # a range written before the lowest measured stress was recorded: not known
+        lowest = {c: float(v) for c, v in (d.get("tau_lowest_mpa_by_character") or {}).items()}
         return cls(tau_mpa=(g(t[0], 0.0), g(t[1], math.inf)),
                    temperature_k=(g(k[0], 0.0), g(k[1], math.inf)),
                    characters=tuple(d.get("characters", CHARACTERS)),
-                   tau_mpa_by_character=by)
+                   tau_mpa_by_character=by, tau_lowest_mpa_by_character=lowest)
 
 
 @runtime_checkable
@@ -163,6 +228,20 @@ def saturate(v_lin: torch.Tensor, c_m_s: float | None) -> torch.Tensor:
     return v_lin / torch.sqrt(1.0 + (v_lin / c_m_s) ** 2)
 
 
+def count_below_data(valid_range: ValidRange, tau: torch.Tensor, char: torch.Tensor) -> int:
+    """How many of the points ``tau`` (n,) Pa of characters ``char`` (n,) lie below the
+    lowest |τ| their character's data measured (``valid_range.tau_lowest_mpa_by_character``),
+    above 0 (at τ = 0 every law gives v = 0 by oddness, no interpolation): where the law's
+    velocity is its form between v(0) = 0 and the lowest data point. 0 where the lowest
+    stress is not known (:meth:`ValidRange.tau_lowest_pa`). One vectorised comparison
+    (the DD calls it at every step)."""
+    lowest = valid_range.tau_lowest_pa(char)
+    if lowest is None:
+        return 0
+    a = tau.abs()
+    return int(((a < lowest.to(a.device) * (1 - 1e-9)) & (a > 0)).sum())
+
+
 # --------------------------------------------------------------------------- analytic laws
 @dataclass
 class LinearDragMobility:
@@ -175,6 +254,8 @@ class LinearDragMobility:
     screw_tau0_pa_k·T`` when ``screw_tau0_pa`` is set, else the edge's). The clamp at 0
     keeps the law odd, zero at τ = 0 and non-decreasing in |τ| for any fitted line.
     Configs written before the threshold existed load with τ₀ = 0 (pure drag).
+    ``n_below_data`` counts the evaluations below the lowest stress its data measured
+    (:func:`count_below_data`; none where its range does not record it).
     """
 
     burgers_m: float
@@ -194,6 +275,7 @@ class LinearDragMobility:
             x = getattr(self, k)
             if x is not None and not math.isfinite(x):
                 raise ValueError(f"LinearDragMobility: {k} = {x} is not finite")
+        self.n_below_data = 0   # running count (not a field: not in the config)
 
     def drag(self, temperature_k: torch.Tensor, character: torch.Tensor) -> torch.Tensor:
         """Drag coefficient B (n,) Pa·s."""
@@ -212,6 +294,7 @@ class LinearDragMobility:
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
         tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
+        self.n_below_data += count_below_data(self.valid_range, tau, char)
         excess = (tau.abs() - self.threshold(temp, char)).clamp_min(0.0)
         v_lin = torch.sign(tau) * self.burgers_m * excess / self.drag(temp, char)
         return _out(saturate(v_lin, self.saturation_m_s), is_np)
@@ -241,9 +324,15 @@ class KinkPairMobility:
     valid_range: ValidRange = field(default_factory=ValidRange)
     name: str = "KinkPairMobility"
 
+    def __post_init__(self) -> None:
+        # evaluations below the lowest stress of the data its range records (none for
+        # the analytic default range): a running count, not a field
+        self.n_below_data = 0
+
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
         tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
+        self.n_below_data += count_below_data(self.valid_range, tau, char)
         a = tau.abs()
         kt = KB_EV * temp.clamp_min(1e-3)
         x = (a / self.peierls_pa).clamp(max=1.0)
@@ -272,6 +361,12 @@ class _WrappedLaw:
         """The wrapped law's running count of clamped points (0 for analytic laws)."""
         return int(getattr(self.law, "n_out_of_range", 0))
 
+    @property
+    def n_below_data(self) -> int:
+        """The wrapped law's running count of evaluations below the lowest stress its
+        data measured (:func:`count_below_data`; it sees every τ this law is asked)."""
+        return int(getattr(self.law, "n_below_data", 0))
+
 
 # --------------------------------------------------------------------------- glide character
 @dataclass
@@ -295,8 +390,11 @@ class GlideCharacterMobility(_WrappedLaw):
         self.name = self.name or f"{self.law.name}[{CHARACTERS[self.character]}]"
         r = self.law.valid_range
         tau = r.tau_range(self.character)
+        lowest = r.lowest_tau_mpa(self.character)
         self.valid_range = ValidRange(tau, r.temperature_k, CHARACTERS,
-                                      {c: tau for c in CHARACTERS})
+                                      {c: tau for c in CHARACTERS},
+                                      {} if lowest is None else
+                                      {c: lowest for c in CHARACTERS})
 
     def velocity(self, tau_pa: ArrayLike, temperature_k: ArrayLike | float,
                  character: ArrayLike | int) -> ArrayLike:
@@ -563,6 +661,7 @@ __all__ = [
     "CHARACTERS", "KB_EV", "DragScaledMobility", "GlideCharacterMobility", "KinkPairMobility",
     "LimitSpeedMobility", "LinearDragMobility", "MobilityCheckError", "MobilityLaw",
     "OutOfRangeError", "ValidRange",
-    "as_tensors", "check_mobility", "describe_violation", "load_mobility", "range_violations",
+    "as_tensors", "check_mobility", "count_below_data", "describe_violation", "load_mobility",
+    "range_violations",
     "saturate", "save_mobility", "temperature_sensitivity",
 ]

@@ -9,7 +9,10 @@ with ``a0, a_k, c_k, w_k ≥ 0`` (softplus) and ``0 ≤ u_k ≤ u_max`` (sigmoid
 odd and non-decreasing in τ̂, so v is exactly odd (v(-τ) = -v(τ)), monotone, and
 dissipative (τ·v ≥ 0) for any weights; tanh terms give the concave drag/saturation shape,
 sinh terms the convex thermally activated one. The ensemble mean is the prediction and
-the ensemble spread its uncertainty. Outside the training range the law raises
+the ensemble spread its uncertainty. Below the lowest |τ| its data measured (per
+character, ``ValidRange.tau_lowest_mpa_by_character``) v is that form between v(0) = 0
+and the data, an interpolation no data tests: such evaluations are counted
+(``n_below_data``), neither refused nor clamped. Outside the training range the law raises
 :class:`~scalebridge.errors.OutOfRangeError` (policy "error"), warns ("warn"), or clamps τ
 and T to the range ("clamp": v stays monotone and bounded; used inside DD where core
 stresses are singular). τ is judged and clamped against each point's own character's
@@ -50,6 +53,7 @@ from scalebridge.dd_coupling.mobility import (
     ValidRange,
     _out,
     as_tensors,
+    count_below_data,
     describe_violation,
     range_violations,
 )
@@ -149,6 +153,10 @@ class NeuralMobility:
         self.members = nn.ModuleList(
             MonotoneOddNet(hidden, n_terms, u_max) for _ in range(n_members)).double()
         self.n_out_of_range = 0  # running count of clamped/warned points
+        # running count of points below the lowest |τ| their character's data measured
+        # (ValidRange.tau_lowest_mpa_by_character; none counted where it is not known):
+        # there v is the odd, zero-threshold form between v(0) = 0 and the data
+        self.n_below_data = 0
         # the members' coefficients of recent (T̂, character) inputs (see _coefficients)
         self._coefficient_cache = BoundedCache(COEFFICIENT_CACHE_ENTRIES,
                                                COEFFICIENT_CACHE_ELEMENTS)
@@ -194,6 +202,7 @@ class NeuralMobility:
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
         tau, temp, char, is_np = as_tensors(tau_pa, temperature_k, character)
         tau_hi = self.valid_range.tau_hi_mpa(char)
+        self.n_below_data += count_below_data(self.valid_range, tau, char)
         bad = range_violations(self, tau, temp, char, tau_hi)
         if bool(bad.any()):
             self.n_out_of_range += int(bad.sum())
@@ -261,6 +270,7 @@ class NeuralMobility:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("tau_scale_by_character_pa", None)   # pickled before they existed
+        state.setdefault("n_below_data", 0)
         self.__dict__.update(state)
         self._scale_table = None
         self._coefficient_cache = BoundedCache(COEFFICIENT_CACHE_ENTRIES,

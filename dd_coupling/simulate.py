@@ -31,7 +31,12 @@ the nucleation time) is listed there too (``assumptions``).
 
 Mobility from the MD that measured it: every dislocation glides with the law of one
 character (``glide_character``; auto: the screw law for a BCC lattice when the MD
-measured screws, else edge) at the run's temperature; the summary says which.
+measured screws, else edge) at the run's temperature; the summary says which. The
+summary counts the law's evaluations beyond its data both ways: above the top stress the
+MD reached (``out_of_range_fraction``: clamped, graded) and below the lowest it measured
+(``below_data_fraction``, with ``below_data``: the law's own form between v(0) = 0 and
+the data, an assumption stated, not graded); each the worst realisation's over the study
+and the mean (``*_mean``).
 
 A study (``study``: strain rates × temperatures) runs every realisation in every
 condition; ``stress_strain.csv`` and the headline numbers are those of the reference
@@ -527,6 +532,7 @@ class DDSettings(StrictModel):
         truncated = False
         t0 = time.perf_counter()
         n_oor0 = getattr(mobility, "n_out_of_range", 0)
+        n_below0 = getattr(mobility, "n_below_data", 0)
         evals = 0
         # progress: the applied strain reached (in 1e-6), or under stress control the time
         strain_mode = self.loading == "strain"
@@ -556,11 +562,16 @@ class DDSettings(StrictModel):
                     shown = reached
         wall = time.perf_counter() - t0
         n_oor = getattr(mobility, "n_out_of_range", 0) - n_oor0
+        n_below = getattr(mobility, "n_below_data", 0) - n_below0
+        # the glide law evaluates every dislocation as its one character (index 0 asks
+        # for it): None where its range does not record its data's lowest stress
+        below_known = params.mobility.valid_range.lowest_tau_mpa(0) is not None
         return {
             "trace": np.array(trace), "snapshots": snaps, "geometry": geom,
             "params": params, "state": state.to("cpu"), "truncated": truncated, "wall_s": wall,
             "slip_moment": slip_moment(geom, params, state),
             "out_of_range_fraction": n_oor / max(evals, 1),
+            "below_data_fraction": n_below / max(evals, 1) if below_known else None,
         }
 
     # ------------------------------------------------------------------ the stage
@@ -766,6 +777,52 @@ def mobility_record(settings: DDSettings, material: Material, law: MobilityLaw,
             f"{[float(t) for t in temps]} K reach outside it (a neural law is clamped "
             "there: no temperature dependence beyond its data)")
     return rec
+
+
+def below_data_summary(glide: GlideCharacterMobility, fractions: list[float | None],
+                       temperature_k: float, source_strengths_pa: np.ndarray | None = None
+                       ) -> dict[str, Any]:
+    """The DD's mobility evaluations below the lowest |τ| > 0 the law's data measured
+    for the glide character (``fractions``: each realisation's share of its evaluations,
+    None where not known): ``below_data_fraction`` (the worst realisation's, over the
+    study, as ``out_of_range_fraction``), ``below_data_fraction_mean`` and ``below_data``,
+    a record of that lowest stress, the character and what the law does below it
+    (``law_below``; a drag law's threshold at ``temperature_k``), the share of the
+    sources (``source_strengths_pa``, every realisation's) weaker than that stress
+    (``sources_below_fraction``: a clock of bow-out times or a bow-out at the source's
+    strength asks the law there, outside the count), ``graded: False`` (an assumption of
+    the law's form, not an error: neither refused nor clamped) and, where the fractions
+    are not known, why (``note``)."""
+    inner = glide.law
+    while hasattr(inner, "law"):                     # the fitted law under any wrapper
+        inner = inner.law
+    lowest = glide.valid_range.lowest_tau_mpa(glide.character)
+    rec: dict[str, Any] = {"character": CHARACTERS[glide.character],
+                           "lowest_measured_mpa": lowest, "graded": False}
+    known = [f for f in fractions if f is not None]
+    if lowest is None or not known or len(known) != len(fractions):
+        analytic = not math.isfinite(glide.valid_range.tau_range(glide.character)[1])
+        rec["applicable"] = not analytic
+        rec["note"] = ("not applicable: an analytic law, no data" if analytic else
+                       "not known: the law's range does not record the lowest stress its "
+                       "data measured (a law fitted before it was recorded)")
+        return {"below_data_fraction": None, "below_data_fraction_mean": None,
+                "below_data": rec}
+    if isinstance(inner, LinearDragMobility):
+        t0 = float(inner.threshold(torch.tensor([float(temperature_k)], dtype=torch.float64),
+                                   torch.tensor([glide.character]))[0]) * 1e-6
+        rec["law_below"] = (f"the drag line extrapolated to its threshold τ0 = {t0:.3g} MPa "
+                            f"at {temperature_k:g} K" if t0 > 0 else
+                            "the drag line extrapolated to v(0) = 0")
+    elif inner.name == "NeuralMobility":
+        rec["law_below"] = "interpolated to v(0) = 0 by the law's zero-threshold form"
+    else:
+        rec["law_below"] = f"the {inner.name} law's own form down to v(0) = 0"
+    if source_strengths_pa is not None and np.size(source_strengths_pa):
+        rec["sources_below_fraction"] = float(np.mean(
+            np.abs(source_strengths_pa) < lowest * 1e6 * (1 - 1e-9)))
+    return {"below_data_fraction": float(max(known)),
+            "below_data_fraction_mean": float(np.mean(known)), "below_data": rec}
 
 
 def limiting_speeds(properties: Artifact | str | Path) -> dict[str, Any]:
@@ -1000,6 +1057,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "annihilated": r["state"].n_annihilated, "final_n": r["state"].n,
             "truncated": r["truncated"], "limited_moves": r["state"].n_limited,
             "out_of_range_fraction": r["out_of_range_fraction"],
+            "below_data_fraction": r.get("below_data_fraction"),
             "plastic_strain": r["state"].plastic_strain,
             "plastic_strain_inserted": r["state"].inserted_strain,
             "plastic_strain_from_slip": r["slip_moment"]} for i, r in enumerate(runs)],
@@ -1021,6 +1079,10 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "out_of_range_fraction_mean": float(np.mean([r["out_of_range_fraction"]
                                                      for r in runs])),
         "out_of_range_policy": settings.out_of_range,
+        **below_data_summary(settings.glide_law(material, law)[0],
+                             [r.get("below_data_fraction") for r in runs], conds[ref][1],
+                             np.concatenate([r["geometry"].src_tau.cpu().numpy().ravel()
+                                             for r in runs]) if runs else None),
         "truncated": any(r["truncated"] for r in runs),
         "mobility": mobility,
         "strengths_mpa": {"source": strengths["source"]["mpa"],
@@ -1236,6 +1298,7 @@ __all__ = [
     "DDSettings",
     "DDStudySettings",
     "avalanches",
+    "below_data_summary",
     "condition_settings",
     "conditions_of",
     "drag_probe_result",

@@ -800,6 +800,58 @@ def _dd_out_of_range_context(summary: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _share(x: float) -> str:
+    """A fraction as a percentage: whole percents from 10 %, two digits below."""
+    return f"{100 * x:.0f} %" if x >= 0.1 else f"{100 * x:.2g} %"
+
+
+def below_data_check(summary: Mapping[str, Any]) -> Check | None:
+    """The DD's mobility evaluations below the lowest stress the law's data measured
+    (``below_data_fraction``, the worst realisation's, ``_mean``, and the record
+    ``below_data``), stated and not graded (``n/a``): below its data the law is its own
+    form down to v(0) = 0 (the neural law's zero threshold, a drag law's line to its
+    τ₀), an assumption, not an error: nothing there is refused or clamped, and no
+    measurement says how wrong it is. The reason has the share and what the law does
+    there, the detail the account (and the sources whose bow-out reads the law there).
+    None for a run from before it was counted and for an analytic law (no data:
+    ``applicable`` false); where the share is not known (a law fitted before its lowest
+    stress was recorded) the row says so."""
+    rec = summary.get("below_data")
+    if not isinstance(rec, Mapping) or rec.get("applicable") is False:
+        return None
+    worst = _num(summary.get("below_data_fraction"))
+    mean = _num(summary.get("below_data_fraction_mean"))
+    lo = _num(rec.get("lowest_measured_mpa"))
+    if worst is None or lo is None:
+        return Check("below_data", NA, "not graded; glide evaluations below the lowest MD "
+                     f"stress: {rec.get('note') or 'not known'}")
+    char = str(rec.get("character") or "edge")
+    how = str(rec.get("law_below") or "the law's own form down to v(0) = 0")
+    reason = (f"not graded (an assumption, not an error): {_share(worst)} of glide "
+              "evaluations in the worst realisation"
+              + (f" ({_share(mean)} on average)" if mean is not None else "")
+              + f" below the lowest MD stress, {lo:g} MPa ({char}): {how}")
+    clauses = [f"below the lowest stress the MD measured for the {char} law ({lo:g} MPa) "
+               f"the velocity is not data but {how}; {_share(worst)} of the DD's glide "
+               "evaluations lie there in the worst realisation"
+               + (f" ({_share(mean)} over the study's realisations on average)"
+                  if mean is not None else "")
+               + ", neither refused nor clamped: an assumption of the law's form, stated "
+               "and not graded (no measurement there says how far off it is)"]
+    src = _num(rec.get("sources_below_fraction"))
+    clock = summary.get("nucleation")
+    rule = clock.get("rule") if isinstance(clock, Mapping) else None
+    tau_src = _num((summary.get("strengths_mpa") or {}).get("source"))
+    if rule == "bow_out_clock" and clock.get("clock_of") == "mean_source":
+        if tau_src is not None and tau_src < lo:
+            clauses.append(f"the nucleation clock reads the law at the mean source "
+                           f"strength, {tau_src:.3g} MPa, below that stress too")
+    elif src is not None and rule in ("bow_out_clock", "bow_out"):
+        clauses.append(f"{_share(src)} of the sources are weaker than {lo:g} MPa, and their "
+                       "bow-out (the nucleation clock) reads the law there too")
+    return Check("below_data", NA, reason, worst, _sentence(clauses))
+
+
 #: How far the range probe's bound is scaled up, linearly in the exposure (fraction of
 #: evaluations beyond the law's range), to the study's worst realisation: up to 3x its
 #: own. An assumption: beyond it one probe does not settle the worst realisation.
@@ -942,6 +994,10 @@ def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
     if oor.status not in (GREEN, NA):   # what was done with them, and whether it matters
         _grade_by_range_probe(oor, summary, _dd_out_of_range_context(summary))
     out.append(oor)
+    # below the data: the other side of the law's range, stated beside it, not graded
+    below = below_data_check(summary)
+    if below is not None:
+        out.append(below)
     out.append(glide_share_check(summary))
     if summary.get("truncated"):
         out.append(Check("completed", RED, "a realisation stopped at max_steps before the "
