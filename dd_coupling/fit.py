@@ -220,7 +220,9 @@ def fit_neural(t: VelocityTable, s: FitMobilitySettings) -> NeuralMobility:
     tlo, thi = float(t.temperature_k.min()), float(t.temperature_k.max())
     by_char = tau_by_character(t)
     vr = ValidRange(tau_mpa=(0.0, tau_scale * 1e-6), temperature_k=(tlo, thi),
-                    characters=tuple(by_char), tau_mpa_by_character=by_char)
+                    characters=tuple(by_char), tau_mpa_by_character=by_char,
+                    tau_lowest_mpa_by_character=ValidRange.lowest_by_character(
+                        t.character, t.tau_pa))
     # each character's own largest |τ|; a character driven only at τ = 0 keeps the
     # scale of all the data
     scales = {c: v for c, v in tau_max_by_character_pa(t).items() if v > 0}
@@ -282,7 +284,9 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
     tau_max = float(np.max(np.abs(t.tau_pa))) * 1e-6
     vr = ValidRange(tau_mpa=(0.0, tau_max),
                     temperature_k=(float(t.temperature_k.min()), float(t.temperature_k.max())),
-                    characters=tuple(by_char), tau_mpa_by_character=by_char)
+                    characters=tuple(by_char), tau_mpa_by_character=by_char,
+                    tau_lowest_mpa_by_character=ValidRange.lowest_by_character(
+                        t.character, t.tau_pa))
     drag_law = LinearDragMobility(burgers_m=b_m, b0_pa_s=edge["b0_pa_s"],
                                   b1_pa_s_k=edge["b1_pa_s_k"], screw_ratio=screw_ratio,
                                   saturation_m_s=edge["saturation_m_s"],
