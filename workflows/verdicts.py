@@ -1182,6 +1182,9 @@ def fem_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                           "analytic (2/√3) σ0 ln(Re/Ri):", ".2%"))
     out.append(fem_elastic_check(summary))
     out.append(fem_time_step_check(summary))
+    # imported here: stage_continuum imports dolfinx, which a report need not load
+    from scalebridge.workflows.stage_continuum import mesh_convergence_check
+    out.append(mesh_convergence_check(summary))
     stop = summary.get("stopped_at_load_factor")
     out.append(Check("completed", GREEN if stop is None else RED,
                      "every load step converged" if stop is None else

@@ -679,8 +679,9 @@ def test_dd_surrogate_fem_rules(tmp_path):
                                       "stopped_at_load_factor": None,
                                       "max_out_of_range_fraction": 0.2}, tmp_path)
     assert [c.name for c in fem] == ["material_checks", "limit_load", "elastic",
-                                     "time_step", "completed", "out_of_range"]
-    assert [c.status for c in fem] == [NA, GREEN, NA, NA, GREEN, RED]
+                                     "time_step", "mesh_convergence", "completed",
+                                     "out_of_range"]
+    assert [c.status for c in fem] == [NA, GREEN, NA, NA, NA, GREEN, RED]
     # the FEM stepping outside the steps its surrogate was fitted at
     for used, status in (([7e-10, 7e-10], GREEN), ([3.5e-10, 7e-10], GREEN),
                          ([2.1e-9, 2.1e-9], AMBER), ([2.1e-10, 7e-10], AMBER),
@@ -827,7 +828,8 @@ def test_mo_bench47_reasons_are_short_and_lose_nothing(tmp_path):
                 ("fem", "elastic", "no analytic elastic solution"),
                 ("defects", "model_deviation", "before the glide runs recorded it"),
                 ("dd", "glide_share", "before it was"),
-                ("fem", "quasi_static", "no loading time or body size")):
+                ("fem", "quasi_static", "no loading time or body size"),
+                ("fem", "mesh_convergence", "not run")):
             (new,) = [c for c in rows[stage] if c["name"] == name]
             assert new["status"] == NA and words in new["reason"], (stage, new)
             rows[stage] = [c for c in rows[stage] if c is not new]
