@@ -703,8 +703,12 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
                 drive = tau_src[above].abs()
                 if params.nucleation == "overstress":
                     drive = drive - geom.src_tau[above]
-                va = params.mobility.velocity(drive.cpu(), params.temperature_k,
-                                              torch.zeros(int(above.sum()), dtype=torch.long))
+                # the sources' bow-out, not dislocations gliding: outside the run's
+                # evaluation counts (their denominator counts dislocations)
+                with _uncounted(params.mobility):
+                    va = params.mobility.velocity(drive.cpu(), params.temperature_k,
+                                                  torch.zeros(int(above.sum()),
+                                                              dtype=torch.long))
                 grow[above] = torch.as_tensor(va, dtype=torch.float64).to(timer.device).abs() * dt
             timer = torch.where(above, timer + grow, torch.zeros_like(timer))
             fire = timer >= 0.5 * params.source_beta * params.mu_pa * params.b_m / geom.src_tau

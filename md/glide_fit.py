@@ -18,9 +18,8 @@ between blocks and weighs its few frames' position noise over a short span), so 
 on the wide side, and it is kept for that: one run's within-window error cannot see how
 much runs differ from their start (the Mo example's edge replicas differ by 57-240 m/s
 where the whole-window slope's delete-a-block error is 10-40 m/s and the block error
-100-190 m/s). The mean of the block slopes itself, used as the velocity before, ignores
-a third of the motion with 3-frame blocks; on the Mo example it fell outside both halves'
-velocities in 10 of 14 runs.
+100-190 m/s). The mean of the block slopes is not the velocity: with 3-frame blocks it
+ignores the motion between blocks and its scatter over runs is several times the slope's.
 
 **Replicas of one point** (:func:`combine_replicas`): n independent runs (other velocity
 seed and relaxed start) with velocities v_i and block errors e_i. The per-run variance is

@@ -47,6 +47,7 @@ from scalebridge.workflows.verdicts import (
     NOT_RUN,
     NOT_RUN_LEGEND,
     PARTIAL,
+    _num,
     run_verdicts,
 )
 
@@ -539,13 +540,6 @@ def final_displacement_mm(fem_dir: Path) -> float | None:
         return None
 
 
-def _finite(v: Any) -> float | None:
-    """A finite number as a float, else None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
 def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
                            displacement_mm: float | None = None) -> dict[str, Any] | None:
     """An informational cross-check (not graded) of a rate-dependent FEM against the
@@ -554,10 +548,12 @@ def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
     DD's flow stress (von Mises of its shear) at the FEM's strain rate.
 
     The rate: the FEM records no plastic strain rate, so the applied one, the hoop strain
-    rate at the bore u(R_i)/(R_i t) over the ramp (``displacement_mm``, the driven
-    displacement at the end, over ``reference.r_inner_mm`` and ``final_time_s``), taken
-    as the DD's shear strain rate; without a physical time (``loading_time`` None) or
-    R_i, the DD's reference condition. The flow stress: the DD study's condition nearest
+    rate at the bore ε̇_θθ = u(R_i)/(R_i t) over the ramp (``displacement_mm``, the driven
+    displacement at the end, over ``reference.r_inner_mm`` and ``final_time_s``), as the
+    DD's shear strain rate of the same von Mises rate: at the bore in plane strain with
+    incompressible flow ε̄̇ = (2/√3) ε̇_θθ, and the DD's shear gives ε̄̇ = γ̇/√3, so
+    γ̇ = 2 ε̇_θθ; without a physical time (``loading_time`` None) or R_i, the DD's
+    reference condition. The flow stress: the DD study's condition nearest
     that rate (in ln rate) at the temperature nearest the FEM's (else the DD's reference
     temperature), scaled by (rate/its rate)^m with m the study's least-squares
     ∂lnτ/∂lnε̇ at that temperature (two or more rates; else that condition's own).
@@ -567,7 +563,7 @@ def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
     ``dd_temperature_k``, ``dd_flow_stress_mpa``, ``rate_sensitivity`` and ``text``; None
     where the problem has no analytic limit or the DD no flow stress."""
     ref = fem.get("reference") or {}
-    q, final = _finite(ref.get("q_lim_over_sigma0")), _finite(fem.get("final_load_mpa"))
+    q, final = _num(ref.get("q_lim_over_sigma0")), _num(fem.get("final_load_mpa"))
     if q is None or final is None:
         return None
     conds = [c for c in ((dd.get("study") or {}).get("conditions") or [])
@@ -575,17 +571,21 @@ def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
     rc = dd.get("reference_condition") or {}
     if not conds:
         conds = [{**rc, "flow_stress_mpa": dd.get("flow_stress_mpa")}]
-    pts = [(r, _finite(c.get("temperature_k")), f) for c in conds
-           for r, f in [(_finite(c.get("strain_rate_s")), _finite(c.get("flow_stress_mpa")))]
+    pts = [(r, _num(c.get("temperature_k")), f) for c in conds
+           for r, f in [(_num(c.get("strain_rate_s")), _num(c.get("flow_stress_mpa")))]
            if r and r > 0 and f and f > 0]
     if not pts:
         return None
-    ri, t = _finite(ref.get("r_inner_mm")), _finite(fem.get("final_time_s"))
-    timed = fem.get("loading_time") is not None or "loading_time" not in fem
-    rate = (abs(displacement_mm) / (ri * t) if displacement_mm and ri and t and t > 0
+    ri, t = _num(ref.get("r_inner_mm")), _num(fem.get("final_time_s"))
+    # loading_time names where a physical time came from (None: 1 s per step); a summary
+    # from before it has no duration_s either
+    timed = (fem["loading_time"] is not None if "loading_time" in fem
+             else fem.get("duration_s") is not None)
+    hoop = (abs(displacement_mm) / (ri * t) if displacement_mm and ri and t and t > 0
             and timed else None)
+    rate = 2.0 * hoop if hoop is not None else None     # γ̇ = 2 ε̇_θθ (docstring)
     temps = _num_pair(fem.get("temperature_k"))
-    want_t = (sum(temps) / 2 if temps else _finite(rc.get("temperature_k")))
+    want_t = (sum(temps) / 2 if temps else _num(rc.get("temperature_k")))
     known = [tk for _, tk, _ in pts if tk is not None]
     at_t = (min(known, key=lambda tk: abs(tk - want_t)) if known and want_t is not None
             else known[0] if known else None)
@@ -596,7 +596,7 @@ def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
 
         m = float(np.polyfit(np.log([r for r, _, _ in pts]),
                              np.log([f for _, _, f in pts]), 1)[0])
-    target = rate if rate is not None else _finite(rc.get("strain_rate_s"))
+    target = rate if rate is not None else _num(rc.get("strain_rate_s"))
     near = (min(pts, key=lambda p: abs(math.log(p[0] / target))) if target
             else pts[0])
     r_n, _, tau_n = near
@@ -610,10 +610,13 @@ def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
     if rate is not None:
         beyond = (f", outside the DD's {min(rates):.3g}-{max(rates):.3g} /s: extrapolated"
                   if scaled and not min(rates) <= rate <= max(rates) else "")
-        head = f"the DD's flow stress at {rate:.3g} /s"
-        how = ("the rate is the FEM's applied hoop strain rate at the bore, u(R_i)/(R_i t) "
-               "(it records no plastic strain rate), taken as the DD's shear strain rate; "
-               f"τ_flow = the DD's {tau_n:.3g} MPa at {r_n:.3g} /s{at}"
+        head = (f"the DD's flow stress at {rate:.3g} /s" if scaled or rate == r_n else
+                f"the DD's flow stress at its {r_n:.3g} /s (no rate sensitivity to scale "
+                f"to {rate:.3g} /s)")
+        how = (f"the rate is the DD shear rate of the same von Mises rate as the FEM's "
+               f"applied hoop strain rate at the bore, u(R_i)/(R_i t) = {hoop:.3g} /s (it "
+               "records no plastic strain rate): γ̇ = 2 ε̇_θθ (plane strain, incompressible "
+               f"flow); τ_flow = the DD's {tau_n:.3g} MPa at {r_n:.3g} /s{at}"
                + (f" × ({rate:.3g}/{r_n:.3g})^{m:.2g} (the DD's rate sensitivity m) = "
                   f"{tau:.3g} MPa{beyond}" if scaled else ""))
     else:
@@ -636,7 +639,7 @@ def limit_load_cross_check(fem: Mapping[str, Any], dd: Mapping[str, Any],
 def _num_pair(v: Any) -> tuple[float, float] | None:
     """``[lo, hi]`` of finite numbers, or None."""
     if isinstance(v, (list, tuple)) and len(v) == 2:
-        lo, hi = _finite(v[0]), _finite(v[1])
+        lo, hi = _num(v[0]), _num(v[1])
         if lo is not None and hi is not None:
             return lo, hi
     return None

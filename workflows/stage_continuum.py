@@ -13,23 +13,20 @@ to a band on the FEM's final load, with two extra solves, and each source's shar
 ``[continuum] mesh_convergence`` (1 in the chain, 0 for a FEM run of its own) solves the
 fem node's problem again with every element size halved (2: and quartered, for the
 observed order), the same surrogate and loading; the loads' changes go into the
-FieldResults summary and :func:`mesh_convergence_check` grades them (the band's solves
+FieldResults summary and :func:`scalebridge.workflows.verdicts.mesh_convergence_check`
+grades them (the band's solves
 skip it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 from scalebridge.artifacts import Artifact
 from scalebridge.continuum import FemSettings
 from scalebridge.workflows.band import BandSettings, make_band
 from scalebridge.workflows.chain import StageCall, StageNode
-
-if TYPE_CHECKING:
-    from scalebridge.workflows.verdicts import Check
 
 #: What these nodes run (their code record: see ``StageNode.code``).
 CODE = ("continuum", "workflows/stage_continuum.py")
@@ -81,58 +78,6 @@ def _band_settings(c: Any) -> dict[str, Any]:
     # the band's solves measure load sensitivities on the run's mesh: no refinement
     fem = _fem(c.continuum).model_copy(update={"mesh_convergence": 0})
     return {"band": getattr(c.continuum, "band", BandSettings()), "fem": fem}
-
-
-#: The mesh-convergence grade of the final load's relative change when every element
-#: size is halved (the same thresholds as the FEM's elastic check against Lamé: 1 % a
-#: mesh fine enough for the load it reports, beyond 5 % the load is the mesh's).
-MESH_CONVERGENCE = (0.01, 0.05)
-
-
-def mesh_convergence_check(summary: Mapping[str, Any]) -> Check:
-    """``mesh_convergence``: the FEM's final load on the run's mesh against the mesh with
-    every element size halved (``mesh_convergence`` of a FieldResults summary, see
-    :func:`scalebridge.continuum.fem.mesh_convergence`): green below 1 %, amber below
-    5 %, red above; n/a with the reason where it was not run. A
-    :class:`~scalebridge.workflows.verdicts.Check`; its detail has the max load's
-    change, the element counts, the observed order (three levels) and the cost."""
-    from scalebridge.workflows.verdicts import AMBER, GREEN, NA, RED
-    from scalebridge.workflows.verdicts import Check as _Check
-
-    rec = summary.get("mesh_convergence")
-    if not isinstance(rec, Mapping) or not rec:
-        return _Check("mesh_convergence", NA, "not run (mesh_convergence = 0 in "
-                     "[continuum], or a run from before the check)")
-    rel = rec.get("rel_change_final")
-    if not isinstance(rel, int | float) or isinstance(rel, bool):
-        return _Check("mesh_convergence", NA, str(rec.get("note") or "not measured"))
-    rel = abs(float(rel))
-    green, amber = MESH_CONVERGENCE
-    status = GREEN if rel < green else AMBER if rel < amber else RED
-    bound = {GREEN: f"< {green:.0%}", AMBER: f">= {green:.0%}",
-             RED: f">= {amber:.0%}"}[status]
-    f, m, n = rec["final_load_mpa"], rec["max_load_mpa"], rec["elements"]
-    reason = (f"final load {f[0]:.4g} MPa on the run's mesh, {f[1]:.4g} with every "
-              f"element size halved: {rel:.2%} ({bound})")
-    more = [f"max load {m[0]:.4g} -> {m[1]:.4g} MPa"
-            + (f" ({rec['rel_change_max']:.2%})"
-               if isinstance(rec.get("rel_change_max"), float) else ""),
-            f"elements {' -> '.join(str(x) for x in n)}"]
-    if len(f) >= 3:
-        more.append(f"twice refined: final load {f[2]:.4g} MPa"
-                    + (f" ({rec['rel_change_final_next']:.2%} from once refined)"
-                       if isinstance(rec.get("rel_change_final_next"), float) else ""))
-        p = rec.get("order_final")
-        more.append(f"observed order {p:.2f}, extrapolated final load "
-                    f"{rec.get('extrapolated_final_mpa') or float('nan'):.4g} MPa"
-                    if isinstance(p, float) else
-                    "no observed order: the changes are not monotone")
-    if rec.get("note"):
-        more.append(str(rec["note"]))
-    if rec.get("wall_s") is not None:
-        more.append(f"the refined solves took {float(rec['wall_s']):.3g} s")
-    detail = "; ".join(more) + "."
-    return _Check("mesh_convergence", status, reason, rel, detail[0].upper() + detail[1:])
 
 
 def nodes(cfg: Any = None) -> list[StageNode]:

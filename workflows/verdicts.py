@@ -1182,8 +1182,6 @@ def fem_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
                           "analytic (2/√3) σ0 ln(Re/Ri):", ".2%"))
     out.append(fem_elastic_check(summary))
     out.append(fem_time_step_check(summary))
-    # imported here: stage_continuum imports dolfinx, which a report need not load
-    from scalebridge.workflows.stage_continuum import mesh_convergence_check
     out.append(mesh_convergence_check(summary))
     stop = summary.get("stopped_at_load_factor")
     out.append(Check("completed", GREEN if stop is None else RED,
@@ -1241,6 +1239,62 @@ def fem_time_step_check(summary: Mapping[str, Any]) -> Check:
                  f"surrogate was fitted at {span(lo, hi, 's')}" + ("" if status == GREEN else
                                             f" ({ratio:.2f}x outside: its answer there is "
                                             "not the one validated)"), ratio)
+
+
+
+#: The mesh-convergence grade of the final load's relative change when every element
+#: size is halved (the same thresholds as the FEM's elastic check against Lamé: 1 % a
+#: mesh fine enough for the load it reports, beyond 5 % the load is the mesh's).
+MESH_CONVERGENCE = (0.01, 0.05)
+
+
+def mesh_convergence_check(summary: Mapping[str, Any]) -> Check:
+    """``mesh_convergence``: the FEM's final load on the run's mesh against the mesh with
+    every element size halved (``mesh_convergence`` of a FieldResults summary, see
+    :func:`scalebridge.continuum.fem.mesh_convergence`): green below 1 %, amber below
+    5 %, red above; n/a with the reason where it was not run or a refined solve
+    stopped early (loads at different displacements). Its detail has the max load's
+    change, the element counts, the observed order (three levels) and the cost."""
+    rec = summary.get("mesh_convergence")
+    if not isinstance(rec, Mapping) or not rec:
+        return Check("mesh_convergence", NA, "not run (mesh_convergence = 0, or a run from before "
+                     "the check)")
+    stopped = [(k, lam) for k, lam in enumerate(rec.get("stopped_at_load_factor") or [])
+               if lam is not None]
+    if stopped:
+        k, lam = stopped[0]
+        return Check("mesh_convergence", NA, f"mesh {k} (0: the run's) stopped at load "
+                     f"factor {lam:.3g}: its final load is at another displacement")
+    rel = rec.get("rel_change_final")
+    if not isinstance(rel, int | float) or isinstance(rel, bool):
+        return Check("mesh_convergence", NA, str(rec.get("note") or "not measured"))
+    rel = abs(float(rel))
+    green, amber = MESH_CONVERGENCE
+    status = GREEN if rel < green else AMBER if rel < amber else RED
+    bound = {GREEN: f"< {green:.0%}", AMBER: f">= {green:.0%}",
+             RED: f">= {amber:.0%}"}[status]
+    f, m, n = rec["final_load_mpa"], rec["max_load_mpa"], rec["elements"]
+    reason = (f"final load {f[0]:.4g} MPa on the run's mesh, {f[1]:.4g} with every "
+              f"element size halved: {rel:.2%} ({bound})")
+    more = [f"max load {m[0]:.4g} -> {m[1]:.4g} MPa"
+            + (f" ({rec['rel_change_max']:.2%})"
+               if isinstance(rec.get("rel_change_max"), float) else ""),
+            f"elements {' -> '.join(str(x) for x in n)}"]
+    if len(f) >= 3:
+        more.append(f"twice refined: final load {f[2]:.4g} MPa"
+                    + (f" ({rec['rel_change_final_next']:.2%} from once refined)"
+                       if isinstance(rec.get("rel_change_final_next"), float) else ""))
+        p, ext = rec.get("order_final"), _num(rec.get("extrapolated_final_mpa"))
+        more.append((f"observed order {p:.2f}" + (f", extrapolated final load {ext:.4g} MPa"
+                                                  if ext is not None else ""))
+                    if isinstance(p, float) else
+                    "no observed order: the changes are not monotone")
+    if rec.get("note"):
+        more.append(str(rec["note"]))
+    if rec.get("wall_s") is not None:
+        more.append(f"the refined solves took {float(rec['wall_s']):.3g} s")
+    detail = "; ".join(more) + "."
+    return Check("mesh_convergence", status, reason, rel, detail[0].upper() + detail[1:])
 
 
 def band_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:
@@ -1453,4 +1507,5 @@ def run_verdicts(arts: Mapping[str, Any],
 
 __all__ = ["AMBER", "GREEN", "LEGEND", "NA", "NOT_RUN", "NOT_RUN_LEGEND", "PARTIAL", "RED",
            "THRESHOLDS", "Check", "StageVerdict", "Threshold", "checks_for", "graded",
-           "model_gate", "quasi_static_check", "run_verdicts", "span", "worst"]
+           "mesh_convergence_check", "model_gate", "quasi_static_check", "run_verdicts",
+           "span", "worst"]

@@ -14,11 +14,8 @@ from scalebridge.continuum.fem import mesh_convergence, run_fem
 from scalebridge.continuum.solver import SolverSettings
 from scalebridge.errors import SettingsError
 from scalebridge.settings import validate
-from scalebridge.workflows.stage_continuum import (
-    ContinuumSection,
-    _band_settings,
-    mesh_convergence_check,
-)
+from scalebridge.workflows.stage_continuum import ContinuumSection, _band_settings
+from scalebridge.workflows.verdicts import mesh_convergence_check
 
 from .conftest import perfect_j2
 
@@ -97,6 +94,18 @@ def test_check_not_run_is_na_with_a_reason():
     chk = mesh_convergence_check({"mesh_convergence": {
         "h_ratio": 2, "note": "not run: the mesh problem's mesh is not refined"}})
     assert chk.status == "n/a" and "mesh is not refined" in chk.reason
+
+
+def test_a_refined_solve_that_stopped_early_is_not_graded():
+    """A level that stopped short of the full load ends at another displacement: its
+    final load is not comparable, whatever the change says."""
+    rec = _rec(30.0, 30.1)
+    rec["mesh_convergence"]["stopped_at_load_factor"] = [None, 0.62]
+    chk = mesh_convergence_check(rec)
+    assert chk.status == "n/a" and "mesh 1 (0: the run's) stopped at load factor 0.62" in (
+        chk.reason)
+    rec["mesh_convergence"]["stopped_at_load_factor"] = [None, None]
+    assert mesh_convergence_check(rec).status == "green"
 
 
 def test_a_mesh_file_is_not_refined():

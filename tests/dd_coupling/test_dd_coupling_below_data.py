@@ -191,6 +191,20 @@ def test_the_dd_reports_the_share_below_the_data_without_changing_the_run(tmp_pa
     assert "below_data" not in [c.name for c in checks_for("DDRun", plain, tmp_path)]
 
 
+@pytest.mark.parametrize("rule", ["bow_out", "overstress"])
+def test_a_sources_bow_out_is_not_counted_as_glide(rule):
+    """Under the bow-out rules every source above its strength asks the law for its
+    bow-out velocity each step; that is not a dislocation gliding, and the fraction's
+    denominator counts dislocations: with every stress below the data the fraction is
+    the share of the gliding (τ ≠ 0) evaluations, at most 1, as under the clock rule."""
+    vr = ValidRange(tau_mpa=(0.0, 1e4), temperature_k=(0.0, 1000.0),
+                    tau_lowest_mpa_by_character={"edge": 1e6, "screw": 1e6})
+    law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5, valid_range=vr)
+    s = DDSettings(**SMALL, realisations=1, nucleation=rule)
+    res = s.run_realisation(MAT, law, s.seed)
+    assert 0.5 < res["below_data_fraction"] <= 1.0
+
+
 def test_the_verdict_states_the_share_below_the_data_and_does_not_grade_it(tmp_path):
     base = {"final_dislocations": [300], "out_of_range_fraction": 0.0, "truncated": False}
     before = checks_for("DDRun", base, tmp_path)               # a run from before: no row
