@@ -75,6 +75,16 @@ def make_defect_stats(path: Path, rows: list[dict], header: list[str] | None = N
                    {}, build)
 
 
+def law_from_before(law_dir: Path, doc: dict, dest: Path) -> Path:
+    """A copy of the neural law in ``law_dir`` whose ``mobility.json`` is ``doc`` (a
+    reader's view of a file written before some key existed): ``dest`` with that json
+    and the weights beside it."""
+    dest.mkdir()
+    (dest / "mobility.json").write_text(json.dumps(doc))
+    (dest / "mobility.pt").write_bytes((law_dir / "mobility.pt").read_bytes())
+    return dest
+
+
 def simple_geometry(lx: float, ly: float, planes: list[tuple[float, float]],
                     obstacles: list[tuple[int, float, float]] = (),
                     sources: list[tuple[int, float, float]] = (),

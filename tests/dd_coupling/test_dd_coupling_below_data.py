@@ -27,7 +27,15 @@ from scalebridge.dd_coupling.neural import NeuralMobility
 from scalebridge.dd_coupling.simulate import below_data_summary, write_ddrun
 from scalebridge.workflows.verdicts import NA, checks_for
 
-from .conftest import B_A, MU_GPA, NU, make_defect_stats, make_properties, sample_velocity_table
+from .conftest import (
+    B_A,
+    MU_GPA,
+    NU,
+    law_from_before,
+    make_defect_stats,
+    make_properties,
+    sample_velocity_table,
+)
 
 MAT = Material(MU_GPA * 1e9, NU, B_A * 1e-10, lattice="bcc")
 #: a small cell with strong forest obstacles (as the study tests): ~20 dislocations, ~1 s
@@ -98,11 +106,8 @@ def test_a_fitted_law_counts_its_evaluations_below_the_lowest_data_stress(tmp_pa
 
     # a mobility.json from before: the same range and velocities, the stress not known
     del doc["valid_range"]["tau_lowest_mpa_by_character"]
-    old_dir = tmp_path / "old"
-    old_dir.mkdir()
-    (old_dir / "mobility.json").write_text(json.dumps(doc))
-    (old_dir / "mobility.pt").write_bytes((art.path / "mobility.pt").read_bytes())
-    old = load_mobility(old_dir, out_of_range="clamp")
+    old = load_mobility(law_from_before(art.path, doc, tmp_path / "old"),
+                        out_of_range="clamp")
     assert old.valid_range.lowest_tau_mpa(0) is None and old.valid_range == r
     tau = np.array([50e6, 100e6, 700e6])
     assert np.array_equal(old.velocity(tau, 300.0, 0), law.velocity(tau, 300.0, 0))

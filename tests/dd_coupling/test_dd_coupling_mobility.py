@@ -24,7 +24,13 @@ from scalebridge.dd_coupling import (
 from scalebridge.dd_coupling.mobility import KB_EV, MobilityCheckError
 from scalebridge.errors import ArtifactError, DataError, OutOfRangeError, SettingsError
 
-from .conftest import B_A, make_defect_stats, make_properties, sample_velocity_table
+from .conftest import (
+    B_A,
+    law_from_before,
+    make_defect_stats,
+    make_properties,
+    sample_velocity_table,
+)
 
 B = B_A * 1e-10
 
@@ -716,11 +722,8 @@ def test_each_character_is_trusted_to_its_own_md_stress(tmp_path):
     doc = json.loads((art.path / "mobility.json").read_text())
     assert set(doc["valid_range"]["tau_mpa_by_character"]) == {"edge", "screw"}
     del doc["valid_range"]["tau_mpa_by_character"]
-    old_dir = tmp_path / "old"
-    old_dir.mkdir()
-    (old_dir / "mobility.json").write_text(json.dumps(doc))
-    (old_dir / "mobility.pt").write_bytes((art.path / "mobility.pt").read_bytes())
-    old = load_mobility(old_dir, out_of_range="clamp")
+    old = load_mobility(law_from_before(art.path, doc, tmp_path / "old"),
+                        out_of_range="clamp")
     assert old.valid_range == ValidRange(r.tau_mpa, r.temperature_k, r.characters)
     assert old.valid_range.tau_range("edge") == r.tau_mpa
     assert not range_violations(old, tau, temp, char).any()
