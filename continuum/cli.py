@@ -95,7 +95,7 @@ def run(config: Path | None, problem: str | None, surrogate: Path | None, steps:
                    f"{s['q_lim_mpa']:.4f} MPa: rel. error {s['limit_load_rel_error']:.2e}")
     elif s.get("limit_load_note"):
         click.echo(s["limit_load_note"])
-        from scalebridge.workflows.report import final_displacement_mm, limit_load_cross_check
+        from scalebridge.continuum.limit_load import final_displacement_mm, limit_load_cross_check
 
         dd = _surrogate_dd_summary(surrogate)
         check = limit_load_cross_check(s, dd, final_displacement_mm(art.path)) if dd else None

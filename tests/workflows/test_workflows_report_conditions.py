@@ -10,10 +10,10 @@ import math
 from pathlib import Path
 
 import pytest
+from scalebridge.continuum.limit_load import limit_load_cross_check
 from scalebridge.workflows.report import (
     answer_line,
     conditions_clause,
-    limit_load_cross_check,
     limit_load_cross_check_line,
     render_markdown,
 )
