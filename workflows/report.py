@@ -44,9 +44,11 @@ from scalebridge.workflows.verdicts import (
     COLOUR,
     LEGEND,
     MARK,
+    NA,
     NOT_RUN,
     NOT_RUN_LEGEND,
     PARTIAL,
+    mesh_convergence_check,
     run_verdicts,
 )
 
@@ -330,7 +332,9 @@ def conditions_clause(arts_or_sections: Any) -> str | None:
     """What the FEM's loads and band are conditional on, in a short clause, from the
     artifacts: the one glide character the DD moved every dislocation with (its summary's
     ``mobility.character``), and whether the mobility law had another character's law it
-    left unused (``drag_<other>_b0_pa_s`` in the MobilityLaw's summary) or none measured;
+    left unused or none measured (a character is measured where the MobilityLaw summary's
+    ``tau_max_mpa_by_character`` has it; a summary from before that key: where it has
+    ``drag_<other>_b0_pa_s``);
     and that character's glide threshold τ₀ where the mobility fit fixed it at 0
     (:func:`_tau0_fixed_why`). ``conditional on edge-only glide in the DD (the screw law
     not used) and the edge glide threshold τ₀ = 0 (a model-selection choice)``; None
@@ -343,7 +347,9 @@ def conditions_clause(arts_or_sections: Any) -> str | None:
     items = []
     if isinstance(character, str) and character:
         others = [o for o in CHARACTERS if o != character]
-        unused = [o for o in others if (mob or {}).get(f"drag_{o}_b0_pa_s") is not None]
+        tops = (mob or {}).get("tau_max_mpa_by_character")
+        unused = [o for o in others if (o in tops if isinstance(tops, Mapping) else
+                                        (mob or {}).get(f"drag_{o}_b0_pa_s") is not None)]
         text = f"{character}-only glide in the DD"
         if unused:
             text += f" (the {' and '.join(unused)} law not used)"
@@ -359,14 +365,20 @@ def conditions_clause(arts_or_sections: Any) -> str | None:
     return "conditional on " + " and ".join(items) if items else None
 
 
-def not_covered_line(arts_or_sections: Any) -> str | None:
+def not_covered_line(arts_or_sections: Any, after_answer: bool = False) -> str | None:
     """What the FEM load band does not carry, beside it: the DD's stated assumptions
     (its summary's ``assumptions``: sources, obstacles, junctions, nucleation rule, cell),
     the one glide character every dislocation moved with, that character's glide
     threshold τ₀ where the mobility fit fixed it at 0 (``drag_<c>_tau0_note`` without
     ``drag_<c>_tau0_err_mpa``), the surrogate's static-strength floor (its record's
-    ``fit.static_floor_mpa``), and the FEM's own mesh, time step and neglected inertia.
-    None without a LoadBand."""
+    ``fit.static_floor_mpa``), and the FEM's own time step, neglected inertia and mesh;
+    the mesh is not listed where the FEM measured it (the fem verdict's
+    ``mesh_convergence``: the final load's change with every element size halved is said
+    instead). ``after_answer``: the report's answer line (:func:`answer_line`) stands
+    above, so the glide character and τ₀ its :func:`conditions_clause` states are only
+    referred to here, not said twice. None without a LoadBand."""
+    arts_or_sections = list(arts_or_sections)   # read twice (conditions_clause)
+    stated = conditions_clause(arts_or_sections) if after_answer else None
     band = dd = fem = mob = None
     sur_path = None
     for s in arts_or_sections:
@@ -390,11 +402,13 @@ def not_covered_line(arts_or_sections: Any) -> str | None:
     if isinstance(a.get("cell_um"), list) and a["cell_um"]:
         items.append(f"a {' x '.join(f'{float(x):.3g}' for x in a['cell_um'])} µm 2D cell")
     character = ((dd or {}).get("mobility") or {}).get("character")
-    if character:
+    if stated:
+        items.append("the glide the answer is conditional on (above)")
+    elif character:
         items.append(f"every dislocation gliding with the {character} law")
     c = character or "edge"
     why = _tau0_fixed_why(mob, c)
-    if why is not None:
+    if why is not None and not stated:
         sep = " " if why.startswith("by ") else ": "
         items.append(f"the {c} glide threshold τ₀ (fixed at 0" + (sep + why if why else "")
                      + ")")
@@ -409,8 +423,14 @@ def not_covered_line(arts_or_sections: Any) -> str | None:
         items.append(f"the surrogate's static strength, at least {float(floor):.3g} MPa: "
                      "not resolved by the DD's rates")
     if fem:
-        items.append("the FEM's mesh and time step, and the inertia its quasi-static "
-                     "solve neglects")
+        mesh = mesh_convergence_check(fem)
+        if mesh.status == NA:
+            items.append("the FEM's mesh and time step, and the inertia its quasi-static "
+                         "solve neglects")
+        else:
+            items.append("the FEM's time step and the inertia its quasi-static solve "
+                         "neglects (its mesh is measured instead: every element size "
+                         f"halved moves the final load {mesh.value:.2%})")
     if not items:
         return None
     return ("Not in the band (held fixed, each a stated assumption): "
@@ -663,7 +683,7 @@ def render_markdown(run_dir: Path, sections: list[dict[str, Any]], title: str,
     band = band_line(sections)
     if band:
         lines += [band + ".", ""]
-    fixed = not_covered_line(sections)
+    fixed = not_covered_line(sections, after_answer=bool(answer))
     if fixed:
         lines += [fixed + ".", ""]
     key = stress_key(sections)
@@ -787,7 +807,7 @@ def render_html(run_dir: Path, sections: list[dict[str, Any]], title: str,
     band = band_line(sections)
     if band:
         parts.append(f"<p>{e(band)}.</p>")
-    fixed = not_covered_line(sections)
+    fixed = not_covered_line(sections, after_answer=bool(answer))
     if fixed:
         parts.append(f"<p>{e(fixed)}.</p>")
     key = stress_key(sections)

@@ -15,6 +15,7 @@ from scalebridge.workflows.report import (
     answer_line,
     conditions_clause,
     limit_load_cross_check_line,
+    not_covered_line,
     render_markdown,
 )
 
@@ -216,3 +217,58 @@ def test_bench80_answer_is_conditional_on_edge_glide_and_the_fixed_threshold():
         "[48.24, 72.53] MPa; shares of the band's variance: potential 3.4%, mobility 77%, "
         "dd 8.1%, surrogate 11%; conditional on edge-only glide in the DD (the screw law "
         "not used) and the edge glide threshold τ₀ = 0 (a model-selection choice)")
+
+
+#: runs/mo_bench81's fem summary ``mesh_convergence`` (the FEM re-solved with every element
+#: size halved: 31.239 -> 31.246 MPa, 0.024 %)
+BENCH81_MESH = {"h_ratio": 2, "levels": 2, "elements": [288, 1152],
+                "final_load_mpa": [31.23906701998399, 31.246483895519063],
+                "max_load_mpa": [64.29639171237551, 64.32415854274642],
+                "rel_change_final": 0.00023736672452079718,
+                "rel_change_max": 0.0004316703241824051, "wall_s": 3.093}
+
+
+def test_a_screw_is_measured_where_the_laws_tops_have_it_and_the_report_says_it_once(
+        tmp_path):
+    """A character is measured where the MobilityLaw summary's ``tau_max_mpa_by_character``
+    has it (a neural law need not carry a screw drag), the drag key only for summaries from
+    before it. The report's line of what the band does not carry refers to the answer's
+    glide conditions instead of repeating them, and names the FEM's mesh only where the
+    FEM did not measure it (its mesh_convergence: the final load's change said instead)."""
+    mob = {"law": "NeuralMobility", "tau_max_mpa": 2800.0,
+           "tau_max_mpa_by_character": {"edge": 1500.0, "screw": 2800.0},
+           "drag_edge_b0_pa_s": 6.08e-05, "drag_edge_b0_err_pa_s": 7.7e-06,
+           "drag_edge_tau0_mpa": 0.0, "drag_edge_tau0_note": "fixed at 0 by model "
+           "selection (chi2 + k ln n: 3.2 without a threshold against 4.5 with one)"}
+    band = {"fem_load_band_mpa": [23.5, 38.98], "final_load_mpa": 31.24,
+            "band_shares": {"potential": 0.0072, "mobility": 0.43, "dd": 0.57,
+                            "surrogate": 0.0}}
+    fem = {**BENCH80_FEM, "mesh_convergence": BENCH81_MESH}
+    kinds = {"MobilityLaw": mob, "DDRun": BENCH80_DD, "FieldResults": fem, "LoadBand": band}
+    cond = ("conditional on edge-only glide in the DD (the screw law not used) and the "
+            "edge glide threshold τ₀ = 0 (a model-selection choice)")
+    assert conditions_clause(_sections(kinds)) == cond      # no drag_screw_b0_pa_s
+    edge_only = {**mob, "tau_max_mpa_by_character": {"edge": 1500.0},
+                 "drag_screw_b0_pa_s": 1.5e-3}
+    assert conditions_clause(_sections({**kinds, "MobilityLaw": edge_only})).startswith(
+        "conditional on edge-only glide in the DD (no screw mobility measured) and ")
+    md = render_markdown(tmp_path, _sections(kinds), "t")
+    assert md.count("edge-only glide") == 1 and md.count("glide threshold τ₀") == 1
+    line = next(x for x in md.splitlines() if x.startswith("Not in the band"))
+    assert "every dislocation gliding" not in line
+    assert "the glide the answer is conditional on (above)" in line
+    assert "the FEM's mesh" not in line
+    assert line.endswith("the FEM's time step and the inertia its quasi-static solve "
+                         "neglects (its mesh is measured instead: every element size "
+                         "halved moves the final load 0.02%).")
+    # without an answer above it, the line says it all; an unmeasured mesh is listed
+    alone = not_covered_line(_sections({**kinds, "FieldResults": BENCH80_FEM}))
+    assert ("every dislocation gliding with the edge law; the edge glide threshold τ₀ "
+            "(fixed at 0 by model selection)") in alone
+    assert alone.endswith("the FEM's mesh and time step, and the inertia its quasi-static "
+                          "solve neglects")
+    # a refined solve that stopped early measured nothing: the mesh stays listed
+    stopped = {**fem, "mesh_convergence": {**BENCH81_MESH,
+                                           "stopped_at_load_factor": [None, 0.8]}}
+    assert "the FEM's mesh and time step" in render_markdown(
+        tmp_path, _sections({**kinds, "FieldResults": stopped}), "t")
