@@ -36,6 +36,11 @@ from scalebridge.errors import ArtifactError, OutOfRangeError, ScalebridgeError
 #: Boltzmann constant, eV/K.
 KB_EV = 8.617333262e-5
 CHARACTERS = ("edge", "screw")
+#: A glide stress counts as below the MD's data (:func:`count_below_data`, the DD's
+#: ``sources_below_fraction``) only under this fraction of the lowest measured |τ|: a
+#: stress at the lowest data point itself (a source or applied stress equal to the MD's
+#: lowest, up to rounding in its last bits: MPa -> Pa) is on the data, not below it.
+BELOW_DATA_FACTOR = 1 - 1e-9
 ArrayLike = np.ndarray | torch.Tensor
 OutOfRangePolicy = Literal["error", "warn", "clamp"]
 
@@ -245,7 +250,7 @@ def count_below_data(valid_range: ValidRange, tau: torch.Tensor, char: torch.Ten
         table = tables.get("numpy")
         if table is None:
             table = tables["numpy"] = valid_range.tau_lowest_pa(
-                torch.arange(-1, len(CHARACTERS) + 1)).numpy() * (1 - 1e-9)
+                torch.arange(-1, len(CHARACTERS) + 1)).numpy() * BELOW_DATA_FACTOR
         lo = table[np.clip(char.detach().numpy(), -1, len(CHARACTERS)) + 1]
         a = np.abs(tau.detach().numpy())
         return int(np.count_nonzero((a < lo) & (a > 0)))
@@ -253,7 +258,7 @@ def count_below_data(valid_range: ValidRange, tau: torch.Tensor, char: torch.Ten
     if lowest is None:
         return 0
     a = tau.abs()
-    return int(((a < lowest.to(a.device) * (1 - 1e-9)) & (a > 0)).sum())
+    return int(((a < lowest.to(a.device) * BELOW_DATA_FACTOR) & (a > 0)).sum())
 
 
 # --------------------------------------------------------------------------- analytic laws

@@ -75,6 +75,7 @@ from scalebridge.dd_coupling.engine import (
 )
 from scalebridge.dd_coupling.inputs import Material, _artifact_file, read_properties
 from scalebridge.dd_coupling.mobility import (
+    BELOW_DATA_FACTOR,
     CHARACTERS,
     DragScaledMobility,
     GlideCharacterMobility,
@@ -820,7 +821,7 @@ def below_data_summary(glide: GlideCharacterMobility, fractions: list[float | No
         rec["law_below"] = f"the {inner.name} law's own form down to v(0) = 0"
     if source_strengths_pa is not None and np.size(source_strengths_pa):
         rec["sources_below_fraction"] = float(np.mean(
-            np.abs(source_strengths_pa) < lowest * 1e6 * (1 - 1e-9)))
+            np.abs(source_strengths_pa) < lowest * 1e6 * BELOW_DATA_FACTOR))
     return {"below_data_fraction": float(max(known)),
             "below_data_fraction_mean": float(np.mean(known)), "below_data": rec}
 
