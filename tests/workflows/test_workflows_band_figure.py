@@ -10,16 +10,8 @@ import json
 
 import numpy as np
 import pytest
-from scalebridge.continuum import CylinderProblem, FemSettings
-from scalebridge.continuum.solver import SolverSettings
 from scalebridge.plotting import CHECKED
-from scalebridge.surrogates.train import SurrogateSettings
-from scalebridge.workflows.band import BandSettings, band_csv_columns, make_band, plot_band
-
-from .synthetic_chain import mobility_law, synthetic_ddrun
-
-FEM = FemSettings(problem=CylinderProblem(n_radial=2, n_angular=3, inner_displacement=0.0015),
-                  solver=SolverSettings(steps=4, degree=1), write_fields=False)
+from scalebridge.workflows.band import band_csv_columns, plot_band
 
 
 def test_plot_band_labels_the_pointwise_band_apart_from_the_final_and_max_bands(tmp_path):
@@ -67,17 +59,12 @@ def test_plot_band_with_the_maximum_at_the_end_draws_both_bars(tmp_path):
 
 
 def test_band_csv_names_the_pointwise_band_and_band_json_its_value_at_the_maximum(
-        tmp_path):
-    """The chain's band (synthetic DD -> surrogate -> FEM cylinder): ``load_band.csv``
-    names its band columns pointwise, with their k; band.json keeps the pointwise band
-    at the maximum beside the maximum's own band."""
-    dd = synthetic_ddrun(tmp_path / "dd")
-    mob = mobility_law(tmp_path / "mobility")
-    sur = SurrogateSettings(max_iterations=100, val_fraction=0.34,
-                            rollout_iterations=0).make(dd, tmp_path / "surrogate")
-    fem = FEM.make(sur, tmp_path / "fem")
-    band = make_band(BandSettings(), FEM, {"fem": fem, "surrogate": sur, "dd": dd,
-                                           "mobility": mob}, tmp_path / "band")
+        chain_arts):
+    """The chain's band (synthetic DD -> surrogate -> FEM cylinder, the session's
+    ``chain_arts``): ``load_band.csv`` names its band columns pointwise, with their k;
+    band.json keeps the pointwise band at the maximum beside the maximum's own band."""
+    _, arts, _ = chain_arts
+    fem, band = arts["fem"], arts["band"]
     s = band.summary
     with open(band.path / "load_band.csv", newline="") as f:
         rows = list(csv.reader(f))

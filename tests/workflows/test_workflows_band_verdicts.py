@@ -15,8 +15,6 @@ from typing import Any
 import numpy as np
 import pytest
 from scalebridge.artifacts import produce
-from scalebridge.continuum import CylinderProblem, FemSettings
-from scalebridge.continuum.solver import SolverSettings
 from scalebridge.errors import SettingsError
 from scalebridge.plotting import CHECKED, axis_label, plot_data_file
 from scalebridge.surrogates.train import SurrogateSettings
@@ -45,26 +43,8 @@ from scalebridge.workflows.verdicts import (
     worst,
 )
 
-from .synthetic_chain import mobility_law, synthetic_ddrun
-
-FEM = FemSettings(problem=CylinderProblem(n_radial=2, n_angular=3, inner_displacement=0.0015),
-                  solver=SolverSettings(steps=4, degree=1), write_fields=False)
-
-
-@pytest.fixture(scope="module")
-def chain_arts(tmp_path_factory):
-    """dd -> surrogate -> fem -> band, and a mobility law, in one module-wide folder."""
-    base = tmp_path_factory.mktemp("band")
-    n0 = len(CHECKED)
-    dd = synthetic_ddrun(base / "dd")
-    mob = mobility_law(base / "mobility")
-    sur = SurrogateSettings(max_iterations=100, val_fraction=0.34,
-                            rollout_iterations=0).make(dd, base / "surrogate")
-    fem = FEM.make(sur, base / "fem")
-    band = make_band(BandSettings(), FEM, {"fem": fem, "surrogate": sur, "dd": dd,
-                                           "mobility": mob}, base / "band")
-    figs = CHECKED[n0:]
-    return base, {"mobility": mob, "dd": dd, "surrogate": sur, "fem": fem, "band": band}, figs
+from .conftest import FEM
+from .synthetic_chain import synthetic_ddrun
 
 
 def test_band_brackets_the_final_load_with_shares(chain_arts):
