@@ -334,8 +334,11 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
     for cname, f in drag_fits.items():
         summary[f"drag_{cname}_b0_pa_s"] = f["b0_pa_s"]
         summary[f"drag_{cname}_b0_err_pa_s"] = f["b0_err_pa_s"]
-        if f.get("dof") is not None:   # the drag fit's residual dof: what B's error rests on
-            summary[f"drag_{cname}_b0_dof"] = f["dof"]
+        # B0's dof: the fit's residual dof, Welch-Satterthwaite with the fitted window's
+        # term where md measured it (glide_fit.window_systematic); older fits: the dof
+        dof = f.get("b0_dof", f.get("dof"))
+        if dof is not None:
+            summary[f"drag_{cname}_b0_dof"] = dof
         summary.update(threshold_summary(cname, thresholds[cname], mu_pa))
     for name, m in metrics.items():
         summary[f"{name}_r2"] = m["r2"]

@@ -46,8 +46,13 @@ fitted and the τ₀ the best threshold candidate fitted, whether its 95% interv
 and whether the data resolve it (:func:`tau0_fixed_note`; :func:`tau0_measured` tells a
 measured τ₀ from a fixed one). An exactly determined fit (n = k) takes its errors from the
 point errors alone. Parameter covariance (JᵀWJ)⁻¹ scaled by max(1, χ²/ν); 95%
-intervals ±q·SE, q = 1.96 when the point errors explain the scatter (χ²/ν ≤ 1),
-Student's t_ν otherwise. B's interval is
+intervals ±q·SE with q = t_ν, Student's quantile of the residual dof ν = n − k, in both
+regimes: where the scatter exceeds the point errors (χ²/ν > 1) the error is the
+residuals' and has ν dof; where it does not, it rests on the point errors, which are
+themselves estimates from two or three replicas (or a few blocks), not known σ, and the
+residuals are the only check of them the fit has, so the normal 1.96 would claim more
+than the data show (the kink-pair fit likewise). ν is also the dof the FEM-load band
+gives B's error (``b0_dof``, below). B's interval is
 b/k mapped from the interval of the mobility k = b/B (so it is asymmetric, and open
 above when k's interval reaches 0). A trend of B with T is *supported* when the 95%
 intervals of B at two temperatures do not overlap. The DD's linear drag law gets
@@ -57,13 +62,23 @@ inverse-variance mean).
 
 **The fitted window** (:func:`window_systematic`). A line that still accelerates inside
 the fitted window (first-half velocity r < 1 times the second's) has velocities, and a B,
-that depend on where the window sits, by more than their statistical error: on the Mo
-example (r ~ 0.8) moving the window 0.4 ps later lowered the edge B by 19 % with a quoted
-±6 %. B refitted to each point's second-half velocity 2v/(1 + r) measures that shift on
-the data already there (−19 % on the same runs), with the model the fit chose (a
-threshold τ₀ appearing in the late data would move B0 by more than the window does);
-its size is added to B0's standard error in quadrature (``b0_stat_err_pa_s`` keeps the
-statistical part).
+that depend on where the window sits, by more than their statistical error. B refitted
+to each point's second-half velocity 2v/(1 + r), with the model the fit chose (a
+threshold τ₀ appearing in the late data would move B0 by more than the window does),
+measures that shift on the data already there. Under steady glide the difference is not
+0 but noise, already inside the statistical error, so its whole size would count that
+noise twice: the window term is the difference less its steady-glide noise in
+quadrature, max(0, diff² − noise²), the noise propagated from each point's half-ratio
+noise: the replicas' scatter of their ratios where there are two or more (the halves'
+difference cancels a run's velocity offset that persists over the window, which the
+velocity's error holds), else the row error (the derivation is in
+:func:`window_systematic`). ``b0_window_raw_pa_s``, ``b0_window_noise_pa_s`` and the
+net ``b0_window_err_pa_s`` are kept, and the net term is added to B0's statistical error
+(``b0_stat_err_pa_s``) in quadrature. One difference is one sample of the window's
+effect, so the total error's dof ``b0_dof`` is Welch–Satterthwaite's with ν for the
+statistical part and 1 for the window: ν when the window term is 0, toward 1 where it
+dominates; B0's interval ``b0_ci95_pa_s`` is ±t95(b0_dof)·error, and the band takes the
+same dof.
 
 **Screw kink-pair law** (:func:`fit_kink_pair`)::
 
@@ -80,6 +95,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
@@ -212,10 +228,10 @@ def _covariance(res: Any, n: int) -> tuple[np.ndarray, float, int, float]:
         cov = np.linalg.inv(res.jac.T @ res.jac)
     except np.linalg.LinAlgError:
         cov = np.full((k, k), np.nan)
-    scaled = nu > 0 and chi2_red > 1.0
-    if scaled:
+    if nu > 0 and chi2_red > 1.0:
         cov = cov * chi2_red
-    return cov, chi2_red, nu, t95(nu) if scaled else t95(0)
+    # t_ν in both regimes (module docstring): the point errors are estimates too
+    return cov, chi2_red, nu, t95(nu)
 
 
 # ------------------------------------------------------------------ edge drag
@@ -275,9 +291,11 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         candidates that could not be fitted: tau0, saturation, n_params, why),
         ``trend`` (:func:`drag_trend`), and the DD law's ``b0_pa_s``, ``b1_pa_s_k`` with
         standard errors (B(T) = B0 + B1·T when the trend is supported, else B1 = 0 and
-        B0 the inverse-variance mean), its threshold ``dd_tau0_*`` (:func:`dd_threshold`)
-        with ``tau0_cov_mpa2`` (covariance of the fitted τ₀, MPa²),
-        ``drag_by_temperature`` (= ``by_temperature``).
+        B0 the inverse-variance mean), B0's degrees of freedom ``b0_dof`` (the fit's
+        ``dof``; :func:`window_systematic` changes it), ``b0_quantile`` (t95 of it) and
+        95% interval ``b0_ci95_pa_s`` [lo, hi], its threshold ``dd_tau0_*``
+        (:func:`dd_threshold`) with ``tau0_cov_mpa2`` (covariance of the fitted τ₀,
+        MPa²), ``drag_by_temperature`` (= ``by_temperature``).
 
     Raises:
         ValueError: no row with τ ≠ 0, or velocities that do not rise with stress.
@@ -412,6 +430,7 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     }
     out["trend"] = drag_trend(rows)
     out.update(_dd_drag(rows, out["trend"]["supported"]))
+    _b0_interval(out, float(out["b0_err_pa_s"]), nu)
     free_i = [tau0_index[j] for j in np.flatnonzero(model.free_tau0)]
     out["tau0_cov_mpa2"] = cov[np.ix_(free_i, free_i)].tolist()
     out.update(dd_threshold(rows, q, out["tau0_cov_mpa2"], models, skipped=skipped,
@@ -754,26 +773,96 @@ def fit_kink_pair(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarr
 
 
 # ------------------------------------------------------------------ both laws
+def _b0_interval(fit: dict[str, Any], err: float, dof: float) -> None:
+    """Set B0's ``b0_err_pa_s``, ``b0_dof``, ``b0_quantile`` (t95 of the dof) and
+    ``b0_ci95_pa_s`` = B0 ± quantile·err in ``fit``."""
+    b0, q = float(fit["b0_pa_s"]), t95(dof)
+    fit.update({"b0_err_pa_s": err, "b0_dof": dof, "b0_quantile": q,
+                "b0_ci95_pa_s": [b0 - q * err, b0 + q * err]})
+
+
+@lru_cache(maxsize=32)
+def median_variance_factor(n: int) -> float:
+    """var(median of n normal draws) / var(their mean): 1 for n ≤ 2 (the median is the
+    mean), 1.35 for 3, → π/2 for large n. From 200,000 fixed-seed draws (±0.5 %)."""
+    if n <= 2:
+        return 1.0
+    x = np.random.default_rng(12345).standard_normal((200_000, n))
+    return float(np.median(x, axis=1).var() * n)
+
+
+def half_ratio_err(ratios: Sequence[float]) -> float | None:
+    """Standard error of the median of one point's replica half ratios (first-half /
+    second-half velocity of each replica): the replicas' scatter of the ratio, s/√n,
+    times √:func:`median_variance_factor` (the point's ratio is their median). The
+    replicas glide under the same conditions, so their scatter is the ratio's noise even
+    while the line accelerates. None with fewer than two finite ratios."""
+    r = np.asarray([x for x in ratios if x is not None and np.isfinite(x)], float)
+    if r.size < 2:
+        return None
+    return float(math.sqrt(median_variance_factor(r.size) * r.var(ddof=1) / r.size))
+
+
+def satterthwaite_dof(stat: float, stat_dof: float, window: float,
+                      window_dof: float = 1.0) -> float:
+    """Welch–Satterthwaite degrees of freedom of sqrt(stat² + window²):
+    (s² + w²)² / (s⁴/ν_s + w⁴/ν_w); ν_s when w = 0. A ``stat_dof`` ≤ 0 (an exactly
+    determined fit, its error from the point errors alone: normal) counts as infinite."""
+    s2, w2 = stat * stat, window * window
+    if w2 == 0.0:
+        return float(stat_dof)
+    inv = w2 * w2 / window_dof + (s2 * s2 / stat_dof if stat_dof > 0 else 0.0)
+    return float((s2 + w2) ** 2 / inv)
+
+
 def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np.ndarray,
                       v_m_s: np.ndarray, err_m_s: np.ndarray, ratio: np.ndarray,
-                      b_m: float, **fit_kw: Any) -> dict[str, Any]:
+                      b_m: float, ratio_err: np.ndarray | None = None,
+                      **fit_kw: Any) -> dict[str, Any]:
     """Fold the fitted window's unsteadiness into ``fit`` (one character's
     :func:`fit_drag` result on these rows, updated in place; module docstring).
 
+    The raw window term is |B0_late − B0|, B0_late fitted (with the model the fit chose)
+    to the second-half velocities v_late = 2v/(1 + r). Under steady glide that
+    difference is not 0 but noise, and counting it whole would count noise twice (it is
+    in the statistical error already); so its expected square under steady glide is
+    subtracted: window² = max(0, (B0_late − B0)² − var_noise). Derivation of var_noise:
+    to first order B0_late − B0 = Σ_j g_j δ_j with δ_j = v_late,j − v_j = v_j(1 − r_j)/
+    (1 + r_j) and g_j = ∂B0/∂v_j (central differences of the refit, one row at a time);
+    the rows are independent, so var_noise = Σ_j g_j² var(δ_j), with var(δ_j) =
+    (2v_j/(1 + r_j)²)² var(r_j). The noise of r_j: ``ratio_err`` (the replicas' scatter
+    of the ratio, :func:`half_ratio_err`) where known, else propagated from the row's
+    error e: the halves' slopes v1 = r·v2 and v2 = 2v/(1 + r) are independent, each over
+    half the span; for a core that wanders as a random walk (independent increments:
+    thermal wandering, Peierls hops) a half-span slope has twice the whole-span
+    variance, so var(r) = 2e²(1 + r²)/v2² (for uncorrelated position noise it would be
+    8×: the random walk's 2× subtracts less, the cautious side). δ is uncorrelated with v
+    in both noise models (a contrast of the halves against the whole-window slope), so
+    only var(δ) enters.
+
+    The total error sqrt(stat² + window²) gets the Welch–Satterthwaite dof
+    (:func:`satterthwaite_dof`) with the fit's ``dof`` for the statistical part and 1
+    for the window (one difference); B0's interval is B0 ± t95(that dof)·error.
+
     ``ratio``: (n,) first-half / second-half velocity of each row (NaN: unknown, the row
-    kept as it is). Sets ``b0_late_pa_s`` (B0 of the second-half velocities 2v/(1 + r)),
-    ``b0_window_err_pa_s`` (|late − B0|), ``b0_stat_err_pa_s`` (the error before) and
-    ``b0_err_pa_s`` = sqrt(stat² + window²); returns ``fit``. Without a known ratio, or
-    when the late fit fails, the window error is 0 and says why in ``b0_window_note``."""
+    kept as it is); ``ratio_err``: (n,) its standard error under steady glide (NaN or
+    None: from the row error as above). Sets ``b0_late_pa_s``, ``b0_window_raw_pa_s``
+    (|late − B0|), ``b0_window_noise_pa_s`` (sqrt var_noise), ``b0_window_err_pa_s``
+    (the net window term), ``b0_stat_err_pa_s`` (the error before), ``b0_err_pa_s`` =
+    sqrt(stat² + window²), ``b0_dof``, ``b0_quantile``, ``b0_ci95_pa_s``; returns
+    ``fit``. Without a known ratio, or when the late fit fails, the window terms are 0
+    and ``b0_window_note`` says why."""
     r = np.asarray(ratio, float)
     known = np.isfinite(r) & (r > 0)
     fit["b0_stat_err_pa_s"] = stat = float(fit["b0_err_pa_s"])
-    late, note = None, None
+    late, note, raw, noise = None, None, 0.0, 0.0
     if not known.any():
         note = "no first/second-half velocities: the window's effect is not measured"
     else:
         v = np.asarray(v_m_s, float)
-        v_late = np.where(known, 2.0 * v / (1.0 + np.where(known, r, 1.0)), v)
+        e = np.asarray(err_m_s, float)
+        rk = np.where(known, r, 1.0)
+        v_late = np.where(known, 2.0 * v / (1.0 + rk), v)
         chosen = next((m for m in fit.get("model", []) if m.get("chosen")), None)
         # the same model as the fit's: a switch of model (a threshold appearing) moves B0
         # by more than the window does (Mo example: -42 % with a threshold, -19 % without)
@@ -781,11 +870,34 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
         try:
             late = fit_drag(tau_pa, temperature_k, v_late, err_m_s, b_m, only=only,
                             **fit_kw)["b0_pa_s"]
-        except ValueError as e:
-            note = f"late-window refit failed: {e}"
-    win = abs(float(late) - float(fit["b0_pa_s"])) if late is not None else 0.0
-    fit.update({"b0_late_pa_s": late, "b0_window_err_pa_s": win,
-                "b0_err_pa_s": math.hypot(stat, win)})
+        except ValueError as err:
+            note = f"late-window refit failed: {err}"
+        if late is not None:
+            raw = abs(float(late) - float(fit["b0_pa_s"]))
+            r_err = (np.full(r.shape, np.nan) if ratio_err is None
+                   else np.asarray(ratio_err, float))
+            v2 = np.abs(v_late)
+            sr_rows = np.sqrt(2.0 * e ** 2 * (1.0 + rk ** 2)) / np.maximum(v2, 1e-30)
+            sr = np.where(np.isfinite(r_err) & (r_err >= 0), r_err, sr_rows)
+            sd = np.where(known & np.isfinite(sr), 2.0 * np.abs(v) / (1.0 + rk) ** 2 * sr,
+                          0.0)
+            var = 0.0
+            for j in np.flatnonzero(sd > 0):
+                vp, vm = v.copy(), v.copy()
+                vp[j] += sd[j]
+                vm[j] -= sd[j]
+                try:
+                    bp, bm = (fit_drag(tau_pa, temperature_k, vv, err_m_s, b_m,
+                                       only=only, **fit_kw)["b0_pa_s"] for vv in (vp, vm))
+                except ValueError:
+                    continue
+                var += ((bp - bm) / 2.0) ** 2          # (g_j σ_δ,j)²
+            noise = math.sqrt(var)
+    win = math.sqrt(max(0.0, raw * raw - noise * noise))
+    fit.update({"b0_late_pa_s": late, "b0_window_raw_pa_s": raw,
+                "b0_window_noise_pa_s": noise, "b0_window_err_pa_s": win})
+    _b0_interval(fit, math.hypot(stat, win),
+                 satterthwaite_dof(stat, float(fit.get("dof") or 0), win))
     if note:
         fit["b0_window_note"] = note
     return fit
@@ -797,14 +909,17 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
                    screw_shear_wave_m_s: float | None = None,
                    peierls_pa: float | None = None, rel: float = REL_ERROR,
                    max_tau_pa: float | None = None, p: float = KINK_P,
-                   q: float = KINK_Q, ratio: np.ndarray | None = None) -> dict[str, Any]:
+                   q: float = KINK_Q, ratio: np.ndarray | None = None,
+                   ratio_err: np.ndarray | None = None) -> dict[str, Any]:
     """Every law of the module fitted to measured rows (flagged rows already removed):
     :func:`fit_drag` per character (for screws an effective linear law) and, with screw
     rows, :func:`fit_kink_pair` in series with the edge drag (B0) when edges were fitted.
     ``character``: (n,) ``edge``/``screw`` names or 0/1. ``screw_shear_wave_m_s``: the
     screw law's candidate saturation speed (None: ``shear_wave_m_s``). ``ratio``: (n,)
     first-half / second-half velocity of each row (NaN unknown): with it each drag fit
-    carries the fitted window's error (:func:`window_systematic`).
+    carries the fitted window's error (:func:`window_systematic`); ``ratio_err``: (n,)
+    its standard error from the replicas (:func:`half_ratio_err`; None or NaN: from the
+    row errors).
 
     Returns:
         ``{"drag": {character: fit}, "kink_pair": fit or None, "skipped": {what: why}}``.
@@ -825,8 +940,10 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
                                       max_tau_pa=max_tau_pa)
             if ratio is not None:
                 window_systematic(out["drag"][c], tau[s], temp[s], v[s], e[s],
-                                  np.asarray(ratio, float)[s], b_m, shear_wave_m_s=c_t,
-                                  rel=rel, max_tau_pa=max_tau_pa)
+                                  np.asarray(ratio, float)[s], b_m,
+                                  ratio_err=(None if ratio_err is None else
+                                             np.asarray(ratio_err, float)[s]),
+                                  shear_wave_m_s=c_t, rel=rel, max_tau_pa=max_tau_pa)
         except ValueError as err:
             out["skipped"][f"drag_{c}"] = str(err)
     s = ch == "screw"
@@ -843,5 +960,6 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
 
 __all__ = ["KB_EV", "KINK_P", "KINK_Q", "REL_ERROR", "BlockVelocity", "block_velocity",
            "combine_replicas", "dd_threshold", "drag_trend", "fit_drag", "fit_glide_laws",
-           "fit_kink_pair", "kink_pair_velocity", "naive_velocity", "sigma", "t95",
-           "tau0_fixed_note", "tau0_measured"]
+           "fit_kink_pair", "half_ratio_err", "kink_pair_velocity", "median_variance_factor",
+           "naive_velocity", "satterthwaite_dof", "sigma", "t95", "tau0_fixed_note",
+           "tau0_measured", "window_systematic"]

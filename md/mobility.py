@@ -15,10 +15,12 @@ the grid itself, or collects rows computed elsewhere, into a ``DefectStats`` art
   (:func:`~scalebridge.md.glide_fit.combine_replicas`) with the standard error and the
   95% confidence and prediction half-widths, and ``acceleration_ratio`` (median
   first-half / second-half velocity, :func:`acceleration_ratio`: below 1, the glide
-  still accelerates and the velocity is below steady state); a point that cannot be measured (its
-  dislocation lost, gone, off its plane or too hot in most replicas, or its velocity
-  below its error or against the stress) has ``status`` ≠ ``ok``, a ``reason`` and no
-  velocity;
+  still accelerates and the velocity is below steady state) with
+  ``acceleration_ratio_err`` (its standard error from the replicas' scatter,
+  :func:`~scalebridge.md.glide_fit.half_ratio_err`: the fitted window's noise); a
+  point that cannot be measured (its dislocation lost, gone, off its plane or too hot
+  in most replicas, or its velocity below its error or against the stress) has
+  ``status`` ≠ ``ok``, a ``reason`` and no velocity;
 - ``glide_fit.json`` and ``drag.csv``: the laws of :mod:`scalebridge.md.glide_fit` fitted
   to the measured points (edge drag B(T), τ₀(T) with intervals and whether B has a
   trend with T; screw kink-pair ΔH₀, τ_P; the 0 K Peierls stress);
@@ -65,6 +67,7 @@ from scalebridge.md.glide_fit import (
     REL_ERROR,
     combine_replicas,
     fit_glide_laws,
+    half_ratio_err,
     tau0_measured,
 )
 from scalebridge.md.lammps import (
@@ -87,7 +90,7 @@ VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
                     "velocity_err_m_s", "velocity_ci95_m_s", "velocity_pi95_m_s",
                     "replicas", "replicas_ok", "error_source", "glide_temperature_k",
                     "status", "reason", "n_atoms", "duration_ps", "acceleration_ratio",
-                    "max_devi_f_ev_a")
+                    "max_devi_f_ev_a", "acceleration_ratio_err")
 #: ``replicas.csv``: one row per glide run.
 REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed", "member",
                    "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
@@ -620,6 +623,7 @@ def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         tz = [x for x in tz if x is not None]
         row["glide_temperature_k"] = float(np.mean(tz)) if tz else None
         row["acceleration_ratio"] = acceleration_ratio(ok)
+        row["acceleration_ratio_err"] = half_ratio_err(half_ratios(ok))
         devi = [d for r in sel if (d := _num(r.get("max_devi_f_ev_a"))) is not None]
         row["max_devi_f_ev_a"] = max(devi) if devi else None
         if 2 * len(ok) <= len(sel):
@@ -654,13 +658,19 @@ def acceleration_ratio(reps: Sequence[dict[str, Any]]) -> float | None:
     below 1 while the dislocation still accelerates after the load (its inertia: ~1 ps
     time constant for a Mo edge at 300 K). None where no replica has both halves (rows
     from before the halves were recorded, too few frames)."""
+    ratios = half_ratios(reps)
+    return float(np.median(ratios)) if ratios else None
+
+
+def half_ratios(reps: Sequence[dict[str, Any]]) -> list[float]:
+    """First-half / second-half velocity of each replica in ``reps`` that has both."""
     ratios = []
     for r in reps:
         a = _num(r.get("velocity_first_half_m_s"))
         b = _num(r.get("velocity_second_half_m_s"))
         if a is not None and b:
             ratios.append(a / b)
-    return float(np.median(ratios)) if ratios else None
+    return ratios
 
 
 def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
@@ -707,7 +717,9 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             max_tau_pa=(maker.drag_fit_max_tau_mpa * 1e6
                         if maker.drag_fit_max_tau_mpa else None),
             ratio=np.array([np.nan if p.get("acceleration_ratio") is None
-                            else p["acceleration_ratio"] for p in good], float))
+                            else p["acceleration_ratio"] for p in good], float),
+            ratio_err=np.array([np.nan if p.get("acceleration_ratio_err") is None
+                                else p["acceleration_ratio_err"] for p in good], float))
     else:
         fits["skipped"]["all"] = "no point was measured"
     if maker.crystal == "fcc" and any(p["character"] == "screw" for p in good):
@@ -786,6 +798,10 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         summary["edge_drag_b0_pa_s"] = e["b0_pa_s"]
         summary["edge_drag_b0_err_pa_s"] = e["b0_err_pa_s"]
         summary["edge_drag_b0_window_err_pa_s"] = e.get("b0_window_err_pa_s")
+        # the raw late-minus-whole difference and its steady-glide noise, subtracted
+        summary["edge_drag_b0_window_raw_pa_s"] = e.get("b0_window_raw_pa_s")
+        summary["edge_drag_b0_window_noise_pa_s"] = e.get("b0_window_noise_pa_s")
+        summary["edge_drag_b0_dof"] = e.get("b0_dof")
     if fits["kink_pair"]:
         summary["kink_pair_enthalpy_ev"] = fits["kink_pair"]["enthalpy_ev"]
     if peierls:

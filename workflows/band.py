@@ -353,13 +353,15 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
         nus["the probe's"] = int(pairs) - 1
     nu_b = ms.get("drag_edge_b0_dof")
     if nu_b is not None and s > 0:
-        nus["the drag fit's (its points less its parameters)"] = max(int(nu_b), 1)
+        # B0's Welch-Satterthwaite dof (md.glide_fit.window_systematic): a float
+        nus["the drag fit's (its points less its parameters, with the fitted window's "
+            "term)"] = max(float(nu_b), 1.0)
     if nus:
         out["dof"] = 1.0 / sum(1.0 / v for v in nus.values())
         if len(nus) > 1:
             out["method"] += ("; degrees of freedom 1/(" + " + ".join(
-                f"1/{v}" for v in nus.values()) + f") = {out['dof']:.2g}: "
-                + " and ".join(f"{k} {v}" for k, v in nus.items()))
+                f"1/{v:.3g}" for v in nus.values()) + f") = {out['dof']:.2g}: "
+                + " and ".join(f"{k} {v:.3g}" for k, v in nus.items()))
     t0_err, flow = ms.get("drag_edge_tau0_err_mpa"), ds.get("flow_stress_mpa")
     if (ms.get("law") == "LinearDragMobility" and t0_err is not None
             and math.isfinite(float(t0_err)) and flow):

@@ -584,6 +584,45 @@ def test_an_old_md_fit_of_a_fixed_tau0_reads_as_not_measured(tmp_path):
         assert f"drag_{c}_tau0_ci95_mpa" not in art.summary
 
 
+def test_the_md_fits_b0_dof_reaches_the_summary(tmp_path):
+    """md's drag fit with the fitted window's term (glide_fit.window_systematic) gives B0
+    the Welch-Satterthwaite dof of its statistical and window parts; the MobilityLaw
+    summary's ``drag_edge_b0_dof`` (the band's mobility term reads it) is that dof, and
+    the fit's residual dof where a glide_fit.json from before it has none."""
+    from scalebridge.artifacts import produce
+    from scalebridge.md import glide_fit
+
+    ch = np.array([r[0] for r in MO74])
+    tau, v, e = (np.array([r[i] for r in MO74]) for i in (1, 2, 3))
+    new = glide_fit.fit_glide_laws(ch, tau * 1e6, np.full(4, 300.0), v, e,
+                                   MO74_B_A * 1e-10, shear_wave_m_s=MO74_CT,
+                                   ratio=np.array([0.7, 0.9, 1.0, 1.0]))
+    edge = new["drag"]["edge"]
+    assert edge["b0_window_err_pa_s"] > 0
+    assert edge["b0_dof"] == pytest.approx(glide_fit.satterthwaite_dof(
+        edge["b0_stat_err_pa_s"], edge["dof"], edge["b0_window_err_pa_s"]))
+    assert edge["b0_dof"] != edge["dof"]
+    old = {**new, "drag": {c: {k: x for k, x in f.items()
+                               if k not in ("b0_dof", "b0_quantile", "b0_ci95_pa_s")}
+                           for c, f in new["drag"].items()}}
+    header = ["character", "temperature_k", "tau_mpa", "velocity_m_s", "velocity_err_m_s",
+              "n_atoms", "duration_ps"]
+    for name, doc, want in (("new", new, edge["b0_dof"]), ("old", old, edge["dof"])):
+        def build(work, doc=doc):
+            (work / "velocity.csv").write_text("\n".join(
+                [",".join(header)] + [f"{c},300,{t},{vv},{ee},465,2.5"
+                                      for c, t, vv, ee in MO74]) + "\n")
+            (work / "glide_fit.json").write_text(json.dumps(
+                {**doc, "shear_wave_m_s": MO74_CT, "burgers_a": MO74_B_A}))
+            return {"rows": len(MO74)}
+
+        ds = produce("DefectStats", tmp_path / f"defects_{name}", {name: 1}, {}, build)
+        art = FitMobilitySettings(law="drag").make(
+            ds, tmp_path / f"mob_{name}", properties=make_properties(tmp_path / f"p_{name}"))
+        assert art.summary["drag_edge_b0_dof"] == pytest.approx(want)
+        assert art.summary["drag_edge_b0_err_pa_s"] == pytest.approx(edge["b0_err_pa_s"])
+
+
 def test_threshold_trend_and_old_md_fits():
     """τ₀ falling with T by more than its intervals: the DD law gets τ₀,1 < 0 through the
     per-temperature values; a glide_fit.json from before md reported the DD threshold gets

@@ -255,6 +255,14 @@ def test_defectstats_writes_flagged_points_without_velocity_and_dd_skips_them(tm
     ratio = {r["tau_mpa"]: r["acceleration_ratio"] for r in table}
     assert ratio[200.0] == pytest.approx(0.6) and ratio[400.0] == pytest.approx(0.9)
     assert ratio[100.0] == "" and ratio[800.0] == ""
+    # the median ratio's standard error from the replicas' scatter: s/sqrt(n) times the
+    # median's variance factor (1.35 for three, 1 for two); none without two ratios
+    ratio_err = {r["tau_mpa"]: r["acceleration_ratio_err"] for r in table}
+    assert ratio_err[200.0] == pytest.approx(math.sqrt(1.346 * 0.01 / 3), rel=0.01)
+    assert ratio_err[400.0] == pytest.approx(0.1)
+    assert ratio_err[100.0] == "" and ratio_err[800.0] == ""
+    assert {"edge_drag_b0_window_raw_pa_s", "edge_drag_b0_window_noise_pa_s",
+            "edge_drag_b0_dof"} <= set(art.summary)
     replicas = read_rows(art.path / "replicas.csv")
     assert len(replicas) == 12 and list(replicas[0])[-3:] == [
         "velocity_first_half_m_s", "velocity_second_half_m_s", "max_devi_f_ev_a"]
@@ -343,9 +351,10 @@ def test_drag_fit_recovers_b_and_tau0_with_intervals():
     tau, T, v, e = _edge_rows(rng, 5.7e-5, 50.0)
     f = fit_drag(tau, T, v, e, B_M, shear_wave_m_s=3400.0)
     assert f["saturation_source"] in ("shear_wave_speed", "fitted")
+    assert f["quantile"] == pytest.approx(2.571, abs=1e-3)     # t of the fit's 5 dof
     for r in f["by_temperature"]:
         lo, hi = r["drag_ci95_pa_s"]
-        assert lo < 5.7e-5 < hi and hi - lo < 0.2 * 5.7e-5
+        assert lo < 5.7e-5 < hi and hi - lo < 0.25 * 5.7e-5
         assert r["tau0_ci95_mpa"][0] < 50.0 < r["tau0_ci95_mpa"][1] and not r["tau0_fixed"]
     assert f["trend"]["supported"] is False and f["b1_pa_s_k"] == 0.0
     # B rising with T by a factor 2: the intervals separate, the trend is supported
@@ -772,10 +781,11 @@ def test_traction_boundary_still_glides_with_the_early_load(tmp_path, snap):
 @pytest.mark.parametrize("ratio", [0.8, 1.0])
 def test_an_accelerating_window_widens_the_drag_error_by_its_shift(ratio):
     """Rows v = bτ/B whose first half glides ``ratio`` times the second: B refitted to
-    the second-half velocities 2v/(1 + r) is B(1 + r)/2, and B0's error grows by that
-    shift in quadrature; a steady window (r = 1) leaves the error as it was; unknown
-    ratios say so."""
-    from scalebridge.md.glide_fit import fit_drag, window_systematic
+    the second-half velocities 2v/(1 + r) is B(1 + r)/2, the raw window term is the
+    shift B(1 - r)/2, and B0's error grows in quadrature by that shift less its
+    steady-glide noise (here from the row errors: no replica ratios); a steady window
+    (r = 1) leaves the error and the fit's dof as they were; unknown ratios say so."""
+    from scalebridge.md.glide_fit import fit_drag, t95, window_systematic
 
     b, drag = 2.74e-10, 8e-5
     tau = np.repeat([100e6, 200e6, 400e6], 2)
@@ -784,16 +794,122 @@ def test_an_accelerating_window_widens_the_drag_error_by_its_shift(ratio):
     err = 0.03 * v
     f = fit_drag(tau, temp, v, err, b, rel=0.0)
     stat = f["b0_err_pa_s"]
+    assert f["b0_dof"] == f["dof"] and f["b0_quantile"] == t95(f["dof"])
     window_systematic(f, tau, temp, v, err, np.full(6, ratio), b, rel=0.0)
     assert f["b0_late_pa_s"] == pytest.approx(drag * (1 + ratio) / 2, rel=1e-3)
     assert f["b0_stat_err_pa_s"] == stat
-    assert f["b0_window_err_pa_s"] == pytest.approx(drag * (1 - ratio) / 2, abs=1e-3 * drag)
+    raw, noise = f["b0_window_raw_pa_s"], f["b0_window_noise_pa_s"]
+    assert raw == pytest.approx(drag * (1 - ratio) / 2, abs=1e-3 * drag)
+    # 3 % row errors: the window difference's noise is about the statistical error
+    assert 0.3 * stat < noise < 3 * stat
+    assert f["b0_window_err_pa_s"] == pytest.approx(math.sqrt(max(raw ** 2 - noise ** 2, 0)))
     assert f["b0_err_pa_s"] == pytest.approx(math.hypot(stat, f["b0_window_err_pa_s"]))
+    lo, hi = f["b0_ci95_pa_s"]
+    assert (hi - lo) / 2 == pytest.approx(t95(f["b0_dof"]) * f["b0_err_pa_s"])
     if ratio < 1:
-        assert f["b0_err_pa_s"] > 3 * stat
+        assert f["b0_err_pa_s"] > 3 * stat and 1 <= f["b0_dof"] < 1.1
+    else:
+        assert f["b0_err_pa_s"] == stat and f["b0_dof"] == f["dof"]
     g = fit_drag(tau, temp, v, err, b, rel=0.0)
     window_systematic(g, tau, temp, v, err, np.full(6, np.nan), b, rel=0.0)
     assert g["b0_err_pa_s"] == stat and "not measured" in g["b0_window_note"]
+    assert g["b0_dof"] == g["dof"]
+
+
+_B_TRUE, _B_M = 1e-4, 2.74e-10
+_TAUS = np.array([100e6, 250e6, 500e6, 1000e6])
+
+
+def _glide_point(rng, v, accel=0.0, white=0.3, walk=0.15, run=60.0, frames=30, span=1.5):
+    """Three replica trajectories z(t) (Å, ps) of one point, gliding at ``v`` (m/s) with
+    a per-run velocity offset (``run`` m/s), a random walk (``walk`` Å per frame) and
+    position noise (``white`` Å), the second half ``1 + accel`` times faster; measured as
+    md does: (velocity, error, median half ratio, its standard error)."""
+    from scalebridge.md.glide_fit import (
+        block_velocity,
+        combine_replicas,
+        half_ratio_err,
+        naive_velocity,
+    )
+
+    t = np.linspace(0.0, span, frames)
+    vs, es, ratios = [], [], []
+    for _ in range(3):
+        vr = (v + run * rng.standard_normal()) / 100                      # Å/ps
+        vel = np.where(t < span / 2, vr, vr * (1 + accel))
+        z = np.concatenate([[0.0], np.cumsum(vel[:-1] * np.diff(t))])
+        z += np.cumsum(walk * rng.standard_normal(frames)) + white * rng.standard_normal(
+            frames)
+        bv = block_velocity(t, z)
+        h = frames // 2
+        ratios.append(naive_velocity(t[:h], z[:h])[0] / naive_velocity(t[h:], z[h:])[0])
+        vs.append(bv.velocity_m_s)
+        es.append(bv.err_m_s)
+    c = combine_replicas(vs, es)
+    return c["velocity_m_s"], c["velocity_err_m_s"], float(np.median(ratios)), \
+        half_ratio_err(ratios)
+
+
+def _glide_fit(seed, **kw):
+    from scalebridge.md.glide_fit import fit_glide_laws
+
+    rng = np.random.default_rng(seed)
+    v, e, r, r_err = map(np.array, zip(*(_glide_point(rng, _B_M * t / _B_TRUE, **kw)
+                                         for t in _TAUS), strict=True))
+    return fit_glide_laws(["edge"] * 4, _TAUS, np.full(4, 300.0), v, e, _B_M, ratio=r,
+                          ratio_err=r_err)["drag"]["edge"]
+
+
+def test_a_steady_window_adds_no_error_and_its_interval_covers_b():
+    """Steady glide (trajectories with run-to-run, random-walk and position noise, three
+    replicas a point, measured as md does): B refitted to the second halves differs from
+    B by noise alone, and the noise the fit predicts for that difference is its size
+    (mean square ratio about 1), so the net window term is 0 in most seeds (median) and
+    small on average, where the raw difference is a sizeable part of the statistical
+    error; B ± t95(dof)·error covers the true B in ≥ 93 % of 120 seeds, and is not
+    bought by width (median half-width under 12 % of B)."""
+    fits = [_glide_fit(seed) for seed in range(120)]
+    stat = np.array([f["b0_stat_err_pa_s"] for f in fits])
+    raw = np.array([f["b0_window_raw_pa_s"] for f in fits])
+    noise = np.array([f["b0_window_noise_pa_s"] for f in fits])
+    net = np.array([f["b0_window_err_pa_s"] for f in fits])
+    assert np.median(raw / stat) > 0.3                   # counted whole before: noise
+    assert 0.6 < np.mean(raw ** 2) / np.mean(noise ** 2) < 1.6
+    assert np.median(net / stat) < 0.05 and np.mean(net / stat) < 0.35
+    b0 = np.array([f["b0_pa_s"] for f in fits])
+    half = np.array([(f["b0_ci95_pa_s"][1] - f["b0_ci95_pa_s"][0]) / 2 for f in fits])
+    assert np.mean(np.abs(b0 - _B_TRUE) <= half) >= 0.93
+    assert np.median(half / _B_TRUE) < 0.12
+
+
+def test_a_line_that_accelerates_keeps_its_window_term():
+    """Second halves 20 % faster than the first, little noise: the whole-window slope is
+    1.1 v1, the late one 1.2 v1, so B shifts by B(1/1.1 - 1/1.2) = 7.6 %; the net window
+    term keeps that shift (its noise is small beside it) and dominates the error, whose
+    dof tends to the window's 1."""
+    shift = _B_TRUE * (1 / 1.1 - 1 / 1.2)
+    for seed in range(3):
+        f = _glide_fit(seed, accel=0.2, white=0.05, walk=0.02, run=10.0)
+        assert f["b0_window_err_pa_s"] == pytest.approx(shift, rel=0.1)
+        assert f["b0_window_noise_pa_s"] < 0.2 * f["b0_window_raw_pa_s"]
+        assert f["b0_window_err_pa_s"] > 3 * f["b0_stat_err_pa_s"]
+        assert 1.0 <= f["b0_dof"] < 1.3
+
+
+def test_the_drag_errors_dof_is_welch_satterthwaite():
+    """sqrt(stat² + window²) carries (s² + w²)²/(s⁴/ν_s + w⁴/1) dof: ν_s with no window,
+    → 1 as the window dominates, in between otherwise; an exactly determined fit's
+    statistical part (ν_s = 0, normal) counts as infinite. The median's variance factor
+    for three normal draws is 1.346 (exact 3 × 0.4487)."""
+    from scalebridge.md.glide_fit import median_variance_factor, satterthwaite_dof
+
+    assert satterthwaite_dof(1.0, 3, 0.0) == 3
+    assert satterthwaite_dof(1.0, 3, 1.0) == pytest.approx(4 / (1 / 3 + 1))
+    assert satterthwaite_dof(1.0, 3, 30.0) == pytest.approx(1.0, abs=0.01)
+    assert satterthwaite_dof(1.0, 0, 1.0) == pytest.approx(4.0)
+    assert satterthwaite_dof(1.0, 0, 0.0) == 0
+    assert median_variance_factor(2) == 1.0
+    assert median_variance_factor(3) == pytest.approx(1.346, rel=0.01)
 
 
 def test_the_window_refit_keeps_the_chosen_model():
