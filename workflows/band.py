@@ -346,8 +346,9 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
     out = {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
     pairs = probe.get("realisations") if probe.get("dlnsigma_dlnb") is not None else None
     # the term is S·u_B: its own uncertainty comes from the probe's slope (its paired
-    # realisations) and from B's error (the drag fit's points less its parameters), and
-    # for a product their relative variances 1/(2ν) add: 1/ν = 1/ν_S + 1/ν_B
+    # realisations) and from B's error (the drag fit's Welch-Satterthwaite dof over its
+    # statistical and window parts, md.glide_fit), and for a product their relative
+    # variances 1/(2ν) add: 1/ν = 1/ν_S + 1/ν_B
     nus = {}
     if pairs and int(pairs) > 1:
         nus["the probe's"] = int(pairs) - 1
@@ -539,9 +540,10 @@ def combine(sources: dict[str, dict[str, Any]]) -> tuple[float, dict[str, float]
 # ---------------------------------------------------------------------- the FEM
 def _curve(fem_dir: Path) -> np.ndarray:
     """(steps, 3) load factor, displacement, load from ``load_displacement.csv``."""
-    with open(fem_dir / "load_displacement.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    return np.array([[float(r[1]), float(r[2]), float(r[3])] for r in rows[1:]])
+    # imported here: the continuum package loads dolfinx, which only the FEM stages need
+    from scalebridge.continuum.limit_load import load_displacement_curve
+
+    return load_displacement_curve(fem_dir)
 
 
 def band_csv_columns(disp_name: str) -> list[str]:

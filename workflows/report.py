@@ -430,7 +430,7 @@ def not_covered_line(arts_or_sections: Any, after_answer: bool = False) -> str |
         else:
             items.append("the FEM's time step and the inertia its quasi-static solve "
                          "neglects (its mesh is measured instead: every element size "
-                         f"halved moves the final load {mesh.value:.2%})")
+                         f"halved moves the final load {100 * mesh.value:.2g} %)")
     if not items:
         return None
     return ("Not in the band (held fixed, each a stated assumption): "
