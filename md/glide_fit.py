@@ -807,12 +807,14 @@ def satterthwaite_dof(stat: float, stat_dof: float, window: float,
                       window_dof: float = 1.0) -> float:
     """Welch–Satterthwaite degrees of freedom of sqrt(stat² + window²):
     (s² + w²)² / (s⁴/ν_s + w⁴/ν_w); ν_s when w = 0. A ``stat_dof`` ≤ 0 (an exactly
-    determined fit, its error from the point errors alone: normal) counts as infinite."""
+    determined fit, its error from the point errors alone) counts as 1, as the FEM band
+    counts it (workflows.band): the point errors are themselves estimates from 2-3
+    replicas, so an exact fit is not a known-variance one."""
     s2, w2 = stat * stat, window * window
+    nu_s = float(stat_dof) if stat_dof > 0 else 1.0
     if w2 == 0.0:
-        return float(stat_dof)
-    inv = w2 * w2 / window_dof + (s2 * s2 / stat_dof if stat_dof > 0 else 0.0)
-    return float((s2 + w2) ** 2 / inv)
+        return nu_s
+    return float((s2 + w2) ** 2 / (w2 * w2 / window_dof + s2 * s2 / nu_s))
 
 
 def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np.ndarray,
@@ -896,8 +898,12 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     win = math.sqrt(max(0.0, raw * raw - noise * noise))
     fit.update({"b0_late_pa_s": late, "b0_window_raw_pa_s": raw,
                 "b0_window_noise_pa_s": noise, "b0_window_err_pa_s": win})
+    # the net window's square d² − noise² has variance 2(w² + n²)² for d ~ N(0, w² + n²):
+    # its Welch-Satterthwaite dof is w⁴/(w² + n²)², estimated as (net/raw)⁴ (1 only when
+    # there is no noise to subtract)
     _b0_interval(fit, math.hypot(stat, win),
-                 satterthwaite_dof(stat, float(fit.get("dof") or 0), win))
+                 satterthwaite_dof(stat, float(fit.get("dof") or 0), win,
+                                   (win / raw) ** 4 if raw > 0 else 1.0))
     if note:
         fit["b0_window_note"] = note
     return fit

@@ -1442,6 +1442,14 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
         "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
             "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
             "realisations": 3}}}))["dof"] == pytest.approx(2.0 / 3.0)   # n = k: 1 at least
+    # B's Welch-Satterthwaite dof is a fraction, carried as it is
+    ws = Artifact(tmp_path, {"summary": {**mob.summary, "drag_edge_b0_dof": 2.4}})
+    frac = mobility_source(ws, Artifact(tmp_path, {"summary": {
+        "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
+            "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
+            "realisations": 3}}}))
+    assert frac["dof"] == pytest.approx(1.0 / (1 / 2 + 1 / 2.4))
+    assert "1/(1/2 + 1/2.4) = 1.1" in frac["method"]
     # the range probe's bracket adds a rectangular term in quadrature
     rng = {"rel_change": -0.03, "rel_change_err": 0.04, "realisations": 3}
     ranged = mobility_source(mob, Artifact(tmp_path, {"summary": {
