@@ -64,7 +64,9 @@ mechanism:
 
 :func:`fit_source_families` fits the eight parameters (scale, spread, σ_b's three,
 emission, t_pin, ε_pin) to the stress along the training paths replayed through this
-model (scipy Powell from a start built from the DD's own scales, plus seeded restarts).
+model (scipy Powell from two starts built from the DD's own scales, one with a static
+strength carrying the hardening and one with the sources carrying it, plus seeded
+restarts; the lower training loss wins).
 """
 
 from __future__ import annotations
@@ -600,8 +602,17 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
 
     Powell (derivative-free: the loss is rugged where firings move between steps) on the
     log parameters, then a least-squares polish of at most ``polish`` evaluations (kept
-    when it lowers the loss), from a start built from the data's own scales and
-    ``restarts`` seeded perturbations of the best so far; the lowest training RMS wins.
+    when it lowers the loss), from two starts built from the data's own scales (σ_b
+    rising about linearly over the trained range; σ_b at its floor, the sources carrying
+    the hardening) and ``restarts`` seeded perturbations of the best so far; the lowest
+    training RMS wins. Two starts because the loss has two basins that Powell does not
+    cross: on mo_bench81's DD, each microstructure held out in turn, the first start
+    alone ended in a static strength hardening to 120-190 MPa in three of the six fits
+    (the sources at a tenth to a third of the DD's strengths) and scored 1.47x the
+    realisation scatter pooled; the second trained lower in five fits and held out
+    better in five (1.75/1.46/1.54/1.38/1.27/1.38 -> 1.55/1.51/1.46/1.15/1.21/1.38x by
+    microstructure 0-5, pooled 1.39x), at twice the fit's cost. A known law with a
+    hardening static strength is found only from the first (the tests).
 
     Args:
         train, val: paths (validation is reported, not used to choose).
@@ -703,11 +714,15 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     t_pin = 0.25 * nucleation_time_s
     x0 = np.log([0.85, 0.8, 0.01 * sig_ref, 2.5 * sig_ref, 2.5 * ep_max,
                  10.0 / (3.0 * shear * t_pin * families), t_pin, ep_max])
+    # and a second in the other basin: the sources carry the hardening, σ_b at its floor
+    x_src = x0.copy()
+    x_src[2] = x_src[3] = math.log(STATIC_FLOOR * sig_ref)
+    starts = [x0, x_src]
     rs = np.random.default_rng(seed)
     history: list[dict[str, Any]] = []
     best: tuple[float, np.ndarray] | None = None
-    for k in range(1 + restarts):
-        start = x0 if best is None else best[1] + rs.normal(0.0, 0.3, x0.size)
+    for k in range(len(starts) + restarts):
+        start = starts[k] if k < len(starts) else best[1] + rs.normal(0.0, 0.3, x0.size)
         sol = minimize(loss, start, method="Powell",
                        options={"maxfev": max_evaluations, "xtol": 1e-3, "ftol": 1e-4})
         # the clocks run in continuous time, so the stress is continuous in the
@@ -739,7 +754,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                       "nucleation_clocks": nucleation_clocks, "clock_width": clock_width,
                       "internal_field_grows": field_grows, "dephase": dephase,
                       "static_floor_mpa": STATIC_FLOOR * sig_ref,
-                      "restarts": restarts, "seed": seed}}
+                      "starts": len(starts), "restarts": restarts, "seed": seed}}
     return model, record, history
 
 

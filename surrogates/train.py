@@ -160,7 +160,8 @@ class SurrogateSettings(StrictModel):
     families: int = Field(16, ge=1, description="source_families: source families (the "
                           "quantiles of the DD's source-strength distribution)")
     restarts: int = Field(2, ge=0, description="source_families: seeded restarts of the "
-                          "Powell fit after the first start")
+                          "Powell fit after its two starts (source_families."
+                          "fit_source_families)")
     clock_width: float = Field(
         0.0, ge=0, description="source_families: the width of the stress a source sees "
         "about the applied one (the internal field of the dislocations around it), in "
