@@ -75,10 +75,11 @@ velocity's error holds), else the row error (the derivation is in
 :func:`window_systematic`). ``b0_window_raw_pa_s``, ``b0_window_noise_pa_s`` and the
 net ``b0_window_err_pa_s`` are kept, and the net term is added to B0's statistical error
 (``b0_stat_err_pa_s``) in quadrature. One difference is one sample of the window's
-effect, so the total error's dof ``b0_dof`` is Welch–Satterthwaite's with ν for the
-statistical part and 1 for the window: ν when the window term is 0, toward 1 where it
-dominates; B0's interval ``b0_ci95_pa_s`` is ±t95(b0_dof)·error, and the band takes the
-same dof.
+effect, and its net square d² − noise² has variance 2(w² + n²)², so the total error's
+dof ``b0_dof`` is Welch–Satterthwaite's with ν for the statistical part and (net/raw)⁴
+for the window (1 only with no noise to subtract): ν when the window term is 0, at least
+1 otherwise (the band's floor: below it t95 runs away); B0's interval ``b0_ci95_pa_s``
+is ±t95(b0_dof)·error, and the band takes the same dof.
 
 **Screw kink-pair law** (:func:`fit_kink_pair`)::
 
@@ -806,15 +807,16 @@ def half_ratio_err(ratios: Sequence[float]) -> float | None:
 def satterthwaite_dof(stat: float, stat_dof: float, window: float,
                       window_dof: float = 1.0) -> float:
     """Welch–Satterthwaite degrees of freedom of sqrt(stat² + window²):
-    (s² + w²)² / (s⁴/ν_s + w⁴/ν_w); ν_s when w = 0. A ``stat_dof`` ≤ 0 (an exactly
-    determined fit, its error from the point errors alone) counts as 1, as the FEM band
-    counts it (workflows.band): the point errors are themselves estimates from 2-3
-    replicas, so an exact fit is not a known-variance one."""
+    (s² + w²)² / (s⁴/ν_s + w⁴/ν_w), at least 1 (the FEM band's floor, workflows.band:
+    below one degree of freedom t95 runs away); ``stat_dof`` itself when w = 0, so the
+    fit's own quantile stands. Inside the sum a ``stat_dof`` ≤ 0 (an exactly determined
+    fit) counts as 1, as the band counts it: the point errors are themselves estimates
+    from 2-3 replicas, not known variances."""
     s2, w2 = stat * stat, window * window
-    nu_s = float(stat_dof) if stat_dof > 0 else 1.0
     if w2 == 0.0:
-        return nu_s
-    return float((s2 + w2) ** 2 / (w2 * w2 / window_dof + s2 * s2 / nu_s))
+        return float(stat_dof)
+    nu_s = float(stat_dof) if stat_dof > 0 else 1.0
+    return max(1.0, float((s2 + w2) ** 2 / (w2 * w2 / window_dof + s2 * s2 / nu_s)))
 
 
 def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np.ndarray,
@@ -843,8 +845,9 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     only var(δ) enters.
 
     The total error sqrt(stat² + window²) gets the Welch–Satterthwaite dof
-    (:func:`satterthwaite_dof`) with the fit's ``dof`` for the statistical part and 1
-    for the window (one difference); B0's interval is B0 ± t95(that dof)·error.
+    (:func:`satterthwaite_dof`) with the fit's ``dof`` for the statistical part and
+    (net/raw)⁴ for the window (one difference, less its noise); B0's interval is
+    B0 ± t95(that dof)·error.
 
     ``ratio``: (n,) first-half / second-half velocity of each row (NaN: unknown, the row
     kept as it is); ``ratio_err``: (n,) its standard error under steady glide (NaN or

@@ -738,7 +738,8 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                         "val_loss": (va / sig_ref) ** 2, "evaluations": int(sol.nfev)})
         log.info("source_families: start %d: train RMS %.3g, validation %.3g MPa (%d "
                  "evaluations)", k + 1, tr, va, sol.nfev)
-        if best is None or tr < best[0]:
+        # a start whose replay is not finite never wins over one that is
+        if best is None or (math.isfinite(tr) and not tr >= best[0]):
             best = (tr, sol.x)
     assert best is not None
     model = build(best[1])

@@ -904,7 +904,8 @@ def test_a_line_that_accelerates_keeps_its_window_term():
 def test_the_drag_errors_dof_is_welch_satterthwaite():
     """sqrt(stat² + window²) carries (s² + w²)²/(s⁴/ν_s + w⁴/1) dof: ν_s with no window,
     → 1 as the window dominates, in between otherwise; an exactly determined fit's
-    statistical part (ν_s = 0) counts as 1, as the FEM band counts it. The median's variance factor
+    statistical part (ν_s = 0) counts as 1 inside the sum, as the FEM band counts it,
+    and the result is at least 1. The median's variance factor
     for three normal draws is 1.346 (exact 3 × 0.4487)."""
     from scalebridge.md.glide_fit import median_variance_factor, satterthwaite_dof
 
@@ -912,7 +913,8 @@ def test_the_drag_errors_dof_is_welch_satterthwaite():
     assert satterthwaite_dof(1.0, 3, 1.0) == pytest.approx(4 / (1 / 3 + 1))
     assert satterthwaite_dof(1.0, 3, 30.0) == pytest.approx(1.0, abs=0.01)
     assert satterthwaite_dof(1.0, 0, 1.0) == pytest.approx(2.0)
-    assert satterthwaite_dof(1.0, 0, 0.0) == 1
+    assert satterthwaite_dof(1.0, 0, 0.0) == 0          # the fit's own, its quantile 1.96
+    assert satterthwaite_dof(1.0, 3, 1.0, 0.05) == 1.0  # 0.19 floored
     # a window term known to dof 0.5 (half its raw square was noise) weighs twice
     assert satterthwaite_dof(1.0, 3, 1.0, 0.5) == pytest.approx(4 / (1 / 3 + 2))
     assert median_variance_factor(2) == 1.0
