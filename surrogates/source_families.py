@@ -611,7 +611,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     (the sources at a tenth to a third of the DD's strengths) and scored 1.47x the
     realisation scatter pooled; the second trained lower in five fits and held out
     better in five (1.75/1.46/1.54/1.38/1.27/1.38 -> 1.55/1.51/1.46/1.15/1.21/1.38x by
-    microstructure 0-5, pooled 1.39x), at twice the fit's cost. A known law with a
+    microstructure 0-5, pooled 1.38x), at twice the fit's cost. A known law with a
     hardening static strength is found only from the first (the tests).
 
     Args:
