@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -103,6 +104,16 @@ def sha256_path(path: Path) -> str:
         h.update(str(p.relative_to(path)).encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()
+
+
+def finite_or_none(v: Any) -> float | None:
+    """``v`` as a finite float, or None (an absent, non-numeric, NaN or infinite value
+    read from a summary, or about to be written to a table or JSON)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -705,7 +716,7 @@ __all__ = [
     "ScalebridgeError", "check_replaceable", "clean_partials", "clear_dry_run",
     "clear_failure", "content_digest", "dry_run_path", "failure_logs", "failure_logs_path",
     "failure_record", "failure_record_path", "file_records", "fingerprint",
-    "fresh_dry_run_dir", "is_current", "is_ours", "package_versions", "produce",
+    "finite_or_none", "fresh_dry_run_dir", "is_current", "is_ours", "package_versions", "produce",
     "read_artifact", "sha256_path", "verify_artifact", "write_csv_atomic",
     "write_json_atomic", "write_text_atomic",
 ]

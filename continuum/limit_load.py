@@ -29,15 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def _num(v: Any) -> float | None:
-    """A finite float, or None."""
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+from scalebridge.artifacts import finite_or_none as _num
 
 
 def _num_pair(v: Any) -> tuple[float, float] | None:

@@ -54,6 +54,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 from scalebridge.artifacts import Artifact, produce, write_json_atomic
+from scalebridge.artifacts import finite_or_none as _num
 from scalebridge.errors import SettingsError
 from scalebridge.md.dislocations import (
     elastic_partial_separation,
@@ -549,15 +550,6 @@ def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
     table = sorted(json.dumps({k: v for k, v in sorted(r.items()) if k not in skip},
                                default=str) for r in rows)
     return hashlib.sha256(json.dumps(table).encode()).hexdigest()
-
-
-def _num(x: Any) -> float | None:
-    """A finite float, or None (never NaN or inf in a table or JSON)."""
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _clean(obj: Any) -> Any:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalebridge.artifacts import finite_or_none as _num
 from scalebridge.workflows.band import shares_text
 
 GREEN, AMBER, RED, NA = "green", "amber", "red", "n/a"
@@ -247,14 +248,6 @@ def worst(statuses: Any) -> str:
         if RANK[s] > RANK[out]:
             out = s
     return out
-
-
-def _num(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _sentence(clauses: list[str]) -> str:
