@@ -121,6 +121,11 @@ def integrate_path(model: ConstitutiveModel, strain_path: np.ndarray,
     states = np.zeros((n, t1, state.shape[1]))
     oor = np.zeros((n, t1), dtype=bool)
     states[:, 0] = state
+    # a model with a compiled replay (stress and state only, as below) runs it
+    fast = getattr(model, "integrate_stress_only", None)
+    out = fast(strain_path, dt_arr, np.asarray(state, dtype=np.float64)) if fast else None
+    if out is not None:
+        return out
     step = float(dt_arr[0]) if np.all(dt_arr == dt_arr[0]) else dt_arr
     with stress_only(model):   # the tangents are not returned: not computed
         for k in range(t1 - 1):

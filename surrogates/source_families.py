@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 from scalebridge.surrogates import mandel
 from scalebridge.surrogates.data import StrainPaths, plastic_history, replay, replay_rmse
 from scalebridge.surrogates.ensemble import FLOW_TAIL
@@ -90,6 +91,11 @@ log = logging.getLogger("scalebridge.surrogates")
 #: Weight of the paths' flow-stress error (mean von Mises stress over the last
 #: FLOW_TAIL of each path, squared) beside the mean squared stress error in the fit.
 FLOW_WEIGHT = 1.0
+
+#: The factor by which a fitted parameter may move from its start either way: a flat
+#: direction of the loss (ε_h where σ_0 = σ_∞) let Powell walk a log parameter to
+#: overflow (ε_h = inf, which check_constitutive's finite check refuses).
+PARAM_RANGE = 1e12
 
 #: Fluidity below which a point counts as having no mobile dislocations (1/(MPa·s)).
 NO_FLUIDITY = 1e-30
@@ -222,6 +228,223 @@ def family_strengths(mean_mpa: float, std_mpa: float, k: int, scale: float = 1.0
     source strengths (mean, std in MPa), ``scale·(mean + spread·std·z)``, times √3."""
     z = norm.ppf((np.arange(k) + 0.5) / k)
     return math.sqrt(3.0) * scale * (mean_mpa + spread * std_mpa * z)
+
+
+# ---------------------------------------------------------------------- compiled replay
+# A fit replays the training paths thousands of times (two Powell starts of 1,500
+# evaluations for each of the chain's seven fits), and :meth:`SourceFamiliesJ2.update`
+# on a few dozen points is Python overhead: ~1 ms a step on 18 paths, 0.1 s a replay.
+# The kernel below is the same update, stress and state only, compiled per point; the
+# tests hold it to the NumPy update (which stays the reference and the FEM's, with its
+# tangent) along fitted models' paths.
+
+@njit(cache=True)
+def _k_ndtr(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@njit(cache=True)
+def _k_g(x: float) -> float:
+    return x * _k_ndtr(x) + math.exp(-0.5 * x * x) / _SQ2PI
+
+
+@njit(cache=True)
+def _k_clock(xs: float, dx: float, tau: float, g0: float) -> float:
+    # clock_integral for one family
+    h = dx * tau
+    if abs(h) < SMALL_MOVE:
+        return tau * _k_ndtr(xs + 0.5 * h)
+    return (_k_g(xs + h) - g0) / dx
+
+
+@njit(cache=True)
+def _k_decay(rate: float, t: float) -> float:
+    x = rate * t
+    return -math.expm1(-x) / max(rate, 1e-300) if x > 1e-12 else t
+
+
+@njit(cache=True)
+def _k_inflow(rate: float, t: float) -> float:
+    x = rate * t
+    if x > 1e-4:
+        return (t - _k_decay(rate, t)) / max(rate, 1e-300)
+    return 0.5 * t * t * (1.0 - x / 3.0 + x * x / 12.0)
+
+
+@njit(cache=True)
+def _k_von_mises(v: np.ndarray) -> float:
+    mean = (v[0] + v[1] + v[2]) / 3.0
+    s = 0.0
+    for a in range(6):
+        d = v[a] - mean if a < 3 else v[a]
+        s += d * d
+    return math.sqrt(1.5 * s)
+
+
+@njit(cache=True, error_model="numpy")
+def _replay_kernel(strain: np.ndarray, dt: np.ndarray, state0: np.ndarray, c: np.ndarray,
+                   shear: float, strengths: np.ndarray, t_nuc: np.ndarray, emission: float,
+                   t_pin: float, eps_pin: float, cw: float, field_grows: bool, f0: float,
+                   dephase: bool, sigma0: float, sigma_inf: float, eps_h: float,
+                   tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(stress (n, T+1, 6), states (n, T+1, 9+K)) of :meth:`SourceFamiliesJ2.update`
+    along ``strain`` (n, T+1, 6) at steps ``dt`` (n,) from ``state0`` (n, 9+K), with a
+    :class:`StaticVoce` static strength; stress[:, 0] is zero, as integrate_path's."""
+    n, t1, _ = strain.shape
+    kf = strengths.size
+    stress = np.zeros((n, t1, 6))
+    states = np.zeros((n, t1, state0.shape[1]))
+    g3 = 3.0 * shear
+    r15 = math.sqrt(1.5)
+    smooth = cw > 0.0
+    thr, frac, fired = np.empty(kf), np.empty(kf), np.empty(kf)
+    rem, clocks, since = np.empty(kf), np.empty(kf), np.empty(kf)
+    deph = np.zeros(kf, dtype=np.bool_)
+    x_s, x_e = np.empty(6), np.empty(6)
+    sig_s6, sig_tr = np.empty(6), np.empty(6)
+    for i in range(n):
+        st = state0[i].copy()
+        states[i, 0] = st
+        h = dt[i]
+        for k in range(t1 - 1):
+            for a in range(6):
+                x_s[a] = strain[i, k, a] - st[a]
+                x_e[a] = strain[i, k + 1, a] - st[a]
+            for a in range(6):
+                u, v = 0.0, 0.0
+                for b in range(6):
+                    u += c[a, b] * x_s[b]
+                    v += c[a, b] * x_e[b]
+                sig_s6[a], sig_tr[a] = u, v
+            sig_s, sig_e = _k_von_mises(sig_s6), _k_von_mises(sig_tr)
+            ep = st[6]
+            w = cw
+            if field_grows:
+                epc = max(ep, 0.0)
+                g = math.sqrt(epc / (epc + eps_pin))
+                for j in range(kf):
+                    thr[j] = strengths[j] * (f0 + (1.0 - f0) * g)
+                w = cw * max(g, 1e-3)
+            else:
+                for j in range(kf):
+                    thr[j] = strengths[j]
+            d = sig_e - sig_s
+            for j in range(kf):
+                if smooth:
+                    xs = (sig_s - thr[j]) / w
+                    frac[j] = _k_clock(xs, d / w, 1.0, _k_g(xs))
+                else:
+                    if d > 0:
+                        f = (sig_e - thr[j]) / d
+                    elif d < 0:
+                        f = (sig_s - thr[j]) / -d
+                    else:
+                        f = 1.0 if sig_e > thr[j] else 0.0
+                    frac[j] = 0.0 if math.isnan(f) else min(max(f, 0.0), 1.0)
+                cl = st[9 + j] + h * frac[j]
+                fi = math.floor(cl / t_nuc[j])
+                if dephase:
+                    deph[j] = st[9 + j] >= t_nuc[j]
+                    fi = 0.0 if deph[j] else min(fi, 1.0)
+                    rem[j] = cl - fi * t_nuc[j]
+                    clocks[j] = t_nuc[j] if (deph[j] or fi > 0) else rem[j]
+                else:
+                    clocks[j] = cl - fi * t_nuc[j]
+                    rem[j] = clocks[j]
+                fired[j] = fi
+                since[j] = 0.0
+                if fi > 0 and not smooth:
+                    since[j] = min(rem[j], h)
+                elif fi > 0:
+                    # _smooth_since: the clock at the firing inverted by Newton in a
+                    # bisection bracket
+                    xs = (sig_s - thr[j]) / w
+                    dx = d / w
+                    target = frac[j] - rem[j] / h
+                    g0 = _k_g(xs)
+                    lo, hi = 0.0, 1.0
+                    tau = target / frac[j]
+                    tau = 0.0 if math.isnan(tau) else min(max(tau, 0.0), 1.0)
+                    for _ in range(60):
+                        cc = _k_clock(xs, dx, tau, g0) - target
+                        if cc < 0:
+                            lo = tau
+                        else:
+                            hi = tau
+                        new = tau - cc / _k_ndtr(xs + dx * tau)
+                        if cc == 0:
+                            new = tau
+                        elif not (new > lo and new < hi):
+                            new = 0.5 * (lo + hi)
+                        done = abs(new - tau) < 1e-12
+                        tau = new
+                        if done:
+                            break
+                    since[j] = (1.0 - tau) * h
+            rate = (1.0 + st[6] / eps_pin) / t_pin
+            big_m = st[8] * _k_decay(rate, h)
+            m_end = st[8] * math.exp(-rate * h)
+            for j in range(kf):
+                if fired[j] != 0.0:
+                    big_m += emission * fired[j] * _k_decay(rate, since[j])
+                    m_end += emission * fired[j] * math.exp(-rate * since[j])
+            if dephase:
+                for j in range(kf):
+                    if deph[j]:
+                        span, ctime = h, h * frac[j]
+                    elif fired[j] > 0:
+                        span, ctime = since[j], rem[j]
+                    else:
+                        continue
+                    if span > 0:
+                        per_s = emission * ctime / t_nuc[j] / span
+                        big_m += per_s * _k_inflow(rate, span)
+                        m_end += per_s * _k_decay(rate, span)
+            a_ = min(g3 * big_m, 600.0)
+            m_eff = math.expm1(a_) / (g3 * h) if a_ > 1e-8 else big_m / h
+            if not h > 0:
+                m_eff = 0.0
+            # J2 radial return with σ_y = σ_b(ε̄_p) + Δγ/(m_eff dt) where sources flow
+            for a in range(6):
+                stress[i, k + 1, a] = sig_tr[a]
+            if m_eff > NO_FLUIDITY:
+                mean = (sig_tr[0] + sig_tr[1] + sig_tr[2]) / 3.0
+                s_norm = 0.0
+                for a in range(6):
+                    dv = sig_tr[a] - mean if a < 3 else sig_tr[a]
+                    s_norm += dv * dv
+                s_norm = math.sqrt(s_norm)
+                q_tr = r15 * s_norm
+                eta_dt = 1.0 / (max(m_eff, NO_FLUIDITY) * h)
+                xe = math.exp(-ep / eps_h)
+                sy0 = sigma0 + (sigma_inf - sigma0) * (1.0 - xe)
+                h0 = (sigma_inf - sigma0) / eps_h * xe + eta_dt
+                if q_tr - sy0 > tol * max(sy0, 1.0) and s_norm > 0:
+                    lo, hi = 0.0, q_tr / g3
+                    dg = min(max((q_tr - sy0) / max(g3 + h0, 1e-3 * g3), lo), hi)
+                    for _ in range(100):
+                        xe = math.exp(-(ep + dg) / eps_h)
+                        sy = sigma0 + (sigma_inf - sigma0) * (1.0 - xe) + eta_dt * dg
+                        hh = (sigma_inf - sigma0) / eps_h * xe + eta_dt
+                        r = q_tr - g3 * dg - sy
+                        if abs(r) <= tol * max(sy, 1.0):
+                            break
+                        if r > 0:
+                            lo = dg
+                        if r < 0:
+                            hi = dg
+                        step = dg + r / max(g3 + hh, 1e-12)
+                        dg = 0.5 * (lo + hi) if (step <= lo or step >= hi) else step
+                    for a in range(6):
+                        nh = (sig_tr[a] - mean if a < 3 else sig_tr[a]) / s_norm
+                        stress[i, k + 1, a] = sig_tr[a] - 2.0 * shear * r15 * dg * nh
+                        st[a] += r15 * dg * nh
+                    st[6] = ep + dg
+            st[7], st[8] = m_eff, m_end
+            for j in range(kf):
+                st[9 + j] = clocks[j]
+            states[i, k + 1] = st
+    return stress, states
 
 
 class SourceFamiliesJ2(J2Plasticity):
@@ -391,6 +614,31 @@ class SourceFamiliesJ2(J2Plasticity):
         oor = out_of_training_range(self.training_range, state[:, 6], new[:, 6], dt_arr)
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
+
+    def integrate_stress_only(self, strain_path: np.ndarray, dt: np.ndarray,
+                              state: np.ndarray
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """:func:`~scalebridge.surrogates.protocol.integrate_path`'s (stress (n, T+1, 6)
+        MPa, states (n, T+1, 9+K), out_of_range (n, T+1)) along ``strain_path`` (n, T+1,
+        6) at steps ``dt`` (n,) s from ``state`` (n, 9+K), by the compiled kernel; None
+        where it does not apply (a static strength other than :class:`StaticVoce`, e.g. a
+        scaled copy's), and the caller steps :meth:`update`."""
+        hv = self.hardening
+        if type(hv) is not StaticVoce:
+            return None
+        stress, states = _replay_kernel(
+            np.ascontiguousarray(strain_path, dtype=np.float64),
+            np.ascontiguousarray(dt, dtype=np.float64),
+            np.ascontiguousarray(state, dtype=np.float64), self.stiffness, self.shear,
+            self.strengths_mpa, self.nucleation_times_s, self.emission,
+            self.pinning_time_s, self.pinning_strain, self.clock_width_mpa,
+            self.field_grows, self.virgin_strength_factor, self.dephase, hv.sigma0,
+            hv.sigma_inf, hv.eps_h, self.tol)
+        oor = np.zeros(states.shape[:2], dtype=bool)
+        oor[:, 1:] = out_of_training_range(
+            self.training_range, states[:, :-1, 6], states[:, 1:, 6],
+            np.broadcast_to(np.asarray(dt, dtype=np.float64)[:, None], oor[:, 1:].shape))
+        return stress, states, oor
 
     def internal_field(self, eps_p: np.ndarray) -> np.ndarray:
         """(n, 1) the internal field's share g of its full strength at equivalent plastic
@@ -657,8 +905,11 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                                     np.log(nucleation_clocks["time_s"])))
 
     def values(x: np.ndarray) -> dict[str, float]:
-        # the parameters of the log vector x, σ_b's two at least STATIC_FLOOR σ_ref
-        p = dict(zip(PARAMETERS, np.exp(x).tolist(), strict=True))
+        # the parameters of the log vector x, each within PARAM_RANGE of its start (x0,
+        # below), σ_b's two at least STATIC_FLOOR σ_ref
+        span = math.log(PARAM_RANGE)
+        p = dict(zip(PARAMETERS, np.exp(np.clip(x, x0 - span, x0 + span)).tolist(),
+                     strict=True))
         for k in ("sigma0_mpa", "sigma_inf_mpa"):
             p[k] = max(p[k], STATIC_FLOOR * sig_ref)
         return p

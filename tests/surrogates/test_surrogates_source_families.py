@@ -379,9 +379,19 @@ def test_a_step_of_no_time_is_elastic():
     assert np.isfinite(r.tangent).all() and r.state[0, 8] == st[0, 8]
 
 
+def _numpy_replay(m: SourceFamiliesJ2, path: np.ndarray, dt: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """integrate_path stepping :meth:`SourceFamiliesJ2.update` (the compiled replay off)."""
+    m.integrate_stress_only = lambda *a: None        # an instance attribute: this model only
+    try:
+        return integrate_path(m, path, dt)
+    finally:
+        del m.integrate_stress_only
+
+
 def test_a_stress_only_replay_gives_the_same_stresses_and_no_tangents():
-    """integrate_path (every fit's thousands of replays) skips the consistent tangent:
-    the stresses and states are bit for bit those of steps that compute it, the model is
+    """A stress-only replay (every fit's thousands) skips the consistent tangent: its
+    stresses and states are bit for bit those of steps that compute it, the model is
     back to returning tangents afterwards, and inside stress_only it returns none."""
     from scalebridge.surrogates.protocol import stress_only
 
@@ -390,7 +400,7 @@ def test_a_stress_only_replay_gives_the_same_stresses_and_no_tangents():
     runs = [shear_path(r, 2e-3, 60) for r in (4e4, 7e4, 1.5e5)]
     path = np.concatenate([p for p, _ in runs])
     dt = np.asarray([d for _, d in runs])
-    stress, states, _ = integrate_path(m, path, dt)
+    stress, states, _ = _numpy_replay(m, path, dt)
     st = m.initial_state(3)
     for k in range(60):
         r = m.update(path[:, k], path[:, k + 1] - path[:, k], st, dt)
@@ -669,3 +679,52 @@ def test_a_fit_that_cannot_see_a_static_strength_keeps_one_and_is_no_fluid(tmp_p
     par = rec["fit"]["parameters"]
     assert par["sigma0_mpa"] >= floor and par["sigma_inf_mpa"] >= floor
     assert rec["checks"]["checks"]["elastic_unloading"]["passed"]
+
+
+@pytest.mark.parametrize("width,grows,dephase,each", [
+    (0.0, False, False, False), (0.0, False, True, False), (24.0, False, False, True),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True), (2 * math.sqrt(3.0) * 12.0, True, False,
+                                                    False)])
+def test_the_compiled_replay_is_the_numpy_update(width, grows, dephase, each):
+    """The fits replay through a compiled kernel (27x faster on the Mo example's 18 DD
+    paths); the NumPy update stays the reference. Along loading at three rates, then
+    unloading, reloading past the upper yield and a hold (steps of 0.2-2 ns, the
+    families firing several times), the two agree to 1e-9 of the stress and the state
+    (clocks, fluidities, plastic strain) in every combination of step or smooth clocks,
+    growing field, dephasing and per-family clocks; the out-of-range flags are the
+    same, and a scaled copy's static strength (not a StaticVoce) steps the update."""
+    k = 16
+    t_nuc = np.geomspace(4e-9, 2e-8, k) if each else T_NUC
+    m = law(strengths=tuple(family_strengths(60.0, 12.0, k, 0.76, 0.86)), emission=677.0,
+            t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0), t_nuc=t_nuc,
+            clock_width_mpa=width, grows=grows, dephase=dephase)
+    m.training_range = {"eps_p_eq": [0.0, 1e-3], "rate_s": [4e4, 1e5]}
+    paths = []
+    for rate in (4e4, 7e4, 1.5e5):
+        e, dt = shear_path(rate, 4e-3, 60)
+        g = e[0, :, 5]
+        # load, unload to half, reload beyond, hold: 150 steps of the loading's dt
+        gam = np.concatenate([g, g[-1] - 0.5 * g[1:31], g[-1] - 0.5 * g[30] + g[1:41],
+                              np.full(19, g[-1] - 0.5 * g[30] + g[40])])
+        paths.append((gam, dt))
+    strain = np.zeros((3, paths[0][0].size, 6))
+    for i, (gam, _) in enumerate(paths):
+        strain[i, :, 5] = gam
+    dt = np.array([d for _, d in paths])
+    fast = integrate_path(m, strain, dt)
+    ref = _numpy_replay(m, strain, dt)
+    assert m.integrate_stress_only(strain, dt, m.initial_state(3)) is not None
+    scale = np.abs(ref[0]).max()
+    np.testing.assert_allclose(fast[0], ref[0], rtol=0, atol=1e-9 * scale)
+    for j in range(ref[1].shape[2]):          # each state variable on its own scale
+        col = ref[1][:, :, j]
+        np.testing.assert_allclose(fast[1][:, :, j], col, rtol=0,
+                                   atol=1e-9 * max(np.abs(col).max(), 1e-300), err_msg=str(j))
+    np.testing.assert_array_equal(fast[2], ref[2])
+    assert ref[2].any() and not ref[2].all()          # the flags were exercised
+    fam = ref[1][:, :, 9:]
+    assert (np.diff(fam, axis=1) < 0).any() or dephase   # families fired (clocks wrapped)
+    assert vm(ref[0]).max() > 60.0
+    from scalebridge.surrogates.ensemble import scale_hardening
+    scaled = scale_hardening(m, 1.1)
+    assert scaled.integrate_stress_only(strain, dt, scaled.initial_state(3)) is None
