@@ -982,17 +982,24 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
             pol = least_squares(residuals, sol.x, diff_step=1e-3, max_nfev=polish)
             if math.sqrt(2.0 * pol.cost) < sol.fun:
                 sol.x, sol.nfev = pol.x, sol.nfev + pol.nfev
-        m = build(sol.x)
-        tr, va = replay_rmse(m, train), replay_rmse(m, val) if len(val) else float("nan")
+        try:
+            m = build(sol.x)
+        except ValueError:   # a restart drawn where no model exists (a family's strength
+            m = None         # below zero has no clock) and Powell found none from there
+        nan = float("nan")
+        tr = replay_rmse(m, train) if m is not None else nan
+        va = replay_rmse(m, val) if m is not None and len(val) else nan
         history.append({"iteration": k + 1, "train_rmse_mpa": tr, "val_rmse_mpa": va,
                         "phase": "fit", "train_loss": (tr / sig_ref) ** 2,
                         "val_loss": (va / sig_ref) ** 2, "evaluations": int(sol.nfev)})
         log.info("source_families: start %d: train RMS %.3g, validation %.3g MPa (%d "
                  "evaluations)", k + 1, tr, va, sol.nfev)
         # a start whose replay is not finite never wins over one that is
-        if best is None or (math.isfinite(tr) and not tr >= best[0]):
+        if m is not None and (best is None or (math.isfinite(tr) and not tr >= best[0])):
             best = (tr, sol.x)
-    assert best is not None
+    if best is None:
+        raise ValueError("source_families: no start gave a model (the DD's source "
+                         "strengths and clocks admit none)")
     model = build(best[1])
     # the rates it was trained on are its own plastic rates along the training paths
     _, states = replay(model, train)

@@ -464,6 +464,25 @@ def test_the_fit_times_each_family_by_the_dd_clock_of_its_strength():
         .nucleation_times_s.tolist() == [T_NUC] * 4
 
 
+def test_a_start_with_no_model_is_skipped_and_none_at_all_is_a_clear_error():
+    """A family whose strength falls below zero has no DD clock (log-log interpolation),
+    so no model exists there: a start (or a seeded restart) where Powell finds none is
+    skipped, and where every start is such, the fit says so instead of failing inside
+    the model's constructor."""
+    data = synthetic(truth(), n=20)
+    tau = np.linspace(20.0, 60.0, 9)
+    clocks = {"source_mpa": tau.tolist(), "time_s": (T_NUC * (40.0 / tau) ** 2).tolist()}
+    kw = {"families": 4, "nucleation_time_s": T_NUC, "source_std_mpa": 8.0,
+          "max_evaluations": 30, "polish": 0, "nucleation_clocks": clocks}
+    empty = data.subset(np.array([], int))
+    # mean 5 MPa, spread 0.8 x 8: the weakest families are below zero at every start
+    with pytest.raises(ValueError, match="no start gave a model"):
+        fit_source_families(data, empty, source_mean_mpa=5.0, restarts=0, **kw)
+    _, rec, hist = fit_source_families(data, empty, source_mean_mpa=40.0, restarts=3, **kw)
+    assert len(hist) == 5 and math.isfinite(min(h["train_rmse_mpa"] for h in hist))
+    assert all(v > 0 for v in rec["fit"]["parameters"].values())
+
+
 def test_a_smooth_clock_runs_below_its_strength_at_the_normal_tail_rate():
     """``clock_width_mpa = w``: the stress at a source is the applied one plus an internal
     field of width w, so its clock runs at Φ((σ − S)/w). Held at S − w it fires after
