@@ -238,17 +238,17 @@ def family_strengths(mean_mpa: float, std_mpa: float, k: int, scale: float = 1.0
 # tests hold it to the NumPy update (which stays the reference and the FEM's, with its
 # tangent) along fitted models' paths.
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _k_ndtr(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _k_g(x: float) -> float:
     return x * _k_ndtr(x) + math.exp(-0.5 * x * x) / _SQ2PI
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _k_clock(xs: float, dx: float, tau: float, g0: float) -> float:
     # clock_integral for one family
     h = dx * tau
@@ -257,13 +257,13 @@ def _k_clock(xs: float, dx: float, tau: float, g0: float) -> float:
     return (_k_g(xs + h) - g0) / dx
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _k_decay(rate: float, t: float) -> float:
     x = rate * t
     return -math.expm1(-x) / max(rate, 1e-300) if x > 1e-12 else t
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _k_inflow(rate: float, t: float) -> float:
     x = rate * t
     if x > 1e-4:
@@ -271,7 +271,7 @@ def _k_inflow(rate: float, t: float) -> float:
     return 0.5 * t * t * (1.0 - x / 3.0 + x * x / 12.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _k_von_mises(v: np.ndarray) -> float:
     mean = (v[0] + v[1] + v[2]) / 3.0
     s = 0.0
@@ -342,7 +342,7 @@ def _replay_kernel(strain: np.ndarray, dt: np.ndarray, state0: np.ndarray, c: np
                         f = 1.0 if sig_e > thr[j] else 0.0
                     frac[j] = 0.0 if math.isnan(f) else min(max(f, 0.0), 1.0)
                 cl = st[9 + j] + h * frac[j]
-                fi = math.floor(cl / t_nuc[j])
+                fi = np.floor(cl / t_nuc[j])      # a float, NaN for a NaN clock
                 if dephase:
                     deph[j] = st[9 + j] >= t_nuc[j]
                     fi = 0.0 if deph[j] else min(fi, 1.0)
@@ -624,8 +624,13 @@ class SourceFamiliesJ2(J2Plasticity):
         where it does not apply (a static strength other than :class:`StaticVoce`, e.g. a
         scaled copy's), and the caller steps :meth:`update`."""
         hv = self.hardening
-        if type(hv) is not StaticVoce:
+        # the kernel is this class's update with a StaticVoce (not a scaled copy's, nor
+        # a subclass's own update)
+        if type(hv) is not StaticVoce or type(self).update is not SourceFamiliesJ2.update:
             return None
+        if np.shape(state)[1] != 9 + self.strengths_mpa.size:
+            raise ValueError(f"{self.name}: a state of {np.shape(state)[1]} variables, "
+                             f"expected {9 + self.strengths_mpa.size}")
         stress, states = _replay_kernel(
             np.ascontiguousarray(strain_path, dtype=np.float64),
             np.ascontiguousarray(dt, dtype=np.float64),
@@ -973,6 +978,8 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     history: list[dict[str, Any]] = []
     best: tuple[float, np.ndarray] | None = None
     for k in range(len(starts) + restarts):
+        if k >= len(starts) and best is None:
+            break                       # no start gave a model: nothing to restart from
         start = starts[k] if k < len(starts) else best[1] + rs.normal(0.0, 0.3, x0.size)
         sol = minimize(loss, start, method="Powell",
                        options={"maxfev": max_evaluations, "xtol": 1e-3, "ftol": 1e-4})

@@ -389,6 +389,15 @@ def _numpy_replay(m: SourceFamiliesJ2, path: np.ndarray, dt: np.ndarray
         del m.integrate_stress_only
 
 
+def _numpy_replay_from(m: SourceFamiliesJ2, path: np.ndarray, dt: np.ndarray,
+                      state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m.integrate_stress_only = lambda *a: None
+    try:
+        return integrate_path(m, path, dt, state=state)
+    finally:
+        del m.integrate_stress_only
+
+
 def test_a_stress_only_replay_gives_the_same_stresses_and_no_tangents():
     """A stress-only replay (every fit's thousands) skips the consistent tangent: its
     stresses and states are bit for bit those of steps that compute it, the model is
@@ -702,48 +711,72 @@ def test_a_fit_that_cannot_see_a_static_strength_keeps_one_and_is_no_fluid(tmp_p
 
 @pytest.mark.parametrize("width,grows,dephase,each", [
     (0.0, False, False, False), (0.0, False, True, False), (24.0, False, False, True),
-    (2 * math.sqrt(3.0) * 12.0, True, True, True), (2 * math.sqrt(3.0) * 12.0, True, False,
-                                                    False)])
+    (0.0, True, False, True), (0.0, True, True, True), (24.0, False, True, False),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True),
+    (2 * math.sqrt(3.0) * 12.0, True, False, False)])
 def test_the_compiled_replay_is_the_numpy_update(width, grows, dephase, each):
     """The fits replay through a compiled kernel (27x faster on the Mo example's 18 DD
     paths); the NumPy update stays the reference. Along loading at three rates, then
-    unloading, reloading past the upper yield and a hold (steps of 0.2-2 ns, the
-    families firing several times), the two agree to 1e-9 of the stress and the state
-    (clocks, fluidities, plastic strain) in every combination of step or smooth clocks,
-    growing field, dephasing and per-family clocks; the out-of-range flags are the
-    same, and a scaled copy's static strength (not a StaticVoce) steps the update."""
+    unloading, reloading past the upper yield and a hold (steps of 0.4-1.7 ns), a hold
+    at steps of 2.5 t_nuc (several firings of a family within one step) and a path of
+    steps of no time, from the virgin state and from one taken mid-path, the two agree
+    to 1e-9 of the stress and of each state variable (clocks, fluidities, plastic
+    strain) in every combination of step or smooth clocks, growing field, dephasing
+    and per-family clocks; the out-of-range flags are the same, and a scaled copy's
+    static strength (not a StaticVoce) steps the update."""
     k = 16
     t_nuc = np.geomspace(4e-9, 2e-8, k) if each else T_NUC
     m = law(strengths=tuple(family_strengths(60.0, 12.0, k, 0.76, 0.86)), emission=677.0,
             t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0), t_nuc=t_nuc,
             clock_width_mpa=width, grows=grows, dephase=dephase)
     m.training_range = {"eps_p_eq": [0.0, 1e-3], "rate_s": [4e4, 1e5]}
-    paths = []
+    gams, dts = [], []
     for rate in (4e4, 7e4, 1.5e5):
         e, dt = shear_path(rate, 4e-3, 60)
         g = e[0, :, 5]
         # load, unload to half, reload beyond, hold: 150 steps of the loading's dt
-        gam = np.concatenate([g, g[-1] - 0.5 * g[1:31], g[-1] - 0.5 * g[30] + g[1:41],
-                              np.full(19, g[-1] - 0.5 * g[30] + g[40])])
-        paths.append((gam, dt))
-    strain = np.zeros((3, paths[0][0].size, 6))
-    for i, (gam, _) in enumerate(paths):
+        gams.append(np.concatenate([g, g[-1] - 0.5 * g[1:31], g[-1] - 0.5 * g[30] + g[1:41],
+                                    np.full(19, g[-1] - 0.5 * g[30] + g[40])]))
+        dts.append(dt)
+    # a ramp to 1.5x the strongest family's strength held at steps of 2.5 t_nuc, and the
+    # first path at steps of no time (elastic)
+    hold = 1.5 * m.strengths_mpa[-1] / (math.sqrt(3.0) * SHEAR) * math.sqrt(2.0)
+    gams += [np.concatenate([np.linspace(0.0, hold, 10), np.full(140, hold)]), gams[0]]
+    dts += [2.5 * float(np.max(t_nuc)), 0.0]
+    strain = np.zeros((len(gams), gams[0].size, 6))
+    for i, gam in enumerate(gams):
         strain[i, :, 5] = gam
-    dt = np.array([d for _, d in paths])
+    dt = np.array(dts)
+
+    def same(fast, ref):
+        scale = np.abs(ref[0]).max()
+        np.testing.assert_allclose(fast[0], ref[0], rtol=0, atol=1e-9 * scale)
+        for j in range(ref[1].shape[2]):          # each state variable on its own scale
+            col = ref[1][:, :, j]
+            np.testing.assert_allclose(fast[1][:, :, j], col, rtol=0,
+                                       atol=1e-9 * max(np.abs(col).max(), 1e-300),
+                                       err_msg=str(j))
+        np.testing.assert_array_equal(fast[2], ref[2])
+
     fast = integrate_path(m, strain, dt)
     ref = _numpy_replay(m, strain, dt)
-    assert m.integrate_stress_only(strain, dt, m.initial_state(3)) is not None
-    scale = np.abs(ref[0]).max()
-    np.testing.assert_allclose(fast[0], ref[0], rtol=0, atol=1e-9 * scale)
-    for j in range(ref[1].shape[2]):          # each state variable on its own scale
-        col = ref[1][:, :, j]
-        np.testing.assert_allclose(fast[1][:, :, j], col, rtol=0,
-                                   atol=1e-9 * max(np.abs(col).max(), 1e-300), err_msg=str(j))
-    np.testing.assert_array_equal(fast[2], ref[2])
+    assert m.integrate_stress_only(strain, dt, m.initial_state(len(dt))) is not None
+    same(fast, ref)
     assert ref[2].any() and not ref[2].all()          # the flags were exercised
     fam = ref[1][:, :, 9:]
-    assert (np.diff(fam, axis=1) < 0).any() or dephase   # families fired (clocks wrapped)
+    if dephase:                                       # families reached the mark
+        assert (fam == np.broadcast_to(t_nuc, (k,))).any()
+    else:                                             # families fired (clocks wrapped)
+        assert (np.diff(fam, axis=1) < 0).any()
     assert vm(ref[0]).max() > 60.0
+    assert np.all(ref[0][-1] == (ref[0][-1] @ [0, 0, 0, 0, 0, 1])[:, None]
+                  * [0, 0, 0, 0, 0, 1])               # no time, no flow: elastic
+    mid = ref[1][:, 70]
+    m.integrate_stress_only(strain[:, 70:], dt, mid)
+    same(integrate_path(m, strain[:, 70:], dt, state=mid),
+         _numpy_replay_from(m, strain[:, 70:], dt, mid))
+    with pytest.raises(ValueError, match="state of"):
+        m.integrate_stress_only(strain, dt, np.zeros((len(dt), 3)))
     from scalebridge.surrogates.ensemble import scale_hardening
     scaled = scale_hardening(m, 1.1)
     assert scaled.integrate_stress_only(strain, dt, scaled.initial_state(3)) is None
