@@ -1,9 +1,12 @@
 """scalebridge: couple the scales of materials simulation end to end."""
 
-# h5py before anything that loads dolfinx: with numba installed (the surrogate fits'
-# compiled replay; ffcx imports numba whenever it is present), h5py imported after
-# dolfinx fails in h5py.h5t ("Not a datatype"), and DeePMD reads its models and data
-# through h5py (tests/workflows/test_workflows_imports.py)
+# Load order of three native stacks, fixed here because the package is imported first:
+# h5py before dolfinx (with numba installed, which ffcx imports whenever it is present,
+# h5py imported after dolfinx fails in h5py.h5t, "Not a datatype", and DeePMD reads
+# through h5py), and torch before numba's LLVM (llvmlite loaded first moved the DD's
+# torch arithmetic in its last bits, so a serial run and a process pool's differed, and
+# crashed a later torch FFT). tests/workflows/test_workflows_imports.py checks both.
 import h5py  # noqa: F401
+import torch  # noqa: F401
 
 __version__ = "0.1.0"
