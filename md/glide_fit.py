@@ -74,12 +74,17 @@ difference cancels a run's velocity offset that persists over the window, which 
 velocity's error holds), else the row error (the derivation is in
 :func:`window_systematic`). ``b0_window_raw_pa_s``, ``b0_window_noise_pa_s`` and the
 net ``b0_window_err_pa_s`` are kept, and the net term is added to B0's statistical error
-(``b0_stat_err_pa_s``) in quadrature. One difference is one sample of the window's
-effect, and its net square d² − noise² has variance 2(w² + n²)², so the total error's
-dof ``b0_dof`` is Welch–Satterthwaite's with ν for the statistical part and (net/raw)⁴
-for the window (1 only with no noise to subtract): ν when the window term is 0, at least
-1 otherwise (the band's floor: below it t95 runs away); B0's interval ``b0_ci95_pa_s``
-is ±t95(b0_dof)·error, and the band takes the same dof.
+(``b0_stat_err_pa_s``) in quadrature. The window's effect is a fixed offset w (the same
+transient in every rerun of the same runs), measured as d = w + noise, d ~ N(w, n²); its
+estimated square d² − n² is unbiased for w² with variance 4w²n² + 2n⁴, so its dof
+2(w²)²/var is w⁴/(2w²n² + n⁴) (:func:`window_dof`: the size is known as well as the
+noise lets it be; ∞ with no noise to subtract). The total error's dof ``b0_dof`` is
+Welch–Satterthwaite's with ν for the statistical part and that for the window: ν when
+the window term is 0, at least 1 otherwise (the band's floor: below it t95 runs away);
+B0's interval ``b0_ci95_pa_s`` is ±t95(b0_dof)·error, and the band takes the same dof.
+What this dof does not hold: whether the late half's B is the steady one (a line still
+accelerating in its second half has a larger offset than d); that is the model's, said
+in the report, not a noise.
 
 **Screw kink-pair law** (:func:`fit_kink_pair`)::
 
@@ -816,7 +821,19 @@ def satterthwaite_dof(stat: float, stat_dof: float, window: float,
     if w2 == 0.0:
         return float(stat_dof)
     nu_s = float(stat_dof) if stat_dof > 0 else 1.0
-    return max(1.0, float((s2 + w2) ** 2 / (w2 * w2 / window_dof + s2 * s2 / nu_s)))
+    den = w2 * w2 / window_dof + s2 * s2 / nu_s
+    return max(1.0, float((s2 + w2) ** 2 / den)) if den > 0 else math.inf
+
+
+def window_dof(net: float, noise: float) -> float:
+    """Welch–Satterthwaite dof of the window term's estimated square: 2(w²)²/var(d² − n²)
+    = w⁴/(2w²n² + n⁴) for a fixed offset w measured as d ~ N(w, n²) (``net`` = w
+    estimated as sqrt(d² − n²), ``noise`` = n, both Pa·s); ∞ when n = 0 (the offset is
+    measured exactly), 0 when w = 0 (no term). Module docstring."""
+    w2, n2 = net * net, noise * noise
+    if n2 == 0.0:
+        return math.inf if w2 > 0.0 else 0.0
+    return float(w2 * w2 / (2.0 * w2 * n2 + n2 * n2))
 
 
 def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np.ndarray,
@@ -846,14 +863,15 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
 
     The total error sqrt(stat² + window²) gets the Welch–Satterthwaite dof
     (:func:`satterthwaite_dof`) with the fit's ``dof`` for the statistical part and
-    (net/raw)⁴ for the window (one difference, less its noise); B0's interval is
-    B0 ± t95(that dof)·error.
+    :func:`window_dof` for the window (a fixed offset known to within its noise); B0's
+    interval is B0 ± t95(that dof)·error.
 
     ``ratio``: (n,) first-half / second-half velocity of each row (NaN: unknown, the row
     kept as it is); ``ratio_err``: (n,) its standard error under steady glide (NaN or
     None: from the row error as above). Sets ``b0_late_pa_s``, ``b0_window_raw_pa_s``
     (|late − B0|), ``b0_window_noise_pa_s`` (sqrt var_noise), ``b0_window_err_pa_s``
-    (the net window term), ``b0_stat_err_pa_s`` (the error before), ``b0_err_pa_s`` =
+    (the net window term), ``b0_window_dof`` (its dof), ``b0_stat_err_pa_s`` (the error
+    before), ``b0_err_pa_s`` =
     sqrt(stat² + window²), ``b0_dof``, ``b0_quantile``, ``b0_ci95_pa_s``; returns
     ``fit``. Without a known ratio, or when the late fit fails, the window terms are 0
     and ``b0_window_note`` says why."""
@@ -901,12 +919,9 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     win = math.sqrt(max(0.0, raw * raw - noise * noise))
     fit.update({"b0_late_pa_s": late, "b0_window_raw_pa_s": raw,
                 "b0_window_noise_pa_s": noise, "b0_window_err_pa_s": win})
-    # the net window's square d² − noise² has variance 2(w² + n²)² for d ~ N(0, w² + n²):
-    # its Welch-Satterthwaite dof is w⁴/(w² + n²)², estimated as (net/raw)⁴ (1 only when
-    # there is no noise to subtract)
+    fit["b0_window_dof"] = nu_w = window_dof(win, noise)
     _b0_interval(fit, math.hypot(stat, win),
-                 satterthwaite_dof(stat, float(fit.get("dof") or 0), win,
-                                   (win / raw) ** 4 if raw > 0 else 1.0))
+                 satterthwaite_dof(stat, float(fit.get("dof") or 0), win, nu_w))
     if note:
         fit["b0_window_note"] = note
     return fit
@@ -971,4 +986,4 @@ __all__ = ["KB_EV", "KINK_P", "KINK_Q", "REL_ERROR", "BlockVelocity", "block_vel
            "combine_replicas", "dd_threshold", "drag_trend", "fit_drag", "fit_glide_laws",
            "fit_kink_pair", "half_ratio_err", "kink_pair_velocity", "median_variance_factor",
            "naive_velocity", "satterthwaite_dof", "sigma", "t95", "tau0_fixed_note",
-           "tau0_measured", "window_systematic"]
+           "tau0_measured", "window_dof", "window_systematic"]

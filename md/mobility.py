@@ -793,6 +793,7 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
         # the raw late-minus-whole difference and its steady-glide noise, subtracted
         summary["edge_drag_b0_window_raw_pa_s"] = e.get("b0_window_raw_pa_s")
         summary["edge_drag_b0_window_noise_pa_s"] = e.get("b0_window_noise_pa_s")
+        summary["edge_drag_b0_window_dof"] = e.get("b0_window_dof")
         summary["edge_drag_b0_dof"] = e.get("b0_dof")
     if fits["kink_pair"]:
         summary["kink_pair_enthalpy_ev"] = fits["kink_pair"]["enthalpy_ev"]

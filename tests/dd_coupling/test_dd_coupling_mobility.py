@@ -601,10 +601,10 @@ def test_the_md_fits_b0_dof_reaches_the_summary(tmp_path):
     assert edge["b0_window_err_pa_s"] > 0
     assert edge["b0_dof"] == pytest.approx(glide_fit.satterthwaite_dof(
         edge["b0_stat_err_pa_s"], edge["dof"], edge["b0_window_err_pa_s"],
-        (edge["b0_window_err_pa_s"] / edge["b0_window_raw_pa_s"]) ** 4))
-    # three edge points: the residual dof is 1 and the WS dof is floored at 1 too, so the
-    # written fit carries a b0_dof set apart from it, to see which one the summary reads
-    assert edge["dof"] == 1 and edge["b0_dof"] == 1.0
+        glide_fit.window_dof(edge["b0_window_err_pa_s"], edge["b0_window_noise_pa_s"])))
+    # three edge points: the residual dof is 1; the window term (measured to within its
+    # noise) raises the WS dof above it, set to 2.5 to see which one the summary reads
+    assert edge["dof"] == 1 and edge["b0_dof"] > 1.5
     edge["b0_dof"] = 2.5
     old = {**new, "drag": {c: {k: x for k, x in f.items()
                                if k not in ("b0_dof", "b0_quantile", "b0_ci95_pa_s")}
