@@ -117,15 +117,15 @@ def integrate_path(model: ConstitutiveModel, strain_path: np.ndarray,
     if state is None:
         state = model.initial_state(n)
     dt_arr = np.broadcast_to(np.asarray(dt, dtype=np.float64), (n,))
-    stress = np.zeros((n, t1, 6))
-    states = np.zeros((n, t1, state.shape[1]))
-    oor = np.zeros((n, t1), dtype=bool)
-    states[:, 0] = state
     # a model with a compiled replay (stress and state only, as below) runs it
     fast = getattr(model, "integrate_stress_only", None)
     out = fast(strain_path, dt_arr, np.asarray(state, dtype=np.float64)) if fast else None
     if out is not None:
         return out
+    stress = np.zeros((n, t1, 6))
+    states = np.zeros((n, t1, state.shape[1]))
+    oor = np.zeros((n, t1), dtype=bool)
+    states[:, 0] = state
     step = float(dt_arr[0]) if np.all(dt_arr == dt_arr[0]) else dt_arr
     with stress_only(model):   # the tangents are not returned: not computed
         for k in range(t1 - 1):
