@@ -75,16 +75,20 @@ velocity's error holds), else the row error (the derivation is in
 :func:`window_systematic`). ``b0_window_raw_pa_s``, ``b0_window_noise_pa_s`` and the
 net ``b0_window_err_pa_s`` are kept, and the net term is added to B0's statistical error
 (``b0_stat_err_pa_s``) in quadrature. The window's effect is a fixed offset w (the same
-transient in every rerun of the same runs), measured as d = w + noise, d ~ N(w, n²); its
-estimated square d² − n² is unbiased for w² with variance 4w²n² + 2n⁴, so its dof
-2(w²)²/var is w⁴/(2w²n² + n⁴) (:func:`window_dof`: the size is known as well as the
-noise lets it be; ∞ with no noise to subtract). The total error's dof ``b0_dof`` is
+loading transient in every rerun; what varies between runs is in the replicas' ratio
+scatter, so in n), measured as d ~ N(w, n²); d² − n² estimates w² with variance
+4w²n² + 2n⁴, plus 2n⁴/ν_n for n² itself estimated on ν_n dof (Welch–Satterthwaite over
+the rows' ratio scatters, each on its replicas less one), so the window's dof
+2(w²)²/var is w⁴/(2w²n² + n⁴(1 + 1/ν_n)) (:func:`window_dof`, GUM G.4.2's ½(Δu/u)⁻²
+for a term whose size is measured; the older one-sample view, (w/d)⁴, would count the
+replicas' variation a second time). Where no row's noise could be propagated the window
+keeps 1 dof and ``b0_window_note`` says so. The total error's dof ``b0_dof`` is
 Welch–Satterthwaite's with ν for the statistical part and that for the window: ν when
 the window term is 0, at least 1 otherwise (the band's floor: below it t95 runs away);
 B0's interval ``b0_ci95_pa_s`` is ±t95(b0_dof)·error, and the band takes the same dof.
 What this dof does not hold: whether the late half's B is the steady one (a line still
-accelerating in its second half has a larger offset than d); that is the model's, said
-in the report, not a noise.
+accelerating in its second half has a larger offset than d), and that a known-sign
+offset is carried as a symmetric ± term; the model's, said in the report.
 
 **Screw kink-pair law** (:func:`fit_kink_pair`)::
 
@@ -810,36 +814,41 @@ def half_ratio_err(ratios: Sequence[float]) -> float | None:
 
 
 def satterthwaite_dof(stat: float, stat_dof: float, window: float,
-                      window_dof: float = 1.0) -> float:
+                      nu_window: float = 1.0) -> float:
     """Welch–Satterthwaite degrees of freedom of sqrt(stat² + window²):
     (s² + w²)² / (s⁴/ν_s + w⁴/ν_w), at least 1 (the FEM band's floor, workflows.band:
     below one degree of freedom t95 runs away); ``stat_dof`` itself when w = 0, so the
-    fit's own quantile stands. Inside the sum a ``stat_dof`` ≤ 0 (an exactly determined
-    fit) counts as 1, as the band counts it: the point errors are themselves estimates
-    from 2-3 replicas, not known variances."""
+    fit's own quantile stands; ∞ when both parts are known exactly (ν_s and ν_w ∞).
+    Inside the sum a ``stat_dof`` ≤ 0 (an exactly determined fit) counts as 1, as the
+    band counts it: the point errors are themselves estimates from 2-3 replicas, not
+    known variances. ``nu_window``: the window's dof (:func:`window_dof`; 1 for one
+    sample of it)."""
     s2, w2 = stat * stat, window * window
     if w2 == 0.0:
         return float(stat_dof)
     nu_s = float(stat_dof) if stat_dof > 0 else 1.0
-    den = w2 * w2 / window_dof + s2 * s2 / nu_s
-    return max(1.0, float((s2 + w2) ** 2 / den)) if den > 0 else math.inf
+    den = w2 * w2 / nu_window + s2 * s2 / nu_s
+    if den == 0.0:
+        return math.inf
+    return max(1.0, float((s2 + w2) ** 2 / den))      # NaN (a singular fit's stat) -> 1
 
 
-def window_dof(net: float, noise: float) -> float:
+def window_dof(net: float, noise: float, noise_dof: float = math.inf) -> float:
     """Welch–Satterthwaite dof of the window term's estimated square: 2(w²)²/var(d² − n²)
-    = w⁴/(2w²n² + n⁴) for a fixed offset w measured as d ~ N(w, n²) (``net`` = w
-    estimated as sqrt(d² − n²), ``noise`` = n, both Pa·s); ∞ when n = 0 (the offset is
-    measured exactly), 0 when w = 0 (no term). Module docstring."""
+    = w⁴/(2w²n² + n⁴(1 + 1/ν_n)) for a fixed offset w measured as d ~ N(w, n²) with n²
+    estimated on ν_n = ``noise_dof`` dof (``net`` = w estimated as sqrt(max(0, d² − n²)),
+    ``noise`` = n, both Pa·s); ∞ when n = 0 (the offset measured exactly), 0 when w = 0
+    (no term). Module docstring."""
     w2, n2 = net * net, noise * noise
     if n2 == 0.0:
         return math.inf if w2 > 0.0 else 0.0
-    return float(w2 * w2 / (2.0 * w2 * n2 + n2 * n2))
+    return float(w2 * w2 / (2.0 * w2 * n2 + n2 * n2 * (1.0 + 1.0 / noise_dof)))
 
 
 def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np.ndarray,
                       v_m_s: np.ndarray, err_m_s: np.ndarray, ratio: np.ndarray,
                       b_m: float, ratio_err: np.ndarray | None = None,
-                      **fit_kw: Any) -> dict[str, Any]:
+                      ratio_dof: np.ndarray | None = None, **fit_kw: Any) -> dict[str, Any]:
     """Fold the fitted window's unsteadiness into ``fit`` (one character's
     :func:`fit_drag` result on these rows, updated in place; module docstring).
 
@@ -868,10 +877,11 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
 
     ``ratio``: (n,) first-half / second-half velocity of each row (NaN: unknown, the row
     kept as it is); ``ratio_err``: (n,) its standard error under steady glide (NaN or
-    None: from the row error as above). Sets ``b0_late_pa_s``, ``b0_window_raw_pa_s``
+    None: from the row error as above); ``ratio_dof``: (n,) that error's dof (the
+    replicas less one; NaN or None: 1). Sets ``b0_late_pa_s``, ``b0_window_raw_pa_s``
     (|late − B0|), ``b0_window_noise_pa_s`` (sqrt var_noise), ``b0_window_err_pa_s``
-    (the net window term), ``b0_window_dof`` (its dof), ``b0_stat_err_pa_s`` (the error
-    before), ``b0_err_pa_s`` =
+    (the net window term), ``b0_window_dof`` (its dof), ``b0_window_noise_dof`` (the
+    noise's), ``b0_stat_err_pa_s`` (the error before), ``b0_err_pa_s`` =
     sqrt(stat² + window²), ``b0_dof``, ``b0_quantile``, ``b0_ci95_pa_s``; returns
     ``fit``. Without a known ratio, or when the late fit fails, the window terms are 0
     and ``b0_window_note`` says why."""
@@ -879,6 +889,7 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     known = np.isfinite(r) & (r > 0)
     fit["b0_stat_err_pa_s"] = stat = float(fit["b0_err_pa_s"])
     late, note, raw, noise = None, None, 0.0, 0.0
+    var, shares = 0.0, []          # n² and each row's (share, dof)
     if not known.any():
         note = "no first/second-half velocities: the window's effect is not measured"
     else:
@@ -904,7 +915,12 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
             sr = np.where(np.isfinite(r_err) & (r_err >= 0), r_err, sr_rows)
             sd = np.where(known & np.isfinite(sr), 2.0 * np.abs(v) / (1.0 + rk) ** 2 * sr,
                           0.0)
-            var = 0.0
+            # each row's dof for its share of n²: its replicas less one where the ratio's
+            # noise is their scatter, else 1 (the row error's own dof is not passed here)
+            nu_r = (np.full(r.shape, np.nan) if ratio_dof is None
+                    else np.asarray(ratio_dof, float))
+            nu_r = np.where(np.isfinite(r_err) & (r_err >= 0) & np.isfinite(nu_r)
+                            & (nu_r > 0), nu_r, 1.0)
             for j in np.flatnonzero(sd > 0):
                 vp, vm = v.copy(), v.copy()
                 vp[j] += sd[j]
@@ -914,12 +930,20 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
                                        only=only, **fit_kw)["b0_pa_s"] for vv in (vp, vm))
                 except ValueError:
                     continue
-                var += ((bp - bm) / 2.0) ** 2          # (g_j σ_δ,j)²
+                c = ((bp - bm) / 2.0) ** 2             # (g_j σ_δ,j)²
+                var += c
+                shares.append((c, float(nu_r[j])))
             noise = math.sqrt(var)
+            if not shares and raw > 0:
+                note = ("the window's steady-glide noise could not be propagated (no row's "
+                        "refit): its whole difference is kept, on 1 dof")
     win = math.sqrt(max(0.0, raw * raw - noise * noise))
     fit.update({"b0_late_pa_s": late, "b0_window_raw_pa_s": raw,
                 "b0_window_noise_pa_s": noise, "b0_window_err_pa_s": win})
-    fit["b0_window_dof"] = nu_w = window_dof(win, noise)
+    # the noise's own dof, Welch–Satterthwaite over the rows' shares of n²
+    nu_n = var * var / sum(c * c / nu for c, nu in shares) if var > 0 else math.inf
+    nu_w = window_dof(win, noise, nu_n) if shares or win == 0 else 1.0
+    fit.update(b0_window_dof=nu_w, b0_window_noise_dof=nu_n)
     _b0_interval(fit, math.hypot(stat, win),
                  satterthwaite_dof(stat, float(fit.get("dof") or 0), win, nu_w))
     if note:
@@ -934,7 +958,8 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
                    peierls_pa: float | None = None, rel: float = REL_ERROR,
                    max_tau_pa: float | None = None, p: float = KINK_P,
                    q: float = KINK_Q, ratio: np.ndarray | None = None,
-                   ratio_err: np.ndarray | None = None) -> dict[str, Any]:
+                   ratio_err: np.ndarray | None = None,
+                   ratio_dof: np.ndarray | None = None) -> dict[str, Any]:
     """Every law of the module fitted to measured rows (flagged rows already removed):
     :func:`fit_drag` per character (for screws an effective linear law) and, with screw
     rows, :func:`fit_kink_pair` in series with the edge drag (B0) when edges were fitted.
@@ -943,7 +968,7 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
     first-half / second-half velocity of each row (NaN unknown): with it each drag fit
     carries the fitted window's error (:func:`window_systematic`); ``ratio_err``: (n,)
     its standard error from the replicas (:func:`half_ratio_err`; None or NaN: from the
-    row errors).
+    row errors); ``ratio_dof``: (n,) that error's dof (None or NaN: 1).
 
     Returns:
         ``{"drag": {character: fit}, "kink_pair": fit or None, "skipped": {what: why}}``.
@@ -967,6 +992,8 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
                                   np.asarray(ratio, float)[s], b_m,
                                   ratio_err=(None if ratio_err is None else
                                              np.asarray(ratio_err, float)[s]),
+                                  ratio_dof=(None if ratio_dof is None else
+                                             np.asarray(ratio_dof, float)[s]),
                                   shear_wave_m_s=c_t, rel=rel, max_tau_pa=max_tau_pa)
         except ValueError as err:
             out["skipped"][f"drag_{c}"] = str(err)

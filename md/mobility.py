@@ -17,7 +17,8 @@ the grid itself, or collects rows computed elsewhere, into a ``DefectStats`` art
   first-half / second-half velocity, :func:`acceleration_ratio`: below 1, the glide
   still accelerates and the velocity is below steady state) with
   ``acceleration_ratio_err`` (its standard error from the replicas' scatter,
-  :func:`~scalebridge.md.glide_fit.half_ratio_err`: the fitted window's noise); a
+  :func:`~scalebridge.md.glide_fit.half_ratio_err`: the fitted window's noise) on
+  ``acceleration_ratio_dof`` (the replicas with a ratio, less one); a
   point that cannot be measured (its dislocation lost, gone, off its plane or too hot
   in most replicas, or its velocity below its error or against the stress) has
   ``status`` ≠ ``ok``, a ``reason`` and no velocity;
@@ -91,7 +92,7 @@ VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
                     "velocity_err_m_s", "velocity_ci95_m_s", "velocity_pi95_m_s",
                     "replicas", "replicas_ok", "error_source", "glide_temperature_k",
                     "status", "reason", "n_atoms", "duration_ps", "acceleration_ratio",
-                    "max_devi_f_ev_a", "acceleration_ratio_err")
+                    "max_devi_f_ev_a", "acceleration_ratio_err", "acceleration_ratio_dof")
 #: ``replicas.csv``: one row per glide run.
 REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed", "member",
                    "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
@@ -615,7 +616,11 @@ def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         tz = [x for x in tz if x is not None]
         row["glide_temperature_k"] = float(np.mean(tz)) if tz else None
         row["acceleration_ratio"] = acceleration_ratio(ok)
-        row["acceleration_ratio_err"] = half_ratio_err(half_ratios(ok))
+        ratios = half_ratios(ok)
+        row["acceleration_ratio_err"] = half_ratio_err(ratios)
+        # the dof of that scatter (the window term's noise carries it: glide_fit)
+        n_fin = sum(1 for x in ratios if np.isfinite(x))
+        row["acceleration_ratio_dof"] = n_fin - 1 if n_fin >= 2 else None
         devi = [d for r in sel if (d := _num(r.get("max_devi_f_ev_a"))) is not None]
         row["max_devi_f_ev_a"] = max(devi) if devi else None
         if 2 * len(ok) <= len(sel):
@@ -711,7 +716,9 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             ratio=np.array([np.nan if p.get("acceleration_ratio") is None
                             else p["acceleration_ratio"] for p in good], float),
             ratio_err=np.array([np.nan if p.get("acceleration_ratio_err") is None
-                                else p["acceleration_ratio_err"] for p in good], float))
+                                else p["acceleration_ratio_err"] for p in good], float),
+            ratio_dof=np.array([np.nan if p.get("acceleration_ratio_dof") is None
+                                else p["acceleration_ratio_dof"] for p in good], float))
     else:
         fits["skipped"]["all"] = "no point was measured"
     if maker.crystal == "fcc" and any(p["character"] == "screw" for p in good):

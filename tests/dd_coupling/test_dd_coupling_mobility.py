@@ -601,7 +601,8 @@ def test_the_md_fits_b0_dof_reaches_the_summary(tmp_path):
     assert edge["b0_window_err_pa_s"] > 0
     assert edge["b0_dof"] == pytest.approx(glide_fit.satterthwaite_dof(
         edge["b0_stat_err_pa_s"], edge["dof"], edge["b0_window_err_pa_s"],
-        glide_fit.window_dof(edge["b0_window_err_pa_s"], edge["b0_window_noise_pa_s"])))
+        glide_fit.window_dof(edge["b0_window_err_pa_s"], edge["b0_window_noise_pa_s"],
+                             edge["b0_window_noise_dof"])))
     # three edge points: the residual dof is 1; the window term (measured to within its
     # noise) raises the WS dof above it, set to 2.5 to see which one the summary reads
     assert edge["dof"] == 1 and edge["b0_dof"] > 1.5
