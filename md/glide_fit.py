@@ -921,7 +921,8 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
                     else np.asarray(ratio_dof, float))
             nu_r = np.where(np.isfinite(r_err) & (r_err >= 0) & np.isfinite(nu_r)
                             & (nu_r > 0), nu_r, 1.0)
-            for j in np.flatnonzero(sd > 0):
+            rows, failed = np.flatnonzero(sd > 0), 0
+            for j in rows:
                 vp, vm = v.copy(), v.copy()
                 vp[j] += sd[j]
                 vm[j] -= sd[j]
@@ -929,20 +930,27 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
                     bp, bm = (fit_drag(tau_pa, temperature_k, vv, err_m_s, b_m,
                                        only=only, **fit_kw)["b0_pa_s"] for vv in (vp, vm))
                 except ValueError:
+                    failed += 1
                     continue
                 c = ((bp - bm) / 2.0) ** 2             # (g_j σ_δ,j)²
                 var += c
                 shares.append((c, float(nu_r[j])))
+            if not (math.isfinite(var) and var > 0.0):
+                var, shares = 0.0, []
+                if raw > 0:
+                    note = ("the window's steady-glide noise could not be propagated (no "
+                            "row with a non-zero ratio noise and a refit): its whole "
+                            "difference is kept, on 1 dof")
+            elif failed:
+                note = (f"the window's noise propagated from {len(rows) - failed} of "
+                        f"{len(rows)} rows (the others' refits failed)")
             noise = math.sqrt(var)
-            if not shares and raw > 0:
-                note = ("the window's steady-glide noise could not be propagated (no row's "
-                        "refit): its whole difference is kept, on 1 dof")
     win = math.sqrt(max(0.0, raw * raw - noise * noise))
     fit.update({"b0_late_pa_s": late, "b0_window_raw_pa_s": raw,
                 "b0_window_noise_pa_s": noise, "b0_window_err_pa_s": win})
     # the noise's own dof, Welch–Satterthwaite over the rows' shares of n²
     nu_n = var * var / sum(c * c / nu for c, nu in shares) if var > 0 else math.inf
-    nu_w = window_dof(win, noise, nu_n) if shares or win == 0 else 1.0
+    nu_w = window_dof(win, noise, nu_n) if var > 0 or win == 0 else 1.0
     fit.update(b0_window_dof=nu_w, b0_window_noise_dof=nu_n)
     _b0_interval(fit, math.hypot(stat, win),
                  satterthwaite_dof(stat, float(fit.get("dof") or 0), win, nu_w))
