@@ -182,6 +182,12 @@ class SurrogateSettings(StrictModel):
         "every t_nuc: a family stands for many DD sources of different lengths and "
         "clocks, which fire out of phase once the first avalanche has passed (the first "
         "firing, the upper yield, stays a burst)")
+    dephase_wait: bool = Field(
+        False, description="source_families, with dephase: a family that has fired waits "
+        "one more nucleation time of clock time before its renewal emission starts (the "
+        "first firing restarts all its sources together, so none can emit again sooner; "
+        "by then their different clocks have spread), instead of emitting at its renewal "
+        "rate from the first firing on")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
     cross_validate: int = Field(
         2, ge=0, description="a DD study held out by microstructure: fit again with up to "
@@ -991,7 +997,8 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
         model, record, history = fit_source_families(
             train, val, families=s.families, restarts=s.restarts, seed=s.seed,
             clock_width=s.clock_width, field_grows=s.internal_field_grows,
-            dephase=s.dephase, nucleation_time_s=float(meta["nucleation_time_s"]),
+            dephase=s.dephase, dephase_wait=s.dephase_wait,
+            nucleation_time_s=float(meta["nucleation_time_s"]),
             nucleation_clocks=meta.get("nucleation_clocks"),
             source_mean_mpa=float(meta["source_strength_mpa"]),
             source_std_mpa=float(meta.get("source_strength_std_mpa") or 0.0))
