@@ -52,7 +52,7 @@ mechanism:
   fits that wait take a small fitted scale (0.14-0.33, or its lower bound in 5 of 6
   folds at seed 0, 2 of 6 at seed 1: once the field has grown the families hardly
   resist) with a static strength of ~70 MPa carrying the flow stress; the upper yield
-  at 1.5e5 /s overshoots the DD's by up to ~10 %.
+  at 1.5e5 /s overshoots the held-out DD's by 5-12 % (the fits that do not wait: -2-5 %).
 - **Flow**: ε̄̇_p = m (σ_eq − σ_b(ε̄_p)) above the static (Voce) strength σ_b, integrated
   by :class:`~.j2.J2Plasticity`'s radial return with η = 1/m_eff held over the step, so
   the consistent tangent is the viscoplastic J2 one. A point with no mobile
