@@ -64,9 +64,8 @@ the offsets are formed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -254,11 +253,16 @@ def _near_pairs_kernel(px: np.ndarray, py: np.ndarray, sx: np.ndarray, sy: np.nd
                     dx = xi - sx[j]
                     dy = yi - sy[j]
                     # dx - lx round(dx / lx), which is dx itself where |dx| <= lx / 2
-                    # (|dx / lx| <= 0.5 rounds to ±0: dx - ±0 is dx, never -0 here)
+                    # (|dx / lx| <= 0.5 rounds to ±0 and dx - ±0 is dx, but -0 - -0 is
+                    # +0: adding +0 gives the same, without fastmath it is not dropped)
                     if abs(dx) > half_x:
                         dx = dx - lx * np.rint(dx / lx)
+                    else:
+                        dx = dx + 0.0
                     if abs(dy) > half_y:
                         dy = dy - ly * np.rint(dy / ly)
+                    else:
+                        dy = dy + 0.0
                     r2 = dx * dx + dy * dy
                     if r2 < rc2 and (abs(dx) >= tiny_x or abs(dy) >= tiny_y):
                         ti[k] = i
@@ -284,7 +288,7 @@ def _near_pairs_kernel(px: np.ndarray, py: np.ndarray, sx: np.ndarray, sy: np.nd
 def _near_pairs_cpu(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float,
                     plan: EwaldPlan, chunk: int, nearest: bool, best: np.ndarray,
                     near_idx: np.ndarray, near_dx: np.ndarray, near_dy: np.ndarray
-                    ) -> list[tuple[torch.Tensor, ...]]:
+                    ) -> Iterator[tuple[torch.Tensor, ...]]:
     """The pairs of :func:`ewald_field`'s short range on the CPU, in chunks of targets
     of about ``chunk`` candidates: (target, source, dx, dy, r²) of every pair
     :func:`cell_pairs` proposes (``reach = REACH``) that is closer than ``plan.rc`` and
@@ -292,7 +296,8 @@ def _near_pairs_cpu(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: floa
     operations (so the same numbers as filtering cell_pairs' output with torch, in one
     compiled pass instead of a dozen passes over the candidates); with ``nearest`` the
     nearest pair of each target goes into ``best``, ``near_idx``, ``near_dx``,
-    ``near_dy`` (numpy views of ewald_field's arrays)."""
+    ``near_dy`` (numpy views of ewald_field's arrays), complete once every chunk has
+    been taken. Yields the chunks one by one (one chunk's pairs held at a time)."""
     ncx, ncy, reach = plan.ncx, plan.ncy, REACH
     if min(ncx, ncy) < 2 * reach + 1:
         raise ValueError(f"cell lists need at least {2 * reach + 1} cells per direction")
@@ -317,13 +322,11 @@ def _near_pairs_cpu(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: floa
             tcx.numpy(), tcy.numpy(), order.numpy(), start.numpy(), counts.numpy(),
             ncx, ncy, reach, float(lx), float(ly), float(plan.rc ** 2), 1e-12 * lx,
             1e-12 * ly)
-    out = []
     for i0 in range(0, p, step):
         got = _near_pairs_kernel(*args, i0, min(p, i0 + step), nearest, best, near_idx,
                                  near_dx, near_dy)
         if got[0].shape[0]:
-            out.append(tuple(torch.from_numpy(x) for x in got))
-    return out
+            yield tuple(torch.from_numpy(x) for x in got)
 
 
 def _near_pairs_torch(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float,
@@ -482,7 +485,7 @@ class _Tiles:
         ntile = ntx * nty
         order = torch.argsort(tile)
         self.ntile = ntile
-        if compiled and dev.type == "cpu":
+        if compiled and dev.type == "cpu" and dtype in (torch.float32, torch.float64):
             # the same integers and the same copies of the weights, in one compiled pass
             slot, quad, w = _tiles_kernel(tile.numpy(), order.numpy(), ntx, nty,
                                           cols.contiguous().numpy(), rows.contiguous().numpy())
@@ -622,18 +625,20 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
     re = torch.zeros(p, dtype=torch.float64, device=dev)
     im = torch.zeros(p, dtype=torch.float64, device=dev)
     best = torch.full((p,), math.inf, dtype=torch.float64, device=dev) if nearest else None
-    compiled = compiled and dev.type == "cpu"
-    if compiled and points.dtype == torch.float64 and pos.dtype == torch.float64:
+    # numba takes CPU arrays without autograd (``.numpy()`` refuses a graph)
+    compiled = (compiled and dev.type == "cpu"
+                and not (points.requires_grad or pos.requires_grad or b.requires_grad))
+    cpu_pairs = compiled and points.dtype == torch.float64 and pos.dtype == torch.float64
+    if cpu_pairs:
         # the pairs (and the nearest) in one compiled pass: the same pairs, in the same
         # order, with the same offsets as the torch filter below
         near_dx = torch.full((p,), math.inf, dtype=torch.float64)
         near_dy = torch.zeros(p, dtype=torch.float64)
-        chunks: Any = _near_pairs_cpu(
+        # without ``nearest`` the kernel does not read ``best``: any float64 array will do
+        chunks: Iterable[tuple[torch.Tensor, ...]] = _near_pairs_cpu(
             points, pos, lx, ly, plan, pair_chunk, nearest,
             (best if best is not None else near_dx).numpy(), near_idx.numpy(),
             near_dx.numpy(), near_dy.numpy())
-        if nearest:
-            near_dz = torch.complex(near_dx, near_dy)
     else:
         chunks = _near_pairs_torch(points, pos, lx, ly, plan, pair_chunk, nearest, best,
                                    near_idx, near_dz)
@@ -663,6 +668,8 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
         if with_s1:
             s1 += torch.bincount(ti, aj_r * ux - aj_i * uy, minlength=p) * 4.0
     s2 = s2 + 2.0 * torch.complex(re, im)
+    if cpu_pairs and nearest:      # filled by the kernel as the chunks were taken
+        near_dz = torch.complex(near_dx, near_dy)
     if nearest:
         assert best is not None
         near_dz = torch.where(torch.isinf(best), complex(math.inf, 0), near_dz)

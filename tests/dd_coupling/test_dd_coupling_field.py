@@ -20,6 +20,7 @@ import math
 
 import pytest
 import torch
+from scalebridge.dd_coupling import field
 from scalebridge.dd_coupling.elastic import periodic_field, resolved_shear
 from scalebridge.dd_coupling.engine import (
     _annihilation_mask,
@@ -146,6 +147,23 @@ def test_compiled_cpu_loops_give_the_torch_operations_bits(dtype):
                                       **kw)
                     assert len(fast) == len(ref)
                     assert all(_same_bits(x, y) for x, y in zip(fast, ref, strict=True))
+    # a point at -0.0 against a dislocation at +0.0 (the torch wrap gives +0), two
+    # dislocations at one place (a tie for the nearest: the last one wins in both), and a
+    # call that keeps no pair at all
+    lx, ly, pos, b, _ = random_config(120, seed=5)
+    pos[0] = torch.tensor([0.0, 1e-7], dtype=torch.float64)
+    pos[96] = pos[95]
+    points = torch.cat([torch.tensor([[-0.0, 1.05e-7]], dtype=torch.float64),
+                        pos[95:96] + torch.tensor([[1e-9, 0.0]], dtype=torch.float64), pos])
+    plan = make_plan(pos.shape[0], lx, ly)
+    for pts, src, bb in ((points, pos, b), (pos[:1], pos[:1], b[:1])):
+        kw = dict(nearest=True, with_s1=True, dtype=dtype)
+        fast = ewald_field(pts, src, bb, MU, NU, lx, ly, plan, **kw)
+        ref = ewald_field(pts, src, bb, MU, NU, lx, ly, plan, compiled=False, **kw)
+        assert all(_same_bits(x, y) for x, y in zip(fast, ref, strict=True))
+    # the compiled loops were taken (compiled now or loaded from numba's cache)
+    assert field._near_pairs_kernel.signatures and field._pair_sums_kernel.signatures
+    assert field._tiles_kernel.signatures
 
 
 def test_nearest_neighbour_from_cell_lists_equals_all_pairs():
