@@ -52,7 +52,7 @@ mechanism:
   of the 6 folds the fits that wait take a small scale (seed 0: its lower bound in all
   5; seed 1: the bound in 2, 0.14-0.33 in 3; the sixth, microstructure 3 held out, which
   is the example's main fit and the FEM's, keeps ~0.69): once the field has grown the
-  families hardly resist, and a static strength of 68-79 MPa carries the flow stress.
+  families hardly resist, and a static strength of 68-78 MPa (both seeds) carries the flow stress.
   The upper yield at 1.5e5 /s overshoots the held-out DD's by 5-12 % (the fits that do
   not wait: −2 to +5 %).
 - **Flow**: ε̄̇_p = m (σ_eq − σ_b(ε̄_p)) above the static (Voce) strength σ_b, integrated
