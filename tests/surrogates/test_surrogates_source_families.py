@@ -164,7 +164,9 @@ def test_the_tangent_is_consistent_with_dephased_families(width, grows, wait, mo
     assert err.max() < 1e-5, (err.max(), int(err.argmax()))
     if wait and width == 0.0:
         return   # step clocks: no family dephased a clock later crosses its strength here
-    # without the dephased terms (the firing term kept) the tangent is off
+    # without the dephased terms (the firing term kept) the tangent is off. dephased=None
+    # makes _dM_dq return before it reads ``start``, so with dephase_wait this control
+    # drops the dephased families' term and the renewal starts' term together
     orig = SourceFamiliesJ2._dM_dq
     monkeypatch.setattr(SourceFamiliesJ2, "_dM_dq",
                         lambda self, *a, **k: orig(self, *a[:-1], None, **k))
