@@ -39,7 +39,8 @@ time; ``benchmarks/results/dd_scaling.json`` for whole steps):
   closed form (~300 ns per pair for one of the four tables it needs: 16 gathers per
   pair), so a table only pays with the far sources aggregated, which is what a mesh does;
 * this particle mesh: 0.04 s at N = 2000, ~0.2 s at 10⁴, ~1.8 s at 10⁵ per field
-  evaluation (float32 arithmetic), resolved shear within ~1e-7 of max|τ| (1e-6 of the
+  evaluation (float32 arithmetic; the torch path, before the compiled pair loops below,
+  not re-measured since), resolved shear within ~1e-7 of max|τ| (1e-6 of the
   RMS stress) of the converged direct sum;
 * a 2D complex-variable FMM (the kernels are ``1/ζ`` and ``ζ̄/ζ²``) was not built: it is
   a tree walk with irregular interaction lists that torch runs as many small operations,
@@ -53,7 +54,10 @@ compiled loops (numba) instead of a few dozen torch passes over the candidate pa
 the same operations in the same order (sorts and exponentials stay torch's), so the same
 bits as the torch code, which other devices run (``ewald_field(compiled=False)``;
 tests/dd_coupling/test_dd_coupling_field.py);
-a DD step of the Mo example (~300 dislocations, ~390 sources) takes ~35 % less time.
+a DD step of the Mo example (~300 dislocations, ~390 sources) takes 25-36 % less CPU
+time (measured beside other work; the example's DD stage 354.9 -> 289.1 s wall,
+runs/mo_bench84 -> 85). Inputs that require grad take the torch pair path; the tiles'
+compiled path does not check that yet (no caller differentiates the field).
 
 Precision: pair offsets are formed in float64 (a float32 position in a 10 µm cell is
 uncertain by ~1e-12 m, a 1e-3 relative error in the field of a pair 1 nm apart); the

@@ -78,7 +78,8 @@ net ``b0_window_err_pa_s`` are kept, and the net term is added to B0's statistic
 loading transient in every rerun; what varies between runs is in the replicas' ratio
 scatter, so in n), measured as d ~ N(w, n²); d² − n² estimates w² with variance
 4w²n² + 2n⁴, plus 2n⁴/ν_n for n² itself estimated on ν_n dof (Welch–Satterthwaite over
-the rows' ratio scatters, each on its replicas less one), so the window's dof
+the rows' ratio scatters, each on its replicas less one; a row whose ratio noise comes
+from its row error, or has no dof, counts 1), so the window's dof
 2(w²)²/var is w⁴/(2w²n² + n⁴(1 + 1/ν_n)) (:func:`window_dof`, GUM G.4.2's ½(Δu/u)⁻²
 for a term whose size is measured; the older one-sample view, (w/d)⁴, would count the
 replicas' variation a second time). Where no row's noise could be propagated the window
@@ -818,7 +819,8 @@ def satterthwaite_dof(stat: float, stat_dof: float, window: float,
     """Welch–Satterthwaite degrees of freedom of sqrt(stat² + window²):
     (s² + w²)² / (s⁴/ν_s + w⁴/ν_w), at least 1 (the FEM band's floor, workflows.band:
     below one degree of freedom t95 runs away); ``stat_dof`` itself when w = 0, so the
-    fit's own quantile stands; ∞ when both parts are known exactly (ν_s and ν_w ∞).
+    fit's own quantile stands; ∞ when the denominator vanishes (each part zero or known
+    exactly).
     Inside the sum a ``stat_dof`` ≤ 0 (an exactly determined fit) counts as 1, as the
     band counts it: the point errors are themselves estimates from 2-3 replicas, not
     known variances. ``nu_window``: the window's dof (:func:`window_dof`; 1 for one
@@ -884,7 +886,9 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     noise's), ``b0_stat_err_pa_s`` (the error before), ``b0_err_pa_s`` =
     sqrt(stat² + window²), ``b0_dof``, ``b0_quantile``, ``b0_ci95_pa_s``; returns
     ``fit``. Without a known ratio, or when the late fit fails, the window terms are 0
-    and ``b0_window_note`` says why."""
+    and ``b0_window_note`` says why; it also says when no row's noise could be
+    propagated (a zero, NaN or failed noise: the whole difference is kept, on 1 dof) and
+    when only some rows' refits gave it ("propagated from k of n rows")."""
     r = np.asarray(ratio, float)
     known = np.isfinite(r) & (r > 0)
     fit["b0_stat_err_pa_s"] = stat = float(fit["b0_err_pa_s"])

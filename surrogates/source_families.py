@@ -35,7 +35,8 @@ mechanism:
 - **Dephasing** (``dephase``): a family stands for many DD sources whose lengths, and so
   clocks, differ; they fire together the first time (the avalanche at the upper yield)
   and out of phase after it. A family that has fired once then emits at its renewal
-  rate, emission·Φ/t_nuc (its clock held at t_nuc as the mark), instead of in bursts
+  rate, emission·Φ/t_nuc (its clock held at t_nuc as the mark; 2 t_nuc with
+  ``dephase_wait``), instead of in bursts
   every t_nuc: the same emission on average (a test), without a sawtooth that no mean
   of DD realisations has. On the Mo example's DD (runs/mo_bench74) the held-out error
   fell from 1.44x to 1.33x the realisation scatter, every fold better, and the
@@ -64,12 +65,14 @@ mechanism:
   stress, linear between its start-of-step value and the elastic trial, spends above
   the strength; a family that fires contributes its emission only from its firing time
   (the clock's remainder) on, a dephased one's inflow is constant over the step (after
-  a first firing, over the rest of it); M = ∫m dt over the step follows the exponential
+  a first firing, over the rest of it; with ``dephase_wait``, after its waiting clock
+  runs out, over the rest of that step); M = ∫m dt over the step follows the exponential
   pinning exactly; and m_eff = expm1(3G M)/(3G dt), the fluidity with which backward Euler
   relaxes a held overstress by exactly exp(−3G M). The tangent is the update's own
   derivative: a family that crosses its strength within the step and fires there starts
   emitting at a time set by the trial stress, and a dephased family emits at a rate set
-  by it: a rank-one term beside the radial-return
+  by it (and, with ``dephase_wait``, the time its waiting clock runs out: the renewal
+  start's term, ``_dM_dq(start=...)``): a rank-one term beside the radial-return
   tangent (without it, Newton in the example's cylinder converged linearly: up to 13
   iterations per step, 103 in all; with it at most 4, 59). Held over the step (firing at step
   ends, m_eff = M/dt), the example's fit moved its training paths by 1.1x the DD scatter
