@@ -161,6 +161,16 @@ def test_compiled_cpu_loops_give_the_torch_operations_bits(dtype):
         fast = ewald_field(pts, src, bb, MU, NU, lx, ly, plan, **kw)
         ref = ewald_field(pts, src, bb, MU, NU, lx, ly, plan, compiled=False, **kw)
         assert all(_same_bits(x, y) for x, y in zip(fast, ref, strict=True))
+    # float32 positions take the torch pairs with the compiled sums (a mixed path the
+    # engine, whose positions are float64, does not run; without the nearest pair, which
+    # needs float64 offsets)
+    lx, ly, pos, b, _ = random_config(300, seed=1)
+    p32 = pos.float()
+    kw = dict(nearest=False, with_s1=True, dtype=dtype)
+    plan = make_plan(pos.shape[0], lx, ly)
+    fast = ewald_field(p32, p32, b, MU, NU, lx, ly, plan, **kw)
+    ref = ewald_field(p32, p32, b, MU, NU, lx, ly, plan, compiled=False, **kw)
+    assert all(_same_bits(x, y) for x, y in zip(fast, ref, strict=True))
     # the compiled loops were taken (compiled now or loaded from numba's cache)
     assert field._near_pairs_kernel.signatures and field._pair_sums_kernel.signatures
     assert field._tiles_kernel.signatures
