@@ -164,6 +164,7 @@ def test_the_tangent_is_consistent_with_dephased_families(width, grows, wait, mo
     assert err.max() < 1e-5, (err.max(), int(err.argmax()))
     if wait and width == 0.0:
         return   # step clocks: no family dephased a clock later crosses its strength here
+        # (a path built for that: the test after this one)
     # without the dephased terms (the firing term kept) the tangent is off. dephased=None
     # makes _dM_dq return before it reads ``start``, so with dephase_wait this control
     # drops the dephased families' term and the renewal starts' term together
@@ -173,6 +174,104 @@ def test_the_tangent_is_consistent_with_dephased_families(width, grows, wait, mo
     # measured 3e-3 (step clocks: crossings only) and 7e-4 (smooth): 70-300x the 1e-5;
     # 2.9e-4 with dephase_wait (the families dephase a clock later)
     assert _tangent_errors(m, 7e4).max() > (1e-4 if wait else 3e-4)
+
+
+def _wait_crossing_path() -> tuple[np.ndarray, list[float]]:
+    """(Mandel strains (n+1, 6), the n step times) of simple shear for one family
+    (strength 60 MPa) with ``dephase_wait``: loaded at 7e4/s in steps of t_nuc/20 until
+    it fires (step 27, σ_vm ≈ 200 MPa), unloaded elastically by 80 MPa in 4 steps (the
+    clock runs until the stress is below 60 MPa, then stops at ≈ 1.16 t_nuc), held 3
+    steps, then reloaded in one step of 2.4 t_nuc whose trial stress rises by 60 MPa
+    across the strength (from ≈ 27 to ≈ 87 MPa: 0.45 of the step above it, 1.08 t_nuc of
+    clock): the waiting clock reaches 2 t_nuc within that step (step 35); then 5 steps
+    more at 7e4/s."""
+    per = math.sqrt(3.0) * SHEAR      # von Mises MPa per unit (engineering) shear strain
+    dt = T_NUC / 20.0
+    g = list(np.arange(29) * 7e4 * dt)
+    dts = [dt] * 28
+    for _ in range(4):
+        g.append(g[-1] - 20.0 / per)
+    g += [g[-1]] * 3
+    dts += [dt] * 7
+    g.append(g[-1] + 60.0 / per)
+    dts.append(2.4 * T_NUC)
+    for _ in range(5):
+        g.append(g[-1] + 7e4 * dt)
+        dts.append(dt)
+    return mandel.shear_strain(np.array(g)), dts
+
+
+def _path_tangent_errors(m: SourceFamiliesJ2, strain: np.ndarray, dts: list[float]
+                         ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per step of the path: max |central difference of the update's stress w.r.t. the
+    increment − the model's tangent| over max |difference tangent| (as
+    :func:`_tangent_errors`); and the states at the step starts and the path's end."""
+    st, out, states, h = m.initial_state(1), [], [], 1e-9
+    for k, dt in enumerate(dts):
+        e0, de = strain[k][None], (strain[k + 1] - strain[k])[None]
+        r = m.update(e0, de, st, dt)
+        fd = np.stack([(m.update(e0, de + h * np.eye(6)[j][None], st, dt).stress[0]
+                        - m.update(e0, de - h * np.eye(6)[j][None], st, dt).stress[0])
+                       / (2 * h) for j in range(6)], axis=1)
+        out.append(np.abs(fd - r.tangent[0]).max() / np.abs(fd).max())
+        states.append(st)
+        st = r.state
+    return np.asarray(out), [*states, st]
+
+
+def test_the_tangent_is_consistent_where_a_waiting_clock_runs_out_as_the_stress_crosses(
+        monkeypatch):
+    """Step clocks with ``dephase_wait``: where a family's waiting clock reaches 2 t_nuc
+    within a step in which the stress crosses the family's strength, the trial stress sets
+    when the renewal starts and so its inflow over the rest of the step (the start term,
+    ``_dM_dq(start=...)``). On a path built for it (:func:`_wait_crossing_path`: fire,
+    unload below the strength part-way through the wait, reload across it in the step
+    that ends the wait) every step's tangent matches central differences to 1e-5
+    (measured 1.3e-10 at that step), and with only the start term dropped (``start``
+    passed as None, the dephased families' term kept) that step is off (measured 0.75)
+    and no other step moves."""
+    m = law(strengths=(60.0,), dephase=True, wait=True)
+    strain, dts = _wait_crossing_path()
+    seen = []
+    orig = SourceFamiliesJ2._dM_dq
+
+    def spy(self, *a, start=None, **k):
+        seen.append(start is not None and bool(np.any(start[0])))
+        return orig(self, *a, start=start, **k)
+
+    monkeypatch.setattr(SourceFamiliesJ2, "_dM_dq", spy)
+    err, states = _path_tangent_errors(m, strain, dts)
+    assert err.max() < 1e-5, (err.max(), int(err.argmax()))
+    # the branch's condition, from the states: a waiting clock c0 in [t_nuc, 2 t_nuc)
+    # at the step's start, the strength crossed within the step (0 < frac < 1) and
+    # c0 + dt·frac past 2 t_nuc by a margin (the renewal starts inside the step, and
+    # the central differences' ±1e-9 strain cannot move it out), only at step 35
+    branch = []
+    for k, dt in enumerate(dts):
+        st0, e0, e1 = states[k], strain[k], strain[k + 1]
+        sig_s = float(vm(((e0 - st0[0, :6]) @ m.stiffness.T)[None])[0])
+        sig_e = float(vm(((e1 - st0[0, :6]) @ m.stiffness.T)[None])[0])
+        c0 = st0[0, 9]
+        frac = float(np.clip((sig_e - 60.0) / (sig_e - sig_s), 0.0, 1.0)) \
+            if sig_e != sig_s else float(sig_e > 60.0)
+        if (T_NUC <= c0 < 2.0 * T_NUC and 0.0 < frac < 1.0 and sig_e > sig_s
+                and 0.1 * T_NUC < c0 + dt * frac - 2.0 * T_NUC < dt):
+            branch.append(k)
+            assert states[k + 1][0, 9] == 2.0 * T_NUC          # the mark reached
+            assert states[k + 1][0, 7] > 0.0                    # the point flows
+    assert branch == [35], branch
+    # the update took that branch there and nowhere else: _dM_dq got a start crossing
+    # in that step's update and its 12 central-difference updates, in no other call
+    assert sum(seen) == 13, sum(seen)
+    seen.clear()
+    m.update(strain[35][None], (strain[36] - strain[35])[None], states[35], dts[35])
+    assert seen == [True]
+    # control: drop only the start term
+    monkeypatch.setattr(SourceFamiliesJ2, "_dM_dq",
+                        lambda self, *a, **k: orig(self, *a, **{**k, "start": None}))
+    off, _ = _path_tangent_errors(m, strain, dts)
+    assert off[35] > 1e-2, off[35]
+    np.testing.assert_array_equal(np.delete(off, 35), np.delete(err, 35))
 
 
 def test_the_inflow_integral_is_continuous_across_its_series_switch():
