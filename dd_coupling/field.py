@@ -168,15 +168,12 @@ def _arange(n: int, device: torch.device) -> torch.Tensor:
     return a[:n]
 
 
-def cell_pairs(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float, ncx: int,
-               ncy: int, chunk: int | None = None, reach: int = 1
-               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Candidate pairs (target index, source index) of points (p, 2) and sources (n, 2)
-    (wrapped into the cell) whose cells of an ``ncx × ncy`` periodic grid are at most
-    ``reach`` cells apart in x and in y (ncx, ncy ≥ 2 reach + 1: each pair at most once).
-    Every pair closer than ``reach`` cell sides is among them. Returned in chunks of
-    about ``chunk`` pairs (a list of (target index, source index) tensors)."""
-    dev = points.device
+def _cell_lists(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float, ncx: int,
+                ncy: int, reach: int) -> tuple[torch.Tensor, ...]:
+    """The periodic ``ncx × ncy`` cell lists both pair searches walk (one home: the
+    compiled search's pairs equal :func:`cell_pairs`' only in this order): ``(order,
+    counts, start, tcx, tcy)``, the sources (n, 2) sorted by cell, each cell's count
+    and first slot in ``order``, and each target's cell (p,) in x and y."""
     if min(ncx, ncy) < 2 * reach + 1:
         raise ValueError(f"cell lists need at least {2 * reach + 1} cells per direction")
     sx, sy = lx / ncx, ly / ncy
@@ -192,6 +189,19 @@ def cell_pairs(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float, nc
     counts = torch.bincount(scell, minlength=ncx * ncy)
     start = torch.cumsum(counts, 0) - counts
     tcx, tcy = cell_of(points)
+    return order, counts, start, tcx, tcy
+
+
+def cell_pairs(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: float, ncx: int,
+               ncy: int, chunk: int | None = None, reach: int = 1
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Candidate pairs (target index, source index) of points (p, 2) and sources (n, 2)
+    (wrapped into the cell) whose cells of an ``ncx × ncy`` periodic grid are at most
+    ``reach`` cells apart in x and in y (ncx, ncy ≥ 2 reach + 1: each pair at most once).
+    Every pair closer than ``reach`` cell sides is among them. Returned in chunks of
+    about ``chunk`` pairs (a list of (target index, source index) tensors)."""
+    dev = points.device
+    order, counts, start, tcx, tcy = _cell_lists(points, pos, lx, ly, ncx, ncy, reach)
     off = torch.arange(-reach, reach + 1, device=dev)
     k = off.shape[0] ** 2
     ncell = ((tcx[:, None, None] + off[None, :, None]).remainder(ncx) * ncy
@@ -303,21 +313,7 @@ def _near_pairs_cpu(points: torch.Tensor, pos: torch.Tensor, lx: float, ly: floa
     ``near_dy`` (numpy views of ewald_field's arrays), complete once every chunk has
     been taken. Yields the chunks one by one (one chunk's pairs held at a time)."""
     ncx, ncy, reach = plan.ncx, plan.ncy, REACH
-    if min(ncx, ncy) < 2 * reach + 1:
-        raise ValueError(f"cell lists need at least {2 * reach + 1} cells per direction")
-    sxc, syc = lx / ncx, ly / ncy
-
-    def cell_of(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cx = torch.floor(p[:, 0] / sxc).long().remainder(ncx)
-        cy = torch.floor(p[:, 1] / syc).long().remainder(ncy)
-        return cx, cy
-
-    scx, scy = cell_of(pos)
-    scell = scx * ncy + scy
-    order = torch.argsort(scell)                    # cell_pairs' order of the sources
-    counts = torch.bincount(scell, minlength=ncx * ncy)
-    start = torch.cumsum(counts, 0) - counts
-    tcx, tcy = cell_of(points)
+    order, counts, start, tcx, tcy = _cell_lists(points, pos, lx, ly, ncx, ncy, reach)
     p = points.shape[0]
     mean = pos.shape[0] * (2 * reach + 1) ** 2 / (ncx * ncy)   # candidates per target
     step = max(1, int(chunk / max(mean, 1.0)))
