@@ -56,8 +56,9 @@ bits as the torch code, which other devices run (``ewald_field(compiled=False)``
 tests/dd_coupling/test_dd_coupling_field.py);
 a DD step of the Mo example (~300 dislocations, ~390 sources) takes 25-36 % less CPU
 time (measured beside other work; the example's DD stage 354.9 -> 289.1 s wall,
-runs/mo_bench84 -> 85). Inputs that require grad take the torch pair path; the tiles'
-compiled path does not check that yet (no caller differentiates the field).
+runs/mo_bench84 -> 85). Inputs that require grad take the torch operations throughout
+(the compiled loops cannot carry a graph; the field has no derivative either way: torch's
+bincount has none).
 
 Precision: pair offsets are formed in float64 (a float32 position in a 10 µm cell is
 uncertain by ~1e-12 m, a 1e-3 relative error in the field of a pair 1 nm apart); the
@@ -615,6 +616,10 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
     if n == 0 or p == 0:
         return (s1, s2, near_dz, near_idx) if nearest else (s1, s2)
     plan = plan or make_plan(n, lx, ly)
+    # numba takes CPU arrays without autograd (``.numpy()`` refuses a graph): inputs
+    # that require grad take the torch operations, tiles and pairs alike
+    compiled = (compiled and dev.type == "cpu"
+                and not (points.requires_grad or pos.requires_grad or b.requires_grad))
     a = mu_pa * (-1j) * b.to(cdt) / (4.0 * math.pi * (1.0 - nu))     # A_j
     s1, s2 = _long_range(points, pos, a, lx, ly, plan, with_s1, dtype, compiled)
 
@@ -625,9 +630,6 @@ def ewald_field(points: torch.Tensor, pos: torch.Tensor, b: torch.Tensor, mu_pa:
     re = torch.zeros(p, dtype=torch.float64, device=dev)
     im = torch.zeros(p, dtype=torch.float64, device=dev)
     best = torch.full((p,), math.inf, dtype=torch.float64, device=dev) if nearest else None
-    # numba takes CPU arrays without autograd (``.numpy()`` refuses a graph)
-    compiled = (compiled and dev.type == "cpu"
-                and not (points.requires_grad or pos.requires_grad or b.requires_grad))
     cpu_pairs = compiled and points.dtype == torch.float64 and pos.dtype == torch.float64
     if cpu_pairs:
         # the pairs (and the nearest) in one compiled pass: the same pairs, in the same

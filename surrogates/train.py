@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from scalebridge.artifacts import (
     Artifact,
     produce,
@@ -194,6 +194,14 @@ class SurrogateSettings(StrictModel):
         "this many other microstructures held out in turn and score each the same way, so "
         "the held-out ratio comes with its spread over microstructures (one more fit "
         "each; 0: none)")
+
+    @model_validator(mode="after")
+    def _wait_needs_dephase(self) -> SurrogateSettings:
+        # refused when the run file loads, not after the DD stage has run
+        if self.dephase_wait and not self.dephase:
+            raise ValueError("dephase_wait = true needs dephase = true (the wait is the "
+                             "pause before a dephased family's renewal emission)")
+        return self
 
     def make(self, data: Artifact | str | Path, path: str | Path,
              resources: Resources | None = None, force: bool = False) -> Artifact:

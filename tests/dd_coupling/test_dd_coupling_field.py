@@ -348,3 +348,17 @@ def test_engine_on_cuda_matches_cpu():
     a, c = states
     assert a.n == c.n
     assert torch.allclose(a.s, c.s.cpu(), rtol=0, atol=1e-12)
+
+
+def test_inputs_that_require_grad_take_the_torch_operations():
+    """Positions that require grad cannot go through the compiled loops (``.numpy()``
+    refuses a graph; the tiles' weights came from them): with ``compiled=True`` asked for,
+    the field runs the torch operations throughout, tiles included, to the same bits. (It
+    has no derivative: torch's bincount has none.)"""
+    lx, ly, pos, b, _ = random_config(200, seed=3)
+    plan = make_plan(pos.shape[0], lx, ly)
+    for nearest in (False, True):
+        ref = ewald_field(pos, pos, b, MU, NU, lx, ly, plan, nearest=nearest, compiled=False)
+        p = pos.clone().requires_grad_(True)
+        out = ewald_field(p, p, b, MU, NU, lx, ly, plan, nearest=nearest)
+        assert all(_same_bits(x.detach(), y) for x, y in zip(out, ref, strict=True))
