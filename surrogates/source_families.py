@@ -1111,6 +1111,16 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     rates = np.diff(states[:, :, 6], axis=1) / train.dt[:, None]
     model.training_range["rate_s"] = [0.0, float(max(rates.max(), rate_max))]
     params = values(best[1])
+    # a parameter at the end of its range (PARAM_RANGE about its start, σ_b's two at their
+    # floor) was not determined by the data, only bounded: say which
+    span = math.log(PARAM_RANGE)
+    at_bound = [k for k, xk, sk in zip(PARAMETERS, best[1], x0, strict=True)
+                if abs(xk - sk) >= span * (1.0 - 1e-9)]
+    at_bound += [k for k in ("sigma0_mpa", "sigma_inf_mpa")
+                 if k not in at_bound and params[k] <= STATIC_FLOOR * sig_ref]
+    if at_bound:
+        log.info("source_families: at the end of their range (not determined by the "
+                 "data): %s", ", ".join(at_bound))
     record = {"class": "SourceFamiliesJ2", "config": model.to_config(),
               "fit": {"parameters": params, "families": families,
                       "source_mean_mpa": source_mean_mpa, "source_std_mpa": source_std_mpa,
@@ -1119,6 +1129,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
                       "internal_field_grows": field_grows, "dephase": dephase,
                       "dephase_wait": dephase_wait,
                       "static_floor_mpa": STATIC_FLOOR * sig_ref,
+                      "at_bound": at_bound,
                       "starts": len(starts), "restarts": restarts, "seed": seed}}
     return model, record, history
 

@@ -371,7 +371,8 @@ def not_covered_line(arts_or_sections: Any, after_answer: bool = False) -> str |
     the one glide character every dislocation moved with, that character's glide
     threshold τ₀ where the mobility fit fixed it at 0 (``drag_<c>_tau0_note`` without
     ``drag_<c>_tau0_err_mpa``), the surrogate's static-strength floor (its record's
-    ``fit.static_floor_mpa``), and the FEM's own time step, neglected inertia and mesh;
+    ``fit.static_floor_mpa``) and the fit's parameters that ended at the edge of their
+    range (``fit.at_bound``), and the FEM's own time step, neglected inertia and mesh;
     the mesh is not listed where the FEM measured it (the fem verdict's
     ``mesh_convergence``: the final load's change with every element size halved is said
     instead). ``after_answer``: the report's answer line (:func:`answer_line`) stands
@@ -412,16 +413,20 @@ def not_covered_line(arts_or_sections: Any, after_answer: bool = False) -> str |
         sep = " " if why.startswith("by ") else ": "
         items.append(f"the {c} glide threshold τ₀ (fixed at 0" + (sep + why if why else "")
                      + ")")
-    floor = None
+    floor, bounded = None, []
     if sur_path is not None:
         try:
-            floor = json.loads((sur_path / "surrogate.json").read_text())["fit"][
-                "static_floor_mpa"]
-        except (OSError, ValueError, KeyError, TypeError):
-            floor = None
+            fit = json.loads((sur_path / "surrogate.json").read_text())["fit"]
+            floor = fit["static_floor_mpa"]
+            bounded = [str(k) for k in fit.get("at_bound") or []]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            floor, bounded = None, []
     if isinstance(floor, (int, float)) and not isinstance(floor, bool):
         items.append(f"the surrogate's static strength, at least {float(floor):.3g} MPa: "
                      "not resolved by the DD's rates")
+    if bounded:
+        items.append("the surrogate's " + ", ".join(bounded) + ": at the end of "
+                     "their fitted range (bounded, not set by the DD)")
     if fem:
         mesh = mesh_convergence_check(fem)
         if mesh.status == NA:

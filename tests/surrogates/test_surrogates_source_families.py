@@ -575,6 +575,25 @@ def test_fit_recovers_a_known_law():
     assert best["val_rmse_mpa"] < 0.15 * flow, (flow, hist)
     assert rec["class"] == "SourceFamiliesJ2"
     assert set(rec["fit"]["parameters"]) >= {"scale", "spread", "pinning_time_s"}
+    # the fit trades the truth's small initial static strength (5 of 60 MPa) for source
+    # hardening and stops σ_0 at its floor (1e-3 σ_ref): the record says so; every other
+    # parameter is set by the data
+    assert rec["fit"]["at_bound"] == ["sigma0_mpa"]
+    assert rec["fit"]["parameters"]["sigma0_mpa"] == rec["fit"]["static_floor_mpa"]
+
+
+def test_the_fit_records_the_parameters_its_range_stopped(monkeypatch):
+    """A parameter that ends at the edge of its range (PARAM_RANGE about its start) was
+    bounded, not fitted: the record names it. With the range shrunk to nothing every
+    parameter sits at its start, i.e. at both ends."""
+    from scalebridge.surrogates import source_families as sf
+
+    data = synthetic(truth(), n=20)
+    kw = {"families": 4, "nucleation_time_s": T_NUC, "source_mean_mpa": 40.0,
+          "source_std_mpa": 8.0, "restarts": 0, "max_evaluations": 30, "polish": 0}
+    monkeypatch.setattr(sf, "PARAM_RANGE", 1.0)
+    rec = fit_source_families(data, data.subset(np.array([], int)), **kw)[1]
+    assert rec["fit"]["at_bound"] == list(sf.PARAMETERS)
 
 
 def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):

@@ -1512,6 +1512,13 @@ def test_band_paragraph_says_what_is_computed_and_each_terms_dof(tmp_path):
                     "dislocation gliding with the edge law; the edge glide threshold τ₀ "
                     "(fixed at 0 by model selection); the surrogate's static strength, at "
                     "least 0.107 MPa: not resolved by the DD's rates"), text
+    # parameters the fit stopped at the end of their range are named
+    (sur / "surrogate.json").write_text(json.dumps(
+        {"fit": {"static_floor_mpa": 0.107, "at_bound": ["scale", "sigma0_mpa"]}}))
+    assert not_covered_line([{"kind": "LoadBand", "raw_summary": band},
+                             {"kind": "Surrogate", "raw_summary": {}, "path": sur}]).endswith(
+        "; the surrogate's scale, sigma0_mpa: at the end of their fitted range (bounded, "
+        "not set by the DD)")
     # a note of another form keeps its reason after a colon
     screw = {"drag_edge_tau0_note": "fixed at 0: no threshold model could be fitted (1 "
              "point; a threshold needs two or more distinct stresses at one temperature)"}
