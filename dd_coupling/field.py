@@ -57,8 +57,8 @@ tests/dd_coupling/test_dd_coupling_field.py);
 a DD step of the Mo example (~300 dislocations, ~390 sources) takes 25-36 % less CPU
 time (measured beside other work; the example's DD stage 354.9 -> 289.1 s wall,
 runs/mo_bench84 -> 85). Inputs that require grad take the torch operations throughout
-(the compiled loops cannot carry a graph; the field has no derivative either way: torch's
-bincount has none).
+(the compiled loops cannot carry a graph); the field is not differentiable as a whole
+(its pair sums go through bincount): no caller differentiates it.
 
 Precision: pair offsets are formed in float64 (a float32 position in a 10 µm cell is
 uncertain by ~1e-12 m, a 1e-3 relative error in the field of a pair 1 nm apart); the

@@ -937,6 +937,23 @@ PARAMETERS = ("scale", "spread", "sigma0_mpa", "sigma_inf_mpa", "eps_h", "emissi
               "pinning_time_s", "pinning_strain")
 
 
+def parameters_at_bound(x: np.ndarray, x0: np.ndarray, params: dict[str, float],
+                        floor_mpa: float) -> list[str]:
+    """The parameters a fit left at the edge of what it allows, in :data:`PARAMETERS`
+    order: bounded there, not determined by the data. ``x``: (8,) the fitted log
+    parameters before :func:`fit_source_families` clips them to ``x0`` ± ln PARAM_RANGE
+    (``x0``: the first start, about which every start and restart is clipped);
+    ``params``: the values the model uses, σ_b's two raised to ``floor_mpa``, MPa. The
+    wall where a family's strength would fall below zero is not counted."""
+    span = math.log(PARAM_RANGE)
+    out = {k for k, xk, sk in zip(PARAMETERS, x, x0, strict=True)
+           if abs(xk - sk) >= span * (1.0 - 1e-9)}
+    # exp(log(floor)) may come back an ulp or two above the floor
+    out |= {k for k in ("sigma0_mpa", "sigma_inf_mpa")
+            if params[k] <= floor_mpa * (1.0 + 1e-9)}
+    return [k for k in PARAMETERS if k in out]
+
+
 def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int = 16,
                         nucleation_time_s: float, source_mean_mpa: float,
                         source_std_mpa: float, restarts: int = 2,
@@ -1111,13 +1128,7 @@ def fit_source_families(train: StrainPaths, val: StrainPaths, *, families: int =
     rates = np.diff(states[:, :, 6], axis=1) / train.dt[:, None]
     model.training_range["rate_s"] = [0.0, float(max(rates.max(), rate_max))]
     params = values(best[1])
-    # a parameter at the end of its range (PARAM_RANGE about its start, σ_b's two at their
-    # floor) was not determined by the data, only bounded: say which
-    span = math.log(PARAM_RANGE)
-    at_bound = [k for k, xk, sk in zip(PARAMETERS, best[1], x0, strict=True)
-                if abs(xk - sk) >= span * (1.0 - 1e-9)]
-    at_bound += [k for k in ("sigma0_mpa", "sigma_inf_mpa")
-                 if k not in at_bound and params[k] <= STATIC_FLOOR * sig_ref]
+    at_bound = parameters_at_bound(best[1], x0, params, STATIC_FLOOR * sig_ref)
     if at_bound:
         log.info("source_families: at the end of their range (not determined by the "
                  "data): %s", ", ".join(at_bound))
@@ -1196,4 +1207,5 @@ def write_mobile_history(out: Any, model: SourceFamiliesJ2, paths: StrainPaths,
 
 
 __all__ = ["PARAMETERS", "SourceFamiliesJ2", "StaticVoce", "family_strengths",
-           "fit_source_families", "sf_record", "write_mobile_history"]
+           "fit_source_families", "parameters_at_bound", "sf_record",
+           "write_mobile_history"]

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from scalebridge.artifacts import (
     Artifact,
     produce,
@@ -195,13 +195,15 @@ class SurrogateSettings(StrictModel):
         "the held-out ratio comes with its spread over microstructures (one more fit "
         "each; 0: none)")
 
-    @model_validator(mode="after")
-    def _wait_needs_dephase(self) -> SurrogateSettings:
-        # refused when the run file loads, not after the DD stage has run
-        if self.dephase_wait and not self.dephase:
-            raise ValueError("dephase_wait = true needs dephase = true (the wait is the "
-                             "pause before a dephased family's renewal emission)")
-        return self
+    @field_validator("dephase_wait")
+    @classmethod
+    def _wait_needs_dephase(cls, v: bool, info: ValidationInfo) -> bool:
+        # refused when the run file loads, not after the DD stage has run (``dephase`` is
+        # declared above, so it is validated first)
+        if v and not info.data.get("dephase", False):
+            raise ValueError("needs dephase = true (the wait is the pause before a "
+                             "dephased family's renewal emission)")
+        return v
 
     def make(self, data: Artifact | str | Path, path: str | Path,
              resources: Resources | None = None, force: bool = False) -> Artifact:

@@ -365,14 +365,26 @@ def conditions_clause(arts_or_sections: Any) -> str | None:
     return "conditional on " + " and ".join(items) if items else None
 
 
+#: The source-families fit's parameters (``fit.parameters``) in the report's words.
+FIT_PARAMETER_NAMES = {"scale": "family strength scale", "spread": "family spread",
+                       "sigma0_mpa": "σ_0", "sigma_inf_mpa": "σ_∞", "eps_h": "ε_h",
+                       "emission": "emission per firing", "pinning_time_s": "pinning time",
+                       "pinning_strain": "pinning strain"}
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def not_covered_line(arts_or_sections: Any, after_answer: bool = False) -> str | None:
     """What the FEM load band does not carry, beside it: the DD's stated assumptions
     (its summary's ``assumptions``: sources, obstacles, junctions, nucleation rule, cell),
     the one glide character every dislocation moved with, that character's glide
     threshold τ₀ where the mobility fit fixed it at 0 (``drag_<c>_tau0_note`` without
     ``drag_<c>_tau0_err_mpa``), the surrogate's static-strength floor (its record's
-    ``fit.static_floor_mpa``) and the fit's parameters that ended at the edge of their
-    range (``fit.at_bound``), and the FEM's own time step, neglected inertia and mesh;
+    ``fit.static_floor_mpa``, with σ_b's parameters that sit at it), the fit's other
+    parameters that ended at the edge of their range (``fit.at_bound``), and the FEM's
+    own time step, neglected inertia and mesh;
     the mesh is not listed where the FEM measured it (the fem verdict's
     ``mesh_convergence``: the final load's change with every element size halved is said
     instead). ``after_answer``: the report's answer line (:func:`answer_line`) stands
@@ -413,20 +425,33 @@ def not_covered_line(arts_or_sections: Any, after_answer: bool = False) -> str |
         sep = " " if why.startswith("by ") else ": "
         items.append(f"the {c} glide threshold τ₀ (fixed at 0" + (sep + why if why else "")
                      + ")")
-    floor, bounded = None, []
+    fit: dict[str, Any] = {}
     if sur_path is not None:
         try:
             fit = json.loads((sur_path / "surrogate.json").read_text())["fit"]
-            floor = fit["static_floor_mpa"]
-            bounded = [str(k) for k in fit.get("at_bound") or []]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            floor, bounded = None, []
-    if isinstance(floor, (int, float)) and not isinstance(floor, bool):
-        items.append(f"the surrogate's static strength, at least {float(floor):.3g} MPa: "
+        except (OSError, ValueError, KeyError, TypeError):
+            fit = {}
+    fit = fit if isinstance(fit, dict) else {}
+    floor = fit.get("static_floor_mpa")
+    floor = float(floor) if _is_number(floor) else None
+    ab, pars = fit.get("at_bound"), fit.get("parameters")
+    bounded = [str(k) for k in ab] if isinstance(ab, list) else []
+    pars = pars if isinstance(pars, dict) else {}
+    # σ_b's two at the floor belong to the floor's sentence, not to a second one
+    at_floor = [k for k in bounded if floor is not None and k in ("sigma0_mpa", "sigma_inf_mpa")
+                and _is_number(pars.get(k)) and pars[k] <= floor * (1.0 + 1e-9)]
+    bounded = [k for k in bounded if k not in at_floor]
+    if floor is not None:
+        on = (f" ({' and '.join(FIT_PARAMETER_NAMES.get(k, k) for k in at_floor)} at it)"
+              if at_floor else "")
+        items.append(f"the surrogate's static strength, at least {floor:.3g} MPa{on}: "
                      "not resolved by the DD's rates")
     if bounded:
-        items.append("the surrogate's " + ", ".join(bounded) + ": at the end of "
-                     "their fitted range (bounded, not set by the DD)")
+        its = "its" if len(bounded) == 1 else "their"
+        items.append("the surrogate's " + ", ".join(FIT_PARAMETER_NAMES.get(k, k)
+                                                    for k in bounded)
+                     + f": at the edge of the range the fit allows {its} value (bounded, "
+                     "not set by the DD)")
     if fem:
         mesh = mesh_convergence_check(fem)
         if mesh.status == NA:

@@ -354,7 +354,7 @@ def test_inputs_that_require_grad_take_the_torch_operations():
     """Positions that require grad cannot go through the compiled loops (``.numpy()``
     refuses a graph; the tiles' weights came from them): with ``compiled=True`` asked for,
     the field runs the torch operations throughout, tiles included, to the same bits. (It
-    has no derivative: torch's bincount has none.)"""
+    is not differentiable as a whole: its pair sums go through bincount.)"""
     lx, ly, pos, b, _ = random_config(200, seed=3)
     plan = make_plan(pos.shape[0], lx, ly)
     for nearest in (False, True):

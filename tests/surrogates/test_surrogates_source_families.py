@@ -582,18 +582,31 @@ def test_fit_recovers_a_known_law():
     assert rec["fit"]["parameters"]["sigma0_mpa"] == rec["fit"]["static_floor_mpa"]
 
 
-def test_the_fit_records_the_parameters_its_range_stopped(monkeypatch):
-    """A parameter that ends at the edge of its range (PARAM_RANGE about its start) was
-    bounded, not fitted: the record names it. With the range shrunk to nothing every
-    parameter sits at its start, i.e. at both ends."""
-    from scalebridge.surrogates import source_families as sf
+def test_the_parameters_at_the_edge_of_their_range_are_named():
+    """A parameter the fit left at the edge of what it allows (ln PARAM_RANGE about the
+    first start, σ_b's two at their floor) was bounded, not fitted: named, in PARAMETERS
+    order; one just inside is not, nor a σ_b above its floor, and a floor that came back
+    an ulp high from exp(log) still counts."""
+    from scalebridge.surrogates.source_families import (
+        PARAM_RANGE,
+        PARAMETERS,
+        parameters_at_bound,
+    )
 
-    data = synthetic(truth(), n=20)
-    kw = {"families": 4, "nucleation_time_s": T_NUC, "source_mean_mpa": 40.0,
-          "source_std_mpa": 8.0, "restarts": 0, "max_evaluations": 30, "polish": 0}
-    monkeypatch.setattr(sf, "PARAM_RANGE", 1.0)
-    rec = fit_source_families(data, data.subset(np.array([], int)), **kw)[1]
-    assert rec["fit"]["at_bound"] == list(sf.PARAMETERS)
+    span = math.log(PARAM_RANGE)
+    x0 = np.linspace(-3.0, 3.0, len(PARAMETERS))
+    floor = 0.0915
+    x = x0.copy()
+    params = {k: 1.0 for k in PARAMETERS} | {"sigma0_mpa": 2 * floor, "sigma_inf_mpa": 40.0}
+    assert parameters_at_bound(x, x0, params, floor) == []
+    x[PARAMETERS.index("scale")] = x0[PARAMETERS.index("scale")] - span - 0.5   # past
+    x[PARAMETERS.index("eps_h")] = x0[PARAMETERS.index("eps_h")] + span * (1 - 1e-6)
+    params["sigma_inf_mpa"] = math.exp(math.log(floor)) * (1 + 2e-16)
+    assert parameters_at_bound(x, x0, params, floor) == ["scale", "sigma_inf_mpa"]
+    x[PARAMETERS.index("eps_h")] = x0[PARAMETERS.index("eps_h")] + span   # at the edge
+    params["sigma0_mpa"] = floor
+    assert parameters_at_bound(x, x0, params, floor) == [
+        k for k in PARAMETERS if k in {"scale", "eps_h", "sigma0_mpa", "sigma_inf_mpa"}]
 
 
 def test_surrogate_roundtrip_export_and_damaged_record(tmp_path):

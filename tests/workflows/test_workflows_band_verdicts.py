@@ -1512,13 +1512,30 @@ def test_band_paragraph_says_what_is_computed_and_each_terms_dof(tmp_path):
                     "dislocation gliding with the edge law; the edge glide threshold τ₀ "
                     "(fixed at 0 by model selection); the surrogate's static strength, at "
                     "least 0.107 MPa: not resolved by the DD's rates"), text
-    # parameters the fit stopped at the end of their range are named
+    # parameters the fit left at the edge of their range are named in words; σ_b's at
+    # the floor go into the floor's sentence (mo_bench86's main fit: ε_h and σ_∞)
+    sections = [{"kind": "LoadBand", "raw_summary": band},
+                {"kind": "Surrogate", "raw_summary": {}, "path": sur}]
     (sur / "surrogate.json").write_text(json.dumps(
-        {"fit": {"static_floor_mpa": 0.107, "at_bound": ["scale", "sigma0_mpa"]}}))
-    assert not_covered_line([{"kind": "LoadBand", "raw_summary": band},
-                             {"kind": "Surrogate", "raw_summary": {}, "path": sur}]).endswith(
-        "; the surrogate's scale, sigma0_mpa: at the end of their fitted range (bounded, "
-        "not set by the DD)")
+        {"fit": {"static_floor_mpa": 0.107, "at_bound": ["eps_h", "sigma_inf_mpa"],
+                 "parameters": {"sigma_inf_mpa": 0.107, "eps_h": 7e9}}}))
+    assert not_covered_line(sections).endswith(
+        "assumption): the surrogate's static strength, at least 0.107 MPa (σ_∞ at it): not "
+        "resolved "
+        "by the DD's rates; the surrogate's ε_h: at the edge of the range the fit allows "
+        "its value (bounded, not set by the DD)"), not_covered_line(sections)
+    (sur / "surrogate.json").write_text(json.dumps(
+        {"fit": {"static_floor_mpa": 0.107, "at_bound": ["scale", "sigma0_mpa"],
+                 "parameters": {"sigma0_mpa": 0.5}}}))
+    assert not_covered_line(sections).endswith(
+        "least 0.107 MPa: not resolved by the DD's rates; the surrogate's family strength "
+        "scale, σ_0: at the edge of the range the fit allows their value (bounded, not "
+        "set by the DD)"), not_covered_line(sections)
+    # a malformed list does not cost the floor's sentence
+    (sur / "surrogate.json").write_text(json.dumps(
+        {"fit": {"static_floor_mpa": 0.107, "at_bound": 3}}))
+    assert not_covered_line(sections).endswith("least 0.107 MPa: not resolved by the DD's "
+                                               "rates")
     # a note of another form keeps its reason after a colon
     screw = {"drag_edge_tau0_note": "fixed at 0: no threshold model could be fitted (1 "
              "point; a threshold needs two or more distinct stresses at one temperature)"}

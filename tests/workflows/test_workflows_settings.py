@@ -91,19 +91,20 @@ def test_stage_sections_are_the_stages_own_models():
     assert s.md.mobility.taus_mpa == [100.0] and s.dd.run.realisations >= 1
 
 
-
 def test_dephase_wait_without_dephase_is_refused_when_the_file_loads():
     """The wait is a pause before a dephased family's renewal emission: without
     ``dephase`` it means nothing, and the run file is refused at load (one line naming
-    the section), not after the DD stage has run."""
+    the key), not after the DD stage has run."""
     with pytest.raises(SettingsError) as e:
         parse_run_settings({"surrogates": {"model": "source_families", "dephase_wait": True}},
                            source="mo.toml")
     msg = str(e.value)
-    assert msg.startswith("mo.toml") and "surrogates" in msg and "needs dephase" in msg
+    assert msg.startswith("mo.toml: key 'surrogates.dephase_wait' = True") and \
+        "needs dephase = true" in msg
     assert "\n" not in msg
     s = parse_run_settings({"surrogates": {"dephase": True, "dephase_wait": True}})
     assert s.surrogates.dephase_wait
+
 
 def test_example_files_validate():
     root = Path(__file__).resolve().parents[2] / "examples" / "mo"
