@@ -45,14 +45,16 @@ without a threshold (each with its v_s), the threshold candidates that could not
 fitted and the τ₀ the best threshold candidate fitted, whether its 95% interval covers 0
 and whether the data resolve it (:func:`tau0_fixed_note`; :func:`tau0_measured` tells a
 measured τ₀ from a fixed one). An exactly determined fit (n = k) takes its errors from the
-point errors alone. Parameter covariance (JᵀWJ)⁻¹ scaled by max(1, χ²/ν); 95%
-intervals ±q·SE with q = t_ν, Student's quantile of the residual dof ν = n − k, in both
-regimes: where the scatter exceeds the point errors (χ²/ν > 1) the error is the
-residuals' and has ν dof; where it does not, it rests on the point errors, which are
-themselves estimates from two or three replicas (or a few blocks), not known σ, and the
-residuals are the only check of them the fit has, so the normal 1.96 would claim more
-than the data show (the kink-pair fit likewise). ν is also the dof the FEM-load band
-gives B's error (``b0_dof``, below). B's interval is
+point errors alone, and its intervals' quantile from their dof (:func:`point_error_dof`:
+replicas or blocks, Welch–Satterthwaite; ``error_dof``). Parameter covariance (JᵀWJ)⁻¹
+scaled by max(1, χ²/ν); 95% intervals ±q·SE with q = t_ν, Student's quantile of the
+residual dof ν = n − k, in both regimes: where the scatter exceeds the point errors
+(χ²/ν > 1) the error is the residuals' and has ν dof; where it does not, it rests on the
+point errors, which are themselves estimates from two or three replicas (or a few
+blocks), not known σ, and the residuals are the only check of them the fit has, so the
+normal 1.96 would claim more than the data show (the kink-pair fit likewise). ν (or, with
+no residual, the point errors' dof) is also the dof the FEM-load band gives B's error
+(``b0_dof``, below). B's interval is
 b/k mapped from the interval of the mobility k = b/B (so it is asymmetric, and open
 above when k's interval reaches 0). A trend of B with T is *supported* when the 95%
 intervals of B at two temperatures do not overlap. The DD's linear drag law gets
@@ -245,6 +247,27 @@ def _covariance(res: Any, n: int) -> tuple[np.ndarray, float, int, float]:
     return cov, chi2_red, nu, t95(nu)
 
 
+def point_error_dof(res: Any, share: np.ndarray, dof: np.ndarray) -> float:
+    """Degrees of freedom of an exactly determined fit's parameters (no residual left):
+    each parameter is a linear combination of the points, p = A y with A = (JᵀJ)⁻¹Jᵀ in
+    whitened units (every point of unit variance), so its variance is Σ_i A_ji², of which
+    point i's estimated part, a fraction ``share[i]`` of its variance, rests on ``dof[i]``
+    and the rest (the added relative error and floor, stated assumptions) on infinitely
+    many. Welch–Satterthwaite per parameter; the smallest over the parameters (one
+    quantile for the fit's intervals). ``share``, ``dof``: (n,); a NaN dof counts 1.
+    ``inf`` where no point's error is estimated; NaN where JᵀJ is singular."""
+    try:
+        a = np.linalg.solve(res.jac.T @ res.jac, res.jac.T)            # (k, n)
+    except np.linalg.LinAlgError:
+        return math.nan
+    d = np.where(np.isfinite(dof) & (np.asarray(dof, float) > 0), dof, 1.0)
+    var = np.sum(a * a, axis=1)
+    den = np.sum((a * a * share) ** 2 / d, axis=1)
+    with np.errstate(divide="ignore"):
+        nus = np.where(den > 0, var * var / np.where(den > 0, den, 1.0), math.inf)
+    return float(np.min(nus))
+
+
 # ------------------------------------------------------------------ edge drag
 @dataclass(frozen=True)
 class _DragModel:
@@ -276,7 +299,8 @@ class _DragModel:
 def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
              err_m_s: np.ndarray, b_m: float, *, shear_wave_m_s: float | None = None,
              rel: float = REL_ERROR, max_tau_pa: float | None = None,
-             only: tuple[str, str] | None = None) -> dict[str, Any]:
+             only: tuple[str, str] | None = None,
+             err_dof: np.ndarray | None = None) -> dict[str, Any]:
     """Fit the saturating glide law v = v_s·x/√(1+x²), x = b(τ−τ₀)/(B v_s) to one
     character's rows (module docstring: model choice, weights, intervals).
 
@@ -288,6 +312,10 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         max_tau_pa: rows with |τ| above this are left out.
         only: (τ₀ "zero" or "free", saturation "none", "shear_wave_speed" or "fitted"):
             fit this candidate alone (as a ``model`` entry of an earlier fit names it).
+        err_dof: (n,) degrees of freedom of each row's error (replicas or blocks,
+            :func:`combine_replicas`): an exactly determined fit (as many parameters as
+            rows, no residual) takes its intervals' quantile from them
+            (:func:`point_error_dof`, ``error_dof``) instead of the normal 1.96.
 
     Returns:
         ``by_temperature`` rows (temperature_k, n_points, drag_pa_s, drag_err_pa_s,
@@ -295,7 +323,9 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         tau0_fixed; where τ₀ was fixed at 0 it is not measured: tau0_err_mpa None,
         tau0_ci95_mpa [None, None] and tau0_note says why and what the threshold
         candidates gave), ``saturation_m_s`` (+ ``saturation_source``,
-        ``saturation_err_m_s``), ``chi2_red``, ``dof``, ``quantile``, ``n``, ``model``
+        ``saturation_err_m_s``), ``chi2_red``, ``dof``, ``error_dof`` (the dof of the
+        parameters' errors: ``dof`` where residuals are left, else
+        :func:`point_error_dof` from ``err_dof``), ``quantile``, ``n``, ``model``
         (the candidates: tau0, saturation, score, n_params, chosen and, with τ₀ free,
         ``tau0_by_temperature``: the τ₀ that candidate fitted, with error, interval and
         the largest |τ| fitted there, ``tau_max_mpa``), ``model_skipped`` (the
@@ -303,7 +333,7 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         ``trend`` (:func:`drag_trend`), and the DD law's ``b0_pa_s``, ``b1_pa_s_k`` with
         standard errors (B(T) = B0 + B1·T when the trend is supported, else B1 = 0 and
         B0 the inverse-variance mean), B0's degrees of freedom ``b0_dof`` (the fit's
-        ``dof``; :func:`window_systematic` changes it), ``b0_quantile`` (t95 of it) and
+        ``error_dof``; :func:`window_systematic` changes it), ``b0_quantile`` (t95 of it) and
         95% interval ``b0_ci95_pa_s`` [lo, hi], its threshold ``dd_tau0_*``
         (:func:`dd_threshold`) with ``tau0_cov_mpa2`` (covariance of the fitted τ₀,
         MPa²), ``drag_by_temperature`` (= ``by_temperature``).
@@ -319,6 +349,7 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     if max_tau_pa is not None:
         keep &= np.abs(tau) <= max_tau_pa * 1e-6
     tau, temp, v, e = tau[keep], temp[keep], v[keep], e[keep]
+    e_dof = None if err_dof is None else np.asarray(err_dof, float)[keep]
     if tau.size == 0:
         raise ValueError("no rows with a non-zero stress to fit a drag law to")
     sgn = np.sign(tau)
@@ -393,6 +424,13 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     tried.sort(key=lambda r: r[0])
     _, model, res = tried[0]
     cov, chi2_red, nu, q = _covariance(res, n)
+    err_nu = float(nu)
+    if nu <= 0 and e_dof is not None:
+        # no residual to check the point errors by: their own dof (the estimated share
+        # of each row's variance, the rest being the stated relative error and floor)
+        nu_p = point_error_dof(res, np.where(np.isfinite(e), e, 0.0) ** 2 / sig ** 2, e_dof)
+        if math.isfinite(nu_p) and nu_p > 0:
+            err_nu, q = nu_p, t95(nu_p)
     k_t, tau0_t, c = model.unpack(res.x)
     m = len(temps)
     tau0_index = {j: m + i for i, j in enumerate(np.flatnonzero(model.free_tau0))}
@@ -434,14 +472,14 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         "by_temperature": rows, "drag_by_temperature": rows,
         "saturation_m_s": c, "saturation_err_m_s": c_err,
         "saturation_source": model.saturation, "chi2_red": chi2_red, "dof": nu,
-        "quantile": q, "n": int(n), "n_params": model.n_params(),
+        "error_dof": err_nu, "quantile": q, "n": int(n), "n_params": model.n_params(),
         "model": models, "model_skipped": skipped,
         "law": "v = v_s x/sqrt(1+x^2), x = b(|tau|-tau0)/(B v_s); linear v = b(tau-tau0)/B "
                "when v_s is none",
     }
     out["trend"] = drag_trend(rows)
     out.update(_dd_drag(rows, out["trend"]["supported"]))
-    _b0_interval(out, float(out["b0_err_pa_s"]), nu)
+    _b0_interval(out, float(out["b0_err_pa_s"]), err_nu)
     free_i = [tau0_index[j] for j in np.flatnonzero(model.free_tau0)]
     out["tau0_cov_mpa2"] = cov[np.ix_(free_i, free_i)].tolist()
     out.update(dd_threshold(rows, q, out["tau0_cov_mpa2"], models, skipped=skipped,
@@ -957,7 +995,8 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     nu_w = window_dof(win, noise, nu_n) if var > 0 or win == 0 else 1.0
     fit.update(b0_window_dof=nu_w, b0_window_noise_dof=nu_n)
     _b0_interval(fit, math.hypot(stat, win),
-                 satterthwaite_dof(stat, float(fit.get("dof") or 0), win, nu_w))
+                 satterthwaite_dof(stat, float(fit.get("error_dof", fit.get("dof")) or 0),
+                                   win, nu_w))
     if note:
         fit["b0_window_note"] = note
     return fit
@@ -971,7 +1010,8 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
                    max_tau_pa: float | None = None, p: float = KINK_P,
                    q: float = KINK_Q, ratio: np.ndarray | None = None,
                    ratio_err: np.ndarray | None = None,
-                   ratio_dof: np.ndarray | None = None) -> dict[str, Any]:
+                   ratio_dof: np.ndarray | None = None,
+                   err_dof: np.ndarray | None = None) -> dict[str, Any]:
     """Every law of the module fitted to measured rows (flagged rows already removed):
     :func:`fit_drag` per character (for screws an effective linear law) and, with screw
     rows, :func:`fit_kink_pair` in series with the edge drag (B0) when edges were fitted.
@@ -980,7 +1020,9 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
     first-half / second-half velocity of each row (NaN unknown): with it each drag fit
     carries the fitted window's error (:func:`window_systematic`); ``ratio_err``: (n,)
     its standard error from the replicas (:func:`half_ratio_err`; None or NaN: from the
-    row errors); ``ratio_dof``: (n,) that error's dof (None or NaN: 1).
+    row errors); ``ratio_dof``: (n,) that error's dof (None or NaN: 1). ``err_dof``: (n,)
+    each row's velocity-error dof (:func:`combine_replicas`' ``dof``), for an exactly
+    determined drag fit's intervals (:func:`fit_drag`).
 
     Returns:
         ``{"drag": {character: fit}, "kink_pair": fit or None, "skipped": {what: why}}``.
@@ -998,7 +1040,9 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
             c_t = (screw_shear_wave_m_s or shear_wave_m_s) if c == "screw" else shear_wave_m_s
             out["drag"][c] = fit_drag(tau[s], temp[s], v[s], e[s], b_m,
                                       shear_wave_m_s=c_t, rel=rel,
-                                      max_tau_pa=max_tau_pa)
+                                      max_tau_pa=max_tau_pa,
+                                      err_dof=(None if err_dof is None else
+                                               np.asarray(err_dof, float)[s]))
             if ratio is not None:
                 window_systematic(out["drag"][c], tau[s], temp[s], v[s], e[s],
                                   np.asarray(ratio, float)[s], b_m,
@@ -1024,5 +1068,5 @@ def fit_glide_laws(character: Sequence[str] | np.ndarray, tau_pa: np.ndarray,
 __all__ = ["KB_EV", "KINK_P", "KINK_Q", "REL_ERROR", "BlockVelocity", "block_velocity",
            "combine_replicas", "dd_threshold", "drag_trend", "fit_drag", "fit_glide_laws",
            "fit_kink_pair", "half_ratio_err", "kink_pair_velocity", "median_variance_factor",
-           "naive_velocity", "satterthwaite_dof", "sigma", "t95", "tau0_fixed_note",
-           "tau0_measured", "window_dof", "window_systematic"]
+           "naive_velocity", "point_error_dof", "satterthwaite_dof", "sigma", "t95",
+           "tau0_fixed_note", "tau0_measured", "window_dof", "window_systematic"]

@@ -18,7 +18,8 @@ the grid itself, or collects rows computed elsewhere, into a ``DefectStats`` art
   still accelerates and the velocity is below steady state) with
   ``acceleration_ratio_err`` (its standard error from the replicas' scatter,
   :func:`~scalebridge.md.glide_fit.half_ratio_err`: the fitted window's noise) on
-  ``acceleration_ratio_dof`` (the replicas with a ratio, less one); a
+  ``acceleration_ratio_dof`` (the replicas with a ratio, less one), and ``velocity_dof``
+  (the dof of the point's error: its replicas less one, or its blocks'); a
   point that cannot be measured (its dislocation lost, gone, off its plane or too hot
   in most replicas, or its velocity below its error or against the stress) has
   ``status`` ≠ ``ok``, a ``reason`` and no velocity;
@@ -92,7 +93,8 @@ VELOCITY_COLUMNS = ("character", "temperature_k", "tau_mpa", "velocity_m_s",
                     "velocity_err_m_s", "velocity_ci95_m_s", "velocity_pi95_m_s",
                     "replicas", "replicas_ok", "error_source", "glide_temperature_k",
                     "status", "reason", "n_atoms", "duration_ps", "acceleration_ratio",
-                    "max_devi_f_ev_a", "acceleration_ratio_err", "acceleration_ratio_dof")
+                    "max_devi_f_ev_a", "acceleration_ratio_err", "acceleration_ratio_dof",
+                    "velocity_dof")
 #: ``replicas.csv``: one row per glide run.
 REPLICA_COLUMNS = ("character", "temperature_k", "tau_mpa", "replica", "seed", "member",
                    "velocity_m_s", "velocity_err_m_s", "block_dof", "naive_err_m_s",
@@ -642,7 +644,8 @@ def aggregate_points(reps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                        "against the applied stress")
         else:
             row.update(velocity_m_s=v, velocity_err_m_s=se, velocity_ci95_m_s=c["ci95_m_s"],
-                       velocity_pi95_m_s=c["pi95_m_s"], error_source=c["error_source"])
+                       velocity_pi95_m_s=c["pi95_m_s"], error_source=c["error_source"],
+                       velocity_dof=c["dof"])
         if len(ok) < len(sel) and row["status"] == "ok":
             row["reason"] = f"{len(sel) - len(ok)} of {len(sel)} replicas not measured"
         out.append(row)
@@ -718,7 +721,9 @@ def collect_velocity(rows: Sequence[dict[str, Any]], work: Path, a0: float,
             ratio_err=np.array([np.nan if p.get("acceleration_ratio_err") is None
                                 else p["acceleration_ratio_err"] for p in good], float),
             ratio_dof=np.array([np.nan if p.get("acceleration_ratio_dof") is None
-                                else p["acceleration_ratio_dof"] for p in good], float))
+                                else p["acceleration_ratio_dof"] for p in good], float),
+            err_dof=np.array([np.nan if p.get("velocity_dof") is None
+                              else p["velocity_dof"] for p in good], float))
     else:
         fits["skipped"]["all"] = "no point was measured"
     if maker.crystal == "fcc" and any(p["character"] == "screw" for p in good):

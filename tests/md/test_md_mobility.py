@@ -1096,3 +1096,47 @@ def test_glide_runs_record_the_model_deviation_without_changing_the_dynamics(
             continue
         devi_10 = row["max_devi_f_ev_a"]
     assert dumps[10] == dumps[1_000_000]
+
+
+def test_an_exactly_determined_drag_takes_its_quantile_from_the_points_dof():
+    """One stress (the example's screw): the drag is b τ/v exactly, no residual is left to
+    check the point's error by, so its interval's quantile is Student's on the point
+    error's own dof (Welch–Satterthwaite with the stated 2 % relative error, known), not
+    the normal 1.96. Measured on 2,000 simulated reruns of a point from three replicas
+    (dof 2): the true B inside its 95 % interval in 94.0 % of them with the point's dof,
+    82.0 % with 1.96."""
+    from scalebridge.md.glide_fit import REL_ERROR, fit_drag, point_error_dof, t95
+
+    b, tau = 2.74e-10, np.array([2.8e9])
+    f = fit_drag(tau, [300.0], [500.0], [128.7], b, err_dof=[8])
+    e2, r2, fl2 = 128.7 ** 2, (REL_ERROR * 500.0) ** 2, (1e-3 * 500.0) ** 2
+    want = (e2 + r2 + fl2) ** 2 / (e2 ** 2 / 8)
+    assert f["dof"] == 0 and f["error_dof"] == pytest.approx(want, rel=1e-6)
+    assert f["quantile"] == pytest.approx(t95(want)) and f["b0_dof"] == f["error_dof"]
+    assert fit_drag(tau, [300.0], [500.0], [128.7], b)["quantile"] == pytest.approx(1.96,
+                                                                                   abs=1e-3)
+    # two temperatures, one point each: the less certain one sets the common quantile
+    two = fit_drag(np.repeat(tau, 2), [100.0, 300.0], [400.0, 500.0], [100.0, 100.0], b,
+                   err_dof=[2, 30])
+    assert 2.0 < two["error_dof"] < 2.1
+    # a fit with residuals keeps their dof
+    four = fit_drag(np.array([1e8, 2.5e8, 5e8, 1e9]), [300.0] * 4,
+                    [450.0, 1000.0, 1700.0, 2300.0], [100.0] * 4, b, err_dof=[2] * 4)
+    assert four["error_dof"] == four["dof"] > 0
+    # a singular Jacobian: no dof to give
+    class Flat:
+        jac = np.zeros((1, 1))
+    assert math.isnan(point_error_dof(Flat(), np.ones(1), np.ones(1)))
+    # reruns: three replicas of sd 150 m/s about 500 m/s
+    rng = np.random.default_rng(7)
+    truth = b * 2.8e9 / 500.0
+    hit = {"dof": 0, "normal": 0}
+    for _ in range(2000):
+        v = rng.normal(500.0, 150.0, 3)
+        m, se = float(v.mean()), float(v.std(ddof=1) / math.sqrt(3))
+        for key, dof in (("dof", [2]), ("normal", None)):
+            lo, hi = fit_drag(tau, [300.0], [m], [se], b, err_dof=dof)["by_temperature"][0][
+                "drag_ci95_pa_s"]
+            hit[key] += lo <= truth and (hi is None or truth <= hi)
+    assert 0.93 <= hit["dof"] / 2000 <= 0.98, hit
+    assert hit["normal"] / 2000 < 0.88, hit
