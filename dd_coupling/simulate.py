@@ -87,7 +87,13 @@ from scalebridge.dd_coupling.mobility import (
     load_mobility,
     temperature_sensitivity,
 )
-from scalebridge.dd_coupling.study import Condition, DDStudySettings, fit_power_law, write_study
+from scalebridge.dd_coupling.study import (
+    Condition,
+    DDStudySettings,
+    fit_power_law,
+    tail_mean,
+    write_study,
+)
 from scalebridge.errors import SettingsError
 from scalebridge.log import progress, track
 from scalebridge.plotting import pyplot, save_figure
@@ -650,15 +656,6 @@ def resample(trace: np.ndarray, grid: np.ndarray, by: int) -> np.ndarray:
         out[:, j] = np.interp(grid, x, trace[:, j])
     out[:, by] = grid
     return out
-
-
-def tail_mean(tab: np.ndarray, col: int, strain_mode: bool = True) -> float:
-    """A headline number of a (rows, 6) table on the output grid (STRESS_STRAIN_COLUMNS):
-    column ``col``'s mean over the last quarter of the strain (strain control) or of the
-    rows (stress control)."""
-    sel = tab[tab[:, 1] >= 0.75 * tab[-1, 1]] if strain_mode else tab[-max(
-        1, len(tab) // 4):]
-    return float(np.mean(sel[:, col]))
 
 
 def avalanches(trace: np.ndarray, threshold_mpa: float, loading: str) -> np.ndarray:

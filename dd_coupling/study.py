@@ -9,6 +9,8 @@ DDRun artifact, one CSV per table and a plot beside each::
 
     flow_stress.csv / .png   rate, T, realisations, flow stress mean and std (the
                              realisation scatter), final dislocation counts, density
+                             (flow stress and density: means over the last quarter of
+                             the strain, as the run's summary, :func:`tail_mean`)
     hardening.csv / .png     σ(ε_p) per condition: mean, std, n on a common ε_p grid
     density.csv / .png       ρ(ε) per condition: mean and std, with the mean ε_p
     avalanches.csv / .png    every strain burst (stress drop) of every realisation, and
@@ -196,6 +198,15 @@ class Condition:
         return np.concatenate(ev) if ev else np.zeros(0)
 
 
+def tail_mean(tab: np.ndarray, col: int, strain_mode: bool = True) -> float:
+    """A headline number of a (rows, 6) table on the output grid (STRESS_STRAIN_COLUMNS):
+    column ``col``'s mean over the last quarter of the strain (strain control) or of the
+    rows (stress control)."""
+    sel = tab[tab[:, 1] >= 0.75 * tab[-1, 1]] if strain_mode else tab[-max(
+        1, len(tab) // 4):]
+    return float(np.mean(sel[:, col]))
+
+
 def rate_label(rate: float) -> str:
     """A strain rate as short text that keeps its digits: 1.5e+05, 3e+04."""
     return f"{rate:.3g}"
@@ -273,7 +284,8 @@ def write_study(out: Path, conditions: list[Condition], settings: DDStudySetting
         fit = fit_power_law(c.drops(), settings.avalanche_min_tail,
                             settings.avalanche_bootstrap, seed)
         fits.append(fit)
-        rho_end = np.array([t[-1, 4] for t in c.tables])
+        # over the last quarter of the strain, as the flow stress and the run's summary
+        rho_end = np.array([tail_mean(t, 4) for t in c.tables])
         rows.append({
             "strain_rate_s": c.rate_s, "temperature_k": c.temperature_k,
             "realisations": len(flow), "flow_stress_mpa": float(np.mean(flow)),
@@ -409,4 +421,5 @@ def write_study(out: Path, conditions: list[Condition], settings: DDStudySetting
 
 
 __all__ = ["Condition", "DDStudySettings", "fit_power_law", "power_law_mle",
-           "select_xmin", "stress_at_plastic_strain", "weighted_mean", "write_study"]
+           "select_xmin", "stress_at_plastic_strain", "tail_mean", "weighted_mean",
+           "write_study"]

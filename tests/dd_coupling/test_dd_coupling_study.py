@@ -179,6 +179,12 @@ def test_study_artifact_tables_plots_and_the_surrogate_reads_it(tmp_path):
     assert len(flow) == 4 and {"flow_stress_mpa", "flow_stress_std_mpa",
                                "avalanche_exponent", "avalanche_exponent_err",
                                "final_dislocations_min"} <= flow[0].keys()
+    # the reference condition's row means what the run's summary means: the flow stress
+    # and the density over the last quarter of the strain (not the density's last point)
+    ref_row = next(r for r in flow if float(r["strain_rate_s"]) == 1e5
+                   and float(r["temperature_k"]) == 300.0)
+    for key in ("flow_stress_mpa", "density_end_m2"):
+        assert float(ref_row[key]) == pytest.approx(s[key], rel=1e-6), key
     hard = read_csv(art.path / "study" / "hardening.csv")
     assert len(hard) == 4 * TINY["output_points"]
     assert {"plastic_strain", "stress_mpa", "stress_std_mpa"} <= hard[0].keys()
