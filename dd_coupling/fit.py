@@ -334,7 +334,7 @@ def fit_and_write(s: FitMobilitySettings, t: VelocityTable, b_m: float, work: Pa
     for cname, f in drag_fits.items():
         summary[f"drag_{cname}_b0_pa_s"] = f["b0_pa_s"]
         summary[f"drag_{cname}_b0_err_pa_s"] = f["b0_err_pa_s"]
-        # B0's dof: the fit's residual dof, Welch-Satterthwaite with the fitted window's
+        # B0's dof: the fit's error dof, Welch-Satterthwaite with the fitted window's
         # term where md measured it (glide_fit.window_systematic); older fits: the dof
         dof = f.get("b0_dof", f.get("dof"))
         if dof is not None:

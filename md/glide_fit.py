@@ -86,7 +86,8 @@ from its row error, or has no dof, counts 1), so the window's dof
 for a term whose size is measured; the older one-sample view, (w/d)⁴, would count the
 replicas' variation a second time). Where no row's noise could be propagated the window
 keeps 1 dof and ``b0_window_note`` says so. The total error's dof ``b0_dof`` is
-Welch–Satterthwaite's with ν for the statistical part and that for the window: ν when
+Welch–Satterthwaite's with the fit's error dof (ν, or the points' where no residual is
+left) for the statistical part and that for the window: ν when
 the window term is 0, at least 1 otherwise (the band's floor: below it t95 runs away);
 B0's interval ``b0_ci95_pa_s`` is ±t95(b0_dof)·error, and the band takes the same dof.
 What this dof does not hold: whether the late half's B is the steady one (a line still
@@ -423,14 +424,22 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
         tried.append((0.0, model, solve(model)))
     tried.sort(key=lambda r: r[0])
     _, model, res = tried[0]
-    cov, chi2_red, nu, q = _covariance(res, n)
-    err_nu = float(nu)
-    if nu <= 0 and e_dof is not None:
-        # no residual to check the point errors by: their own dof (the estimated share
-        # of each row's variance, the rest being the stated relative error and floor)
-        nu_p = point_error_dof(res, np.where(np.isfinite(e), e, 0.0) ** 2 / sig ** 2, e_dof)
-        if math.isfinite(nu_p) and nu_p > 0:
-            err_nu, q = nu_p, t95(nu_p)
+    # the estimated share of each row's variance (the rest: the stated relative error
+    # and floor), for a fit with no residual left to check the point errors by
+    share = np.where(np.isfinite(e), e, 0.0) ** 2 / sig ** 2
+
+    def error_quantile(r: Any) -> tuple[float, float]:
+        # (the parameters' error dof, its 95 % quantile): the residuals' where any are
+        # left, else the points' own (point_error_dof)
+        _, _, nu_r, q_r = _covariance(r, n)
+        if nu_r <= 0 and e_dof is not None:
+            nu_p = point_error_dof(r, share, e_dof)
+            if math.isfinite(nu_p) and nu_p > 0:
+                return nu_p, t95(nu_p)
+        return float(nu_r), q_r
+
+    cov, chi2_red, nu, _ = _covariance(res, n)
+    err_nu, q = error_quantile(res)
     k_t, tau0_t, c = model.unpack(res.x)
     m = len(temps)
     tau0_index = {j: m + i for i, j in enumerate(np.flatnonzero(model.free_tau0))}
@@ -443,7 +452,8 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
                                  "saturation": mm.saturation, "score": sc,
                                  "n_params": mm.n_params(), "chosen": mm is model}
         if mm.free_tau0.any():              # what this candidate says of a threshold
-            entry["tau0_by_temperature"] = _tau0_estimates(mm, rr, n, tau_max)
+            entry["tau0_by_temperature"] = _tau0_estimates(mm, rr, n, tau_max,
+                                                           error_quantile(rr)[1])
         models.append(entry)
     rows = []
     for j, tk in enumerate(temps):
@@ -487,12 +497,13 @@ def fit_drag(tau_pa: np.ndarray, temperature_k: np.ndarray, v_m_s: np.ndarray,
     return out
 
 
-def _tau0_estimates(model: _DragModel, res: Any, n: int,
-                    tau_max_mpa: Sequence[float]) -> list[dict[str, Any]]:
+def _tau0_estimates(model: _DragModel, res: Any, n: int, tau_max_mpa: Sequence[float],
+                    q: float) -> list[dict[str, Any]]:
     """The τ₀ (MPa) a candidate with free τ₀ fitted at each of its temperatures, with
-    standard error and 95% interval (its own covariance and quantile, as for the chosen
-    model) and the largest |τ| fitted there (``tau_max_mpa``, by temperature index)."""
-    cov, _, _, q = _covariance(res, n)
+    standard error and 95% interval (its own covariance; ``q`` its quantile, as the
+    chosen model's is found) and the largest |τ| fitted there (``tau_max_mpa``, by
+    temperature index)."""
+    cov = _covariance(res, n)[0]
     _, tau0, _ = model.unpack(res.x)
     m = len(model.temps)
     out = []
@@ -911,7 +922,7 @@ def window_systematic(fit: dict[str, Any], tau_pa: np.ndarray, temperature_k: np
     only var(δ) enters.
 
     The total error sqrt(stat² + window²) gets the Welch–Satterthwaite dof
-    (:func:`satterthwaite_dof`) with the fit's ``dof`` for the statistical part and
+    (:func:`satterthwaite_dof`) with the fit's ``error_dof`` for the statistical part and
     :func:`window_dof` for the window (a fixed offset known to within its noise); B0's
     interval is B0 ± t95(that dof)·error.
 

@@ -355,8 +355,8 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
     nu_b = ms.get("drag_edge_b0_dof")
     if nu_b is not None and s > 0:
         # B0's Welch-Satterthwaite dof (md.glide_fit.window_systematic): a float
-        nus["the drag fit's (its points less its parameters, with the fitted window's "
-            "term)"] = max(float(nu_b), 1.0)
+        nus["the drag fit's (its points less its parameters, or its points' error dof "
+            "where none is left, with the fitted window's term)"] = max(float(nu_b), 1.0)
     if nus:
         out["dof"] = 1.0 / sum(1.0 / v for v in nus.values())
         if len(nus) > 1:

@@ -1106,6 +1106,7 @@ def test_an_exactly_determined_drag_takes_its_quantile_from_the_points_dof():
     (dof 2): the true B inside its 95 % interval in 94.0 % of them with the point's dof,
     82.0 % with 1.96."""
     from scalebridge.md.glide_fit import REL_ERROR, fit_drag, point_error_dof, t95
+    from scipy.optimize import OptimizeResult
 
     b, tau = 2.74e-10, np.array([2.8e9])
     f = fit_drag(tau, [300.0], [500.0], [128.7], b, err_dof=[8])
@@ -1124,9 +1125,18 @@ def test_an_exactly_determined_drag_takes_its_quantile_from_the_points_dof():
                     [450.0, 1000.0, 1700.0, 2300.0], [100.0] * 4, b, err_dof=[2] * 4)
     assert four["error_dof"] == four["dof"] > 0
     # a singular Jacobian: no dof to give
-    class Flat:
-        jac = np.zeros((1, 1))
-    assert math.isnan(point_error_dof(Flat(), np.ones(1), np.ones(1)))
+    assert math.isnan(point_error_dof(OptimizeResult(jac=np.zeros((1, 1))), np.ones(1),
+                                      np.ones(1)))
+    # an exactly determined threshold (two stresses, one temperature): its τ₀ interval,
+    # the chosen model's and the candidate's, on the points' dof, not 1.96
+    two_tau = fit_drag(np.array([5e8, 1.5e9]), [300.0] * 2, [900.0, 2400.0], [100.0] * 2,
+                       b, err_dof=[2, 2])
+    free = next(m for m in two_tau["model"] if m["tau0"] == "free" and m["chosen"])
+    lo, hi = free["tau0_by_temperature"][0]["tau0_ci95_mpa"]
+    se = free["tau0_by_temperature"][0]["tau0_err_mpa"]
+    assert 2.0 < two_tau["error_dof"] < 3.0 and two_tau["quantile"] > 3.0   # 2.85, 3.28
+    assert (hi - lo) / (2 * se) == pytest.approx(two_tau["quantile"])
+    assert two_tau["by_temperature"][0]["tau0_ci95_mpa"] == [lo, hi]
     # reruns: three replicas of sd 150 m/s about 500 m/s
     rng = np.random.default_rng(7)
     truth = b * 2.8e9 / 500.0
