@@ -188,6 +188,18 @@ class SurrogateSettings(StrictModel):
         "first firing restarts all its sources together, so none can emit again sooner; "
         "by then their different clocks have spread), instead of emitting at its renewal "
         "rate from the first firing on")
+    relaxed_clocks: bool = Field(
+        False, description="source_families: within a step the source clocks read a "
+        "stress linear from the step's start to the stress a first pass of the step "
+        "returns (a predictor), instead of to the elastic trial stress, which the "
+        "relaxation within the step never reaches (an error of first order in the time "
+        "step: the clocks run too fast while the material flows)")
+    spread_loading: bool = Field(
+        False, description="source_families: the flow's effective fluidity takes the "
+        "strain increment as loaded over the step (the exponential integrator of the "
+        "overstress, s_e = s_0 e^(-x) + (s_tr - s_0)(1 - e^(-x))/x, x = 3G∫m dt), "
+        "instead of all at its start and then relaxed, which underestimates the steady "
+        "overstress by about x/2 (an error of first order in the time step)")
     run_checks: bool = Field(True, description="run check_constitutive on the fit")
     cross_validate: int = Field(
         2, ge=0, description="a DD study held out by microstructure: fit again with up to "
@@ -1008,6 +1020,7 @@ def _fit_model(train: StrainPaths, val: StrainPaths, s: SurrogateSettings,
             train, val, families=s.families, restarts=s.restarts, seed=s.seed,
             clock_width=s.clock_width, field_grows=s.internal_field_grows,
             dephase=s.dephase, dephase_wait=s.dephase_wait,
+            relaxed_clocks=s.relaxed_clocks, spread_loading=s.spread_loading,
             nucleation_time_s=float(meta["nucleation_time_s"]),
             nucleation_clocks=meta.get("nucleation_clocks"),
             source_mean_mpa=float(meta["source_strength_mpa"]),

@@ -45,12 +45,14 @@ T_NUC = 1e-8                         # s, the DD's nucleation time
 def law(strengths=(60.0,), emission: float = 2e3, t_pin: float = 2.5e-9,
         eps_pin: float = 1e-3, sigma_b: tuple[float, float] = (5.0, 60.0),
         t_nuc: float | np.ndarray = T_NUC, clock_width_mpa: float = 0.0,
-        grows: bool = False, dephase: bool = False, wait: bool = False) -> SourceFamiliesJ2:
+        grows: bool = False, dephase: bool = False, wait: bool = False,
+        relaxed: bool = False, spread: bool = False) -> SourceFamiliesJ2:
     return SourceFamiliesJ2(BULK, SHEAR, StaticVoce(sigma_b[0], sigma_b[1], 3e-3),
                             np.asarray(strengths, float), t_nuc, emission, t_pin, eps_pin,
                             {"eps_p_eq": [0.0, 3e-3], "rate_s": [4e4, 1.5e5]},
                             clock_width_mpa=clock_width_mpa, field_grows=grows,
-                            dephase=dephase, dephase_wait=wait)
+                            dephase=dephase, dephase_wait=wait, relaxed_clocks=relaxed,
+                            spread_loading=spread)
 
 
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
@@ -1015,15 +1017,26 @@ def test_a_fit_that_cannot_see_a_static_strength_keeps_one_and_is_no_fluid(tmp_p
     assert rec["checks"]["checks"]["elastic_unloading"]["passed"]
 
 
-@pytest.mark.parametrize("width,grows,dephase,each,wait", [
-    (0.0, False, False, False, False), (0.0, False, True, False, False),
-    (24.0, False, False, True, False), (0.0, True, False, True, False),
-    (0.0, True, True, True, False), (24.0, False, True, False, False),
-    (2 * math.sqrt(3.0) * 12.0, True, True, True, False),
-    (2 * math.sqrt(3.0) * 12.0, True, False, False, False),
-    (0.0, False, True, False, True), (24.0, False, True, True, True),
-    (2 * math.sqrt(3.0) * 12.0, True, True, True, True)])
-def test_the_compiled_replay_is_the_numpy_update(width, grows, dephase, each, wait):
+@pytest.mark.parametrize("width,grows,dephase,each,wait,relaxed,spread", [
+    (0.0, False, False, False, False, False, False),
+    (0.0, False, True, False, False, False, False),
+    (24.0, False, False, True, False, False, False),
+    (0.0, True, False, True, False, False, False),
+    (0.0, True, True, True, False, False, False),
+    (24.0, False, True, False, False, False, False),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True, False, False, False),
+    (2 * math.sqrt(3.0) * 12.0, True, False, False, False, False, False),
+    (0.0, False, True, False, True, False, False),
+    (24.0, False, True, True, True, False, False),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True, True, False, False),
+    (0.0, False, True, False, True, True, True),
+    (24.0, False, False, True, False, False, True),
+    (0.0, True, False, True, False, True, False),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True, True, True, False),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True, True, False, True),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True, True, True, True)])
+def test_the_compiled_replay_is_the_numpy_update(width, grows, dephase, each, wait, relaxed,
+                                                 spread):
     """The fits replay through a compiled kernel (27x faster on the Mo example's 18 DD
     paths); the NumPy update stays the reference. Along loading at three rates, then
     unloading, reloading past the upper yield and a hold (steps of 0.4-1.7 ns), a hold
@@ -1032,13 +1045,15 @@ def test_the_compiled_replay_is_the_numpy_update(width, grows, dephase, each, wa
     to 1e-9 of the stress and of each state variable (clocks, fluidities, plastic
     strain) in every combination of step or smooth clocks, growing field, dephasing
     and per-family clocks, and dephasing one clock after the first firing
-    (``dephase_wait``); the out-of-range flags are the same, and a scaled copy's
-    static strength (not a StaticVoce) steps the update."""
+    (``dephase_wait``), with and without ``relaxed_clocks`` and ``spread_loading``;
+    the out-of-range flags are the same, and a scaled copy's static strength (not a
+    StaticVoce) steps the update."""
     k = 16
     t_nuc = np.geomspace(4e-9, 2e-8, k) if each else T_NUC
     m = law(strengths=tuple(family_strengths(60.0, 12.0, k, 0.76, 0.86)), emission=677.0,
             t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0), t_nuc=t_nuc,
-            clock_width_mpa=width, grows=grows, dephase=dephase, wait=wait)
+            clock_width_mpa=width, grows=grows, dephase=dephase, wait=wait,
+            relaxed=relaxed, spread=spread)
     m.training_range = {"eps_p_eq": [0.0, 1e-3], "rate_s": [4e4, 1e5]}
     gams, dts = [], []
     for rate in (4e4, 7e4, 1.5e5):
@@ -1093,3 +1108,63 @@ def test_the_compiled_replay_is_the_numpy_update(width, grows, dephase, each, wa
     from scalebridge.surrogates.ensemble import scale_hardening
     scaled = scale_hardening(m, 1.1)
     assert scaled.integrate_stress_only(strain, dt, scaled.initial_state(3)) is None
+
+
+@pytest.mark.parametrize("width,grows,wait,relaxed,spread", [
+    (0.0, False, False, False, True), (0.0, False, False, True, False),
+    (0.0, False, False, True, True), (2 * math.sqrt(3.0) * 12.0, True, True, False, True),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True, False),
+    (2 * math.sqrt(3.0) * 12.0, True, True, True, True)])
+def test_the_tangent_is_consistent_with_relaxed_clocks_and_spread_loading(
+        width, grows, wait, relaxed, spread, monkeypatch):
+    """``spread_loading``: m_eff depends on the trial stress directly (through the share
+    r = s_0/s_tr of the overstress already there at the step's start); ``relaxed_clocks``:
+    the clocks' path ends at the predictor's returned stress, itself set by the trial
+    stress through the predictor's m_eff. With those terms every step of a path through
+    the avalanche and on matches central differences; without them it does not."""
+    m = law(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)), emission=677.0,
+            t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(6.0, 213.0), clock_width_mpa=width,
+            grows=grows, dephase=True, wait=wait, relaxed=relaxed, spread=spread)
+    err = _tangent_errors(m, 7e4)
+    assert err.max() < 1e-5, (err.max(), int(err.argmax()))
+    if relaxed:     # the chain through the predictor's end stress dropped
+        monkeypatch.setattr(SourceFamiliesJ2, "_dqend_dq", lambda self, sg, *a: 1.0)
+    else:           # the direct term dropped
+        orig = SourceFamiliesJ2._fluidity
+
+        def no_direct(self, sg, *a):
+            orig(self, sg, *a)
+            sg["dm_direct"] = None
+        monkeypatch.setattr(SourceFamiliesJ2, "_fluidity", no_direct)
+    assert _tangent_errors(m, 7e4).max() > 1e-4
+
+
+@pytest.mark.parametrize("rate", [4e4, 1.5e5])
+def test_relaxed_clocks_and_spread_loading_converge_in_the_time_step(rate):
+    """Halving the step along simple shear through the avalanche into flow: the default
+    update (clocks along start -> elastic trial, the whole increment loaded at the step's
+    start then relaxed) converges to first order, so halving moves the answer by about
+    as much as the rest of the way to the converged one; ``spread_loading`` (the
+    increment loaded over the step in m_eff) and ``relaxed_clocks`` (the clocks along
+    start -> the predictor's returned stress) together move it much less, and are
+    closer to the fine-step answer."""
+    from scalebridge.surrogates.train import refined_paths, time_step_sensitivity
+
+    e, dt = shear_path(rate, gamma_max=4e-3, n=80)
+    paths = StrainPaths(e, np.zeros_like(e), np.array([dt]), np.array([300.0]),
+                        np.array([rate]))
+    kw = dict(strengths=tuple(family_strengths(60.0, 12.0, 16, 0.76, 0.86)),
+              emission=677.0, t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(30.0, 60.0),
+              clock_width_mpa=2 * math.sqrt(3.0) * 12.0, grows=True, dephase=True,
+              wait=True)
+    old, new = law(**kw), law(**kw, relaxed=True, spread=True)
+    ts_old = time_step_sensitivity(old, paths)["rms_change_mpa"]
+    ts_new = time_step_sensitivity(new, paths)["rms_change_mpa"]
+    fine = refined_paths(paths, 16)
+
+    def err(m):
+        base = integrate_path(m, paths.strain, paths.dt)[0]
+        ref = integrate_path(m, fine.strain, fine.dt)[0][:, ::16]
+        return float(np.sqrt(np.mean(np.sum((base - ref) ** 2, axis=-1))))
+    assert ts_new < 0.5 * ts_old, (ts_new, ts_old)
+    assert err(new) < 0.5 * err(old), (err(new), err(old))
