@@ -1168,3 +1168,15 @@ def test_relaxed_clocks_and_spread_loading_converge_in_the_time_step(rate):
         return float(np.sqrt(np.mean(np.sum((base - ref) ** 2, axis=-1))))
     assert ts_new < 0.5 * ts_old, (ts_new, ts_old)
     assert err(new) < 0.5 * err(old), (err(new), err(old))
+
+
+@pytest.mark.parametrize("relaxed,spread", [(True, False), (False, True), (True, True)])
+def test_interface_checks_pass_with_relaxed_clocks_and_spread_loading(relaxed, spread):
+    """check_constitutive (steps of 1 s: ∫m dt far past the x = 600 cap, where
+    ``spread_loading``'s m_eff still moves with the trial stress through r, and a held
+    point's D = e^(−600) must not round to 0) passes with either switch and both."""
+    m = law(strengths=tuple(family_strengths(52.0, 11.0, 8, 0.9, 0.8)),
+            clock_width_mpa=2 * math.sqrt(3.0) * 11.0, grows=True, dephase=True, wait=True,
+            relaxed=relaxed, spread=spread)
+    rep = check_constitutive(m, amplitude=4e-3, raise_on_failure=False)
+    assert rep.passed, {k: v for k, v in rep.to_dict()["checks"].items() if not v["passed"]}
