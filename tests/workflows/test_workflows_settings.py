@@ -116,8 +116,8 @@ def test_example_files_validate():
     # production fits the surrogate the example's scores were measured with, one
     # microstructure held out by the main fit and every other one in turn
     ex = load_run_settings(root / "mo.toml")
-    for k in ("model", "dephase", "dephase_wait", "clock_width", "internal_field_grows",
-              "restarts"):
+    for k in ("model", "dephase", "dephase_wait", "spread_loading", "relaxed_clocks",
+              "clock_width", "internal_field_grows", "restarts"):
         assert getattr(prod.surrogates, k) == getattr(ex.surrogates, k), k
     assert round(prod.surrogates.val_fraction * prod.dd.run.realisations) == 1
     assert prod.surrogates.cross_validate == prod.dd.run.realisations - 1
