@@ -61,14 +61,17 @@ mechanism:
   the consistent tangent is the viscoplastic J2 one. A point with no mobile
   dislocations is elastic.
 - **Time integration, in continuous time within a step** (so the answer hardly depends on
-  the step; ``train.time_step_sensitivity``): a clock runs for the part of the step the
-  stress, linear between its start-of-step value and the elastic trial, spends above
+  the step; ``train.time_step_sensitivity``; by default as follows, and with the two
+  corrections of *Two first-order terms* below where switched on): a clock runs for the
+  part of the step the stress, linear between its start-of-step value and the elastic
+  trial (with ``relaxed_clocks``, the predictor's returned stress), spends above
   the strength; a family that fires contributes its emission only from its firing time
   (the clock's remainder) on, a dephased one's inflow is constant over the step (after
   a first firing, over the rest of it; with ``dephase_wait``, after its waiting clock
   runs out, over the rest of that step); M = ∫m dt over the step follows the exponential
   pinning exactly; and m_eff = expm1(3G M)/(3G dt), the fluidity with which backward Euler
-  relaxes a held overstress by exactly exp(−3G M). The tangent is the update's own
+  relaxes a held overstress by exactly exp(−3G M) (with ``spread_loading``, the
+  exponential integrator's with the increment loaded over the step). The tangent is the update's own
   derivative: a family that crosses its strength within the step and fires there starts
   emitting at a time set by the trial stress, and a dephased family emits at a rate set
   by it (and, with ``dephase_wait``, the time its waiting clock runs out: the renewal
@@ -449,7 +452,7 @@ def _k_m_eff(big_m: float, h: float, g3: float, spread: bool, sig_s: float, q_tr
     r = s0 / s_tr if s_tr > 0 else 1.0
     one_em = -math.expm1(-a_)
     if a_ < 1e-3:
-        one_phi = a_ / 2.0 - a_ * a_ / 6.0 + a_ ** 3 / 24.0
+        one_phi = a_ / 2.0 - a_ * a_ / 6.0 + a_ ** 3 / 24.0 - a_ ** 4 / 120.0
     else:
         one_phi = (a_ - one_em) / a_
     phi = 1.0 - one_phi if a_ < 1e-3 else one_em / a_
@@ -597,6 +600,8 @@ class SourceFamiliesJ2(J2Plasticity):
         dephase_wait: with ``dephase``, a family that has fired waits one more t_nuc of
             clock time (its sources restarted together) before its renewal emission
             starts; the clock then runs from t_nuc to the mark 2 t_nuc.
+        relaxed_clocks, spread_loading: the step update's first-order corrections (module
+            docstring; both off: the update the fits before 2026-12-07 were saved with).
     """
 
     def __init__(self, bulk: float, shear: float, hardening: StaticVoce,
@@ -704,8 +709,10 @@ class SourceFamiliesJ2(J2Plasticity):
         dm0 = self._dmeff_dq(sg, sig_s, sig_e, dt, live, None)
         dm0 = np.zeros_like(m_eff) if dm0 is None else np.nan_to_num(dm0)   # dm_eff/dq_tr
         h = self.hardening.yield_stress(state[:, 6], dg, m_eff[:, None], dt)[1]
+        # a scaled copy (the band's members) scales the viscous stress Δγ/(m dt) too
+        f = float(getattr(self.hardening, "factor", 1.0))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = (h - g3 * dg / (m_eff ** 2 * dt) * dm0) / (g3 + h)
+            out = (h - g3 * f * dg / (m_eff ** 2 * dt) * dm0) / (g3 + h)
         return np.where((dg > 0) & (m_eff > NO_FLUIDITY), out, 1.0)
 
     def _stage(self, state: np.ndarray, sig_s: np.ndarray, sig_e: np.ndarray,
@@ -830,7 +837,7 @@ class SourceFamiliesJ2(J2Plasticity):
             a_ = np.where(small, 1.0, a)
             em = np.exp(-a)
             one_em = -np.expm1(-a)                                   # 1 − e^(−x)
-            one_phi = np.where(small, a / 2.0 - a * a / 6.0 + a ** 3 / 24.0,
+            one_phi = np.where(small, a / 2.0 - a * a / 6.0 + a ** 3 / 24.0 - a ** 4 / 120.0,
                                (a_ - one_em) / a_)                   # 1 − φ₁
             dphi = np.where(small, 0.5 - a / 3.0 + a * a / 8.0 - a ** 3 / 30.0,
                             (one_em - a * em) / a_ ** 2)             # −φ₁'(x)
@@ -1071,7 +1078,9 @@ class SourceFamiliesJ2(J2Plasticity):
                           m_eff: np.ndarray, state: np.ndarray,
                           j2: np.ndarray, dt: np.ndarray) -> np.ndarray:
         """The consistent tangent where m_eff moves with the strain increment (a firing
-        or a dephased family's emission rate set by the trial stress): the radial-return
+        or a dephased family's emission rate set by the trial stress; with
+        ``spread_loading`` the share r of the overstress already there at the step's
+        start; with ``relaxed_clocks`` the predictor's end stress): the radial-return
         tangent plus (∂σ/∂m_eff) ⊗ (dm_eff/dΔε).
 
         dq_tr/dΔε = 2G√(3/2) n̂; ``dm_dq`` = dm_eff/dq_tr (:meth:`_dmeff_dq`). At
@@ -1083,8 +1092,11 @@ class SourceFamiliesJ2(J2Plasticity):
         dg = j2[:, 6] - state[:, 6]                          # Δγ = Δε̄_p, (n,)
         q = m_eff[:, None]
         h = self.hardening.yield_stress(state[:, 6], dg, q, dt)[1]
+        # a scaled copy (the band's members, surrogates.ensemble.ScaledHardening) scales
+        # the viscous stress Δγ/(m dt) with σ_b: σ_y = f (σ_b + Δγ/(m dt))
+        f = float(getattr(self.hardening, "factor", 1.0))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ddg_dm = np.where(dg > 0, dg / (m_eff ** 2 * dt) / (3.0 * g + h), 0.0)
+            ddg_dm = np.where(dg > 0, f * dg / (m_eff ** 2 * dt) / (3.0 * g + h), 0.0)
         dev = mandel.deviator(stress)
         norm = np.linalg.norm(dev, axis=1)
         nhat = np.where(norm[:, None] > 0, dev / np.where(norm > 0, norm, 1.0)[:, None], 0.0)
