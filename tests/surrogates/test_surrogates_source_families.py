@@ -1209,3 +1209,36 @@ def test_a_scaled_copys_tangent_scales_its_viscous_stress():
     for f in (0.8, 1.25):
         err = _tangent_errors(scale_hardening(m, f), 7e4)
         assert err.max() < 1e-5, (f, err.max(), int(err.argmax()))
+
+
+def test_spread_loading_is_the_exact_relaxation_while_loading():
+    """No family fires (strength 10 GPa) and σ_b is flat (50 MPa): the overstress s obeys
+    ds/dt = 3G(ε̄̇ − m s) with m pinning at 1/t_pin from m_0, so over a step with x =
+    3G∫m dt, the start overstress s_0 and the trial's s_tr, the increment loaded evenly
+    over the step (a constant rate in the m-weighted time) gives s_0 e^(−x) + (s_tr − s_0)
+    (1 − e^(−x))/x at the end: ``spread_loading``'s update returns that, to rounding. A
+    hold (no increment) is the default update's exact relaxation s_0 e^(−x)."""
+    t_pin, m0 = 2.5e-9, 2.0e3                               # s, 1/(MPa s)
+    kw = dict(strengths=(1e4,), emission=0.0, t_pin=t_pin, eps_pin=1e9,
+              sigma_b=(50.0, 50.0))
+    spread, default = law(**kw, spread=True), law(**kw)
+    n = np.array([1.0, -1.0, 0.0, 0.0, 0.0, 0.0]) / math.sqrt(2.0)   # deviatoric, |n| = 1
+
+    def strain_at(q_mpa: float) -> np.ndarray:                # elastic: q = √6 G c
+        return (q_mpa / (math.sqrt(6.0) * SHEAR) * n)[None]
+
+    st = spread.initial_state(1)
+    st[:, 8] = m0
+    for dt, s0, s_tr in ((1e-9, 10.0, 40.0), (3e-9, 0.0, 25.0), (0.2e-9, 5.0, 6.0)):
+        x = 3.0 * SHEAR * m0 * t_pin * -math.expm1(-dt / t_pin)
+        e0 = strain_at(50.0 + s0)
+        de = strain_at(50.0 + s_tr) - e0
+        got = vm(spread.update(e0, de, st, dt).stress)[0] - 50.0
+        want = s0 * math.exp(-x) + (s_tr - s0) * -math.expm1(-x) / x
+        assert got == pytest.approx(want, rel=1e-9), (dt, got, want, x)
+        # the default loads the increment at the start and relaxes it all: s_tr e^(−x)
+        # would be its held answer; in flow it lies below the exact one
+        assert vm(default.update(e0, de, st, dt).stress)[0] - 50.0 < got
+        hold = [vm(m.update(e0, 0.0 * de, st, dt).stress)[0] - 50.0 for m in (spread, default)]
+        assert hold[0] == pytest.approx(hold[1], rel=1e-12)
+        assert hold[0] == pytest.approx(s0 * math.exp(-x), rel=1e-9, abs=1e-12)
