@@ -1149,15 +1149,17 @@ def test_the_tangent_is_consistent_with_relaxed_clocks_and_spread_loading(
 
 
 @pytest.mark.parametrize("rate", [4e4, 1.5e5])
-@pytest.mark.parametrize("relaxed,spread", [(True, False), (False, True), (True, True)])
-def test_relaxed_clocks_and_spread_loading_converge_in_the_time_step(rate, relaxed, spread):
+def test_relaxed_clocks_and_spread_loading_converge_in_the_time_step(rate):
     """Halving the step along simple shear through the avalanche into flow: the default
     update (clocks along start -> elastic trial, the whole increment loaded at the step's
     start then relaxed) converges to first order, so halving moves the answer by about
     as much as the rest of the way to the converged one; ``spread_loading`` (the
     increment loaded over the step in m_eff) and ``relaxed_clocks`` (the clocks along
     start -> the predictor's returned stress) together move it much less, and are
-    closer to the fine-step answer; each alone moves it less than the default."""
+    closer to the fine-step answer. Alone they do less, and ``spread_loading`` alone can
+    do worse: the two errors partly cancel (measured here, rms change when halved, MPa,
+    default / relaxed / spread / both: 2.73/1.97/2.12/0.60 at 4e4 /s, 2.11/1.87/2.94/0.21
+    at 1.5e5 /s), so the example switches on both."""
     from scalebridge.surrogates.train import refined_paths, time_step_sensitivity
 
     e, dt = shear_path(rate, gamma_max=4e-3, n=80)
@@ -1167,12 +1169,13 @@ def test_relaxed_clocks_and_spread_loading_converge_in_the_time_step(rate, relax
               emission=677.0, t_pin=2.3e-9, eps_pin=2.4e-3, sigma_b=(30.0, 60.0),
               clock_width_mpa=2 * math.sqrt(3.0) * 12.0, grows=True, dephase=True,
               wait=True)
-    old, new = law(**kw), law(**kw, relaxed=relaxed, spread=spread)
+    old, new = law(**kw), law(**kw, relaxed=True, spread=True)
     ts_old = time_step_sensitivity(old, paths)["rms_change_mpa"]
     ts_new = time_step_sensitivity(new, paths)["rms_change_mpa"]
-    if not (relaxed and spread):
-        assert ts_new < 0.9 * ts_old, (ts_new, ts_old)
-        return
+    alone = [time_step_sensitivity(law(**kw, relaxed=r, spread=not r), paths)[
+        "rms_change_mpa"] for r in (True, False)]
+    assert alone[0] < 0.95 * ts_old, (alone, ts_old)            # relaxed_clocks alone
+    assert ts_new < 0.5 * min(alone), (ts_new, alone)
     fine = refined_paths(paths, 16)
 
     def err(m):
