@@ -101,7 +101,8 @@ mechanism:
   out in turn): held out 1.36/1.31/1.22/0.97/1.09/1.15x the realisation scatter by
   microstructure 0-5, pooled 1.19x (1.18x without), and the six fits' sensitivity
   0.14-0.17 % (1.89-2.11 % without); all six take the scale's lower bound, the
-  microstructure-3 fit too. With ``spread_loading`` alone:
+  microstructure-3 fit too (in the chain's runs/mo_bench88, 5 of 6: the fold holding out
+  microstructure 0 keeps 0.07). With ``spread_loading`` alone:
   1.35/1.29/1.21/0.97/1.09/1.15x, pooled 1.18x, sensitivity 0.46-0.83 % (its largest
   change at a point 3.9-7.9 MPa, against 0.8-1.3 MPa with both and 3.4-6.6 MPa without).
 
