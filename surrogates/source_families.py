@@ -702,7 +702,8 @@ class SourceFamiliesJ2(J2Plasticity):
         """relaxed_clocks: (n,) d q_0/dq_tr of the predictor's returned von Mises stress
         q_0 = q_tr − 3GΔγ (Δγ from q_tr − 3GΔγ − σ_b − Δγ/(m dt) = 0 at the predictor's
         m_eff, itself set by q_tr through its clocks): h/(3G + h) − 3G Δγ/(m² dt)/(3G + h)
-        · dm/dq_tr, h = dσ_b/dε̄_p + 1/(m dt); 1 where the predictor is elastic."""
+        · dm/dq_tr, h = dσ_b/dε̄_p + 1/(m dt) (times f for a scaled copy); 1 where the
+        predictor is elastic."""
         g3 = 3.0 * self.shear
         m_eff, a = sg["m_eff"], sg["a"]
         dg = j2[:, 6] - state[:, 6]

@@ -263,6 +263,11 @@ def test_defectstats_writes_flagged_points_without_velocity_and_dd_skips_them(tm
     assert ratio_err[100.0] == "" and ratio_err[800.0] == ""
     ratio_dof = {r["tau_mpa"]: r["acceleration_ratio_dof"] for r in table}
     assert ratio_dof[200.0] == 2 and ratio_dof[400.0] == 1 and ratio_dof[100.0] == ""
+    # each point's error dof: the replicas' ±5 m/s scatter is below their 10 m/s block
+    # errors, so the error is the blocks', on 3 x 4 dof (what an exactly determined drag
+    # fit would take its quantile from)
+    vdof = {r["tau_mpa"]: r["velocity_dof"] for r in table}
+    assert vdof[100.0] == vdof[200.0] == vdof[400.0] == 12 and vdof[800.0] == ""
     assert {"edge_drag_b0_window_raw_pa_s", "edge_drag_b0_window_noise_pa_s",
             "edge_drag_b0_window_dof", "edge_drag_b0_dof"} <= set(art.summary)
     replicas = read_rows(art.path / "replicas.csv")
