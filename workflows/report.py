@@ -477,7 +477,7 @@ def shares_dof_text(shares: Mapping[str, Any], sources: Mapping[str, Any]) -> st
         src = sources.get(k)
         nu = src.get("dof") if isinstance(src, Mapping) else None
         one = shares_text({k: v})
-        if isinstance(nu, (int, float)) and not isinstance(nu, bool) and math.isfinite(nu):
+        if _is_number(nu):
             one += f" ({float(nu):.2g} dof)"
             if nu < 1:
                 loose.append(f"the {k} term's {float(nu):.2g} dof: its value is barely "
