@@ -697,6 +697,12 @@ class SourceFamiliesJ2(J2Plasticity):
         return ConstitutiveResult(stress=stress, tangent=tangent, state=new,
                                   out_of_range=oor)
 
+    @property
+    def _factor(self) -> float:
+        """The factor f of a scaled copy (``ensemble.scale_hardening``: σ_y, its slope and
+        the families' strengths times f); 1 for the fitted model itself."""
+        return float(getattr(self.hardening, "factor", 1.0))
+
     def _dqend_dq(self, sg: dict[str, Any], sig_s: np.ndarray, sig_e: np.ndarray,
                   state: np.ndarray, j2: np.ndarray, dt: np.ndarray) -> np.ndarray:
         """relaxed_clocks: (n,) d q_0/dq_tr of the predictor's returned von Mises stress
@@ -712,7 +718,7 @@ class SourceFamiliesJ2(J2Plasticity):
         dm0 = np.zeros_like(m_eff) if dm0 is None else np.nan_to_num(dm0)   # dm_eff/dq_tr
         h = self.hardening.yield_stress(state[:, 6], dg, m_eff[:, None], dt)[1]
         # a scaled copy (the band's members) scales the viscous stress Δγ/(m dt) too
-        f = float(getattr(self.hardening, "factor", 1.0))
+        f = self._factor
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             out = (h - g3 * f * dg / (m_eff ** 2 * dt) * dm0) / (g3 + h)
         return np.where((dg > 0) & (m_eff > NO_FLUIDITY), out, 1.0)
@@ -723,7 +729,7 @@ class SourceFamiliesJ2(J2Plasticity):
         linearly from ``sig_s`` to ``sig_e`` (n, 1): M = ∫m dt, m_eff, m at the step's end,
         the new clocks, and what the tangent (:meth:`_stage_dM`) needs."""
         # a scaled copy (ensemble.scale_hardening) scales the strengths with σ_y
-        strengths = self.strengths_mpa * getattr(self.hardening, "factor", 1.0)   # (K,)
+        strengths = self.strengths_mpa * self._factor   # (K,)
         smooth = self.clock_width_mpa > 0
         w: np.ndarray | None = None           # (n, 1) the clocks' width, smooth clocks only
         if self.field_grows:
@@ -804,7 +810,7 @@ class SourceFamiliesJ2(J2Plasticity):
         m_eff = np.where(dt_arr > 0, m_eff, 0.0)   # no time, no viscous flow: elastic
         with np.errstate(divide="ignore", invalid="ignore"):
             dm_dbig = np.where(a > 1e-8, np.exp(a), 1.0) / dt_arr   # dm_eff/dM
-        return {"big_m": big_m, "dm_dbig": dm_dbig, "dm_direct": None, "thr": thr, "w": w,
+        return {"dm_dbig": dm_dbig, "dm_direct": None, "thr": thr, "w": w,
                 "frac": frac, "fired": fired, "rem": rem,
                 "since": since, "dephased": dephased, "starts": starts, "rem_r": rem_r,
                 "since_r": since_r, "rate": rate, "clocks": clocks, "m_end": m_end,
@@ -1096,7 +1102,7 @@ class SourceFamiliesJ2(J2Plasticity):
         h = self.hardening.yield_stress(state[:, 6], dg, q, dt)[1]
         # a scaled copy (the band's members, surrogates.ensemble.ScaledHardening) scales
         # the viscous stress Δγ/(m dt) with σ_b: σ_y = f (σ_b + Δγ/(m dt))
-        f = float(getattr(self.hardening, "factor", 1.0))
+        f = self._factor
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ddg_dm = np.where(dg > 0, f * dg / (m_eff ** 2 * dt) / (3.0 * g + h), 0.0)
         dev = mandel.deviator(stress)
