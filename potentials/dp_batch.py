@@ -6,6 +6,10 @@ what ``dp ARGV`` would do in ``cwd`` (it calls ``deepmd.main.main``), but torch 
 deepmd are imported once instead of once per command, which on a small shared machine
 saves most of a short training's wall time. Used only by
 :func:`scalebridge.potentials.train.run_dp`.
+
+A job that fails stops the batch: its traceback is printed, then one line
+``dp_batch: failed: dp ARGV (in CWD): ErrorType: message``, which
+:func:`scalebridge.potentials.train.run_dp` puts in its error, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 
 
 def main(path: str) -> int:
@@ -21,8 +26,19 @@ def main(path: str) -> int:
 
     for job in jobs:
         os.chdir(job["cwd"])
-        print(f"dp_batch: dp {' '.join(job['argv'])} (in {job['cwd']})", flush=True)
-        dp_main(job["argv"])
+        what = f"dp {' '.join(job['argv'])} (in {job['cwd']})"
+        print(f"dp_batch: {what}", flush=True)
+        try:
+            dp_main(job["argv"])
+        except SystemExit as e:  # argparse and DeePMD's own exits
+            if e.code not in (None, 0):
+                print(f"dp_batch: failed: {what}: exit {e.code}", flush=True)
+                return 1
+        except Exception as e:
+            traceback.print_exc()
+            msg = (str(e).strip().splitlines() or [""])[0][:300]
+            print(f"dp_batch: failed: {what}: {type(e).__name__}: {msg}", flush=True)
+            return 1
         print(f"dp_batch: done: dp {' '.join(job['argv'][:2])}", flush=True)
     return 0
 

@@ -122,10 +122,22 @@ def write_lcurves(paths: list[Path], out: Path) -> None:
 
 
 # --------------------------------------------------------------------------- dp test
-def dp_test(model: Path, systems: list[tuple[Path, int, int]], cwd: Path, threads: int = 1
-            ) -> dict[str, dict[str, np.ndarray]]:
+def dp_test_job(model: Path, systems: list[tuple[Path, int, int]], cwd: Path
+                ) -> tuple[list[str], Path]:
+    """The ``dp test`` job (:func:`scalebridge.potentials.train.run_dp`'s ``(args,
+    workdir)``) that :func:`dp_test` runs; writes its ``systems.txt`` into ``cwd``."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    listing = cwd / "systems.txt"
+    listing.write_text("".join(f"{p}\n" for p, _, _ in systems))
+    return (["test", "-m", str(model), "-f", str(listing), "-d", str(cwd / "dp_test")], cwd)
+
+
+def dp_test(model: Path, systems: list[tuple[Path, int, int]], cwd: Path, threads: int = 1,
+            *, ran: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Run ``dp --pt test`` on ``systems`` = [(folder, nframes, natoms), ...] (in that
     order, through ``-f``; rows of its detail files are cut by the frame counts).
+    ``ran``: :func:`dp_test_job` already ran in ``cwd`` (e.g. beside the compression,
+    :func:`scalebridge.potentials.train.compress_and_test`): only read its files.
 
     Returns:
         ``{system_name: {"e": (nframes, 2) data/pred eV, "f": (nframes*natoms, 6)
@@ -134,10 +146,9 @@ def dp_test(model: Path, systems: list[tuple[Path, int, int]], cwd: Path, thread
     from scalebridge.potentials.train import run_dp
 
     prefix = cwd / "dp_test"
-    listing = cwd / "systems.txt"
-    listing.write_text("".join(f"{p}\n" for p, _, _ in systems))
-    run_dp([(["test", "-m", str(model), "-f", str(listing), "-d", str(prefix)], cwd)],
-           cwd, threads=threads, log_file=cwd / "dp_test.log")
+    if not ran:
+        run_dp([dp_test_job(model, systems, cwd)], cwd, threads=threads,
+               log_file=cwd / "dp_test.log")
     out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for kind in ("e", "f", "v"):
         f = prefix.with_name(prefix.name + f".{kind}.out")
@@ -156,6 +167,18 @@ def dp_test(model: Path, systems: list[tuple[Path, int, int]], cwd: Path, thread
             out[Path(p).name][kind] = rows[i:i + k]
             i += k
     return dict(out)
+
+
+def _split_systems(ds, split: str) -> list[tuple[Path, int, int]]:
+    """``[(folder, nframes, natoms), ...]`` of ``split``, in the dataset's order."""
+    return [(ds.path / "systems" / split / name, m["frames"], m["natoms"])
+            for name, m in ds.info["splits"][split]["systems"].items()]
+
+
+def score_job(model: Path, ds, split: str, cwd: Path) -> tuple[list[str], Path]:
+    """The ``dp test`` job :func:`score` runs (to run elsewhere, then ``score(...,
+    ran=True)``)."""
+    return dp_test_job(model, _split_systems(ds, split), cwd)
 
 
 def error_metrics(e_true: np.ndarray, e_pred: np.ndarray, natoms: np.ndarray,
@@ -179,13 +202,13 @@ def error_metrics(e_true: np.ndarray, e_pred: np.ndarray, natoms: np.ndarray,
     return out
 
 
-def score(model: Path, ds, split: str, cwd: Path, threads: int = 1) -> dict[str, Any]:
+def score(model: Path, ds, split: str, cwd: Path, threads: int = 1, *,
+          ran: bool = False) -> dict[str, Any]:
     """Per-group and overall errors of ``model`` on ``split`` of dataset ``ds``, plus the
-    raw parity data under the key ``_parity``."""
+    raw parity data under the key ``_parity``. ``ran``: :func:`score_job` already ran."""
     cwd.mkdir(parents=True, exist_ok=True)
     systems = ds.info["splits"][split]["systems"]
-    res = dp_test(model, [(ds.path / "systems" / split / name, m["frames"], m["natoms"])
-                          for name, m in systems.items()], cwd, threads)
+    res = dp_test(model, _split_systems(ds, split), cwd, threads, ran=ran)
     per_group: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     sym_by_group: dict[str, list[list[str]]] = {}
     for name, meta in systems.items():
@@ -330,11 +353,12 @@ def ensemble_deviation(models: list[Path], frames) -> dict[str, float]:
 
 
 def evaluate_into(work: Path, ds, res: Resources, properties: bool = True,
-                  split: str = "test") -> dict[str, Any]:
-    """Score ``work``'s models on ``ds``'s ``split``; write metrics.json and plots there."""
+                  split: str = "test", *, tested: bool = False) -> dict[str, Any]:
+    """Score ``work``'s models on ``ds``'s ``split``; write metrics.json and plots there.
+    ``tested``: the first model's :func:`score_job` already ran in ``work/dp_test``."""
     pj = json.loads((work / "potential.json").read_text())
     models = [work / m for m in pj["models"]]
-    sc = score(models[0], ds, split, work / "dp_test", res.threads)
+    sc = score(models[0], ds, split, work / "dp_test", res.threads, ran=tested)
     parity = sc.pop("_parity")
     parity_plots(parity, work)
     metrics: dict[str, Any] = {split: sc}

@@ -73,10 +73,84 @@ def run_dp(jobs: list[tuple[list[str], Path]], cwd: Path, *, threads: int = 1,
 
 
 def _dp_error(lines: list[str]) -> str | None:
+    for ln in reversed(lines):  # dp_batch names the job that failed
+        if ln.startswith("dp_batch: failed: "):
+            return ln[len("dp_batch: failed: "):].strip()
     for ln in reversed(lines):
         if re.search(r"(Error|Exception):", ln):
             return ln.strip()
     return None
+
+
+def dp_task(task: dict[str, Any]) -> dict[str, str | None]:
+    """A fan-out task: one dp_batch process (:func:`run_dp`) that runs ``task["jobs"]``
+    in order.
+
+    Args:
+        task: ``{"jobs": [[dp args, workdir], ...], "cwd": str, "log_file": str,
+            "threads": int, "name": str}``.
+
+    Returns:
+        ``{"error": None}``, or the one-line :class:`ExternalProgramError` message (a
+        string: the caller decides whether a failure stops the stage).
+    """
+    try:
+        run_dp([(list(a), Path(d)) for a, d in task["jobs"]], Path(task["cwd"]),
+               threads=int(task["threads"]), name=task.get("name"),
+               log_file=Path(task["log_file"]))
+    except ExternalProgramError as e:
+        return {"error": str(e)}
+    return {"error": None}
+
+
+def compress_and_test(cjobs: list[tuple[list[str], Path]],
+                      test: tuple[list[str], Path] | None, work: Path, threads: int,
+                      mapper: Any) -> tuple[str | None, bool]:
+    """Run the ``dp compress`` jobs and the ``dp test`` job at once, as up to
+    ``mapper.slots`` dp_batch processes of ``threads`` threads each: the test in one,
+    the compressions cut into contiguous chunks over the others. They are independent
+    (the test scores the uncompressed model); each process pays torch's import once,
+    which is most of the time of both on a small model.
+
+    ``compress.log`` gets the compressions' output in job order (one log per chunk
+    first, when there are several); the test writes ``dp_test.log`` in its directory,
+    as :func:`scalebridge.potentials.evaluate.dp_test` does.
+
+    Returns:
+        ``(compress error or None, whether the test ran)``. Raises
+        :class:`ExternalProgramError` naming the failed command and directory when the
+        test fails.
+    """
+    slots = int(getattr(mapper, "slots", 1) or 1)
+    nchunks = max(1, min(slots - (1 if test else 0), len(cjobs))) if cjobs else 0
+    n = len(cjobs)
+    chunks = [cjobs[i * n // nchunks:(i + 1) * n // nchunks] for i in range(nchunks)]
+    tasks = []
+    for c in chunks:
+        # one chunk writes where the sequential run does; several, each in its first
+        # model's folder (one jobs file and log each), merged into compress.log below
+        cwd = work if len(chunks) == 1 else c[0][1]
+        tasks.append({"jobs": [(list(a), str(d)) for a, d in c], "cwd": str(cwd),
+                      "log_file": str(cwd / "compress.log"), "threads": threads,
+                      "name": "dp " + ", ".join(a[0] for a, _ in c)})
+    if test:
+        tasks.append({"jobs": [(list(test[0]), str(test[1]))], "cwd": str(test[1]),
+                      "log_file": str(test[1] / "dp_test.log"), "threads": threads,
+                      "name": "dp test"})
+    log.info("dp compress (%d model(s)) and test as %d process(es) on %s", len(cjobs),
+             len(tasks), type(mapper).__name__)
+    results = mapper.map(dp_task, tasks, description="dp compress/test tasks done")
+    if len(chunks) > 1:
+        with open(work / "compress.log", "w") as f:
+            for t in tasks[:len(chunks)]:
+                part = Path(t["log_file"])
+                if part.exists():
+                    f.write(part.read_text(errors="replace"))
+                    part.unlink()
+    if test and results[-1]["error"]:
+        raise ExternalProgramError(results[-1]["error"])
+    errors = [r["error"] for r in results[:len(chunks)] if r["error"]]
+    return (errors[0] if errors else None), test is not None
 
 
 def neighbor_stat(systems_dir: Path, rcut: float, type_map: list[str], cwd: Path,
@@ -443,16 +517,31 @@ class TrainSettings(StrictModel):
                 max_seconds=cap / len(models) if cap else None, seed=self.seed + i,
                 threads=res.threads) for i, m in enumerate(models)]
         compressed: list[str] = []
-        if self.compress and self.compressible:
-            cjobs = [(["compress", "-i", str(work / m), "-o",
-                       str(work / m.replace(".pth", "_compressed.pth")), "-t",
-                       str(work / "train" / f"model_{i}" / "input.json")],
-                      work / "train" / f"model_{i}") for i, m in enumerate(models)]
-            try:
-                run_dp(cjobs, work, threads=res.threads, log_file=work / "compress.log")
-                compressed = [m.replace(".pth", "_compressed.pth") for m in models]
-            except ExternalProgramError as e:
-                log.warning("model compression failed, keeping uncompressed models: %s", e)
+        cjobs = [(["compress", "-i", str(work / m), "-o",
+                   str(work / m.replace(".pth", "_compressed.pth")), "-t",
+                   str(work / "train" / f"model_{i}" / "input.json")],
+                  work / "train" / f"model_{i}") for i, m in enumerate(models)
+                 ] if self.compress and self.compressible else []
+        evaluate = self.evaluate and bool(ds.systems("test"))
+        tested = False
+        if mapper is not None and int(getattr(mapper, "slots", 1) or 1) > 1 and (
+                len(cjobs) + evaluate > 1):
+            from scalebridge.potentials.evaluate import score_job
+
+            test = score_job(work / models[0], ds, "test", work / "dp_test") \
+                if evaluate else None
+            cerr, tested = compress_and_test(cjobs, test, work, res.threads, mapper)
+        else:
+            cerr = None
+            if cjobs:
+                try:
+                    run_dp(cjobs, work, threads=res.threads, log_file=work / "compress.log")
+                except ExternalProgramError as e:
+                    cerr = str(e)
+        if cerr:
+            log.warning("model compression failed, keeping uncompressed models: %s", cerr)
+        elif cjobs:
+            compressed = [m.replace(".pth", "_compressed.pth") for m in models]
         for ck in [*(work / "train").glob("model_*/model.ckpt*.pt"),
                    *(work / "train").glob("model_*/frozen.pth")]:
             ck.unlink()  # checkpoints and pre-change-bias models are not needed downstream
@@ -484,10 +573,11 @@ class TrainSettings(StrictModel):
             if selection.get("refit"):
                 summary["refit_seconds"] = round(sum(r["seconds"]
                                                      for r in selection["refit"]), 2)
-        if self.evaluate and ds.systems("test"):
+        if evaluate:
             from scalebridge.potentials.evaluate import evaluate_into
 
-            metrics = evaluate_into(work, ds, res, properties=self.properties)
+            metrics = evaluate_into(work, ds, res, properties=self.properties,
+                                    tested=tested)
             summary.update({k: metrics["test"]["overall"].get(k) for k in
                             ("energy_mae_mev_per_atom", "force_mae_ev_a")})
         return summary
