@@ -207,6 +207,19 @@ class DDState:
         n_nucleated, n_annihilated, n_steps: counters;
         n_pinned: dislocations stopped at obstacles in the last step;
         n_limited: moves cut to max_glide so far (only with dt_quantile < 1).
+        n_beyond: glide evaluations so far whose driving stress lies beyond the
+            mobility law's stress range (|τ| above ``valid_range.tau_hi_mpa``; the
+            stress bound only, not the temperature); 0 for a law without a finite top.
+        n_beyond_law_set: those whose velocity value reached the dynamics (see
+            :func:`beyond_law_set`): the rest were held at an obstacle or cut to
+            max_glide in a step whose time step they could not set, so any velocity at
+            least the clamp's there gives the same trajectory.
+        n_dt_sensitive: steps in which raising the beyond-range speeds could have
+            changed the time step (every beyond-range evaluation of such a step counts
+            in ``n_beyond_law_set``).
+        n_beyond_source_set: the sources' bow-out evaluations (``nucleation="bow_out"``
+            or ``"overstress"``) beyond the law's stress range that grew a timer (not
+            glide evaluations: outside the count of evaluations).
     """
 
     plane: torch.Tensor
@@ -225,6 +238,10 @@ class DDState:
     n_steps: int = 0
     n_pinned: int = 0
     n_limited: int = 0
+    n_beyond: int = 0
+    n_beyond_law_set: int = 0
+    n_dt_sensitive: int = 0
+    n_beyond_source_set: int = 0
     last_dt: float = 0.0
     max_speed: float = 0.0
     extra: dict = field(default_factory=dict)
@@ -467,12 +484,91 @@ def glide_velocity(geom: DDGeometry, params: DDParams, state: DDState,
     """Velocity along +s (n,) m/s and total resolved shear τ (n,) Pa of every
     dislocation (locked junction members get v = 0), and τ (p,) Pa at ``extra_points``
     (p, 2) on systems ``extra_system`` (sources), all from one field evaluation."""
+    v, tau, _, tau_extra = _glide(geom, params, state, extra_points, extra_system)
+    return v, tau, tau_extra
+
+
+def _glide(geom: DDGeometry, params: DDParams, state: DDState,
+           extra_points: torch.Tensor | None = None,
+           extra_system: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`glide_velocity` with the driving stress (n,) Pa the law was asked at (the
+    stress without a junction partner, 0 while locked) third."""
     tau, tau_drive, _, tau_extra = driving_stress(geom, params, state, extra_points,
                                                   extra_system)
     # the law on the CPU (laws take NumPy or CPU tensors); the velocity back on the device
     v = params.mobility.velocity((state.sign * tau_drive).cpu(), params.temperature_k,
                                  torch.zeros(state.n, dtype=torch.long))
-    return torch.as_tensor(v, dtype=torch.float64).to(state.s.device), tau, tau_extra
+    return (torch.as_tensor(v, dtype=torch.float64).to(state.s.device), tau, tau_drive,
+            tau_extra)
+
+
+def law_top_stress_mpa(law: MobilityLaw) -> float | None:
+    """The top of the stress range (MPa) the engine asks ``law`` in (character 0, the
+    index :func:`glide_velocity` passes; a :class:`GlideCharacterMobility` answers with
+    its own character's), ``valid_range.tau_hi_mpa``; None for a law without a valid
+    range or without a finite top (an analytic law: nothing lies beyond it)."""
+    vr = getattr(law, "valid_range", None)
+    if vr is None:
+        return None
+    hi = float(vr.tau_hi_mpa(torch.zeros(1, dtype=torch.long))[0])
+    return hi if math.isfinite(hi) else None
+
+
+def beyond_range(tau_pa: torch.Tensor, hi_mpa: float) -> torch.Tensor:
+    """(n,) bool: stresses ``tau_pa`` (n,) beyond the top ``hi_mpa`` of a law's range,
+    by the test :func:`~scalebridge.dd_coupling.mobility.range_violations` makes (in
+    MPa) or the one :class:`~scalebridge.dd_coupling.mobility.LimitSpeedMobility` makes
+    (in Pa): the two round differently at the bound, and a point either counts is
+    counted."""
+    a = tau_pa.abs()
+    return (a * 1e-6 > hi_mpa * (1 + 1e-9)) | (a > hi_mpa * 1e6 * (1 + 1e-9))
+
+
+def beyond_law_set(beyond: torch.Tensor, held: torch.Tensor, speed: torch.Tensor,
+                   v: torch.Tensor, dt: float, params: DDParams
+                   ) -> tuple[torch.Tensor, bool]:
+    """Which beyond-range glide evaluations of one step set the dynamics by their
+    velocity value, and whether the step's time step depends on them.
+
+    Args:
+        beyond: (n,) bool, driving stress beyond the law's range (:func:`beyond_range`).
+        held: (n,) bool, held at an obstacle (:func:`_held`).
+        speed: (n,) m/s, |v| with held dislocations at 0 (what sets ``dt``).
+        v: (n,) m/s, the law's velocities; dt: the step's time step, s.
+
+    Returns:
+        ((n,) bool mask, sensitive). In a step, v enters (a) ``_held`` by its sign only
+        (a velocity beyond the range, the clamp's or any faster, has the sign of τ;
+        a zero one is not held and counts below), (b) the time step through the
+        ``dt_quantile`` quantile of ``speed`` (the maximum at 1), (c) the glide
+        ``v·dt`` cut to ±max_glide, (d) ``state.max_speed`` (a record nothing reads).
+        Raising the speeds of the set S (beyond, not held) can change the k-th order
+        statistic of ``speed`` iff fewer than k + 1 speeds outside S are at most it;
+        the quantile interpolates its two neighbours k = ⌊q(n−1)⌋, ⌈q(n−1)⌉ (the
+        maximum: S not empty), and ``dt = min(dt_max, max_glide/vref)`` moves with
+        vref for a raise large enough. Where it cannot, an evaluation's value reaches
+        the dynamics iff it is not held and not cut (|v|·dt < max_glide: a cut one
+        stays cut at any faster speed, at exactly ±max_glide). Where it can, every
+        beyond-range evaluation of the step counts."""
+    free = beyond & ~held
+    n = speed.shape[0]
+    sensitive = False
+    if n and bool(free.any()):
+        if n > 1 and params.dt_quantile < 1.0:
+            pos = params.dt_quantile * (n - 1)      # torch.quantile's rank, "linear"
+            ks = {math.floor(pos), math.ceil(pos)}
+        else:
+            ks = {n - 1}                            # the maximum
+        order = torch.sort(speed).values
+        fixed = ~free
+        for k in ks:
+            if int(((speed <= order[k]) & fixed).sum()) < k + 1:
+                sensitive = True
+                break
+    if sensitive:
+        return beyond.clone(), True
+    return free & ((v * dt).abs() < params.max_glide_m), False
 
 
 #: the evaluation counters a mobility law or its wrapper keeps (an instance's own ints)
@@ -672,9 +768,9 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     has_src = geom.src_plane.shape[0] > 0
     if has_src:
         src_pos, src_sys = _sources(geom)
-        v, tau, tau_src = glide_velocity(geom, params, state, src_pos, src_sys)
+        v, tau, tau_drive, tau_src = _glide(geom, params, state, src_pos, src_sys)
     else:
-        v, tau, _ = glide_velocity(geom, params, state)
+        v, tau, tau_drive, _ = _glide(geom, params, state)
     # what lies ahead of each dislocation (reused below unless sources emit)
     kd = ahead = None
     if state.n and geom.obs_plane.shape[0]:
@@ -688,6 +784,17 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     if state.n > 1 and params.dt_quantile < 1.0:
         vref = float(torch.quantile(speed, params.dt_quantile))
     dt = params.dt_max_s if vref == 0 else min(params.dt_max_s, params.max_glide_m / vref)
+    # the evaluations beyond the law's stress range, and those whose value reached the
+    # dynamics (what a faster law there, the range probe's, could change)
+    hi_mpa = law_top_stress_mpa(params.mobility)
+    n_beyond = n_law_set = n_source_set = 0
+    sensitive = False
+    if hi_mpa is not None and state.n:
+        beyond = beyond_range(tau_drive, hi_mpa)
+        n_beyond = int(beyond.sum())
+        if n_beyond:
+            law_set, sensitive = beyond_law_set(beyond, held, speed, v, dt, params)
+            n_law_set = int(law_set.sum())
 
     # sources: timers above strength, nucleation
     plane, s, sign, travel = state.plane, state.s, state.sign, state.travel
@@ -703,6 +810,8 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
                 drive = tau_src[above].abs()
                 if params.nucleation == "overstress":
                     drive = drive - geom.src_tau[above]
+                if hi_mpa is not None:       # a bow-out the law times beyond its range
+                    n_source_set = int(beyond_range(drive, hi_mpa).sum())
                 # the sources' bow-out, not dislocations gliding: outside the run's
                 # evaluation counts (their denominator counts dislocations)
                 with _uncounted(params.mobility):
@@ -762,7 +871,11 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
                   n_nucleated=state.n_nucleated + n_new,
                   n_annihilated=state.n_annihilated + n_gone, n_steps=state.n_steps + 1,
                   n_pinned=int(pinned.sum()), last_dt=dt, max_speed=vmax,
-                  n_limited=state.n_limited + n_limited, extra=state.extra)
+                  n_limited=state.n_limited + n_limited, n_beyond=state.n_beyond + n_beyond,
+                  n_beyond_law_set=state.n_beyond_law_set + n_law_set,
+                  n_dt_sensitive=state.n_dt_sensitive + int(sensitive),
+                  n_beyond_source_set=state.n_beyond_source_set + n_source_set,
+                  extra=state.extra)
     new.strain = params.rate * new.time if params.loading == "strain" else (
         new.plastic_strain + applied_stress(params, new) / params.modulus_pa)
     new.stress_pa = applied_stress(params, new)
@@ -780,7 +893,8 @@ def slip_moment(geom: DDGeometry, params: DDParams, state: DDState) -> float:
 
 
 __all__ = ["COUNTERS", "DIRECT_MAX_PAIRS", "DDGeometry", "DDParams", "DDState", "applied_stress",
-           "burgers", "drag_compliance", "driving_stress", "geometry_on", "glide_velocity",
-           "init", "internal_field", "internal_resolved_shear", "make_planes", "plane_period",
+           "beyond_law_set", "beyond_range", "burgers", "drag_compliance", "driving_stress",
+           "geometry_on", "glide_velocity", "init", "internal_field",
+           "internal_resolved_shear", "law_top_stress_mpa", "make_planes", "plane_period",
            "positions", "resolve_device", "schmid_factor", "slip_moment", "sort_obstacles",
            "step"]

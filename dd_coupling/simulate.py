@@ -18,8 +18,9 @@ md Properties artifact, the mobility law from a MobilityLaw artifact, builds
                                       and for each realisation its rate and temperature
     drag_probe.csv                    with ``drag_probe``: each reference realisation's
                                       flow stress at B and B·drag_probe, dlnσ/dlnB
-    range_probe.csv                   with ``range_probe``: each reference realisation's
-                                      flow stress clamped and at c_t beyond the law's range
+    range_probe.csv                   with ``range_probe`` (where it ran): each reference
+                                      realisation's flow stress clamped and at c_t beyond
+                                      the law's range
 
 Inputs in the units of the scales below. The microstructure is stated in lengths and
 densities, its strengths follow from μ and b: Frank-Read sources of lognormal length L
@@ -36,7 +37,12 @@ summary counts the law's evaluations beyond its data both ways: above the top st
 MD reached (``out_of_range_fraction``: clamped, graded) and below the lowest it measured
 (``below_data_fraction``, with ``below_data``: the law's own form between v(0) = 0 and
 the data, an assumption stated, not graded); each the worst realisation's over the study
-and the mean (``*_mean``).
+and the mean (``*_mean``). Of those above the top stress, the share whose velocity value
+reached the dynamics (``out_of_range_law_set_fraction``, same denominator: not held at
+an obstacle and not cut to the per-step glide limit, or in a step whose time step they
+could set; :func:`~scalebridge.dd_coupling.engine.beyond_law_set`): where it is 0 in
+every run, no velocity at least the law's there changes the trajectories, and
+``range_probe = "auto"`` records that instead of rerunning.
 
 A study (``study``: strain rates × temperatures) runs every realisation in every
 condition; ``stress_strain.csv`` and the headline numbers are those of the reference
@@ -62,9 +68,11 @@ from scalebridge.dd_coupling.engine import (
     DDGeometry,
     DDParams,
     DDState,
+    beyond_range,
     bow_out_time,
     bow_out_times,
     init,
+    law_top_stress_mpa,
     make_planes,
     plane_period,
     positions,
@@ -235,14 +243,19 @@ class DDSettings(StrictModel):
         "flow stress the MD's drag sets, measured instead of inferred from the rate "
         "sensitivity (which, with nucleation = 'time', also holds the typed clock's "
         "effect); unset: no probe")
-    range_probe: bool = Field(
+    range_probe: bool | Literal["auto"] = Field(
         False, description="rerun the reference condition's realisations (same seeds) "
         "with every mobility evaluation beyond the law's stress range at the limiting "
         "speed c_t (the Properties' transverse sound speed along the glide direction, "
         "the fastest a dislocation glides) instead of clamped to the velocity at the "
         "law's top stress, and record the flow stress's relative change "
         "(range_sensitivity): the clamp and c_t bracket what the law could do beyond its "
-        "data, so this bounds what the out-of-range evaluations change")
+        "data, so this bounds what the out-of-range evaluations change. 'auto': only "
+        "where some run of the study had an evaluation beyond the range whose velocity "
+        "value reached the dynamics (out_of_range_law_set_fraction > 0, or a source's "
+        "bow-out timed beyond the range); where none had, the change is exactly zero by "
+        "construction and range_sensitivity records that (run: false, exact_zero: "
+        "true) without the rerun")
     study: DDStudySettings | None = Field(
         None, description="a grid of strain rates × temperatures, every realisation in "
         "every condition (strain control); unset: the one condition strain_rate_s, "
@@ -574,12 +587,34 @@ class DDSettings(StrictModel):
         # for it): None where its range does not record its data's lowest stress
         below_known = params.mobility.valid_range.lowest_tau_mpa(0) is not None
         return {
+            "out_of_range_law_set_fraction": state.n_beyond_law_set / max(evals, 1),
+            "beyond_range": {"evaluations": evals, "beyond": state.n_beyond,
+                             "law_set": state.n_beyond_law_set,
+                             "dt_sensitive_steps": state.n_dt_sensitive,
+                             "source_bow_outs": state.n_beyond_source_set,
+                             "clock_stresses": self._clock_beyond(material, params.mobility,
+                                                                   geom)},
             "trace": np.array(trace), "snapshots": snaps, "geometry": geom,
             "params": params, "state": state.to("cpu"), "truncated": truncated, "wall_s": wall,
             "slip_moment": slip_moment(geom, params, state),
             "out_of_range_fraction": n_oor / max(evals, 1),
             "below_data_fraction": n_below / max(evals, 1) if below_known else None,
         }
+
+    def _clock_beyond(self, material: Material, glide: MobilityLaw, geom: DDGeometry
+                      ) -> int:
+        """How many of the stresses a ``bow_out_clock`` read the glide law at before the
+        run lie beyond its stress range (each source's strength with ``each_source``,
+        else the mean source's): a faster law there would change the sources' clock. 0
+        for the other rules (``bow_out``/``overstress`` are counted per step by the
+        engine) and for a law without a finite top stress."""
+        hi = law_top_stress_mpa(glide)
+        if self.nucleation != "bow_out_clock" or hi is None:
+            return 0
+        if self.nucleation_clock_of == "each_source":
+            return int(beyond_range(geom.src_tau, hi).sum())
+        tau = torch.tensor([self.strengths(material)["source"]["mpa"] * 1e6])
+        return int(beyond_range(tau, hi).sum())
 
     # ------------------------------------------------------------------ the stage
     def make(self, mobility: Artifact | str | Path, properties: Artifact | str | Path,
@@ -854,7 +889,8 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     ``work``; returns the summary.
 
     ``mapper``: runs the realisations as tasks (see :meth:`DDSettings.make`).
-    ``limit``: :func:`limiting_speeds`, with ``range_probe`` (required then)."""
+    ``limit``: :func:`limiting_speeds`, with ``range_probe`` (required then; with
+    "auto" even where the probe does not run: it is known before the study runs)."""
     if settings.range_probe and limit is None:
         raise SettingsError("range_probe needs the limiting speeds (limiting_speeds)")
     import matplotlib
@@ -877,6 +913,7 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         scaled = DragScaledMobility(law, settings.drag_probe)
         tasks += [{"settings": cond_settings[ref], "material": material, "law": scaled,
                    "seed": settings.seed + k} for k in range(n_real)]
+    range_tasks: list[dict[str, Any]] = []
     if settings.range_probe:        # ... and with c_t beyond the law's range
         assert limit is not None
         # the bound goes under the glide character's choice (edge or screw c_t)
@@ -884,22 +921,28 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
                                           law.character)
                    if isinstance(law, GlideCharacterMobility)
                    else LimitSpeedMobility(law, limit["m_s"]))
-        tasks += [{"settings": cond_settings[ref], "material": material, "law": bounded,
-                   "seed": settings.seed + k} for k in range(n_real)]
+        range_tasks = [{"settings": cond_settings[ref], "material": material,
+                        "law": bounded, "seed": settings.seed + k} for k in range(n_real)]
+    auto = settings.range_probe == "auto"
+    if not auto:                    # one fan-out with the study
+        tasks += range_tasks
     done = (f"DD: realisations done ({len(conds)} conditions x {n_real}"
             + (f" + {n_real} with B x {settings.drag_probe:g}" if settings.drag_probe
                else "")
             + (f" + {n_real} with c_t beyond the law's range" if settings.range_probe
-               else "") + ")")
-    if mapper is None:
-        runs = [run_realisation_task(t) for t in track(tasks, done)]
-    else:
-        log.info("DD: %d realisations (%d conditions) on %s", len(tasks), len(conds),
-                 type(mapper).__name__)
-        runs = mapper.map(run_realisation_task, tasks, description=done)
+               and not auto else "") + ")")
+    runs = _run_tasks(tasks, mapper, done, len(conds))
     n_drag = n_real if settings.drag_probe else 0
     runs, probe_runs, range_runs = (runs[:n_main], runs[n_main:n_main + n_drag],
                                     runs[n_main + n_drag:])
+    # "auto": the probe only where some run's evaluations beyond the range reached its
+    # dynamics; else the change is exactly zero by construction
+    law_set_runs = [i for i, r in enumerate(runs) if _beyond_reached(r)]
+    range_exact_zero = auto and not law_set_runs
+    if auto and law_set_runs:
+        range_runs = _run_tasks(range_tasks, mapper,
+                                f"DD: range probe done ({n_real} with c_t beyond the "
+                                "law's range)", 1)
     all_tables = []
     for i, res in enumerate(runs):
         tab = resample(res["trace"], grid, by)
@@ -1015,12 +1058,28 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         range_sensitivity = range_probe_result(
             flows, range_flows, limit, [r["out_of_range_fraction"] for r in ref_runs],
             [r["out_of_range_fraction"] for r in range_runs])
-        range_sensitivity["dt_quantile"] = settings.dt_quantile
+        range_sensitivity.update(
+            dt_quantile=settings.dt_quantile, run=True, exact_zero=False,
+            out_of_range_law_set_fraction=float(np.mean(
+                [r["out_of_range_law_set_fraction"] for r in ref_runs])))
+        if auto:
+            range_sensitivity["why_run"] = (
+                f"range_probe = 'auto': {len(law_set_runs)} of {len(runs)} runs of the "
+                "study had evaluations beyond the law's stress range whose velocity "
+                "reached the dynamics")
         _write_csv(work / "range_probe.csv", ("realisation", "flow_stress_mpa",
-                                              "flow_stress_probe_mpa", "rel_change"),
-                   [(k, f0, f1, d) for k, (f0, f1, d) in enumerate(zip(
-                       flows, range_flows, range_sensitivity.pop("per_realisation"),
-                       strict=True))])
+                                              "flow_stress_probe_mpa", "rel_change",
+                                              "out_of_range_fraction",
+                                              "out_of_range_law_set_fraction"),
+                   [(k, f0, f1, d, r["out_of_range_fraction"],
+                     r["out_of_range_law_set_fraction"])
+                    for k, (f0, f1, d, r) in enumerate(zip(
+                        flows, range_flows, range_sensitivity.pop("per_realisation"),
+                        ref_runs, strict=True))])
+    elif range_exact_zero:
+        assert limit is not None
+        range_sensitivity = range_exact_zero_result(runs, limit, len(conds), n_real,
+                                                    settings.dt_quantile)
     smax = float(geom0.schmid.abs().max())
     alpha_taylor = (flow_mpa * 1e6 * smax / (material.mu_pa * material.b_m * math.sqrt(rho_end))
                     if rho_end > 0 else math.nan)
@@ -1055,6 +1114,8 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             "annihilated": r["state"].n_annihilated, "final_n": r["state"].n,
             "truncated": r["truncated"], "limited_moves": r["state"].n_limited,
             "out_of_range_fraction": r["out_of_range_fraction"],
+            "out_of_range_law_set_fraction": r.get("out_of_range_law_set_fraction"),
+            "beyond_range": r.get("beyond_range"),
             "below_data_fraction": r.get("below_data_fraction"),
             "plastic_strain": r["state"].plastic_strain,
             "plastic_strain_inserted": r["state"].inserted_strain,
@@ -1076,6 +1137,10 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
         "out_of_range_fraction": max(r["out_of_range_fraction"] for r in runs),
         "out_of_range_fraction_mean": float(np.mean([r["out_of_range_fraction"]
                                                      for r in runs])),
+        "out_of_range_law_set_fraction": max(r["out_of_range_law_set_fraction"]
+                                             for r in runs),
+        "out_of_range_law_set_fraction_mean": float(np.mean(
+            [r["out_of_range_law_set_fraction"] for r in runs])),
         "out_of_range_policy": settings.out_of_range,
         **below_data_summary(settings.glide_law(material, law)[0],
                              [r.get("below_data_fraction") for r in runs], conds[ref][1],
@@ -1121,6 +1186,61 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
     if study_summary is not None and settings.study is not None:
         summary["study"] = study_summary
     return _finite_or_none(summary)
+
+
+def _run_tasks(tasks: list[dict[str, Any]], mapper: Any, done: str, n_conds: int
+               ) -> list[dict[str, Any]]:
+    """:func:`run_realisation_task` of every task, on ``mapper`` (None: here, one after
+    the other), in order."""
+    if mapper is None:
+        return [run_realisation_task(t) for t in track(tasks, done)]
+    log.info("DD: %d realisations (%d conditions) on %s", len(tasks), n_conds,
+             type(mapper).__name__)
+    return mapper.map(run_realisation_task, tasks, description=done)
+
+
+def _beyond_reached(run: dict[str, Any]) -> bool:
+    """Whether any evaluation of the law beyond its stress range reached a run's
+    dynamics by its value: a glide evaluation not held and not cut (or in a step whose
+    time step it could set), a source's bow-out timed there, or a ``bow_out_clock``
+    read there (:meth:`DDSettings.run_realisation`'s ``beyond_range``)."""
+    b = run["beyond_range"]
+    return bool(b["law_set"] or b["source_bow_outs"] or b["clock_stresses"])
+
+
+def range_exact_zero_result(runs: list[dict[str, Any]], limit: dict[str, Any],
+                            n_conds: int, n_real: int, dt_quantile: float
+                            ) -> dict[str, Any]:
+    """``range_sensitivity`` where ``range_probe = "auto"`` did not rerun: no evaluation
+    beyond the law's stress range reached the dynamics of any of ``runs`` (every run of
+    the study), so the probe's change is exactly zero by construction (``rel_change``
+    and its error 0.0, ``run: false``, ``exact_zero: true``), with the exposure it
+    covers (``out_of_range_fraction``: mean over ``runs``; ``_max``), the limiting
+    speeds it would have used and why (``method``)."""
+    oor = [r["out_of_range_fraction"] for r in runs]
+    beyond = sum(r["beyond_range"]["beyond"] for r in runs)
+    evals = sum(r["beyond_range"]["evaluations"] for r in runs)
+    c = limit["m_s"]
+    return {
+        "rel_change": 0.0, "rel_change_err": 0.0, "run": False, "exact_zero": True,
+        "runs_checked": len(runs), "conditions": n_conds, "realisations": n_real,
+        "out_of_range_fraction": float(np.mean(oor)),
+        "out_of_range_fraction_max": float(max(oor)),
+        "beyond_evaluations": int(beyond), "evaluations": int(evals),
+        "out_of_range_law_set_fraction": 0.0,
+        "limit_m_s": dict(zip(CHARACTERS, c, strict=True)),
+        "limit_source": limit["source"], "dt_quantile": dt_quantile,
+        "method": (
+            f"not rerun (range_probe = 'auto'): in every step of every run of the study "
+            f"({n_conds} condition{'s' if n_conds != 1 else ''} x {n_real} "
+            f"realisation{'s' if n_real != 1 else ''}) each of the {beyond} "
+            f"mobility evaluations beyond the law's stress range was cut to the per-step "
+            f"glide limit (max_glide) or held at an obstacle, and never set the time step "
+            f"(the dt_quantile {dt_quantile:g} quantile of the speeds), and no source's "
+            "bow-out or nucleation clock was timed beyond the range; so any velocity at "
+            "least the law's there (the clamp's, c_t included) gives the same "
+            "trajectories: the change is exactly zero by construction"),
+    }
 
 
 def _clock_record(clock: dict[str, Any]) -> dict[str, Any]:
@@ -1304,6 +1424,7 @@ __all__ = [
     "limiting_speeds",
     "mobility_record",
     "power_law_exponent",
+    "range_exact_zero_result",
     "range_probe_result",
     "resample",
     "run_realisation_task",

@@ -31,11 +31,14 @@ moves first (one source varied at a time, the others held):
     range probe (``DDSettings.range_probe``: its evaluations beyond the law's stress
     range at the limiting speed c_t instead of clamped) the flow stress's change Δ ± s.e.
     bounds what the law could do beyond its data: sqrt(Δ²/3 + s.e.²) (rectangular over
-    the change, the probe's own error on top) adds in quadrature. When the DD moves
-    its dislocations with the fitted drag law and its threshold τ₀ (``law = "drag"``), τ₀'s
-    standard error adds in quadrature as err(τ₀)/σ: a lattice-friction threshold adds to
-    the flow stress MPa for MPa (sensitivity 1). A neural law learns the
-    threshold from the same rows; its bootstrap members, not this term, carry that.
+    the change, the probe's own error on top) adds in quadrature; where
+    ``range_probe = "auto"`` did not rerun it because no evaluation beyond the range
+    reached any run's dynamics (``exact_zero``), the term is 0 and the method says why.
+    When the DD moves its dislocations with the fitted drag law and its threshold τ₀
+    (``law = "drag"``), τ₀'s standard error adds in quadrature as err(τ₀)/σ: a
+    lattice-friction threshold adds to the flow stress MPa for MPa (sensitivity 1). A
+    neural law learns the threshold from the same rows; its bootstrap members, not this
+    term, carry that.
 ``dd``
     The realisation scatter as it reaches the FEM, **measured in load units** where the
     surrogate kept a fit with each microstructure of the DD study held out (its main
@@ -389,6 +392,17 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
     rng = ((dd.summary.get("range_sensitivity") if dd is not None else None) or {})
     d, d_err = rng.get("rel_change"), rng.get("rel_change_err")
     if d is None or d_err is None:
+        return out
+    if rng.get("exact_zero") is True and rng.get("run") is False:
+        # range_probe = "auto" did not rerun: no evaluation beyond the range reached any
+        # run's dynamics, so no law there moves the flow stress (a term of 0, stated)
+        text = ("beyond the law's stress range: 0, exactly (every evaluation there was cut "
+                "to the per-step glide limit or held and never set the time step, in every "
+                "run of the study: any velocity there at least the law's gives the same "
+                "trajectories; the range probe not rerun)")
+        method = out.get("method", "none")
+        out.update(range_rel_u=0.0, range_exact_zero=True,
+                   method=text if method == "none" else f"{method}; {text}")
         return out
     # the law beyond its data lies between what the run did there and c_t: the truth
     # anywhere between, rectangular over the probe's change (sd |d|/sqrt(3)), and the

@@ -30,7 +30,7 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -867,7 +867,13 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
     the exposure, trusted up to :data:`PROBE_EXTRAPOLATION`: a probe that saw less than
     that share of the worst exposure does not settle it.
     Otherwise the fraction's grade stands. The reason gives the decisive numbers, the
-    detail (``context`` first: the clamp, the drag probe) the probe's whole account."""
+    detail (``context`` first: the clamp, the drag probe) the probe's whole account.
+
+    Where ``range_probe = "auto"`` found no evaluation beyond the range whose velocity
+    reached the dynamics in any run of the study (``exact_zero``, not rerun), nothing
+    the law could be there changes the answer, in every run: amber turns green, no
+    scatter or exposure needed (red stands: that many evaluations moved by the glide
+    limit, a numerical setting, rather than the law)."""
     detail = list(context)
 
     def done(short: str = "") -> None:
@@ -877,6 +883,8 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
     probe = summary.get("range_sensitivity")
     if not isinstance(probe, Mapping):
         return done()
+    if probe.get("exact_zero") is True and probe.get("run") is False:
+        return _grade_exact_zero(check, probe, detail, done)
     d, err = _num(probe.get("rel_change")), _num(probe.get("rel_change_err"))
     flow, sd = _num(summary.get("flow_stress_mpa")), _num(summary.get("flow_stress_std_mpa"))
     if d is None or err is None or not flow or sd is None:
@@ -964,6 +972,31 @@ def _grade_by_range_probe(check: Check, summary: Mapping[str, Any],
     return done(f"; the range probe's bound, {100 * bound:.1f} % at 95 %, scaled to the "
                 f"worst realisation's exposure is {100 * scaled:.1f} %, beyond the "
                 f"{100 * scatter:.1f} % two reruns would differ by (computed)")
+
+
+def _grade_exact_zero(check: Check, probe: Mapping[str, Any], detail: list[str],
+                      done: Callable[[str], None]) -> None:
+    """:func:`_grade_by_range_probe` where the probe was not rerun because its change is
+    exactly zero by construction (``exact_zero``)."""
+    runs = _num(probe.get("runs_checked"))
+    q = _num(probe.get("dt_quantile"))
+    where = f"in every step of all {runs:.0f} runs of the study" if runs else (
+        "in every step of every run of the study")
+    why = (f"{where} each evaluation beyond the law's stress range was cut to the "
+           "per-step glide limit or held at an obstacle and never set the time step"
+           + (f" (the {q:g} quantile of the speeds)" if q is not None else "")
+           + ", so any velocity there at least the law's (its clamp, c_t or faster) "
+           "gives the same trajectories")
+    detail.append(why + ": the range probe's change is exactly zero by construction and "
+                  "it was not rerun (range_probe = 'auto'); those dislocations moved by "
+                  "the glide limit, a numerical setting, not by the law")
+    if check.status == AMBER:
+        check.status = GREEN
+        check.reason = re.sub(r"\((> [^)]*)\)", r"(amber on its own: \1)", check.reason,
+                              count=1)
+        return done("; nothing the law could be beyond its range changes the answer: "
+                    + why)
+    return done("; beyond the red line the fraction stands, though " + why)
 
 
 def dd_checks(summary: Mapping[str, Any], path: Path) -> list[Check]:

@@ -1,0 +1,161 @@
+"""``range_probe = "auto"``: the DD counts the evaluations beyond the mobility law's stress
+range whose velocity value reached the dynamics (law-set), skips the range probe where
+none did in any run (its change exactly zero by construction) and runs it otherwise."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from scalebridge.artifacts import Artifact
+from scalebridge.dd_coupling import DDSettings
+from scalebridge.dd_coupling.engine import DDParams, beyond_law_set, law_top_stress_mpa
+from scalebridge.dd_coupling.inputs import Material
+from scalebridge.dd_coupling.mobility import LimitSpeedMobility, LinearDragMobility, ValidRange
+from scalebridge.dd_coupling.simulate import write_ddrun
+from scalebridge.workflows.band import mobility_source
+from scalebridge.workflows.verdicts import AMBER, GREEN, THRESHOLDS, checks_for
+
+MU_GPA, NU, B_A = 125.0, 0.3, 2.73          # Mo-like isotropic constants
+MAT = Material(MU_GPA * 1e9, NU, B_A * 1e-10, lattice="bcc")
+#: a small cell with strong forest obstacles: ~15 dislocations, < 1 s per realisation
+SMALL = {"cell_lx_um": 0.5, "final_strain": 2e-3, "strain_rate_s": 1e5,
+         "source_density_m2": 1.5e14, "obstacle_density_m2": 1e15, "output_points": 30}
+#: the probe's limiting speed: faster than the drag law anywhere the DD drives it, so
+#: every evaluation beyond the range is raised
+LIMIT = {"m_s": (1e4, 1e4), "source": "test"}
+
+
+def counted_drag(top_mpa: float) -> LimitSpeedMobility:
+    """A linear drag law trusted up to ``top_mpa`` that counts its evaluations beyond
+    that (``n_out_of_range``, as a neural law does): a limiting speed far below its own
+    velocity leaves every velocity the law's (max(limit, |v|))."""
+    vr = ValidRange(tau_mpa=(0.0, top_mpa), temperature_k=(0.0, 1000.0))
+    law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5, valid_range=vr)
+    return LimitSpeedMobility(law, (1e-3, 1e-3))
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_law_set_criterion_matches_the_quantile_it_protects():
+    """A step's beyond-range evaluations set the time step iff raising their speeds can
+    move the dt_quantile quantile of the speeds: checked against torch.quantile with
+    them raised, on random speeds (ties included); where they cannot, only the ones
+    neither held nor cut (|v| dt < max_glide) count."""
+    law = counted_drag(100.0)
+    assert law_top_stress_mpa(law) == 100.0
+    assert law_top_stress_mpa(LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=5e-5)) is None
+    gen = torch.Generator().manual_seed(3)
+    seen = {True: 0, False: 0}
+    for q in (0.5, 0.8, 1.0):
+        params = DDParams(mu_pa=MAT.mu_pa, nu=NU, b_m=MAT.b_m, mobility=law, dt_quantile=q,
+                          max_glide_m=1e-9)
+        for n in (1, 2, 5, 7, 12, 40):
+            for _ in range(30):
+                v = torch.randint(-6, 7, (n,), generator=gen).to(torch.float64) * 100.0
+                beyond = torch.rand(n, generator=gen) < 0.3
+                held = torch.rand(n, generator=gen) < 0.2
+                speed = torch.where(held, 0.0, v.abs())
+                vref = float(torch.quantile(speed, q)) if n > 1 and q < 1 else float(
+                    speed.max())
+                dt = 1e-9 / vref if vref > 0 else 1e-10
+                mask, sensitive = beyond_law_set(beyond, held, speed, v, dt, params)
+                raised = torch.where(beyond & ~held, speed.max() * 10 + 1e4, speed)
+                vref2 = float(torch.quantile(raised, q)) if n > 1 and q < 1 else float(
+                    raised.max())
+                assert sensitive == (vref2 != vref), (q, n, speed, beyond, held)
+                seen[sensitive] += 1
+                want = beyond if sensitive else (
+                    beyond & ~held & ((v * dt).abs() < params.max_glide_m))
+                assert torch.equal(mask, want)
+    assert min(seen.values()) > 50            # both branches exercised
+
+
+def test_auto_skips_the_probe_where_every_beyond_range_evaluation_was_cut(tmp_path):
+    """With dt_quantile 0.5 every evaluation beyond the law's 300 MPa (a few % of them)
+    belongs to the fastest dislocations, cut to max_glide, and none sets the time step:
+    law-set 0, so "auto" records an exact zero and writes no range_probe.csv. The claim
+    checked physically: the probe run anyway (c_t = 1e4 m/s beyond the range, every
+    evaluation there raised) gives the same flow stress to the bit. The dd verdict turns
+    the (amber) fraction green by it, in words, and the band's range term is 0."""
+    law = counted_drag(300.0)
+    settings = DDSettings(**SMALL, realisations=2, dt_quantile=0.5, range_probe="auto")
+    (tmp_path / "auto").mkdir()
+    auto = write_ddrun(settings, MAT, law, tmp_path / "auto", limit=LIMIT)
+    run = json.loads((tmp_path / "auto" / "run.json").read_text())
+    reals = run["realisations"]
+    assert all(r["beyond_range"]["beyond"] > 0 for r in reals)        # some beyond ...
+    assert all(r["beyond_range"]["law_set"] == 0 for r in reals)      # ... none law-set
+    assert all(r["out_of_range_law_set_fraction"] == 0.0 for r in reals)
+    # the engine's count is the law's own (the same denominator)
+    for r in reals:
+        b = r["beyond_range"]
+        assert r["out_of_range_fraction"] == b["beyond"] / b["evaluations"]
+    band = THRESHOLDS["out_of_range"]
+    assert band.green < auto["out_of_range_fraction"] <= band.amber      # amber on its own
+    assert auto["out_of_range_law_set_fraction"] == 0.0
+    assert auto["out_of_range_law_set_fraction_mean"] == 0.0
+    rng = auto["range_sensitivity"]
+    assert rng["run"] is False and rng["exact_zero"] is True
+    assert rng["rel_change"] == 0.0 and rng["rel_change_err"] == 0.0
+    assert rng["runs_checked"] == 2
+    assert "cut to the per-step glide limit" in rng["method"]
+    assert "exactly zero by construction" in rng["method"]
+    assert not (tmp_path / "auto" / "range_probe.csv").exists()
+
+    # physically: the probe run anyway changes nothing, to the bit
+    forced = settings.model_copy(update={"range_probe": True})
+    (tmp_path / "forced").mkdir()
+    full = write_ddrun(forced, MAT, law, tmp_path / "forced", limit=LIMIT)
+    rows = read_csv(tmp_path / "forced" / "range_probe.csv")
+    assert len(rows) == 2
+    assert [r["flow_stress_mpa"] for r in rows] == [r["flow_stress_probe_mpa"] for r in rows]
+    assert full["range_sensitivity"]["rel_change"] == 0.0
+    assert full["range_sensitivity"]["replaced_fraction"] > 0     # it did raise some
+    assert full["flow_stress_mpa"] == auto["flow_stress_mpa"]
+
+    # the dd verdict: green because nothing the law could be there changes the answer
+    check = next(c for c in checks_for("DDRun", auto, tmp_path) if c.name == "out_of_range")
+    assert check.status == GREEN
+    assert "amber on its own" in check.reason
+    assert "nothing the law could be beyond its range changes the answer" in check.reason
+    assert "cut to the per-step glide limit or held at an obstacle" in check.reason
+    assert "probe" not in check.reason
+    # without the exact zero the same fraction is amber
+    plain = {k: v for k, v in auto.items() if k != "range_sensitivity"}
+    assert next(c for c in checks_for("DDRun", plain, tmp_path)
+                if c.name == "out_of_range").status == AMBER
+    # the band: the range term is 0, and says why
+    src = mobility_source(Artifact(tmp_path, {"summary": {"law": "NeuralMobility"}}),
+                          Artifact(tmp_path, {"summary": auto}))
+    assert src["range_rel_u"] == 0.0 and src["range_exact_zero"] is True
+    assert "0, exactly" in src["method"] and "never set the time step" in src["method"]
+
+
+def test_auto_runs_the_probe_where_beyond_range_evaluations_set_the_dynamics(tmp_path):
+    """Without the displacement limiter (dt_quantile 1: the fastest dislocation sets dt)
+    and a top stress of 150 MPa, the evaluations beyond it set the time step and their
+    own glide: law-set > 0, so "auto" runs the probe, and c_t there moves the flow
+    stress."""
+    law = counted_drag(150.0)
+    settings = DDSettings(**SMALL, realisations=1, dt_quantile=1.0, range_probe="auto")
+    (tmp_path / "dd").mkdir()
+    s = write_ddrun(settings, MAT, law, tmp_path / "dd", limit=LIMIT)
+    assert s["out_of_range_law_set_fraction"] > 0
+    run = json.loads((tmp_path / "dd" / "run.json").read_text())
+    b = run["realisations"][0]["beyond_range"]
+    assert 0 < b["law_set"] <= b["beyond"] and b["dt_sensitive_steps"] > 0
+    rng = s["range_sensitivity"]
+    assert rng["run"] is True and rng["exact_zero"] is False
+    assert "1 of 1 runs" in rng["why_run"]
+    assert abs(rng["rel_change"]) > 0.05, rng
+    rows = read_csv(tmp_path / "dd" / "range_probe.csv")
+    assert float(rows[0]["out_of_range_law_set_fraction"]) == pytest.approx(
+        s["out_of_range_law_set_fraction"])
+    assert math.isclose(float(rows[0]["rel_change"]), rng["rel_change"])
