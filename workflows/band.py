@@ -77,7 +77,8 @@ The band is ``fem_load_band_mpa`` = L ∓ k·(that), along the whole curve point
 (``coverage_factor``, default ``"auto"``) is Student's t at 95 % for the terms'
 Welch–Satterthwaite effective degrees of freedom ν_eff = u⁴/Σ(c_i⁴/ν_i) (GUM, JCGM
 100:2008, G.4), each term's ν_i being what it was measured from: the ensemble's members
-− 1, the drag probe's paired realisations − 1, the fits' loads − 1 (the DD term from 4
+− 1, the mobility term's 1/(1/ν_S + 1/ν_B) (the drag probe's slope measured to ±err
+counts ν_S = S²/(2 err²), B's fit its own), the fits' loads − 1 (the DD term from 4
 fits has 3, and its sd wanders by about ±40 % between reruns), the surrogate's held-out
 paths (its u² is their mean square less known terms). A band whose u comes from a handful
 of fits must be wider than 2u to cover the load 95 % of the time; the Mo example's
@@ -347,14 +348,18 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
         method = (f"Orowan drag share tau_drag/tau = B rate/(rho b^2)/tau = "
                   f"{tau_drag * 1e-6:.3g}/{float(tau):.3g} MPa")
     out = {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
-    pairs = probe.get("realisations") if probe.get("dlnsigma_dlnb") is not None else None
-    # the term is S·u_B: its own uncertainty comes from the probe's slope (its paired
-    # realisations) and from B's error (the drag fit's Welch-Satterthwaite dof over its
-    # statistical and window parts, md.glide_fit), and for a product their relative
-    # variances 1/(2ν) add: 1/ν = 1/ν_S + 1/ν_B
+    s_err = (probe.get("dlnsigma_dlnb_err") if probe.get("dlnsigma_dlnb") is not None
+             else None)
+    # the term is S·u_B with both estimated: its relative variance is (err_S/S)² from the
+    # probe's slope (the standard error of its paired realisations) plus 1/(2ν_B) from B's
+    # error (the drag fit's Welch-Satterthwaite dof over its statistical and window parts,
+    # md.glide_fit), so the slope counts as ν_S = S²/(2 err_S²) and 1/ν = 1/ν_S + 1/ν_B.
+    # The pairs less one are the dof of err_S, not of S: with the Mo example's S 0.57 ±
+    # 0.05 and ν_B 3.3, 2·10⁶ simulated reruns of S·u_B give ν 3.05, this 3.14, the pairs
+    # less one (5) in place of ν_S 1.99
     nus = {}
-    if pairs and int(pairs) > 1:
-        nus["the probe's"] = int(pairs) - 1
+    if s_err is not None and float(s_err) > 0 and s > 0:
+        nus["the probe's slope's (S^2/(2 err^2))"] = s * s / (2.0 * float(s_err) ** 2)
     nu_b = ms.get("drag_edge_b0_dof")
     if nu_b is not None and s > 0:
         # B0's Welch-Satterthwaite dof (md.glide_fit.window_systematic): a float
