@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -139,7 +140,10 @@ def compress_and_test(cjobs: list[tuple[list[str], Path]],
                       "name": "dp test"})
     log.info("dp compress (%d model(s)) and test as %d process(es) on %s", len(cjobs),
              len(tasks), type(mapper).__name__)
+    t0 = time.perf_counter()
     results = mapper.map(dp_task, tasks, description="dp compress/test tasks done")
+    log.info("dp compress and test finished in %.1f s (output: %s)", time.perf_counter() - t0,
+             ", ".join(str(Path(t["log_file"]).relative_to(work)) for t in tasks))
     if len(chunks) > 1:
         with open(work / "compress.log", "w") as f:
             for t in tasks[:len(chunks)]:
@@ -628,8 +632,6 @@ def train_members(task: dict[str, Any]) -> dict[str, Any]:
     Returns:
         ``{"train_seconds": [seconds of each ``dp train`` in the jobs]}``.
     """
-    import time
-
     state = {"step": 0, "t0": 0.0}
     times: list[float] = []
     with progress("training models", total=task["steps"]) as advance:
