@@ -77,13 +77,13 @@ The band is ``fem_load_band_mpa`` = L ∓ k·(that), along the whole curve point
 (``coverage_factor``, default ``"auto"``) is Student's t at 95 % for the terms'
 Welch–Satterthwaite effective degrees of freedom ν_eff = u⁴/Σ(c_i⁴/ν_i) (GUM, JCGM
 100:2008, G.4), each term's ν_i being what it was measured from: the ensemble's members
-− 1, the mobility term's 1/(1/ν_S + 1/ν_B) (the drag probe's slope measured to ±err
-counts ν_S = S²/(2 err²), B's fit its own), the fits' loads − 1 (the DD term from 4
-fits has 3, and its sd wanders by about ±40 % between reruns), the surrogate's held-out
-paths (its u² is their mean square less known terms). A band whose u comes from a handful
-of fits must be wider than 2u to cover the load 95 % of the time; the Mo example's
-ν_eff is about 6, k about 2.45. The band covers the chain's expected load; another run
-of the chain draws its own load with the same u, so the two differ by √2 u:
+− 1, the mobility term's 2/((1 + 2/ν_S)(1 + 2/ν_B) − 1) (the drag probe's slope
+measured to ±err counts ν_S = 2/relvar(S² + err²), B's fit its own), the fits' loads
+− 1 (the DD term from 4 fits has 3, and its sd wanders by about ±40 % between reruns),
+the surrogate's held-out paths (its u² is their mean square less known terms). A band
+whose u comes from a handful of fits must be wider than 2u to cover the load 95 % of the
+time (the Mo example's ν_eff and k: README). The band covers the chain's expected load;
+another run of the chain draws its own load with the same u, so the two differ by √2 u:
 ``rerun_interval_mpa`` = L ∓ √2·k·u is where a rerun's final load falls (95 % with
 ``"auto"``). The two solves'
 own loads are kept (``scaled_solve_loads_mpa``; the verdict checks they bracket L, i.e.
@@ -350,26 +350,29 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
     out = {"rel_u": s * u_b, "input_rel_u": u_b, "sensitivity": s, "method": method}
     s_err = (probe.get("dlnsigma_dlnb_err") if probe.get("dlnsigma_dlnb") is not None
              else None)
-    # the term is S·u_B with both estimated: its relative variance is (err_S/S)² from the
-    # probe's slope (the standard error of its paired realisations) plus 1/(2ν_B) from B's
-    # error (the drag fit's Welch-Satterthwaite dof over its statistical and window parts,
-    # md.glide_fit), so the slope counts as ν_S = S²/(2 err_S²) and 1/ν = 1/ν_S + 1/ν_B.
-    # The pairs less one are the dof of err_S, not of S: with the Mo example's S 0.57 ±
-    # 0.05 and ν_B 3.3, 2·10⁶ simulated reruns of S·u_B give ν 3.05, this 3.14, the pairs
-    # less one (5) in place of ν_S 1.99
+    # the term's variance is s²·u_B² with both factors estimated: s² = Ŝ² + err² from the
+    # probe's slope Ŝ ~ N(S, err) (the standard error of its paired realisations; the
+    # pairs less one are err's own dof, not S's), u_B² from B's error on the drag fit's
+    # Welch-Satterthwaite dof (its statistical and window parts, md.glide_fit). A factor
+    # of relative variance r counts ν = 2/r (GUM G.3), Var(Ŝ² + err²) = 4Ŝ²err² + 2err⁴
+    # about Ŝ² + 2err², and independent factors' relative variances combine as
+    # Π(1 + r_i) − 1. With the Mo example's Ŝ 0.57 ± 0.05 and ν_B 3.3: 3.05 (as 2·10⁶
+    # simulated reruns), where the pairs less one (5) in place of ν_S gave 1.99
     nus = {}
     if s_err is not None and float(s_err) > 0 and s > 0:
-        nus["the probe's slope's (S^2/(2 err^2))"] = s * s / (2.0 * float(s_err) ** 2)
+        s_hat, e2 = float(probe["dlnsigma_dlnb"]), float(s_err) ** 2
+        r_s = (4.0 * s_hat ** 2 * e2 + 2.0 * e2 ** 2) / (s_hat ** 2 + 2.0 * e2) ** 2
+        nus["the probe's slope's (2/relvar(S^2 + err^2))"] = 2.0 / r_s
     nu_b = ms.get("drag_edge_b0_dof")
     if nu_b is not None and s > 0:
         # B0's Welch-Satterthwaite dof (md.glide_fit.window_systematic): a float
         nus["the drag fit's (its points less its parameters, or its points' error dof "
             "where none is left, with the fitted window's term)"] = max(float(nu_b), 1.0)
     if nus:
-        out["dof"] = 1.0 / sum(1.0 / v for v in nus.values())
+        out["dof"] = 2.0 / (math.prod(1.0 + 2.0 / v for v in nus.values()) - 1.0)
         if len(nus) > 1:
-            out["method"] += ("; degrees of freedom 1/(" + " + ".join(
-                f"1/{v:.3g}" for v in nus.values()) + f") = {out['dof']:.2g}: "
+            out["method"] += ("; degrees of freedom 2/(" + "".join(
+                f"(1 + 2/{v:.3g})" for v in nus.values()) + f" - 1) = {out['dof']:.2g}: "
                 + " and ".join(f"{k} {v:.3g}" for k, v in nus.items()))
     t0_err, flow = ms.get("drag_edge_tau0_err_mpa"), ds.get("flow_stress_mpa")
     if (ms.get("law") == "LinearDragMobility" and t0_err is not None

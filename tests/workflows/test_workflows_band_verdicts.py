@@ -1418,18 +1418,18 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
             "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.1, "factor": 2.0,
             "realisations": 3}}}))
     assert wide["rel_u"] == pytest.approx(math.hypot(0.1, 0.1) * 0.2)
-    # the term's degrees of freedom: the probe's slope S = 0.112 measured to 0.05 counts
-    # S^2/(2 err^2) = 2.5 alone, and with B's error resting on a drag fit of 2 residual
-    # dof 1/(1/2.5 + 1/2) = 1.11 (relative variances add)
-    nu_s = math.hypot(0.1, 0.05) ** 2 / (2 * 0.05 ** 2)
-    assert probed["dof"] == pytest.approx(nu_s) == pytest.approx(2.5)
+    # the term's degrees of freedom: the probe's slope 0.1 measured to 0.05 carried as
+    # S^2 + err^2, relative variance (4 S^2 err^2 + 2 err^4)/(S^2 + 2 err^2)^2 = 0.5: 4
+    # alone, and with B's error resting on a drag fit of 2 residual dof
+    # 2/((1 + 2/4)(1 + 2/2) - 1) = 1 (independent factors' relative variances)
+    assert probed["dof"] == pytest.approx(4.0)
     few = Artifact(tmp_path, {"summary": {**mob.summary, "drag_edge_b0_dof": 2}})
     both = mobility_source(few, Artifact(tmp_path, {"summary": {
         "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
             "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
             "realisations": 3}}}))
-    assert both["dof"] == pytest.approx(1 / (1 / 2.5 + 1 / 2)) and both["rel_u"] == probed["rel_u"]
-    assert "1/(1/2.5 + 1/2) = 1.1" in both["method"]
+    assert both["dof"] == pytest.approx(1.0) and both["rel_u"] == probed["rel_u"]
+    assert "2/((1 + 2/4)(1 + 2/2) - 1) = 1" in both["method"]
     # a drag law's measured threshold adds its clause after it, not in its place
     drag = Artifact(tmp_path, {"summary": {**few.summary, "law": "LinearDragMobility",
                                            "drag_edge_tau0_mpa": 5.0,
@@ -1443,15 +1443,15 @@ def test_the_band_takes_b_s_effect_from_the_dd_drag_probe(tmp_path):
     assert mobility_source(exact, Artifact(tmp_path, {"summary": {
         "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
             "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
-            "realisations": 3}}}))["dof"] == pytest.approx(1 / (1 / 2.5 + 1))   # n = k: 1 at least
+            "realisations": 3}}}))["dof"] == pytest.approx(2 / (1.5 * 3 - 1))   # n = k: 1 at least
     # B's Welch-Satterthwaite dof is a fraction, carried as it is
     ws = Artifact(tmp_path, {"summary": {**mob.summary, "drag_edge_b0_dof": 2.4}})
     frac = mobility_source(ws, Artifact(tmp_path, {"summary": {
         "flow_stress_mpa": 50.0, "study": study, "drag_sensitivity": {
             "dlnsigma_dlnb": 0.1, "dlnsigma_dlnb_err": 0.05, "factor": 2.0,
             "realisations": 3}}}))
-    assert frac["dof"] == pytest.approx(1.0 / (1 / 2.5 + 1 / 2.4))
-    assert "1/(1/2.5 + 1/2.4) = 1.2" in frac["method"]
+    assert frac["dof"] == pytest.approx(2 / (1.5 * (1 + 2 / 2.4) - 1))
+    assert "2/((1 + 2/4)(1 + 2/2.4) - 1) = 1.1" in frac["method"]
     # the range probe's bracket adds a rectangular term in quadrature
     rng = {"rel_change": -0.03, "rel_change_err": 0.04, "realisations": 3}
     ranged = mobility_source(mob, Artifact(tmp_path, {"summary": {
@@ -1707,16 +1707,17 @@ def test_a_green_band_says_how_many_sources_it_sampled_not_that_it_carries_all()
 
 
 def test_the_mobility_terms_dof_matches_simulated_reruns(tmp_path):
-    """The mobility term S·u_B with S measured to ±err and u_B resting on ν_B dof: the
-    Welch-Satterthwaite dof band.py gives it, 1/(1/ν_S + 1/ν_B) with ν_S = S²/(2 err²),
-    is 2/relvar of (S·u_B)² over simulated reruns (S normal, u_B² chi-square); counting
-    the probe's pairs less one as ν_S (what err rests on, not S) would be far off."""
+    """The mobility term's variance s²·u_B², s² = Ŝ² + err² carried from the drag probe's
+    slope Ŝ ~ N(S, err) and u_B² resting on ν_B dof: the Welch-Satterthwaite dof band.py
+    gives it is 2/relvar over simulated reruns (Ŝ normal, u_B² chi-square), for a precise
+    and an imprecise slope; counting the probe's pairs less one as the slope's dof (what
+    err rests on, not S) would be far off."""
     from scalebridge.artifacts import Artifact
     from scalebridge.workflows.band import mobility_source
 
     (tmp_path / "run.json").write_text(json.dumps({"temperature_k": 300.0}))
     rng = np.random.default_rng(3)
-    for s_hat, err, nu_b in ((0.57, 0.05, 3.3), (0.3, 0.02, 8.0)):
+    for s_hat, err, nu_b in ((0.57, 0.05, 3.3), (0.3, 0.02, 8.0), (0.12, 0.08, 6.0)):
         mob = Artifact(tmp_path, {"summary": {
             "law": "NeuralMobility", "drag_edge_b0_pa_s": 5e-5, "drag_edge_b0_err_pa_s": 5e-6,
             "drag_edge_b0_dof": nu_b}})
@@ -1724,8 +1725,8 @@ def test_the_mobility_terms_dof_matches_simulated_reruns(tmp_path):
             "dlnsigma_dlnb": s_hat, "dlnsigma_dlnb_err": err, "factor": 2.0,
             "realisations": 6}}})
         nu = mobility_source(mob, dd)["dof"]
-        s = math.hypot(s_hat, err)
-        v = rng.normal(s, err, 400_000) ** 2 * rng.chisquare(nu_b, 400_000) / nu_b
+        n = 1_000_000
+        v = (rng.normal(s_hat, err, n) ** 2 + err ** 2) * rng.chisquare(nu_b, n) / nu_b
         simulated = 2.0 / (v.var() / v.mean() ** 2)
-        assert nu == pytest.approx(simulated, rel=0.08)
+        assert nu == pytest.approx(simulated, rel=0.05)
         assert abs(1.0 / (1.0 / 5 + 1.0 / nu_b) - simulated) > 0.2 * simulated
