@@ -211,12 +211,13 @@ class DDState:
             mobility law's stress range (|τ| above ``valid_range.tau_hi_mpa``; the
             stress bound only, not the temperature); 0 for a law without a finite top.
         n_beyond_law_set: those whose velocity value reached the dynamics (see
-            :func:`beyond_law_set`): the rest were held at an obstacle or cut to
+            :func:`beyond_law_set`; also every one whose velocity is 0 or against the
+            stress the law was asked at): the rest were held at an obstacle or cut to
             max_glide in a step whose time step they could not set, so any velocity at
             least the clamp's there gives the same trajectory.
         n_dt_sensitive: steps in which raising the beyond-range speeds could have
-            changed the time step (every beyond-range evaluation of such a step counts
-            in ``n_beyond_law_set``).
+            changed the time step (every free beyond-range evaluation of such a step
+            counts in ``n_beyond_law_set``).
         n_beyond_source_set: the sources' bow-out evaluations (``nucleation="bow_out"``
             or ``"overstress"``) beyond the law's stress range that grew a timer (not
             glide evaluations: outside the count of evaluations).
@@ -515,6 +516,18 @@ def law_top_stress_mpa(law: MobilityLaw) -> float | None:
     return hi if math.isfinite(hi) else None
 
 
+def _top_stress_mpa(params: DDParams) -> float | None:
+    """:func:`law_top_stress_mpa` of ``params.mobility``, kept on ``params`` (not a
+    field) for the run's steps; recomputed when the law or its range object changes."""
+    law = params.mobility
+    vr = getattr(law, "valid_range", None)
+    kept = params.__dict__.get("_top_stress")
+    if kept is None or kept[0] is not law or kept[1] is not vr:
+        kept = (law, vr, law_top_stress_mpa(law))
+        params.__dict__["_top_stress"] = kept
+    return kept[2]
+
+
 def beyond_range(tau_pa: torch.Tensor, hi_mpa: float) -> torch.Tensor:
     """(n,) bool: stresses ``tau_pa`` (n,) beyond the top ``hi_mpa`` of a law's range,
     by the test :func:`~scalebridge.dd_coupling.mobility.range_violations` makes (in
@@ -550,7 +563,9 @@ def beyond_law_set(beyond: torch.Tensor, held: torch.Tensor, speed: torch.Tensor
         vref for a raise large enough. Where it cannot, an evaluation's value reaches
         the dynamics iff it is not held and not cut (|v|·dt < max_glide: a cut one
         stays cut at any faster speed, at exactly ±max_glide). Where it can, every
-        beyond-range evaluation of the step counts."""
+        free (not held) beyond-range evaluation of the step counts: a held one moves
+        at 0 whatever its speed. (a) assumes the law's sign: :func:`step` also counts
+        the evaluations whose velocity is 0 or against τ."""
     free = beyond & ~held
     n = speed.shape[0]
     sensitive = False
@@ -567,7 +582,7 @@ def beyond_law_set(beyond: torch.Tensor, held: torch.Tensor, speed: torch.Tensor
                 sensitive = True
                 break
     if sensitive:
-        return beyond.clone(), True
+        return free, True
     return free & ((v * dt).abs() < params.max_glide_m), False
 
 
@@ -786,7 +801,7 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
     dt = params.dt_max_s if vref == 0 else min(params.dt_max_s, params.max_glide_m / vref)
     # the evaluations beyond the law's stress range, and those whose value reached the
     # dynamics (what a faster law there, the range probe's, could change)
-    hi_mpa = law_top_stress_mpa(params.mobility)
+    hi_mpa = _top_stress_mpa(params)
     n_beyond = n_law_set = n_source_set = 0
     sensitive = False
     if hi_mpa is not None and state.n:
@@ -794,7 +809,11 @@ def step(geom: DDGeometry, params: DDParams, state: DDState) -> DDState:
         n_beyond = int(beyond.sum())
         if n_beyond:
             law_set, sensitive = beyond_law_set(beyond, held, speed, v, dt, params)
-            n_law_set = int(law_set.sum())
+            # beyond_law_set takes v to have the sign of the stress the law was asked
+            # at; a law that fails that (allow_failed_checks) could turn held ones free
+            # when faster: those count too
+            wrong = beyond & (v * torch.sign(state.sign * tau_drive) <= 0)
+            n_law_set = int((law_set | wrong).sum())
 
     # sources: timers above strength, nucleation
     plane, s, sign, travel = state.plane, state.s, state.sign, state.travel

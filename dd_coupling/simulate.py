@@ -40,9 +40,11 @@ the data, an assumption stated, not graded); each the worst realisation's over t
 and the mean (``*_mean``). Of those above the top stress, the share whose velocity value
 reached the dynamics (``out_of_range_law_set_fraction``, same denominator: not held at
 an obstacle and not cut to the per-step glide limit, or in a step whose time step they
-could set; :func:`~scalebridge.dd_coupling.engine.beyond_law_set`): where it is 0 in
-every run, no velocity at least the law's there changes the trajectories, and
-``range_probe = "auto"`` records that instead of rerunning.
+could set; :func:`~scalebridge.dd_coupling.engine.beyond_law_set`). Where it is 0 in
+every run and no source's bow-out (``nucleation = "bow_out"``/``"overstress"``) and no
+``bow_out_clock`` strength was timed beyond the range either (``beyond_range``'s
+``source_bow_outs`` and ``clock_stresses`` 0), no velocity at least the law's there
+changes the trajectories, and ``range_probe = "auto"`` records that instead of rerunning.
 
 A study (``study``: strain rates × temperatures) runs every realisation in every
 condition; ``stress_strain.csv`` and the headline numbers are those of the reference
@@ -1063,10 +1065,18 @@ def write_ddrun(settings: DDSettings, material: Material, law: MobilityLaw, work
             out_of_range_law_set_fraction=float(np.mean(
                 [r["out_of_range_law_set_fraction"] for r in ref_runs])))
         if auto:
+            counts = {k: sum(runs[i]["beyond_range"][k] for i in law_set_runs)
+                      for k in ("law_set", "source_bow_outs", "clock_stresses")}
+            what = ", ".join(
+                f"{counts[k]} {name}" for k, name in (
+                    ("law_set", "glide evaluations whose velocity reached the dynamics"),
+                    ("source_bow_outs", "source bow-outs timed there"),
+                    ("clock_stresses", "nucleation clock strengths read there"))
+                if counts[k])
             range_sensitivity["why_run"] = (
                 f"range_probe = 'auto': {len(law_set_runs)} of {len(runs)} runs of the "
-                "study had evaluations beyond the law's stress range whose velocity "
-                "reached the dynamics")
+                f"study had evaluations beyond the law's stress range that reached the "
+                f"dynamics ({what})")
         _write_csv(work / "range_probe.csv", ("realisation", "flow_stress_mpa",
                                               "flow_stress_probe_mpa", "rel_change",
                                               "out_of_range_fraction",
@@ -1233,13 +1243,16 @@ def range_exact_zero_result(runs: list[dict[str, Any]], limit: dict[str, Any],
         "method": (
             f"not rerun (range_probe = 'auto'): in every step of every run of the study "
             f"({n_conds} condition{'s' if n_conds != 1 else ''} x {n_real} "
-            f"realisation{'s' if n_real != 1 else ''}) each of the {beyond} "
-            f"mobility evaluations beyond the law's stress range was cut to the per-step "
-            f"glide limit (max_glide) or held at an obstacle, and never set the time step "
-            f"(the dt_quantile {dt_quantile:g} quantile of the speeds), and no source's "
-            "bow-out or nucleation clock was timed beyond the range; so any velocity at "
-            "least the law's there (the clamp's, c_t included) gives the same "
-            "trajectories: the change is exactly zero by construction"),
+            f"realisation{'s' if n_real != 1 else ''}) "
+            + (f"each of the {beyond} mobility evaluations beyond the law's stress range "
+               f"was cut to the per-step glide limit (max_glide) or held at an obstacle, "
+               f"and never set the time step (the dt_quantile {dt_quantile:g} quantile "
+               "of the speeds)" if beyond else
+               "no mobility evaluation was beyond the law's stress range")
+            + ", and no source's bow-out or nucleation clock was timed beyond the "
+            "range; so any velocity at least the law's there (the clamp's, c_t "
+            "included) gives the same trajectories: the change is exactly zero by "
+            "construction"),
     }
 
 

@@ -71,8 +71,9 @@ def test_law_set_criterion_matches_the_quantile_it_protects():
                     raised.max())
                 assert sensitive == (vref2 != vref), (q, n, speed, beyond, held)
                 seen[sensitive] += 1
-                want = beyond if sensitive else (
-                    beyond & ~held & ((v * dt).abs() < params.max_glide_m))
+                # a held one moves at 0 whatever its speed: never law-set
+                want = beyond & ~held & (
+                    True if sensitive else (v * dt).abs() < params.max_glide_m)
                 assert torch.equal(mask, want)
     assert min(seen.values()) > 50            # both branches exercised
 
@@ -159,3 +160,56 @@ def test_auto_runs_the_probe_where_beyond_range_evaluations_set_the_dynamics(tmp
     assert float(rows[0]["out_of_range_law_set_fraction"]) == pytest.approx(
         s["out_of_range_law_set_fraction"])
     assert math.isclose(float(rows[0]["rel_change"]), rng["rel_change"])
+
+
+def test_auto_runs_the_probe_where_only_a_non_reference_condition_is_law_set(tmp_path):
+    """A study of two strain rates with a top stress of 200 MPa and dt_quantile 0.5: the
+    reference condition (1e5 /s) has evaluations beyond the range but none law-set, the
+    other (1.5e5 /s) has some that set the time step; "auto" runs the probe (any run of
+    the study counts, not only the reference's)."""
+    from scalebridge.dd_coupling.study import DDStudySettings
+    law = counted_drag(200.0)
+    settings = DDSettings(**SMALL, realisations=1, dt_quantile=0.5, range_probe="auto",
+                          study=DDStudySettings(strain_rates_s=[1e5, 1.5e5],
+                                                temperatures_k=[300.0]))
+    ref = settings.model_copy(update={"study": None})
+    b_ref = ref.run_realisation(MAT, law, settings.seed)["beyond_range"]
+    assert b_ref["beyond"] > 0 and b_ref["law_set"] == 0            # reference: none
+    (tmp_path / "dd").mkdir()
+    s = write_ddrun(settings, MAT, law, tmp_path / "dd", limit=LIMIT)
+    rng = s["range_sensitivity"]
+    assert rng["run"] is True and rng["exact_zero"] is False
+    assert "1 of 2 runs" in rng["why_run"]
+    assert "glide evaluations whose velocity reached the dynamics" in rng["why_run"]
+    assert "source bow-outs" not in rng["why_run"]
+    assert (tmp_path / "dd" / "range_probe.csv").exists()
+
+
+def test_auto_runs_the_probe_where_source_bow_outs_are_timed_beyond_the_range(tmp_path):
+    """nucleation = "bow_out" with the law trusted only to 30 MPa, below the sources'
+    drive (~50 MPa Frank-Read strengths): the sources' bow-outs are timed beyond the
+    range while, in this short run, no glide evaluation there is law-set; "auto" runs
+    the probe and says it was the bow-outs."""
+    law = counted_drag(30.0)
+    settings = DDSettings(**{**SMALL, "final_strain": 5e-4}, realisations=1,
+                          dt_quantile=0.5, nucleation="bow_out", range_probe="auto")
+    (tmp_path / "dd").mkdir()
+    s = write_ddrun(settings, MAT, law, tmp_path / "dd", limit=LIMIT)
+    run = json.loads((tmp_path / "dd" / "run.json").read_text())
+    b = run["realisations"][0]["beyond_range"]
+    assert b["source_bow_outs"] > 0 and b["law_set"] == 0
+    rng = s["range_sensitivity"]
+    assert rng["run"] is True and rng["exact_zero"] is False
+    assert f"{b['source_bow_outs']} source bow-outs timed there" in rng["why_run"]
+    assert "glide evaluations" not in rng["why_run"]
+
+
+def test_a_law_against_the_stress_beyond_its_range_counts_as_law_set():
+    """A law that fails the dissipation check (v·τ < 0: a negative drag, which
+    allow_failed_checks lets through) moves held dislocations free when made faster
+    with the right sign: every evaluation beyond its range counts as law-set."""
+    vr = ValidRange(tau_mpa=(0.0, 100.0), temperature_k=(0.0, 1000.0))
+    law = LinearDragMobility(burgers_m=MAT.b_m, b0_pa_s=-5e-5, valid_range=vr)
+    settings = DDSettings(**SMALL, realisations=1, dt_quantile=0.5)
+    b = settings.run_realisation(MAT, law, 0)["beyond_range"]
+    assert b["beyond"] > 0 and b["law_set"] == b["beyond"]

@@ -982,14 +982,19 @@ def _grade_exact_zero(check: Check, probe: Mapping[str, Any], detail: list[str],
     q = _num(probe.get("dt_quantile"))
     where = f"in every step of all {runs:.0f} runs of the study" if runs else (
         "in every step of every run of the study")
-    why = (f"{where} each evaluation beyond the law's stress range was cut to the "
-           "per-step glide limit or held at an obstacle and never set the time step"
-           + (f" (the {q:g} quantile of the speeds)" if q is not None else "")
+    none = _num(probe.get("beyond_evaluations")) == 0
+    why = (f"{where} " + ("no evaluation was beyond the law's stress range" if none else
+                          "each evaluation beyond the law's stress range was cut to the "
+                          "per-step glide limit or held at an obstacle and never set the "
+                          "time step"
+                          + (f" (the {q:g} quantile of the speeds)" if q is not None
+                             else ""))
            + ", so any velocity there at least the law's (its clamp, c_t or faster) "
            "gives the same trajectories")
     detail.append(why + ": the range probe's change is exactly zero by construction and "
-                  "it was not rerun (range_probe = 'auto'); those dislocations moved by "
-                  "the glide limit, a numerical setting, not by the law")
+                  "it was not rerun (range_probe = 'auto')"
+                  + ("" if none else "; those dislocations moved by the glide limit, a "
+                     "numerical setting, not by the law"))
     if check.status == AMBER:
         check.status = GREEN
         check.reason = re.sub(r"\((> [^)]*)\)", r"(amber on its own: \1)", check.reason,
