@@ -151,9 +151,15 @@ def compress_and_test(cjobs: list[tuple[list[str], Path]],
                 if part.exists():
                     f.write(part.read_text(errors="replace"))
                     part.unlink()
+    # a chunk's error names its own log, merged into compress.log above and removed
+    errors = [str(r["error"]).replace(str(Path(t["log_file"])), str(work / "compress.log"))
+              if len(chunks) > 1 else r["error"]
+              for r, t in zip(results[:len(chunks)], tasks[:len(chunks)], strict=True)
+              if r["error"]]
     if test and results[-1]["error"]:
+        for e in errors:   # the test's failure stops the stage: say the compression's too
+            log.warning("dp compress failed as well: %s", e)
         raise ExternalProgramError(results[-1]["error"])
-    errors = [r["error"] for r in results[:len(chunks)] if r["error"]]
     return (errors[0] if errors else None), test is not None
 
 
