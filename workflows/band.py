@@ -404,10 +404,13 @@ def mobility_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str,
     if rng.get("exact_zero") is True and rng.get("run") is False:
         # range_probe = "auto" did not rerun: no evaluation beyond the range reached any
         # run's dynamics, so no law there moves the flow stress (a term of 0, stated)
-        text = ("beyond the law's stress range: 0, exactly (every evaluation there was cut "
-                "to the per-step glide limit or held and never set the time step, in every "
-                "run of the study: any velocity there at least the law's gives the same "
-                "trajectories; the range probe not rerun)")
+        text = ("beyond the law's stress range: 0, exactly ("
+                + ("no evaluation was beyond the law's stress range"
+                   if rng.get("beyond_evaluations") == 0 else
+                   "every evaluation there was cut to the per-step glide limit or held "
+                   "and never set the time step")
+                + ", in every run of the study: any velocity there at least the law's "
+                "gives the same trajectories; the range probe not rerun)")
         method = out.get("method", "none")
         out.update(range_rel_u=0.0, range_exact_zero=True,
                    method=text if method == "none" else f"{method}; {text}")
