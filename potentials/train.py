@@ -177,6 +177,16 @@ def neighbor_stat(systems_dir: Path, rcut: float, type_map: list[str], cwd: Path
     return [int(x) for x in m.group(1).replace(",", " ").split()], float(d.group(1))
 
 
+def logged_neighbor_stat(log_file: Path) -> tuple[list[int] | None, float | None]:
+    """(max neighbours per type, minimal neighbour distance Å) as ``dp train`` reported
+    them for its training data in ``log_file`` (its first report); None where absent."""
+    text = log_file.read_text(errors="replace") if log_file.is_file() else ""
+    m = re.search(r"maximum neighbor size:\s*\[([\d,\s]+)\]", text)
+    d = re.search(r"minimal neighbor distance:\s*([\d.eE+-]+)", text)
+    return ([int(x) for x in m.group(1).replace(",", " ").split()] if m else None,
+            float(d.group(1)) if d else None)
+
+
 #: frames per batch, or DeePMD's "auto" / "auto:N" (enough frames for N atoms)
 BatchSize = Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^auto(:\d+)?$")]
 
@@ -456,8 +466,12 @@ class TrainSettings(StrictModel):
         (work / "models").mkdir(parents=True, exist_ok=True)
         d = self.descriptor
         min_dist = None
+        starts = self.init_models()
         if d.sel == "auto":
-            if dry_run:  # no program runs in a dry run: let dp decide
+            if dry_run or starts:
+                # a dry run runs no program: dp decides; a fine-tune takes the start
+                # model's sel (below), and dp train's own neighbour statistics of the data
+                # (its log) give min_dist after training, without a dp process of their own
                 sel = "auto"
             else:
                 nmax, min_dist = neighbor_stat(ds.path / "systems" / "train", d.rcut_a,
@@ -468,7 +482,6 @@ class TrainSettings(StrictModel):
                 raise SettingsError(f"descriptor.sel has {len(d.sel)} entries but type_map "
                                     f"{ds.type_map} has {len(ds.type_map)}")
             sel = list(d.sel)
-        starts = self.init_models()
         if starts and d.sel == "auto" and not dry_run:
             # a fine-tune keeps the neighbour list it was trained with: the new data's
             # neighbour statistics may give another sel, which the weights cannot take
@@ -506,6 +519,12 @@ class TrainSettings(StrictModel):
         log.info("training on %s", trained_on)
         times = self._run_training(member_jobs, work, res, device, mapper)
         bias_shift = energy_bias_shifts(work / "train.log") if self.change_bias else []
+        if min_dist is None and d.sel == "auto":
+            nmax, min_dist = logged_neighbor_stat(work / "train.log")
+            if nmax and any(n > s_ for n, s_ in zip(nmax, sel, strict=False)):
+                log.warning("the data has up to %s neighbours within %g Å where the "
+                            "fine-tuned model's sel is %s: atoms beyond sel are dropped",
+                            nmax, d.rcut_a, sel)
         models = [f"models/model_{i}.pth" for i in range(self.ensemble)]
         refit = []
         if self.refit_output_layer:

@@ -157,6 +157,30 @@ def test_init_model_continues_from_a_frozen_model(tmp_path, tiny_potential, tiny
     assert np.allclose(out[0][1], out[1][1], atol=1e-4)
 
 
+def test_a_fine_tune_with_sel_auto_takes_the_start_sel_and_dp_trains_neighbour_stat(
+        tmp_path, tiny_potential, tiny_dataset):
+    """sel = "auto" with init_model: the start model's sel, and the data's neighbour
+    statistics from dp train's own log (no dp neighbor-stat process of their own): the
+    minimal distance is the data's, the same a from-scratch run's neighbor-stat reports."""
+    from scalebridge.potentials.train import logged_neighbor_stat, model_definition, neighbor_stat
+
+    start = load_potential(tiny_potential).models[0]
+    s = TrainSettings.model_validate({
+        "descriptor": {"neuron": [8, 16], "axis_neuron": 4},
+        "fitting_neuron": [32, 32], "steps": 1, "ensemble": 1, "start_lr": 1e-9,
+        "stop_lr": 1e-9, "compress": False, "evaluate": False, "init_model": str(start),
+        "precision": "float64"})
+    pot = s.make(tiny_dataset, tmp_path / "ft")
+    info = load_potential(pot)
+    assert not (pot.path / "neighbor_stat.log").exists()
+    assert info.raw["sel"] == model_definition(start)["descriptor"]["sel"]
+    nmax, dmin = logged_neighbor_stat(pot.path / "train.log")
+    assert nmax and dmin and info.raw["min_nbor_dist_a"] == dmin
+    # what dp neighbor-stat says of the same training data
+    assert neighbor_stat(tiny_dataset.path / "systems" / "train", 5.0, ["Mo"], tmp_path) == (
+        nmax, pytest.approx(dmin))
+
+
 @pytest.mark.slow
 def test_init_model_per_member_fine_tunes_each_member_from_its_own_start(
         tmp_path, tiny_potential, tiny_dataset):
