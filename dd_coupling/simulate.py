@@ -254,8 +254,9 @@ class DDSettings(StrictModel):
         "(range_sensitivity): the clamp and c_t bracket what the law could do beyond its "
         "data, so this bounds what the out-of-range evaluations change. 'auto': only "
         "where some run of the study had an evaluation beyond the range whose velocity "
-        "value reached the dynamics (out_of_range_law_set_fraction > 0, or a source's "
-        "bow-out timed beyond the range); where none had, the change is exactly zero by "
+        "value reached the dynamics (out_of_range_law_set_fraction > 0, a source's "
+        "bow-out timed beyond the range, or a bow_out_clock strength read beyond it); "
+        "where none had, the change is exactly zero by "
         "construction and range_sensitivity records that (run: false, exact_zero: "
         "true) without the rerun")
     study: DDStudySettings | None = Field(
@@ -591,6 +592,9 @@ class DDSettings(StrictModel):
         return {
             "out_of_range_law_set_fraction": state.n_beyond_law_set / max(evals, 1),
             "beyond_range": {"evaluations": evals, "beyond": state.n_beyond,
+                             # outside the law's temperatures or characters only: an
+                             # extrapolation the stress bound's exact zero does not cover
+                             "other_out_of_range": max(n_oor - state.n_beyond, 0),
                              "law_set": state.n_beyond_law_set,
                              "dt_sensitive_steps": state.n_dt_sensitive,
                              "source_bow_outs": state.n_beyond_source_set,
@@ -1230,6 +1234,7 @@ def range_exact_zero_result(runs: list[dict[str, Any]], limit: dict[str, Any],
     oor = [r["out_of_range_fraction"] for r in runs]
     beyond = sum(r["beyond_range"]["beyond"] for r in runs)
     evals = sum(r["beyond_range"]["evaluations"] for r in runs)
+    other = sum(r["beyond_range"].get("other_out_of_range", 0) for r in runs)
     c = limit["m_s"]
     return {
         "rel_change": 0.0, "rel_change_err": 0.0, "run": False, "exact_zero": True,
@@ -1237,6 +1242,8 @@ def range_exact_zero_result(runs: list[dict[str, Any]], limit: dict[str, Any],
         "out_of_range_fraction": float(np.mean(oor)),
         "out_of_range_fraction_max": float(max(oor)),
         "beyond_evaluations": int(beyond), "evaluations": int(evals),
+        "other_out_of_range_evaluations": int(other),
+        "covers_out_of_range": other == 0,
         "out_of_range_law_set_fraction": 0.0,
         "limit_m_s": dict(zip(CHARACTERS, c, strict=True)),
         "limit_source": limit["source"], "dt_quantile": dt_quantile,
@@ -1246,13 +1253,17 @@ def range_exact_zero_result(runs: list[dict[str, Any]], limit: dict[str, Any],
             f"realisation{'s' if n_real != 1 else ''}) "
             + (f"each of the {beyond} mobility evaluations beyond the law's stress range "
                f"was cut to the per-step glide limit (max_glide) or held at an obstacle, "
-               f"and never set the time step (the dt_quantile {dt_quantile:g} quantile "
-               "of the speeds)" if beyond else
+               "and never set the time step ("
+               + ("the fastest speed" if dt_quantile >= 1 else
+                  f"the {dt_quantile:g} quantile of the speeds") + ")" if beyond else
                "no mobility evaluation was beyond the law's stress range")
             + ", and no source's bow-out or nucleation clock was timed beyond the "
             "range; so any velocity at least the law's there (the clamp's, c_t "
             "included) gives the same trajectories: the change is exactly zero by "
-            "construction"),
+            "construction"
+            + (f"; {other} evaluations outside the law's temperatures or characters "
+               "(within its stresses) are an extrapolation this does not cover"
+               if other else "")),
     }
 
 

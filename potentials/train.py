@@ -1,7 +1,9 @@
 """Training DeePMD-kit models (PyTorch backend) into a ``Potential`` artifact.
 
 Every ``dp`` invocation goes through :func:`run_dp`. The steps, for each of the
-``ensemble`` seeds: ``dp --pt neighbor-stat`` (once, for ``sel``), ``dp --pt train``,
+``ensemble`` seeds: ``dp --pt neighbor-stat`` (once, for ``sel``, from scratch with sel
+"auto"; a fine-tune takes its start model's sel and reads the data's statistics from
+``dp train``'s own log), ``dp --pt train``,
 ``dp --pt freeze``, ``dp --pt compress`` (se_e2_a), then ``dp --pt test`` on the held-out
 split and the evaluation in :mod:`scalebridge.potentials.evaluate`.
 

@@ -106,6 +106,7 @@ def test_auto_skips_the_probe_where_every_beyond_range_evaluation_was_cut(tmp_pa
     assert rng["run"] is False and rng["exact_zero"] is True
     assert rng["rel_change"] == 0.0 and rng["rel_change_err"] == 0.0
     assert rng["runs_checked"] == 2
+    assert rng["covers_out_of_range"] is True and rng["other_out_of_range_evaluations"] == 0
     assert "cut to the per-step glide limit" in rng["method"]
     assert "exactly zero by construction" in rng["method"]
     assert not (tmp_path / "auto" / "range_probe.csv").exists()
@@ -213,3 +214,42 @@ def test_a_law_against_the_stress_beyond_its_range_counts_as_law_set():
     settings = DDSettings(**SMALL, realisations=1, dt_quantile=0.5)
     b = settings.run_realisation(MAT, law, 0)["beyond_range"]
     assert b["beyond"] > 0 and b["law_set"] == b["beyond"]
+
+
+def test_the_exact_zero_does_not_cover_a_temperature_outside_the_law(tmp_path):
+    """The exact zero is the stress bound's: evaluations a (neural) law counts out of range
+    by temperature or character alone are an extrapolation it does not cover, so the
+    out-of-range fraction keeps its own grade, and the method and the verdict say why.
+    On a real small run's records with such evaluations added to the law's count as a
+    neural law at a temperature it was not trained at would count them."""
+    from scalebridge.dd_coupling.simulate import range_exact_zero_result
+
+    law = counted_drag(300.0)
+    settings = DDSettings(**SMALL, realisations=2, dt_quantile=0.5, range_probe="auto")
+    out = write_ddrun(settings, MAT, law, tmp_path, limit=LIMIT)
+    runs = json.loads((tmp_path / "run.json").read_text())["realisations"]
+    assert out["range_sensitivity"]["covers_out_of_range"] is True
+    for r in runs:                      # the law's count: every evaluation out by T too
+        b = r["beyond_range"]
+        r["out_of_range_fraction"] = 1.0
+        b["other_out_of_range"] = b["evaluations"] - b["beyond"]
+    rng = range_exact_zero_result(runs, LIMIT, 1, 2, 0.5)
+    assert rng["exact_zero"] is True and rng["covers_out_of_range"] is False
+    assert rng["other_out_of_range_evaluations"] == sum(
+        r["beyond_range"]["evaluations"] - r["beyond_range"]["beyond"] for r in runs)
+    assert "does not cover" in rng["method"]
+    hot = {**out, "out_of_range_fraction": 0.004, "range_sensitivity": rng}   # amber
+    check = next(c for c in checks_for("DDRun", hot, tmp_path) if c.name == "out_of_range")
+    assert check.status == AMBER
+    assert "covers the stress bound only" in check.reason
+    assert "outside the law's temperatures or characters" in check.reason
+    # covered, the same amber fraction turns green
+    cov = {**hot, "range_sensitivity": out["range_sensitivity"]}
+    assert next(c for c in checks_for("DDRun", cov, tmp_path)
+                if c.name == "out_of_range").status == GREEN
+    # an artifact from before the count: its coverage is unknown, the grade stands
+    old = {**hot, "range_sensitivity": {k: v for k, v in out["range_sensitivity"].items()
+                                        if k not in ("covers_out_of_range",
+                                                     "other_out_of_range_evaluations")}}
+    c_old = next(c for c in checks_for("DDRun", old, tmp_path) if c.name == "out_of_range")
+    assert c_old.status == AMBER and "does not record" in c_old.reason

@@ -356,8 +356,8 @@ def _drag_source(mobility: Artifact | None, dd: Artifact | None) -> dict[str, An
     # Welch-Satterthwaite dof (its statistical and window parts, md.glide_fit). A factor
     # of relative variance r counts ν = 2/r (GUM G.3), Var(Ŝ² + err²) = 4Ŝ²err² + 2err⁴
     # about Ŝ² + 2err², and independent factors' relative variances combine as
-    # Π(1 + r_i) − 1. With the Mo example's Ŝ 0.57 ± 0.05 and ν_B 3.3: 3.05 (as 2·10⁶
-    # simulated reruns), where the pairs less one (5) in place of ν_S gave 1.99
+    # Π(1 + r_i) − 1. With the Mo example's Ŝ 0.57 ± 0.05 and ν_B 3.3: 3.05, as 2·10⁶
+    # simulated reruns give
     nus = {}
     if s_err is not None and float(s_err) > 0 and s > 0:
         s_hat, e2 = float(probe["dlnsigma_dlnb"]), float(s_err) ** 2

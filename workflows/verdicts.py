@@ -995,6 +995,15 @@ def _grade_exact_zero(check: Check, probe: Mapping[str, Any], detail: list[str],
                   "it was not rerun (range_probe = 'auto')"
                   + ("" if none else "; those dislocations moved by the glide limit, a "
                      "numerical setting, not by the law"))
+    # the exact zero is the stress bound's: evaluations outside the law's temperatures or
+    # characters (in the graded fraction too) are an extrapolation it does not cover
+    other = _num(probe.get("other_out_of_range_evaluations"))
+    if probe.get("covers_out_of_range") is not True:
+        return done("; the range probe's exact zero covers the stress bound only, and "
+                    + (f"{other:.0f} evaluations lie outside the law's temperatures or "
+                       "characters" if other else "this DD run does not record whether "
+                       "any evaluation lies outside the law's temperatures or characters")
+                    + ": the fraction's grade stands")
     if check.status == AMBER:
         check.status = GREEN
         check.reason = re.sub(r"\((> [^)]*)\)", r"(amber on its own: \1)", check.reason,

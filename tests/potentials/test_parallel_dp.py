@@ -89,10 +89,14 @@ def test_a_failed_job_in_a_parallel_process_is_named(tmp_path, tiny_potential, t
         assert "\n" not in msg
         assert f"dp --pt test -m {missing}" in msg and f"(in {par / 'dp_test'})" in msg
         assert "dp_test.log" in msg
-        # without the test: the compression's error comes back, naming its job
+        # without the test: the compression's error comes back, naming its job (the other
+        # chunk's model made again by this call, not left from the first)
+        (par / "models" / "model_0_compressed.pth").unlink()
         err, tested = compress_and_test(cjobs, None, par, 1, pool)
     finally:
         pool.close()
     assert not tested and err is not None and "\n" not in err
     assert f"dp --pt compress -i {missing}" in err and f"(in {par / 'train/model_1'})" in err
+    # the chunk's own log was merged into compress.log and removed: the error names that
+    assert str(par / "compress.log") in err and "train/model_1/compress.log" not in err
     assert (par / "models" / "model_0_compressed.pth").is_file()  # the other process's job

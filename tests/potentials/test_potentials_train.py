@@ -177,8 +177,8 @@ def test_a_fine_tune_with_sel_auto_takes_the_start_sel_and_dp_trains_neighbour_s
     nmax, dmin = logged_neighbor_stat(pot.path / "train.log")
     assert nmax and dmin and info.raw["min_nbor_dist_a"] == dmin
     # what dp neighbor-stat says of the same training data
-    assert neighbor_stat(tiny_dataset.path / "systems" / "train", 5.0, ["Mo"], tmp_path) == (
-        nmax, pytest.approx(dmin))
+    assert neighbor_stat(tiny_dataset.path / "systems" / "train", s.descriptor.rcut_a,
+                         info.type_map, tmp_path) == (nmax, pytest.approx(dmin))
 
 
 @pytest.mark.slow
