@@ -106,6 +106,17 @@ def dp_task(task: dict[str, Any]) -> dict[str, str | None]:
     return {"error": None}
 
 
+def merge_logs(parts: list[Path], dest: Path, missing_ok: bool = False) -> None:
+    """Write the processes' logs ``parts`` into ``dest`` in order and remove them (a
+    missing part is skipped with ``missing_ok``, else an error)."""
+    with open(dest, "w") as f:
+        for part in parts:
+            if missing_ok and not part.exists():
+                continue
+            f.write(part.read_text(errors="replace"))
+            part.unlink()
+
+
 def compress_and_test(cjobs: list[tuple[list[str], Path]],
                       test: tuple[list[str], Path] | None, work: Path, threads: int,
                       mapper: Any) -> tuple[str | None, bool]:
@@ -146,13 +157,9 @@ def compress_and_test(cjobs: list[tuple[list[str], Path]],
     results = mapper.map(dp_task, tasks, description="dp compress/test tasks done")
     log.info("dp compress and test finished in %.1f s (output: %s)", time.perf_counter() - t0,
              ", ".join(str(Path(t["log_file"]).relative_to(work)) for t in tasks))
-    if len(chunks) > 1:
-        with open(work / "compress.log", "w") as f:
-            for t in tasks[:len(chunks)]:
-                part = Path(t["log_file"])
-                if part.exists():
-                    f.write(part.read_text(errors="replace"))
-                    part.unlink()
+    if len(chunks) > 1:   # a failed chunk may have written no log
+        merge_logs([Path(t["log_file"]) for t in tasks[:len(chunks)]], work / "compress.log",
+                   missing_ok=True)
     # a chunk's error names its own log, merged into compress.log above and removed
     errors = [str(r["error"]).replace(str(Path(t["log_file"])), str(work / "compress.log"))
               if len(chunks) > 1 else r["error"]
@@ -640,11 +647,7 @@ class TrainSettings(StrictModel):
                      type(mapper).__name__)
             results = mapper.map(train_members, tasks, description="training tasks done")
         if len(chunks) > 1:  # one train.log, as a single process writes it
-            with open(work / "train.log", "w") as f:
-                for t in tasks:
-                    part = Path(t["log_file"])
-                    f.write(part.read_text(errors="replace"))
-                    part.unlink()
+            merge_logs([Path(t["log_file"]) for t in tasks], work / "train.log")
         return [t for r in results for t in r["train_seconds"]]
 
 
